@@ -1,0 +1,128 @@
+# minispeed — one Makefile for everything. `make help` lists the targets.
+#
+#   make            library + programs into build/
+#   make test       build and run every test (unit, multi-rank, lessons)
+#   make run        the main job (see README)
+#   make lesson L=NN [TRY=1]   run lesson NN's solution (or your exercise)
+#   make bench      our kernels side by side with their peers
+#   make format     clang-format every source file
+#   make clean
+# Options: SAN=1 (AddressSanitizer + UBSan, into build-san/), CUDA=1 (GPU backend).
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+# ---- dependencies: installed (as root) or explained before anything builds ----
+NO_DEPS_GOALS := clean help format
+ifeq ($(filter $(NO_DEPS_GOALS),$(MAKECMDGOALS)),)
+  ifneq ($(shell scripts/install-deps.sh --check >/dev/null 2>&1 && echo ok),ok)
+    $(info minispeed: some dependencies are missing; running scripts/install-deps.sh)
+    ifneq ($(shell scripts/install-deps.sh >&2 && echo ok),ok)
+      $(error dependencies missing: see the message above (scripts/install-deps.sh))
+    endif
+  endif
+endif
+
+# ---- toolchain ----
+CXX := g++
+BUILD := build
+OPT := -O3
+ifeq ($(SAN),1)
+  BUILD := build-san
+  OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+MPI_CFLAGS := $(shell mpicxx --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicxx --showme:link 2>/dev/null)
+CATCH_V3 := $(wildcard /usr/include/catch2/catch_all.hpp /usr/local/include/catch2/catch_all.hpp)
+ifneq ($(CATCH_V3),)
+  CATCH_FLAGS := -DMS_CATCH2_V3
+  CATCH_LIBS := -lCatch2
+endif
+CXXFLAGS := -std=c++20 $(OPT) -fopenmp -Wall -Wextra -I. $(MPI_CFLAGS) $(CATCH_FLAGS) -MMD -MP
+LDFLAGS := $(OPT) -fopenmp
+LIBS := $(MPI_LIBS) -lpthread
+
+# ---- sources ----
+LIB_SRCS := $(wildcard tensor/*.cpp tensor/cpu/*.cpp autograd/*.cpp nn/*.cpp optim/*.cpp parallel/*.cpp)
+LIB_OBJS := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libminispeed.a
+UNIT_SRCS := tests/main.cpp $(wildcard tests/test_*.cpp)
+UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/obj/%.o)
+UNIT_BIN := $(BUILD)/unit_tests
+CLI_SRCS := $(wildcard cli/*.cpp)
+CLI_BIN := $(if $(CLI_SRCS),$(BUILD)/minispeed)
+LESSON_DIRS := $(sort $(wildcard lessons/[0-9][0-9]_*))
+LESSON_BINS := $(foreach d,$(LESSON_DIRS),$(BUILD)/lessons/$(notdir $(d))/solution $(BUILD)/lessons/$(notdir $(d))/exercise)
+
+.PHONY: all test unit-test lesson-test lesson run bench format clean help
+all: $(LIB) $(UNIT_BIN) $(CLI_BIN) $(LESSON_BINS)
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(UNIT_BIN): $(UNIT_OBJS) $(LIB)
+	$(CXX) $(LDFLAGS) $(UNIT_OBJS) $(LIB) $(CATCH_LIBS) $(LIBS) -o $@
+
+$(BUILD)/minispeed: $(CLI_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+
+# Each lesson links its check.cpp (the grader, with main) against either the
+# reference solution or the learner's exercise.
+$(BUILD)/lessons/%/solution: $(BUILD)/obj/lessons/%/check.o $(BUILD)/obj/lessons/%/solution.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+$(BUILD)/lessons/%/exercise: $(BUILD)/obj/lessons/%/check.o $(BUILD)/obj/lessons/%/exercise.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+
+# ---- running ----
+# Open MPI refuses root and more ranks than cores unless told; users type plain commands.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+MPIRUN := mpirun --oversubscribe
+export MPIRUN
+
+unit-test: $(UNIT_BIN)
+	$(UNIT_BIN)
+
+lesson-test: $(LESSON_BINS)
+	@scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
+
+test: all
+	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory lesson-test
+
+L ?=
+lesson:
+	@test -n "$(L)" || { echo "usage: make lesson L=NN [TRY=1]   (lessons: $(notdir $(LESSON_DIRS)))"; exit 2; }
+	@dir=$$(ls -d lessons/$(L)_* 2>/dev/null | head -n1); \
+	  test -n "$$dir" || { echo "make lesson: no lesson $(L) (have: $(notdir $(LESSON_DIRS)))"; exit 2; }; \
+	  name=$$(basename $$dir); which=$(if $(TRY),exercise,solution); \
+	  $(MAKE) --no-print-directory $(BUILD)/lessons/$$name/$$which && \
+	  scripts/run-lesson.sh $$dir $(BUILD)/lessons/$$name/$$which
+
+run: all
+	@scripts/run-lesson.sh lessons/01_tensors $(BUILD)/lessons/01_tensors/solution
+
+BENCH_BIN := $(BUILD)/bench_matmul
+$(BUILD)/bench_matmul: $(BUILD)/obj/bench/bench_matmul.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ -lopenblas $(LIBS) -o $@
+bench: $(BENCH_BIN)
+	$(BUILD)/bench_matmul $(BENCH_ARGS)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu' '*.cuh')
+
+clean:
+	rm -rf build build-san
+
+help:
+	@sed -n '1,12p' Makefile
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

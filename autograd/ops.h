@@ -1,0 +1,98 @@
+// The differentiable ops. Each op checks its arguments (errors name the op and
+// the shapes), computes its result with the cpu:: (or cuda::) kernel, and —
+// when grad mode is on and an input requires grad — records a Node whose
+// backward is written right beside the forward (see ops_*.cpp).
+#pragma once
+#include <vector>
+
+#include "tensor/factory.h"
+#include "tensor/tensor.h"
+
+namespace ms {
+
+// ---- views: share storage with the input (ops_view.cpp) ----
+Tensor view(const Tensor& t, Shape shape);     // error if the strides can't express it; one -1 allowed
+Tensor reshape(const Tensor& t, Shape shape);  // a view when possible, else a contiguous copy
+Tensor flatten(const Tensor& t);               // reshape to 1-D
+Tensor transpose(const Tensor& t, int64_t dim0, int64_t dim1);
+Tensor permute(const Tensor& t, const Shape& dims);
+Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length);
+Tensor select(const Tensor& t, int64_t dim, int64_t index);  // drops `dim`
+std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim);  // like torch.chunk
+std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim);
+Tensor squeeze(const Tensor& t, int64_t dim);
+Tensor unsqueeze(const Tensor& t, int64_t dim);
+Tensor expand(const Tensor& t, const Shape& shape);  // broadcast view with stride 0
+Tensor detach(const Tensor& t);                        // same storage, no graph
+
+// ---- copies ----
+Tensor contiguous(const Tensor& t);  // t itself if already contiguous
+Tensor clone(const Tensor& t);
+Tensor to(const Tensor& t, DType dtype);  // differentiable between f32 and f64
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+
+// ---- elementwise, numpy broadcasting (ops_elementwise.cpp) ----
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double s);
+Tensor mul(const Tensor& a, double s);
+Tensor neg(const Tensor& a);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor pow(const Tensor& a, double exponent);
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
+inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+
+// Sums `t` down to `shape` (the inverse of broadcasting): backward of every broadcasting op.
+Tensor sum_to(const Tensor& t, const Shape& shape);
+
+// ---- reductions (ops_reduce.cpp) ----
+Tensor sum(const Tensor& t);  // all elements -> shape []
+Tensor sum(const Tensor& t, const Shape& dims, bool keepdim = false);
+Tensor mean(const Tensor& t);
+Tensor mean(const Tensor& t, const Shape& dims, bool keepdim = false);
+Tensor max(const Tensor& t);  // gradient flows to the first maximal element
+Tensor max(const Tensor& t, int64_t dim, bool keepdim = false);
+
+// ---- matmul (ops_matmul.cpp) ----
+// (M, K) @ (K, N) -> (M, N); (..., M, K) @ (..., K, N) with equal batch dims;
+// (..., M, K) @ (K, N) treats the batch as extra rows.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x (..., in) · weight (in, out) + bias (out): GPT-2's Conv1D layout, fused.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// ---- fused kernels with hand-written backward (ops_nn.cpp) ----
+Tensor softmax(const Tensor& t, int64_t dim = -1);
+Tensor log_softmax(const Tensor& t, int64_t dim = -1);
+// Over the last dim: (x - mean) / sqrt(var + eps) * weight + bias.
+Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// GELU, tanh approximation (Hendrycks & Gimpel), as GPT-2 uses.
+Tensor gelu(const Tensor& x);
+// weight (V, C) gathered at i32 `indices` of any shape -> (indices..., C); backward scatter-adds.
+Tensor embedding(const Tensor& weight, const Tensor& indices);
+// Mean over N of -log softmax(logits)[target]; logits (N, V), targets i32 (N).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+
+// ---- in place, never recorded (optimizers, gradient accumulation) ----
+void fill_(Tensor& t, double value);
+void copy_(Tensor& dst, const Tensor& src);              // shapes equal; dtypes may differ
+void add_(Tensor& dst, const Tensor& src, double alpha = 1.0);  // dst += alpha * src
+void mul_(Tensor& t, double s);
+
+// Elementwise |a - b| <= atol + rtol * |b| (and equal shapes).
+bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
+
+}  // namespace ms

@@ -1,0 +1,180 @@
+// matmul and linear, on the hand-written GEMM (tensor/cpu/gemm.h). Transposed
+// operands are passed to GEMM as flags, never copied, so backward's
+// dA = dC·Bᵀ and dB = Aᵀ·dC run at forward speed.
+#include <algorithm>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "tensor/cpu/gemm.h"
+#include "tensor/cpu/reduce.h"
+
+namespace ms {
+
+namespace {
+
+// A 2-D operand as GEMM sees it: row-major (trans=false) or column-major
+// (trans=true, a transposed view) with leading dimension ld.
+struct MatArg {
+  Tensor keep;  // keeps a contiguous copy alive when one was needed
+  int64_t offset;  // element offset into keep's data
+  int64_t ld;
+  bool trans;
+};
+
+MatArg as_gemm_operand(const Tensor& t, int64_t rows, int64_t cols, int64_t s0, int64_t s1,
+                       int64_t offset) {
+  if (s1 == 1 || cols == 1) return {t, offset, rows == 1 ? std::max<int64_t>(cols, 1) : s0, false};
+  if (s0 == 1 || rows == 1) return {t, offset, cols == 1 ? std::max<int64_t>(rows, 1) : s1, true};
+  return {Tensor(), -1, 0, false};  // caller makes it contiguous
+}
+
+// C (M, N) [+]= A (M, K) · B (K, N) where A, B, C are 2-D tensors (views allowed; C contiguous).
+template <typename T>
+void gemm_2d(const Tensor& A, int64_t a_off, const Tensor& B, int64_t b_off, Tensor& C,
+             int64_t c_off, int64_t M, int64_t N, int64_t K, const Shape& sa, const Shape& sb,
+             T beta) {
+  MatArg a = as_gemm_operand(A, M, K, sa[0], sa[1], a_off);
+  MatArg b = as_gemm_operand(B, K, N, sb[0], sb[1], b_off);
+  MS_ASSERT(a.ld > 0 && b.ld > 0, "gemm operands must be row- or column-major");
+  const T* pa = a.keep.template data<T>() + a.offset;
+  const T* pb = b.keep.template data<T>() + b.offset;
+  T* pc = C.template data<T>() + c_off;
+  if constexpr (std::is_same_v<T, float>) {
+    cpu::gemm_f32(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, beta, pc, N);
+  } else {
+    cpu::gemm_f64(a.trans, b.trans, M, N, K, 1.0, pa, a.ld, pb, b.ld, beta, pc, N);
+  }
+}
+
+// Makes the last two dims GEMM-compatible (row- or column-major), copying only if needed.
+Tensor gemm_ready(const Tensor& t) {
+  int64_t d = t.dim();
+  int64_t rows = t.shape()[d - 2], cols = t.shape()[d - 1];
+  int64_t s0 = t.strides()[d - 2], s1 = t.strides()[d - 1];
+  bool ok = s1 == 1 || cols == 1 || s0 == 1 || rows == 1;
+  return ok ? t : contiguous(detach(t));
+}
+
+// out (batch..., M, N) = a (batch..., M, K) · b (batch..., K, N); both already gemm_ready.
+Tensor batched_matmul(const Tensor& a, const Tensor& b) {
+  int64_t d = a.dim();
+  int64_t M = a.shape()[d - 2], K = a.shape()[d - 1], N = b.shape()[d - 1];
+  Shape out_shape(a.shape().begin(), a.shape().end() - 2);
+  int64_t batch = shape_numel(out_shape);
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Shape sa{a.strides()[d - 2], a.strides()[d - 1]}, sb{b.strides()[d - 2], b.strides()[d - 1]};
+  auto batch_offset = [&](const Tensor& t, int64_t index) {
+    int64_t off = 0;
+    for (int64_t i = d - 3; i >= 0; --i) {
+      off += (index % t.shape()[i]) * t.strides()[i];
+      index /= t.shape()[i];
+    }
+    return off;
+  };
+  dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
+    using T = decltype(tag);
+    // Many small GEMMs (attention's per-head products): one thread each.
+#pragma omp parallel for if (batch > 1 && M * N * K < (1 << 22)) schedule(static)
+    for (int64_t i = 0; i < batch; ++i)
+      gemm_2d<T>(a, batch_offset(a, i), b, batch_offset(b, i), out, i * M * N, M, N, K, sa, sb,
+                 T(0));
+  });
+  return out;
+}
+
+void check_matmul(const char* op, const Tensor& a, const Tensor& b, int64_t k_b) {
+  MS_CHECK(a.dtype() == b.dtype() && is_compute_dtype(a.dtype()), op, ": dtypes ",
+           dtype_name(a.dtype()), " and ", dtype_name(b.dtype()),
+           " must be equal and f32 or f64");
+  MS_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": needs at least 2-D operands, got ",
+           shape_str(a.shape()), " and ", shape_str(b.shape()));
+  MS_CHECK(a.shape().back() == k_b, op, ": inner dimensions differ: ", shape_str(a.shape()),
+           " @ ", shape_str(b.shape()), " (", a.shape().back(), " vs ", k_b, ")");
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_matmul("matmul", a, b, b.dim() >= 2 ? b.shape()[b.dim() - 2] : -1);
+  Tensor out;
+  if (b.dim() == 2 && a.dim() > 2) {
+    // (..., M, K) @ (K, N): the batch is just more rows.
+    Tensor a2 = reshape(detach(a), {-1, a.shape().back()});
+    out = batched_matmul(gemm_ready(a2), gemm_ready(detach(b)));
+    Shape shape(a.shape().begin(), a.shape().end() - 1);
+    shape.push_back(b.shape().back());
+    out = Tensor::make_view(out, shape, contiguous_strides(shape), 0);
+  } else {
+    Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+    MS_CHECK(ba == bb, "matmul: batch dims differ: ", shape_str(a.shape()), " @ ",
+             shape_str(b.shape()), " (batch ", shape_str(ba), " vs ", shape_str(bb), ")");
+    out = batched_matmul(gemm_ready(detach(a)), gemm_ready(detach(b)));
+  }
+  if (needs_grad({&a, &b})) {
+    bool ga = a.requires_grad(), gb = b.requires_grad();
+    record(out, "matmul", {a, b}, [a = detach(a), b = detach(b), ga, gb](const Tensor& g) {
+      Tensor da, db;
+      if (ga) da = matmul(g, transpose(b, -1, -2));  // (..., M, N)·(N, K)
+      if (gb) {
+        if (b.dim() == 2 && a.dim() > 2) {
+          // Sum over the batch: flatten it into the rows of Aᵀ·dC.
+          db = matmul(transpose(reshape(a, {-1, a.shape().back()}), 0, 1),
+                      reshape(g, {-1, g.shape().back()}));
+        } else {
+          db = matmul(transpose(a, -1, -2), g);
+        }
+      }
+      return std::vector<Tensor>{da, db};
+    });
+  }
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_matmul("linear", x, weight, weight.dim() == 2 ? weight.shape()[0] : -1);
+  MS_CHECK(weight.dim() == 2, "linear: weight must be (in, out), got ", shape_str(weight.shape()));
+  int64_t in = weight.shape()[0], out_f = weight.shape()[1];
+  if (bias.defined()) {
+    MS_CHECK(bias.shape() == Shape{out_f} && bias.dtype() == x.dtype(), "linear: bias ",
+             shape_str(bias.shape()), " ", dtype_name(bias.dtype()), " must be [", out_f, "] ",
+             dtype_name(x.dtype()), " for weight ", shape_str(weight.shape()));
+  }
+  Tensor x2 = gemm_ready(reshape(detach(x), {-1, in}));  // (N, in)
+  Tensor w = gemm_ready(detach(weight));                 // (in, out)
+  int64_t N = x2.shape()[0];
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(out_f);
+  Tensor out = Tensor::empty(out_shape, x.dtype());
+  dispatch_compute(x.dtype(), "linear", [&](auto tag) {
+    using T = decltype(tag);
+    T beta = T(0);
+    if (bias.defined()) {
+      // Start C at the bias and let GEMM accumulate onto it (beta = 1).
+      Tensor bc = contiguous(detach(bias));
+      const T* pb = bc.data<T>();
+      T* po = out.data<T>();
+      for (int64_t r = 0; r < N; ++r) std::copy(pb, pb + out_f, po + r * out_f);
+      beta = T(1);
+    }
+    Shape sx{x2.strides()[0], x2.strides()[1]}, sw{w.strides()[0], w.strides()[1]};
+    gemm_2d<T>(x2, 0, w, 0, out, 0, N, out_f, in, sx, sw, beta);
+  });
+  if (needs_grad({&x, &weight, &bias})) {
+    bool gx = x.requires_grad(), gw = weight.requires_grad();
+    bool gbias = bias.defined() && bias.requires_grad();
+    record(out, "linear", {x, weight, bias},
+           [x2, w, x_shape = x.shape(), gx, gw, gbias, N, out_f](const Tensor& g) {
+             Tensor g2 = reshape(g, {N, out_f});  // (N, out)
+             Tensor dx, dw, db;
+             if (gx) dx = reshape(matmul(g2, transpose(w, 0, 1)), x_shape);  // (N,out)·(out,in)
+             if (gw) dw = matmul(transpose(x2, 0, 1), g2);                    // (in,N)·(N,out)
+             if (gbias) db = sum(g2, {0});                                    // (out)
+             return std::vector<Tensor>{dx, dw, db};
+           });
+  }
+  return out;
+}
+
+}  // namespace ms

@@ -1,0 +1,198 @@
+// The model's fused ops: each forward calls one kernel from tensor/cpu/nn_kernels.h
+// and records a backward that calls its partner kernel.
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "tensor/cpu/nn_kernels.h"
+
+namespace ms {
+
+namespace {
+
+void check_compute(const char* op, const Tensor& t, const char* what) {
+  MS_CHECK(is_compute_dtype(t.dtype()), op, ": ", what, " has dtype ", dtype_name(t.dtype()),
+           " (shape ", shape_str(t.shape()), "); expected f32 or f64");
+}
+
+// Row-wise ops along `dim`: move it last so every row is contiguous.
+Tensor rows_last(const Tensor& t, int64_t dim) {
+  return contiguous(detach(dim == t.dim() - 1 ? t : transpose(t, dim, -1)));
+}
+Tensor restore_dim(const Tensor& t, int64_t dim) {
+  return dim == t.dim() - 1 ? t : contiguous(transpose(t, dim, -1));
+}
+
+// Shared shape of softmax and log_softmax: forward kernel, backward kernel.
+template <typename Fwd, typename Bwd>
+Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bwd bwd) {
+  check_compute(op, t, "input");
+  MS_CHECK(t.dim() >= 1, op, ": needs at least 1-D input, got a scalar");
+  dim = wrap_dim(dim, t.dim(), op);
+  Tensor x = rows_last(t, dim);
+  int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_compute(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    fwd(y.data<T>(), x.data<T>(), N, C);
+  });
+  Tensor out = restore_dim(y, dim);
+  if (needs_grad({&t})) {
+    record(out, op, {t}, [y, dim, N, C, op, bwd](const Tensor& g) {
+      Tensor gy = rows_last(g, dim);
+      Tensor gx = Tensor::empty(gy.shape(), gy.dtype());
+      dispatch_compute(gy.dtype(), op, [&](auto tag) {
+        using T = decltype(tag);
+        bwd(gx.data<T>(), gy.data<T>(), y.data<T>(), N, C);
+      });
+      return std::vector<Tensor>{restore_dim(gx, dim)};
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& t, int64_t dim) {
+  return rowwise_softmax(
+      "softmax", t, dim,
+      [](auto* y, const auto* x, int64_t N, int64_t C) { cpu::softmax_forward(y, x, N, C); },
+      [](auto* dx, const auto* dy, const auto* y, int64_t N, int64_t C) {
+        cpu::softmax_backward(dx, dy, y, N, C);
+      });
+}
+
+Tensor log_softmax(const Tensor& t, int64_t dim) {
+  return rowwise_softmax(
+      "log_softmax", t, dim,
+      [](auto* y, const auto* x, int64_t N, int64_t C) { cpu::log_softmax_forward(y, x, N, C); },
+      [](auto* dx, const auto* dy, const auto* y, int64_t N, int64_t C) {
+        cpu::log_softmax_backward(dx, dy, y, N, C);
+      });
+}
+
+Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  check_compute("layernorm", x, "input");
+  MS_CHECK(x.dim() >= 1, "layernorm: needs at least 1-D input");
+  int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
+  MS_CHECK(weight.shape() == Shape{C} && bias.shape() == Shape{C} &&
+               weight.dtype() == x.dtype() && bias.dtype() == x.dtype(),
+           "layernorm: weight ", shape_str(weight.shape()), " and bias ", shape_str(bias.shape()),
+           " must both be [", C, "] ", dtype_name(x.dtype()), " for input ", shape_str(x.shape()));
+  Tensor xc = contiguous(detach(x));
+  Tensor wc = contiguous(detach(weight)), bc = contiguous(detach(bias));
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  Tensor mean = Tensor::empty({N}, x.dtype()), rstd = Tensor::empty({N}, x.dtype());  // (N)
+  dispatch_compute(x.dtype(), "layernorm", [&](auto tag) {
+    using T = decltype(tag);
+    cpu::layernorm_forward<T>(out.data<T>(), mean.data<T>(), rstd.data<T>(), xc.data<T>(),
+                              wc.data<T>(), bc.data<T>(), N, C, eps);
+  });
+  if (needs_grad({&x, &weight, &bias})) {
+    record(out, "layernorm", {x, weight, bias}, [xc, wc, mean, rstd, N, C](const Tensor& g) {
+      Tensor gc = contiguous(g);
+      Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
+      Tensor dw = zeros({C}, xc.dtype()), db = zeros({C}, xc.dtype());
+      dispatch_compute(xc.dtype(), "layernorm backward", [&](auto tag) {
+        using T = decltype(tag);
+        cpu::layernorm_backward<T>(dx.data<T>(), dw.data<T>(), db.data<T>(), gc.data<T>(),
+                                   xc.data<T>(), wc.data<T>(), mean.data<T>(), rstd.data<T>(), N, C);
+      });
+      return std::vector<Tensor>{dx, dw, db};
+    });
+  }
+  return out;
+}
+
+Tensor gelu(const Tensor& x) {
+  check_compute("gelu", x, "input");
+  Tensor xc = contiguous(detach(x));
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch_compute(x.dtype(), "gelu", [&](auto tag) {
+    using T = decltype(tag);
+    cpu::gelu_forward<T>(out.data<T>(), xc.data<T>(), xc.numel());
+  });
+  if (needs_grad({&x})) {
+    record(out, "gelu", {x}, [xc](const Tensor& g) {
+      Tensor gc = contiguous(g);
+      Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
+      dispatch_compute(xc.dtype(), "gelu backward", [&](auto tag) {
+        using T = decltype(tag);
+        cpu::gelu_backward<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel());
+      });
+      return std::vector<Tensor>{dx};
+    });
+  }
+  return out;
+}
+
+// Checks every index is in [0, limit): an out-of-range token id must be an
+// error, not a read past the table.
+static Tensor checked_indices(const char* op, const Tensor& idx, int64_t limit, const char* what) {
+  MS_CHECK(idx.dtype() == DType::I32, op, ": ", what, " must be i32, got ",
+           dtype_name(idx.dtype()), " ", shape_str(idx.shape()));
+  Tensor c = contiguous(idx);
+  const int32_t* p = c.data<int32_t>();
+  for (int64_t i = 0; i < c.numel(); ++i)
+    MS_CHECK(p[i] >= 0 && p[i] < limit, op, ": ", what, " value ", p[i], " at position ", i,
+             " is out of range [0, ", limit, ")");
+  return c;
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  check_compute("embedding", weight, "weight");
+  MS_CHECK(weight.dim() == 2, "embedding: weight must be (V, C), got ", shape_str(weight.shape()));
+  int64_t V = weight.shape()[0], C = weight.shape()[1];
+  Tensor idx = checked_indices("embedding", indices, V, "index");
+  Tensor wc = contiguous(detach(weight));
+  Shape out_shape = indices.shape();
+  out_shape.push_back(C);
+  Tensor out = Tensor::empty(out_shape, weight.dtype());  // (indices..., C)
+  int64_t N = idx.numel();
+  dispatch_compute(weight.dtype(), "embedding", [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_forward<T>(out.data<T>(), wc.data<T>(), idx.data<int32_t>(), N, C);
+  });
+  if (needs_grad({&weight})) {
+    record(out, "embedding", {weight, Tensor()}, [idx, V, C, N](const Tensor& g) {
+      Tensor gc = contiguous(g);
+      Tensor dw = zeros({V, C}, gc.dtype());
+      dispatch_compute(gc.dtype(), "embedding backward", [&](auto tag) {
+        using T = decltype(tag);
+        cpu::embedding_backward<T>(dw.data<T>(), gc.data<T>(), idx.data<int32_t>(), N, C);
+      });
+      return std::vector<Tensor>{dw, Tensor()};
+    });
+  }
+  return out;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
+  check_compute("cross_entropy", logits, "logits");
+  MS_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.shape()[0] == logits.shape()[0],
+           "cross_entropy: logits must be (N, V) and targets (N), got ",
+           shape_str(logits.shape()), " and ", shape_str(targets.shape()));
+  int64_t N = logits.shape()[0], V = logits.shape()[1];
+  MS_CHECK(N > 0, "cross_entropy: no rows to average over");
+  Tensor tc = checked_indices("cross_entropy", targets, V, "target");
+  Tensor lc = contiguous(detach(logits));
+  Tensor lse = Tensor::empty({N}, logits.dtype());  // (N)
+  double loss = dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    return cpu::cross_entropy_forward<T>(lse.data<T>(), lc.data<T>(), tc.data<int32_t>(), N, V);
+  });
+  Tensor out = full({}, loss, logits.dtype());
+  if (needs_grad({&logits})) {
+    record(out, "cross_entropy", {logits, Tensor()}, [lc, lse, tc, N, V](const Tensor& g) {
+      Tensor d = Tensor::empty({N, V}, lc.dtype());
+      double dloss = g.item();
+      dispatch_compute(lc.dtype(), "cross_entropy backward", [&](auto tag) {
+        using T = decltype(tag);
+        cpu::cross_entropy_backward<T>(d.data<T>(), lc.data<T>(), lse.data<T>(),
+                                       tc.data<int32_t>(), dloss, N, V);
+      });
+      return std::vector<Tensor>{d, Tensor()};
+    });
+  }
+  return out;
+}
+
+}  // namespace ms

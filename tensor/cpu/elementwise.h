@@ -1,0 +1,21 @@
+// Elementwise CPU kernels over strided tensors (f32 and f64). Inputs arrive
+// already broadcast to the output's shape (expanded dims have stride 0); the
+// output is contiguous. Contiguous inputs take a flat, vectorizable loop.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace ms::cpu {
+
+enum class BinaryOp { Add, Sub, Mul, Div };
+enum class UnaryOp { Neg, Exp, Log, Tanh, Sqrt, Relu, AddScalar, MulScalar, PowScalar };
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar = 0);
+// dst[i] = src[i] for any strides and any dtype pair (converting, with
+// round-to-nearest-even into bf16/f16). Shapes must match.
+void copy(const Tensor& src, Tensor& dst);
+void fill(Tensor& t, double value);
+// dst += alpha * src, dst contiguous (gradient accumulation, optimizer updates).
+void axpy(Tensor& dst, const Tensor& src, double alpha);
+
+}  // namespace ms::cpu

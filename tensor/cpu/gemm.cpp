@@ -1,0 +1,408 @@
+// GEMM written from scratch, following the structure of
+// "Anatomy of High-Performance Matrix Multiplication" (Goto & van de Geijn, 2008)
+// as refined by BLIS ("BLIS: A Framework for Rapidly Instantiating BLAS
+// Functionality", Van Zee & van de Geijn, 2015).
+//
+// The idea in one paragraph: a matrix multiply does O(n^3) flops on O(n^2) data,
+// so it can run at the FMA units' peak *if* every element loaded from memory is
+// reused many times from a fast cache level. We get that reuse by
+//   1. cutting K into slabs of KC and M, N into blocks, so that one block of
+//      op(B) (KC x NC, "Bp") lives in L2 and one sliver of op(A) (MR x KC) in L1;
+//   2. *packing* those pieces into contiguous buffers in exactly the order the
+//      micro-kernel reads them. Packing is also where a transpose happens: op(A)
+//      and op(B) are gathered from whatever layout they have, so A·Bᵀ and Aᵀ·B
+//      cost the same as A·B and no transposed copy is ever materialized;
+//   3. a micro-kernel that keeps an MR x NR tile of C in vector registers and,
+//      for each k, loads NR values of Bp, broadcasts MR values of Ap and issues
+//      MR*NR/lanes FMAs -- far more arithmetic than loads.
+//
+// Layout note. Our matrices are row-major, so a row of C is contiguous: the
+// micro-kernel vectorizes along N (NR = a few vector widths) and broadcasts
+// along M. That is BLIS's column-major kernel with the roles of A and B swapped,
+// and correspondingly here Bp (vectorized operand) is the L2-resident block and
+// each MR x KC sliver of Ap is reused from L1 across a whole row of tiles.
+//
+// Loop nest (per thread, over its own rectangle of C):
+//   ic (MC rows of C) > pc (KC slab of K, pack Ap) > jc (NC cols, pack Bp)
+//     > ir (MR rows, Ap sliver in L1) > jr (NR cols, Bp sliver streamed from L2)
+//       > micro-kernel over k in [0, KC)
+//
+// Threads split C into a tm x tn grid of rectangles; each runs the nest above
+// with its own (thread_local) packing buffers. Repacking B once per thread costs
+// O(K*N) against O(M*N*K/threads) flops, which is why it is not shared.
+#include "tensor/cpu/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MS_GEMM_X86 1
+#endif
+
+namespace ms::cpu {
+namespace {
+
+// C[0:mr, 0:nr] = alpha * AB + beta * C for an MR x NR accumulator tile that was
+// spilled to memory. Used for edge tiles and by the scalar kernel. beta == 0
+// overwrites C without reading it (BLAS semantics: NaN in C must not leak).
+void store_tile(const float* tile, int NR, float* C, int64_t ldc, int mr, int nr, float alpha,
+                float beta) {
+    for (int r = 0; r < mr; ++r)
+        for (int c = 0; c < nr; ++c) {
+            float v = alpha * tile[r * NR + c];
+            C[r * ldc + c] = beta == 0.0f ? v : v + beta * C[r * ldc + c];
+        }
+}
+
+// ---- micro-kernels ---------------------------------------------------------
+// Ap: kc x MR (for each k, MR consecutive values of op(A) column k)
+// Bp: kc x NR (for each k, NR consecutive values of op(B) row k), 64-byte aligned
+// Both are zero-padded to full MR / NR, so the loop never branches; only the
+// store looks at the true mr x nr.
+using KernelFn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                          int mr, int nr, float alpha, float beta);
+
+template <int MR, int NR>
+void kernel_scalar(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
+                   int nr, float alpha, float beta) {
+    float acc[MR * NR] = {};
+    for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR)
+        for (int r = 0; r < MR; ++r)
+            for (int c = 0; c < NR; ++c) acc[r * NR + c] += Ap[r] * Bp[c];
+    store_tile(acc, NR, C, ldc, mr, nr, alpha, beta);
+}
+
+#ifdef MS_GEMM_X86
+// AVX2: 16 ymm registers -> 6 x 16 tile = 12 accumulators + 2 B vectors + 1
+// broadcast (the classic Haswell shape).
+__attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* Ap,
+                                                          const float* Bp, float* C,
+                                                          int64_t ldc, int mr, int nr,
+                                                          float alpha, float beta) {
+    constexpr int MR = 6, NR = 16;
+    __m256 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
+        __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            __m256 a = _mm256_broadcast_ss(Ap + r);
+            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    if (mr == MR && nr == NR) {
+        __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < 2; ++v) {
+                float* c = C + r * ldc + 8 * v;
+                __m256 x = _mm256_mul_ps(va, acc[r][v]);
+                if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x);
+                _mm256_storeu_ps(c, x);
+            }
+    } else {
+        alignas(32) float tile[MR * NR];
+        for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < 2; ++v) _mm256_store_ps(tile + r * NR + 8 * v, acc[r][v]);
+        store_tile(tile, NR, C, ldc, mr, nr, alpha, beta);
+    }
+}
+
+// AVX-512: 32 zmm registers -> 12 x 32 tile = 24 accumulators + 2 B vectors +
+// broadcasts. Per k: 2 vector loads + 12 broadcasts feed 24 FMAs, so the two
+// 512-bit FMA pipes, not the load ports, are the bottleneck. Edge tiles use
+// lane masks, so no spill is needed.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32(
+    int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
+    float alpha, float beta) {
+    constexpr int MR = 12, NR = 32;
+    __m512 acc[MR][2];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        // C is touched only after the k loop: start fetching it now so the
+        // store does not wait on memory (~+2%, see bench/bench_matmul.cpp).
+        _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 16), _MM_HINT_T0);
+    }
+    // Note: 24 accumulators + 2 B vectors + broadcasts use 27 of the 32 zmm
+    // registers; if an edit makes GCC spill (vfmadd231ps reading from (%rsp) in
+    // `g++ -S`), speed halves. Checked at -O1/-O2/-O3 with GCC 12.
+    for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
+        // Bp streams from L2; ask for the sliver row 8 steps ahead.
+        _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
+        __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+            __m512 a = _mm512_set1_ps(Ap[r]);
+            acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    // Lane masks for the (possibly partial) two 16-wide column groups.
+    auto lanes = [](int n) -> __mmask16 {
+        return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+    };
+    const __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+        if (r >= mr) break;
+        float* c = C + r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        if (beta != 0.0f) {
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), x1);
+        }
+        _mm512_mask_storeu_ps(c, m0, x0);
+        _mm512_mask_storeu_ps(c + 16, m1, x1);
+    }
+}
+#endif
+
+// ---- packing ---------------------------------------------------------------
+// op(X)[i][j] of a row-major X with leading dimension ld is X[i*ld + j], or
+// X[j*ld + i] when transposed; packing is the only place that cares.
+
+// Ap (ceil(mc/MR) slivers, each kc x MR) <- op(A)[i0:i0+mc, p0:p0+kc]
+template <int MR>
+void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+            int64_t kc, float* Ap) {
+    for (int64_t i = 0; i < mc; i += MR, Ap += MR * kc) {
+        const int rows = int(std::min<int64_t>(MR, mc - i));
+        if (ta) {  // op(A) column k is row k of A: MR contiguous floats
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* src = A + (p0 + k) * lda + i0 + i;
+                for (int r = 0; r < MR; ++r) Ap[k * MR + r] = r < rows ? src[r] : 0.0f;
+            }
+        } else {  // gather: MR rows of A, each read sequentially along k
+            const float* src[MR];
+            for (int r = 0; r < MR; ++r) src[r] = A + (i0 + i + std::min(r, rows - 1)) * lda + p0;
+            for (int64_t k = 0; k < kc; ++k)
+                for (int r = 0; r < MR; ++r) Ap[k * MR + r] = r < rows ? src[r][k] : 0.0f;
+        }
+    }
+}
+
+// Bp (ceil(nc/NR) slivers, each kc x NR) <- op(B)[p0:p0+kc, j0:j0+nc]
+template <int NR>
+void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+            float* Bp) {
+    for (int64_t j = 0; j < nc; j += NR, Bp += NR * kc) {
+        const int cols = int(std::min<int64_t>(NR, nc - j));
+        if (!tb) {  // op(B) row k is row k of B: NR contiguous floats
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* src = B + (p0 + k) * ldb + j0 + j;
+                if (cols == NR) {
+                    std::memcpy(Bp + k * NR, src, sizeof(float) * NR);
+                } else {
+                    for (int c = 0; c < NR; ++c) Bp[k * NR + c] = c < cols ? src[c] : 0.0f;
+                }
+            }
+        } else {  // gather: NR rows of B, each read sequentially along k
+            for (int c = 0; c < NR; ++c) {
+                if (c >= cols) {
+                    for (int64_t k = 0; k < kc; ++k) Bp[k * NR + c] = 0.0f;
+                    continue;
+                }
+                const float* src = B + (j0 + j + c) * ldb + p0;
+                for (int64_t k = 0; k < kc; ++k) Bp[k * NR + c] = src[k];
+            }
+        }
+    }
+}
+
+// Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
+// long-lived, so after the first call gemm allocates nothing). Freed at thread exit.
+struct Scratch {
+    float* p = nullptr;
+    size_t n = 0;
+    float* get(size_t want) {
+        if (want > n) {
+            std::free(p);
+            n = (want + 15) / 16 * 16;
+            p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+        }
+        return p;
+    }
+    ~Scratch() { std::free(p); }
+};
+
+struct Problem {
+    bool ta, tb;
+    int64_t K;
+    float alpha;
+    const float* A;
+    int64_t lda;
+    const float* B;
+    int64_t ldb;
+    float beta;
+    float* C;
+    int64_t ldc;
+};
+
+// Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
+//   Ap sliver MR x KC (12 x 256 x 4 B = 12 KiB) stays in L1 across a row of tiles;
+//   Bp block  KC x NC (256 x 768 x 4 B = 768 KiB) stays in L2 across the ir loop;
+//   MC bounds the Ap buffer (it is streamed, it need not fit any cache).
+template <int MR, int NR, int KC, int NC, int MC>
+void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1, KernelFn kernel) {
+    static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole slivers");
+    thread_local Scratch sa, sb;
+    float* Ap = sa.get(size_t(MC) * KC);  // [MC/MR][KC][MR]
+    float* Bp = sb.get(size_t(NC) * KC);  // [NC/NR][KC][NR]
+    for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = std::min<int64_t>(MC, m1 - ic);
+        for (int64_t pc = 0; pc < p.K; pc += KC) {
+            const int64_t kc = std::min<int64_t>(KC, p.K - pc);
+            // First K slab applies the caller's beta; later slabs accumulate.
+            const float beta = pc == 0 ? p.beta : 1.0f;
+            pack_a<MR>(p.ta, p.A, p.lda, ic, mc, pc, kc, Ap);
+            for (int64_t jc = n0; jc < n1; jc += NC) {
+                const int64_t nc = std::min<int64_t>(NC, n1 - jc);
+                pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+                for (int64_t ir = 0; ir < mc; ir += MR)
+                    for (int64_t jr = 0; jr < nc; jr += NR)
+                        kernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * p.ldc + jc + jr,
+                               p.ldc, int(std::min<int64_t>(MR, mc - ir)),
+                               int(std::min<int64_t>(NR, nc - jr)), p.alpha, beta);
+            }
+        }
+    }
+}
+
+using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn);
+struct Isa {
+    const char* name;
+    KernelFn kernel;
+    RegionFn region;
+    int mr, nr;
+};
+
+const Isa kScalar{"scalar", kernel_scalar<4, 16>, gemm_region<4, 16, 256, 512, 512>, 4, 16};
+#ifdef MS_GEMM_X86
+const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 960>, 6, 16};
+const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 960>, 12, 32};
+#endif
+
+const Isa* detect_isa() {
+#ifdef MS_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return &kAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kAvx2;
+#endif
+    return &kScalar;
+}
+
+const Isa*& current_isa() {
+    static const Isa* isa = detect_isa();
+    return isa;
+}
+
+// Split C into tm x tn rectangles for nt threads, minimizing the perimeter
+// M/tm + N/tn (the data each thread packs) while keeping rectangles whole slivers.
+void thread_grid(int nt, int64_t M, int64_t N, int& tm, int& tn) {
+    tm = 1, tn = nt;
+    double best = 1e300;
+    for (int a = 1; a <= nt; ++a) {
+        if (nt % a) continue;
+        const double cost = double(M) / a + double(N) / (nt / a);
+        if (cost < best) best = cost, tm = a, tn = nt / a;
+    }
+}
+
+}  // namespace
+
+const char* gemm_f32_isa() { return current_isa()->name; }
+
+bool gemm_f32_force_isa(const char* name) {
+    const Isa* want = nullptr;
+    const std::string s = name ? name : "";
+    const Isa* best = detect_isa();
+    if (s == "scalar") want = &kScalar;
+#ifdef MS_GEMM_X86
+    if (s == "avx2" && best != &kScalar) want = &kAvx2;
+    if (s == "avx512" && best == &kAvx512) want = &kAvx512;
+#endif
+    if (s.empty() || s == "auto") want = best;
+    if (want) current_isa() = want;
+    return want != nullptr;
+}
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {  // C = beta * C, and nothing to multiply
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    const Isa& isa = *current_isa();
+    const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+
+    // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
+    // GEMMs pay no fork/join; none at all when already inside a parallel region.
+    const double work = double(M) * double(N) * double(K);
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    nt = int(std::max(1.0, std::min<double>(nt, work / double(1 << 18))));
+    if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel);
+
+    int tm, tn;
+    thread_grid(nt, (M + isa.mr - 1) / isa.mr, (N + isa.nr - 1) / isa.nr, tm, tn);
+    // Rectangle bounds in whole slivers: row block t covers slivers
+    // [t*ms/tm, (t+1)*ms/tm) where ms = number of MR slivers.
+    const int64_t ms = (M + isa.mr - 1) / isa.mr, ns = (N + isa.nr - 1) / isa.nr;
+#pragma omp parallel num_threads(nt)
+    {
+        for (int t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
+            const int ti = t / tn, tj = t % tn;
+            const int64_t m0 = std::min(M, ms * ti / tm * isa.mr);
+            const int64_t m1 = std::min(M, ms * (ti + 1) / tm * isa.mr);
+            const int64_t n0 = std::min(N, ns * tj / tn * isa.nr);
+            const int64_t n1 = std::min(N, ns * (tj + 1) / tn * isa.nr);
+            if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel);
+        }
+    }
+}
+
+// f64 is for gradient checks on small shapes: a plain loop nest, accumulating
+// each dot product in a register, with the inner loop over contiguous memory.
+void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+              const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+              double* C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    // Element strides of op(A) (M x K) and op(B) (K x N).
+    const int64_t a_i = trans_a ? 1 : lda, a_k = trans_a ? lda : 1;
+    const int64_t b_k = trans_b ? 1 : ldb, b_j = trans_b ? ldb : 1;
+    for (int64_t i = 0; i < M; ++i) {
+        double* c = C + i * ldc;
+        for (int64_t j = 0; j < N; ++j) c[j] = beta == 0.0 ? 0.0 : beta * c[j];
+        if (K <= 0 || alpha == 0.0) continue;
+        if (trans_b) {  // op(B) column j is row j of B: dot products
+            for (int64_t j = 0; j < N; ++j) {
+                double s = 0.0;
+                for (int64_t k = 0; k < K; ++k) s += A[i * a_i + k * a_k] * B[k * b_k + j * b_j];
+                c[j] += alpha * s;
+            }
+        } else {  // axpy over rows of B
+            for (int64_t k = 0; k < K; ++k) {
+                const double a = alpha * A[i * a_i + k * a_k];
+                const double* b = B + k * b_k;
+                for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+            }
+        }
+    }
+}
+
+}  // namespace ms::cpu

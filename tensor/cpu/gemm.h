@@ -1,0 +1,30 @@
+// Single-precision and double-precision GEMM on the CPU, written here (no BLAS).
+//
+//   C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C
+//
+// op(X) is X or X^T, selected by trans_a / trans_b, so backward's A·Bᵀ and Aᵀ·B
+// run at full speed without materializing a transpose. All matrices are
+// row-major with leading dimensions lda, ldb, ldc (elements between rows as
+// stored, i.e. before op()).
+#pragma once
+#include <cstdint>
+
+namespace ms::cpu {
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc);
+
+void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+              const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+              double* C, int64_t ldc);
+
+// Which micro-kernel gemm_f32 runs on this CPU: "avx512", "avx2" or "scalar".
+const char* gemm_f32_isa();
+
+// Tests and benchmarks only (not thread-safe; call while no gemm is running):
+// force gemm_f32's micro-kernel to "avx512", "avx2", "scalar", or back to "auto".
+// Returns false (and changes nothing) if this CPU cannot run the requested one.
+bool gemm_f32_force_isa(const char* isa);
+
+}  // namespace ms::cpu

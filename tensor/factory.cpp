@@ -1,0 +1,76 @@
+#include "tensor/factory.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "tensor/cpu/elementwise.h"
+
+namespace ms {
+
+Tensor full(const Shape& shape, double value, DType dtype) {
+  Tensor t = Tensor::empty(shape, dtype);
+  cpu::fill(t, value);
+  return t;
+}
+Tensor zeros(const Shape& shape, DType dtype) {
+  Tensor t = Tensor::empty(shape, dtype);
+  std::memset(t.raw_data(), 0, t.nbytes());
+  return t;
+}
+Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+
+Tensor arange(int64_t n, DType dtype) { return arange(0, static_cast<double>(n), 1, dtype); }
+
+Tensor arange(double start, double end, double step, DType dtype) {
+  MS_CHECK(step != 0, "arange: step must be non-zero");
+  double count = std::ceil((end - start) / step);
+  int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
+  std::vector<double> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = start + static_cast<double>(i) * step;
+  return from_vector(v, {n}, dtype);
+}
+
+Tensor randn(const Shape& shape, Generator& gen, double mean, double std, DType dtype) {
+  std::vector<double> v(shape_numel(shape));
+  for (double& x : v) x = mean + std * gen.normal();
+  return from_vector(v, shape, dtype);
+}
+
+Tensor uniform(const Shape& shape, Generator& gen, double low, double high, DType dtype) {
+  MS_CHECK(low <= high, "uniform: low ", low, " must not exceed high ", high);
+  std::vector<double> v(shape_numel(shape));
+  for (double& x : v) x = low + (high - low) * gen.uniform();
+  return from_vector(v, shape, dtype);
+}
+
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
+           values.size(), " values cannot fill shape ", shape_str(shape), " (",
+           shape_numel(shape), " elements)");
+  Tensor src = Tensor::empty(shape, DType::F64);
+  if (!values.empty()) std::memcpy(src.raw_data(), values.data(), values.size() * sizeof(double));
+  if (dtype == DType::F64) return src;
+  Tensor out = Tensor::empty(shape, dtype);
+  cpu::copy(src, out);
+  return out;
+}
+
+Tensor from_vector(const std::vector<float>& values, const Shape& shape) {
+  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
+           values.size(), " values cannot fill shape ", shape_str(shape));
+  Tensor out = Tensor::empty(shape, DType::F32);
+  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(float));
+  return out;
+}
+
+Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape) {
+  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
+           values.size(), " values cannot fill shape ", shape_str(shape));
+  Tensor out = Tensor::empty(shape, DType::I32);
+  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(int32_t));
+  return out;
+}
+
+}  // namespace ms

@@ -1,0 +1,218 @@
+#include "tensor/tensor.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+namespace ms {
+
+void assert_fail(const char* cond, const char* file, int line, const std::string& msg) {
+  std::fprintf(stderr, "minispeed internal error: %s:%d: assertion `%s` failed %s\n", file, line,
+               cond, msg.c_str());
+  std::abort();
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size());
+  int64_t s = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  int64_t lo = ndim == 0 ? -1 : -ndim, hi = ndim == 0 ? 0 : ndim - 1;
+  MS_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " is out of range for a tensor of rank ",
+           ndim, " (valid: ", lo, "..", hi, ")");
+  return dim < 0 ? dim + std::max<int64_t>(ndim, 1) : dim;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t d : shape) MS_CHECK(d >= 0, "empty: negative size in shape ", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(impl);
+}
+
+Tensor Tensor::make_view(const Tensor& base, const Shape& shape, const Shape& strides,
+                         int64_t offset) {
+  MS_ASSERT(shape.size() == strides.size(), "view rank mismatch");
+  // The view must stay inside the storage: check the lowest and highest element touched.
+  int64_t lo = offset, hi = offset;
+  bool empty = false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) empty = true;
+    int64_t span = (shape[i] - 1) * strides[i];
+    (span < 0 ? lo : hi) += span;
+  }
+  int64_t capacity = static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
+  MS_ASSERT(empty || (lo >= 0 && hi < capacity), "view out of storage bounds: shape ",
+            shape_str(shape), " offset ", offset, " capacity ", capacity);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = base.storage();
+  impl->shape = shape;
+  impl->strides = strides;
+  impl->offset = offset;
+  impl->dtype = base.dtype();
+  return Tensor(impl);
+}
+
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (int64_t i = dim() - 1; i >= 0; --i) {
+    if (shape()[i] == 1) continue;
+    if (strides()[i] != expected) return false;
+    expected *= shape()[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  return static_cast<char*>(storage()->data()) + offset() * dtype_size(dtype());
+}
+
+template <typename T>
+static constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>) return DType::F32;
+  if constexpr (std::is_same_v<T, double>) return DType::F64;
+  if constexpr (std::is_same_v<T, int32_t>) return DType::I32;
+  return DType::BF16;
+}
+
+template <typename T>
+T* Tensor::data() const {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    MS_CHECK(dtype() == DType::BF16 || dtype() == DType::F16, "data<uint16_t>: tensor is ",
+             dtype_name(dtype()), ", expected bf16 or f16");
+  } else {
+    MS_CHECK(dtype() == dtype_of<T>(), "data<", dtype_name(dtype_of<T>()), ">: tensor is ",
+             dtype_name(dtype()));
+  }
+  return static_cast<T*>(raw_data());
+}
+template float* Tensor::data<float>() const;
+template double* Tensor::data<double>() const;
+template uint16_t* Tensor::data<uint16_t>() const;
+template int32_t* Tensor::data<int32_t>() const;
+
+static double load_as_double(const void* base, int64_t index, DType dtype) {
+  switch (dtype) {
+    case DType::F32: return static_cast<const float*>(base)[index];
+    case DType::F64: return static_cast<const double*>(base)[index];
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[index]);
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[index]);
+    case DType::I32: return static_cast<const int32_t*>(base)[index];
+  }
+  return 0;
+}
+
+std::vector<double> Tensor::to_vector() const {
+  MS_CHECK(device() == Device::CPU, "to_vector: tensor is on ", device_name(device()),
+           "; copy it to the CPU first");
+  std::vector<double> out;
+  out.reserve(numel());
+  if (numel() == 0) return out;
+  Shape index(dim(), 0);
+  const void* base = raw_data();
+  for (int64_t n = 0; n < numel(); ++n) {
+    int64_t at = 0;
+    for (int64_t d = 0; d < dim(); ++d) at += index[d] * strides()[d];
+    out.push_back(load_as_double(base, at, dtype()));
+    for (int64_t d = dim() - 1; d >= 0; --d) {
+      if (++index[d] < shape()[d]) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+double Tensor::item() const {
+  MS_CHECK(numel() == 1, "item: tensor of shape ", shape_str(shape()),
+           " has ", numel(), " elements; item() needs exactly one");
+  return to_vector()[0];
+}
+
+Tensor& Tensor::set_requires_grad(bool on) {
+  MS_CHECK(is_leaf(), "set_requires_grad: only leaf tensors can change requires_grad; "
+                      "use detach() to get a leaf");
+  MS_CHECK(!on || is_compute_dtype(dtype()), "set_requires_grad: dtype ", dtype_name(dtype()),
+           " cannot carry gradients; they need f32 or f64");
+  self().requires_grad = on;
+  return *this;
+}
+
+void Tensor::register_grad_hook(GradHook hook) {
+  MS_CHECK(is_leaf() && requires_grad(),
+           "register_grad_hook: only leaf tensors that require grad have gradient hooks");
+  self().grad_hooks.push_back(std::move(hook));
+}
+
+static void format_number(std::ostringstream& os, double v) {
+  char buf[32];
+  if (std::isnan(v) || std::isinf(v) || v == std::floor(v)) {
+    std::snprintf(buf, sizeof buf, "%g", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.4f", v);
+  }
+  os << buf;
+}
+
+// Prints like numpy: nested brackets, at most `max_per_dim` items per dim with "...".
+static void format_rec(std::ostringstream& os, const std::vector<double>& v, const Shape& shape,
+                       size_t d, int64_t base, int64_t stride_of_dim, int max_per_dim,
+                       int indent) {
+  if (d == shape.size()) {
+    format_number(os, v[base]);
+    return;
+  }
+  int64_t n = shape[d], inner = stride_of_dim / std::max<int64_t>(n, 1);
+  os << "[";
+  for (int64_t i = 0; i < n; ++i) {
+    if (n > max_per_dim && i == max_per_dim / 2) {
+      os << "...";
+      i = n - max_per_dim / 2 - 1;
+      os << (d + 1 == shape.size() ? ", " : ",\n" + std::string(indent + 1, ' '));
+      continue;
+    }
+    format_rec(os, v, shape, d + 1, base + i * inner, inner, max_per_dim, indent + 1);
+    if (i + 1 < n) os << (d + 1 == shape.size() ? ", " : ",\n" + std::string(indent + 1, ' '));
+  }
+  os << "]";
+}
+
+std::string Tensor::to_string(int max_per_dim) const {
+  if (!defined()) return "Tensor(undefined)";
+  std::ostringstream os;
+  os << "Tensor(";
+  std::vector<double> v = to_vector();
+  format_rec(os, v, shape(), 0, 0, numel(), max_per_dim, 7);
+  os << ", shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype());
+  if (requires_grad()) os << ", requires_grad";
+  os << ")";
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+
+}  // namespace ms

@@ -1,0 +1,112 @@
+// Tensor = shared Storage + shape + strides + offset + dtype (+ autograd state).
+//
+// A Tensor is a cheap handle (a shared_ptr to TensorImpl), like torch.Tensor:
+// copying it aliases the same tensor. Views (reshape, transpose, narrow, chunk,
+// expand, ...) are new TensorImpls over the same Storage with other strides,
+// so they never copy data. The ops themselves live in autograd/ops.h, because
+// every op may record a gradient function.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/dtype.h"
+#include "tensor/error.h"
+#include "tensor/storage.h"
+
+namespace ms {
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& shape);
+int64_t shape_numel(const Shape& shape);
+Shape contiguous_strides(const Shape& shape);
+
+struct Node;
+class Tensor;
+using GradHook = std::function<void(Tensor& param)>;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  Shape strides;       // in elements
+  int64_t offset = 0;  // in elements
+  DType dtype = DType::F32;
+
+  // Autograd (see autograd/engine.cpp).
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;
+  std::shared_ptr<Node> grad_fn;     // null for leaves
+  std::vector<GradHook> grad_hooks;  // leaves only: run once .grad is final for this backward
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // A fresh, uninitialized, contiguous tensor.
+  static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  // A view of `base`'s storage with the given geometry (bounds are checked).
+  static Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides,
+                          int64_t offset);
+
+  bool defined() const { return impl_ != nullptr; }
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+  const Shape& shape() const { return self().shape; }
+  const Shape& strides() const { return self().strides; }
+  int64_t dim() const { return static_cast<int64_t>(self().shape.size()); }
+  int64_t size(int64_t d) const;    // negative d counts from the end
+  int64_t stride(int64_t d) const;
+  int64_t numel() const { return shape_numel(self().shape); }
+  int64_t offset() const { return self().offset; }
+  DType dtype() const { return self().dtype; }
+  Device device() const { return self().storage->device(); }
+  const std::shared_ptr<Storage>& storage() const { return self().storage; }
+  bool is_contiguous() const;
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
+
+  // Pointer to element [0, 0, ...]; T must match the dtype (float, double, uint16_t).
+  template <typename T>
+  T* data() const;
+  void* raw_data() const;
+
+  // The single value of a one-element tensor, converted to double.
+  double item() const;
+  // Copies all elements, in logical (row-major) order, converted to double.
+  std::vector<double> to_vector() const;
+
+  // ---- autograd ----
+  bool requires_grad() const { return self().requires_grad; }
+  Tensor& set_requires_grad(bool on);
+  bool is_leaf() const { return self().grad_fn == nullptr; }
+  Tensor grad() const { return Tensor(self().grad); }
+  void set_grad(const Tensor& g) const { self().grad = g.impl_; }
+  void zero_grad() const { self().grad.reset(); }
+  const std::shared_ptr<Node>& grad_fn() const { return self().grad_fn; }
+  // Runs `hook(this)` when this leaf's gradient is complete during backward().
+  // Data parallelism and ZeRO hang their bucket logic on it.
+  void register_grad_hook(GradHook hook);
+  // Backpropagates from this tensor. A non-scalar needs an explicit `grad`.
+  void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+
+  std::string to_string(int max_per_dim = 6) const;
+
+ private:
+  TensorImpl& self() const {
+    MS_CHECK(impl_ != nullptr, "use of an undefined (default-constructed) Tensor");
+    return *impl_;
+  }
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Normalizes a possibly negative dim for a tensor of rank `ndim`; `op` names the caller.
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
+
+}  // namespace ms

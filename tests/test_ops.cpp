@@ -1,0 +1,208 @@
+// Every op against a naive reference written with plain loops over to_vector().
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "catch_compat.h"
+
+using namespace ms;
+
+namespace {
+
+std::vector<double> naive_matmul(const std::vector<double>& a, const std::vector<double>& b,
+                                 int64_t M, int64_t K, int64_t N) {
+  std::vector<double> c(M * N, 0.0);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t k = 0; k < K; ++k) c[i * N + j] += a[i * K + k] * b[k * N + j];
+  return c;
+}
+
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    CHECK(std::fabs(got[i] - want[i]) <= tol * (1 + std::fabs(want[i])));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("elementwise ops match scalar math, f32 and f64", "[ops][elementwise]") {
+  Generator gen(1);
+  for (DType dt : {DType::F32, DType::F64}) {
+    Tensor a = uniform({3, 5}, gen, 0.5, 2.0, dt), b = uniform({3, 5}, gen, 0.5, 2.0, dt);
+    auto va = a.to_vector(), vb = b.to_vector();
+    auto each = [&](auto f) {
+      std::vector<double> r;
+      for (size_t i = 0; i < va.size(); ++i) r.push_back(f(va[i], vb[i]));
+      return r;
+    };
+    double tol = dt == DType::F32 ? 1e-6 : 1e-14;
+    check_close(add(a, b).to_vector(), each([](double x, double y) { return x + y; }), tol);
+    check_close(sub(a, b).to_vector(), each([](double x, double y) { return x - y; }), tol);
+    check_close(mul(a, b).to_vector(), each([](double x, double y) { return x * y; }), tol);
+    check_close(div(a, b).to_vector(), each([](double x, double y) { return x / y; }), tol);
+    check_close(neg(a).to_vector(), each([](double x, double) { return -x; }), tol);
+    check_close(exp(a).to_vector(), each([](double x, double) { return std::exp(x); }), tol);
+    check_close(log(a).to_vector(), each([](double x, double) { return std::log(x); }), tol);
+    check_close(tanh(a).to_vector(), each([](double x, double) { return std::tanh(x); }), tol);
+    check_close(sqrt(a).to_vector(), each([](double x, double) { return std::sqrt(x); }), tol);
+    check_close(pow(a, 3.0).to_vector(), each([](double x, double) { return x * x * x; }), tol);
+    check_close((a * 2.0 + 1.0).to_vector(), each([](double x, double) { return 2 * x + 1; }), tol);
+    // Strided (transposed) inputs take the general loop.
+    Tensor at = transpose(a, 0, 1), bt = transpose(b, 0, 1);
+    check_close(contiguous(transpose(mul(at, bt), 0, 1)).to_vector(),
+                each([](double x, double y) { return x * y; }), tol);
+  }
+}
+
+TEST_CASE("broadcasting follows numpy", "[ops][broadcast]") {
+  Tensor a = reshape(arange(6), {2, 3});
+  Tensor row = from_vector(std::vector<double>{10, 20, 30}, {3});
+  Tensor col = from_vector(std::vector<double>{100, 200}, {2, 1});
+  CHECK(add(a, row).to_vector() == std::vector<double>{10, 21, 32, 13, 24, 35});
+  CHECK(add(a, col).to_vector() == std::vector<double>{100, 101, 102, 203, 204, 205});
+  CHECK(add(col, row).shape() == Shape{2, 3});
+  CHECK(mul(full({}, 2.0), a).to_vector() == std::vector<double>{0, 2, 4, 6, 8, 10});
+  CHECK(broadcast_shapes({5, 1, 4}, {3, 1}, "t") == Shape{5, 3, 4});
+  CHECK_THROWS_WITH(add(a, ones({2})), Catch::Contains("add") && Catch::Contains("[2, 3]") &&
+                                           Catch::Contains("[2]") &&
+                                           Catch::Contains("do not broadcast"));
+  CHECK_THROWS_WITH(add(a, ones({3}, DType::F64)),
+                    Catch::Contains("add") && Catch::Contains("f32") && Catch::Contains("f64"));
+}
+
+TEST_CASE("reductions: sum, mean, max over dims with keepdim", "[ops][reduce]") {
+  Tensor t = reshape(arange(24, DType::F64), {2, 3, 4});
+  auto v = t.to_vector();
+  CHECK(sum(t).item() == 276.0);
+  CHECK(mean(t).item() == 11.5);
+  Tensor s1 = sum(t, {1});
+  CHECK(s1.shape() == Shape{2, 4});
+  std::vector<double> want(8, 0.0);
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 4; ++k) want[i * 4 + k] += v[i * 12 + j * 4 + k];
+  CHECK(s1.to_vector() == want);
+  Tensor s02 = sum(t, {0, 2}, true);  // non-adjacent dims: permuted path
+  CHECK(s02.shape() == Shape{1, 3, 1});
+  std::vector<double> want02(3, 0.0);
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 4; ++k) want02[j] += v[i * 12 + j * 4 + k];
+  CHECK(s02.to_vector() == want02);
+  CHECK(sum(t, {-1}).shape() == Shape{2, 3});
+  CHECK(mean(t, {0}).to_vector()[0] == 6.0);
+  Tensor m = max(from_vector(std::vector<double>{1, 5, 3, 7, 2, 0}, {2, 3}), 1);
+  CHECK(m.to_vector() == std::vector<double>{5, 7});
+  CHECK(max(t).item() == 23.0);
+  CHECK_THROWS_WITH(sum(t, {3}), Catch::Contains("sum") && Catch::Contains("dim 3"));
+  CHECK_THROWS_WITH(sum(t, {1, 1}), Catch::Contains("repeated"));
+}
+
+TEST_CASE("matmul matches a naive triple loop, with transposed and batched operands", "[ops][matmul]") {
+  Generator gen(3);
+  for (DType dt : {DType::F32, DType::F64}) {
+    double tol = dt == DType::F32 ? 1e-5 : 1e-12;
+    Tensor a = randn({7, 13}, gen, 0, 1, dt), b = randn({13, 5}, gen, 0, 1, dt);
+    check_close(matmul(a, b).to_vector(), naive_matmul(a.to_vector(), b.to_vector(), 7, 13, 5), tol);
+    // Aᵀ·B and A·Bᵀ through views.
+    Tensor at = randn({13, 7}, gen, 0, 1, dt), bt = randn({5, 13}, gen, 0, 1, dt);
+    check_close(matmul(transpose(at, 0, 1), transpose(bt, 0, 1)).to_vector(),
+                naive_matmul(contiguous(transpose(at, 0, 1)).to_vector(),
+                             contiguous(transpose(bt, 0, 1)).to_vector(), 7, 13, 5),
+                tol);
+    // Batched (2, 3, 4, 6) @ (2, 3, 6, 5).
+    Tensor x = randn({2, 3, 4, 6}, gen, 0, 1, dt), y = randn({2, 3, 6, 5}, gen, 0, 1, dt);
+    Tensor z = matmul(x, y);
+    REQUIRE(z.shape() == Shape{2, 3, 4, 5});
+    for (int64_t i = 0; i < 6; ++i) {
+      Tensor xi = select(reshape(x, {6, 4, 6}), 0, i), yi = select(reshape(y, {6, 6, 5}), 0, i);
+      check_close(select(reshape(z, {6, 4, 5}), 0, i).to_vector(),
+                  naive_matmul(xi.to_vector(), yi.to_vector(), 4, 6, 5), tol);
+    }
+    // (B, T, C) @ (C, N)
+    Tensor w = randn({6, 3}, gen, 0, 1, dt);
+    Tensor xw = matmul(x, w);
+    CHECK(xw.shape() == Shape{2, 3, 4, 3});
+    check_close(xw.to_vector(), naive_matmul(x.to_vector(), w.to_vector(), 24, 6, 3), tol);
+  }
+  CHECK_THROWS_WITH(matmul(ones({2, 3}), ones({4, 5})),
+                    Catch::Contains("matmul") && Catch::Contains("[2, 3]") &&
+                        Catch::Contains("[4, 5]"));
+  CHECK_THROWS_WITH(matmul(ones({2, 2, 3}), ones({3, 3, 5})), Catch::Contains("batch"));
+}
+
+TEST_CASE("linear = x·W + b in Conv1D layout", "[ops][matmul]") {
+  Generator gen(4);
+  Tensor x = randn({2, 3, 4}, gen), w = randn({4, 5}, gen), b = randn({5}, gen);
+  Tensor y = linear(x, w, b);
+  REQUIRE(y.shape() == Shape{2, 3, 5});
+  auto want = naive_matmul(x.to_vector(), w.to_vector(), 6, 4, 5);
+  auto vb = b.to_vector();
+  for (size_t i = 0; i < want.size(); ++i) want[i] += vb[i % 5];
+  check_close(y.to_vector(), want, 1e-5);
+  CHECK_THROWS_WITH(linear(x, w, ones({4})), Catch::Contains("linear") && Catch::Contains("bias"));
+}
+
+TEST_CASE("fused kernels match naive formulas", "[ops][fused]") {
+  Generator gen(5);
+  Tensor x = randn({4, 7}, gen, 0, 2, DType::F64);
+  auto v = x.to_vector();
+  // softmax / log_softmax
+  std::vector<double> sm(28), lsm(28);
+  for (int r = 0; r < 4; ++r) {
+    double z = 0;
+    for (int c = 0; c < 7; ++c) z += std::exp(v[r * 7 + c]);
+    for (int c = 0; c < 7; ++c) {
+      sm[r * 7 + c] = std::exp(v[r * 7 + c]) / z;
+      lsm[r * 7 + c] = v[r * 7 + c] - std::log(z);
+    }
+  }
+  check_close(softmax(x).to_vector(), sm, 1e-12);
+  check_close(log_softmax(x).to_vector(), lsm, 1e-12);
+  // softmax over dim 0 equals softmax of the transpose.
+  check_close(softmax(x, 0).to_vector(), contiguous(transpose(softmax(transpose(x, 0, 1)), 0, 1)).to_vector(), 1e-12);
+  // layernorm
+  Tensor w = randn({7}, gen, 1, 0.1, DType::F64), b = randn({7}, gen, 0, 0.1, DType::F64);
+  auto vw = w.to_vector(), vb = b.to_vector();
+  std::vector<double> ln(28);
+  for (int r = 0; r < 4; ++r) {
+    double m = 0, var = 0;
+    for (int c = 0; c < 7; ++c) m += v[r * 7 + c] / 7;
+    for (int c = 0; c < 7; ++c) var += (v[r * 7 + c] - m) * (v[r * 7 + c] - m) / 7;
+    for (int c = 0; c < 7; ++c) ln[r * 7 + c] = (v[r * 7 + c] - m) / std::sqrt(var + 1e-5) * vw[c] + vb[c];
+  }
+  check_close(layernorm(x, w, b).to_vector(), ln, 1e-12);
+  // gelu (tanh approximation)
+  std::vector<double> g(28);
+  for (int i = 0; i < 28; ++i)
+    g[i] = 0.5 * v[i] * (1 + std::tanh(std::sqrt(2 / M_PI) * (v[i] + 0.044715 * v[i] * v[i] * v[i])));
+  check_close(gelu(x).to_vector(), g, 1e-12);
+  // embedding
+  Tensor table = reshape(arange(12, DType::F64), {4, 3});
+  Tensor idx = from_vector(std::vector<int32_t>{3, 0, 3}, {3});
+  CHECK(embedding(table, idx).to_vector() == std::vector<double>{9, 10, 11, 0, 1, 2, 9, 10, 11});
+  CHECK(embedding(table, reshape(idx, {1, 3})).shape() == Shape{1, 3, 3});
+  CHECK_THROWS_WITH(embedding(table, from_vector(std::vector<int32_t>{4}, {1})),
+                    Catch::Contains("embedding") && Catch::Contains("value 4") &&
+                        Catch::Contains("[0, 4)"));
+  // cross-entropy = mean of -log_softmax at the target
+  Tensor t = from_vector(std::vector<int32_t>{0, 6, 3, 2}, {4});
+  double ce = 0;
+  for (int r = 0; r < 4; ++r) ce -= lsm[r * 7 + std::vector<int>{0, 6, 3, 2}[r]] / 4;
+  CHECK(std::fabs(cross_entropy(x, t).item() - ce) < 1e-12);
+  CHECK_THROWS_WITH(cross_entropy(x, from_vector(std::vector<int32_t>{0, 1}, {2})),
+                    Catch::Contains("cross_entropy") && Catch::Contains("[4, 7]") &&
+                        Catch::Contains("[2]"));
+}
+
+TEST_CASE("in-place ops refuse tensors in the graph", "[ops][inplace]") {
+  Tensor p = ones({3}).set_requires_grad(true);
+  CHECK_THROWS_WITH(add_(p, ones({3})), Catch::Contains("add_") && Catch::Contains("NoGradGuard"));
+  Tensor q = zeros({3});
+  add_(q, ones({3}), 2.0);
+  CHECK(q.to_vector() == std::vector<double>{2, 2, 2});
+  mul_(q, 0.5);
+  CHECK(q.to_vector() == std::vector<double>{1, 1, 1});
+}
