@@ -38,7 +38,7 @@ ifneq ($(CATCH_V3),)
   CATCH_FLAGS := -DMS_CATCH2_V3
   CATCH_LIBS := -lCatch2
 endif
-CXXFLAGS := -std=c++20 $(OPT) -fopenmp -Wall -Wextra -I. $(MPI_CFLAGS) $(CATCH_FLAGS) -MMD -MP
+CXXFLAGS := -std=c++20 $(OPT) -fopenmp -Wall -Wextra -I. -DOMPI_SKIP_MPICXX $(MPI_CFLAGS) $(CATCH_FLAGS) -MMD -MP
 LDFLAGS := $(OPT) -fopenmp
 LIBS := $(MPI_LIBS) -lpthread
 
@@ -49,13 +49,17 @@ LIB := $(BUILD)/libminispeed.a
 UNIT_SRCS := tests/main.cpp $(wildcard tests/test_*.cpp)
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/obj/%.o)
 UNIT_BIN := $(BUILD)/unit_tests
+MPI_TEST_SRCS := $(wildcard tests/mpi/main.cpp tests/mpi/test_*.cpp)
+MPI_TEST_BIN := $(if $(MPI_TEST_SRCS),$(BUILD)/mpi_tests)
+BENCH_SRCS := $(wildcard bench/bench_*.cpp)
+BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bench/%)
 CLI_SRCS := $(wildcard cli/*.cpp)
 CLI_BIN := $(if $(CLI_SRCS),$(BUILD)/minispeed)
 LESSON_DIRS := $(sort $(wildcard lessons/[0-9][0-9]_*))
 LESSON_BINS := $(foreach d,$(LESSON_DIRS),$(BUILD)/lessons/$(notdir $(d))/solution $(BUILD)/lessons/$(notdir $(d))/exercise)
 
-.PHONY: all test unit-test lesson-test lesson run bench format clean help
-all: $(LIB) $(UNIT_BIN) $(CLI_BIN) $(LESSON_BINS)
+.PHONY: all test unit-test mpi-test lesson-test lesson run bench format clean help
+all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(LESSON_BINS) $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -67,6 +71,14 @@ $(LIB): $(LIB_OBJS)
 
 $(UNIT_BIN): $(UNIT_OBJS) $(LIB)
 	$(CXX) $(LDFLAGS) $(UNIT_OBJS) $(LIB) $(CATCH_LIBS) $(LIBS) -o $@
+
+# Multi-process tests: one binary with an MPI-aware main, run at 2 and 4 ranks.
+$(BUILD)/mpi_tests: $(MPI_TEST_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(CATCH_LIBS) $(LIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ -lopenblas $(LIBS) -o $@
 
 $(BUILD)/minispeed: $(CLI_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
@@ -94,8 +106,12 @@ unit-test: $(UNIT_BIN)
 lesson-test: $(LESSON_BINS)
 	@scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
 
+mpi-test: $(MPI_TEST_BIN)
+	$(if $(MPI_TEST_BIN),$(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPIRUN) -np 4 $(MPI_TEST_BIN))
+
 test: all
 	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory mpi-test
 	@$(MAKE) --no-print-directory lesson-test
 
 L ?=
@@ -110,11 +126,9 @@ lesson:
 run: all
 	@scripts/run-lesson.sh lessons/01_tensors $(BUILD)/lessons/01_tensors/solution
 
-BENCH_BIN := $(BUILD)/bench_matmul
-$(BUILD)/bench_matmul: $(BUILD)/obj/bench/bench_matmul.o $(LIB)
-	$(CXX) $(LDFLAGS) $^ -lopenblas $(LIBS) -o $@
-bench: $(BENCH_BIN)
-	$(BUILD)/bench_matmul $(BENCH_ARGS)
+# Each benchmark prints ours beside its peer; multi-rank ones run under mpirun.
+bench: $(BENCH_BINS)
+	@scripts/bench.sh $(BUILD)/bench
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu' '*.cuh')

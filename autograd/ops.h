@@ -86,6 +86,13 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 // Mean over N of -log softmax(logits)[target]; logits (N, V), targets i32 (N).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 
+// Causal multi-head self-attention over GPT-2's packed projection, fused:
+// qkv (B, T, 3C) -> (B, T, C), softmax(q·kᵀ/√hs) with the causal mask, then ·v.
+Tensor causal_attention(const Tensor& qkv, int64_t n_head);
+// Inverted dropout: zeroes each element with probability p, scales the rest by
+// 1/(1-p). Identity (and no randomness drawn) when p == 0.
+Tensor dropout(const Tensor& x, double p, Generator& gen);
+
 // ---- in place, never recorded (optimizers, gradient accumulation) ----
 void fill_(Tensor& t, double value);
 void copy_(Tensor& dst, const Tensor& src);              // shapes equal; dtypes may differ

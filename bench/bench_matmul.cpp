@@ -2,6 +2,7 @@
 //
 //   bench_matmul            sizes 256..2048 (NN) plus NT and TN at 1024, 1 and 2 threads
 //   bench_matmul --quick    1024 only (CI smoke)
+//   bench_matmul --isa avx2 force our micro-kernel (default: the best this CPU runs)
 //
 // Each cell: one warm-up call, then the best of several timed repetitions
 // (best-of filters out interference from other processes on a shared machine).
@@ -51,8 +52,11 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--quick") == 0) {
             quick = true;
+        } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
+                   ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
+            ++i;
         } else {
-            std::fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--quick] [--isa avx512|avx2|scalar]\n", argv[0]);
             return 2;
         }
     }
@@ -66,8 +70,10 @@ int main(int argc, char** argv) {
     }
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     std::printf("ours: gemm_f32 micro-kernel = %s\n", ms::cpu::gemm_f32_isa());
+    // OPENBLAS_CORETYPE, if set, overrides OpenBLAS's CPU detection (read once,
+    // when the library loads); the config string names the kernel it picked.
     std::printf("OpenBLAS: %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
-                coretype ? coretype : "unset");
+                coretype ? coretype : "unset, auto-detected");
     std::printf("C = A*B, all M = N = K = size, row-major; NT = A*B^T, TN = A^T*B\n\n");
     std::printf("%6s %4s %7s %14s %18s %7s\n", "size", "form", "threads", "ours GFLOP/s",
                 "OpenBLAS GFLOP/s", "ratio");

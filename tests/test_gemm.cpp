@@ -115,6 +115,14 @@ TEST_CASE("gemm_f32 larger than one cache block, with leading dimensions", "[gem
     check<float>(false, true, {40, 1600, 70}, 1.0, 0.0, 1);
 }
 
+TEST_CASE("gemm_f32 matrix-vector shapes (M == 1 or N == 1)", "[gemm]") {
+    // Large enough to be split over threads and over the 1024-output blocks,
+    // with K not a multiple of the unrolling.
+    check_all_forms<float>({1, 2500, 421}, 1.0, 0.0, 3);
+    check_all_forms<float>({2100, 1, 203}, -1.0, 0.5, 3);
+    check_all_forms<float>({1, 1, 1000}, 1.0, 0.0, 1);
+}
+
 TEST_CASE("gemm_f32 every micro-kernel this CPU can run", "[gemm]") {
     for (const char* isa : {"scalar", "avx2", "avx512"}) {
         if (!ms::cpu::gemm_f32_force_isa(isa)) continue;

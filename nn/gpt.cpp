@@ -1,0 +1,90 @@
+#include "nn/gpt.h"
+
+#include <cmath>
+
+namespace ms {
+
+void GPTConfig::validate() const {
+  MS_CHECK(vocab_size > 0, "config: vocab_size must be positive, got ", vocab_size);
+  MS_CHECK(block_size > 0, "config: block_size (max positions) must be positive, got ", block_size);
+  MS_CHECK(n_layer > 0, "config: n_layer must be positive, got ", n_layer);
+  MS_CHECK(n_head > 0, "config: n_head must be positive, got ", n_head);
+  MS_CHECK(n_embd > 0 && n_embd % n_head == 0, "config: n_embd ", n_embd,
+           " must be a positive multiple of n_head ", n_head);
+  MS_CHECK(dropout >= 0 && dropout < 1, "config: dropout ", dropout, " must be in [0, 1)");
+}
+
+std::string GPTConfig::describe() const {
+  return str_cat("GPT(n_layer=", n_layer, ", n_head=", n_head, ", n_embd=", n_embd,
+                 ", block_size=", block_size, ", vocab_size=", vocab_size, ")");
+}
+
+CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
+    : n_head_(cfg.n_head) {
+  double resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
+  c_attn = register_module("c_attn", std::make_shared<Linear>(cfg.n_embd, 3 * cfg.n_embd, true, gen));
+  c_proj = register_module("c_proj", std::make_shared<Linear>(cfg.n_embd, cfg.n_embd, true, gen, resid_std));
+  resid_dropout_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
+}
+
+Tensor CausalSelfAttention::forward(const Tensor& x) {
+  Tensor qkv = c_attn->forward(x);              // (B, T, 3C)
+  Tensor y = causal_attention(qkv, n_head_);    // (B, T, C)
+  return resid_dropout_->forward(c_proj->forward(y));
+}
+
+MLP::MLP(const GPTConfig& cfg, Generator& gen) {
+  double resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
+  c_fc = register_module("c_fc", std::make_shared<Linear>(cfg.n_embd, 4 * cfg.n_embd, true, gen));
+  c_proj = register_module("c_proj", std::make_shared<Linear>(4 * cfg.n_embd, cfg.n_embd, true, gen, resid_std));
+  dropout_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
+}
+
+Tensor MLP::forward(const Tensor& x) {
+  return dropout_->forward(c_proj->forward(gelu(c_fc->forward(x))));  // (B,T,C)->(B,T,4C)->(B,T,C)
+}
+
+Block::Block(const GPTConfig& cfg, Generator& gen) {
+  ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(cfg.n_embd));
+  attn = register_module("attn", std::make_shared<CausalSelfAttention>(cfg, gen));
+  ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(cfg.n_embd));
+  mlp = register_module("mlp", std::make_shared<MLP>(cfg, gen));
+}
+
+Tensor Block::forward(const Tensor& x) {
+  Tensor h1 = add(x, attn->forward(ln_1->forward(x)));
+  return add(h1, mlp->forward(ln_2->forward(h1)));
+}
+
+GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  cfg.validate();
+  Generator gen(seed);
+  wte = register_module("wte", std::make_shared<Embedding>(cfg.vocab_size, cfg.n_embd, gen));
+  wpe = register_module("wpe", std::make_shared<Embedding>(cfg.block_size, cfg.n_embd, gen));
+  for (int64_t i = 0; i < cfg.n_layer; ++i)
+    h.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen)));
+  ln_f = register_module("ln_f", std::make_shared<LayerNorm>(cfg.n_embd));
+  drop_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
+}
+
+Tensor GPT::forward(const Tensor& idx) {
+  MS_CHECK(idx.dim() == 2 && idx.dtype() == DType::I32, "GPT.forward: tokens must be i32 (B, T), got ",
+           shape_str(idx.shape()), " ", dtype_name(idx.dtype()));
+  int64_t T = idx.shape()[1];
+  MS_CHECK(T <= cfg_.block_size, "GPT.forward: sequence length ", T,
+           " exceeds the model's block_size ", cfg_.block_size);
+  Tensor pos = arange(T, DType::I32);
+  Tensor x = drop_->forward(add(wte->forward(idx), wpe->forward(pos)));  // (B, T, C) + (T, C)
+  for (auto& block : h) x = block_runner ? block_runner(*block, x) : block->forward(x);
+  x = ln_f->forward(x);
+  // Tied head: logits = x · wteᵀ, a transposed view that GEMM reads in place.
+  return linear(x, transpose(wte->weight, 0, 1));  // (B, T, V)
+}
+
+Tensor GPT::loss(const Tensor& idx, const Tensor& targets) {
+  Tensor logits = forward(idx);
+  int64_t V = cfg_.vocab_size;
+  return cross_entropy(reshape(logits, {-1, V}), reshape(targets, {-1}));
+}
+
+}  // namespace ms

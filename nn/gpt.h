@@ -1,0 +1,86 @@
+// GPT-2 (Radford et al. 2019): learned positions, pre-LN blocks, final
+// LayerNorm, LM head tied to the token embedding. Parameter names and layouts
+// are Hugging Face's, so safetensors files move between minispeed and PyTorch.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+
+#include "nn/layers.h"
+
+namespace ms {
+
+struct GPTConfig {
+  int64_t vocab_size = 256;  // bytes
+  int64_t block_size = 128;  // max positions
+  int64_t n_layer = 4;
+  int64_t n_head = 4;
+  int64_t n_embd = 128;
+  double dropout = 0.0;
+  // Throws ms::Error naming the field and the rule when the config is unusable.
+  void validate() const;
+  std::string describe() const;
+};
+
+class CausalSelfAttention : public Module {
+ public:
+  CausalSelfAttention(const GPTConfig& cfg, Generator& gen);
+  Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
+  std::shared_ptr<Linear> c_attn;   // C -> 3C, packed q|k|v
+  std::shared_ptr<Linear> c_proj;   // C -> C
+ private:
+  int64_t n_head_;
+  std::shared_ptr<Dropout> resid_dropout_;
+};
+
+class MLP : public Module {
+ public:
+  MLP(const GPTConfig& cfg, Generator& gen);
+  Tensor forward(const Tensor& x);
+  std::shared_ptr<Linear> c_fc;    // C -> 4C
+  std::shared_ptr<Linear> c_proj;  // 4C -> C
+ private:
+  std::shared_ptr<Dropout> dropout_;
+};
+
+class Block : public Module {
+ public:
+  Block(const GPTConfig& cfg, Generator& gen);
+  Tensor forward(const Tensor& x);  // x + attn(ln_1(x)), then + mlp(ln_2(.))
+  std::shared_ptr<LayerNorm> ln_1, ln_2;
+  std::shared_ptr<CausalSelfAttention> attn;
+  std::shared_ptr<MLP> mlp;
+};
+
+class GPT : public Module {
+ public:
+  // GPT-2 initialization: N(0, 0.02) weights, zero biases, and the residual
+  // output projections scaled by 1/√(2·n_layer) (each block adds two).
+  GPT(const GPTConfig& cfg, uint64_t seed);
+  const GPTConfig& config() const { return cfg_; }
+
+  Tensor forward(const Tensor& idx);  // i32 (B, T) -> logits (B, T, V)
+  // Mean cross-entropy of forward(idx) against targets (B, T).
+  Tensor loss(const Tensor& idx, const Tensor& targets);
+
+  // Hugging Face GPT-2 names and [in, out] layouts. Loading takes the model's
+  // shape from the file (metadata when present, else tensor shapes), accepts a
+  // "transformer." prefix, ignores attn.bias / attn.masked_bias / a tied lm_head.
+  static std::shared_ptr<GPT> from_safetensors(const std::string& path);
+  void load_safetensors(const std::string& path);
+  void save_safetensors(const std::string& path) const;
+
+  // Runs one block (default: block.forward(x)). ZeRO-3 replaces it with a
+  // runner that gathers the block's parameters, runs it, and releases them.
+  std::function<Tensor(Block&, const Tensor&)> block_runner;
+
+  std::shared_ptr<Embedding> wte, wpe;
+  std::vector<std::shared_ptr<Block>> h;
+  std::shared_ptr<LayerNorm> ln_f;
+
+ private:
+  GPTConfig cfg_;
+  std::shared_ptr<Dropout> drop_;
+};
+
+}  // namespace ms

@@ -1,0 +1,45 @@
+// Module: a node in the model tree with named parameters and named children,
+// so every parameter has a dotted path ("h.0.attn.c_attn.weight") — the names
+// safetensors files, ZeRO's flat buffers and checkpoints all key on.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/ops.h"
+
+namespace ms {
+
+class Module {
+ public:
+  virtual ~Module() = default;
+
+  // Parameters of this module and all children, depth-first in registration order.
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  int64_t num_parameters() const;
+  // The parameter at a dotted path; an error naming the path if there is none.
+  Tensor parameter(const std::string& path) const;
+
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool training() const { return training_; }
+  void zero_grad();
+
+ protected:
+  Tensor register_parameter(const std::string& name, Tensor value);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> child) {
+    children_.emplace_back(name, child);
+    return child;
+  }
+
+ private:
+  void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace ms

@@ -1,0 +1,330 @@
+#include "nn/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace ms {
+
+// The format stores little-endian data and we memcpy it straight into tensors.
+static_assert(std::endian::native == std::endian::little,
+              "safetensors I/O assumes a little-endian host");
+
+namespace {
+
+using json = nlohmann::json;
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
+// A real header nests 3 deep (object > entry > shape). The limit stops a file of
+// "[[[[..." from building millions of nested JSON values before we can reject it.
+constexpr int kMaxJsonDepth = 8;
+constexpr uint64_t kMaxI64 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+struct DTypeName {
+  const char* name;
+  DType dtype;
+};
+constexpr DTypeName kDTypes[] = {{"F32", DType::F32},
+                                 {"F64", DType::F64},
+                                 {"BF16", DType::BF16},
+                                 {"F16", DType::F16},
+                                 {"I32", DType::I32}};
+constexpr const char* kSupported = "F32, F64, BF16, F16, I32";
+
+const char* file_dtype_name(DType d) {
+  for (const auto& e : kDTypes)
+    if (e.dtype == d) return e.name;
+  MS_ASSERT(false, "dtype without a safetensors name");
+}
+
+template <typename... Args>
+[[noreturn]] void bad(const std::string& path, const Args&... args) {
+  throw Error(str_cat("load_safetensors: '", path, "': ", args...));
+}
+
+// Names and JSON values in error messages are cut short: a hostile header could
+// otherwise turn one error into a 100 MB string.
+std::string cut(const std::string& s) {
+  return s.size() <= 60 ? s : s.substr(0, 57) + "...";
+}
+std::string brief(const json& v) {
+  return cut(v.dump());
+}
+std::string quote(const std::string& name) {
+  return "'" + cut(name) + "'";
+}
+
+// One tensor's header entry after validation.
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+Entry parse_entry(const std::string& path, const std::string& name, const json& v,
+                  uint64_t buffer_size) {
+  const std::string who = "tensor " + quote(name);
+  if (!v.is_object()) bad(path, who, ": entry must be an object, got ", brief(v));
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!v.contains(key)) bad(path, who, ": entry is missing \"", key, "\"");
+
+  Entry e{name, DType::F32, {}, 0, 0};
+  const json& dt = v["dtype"];
+  if (!dt.is_string()) bad(path, who, ": dtype must be a string, got ", brief(dt));
+  const std::string& dts = dt.get_ref<const std::string&>();
+  auto it = std::find_if(std::begin(kDTypes), std::end(kDTypes),
+                         [&](const DTypeName& d) { return dts == d.name; });
+  if (it == std::end(kDTypes))
+    bad(path, who, ": unsupported dtype \"", cut(dts), "\" (supported: ", kSupported, ")");
+  e.dtype = it->dtype;
+
+  const json& shape = v["shape"];
+  if (!shape.is_array()) bad(path, who, ": shape must be an array, got ", brief(shape));
+  // Zero dims are skipped in the overflow check: with them numel is 0, but the
+  // row-major strides still multiply the other dims and must fit in int64.
+  uint64_t product = 1;
+  for (const json& d : shape) {
+    if (!d.is_number_integer())
+      bad(path, who, ": shape dimension ", brief(d), " is not an integer");
+    if (!d.is_number_unsigned()) bad(path, who, ": shape dimension ", brief(d), " is negative");
+    uint64_t n = d.get<uint64_t>();
+    if (n != 0 && (n > kMaxI64 || product > kMaxI64 / n))
+      bad(path, who, ": shape ", brief(shape), " overflows the element count");
+    if (n != 0) product *= n;
+    e.shape.push_back(static_cast<int64_t>(n));
+  }
+  uint64_t elem = dtype_size(e.dtype);
+  if (product > kMaxI64 / elem)
+    bad(path, who, ": shape ", brief(shape), " overflows the byte size");
+  uint64_t nbytes = static_cast<uint64_t>(shape_numel(e.shape)) * elem;
+
+  const json& off = v["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+      !off[1].is_number_unsigned())
+    bad(path, who, ": data_offsets must be [begin, end] with non-negative integers, got ",
+        brief(off));
+  e.begin = off[0].get<uint64_t>();
+  e.end = off[1].get<uint64_t>();
+  if (e.begin > e.end) bad(path, who, ": data_offsets ", brief(off), " has begin > end");
+  if (e.end > buffer_size)
+    bad(path, who, ": data_offsets ", brief(off), " end beyond the data buffer (", buffer_size,
+        " bytes; truncated file?)");
+  if (e.end - e.begin != nbytes)
+    bad(path, who, ": data_offsets ", brief(off), " span ", e.end - e.begin, " bytes but shape ",
+        brief(shape), " of ", dts, " needs ", nbytes);
+  return e;
+}
+
+void read_exact(std::ifstream& in, void* dst, uint64_t n, const std::string& path,
+                const std::string& what) {
+  in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
+  if (static_cast<uint64_t>(in.gcount()) != n)
+    bad(path, "file ended while reading ", what, " (did it change while being read?)");
+}
+
+}  // namespace
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  std::error_code ec;
+  uint64_t file_size = std::filesystem::file_size(path, ec);  // also rejects directories
+  if (ec) bad(path, "cannot read: ", ec.message());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad(path, "cannot open: ", std::strerror(errno));
+  if (file_size < 8)
+    bad(path, "file is ", file_size, " bytes, too short for the 8-byte header length");
+
+  unsigned char len[8];
+  read_exact(in, len, 8, path, "the header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
+  if (n > kMaxHeaderBytes)
+    bad(path, "header length ", n, " is absurd (limit ", kMaxHeaderBytes,
+        " bytes); not a safetensors file?");
+  if (n > file_size - 8)
+    bad(path, "header length ", n, " is larger than the rest of the file (", file_size - 8,
+        " bytes); truncated file?");
+  std::string text(n, '\0');
+  read_exact(in, text.data(), n, path, "the header");
+  const uint64_t buffer_size = file_size - 8 - n;
+
+  json header;
+  try {
+    // Throwing from the callback aborts the parse; the partial value is freed.
+    header = json::parse(text, [&](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxJsonDepth)
+        bad(path, "header JSON is nested more than ", kMaxJsonDepth, " deep");
+      return true;
+    });
+  } catch (const json::exception& err) {
+    bad(path, "header is not valid JSON: ", err.what());
+  }
+  if (!header.is_object()) bad(path, "header JSON is not an object (got ", header.type_name(), ")");
+
+  SafetensorsFile out;
+  std::vector<Entry> entries;
+  for (const auto& [name, v] : header.items()) {
+    if (name != "__metadata__") {
+      entries.push_back(parse_entry(path, name, v, buffer_size));
+      continue;
+    }
+    if (!v.is_object()) bad(path, "__metadata__ must be an object, got ", brief(v));
+    for (const auto& [k, s] : v.items()) {
+      if (!s.is_string())
+        bad(path, "__metadata__ value for ", quote(k), " must be a string, got ", brief(s));
+      out.metadata[k] = s.get<std::string>();
+    }
+  }
+
+  // Like the reference implementation, the tensors must tile the buffer exactly:
+  // an overlap would alias two tensors, and a gap or trailing bytes mean the
+  // header and the data disagree.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+  });
+  uint64_t expected = 0;
+  const Entry* prev = nullptr;
+  for (const Entry& e : entries) {
+    if (e.begin < expected)
+      bad(path, "tensor ", quote(e.name), " [", e.begin, ", ", e.end, ") overlaps tensor ",
+          quote(prev->name), " [", prev->begin, ", ", prev->end, ")");
+    if (e.begin > expected)
+      bad(path, "bytes [", expected, ", ", e.begin, ") of the data buffer before tensor ",
+          quote(e.name), " belong to no tensor (gap)");
+    expected = e.end;
+    prev = &e;
+  }
+  if (expected != buffer_size)
+    bad(path, "data buffer is ", buffer_size, " bytes but the tensors cover ", expected,
+        " (trailing bytes after the last tensor)");
+
+  // Only now, with every size checked against the file's, allocate and read.
+  for (const Entry& e : entries) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    read_exact(in, t.raw_data(), e.end - e.begin, path, "tensor " + quote(e.name));
+    out.tensors.emplace(e.name, std::move(t));
+  }
+  return out;
+}
+
+namespace {
+
+// Copies t's elements in row-major order as raw bytes. Unlike contiguous(),
+// which converts bf16/f16 through double, this is bit-exact for every value.
+std::vector<char> gather_bytes(const Tensor& t) {
+  const size_t es = dtype_size(t.dtype());
+  std::vector<char> out(t.nbytes());
+  const char* base = static_cast<const char*>(t.raw_data());
+  const int64_t nd = t.dim(), n = t.numel();
+  Shape idx(nd, 0);
+  int64_t off = 0;  // element offset of idx, updated like an odometer
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(out.data() + i * es, base + off * static_cast<int64_t>(es), es);
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      if (++idx[d] < t.shape()[d]) {
+        off += t.strides()[d];
+        break;
+      }
+      off -= (t.shape()[d] - 1) * t.strides()[d];
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+// The temporary file of an atomic save: closed, and removed unless renamed.
+struct TmpFile {
+  std::string path;
+  int fd = -1;
+  bool renamed = false;
+  ~TmpFile() {
+    if (fd >= 0) ::close(fd);
+    if (!renamed) ::unlink(path.c_str());
+  }
+};
+
+void write_all(const TmpFile& f, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(f.fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    MS_CHECK(w > 0, "save_safetensors: '", path, "': write failed: ", std::strerror(errno));
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  // ordered_json keeps insertion order, which we choose to match the reference
+  // writer byte for byte: "__metadata__" first, then tensors by name (std::map
+  // order), each as dtype, shape, data_offsets.
+  using ojson = nlohmann::ordered_json;
+  ojson header = ojson::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    MS_CHECK(name != "__metadata__", "save_safetensors: '", path,
+             "': \"__metadata__\" is reserved and cannot name a tensor");
+    MS_CHECK(t.defined(), "save_safetensors: '", path, "': tensor '", name, "' is undefined");
+    MS_CHECK(t.device() == Device::CPU, "save_safetensors: '", path, "': tensor '", name,
+             "' is on ", device_name(t.device()), "; copy it to the CPU first");
+    ojson e = ojson::object();
+    e["dtype"] = file_dtype_name(t.dtype());
+    e["shape"] = t.shape();
+    e["data_offsets"] = ojson::array({offset, offset + t.nbytes()});
+    header[name] = std::move(e);
+    offset += t.nbytes();
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& err) {
+    throw Error(str_cat("save_safetensors: '", path,
+                        "': cannot encode the header (tensor names and ",
+                        "metadata must be valid UTF-8): ", err.what()));
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');  // 8-byte aligned data, as the reference pads
+  MS_CHECK(text.size() <= kMaxHeaderBytes, "save_safetensors: '", path, "': header of ",
+           text.size(), " bytes exceeds the format's limit of ", kMaxHeaderBytes);
+
+  // pid in the name: ranks writing beside each other never share a temp file.
+  TmpFile f{path + ".tmp." + std::to_string(::getpid())};
+  f.fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  MS_CHECK(f.fd >= 0, "save_safetensors: '", path, "': cannot create '", f.path,
+           "': ", std::strerror(errno));
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t{text.size()} >> (8 * i));
+  write_all(f, len, 8, path);
+  write_all(f, text.data(), text.size(), path);
+  for (const auto& [name, t] : tensors) {
+    if (t.is_contiguous()) {
+      write_all(f, t.raw_data(), t.nbytes(), path);
+    } else {
+      std::vector<char> bytes = gather_bytes(t);
+      write_all(f, bytes.data(), bytes.size(), path);
+    }
+  }
+  // fsync before rename: otherwise a crash could leave the new name pointing at
+  // data that never reached the disk.
+  MS_CHECK(::fsync(f.fd) == 0, "save_safetensors: '", path,
+           "': fsync failed: ", std::strerror(errno));
+  int rc = ::close(f.fd);
+  f.fd = -1;
+  MS_CHECK(rc == 0, "save_safetensors: '", path, "': close failed: ", std::strerror(errno));
+  MS_CHECK(::rename(f.path.c_str(), path.c_str()) == 0, "save_safetensors: cannot rename '", f.path,
+           "' to '", path, "': ", std::strerror(errno));
+  f.renamed = true;
+}
+
+}  // namespace ms

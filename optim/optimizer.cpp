@@ -1,0 +1,161 @@
+#include "optim/optimizer.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+
+namespace ms {
+
+Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+  for (const Tensor& p : params_)
+    MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous(), "optimizer: parameters must be "
+             "contiguous f32, got ", dtype_name(p.dtype()), " ", shape_str(p.shape()));
+}
+
+void Optimizer::zero_grad() {
+  for (const Tensor& p : params_) p.zero_grad();
+}
+
+SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_decay)
+    : Optimizer(std::move(params), lr), momentum_(momentum), weight_decay_(weight_decay) {
+  momentum_buf_.resize(params_.size());
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor g = params_[i].grad();
+    if (!g.defined()) continue;
+    Tensor gc = contiguous(g);
+    float* p = params_[i].data<float>();
+    const float* gp = gc.data<float>();
+    int64_t n = params_[i].numel();
+    const float wd = static_cast<float>(weight_decay_), mom = static_cast<float>(momentum_);
+    const float lr = static_cast<float>(lr_);
+    if (momentum_ == 0) {
+      for (int64_t j = 0; j < n; ++j) p[j] -= lr * (gp[j] + wd * p[j]);
+      continue;
+    }
+    bool first = !momentum_buf_[i].defined();
+    if (first) momentum_buf_[i] = Tensor::empty(params_[i].shape());
+    float* buf = momentum_buf_[i].data<float>();
+    for (int64_t j = 0; j < n; ++j) {
+      float d = gp[j] + wd * p[j];
+      buf[j] = first ? d : mom * buf[j] + d;
+      p[j] -= lr * buf[j];
+    }
+  }
+}
+
+size_t SGD::state_bytes() const {
+  size_t n = 0;
+  for (const Tensor& b : momentum_buf_) n += b.defined() ? b.nbytes() : 0;
+  return n;
+}
+
+AdamW::AdamW(std::vector<Tensor> params, double lr, double beta1, double beta2, double eps,
+             double weight_decay)
+    : Optimizer(std::move(params), lr), beta1_(beta1), beta2_(beta2), eps_(eps),
+      weight_decay_(weight_decay) {
+  MS_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas (", beta1, ", ",
+           beta2, ") must be in [0, 1)");
+  // State allocated up front (zeros), as ZeRO's memory formula assumes.
+  for (const Tensor& p : params_) {
+    m_.push_back(zeros(p.shape()));
+    v_.push_back(zeros(p.shape()));
+  }
+}
+
+// Follows torch.optim.AdamW's single-tensor path operation for operation, so
+// our weights match PyTorch's to float rounding:
+//   p *= 1 - lr·wd;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
+//   p -= (lr / (1-β1^t)) · m / (√v / √(1-β2^t) + eps)
+void AdamW::step() {
+  NoGradGuard no_grad;
+  ++t_;
+  const double bc1 = 1 - std::pow(beta1_, static_cast<double>(t_));
+  const double bc2 = 1 - std::pow(beta2_, static_cast<double>(t_));
+  const float step_size = static_cast<float>(lr_ / bc1);
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const float decay = static_cast<float>(1 - lr_ * weight_decay_);
+  const float b1 = static_cast<float>(beta1_), b2 = static_cast<float>(beta2_);
+  // 1-β computed in double then rounded, as PyTorch passes it (alpha=1-beta1).
+  const float one_minus_b1 = static_cast<float>(1 - beta1_);
+  const float one_minus_b2 = static_cast<float>(1 - beta2_);
+  const float eps = static_cast<float>(eps_);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor g = params_[i].grad();
+    if (!g.defined()) continue;
+    Tensor gc = contiguous(g);
+    float* p = params_[i].data<float>();
+    float* m = m_[i].data<float>();
+    float* v = v_[i].data<float>();
+    const float* gp = gc.data<float>();
+    int64_t n = params_[i].numel();
+#pragma omp parallel for simd if (n > (1 << 16)) schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+      p[j] *= decay;
+      m[j] = b1 * m[j] + one_minus_b1 * gp[j];
+      v[j] = b2 * v[j] + one_minus_b2 * gp[j] * gp[j];
+      p[j] -= step_size * (m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps));
+    }
+  }
+}
+
+size_t AdamW::state_bytes() const {
+  size_t n = 0;
+  for (size_t i = 0; i < m_.size(); ++i) n += m_[i].nbytes() + v_[i].nbytes();
+  return n;
+}
+
+double grad_sq_norm(const std::vector<Tensor>& params) {
+  double total = 0;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    Tensor gc = contiguous(g);
+    const float* gp = gc.data<float>();
+    int64_t n = gc.numel();
+#pragma omp parallel for simd reduction(+ : total) if (n > (1 << 16))
+    for (int64_t j = 0; j < n; ++j) total += static_cast<double>(gp[j]) * gp[j];
+  }
+  return total;
+}
+
+void scale_grads(const std::vector<Tensor>& params, double factor) {
+  NoGradGuard no_grad;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (g.defined()) mul_(g, factor);
+  }
+}
+
+double clip_factor(double total_norm, double max_norm) {
+  if (max_norm <= 0 || total_norm <= max_norm) return 1.0;
+  return max_norm / (total_norm + 1e-6);
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  double norm = std::sqrt(grad_sq_norm(params));
+  double f = clip_factor(norm, max_norm);
+  if (f != 1.0) scale_grads(params, f);
+  return norm;
+}
+
+double LRSchedule::at(int64_t step) const {
+  if (kind == Kind::Constant) return max_lr;
+  if (step < warmup) return max_lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  double span = std::max<double>(static_cast<double>(total_steps - warmup), 1.0);
+  double progress = std::min(1.0, static_cast<double>(step - warmup) / span);
+  constexpr double kPi = 3.14159265358979323846;
+  return min_lr + 0.5 * (max_lr - min_lr) * (1 + std::cos(kPi * progress));
+}
+
+LRSchedule::Kind LRSchedule::parse(const std::string& name) {
+  if (name == "constant") return Kind::Constant;
+  if (name == "cosine") return Kind::Cosine;
+  throw Error(str_cat("--schedule: unknown schedule '", name, "' (valid: constant, cosine)"));
+}
+
+}  // namespace ms

@@ -1,0 +1,177 @@
+// Ring reduce-scatter / all-gather / all-reduce over isend/irecv (see
+// collectives.h for the algorithm and its sources).
+//
+// Two implementation details beyond the textbook version:
+//  * Simultaneous send and receive. Each step posts the receive and the send
+//    nonblocking and then waits for both (what MPI_Sendrecv does). Blocking
+//    send-then-recv on every rank deadlocks as soon as messages are too big
+//    for MPI's eager buffers: everybody sends, nobody receives.
+//  * Segmenting (pipelining) within a step. A block is sent as segments of
+//    kSegmentBytes; received segments land in a small window of scratch slots
+//    and are added in while later segments are still in flight, so the adds
+//    overlap the copies instead of following them. NCCL does the same with
+//    its chunked "slices" (and, across GPUs, also pipelines across steps).
+#include "parallel/collectives.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace ms {
+
+using namespace comm_detail;
+
+namespace {
+
+constexpr int kRingTag = Communicator::kMaxUserTag + 1;  // reserved: never matches user traffic
+constexpr int64_t kSegmentBytes = 256 << 10;
+constexpr int kWindow = 4;  // scratch slots: receives in flight while we reduce
+
+// Block c of n elements split D ways: the first n % D blocks get one extra.
+struct Blocks {
+  int64_t n;
+  int d;
+  int64_t start(int c) const { return c * (n / d) + std::min<int64_t>(c, n % d); }
+  int64_t len(int c) const { return n / d + (c < n % d ? 1 : 0); }
+};
+
+int mod(int a, int d) { return ((a % d) + d) % d; }
+
+Tensor slice(const Tensor& flat, int64_t start, int64_t len) {
+  return Tensor::make_view(flat, {len}, {1}, flat.offset() + start);
+}
+
+// One ring step: send buf[send_start, +len_s) to `next`, receive `prev`'s
+// block for [recv_start, +len_r). With `reduce`, the incoming data is
+// combined into buf with `op`; without, it is written straight into buf.
+// Both sides cut a block into the same segments, so messages match 1:1 (MPI
+// keeps messages between a pair of ranks on one tag in order).
+void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_t send_len,
+               int64_t recv_start, int64_t recv_len, bool reduce, ReduceOp op) {
+  const int d = comm.size(), r = comm.rank();
+  const int next = mod(r + 1, d), prev = mod(r - 1, d);
+  const int64_t seg = std::max<int64_t>(1, kSegmentBytes / int64_t(dtype_size(buf.dtype())));
+  const int64_t nsend = (send_len + seg - 1) / seg, nrecv = (recv_len + seg - 1) / seg;
+  auto seg_len = [seg](int64_t total, int64_t k) { return std::min(seg, total - k * seg); };
+
+  std::vector<Work> recvs(static_cast<size_t>(nrecv));
+  std::vector<Tensor> slots;
+  auto post_recv = [&](int64_t k) {
+    Tensor dst = reduce ? slice(slots[k % kWindow], 0, seg_len(recv_len, k))
+                        : slice(buf, recv_start + k * seg, seg_len(recv_len, k));
+    recvs[k] = comm.irecv_internal(dst, prev, kRingTag);
+  };
+  // Receives first, so incoming messages find a posted buffer.
+  if (reduce) {
+    for (int i = 0; i < std::min<int64_t>(kWindow, nrecv); ++i)
+      slots.push_back(Tensor::empty({std::min(seg, recv_len)}, buf.dtype()));
+    for (int64_t k = 0; k < std::min<int64_t>(kWindow, nrecv); ++k) post_recv(k);
+  } else {
+    for (int64_t k = 0; k < nrecv; ++k) post_recv(k);
+  }
+  std::vector<Work> sends;
+  sends.reserve(static_cast<size_t>(nsend));
+  for (int64_t k = 0; k < nsend; ++k)
+    sends.push_back(comm.isend_internal(slice(buf, send_start + k * seg, seg_len(send_len, k)),
+                                        next, kRingTag));
+  const size_t esize = dtype_size(buf.dtype());
+  char* base = static_cast<char*>(buf.raw_data());
+  for (int64_t k = 0; k < nrecv; ++k) {
+    recvs[k].wait();
+    if (!reduce) continue;
+    const Tensor& slot = slots[k % kWindow];
+    reduce_into(base + (recv_start + k * seg) * esize, slot.raw_data(), seg_len(recv_len, k),
+                buf.dtype(), op);
+    if (k + kWindow < nrecv) post_recv(k + kWindow);
+  }
+  for (Work& w : sends) w.wait();
+}
+
+// After D-1 steps rank r's block r holds the reduction of every rank's block
+// r. At step s, rank r sends block r-s-1 (which it reduced at step s-1) and
+// receives block r-s-2 from the previous rank; at the last step, s = D-2,
+// that is block r. `buf` is in a reduce dtype (f32/f64/i32).
+void reduce_scatter_inplace(Communicator& comm, const Tensor& buf, const Blocks& b,
+                            ReduceOp op) {
+  const int d = comm.size(), r = comm.rank();
+  for (int s = 0; s < d - 1; ++s) {
+    int sb = mod(r - s - 1, d), rb = mod(r - s - 2, d);
+    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), true, op);
+  }
+}
+
+// Rank r's block r is final; pass blocks around until every rank has all:
+// at step s send block r-s, receive block r-s-1. Moves raw elements (any dtype).
+void all_gather_inplace(Communicator& comm, const Tensor& buf, const Blocks& b) {
+  const int d = comm.size(), r = comm.rank();
+  for (int s = 0; s < d - 1; ++s) {
+    int sb = mod(r - s, d), rb = mod(r - s - 1, d);
+    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), false, ReduceOp::Sum);
+  }
+}
+
+// A flat copy of `t` in its reduce dtype (f32 for bf16/f16).
+Tensor reduce_copy(const Tensor& t) {
+  DType rd = reduce_dtype(t.dtype());
+  Tensor buf = Tensor::empty({t.numel()}, rd);
+  convert(t.raw_data(), t.dtype(), buf.raw_data(), rd, t.numel());
+  return buf;
+}
+
+void check_blocks(const Tensor& in, const Tensor& out, int64_t in_blocks, int64_t out_blocks,
+                  const char* op) {
+  check_tensor(in, op);
+  check_tensor(out, op);
+  MS_CHECK(in.dtype() == out.dtype(), op, ": in is ", dtype_name(in.dtype()), " ",
+           shape_str(in.shape()), " but out is ", dtype_name(out.dtype()), " ",
+           shape_str(out.shape()), "; the dtypes must match");
+  MS_CHECK(in.numel() * in_blocks == out.numel() * out_blocks, op, ": in ",
+           shape_str(in.shape()), " and out ", shape_str(out.shape()), " have ", in.numel(),
+           " and ", out.numel(), " elements; with ", std::max(in_blocks, out_blocks),
+           " ranks the larger must be exactly that many times the smaller");
+}
+
+}  // namespace
+
+void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op) {
+  check_tensor(t, "ring_all_reduce");
+  const int d = comm.size(), r = comm.rank();
+  if (d == 1) return;  // the sum, max or average of one value is itself
+  const Blocks b{t.numel(), d};
+  const bool native = reduce_dtype(t.dtype()) == t.dtype();
+  Tensor flat = Tensor::make_view(t, {t.numel()}, {1}, t.offset());
+  Tensor buf = native ? flat : reduce_copy(t);
+  reduce_scatter_inplace(comm, buf, b, op);
+  char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
+  if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
+  if (!native) {
+    // Round our finished block back to bf16/f16 now and gather in 16 bits:
+    // the same result as gathering f32 and rounding after, half the bytes.
+    char* dst = static_cast<char*>(t.raw_data()) + b.start(r) * dtype_size(t.dtype());
+    convert(own, buf.dtype(), dst, t.dtype(), b.len(r));
+  }
+  all_gather_inplace(comm, flat, b);
+}
+
+void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, ReduceOp op) {
+  const int d = comm.size(), r = comm.rank();
+  check_blocks(in, out, 1, d, "ring_reduce_scatter");
+  const Blocks b{in.numel(), d};
+  Tensor buf = reduce_copy(in);  // `in` is const: reduce in a copy
+  reduce_scatter_inplace(comm, buf, b, op);
+  char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
+  if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
+  convert(own, buf.dtype(), out.raw_data(), out.dtype(), out.numel());
+}
+
+void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out) {
+  const int d = comm.size(), r = comm.rank();
+  check_blocks(in, out, d, 1, "ring_all_gather");
+  const Blocks b{out.numel(), d};
+  std::memcpy(static_cast<char*>(out.raw_data()) + b.start(r) * dtype_size(out.dtype()),
+              in.raw_data(), in.nbytes());
+  Tensor flat = Tensor::make_view(out, {out.numel()}, {1}, out.offset());
+  all_gather_inplace(comm, flat, b);
+}
+
+}  // namespace ms

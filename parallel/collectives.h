@@ -1,0 +1,34 @@
+// Hand-written ring collectives over point-to-point send/recv: the algorithms
+// lesson 05 teaches, and the reference we benchmark against MPI_Allreduce
+// (bench/bench_collectives.cpp).
+//
+// Ring all-reduce (Patarasuk & Yuan, "Bandwidth optimal all-reduce algorithms
+// for clusters of workstations", JPDC 2009; popularised for deep learning by
+// Baidu's ring-allreduce, 2017; NCCL's default for large messages):
+//   D ranks in a ring, the tensor cut into D blocks.
+//   1. reduce-scatter, D-1 steps: send one block to the next rank, receive one
+//      from the previous and add it in. Afterwards rank r holds block r
+//      reduced over all ranks.
+//   2. all-gather, D-1 steps: pass the finished blocks around the ring.
+//   2(D-1) steps, each moving n/D elements per rank: 2(D-1)/D · n in total,
+//   which is optimal — every rank must receive (D-1)/D of the data for the
+//   reduce and again for the gather — and independent of D.
+//
+// Any numel works: blocks differ by at most one element (n = 7, D = 4 gives
+// 2,2,2,1; n < D gives empty blocks). bf16/f16 are reduced in f32 (converted
+// once, rounded back once), f32/f64/i32 natively.
+#pragma once
+#include "parallel/comm.h"
+
+namespace ms {
+
+// In place: t becomes the reduction (Sum, Avg or Max) of every rank's t.
+void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op = ReduceOp::Sum);
+// `in` holds comm.size() blocks of out.numel() elements; rank r gets block r
+// reduced over all ranks (same contract as Communicator::reduce_scatter).
+void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out,
+                         ReduceOp op = ReduceOp::Sum);
+// `out` holds comm.size() blocks of in.numel() elements; block r is rank r's in.
+void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out);
+
+}  // namespace ms

@@ -1,0 +1,459 @@
+// Communicator (argument checks, backend-independent) and MpiBackend.
+//
+// Every MPI op here is issued nonblocking (MPI_Iallreduce, MPI_Isend, ...) and
+// wrapped in an MpiWork; the blocking API is `i...().wait()`. That one path
+// gives us both overlap (lesson 14: start the all-reduce of a gradient bucket,
+// keep computing, wait later) and the timeout: wait() polls MPI_Test against a
+// deadline, which a blocking MPI_Allreduce could never do. With no timeout it
+// calls MPI_Wait, which spins in MPI's progress engine exactly like the
+// blocking call would.
+//
+// Note on progress: Open MPI advances a nonblocking collective only while some
+// MPI call runs on that rank, so code that overlaps work must call test() (or
+// wait()) now and then — the same rule NCCL-free PyTorch/Gloo users meet.
+#include "parallel/comm.h"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <thread>
+
+#include "parallel/runtime.h"
+
+namespace ms {
+
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Avg: return "avg";
+    case ReduceOp::Max: return "max";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------- helpers
+namespace comm_detail {
+
+void check_tensor(const Tensor& t, const char* op) {
+  MS_CHECK(t.defined(), op, ": the tensor is undefined");
+  MS_CHECK(t.device() == Device::CPU, op, ": tensor of shape ", shape_str(t.shape()), " is on ",
+           device_name(t.device()), "; this backend moves CPU tensors only");
+  MS_CHECK(t.is_contiguous(), op, ": tensor of shape ", shape_str(t.shape()), " (strides ",
+           shape_str(t.strides()), ") is not contiguous; collectives move raw bytes, so pass "
+           "contiguous(t) (and copy_ the result back if you need it in the original)");
+  MS_CHECK(t.numel() <= INT_MAX, op, ": tensor of shape ", shape_str(t.shape()), " has ",
+           t.numel(), " elements; MPI counts stop at ", INT_MAX, " (split it into chunks)");
+}
+
+DType reduce_dtype(DType dtype) {
+  return (dtype == DType::BF16 || dtype == DType::F16) ? DType::F32 : dtype;
+}
+
+template <typename T>
+static void reduce_typed(T* dst, const T* src, int64_t n, ReduceOp op) {
+  if (op == ReduceOp::Max) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i] > dst[i] ? src[i] : dst[i];
+  } else {  // Sum, and Avg (divided once at the end)
+    for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+  }
+}
+
+void reduce_into(void* dst, const void* src, int64_t n, DType dtype, ReduceOp op) {
+  switch (dtype) {
+    case DType::F32:
+      return reduce_typed(static_cast<float*>(dst), static_cast<const float*>(src), n, op);
+    case DType::F64:
+      return reduce_typed(static_cast<double*>(dst), static_cast<const double*>(src), n, op);
+    case DType::I32:
+      return reduce_typed(static_cast<int32_t*>(dst), static_cast<const int32_t*>(src), n, op);
+    default: MS_ASSERT(false, "reduce_into: ", dtype_name(dtype), " is not a reduce dtype");
+  }
+}
+
+template <typename T>
+static void divide_typed(T* x, int64_t n, int divisor) {
+  const T d = static_cast<T>(divisor);
+  for (int64_t i = 0; i < n; ++i) x[i] /= d;
+}
+
+void divide(void* data, int64_t n, DType dtype, int divisor) {
+  switch (dtype) {
+    case DType::F32: return divide_typed(static_cast<float*>(data), n, divisor);
+    case DType::F64: return divide_typed(static_cast<double*>(data), n, divisor);
+    case DType::I32: return divide_typed(static_cast<int32_t*>(data), n, divisor);
+    default: MS_ASSERT(false, "divide: ", dtype_name(dtype), " is not a reduce dtype");
+  }
+}
+
+void convert(const void* src, DType from, void* dst, DType to, int64_t n) {
+  if (from == to) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * dtype_size(from));
+  } else if (to == DType::F32) {
+    auto* s = static_cast<const uint16_t*>(src);
+    auto* d = static_cast<float*>(dst);
+    if (from == DType::BF16) {
+      for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
+    }
+  } else {
+    auto* s = static_cast<const float*>(src);
+    auto* d = static_cast<uint16_t*>(dst);
+    MS_ASSERT(from == DType::F32, "convert: from ", dtype_name(from), " to ", dtype_name(to));
+    if (to == DType::BF16) {
+      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(s[i]);
+    }
+  }
+}
+
+}  // namespace comm_detail
+
+using namespace comm_detail;
+
+// ---------------------------------------------------------------- Communicator
+Communicator::Communicator(std::shared_ptr<Backend> backend) : backend_(std::move(backend)) {
+  MS_CHECK(backend_ != nullptr, "Communicator: null backend");
+}
+
+void Communicator::set_timeout(double seconds) {
+  MS_CHECK(seconds >= 0, "Communicator::set_timeout: ", seconds, " s is negative (0 turns it off)");
+  backend_->set_timeout(seconds);
+}
+
+static void check_same_dtype(const Tensor& in, const Tensor& out, const char* op) {
+  MS_CHECK(in.dtype() == out.dtype(), op, ": in is ", dtype_name(in.dtype()), " ",
+           shape_str(in.shape()), " but out is ", dtype_name(out.dtype()), " ",
+           shape_str(out.shape()), "; the dtypes must match");
+}
+
+static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
+  auto* a0 = static_cast<const char*>(a.raw_data());
+  auto* b0 = static_cast<const char*>(b.raw_data());
+  bool disjoint = a0 + a.nbytes() <= b0 || b0 + b.nbytes() <= a0 || a.numel() == 0 ||
+                  b.numel() == 0;
+  MS_CHECK(disjoint, op, ": in and out overlap in memory; use separate tensors");
+}
+
+Work Communicator::iall_reduce(Tensor& t, ReduceOp op) {
+  check_tensor(t, "all_reduce");
+  return backend_->iall_reduce(t, op);
+}
+
+Work Communicator::ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) {
+  check_tensor(in, "reduce_scatter");
+  check_tensor(out, "reduce_scatter");
+  check_same_dtype(in, out, "reduce_scatter");
+  MS_CHECK(in.numel() == size() * out.numel(), "reduce_scatter: in ", shape_str(in.shape()),
+           " has ", in.numel(), " elements but must have size() × out.numel() = ", size(), " × ",
+           out.numel(), " = ", size() * out.numel(), " (out ", shape_str(out.shape()),
+           "; rank r receives block r)");
+  check_no_overlap(in, out, "reduce_scatter");
+  return backend_->ireduce_scatter(in, out, op);
+}
+
+Work Communicator::iall_gather(const Tensor& in, Tensor& out) {
+  check_tensor(in, "all_gather");
+  check_tensor(out, "all_gather");
+  check_same_dtype(in, out, "all_gather");
+  MS_CHECK(out.numel() == size() * in.numel(), "all_gather: out ", shape_str(out.shape()),
+           " has ", out.numel(), " elements but must have size() × in.numel() = ", size(), " × ",
+           in.numel(), " = ", size() * in.numel(), " (in ", shape_str(in.shape()), ")");
+  check_no_overlap(in, out, "all_gather");
+  return backend_->iall_gather(in, out);
+}
+
+Work Communicator::ibroadcast(Tensor& t, int root) {
+  check_tensor(t, "broadcast");
+  MS_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is not a rank of this ",
+           size(), "-rank communicator (valid: 0..", size() - 1, ")");
+  return backend_->ibroadcast(t, root);
+}
+
+static void check_peer(int peer, int size, int tag, int max_tag, const char* op) {
+  MS_CHECK(peer >= 0 && peer < size, op, ": peer rank ", peer, " is not in this ", size,
+           "-rank communicator (valid: 0..", size - 1, ")");
+  MS_CHECK(tag >= 0 && tag <= max_tag, op, ": tag ", tag, " is out of range (valid: 0..",
+           max_tag, "; higher tags are reserved for the library)");
+}
+
+Work Communicator::isend(const Tensor& t, int dst, int tag) {
+  check_tensor(t, "send");
+  check_peer(dst, size(), tag, kMaxUserTag, "send");
+  return backend_->isend(t, dst, tag);
+}
+
+Work Communicator::irecv(Tensor& t, int src, int tag) {
+  check_tensor(t, "recv");
+  check_peer(src, size(), tag, kMaxUserTag, "recv");
+  return backend_->irecv(t, src, tag);
+}
+
+Work Communicator::isend_internal(const Tensor& t, int dst, int tag) {
+  MS_ASSERT(tag > kMaxUserTag, "isend_internal: tag ", tag, " is a user tag");
+  check_tensor(t, "send");
+  check_peer(dst, size(), tag, INT_MAX, "send");
+  return backend_->isend(t, dst, tag);
+}
+
+Work Communicator::irecv_internal(Tensor& t, int src, int tag) {
+  MS_ASSERT(tag > kMaxUserTag, "irecv_internal: tag ", tag, " is a user tag");
+  check_tensor(t, "recv");
+  check_peer(src, size(), tag, INT_MAX, "recv");
+  return backend_->irecv(t, src, tag);
+}
+
+Communicator Communicator::split(int color, int key) const {
+  MS_CHECK(color >= 0, "split: color ", color, " must be >= 0");
+  return Communicator(backend_->split(color, key));
+}
+
+// ---------------------------------------------------------------- MPI backend
+namespace {
+
+void mpi_check(int rc, const std::string& op) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw Error(str_cat(op, ": MPI error: ", std::string(msg, len)));
+}
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return MPI_FLOAT;
+    case DType::F64: return MPI_DOUBLE;
+    case DType::I32: return MPI_INT32_T;
+    case DType::BF16:
+    case DType::F16: return MPI_UINT16_T;  // moved as bytes; reductions convert to f32 first
+  }
+  return MPI_BYTE;
+}
+
+MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Max ? MPI_MAX : MPI_SUM; }
+
+// One in-flight MPI request. `finish` runs once on completion (with the
+// status, for recv's size check); its closure also owns the tensors and
+// temporaries MPI reads or writes, so they outlive the request.
+class MpiWork final : public Work::Impl {
+ public:
+  using Finish = std::function<void(const MPI_Status&)>;
+  // `kind` names the op in errors; for send/recv also the peer and tag.
+  MpiWork(const char* kind, int peer, int tag, int comm_size, double timeout, Finish finish)
+      : kind_(kind), peer_(peer), tag_(tag), comm_size_(comm_size), timeout_(timeout),
+        finish_(std::move(finish)) {}
+  // Formatted only when needed: point-to-point ops are issued per segment.
+  std::string name() const {
+    if (peer_ < 0) return kind_;
+    return str_cat(kind_, std::strcmp(kind_, "send") == 0 ? " to" : " from", " rank ", peer_,
+                   " (tag ", tag_, ")");
+  }
+  ~MpiWork() override {
+    if (done_ || req_ == MPI_REQUEST_NULL) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    // Unwinding from an error (the job is about to abort): keep the buffers
+    // alive forever rather than free memory MPI may still touch.
+    if (std::uncaught_exceptions() > 0) {
+      new Finish(std::move(finish_));
+      return;
+    }
+    wait();
+  }
+  MPI_Request* request() { return &req_; }
+
+  bool test() override {
+    if (done_) return true;
+    int flag = 0;
+    MPI_Status st;
+    mpi_check(MPI_Test(&req_, &flag, &st), name());
+    if (flag) complete(st);
+    return done_;
+  }
+
+  void wait() override {
+    if (done_) return;
+    MPI_Status st;
+    if (timeout_ <= 0) {
+      mpi_check(MPI_Wait(&req_, &st), name());
+      return complete(st);
+    }
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + std::chrono::duration<double>(timeout_);
+    for (long spins = 0;; ++spins) {
+      int flag = 0;
+      mpi_check(MPI_Test(&req_, &flag, &st), name());
+      if (flag) return complete(st);
+      // Spin briefly for latency, then yield: ranks often outnumber cores.
+      if (spins > 100) std::this_thread::yield();
+      if (clock::now() > deadline) {
+        abort_job(str_cat(name(), " on a communicator of size ", comm_size_, " timed out after ",
+                          timeout_, " s (another rank may have failed or skipped it)"));
+      }
+    }
+  }
+
+ private:
+  void complete(const MPI_Status& st) {
+    done_ = true;
+    Finish f = std::move(finish_);
+    if (f) f(st);
+  }
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  const char* kind_;
+  int peer_, tag_;
+  int comm_size_;
+  double timeout_;
+  Finish finish_;
+  bool done_ = false;
+};
+
+class MpiBackend final : public Backend {
+ public:
+  MpiBackend(MPI_Comm comm, bool owned, double timeout)
+      : comm_(comm), owned_(owned), timeout_(timeout) {
+    mpi_check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "communicator");
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiBackend() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owned_ && !finalized) MPI_Comm_free(&comm_);
+  }
+  const char* name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void set_timeout(double seconds) override { timeout_ = seconds; }
+  double timeout() const override { return timeout_; }
+
+  Work iall_reduce(Tensor& t, ReduceOp op) override {
+    const int64_t n = t.numel();
+    Tensor buf = reduce_buffer(t);
+    auto w = make("all_reduce", [t, buf, op, n, size = size_](const MPI_Status&) {
+      if (op == ReduceOp::Avg) divide(buf.raw_data(), n, buf.dtype(), size);
+      if (!buf.same(t)) convert(buf.raw_data(), buf.dtype(), t.raw_data(), t.dtype(), n);
+    });
+    mpi_check(MPI_Iallreduce(MPI_IN_PLACE, buf.raw_data(), int(n), mpi_type(buf.dtype()),
+                             mpi_op(op), comm_, w->request()),
+              "all_reduce");
+    return Work(w);
+  }
+
+  Work ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) override {
+    const int64_t n = out.numel();
+    Tensor inb = reduce_buffer(in), outb = reduce_buffer(out, /*copy=*/false);
+    auto w = make("reduce_scatter", [inb, outb, out, op, n, size = size_](const MPI_Status&) {
+      if (op == ReduceOp::Avg) divide(outb.raw_data(), n, outb.dtype(), size);
+      if (!outb.same(out)) convert(outb.raw_data(), outb.dtype(), out.raw_data(), out.dtype(), n);
+    });
+    mpi_check(MPI_Ireduce_scatter_block(inb.raw_data(), outb.raw_data(), int(n),
+                                        mpi_type(outb.dtype()), mpi_op(op), comm_, w->request()),
+              "reduce_scatter");
+    return Work(w);
+  }
+
+  Work iall_gather(const Tensor& in, Tensor& out) override {
+    auto w = make("all_gather", [in, out](const MPI_Status&) {});
+    MPI_Datatype type = mpi_type(in.dtype());
+    mpi_check(MPI_Iallgather(in.raw_data(), int(in.numel()), type, out.raw_data(),
+                             int(in.numel()), type, comm_, w->request()),
+              "all_gather");
+    return Work(w);
+  }
+
+  Work ibroadcast(Tensor& t, int root) override {
+    auto w = make("broadcast", [t](const MPI_Status&) {});
+    mpi_check(MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_,
+                         w->request()),
+              "broadcast");
+    return Work(w);
+  }
+
+  Work isend(const Tensor& t, int dst, int tag) override {
+    auto w = make("send", [t](const MPI_Status&) {}, dst, tag);
+    mpi_check(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
+                        w->request()),
+              w->name());
+    return Work(w);
+  }
+
+  Work irecv(Tensor& t, int src, int tag) override {
+    auto w = make(
+        "recv",
+        [t, src, tag](const MPI_Status& st) {
+          int count = 0;
+          MPI_Get_count(&st, mpi_type(t.dtype()), &count);
+          MS_CHECK(count == t.numel(), "recv from rank ", src, " (tag ", tag, "): expected ",
+                   t.numel(), " ", dtype_name(t.dtype()), " elements (shape ",
+                   shape_str(t.shape()), ") but the message has ", count,
+                   "; sender and receiver must agree on numel and dtype");
+        },
+        src, tag);
+    mpi_check(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,
+                        w->request()),
+              w->name());
+    return Work(w);
+  }
+
+  Work ibarrier() override {
+    auto w = make("barrier", [](const MPI_Status&) {});
+    mpi_check(MPI_Ibarrier(comm_, w->request()), "barrier");
+    return Work(w);
+  }
+
+  std::shared_ptr<Backend> split(int color, int key) override {
+    MPI_Comm sub;
+    mpi_check(MPI_Comm_split(comm_, color, key, &sub), "split");
+    return std::make_shared<MpiBackend>(sub, /*owned=*/true, timeout_);
+  }
+
+ private:
+  std::shared_ptr<MpiWork> make(const char* kind, MpiWork::Finish finish, int peer = -1,
+                                int tag = -1) {
+    return std::make_shared<MpiWork>(kind, peer, tag, size_, timeout_, std::move(finish));
+  }
+  // `t` itself for f32/f64/i32; a f32 copy (or scratch) for bf16/f16, since
+  // MPI's reductions know nothing of 16-bit floats.
+  static Tensor reduce_buffer(const Tensor& t, bool copy = true) {
+    DType rd = reduce_dtype(t.dtype());
+    if (rd == t.dtype()) return t;
+    Tensor buf = Tensor::empty({t.numel()}, rd);
+    if (copy) convert(t.raw_data(), t.dtype(), buf.raw_data(), rd, t.numel());
+    return buf;
+  }
+
+  MPI_Comm comm_;
+  bool owned_;
+  double timeout_;
+  int rank_ = 0, size_ = 1;
+};
+
+double timeout_from_env() {
+  const char* s = std::getenv("MS_COMM_TIMEOUT");
+  if (s == nullptr || *s == '\0') return 0;
+  char* end = nullptr;
+  double v = std::strtod(s, &end);
+  MS_CHECK(end != s && *end == '\0' && v >= 0, "MS_COMM_TIMEOUT='", s,
+           "' is not a number of seconds >= 0 (0 or unset: no timeout)");
+  return v;
+}
+
+}  // namespace
+
+Communicator Communicator::world() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  MS_CHECK(initialized, "Communicator::world(): MPI is not initialised; create an "
+           "ms::DistributedRuntime first (or run main's body through ms::run_distributed)");
+  return Communicator(std::make_shared<MpiBackend>(MPI_COMM_WORLD, false, timeout_from_env()));
+}
+
+}  // namespace ms

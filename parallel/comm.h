@@ -1,0 +1,149 @@
+// Communicator: the collectives every parallelism is built from (all-reduce,
+// reduce-scatter, all-gather, broadcast) plus point-to-point send/recv, on our
+// tensors.
+//
+// The shape of the API follows torch.distributed / DeepSpeed's `comm` module:
+// a Communicator is a group of ranks, passed explicitly (DESIGN.md: no hidden
+// globals); every op has a blocking form and a nonblocking `i...` form that
+// returns a Work handle. The transport sits behind an abstract Backend, so an
+// NCCL backend can later implement the same few virtual calls (Backend below)
+// while data_parallel / zero / pipeline code stays unchanged. MpiBackend (the
+// only one today) is created by Communicator::world() and by split().
+//
+// Rules, checked with errors that name the op:
+//   * tensors live on the CPU and are contiguous (collectives move raw bytes);
+//   * any dtype: f32, f64, i32 are reduced natively; bf16 and f16 are storage
+//     types, so reductions convert them to f32, reduce, and round back once
+//     (round-to-nearest-even), like mixed-precision training expects;
+//   * Avg = Sum / size (for i32 that is C++ integer division).
+//
+// Timeouts: when a communicator has a timeout (set_timeout, or the environment
+// variable MS_COMM_TIMEOUT in seconds), a blocking op waits by polling and, if
+// the other ranks never arrive, prints
+//   [rank r] error: all_reduce on a communicator of size N timed out after S s ...
+// and aborts the whole job instead of hanging forever (see runtime.h).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace ms {
+
+enum class ReduceOp { Sum, Avg, Max };
+const char* reduce_op_name(ReduceOp op);
+
+// A pending nonblocking operation. wait() blocks until it is complete (and has
+// finished its post-processing, e.g. bf16 round-back or the Avg division);
+// test() polls without blocking. A default-constructed Work is already done.
+// Like std::jthread, a Work destroyed before completion waits for it, because
+// the transport may still be reading or writing the tensors' memory.
+class Work {
+ public:
+  struct Impl {
+    virtual ~Impl() = default;
+    virtual bool test() = 0;  // true once complete (post-processing done)
+    virtual void wait() = 0;
+  };
+  Work() = default;
+  explicit Work(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  void wait() {
+    if (impl_) impl_->wait();
+  }
+  bool test() { return !impl_ || impl_->test(); }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// What a transport must provide. Only nonblocking ops: the Communicator builds
+// the blocking ones as `i...(...).wait()`. Arguments arrive already checked.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual void set_timeout(double seconds) = 0;  // 0 = wait forever
+  virtual double timeout() const = 0;
+  virtual Work iall_reduce(Tensor& t, ReduceOp op) = 0;
+  virtual Work ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) = 0;
+  virtual Work iall_gather(const Tensor& in, Tensor& out) = 0;
+  virtual Work ibroadcast(Tensor& t, int root) = 0;
+  virtual Work isend(const Tensor& t, int dst, int tag) = 0;
+  virtual Work irecv(Tensor& t, int src, int tag) = 0;
+  virtual Work ibarrier() = 0;
+  virtual std::shared_ptr<Backend> split(int color, int key) = 0;
+};
+
+class Communicator {
+ public:
+  // Tags at or above this are reserved for the library's own point-to-point
+  // traffic (the ring collectives), so they never match a user's message.
+  static constexpr int kMaxUserTag = 29999;
+
+  explicit Communicator(std::shared_ptr<Backend> backend);
+  // All processes of the job (MPI_COMM_WORLD), with the timeout taken from
+  // MS_COMM_TIMEOUT (unset: none). MPI must be initialised: create an
+  // ms::DistributedRuntime first (runtime.h). Not a collective call.
+  static Communicator world();
+
+  int rank() const { return backend_->rank(); }
+  int size() const { return backend_->size(); }
+  Backend& backend() const { return *backend_; }
+
+  // Seconds a blocking op may wait before aborting the job; 0 turns it off.
+  // Communicators made by split() inherit it.
+  void set_timeout(double seconds);
+  double timeout() const { return backend_->timeout(); }
+
+  // ---- collectives: every rank of the communicator must call them, in the same order ----
+  void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) { iall_reduce(t, op).wait(); }
+  // `in` holds size() blocks of out.numel() elements; rank r receives the
+  // reduction of everyone's block r.
+  void reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op = ReduceOp::Sum) {
+    ireduce_scatter(in, out, op).wait();
+  }
+  // `out` holds size() blocks of in.numel() elements; block r is rank r's `in`.
+  void all_gather(const Tensor& in, Tensor& out) { iall_gather(in, out).wait(); }
+  void broadcast(Tensor& t, int root) { ibroadcast(t, root).wait(); }
+  void barrier() { backend_->ibarrier().wait(); }
+
+  Work iall_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum);
+  Work ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op = ReduceOp::Sum);
+  Work iall_gather(const Tensor& in, Tensor& out);
+  Work ibroadcast(Tensor& t, int root);
+
+  // ---- point to point: `recv` must match the sender's numel and dtype ----
+  void send(const Tensor& t, int dst, int tag = 0) { isend(t, dst, tag).wait(); }
+  void recv(Tensor& t, int src, int tag = 0) { irecv(t, src, tag).wait(); }
+  Work isend(const Tensor& t, int dst, int tag = 0);
+  Work irecv(Tensor& t, int src, int tag = 0);
+  // Library-internal traffic on the reserved tags (kMaxUserTag < tag).
+  Work isend_internal(const Tensor& t, int dst, int tag);
+  Work irecv_internal(Tensor& t, int src, int tag);
+
+  // Collective: ranks with the same `color` form a new communicator, ordered
+  // by `key` (ties by rank), like MPI_Comm_split. The mesh builds its dp, tp
+  // and pp groups with it.
+  Communicator split(int color, int key) const;
+
+ private:
+  std::shared_ptr<Backend> backend_;
+};
+
+// Pieces shared by the backends and the hand-written ring algorithms.
+namespace comm_detail {
+// CPU, contiguous, numel within an MPI count; the error names `op` and the shape.
+void check_tensor(const Tensor& t, const char* op);
+// The dtype a reduction runs in: f32 for bf16/f16, else the dtype itself.
+DType reduce_dtype(DType dtype);
+// dst[i] = dst[i] (op) src[i] for n elements of a reduce dtype (Avg sums).
+void reduce_into(void* dst, const void* src, int64_t n, DType dtype, ReduceOp op);
+// data[i] /= divisor (the Avg step after a Sum).
+void divide(void* data, int64_t n, DType dtype, int divisor);
+// Converts n elements between a storage dtype and its reduce dtype.
+void convert(const void* src, DType from, void* dst, DType to, int64_t n);
+}  // namespace comm_detail
+
+}  // namespace ms

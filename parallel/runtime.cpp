@@ -1,0 +1,102 @@
+// DistributedRuntime and the abort-on-error rule (see runtime.h).
+#include "parallel/runtime.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+namespace ms {
+
+namespace {
+
+bool mpi_running() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+std::terminate_handler g_previous_terminate = nullptr;
+
+// An exception nobody caught: say what it was and on which rank, then abort
+// the job (the default handler would only kill this one process).
+void terminate_with_rank() {
+  std::string what = "std::terminate called";
+  if (std::exception_ptr e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      what = ex.what();
+    } catch (...) {
+      what = "an uncaught exception of unknown type";
+    }
+  }
+  abort_job(what);
+}
+
+}  // namespace
+
+void abort_job(const std::string& message) {
+  int rank = 0;
+  const bool running = mpi_running();
+  if (running) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::fprintf(stderr, "[rank %d] error: %s\n", rank, message.c_str());
+  std::fflush(stderr);
+  if (running) MPI_Abort(MPI_COMM_WORLD, 1);
+  std::_Exit(1);
+}
+
+DistributedRuntime::DistributedRuntime(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    MS_CHECK(rc == MPI_SUCCESS, "DistributedRuntime: MPI_Init_thread failed (code ", rc, ")");
+    MS_CHECK(provided >= MPI_THREAD_FUNNELED, "DistributedRuntime: MPI provides thread level ",
+             provided, ", need MPI_THREAD_FUNNELED");
+    owns_mpi_ = true;
+    g_previous_terminate = std::set_terminate(terminate_with_rank);
+  }
+}
+
+DistributedRuntime::~DistributedRuntime() {
+  if (!owns_mpi_) return;
+  // Leaving the scope by an exception: MPI_Finalize would wait for ranks that
+  // may be blocked in a collective this rank will never join, so abort.
+  if (std::uncaught_exceptions() > 0 && mpi_running())
+    abort_job("an exception is leaving the DistributedRuntime's scope (catch it, or use "
+              "ms::run_distributed to see its message)");
+  std::set_terminate(g_previous_terminate);
+  if (mpi_running()) MPI_Finalize();
+}
+
+int DistributedRuntime::rank() const {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int DistributedRuntime::size() const {
+  int s = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+int run_distributed(int argc, char** argv, const std::function<int(Communicator& world)>& body) {
+  DistributedRuntime runtime(&argc, &argv);
+  int rc = 1;
+  try {
+    Communicator world = runtime.world();
+    rc = body(world);
+  } catch (const std::exception& e) {
+    abort_job(e.what());
+  } catch (...) {
+    abort_job("an exception of unknown type");
+  }
+  return rc;
+}
+
+}  // namespace ms

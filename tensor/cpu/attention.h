@@ -1,0 +1,25 @@
+// Causal multi-head self-attention, fused (forward and backward side by side),
+// over the packed QKV projection GPT-2 produces.
+//
+//   qkv (B, T, 3C): per token [q (C) | k (C) | v (C)], head h owns channels
+//                   [h·hs, (h+1)·hs) of each, hs = C / NH
+//   att (B, NH, T, T): softmax(q·kᵀ / √hs) with the causal mask (saved for backward)
+//   out (B, T, C):  att · v, heads side by side
+//
+// Per (b, h) the products are GEMMs on strided views of qkv (leading dim 3C),
+// so nothing is transposed or copied into head-major layout.
+#pragma once
+#include <cstdint>
+
+namespace ms::cpu {
+
+template <typename T>
+void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, int64_t C,
+                       int64_t NH);
+
+// dqkv (B, T, 3C) is overwritten; datt_scratch is (B, NH, T, T) working memory.
+template <typename T>
+void attention_backward(T* dqkv, T* datt_scratch, const T* dout, const T* qkv, const T* att,
+                        int64_t B, int64_t Tlen, int64_t C, int64_t NH);
+
+}  // namespace ms::cpu
