@@ -61,6 +61,9 @@ LESSON_BINS := $(foreach d,$(LESSON_DIRS),$(BUILD)/lessons/$(notdir $(d))/soluti
 .PHONY: all test unit-test mpi-test lesson-test lesson run bench format clean help
 all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(LESSON_BINS) $(BENCH_BINS)
 
+# Keep every object (lesson objects are otherwise "intermediate" and deleted).
+.SECONDARY:
+
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
@@ -107,7 +110,7 @@ lesson-test: $(LESSON_BINS)
 	@scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
 
 mpi-test: $(MPI_TEST_BIN)
-	$(if $(MPI_TEST_BIN),$(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPIRUN) -np 4 $(MPI_TEST_BIN))
+	$(if $(MPI_TEST_BIN),$(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPIRUN) -np 4 $(MPI_TEST_BIN) && scripts/test-mpi-errors.sh $(BUILD))
 
 test: all
 	@$(MAKE) --no-print-directory unit-test

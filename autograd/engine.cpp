@@ -91,15 +91,17 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
              "' was already freed by an earlier backward(); pass retain_graph=true to the "
              "first backward() to run it twice");
     std::vector<Tensor> input_grads = node.backward(g);
-    MS_ASSERT(input_grads.size() == node.inputs.size(), node.op, " returned ",
-              input_grads.size(), " gradients for ", node.inputs.size(), " inputs");
+    // A custom op's backward (record()) is user code: its mistakes are errors, not aborts.
+    MS_CHECK(input_grads.size() == node.inputs.size(), "backward of '", node.op, "' returned ",
+             input_grads.size(), " gradients for its ", node.inputs.size(), " inputs");
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       const Tensor& in = node.inputs[i];
       if (!in.defined()) continue;
       const Tensor& gi = input_grads[i];
-      MS_ASSERT(gi.defined() && gi.shape() == in.shape(), node.op, " backward: gradient ", i,
-                " has shape ", gi.defined() ? shape_str(gi.shape()) : "undefined",
-                ", input has ", shape_str(in.shape()));
+      MS_CHECK(gi.defined() && gi.shape() == in.shape() && gi.dtype() == in.dtype(), "backward of '",
+               node.op, "': gradient ", i, " is ",
+               gi.defined() ? shape_str(gi.shape()) + " " + dtype_name(gi.dtype()) : "undefined",
+               " but input ", i, " is ", shape_str(in.shape()), " ", dtype_name(in.dtype()));
       auto [slot, inserted] = grads.try_emplace(in.impl(), gi);
       if (!inserted) slot->second = add(slot->second, gi);
     }

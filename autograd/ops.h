@@ -55,6 +55,9 @@ inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
 inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
 inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
 inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
+inline Tensor operator-(double s, const Tensor& a) { return add(neg(a), s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
 
 // Sums `t` down to `shape` (the inverse of broadcasting): backward of every broadcasting op.
 Tensor sum_to(const Tensor& t, const Shape& shape);

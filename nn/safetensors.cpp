@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <vector>
 
 namespace ms {
@@ -23,9 +24,11 @@ namespace {
 
 using json = nlohmann::json;
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
-// A real header nests 3 deep (object > entry > shape). The limit stops a file of
-// "[[[[..." from building millions of nested JSON values before we can reject it.
+// A real header nests 3 deep (object > entry > shape) and its longest array is a
+// shape. Both limits are enforced while parsing, so a file of "[[[[..." or of a
+// 50-million-dim shape is rejected before it becomes gigabytes of JSON values.
 constexpr int kMaxJsonDepth = 8;
+constexpr int64_t kMaxRank = 64;
 constexpr uint64_t kMaxI64 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
 struct DTypeName {
@@ -58,8 +61,9 @@ std::string cut(const std::string& s) {
 std::string brief(const json& v) {
   return cut(v.dump());
 }
+// str_cat rather than "'" + std::string: GCC 12 at -O3 warns falsely (-Wrestrict) on the latter.
 std::string quote(const std::string& name) {
-  return "'" + cut(name) + "'";
+  return str_cat("'", cut(name), "'");
 }
 
 // One tensor's header entry after validation.
@@ -124,6 +128,32 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   return e;
 }
 
+json parse_header(const std::string& path, const std::string& text) {
+  // Per depth: whether the enclosing container is an array, and its length so far.
+  bool in_array[kMaxJsonDepth + 2] = {};
+  int64_t length[kMaxJsonDepth + 2] = {};
+  auto guard = [&](int depth, json::parse_event_t event, json&) {
+    using E = json::parse_event_t;
+    if (depth > kMaxJsonDepth)
+      bad(path, "header JSON is nested more than ", kMaxJsonDepth, " deep");
+    if (event == E::value || event == E::object_start || event == E::array_start) {
+      if (in_array[depth] && ++length[depth] > kMaxRank)
+        bad(path, "header JSON has an array longer than ", kMaxRank,
+            " (the most dims a shape may have)");
+      if (event != E::value) {  // a new container: its elements sit one level deeper
+        in_array[depth + 1] = event == E::array_start;
+        length[depth + 1] = 0;
+      }
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, guard);  // a throw from the guard aborts; the partial value is freed
+  } catch (const json::exception& err) {
+    bad(path, "header is not valid JSON: ", err.what());
+  }
+}
+
 void read_exact(std::ifstream& in, void* dst, uint64_t n, const std::string& path,
                 const std::string& what) {
   in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
@@ -156,17 +186,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   read_exact(in, text.data(), n, path, "the header");
   const uint64_t buffer_size = file_size - 8 - n;
 
-  json header;
-  try {
-    // Throwing from the callback aborts the parse; the partial value is freed.
-    header = json::parse(text, [&](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxJsonDepth)
-        bad(path, "header JSON is nested more than ", kMaxJsonDepth, " deep");
-      return true;
-    });
-  } catch (const json::exception& err) {
-    bad(path, "header is not valid JSON: ", err.what());
-  }
+  json header = parse_header(path, text);
   if (!header.is_object()) bad(path, "header JSON is not an object (got ", header.type_name(), ")");
 
   SafetensorsFile out;
@@ -251,21 +271,13 @@ struct TmpFile {
   }
 };
 
-void write_all(const TmpFile& f, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(f.fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    MS_CHECK(w > 0, "save_safetensors: '", path, "': write failed: ", std::strerror(errno));
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
 }  // namespace
 
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
+  auto fail = [&](const auto&... args) {
+    throw Error(str_cat("save_safetensors: '", path, "': ", args...));
+  };
   // ordered_json keeps insertion order, which we choose to match the reference
   // writer byte for byte: "__metadata__" first, then tensors by name (std::map
   // order), each as dtype, shape, data_offsets.
@@ -274,11 +286,11 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    MS_CHECK(name != "__metadata__", "save_safetensors: '", path,
-             "': \"__metadata__\" is reserved and cannot name a tensor");
-    MS_CHECK(t.defined(), "save_safetensors: '", path, "': tensor '", name, "' is undefined");
-    MS_CHECK(t.device() == Device::CPU, "save_safetensors: '", path, "': tensor '", name,
-             "' is on ", device_name(t.device()), "; copy it to the CPU first");
+    if (name == "__metadata__") fail("\"__metadata__\" is reserved and cannot name a tensor");
+    if (!t.defined()) fail("tensor ", quote(name), " is undefined");
+    if (t.device() != Device::CPU)
+      fail("tensor ", quote(name), " is on ", device_name(t.device()),
+           "; copy it to the CPU first");
     ojson e = ojson::object();
     e["dtype"] = file_dtype_name(t.dtype());
     e["shape"] = t.shape();
@@ -290,40 +302,44 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   try {
     text = header.dump();
   } catch (const nlohmann::json::exception& err) {
-    throw Error(str_cat("save_safetensors: '", path,
-                        "': cannot encode the header (tensor names and ",
-                        "metadata must be valid UTF-8): ", err.what()));
+    fail("tensor names and metadata must be valid UTF-8: ", err.what());
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // 8-byte aligned data, as the reference pads
-  MS_CHECK(text.size() <= kMaxHeaderBytes, "save_safetensors: '", path, "': header of ",
-           text.size(), " bytes exceeds the format's limit of ", kMaxHeaderBytes);
+  if (text.size() > kMaxHeaderBytes)
+    fail("header of ", text.size(), " bytes exceeds the format's limit of ", kMaxHeaderBytes);
 
   // pid in the name: ranks writing beside each other never share a temp file.
   TmpFile f{path + ".tmp." + std::to_string(::getpid())};
   f.fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  MS_CHECK(f.fd >= 0, "save_safetensors: '", path, "': cannot create '", f.path,
-           "': ", std::strerror(errno));
+  if (f.fd < 0) fail("cannot create '", f.path, "': ", std::strerror(errno));
+  auto write_all = [&](const void* data, size_t n) {
+    for (const char* p = static_cast<const char*>(data); n > 0;) {
+      ssize_t w = ::write(f.fd, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail("write to '", f.path, "' failed: ", std::strerror(errno));
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  };
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t{text.size()} >> (8 * i));
-  write_all(f, len, 8, path);
-  write_all(f, text.data(), text.size(), path);
+  write_all(len, 8);
+  write_all(text.data(), text.size());
   for (const auto& [name, t] : tensors) {
     if (t.is_contiguous()) {
-      write_all(f, t.raw_data(), t.nbytes(), path);
+      write_all(t.raw_data(), t.nbytes());
     } else {
       std::vector<char> bytes = gather_bytes(t);
-      write_all(f, bytes.data(), bytes.size(), path);
+      write_all(bytes.data(), bytes.size());
     }
   }
-  // fsync before rename: otherwise a crash could leave the new name pointing at
-  // data that never reached the disk.
-  MS_CHECK(::fsync(f.fd) == 0, "save_safetensors: '", path,
-           "': fsync failed: ", std::strerror(errno));
+  // fsync before rename, or a crash could leave the real name on data never written to disk.
+  if (::fsync(f.fd) != 0) fail("fsync of '", f.path, "' failed: ", std::strerror(errno));
   int rc = ::close(f.fd);
   f.fd = -1;
-  MS_CHECK(rc == 0, "save_safetensors: '", path, "': close failed: ", std::strerror(errno));
-  MS_CHECK(::rename(f.path.c_str(), path.c_str()) == 0, "save_safetensors: cannot rename '", f.path,
-           "' to '", path, "': ", std::strerror(errno));
+  if (rc != 0) fail("close of '", f.path, "' failed: ", std::strerror(errno));
+  if (::rename(f.path.c_str(), path.c_str()) != 0)
+    fail("cannot rename '", f.path, "' over it: ", std::strerror(errno));
   f.renamed = true;
 }
 

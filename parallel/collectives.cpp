@@ -118,17 +118,17 @@ Tensor reduce_copy(const Tensor& t) {
   return buf;
 }
 
-void check_blocks(const Tensor& in, const Tensor& out, int64_t in_blocks, int64_t out_blocks,
-                  const char* op) {
-  check_tensor(in, op);
-  check_tensor(out, op);
-  MS_CHECK(in.dtype() == out.dtype(), op, ": in is ", dtype_name(in.dtype()), " ",
-           shape_str(in.shape()), " but out is ", dtype_name(out.dtype()), " ",
-           shape_str(out.shape()), "; the dtypes must match");
-  MS_CHECK(in.numel() * in_blocks == out.numel() * out_blocks, op, ": in ",
-           shape_str(in.shape()), " and out ", shape_str(out.shape()), " have ", in.numel(),
-           " and ", out.numel(), " elements; with ", std::max(in_blocks, out_blocks),
-           " ranks the larger must be exactly that many times the smaller");
+// `big` must hold `d` blocks of small.numel() (the Communicator's contract).
+void check_blocks(const Tensor& big, const char* big_name, const Tensor& small,
+                  const char* small_name, int d, const char* op) {
+  check_tensor(big, op);
+  check_tensor(small, op);
+  MS_CHECK(big.dtype() == small.dtype(), op, ": ", big_name, " is ", dtype_name(big.dtype()), " ",
+           shape_str(big.shape()), " but ", small_name, " is ", dtype_name(small.dtype()), " ",
+           shape_str(small.shape()), "; the dtypes must match");
+  MS_CHECK(big.numel() == d * small.numel(), op, ": ", big_name, " ", shape_str(big.shape()),
+           " has ", big.numel(), " elements but must have comm.size() × ", small_name,
+           ".numel() = ", d, " × ", small.numel(), " = ", d * small.numel());
 }
 
 }  // namespace
@@ -155,7 +155,7 @@ void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op) {
 
 void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, ReduceOp op) {
   const int d = comm.size(), r = comm.rank();
-  check_blocks(in, out, 1, d, "ring_reduce_scatter");
+  check_blocks(in, "in", out, "out", d, "ring_reduce_scatter");
   const Blocks b{in.numel(), d};
   Tensor buf = reduce_copy(in);  // `in` is const: reduce in a copy
   reduce_scatter_inplace(comm, buf, b, op);
@@ -166,9 +166,10 @@ void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, Redu
 
 void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out) {
   const int d = comm.size(), r = comm.rank();
-  check_blocks(in, out, d, 1, "ring_all_gather");
+  check_blocks(out, "out", in, "in", d, "ring_all_gather");
   const Blocks b{out.numel(), d};
-  std::memcpy(static_cast<char*>(out.raw_data()) + b.start(r) * dtype_size(out.dtype()),
+  // memmove: `in` may already be block r of `out` (an in-place all-gather).
+  std::memmove(static_cast<char*>(out.raw_data()) + b.start(r) * dtype_size(out.dtype()),
               in.raw_data(), in.nbytes());
   Tensor flat = Tensor::make_view(out, {out.numel()}, {1}, out.offset());
   all_gather_inplace(comm, flat, b);

@@ -20,6 +20,12 @@ Tensor uniform(const Shape& shape, Generator& gen, double low = 0, double high =
 // A tensor holding `values` (row-major) with `shape`; sizes must agree.
 Tensor from_vector(const std::vector<double>& values, const Shape& shape,
                    DType dtype = DType::F32);
+// Literal lists, e.g. from_vector({1.0, 2.0}, {2}); without this overload the
+// braces would be ambiguous between the vector overloads.
+inline Tensor from_vector(std::initializer_list<double> values, const Shape& shape,
+                          DType dtype = DType::F32) {
+  return from_vector(std::vector<double>(values), shape, dtype);
+}
 Tensor from_vector(const std::vector<float>& values, const Shape& shape);
 Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape);
 Tensor zeros_like(const Tensor& t);

@@ -54,7 +54,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::make_view(const Tensor& base, const Shape& shape, const Shape& strides,
                          int64_t offset) {
-  MS_ASSERT(shape.size() == strides.size(), "view rank mismatch");
+  MS_CHECK(shape.size() == strides.size(), "make_view: shape ", shape_str(shape), " and strides ",
+           shape_str(strides), " differ in rank");
   // The view must stay inside the storage: check the lowest and highest element touched.
   int64_t lo = offset, hi = offset;
   bool empty = false;
@@ -64,8 +65,9 @@ Tensor Tensor::make_view(const Tensor& base, const Shape& shape, const Shape& st
     (span < 0 ? lo : hi) += span;
   }
   int64_t capacity = static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
-  MS_ASSERT(empty || (lo >= 0 && hi < capacity), "view out of storage bounds: shape ",
-            shape_str(shape), " offset ", offset, " capacity ", capacity);
+  MS_CHECK(empty || (lo >= 0 && hi < capacity), "make_view: shape ", shape_str(shape),
+           " strides ", shape_str(strides), " offset ", offset,
+           " reaches outside the storage's ", capacity, " elements");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = base.storage();
   impl->shape = shape;

@@ -4,6 +4,7 @@
 
 #include "autograd/gradcheck.h"
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
 
@@ -175,4 +176,27 @@ TEST_CASE("gradient hooks fire once per leaf with the final gradient", "[autogra
   CHECK(std::count(order.begin(), order.end(), "w1") == 1);
   CHECK(seen == std::vector<double>{4, 4});
   CHECK_THROWS_WITH(h.register_grad_hook([](Tensor&) {}), Catch::Contains("leaf"));
+}
+
+TEST_CASE("a custom op whose backward returns the wrong gradient is an error", "[autograd][engine]") {
+  Tensor x = ones({3}).set_requires_grad(true);
+  Tensor s;
+  {
+    NoGradGuard no_grad;
+    s = mul(x, 2.0);
+  }
+  record(s, "bad_op", {x}, [](const Tensor& g) { return std::vector<Tensor>{sum(g)}; });
+  CHECK_THROWS_WITH(sum(s).backward(), Catch::Contains("bad_op") && Catch::Contains("[3]") &&
+                                           Catch::Contains("[]"));
+  Tensor y = ones({2}).set_requires_grad(true), t;
+  {
+    NoGradGuard no_grad;
+    t = mul(y, 1.0);
+  }
+  record(t, "two_grads", {y}, [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
+  CHECK_THROWS_WITH(sum(t).backward(), Catch::Contains("two_grads") && Catch::Contains("2 gradients"));
+  CHECK_THROWS_WITH(Tensor::make_view(ones({4}), {5}, {1}, 0), Catch::Contains("outside"));
+  CHECK((2.0 * ones({2}) - 1.0).to_vector() == std::vector<double>{1, 1});
+  CHECK((1.0 - ones({2})).to_vector() == std::vector<double>{0, 0});
+  CHECK(from_vector({1.0, 2.5}, {2}).to_vector() == std::vector<double>{1, 2.5});
 }

@@ -206,3 +206,21 @@ TEST_CASE("in-place ops refuse tensors in the graph", "[ops][inplace]") {
   mul_(q, 0.5);
   CHECK(q.to_vector() == std::vector<double>{1, 1, 1});
 }
+
+#include "tensor/cpu/vec_math.h"
+
+TEST_CASE("vectorizable exp and tanh agree with libm", "[ops][vec_math]") {
+  double worst_exp = 0, worst_tanh = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.001953125f) {
+    double want = std::exp(static_cast<double>(x));
+    worst_exp = std::max(worst_exp, std::fabs(cpu::fast_expf(x) - want) / want);
+  }
+  for (float x = -12.0f; x <= 12.0f; x += 0.0009765625f)
+    worst_tanh = std::max(worst_tanh, std::fabs(cpu::fast_tanhf(x) - std::tanh(static_cast<double>(x))));
+  INFO("exp max relative error " << worst_exp << ", tanh max absolute error " << worst_tanh);
+  CHECK(worst_exp < 2.5e-7);  // 2 ulp
+  CHECK(worst_tanh < 2e-7);
+  CHECK(cpu::fast_expf(0.0f) == 1.0f);
+  CHECK(cpu::fast_tanhf(20.0f) == 1.0f);
+  CHECK(cpu::fast_tanhf(-20.0f) == -1.0f);
+}

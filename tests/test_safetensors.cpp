@@ -285,6 +285,22 @@ TEST_CASE("safetensors: shape product overflow", "[safetensors]") {
   }
 }
 
+TEST_CASE("safetensors: absurd rank is rejected while parsing", "[safetensors]") {
+  TempDir tmp;
+  auto ones_shape = [](int rank) {
+    std::string s = "[1";
+    for (int i = 1; i < rank; ++i) s += ",1";
+    return s + "]";
+  };
+  std::string ok =
+      std::string(R"("dtype":"F32","shape":)") + ones_shape(64) + R"(,"data_offsets":[0,4])";
+  CHECK(load_safetensors(hostile(tmp, one(ok), 4)).tensors.at("w").dim() == 64);
+  std::string big =
+      std::string(R"("dtype":"F32","shape":)") + ones_shape(1'000'000) + R"(,"data_offsets":[0,4])";
+  CHECK_THROWS_WITH(load_safetensors(hostile(tmp, one(big), 4)),
+                    Catch::Contains("array longer than 64"));
+}
+
 TEST_CASE("safetensors: malformed data_offsets", "[safetensors]") {
   TempDir tmp;
   for (const char* off : {"[0]", "[0,4,8]", "0", "[-4,0]", "[0,\"4\"]", "[0,4.0]"}) {

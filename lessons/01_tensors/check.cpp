@@ -1,5 +1,6 @@
 // Lesson 01 grader: checks shard()/unshard() and prints the facts behind them
 // (shapes, strides, offsets: the three numbers that make a view a view).
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -29,16 +30,15 @@ std::vector<int64_t> chunk_sizes(int64_t size, int64_t n) {
   return sizes;
 }
 
-std::string list_str(const std::vector<int64_t>& v) { return shape_str(v); }
-
 // Each shard must be a view of t: same storage, same strides, offset moved by start * stride.
 void check_views(const Tensor& t, int64_t n, int64_t dim, const std::vector<Tensor>& shards,
                  const std::string& call, bool print) {
   std::vector<int64_t> want = chunk_sizes(t.size(dim), n), got;
-  for (const Tensor& s : shards) got.push_back(s.defined() && s.dim() == t.dim() ? s.size(dim) : -1);
+  for (const Tensor& s : shards)
+    got.push_back(s.defined() && s.dim() == t.dim() ? s.size(dim) : -1);  // -1: not a shard
   if (got != want)
-    fail(str_cat(call, ": expected shards of sizes ", list_str(want), " along dim ", dim,
-                 ", got ", list_str(got), ". Hint: torch.chunk gives every shard ceil(",
+    fail(str_cat(call, ": expected shards of sizes ", shape_str(want), " along dim ", dim,
+                 ", got ", shape_str(got), ". Hint: torch.chunk gives every shard ceil(",
                  t.size(dim), "/", n, ") = ", want[0], " and the last one what is left"));
   int64_t start = 0;
   for (size_t i = 0; i < shards.size(); ++i) {

@@ -128,6 +128,7 @@ void check_training_graph() {
             << " (2x: gradients accumulate)\n";
   try {
     L.backward();
+    std::cout << "  a third backward() on the freed graph did not throw?!\n";
   } catch (const Error& e) {
     std::cout << "  a third backward() on the freed graph throws: " << e.what() << "\n";
   }

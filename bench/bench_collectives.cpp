@@ -1,0 +1,123 @@
+// bench-ranks: 2 4
+// Our ring all-reduce (parallel/collectives.cpp, over isend/irecv) side by side
+// with MPI_Allreduce (Open MPI's tuned collective) and with our Communicator's
+// all_reduce (MPI_Iallreduce + wait, the path the framework uses), f32 sum,
+// 1 KB to 64 MB.
+//
+//   mpirun -np 2 build/bench/bench_collectives [--quick]
+//
+// Columns follow nccl-tests (docs/PERFORMANCE.md there):
+//   algbw = bytes / time
+//   busbw = algbw · 2(D−1)/D   — what each rank's link actually carries in a
+//           bandwidth-optimal all-reduce, so it is comparable across rank
+//           counts and with the hardware's bandwidth.
+// Each cell: a warm-up, then the best of 3 rounds, a round being the mean over
+// enough back-to-back calls for ~0.1 s; a round's time is the slowest rank's.
+// The algorithms alternate within each round, so background load on a shared
+// machine hits them alike. Buffers hold zeros (repeated sums stay finite and
+// never go subnormal); correctness is checked once per size beforehand.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "parallel/collectives.h"
+#include "parallel/runtime.h"
+
+using namespace ms;
+
+namespace {
+
+// Mean seconds per call over `reps` calls, slowest rank.
+double time_calls(int reps, const std::function<void()>& f) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  double t0 = MPI_Wtime();
+  for (int i = 0; i < reps; ++i) f();
+  double local = (MPI_Wtime() - t0) / reps, slowest = 0;
+  MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return slowest;
+}
+
+// Rank 0's count, so that every rank runs the same number of collectives.
+int agreed_reps(double seconds_per_call, double budget) {
+  int reps = int(std::clamp(budget / std::max(seconds_per_call, 1e-7), 3.0, 2000.0));
+  MPI_Bcast(&reps, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return reps;
+}
+
+// Every algorithm must produce the sum of ranks+1 at every element.
+bool check(Communicator& world, int64_t n) {
+  const int d = world.size();
+  const float want = float(d * (d + 1) / 2);
+  Tensor a = full({n}, world.rank() + 1), b = clone(a), c = clone(a);
+  ring_all_reduce(world, a);
+  world.all_reduce(b);
+  MPI_Allreduce(MPI_IN_PLACE, c.raw_data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  int ok = 1;
+  for (const Tensor& t : {a, b, c})
+    for (int64_t i = 0; i < n; ++i) ok &= t.data<float>()[i] == want;
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return ok != 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  return run_distributed(argc, argv, [&](Communicator& world) {
+    const int d = world.size();
+    const bool root = world.rank() == 0;
+    const double bus = 2.0 * (d - 1) / d;
+    const double budget = quick ? 0.02 : 0.1;
+    std::vector<int64_t> sizes;
+    for (int64_t b = 1 << 10; b <= (int64_t(64) << 20); b *= 4)
+      if (!quick || b == (1 << 10) || b == (4 << 20)) sizes.push_back(b);
+
+    if (root) {
+      std::printf("all-reduce, f32 sum, %d ranks; GB/s = 1e9 bytes/s; busbw = algbw * 2(D-1)/D\n",
+                  d);
+      std::printf("%9s | %28s | %28s | %28s | %6s\n", "", "ours: ring_all_reduce",
+                  "MPI_Allreduce", "Communicator::all_reduce", "ring/");
+      std::printf("%9s |", "size");
+      for (int k = 0; k < 3; ++k) std::printf(" %9s %8s %8s |", "time us", "algbw", "busbw");
+      std::printf(" %6s\n", "MPI");
+    }
+    for (int64_t bytes : sizes) {
+      const int64_t n = bytes / 4;
+      if (!check(world, n)) {
+        if (root) std::printf("%9lld: WRONG RESULT, stopping\n", (long long)bytes);
+        return 1;
+      }
+      Tensor t = zeros({n});
+      std::vector<std::function<void()>> algos = {
+          [&] { ring_all_reduce(world, t); },
+          [&] {
+            MPI_Allreduce(MPI_IN_PLACE, t.raw_data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+          },
+          [&] { world.all_reduce(t); }};
+      std::vector<int> reps;
+      for (auto& f : algos) reps.push_back(agreed_reps(time_calls(1, f), budget));
+      std::vector<double> best(algos.size(), 1e30);
+      for (int round = 0; round < 3; ++round)
+        for (size_t k = 0; k < algos.size(); ++k)
+          best[k] = std::min(best[k], time_calls(reps[k], algos[k]));
+      if (!root) continue;
+      char label[32];
+      if (bytes >= (1 << 20)) std::snprintf(label, sizeof label, "%lld MB", (long long)(bytes >> 20));
+      else std::snprintf(label, sizeof label, "%lld KB", (long long)(bytes >> 10));
+      std::printf("%9s |", label);
+      for (double s : best) {
+        double algbw = double(bytes) / s / 1e9;
+        std::printf(" %9.1f %8.2f %8.2f |", s * 1e6, algbw, algbw * bus);
+      }
+      std::printf(" %6.2f\n", best[1] / best[0]);
+      std::fflush(stdout);
+    }
+    return 0;
+  });
+}

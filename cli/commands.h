@@ -1,0 +1,10 @@
+// The `minispeed` subcommands. Each returns the process exit code.
+#pragma once
+#include "parallel/comm.h"
+
+namespace ms {
+
+int train_command(int argc, char** argv, Communicator& world);
+int sample_command(int argc, char** argv);
+
+}  // namespace ms

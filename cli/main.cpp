@@ -1,0 +1,34 @@
+// minispeed: the command-line program. `minispeed help` lists the commands.
+#include <cstdio>
+#include <cstring>
+
+#include "cli/commands.h"
+#include "parallel/runtime.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: minispeed <command> [flags]\n"
+    "\n"
+    "commands:\n"
+    "  train            train a GPT on raw bytes (run under mpirun -np N for data parallelism)\n"
+    "  sample           generate text from trained weights\n"
+    "  help             this message\n"
+    "\n"
+    "`minispeed <command> --help` lists a command's flags and defaults.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") ||
+      !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string command = argv[1];
+  return ms::run_distributed(argc, argv, [&](ms::Communicator& world) -> int {
+    if (command == "train") return ms::train_command(argc, argv, world);
+    if (command == "sample") return ms::sample_command(argc, argv);
+    throw ms::Error("minispeed: unknown command '" + command + "' (valid: train, sample, help)");
+  });
+}

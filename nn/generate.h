@@ -1,0 +1,20 @@
+// Autoregressive sampling from a GPT: temperature and top-k, one byte at a time.
+#pragma once
+#include <string>
+
+#include "nn/gpt.h"
+
+namespace ms {
+
+struct SampleOptions {
+  int64_t tokens = 200;
+  double temperature = 0.8;  // 0 = greedy (argmax)
+  int64_t top_k = 40;        // 0 = whole vocabulary
+  uint64_t seed = 1;
+};
+
+// Continues `prompt` (bytes) by `opts.tokens` bytes. The context is cropped to
+// the model's block_size; the model runs in eval mode without a graph.
+std::string generate(GPT& model, const std::string& prompt, const SampleOptions& opts);
+
+}  // namespace ms
