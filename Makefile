@@ -103,8 +103,8 @@ export OMPI_MCA_rmaps_base_oversubscribe := 1
 MPIRUN := mpirun --oversubscribe
 export MPIRUN
 
-unit-test: $(UNIT_BIN)
-	$(UNIT_BIN)
+unit-test: $(UNIT_BIN) $(CLI_BIN)
+	MS_BUILD_DIR=$(BUILD) $(UNIT_BIN)
 
 lesson-test: $(LESSON_BINS)
 	@scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)

@@ -27,8 +27,16 @@ int main(int argc, char** argv) {
   }
   std::string command = argv[1];
   return ms::run_distributed(argc, argv, [&](ms::Communicator& world) -> int {
-    if (command == "train") return ms::train_command(argc, argv, world);
-    if (command == "sample") return ms::sample_command(argc, argv);
-    throw ms::Error("minispeed: unknown command '" + command + "' (valid: train, sample, help)");
+    try {
+      if (command == "train") return ms::train_command(argc, argv, world);
+      if (command == "sample") return ms::sample_command(argc, argv);
+      throw ms::Error("minispeed: unknown command '" + command + "' (valid: train, sample, help)");
+    } catch (const ms::Error& e) {
+      // Alone, a user error is one line and exit code 1. With several ranks it
+      // propagates to run_distributed, which names the rank and aborts the job.
+      if (world.size() > 1) throw;
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
   });
 }
