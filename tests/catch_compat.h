@@ -7,3 +7,12 @@
 #else
 #include <catch2/catch.hpp>
 #endif
+
+#ifdef MS_CATCH2_V3
+// Catch2 v3 renamed the substring matcher; the tests use v2's name.
+namespace Catch {
+inline Matchers::StringContainsMatcher Contains(const std::string& s) {
+  return Matchers::ContainsSubstring(s);
+}
+}  // namespace Catch
+#endif
