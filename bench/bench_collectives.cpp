@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
     if (root) {
       std::printf("all-reduce, f32 sum, %d ranks; GB/s = 1e9 bytes/s; busbw = algbw * 2(D-1)/D\n",
                   d);
-      std::printf("%9s | %28s | %28s | %28s | %6s\n", "", "ours: ring_all_reduce",
-                  "MPI_Allreduce", "Communicator::all_reduce", "ring/");
+      std::printf("%9s | %28s | %28s | %28s | %6s\n", "", "ours: ring_all_reduce", "MPI_Allreduce",
+                  "Communicator::all_reduce", "ring/");
       std::printf("%9s |", "size");
       for (int k = 0; k < 3; ++k) std::printf(" %9s %8s %8s |", "time us", "algbw", "busbw");
       std::printf(" %6s\n", "MPI");
@@ -108,8 +108,10 @@ int main(int argc, char** argv) {
           best[k] = std::min(best[k], time_calls(reps[k], algos[k]));
       if (!root) continue;
       char label[32];
-      if (bytes >= (1 << 20)) std::snprintf(label, sizeof label, "%lld MB", (long long)(bytes >> 20));
-      else std::snprintf(label, sizeof label, "%lld KB", (long long)(bytes >> 10));
+      if (bytes >= (1 << 20))
+        std::snprintf(label, sizeof label, "%lld MB", (long long)(bytes >> 20));
+      else
+        std::snprintf(label, sizeof label, "%lld KB", (long long)(bytes >> 10));
       std::printf("%9s |", label);
       for (double s : best) {
         double algbw = double(bytes) / s / 1e9;

@@ -6,5 +6,6 @@ namespace ms {
 
 int train_command(int argc, char** argv, Communicator& world);
 int sample_command(int argc, char** argv);
+int estimate_memory_command(int argc, char** argv);
 
 }  // namespace ms

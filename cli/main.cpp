@@ -13,6 +13,7 @@ const char* kUsage =
     "commands:\n"
     "  train            train a GPT on raw bytes (run under mpirun -np N for data parallelism)\n"
     "  sample           generate text from trained weights\n"
+    "  estimate-memory  per-rank memory of each ZeRO stage for a model size (no training)\n"
     "  help             this message\n"
     "\n"
     "`minispeed <command> --help` lists a command's flags and defaults.\n";
@@ -30,7 +31,9 @@ int main(int argc, char** argv) {
     try {
       if (command == "train") return ms::train_command(argc, argv, world);
       if (command == "sample") return ms::sample_command(argc, argv);
-      throw ms::Error("minispeed: unknown command '" + command + "' (valid: train, sample, help)");
+      if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv);
+      throw ms::Error("minispeed: unknown command '" + command +
+                      "' (valid: train, sample, estimate-memory, help)");
     } catch (const ms::Error& e) {
       // Alone, a user error is one line and exit code 1. With several ranks it
       // propagates to run_distributed, which names the rank and aborts the job.

@@ -13,6 +13,7 @@
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
+#include "parallel/zero.h"
 
 namespace ms {
 
@@ -135,15 +136,16 @@ int train_command(int argc, char** argv, Communicator& world) {
     MS_CHECK(static_cast<int64_t>(data.val_size()) >= B * T + 1, "--data: the validation split has ",
              data.val_size(), " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
 
-  std::vector<Tensor> params = model->parameters();
-  std::unique_ptr<Optimizer> optimizer;
-  if (opt_name == "sgd") {
-    optimizer = std::make_unique<SGD>(params, schedule.max_lr, flags.real("momentum"), flags.real("weight-decay"));
-  } else {
-    optimizer = std::make_unique<AdamW>(params, schedule.max_lr, flags.real("beta1"), flags.real("beta2"),
-                                        1e-8, flags.real("weight-decay"));
-  }
-  MS_CHECK(D == 1, "multi-rank training is not wired up yet");
+  // The engine owns the optimizer: which tensors it updates (all parameters,
+  // or this rank's ZeRO shard) is what distinguishes the stages.
+  const double momentum = flags.real("momentum"), beta1 = flags.real("beta1");
+  const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
+  ZeroOptions zero_opts;
+  zero_opts.stage = static_cast<int>(zero_stage);
+  ZeroEngine engine(*model, world, zero_opts, [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+    if (opt_name == "sgd") return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum, weight_decay);
+    return std::make_unique<AdamW>(std::move(ps), schedule.max_lr, beta1, beta2, 1e-8, weight_decay);
+  });
 
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
@@ -165,20 +167,25 @@ int train_command(int argc, char** argv, Communicator& world) {
     double lr = schedule.at(step);
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
+      engine.set_gradient_sync(micro + 1 == accum);
       Batch b = data.train_batch(step * accum + micro, world.rank(), D, B, T);
       Tensor loss = model->loss(b.x, b.y);
       loss_sum += loss.item();
       (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
-    double norm = clip_grad_norm(params, flags.real("grad-clip"));
-    optimizer->set_lr(lr);
-    optimizer->step();
-    optimizer->zero_grad();
+    double norm = engine.step(lr, flags.real("grad-clip"));
+    // The loss of the global batch: the mean over every rank's tokens.
     double train_loss = loss_sum / static_cast<double>(accum);
+    if (D > 1) {
+      Tensor l = full({1}, train_loss, DType::F64);
+      world.all_reduce(l, ReduceOp::Avg);
+      train_loss = l.item();
+    }
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
+      engine.gather_full_parameters();
       val = evaluate(*model, data, eval_batches, B, T, world);
       last_val = val;
     }
@@ -195,13 +202,18 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::fflush(stdout);
     }
     int64_t sample_every = flags.integer("sample-every");
+    if (sample_every > 0 && (step + 1) % sample_every == 0 && !last) engine.gather_full_parameters();
     if (lead && sample_every > 0 && (step + 1) % sample_every == 0 && !last) {
       std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                   generate(*model, "\n", {120, 0.8, 40, 7}).c_str());
     }
   }
 
+  // Per-rank memory: measured beside the ZeRO paper's prediction.
+  std::vector<MemoryReport> reports = gather_memory_reports(world, engine.memory());
+  engine.gather_full_parameters();
   if (lead) {
+    std::printf("%s", format_memory_table(reports).c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);

@@ -6,11 +6,11 @@
 //    nonblocking and then waits for both (what MPI_Sendrecv does). Blocking
 //    send-then-recv on every rank deadlocks as soon as messages are too big
 //    for MPI's eager buffers: everybody sends, nobody receives.
-//  * Segmenting (pipelining) within a step. A block is sent as segments of
-//    kSegmentBytes; received segments land in a small window of scratch slots
-//    and are added in while later segments are still in flight, so the adds
-//    overlap the copies instead of following them. NCCL does the same with
-//    its chunked "slices" (and, across GPUs, also pipelines across steps).
+//  * Segmenting (pipelining) within a step. A large block is sent as
+//    segments of kSegmentBytes; received segments land in a small window of
+//    scratch slots and are added in while later segments are still in
+//    flight, so the adds can overlap the copies and the scratch stays small.
+//    NCCL does the same with its chunks (and also pipelines across steps).
 #include "parallel/collectives.h"
 
 #include <algorithm>
@@ -24,8 +24,15 @@ using namespace comm_detail;
 namespace {
 
 constexpr int kRingTag = Communicator::kMaxUserTag + 1;  // reserved: never matches user traffic
-constexpr int64_t kSegmentBytes = 256 << 10;
-constexpr int kWindow = 4;  // scratch slots: receives in flight while we reduce
+// RingOptions' defaults, measured (bench/bench_collectives.cpp, 2 and 4
+// ranks on one machine, Open MPI's shared-memory transport): each message
+// costs a rendezvous handshake and, with single-copy CMA, a syscall in which
+// the *receiving* process does the copy itself — so the copy cannot overlap
+// this rank's additions anyway, and small segments only add overhead (64 KB
+// segments ran at ~0.6x MPI_Allreduce; 4 MB matched it). Blocks up to 4 MB go
+// as one message; larger ones are pipelined, which also bounds the scratch
+// memory to `window` segments. On networks (or GPUs, where a DMA engine
+// copies), smaller chunks pay off: NCCL's are ~128-512 KB.
 
 // Block c of n elements split D ways: the first n % D blocks get one extra.
 struct Blocks {
@@ -35,7 +42,9 @@ struct Blocks {
   int64_t len(int c) const { return n / d + (c < n % d ? 1 : 0); }
 };
 
-int mod(int a, int d) { return ((a % d) + d) % d; }
+int mod(int a, int d) {
+  return ((a % d) + d) % d;
+}
 
 Tensor slice(const Tensor& flat, int64_t start, int64_t len) {
   return Tensor::make_view(flat, {len}, {1}, flat.offset() + start);
@@ -47,25 +56,27 @@ Tensor slice(const Tensor& flat, int64_t start, int64_t len) {
 // Both sides cut a block into the same segments, so messages match 1:1 (MPI
 // keeps messages between a pair of ranks on one tag in order).
 void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_t send_len,
-               int64_t recv_start, int64_t recv_len, bool reduce, ReduceOp op) {
+               int64_t recv_start, int64_t recv_len, bool reduce, ReduceOp op,
+               const RingOptions& opt) {
+  const int64_t window = opt.window;
   const int d = comm.size(), r = comm.rank();
   const int next = mod(r + 1, d), prev = mod(r - 1, d);
-  const int64_t seg = std::max<int64_t>(1, kSegmentBytes / int64_t(dtype_size(buf.dtype())));
+  const int64_t seg = std::max<int64_t>(1, opt.segment_bytes / int64_t(dtype_size(buf.dtype())));
   const int64_t nsend = (send_len + seg - 1) / seg, nrecv = (recv_len + seg - 1) / seg;
   auto seg_len = [seg](int64_t total, int64_t k) { return std::min(seg, total - k * seg); };
 
   std::vector<Work> recvs(static_cast<size_t>(nrecv));
   std::vector<Tensor> slots;
   auto post_recv = [&](int64_t k) {
-    Tensor dst = reduce ? slice(slots[k % kWindow], 0, seg_len(recv_len, k))
+    Tensor dst = reduce ? slice(slots[k % window], 0, seg_len(recv_len, k))
                         : slice(buf, recv_start + k * seg, seg_len(recv_len, k));
     recvs[k] = comm.irecv_internal(dst, prev, kRingTag);
   };
   // Receives first, so incoming messages find a posted buffer.
   if (reduce) {
-    for (int i = 0; i < std::min<int64_t>(kWindow, nrecv); ++i)
+    for (int i = 0; i < std::min<int64_t>(window, nrecv); ++i)
       slots.push_back(Tensor::empty({std::min(seg, recv_len)}, buf.dtype()));
-    for (int64_t k = 0; k < std::min<int64_t>(kWindow, nrecv); ++k) post_recv(k);
+    for (int64_t k = 0; k < std::min<int64_t>(window, nrecv); ++k) post_recv(k);
   } else {
     for (int64_t k = 0; k < nrecv; ++k) post_recv(k);
   }
@@ -79,10 +90,10 @@ void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_
   for (int64_t k = 0; k < nrecv; ++k) {
     recvs[k].wait();
     if (!reduce) continue;
-    const Tensor& slot = slots[k % kWindow];
+    const Tensor& slot = slots[k % window];
     reduce_into(base + (recv_start + k * seg) * esize, slot.raw_data(), seg_len(recv_len, k),
                 buf.dtype(), op);
-    if (k + kWindow < nrecv) post_recv(k + kWindow);
+    if (k + window < nrecv) post_recv(k + window);
   }
   for (Work& w : sends) w.wait();
 }
@@ -91,22 +102,23 @@ void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_
 // r. At step s, rank r sends block r-s-1 (which it reduced at step s-1) and
 // receives block r-s-2 from the previous rank; at the last step, s = D-2,
 // that is block r. `buf` is in a reduce dtype (f32/f64/i32).
-void reduce_scatter_inplace(Communicator& comm, const Tensor& buf, const Blocks& b,
-                            ReduceOp op) {
+void reduce_scatter_inplace(Communicator& comm, const Tensor& buf, const Blocks& b, ReduceOp op,
+                            const RingOptions& opt) {
   const int d = comm.size(), r = comm.rank();
   for (int s = 0; s < d - 1; ++s) {
     int sb = mod(r - s - 1, d), rb = mod(r - s - 2, d);
-    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), true, op);
+    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), true, op, opt);
   }
 }
 
 // Rank r's block r is final; pass blocks around until every rank has all:
 // at step s send block r-s, receive block r-s-1. Moves raw elements (any dtype).
-void all_gather_inplace(Communicator& comm, const Tensor& buf, const Blocks& b) {
+void all_gather_inplace(Communicator& comm, const Tensor& buf, const Blocks& b,
+                        const RingOptions& opt) {
   const int d = comm.size(), r = comm.rank();
   for (int s = 0; s < d - 1; ++s) {
     int sb = mod(r - s, d), rb = mod(r - s - 1, d);
-    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), false, ReduceOp::Sum);
+    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), false, ReduceOp::Sum, opt);
   }
 }
 
@@ -116,6 +128,11 @@ Tensor reduce_copy(const Tensor& t) {
   Tensor buf = Tensor::empty({t.numel()}, rd);
   convert(t.raw_data(), t.dtype(), buf.raw_data(), rd, t.numel());
   return buf;
+}
+
+void check_options(const RingOptions& opt, const char* op) {
+  MS_CHECK(opt.segment_bytes >= 1 && opt.window >= 1, op, ": RingOptions segment_bytes ",
+           opt.segment_bytes, " and window ", opt.window, " must both be >= 1");
 }
 
 // `big` must hold `d` blocks of small.numel() (the Communicator's contract).
@@ -133,15 +150,16 @@ void check_blocks(const Tensor& big, const char* big_name, const Tensor& small,
 
 }  // namespace
 
-void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op) {
+void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op, const RingOptions& opt) {
   check_tensor(t, "ring_all_reduce");
+  check_options(opt, "ring_all_reduce");
   const int d = comm.size(), r = comm.rank();
   if (d == 1) return;  // the sum, max or average of one value is itself
   const Blocks b{t.numel(), d};
   const bool native = reduce_dtype(t.dtype()) == t.dtype();
   Tensor flat = Tensor::make_view(t, {t.numel()}, {1}, t.offset());
   Tensor buf = native ? flat : reduce_copy(t);
-  reduce_scatter_inplace(comm, buf, b, op);
+  reduce_scatter_inplace(comm, buf, b, op, opt);
   char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
   if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
   if (!native) {
@@ -150,29 +168,32 @@ void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op) {
     char* dst = static_cast<char*>(t.raw_data()) + b.start(r) * dtype_size(t.dtype());
     convert(own, buf.dtype(), dst, t.dtype(), b.len(r));
   }
-  all_gather_inplace(comm, flat, b);
+  all_gather_inplace(comm, flat, b, opt);
 }
 
-void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, ReduceOp op) {
+void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, ReduceOp op,
+                         const RingOptions& opt) {
   const int d = comm.size(), r = comm.rank();
   check_blocks(in, "in", out, "out", d, "ring_reduce_scatter");
+  check_options(opt, "ring_reduce_scatter");
   const Blocks b{in.numel(), d};
   Tensor buf = reduce_copy(in);  // `in` is const: reduce in a copy
-  reduce_scatter_inplace(comm, buf, b, op);
+  reduce_scatter_inplace(comm, buf, b, op, opt);
   char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
   if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
   convert(own, buf.dtype(), out.raw_data(), out.dtype(), out.numel());
 }
 
-void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out) {
+void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out, const RingOptions& opt) {
   const int d = comm.size(), r = comm.rank();
   check_blocks(out, "out", in, "in", d, "ring_all_gather");
+  check_options(opt, "ring_all_gather");
   const Blocks b{out.numel(), d};
   // memmove: `in` may already be block r of `out` (an in-place all-gather).
   std::memmove(static_cast<char*>(out.raw_data()) + b.start(r) * dtype_size(out.dtype()),
-              in.raw_data(), in.nbytes());
+               in.raw_data(), in.nbytes());
   Tensor flat = Tensor::make_view(out, {out.numel()}, {1}, out.offset());
-  all_gather_inplace(comm, flat, b);
+  all_gather_inplace(comm, flat, b, opt);
 }
 
 }  // namespace ms

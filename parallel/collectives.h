@@ -22,13 +22,22 @@
 
 namespace ms {
 
+// How a ring step is cut into messages (see collectives.cpp for the measured
+// defaults). Every rank must pass the same values.
+struct RingOptions {
+  int64_t segment_bytes = int64_t(4) << 20;  // blocks larger than this are pipelined
+  int window = 2;                            // segments received ahead while reducing
+};
+
 // In place: t becomes the reduction (Sum, Avg or Max) of every rank's t.
-void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op = ReduceOp::Sum);
+void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op = ReduceOp::Sum,
+                     const RingOptions& options = {});
 // `in` holds comm.size() blocks of out.numel() elements; rank r gets block r
 // reduced over all ranks (same contract as Communicator::reduce_scatter).
 void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out,
-                         ReduceOp op = ReduceOp::Sum);
+                         ReduceOp op = ReduceOp::Sum, const RingOptions& options = {});
 // `out` holds comm.size() blocks of in.numel() elements; block r is rank r's in.
-void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out);
+void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out,
+                     const RingOptions& options = {});
 
 }  // namespace ms

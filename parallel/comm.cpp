@@ -29,9 +29,12 @@ namespace ms {
 
 const char* reduce_op_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Avg: return "avg";
-    case ReduceOp::Max: return "max";
+    case ReduceOp::Sum:
+      return "sum";
+    case ReduceOp::Avg:
+      return "avg";
+    case ReduceOp::Max:
+      return "max";
   }
   return "?";
 }
@@ -44,10 +47,11 @@ void check_tensor(const Tensor& t, const char* op) {
   MS_CHECK(t.device() == Device::CPU, op, ": tensor of shape ", shape_str(t.shape()), " is on ",
            device_name(t.device()), "; this backend moves CPU tensors only");
   MS_CHECK(t.is_contiguous(), op, ": tensor of shape ", shape_str(t.shape()), " (strides ",
-           shape_str(t.strides()), ") is not contiguous; collectives move raw bytes, so pass "
+           shape_str(t.strides()),
+           ") is not contiguous; collectives move raw bytes, so pass "
            "contiguous(t) (and copy_ the result back if you need it in the original)");
-  MS_CHECK(t.numel() <= INT_MAX, op, ": tensor of shape ", shape_str(t.shape()), " has ",
-           t.numel(), " elements; MPI counts stop at ", INT_MAX, " (split it into chunks)");
+  MS_CHECK(t.numel() <= INT_MAX, op, ": tensor of shape ", shape_str(t.shape()), " has ", t.numel(),
+           " elements; MPI counts stop at ", INT_MAX, " (split it into chunks)");
 }
 
 DType reduce_dtype(DType dtype) {
@@ -71,7 +75,8 @@ void reduce_into(void* dst, const void* src, int64_t n, DType dtype, ReduceOp op
       return reduce_typed(static_cast<double*>(dst), static_cast<const double*>(src), n, op);
     case DType::I32:
       return reduce_typed(static_cast<int32_t*>(dst), static_cast<const int32_t*>(src), n, op);
-    default: MS_ASSERT(false, "reduce_into: ", dtype_name(dtype), " is not a reduce dtype");
+    default:
+      MS_ASSERT(false, "reduce_into: ", dtype_name(dtype), " is not a reduce dtype");
   }
 }
 
@@ -83,10 +88,14 @@ static void divide_typed(T* x, int64_t n, int divisor) {
 
 void divide(void* data, int64_t n, DType dtype, int divisor) {
   switch (dtype) {
-    case DType::F32: return divide_typed(static_cast<float*>(data), n, divisor);
-    case DType::F64: return divide_typed(static_cast<double*>(data), n, divisor);
-    case DType::I32: return divide_typed(static_cast<int32_t*>(data), n, divisor);
-    default: MS_ASSERT(false, "divide: ", dtype_name(dtype), " is not a reduce dtype");
+    case DType::F32:
+      return divide_typed(static_cast<float*>(data), n, divisor);
+    case DType::F64:
+      return divide_typed(static_cast<double*>(data), n, divisor);
+    case DType::I32:
+      return divide_typed(static_cast<int32_t*>(data), n, divisor);
+    default:
+      MS_ASSERT(false, "divide: ", dtype_name(dtype), " is not a reduce dtype");
   }
 }
 
@@ -136,8 +145,8 @@ static void check_same_dtype(const Tensor& in, const Tensor& out, const char* op
 static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
   auto* a0 = static_cast<const char*>(a.raw_data());
   auto* b0 = static_cast<const char*>(b.raw_data());
-  bool disjoint = a0 + a.nbytes() <= b0 || b0 + b.nbytes() <= a0 || a.numel() == 0 ||
-                  b.numel() == 0;
+  bool disjoint =
+      a0 + a.nbytes() <= b0 || b0 + b.nbytes() <= a0 || a.numel() == 0 || b.numel() == 0;
   MS_CHECK(disjoint, op, ": in and out overlap in memory; use separate tensors");
 }
 
@@ -162,25 +171,25 @@ Work Communicator::iall_gather(const Tensor& in, Tensor& out) {
   check_tensor(in, "all_gather");
   check_tensor(out, "all_gather");
   check_same_dtype(in, out, "all_gather");
-  MS_CHECK(out.numel() == size() * in.numel(), "all_gather: out ", shape_str(out.shape()),
-           " has ", out.numel(), " elements but must have size() × in.numel() = ", size(), " × ",
-           in.numel(), " = ", size() * in.numel(), " (in ", shape_str(in.shape()), ")");
+  MS_CHECK(out.numel() == size() * in.numel(), "all_gather: out ", shape_str(out.shape()), " has ",
+           out.numel(), " elements but must have size() × in.numel() = ", size(), " × ", in.numel(),
+           " = ", size() * in.numel(), " (in ", shape_str(in.shape()), ")");
   check_no_overlap(in, out, "all_gather");
   return backend_->iall_gather(in, out);
 }
 
 Work Communicator::ibroadcast(Tensor& t, int root) {
   check_tensor(t, "broadcast");
-  MS_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is not a rank of this ",
-           size(), "-rank communicator (valid: 0..", size() - 1, ")");
+  MS_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is not a rank of this ", size(),
+           "-rank communicator (valid: 0..", size() - 1, ")");
   return backend_->ibroadcast(t, root);
 }
 
 static void check_peer(int peer, int size, int tag, int max_tag, const char* op) {
   MS_CHECK(peer >= 0 && peer < size, op, ": peer rank ", peer, " is not in this ", size,
            "-rank communicator (valid: 0..", size - 1, ")");
-  MS_CHECK(tag >= 0 && tag <= max_tag, op, ": tag ", tag, " is out of range (valid: 0..",
-           max_tag, "; higher tags are reserved for the library)");
+  MS_CHECK(tag >= 0 && tag <= max_tag, op, ": tag ", tag, " is out of range (valid: 0..", max_tag,
+           "; higher tags are reserved for the library)");
 }
 
 Work Communicator::isend(const Tensor& t, int dst, int tag) {
@@ -227,16 +236,22 @@ void mpi_check(int rc, const std::string& op) {
 
 MPI_Datatype mpi_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return MPI_FLOAT;
-    case DType::F64: return MPI_DOUBLE;
-    case DType::I32: return MPI_INT32_T;
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT32_T;
     case DType::BF16:
-    case DType::F16: return MPI_UINT16_T;  // moved as bytes; reductions convert to f32 first
+    case DType::F16:
+      return MPI_UINT16_T;  // moved as bytes; reductions convert to f32 first
   }
   return MPI_BYTE;
 }
 
-MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Max ? MPI_MAX : MPI_SUM; }
+MPI_Op mpi_op(ReduceOp op) {
+  return op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
+}
 
 // One in-flight MPI request. `finish` runs once on completion (with the
 // status, for recv's size check); its closure also owns the tensors and
@@ -246,7 +261,11 @@ class MpiWork final : public Work::Impl {
   using Finish = std::function<void(const MPI_Status&)>;
   // `kind` names the op in errors; for send/recv also the peer and tag.
   MpiWork(const char* kind, int peer, int tag, int comm_size, double timeout, Finish finish)
-      : kind_(kind), peer_(peer), tag_(tag), comm_size_(comm_size), timeout_(timeout),
+      : kind_(kind),
+        peer_(peer),
+        tag_(tag),
+        comm_size_(comm_size),
+        timeout_(timeout),
         finish_(std::move(finish)) {}
   // Formatted only when needed: point-to-point ops are issued per segment.
   std::string name() const {
@@ -363,25 +382,26 @@ class MpiBackend final : public Backend {
   Work iall_gather(const Tensor& in, Tensor& out) override {
     auto w = make("all_gather", [in, out](const MPI_Status&) {});
     MPI_Datatype type = mpi_type(in.dtype());
-    mpi_check(MPI_Iallgather(in.raw_data(), int(in.numel()), type, out.raw_data(),
-                             int(in.numel()), type, comm_, w->request()),
+    mpi_check(MPI_Iallgather(in.raw_data(), int(in.numel()), type, out.raw_data(), int(in.numel()),
+                             type, comm_, w->request()),
               "all_gather");
     return Work(w);
   }
 
   Work ibroadcast(Tensor& t, int root) override {
     auto w = make("broadcast", [t](const MPI_Status&) {});
-    mpi_check(MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_,
-                         w->request()),
-              "broadcast");
+    mpi_check(
+        MPI_Ibcast(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), root, comm_, w->request()),
+        "broadcast");
     return Work(w);
   }
 
   Work isend(const Tensor& t, int dst, int tag) override {
-    auto w = make("send", [t](const MPI_Status&) {}, dst, tag);
-    mpi_check(MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_,
-                        w->request()),
-              w->name());
+    auto w = make(
+        "send", [t](const MPI_Status&) {}, dst, tag);
+    mpi_check(
+        MPI_Isend(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), dst, tag, comm_, w->request()),
+        w->name());
     return Work(w);
   }
 
@@ -392,14 +412,14 @@ class MpiBackend final : public Backend {
           int count = 0;
           MPI_Get_count(&st, mpi_type(t.dtype()), &count);
           MS_CHECK(count == t.numel(), "recv from rank ", src, " (tag ", tag, "): expected ",
-                   t.numel(), " ", dtype_name(t.dtype()), " elements (shape ",
-                   shape_str(t.shape()), ") but the message has ", count,
+                   t.numel(), " ", dtype_name(t.dtype()), " elements (shape ", shape_str(t.shape()),
+                   ") but the message has ", count,
                    "; sender and receiver must agree on numel and dtype");
         },
         src, tag);
-    mpi_check(MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_,
-                        w->request()),
-              w->name());
+    mpi_check(
+        MPI_Irecv(t.raw_data(), int(t.numel()), mpi_type(t.dtype()), src, tag, comm_, w->request()),
+        w->name());
     return Work(w);
   }
 
@@ -451,7 +471,8 @@ double timeout_from_env() {
 Communicator Communicator::world() {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  MS_CHECK(initialized, "Communicator::world(): MPI is not initialised; create an "
+  MS_CHECK(initialized,
+           "Communicator::world(): MPI is not initialised; create an "
            "ms::DistributedRuntime first (or run main's body through ms::run_distributed)");
   return Communicator(std::make_shared<MpiBackend>(MPI_COMM_WORLD, false, timeout_from_env()));
 }

@@ -27,7 +27,9 @@ namespace ms {
 
 // RAII MPI_Init_thread / MPI_Finalize. Requests MPI_THREAD_FUNNELED: OpenMP
 // threads compute, only the main thread talks to MPI. If MPI is already
-// initialised it neither initialises nor finalises. While alive, an
+// initialised it neither initialises nor finalises. With several ranks on
+// one machine and OMP_NUM_THREADS unset, each rank gets cores/ranks OpenMP
+// threads (at least 1), so ranks do not fight over the cores. While alive, an
 // exception that escapes main (std::terminate) is reported with the rank and
 // aborts the job instead of leaving the other ranks hanging.
 class DistributedRuntime {

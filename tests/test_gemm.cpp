@@ -20,13 +20,18 @@ template <typename T>
 std::vector<double> reference(bool ta, bool tb, const Shape& s, double alpha, const std::vector<T>& A,
                               int64_t lda, const std::vector<T>& B, int64_t ldb, double beta,
                               const std::vector<T>& C, int64_t ldc) {
+    // op(A) as M x K and op(B)ᵀ as N x K, dense, so the dot products below
+    // read contiguous memory (keeps the test fast under sanitizers).
+    std::vector<double> a(size_t(s.M * s.K)), bt(size_t(s.N * s.K));
+    for (int64_t i = 0; i < s.M; ++i)
+        for (int64_t k = 0; k < s.K; ++k) a[i * s.K + k] = ta ? A[k * lda + i] : A[i * lda + k];
+    for (int64_t j = 0; j < s.N; ++j)
+        for (int64_t k = 0; k < s.K; ++k) bt[j * s.K + k] = tb ? B[j * ldb + k] : B[k * ldb + j];
     std::vector<double> R(C.begin(), C.end());
     for (int64_t i = 0; i < s.M; ++i)
         for (int64_t j = 0; j < s.N; ++j) {
             double acc = 0.0;
-            for (int64_t k = 0; k < s.K; ++k)
-                acc += double(ta ? A[k * lda + i] : A[i * lda + k]) *
-                       double(tb ? B[j * ldb + k] : B[k * ldb + j]);
+            for (int64_t k = 0; k < s.K; ++k) acc += a[i * s.K + k] * bt[j * s.K + k];
             const double c = beta == 0.0 ? 0.0 : beta * double(C[i * ldc + j]);
             R[i * ldc + j] = alpha * acc + c;
         }
@@ -110,7 +115,7 @@ TEST_CASE("gemm_f32 alpha = 0 scales C by beta", "[gemm]") {
 TEST_CASE("gemm_f32 larger than one cache block, with leading dimensions", "[gemm]") {
     // 300 x 257 x 513 crosses the KC, MR and NR block edges in every dimension.
     check_all_forms<float>({300, 257, 513}, 1.0, 0.0, 5);
-    check<float>(false, false, {300, 257, 513}, 0.5, 1.0, 0);
+    check<float>(false, false, {130, 257, 513}, 0.5, 1.0, 0);
     // Wide enough in N to split into several NC blocks.
     check<float>(false, true, {40, 1600, 70}, 1.0, 0.0, 1);
 }

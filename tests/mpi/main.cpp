@@ -81,7 +81,8 @@ int run_tests(ms::Communicator& world, const std::vector<char*>& args) {
   if (rank != 0 && failed != 0) {
     std::istringstream lines(captured.str());
     std::ostringstream out;
-    for (std::string line; std::getline(lines, line);) out << "[rank " << rank << "] " << line << "\n";
+    for (std::string line; std::getline(lines, line);)
+      out << "[rank " << rank << "] " << line << "\n";
     std::cout << out.str() << std::flush;
   }
   world.barrier();  // let the other ranks' reports come out before the summary
@@ -111,9 +112,11 @@ int main(int argc, char** argv) {
   setenv("MS_COMM_TIMEOUT", "60", /*overwrite=*/0);
 
   if (error_rank >= 0)
-    return ms::run_distributed(argc, argv, [&](ms::Communicator& w) { return probe_error(w, error_rank); });
+    return ms::run_distributed(argc, argv,
+                               [&](ms::Communicator& w) { return probe_error(w, error_rank); });
   if (skip_rank >= 0)
-    return ms::run_distributed(argc, argv, [&](ms::Communicator& w) { return probe_skip(w, skip_rank); });
+    return ms::run_distributed(argc, argv,
+                               [&](ms::Communicator& w) { return probe_skip(w, skip_rank); });
   if (uncaught_rank >= 0) {
     // No run_distributed: the exception leaves main; DistributedRuntime's
     // terminate handler must still name the rank and abort the job.

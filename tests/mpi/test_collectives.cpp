@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "tests/catch_compat.h"
 #include "parallel/collectives.h"
+#include "tests/catch_compat.h"
 
 using namespace ms;
 
@@ -24,7 +24,9 @@ const ReduceOp kOps[] = {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max};
 const int64_t kBig = (int64_t(1) << 20) + 3;
 
 // Element i of rank r's input: an integer in [-5, 5].
-double value(int64_t i, int r) { return double((i * 7 + r * 3) % 11) - 5; }
+double value(int64_t i, int r) {
+  return double((i * 7 + r * 3) % 11) - 5;
+}
 
 Tensor input(int64_t n, int r, DType dtype, int64_t first = 0) {
   std::vector<double> v(static_cast<size_t>(n));
@@ -35,7 +37,8 @@ Tensor input(int64_t n, int r, DType dtype, int64_t first = 0) {
 // The reduction over ranks of element i, with Avg divided like the library.
 double reduced(int64_t i, int d, ReduceOp op, DType dtype) {
   double acc = value(i, 0);
-  for (int r = 1; r < d; ++r) acc = op == ReduceOp::Max ? std::max(acc, value(i, r)) : acc + value(i, r);
+  for (int r = 1; r < d; ++r)
+    acc = op == ReduceOp::Max ? std::max(acc, value(i, r)) : acc + value(i, r);
   if (op != ReduceOp::Avg) return acc;
   if (dtype == DType::I32) return double(int32_t(acc) / d);
   if (dtype == DType::F64) return acc / d;
@@ -57,11 +60,14 @@ std::string mismatch(const Tensor& got, const Tensor& want) {
   return "";
 }
 
-bool big_case(int64_t n, DType dtype) { return n == kBig && dtype != DType::F32 && dtype != DType::BF16; }
+bool big_case(int64_t n, DType dtype) {
+  return n == kBig && dtype != DType::F32 && dtype != DType::BF16;
+}
 
 }  // namespace
 
-TEST_CASE("all_reduce: MPI and ring give the local reduction for every dtype and op", "[mpi][collectives]") {
+TEST_CASE("all_reduce: MPI and ring give the local reduction for every dtype and op",
+          "[mpi][collectives]") {
   Communicator world = Communicator::world();
   const int d = world.size(), r = world.rank();
   for (int64_t n : {int64_t(0), int64_t(1), int64_t(7), int64_t(1001), kBig})
@@ -71,10 +77,13 @@ TEST_CASE("all_reduce: MPI and ring give the local reduction for every dtype and
           if (big_case(n, dtype) || (n == kBig && op == ReduceOp::Max)) continue;
           Tensor t = input(n, r, dtype);
           if (n == 1001) t = reshape(t, {7, 143});  // any shape: collectives see numel
-          if (ring) ring_all_reduce(world, t, op);
-          else world.all_reduce(t, op);
-          INFO((ring ? "ring_all_reduce " : "all_reduce ") << reduce_op_name(op) << " "
-               << dtype_name(dtype) << " n=" << n << " on " << d << " ranks");
+          if (ring)
+            ring_all_reduce(world, t, op);
+          else
+            world.all_reduce(t, op);
+          INFO((ring ? "ring_all_reduce " : "all_reduce ")
+               << reduce_op_name(op) << " " << dtype_name(dtype) << " n=" << n << " on " << d
+               << " ranks");
           CHECK(mismatch(t, expected(n, d, op, dtype)) == "");
         }
 }
@@ -89,15 +98,19 @@ TEST_CASE("reduce_scatter: rank r gets block r reduced (MPI and ring)", "[mpi][c
           if (m > 1001 && (dtype == DType::F64 || dtype == DType::F16)) continue;
           Tensor in = input(d * m, r, dtype);
           Tensor out = full({m}, -99, dtype);
-          if (ring) ring_reduce_scatter(world, in, out, op);
-          else world.reduce_scatter(in, out, op);
-          INFO((ring ? "ring_reduce_scatter " : "reduce_scatter ") << reduce_op_name(op) << " "
-               << dtype_name(dtype) << " block=" << m << " on " << d << " ranks");
+          if (ring)
+            ring_reduce_scatter(world, in, out, op);
+          else
+            world.reduce_scatter(in, out, op);
+          INFO((ring ? "ring_reduce_scatter " : "reduce_scatter ")
+               << reduce_op_name(op) << " " << dtype_name(dtype) << " block=" << m << " on " << d
+               << " ranks");
           CHECK(mismatch(out, expected(m, d, op, dtype, r * m)) == "");
         }
 }
 
-TEST_CASE("all_gather: block r of the output is rank r's input (MPI and ring)", "[mpi][collectives]") {
+TEST_CASE("all_gather: block r of the output is rank r's input (MPI and ring)",
+          "[mpi][collectives]") {
   Communicator world = Communicator::world();
   const int d = world.size(), r = world.rank();
   for (int64_t m : {int64_t(0), int64_t(1), int64_t(7), int64_t(1001), (int64_t(1) << 18) + 3})
@@ -105,8 +118,10 @@ TEST_CASE("all_gather: block r of the output is rank r's input (MPI and ring)", 
       for (bool ring : {false, true}) {
         Tensor in = input(m, r, dtype);
         Tensor out = full({d, m}, -99, dtype);
-        if (ring) ring_all_gather(world, in, out);
-        else world.all_gather(in, out);
+        if (ring)
+          ring_all_gather(world, in, out);
+        else
+          world.all_gather(in, out);
         std::vector<double> want;
         for (int q = 0; q < d; ++q)
           for (int64_t i = 0; i < m; ++i) want.push_back(value(i, q));
@@ -153,7 +168,8 @@ TEST_CASE("nonblocking collectives overlap and complete in any wait order", "[mp
   works.push_back(world.ireduce_scatter(rs_in, rs_out, ReduceOp::Sum));
   works.push_back(world.iall_gather(gin, g));
   // Poll the first with test() (what overlapping code does), wait for the rest backwards.
-  for (int spins = 0; !works[0].test() && spins < 10000000; ++spins) {}
+  for (int spins = 0; !works[0].test() && spins < 10000000; ++spins) {
+  }
   for (size_t i = works.size(); i-- > 0;) works[i].wait();
   CHECK(works[0].test());
   CHECK(mismatch(a, expected(1001, d, ReduceOp::Sum, DType::F32)) == "");
@@ -166,7 +182,8 @@ TEST_CASE("nonblocking collectives overlap and complete in any wait order", "[mp
   CHECK(mismatch(g, from_vector(want, {d * 3}, DType::F64)) == "");
 }
 
-TEST_CASE("a Work dropped without wait() completes before its tensors can go away", "[mpi][collectives]") {
+TEST_CASE("a Work dropped without wait() completes before its tensors can go away",
+          "[mpi][collectives]") {
   Communicator world = Communicator::world();
   const int d = world.size(), r = world.rank();
   Tensor t = input(4099, r, DType::BF16);
@@ -194,4 +211,32 @@ TEST_CASE("ring and MPI all-reduce agree bit for bit on random f32 data", "[mpi]
   Tensor ref = clone(a);
   world.broadcast(ref, 0);
   CHECK(mismatch(a, ref) == "");
+}
+
+TEST_CASE("ring collectives pipelined in tiny segments still give exact results",
+          "[mpi][collectives]") {
+  // Segments of a few elements force many messages per step, partial last
+  // segments and every scratch-window reuse path (the defaults only split
+  // blocks above 4 MB).
+  Communicator world = Communicator::world();
+  const int d = world.size(), r = world.rank();
+  for (RingOptions opt : {RingOptions{12, 1}, RingOptions{20, 2}, RingOptions{8, 3}})
+    for (DType dtype : kDTypes)
+      for (ReduceOp op : kOps) {
+        const int64_t n = 1001;
+        Tensor t = input(n, r, dtype);
+        ring_all_reduce(world, t, op, opt);
+        Tensor in = input(d * 37, r, dtype), out = zeros({37}, dtype);
+        ring_reduce_scatter(world, in, out, op, opt);
+        Tensor gin = input(37, r, dtype), gout = zeros({d * 37}, dtype);
+        ring_all_gather(world, gin, gout, opt);
+        std::vector<double> want;
+        for (int q = 0; q < d; ++q)
+          for (int64_t i = 0; i < 37; ++i) want.push_back(value(i, q));
+        INFO(reduce_op_name(op) << " " << dtype_name(dtype) << " segment_bytes "
+                                << opt.segment_bytes << " window " << opt.window);
+        CHECK(mismatch(t, expected(n, d, op, dtype)) == "");
+        CHECK(mismatch(out, expected(37, d, op, dtype, r * 37)) == "");
+        CHECK(mismatch(gout, from_vector(want, {d * 37}, dtype)) == "");
+      }
 }

@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "tests/catch_compat.h"
 #include "parallel/comm.h"
+#include "tests/catch_compat.h"
 
 using namespace ms;
 
@@ -17,7 +17,9 @@ Tensor ranked(int64_t n, int r, DType dtype) {
   return from_vector(v, {n}, dtype);
 }
 
-bool same(const Tensor& a, const Tensor& b) { return a.to_vector() == b.to_vector(); }
+bool same(const Tensor& a, const Tensor& b) {
+  return a.to_vector() == b.to_vector();
+}
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -28,7 +30,9 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool has(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -58,7 +62,8 @@ TEST_CASE("isend/irecv around the ring, every dtype, uneven sizes", "[mpi][comm]
     }
 }
 
-TEST_CASE("blocking send/recv pairs: even ranks send first, odd ranks receive first", "[mpi][comm]") {
+TEST_CASE("blocking send/recv pairs: even ranks send first, odd ranks receive first",
+          "[mpi][comm]") {
   Communicator world = Communicator::world();
   const int d = world.size(), r = world.rank();
   if (d % 2 != 0) return;  // pairs (0,1), (2,3), ...

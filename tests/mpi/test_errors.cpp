@@ -5,8 +5,8 @@
 #include <string>
 
 #include "autograd/ops.h"
-#include "tests/catch_compat.h"
 #include "parallel/collectives.h"
+#include "tests/catch_compat.h"
 
 using namespace ms;
 
@@ -21,7 +21,9 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool has(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -87,8 +89,17 @@ TEST_CASE("a malformed MS_COMM_TIMEOUT is an error naming the variable", "[mpi][
   std::string err = error_of([] { Communicator::world(); });
   setenv("MS_COMM_TIMEOUT", "2.5", 1);
   double parsed = Communicator::world().timeout();
-  if (old) setenv("MS_COMM_TIMEOUT", saved.c_str(), 1);
-  else unsetenv("MS_COMM_TIMEOUT");
+  if (old)
+    setenv("MS_COMM_TIMEOUT", saved.c_str(), 1);
+  else
+    unsetenv("MS_COMM_TIMEOUT");
   CHECK(has(err, "MS_COMM_TIMEOUT='soon'"));
   CHECK(parsed == 2.5);
+}
+
+TEST_CASE("ring options must be positive", "[mpi][errors]") {
+  Communicator world = Communicator::world();
+  Tensor t = zeros({8});
+  std::string err = error_of([&] { ring_all_reduce(world, t, ReduceOp::Sum, RingOptions{0, 2}); });
+  CHECK(has(err, "ring_all_reduce: RingOptions segment_bytes 0"));
 }

@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "tests/catch_compat.h"
 #include "parallel/mesh.h"
+#include "tests/catch_compat.h"
 
 using namespace ms;
 
@@ -41,9 +41,12 @@ TEST_CASE("mesh coordinates and groups for every dp×tp×pp factorization", "[mp
       CHECK(mesh.tp().rank() == mesh.tp_rank());
       CHECK(mesh.pp().rank() == mesh.pp_rank());
       std::vector<int> want_dp, want_tp, want_pp;
-      for (int i = 0; i < dp; ++i) want_dp.push_back(mesh.tp_rank() + i * tp + mesh.pp_rank() * tp * dp);
-      for (int i = 0; i < tp; ++i) want_tp.push_back(i + mesh.dp_rank() * tp + mesh.pp_rank() * tp * dp);
-      for (int i = 0; i < pp; ++i) want_pp.push_back(mesh.tp_rank() + mesh.dp_rank() * tp + i * tp * dp);
+      for (int i = 0; i < dp; ++i)
+        want_dp.push_back(mesh.tp_rank() + i * tp + mesh.pp_rank() * tp * dp);
+      for (int i = 0; i < tp; ++i)
+        want_tp.push_back(i + mesh.dp_rank() * tp + mesh.pp_rank() * tp * dp);
+      for (int i = 0; i < pp; ++i)
+        want_pp.push_back(mesh.tp_rank() + mesh.dp_rank() * tp + i * tp * dp);
       CHECK(dpg == want_dp);
       CHECK(tpg == want_tp);
       CHECK(ppg == want_pp);
@@ -77,8 +80,8 @@ TEST_CASE("mesh sizes that do not multiply to the world size are an error", "[mp
   } catch (const Error& e) {
     err = e.what();
   }
-  CHECK(err == str_cat("mesh: dp ", dp, " × tp 2 × pp 2 = ", dp * 4, " but the world has ", n,
-                       " ranks"));
+  CHECK(err ==
+        str_cat("mesh: dp ", dp, " × tp 2 × pp 2 = ", dp * 4, " but the world has ", n, " ranks"));
   err.clear();
   try {
     Mesh bad(world, 0, n, 1);

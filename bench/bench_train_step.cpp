@@ -1,0 +1,304 @@
+// One training step of our GPT beside PyTorch eager (bench/torch_gpt.py), same
+// model, same batches, same optimizer, same run, at 1 and 2 threads.
+//
+//   bench_train_step                 warm-up 3, then 10 timed steps per thread count
+//   bench_train_step --steps N       N timed steps (warm-up stays 3)
+//   bench_train_step --quick         warm-up 1, 3 timed steps (CI smoke)
+//   bench_train_step --no-torch      ours only
+//
+// Model: GPT-2, L=4, H=4, C=256, T=128, V=256 (bytes), batch B=16, f32.
+// Step:  optimizer.zero_grad(); loss = model.loss(x, y); loss.backward(); optimizer.step()
+//        with AdamW(lr 1e-3, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on every parameter).
+// The step time reported is the median over the timed steps (best shown beside it);
+// a shared machine makes the mean swing with other processes.
+//
+// Model FLOPs per step (nanoGPT's estimate_mfu / PaLM appendix B convention):
+//   6 · N · tokens  +  L · 3 · (2·B·T²·C [q·kᵀ] + 2·B·T²·C [att·v])
+// with tokens = B·T and N = all parameters except the position embedding wpe.
+// wte is kept in N because it is also the (tied) LM head, whose matmul is real
+// work; the embedding lookups themselves are free. Attention counts the full T×T
+// (not just the causal half), as our kernel computes it. Kaplan et al.'s
+// non-embedding N (wte excluded too) is printed for reference.
+//
+// The FLOP/s fraction divides that by our own gemm_f32's GFLOP/s, measured in this
+// run at the same thread count (best of several calls) on the model's c_attn shape
+// 2048×768×256 (M = B·T, N = 3C, K = C) and on 1024³.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "nn/data.h"
+#include "nn/gpt.h"
+#include "optim/optimizer.h"
+#include "tensor/cpu/gemm.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+constexpr int64_t kB = 16, kT = 128, kL = 4, kH = 4, kC = 256, kV = 256;
+
+struct StepResult {
+  double med_ms = 0, best_ms = 0, first_loss = 0, last_loss = 0;
+};
+
+// Fresh model and optimizer per thread count, so both counts run the same steps.
+StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
+  ms::GPTConfig cfg;
+  cfg.vocab_size = kV;
+  cfg.block_size = kT;
+  cfg.n_layer = kL;
+  cfg.n_head = kH;
+  cfg.n_embd = kC;
+  ms::GPT model(cfg, 1337);
+  ms::AdamW opt(model.parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
+  std::vector<double> ms_per_step;
+  StepResult r;
+  for (int s = 0; s < warmup + steps; ++s) {
+    ms::Batch b = data.train_batch(s, 0, 1, kB, kT);
+    const auto t0 = Clock::now();
+    opt.zero_grad();
+    ms::Tensor loss = model.loss(b.x, b.y);
+    loss.backward();
+    opt.step();
+    const double dt = seconds_since(t0) * 1e3;
+    const double l = loss.item();
+    if (s == 0) r.first_loss = l;
+    r.last_loss = l;
+    if (s >= warmup) ms_per_step.push_back(dt);
+  }
+  r.med_ms = median(ms_per_step);
+  r.best_ms = *std::min_element(ms_per_step.begin(), ms_per_step.end());
+  return r;
+}
+
+// Best GFLOP/s of gemm_f32 (NN, row-major) over repetitions filling ~budget seconds.
+double gemm_gflops(int64_t M, int64_t N, int64_t K, double budget) {
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> A(size_t(M) * K), B(size_t(K) * N), C(size_t(M) * N);
+  for (float& x : A) x = dist(rng);
+  for (float& x : B) x = dist(rng);
+  auto call = [&] {
+    ms::cpu::gemm_f32(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N);
+  };
+  call();  // warm-up: page in, grow packing scratch, wake threads
+  auto t0 = Clock::now();
+  call();
+  double best = seconds_since(t0);
+  const int reps = std::clamp(int(budget / std::max(best, 1e-6)), 3, 200);
+  for (int r = 0; r < reps; ++r) {
+    t0 = Clock::now();
+    call();
+    best = std::min(best, seconds_since(t0));
+  }
+  return 2.0 * double(M) * double(N) * double(K) / best * 1e-9;
+}
+
+std::string run_capture(const std::string& cmd, int* rc) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    *rc = -1;
+    return out;
+  }
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  *rc = pclose(p);
+  return out;
+}
+
+// The first Python that can import torch (Debian's python3-torch lives under
+// /usr/bin/python3; a pyenv python3 earlier on PATH usually lacks it).
+std::optional<std::string> find_torch_python() {
+  for (const char* py : {"/usr/bin/python3", "python3"}) {
+    const std::string cmd = std::string(py) + " -c 'import torch' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return std::string(py);
+  }
+  return std::nullopt;
+}
+
+struct TorchResult {
+  double med_ms = 0, best_ms = 0;
+  std::string info;  // its human-readable lines
+};
+
+std::optional<TorchResult> run_torch(const std::string& py, const std::string& script,
+                                     const std::string& data, int threads, int warmup, int steps) {
+  const std::string cmd = "OMP_NUM_THREADS=" + std::to_string(threads) + " MKL_NUM_THREADS=" +
+                          std::to_string(threads) + " " + py + " " + script + " --threads " +
+                          std::to_string(threads) + " --steps " + std::to_string(steps) +
+                          " --warmup " + std::to_string(warmup) + " --data '" + data + "' 2>&1";
+  int rc = 0;
+  const std::string out = run_capture(cmd, &rc);
+  TorchResult r;
+  bool got = false;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    size_t end = out.find('\n', pos);
+    if (end == std::string::npos) end = out.size();
+    const std::string line = out.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.rfind("TORCH_MS_PER_STEP ", 0) == 0) {
+      r.med_ms = std::atof(line.c_str() + 18);
+      got = true;
+    } else if (line.rfind("TORCH_MS_BEST ", 0) == 0) {
+      r.best_ms = std::atof(line.c_str() + 14);
+    } else if (!line.empty()) {
+      r.info += "  " + line + "\n";
+    }
+  }
+  if (rc != 0 || !got) {
+    std::printf("PyTorch run failed (exit %d):\n%s", rc, out.c_str());
+    return std::nullopt;
+  }
+  return r;
+}
+
+bool file_exists(const std::string& p) {
+  FILE* f = std::fopen(p.c_str(), "rb");
+  if (f) std::fclose(f);
+  return f != nullptr;
+}
+
+// Finds a repository file from the repo root (scripts/bench.sh) or next to the binary.
+std::string find_repo_file(const std::string& rel, const char* argv0) {
+  if (file_exists(rel)) return rel;
+  std::string exe(argv0);
+  const size_t slash = exe.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : exe.substr(0, slash);
+  for (const std::string up : {"/../../", "/../"})
+    if (file_exists(dir + up + rel)) return dir + up + rel;
+  return rel;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int steps = 10, warmup = 3;
+  double gemm_budget = 0.3;
+  bool torch_on = true;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      steps = 3, warmup = 1, gemm_budget = 0.1;
+    } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
+      steps = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--no-torch") == 0) {
+      torch_on = false;
+    } else {
+      std::fprintf(stderr, "usage: %s [--steps N] [--quick] [--no-torch]\n", argv[0]);
+      return 2;
+    }
+  }
+  const std::string data_path = find_repo_file("data/tinyshakespeare.txt", argv[0]);
+  const std::string script = find_repo_file("bench/torch_gpt.py", argv[0]);
+  const ms::TokenData data = ms::TokenData::load(data_path);
+
+  // Parameter counts and model FLOPs (see the header comment).
+  ms::GPTConfig cfg;
+  cfg.vocab_size = kV, cfg.block_size = kT, cfg.n_layer = kL, cfg.n_head = kH, cfg.n_embd = kC;
+  const int64_t n_total = ms::GPT(cfg, 1).num_parameters();
+  const int64_t n_wpe = kT * kC, n_wte = kV * kC;
+  const int64_t n_flop = n_total - n_wpe;            // counts the tied head
+  const int64_t n_kaplan = n_total - n_wpe - n_wte;  // non-embedding
+  const double tokens = double(kB * kT);
+  const double attn_flops = double(kL) * 3.0 * (2.0 + 2.0) * kB * double(kT) * kT * kC;
+  const double step_flops = 6.0 * double(n_flop) * tokens + attn_flops;
+
+  std::printf("GPT %s, B=%lld, %lld tokens/step, f32, AdamW(lr 1e-3, betas 0.9/0.95, wd 0.1)\n",
+              cfg.describe().c_str(), (long long)kB, (long long)tokens);
+  std::printf("parameters: %lld total; N = total - wpe = %lld (Kaplan non-embedding: %lld)\n",
+              (long long)n_total, (long long)n_flop, (long long)n_kaplan);
+  std::printf("model FLOPs/step = 6*N*B*T + L*3*(2+2)*B*T^2*C = %.3g + %.3g = %.3f GFLOP\n",
+              6.0 * double(n_flop) * tokens, attn_flops, step_flops * 1e-9);
+  std::printf("gemm_f32 micro-kernel: %s; %d warm-up + %d timed steps; ms/step = median (best)\n",
+              ms::cpu::gemm_f32_isa(), warmup, steps);
+
+  std::optional<std::string> py;
+  if (torch_on) {
+    py = find_torch_python();
+    if (!py)
+      std::printf("PyTorch not available: skipped (install python3-torch; tried /usr/bin/python3, "
+                  "python3)\n");
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+
+  struct Row {
+    int threads;
+    StepResult ours;
+    std::optional<TorchResult> torch;
+    double g_model, g_cube;
+  };
+  std::vector<Row> rows;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    Row row{threads, {}, std::nullopt, 0, 0};
+    row.g_model = gemm_gflops(kB * kT, 3 * kC, kC, gemm_budget);
+    row.g_cube = gemm_gflops(1024, 1024, 1024, gemm_budget);
+    row.ours = time_steps(data, warmup, steps);
+    std::printf("[%d thread%s] ours: %.1f ms/step (best %.1f), loss %.4f -> %.4f\n", threads,
+                threads > 1 ? "s" : "", row.ours.med_ms, row.ours.best_ms, row.ours.first_loss,
+                row.ours.last_loss);
+    std::fflush(stdout);
+    if (py) {
+      row.torch = run_torch(*py, script, data_path, threads, warmup, steps);
+      if (row.torch) {
+        std::printf("[%d thread%s] PyTorch: %.1f ms/step (best %.1f)\n%s", threads,
+                    threads > 1 ? "s" : "", row.torch->med_ms, row.torch->best_ms,
+                    row.torch->info.c_str());
+      }
+      std::fflush(stdout);
+    }
+    rows.push_back(row);
+  }
+
+  std::printf("\ntraining step (ratio = PyTorch ms / ours ms; > 1 means ours is faster)\n");
+  std::printf("%7s %16s %16s %7s %12s %12s\n", "threads", "ours ms (best)", "torch ms (best)",
+              "ratio", "ours tok/s", "torch tok/s");
+  for (const Row& r : rows) {
+    char ours[32], torch[32], ratio[16], ttok[16];
+    std::snprintf(ours, sizeof ours, "%.1f (%.1f)", r.ours.med_ms, r.ours.best_ms);
+    std::snprintf(torch, sizeof torch, "-");
+    std::snprintf(ratio, sizeof ratio, "-");
+    std::snprintf(ttok, sizeof ttok, "-");
+    if (r.torch) {
+      std::snprintf(torch, sizeof torch, "%.1f (%.1f)", r.torch->med_ms, r.torch->best_ms);
+      std::snprintf(ratio, sizeof ratio, "%.2f", r.torch->med_ms / r.ours.med_ms);
+      std::snprintf(ttok, sizeof ttok, "%.0f", tokens / (r.torch->med_ms * 1e-3));
+    }
+    std::printf("%7d %16s %16s %7s %12.0f %12s\n", r.threads, ours, torch, ratio,
+                tokens / (r.ours.med_ms * 1e-3), ttok);
+  }
+
+  std::printf("\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run)\n");
+  std::printf("%7s %14s %18s %7s %14s %7s\n", "threads", "model GFLOP/s", "gemm 2048x768x256",
+              "frac", "gemm 1024^3", "frac");
+  for (const Row& r : rows) {
+    const double g = step_flops / (r.ours.med_ms * 1e-3) * 1e-9;
+    std::printf("%7d %14.1f %18.1f %6.0f%% %14.1f %6.0f%%\n", r.threads, g, r.g_model,
+                100.0 * g / r.g_model, r.g_cube, 100.0 * g / r.g_cube);
+  }
+  return 0;
+}

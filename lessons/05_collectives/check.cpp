@@ -1,0 +1,156 @@
+// Lesson 05 grader (run on 4 ranks): my_ring_all_reduce against MPI's
+// all-reduce on sizes the rank count does not divide, smaller than it, and
+// large enough to deadlock a naive blocking ring. Every rank reaches the same
+// verdict: each rank checks its own result, then the verdicts are all-reduced.
+// A deadlock or an exception on one rank ends the whole job with the rank and
+// the reason (ms::run_distributed and the communicator timeout).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lessons/05_collectives/lesson.h"
+#include "parallel/collectives.h"
+#include "parallel/runtime.h"
+
+using namespace ms;
+
+namespace {
+
+constexpr double kTimeout = 20;  // seconds before a stuck send/recv aborts the job
+
+// Small integers: sums are exact, so any difference is a bug, not rounding.
+Tensor input(int64_t n, int r) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = double((i * 7 + r * 3) % 11) - 5;
+  return from_vector(v, {n});
+}
+
+int64_t block_start(int64_t n, int d, int c) {
+  return c * (n / d) + std::min<int64_t>(c, n % d);
+}
+int block_of(int64_t i, int64_t n, int d) {
+  int c = 0;
+  while (c + 1 < d && block_start(n, d, c + 1) <= i) ++c;
+  return c;
+}
+
+// "" if got == want, else what looks wrong, with a hint.
+std::string diagnose(const Tensor& before, const Tensor& got, const Tensor& want, int d) {
+  const int64_t n = want.numel();
+  if (!got.defined() || got.numel() != n || got.dtype() != DType::F32)
+    return str_cat("t was replaced by a tensor of another size or dtype; reduce in place");
+  std::vector<double> b = before.to_vector(), g = got.to_vector(), w = want.to_vector();
+  if (g == w) return "";
+  if (g == b && b != w) return "t is unchanged: nothing was reduced (still the TODO stub?)";
+  int64_t wrong = 0, first = -1;
+  std::vector<bool> block_ok(d, true);
+  for (int64_t i = 0; i < n; ++i)
+    if (g[i] != w[i]) {
+      ++wrong;
+      if (first < 0) first = i;
+      block_ok[block_of(i, n, d)] = false;
+    }
+  std::string blocks;
+  for (int c = 0; c < d; ++c) blocks += str_cat(c ? ", " : "", c, block_ok[c] ? " ok" : " WRONG");
+  std::string msg = str_cat(wrong, " of ", n, " elements are wrong; first at index ", first,
+                            " (block ", block_of(first, n, d), "): got ", g[first], ", expected ",
+                            w[first], ". Blocks (n = ", n, " into ", d, "): ", blocks, ".");
+  int ok_blocks = int(std::count(block_ok.begin(), block_ok.end(), true));
+  if (ok_blocks == 1)
+    msg +=
+        " Exactly one block is right: that looks like the reduce-scatter without the "
+        "all-gather.";
+  else if (n % d != 0)
+    msg += str_cat(" n is not a multiple of ", d,
+                   ": do your block boundaries cover every "
+                   "element, and does every rank compute the same boundaries?");
+  if (g[first] == 2 * w[first]) msg += " The value is doubled: is a block added twice?";
+  return msg;
+}
+
+bool check_size(Communicator& world, int64_t n) {
+  const int d = world.size(), r = world.rank();
+  Tensor t = input(n, r), before = clone(t), want = clone(t);
+  world.all_reduce(want);  // MPI's answer
+  my_ring_all_reduce(world, t);
+  std::string why = diagnose(before, t, want, d);
+  // Agree: how many ranks failed, and which failed first (it explains).
+  Tensor votes = from_vector(std::vector<int32_t>{why.empty() ? 0 : 1}, {1});
+  Tensor first = from_vector(std::vector<int32_t>{why.empty() ? 0 : d - r}, {1});
+  world.all_reduce(votes, ReduceOp::Sum);
+  world.all_reduce(first, ReduceOp::Max);
+  const int failed = votes.data<int32_t>()[0], reporter = d - first.data<int32_t>()[0];
+  if (failed > 0 && r == reporter)
+    std::printf("[rank %d] n = %lld: %s (%d of %d ranks got a wrong result)\n", r,
+                static_cast<long long>(n), why.c_str(), failed, d);
+  std::fflush(stdout);
+  world.barrier();  // the explanation first, then the verdict
+  if (r == 0)
+    std::printf("%s: n = %lld on %d ranks%s\n", failed ? "FAIL" : "PASS", static_cast<long long>(n),
+                d, n % d ? str_cat(" (uneven: ", n, " % ", d, " = ", n % d, ")").c_str() : "");
+  return failed == 0;
+}
+
+// Informational: seconds per call, slowest rank, best of a few.
+double seconds(Communicator& world, const std::function<void()>& f) {
+  double best = 1e30;
+  for (int k = 0; k < 5; ++k) {
+    world.barrier();
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    Tensor dt = from_vector(std::vector<double>{s}, {1}, DType::F64);
+    world.all_reduce(dt, ReduceOp::Max);
+    best = std::min(best, dt.data<double>()[0]);
+  }
+  return best;
+}
+
+void show_costs(Communicator& world) {
+  const int d = world.size();
+  const int64_t n = 1 << 20;  // 4 MB of f32
+  Tensor a = zeros({n}), b = zeros({n}), c = zeros({n});
+  double mine = seconds(world, [&] { my_ring_all_reduce(world, a); });
+  double lib = seconds(world, [&] { ring_all_reduce(world, b); });
+  double mpi = seconds(world, [&] { world.all_reduce(c); });
+  if (world.rank() != 0) return;
+  auto busbw = [&](double s) { return 4.0 * n / s / 1e9 * 2.0 * (d - 1) / d; };
+  std::printf(
+      "\n4 MB f32 all-reduce on %d ranks (busbw = bytes/time * 2(D-1)/D; a shared "
+      "machine is noisy):\n",
+      d);
+  std::printf("  my_ring_all_reduce   %8.0f us  busbw %5.2f GB/s\n", mine * 1e6, busbw(mine));
+  std::printf("  ms::ring_all_reduce  %8.0f us  busbw %5.2f GB/s  (segmented, overlaps adds)\n",
+              lib * 1e6, busbw(lib));
+  std::printf("  MPI all-reduce       %8.0f us  busbw %5.2f GB/s\n", mpi * 1e6, busbw(mpi));
+  std::printf("  each rank sent 2(D-1)/D * 4 MB = %.1f MB in 2(D-1) = %d messages\n",
+              2.0 * (d - 1) / d * 4, 2 * (d - 1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_distributed(argc, argv, [](Communicator& world) {
+    world.set_timeout(kTimeout);
+    if (world.rank() == 0)
+      std::printf(
+          "checking my_ring_all_reduce on %d ranks against MPI's all-reduce (a deadlock "
+          "aborts after %.0f s)\n",
+          world.size(), kTimeout);
+    // Small first (easy to debug), then uneven, smaller than D, and big
+    // enough that blocking sends on every rank would deadlock.
+    for (int64_t n : {int64_t(world.size()) * 3, int64_t(1), int64_t(3), int64_t(7), int64_t(1001),
+                      int64_t(262147), int64_t(1) << 20})
+      if (!check_size(world, n)) {
+        if (world.rank() == 0) std::printf("FAIL\n");
+        return 1;
+      }
+    show_costs(world);
+    if (world.rank() == 0) std::printf("PASS\n");
+    return 0;
+  });
+}

@@ -1,0 +1,111 @@
+#include "parallel/flat_buffer.h"
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+
+namespace ms {
+
+FlatParams::FlatParams(std::vector<Tensor> params, const std::vector<std::vector<int>>& groups,
+                       int dp_size)
+    : params_(std::move(params)), D_(dp_size) {
+  MS_CHECK(D_ >= 1, "FlatParams: dp size ", D_, " must be at least 1");
+  group_of_.assign(params_.size(), -1);
+  for (const Tensor& p : params_) {
+    MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous(),
+             "ZeRO: parameters must be contiguous "
+             "f32, got ",
+             dtype_name(p.dtype()), " ", shape_str(p.shape()));
+    shapes_.push_back(p.shape());
+    numel_.push_back(p.numel());
+  }
+  for (const std::vector<int>& members : groups) {
+    FlatGroup grp;
+    for (int i : members) {
+      MS_ASSERT(i >= 0 && i < static_cast<int>(params_.size()) && group_of_[i] < 0,
+                "FlatParams: parameter ", i, " is missing or listed twice");
+      group_of_[i] = static_cast<int>(groups_.size());
+      grp.params.push_back(i);
+      grp.offsets.push_back(grp.numel);
+      grp.numel += params_[i].numel();
+    }
+    grp.padded = (grp.numel + D_ - 1) / D_ * D_;  // every rank owns an equal slice
+    grp.slice = grp.padded / D_;
+    grp.shard_offset = shard_numel_;
+    shard_numel_ += grp.slice;
+    groups_.push_back(std::move(grp));
+  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    MS_ASSERT(group_of_[i] >= 0, "FlatParams: parameter ", i, " is in no group");
+}
+
+int64_t FlatParams::padding() const {
+  int64_t n = 0;
+  for (const FlatGroup& g : groups_) n += g.padded - g.numel;
+  return n;
+}
+
+Tensor FlatParams::view_of(int param, const Tensor& buffer) const {
+  const FlatGroup& g = groups_[group_of_[param]];
+  int64_t k = 0;
+  while (g.params[k] != param) ++k;
+  const Shape& shape = shapes_[param];
+  return Tensor::make_view(buffer, shape, contiguous_strides(shape),
+                           buffer.offset() + g.offsets[k]);
+}
+
+Tensor FlatParams::slice_of(int g, const Tensor& buffer, int rank) const {
+  return narrow(buffer, 0, rank * groups_[g].slice, groups_[g].slice);
+}
+
+Tensor FlatParams::pack_values(int g) const {
+  NoGradGuard no_grad;
+  Tensor buffer = zeros({groups_[g].padded});
+  for (int i : groups_[g].params) {
+    Tensor dst = view_of(i, buffer);
+    copy_(dst, params_[i]);
+  }
+  return buffer;
+}
+
+Tensor FlatParams::pack_grads(int g) const {
+  NoGradGuard no_grad;
+  Tensor buffer = zeros({groups_[g].padded});
+  for (int i : groups_[g].params) {
+    Tensor grad = params_[i].grad();
+    if (!grad.defined()) continue;
+    Tensor dst = view_of(i, buffer);
+    copy_(dst, grad);
+  }
+  return buffer;
+}
+
+// Repoints each parameter's TensorImpl — the object every handle to that
+// parameter shares (the module's member, named_parameters(), the autograd
+// graph) — at the buffer. Its grad, hooks and requires_grad stay as they are.
+void FlatParams::bind(int g, const Tensor& buffer) {
+  MS_ASSERT(
+      buffer.numel() == groups_[g].padded && buffer.is_contiguous() && buffer.dtype() == DType::F32,
+      "FlatParams::bind: group ", g, " needs ", groups_[g].padded, " f32 elements");
+  const FlatGroup& grp = groups_[g];
+  for (size_t k = 0; k < grp.params.size(); ++k) {
+    TensorImpl* t = params_[grp.params[k]].impl();
+    t->storage = buffer.storage();
+    t->shape = shapes_[grp.params[k]];
+    t->strides = contiguous_strides(t->shape);
+    t->offset = buffer.offset() + grp.offsets[k];
+  }
+}
+
+void FlatParams::release(int g) {
+  // One shared zero-byte storage for every released parameter.
+  static const std::shared_ptr<Storage> kEmpty = Tensor::empty({0}).storage();
+  for (int i : groups_[g].params) {
+    TensorImpl* t = params_[i].impl();
+    t->storage = kEmpty;
+    t->shape = {0};
+    t->strides = {1};
+    t->offset = 0;
+  }
+}
+
+}  // namespace ms

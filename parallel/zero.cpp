@@ -1,0 +1,138 @@
+#include "parallel/zero.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "parallel/data_parallel.h"
+#include "parallel/zero_stage1.h"
+#include "parallel/zero_stage2.h"
+#include "parallel/zero_stage3.h"
+#include "tensor/factory.h"
+
+namespace ms {
+
+namespace {
+
+// Stage 0 is DataParallel (data_parallel.h) behind the stage interface.
+class DdpStage : public ZeroStage {
+ public:
+  DdpStage(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes)
+      : ddp_(std::move(params), std::move(dp), bucket_bytes) {}
+  std::vector<Tensor> trainable() override { return ddp_.params(); }
+  void set_gradient_sync(bool sync) override { ddp_.set_gradient_sync(sync); }
+  void reduce_gradients() override {
+    ddp_.finish_gradient_sync();
+    note_memory();
+  }
+  bool sharded_gradients() const override { return false; }  // every rank has the whole average
+  void after_step() override { ddp_.zero_grad(); }
+  void count_memory(MemoryCounter& c) const override {
+    for (const Tensor& p : ddp_.params()) c.add(MemoryCounter::Params, p);
+    for (const Tensor& b : ddp_.grad_buffers()) c.add(MemoryCounter::Grads, b);
+    for (const Tensor& p : ddp_.params()) c.add(MemoryCounter::Grads, p.grad());
+  }
+  size_t layout_bytes(size_t K) const override {
+    size_t n = 0;
+    for (const Tensor& p : ddp_.params()) n += static_cast<size_t>(p.numel());
+    return (4 + 4 + K) * n;
+  }
+
+ private:
+  DataParallel ddp_;
+};
+
+// K for the formula: AdamW keeps m and v (8 bytes per parameter); SGD keeps a
+// momentum buffer once it has stepped (4) or nothing (0).
+size_t optimizer_bytes_per_param(const Optimizer& opt) {
+  if (opt.name() == "adamw") return 8;
+  int64_t n = 0;
+  for (const Tensor& p : opt.params()) n += p.numel();
+  return n > 0 ? opt.state_bytes() / static_cast<size_t>(n) : 0;
+}
+
+}  // namespace
+
+ZeroEngine::ZeroEngine(GPT& model, Communicator dp, ZeroOptions opts,
+                       OptimizerFactory make_optimizer)
+    : model_(model), dp_(std::move(dp)), opts_(opts), num_params_(model.num_parameters()) {
+  MS_CHECK(opts_.stage >= 0 && opts_.stage <= 3, "zero: stage ", opts_.stage,
+           " does not exist (valid: 0 = plain data parallelism, 1, 2, 3)");
+  MS_CHECK(opts_.bucket_bytes > 0, "zero: bucket_bytes must be positive");
+  MS_CHECK(make_optimizer != nullptr, "zero: make_optimizer is empty");
+  MS_CHECK(opts_.stage != 3 || model.config().dropout == 0,
+           "zero: stage 3 recomputes each "
+           "block in backward, and a recomputed dropout would draw a different mask: set "
+           "dropout to 0 (got ",
+           model.config().dropout, ")");
+  switch (opts_.stage) {
+    case 0:
+      stage_ = std::make_unique<DdpStage>(model.parameters(), dp_, opts_.bucket_bytes);
+      break;
+    case 1:
+      stage_ = std::make_unique<ZeroStage1>(model.parameters(), dp_);
+      break;
+    case 2:
+      stage_ = std::make_unique<ZeroStage2>(model.parameters(), dp_, opts_.bucket_bytes);
+      break;
+    case 3:
+      stage_ = std::make_unique<ZeroStage3>(model, dp_);
+      break;
+  }
+  optimizer_ = make_optimizer(stage_->trainable());
+  MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
+}
+
+ZeroEngine::~ZeroEngine() = default;
+
+void ZeroEngine::set_gradient_sync(bool sync) {
+  stage_->set_gradient_sync(sync);
+}
+
+double ZeroEngine::step(double lr, double max_norm) {
+  MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
+  stage_->reduce_gradients();
+  const std::vector<Tensor>& mine = optimizer_->params();
+  // Global gradient norm. With sharded gradients each rank has the sum of
+  // squares of its slice only (padding is zero and adds nothing): all-reduce
+  // the sums, then take the root. Every rank gets the same norm and so the
+  // same clip factor, exactly what one process would compute.
+  double sq = grad_sq_norm(mine);
+  if (stage_->sharded_gradients()) {
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    dp_.all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
+  }
+  const double norm = std::sqrt(sq);
+  const double factor = clip_factor(norm, max_norm);
+  if (factor != 1.0) scale_grads(mine, factor);
+  optimizer_->set_lr(lr);
+  optimizer_->step();
+  const size_t opt_bytes = optimizer_->state_bytes();
+  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
+  stage_->after_step();
+  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
+  return norm;
+}
+
+MemoryReport ZeroEngine::memory() const {
+  MemoryCounter c;
+  stage_->count_memory(c);
+  MemoryReport r;
+  r.rank = dp_.rank();
+  r.params = c.bytes(MemoryCounter::Params);
+  r.grads = c.bytes(MemoryCounter::Grads);
+  r.buffers = c.bytes(MemoryCounter::Buffers);
+  r.optimizer = optimizer_->state_bytes();
+  r.peak = std::max({peak_, stage_->peak_bytes() + r.optimizer, r.total()});
+  const size_t K = optimizer_bytes_per_param(*optimizer_);
+  r.layout = stage_->layout_bytes(K);
+  r.released_alive = stage_->released_alive();
+  r.predicted = estimate_memory(num_params_, dp_.size(), opts_.stage, K);
+  return r;
+}
+
+void ZeroEngine::gather_full_parameters() {
+  stage_->gather_full_parameters();
+}
+
+}  // namespace ms

@@ -1,0 +1,90 @@
+// ZeroEngine: data-parallel training of a GPT with ZeRO stage 0-3
+// (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
+// Parameter Models", SC 2020). It owns the optimizer, because which tensors
+// the optimizer sees IS the difference between the stages.
+//
+//   stage  partitioned across the D dp ranks       memory/rank (fp32 AdamW)   comm/step
+//   0      nothing (DDP, data_parallel.h)          16Ψ                        2Ψ
+//   1      optimizer state       (zero_stage1.h)   8Ψ + 8Ψ/D                  2Ψ
+//   2      + gradients           (zero_stage2.h)   4Ψ + 12Ψ/D                 2Ψ
+//   3      + parameters          (zero_stage3.h)   16Ψ/D                      3Ψ
+//
+// Usage (every rank of `dp`; rank r reads its own 1/D of the global batch):
+//   ZeroEngine engine(model, mesh.dp(), {.stage = 2}, [](std::vector<Tensor> ps) {
+//     return std::make_unique<AdamW>(std::move(ps), 3e-4);
+//   });
+//   for each step:
+//     for m in 0..accum-1:
+//       engine.set_gradient_sync(m == accum - 1);
+//       Tensor loss = mul(model.loss(x, y), 1.0 / accum);
+//       loss.backward();
+//     double grad_norm = engine.step(lr, /*max_norm=*/1.0);
+//
+// Equivalence (what tests/mpi/test_zero.cpp checks): D ranks with micro-batch
+// B train exactly like one process with micro-batch D·B, up to float rounding.
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "nn/gpt.h"
+#include "optim/optimizer.h"
+#include "parallel/comm.h"
+#include "parallel/memory.h"
+
+namespace ms {
+
+class ZeroStage;
+
+struct ZeroOptions {
+  int stage = 0;                    // 0 = plain DDP, 1, 2, 3
+  size_t bucket_bytes = 25u << 20;  // DDP's and stage 2's gradient bucket size
+};
+
+class ZeroEngine {
+ public:
+  using OptimizerFactory = std::function<std::unique_ptr<Optimizer>(std::vector<Tensor>)>;
+  // Collective over `dp`. Broadcasts rank 0's parameters, lays them out for
+  // the stage, and calls make_optimizer with the tensors this rank updates:
+  // all parameters for stage 0; this rank's flat shard (its slice of each flat
+  // group: one tensor for stage 1, one per bucket/block for stages 2 and 3).
+  ZeroEngine(GPT& model, Communicator dp, ZeroOptions opts, OptimizerFactory make_optimizer);
+  ~ZeroEngine();
+  ZeroEngine(const ZeroEngine&) = delete;
+  ZeroEngine& operator=(const ZeroEngine&) = delete;
+
+  // Before each micro-step's backward. false skips communication (gradient
+  // accumulation) in stages 0 and 1; stages 2 and 3 reduce-scatter on every
+  // micro-step regardless (see zero_stage2.h).
+  void set_gradient_sync(bool sync);
+  // After the last micro-step's backward: finish gradient communication, clip
+  // to the global norm (max_norm 0 = off), optimizer step at `lr`, zero the
+  // gradients, restore full parameters where the stage keeps them. Collective.
+  // Returns the global gradient norm before clipping.
+  double step(double lr, double max_norm);
+
+  // This rank's bytes: params, grads, optimizer state, buffers, peak, and the
+  // paper's prediction for this stage, D and Ψ. Not collective (gather the
+  // reports with gather_memory_reports, print with format_memory_table).
+  MemoryReport memory() const;
+
+  // Stage 3: collective; every parameter is gathered and stays so until the
+  // next step() (call it before saving or inspecting the model). No-op otherwise.
+  void gather_full_parameters();
+
+  int stage() const { return opts_.stage; }
+  int64_t num_parameters() const { return num_params_; }  // Ψ (stage 3's released ones included)
+  Optimizer& optimizer() { return *optimizer_; }
+  ZeroStage& stage_impl() { return *stage_; }
+
+ private:
+  GPT& model_;
+  Communicator dp_;
+  ZeroOptions opts_;
+  int64_t num_params_ = 0;
+  std::unique_ptr<ZeroStage> stage_;
+  std::unique_ptr<Optimizer> optimizer_;
+  size_t peak_ = 0;
+};
+
+}  // namespace ms

@@ -1,0 +1,95 @@
+// The pieces ZeroEngine (zero.h) is built from: one interface every stage
+// implements, and the machinery ZeRO stages 1, 2 and 3 share.
+//
+// Read the stages in order; each file shows only what its stage adds:
+//   data_parallel.cpp  stage 0: full replicas, gradients all-reduced in buckets
+//   zero_stage1.cpp    P_os: optimizer state partitioned (this file's base class)
+//   zero_stage2.cpp    P_os+g: gradients reduce-scattered during backward, full ones freed
+//   zero_stage3.cpp    P_os+g+p: parameters gathered per block only while needed
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "parallel/comm.h"
+#include "parallel/flat_buffer.h"
+#include "parallel/memory.h"
+
+namespace ms {
+
+// What the engine asks of a stage, once per training step:
+//   [set_gradient_sync, forward, backward] × micro-steps, reduce_gradients,
+//   (engine: norm, clip, optimizer step over trainable()), after_step.
+class ZeroStage {
+ public:
+  virtual ~ZeroStage() = default;
+  // The tensors this rank's optimizer updates, each with its .grad.
+  virtual std::vector<Tensor> trainable() = 0;
+  // Called before each micro-step's backward; false = accumulate without communicating.
+  virtual void set_gradient_sync(bool sync) = 0;
+  // After the last backward: finish all gradient communication, so that every
+  // trainable tensor's .grad holds the gradient averaged over the dp ranks.
+  virtual void reduce_gradients() = 0;
+  // True when each rank holds a different part of the gradient, so the global
+  // norm needs a sum over ranks.
+  virtual bool sharded_gradients() const = 0;
+  // After the optimizer step: clear the gradients, bring parameters up to date.
+  virtual void after_step() = 0;
+  // Stage 3 only: gather every parameter and keep it until the next step.
+  virtual void gather_full_parameters() {}
+  // Adds the tensors this stage holds to the counter.
+  virtual void count_memory(MemoryCounter& counter) const = 0;
+  // The params + grads + optimizer bytes this stage holds by design between
+  // steps, from its layout (padded sizes): the paper's formula, made exact.
+  virtual size_t layout_bytes(size_t optimizer_bytes_per_param) const = 0;
+  // Stage 3: bytes of released parameters something still holds (must be 0).
+  virtual size_t released_alive() const { return 0; }
+  // Highest params+grads+buffers seen at the stage's checkpoints (the engine
+  // adds the optimizer state).
+  size_t peak_bytes() const { return peak_; }
+
+ protected:
+  void note_memory() {
+    MemoryCounter c;
+    count_memory(c);
+    if (c.total() > peak_) peak_ = c.total();
+  }
+
+ private:
+  size_t peak_ = 0;
+};
+
+// Shared by stages 1-3: the model's parameters packed into flat groups
+// (flat_buffer.h), rank 0's values broadcast to all, every parameter a view
+// into its group's full buffer, and this rank's slice of each group — the only
+// part its optimizer ever sees. That last sentence is all of stage 1's memory
+// saving: optimizer state exists only for the slice, KΨ/D instead of KΨ.
+class ZeroShardedStage : public ZeroStage {
+ public:
+  ~ZeroShardedStage() override;
+  std::vector<Tensor> trainable() override { return shard_; }
+  bool sharded_gradients() const override { return true; }
+  void count_memory(MemoryCounter& counter) const override;
+  const FlatParams& layout() const { return flat_; }
+
+ protected:
+  // Collective over `dp`.
+  ZeroShardedStage(std::vector<Tensor> params, Communicator dp,
+                   const std::vector<std::vector<int>>& groups);
+  // Runs in backward when parameter `param`'s gradient is final.
+  virtual void on_grad_ready(int param) = 0;
+  // After the optimizer updated our slices: every rank's full buffers get
+  // every rank's slice. Groups whose full buffer is not held (stage 3's
+  // released blocks) are skipped: they are gathered when next needed.
+  void all_gather_params();
+
+  FlatParams flat_;
+  Communicator dp_;
+  std::vector<Tensor>
+      full_;  // per group: all its parameters, flat (the model's parameters view it)
+  std::vector<Tensor> shard_;  // per group: my slice of it — what my optimizer updates
+
+ private:
+  std::shared_ptr<ZeroShardedStage*> self_;  // the gradient hooks reach us through this
+};
+
+}  // namespace ms

@@ -1,0 +1,192 @@
+#include "parallel/zero_stage3.h"
+
+#include <exception>
+#include <map>
+#include <thread>
+
+#include "autograd/grad_mode.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+
+namespace ms {
+
+namespace {
+
+// Groups, in the order backward finishes them: block L-1, ..., block 0, then
+// everything outside the blocks (its last gradient, wte's, comes at the very end).
+std::vector<std::vector<int>> block_groups(const GPT& model) {
+  std::map<const TensorImpl*, int> index;
+  std::vector<Tensor> params = model.parameters();
+  for (size_t i = 0; i < params.size(); ++i) index[params[i].impl()] = static_cast<int>(i);
+  std::vector<std::vector<int>> groups;
+  std::vector<bool> in_block(params.size(), false);
+  for (size_t b = model.h.size(); b-- > 0;) {
+    groups.emplace_back();
+    for (const Tensor& p : model.h[b]->parameters()) {
+      int i = index.at(p.impl());
+      groups.back().push_back(i);
+      in_block[i] = true;
+    }
+  }
+  groups.emplace_back();
+  for (size_t i = params.size(); i-- > 0;)
+    if (!in_block[i]) groups.back().push_back(static_cast<int>(i));
+  return groups;
+}
+
+// Recomputing a block inside backward needs autograd ON, but our engine runs
+// backward() under a NoGradGuard and autograd/grad_mode.h offers no guard that
+// turns it back on. Grad mode is thread-local (as in PyTorch), so we recompute
+// on a short-lived helper thread, where it is on by default. The helper only
+// computes (no MPI: the runtime asks MPI for THREAD_FUNNELED).
+Tensor with_grad_enabled(const std::function<Tensor()>& f) {
+  if (grad_enabled()) return f();
+  Tensor result;
+  std::exception_ptr error;
+  std::thread helper([&] {
+    try {
+      result = f();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  helper.join();
+  if (error) std::rethrow_exception(error);
+  return result;
+}
+
+}  // namespace
+
+ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
+    : ZeroStage2(model.parameters(), std::move(dp), block_groups(model)), model_(model) {
+  MS_CHECK(model.config().dropout == 0,
+           "ZeRO stage 3 recomputes each block in backward, and a "
+           "recomputed dropout would draw a different mask: set dropout to 0 (got ",
+           model.config().dropout, ")");
+  rest_group_ = flat_.num_groups() - 1;
+  gathering_.resize(flat_.num_groups());
+  last_released_.resize(flat_.num_groups());
+  // Move my slices out of the full buffers into a buffer of their own, then
+  // drop the blocks' full buffers: from now on a rank holds 1/D of them.
+  shard_buffer_ = Tensor::empty({flat_.shard_numel()});
+  for (int g = 0; g < flat_.num_groups(); ++g) {
+    const FlatGroup& grp = flat_.group(g);
+    Tensor mine = narrow(shard_buffer_, 0, grp.shard_offset, grp.slice);
+    copy_(mine, shard_[g]);
+    mine.set_grad(shard_[g].grad());  // the same gradient slice stage 2 set up
+    shard_[g] = mine;
+  }
+  for (int g = 0; g < rest_group_; ++g) release(g);
+  model_.block_runner = [this](Block& block, const Tensor& x) { return run_block(block, x); };
+  note_memory();
+}
+
+ZeroStage3::~ZeroStage3() {
+  model_.block_runner = nullptr;
+  for (Work& w : gathering_) w.wait();
+}
+
+int ZeroStage3::block_index(const Block& block) const {
+  for (size_t b = 0; b < model_.h.size(); ++b)
+    if (model_.h[b].get() == &block) return static_cast<int>(b);
+  throw Error("ZeRO-3: block_runner called with a block that is not in this model");
+}
+
+// Group of block b (groups run backwards: block L-1 is group 0).
+static int group_of_block(int b, int num_blocks) {
+  return num_blocks - 1 - b;
+}
+
+void ZeroStage3::prefetch(int g) {
+  if (full_[g].defined()) return;  // gathered or on its way
+  full_[g] = Tensor::empty({flat_.group(g).padded});
+  gathering_[g] = dp_.iall_gather(shard_[g], full_[g]);
+}
+
+void ZeroStage3::gather(int g) {
+  prefetch(g);
+  gathering_[g].wait();
+  gathering_[g] = Work();
+  flat_.bind(g, full_[g]);
+  note_memory();
+}
+
+void ZeroStage3::release(int g) {
+  if (pinned_ || !full_[g].defined()) return;
+  gathering_[g].wait();
+  gathering_[g] = Work();
+  flat_.release(g);
+  last_released_[g] = full_[g].storage();
+  full_[g] = Tensor();  // the last reference: the memory goes back to the allocator
+}
+
+Tensor ZeroStage3::run_block(Block& block, const Tensor& x) {
+  const int b = block_index(block), L = static_cast<int>(model_.h.size());
+  const int g = group_of_block(b, L);
+  gather(g);
+  if (b + 1 < L) prefetch(group_of_block(b + 1, L));  // overlaps with this block's compute
+  Tensor y;
+  {
+    NoGradGuard no_grad;  // no graph: nothing may keep the gathered parameters alive
+    y = block.forward(x);
+  }
+  release(g);
+  if (grad_enabled()) {
+    // One autograd node for the whole block; it saves only the block's input.
+    Tensor input = detach(x);
+    record(y, "zero3_block", {x}, [this, b, input](const Tensor& grad_y) {
+      return std::vector<Tensor>{backward_block(b, input, grad_y)};
+    });
+  }
+  return y;
+}
+
+Tensor ZeroStage3::backward_block(int b, const Tensor& x, const Tensor& grad_y) {
+  const int L = static_cast<int>(model_.h.size()), g = group_of_block(b, L);
+  gather(g);
+  if (b > 0) prefetch(group_of_block(b - 1, L));
+  Tensor input = detach(x);
+  input.set_requires_grad(true);
+  Block& block = *model_.h[b];
+  Tensor y = with_grad_enabled([&] { return block.forward(input); });  // recompute
+  // Backward through the block: its parameters' gradient hooks fire, and once
+  // the block's last one has, stage 2's code reduce-scatters the block.
+  y.backward(grad_y);
+  release(g);
+  return input.grad();
+}
+
+void ZeroStage3::reduce_gradients() {
+  ZeroStage2::reduce_gradients();
+  // A prefetch nobody consumed must not read our slice while the optimizer writes it.
+  for (int g = 0; g < rest_group_; ++g) release(g);
+}
+
+void ZeroStage3::after_step() {
+  pinned_ = false;
+  for (int g = 0; g < rest_group_; ++g) release(g);
+  ZeroStage2::after_step();  // refreshes what is still gathered: the rest group
+}
+
+void ZeroStage3::gather_full_parameters() {
+  for (int g = 0; g < rest_group_; ++g) gather(g);
+  pinned_ = true;
+}
+
+// My slices (parameters, gradients, optimizer state) plus the rest group,
+// which stays gathered.
+size_t ZeroStage3::layout_bytes(size_t K) const {
+  const size_t shard = static_cast<size_t>(flat_.shard_numel());
+  return 4 * shard + 4 * static_cast<size_t>(flat_.group(rest_group_).padded) + (4 + K) * shard;
+}
+
+size_t ZeroStage3::released_alive() const {
+  size_t bytes = 0;
+  for (int g = 0; g < rest_group_; ++g) {
+    std::shared_ptr<Storage> s = last_released_[g].lock();
+    if (s && !full_[g].defined()) bytes += s->nbytes();
+  }
+  return bytes;
+}
+
+}  // namespace ms

@@ -1,0 +1,69 @@
+// ZeRO stage 3 (P_os+g+p): partition the parameters too.
+//
+// After stage 2 every rank still holds all 4Ψ bytes of parameters, although it
+// updates only 1/D of them and uses any one layer only while that layer
+// computes. Stage 3 keeps just its slice (4Ψ/D) and rebuilds a layer when it
+// is needed: each transformer block is one flat group, and
+//   forward:  all-gather block i's parameters, run it, free them; while block
+//             i runs, block i+1's all-gather is already in flight (prefetch);
+//   backward: all-gather block i again (prefetching block i-1), recompute its
+//             forward with autograd on, backpropagate through it — its
+//             gradients go out as in stage 2, reduce-scattered as a bucket —
+//             and free the parameters again.
+// Communication per step: all-gather Ψ (forward) + all-gather Ψ (backward) +
+// reduce-scatter Ψ = 3Ψ, 1.5x DDP — the price of 16Ψ/D memory.
+//
+// Recomputation: the forward runs under NoGradGuard, so the autograd graph
+// holds no reference to the gathered parameters (our ops save detached views of
+// their inputs, which would otherwise keep the freed memory alive); backward
+// recomputes the block from its saved input. That is activation checkpointing
+// at block granularity, which DeepSpeed users pair with ZeRO-3 anyway (only
+// block inputs are kept). Dropout must be 0, because the recomputation would
+// draw a different mask.
+//
+// minispeed keeps the parameters outside the blocks (wte, wpe, ln_f: one more
+// group) gathered through the whole step, as if it were stage 2 for them.
+// DeepSpeed releases those too; for GPT-2 the tied embedding is large, so the
+// memory table shows it as the one visible extra over 16Ψ/D.
+//
+// Between steps a released parameter is EMPTY (numel 0, as DeepSpeed's
+// param.data); ZeroEngine::gather_full_parameters() brings all of them back
+// (for saving or inspection) until the next step.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "nn/gpt.h"
+#include "parallel/zero_stage2.h"
+
+namespace ms {
+
+class ZeroStage3 : public ZeroStage2 {
+ public:
+  // Collective over `dp`. Installs model.block_runner; the model must outlive us.
+  ZeroStage3(GPT& model, Communicator dp);
+  ~ZeroStage3() override;
+
+  void reduce_gradients() override;
+  void after_step() override;
+  void gather_full_parameters() override;
+  size_t layout_bytes(size_t optimizer_bytes_per_param) const override;
+  size_t released_alive() const override;
+
+ private:
+  Tensor run_block(Block& block, const Tensor& x);  // GPT::block_runner
+  Tensor backward_block(int b, const Tensor& x, const Tensor& grad_y);
+  void prefetch(int g);  // start gathering group g's parameters
+  void gather(int g);    // make sure they are gathered and bound
+  void release(int g);   // free them
+  int block_index(const Block& block) const;
+
+  GPT& model_;
+  Tensor shard_buffer_;          // my slices of every group: my ONLY copy of block parameters
+  std::vector<Work> gathering_;  // per group: an all-gather in flight
+  std::vector<std::weak_ptr<Storage>> last_released_;  // per group: to check it was really freed
+  int rest_group_ = 0;                                 // wte, wpe, ln_f: kept gathered
+  bool pinned_ = false;  // gather_full_parameters() until the next step
+};
+
+}  // namespace ms
