@@ -1,5 +1,8 @@
-// The backward pass: topological order over the recorded graph, gradients
-// always accumulated, leaves' hooks fired as soon as their gradient is final.
+// The backward pass: nodes run once all their consumers have sent gradient
+// (Kahn's algorithm over dependency counts), gradients always accumulate, and
+// a leaf's hooks fire as soon as its last contribution arrives — which is what
+// lets data parallelism start all-reducing early buckets while later layers'
+// backward is still running.
 #include <unordered_map>
 #include <unordered_set>
 
@@ -22,37 +25,49 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
-void record(Tensor& out, const char* op, std::vector<Tensor> inputs,
+void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs,
             std::function<std::vector<Tensor>(const Tensor&)> backward) {
   auto node = std::make_shared<Node>();
   node->op = op;
-  for (Tensor& t : inputs)
-    if (!(t.defined() && t.requires_grad())) t = Tensor();
-  node->inputs = std::move(inputs);
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined() && t.requires_grad()) {
+      if (t.grad_fn()) {
+        e.node = t.grad_fn();
+      } else {
+        e.leaf = t.impl_ptr();
+      }
+      e.shape = t.shape();
+      e.dtype = t.dtype();
+    }
+    node->next.push_back(std::move(e));
+  }
   node->backward = std::move(backward);
   out.impl()->grad_fn = node;
   out.impl()->requires_grad = true;
 }
 
-// Reverse-postorder DFS from the root: every tensor appears after all tensors
-// computed from it, so when we reach a tensor its gradient is complete.
-static std::vector<Tensor> topological_order(const Tensor& root) {
-  std::vector<Tensor> post;
-  std::unordered_set<TensorImpl*> seen{root.impl()};
-  std::vector<std::pair<Tensor, size_t>> stack{{root, 0}};
-  while (!stack.empty()) {
-    auto& [t, next] = stack.back();
-    Node* node = t.grad_fn().get();
-    if (node && next < node->inputs.size()) {
-      const Tensor& in = node->inputs[next++];
-      if (in.defined() && seen.insert(in.impl()).second) stack.push_back({in, 0});
-      continue;
-    }
-    post.push_back(t);
-    stack.pop_back();
+namespace {
+
+// Adds a leaf's finished gradient into .grad (cloned the first time: g may
+// alias another tensor) and runs its hooks.
+void finish_leaf(const std::shared_ptr<TensorImpl>& leaf, const Tensor& g) {
+  if (!leaf->grad) {
+    leaf->grad = clone(g).impl_ptr();
+  } else {
+    Tensor acc(leaf->grad);
+    add_(acc, g);
   }
-  return {post.rbegin(), post.rend()};
+  Tensor param(leaf);
+  for (GradHook& hook : leaf->grad_hooks) hook(param);
 }
+
+void accumulate(std::unordered_map<const void*, Tensor>& grads, const void* key, const Tensor& g) {
+  auto [slot, inserted] = grads.try_emplace(key, g);
+  if (!inserted) slot->second = add(slot->second, g);
+}
+
+}  // namespace
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   MS_CHECK(requires_grad(), "backward: tensor of shape ", shape_str(shape()),
@@ -67,45 +82,64 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
            " does not match output shape ", shape_str(shape()));
 
   NoGradGuard no_grad;  // the backward pass itself is not recorded
-  std::unordered_map<TensorImpl*, Tensor> grads;
-  grads[impl()] = seed;
-  for (Tensor& tensor : topological_order(*this)) {
-    TensorImpl* t = tensor.impl();
-    auto found = grads.find(t);
-    if (found == grads.end()) continue;  // no path from the root carries gradient here
-    Tensor g = found->second;
-    grads.erase(found);
-    if (!t->grad_fn) {
-      // A leaf: accumulate into .grad (cloned the first time: g may alias another tensor).
-      if (!t->grad) {
-        t->grad = clone(g).impl_ptr();
-      } else {
-        Tensor acc(t->grad);
-        add_(acc, g);
+  if (is_leaf()) {
+    finish_leaf(impl_ptr(), seed);
+    return;
+  }
+  // Count, for every reachable node and leaf, the edges that will bring it gradient.
+  std::unordered_map<const void*, int> pending;
+  std::vector<Node*> stack{grad_fn().get()};
+  std::unordered_set<Node*> seen{grad_fn().get()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->next) {
+      if (e.node) {
+        ++pending[e.node.get()];
+        if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
+      } else if (e.leaf) {
+        ++pending[e.leaf.get()];
       }
-      for (GradHook& hook : t->grad_hooks) hook(tensor);
-      continue;
     }
-    Node& node = *t->grad_fn;
-    MS_CHECK(node.backward != nullptr, "backward: the graph through '", node.op,
+  }
+
+  std::unordered_map<const void*, Tensor> grads{{grad_fn().get(), seed}};
+  std::vector<std::shared_ptr<Node>> ready{grad_fn()};
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = std::move(ready.back());
+    ready.pop_back();
+    Tensor g;
+    if (auto found = grads.find(node.get()); found != grads.end()) {
+      g = std::move(found->second);
+      grads.erase(found);
+    }
+    MS_CHECK(node->backward != nullptr, "backward: the graph through '", node->op,
              "' was already freed by an earlier backward(); pass retain_graph=true to the "
              "first backward() to run it twice");
-    std::vector<Tensor> input_grads = node.backward(g);
+    std::vector<Tensor> input_grads = node->backward(g);
     // A custom op's backward (record()) is user code: its mistakes are errors, not aborts.
-    MS_CHECK(input_grads.size() == node.inputs.size(), "backward of '", node.op, "' returned ",
-             input_grads.size(), " gradients for its ", node.inputs.size(), " inputs");
-    for (size_t i = 0; i < node.inputs.size(); ++i) {
-      const Tensor& in = node.inputs[i];
-      if (!in.defined()) continue;
+    MS_CHECK(input_grads.size() == node->next.size(), "backward of '", node->op, "' returned ",
+             input_grads.size(), " gradients for its ", node->next.size(), " inputs");
+    for (size_t i = 0; i < node->next.size(); ++i) {
+      const Edge& e = node->next[i];
+      if (!e.defined()) continue;
       const Tensor& gi = input_grads[i];
-      MS_CHECK(gi.defined() && gi.shape() == in.shape() && gi.dtype() == in.dtype(), "backward of '",
-               node.op, "': gradient ", i, " is ",
+      MS_CHECK(gi.defined() && gi.shape() == e.shape && gi.dtype() == e.dtype, "backward of '",
+               node->op, "': gradient ", i, " is ",
                gi.defined() ? shape_str(gi.shape()) + " " + dtype_name(gi.dtype()) : "undefined",
-               " but input ", i, " is ", shape_str(in.shape()), " ", dtype_name(in.dtype()));
-      auto [slot, inserted] = grads.try_emplace(in.impl(), gi);
-      if (!inserted) slot->second = add(slot->second, gi);
+               " but input ", i, " is ", shape_str(e.shape), " ", dtype_name(e.dtype));
+      const void* key = e.node ? static_cast<const void*>(e.node.get()) : e.leaf.get();
+      accumulate(grads, key, gi);
+      if (--pending[key] > 0) continue;
+      if (e.node) {
+        ready.push_back(e.node);
+      } else {
+        Tensor done = std::move(grads[key]);
+        grads.erase(key);
+        finish_leaf(e.leaf, done);
+      }
     }
-    if (!retain_graph) node.release();
+    if (!retain_graph) node->release();
   }
 }
 

@@ -19,7 +19,9 @@ void Optimizer::zero_grad() {
 
 SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_decay)
     : Optimizer(std::move(params), lr), momentum_(momentum), weight_decay_(weight_decay) {
-  momentum_buf_.resize(params_.size());
+  // Allocated up front (PyTorch does it lazily) so state_bytes() and the ZeRO
+  // memory table see the state from the start.
+  for (const Tensor& p : params_) momentum_buf_.push_back(momentum_ != 0 ? zeros(p.shape()) : Tensor());
 }
 
 void SGD::step() {
@@ -37,8 +39,7 @@ void SGD::step() {
       for (int64_t j = 0; j < n; ++j) p[j] -= lr * (gp[j] + wd * p[j]);
       continue;
     }
-    bool first = !momentum_buf_[i].defined();
-    if (first) momentum_buf_[i] = Tensor::empty(params_[i].shape());
+    bool first = !momentum_started_;
     float* buf = momentum_buf_[i].data<float>();
     for (int64_t j = 0; j < n; ++j) {
       float d = gp[j] + wd * p[j];
@@ -46,6 +47,7 @@ void SGD::step() {
       p[j] -= lr * buf[j];
     }
   }
+  momentum_started_ = true;
 }
 
 size_t SGD::state_bytes() const {

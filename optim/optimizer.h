@@ -39,6 +39,7 @@ class SGD : public Optimizer {
 
  private:
   double momentum_, weight_decay_;
+  bool momentum_started_ = false;  // torch sets buf = g on the first step
   std::vector<Tensor> momentum_buf_;
 };
 

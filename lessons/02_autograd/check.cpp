@@ -41,7 +41,7 @@ void check_forward_and_node() {
   }
   Tensor y = my_sigmoid(x);
   const auto& node = y.grad_fn();
-  if (!node || node->op != "my_sigmoid" || node->inputs.size() != 1 || !node->inputs[0].same(x))
+  if (!node || node->op != "my_sigmoid" || node->next.size() != 1 || node->next[0].leaf != x.impl_ptr())
     fail("y = my_sigmoid(x) should record one Node \"my_sigmoid\" whose only input is x");
   pass("forward matches 1/(1+e^-x); one Node is recorded, and none under no_grad");
 

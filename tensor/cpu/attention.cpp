@@ -27,7 +27,9 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
   const int64_t hs = C / NH, C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
   // One (b, h) per task; each GEMM is small, so it runs single-threaded inside.
-#pragma omp parallel for collapse(2) schedule(static)
+  // Tiny problems (lessons, tests) stay on one thread: waking a team costs more.
+  const bool parallel = B * NH > 1 && B * NH * Tlen * Tlen * hs > (1 << 16);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < NH; ++h) {
       const T* q = qkv + b * Tlen * C3 + h * hs;  // (T, hs), row stride 3C
@@ -60,7 +62,8 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
                         int64_t Tlen, int64_t C, int64_t NH) {
   const int64_t hs = C / NH, C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
-#pragma omp parallel for collapse(2) schedule(static)
+  const bool parallel = B * NH > 1 && B * NH * Tlen * Tlen * hs > (1 << 16);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < NH; ++h) {
       const T* q = qkv + b * Tlen * C3 + h * hs;
