@@ -30,6 +30,7 @@ OPT := -O3
 ifeq ($(SAN),1)
   BUILD := build-san
   OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  export LSAN_OPTIONS := suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0
 endif
 MPI_CFLAGS := $(shell mpicxx --showme:compile 2>/dev/null)
 MPI_LIBS := $(filter-out -lmpi_cxx,$(shell mpicxx --showme:link 2>/dev/null))
@@ -109,6 +110,8 @@ unit-test: $(UNIT_BIN) $(CLI_BIN)
 lesson-test: $(LESSON_BINS)
 	@scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
 
+# One OpenMP thread per rank: 4 ranks already oversubscribe 2 cores.
+mpi-test: export OMP_NUM_THREADS := 1
 mpi-test: $(MPI_TEST_BIN)
 	$(if $(MPI_TEST_BIN),$(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPIRUN) -np 4 $(MPI_TEST_BIN) && scripts/test-mpi-errors.sh $(BUILD))
 

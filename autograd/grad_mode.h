@@ -17,4 +17,17 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Turns grad mode back on for a scope, e.g. inside a backward function that
+// recomputes a forward (ZeRO-3 and activation checkpointing do).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace ms

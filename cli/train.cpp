@@ -160,7 +160,7 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
-                model->config().describe().c_str(), static_cast<long long>(model->num_parameters()),
+                model->config().describe().c_str(), static_cast<long long>(engine.num_parameters()),
                 static_cast<long long>(D), static_cast<long long>(zero_stage));
     std::printf("  batch %lld×%lld tokens per rank × %lld micro-steps × %lld ranks = %lld tokens/step; %s, lr %g (%s)\n",
                 static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
@@ -196,8 +196,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      engine.gather_full_parameters();
-      val = evaluate(*model, data, eval_batches, B, T, world);
+      val = evaluate(*model, data, eval_batches, B, T, world);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -213,7 +212,6 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::fflush(stdout);
     }
     int64_t sample_every = flags.integer("sample-every");
-    if (sample_every > 0 && (step + 1) % sample_every == 0 && !last) engine.gather_full_parameters();
     if (lead && sample_every > 0 && (step + 1) % sample_every == 0 && !last) {
       std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                   generate(*model, "\n", {120, 0.8, 40, 7}).c_str());
@@ -222,7 +220,7 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   // Per-rank memory: measured beside the ZeRO paper's prediction.
   std::vector<MemoryReport> reports = gather_memory_reports(world, engine.memory());
-  engine.gather_full_parameters();
+  engine.gather_full_parameters();  // stage 3: the whole model, to save it
   if (lead) {
     std::printf("%s", format_memory_table(reports).c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),

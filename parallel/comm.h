@@ -18,8 +18,9 @@
 //   * Avg = Sum / size (for i32 that is C++ integer division).
 //
 // Timeouts: when a communicator has a timeout (set_timeout, or the environment
-// variable MS_COMM_TIMEOUT in seconds), a blocking op waits by polling and, if
-// the other ranks never arrive, prints
+// variable MS_COMM_TIMEOUT in seconds), every wait — a blocking op, or
+// Work::wait() — polls the transport and, if the other ranks never arrive
+// within that many seconds, prints
 //   [rank r] error: all_reduce on a communicator of size N timed out after S s ...
 // and aborts the whole job instead of hanging forever (see runtime.h).
 #pragma once
@@ -56,8 +57,11 @@ class Work {
   std::shared_ptr<Impl> impl_;
 };
 
-// What a transport must provide. Only nonblocking ops: the Communicator builds
-// the blocking ones as `i...(...).wait()`. Arguments arrive already checked.
+// What a transport must provide: each op, started. `blocking` says the
+// caller will wait at once, so the backend may use a blocking primitive
+// (MPI's blocking collectives choose faster algorithms than its nonblocking
+// schedules); the returned Work is then already complete. Arguments arrive
+// already checked by the Communicator.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -66,20 +70,21 @@ class Backend {
   virtual int size() const = 0;
   virtual void set_timeout(double seconds) = 0;  // 0 = wait forever
   virtual double timeout() const = 0;
-  virtual Work iall_reduce(Tensor& t, ReduceOp op) = 0;
-  virtual Work ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op) = 0;
-  virtual Work iall_gather(const Tensor& in, Tensor& out) = 0;
-  virtual Work ibroadcast(Tensor& t, int root) = 0;
-  virtual Work isend(const Tensor& t, int dst, int tag) = 0;
-  virtual Work irecv(Tensor& t, int src, int tag) = 0;
-  virtual Work ibarrier() = 0;
+  virtual Work all_reduce(Tensor& t, ReduceOp op, bool blocking) = 0;
+  virtual Work reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, bool blocking) = 0;
+  virtual Work all_gather(const Tensor& in, Tensor& out, bool blocking) = 0;
+  virtual Work broadcast(Tensor& t, int root, bool blocking) = 0;
+  virtual Work send(const Tensor& t, int dst, int tag, bool blocking) = 0;
+  virtual Work recv(Tensor& t, int src, int tag, bool blocking) = 0;
+  virtual Work barrier(bool blocking) = 0;
   virtual std::shared_ptr<Backend> split(int color, int key) = 0;
 };
 
 class Communicator {
  public:
-  // Tags at or above this are reserved for the library's own point-to-point
-  // traffic (the ring collectives), so they never match a user's message.
+  // User tags are 0..kMaxUserTag; higher ones are reserved for the library's
+  // own point-to-point traffic (the ring collectives), so they never match a
+  // user's message.
   static constexpr int kMaxUserTag = 29999;
 
   explicit Communicator(std::shared_ptr<Backend> backend);
@@ -92,33 +97,50 @@ class Communicator {
   int size() const { return backend_->size(); }
   Backend& backend() const { return *backend_; }
 
-  // Seconds a blocking op may wait before aborting the job; 0 turns it off.
-  // Communicators made by split() inherit it.
+  // Seconds a wait may last before aborting the job; 0 turns it off.
+  // Communicators made by split() inherit it. Set it alike on every rank:
+  // with a timeout the MPI backend runs blocking ops as nonblocking ones
+  // (to poll the clock), without one it calls MPI's blocking collectives,
+  // and MPI never matches a blocking collective with a nonblocking one.
+  // (For the same reason, every rank must call a collective in the same
+  // form: all_reduce everywhere, or iall_reduce everywhere.)
   void set_timeout(double seconds);
   double timeout() const { return backend_->timeout(); }
 
   // ---- collectives: every rank of the communicator must call them, in the same order ----
-  void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) { iall_reduce(t, op).wait(); }
+  void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) { start_all_reduce(t, op, true).wait(); }
   // `in` holds size() blocks of out.numel() elements; rank r receives the
   // reduction of everyone's block r.
   void reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op = ReduceOp::Sum) {
-    ireduce_scatter(in, out, op).wait();
+    start_reduce_scatter(in, out, op, true).wait();
   }
   // `out` holds size() blocks of in.numel() elements; block r is rank r's `in`.
-  void all_gather(const Tensor& in, Tensor& out) { iall_gather(in, out).wait(); }
-  void broadcast(Tensor& t, int root) { ibroadcast(t, root).wait(); }
-  void barrier() { backend_->ibarrier().wait(); }
+  void all_gather(const Tensor& in, Tensor& out) { start_all_gather(in, out, true).wait(); }
+  void broadcast(Tensor& t, int root) { start_broadcast(t, root, true).wait(); }
+  void barrier() { backend_->barrier(true).wait(); }
 
-  Work iall_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum);
-  Work ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op = ReduceOp::Sum);
-  Work iall_gather(const Tensor& in, Tensor& out);
-  Work ibroadcast(Tensor& t, int root);
+  // Nonblocking: start now, wait() (or poll test()) later. The tensors must
+  // stay untouched until then.
+  Work iall_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) {
+    return start_all_reduce(t, op, false);
+  }
+  Work ireduce_scatter(const Tensor& in, Tensor& out, ReduceOp op = ReduceOp::Sum) {
+    return start_reduce_scatter(in, out, op, false);
+  }
+  Work iall_gather(const Tensor& in, Tensor& out) { return start_all_gather(in, out, false); }
+  Work ibroadcast(Tensor& t, int root) { return start_broadcast(t, root, false); }
 
   // ---- point to point: `recv` must match the sender's numel and dtype ----
-  void send(const Tensor& t, int dst, int tag = 0) { isend(t, dst, tag).wait(); }
-  void recv(Tensor& t, int src, int tag = 0) { irecv(t, src, tag).wait(); }
-  Work isend(const Tensor& t, int dst, int tag = 0);
-  Work irecv(Tensor& t, int src, int tag = 0);
+  void send(const Tensor& t, int dst, int tag = 0) {
+    start_send(t, dst, tag, kMaxUserTag, true).wait();
+  }
+  void recv(Tensor& t, int src, int tag = 0) { start_recv(t, src, tag, kMaxUserTag, true).wait(); }
+  Work isend(const Tensor& t, int dst, int tag = 0) {
+    return start_send(t, dst, tag, kMaxUserTag, false);
+  }
+  Work irecv(Tensor& t, int src, int tag = 0) {
+    return start_recv(t, src, tag, kMaxUserTag, false);
+  }
   // Library-internal traffic on the reserved tags (kMaxUserTag < tag).
   Work isend_internal(const Tensor& t, int dst, int tag);
   Work irecv_internal(Tensor& t, int src, int tag);
@@ -129,6 +151,14 @@ class Communicator {
   Communicator split(int color, int key) const;
 
  private:
+  // Check the arguments (errors name the op), then hand over to the backend.
+  Work start_all_reduce(Tensor& t, ReduceOp op, bool blocking);
+  Work start_reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, bool blocking);
+  Work start_all_gather(const Tensor& in, Tensor& out, bool blocking);
+  Work start_broadcast(Tensor& t, int root, bool blocking);
+  Work start_send(const Tensor& t, int dst, int tag, int max_tag, bool blocking);
+  Work start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking);
+
   std::shared_ptr<Backend> backend_;
 };
 

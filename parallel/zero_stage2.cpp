@@ -37,6 +37,10 @@ void ZeroStage2::on_grad_ready(int i) {
 void ZeroStage2::launch_ready_groups() {
   while (next_to_launch_ < flat_.num_groups() && ready_[next_to_launch_]) {
     const int g = next_to_launch_++;
+    // Double buffering, like DeepSpeed's overlap_comm: at most two buckets in
+    // flight, so one communicates while backward fills the next, and the
+    // full-gradient memory in flight stays two buckets instead of growing to 4Ψ.
+    while (in_flight_.size() >= 2) complete_oldest();
     InFlight f{g, flat_.pack_grads(g), Tensor::empty({flat_.group(g).slice}), Work()};
     // The full gradients are released right away: this line is stage 2.
     for (int i : flat_.group(g).params) flat_.params()[i].zero_grad();
@@ -49,12 +53,17 @@ void ZeroStage2::launch_ready_groups() {
   if (next_to_launch_ == flat_.num_groups()) next_to_launch_ = 0;  // all out: next backward
   // Open MPI moves a nonblocking collective along only inside MPI calls, so
   // polling here also keeps the earlier buckets progressing.
-  while (!in_flight_.empty() && in_flight_.front().work.test()) {
-    InFlight& f = in_flight_.front();
-    Tensor grad = shard_[f.group].grad();
-    add_(grad, f.averaged);
-    in_flight_.pop_front();
-  }
+  while (!in_flight_.empty() && in_flight_.front().work.test()) complete_oldest();
+}
+
+// Waits for the oldest reduce-scatter and adds my averaged slice into the
+// shard (adding: micro-steps accumulate there). Its bucket is freed here.
+void ZeroStage2::complete_oldest() {
+  InFlight& f = in_flight_.front();
+  f.work.wait();
+  Tensor grad = shard_[f.group].grad();
+  add_(grad, f.averaged);
+  in_flight_.pop_front();
 }
 
 void ZeroStage2::finish_pending() {
@@ -68,12 +77,7 @@ void ZeroStage2::finish_pending() {
     launch_ready_groups();
   }
   NoGradGuard no_grad;
-  for (InFlight& f : in_flight_) {
-    f.work.wait();
-    Tensor grad = shard_[f.group].grad();
-    add_(grad, f.averaged);  // accumulate: micro-steps add up in the shard
-  }
-  in_flight_.clear();
+  while (!in_flight_.empty()) complete_oldest();
 }
 
 // Before each micro-step's backward: the previous micro-step's buckets are done.

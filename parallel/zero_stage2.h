@@ -41,7 +41,8 @@ class ZeroStage2 : public ZeroShardedStage {
 
  private:
   void launch_ready_groups();
-  void finish_pending();  // wait for in-flight reduce-scatters, add into the shard
+  void complete_oldest();
+  void finish_pending();  // launch what is left, complete everything in flight
 
   struct InFlight {
     int group;

@@ -1,8 +1,7 @@
 #include "parallel/zero_stage3.h"
 
-#include <exception>
 #include <map>
-#include <thread>
+#include <utility>
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -34,28 +33,9 @@ std::vector<std::vector<int>> block_groups(const GPT& model) {
   return groups;
 }
 
-// Recomputing a block inside backward needs autograd ON, but our engine runs
-// backward() under a NoGradGuard and autograd/grad_mode.h offers no guard that
-// turns it back on. Grad mode is thread-local (as in PyTorch), so we recompute
-// on a short-lived helper thread, where it is on by default. The helper only
-// computes (no MPI: the runtime asks MPI for THREAD_FUNNELED).
-Tensor with_grad_enabled(const std::function<Tensor()>& f) {
-  if (grad_enabled()) return f();
-  Tensor result;
-  std::exception_ptr error;
-  std::thread helper([&] {
-    try {
-      result = f();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  });
-  helper.join();
-  if (error) std::rethrow_exception(error);
-  return result;
-}
-
 }  // namespace
+
+
 
 ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
     : ZeroStage2(model.parameters(), std::move(dp), block_groups(model)), model_(model) {
@@ -148,7 +128,12 @@ Tensor ZeroStage3::backward_block(int b, const Tensor& x, const Tensor& grad_y) 
   Tensor input = detach(x);
   input.set_requires_grad(true);
   Block& block = *model_.h[b];
-  Tensor y = with_grad_enabled([&] { return block.forward(input); });  // recompute
+  Tensor y;
+  {
+    // backward() runs under NoGradGuard; the recomputation must build a graph.
+    EnableGradGuard grad_on;
+    y = block.forward(input);  // recompute
+  }
   // Backward through the block: its parameters' gradient hooks fire, and once
   // the block's last one has, stage 2's code reduce-scatters the block.
   y.backward(grad_y);

@@ -240,3 +240,40 @@ TEST_CASE("ring collectives pipelined in tiny segments still give exact results"
         CHECK(mismatch(gout, from_vector(want, {d * 37}, dtype)) == "");
       }
 }
+
+TEST_CASE("without a timeout, blocking ops take MPI's blocking path and agree",
+          "[mpi][collectives]") {
+  // Timeout off: Communicator's blocking calls go to MPI_Allreduce & co.
+  // instead of nonblocking + polling (the path every other test takes).
+  Communicator world = Communicator::world();
+  world.set_timeout(0);
+  const int d = world.size(), r = world.rank();
+  for (DType dtype : kDTypes) {
+    Tensor t = input(1001, r, dtype);
+    world.all_reduce(t, ReduceOp::Avg);
+    Tensor in = input(d * 7, r, dtype), out = zeros({7}, dtype);
+    world.reduce_scatter(in, out, ReduceOp::Max);
+    Tensor gin = input(5, r, dtype), gout = zeros({d * 5}, dtype);
+    world.all_gather(gin, gout);
+    Tensor b = input(9, r, dtype);
+    world.broadcast(b, d - 1);
+    Tensor sent = input(11, r, dtype), got = zeros({11}, dtype);
+    if (d % 2 == 0 && r % 2 == 0) {  // pairs: even ranks send first
+      world.send(sent, r + 1);
+      world.recv(got, r + 1);
+    } else if (d % 2 == 0) {
+      world.recv(got, r - 1);
+      world.send(sent, r - 1);
+    }
+    world.barrier();
+    std::vector<double> want;
+    for (int q = 0; q < d; ++q)
+      for (int64_t i = 0; i < 5; ++i) want.push_back(value(i, q));
+    INFO(dtype_name(dtype));
+    CHECK(mismatch(t, expected(1001, d, ReduceOp::Avg, dtype)) == "");
+    CHECK(mismatch(out, expected(7, d, ReduceOp::Max, dtype, r * 7)) == "");
+    CHECK(mismatch(gout, from_vector(want, {d * 5}, dtype)) == "");
+    CHECK(mismatch(b, input(9, d - 1, dtype)) == "");
+    if (d % 2 == 0) CHECK(mismatch(got, input(11, r ^ 1, dtype)) == "");
+  }
+}

@@ -25,16 +25,16 @@ using namespace ms;
 
 namespace {
 
-constexpr int64_t B = 2, T = 16;
+constexpr int64_t B = 2, T = 15;
 
 GPTConfig tiny() {
   GPTConfig c;
-  c.n_layer = 2, c.n_head = 2, c.n_embd = 32, c.block_size = T;
+  c.n_layer = 2, c.n_head = 2, c.n_embd = 30, c.block_size = T;  // odd sizes: Ψ and the buckets need padding
   return c;
 }
 
-// The project's data (as in tests/test_gpt.cpp). Note: the 1e-5 check on
-// AdamW's zero-initialized biases has about 1.5x margin with it; see compare().
+// The project's data (as in tests/test_gpt.cpp). The 1e-5 check on AdamW's
+// zero-initialized biases has a few-fold margin with it; see compare().
 TokenData text() {
   return TokenData::load("data/tinyshakespeare.txt");
 }
@@ -63,6 +63,7 @@ struct Run {
   std::map<std::string, std::vector<bool>> noise;  // reference only: round-off gradients, any step
   size_t noise_per_step = 0;                       // reference only: the most in one step
   MemoryReport memory;
+  size_t largest_group_bytes = 0;  // stages 1-3: the biggest flat group (bucket, block)
 };
 
 // One process, batch D·B.
@@ -126,6 +127,10 @@ Run distributed(const Setup& s, Communicator& world) {
     run.losses.push_back(l.item());
   }
   run.memory = engine.memory();
+  if (auto* sharded = dynamic_cast<ZeroShardedStage*>(&engine.stage_impl()))
+    for (int g = 0; g < sharded->layout().num_groups(); ++g)
+      run.largest_group_bytes = std::max(run.largest_group_bytes,
+                                         size_t(4 * sharded->layout().group(g).padded));
   engine.gather_full_parameters();
   for (auto& [name, p] : model.named_parameters()) run.params.emplace_back(name, clone(p));
   return run;
@@ -157,9 +162,9 @@ void compare(const Setup& s, const Run& got, const Run& want) {
   // step, as in test_gpt.cpp); everything else matches to 1e-5.
   // That bound is tight for AdamW: dividing by √v makes an element's step
   // inherit the RELATIVE round-off of its gradient, and the zero-initialized
-  // biases have a scale of only ~steps·lr. With this data the worst element
-  // is at 6.5e-6 (a small, not round-off, gradient: 2e-5 of its tensor's max);
-  // synthetic random text once gave 1.06e-5.
+  // biases have a scale of only ~steps·lr. Here the worst element is at
+  // ~3e-6; with synthetic random text one was at 1.06e-5 (a bias element whose
+  // gradient, 6e-4 of its tensor's largest, is small but not round-off).
   size_t total = 0;
   for (size_t k = 0; k < want.params.size(); ++k) {
     const auto& [name, ref] = want.params[k];
@@ -185,27 +190,24 @@ void compare(const Setup& s, const Run& got, const Run& want) {
 
 TEST_CASE("ZeRO stages 0-3 train like one process (SGD and AdamW)", "[mpi][zero]") {
   Communicator world = Communicator::world();
-  for (int stage = 0; stage <= 3; ++stage)
-    for (std::string opt : {"sgd", "adamw"}) {
-      Setup s;
-      s.stage = stage, s.opt = opt;
-      Run got = distributed(s, world);
-      compare(s, got, reference(s, world.size()));
-    }
+  for (std::string opt : {"sgd", "adamw"}) {
+    Setup s;
+    s.opt = opt;
+    const Run want = reference(s, world.size());  // the same for every stage
+    for (s.stage = 0; s.stage <= 3; ++s.stage) compare(s, distributed(s, world), want);
+  }
 }
 
 TEST_CASE("ZeRO stages 0-3 with gradient accumulation and clipping", "[mpi][zero]") {
   Communicator world = Communicator::world();
-  for (int stage = 0; stage <= 3; ++stage)
-    for (std::string opt : {"sgd", "adamw"}) {
-      Setup s;
-      s.stage = stage, s.opt = opt, s.accum = 2;
-      s.clip = 0.5;  // below the gradient norms here (~1-3), so every step clips
-      Run got = distributed(s, world);
-      Run want = reference(s, world.size());
-      compare(s, got, want);
-      CHECK(want.norms[0] > s.clip);  // the clipping path really ran
-    }
+  for (std::string opt : {"sgd", "adamw"}) {
+    Setup s;
+    s.opt = opt, s.accum = 2;
+    s.clip = 0.5;  // below the gradient norms here (~1-3), so every step clips
+    const Run want = reference(s, world.size());
+    CHECK(want.norms[0] > s.clip);  // the clipping path really runs
+    for (s.stage = 0; s.stage <= 3; ++s.stage) compare(s, distributed(s, world), want);
+  }
 }
 
 TEST_CASE("ZeRO memory: measured equals the layout, and the paper's formula",
@@ -244,9 +246,10 @@ TEST_CASE("ZeRO memory: measured equals the layout, and the paper's formula",
     if (stage <= 1) CHECK(std::fabs(double(m.grads) - 4 * psi) <= 4.0 * D * 8);
     if (stage >= 2) CHECK(std::fabs(double(m.grads) - 4 * psi / D) <= 4.0 * D * 8);
     if (stage <= 2) CHECK(std::fabs(double(m.params) - 4 * psi) <= 4.0 * D * 8);
-    // Peaks: stage 2 adds buckets in flight, stage 3 gathered blocks; both stay
-    // far below what stage 0 holds.
-    if (stage >= 2) CHECK(double(m.peak) < 16 * psi);
+    // Transients (in `peak`): at most two buckets in flight with their averaged
+    // slices, one group's fresh gradients, and in stage 3 two gathered blocks —
+    // a few groups' worth, however many layers the model has.
+    if (stage >= 2) CHECK(m.peak - m.layout <= 6 * run.largest_group_bytes);
   }
 }
 
@@ -260,7 +263,7 @@ TEST_CASE("ZeRO-3 frees released blocks, gathers on demand, evaluates", "[mpi][z
   // Between steps a block's parameters are empty; the others stay.
   bool blocks_empty = model.parameter("h.0.attn.c_attn.weight").numel() == 0 &&
                       model.parameter("h.1.mlp.c_fc.weight").numel() == 0;
-  bool rest_full = model.parameter("wte.weight").numel() == 256 * 32;
+  bool rest_full = model.parameter("wte.weight").numel() == 256 * 30;
   // Forward with the graph alive: no released block may still be referenced.
   Batch b = data.train_batch(0, world.rank(), world.size(), B, T);
   Tensor loss = model.loss(b.x, b.y);
@@ -285,7 +288,7 @@ TEST_CASE("ZeRO-3 frees released blocks, gathers on demand, evaluates", "[mpi][z
     ref_eval = ref.loss(b.x, b.y);
   }
   engine.gather_full_parameters();
-  bool gathered = model.parameter("h.1.mlp.c_fc.weight").numel() == 32 * 128;
+  bool gathered = model.parameter("h.1.mlp.c_fc.weight").numel() == 30 * 120;
   double err =
       rel_error(model.parameter("h.1.mlp.c_fc.weight"), ref.parameter("h.1.mlp.c_fc.weight"), {});
   CHECK(blocks_empty);
