@@ -31,6 +31,11 @@ ifeq ($(SAN),1)
   BUILD := build-san
   OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   export LSAN_OPTIONS := suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0
+  # Processes that start MPI: Open MPI's plugins are dlclose'd at exit, so
+  # LeakSanitizer sees their one-time allocations in "<unknown module>" and no
+  # suppression can name them. Leak checking stays on for the unit tests, which
+  # run the library without MPI; ASan's other checks stay on everywhere.
+  MPI_ASAN := ASAN_OPTIONS=detect_leaks=0
 endif
 MPI_CFLAGS := $(shell mpicxx --showme:compile 2>/dev/null)
 MPI_LIBS := $(filter-out -lmpi_cxx,$(shell mpicxx --showme:link 2>/dev/null))
@@ -108,12 +113,12 @@ unit-test: $(UNIT_BIN) $(CLI_BIN)
 	MS_BUILD_DIR=$(BUILD) $(UNIT_BIN)
 
 lesson-test: $(LESSON_BINS)
-	@scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
+	@$(MPI_ASAN) scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
 
 # One OpenMP thread per rank: 4 ranks already oversubscribe 2 cores.
 mpi-test: export OMP_NUM_THREADS := 1
 mpi-test: $(MPI_TEST_BIN)
-	$(if $(MPI_TEST_BIN),$(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPIRUN) -np 4 $(MPI_TEST_BIN) && scripts/test-mpi-errors.sh $(BUILD))
+	$(if $(MPI_TEST_BIN),$(MPI_ASAN) $(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPI_ASAN) $(MPIRUN) -np 4 $(MPI_TEST_BIN) && $(MPI_ASAN) scripts/test-mpi-errors.sh $(BUILD))
 
 test: all
 	@$(MAKE) --no-print-directory unit-test

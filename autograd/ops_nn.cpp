@@ -36,7 +36,9 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
   });
   Tensor out = restore_dim(y, dim);
   if (needs_grad({&t})) {
-    record(out, op, {t}, [y, dim, N, C, op, bwd](const Tensor& g) {
+    // Save a detached handle: `out` may be `y` itself, and a Node whose closure
+    // holds its own output is a reference cycle that never frees.
+    record(out, op, {t}, [y = detach(y), dim, N, C, op, bwd](const Tensor& g) {
       Tensor gy = rows_last(g, dim);
       Tensor gx = Tensor::empty(gy.shape(), gy.dtype());
       dispatch_compute(gy.dtype(), op, [&](auto tag) {

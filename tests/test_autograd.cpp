@@ -200,3 +200,18 @@ TEST_CASE("a custom op whose backward returns the wrong gradient is an error", "
   CHECK((1.0 - ones({2})).to_vector() == std::vector<double>{0, 0});
   CHECK(from_vector({1.0, 2.5}, {2}).to_vector() == std::vector<double>{1, 2.5});
 }
+
+TEST_CASE("a graph dropped without backward frees all its memory (no reference cycles)",
+          "[autograd][engine]") {
+  Generator gen(17);
+  Tensor x = uniform({2, 4, 6}, gen, -1, 1, DType::F64).set_requires_grad(true);
+  Tensor w = uniform({6}, gen, 0.5, 1.5, DType::F64).set_requires_grad(true);
+  size_t before = cpu_bytes_allocated();
+  {
+    Tensor y = softmax(x) + log_softmax(x, 0) + layernorm(x, w, w) + gelu(x) + exp(x) / (x + 3.0);
+    Tensor z = causal_attention(cat({y, y, y}, 2), 2);
+    Tensor loss = sum(matmul(z, transpose(z, 1, 2))) + max(y) + mean(tanh(y));
+    CHECK(loss.requires_grad());
+  }
+  CHECK(cpu_bytes_allocated() == before);
+}

@@ -25,13 +25,15 @@ void store_tile(const float* tile, int NR, float* C, int64_t ldc, int mr, int nr
 
 }  // namespace
 
-// Portable fallback; the compiler vectorizes the c loop with baseline SIMD.
+// Portable fallback. Fully unrolled so acc lives in (baseline SIMD) registers.
 void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                         int mr, int nr, float alpha, float beta) {
     constexpr int MR = 4, NR = 16;
     float acc[MR * NR] = {};
     for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR)
+#pragma GCC unroll 4
         for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
             for (int c = 0; c < NR; ++c) acc[r * NR + c] += Ap[r] * Bp[c];
     store_tile(acc, NR, C, ldc, mr, nr, alpha, beta);
 }
@@ -56,10 +58,13 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
             acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
         }
     }
+    // Every loop over acc is fully unrolled: an acc[r][v] with a run-time index
+    // would make GCC keep acc in memory, storing it on every k step (2x slower).
     if (mr == MR && nr == NR) {
         __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
             for (int v = 0; v < 2; ++v) {
                 float* c = C + r * ldc + 8 * v;
                 __m256 x = _mm256_mul_ps(va, acc[r][v]);
@@ -68,7 +73,9 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
             }
     } else {
         alignas(32) float tile[MR * NR];
+#pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
             for (int v = 0; v < 2; ++v) _mm256_store_ps(tile + r * NR + 8 * v, acc[r][v]);
         store_tile(tile, NR, C, ldc, mr, nr, alpha, beta);
     }
@@ -93,7 +100,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_av
     }
     // Note: 24 accumulators + 2 B vectors + broadcasts use 27 of the 32 zmm
     // registers; if an edit makes GCC spill (vfmadd231ps reading from (%rsp) in
-    // `g++ -S`), speed halves. Checked at -O1/-O2/-O3 with GCC 12.
+    // `g++ -S`), speed halves. Checked at -O2/-O3 with GCC 12.
     for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
         // Bp streams from L2; ask for the sliver row 8 steps ahead.
         _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
