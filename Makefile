@@ -117,8 +117,9 @@ lesson-test: $(LESSON_BINS)
 
 # One OpenMP thread per rank: 4 ranks already oversubscribe 2 cores.
 mpi-test: export OMP_NUM_THREADS := 1
-mpi-test: $(MPI_TEST_BIN)
-	$(if $(MPI_TEST_BIN),$(MPI_ASAN) $(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPI_ASAN) $(MPIRUN) -np 4 $(MPI_TEST_BIN) && $(MPI_ASAN) scripts/test-mpi-errors.sh $(BUILD))
+mpi-test: $(MPI_TEST_BIN) $(CLI_BIN)
+	$(if $(MPI_TEST_BIN),$(MPI_ASAN) $(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPI_ASAN) $(MPIRUN) -np 4 $(MPI_TEST_BIN) && $(MPI_ASAN) scripts/test-mpi-errors.sh $(BUILD) && \
+	  $(MPI_ASAN) scripts/test-train-equivalence.sh $(BUILD))
 
 test: all
 	@$(MAKE) --no-print-directory unit-test

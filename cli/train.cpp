@@ -48,7 +48,7 @@ Flags train_flags() {
   f.add("init-from", "", "start from these weights (.safetensors); the model shape comes from the file");
   f.add("save-weights", "", "write the final weights here (.safetensors); the loss curve goes beside it");
   f.add("eval-every", "100", "evaluate validation loss every N steps and at the end (0 = never)");
-  f.add("eval-batches", "8", "validation batches per evaluation");
+  f.add("eval-batches", "8", "validation batches (of the global batch) per evaluation");
   f.add("sample-every", "0", "print a sample every N steps (0 = never); a sample is always printed at the end");
   f.add("sample-tokens", "300", "bytes to sample at the end");
   f.add("zero-stage", "0", "ZeRO stage 0 (plain data parallel) | 1 | 2 | 3");
@@ -70,20 +70,22 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// Mean validation loss over `batches` batches; ranks split the batches and average.
+// Mean validation loss over `batches` global batches. Rank r of D reads
+// validation window i·D + r for batch i (the data contract), so D ranks with
+// batch B evaluate exactly the tokens one process with batch D·B does.
 double evaluate(GPT& model, const TokenData& data, int64_t batches, int64_t B, int64_t T,
                 Communicator& world) {
   NoGradGuard no_grad;
   model.eval();
   double sum = 0;
-  for (int64_t i = world.rank(); i < batches; i += world.size()) {
-    Batch b = data.val_batch(i, B, T);
+  for (int64_t i = 0; i < batches; ++i) {
+    Batch b = data.val_batch(i * world.size() + world.rank(), B, T);
     sum += model.loss(b.x, b.y).item();
   }
   model.train();
-  Tensor total = full({1}, sum, DType::F64);
-  world.all_reduce(total);
-  return total.item() / static_cast<double>(batches);
+  Tensor total = full({1}, sum / static_cast<double>(batches), DType::F64);
+  world.all_reduce(total, ReduceOp::Avg);
+  return total.item();
 }
 
 }  // namespace
