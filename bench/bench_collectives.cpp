@@ -11,11 +11,13 @@
 //   busbw = algbw · 2(D−1)/D   — what each rank's link actually carries in a
 //           bandwidth-optimal all-reduce, so it is comparable across rank
 //           counts and with the hardware's bandwidth.
-// Each cell: a warm-up, then the best of 3 rounds, a round being the mean over
-// enough back-to-back calls for ~0.1 s; a round's time is the slowest rank's.
-// The algorithms alternate within each round, so background load on a shared
-// machine hits them alike. Buffers hold zeros (repeated sums stay finite and
-// never go subnormal); correctness is checked once per size beforehand.
+// Each cell: a warm-up call, then the best of up to 10 rounds (at least 3,
+// until ~0.3 s per algorithm is spent), a round being the mean over enough
+// back-to-back calls for ~20 ms; a round's time is the slowest rank's. Best-of
+// filters out the other processes of a shared machine; the algorithms
+// alternate within each round, so background load hits them alike.
+// Buffers hold zeros (repeated sums stay finite and never go subnormal);
+// correctness is checked once per size beforehand.
 #include <mpi.h>
 
 #include <algorithm>
@@ -43,11 +45,10 @@ double time_calls(int reps, const std::function<void()>& f) {
   return slowest;
 }
 
-// Rank 0's count, so that every rank runs the same number of collectives.
-int agreed_reps(double seconds_per_call, double budget) {
-  int reps = int(std::clamp(budget / std::max(seconds_per_call, 1e-7), 3.0, 2000.0));
-  MPI_Bcast(&reps, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  return reps;
+// Calls per round for ~`target` seconds. Every rank gets the same count
+// because `seconds_per_call` is already the all-reduced maximum.
+int reps_for(double seconds_per_call, double target) {
+  return int(std::clamp(target / std::max(seconds_per_call, 1e-7), 1.0, 2000.0));
 }
 
 // Every algorithm must produce the sum of ranks+1 at every element.
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
     const int d = world.size();
     const bool root = world.rank() == 0;
     const double bus = 2.0 * (d - 1) / d;
-    const double budget = quick ? 0.02 : 0.1;
+    const double budget = quick ? 0.05 : 0.3, round_s = quick ? 0.005 : 0.02;
     std::vector<int64_t> sizes;
     for (int64_t b = 1 << 10; b <= (int64_t(64) << 20); b *= 4)
       if (!quick || b == (1 << 10) || b == (4 << 20)) sizes.push_back(b);
@@ -101,11 +102,18 @@ int main(int argc, char** argv) {
           },
           [&] { world.all_reduce(t); }};
       std::vector<int> reps;
-      for (auto& f : algos) reps.push_back(agreed_reps(time_calls(1, f), budget));
-      std::vector<double> best(algos.size(), 1e30);
-      for (int round = 0; round < 3; ++round)
-        for (size_t k = 0; k < algos.size(); ++k)
-          best[k] = std::min(best[k], time_calls(reps[k], algos[k]));
+      for (auto& f : algos) reps.push_back(reps_for(time_calls(1, f), round_s));
+      std::vector<double> best(algos.size(), 1e30), spent(algos.size(), 0);
+      for (int round = 0; round < 10; ++round) {
+        bool enough = round >= 3;
+        for (double t : spent) enough = enough && t > budget;
+        if (enough) break;  // the same decision on every rank: times are all-reduced
+        for (size_t k = 0; k < algos.size(); ++k) {
+          double t = time_calls(reps[k], algos[k]);
+          best[k] = std::min(best[k], t);
+          spent[k] += t * reps[k];
+        }
+      }
       if (!root) continue;
       char label[32];
       if (bytes >= (1 << 20))

@@ -5,6 +5,17 @@
 //   bench_train_step --steps N       N timed steps (warm-up stays 3)
 //   bench_train_step --quick         warm-up 1, 3 timed steps (CI smoke)
 //   bench_train_step --no-torch      ours only
+//   bench_train_step --threads N     only N threads (default: 1, then 2)
+//   bench_train_step --wait-policy default   keep libgomp's default spin-then-sleep waiting
+//
+// OpenMP wait policy. Unless OMP_WAIT_POLICY is already set, the benchmark
+// re-executes itself with OMP_WAIT_POLICY=PASSIVE (libgomp reads it once, at
+// load time), and the PyTorch child inherits the same environment. On the 2-vCPU
+// VM this was written on, idle OpenMP threads spinning between parallel regions
+// cost ours ~1.4x and PyTorch ~2x at 2 threads (Debian's torch also runs an
+// OpenBLAS pthread pool beside its OpenMP pool, and the spinning pool starves it),
+// while 1 thread is unaffected. The policy in effect is printed; pass
+// --wait-policy default (or set OMP_WAIT_POLICY yourself) to measure another.
 //
 // Model: GPT-2, L=4, H=4, C=256, T=128, V=256 (bytes), batch B=16, f32.
 // Step:  optimizer.zero_grad(); loss = model.loss(x, y); loss.backward(); optimizer.step()
@@ -38,6 +49,9 @@
 #include <string>
 #include <vector>
 
+#include <time.h>
+#include <unistd.h>
+
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
@@ -59,8 +73,27 @@ double median(std::vector<double> v) {
 constexpr int64_t kB = 16, kT = 128, kL = 4, kH = 4, kC = 256, kV = 256;
 
 struct StepResult {
-  double med_ms = 0, best_ms = 0, first_loss = 0, last_loss = 0;
+  double med_ms = 0, best_ms = 0, cpu_ms = 0, first_loss = 0, last_loss = 0;
 };
+
+// Process CPU time (all threads). At 1 thread, wall >> CPU means other
+// processes took the core: the wall-clock numbers of that run are inflated.
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// The 1-minute load average, so a report can say how busy the machine was.
+std::string loadavg() {
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (!f) return "?";
+  char buf[64] = {};
+  if (!std::fgets(buf, sizeof buf, f)) buf[0] = 0;
+  std::fclose(f);
+  std::string s(buf);
+  return s.substr(0, s.find(' '));
+}
 
 // Fresh model and optimizer per thread count, so both counts run the same steps.
 StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
@@ -72,22 +105,25 @@ StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
   cfg.n_embd = kC;
   ms::GPT model(cfg, 1337);
   ms::AdamW opt(model.parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
-  std::vector<double> ms_per_step;
+  std::vector<double> ms_per_step, cpu_ms_per_step;
   StepResult r;
   for (int s = 0; s < warmup + steps; ++s) {
     ms::Batch b = data.train_batch(s, 0, 1, kB, kT);
     const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
     opt.zero_grad();
     ms::Tensor loss = model.loss(b.x, b.y);
     loss.backward();
     opt.step();
     const double dt = seconds_since(t0) * 1e3;
+    const double dc = (cpu_seconds() - c0) * 1e3;
     const double l = loss.item();
     if (s == 0) r.first_loss = l;
     r.last_loss = l;
-    if (s >= warmup) ms_per_step.push_back(dt);
+    if (s >= warmup) ms_per_step.push_back(dt), cpu_ms_per_step.push_back(dc);
   }
   r.med_ms = median(ms_per_step);
+  r.cpu_ms = median(cpu_ms_per_step);
   r.best_ms = *std::min_element(ms_per_step.begin(), ms_per_step.end());
   return r;
 }
@@ -199,18 +235,42 @@ int main(int argc, char** argv) {
   int steps = 10, warmup = 3;
   double gemm_budget = 0.3;
   bool torch_on = true;
+  bool passive = true;
+  std::vector<int> thread_counts{1, 2};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       steps = 3, warmup = 1, gemm_budget = 0.1;
     } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
       steps = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc &&
+               std::atoi(argv[i + 1]) > 0) {
+      thread_counts = {std::atoi(argv[++i])};
+    } else if (std::strcmp(argv[i], "--wait-policy") == 0 && i + 1 < argc &&
+               (std::strcmp(argv[i + 1], "passive") == 0 ||
+                std::strcmp(argv[i + 1], "default") == 0)) {
+      passive = std::strcmp(argv[++i], "passive") == 0;
     } else if (std::strcmp(argv[i], "--no-torch") == 0) {
       torch_on = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--quick] [--no-torch]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--steps N] [--quick] [--no-torch] [--threads N] "
+                   "[--wait-policy passive|default]\n", argv[0]);
       return 2;
     }
   }
+  // libgomp has parsed the environment before main: changing the policy takes a re-exec.
+  const char* policy_env = std::getenv("OMP_WAIT_POLICY");
+  if (passive && !policy_env) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("MS_BENCH_SET_WAIT_POLICY", "1", 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on with libgomp's default
+    unsetenv("MS_BENCH_SET_WAIT_POLICY");
+    policy_env = nullptr;
+  }
+  const std::string policy =
+      !policy_env ? "unset (libgomp default: spin a while, then sleep)"
+      : std::getenv("MS_BENCH_SET_WAIT_POLICY") ? "PASSIVE (set by this benchmark; --wait-policy default to keep libgomp's)"
+                                                : std::string(policy_env) + " (from the environment)";
   const std::string data_path = find_repo_file("data/tinyshakespeare.txt", argv[0]);
   const std::string script = find_repo_file("bench/torch_gpt.py", argv[0]);
   const ms::TokenData data = ms::TokenData::load(data_path);
@@ -232,6 +292,7 @@ int main(int argc, char** argv) {
               (long long)n_total, (long long)n_flop, (long long)n_kaplan);
   std::printf("model FLOPs/step = 6*N*B*T + L*3*(2+2)*B*T^2*C = %.3g + %.3g = %.3f GFLOP\n",
               6.0 * double(n_flop) * tokens, attn_flops, step_flops * 1e-9);
+  std::printf("OMP_WAIT_POLICY: %s\n", policy.c_str());
   std::printf("gemm_f32 micro-kernel: %s; %d warm-up + %d timed steps; ms/step = median (best)\n",
               ms::cpu::gemm_f32_isa(), warmup, steps);
 
@@ -242,7 +303,8 @@ int main(int argc, char** argv) {
       std::printf("PyTorch not available: skipped (install python3-torch; tried /usr/bin/python3, "
                   "python3)\n");
   }
-  std::printf("\n");
+  std::printf("load average (1 min) at start: %s on %d CPUs\n\n", loadavg().c_str(),
+              omp_get_num_procs());
   std::fflush(stdout);
 
   struct Row {
@@ -252,15 +314,16 @@ int main(int argc, char** argv) {
     double g_model, g_cube;
   };
   std::vector<Row> rows;
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     omp_set_num_threads(threads);
     Row row{threads, {}, std::nullopt, 0, 0};
     row.g_model = gemm_gflops(kB * kT, 3 * kC, kC, gemm_budget);
     row.g_cube = gemm_gflops(1024, 1024, 1024, gemm_budget);
     row.ours = time_steps(data, warmup, steps);
-    std::printf("[%d thread%s] ours: %.1f ms/step (best %.1f), loss %.4f -> %.4f\n", threads,
-                threads > 1 ? "s" : "", row.ours.med_ms, row.ours.best_ms, row.ours.first_loss,
-                row.ours.last_loss);
+    std::printf("[%d thread%s] ours: %.1f ms/step (best %.1f; CPU %.1f ms/step), loss %.4f -> %.4f"
+                "; load %s\n",
+                threads, threads > 1 ? "s" : "", row.ours.med_ms, row.ours.best_ms, row.ours.cpu_ms,
+                row.ours.first_loss, row.ours.last_loss, loadavg().c_str());
     std::fflush(stdout);
     if (py) {
       row.torch = run_torch(*py, script, data_path, threads, warmup, steps);
@@ -274,6 +337,7 @@ int main(int argc, char** argv) {
     rows.push_back(row);
   }
 
+  std::printf("load average (1 min) at end: %s\n", loadavg().c_str());
   std::printf("\ntraining step (ratio = PyTorch ms / ours ms; > 1 means ours is faster)\n");
   std::printf("%7s %16s %16s %7s %12s %12s\n", "threads", "ours ms (best)", "torch ms (best)",
               "ratio", "ours tok/s", "torch tok/s");

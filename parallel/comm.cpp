@@ -2,17 +2,7 @@
 // The MPI backend (and why every op is nonblocking underneath) is in comm_mpi.cpp.
 #include "parallel/comm.h"
 
-#include <mpi.h>
-
-#include <chrono>
-#include <climits>
-#include <cstdlib>
 #include <cstring>
-#include <exception>
-#include <functional>
-#include <thread>
-
-#include "parallel/runtime.h"
 
 namespace ms {
 
