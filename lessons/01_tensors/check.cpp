@@ -1,21 +1,17 @@
 // Lesson 01 grader: checks shard()/unshard() and prints the facts behind them
 // (shapes, strides, offsets: the three numbers that make a view a view).
 #include <algorithm>
-#include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "lessons/01_tensors/lesson.h"
+#include "lessons/lesson_check.h"
 
 using namespace ms;
+using lesson::fail;
+using lesson::pass;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what) {
-  std::cout << "FAIL: " << what << "\n";
-  std::exit(1);
-}
-void pass(const std::string& what) { std::cout << "PASS: " << what << "\n"; }
 
 std::string geometry(const Tensor& s) {
   return str_cat("shape ", shape_str(s.shape()), " strides ", shape_str(s.strides()), " offset ",
@@ -140,14 +136,4 @@ void run() {
 
 }  // namespace
 
-int main() {
-  try {
-    run();
-  } catch (const Error& e) {
-    fail(str_cat("your code threw ms::Error: ", e.what()));
-  } catch (const std::exception& e) {
-    fail(str_cat("your code threw: ", e.what()));
-  }
-  std::cout << "PASS\n";
-  return 0;
-}
+int main() { return lesson::run_checks(run); }

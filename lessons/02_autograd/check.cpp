@@ -1,22 +1,18 @@
 // Lesson 02 grader: checks my_sigmoid's backward (called directly, by gradcheck, and
 // inside a small training loss) and prints the engine facts the README asks about.
 #include <cmath>
-#include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "autograd/gradcheck.h"
 #include "lessons/02_autograd/lesson.h"
+#include "lessons/lesson_check.h"
 
 using namespace ms;
+using lesson::fail;
+using lesson::pass;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what) {
-  std::cout << "FAIL: " << what << "\n";
-  std::exit(1);
-}
-void pass(const std::string& what) { std::cout << "PASS: " << what << "\n"; }
 
 bool close(double got, double want, double tol) {
   return std::fabs(got - want) <= tol * (1 + std::fabs(want));
@@ -140,15 +136,9 @@ void check_training_graph() {
 }  // namespace
 
 int main() {
-  try {
+  return lesson::run_checks([] {
     check_forward_and_node();
     check_gradcheck();
     check_training_graph();
-  } catch (const Error& e) {
-    fail(str_cat("your code threw ms::Error: ", e.what()));
-  } catch (const std::exception& e) {
-    fail(str_cat("your code threw: ", e.what()));
-  }
-  std::cout << "PASS\n";
-  return 0;
+  });
 }

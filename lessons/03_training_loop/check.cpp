@@ -4,24 +4,20 @@
 // step() ran, so a wrong order or a missing zero_grad is named, not just detected.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <string>
 
 #include "autograd/node.h"
 #include "lessons/03_training_loop/lesson.h"
+#include "lessons/lesson_check.h"
 #include "nn/gpt.h"
 
 using namespace ms;
+using lesson::fail;
+using lesson::pass;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what) {
-  std::cout << "FAIL: " << what << "\n";
-  std::exit(1);
-}
-void pass(const std::string& what) { std::cout << "PASS: " << what << "\n"; }
 
 constexpr int64_t kN = 1024, kD = 10, kB = 64, kSteps = 300;
 constexpr double kLr = 0.1, kNoise = 0.1, kBTrue = 0.5;
@@ -349,17 +345,11 @@ void print_facts(const Data& d) {
 }  // namespace
 
 int main() {
-  try {
+  return lesson::run_checks([] {
     Data d = make_data();
     check_one_step(d);
     check_training(d);
     check_dirty_grads(d);
     print_facts(d);
-  } catch (const Error& e) {
-    fail(str_cat("your code threw ms::Error: ", e.what()));
-  } catch (const std::exception& e) {
-    fail(str_cat("your code threw: ", e.what()));
-  }
-  std::cout << "PASS\n";
-  return 0;
+  });
 }

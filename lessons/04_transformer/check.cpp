@@ -3,7 +3,6 @@
 // softmax must produce the same dqkv), then prints and checks the counts of questions 7-9:
 // parameters, FLOPs per token and activation memory, measured on the real GPT.
 #include <cmath>
-#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <string>
@@ -14,17 +13,14 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "lessons/04_transformer/lesson.h"
+#include "lessons/lesson_check.h"
 #include "nn/gpt.h"
 
 using namespace ms;
+using lesson::fail;
+using lesson::pass;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& what) {
-  std::cout << "FAIL: " << what << "\n";
-  std::exit(1);
-}
-void pass(const std::string& what) { std::cout << "PASS: " << what << "\n"; }
 
 using Mat = std::vector<double>;  // (T, T) row-major
 
@@ -329,17 +325,11 @@ void check_activation_memory() {
 }  // namespace
 
 int main() {
-  try {
+  return lesson::run_checks([] {
     check_direct();
     check_gradcheck();
     check_attention();
     check_counts();
     check_activation_memory();
-  } catch (const Error& e) {
-    fail(str_cat("your code threw ms::Error: ", e.what()));
-  } catch (const std::exception& e) {
-    fail(str_cat("your code threw: ", e.what()));
-  }
-  std::cout << "PASS\n";
-  return 0;
+  });
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lessons/05_collectives/lesson.h"
+#include "lessons/lesson_check.h"
 #include "parallel/collectives.h"
 #include "parallel/runtime.h"
 
@@ -153,21 +154,11 @@ bool check_size(Communicator& world, int64_t n) {
   my_ring_all_reduce(counted, t);
   std::string why = diagnose(before, t, want, d);
   if (why.empty()) why = check_traffic(*counter, n, d);
-  // Agree: how many ranks failed, and which failed first (it explains).
-  Tensor votes = from_vector(std::vector<int32_t>{why.empty() ? 0 : 1}, {1});
-  Tensor first = from_vector(std::vector<int32_t>{why.empty() ? 0 : d - r}, {1});
-  world.all_reduce(votes, ReduceOp::Sum);
-  world.all_reduce(first, ReduceOp::Max);
-  const int failed = votes.data<int32_t>()[0], reporter = d - first.data<int32_t>()[0];
-  if (failed > 0 && r == reporter)
-    std::printf("[rank %d] n = %lld: %s (%d of %d ranks failed)\n", r, static_cast<long long>(n),
-                why.c_str(), failed, d);
-  std::fflush(stdout);
-  world.barrier();  // the explanation first, then the verdict
-  if (r == 0)
-    std::printf("%s: n = %lld on %d ranks%s\n", failed ? "FAIL" : "PASS", static_cast<long long>(n),
-                d, n % d ? str_cat(" (uneven: ", n, " % ", d, " = ", n % d, ")").c_str() : "");
-  return failed == 0;
+  // One line per failure: the explanation and "(k of D ranks failed)" share it.
+  return lesson::agree(world, why.empty() ? why : str_cat("n = ", n, ": ", why),
+                       str_cat("n = ", n, " on ", d, " ranks",
+                               n % d ? str_cat(" (uneven: ", n, " % ", d, " = ", n % d, ")") : ""),
+                       " ");
 }
 
 // Informational: seconds per call, slowest rank, best of a few.
@@ -221,12 +212,8 @@ int main(int argc, char** argv) {
     // enough that blocking sends on every rank would deadlock.
     for (int64_t n : {int64_t(world.size()) * 3, int64_t(1), int64_t(3), int64_t(7), int64_t(1001),
                       int64_t(262147), int64_t(1) << 20})
-      if (!check_size(world, n)) {
-        if (world.rank() == 0) std::printf("FAIL\n");
-        return 1;
-      }
+      if (!check_size(world, n)) return lesson::finish(world, false);
     show_costs(world);
-    if (world.rank() == 0) std::printf("PASS\n");
-    return 0;
+    return lesson::finish(world, true);
   });
 }

@@ -15,35 +15,20 @@
 #include <string>
 
 #include "lessons/06_data_parallel/lesson.h"
+#include "lessons/lesson_check.h"
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "parallel/runtime.h"
 
 using namespace ms;
+using lesson::agree;
 
 namespace {
 
 constexpr double kTimeout = 20;
 constexpr int64_t B = 2, T = 16;
 constexpr size_t kCap = 16 << 10;  // small buckets, so this small model has several
-
-// All ranks learn whether any failed; the lowest failing rank explains.
-bool agree(Communicator& world, const std::string& why, const std::string& what) {
-  const int d = world.size(), r = world.rank();
-  Tensor votes = from_vector(std::vector<int32_t>{why.empty() ? 0 : 1}, {1});
-  Tensor first = from_vector(std::vector<int32_t>{why.empty() ? 0 : d - r}, {1});
-  world.all_reduce(votes, ReduceOp::Sum);
-  world.all_reduce(first, ReduceOp::Max);
-  const int failed = votes.data<int32_t>()[0], reporter = d - first.data<int32_t>()[0];
-  if (failed > 0 && r == reporter)
-    std::printf("[rank %d] %s\n  (%d of %d ranks failed)\n", r, why.c_str(), failed, d);
-  std::fflush(stdout);
-  world.barrier();
-  if (r == 0) std::printf("%s: %s\n", failed ? "FAIL" : "PASS", what.c_str());
-  std::fflush(stdout);
-  return failed == 0;
-}
 
 std::string show(const std::vector<std::vector<int>>& buckets) {
   std::string s = "[";
@@ -268,12 +253,8 @@ void show_costs(Communicator& world) {
 int main(int argc, char** argv) {
   return run_distributed(argc, argv, [](Communicator& world) {
     world.set_timeout(kTimeout);
-    if (!run(world)) {
-      if (world.rank() == 0) std::printf("FAIL\n");
-      return 1;
-    }
+    if (!run(world)) return lesson::finish(world, false);
     show_costs(world);
-    if (world.rank() == 0) std::printf("PASS\n");
-    return 0;
+    return lesson::finish(world, true);
   });
 }

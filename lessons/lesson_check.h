@@ -1,0 +1,88 @@
+// What every lesson grader (lessons/NN_topic/check.cpp) shares: how it reports.
+// A grader's output is its interface: the learner reads "PASS: ..." and
+// "FAIL: ..." lines ending in one final PASS or FAIL, and
+// scripts/check-lessons.sh reads only the exit code (every solution must exit
+// 0, every untouched exercise non-zero). One copy keeps all lessons saying it
+// the same way. Each check.cpp keeps its own checks and hints.
+#pragma once
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "parallel/comm.h"
+#include "tensor/error.h"
+#include "tensor/factory.h"
+
+namespace ms::lesson {
+
+// ---- one process (lessons 01-04) ----
+
+// Stops at the first failed check: later checks build on earlier results, so
+// their failures would only bury the one that explains. Exit 1 = failed.
+[[noreturn]] inline void fail(const std::string& what) {
+  std::cout << "FAIL: " << what << "\n";
+  std::exit(1);
+}
+inline void pass(const std::string& what) { std::cout << "PASS: " << what << "\n"; }
+
+// main(): runs the checks, then prints the final PASS. An exception from the
+// learner's code (every exercise stub throws "TODO: ...") becomes a FAIL line
+// and exit 1 rather than std::terminate's "terminate called after..." and an
+// abort: the learner reads their own message, and the script sees an ordinary
+// failure, not a crash.
+template <class Checks>
+int run_checks(Checks&& checks) {
+  try {
+    checks();
+  } catch (const Error& e) {
+    fail(str_cat("your code threw ms::Error: ", e.what()));
+  } catch (const std::exception& e) {
+    fail(str_cat("your code threw: ", e.what()));
+  }
+  std::cout << "PASS\n";
+  return 0;
+}
+
+// ---- several ranks (lessons 05-07, under mpirun) ----
+// No exception handling here: ms::run_distributed turns an exception on any
+// rank into "[rank r] error: ..." and aborts the whole job.
+
+// One check's verdict across all ranks. Each rank passes `why`: "" if its own
+// result is right, else what looks wrong. Every rank must reach the same
+// verdict before anything is printed: a rank that failed alone and returned
+// would leave the others waiting forever in their next collective (a hang, not
+// a FAIL), and four ranks each explaining would interleave into noise. So the
+// verdicts are all-reduced; the lowest failing rank alone prints its `why`,
+// followed by `sep` and "(k of D ranks failed)", and after a barrier (the
+// explanation before the verdict) rank 0 prints "PASS: what" or "FAIL: what".
+// Returns whether every rank passed: the same value on every rank, so all
+// ranks take the same branch next.
+inline bool agree(Communicator& world, const std::string& why, const std::string& what,
+                  const char* sep = "\n  ") {
+  const int d = world.size(), r = world.rank();
+  // Max of (d - r) over the failing ranks picks the lowest failing rank.
+  Tensor votes = from_vector(std::vector<int32_t>{why.empty() ? 0 : 1}, {1});
+  Tensor first = from_vector(std::vector<int32_t>{why.empty() ? 0 : d - r}, {1});
+  world.all_reduce(votes, ReduceOp::Sum);
+  world.all_reduce(first, ReduceOp::Max);
+  const int failed = votes.data<int32_t>()[0], reporter = d - first.data<int32_t>()[0];
+  if (failed > 0 && r == reporter)
+    std::printf("[rank %d] %s%s(%d of %d ranks failed)\n", r, why.c_str(), sep, failed, d);
+  std::fflush(stdout);
+  world.barrier();
+  if (r == 0) std::printf("%s: %s\n", failed ? "FAIL" : "PASS", what.c_str());
+  std::fflush(stdout);
+  return failed == 0;
+}
+
+// The end of main's body: rank 0 prints the final PASS or FAIL; every rank
+// returns the exit code (mpirun exits non-zero if any rank does).
+inline int finish(Communicator& world, bool ok) {
+  if (world.rank() == 0) std::printf(ok ? "PASS\n" : "FAIL\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace ms::lesson
