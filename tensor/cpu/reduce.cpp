@@ -1,5 +1,6 @@
 #include "tensor/cpu/reduce.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -17,6 +18,24 @@ void reduce_sum(const T* in, T* out, int64_t outer, int64_t R, int64_t inner) {
 #pragma omp simd reduction(+ : acc)
       for (int64_t r = 0; r < R; ++r) acc += row[r];
       out[o] = static_cast<T>(acc);
+    }
+    return;
+  }
+  if (outer == 1) {
+    // Summing over leading dims (a bias gradient over all tokens): split the
+    // columns across threads instead, or one thread would do all the work.
+    constexpr int64_t kCols = 256;
+    const int64_t blocks = (inner + kCols - 1) / kCols;
+#pragma omp parallel for if (R * inner > (1 << 16)) schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t c0 = blk * kCols, c1 = std::min(inner, c0 + kCols);
+      double acc[kCols] = {};
+      for (int64_t r = 0; r < R; ++r) {
+        const T* row = in + r * inner;
+#pragma omp simd
+        for (int64_t i = c0; i < c1; ++i) acc[i - c0] += row[i];
+      }
+      for (int64_t i = c0; i < c1; ++i) out[i] = static_cast<T>(acc[i - c0]);
     }
     return;
   }
