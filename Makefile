@@ -139,7 +139,7 @@ lesson:
 
 # The main job: 2 ranks, data parallel with ZeRO stage 2, small GPT on Shakespeare.
 RUN_FLAGS := --zero-stage 2 --n-layer 4 --n-head 4 --n-embd 128 --seq-len 64 --batch-size 16 \
-  --steps 1400 --lr 2e-3 --warmup 50 --min-lr 2e-4 --eval-every 200 --eval-batches 32 \
+  --steps 2000 --lr 2e-3 --warmup 50 --min-lr 2e-4 --eval-every 200 --eval-batches 32 \
   --log-every 25 --save-weights $(BUILD)/run/gpt.safetensors
 run: $(LIB) $(CLI_BIN)
 	$(MPIRUN) -np 2 $(BUILD)/minispeed train $(RUN_FLAGS)
