@@ -97,4 +97,15 @@ float f16_to_f32(uint16_t x) {
   return float_of(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
+double load_as_double(const void* base, int64_t i, DType dtype) {
+  switch (dtype) {
+    case DType::F32: return static_cast<const float*>(base)[i];
+    case DType::F64: return static_cast<const double*>(base)[i];
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::I32: return static_cast<const int32_t*>(base)[i];
+  }
+  return 0;
+}
+
 }  // namespace ms

@@ -25,6 +25,9 @@ float bf16_to_f32(uint16_t x);
 uint16_t f32_to_f16(float x);
 float f16_to_f32(uint16_t x);
 
+// Element i of a buffer of `dtype`, as double (bf16/f16 decoded exactly).
+double load_as_double(const void* base, int64_t i, DType dtype);
+
 // Calls f(T{}) with T = float or double for a compute dtype; anything else is
 // an error naming the op (bf16/f16 are storage-only: convert with to()).
 template <typename F>

@@ -118,17 +118,6 @@ template double* Tensor::data<double>() const;
 template uint16_t* Tensor::data<uint16_t>() const;
 template int32_t* Tensor::data<int32_t>() const;
 
-static double load_as_double(const void* base, int64_t index, DType dtype) {
-  switch (dtype) {
-    case DType::F32: return static_cast<const float*>(base)[index];
-    case DType::F64: return static_cast<const double*>(base)[index];
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[index]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[index]);
-    case DType::I32: return static_cast<const int32_t*>(base)[index];
-  }
-  return 0;
-}
-
 std::vector<double> Tensor::to_vector() const {
   MS_CHECK(device() == Device::CPU, "to_vector: tensor is on ", device_name(device()),
            "; copy it to the CPU first");

@@ -93,17 +93,6 @@ void unary_typed(UnaryOp op, const Tensor& a, Tensor& out, T s) {
   }
 }
 
-double load(const void* base, int64_t i, DType dtype) {
-  switch (dtype) {
-    case DType::F32: return static_cast<const float*>(base)[i];
-    case DType::F64: return static_cast<const double*>(base)[i];
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    case DType::I32: return static_cast<const int32_t*>(base)[i];
-  }
-  return 0;
-}
-
 void store(void* base, int64_t i, DType dtype, double v) {
   switch (dtype) {
     case DType::F32: static_cast<float*>(base)[i] = static_cast<float>(v); return;
@@ -152,7 +141,7 @@ void copy(const Tensor& src, Tensor& dst) {
   for_each_row(src.shape(), src.strides(), dst.strides(),
                [&](int64_t, int64_t os, int64_t od, int64_t len, int64_t is, int64_t id) {
                  for (int64_t i = 0; i < len; ++i)
-                   store(pd, od + i * id, dst.dtype(), load(ps, os + i * is, src.dtype()));
+                   store(pd, od + i * id, dst.dtype(), load_as_double(ps, os + i * is, src.dtype()));
                });
 }
 
