@@ -7,23 +7,14 @@
 #include "autograd/ops.h"
 #include "parallel/collectives.h"
 #include "tests/catch_compat.h"
+#include "tests/mpi/error_capture.h"
 
 using namespace ms;
+using ms::test::error_of;
+using ms::test::has;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 }  // namespace
 
