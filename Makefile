@@ -149,6 +149,7 @@ bench: $(BENCH_BINS)
 	@scripts/bench.sh $(BUILD)/bench
 
 format:
+	@command -v clang-format >/dev/null || { echo "make format: clang-format is not installed (scripts/install-deps.sh --dev installs it)"; exit 1; }
 	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu' '*.cuh')
 
 clean:

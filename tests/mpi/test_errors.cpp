@@ -13,11 +13,6 @@ using namespace ms;
 using ms::test::error_of;
 using ms::test::has;
 
-namespace {
-
-
-}  // namespace
-
 TEST_CASE("collectives reject non-contiguous tensors, naming the op and shape", "[mpi][errors]") {
   Communicator world = Communicator::world();
   Tensor t = transpose(reshape(arange(6), {2, 3}), 0, 1);  // [3, 2], strides [1, 3]
