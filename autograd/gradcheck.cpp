@@ -8,12 +8,12 @@
 namespace ms {
 
 GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                          const std::vector<Tensor>& inputs, double eps, double atol,
-                          double rtol) {
+                          const std::vector<Tensor>& inputs, double eps, double atol, double rtol) {
   for (const Tensor& t : inputs)
-    MS_CHECK(t.dtype() == DType::F64 || t.dtype() == DType::I32, "gradcheck: inputs must be f64 "
-             "(finite differences in f32 are too noisy), got ", dtype_name(t.dtype()), " ",
-             shape_str(t.shape()));
+    MS_CHECK(t.dtype() == DType::F64 || t.dtype() == DType::I32,
+             "gradcheck: inputs must be f64 "
+             "(finite differences in f32 are too noisy), got ",
+             dtype_name(t.dtype()), " ", shape_str(t.shape()));
   Tensor probe;
   {
     NoGradGuard no_grad;
@@ -34,8 +34,8 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     if (!x.requires_grad()) continue;
     MS_CHECK(x.is_contiguous(), "gradcheck: input ", i, " must be contiguous");
     Tensor analytic = x.grad();
-    std::vector<double> a = analytic.defined() ? analytic.to_vector()
-                                               : std::vector<double>(x.numel(), 0.0);
+    std::vector<double> a =
+        analytic.defined() ? analytic.to_vector() : std::vector<double>(x.numel(), 0.0);
     double* p = x.data<double>();
     for (int64_t k = 0; k < x.numel(); ++k) {
       double saved = p[k];

@@ -19,7 +19,7 @@ struct GradcheckResult {
 // random weights (sum(out * w)) so every output element's gradient is tested.
 // Inputs must be f64; those with requires_grad are checked.
 GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f,
-                          const std::vector<Tensor>& inputs, double eps = 1e-6,
-                          double atol = 1e-5, double rtol = 1e-4);
+                          const std::vector<Tensor>& inputs, double eps = 1e-6, double atol = 1e-5,
+                          double rtol = 1e-4);
 
 }  // namespace ms

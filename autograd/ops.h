@@ -11,19 +11,19 @@
 namespace ms {
 
 // ---- views: share storage with the input (ops_view.cpp) ----
-Tensor view(const Tensor& t, Shape shape);     // error if the strides can't express it; one -1 allowed
+Tensor view(const Tensor& t, Shape shape);  // error if the strides can't express it; one -1 allowed
 Tensor reshape(const Tensor& t, Shape shape);  // a view when possible, else a contiguous copy
 Tensor flatten(const Tensor& t);               // reshape to 1-D
 Tensor transpose(const Tensor& t, int64_t dim0, int64_t dim1);
 Tensor permute(const Tensor& t, const Shape& dims);
 Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length);
-Tensor select(const Tensor& t, int64_t dim, int64_t index);  // drops `dim`
+Tensor select(const Tensor& t, int64_t dim, int64_t index);               // drops `dim`
 std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim);  // like torch.chunk
 std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim);
 Tensor squeeze(const Tensor& t, int64_t dim);
 Tensor unsqueeze(const Tensor& t, int64_t dim);
 Tensor expand(const Tensor& t, const Shape& shape);  // broadcast view with stride 0
-Tensor detach(const Tensor& t);                        // same storage, no graph
+Tensor detach(const Tensor& t);                      // same storage, no graph
 
 // ---- copies ----
 Tensor contiguous(const Tensor& t);  // t itself if already contiguous
@@ -46,18 +46,42 @@ Tensor tanh(const Tensor& a);
 Tensor sqrt(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor pow(const Tensor& a, double exponent);
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
-inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
-inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
-inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
-inline Tensor operator-(const Tensor& a) { return neg(a); }
-inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
-inline Tensor operator-(double s, const Tensor& a) { return add(neg(a), s); }
-inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+inline Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+inline Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+inline Tensor operator+(const Tensor& a, double s) {
+  return add(a, s);
+}
+inline Tensor operator-(const Tensor& a, double s) {
+  return add(a, -s);
+}
+inline Tensor operator*(const Tensor& a, double s) {
+  return mul(a, s);
+}
+inline Tensor operator/(const Tensor& a, double s) {
+  return mul(a, 1.0 / s);
+}
+inline Tensor operator-(const Tensor& a) {
+  return neg(a);
+}
+inline Tensor operator+(double s, const Tensor& a) {
+  return add(a, s);
+}
+inline Tensor operator-(double s, const Tensor& a) {
+  return add(neg(a), s);
+}
+inline Tensor operator*(double s, const Tensor& a) {
+  return mul(a, s);
+}
 
 // Sums `t` down to `shape` (the inverse of broadcasting): backward of every broadcasting op.
 Tensor sum_to(const Tensor& t, const Shape& shape);
@@ -98,7 +122,7 @@ Tensor dropout(const Tensor& x, double p, Generator& gen);
 
 // ---- in place, never recorded (optimizers, gradient accumulation) ----
 void fill_(Tensor& t, double value);
-void copy_(Tensor& dst, const Tensor& src);              // shapes equal; dtypes may differ
+void copy_(Tensor& dst, const Tensor& src);                     // shapes equal; dtypes may differ
 void add_(Tensor& dst, const Tensor& src, double alpha = 1.0);  // dst += alpha * src
 void mul_(Tensor& t, double s);
 

@@ -53,8 +53,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   for (size_t i = 0; i < n; ++i) {
     int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    MS_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ",
-             shape_str(b), " do not broadcast (dim ", i, " of the result: ", da, " vs ", db,
+    MS_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ", shape_str(b),
+             " do not broadcast (dim ", i, " of the result: ", da, " vs ", db,
              "; sizes must match or be 1)");
     out[i] = da == 1 ? db : da;
   }
@@ -66,7 +66,8 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
   size_t lead = t.shape().size() - shape.size();
   Shape dims;
   for (size_t i = 0; i < t.shape().size(); ++i)
-    if (i < lead || (shape[i - lead] == 1 && t.shape()[i] != 1)) dims.push_back(static_cast<int64_t>(i));
+    if (i < lead || (shape[i - lead] == 1 && t.shape()[i] != 1))
+      dims.push_back(static_cast<int64_t>(i));
   return reshape(sum(t, dims, /*keepdim=*/true), shape);
 }
 
@@ -109,8 +110,9 @@ Tensor div(const Tensor& a, const Tensor& b) {
     record(out, "div", {a, b},
            [sa = a.shape(), b = detach(b), out = detach(out), ga, gb](const Tensor& g) {
              // d(a/b)/da = 1/b;  d(a/b)/db = -a/b^2 = -out/b
-             return std::vector<Tensor>{ga ? sum_to(div(g, b), sa) : Tensor(),
-                                        gb ? sum_to(neg(div(mul(g, out), b)), b.shape()) : Tensor()};
+             return std::vector<Tensor>{
+                 ga ? sum_to(div(g, b), sa) : Tensor(),
+                 gb ? sum_to(neg(div(mul(g, out), b)), b.shape()) : Tensor()};
            });
   }
   return out;
@@ -118,7 +120,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 Tensor add(const Tensor& a, double s) {
   Tensor out = unary_forward(cpu::UnaryOp::AddScalar, "add", a, s);
-  if (needs_grad({&a})) record(out, "add_scalar", {a}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
+  if (needs_grad({&a}))
+    record(out, "add_scalar", {a}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   return out;
 }
 
@@ -131,16 +134,16 @@ Tensor mul(const Tensor& a, double s) {
 
 Tensor neg(const Tensor& a) {
   Tensor out = unary_forward(cpu::UnaryOp::Neg, "neg", a);
-  if (needs_grad({&a})) record(out, "neg", {a}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
+  if (needs_grad({&a}))
+    record(out, "neg", {a}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
   return out;
 }
 
 Tensor exp(const Tensor& a) {
   Tensor out = unary_forward(cpu::UnaryOp::Exp, "exp", a);
   if (needs_grad({&a})) {
-    record(out, "exp", {a}, [out = detach(out)](const Tensor& g) {
-      return std::vector<Tensor>{mul(g, out)};
-    });
+    record(out, "exp", {a},
+           [out = detach(out)](const Tensor& g) { return std::vector<Tensor>{mul(g, out)}; });
   }
   return out;
 }
@@ -148,9 +151,8 @@ Tensor exp(const Tensor& a) {
 Tensor log(const Tensor& a) {
   Tensor out = unary_forward(cpu::UnaryOp::Log, "log", a);
   if (needs_grad({&a})) {
-    record(out, "log", {a}, [a = detach(a)](const Tensor& g) {
-      return std::vector<Tensor>{div(g, a)};
-    });
+    record(out, "log", {a},
+           [a = detach(a)](const Tensor& g) { return std::vector<Tensor>{div(g, a)}; });
   }
   return out;
 }
@@ -189,8 +191,11 @@ Tensor pow(const Tensor& a, double exponent) {
 // ---- in place ----
 
 static void check_inplace(const char* op, const Tensor& t) {
-  MS_CHECK(!(grad_enabled() && t.requires_grad()), op, ": in-place update of a tensor that "
-           "requires grad (shape ", shape_str(t.shape()), ") would corrupt the graph; do it "
+  MS_CHECK(!(grad_enabled() && t.requires_grad()), op,
+           ": in-place update of a tensor that "
+           "requires grad (shape ",
+           shape_str(t.shape()),
+           ") would corrupt the graph; do it "
            "inside a NoGradGuard");
   MS_CHECK(t.is_contiguous(), op, ": the destination must be contiguous, got shape ",
            shape_str(t.shape()), " strides ", shape_str(t.strides()));
@@ -203,8 +208,8 @@ void fill_(Tensor& t, double value) {
 
 void copy_(Tensor& dst, const Tensor& src) {
   check_inplace("copy_", dst);
-  MS_CHECK(dst.shape() == src.shape(), "copy_: shapes differ: destination ",
-           shape_str(dst.shape()), ", source ", shape_str(src.shape()));
+  MS_CHECK(dst.shape() == src.shape(), "copy_: shapes differ: destination ", shape_str(dst.shape()),
+           ", source ", shape_str(src.shape()));
   cpu::copy(src, dst);
 }
 

@@ -15,7 +15,7 @@ namespace {
 // A 2-D operand as GEMM sees it: row-major (trans=false) or column-major
 // (trans=true, a transposed view) with leading dimension ld.
 struct MatArg {
-  Tensor keep;  // keeps a contiguous copy alive when one was needed
+  Tensor keep;     // keeps a contiguous copy alive when one was needed
   int64_t offset;  // element offset into keep's data
   int64_t ld;
   bool trans;
@@ -86,12 +86,11 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 
 void check_matmul(const char* op, const Tensor& a, const Tensor& b, int64_t k_b) {
   MS_CHECK(a.dtype() == b.dtype() && is_compute_dtype(a.dtype()), op, ": dtypes ",
-           dtype_name(a.dtype()), " and ", dtype_name(b.dtype()),
-           " must be equal and f32 or f64");
+           dtype_name(a.dtype()), " and ", dtype_name(b.dtype()), " must be equal and f32 or f64");
   MS_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": needs at least 2-D operands, got ",
            shape_str(a.shape()), " and ", shape_str(b.shape()));
-  MS_CHECK(a.shape().back() == k_b, op, ": inner dimensions differ: ", shape_str(a.shape()),
-           " @ ", shape_str(b.shape()), " (", a.shape().back(), " vs ", k_b, ")");
+  MS_CHECK(a.shape().back() == k_b, op, ": inner dimensions differ: ", shape_str(a.shape()), " @ ",
+           shape_str(b.shape()), " (", a.shape().back(), " vs ", k_b, ")");
 }
 
 }  // namespace
@@ -169,8 +168,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              Tensor g2 = reshape(g, {N, out_f});  // (N, out)
              Tensor dx, dw, db;
              if (gx) dx = reshape(matmul(g2, transpose(w, 0, 1)), x_shape);  // (N,out)·(out,in)
-             if (gw) dw = matmul(transpose(x2, 0, 1), g2);                    // (in,N)·(N,out)
-             if (gbias) db = sum(g2, {0});                                    // (out)
+             if (gw) dw = matmul(transpose(x2, 0, 1), g2);                   // (in,N)·(N,out)
+             if (gbias) db = sum(g2, {0});                                   // (out)
              return std::vector<Tensor>{dx, dw, db};
            });
   }

@@ -75,8 +75,8 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
   check_compute("layernorm", x, "input");
   MS_CHECK(x.dim() >= 1, "layernorm: needs at least 1-D input");
   int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
-  MS_CHECK(weight.shape() == Shape{C} && bias.shape() == Shape{C} &&
-               weight.dtype() == x.dtype() && bias.dtype() == x.dtype(),
+  MS_CHECK(weight.shape() == Shape{C} && bias.shape() == Shape{C} && weight.dtype() == x.dtype() &&
+               bias.dtype() == x.dtype(),
            "layernorm: weight ", shape_str(weight.shape()), " and bias ", shape_str(bias.shape()),
            " must both be [", C, "] ", dtype_name(x.dtype()), " for input ", shape_str(x.shape()));
   Tensor xc = contiguous(detach(x));
@@ -96,7 +96,8 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
       dispatch_compute(xc.dtype(), "layernorm backward", [&](auto tag) {
         using T = decltype(tag);
         cpu::layernorm_backward<T>(dx.data<T>(), dw.data<T>(), db.data<T>(), gc.data<T>(),
-                                   xc.data<T>(), wc.data<T>(), mean.data<T>(), rstd.data<T>(), N, C);
+                                   xc.data<T>(), wc.data<T>(), mean.data<T>(), rstd.data<T>(), N,
+                                   C);
       });
       return std::vector<Tensor>{dx, dw, db};
     });
@@ -129,8 +130,8 @@ Tensor gelu(const Tensor& x) {
 // Checks every index is in [0, limit): an out-of-range token id must be an
 // error, not a read past the table.
 static Tensor checked_indices(const char* op, const Tensor& idx, int64_t limit, const char* what) {
-  MS_CHECK(idx.dtype() == DType::I32, op, ": ", what, " must be i32, got ",
-           dtype_name(idx.dtype()), " ", shape_str(idx.shape()));
+  MS_CHECK(idx.dtype() == DType::I32, op, ": ", what, " must be i32, got ", dtype_name(idx.dtype()),
+           " ", shape_str(idx.shape()));
   Tensor c = contiguous(idx);
   const int32_t* p = c.data<int32_t>();
   for (int64_t i = 0; i < c.numel(); ++i)
@@ -170,8 +171,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   check_compute("cross_entropy", logits, "logits");
   MS_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.shape()[0] == logits.shape()[0],
-           "cross_entropy: logits must be (N, V) and targets (N), got ",
-           shape_str(logits.shape()), " and ", shape_str(targets.shape()));
+           "cross_entropy: logits must be (N, V) and targets (N), got ", shape_str(logits.shape()),
+           " and ", shape_str(targets.shape()));
   int64_t N = logits.shape()[0], V = logits.shape()[1];
   MS_CHECK(N > 0, "cross_entropy: no rows to average over");
   Tensor tc = checked_indices("cross_entropy", targets, V, "target");
@@ -188,8 +189,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
       double dloss = g.item();
       dispatch_compute(lc.dtype(), "cross_entropy backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::cross_entropy_backward<T>(d.data<T>(), lc.data<T>(), lse.data<T>(),
-                                       tc.data<int32_t>(), dloss, N, V);
+        cpu::cross_entropy_backward<T>(d.data<T>(), lc.data<T>(), lse.data<T>(), tc.data<int32_t>(),
+                                       dloss, N, V);
       });
       return std::vector<Tensor>{d, Tensor()};
     });

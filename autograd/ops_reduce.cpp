@@ -79,7 +79,9 @@ Tensor sum(const Tensor& t, const Shape& dims, bool keepdim) {
   return out;
 }
 
-Tensor sum(const Tensor& t) { return sum(t, all_dims(t), false); }
+Tensor sum(const Tensor& t) {
+  return sum(t, all_dims(t), false);
+}
 
 Tensor mean(const Tensor& t, const Shape& dims, bool keepdim) {
   Tensor s = sum(t, dims, keepdim);
@@ -89,12 +91,14 @@ Tensor mean(const Tensor& t, const Shape& dims, bool keepdim) {
   return mul(s, 1.0 / static_cast<double>(count));
 }
 
-Tensor mean(const Tensor& t) { return mean(t, all_dims(t), false); }
+Tensor mean(const Tensor& t) {
+  return mean(t, all_dims(t), false);
+}
 
 Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
   dim = wrap_dim(dim, t.dim(), "max");
-  MS_CHECK(t.dim() == 0 || t.shape()[dim] > 0, "max: dim ", dim, " of shape ",
-           shape_str(t.shape()), " is empty");
+  MS_CHECK(t.dim() == 0 || t.shape()[dim] > 0, "max: dim ", dim, " of shape ", shape_str(t.shape()),
+           " is empty");
   ReducePlan plan = plan_reduction("max", t, t.dim() == 0 ? Shape{} : Shape{dim});
   Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype());
   Tensor argmax = Tensor::empty(plan.kept_shape, DType::I32);
@@ -104,22 +108,23 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
                        plan.R, plan.inner);
   });
   if (needs_grad({&t})) {
-    record(out, "max", {t}, [plan_outer = plan.outer, R = plan.R, inner = plan.inner,
-                             in_shape = t.shape(), argmax](const Tensor& g) {
-      // The gradient goes to the (first) position that held the max.
-      Tensor gc = contiguous(g);
-      return dispatch_compute(gc.dtype(), "max backward", [&](auto tag) {
-        using T = decltype(tag);
-        Tensor grad = zeros(in_shape, gc.dtype());
-        const T* pg = gc.data<T>();
-        const int32_t* pa = argmax.data<int32_t>();
-        T* pd = grad.data<T>();
-        for (int64_t o = 0; o < plan_outer; ++o)
-          for (int64_t i = 0; i < inner; ++i)
-            pd[(o * R + pa[o * inner + i]) * inner + i] = pg[o * inner + i];
-        return std::vector<Tensor>{grad};
-      });
-    });
+    record(out, "max", {t},
+           [plan_outer = plan.outer, R = plan.R, inner = plan.inner, in_shape = t.shape(),
+            argmax](const Tensor& g) {
+             // The gradient goes to the (first) position that held the max.
+             Tensor gc = contiguous(g);
+             return dispatch_compute(gc.dtype(), "max backward", [&](auto tag) {
+               using T = decltype(tag);
+               Tensor grad = zeros(in_shape, gc.dtype());
+               const T* pg = gc.data<T>();
+               const int32_t* pa = argmax.data<int32_t>();
+               T* pd = grad.data<T>();
+               for (int64_t o = 0; o < plan_outer; ++o)
+                 for (int64_t i = 0; i < inner; ++i)
+                   pd[(o * R + pa[o * inner + i]) * inner + i] = pg[o * inner + i];
+               return std::vector<Tensor>{grad};
+             });
+           });
   }
   return out;
 }

@@ -31,8 +31,8 @@ Shape infer_shape(const char* op, const Tensor& t, Shape shape) {
     shape[infer_at] = t.numel() / known;
   }
   MS_CHECK(shape_numel(shape) == t.numel(), op, ": shape ", shape_str(shape), " (",
-           shape_numel(shape), " elements) is invalid for a tensor of shape ",
-           shape_str(t.shape()), " (", t.numel(), " elements)");
+           shape_numel(shape), " elements) is invalid for a tensor of shape ", shape_str(t.shape()),
+           " (", t.numel(), " elements)");
   return shape;
 }
 
@@ -49,8 +49,8 @@ std::optional<Shape> view_strides(const Tensor& t, const Shape& shape) {
   int64_t tensor_numel = 1, view_numel = 1;
   for (int64_t d = static_cast<int64_t>(old_shape.size()) - 1; d >= 0; --d) {
     tensor_numel *= old_shape[d];
-    bool chunk_ends = d == 0 || (old_shape[d - 1] != 1 &&
-                                 old_strides[d - 1] != tensor_numel * chunk_base_stride);
+    bool chunk_ends =
+        d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride);
     if (chunk_ends) {
       while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
         strides[view_d] = view_numel * chunk_base_stride;
@@ -89,9 +89,8 @@ Tensor view(const Tensor& t, Shape shape) {
   Tensor out = Tensor::make_view(t, shape, *strides, t.offset());
   if (needs_grad({&t})) {
     Shape in_shape = t.shape();
-    record(out, "view", {t}, [in_shape](const Tensor& g) {
-      return std::vector<Tensor>{reshape(g, in_shape)};
-    });
+    record(out, "view", {t},
+           [in_shape](const Tensor& g) { return std::vector<Tensor>{reshape(g, in_shape)}; });
   }
   return out;
 }
@@ -102,7 +101,9 @@ Tensor reshape(const Tensor& t, Shape shape) {
   return view(contiguous(t), shape);
 }
 
-Tensor flatten(const Tensor& t) { return reshape(t, {t.numel()}); }
+Tensor flatten(const Tensor& t) {
+  return reshape(t, {t.numel()});
+}
 
 Tensor permute(const Tensor& t, const Shape& dims) {
   MS_CHECK(static_cast<int64_t>(dims.size()) == t.dim(), "permute: ", dims.size(),
@@ -119,9 +120,8 @@ Tensor permute(const Tensor& t, const Shape& dims) {
   }
   Tensor out = Tensor::make_view(t, shape, strides, t.offset());
   if (needs_grad({&t})) {
-    record(out, "permute", {t}, [inverse](const Tensor& g) {
-      return std::vector<Tensor>{permute(g, inverse)};
-    });
+    record(out, "permute", {t},
+           [inverse](const Tensor& g) { return std::vector<Tensor>{permute(g, inverse)}; });
   }
   return out;
 }
@@ -157,8 +157,8 @@ Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length) {
 Tensor select(const Tensor& t, int64_t dim, int64_t index) {
   dim = wrap_dim(dim, t.dim(), "select");
   int64_t size = t.shape()[dim];
-  MS_CHECK(index >= -size && index < size, "select: index ", index,
-           " is out of range for dim ", dim, " of size ", size);
+  MS_CHECK(index >= -size && index < size, "select: index ", index, " is out of range for dim ",
+           dim, " of size ", size);
   if (index < 0) index += size;
   return squeeze(narrow(t, dim, index, 1), dim);
 }
@@ -189,9 +189,8 @@ Tensor squeeze(const Tensor& t, int64_t dim) {
   strides.erase(strides.begin() + dim);
   Tensor out = Tensor::make_view(t, shape, strides, t.offset());
   if (needs_grad({&t})) {
-    record(out, "squeeze", {t}, [dim](const Tensor& g) {
-      return std::vector<Tensor>{unsqueeze(g, dim)};
-    });
+    record(out, "squeeze", {t},
+           [dim](const Tensor& g) { return std::vector<Tensor>{unsqueeze(g, dim)}; });
   }
   return out;
 }
@@ -204,9 +203,8 @@ Tensor unsqueeze(const Tensor& t, int64_t dim) {
   strides.insert(strides.begin() + dim, stride);
   Tensor out = Tensor::make_view(t, shape, strides, t.offset());
   if (needs_grad({&t})) {
-    record(out, "unsqueeze", {t}, [dim](const Tensor& g) {
-      return std::vector<Tensor>{squeeze(g, dim)};
-    });
+    record(out, "unsqueeze", {t},
+           [dim](const Tensor& g) { return std::vector<Tensor>{squeeze(g, dim)}; });
   }
   return out;
 }
@@ -226,14 +224,15 @@ Tensor expand(const Tensor& t, const Shape& shape) {
   Tensor out = Tensor::make_view(t, shape, strides, t.offset());
   if (needs_grad({&t})) {
     Shape in_shape = t.shape();
-    record(out, "expand", {t}, [in_shape](const Tensor& g) {
-      return std::vector<Tensor>{sum_to(g, in_shape)};
-    });
+    record(out, "expand", {t},
+           [in_shape](const Tensor& g) { return std::vector<Tensor>{sum_to(g, in_shape)}; });
   }
   return out;
 }
 
-Tensor detach(const Tensor& t) { return Tensor::make_view(t, t.shape(), t.strides(), t.offset()); }
+Tensor detach(const Tensor& t) {
+  return Tensor::make_view(t, t.shape(), t.strides(), t.offset());
+}
 
 Tensor clone(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), t.dtype());
@@ -244,7 +243,9 @@ Tensor clone(const Tensor& t) {
   return out;
 }
 
-Tensor contiguous(const Tensor& t) { return t.is_contiguous() ? t : clone(t); }
+Tensor contiguous(const Tensor& t) {
+  return t.is_contiguous() ? t : clone(t);
+}
 
 Tensor to(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
@@ -289,7 +290,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     for (const Tensor& t : tensors) sizes.push_back(t.shape()[dim]);
     record(out, "cat", tensors, [starts, sizes, dim](const Tensor& g) {
       std::vector<Tensor> grads;
-      for (size_t i = 0; i < starts.size(); ++i) grads.push_back(narrow(g, dim, starts[i], sizes[i]));
+      for (size_t i = 0; i < starts.size(); ++i)
+        grads.push_back(narrow(g, dim, starts[i], sizes[i]));
       return grads;
     });
   }

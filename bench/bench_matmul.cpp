@@ -25,94 +25,90 @@
 namespace {
 
 double best_seconds(const std::function<void()>& f) {
-    f();  // warm-up: page in buffers, grow packing scratch, wake threads
-    // Enough repetitions for ~0.3 s per cell, at least 3, at most 50.
-    auto t0 = std::chrono::steady_clock::now();
+  f();  // warm-up: page in buffers, grow packing scratch, wake threads
+  // Enough repetitions for ~0.3 s per cell, at least 3, at most 50.
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  double best = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int reps = std::clamp(int(0.3 / std::max(best, 1e-6)), 3, 50);
+  for (int r = 0; r < reps; ++r) {
+    t0 = std::chrono::steady_clock::now();
     f();
-    double best = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const int reps = std::clamp(int(0.3 / std::max(best, 1e-6)), 3, 50);
-    for (int r = 0; r < reps; ++r) {
-        t0 = std::chrono::steady_clock::now();
-        f();
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-                                  .count());
-    }
-    return best;
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
 }
 
 struct Case {
-    int n;
-    bool ta, tb;
+  int n;
+  bool ta, tb;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool quick = false;
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--quick") == 0) {
-            quick = true;
-        } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
-                   ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
-            ++i;
-        } else {
-            std::fprintf(stderr, "usage: %s [--quick] [--isa avx512|avx2|scalar]\n", argv[0]);
-            return 2;
-        }
-    }
-    std::vector<Case> cases;
-    if (quick) {
-        cases = {{1024, false, false}, {1024, false, true}, {1024, true, false}};
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      quick = true;
+    } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
+               ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
+      ++i;
     } else {
-        for (int n : {256, 512, 1024, 2048}) cases.push_back({n, false, false});
-        cases.push_back({1024, false, true});
-        cases.push_back({1024, true, false});
+      std::fprintf(stderr, "usage: %s [--quick] [--isa avx512|avx2|scalar]\n", argv[0]);
+      return 2;
     }
-    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-    std::printf("ours: gemm_f32 micro-kernel = %s\n", ms::cpu::gemm_f32_isa());
-    // OPENBLAS_CORETYPE, if set, overrides OpenBLAS's CPU detection (read once,
-    // when the library loads); the config string names the kernel it picked.
-    std::printf("OpenBLAS: %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
-                coretype ? coretype : "unset, auto-detected");
-    std::printf("C = A*B, all M = N = K = size, row-major; NT = A*B^T, TN = A^T*B\n\n");
-    std::printf("%6s %4s %7s %14s %18s %7s\n", "size", "form", "threads", "ours GFLOP/s",
-                "OpenBLAS GFLOP/s", "ratio");
+  }
+  std::vector<Case> cases;
+  if (quick) {
+    cases = {{1024, false, false}, {1024, false, true}, {1024, true, false}};
+  } else {
+    for (int n : {256, 512, 1024, 2048}) cases.push_back({n, false, false});
+    cases.push_back({1024, false, true});
+    cases.push_back({1024, true, false});
+  }
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("ours: gemm_f32 micro-kernel = %s\n", ms::cpu::gemm_f32_isa());
+  // OPENBLAS_CORETYPE, if set, overrides OpenBLAS's CPU detection (read once,
+  // when the library loads); the config string names the kernel it picked.
+  std::printf("OpenBLAS: %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
+              coretype ? coretype : "unset, auto-detected");
+  std::printf("C = A*B, all M = N = K = size, row-major; NT = A*B^T, TN = A^T*B\n\n");
+  std::printf("%6s %4s %7s %14s %18s %7s\n", "size", "form", "threads", "ours GFLOP/s",
+              "OpenBLAS GFLOP/s", "ratio");
 
-    std::mt19937 rng(42);
-    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    for (const Case& c : cases) {
-        const int n = c.n;
-        std::vector<float> A(size_t(n) * n), B(size_t(n) * n), C1(size_t(n) * n),
-            C2(size_t(n) * n);
-        for (float& x : A) x = dist(rng);
-        for (float& x : B) x = dist(rng);
-        const double flops = 2.0 * n * n * n;
-        for (int threads : {1, 2}) {
-            omp_set_num_threads(threads);
-            openblas_set_num_threads(threads);
-            const double t_ours = best_seconds(
-                [&] {
-                    ms::cpu::gemm_f32(c.ta, c.tb, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f,
-                                      C1.data(), n);
-                });
-            const double t_blas = best_seconds(
-                [&] {
-                    cblas_sgemm(CblasRowMajor, c.ta ? CblasTrans : CblasNoTrans,
-                                c.tb ? CblasTrans : CblasNoTrans, n, n, n, 1.0f, A.data(), n,
-                                B.data(), n, 0.0f, C2.data(), n);
-                });
-            // Sanity: both libraries computed the same product.
-            double max_err = 0.0, max_ref = 0.0;
-            for (size_t i = 0; i < C1.size(); ++i) {
-                max_err = std::max(max_err, double(std::fabs(C1[i] - C2[i])));
-                max_ref = std::max(max_ref, double(std::fabs(C2[i])));
-            }
-            const char* form = c.ta ? "TN" : c.tb ? "NT" : "NN";
-            std::printf("%6d %4s %7d %14.1f %18.1f %7.2f%s\n", n, form, threads,
-                        flops / t_ours * 1e-9, flops / t_blas * 1e-9, t_blas / t_ours,
-                        max_err <= 1e-4 * max_ref * std::sqrt(double(n)) ? "" : "  MISMATCH");
-            std::fflush(stdout);
-        }
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const Case& c : cases) {
+    const int n = c.n;
+    std::vector<float> A(size_t(n) * n), B(size_t(n) * n), C1(size_t(n) * n), C2(size_t(n) * n);
+    for (float& x : A) x = dist(rng);
+    for (float& x : B) x = dist(rng);
+    const double flops = 2.0 * n * n * n;
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      openblas_set_num_threads(threads);
+      const double t_ours = best_seconds([&] {
+        ms::cpu::gemm_f32(c.ta, c.tb, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C1.data(), n);
+      });
+      const double t_blas = best_seconds([&] {
+        cblas_sgemm(CblasRowMajor, c.ta ? CblasTrans : CblasNoTrans,
+                    c.tb ? CblasTrans : CblasNoTrans, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f,
+                    C2.data(), n);
+      });
+      // Sanity: both libraries computed the same product.
+      double max_err = 0.0, max_ref = 0.0;
+      for (size_t i = 0; i < C1.size(); ++i) {
+        max_err = std::max(max_err, double(std::fabs(C1[i] - C2[i])));
+        max_ref = std::max(max_ref, double(std::fabs(C2[i])));
+      }
+      const char* form = c.ta ? "TN" : c.tb ? "NT" : "NN";
+      std::printf("%6d %4s %7d %14.1f %18.1f %7.2f%s\n", n, form, threads, flops / t_ours * 1e-9,
+                  flops / t_blas * 1e-9, t_blas / t_ours,
+                  max_err <= 1e-4 * max_ref * std::sqrt(double(n)) ? "" : "  MISMATCH");
+      std::fflush(stdout);
     }
-    return 0;
+  }
+  return 0;
 }

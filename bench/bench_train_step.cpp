@@ -35,6 +35,8 @@
 // run at the same thread count (best of several calls, before and after our steps)
 // on the model's c_attn shape 2048×768×256 (M = B·T, N = 3C, K = C) and on 1024³.
 #include <omp.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -46,9 +48,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <time.h>
-#include <unistd.h>
 
 #include "nn/data.h"
 #include "nn/gpt.h"
@@ -180,10 +179,10 @@ struct TorchResult {
 
 std::optional<TorchResult> run_torch(const std::string& py, const std::string& script,
                                      const std::string& data, int threads, int warmup, int steps) {
-  const std::string cmd = "OMP_NUM_THREADS=" + std::to_string(threads) + " MKL_NUM_THREADS=" +
-                          std::to_string(threads) + " " + py + " " + script + " --threads " +
-                          std::to_string(threads) + " --steps " + std::to_string(steps) +
-                          " --warmup " + std::to_string(warmup) + " --data '" + data + "' 2>&1";
+  const std::string cmd =
+      "OMP_NUM_THREADS=" + std::to_string(threads) + " MKL_NUM_THREADS=" + std::to_string(threads) +
+      " " + py + " " + script + " --threads " + std::to_string(threads) + " --steps " +
+      std::to_string(steps) + " --warmup " + std::to_string(warmup) + " --data '" + data + "' 2>&1";
   int rc = 0;
   const std::string out = run_capture(cmd, &rc);
   TorchResult r;
@@ -250,8 +249,10 @@ int main(int argc, char** argv) {
     } else if (std::strcmp(argv[i], "--no-torch") == 0) {
       torch_on = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--quick] [--no-torch] [--threads N] "
-                   "[--wait-policy passive|default]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--steps N] [--quick] [--no-torch] [--threads N] "
+                   "[--wait-policy passive|default]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -267,8 +268,9 @@ int main(int argc, char** argv) {
   }
   const std::string policy =
       !policy_env ? "unset (libgomp default: spin a while, then sleep)"
-      : std::getenv("MS_BENCH_SET_WAIT_POLICY") ? "PASSIVE (set by this benchmark; --wait-policy default to keep libgomp's)"
-                                                : std::string(policy_env) + " (from the environment)";
+      : std::getenv("MS_BENCH_SET_WAIT_POLICY")
+          ? "PASSIVE (set by this benchmark; --wait-policy default to keep libgomp's)"
+          : std::string(policy_env) + " (from the environment)";
   const std::string data_path = find_repo_file("data/tinyshakespeare.txt", argv[0]);
   const std::string script = find_repo_file("bench/torch_gpt.py", argv[0]);
   const ms::TokenData data = ms::TokenData::load(data_path);
@@ -298,8 +300,9 @@ int main(int argc, char** argv) {
   if (torch_on) {
     py = find_torch_python();
     if (!py)
-      std::printf("PyTorch not available: skipped (install python3-torch; tried /usr/bin/python3, "
-                  "python3)\n");
+      std::printf(
+          "PyTorch not available: skipped (install python3-torch; tried /usr/bin/python3, "
+          "python3)\n");
   }
   std::printf("load average (1 min) at start: %s on %d CPUs\n\n", loadavg().c_str(),
               omp_get_num_procs());
@@ -322,10 +325,11 @@ int main(int argc, char** argv) {
     row.ours = time_steps(data, warmup, steps);
     row.g_model = std::max(row.g_model, gemm_gflops(kB * kT, 3 * kC, kC, gemm_budget));
     row.g_cube = std::max(row.g_cube, gemm_gflops(1024, 1024, 1024, gemm_budget));
-    std::printf("[%d thread%s] ours: %.1f ms/step (best %.1f; CPU %.1f ms/step), loss %.4f -> %.4f"
-                "; load %s\n",
-                threads, threads > 1 ? "s" : "", row.ours.med_ms, row.ours.best_ms, row.ours.cpu_ms,
-                row.ours.first_loss, row.ours.last_loss, loadavg().c_str());
+    std::printf(
+        "[%d thread%s] ours: %.1f ms/step (best %.1f; CPU %.1f ms/step), loss %.4f -> %.4f"
+        "; load %s\n",
+        threads, threads > 1 ? "s" : "", row.ours.med_ms, row.ours.best_ms, row.ours.cpu_ms,
+        row.ours.first_loss, row.ours.last_loss, loadavg().c_str());
     std::fflush(stdout);
     if (py) {
       row.torch = run_torch(*py, script, data_path, threads, warmup, steps);

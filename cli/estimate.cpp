@@ -10,8 +10,9 @@
 namespace ms {
 
 int estimate_memory_command(int argc, char** argv) {
-  Flags f("minispeed estimate-memory",
-          "Per-rank bytes of parameters, gradients and optimizer state (fp32) for each ZeRO stage.");
+  Flags f(
+      "minispeed estimate-memory",
+      "Per-rank bytes of parameters, gradients and optimizer state (fp32) for each ZeRO stage.");
   f.add("params", "", "number of parameters Ψ (e.g. 124439808 for GPT-2 small); required");
   f.add("dp", "1,2,4,8", "data-parallel sizes D, comma-separated");
   f.add("zero-stage", "all", "0 | 1 | 2 | 3 | all");
@@ -30,7 +31,8 @@ int estimate_memory_command(int argc, char** argv) {
       d = std::stoi(item);
     } catch (const std::exception&) {
     }
-    MS_CHECK(d > 0, "--dp: '", item, "' is not a positive integer (give e.g. --dp 2 or --dp 1,2,4)");
+    MS_CHECK(d > 0, "--dp: '", item,
+             "' is not a positive integer (give e.g. --dp 2 or --dp 1,2,4)");
     dps.push_back(d);
   }
   std::string stage = f.str("zero-stage");
@@ -42,10 +44,11 @@ int estimate_memory_command(int argc, char** argv) {
   MS_CHECK(s >= 0 && s <= 3, "--zero-stage must be 0, 1, 2, 3 or all, got ", s);
   for (int d : dps) {
     MemoryEstimate e = estimate_memory(params, d, static_cast<int>(s), static_cast<size_t>(k));
-    std::printf("stage %lld, D = %d: %s = params %s + grads %s + optimizer %s = %s bytes per rank\n",
-                static_cast<long long>(s), d, e.formula().c_str(), format_bytes(e.params).c_str(),
-                format_bytes(e.grads).c_str(), format_bytes(e.optimizer).c_str(),
-                format_bytes(e.total()).c_str());
+    std::printf(
+        "stage %lld, D = %d: %s = params %s + grads %s + optimizer %s = %s bytes per rank\n",
+        static_cast<long long>(s), d, e.formula().c_str(), format_bytes(e.params).c_str(),
+        format_bytes(e.grads).c_str(), format_bytes(e.optimizer).c_str(),
+        format_bytes(e.total()).c_str());
   }
   return 0;
 }

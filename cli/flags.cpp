@@ -26,7 +26,8 @@ size_t distance(const std::string& a, const std::string& b) {
 }
 }  // namespace
 
-void Flags::add(const std::string& name, const std::string& default_value, const std::string& help) {
+void Flags::add(const std::string& name, const std::string& default_value,
+                const std::string& help) {
   order_.push_back(name);
   flags_[name] = {default_value, default_value, help};
 }
@@ -52,11 +53,13 @@ bool Flags::parse(int argc, char** argv, int first) {
       size_t best_d = 4;
       for (const auto& known : order_)
         if (size_t d = distance(name, known); d < best_d) best_d = d, best = known;
-      throw Error(str_cat(program_, ": unknown flag --", name,
-                          best.empty() ? std::string(" (see --help)") : " (did you mean --" + best + "?)"));
+      throw Error(
+          str_cat(program_, ": unknown flag --", name,
+                  best.empty() ? std::string(" (see --help)") : " (did you mean --" + best + "?)"));
     }
     if (!inline_value) {
-      MS_CHECK(i + 1 < argc, program_, ": flag --", name, " needs a value (", flags_[name].help, ")");
+      MS_CHECK(i + 1 < argc, program_, ": flag --", name, " needs a value (", flags_[name].help,
+               ")");
       value = argv[++i];
     }
     flags_[name].value = value;
@@ -71,7 +74,9 @@ const Flags::Flag& Flags::get(const std::string& name) const {
   return it->second;
 }
 
-std::string Flags::str(const std::string& name) const { return get(name).value; }
+std::string Flags::str(const std::string& name) const {
+  return get(name).value;
+}
 
 int64_t Flags::integer(const std::string& name) const {
   const std::string& v = get(name).value;
@@ -82,8 +87,8 @@ int64_t Flags::integer(const std::string& name) const {
   } catch (const std::exception&) {
     used = 0;
   }
-  MS_CHECK(used == v.size() && !v.empty(), program_, ": --", name, " must be an integer, got '",
-           v, "'");
+  MS_CHECK(used == v.size() && !v.empty(), program_, ": --", name, " must be an integer, got '", v,
+           "'");
   return out;
 }
 

@@ -1,9 +1,9 @@
 // minispeed: the command-line program. `minispeed help` lists the commands.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-
-#include <unistd.h>
 
 #include "cli/commands.h"
 #include "parallel/runtime.h"

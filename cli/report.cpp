@@ -38,19 +38,22 @@ void write_loss_svg(const std::string& path, const std::vector<LossPoint>& point
   auto y = [&](double v) { return top + (H - top - bottom) * (hi - v) / (hi - lo); };
   std::ostringstream svg;
   svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
-      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n"
-      << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='14'>" << title << "</text>\n";
+      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' "
+         "fill='white'/>\n"
+      << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='14'>" << title
+      << "</text>\n";
   for (int i = 0; i <= 4; ++i) {  // horizontal grid with loss labels
     double v = lo + (hi - lo) * i / 4;
     svg << "<line x1='" << left << "' x2='" << W - right << "' y1='" << y(v) << "' y2='" << y(v)
-        << "' stroke='#ddd'/><text x='" << left - 6 << "' y='" << y(v) + 4
-        << "' text-anchor='end'>" << std::round(v * 100) / 100 << "</text>\n";
+        << "' stroke='#ddd'/><text x='" << left - 6 << "' y='" << y(v) + 4 << "' text-anchor='end'>"
+        << std::round(v * 100) / 100 << "</text>\n";
   }
-  svg << "<text x='" << W / 2 << "' y='" << H - 12 << "' text-anchor='middle'>step (of "
-      << max_step << ")</text>\n<text x='16' y='" << H / 2
-      << "' transform='rotate(-90 16 " << H / 2 << ")' text-anchor='middle'>loss (nats/byte)</text>\n";
+  svg << "<text x='" << W / 2 << "' y='" << H - 12 << "' text-anchor='middle'>step (of " << max_step
+      << ")</text>\n<text x='16' y='" << H / 2 << "' transform='rotate(-90 16 " << H / 2
+      << ")' text-anchor='middle'>loss (nats/byte)</text>\n";
   svg << "<polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='";
-  for (const LossPoint& p : points) svg << x(static_cast<double>(p.step)) << "," << y(p.train_loss) << " ";
+  for (const LossPoint& p : points)
+    svg << x(static_cast<double>(p.step)) << "," << y(p.train_loss) << " ";
   svg << "'/>\n";
   for (const LossPoint& p : points)
     if (!std::isnan(p.val_loss))

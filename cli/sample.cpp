@@ -21,8 +21,9 @@ int sample_command(int argc, char** argv) {
   MS_CHECK(tokens >= 0, "--tokens must be >= 0, got ", tokens);
   auto model = GPT::from_safetensors(f.str("weights"));
   std::string prompt = f.str("prompt");
-  std::string text = generate(*model, prompt, {tokens, f.real("temperature"), f.integer("top-k"),
-                                               static_cast<uint64_t>(f.integer("seed"))});
+  std::string text = generate(*model, prompt,
+                              {tokens, f.real("temperature"), f.integer("top-k"),
+                               static_cast<uint64_t>(f.integer("seed"))});
   std::printf("%s%s\n", prompt.c_str(), text.c_str());
   return 0;
 }

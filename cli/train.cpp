@@ -1,13 +1,13 @@
 // `minispeed train`: trains a GPT on a file of bytes, in one process or, under
 // mpirun, data-parallel with ZeRO. Rank 0 logs; every rank computes.
+#include <omp.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
-
-#include <omp.h>
 
 #include "autograd/grad_mode.h"
 #include "cli/commands.h"
@@ -23,9 +23,11 @@ namespace ms {
 namespace {
 
 Flags train_flags() {
-  Flags f("minispeed train", "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
-                             "Under `mpirun -np N`, --batch-size is per rank and the N ranks train data-parallel.");
-  f.add("data", "data/tinyshakespeare.txt", "file of raw bytes; first 90% trains, the rest validates");
+  Flags f("minispeed train",
+          "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
+          "Under `mpirun -np N`, --batch-size is per rank and the N ranks train data-parallel.");
+  f.add("data", "data/tinyshakespeare.txt",
+        "file of raw bytes; first 90% trains, the rest validates");
   f.add("n-layer", "4", "transformer blocks");
   f.add("n-head", "4", "attention heads (must divide --n-embd)");
   f.add("n-embd", "128", "embedding width C");
@@ -45,11 +47,14 @@ Flags train_flags() {
   f.add("grad-clip", "1.0", "clip the global gradient norm to this value (0 = off)");
   f.add("dropout", "0", "dropout probability");
   f.add("seed", "1337", "seed for initialization and dropout");
-  f.add("init-from", "", "start from these weights (.safetensors); the model shape comes from the file");
-  f.add("save-weights", "", "write the final weights here (.safetensors); the loss curve goes beside it");
+  f.add("init-from", "",
+        "start from these weights (.safetensors); the model shape comes from the file");
+  f.add("save-weights", "",
+        "write the final weights here (.safetensors); the loss curve goes beside it");
   f.add("eval-every", "100", "evaluate validation loss every N steps and at the end (0 = never)");
   f.add("eval-batches", "8", "validation batches (of the global batch) per evaluation");
-  f.add("sample-every", "0", "print a sample every N steps (0 = never); a sample is always printed at the end");
+  f.add("sample-every", "0",
+        "print a sample every N steps (0 = never); a sample is always printed at the end");
   f.add("sample-tokens", "300", "bytes to sample at the end");
   f.add("zero-stage", "0", "ZeRO stage 0 (plain data parallel) | 1 | 2 | 3");
   f.add("log-every", "1", "print a step line every N steps");
@@ -65,8 +70,10 @@ struct Clock {
 
 std::string format_duration(double s) {
   char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
   return buf;
 }
 
@@ -110,7 +117,8 @@ int train_command(int argc, char** argv, Communicator& world) {
   MS_CHECK(steps >= 0, "--steps must be >= 0, got ", steps);
   MS_CHECK(accum > 0, "--grad-accum must be positive, got ", accum);
   const int64_t zero_stage = flags.integer("zero-stage");
-  MS_CHECK(zero_stage >= 0 && zero_stage <= 3, "--zero-stage must be 0, 1, 2 or 3, got ", zero_stage);
+  MS_CHECK(zero_stage >= 0 && zero_stage <= 3, "--zero-stage must be 0, 1, 2 or 3, got ",
+           zero_stage);
   const std::string opt_name = flags.str("optimizer");
   MS_CHECK(opt_name == "sgd" || opt_name == "adamw", "--optimizer: unknown optimizer '", opt_name,
            "' (valid: sgd, adamw)");
@@ -125,7 +133,8 @@ int train_command(int argc, char** argv, Communicator& world) {
   std::shared_ptr<GPT> model;
   if (!flags.str("init-from").empty()) {
     model = GPT::from_safetensors(flags.str("init-from"));
-    MS_CHECK(T <= model->config().block_size, "--seq-len ", T, " exceeds the positions of --init-from's model (block_size ",
+    MS_CHECK(T <= model->config().block_size, "--seq-len ", T,
+             " exceeds the positions of --init-from's model (block_size ",
              model->config().block_size, ")");
   } else {
     GPTConfig cfg;
@@ -144,10 +153,12 @@ int train_command(int argc, char** argv, Communicator& world) {
   MS_CHECK(static_cast<int64_t>(data.train_size()) >= B * T + 1, "--data: '", flags.str("data"),
            "' has ", data.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
            " × --seq-len ", T, " + 1)");
-  const int64_t eval_every = flags.integer("eval-every"), eval_batches = flags.integer("eval-batches");
+  const int64_t eval_every = flags.integer("eval-every"),
+                eval_batches = flags.integer("eval-batches");
   if (eval_every > 0)
-    MS_CHECK(static_cast<int64_t>(data.val_size()) >= B * T + 1, "--data: the validation split has ",
-             data.val_size(), " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
+    MS_CHECK(static_cast<int64_t>(data.val_size()) >= B * T + 1,
+             "--data: the validation split has ", data.val_size(),
+             " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
 
   // The engine owns the optimizer: which tensors it updates (all parameters,
   // or this rank's ZeRO shard) is what distinguishes the stages.
@@ -155,19 +166,24 @@ int train_command(int argc, char** argv, Communicator& world) {
   const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
   ZeroOptions zero_opts;
   zero_opts.stage = static_cast<int>(zero_stage);
-  ZeroEngine engine(*model, world, zero_opts, [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
-    if (opt_name == "sgd") return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum, weight_decay);
-    return std::make_unique<AdamW>(std::move(ps), schedule.max_lr, beta1, beta2, 1e-8, weight_decay);
-  });
+  ZeroEngine engine(
+      *model, world, zero_opts, [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+        if (opt_name == "sgd")
+          return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum, weight_decay);
+        return std::make_unique<AdamW>(std::move(ps), schedule.max_lr, beta1, beta2, 1e-8,
+                                       weight_decay);
+      });
 
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
                 model->config().describe().c_str(), static_cast<long long>(engine.num_parameters()),
                 static_cast<long long>(D), static_cast<long long>(zero_stage));
-    std::printf("  batch %lld×%lld tokens per rank × %lld micro-steps × %lld ranks = %lld tokens/step; %s, lr %g (%s)\n",
-                static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
-                static_cast<long long>(D), static_cast<long long>(B * T * accum * D), opt_name.c_str(),
-                schedule.max_lr, flags.str("schedule").c_str());
+    std::printf(
+        "  batch %lld×%lld tokens per rank × %lld micro-steps × %lld ranks = %lld tokens/step; %s, "
+        "lr %g (%s)\n",
+        static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
+        static_cast<long long>(D), static_cast<long long>(B * T * accum * D), opt_name.c_str(),
+        schedule.max_lr, flags.str("schedule").c_str());
     std::fflush(stdout);
   }
 
@@ -205,10 +221,10 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (lead && ((step + 1) % log_every == 0 || last || !std::isnan(val))) {
       double elapsed = total_clock.seconds();
       double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(steps - step - 1);
-      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | eta %s",
-                  static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr,
-                  norm, ms, static_cast<double>(B * T * accum * D) / (ms / 1000),
-                  format_duration(eta).c_str());
+      std::printf(
+          "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | eta %s",
+          static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr, norm, ms,
+          static_cast<double>(B * T * accum * D) / (ms / 1000), format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       std::printf("\n");
       std::fflush(stdout);

@@ -26,7 +26,9 @@ namespace ms::lesson {
   std::cout << "FAIL: " << what << "\n";
   std::exit(1);
 }
-inline void pass(const std::string& what) { std::cout << "PASS: " << what << "\n"; }
+inline void pass(const std::string& what) {
+  std::cout << "PASS: " << what << "\n";
+}
 
 // main(): runs the checks, then prints the final PASS. An exception from the
 // learner's code (every exercise stub throws "TODO: ...") becomes a FAIL line

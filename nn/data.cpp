@@ -8,7 +8,8 @@ namespace ms {
 TokenData TokenData::load(const std::string& path, double train_fraction) {
   std::ifstream in(path, std::ios::binary);
   MS_CHECK(in.good(), "--data: cannot open '", path, "' (give a file of raw bytes)");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   MS_CHECK(!bytes.empty(), "--data: '", path, "' is empty");
   size_t split = static_cast<size_t>(static_cast<double>(bytes.size()) * train_fraction);
   return TokenData(std::vector<uint8_t>(bytes.begin(), bytes.begin() + split),
@@ -21,7 +22,8 @@ Batch TokenData::window(const std::vector<uint8_t>& buf, int64_t w, int64_t B, i
   MS_CHECK(B > 0 && T > 0, "batch: batch size ", B, " and sequence length ", T,
            " must be positive");
   MS_CHECK(n >= bt + 1, "data: the ", split, " split has ", n, " bytes, fewer than one batch (",
-           "batch-size ", B, " × seq-len ", T, " + 1 = ", bt + 1, "); use a smaller batch or more data");
+           "batch-size ", B, " × seq-len ", T, " + 1 = ", bt + 1,
+           "); use a smaller batch or more data");
   int64_t windows = (n - 1) / bt;
   int64_t offset = (w % windows) * bt;
   std::vector<int32_t> x(bt), y(bt);

@@ -22,21 +22,24 @@ std::string GPTConfig::describe() const {
 CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
     : n_head_(cfg.n_head) {
   double resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
-  c_attn = register_module("c_attn", std::make_shared<Linear>(cfg.n_embd, 3 * cfg.n_embd, true, gen));
-  c_proj = register_module("c_proj", std::make_shared<Linear>(cfg.n_embd, cfg.n_embd, true, gen, resid_std));
+  c_attn =
+      register_module("c_attn", std::make_shared<Linear>(cfg.n_embd, 3 * cfg.n_embd, true, gen));
+  c_proj = register_module("c_proj",
+                           std::make_shared<Linear>(cfg.n_embd, cfg.n_embd, true, gen, resid_std));
   resid_dropout_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
-  Tensor qkv = c_attn->forward(x);              // (B, T, 3C)
-  Tensor y = causal_attention(qkv, n_head_);    // (B, T, C)
+  Tensor qkv = c_attn->forward(x);            // (B, T, 3C)
+  Tensor y = causal_attention(qkv, n_head_);  // (B, T, C)
   return resid_dropout_->forward(c_proj->forward(y));
 }
 
 MLP::MLP(const GPTConfig& cfg, Generator& gen) {
   double resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
   c_fc = register_module("c_fc", std::make_shared<Linear>(cfg.n_embd, 4 * cfg.n_embd, true, gen));
-  c_proj = register_module("c_proj", std::make_shared<Linear>(4 * cfg.n_embd, cfg.n_embd, true, gen, resid_std));
+  c_proj = register_module(
+      "c_proj", std::make_shared<Linear>(4 * cfg.n_embd, cfg.n_embd, true, gen, resid_std));
   dropout_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
 }
 
@@ -68,8 +71,9 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
 }
 
 Tensor GPT::forward(const Tensor& idx) {
-  MS_CHECK(idx.dim() == 2 && idx.dtype() == DType::I32, "GPT.forward: tokens must be i32 (B, T), got ",
-           shape_str(idx.shape()), " ", dtype_name(idx.dtype()));
+  MS_CHECK(idx.dim() == 2 && idx.dtype() == DType::I32,
+           "GPT.forward: tokens must be i32 (B, T), got ", shape_str(idx.shape()), " ",
+           dtype_name(idx.dtype()));
   int64_t T = idx.shape()[1];
   MS_CHECK(T <= cfg_.block_size, "GPT.forward: sequence length ", T,
            " exceeds the model's block_size ", cfg_.block_size);

@@ -33,8 +33,8 @@ int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::
   try {
     return std::stoll(it->second);
   } catch (const std::exception&) {
-    throw Error(str_cat("safetensors metadata: '", key, "' = '", it->second,
-                        "' is not an integer"));
+    throw Error(
+        str_cat("safetensors metadata: '", key, "' = '", it->second, "' is not an integer"));
   }
 }
 
@@ -76,9 +76,8 @@ void GPT::load_safetensors(const std::string& path) {
     auto it = tensors.find(name);
     MS_CHECK(it != tensors.end(), "GPT weights ", path, ": missing tensor '", name, "' ",
              shape_str(param.shape()));
-    MS_CHECK(it->second.shape() == param.shape(), "GPT weights ", path, ": '", name,
-             "' has shape ", shape_str(it->second.shape()), " but the model expects ",
-             shape_str(param.shape()));
+    MS_CHECK(it->second.shape() == param.shape(), "GPT weights ", path, ": '", name, "' has shape ",
+             shape_str(it->second.shape()), " but the model expects ", shape_str(param.shape()));
     MS_CHECK(is_float_dtype(it->second.dtype()), "GPT weights ", path, ": '", name, "' has dtype ",
              dtype_name(it->second.dtype()), "; expected F32, F16 or BF16");
     copy_(param, it->second);  // converts F16/BF16 to f32

@@ -9,8 +9,10 @@ namespace ms {
 
 Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
   for (const Tensor& p : params_)
-    MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous(), "optimizer: parameters must be "
-             "contiguous f32, got ", dtype_name(p.dtype()), " ", shape_str(p.shape()));
+    MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous(),
+             "optimizer: parameters must be "
+             "contiguous f32, got ",
+             dtype_name(p.dtype()), " ", shape_str(p.shape()));
 }
 
 void Optimizer::zero_grad() {
@@ -21,7 +23,8 @@ SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_d
     : Optimizer(std::move(params), lr), momentum_(momentum), weight_decay_(weight_decay) {
   // Allocated up front (PyTorch does it lazily) so state_bytes() and the ZeRO
   // memory table see the state from the start.
-  for (const Tensor& p : params_) momentum_buf_.push_back(momentum_ != 0 ? zeros(p.shape()) : Tensor());
+  for (const Tensor& p : params_)
+    momentum_buf_.push_back(momentum_ != 0 ? zeros(p.shape()) : Tensor());
 }
 
 void SGD::step() {
@@ -58,10 +61,13 @@ size_t SGD::state_bytes() const {
 
 AdamW::AdamW(std::vector<Tensor> params, double lr, double beta1, double beta2, double eps,
              double weight_decay)
-    : Optimizer(std::move(params), lr), beta1_(beta1), beta2_(beta2), eps_(eps),
+    : Optimizer(std::move(params), lr),
+      beta1_(beta1),
+      beta2_(beta2),
+      eps_(eps),
       weight_decay_(weight_decay) {
-  MS_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas (", beta1, ", ",
-           beta2, ") must be in [0, 1)");
+  MS_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas (", beta1, ", ", beta2,
+           ") must be in [0, 1)");
   // State allocated up front (zeros), as ZeRO's memory formula assumes.
   for (const Tensor& p : params_) {
     m_.push_back(zeros(p.shape()));

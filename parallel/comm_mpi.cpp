@@ -11,8 +11,6 @@
 // Note on progress: Open MPI advances a nonblocking collective only while some
 // MPI call runs on that rank, so code that overlaps work must call test() (or
 // wait()) now and then — the same rule NCCL-free PyTorch/Gloo users meet.
-#include "parallel/comm.h"
-
 #include <mpi.h>
 
 #include <chrono>
@@ -23,6 +21,7 @@
 #include <functional>
 #include <thread>
 
+#include "parallel/comm.h"
 #include "parallel/runtime.h"
 
 namespace ms {

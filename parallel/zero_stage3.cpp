@@ -35,8 +35,6 @@ std::vector<std::vector<int>> block_groups(const GPT& model) {
 
 }  // namespace
 
-
-
 ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
     : ZeroStage2(model.parameters(), std::move(dp), block_groups(model)), model_(model) {
   MS_CHECK(model.config().dropout == 0,

@@ -6,7 +6,9 @@ namespace ms {
 
 enum class Device { CPU, CUDA };
 
-inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+inline const char* device_name(Device d) {
+  return d == Device::CPU ? "cpu" : "cuda";
+}
 
 // True when this build has the CUDA backend (make CUDA=1).
 bool cuda_built();

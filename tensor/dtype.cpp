@@ -8,22 +8,32 @@ namespace ms {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::F32: return 4;
-    case DType::F64: return 8;
-    case DType::BF16: return 2;
-    case DType::F16: return 2;
-    case DType::I32: return 4;
+    case DType::F32:
+      return 4;
+    case DType::F64:
+      return 8;
+    case DType::BF16:
+      return 2;
+    case DType::F16:
+      return 2;
+    case DType::I32:
+      return 4;
   }
   MS_ASSERT(false, "unknown dtype");
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "f32";
-    case DType::F64: return "f64";
-    case DType::BF16: return "bf16";
-    case DType::F16: return "f16";
-    case DType::I32: return "i32";
+    case DType::F32:
+      return "f32";
+    case DType::F64:
+      return "f64";
+    case DType::BF16:
+      return "bf16";
+    case DType::F16:
+      return "f16";
+    case DType::I32:
+      return "i32";
   }
   MS_ASSERT(false, "unknown dtype");
 }
@@ -49,7 +59,9 @@ uint16_t f32_to_bf16(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-float bf16_to_f32(uint16_t x) { return float_of(static_cast<uint32_t>(x) << 16); }
+float bf16_to_f32(uint16_t x) {
+  return float_of(static_cast<uint32_t>(x) << 16);
+}
 
 // f16: 1 sign, 5 exponent (bias 15), 10 mantissa bits. Normal f16 values have
 // unbiased exponents -14..15; below that the result is subnormal (a multiple of
@@ -59,7 +71,7 @@ uint16_t f32_to_f16(float x) {
   uint32_t u = bits_of(x);
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7FFFFFFFu;
-  if (abs > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);  // NaN
+  if (abs > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);   // NaN
   if (abs == 0x7F800000u) return static_cast<uint16_t>(sign | 0x7C00u);  // inf
   int32_t exp = static_cast<int32_t>(abs >> 23) - 127;
   uint32_t mant = abs & 0x7FFFFFu;
@@ -99,11 +111,16 @@ float f16_to_f32(uint16_t x) {
 
 double load_as_double(const void* base, int64_t i, DType dtype) {
   switch (dtype) {
-    case DType::F32: return static_cast<const float*>(base)[i];
-    case DType::F64: return static_cast<const double*>(base)[i];
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    case DType::I32: return static_cast<const int32_t*>(base)[i];
+    case DType::F32:
+      return static_cast<const float*>(base)[i];
+    case DType::F64:
+      return static_cast<const double*>(base)[i];
+    case DType::BF16:
+      return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::F16:
+      return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::I32:
+      return static_cast<const int32_t*>(base)[i];
   }
   return 0;
 }

@@ -14,8 +14,12 @@ enum class DType { F32, F64, BF16, F16, I32 };
 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
-inline bool is_float_dtype(DType d) { return d != DType::I32; }
-inline bool is_compute_dtype(DType d) { return d == DType::F32 || d == DType::F64; }
+inline bool is_float_dtype(DType d) {
+  return d != DType::I32;
+}
+inline bool is_compute_dtype(DType d) {
+  return d == DType::F32 || d == DType::F64;
+}
 
 // IEEE 754 binary16 and bfloat16 <-> binary32. Round-to-nearest-even; inf and
 // NaN are preserved (NaN stays quiet NaN), f32 values beyond the target's range

@@ -34,12 +34,12 @@ std::string str_cat(const Args&... args) {
 
 }  // namespace ms
 
-#define MS_CHECK(cond, ...)                                  \
-  do {                                                       \
+#define MS_CHECK(cond, ...)                                     \
+  do {                                                          \
     if (!(cond)) throw ::ms::Error(::ms::str_cat(__VA_ARGS__)); \
   } while (0)
 
-#define MS_ASSERT(cond, ...)                                                          \
-  do {                                                                                \
+#define MS_ASSERT(cond, ...)                                                               \
+  do {                                                                                     \
     if (!(cond)) ::ms::assert_fail(#cond, __FILE__, __LINE__, ::ms::str_cat(__VA_ARGS__)); \
   } while (0)

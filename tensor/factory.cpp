@@ -17,11 +17,19 @@ Tensor zeros(const Shape& shape, DType dtype) {
   std::memset(t.raw_data(), 0, t.nbytes());
   return t;
 }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor ones(const Shape& shape, DType dtype) {
+  return full(shape, 1.0, dtype);
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), t.dtype());
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape(), t.dtype());
+}
 
-Tensor arange(int64_t n, DType dtype) { return arange(0, static_cast<double>(n), 1, dtype); }
+Tensor arange(int64_t n, DType dtype) {
+  return arange(0, static_cast<double>(n), 1, dtype);
+}
 
 Tensor arange(double start, double end, double step, DType dtype) {
   MS_CHECK(step != 0, "arange: step must be non-zero");
@@ -46,8 +54,8 @@ Tensor uniform(const Shape& shape, Generator& gen, double low, double high, DTyp
 }
 
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-           values.size(), " values cannot fill shape ", shape_str(shape), " (",
+  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+           "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape), " (",
            shape_numel(shape), " elements)");
   Tensor src = Tensor::empty(shape, DType::F64);
   if (!values.empty()) std::memcpy(src.raw_data(), values.data(), values.size() * sizeof(double));
@@ -58,16 +66,16 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType 
 }
 
 Tensor from_vector(const std::vector<float>& values, const Shape& shape) {
-  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-           values.size(), " values cannot fill shape ", shape_str(shape));
+  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+           "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape));
   Tensor out = Tensor::empty(shape, DType::F32);
   if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(float));
   return out;
 }
 
 Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape) {
-  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-           values.size(), " values cannot fill shape ", shape_str(shape));
+  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+           "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape));
   Tensor out = Tensor::empty(shape, DType::I32);
   if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(int32_t));
   return out;

@@ -11,15 +11,14 @@ namespace ms {
 Tensor zeros(const Shape& shape, DType dtype = DType::F32);
 Tensor ones(const Shape& shape, DType dtype = DType::F32);
 Tensor full(const Shape& shape, double value, DType dtype = DType::F32);
-Tensor arange(int64_t n, DType dtype = DType::F32);                    // 0, 1, ..., n-1
+Tensor arange(int64_t n, DType dtype = DType::F32);  // 0, 1, ..., n-1
 Tensor arange(double start, double end, double step, DType dtype = DType::F32);
 Tensor randn(const Shape& shape, Generator& gen, double mean = 0, double std = 1,
              DType dtype = DType::F32);
 Tensor uniform(const Shape& shape, Generator& gen, double low = 0, double high = 1,
                DType dtype = DType::F32);
 // A tensor holding `values` (row-major) with `shape`; sizes must agree.
-Tensor from_vector(const std::vector<double>& values, const Shape& shape,
-                   DType dtype = DType::F32);
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::F32);
 // Literal lists, e.g. from_vector({1.0, 2.0}, {2}); without this overload the
 // braces would be ambiguous between the vector overloads.
 inline Tensor from_vector(std::initializer_list<double> values, const Shape& shape,

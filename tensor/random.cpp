@@ -11,7 +11,9 @@ uint64_t Generator::next_u64() {
   return z ^ (z >> 31);
 }
 
-double Generator::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+double Generator::uniform() {
+  return static_cast<double>(next_u64() >> 11) * 0x1.0p-53;
+}
 
 double Generator::normal() {
   if (has_spare_) {

@@ -14,10 +14,14 @@ namespace ms {
 
 static std::atomic<size_t> g_cpu_bytes{0};
 
-size_t cpu_bytes_allocated() { return g_cpu_bytes.load(); }
+size_t cpu_bytes_allocated() {
+  return g_cpu_bytes.load();
+}
 
 #ifndef MS_CUDA
-bool cuda_built() { return false; }
+bool cuda_built() {
+  return false;
+}
 #endif
 
 namespace {

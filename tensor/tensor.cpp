@@ -65,9 +65,9 @@ Tensor Tensor::make_view(const Tensor& base, const Shape& shape, const Shape& st
     (span < 0 ? lo : hi) += span;
   }
   int64_t capacity = static_cast<int64_t>(base.storage()->nbytes() / dtype_size(base.dtype()));
-  MS_CHECK(empty || (lo >= 0 && hi < capacity), "make_view: shape ", shape_str(shape),
-           " strides ", shape_str(strides), " offset ", offset,
-           " reaches outside the storage's ", capacity, " elements");
+  MS_CHECK(empty || (lo >= 0 && hi < capacity), "make_view: shape ", shape_str(shape), " strides ",
+           shape_str(strides), " offset ", offset, " reaches outside the storage's ", capacity,
+           " elements");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = base.storage();
   impl->shape = shape;
@@ -77,8 +77,12 @@ Tensor Tensor::make_view(const Tensor& base, const Shape& shape, const Shape& st
   return Tensor(impl);
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -139,14 +143,15 @@ std::vector<double> Tensor::to_vector() const {
 }
 
 double Tensor::item() const {
-  MS_CHECK(numel() == 1, "item: tensor of shape ", shape_str(shape()),
-           " has ", numel(), " elements; item() needs exactly one");
+  MS_CHECK(numel() == 1, "item: tensor of shape ", shape_str(shape()), " has ", numel(),
+           " elements; item() needs exactly one");
   return to_vector()[0];
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
-  MS_CHECK(is_leaf(), "set_requires_grad: only leaf tensors can change requires_grad; "
-                      "use detach() to get a leaf");
+  MS_CHECK(is_leaf(),
+           "set_requires_grad: only leaf tensors can change requires_grad; "
+           "use detach() to get a leaf");
   MS_CHECK(!on || is_compute_dtype(dtype()), "set_requires_grad: dtype ", dtype_name(dtype()),
            " cannot carry gradients; they need f32 or f64");
   self().requires_grad = on;
@@ -171,8 +176,7 @@ static void format_number(std::ostringstream& os, double v) {
 
 // Prints like numpy: nested brackets, at most `max_per_dim` items per dim with "...".
 static void format_rec(std::ostringstream& os, const std::vector<double>& v, const Shape& shape,
-                       size_t d, int64_t base, int64_t stride_of_dim, int max_per_dim,
-                       int indent) {
+                       size_t d, int64_t base, int64_t stride_of_dim, int max_per_dim, int indent) {
   if (d == shape.size()) {
     format_number(os, v[base]);
     return;
@@ -204,6 +208,8 @@ std::string Tensor::to_string(int max_per_dim) const {
   return os.str();
 }
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  return os << t.to_string();
+}
 
 }  // namespace ms

@@ -60,7 +60,7 @@ class Tensor {
   const Shape& shape() const { return self().shape; }
   const Shape& strides() const { return self().strides; }
   int64_t dim() const { return static_cast<int64_t>(self().shape.size()); }
-  int64_t size(int64_t d) const;    // negative d counts from the end
+  int64_t size(int64_t d) const;  // negative d counts from the end
   int64_t stride(int64_t d) const;
   int64_t numel() const { return shape_numel(self().shape); }
   int64_t offset() const { return self().offset; }

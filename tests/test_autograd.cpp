@@ -2,8 +2,8 @@
 // and the engine accumulates, frees, retains, detaches and fires hooks as documented.
 #include <algorithm>
 
-#include "autograd/gradcheck.h"
 #include "autograd/grad_mode.h"
+#include "autograd/gradcheck.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
@@ -52,8 +52,10 @@ TEST_CASE("gradcheck: views and copies", "[autograd][gradcheck]") {
   require_gradcheck([](const V& x) { return permute(x[0], {2, 0, 1}); }, {a});
   require_gradcheck([](const V& x) { return narrow(x[0], 2, 1, 2); }, {a});
   require_gradcheck([](const V& x) { return select(x[0], 1, 2); }, {a});
-  require_gradcheck([](const V& x) { return chunk(x[0], 2, 2)[1] * 2.0 + chunk(x[0], 2, 2)[0]; }, {a});
-  require_gradcheck([](const V& x) { return unsqueeze(squeeze(narrow(x[0], 0, 0, 1), 0), 1); }, {a});
+  require_gradcheck([](const V& x) { return chunk(x[0], 2, 2)[1] * 2.0 + chunk(x[0], 2, 2)[0]; },
+                    {a});
+  require_gradcheck([](const V& x) { return unsqueeze(squeeze(narrow(x[0], 0, 0, 1), 0), 1); },
+                    {a});
   require_gradcheck([](const V& x) { return expand(narrow(x[0], 1, 0, 1), {5, 2, 3, 4}); }, {a});
   require_gradcheck([](const V& x) { return cat({x[0], x[0] * 2.0}, 1); }, {a});
   // to() between compute dtypes is differentiable (finite differences through
@@ -178,7 +180,8 @@ TEST_CASE("gradient hooks fire once per leaf with the final gradient", "[autogra
   CHECK_THROWS_WITH(h.register_grad_hook([](Tensor&) {}), Catch::Contains("leaf"));
 }
 
-TEST_CASE("a custom op whose backward returns the wrong gradient is an error", "[autograd][engine]") {
+TEST_CASE("a custom op whose backward returns the wrong gradient is an error",
+          "[autograd][engine]") {
   Tensor x = ones({3}).set_requires_grad(true);
   Tensor s;
   {
@@ -186,15 +189,16 @@ TEST_CASE("a custom op whose backward returns the wrong gradient is an error", "
     s = mul(x, 2.0);
   }
   record(s, "bad_op", {x}, [](const Tensor& g) { return std::vector<Tensor>{sum(g)}; });
-  CHECK_THROWS_WITH(sum(s).backward(), Catch::Contains("bad_op") && Catch::Contains("[3]") &&
-                                           Catch::Contains("[]"));
+  CHECK_THROWS_WITH(sum(s).backward(),
+                    Catch::Contains("bad_op") && Catch::Contains("[3]") && Catch::Contains("[]"));
   Tensor y = ones({2}).set_requires_grad(true), t;
   {
     NoGradGuard no_grad;
     t = mul(y, 1.0);
   }
   record(t, "two_grads", {y}, [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
-  CHECK_THROWS_WITH(sum(t).backward(), Catch::Contains("two_grads") && Catch::Contains("2 gradients"));
+  CHECK_THROWS_WITH(sum(t).backward(),
+                    Catch::Contains("two_grads") && Catch::Contains("2 gradients"));
   CHECK_THROWS_WITH(Tensor::make_view(ones({4}), {5}, {1}, 0), Catch::Contains("outside"));
   CHECK((2.0 * ones({2}) - 1.0).to_vector() == std::vector<double>{1, 1});
   CHECK((1.0 - ones({2})).to_vector() == std::vector<double>{0, 0});

@@ -1,11 +1,12 @@
 // The `minispeed` program as a user runs it: errors are one line naming the
 // flag, and training through the CLI matches PyTorch like the library does.
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <sys/wait.h>
 
 #include "catch_compat.h"
 #include "nn/gpt.h"
@@ -54,7 +55,8 @@ void check_error(const std::string& args, const std::string& expect) {
 TEST_CASE("bad flags and values are one-line errors naming the flag", "[cli]") {
   check_error("train --bogus 1", "unknown flag --bogus");
   check_error("train --batch-szie 2", "did you mean --batch-size?");
-  check_error("train --n-embd 30 --n-head 4", "--n-embd 30 must be a positive multiple of --n-head 4");
+  check_error("train --n-embd 30 --n-head 4",
+              "--n-embd 30 must be a positive multiple of --n-head 4");
   check_error("train --steps many", "--steps must be an integer, got 'many'");
   check_error("train --data /no/such/file", "--data: cannot open '/no/such/file'");
   check_error("train --optimizer adam", "valid: sgd, adamw");
@@ -66,17 +68,22 @@ TEST_CASE("bad flags and values are one-line errors naming the flag", "[cli]") {
   check_error("frobnicate", "unknown command 'frobnicate'");
   check_error("sample", "--weights FILE is required");
   std::string tiny = build_dir() + "/tiny_corpus.txt";
-  { std::FILE* f = std::fopen(tiny.c_str(), "w"); std::fputs("to be or not to be", f); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(tiny.c_str(), "w");
+    std::fputs("to be or not to be", f);
+    std::fclose(f);
+  }
   check_error("train --data " + tiny + " --batch-size 4 --seq-len 8", "fewer than one batch");
 }
 
 TEST_CASE("--help lists every flag with its default", "[cli]") {
   Run r = run("train --help");
   CHECK(r.code == 0);
-  for (const char* flag : {"--data", "--n-layer", "--n-head", "--n-embd", "--seq-len", "--batch-size",
-                           "--steps", "--lr", "--schedule", "--warmup", "--optimizer", "--weight-decay",
-                           "--grad-clip", "--dropout", "--seed", "--init-from", "--save-weights",
-                           "--eval-every", "--sample-every", "--zero-stage"})
+  for (const char* flag :
+       {"--data",       "--n-layer",      "--n-head",     "--n-embd",       "--seq-len",
+        "--batch-size", "--steps",        "--lr",         "--schedule",     "--warmup",
+        "--optimizer",  "--weight-decay", "--grad-clip",  "--dropout",      "--seed",
+        "--init-from",  "--save-weights", "--eval-every", "--sample-every", "--zero-stage"})
     CHECK(r.output.find(flag) != std::string::npos);
   CHECK(r.output.find("(default: data/tinyshakespeare.txt)") != std::string::npos);
 }

@@ -12,142 +12,142 @@
 namespace {
 
 struct Shape {
-    int64_t M, N, K;
+  int64_t M, N, K;
 };
 
 // Reference C = alpha * op(A) op(B) + beta * C in double; beta == 0 ignores C.
 template <typename T>
-std::vector<double> reference(bool ta, bool tb, const Shape& s, double alpha, const std::vector<T>& A,
-                              int64_t lda, const std::vector<T>& B, int64_t ldb, double beta,
-                              const std::vector<T>& C, int64_t ldc) {
-    // op(A) as M x K and op(B)ᵀ as N x K, dense, so the dot products below
-    // read contiguous memory (keeps the test fast under sanitizers).
-    std::vector<double> a(size_t(s.M * s.K)), bt(size_t(s.N * s.K));
-    for (int64_t i = 0; i < s.M; ++i)
-        for (int64_t k = 0; k < s.K; ++k) a[i * s.K + k] = ta ? A[k * lda + i] : A[i * lda + k];
-    for (int64_t j = 0; j < s.N; ++j)
-        for (int64_t k = 0; k < s.K; ++k) bt[j * s.K + k] = tb ? B[j * ldb + k] : B[k * ldb + j];
-    std::vector<double> R(C.begin(), C.end());
-    for (int64_t i = 0; i < s.M; ++i)
-        for (int64_t j = 0; j < s.N; ++j) {
-            double acc = 0.0;
-            for (int64_t k = 0; k < s.K; ++k) acc += a[i * s.K + k] * bt[j * s.K + k];
-            const double c = beta == 0.0 ? 0.0 : beta * double(C[i * ldc + j]);
-            R[i * ldc + j] = alpha * acc + c;
-        }
-    return R;
+std::vector<double> reference(bool ta, bool tb, const Shape& s, double alpha,
+                              const std::vector<T>& A, int64_t lda, const std::vector<T>& B,
+                              int64_t ldb, double beta, const std::vector<T>& C, int64_t ldc) {
+  // op(A) as M x K and op(B)ᵀ as N x K, dense, so the dot products below
+  // read contiguous memory (keeps the test fast under sanitizers).
+  std::vector<double> a(size_t(s.M * s.K)), bt(size_t(s.N * s.K));
+  for (int64_t i = 0; i < s.M; ++i)
+    for (int64_t k = 0; k < s.K; ++k) a[i * s.K + k] = ta ? A[k * lda + i] : A[i * lda + k];
+  for (int64_t j = 0; j < s.N; ++j)
+    for (int64_t k = 0; k < s.K; ++k) bt[j * s.K + k] = tb ? B[j * ldb + k] : B[k * ldb + j];
+  std::vector<double> R(C.begin(), C.end());
+  for (int64_t i = 0; i < s.M; ++i)
+    for (int64_t j = 0; j < s.N; ++j) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < s.K; ++k) acc += a[i * s.K + k] * bt[j * s.K + k];
+      const double c = beta == 0.0 ? 0.0 : beta * double(C[i * ldc + j]);
+      R[i * ldc + j] = alpha * acc + c;
+    }
+  return R;
 }
 
 // Runs one case for float or double and checks every element of C, including
 // the padding between rows (which must be left untouched).
 template <typename T>
 void check(bool ta, bool tb, Shape s, double alpha, double beta, int64_t pad = 0) {
-    std::mt19937 rng(unsigned(s.M * 131 + s.N * 17 + s.K + (ta ? 7 : 0) + (tb ? 3 : 0)));
-    std::uniform_real_distribution<double> dist(-1.0, 1.0);
-    // Stored shapes: A is (M x K) or (K x M) when transposed; likewise B.
-    const int64_t a_rows = ta ? s.K : s.M, a_cols = ta ? s.M : s.K;
-    const int64_t b_rows = tb ? s.N : s.K, b_cols = tb ? s.K : s.N;
-    const int64_t lda = a_cols + pad, ldb = b_cols + 2 * pad, ldc = s.N + 3 * pad;
-    std::vector<T> A(size_t(std::max<int64_t>(1, a_rows * lda))),
-        B(size_t(std::max<int64_t>(1, b_rows * ldb))), C(size_t(std::max<int64_t>(1, s.M * ldc)));
-    for (T& x : A) x = T(dist(rng));
-    for (T& x : B) x = T(dist(rng));
-    for (T& x : C) x = beta == 0.0 ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
-    for (int64_t i = 0; i < s.M; ++i)  // padding between rows of C: a sentinel
-        for (int64_t j = s.N; j < ldc; ++j) C[i * ldc + j] = T(12345);
+  std::mt19937 rng(unsigned(s.M * 131 + s.N * 17 + s.K + (ta ? 7 : 0) + (tb ? 3 : 0)));
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  // Stored shapes: A is (M x K) or (K x M) when transposed; likewise B.
+  const int64_t a_rows = ta ? s.K : s.M, a_cols = ta ? s.M : s.K;
+  const int64_t b_rows = tb ? s.N : s.K, b_cols = tb ? s.K : s.N;
+  const int64_t lda = a_cols + pad, ldb = b_cols + 2 * pad, ldc = s.N + 3 * pad;
+  std::vector<T> A(size_t(std::max<int64_t>(1, a_rows * lda))),
+      B(size_t(std::max<int64_t>(1, b_rows * ldb))), C(size_t(std::max<int64_t>(1, s.M * ldc)));
+  for (T& x : A) x = T(dist(rng));
+  for (T& x : B) x = T(dist(rng));
+  for (T& x : C) x = beta == 0.0 ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
+  for (int64_t i = 0; i < s.M; ++i)  // padding between rows of C: a sentinel
+    for (int64_t j = s.N; j < ldc; ++j) C[i * ldc + j] = T(12345);
 
-    const std::vector<double> R = reference(ta, tb, s, alpha, A, lda, B, ldb, beta, C, ldc);
-    if constexpr (sizeof(T) == 4)
-        ms::cpu::gemm_f32(ta, tb, s.M, s.N, s.K, float(alpha), A.data(), lda, B.data(), ldb,
-                          float(beta), C.data(), ldc);
-    else
-        ms::cpu::gemm_f64(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta,
-                          C.data(), ldc);
+  const std::vector<double> R = reference(ta, tb, s, alpha, A, lda, B, ldb, beta, C, ldc);
+  if constexpr (sizeof(T) == 4)
+    ms::cpu::gemm_f32(ta, tb, s.M, s.N, s.K, float(alpha), A.data(), lda, B.data(), ldb,
+                      float(beta), C.data(), ldc);
+  else
+    ms::cpu::gemm_f64(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(),
+                      ldc);
 
-    // Each product is a sum of K terms of magnitude <= 1: the rounding error of
-    // float accumulation grows like eps * K (loosely; blocked sums do better).
-    const double eps = std::numeric_limits<T>::epsilon();
-    const double tol = 4.0 * eps * double(s.K + 2) * (std::fabs(alpha) + std::fabs(beta) + 1.0);
-    int64_t bad = 0;
-    for (int64_t i = 0; i < s.M; ++i)
-        for (int64_t j = 0; j < ldc; ++j) {
-            const double got = double(C[i * ldc + j]), want = R[i * ldc + j];
-            const bool ok = j < s.N ? std::fabs(got - want) <= tol : got == 12345.0;
-            if (!ok && bad++ < 3)
-                UNSCOPED_INFO("C[" << i << "," << j << "] = " << got << ", want " << want);
-        }
-    INFO("ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N << " K=" << s.K
-               << " alpha=" << alpha << " beta=" << beta << " pad=" << pad);
-    CHECK(bad == 0);
+  // Each product is a sum of K terms of magnitude <= 1: the rounding error of
+  // float accumulation grows like eps * K (loosely; blocked sums do better).
+  const double eps = std::numeric_limits<T>::epsilon();
+  const double tol = 4.0 * eps * double(s.K + 2) * (std::fabs(alpha) + std::fabs(beta) + 1.0);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < s.M; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const double got = double(C[i * ldc + j]), want = R[i * ldc + j];
+      const bool ok = j < s.N ? std::fabs(got - want) <= tol : got == 12345.0;
+      if (!ok && bad++ < 3)
+        UNSCOPED_INFO("C[" << i << "," << j << "] = " << got << ", want " << want);
+    }
+  INFO("ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N << " K=" << s.K
+             << " alpha=" << alpha << " beta=" << beta << " pad=" << pad);
+  CHECK(bad == 0);
 }
 
 template <typename T>
 void check_all_forms(Shape s, double alpha, double beta, int64_t pad = 0) {
-    for (bool ta : {false, true})
-        for (bool tb : {false, true}) check<T>(ta, tb, s, alpha, beta, pad);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) check<T>(ta, tb, s, alpha, beta, pad);
 }
 
-const Shape kOdd[] = {{1, 1, 1}, {7, 13, 5}, {17, 33, 65}, {100, 1, 37}, {1, 100, 37},
-                      {13, 31, 1}, {12, 32, 256}, {25, 65, 257}};
+const Shape kOdd[] = {{1, 1, 1},    {7, 13, 5},  {17, 33, 65},  {100, 1, 37},
+                      {1, 100, 37}, {13, 31, 1}, {12, 32, 256}, {25, 65, 257}};
 
 }  // namespace
 
 TEST_CASE("gemm_f32 matches the naive loop on odd shapes, all transposes", "[gemm]") {
-    for (const Shape& s : kOdd) {
-        check_all_forms<float>(s, 1.0, 0.0);
-        check_all_forms<float>(s, -0.5, 0.75, 3);
-    }
+  for (const Shape& s : kOdd) {
+    check_all_forms<float>(s, 1.0, 0.0);
+    check_all_forms<float>(s, -0.5, 0.75, 3);
+  }
 }
 
 TEST_CASE("gemm_f32 with empty dimensions", "[gemm]") {
-    // M or N == 0: nothing to do. K == 0: C = beta * C (0 when beta == 0, even over NaN).
-    for (Shape s : {Shape{0, 5, 3}, Shape{5, 0, 3}, Shape{0, 0, 0}, Shape{4, 6, 0}}) {
-        check_all_forms<float>(s, 1.0, 0.0, 1);
-        check_all_forms<float>(s, 2.0, 0.5, 1);
-    }
+  // M or N == 0: nothing to do. K == 0: C = beta * C (0 when beta == 0, even over NaN).
+  for (Shape s : {Shape{0, 5, 3}, Shape{5, 0, 3}, Shape{0, 0, 0}, Shape{4, 6, 0}}) {
+    check_all_forms<float>(s, 1.0, 0.0, 1);
+    check_all_forms<float>(s, 2.0, 0.5, 1);
+  }
 }
 
 TEST_CASE("gemm_f32 alpha = 0 scales C by beta", "[gemm]") {
-    check_all_forms<float>({9, 10, 11}, 0.0, 0.0, 2);
-    check_all_forms<float>({9, 10, 11}, 0.0, -2.0, 2);
+  check_all_forms<float>({9, 10, 11}, 0.0, 0.0, 2);
+  check_all_forms<float>({9, 10, 11}, 0.0, -2.0, 2);
 }
 
 TEST_CASE("gemm_f32 larger than one cache block, with leading dimensions", "[gemm]") {
-    // 300 x 257 x 513 crosses the KC, MR and NR block edges in every dimension.
-    check_all_forms<float>({300, 257, 513}, 1.0, 0.0, 5);
-    check<float>(false, false, {130, 257, 513}, 0.5, 1.0, 0);
-    // Wide enough in N to split into several NC blocks.
-    check<float>(false, true, {40, 1600, 70}, 1.0, 0.0, 1);
+  // 300 x 257 x 513 crosses the KC, MR and NR block edges in every dimension.
+  check_all_forms<float>({300, 257, 513}, 1.0, 0.0, 5);
+  check<float>(false, false, {130, 257, 513}, 0.5, 1.0, 0);
+  // Wide enough in N to split into several NC blocks.
+  check<float>(false, true, {40, 1600, 70}, 1.0, 0.0, 1);
 }
 
 TEST_CASE("gemm_f32 matrix-vector shapes (M == 1 or N == 1)", "[gemm]") {
-    // Large enough to be split over threads and over the 1024-output blocks,
-    // with K not a multiple of the unrolling.
-    check_all_forms<float>({1, 2500, 421}, 1.0, 0.0, 3);
-    check_all_forms<float>({2100, 1, 203}, -1.0, 0.5, 3);
-    check_all_forms<float>({1, 1, 1000}, 1.0, 0.0, 1);
+  // Large enough to be split over threads and over the 1024-output blocks,
+  // with K not a multiple of the unrolling.
+  check_all_forms<float>({1, 2500, 421}, 1.0, 0.0, 3);
+  check_all_forms<float>({2100, 1, 203}, -1.0, 0.5, 3);
+  check_all_forms<float>({1, 1, 1000}, 1.0, 0.0, 1);
 }
 
 TEST_CASE("gemm_f32 every micro-kernel this CPU can run", "[gemm]") {
-    for (const char* isa : {"scalar", "avx2", "avx512"}) {
-        if (!ms::cpu::gemm_f32_force_isa(isa)) continue;
-        INFO("isa " << isa);
-        CHECK(std::string(ms::cpu::gemm_f32_isa()) == isa);
-        check_all_forms<float>({7, 13, 5}, 1.0, 0.0, 1);
-        check_all_forms<float>({37, 70, 300}, 1.5, -1.0, 2);
-        check<float>(true, false, {130, 129, 260}, 1.0, 0.0, 0);
-    }
-    REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
-    CHECK(!ms::cpu::gemm_f32_force_isa("no-such-isa"));
+  for (const char* isa : {"scalar", "avx2", "avx512"}) {
+    if (!ms::cpu::gemm_f32_force_isa(isa)) continue;
+    INFO("isa " << isa);
+    CHECK(std::string(ms::cpu::gemm_f32_isa()) == isa);
+    check_all_forms<float>({7, 13, 5}, 1.0, 0.0, 1);
+    check_all_forms<float>({37, 70, 300}, 1.5, -1.0, 2);
+    check<float>(true, false, {130, 129, 260}, 1.0, 0.0, 0);
+  }
+  REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
+  CHECK(!ms::cpu::gemm_f32_force_isa("no-such-isa"));
 }
 
 TEST_CASE("gemm_f64 matches the naive loop", "[gemm]") {
-    for (const Shape& s : kOdd) {
-        check_all_forms<double>(s, 1.0, 0.0);
-        check_all_forms<double>(s, -0.5, 0.75, 3);
-    }
-    for (Shape s : {Shape{0, 5, 3}, Shape{5, 0, 3}, Shape{4, 6, 0}})
-        check_all_forms<double>(s, 1.0, 0.0, 1);
-    check_all_forms<double>({9, 10, 11}, 0.0, 0.5, 2);
-    check_all_forms<double>({60, 70, 80}, 1.0, 0.0, 2);
+  for (const Shape& s : kOdd) {
+    check_all_forms<double>(s, 1.0, 0.0);
+    check_all_forms<double>(s, -0.5, 0.75, 3);
+  }
+  for (Shape s : {Shape{0, 5, 3}, Shape{5, 0, 3}, Shape{4, 6, 0}})
+    check_all_forms<double>(s, 1.0, 0.0, 1);
+  check_all_forms<double>({9, 10, 11}, 0.0, 0.5, 2);
+  check_all_forms<double>({60, 70, 80}, 1.0, 0.0, 2);
 }

@@ -38,7 +38,9 @@ void check_rel(const std::string& what, const Tensor& got, const Tensor& want, d
   CHECK(worst <= rtol);
 }
 
-std::map<std::string, Tensor> reference() { return load_safetensors(kRef).tensors; }
+std::map<std::string, Tensor> reference() {
+  return load_safetensors(kRef).tensors;
+}
 
 }  // namespace
 
@@ -65,8 +67,10 @@ TEST_CASE("GPT after 3 SGD and 3 AdamW steps matches PyTorch", "[gpt][torch]") {
   for (std::string opt : {"sgd", "adamw"}) {
     auto model = GPT::from_safetensors(kInit);
     std::unique_ptr<Optimizer> o;
-    if (opt == "sgd") o = std::make_unique<SGD>(model->parameters(), 0.1, 0.9, 0.01);
-    else o = std::make_unique<AdamW>(model->parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
+    if (opt == "sgd")
+      o = std::make_unique<SGD>(model->parameters(), 0.1, 0.9, 0.01);
+    else
+      o = std::make_unique<AdamW>(model->parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
     std::vector<double> losses = ref[opt + "_losses"].to_vector();
     for (int step = 0; step < 3; ++step) {
       Batch b = data.train_batch(step, 0, 1, 2, 16);
@@ -106,7 +110,8 @@ TEST_CASE("GPT after 3 SGD and 3 AdamW steps matches PyTorch", "[gpt][torch]") {
 TEST_CASE("fused attention passes gradcheck and matches unfused ops", "[gpt][attention]") {
   Generator gen(21);
   Tensor qkv = uniform({2, 5, 12}, gen, -1, 1, DType::F64).set_requires_grad(true);
-  GradcheckResult r = gradcheck([](const std::vector<Tensor>& x) { return causal_attention(x[0], 2); }, {qkv});
+  GradcheckResult r =
+      gradcheck([](const std::vector<Tensor>& x) { return causal_attention(x[0], 2); }, {qkv});
   INFO(r.report);
   CHECK(r.ok);
   // Unfused: split heads, q·kᵀ/√hs with -inf above the diagonal, softmax, ·v.

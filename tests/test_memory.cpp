@@ -45,21 +45,21 @@ TEST_CASE("ZeRO formula: the paper's 7.5B-parameter example scale", "[memory]") 
 }
 
 TEST_CASE("ZeRO formula errors", "[memory]") {
-  CHECK_THROWS_WITH(estimate_memory(10, 2, 4), Catch::Contains("stage 4") &&
-                                                   Catch::Contains("valid"));
+  CHECK_THROWS_WITH(estimate_memory(10, 2, 4),
+                    Catch::Contains("stage 4") && Catch::Contains("valid"));
   CHECK_THROWS_WITH(estimate_memory(10, 0, 1), Catch::Contains("dp 0"));
 }
 
 TEST_CASE("MemoryCounter counts each storage once", "[memory]") {
-  Tensor flat = zeros({100});                // 400 bytes
+  Tensor flat = zeros({100});  // 400 bytes
   Tensor a = narrow(flat, 0, 0, 50), b = narrow(flat, 0, 50, 50);
-  Tensor other = zeros({10});                // 40 bytes
+  Tensor other = zeros({10});  // 40 bytes
   MemoryCounter c;
   c.add(MemoryCounter::Params, a);
-  c.add(MemoryCounter::Params, b);           // same storage: not again
-  c.add(MemoryCounter::Grads, flat);         // already counted as Params
+  c.add(MemoryCounter::Params, b);    // same storage: not again
+  c.add(MemoryCounter::Grads, flat);  // already counted as Params
   c.add(MemoryCounter::Grads, other);
-  c.add(MemoryCounter::Buffers, Tensor());   // undefined: nothing
+  c.add(MemoryCounter::Buffers, Tensor());  // undefined: nothing
   CHECK(c.bytes(MemoryCounter::Params) == 400);
   CHECK(c.bytes(MemoryCounter::Grads) == 40);
   CHECK(c.total() == 440);

@@ -100,12 +100,14 @@ TEST_CASE("reductions: sum, mean, max over dims with keepdim", "[ops][reduce]") 
   CHECK_THROWS_WITH(sum(t, {1, 1}), Catch::Contains("repeated"));
 }
 
-TEST_CASE("matmul matches a naive triple loop, with transposed and batched operands", "[ops][matmul]") {
+TEST_CASE("matmul matches a naive triple loop, with transposed and batched operands",
+          "[ops][matmul]") {
   Generator gen(3);
   for (DType dt : {DType::F32, DType::F64}) {
     double tol = dt == DType::F32 ? 1e-5 : 1e-12;
     Tensor a = randn({7, 13}, gen, 0, 1, dt), b = randn({13, 5}, gen, 0, 1, dt);
-    check_close(matmul(a, b).to_vector(), naive_matmul(a.to_vector(), b.to_vector(), 7, 13, 5), tol);
+    check_close(matmul(a, b).to_vector(), naive_matmul(a.to_vector(), b.to_vector(), 7, 13, 5),
+                tol);
     // Aᵀ·B and A·Bᵀ through views.
     Tensor at = randn({13, 7}, gen, 0, 1, dt), bt = randn({5, 13}, gen, 0, 1, dt);
     check_close(matmul(transpose(at, 0, 1), transpose(bt, 0, 1)).to_vector(),
@@ -127,9 +129,9 @@ TEST_CASE("matmul matches a naive triple loop, with transposed and batched opera
     CHECK(xw.shape() == Shape{2, 3, 4, 3});
     check_close(xw.to_vector(), naive_matmul(x.to_vector(), w.to_vector(), 24, 6, 3), tol);
   }
-  CHECK_THROWS_WITH(matmul(ones({2, 3}), ones({4, 5})),
-                    Catch::Contains("matmul") && Catch::Contains("[2, 3]") &&
-                        Catch::Contains("[4, 5]"));
+  CHECK_THROWS_WITH(matmul(ones({2, 3}), ones({4, 5})), Catch::Contains("matmul") &&
+                                                            Catch::Contains("[2, 3]") &&
+                                                            Catch::Contains("[4, 5]"));
   CHECK_THROWS_WITH(matmul(ones({2, 2, 3}), ones({3, 3, 5})), Catch::Contains("batch"));
 }
 
@@ -162,7 +164,8 @@ TEST_CASE("fused kernels match naive formulas", "[ops][fused]") {
   check_close(softmax(x).to_vector(), sm, 1e-12);
   check_close(log_softmax(x).to_vector(), lsm, 1e-12);
   // softmax over dim 0 equals softmax of the transpose.
-  check_close(softmax(x, 0).to_vector(), contiguous(transpose(softmax(transpose(x, 0, 1)), 0, 1)).to_vector(), 1e-12);
+  check_close(softmax(x, 0).to_vector(),
+              contiguous(transpose(softmax(transpose(x, 0, 1)), 0, 1)).to_vector(), 1e-12);
   // layernorm
   Tensor w = randn({7}, gen, 1, 0.1, DType::F64), b = randn({7}, gen, 0, 0.1, DType::F64);
   auto vw = w.to_vector(), vb = b.to_vector();
@@ -171,30 +174,32 @@ TEST_CASE("fused kernels match naive formulas", "[ops][fused]") {
     double m = 0, var = 0;
     for (int c = 0; c < 7; ++c) m += v[r * 7 + c] / 7;
     for (int c = 0; c < 7; ++c) var += (v[r * 7 + c] - m) * (v[r * 7 + c] - m) / 7;
-    for (int c = 0; c < 7; ++c) ln[r * 7 + c] = (v[r * 7 + c] - m) / std::sqrt(var + 1e-5) * vw[c] + vb[c];
+    for (int c = 0; c < 7; ++c)
+      ln[r * 7 + c] = (v[r * 7 + c] - m) / std::sqrt(var + 1e-5) * vw[c] + vb[c];
   }
   check_close(layernorm(x, w, b).to_vector(), ln, 1e-12);
   // gelu (tanh approximation)
   std::vector<double> g(28);
   for (int i = 0; i < 28; ++i)
-    g[i] = 0.5 * v[i] * (1 + std::tanh(std::sqrt(2 / M_PI) * (v[i] + 0.044715 * v[i] * v[i] * v[i])));
+    g[i] =
+        0.5 * v[i] * (1 + std::tanh(std::sqrt(2 / M_PI) * (v[i] + 0.044715 * v[i] * v[i] * v[i])));
   check_close(gelu(x).to_vector(), g, 1e-12);
   // embedding
   Tensor table = reshape(arange(12, DType::F64), {4, 3});
   Tensor idx = from_vector(std::vector<int32_t>{3, 0, 3}, {3});
   CHECK(embedding(table, idx).to_vector() == std::vector<double>{9, 10, 11, 0, 1, 2, 9, 10, 11});
   CHECK(embedding(table, reshape(idx, {1, 3})).shape() == Shape{1, 3, 3});
-  CHECK_THROWS_WITH(embedding(table, from_vector(std::vector<int32_t>{4}, {1})),
-                    Catch::Contains("embedding") && Catch::Contains("value 4") &&
-                        Catch::Contains("[0, 4)"));
+  CHECK_THROWS_WITH(
+      embedding(table, from_vector(std::vector<int32_t>{4}, {1})),
+      Catch::Contains("embedding") && Catch::Contains("value 4") && Catch::Contains("[0, 4)"));
   // cross-entropy = mean of -log_softmax at the target
   Tensor t = from_vector(std::vector<int32_t>{0, 6, 3, 2}, {4});
   double ce = 0;
   for (int r = 0; r < 4; ++r) ce -= lsm[r * 7 + std::vector<int>{0, 6, 3, 2}[r]] / 4;
   CHECK(std::fabs(cross_entropy(x, t).item() - ce) < 1e-12);
-  CHECK_THROWS_WITH(cross_entropy(x, from_vector(std::vector<int32_t>{0, 1}, {2})),
-                    Catch::Contains("cross_entropy") && Catch::Contains("[4, 7]") &&
-                        Catch::Contains("[2]"));
+  CHECK_THROWS_WITH(
+      cross_entropy(x, from_vector(std::vector<int32_t>{0, 1}, {2})),
+      Catch::Contains("cross_entropy") && Catch::Contains("[4, 7]") && Catch::Contains("[2]"));
 }
 
 TEST_CASE("in-place ops refuse tensors in the graph", "[ops][inplace]") {
@@ -216,7 +221,8 @@ TEST_CASE("vectorizable exp and tanh agree with libm", "[ops][vec_math]") {
     worst_exp = std::max(worst_exp, std::fabs(cpu::fast_expf(x) - want) / want);
   }
   for (float x = -12.0f; x <= 12.0f; x += 0.0009765625f)
-    worst_tanh = std::max(worst_tanh, std::fabs(cpu::fast_tanhf(x) - std::tanh(static_cast<double>(x))));
+    worst_tanh =
+        std::max(worst_tanh, std::fabs(cpu::fast_tanhf(x) - std::tanh(static_cast<double>(x))));
   INFO("exp max relative error " << worst_exp << ", tanh max absolute error " << worst_tanh);
   CHECK(worst_exp < 2.5e-7);  // 2 ulp
   CHECK(worst_tanh < 2e-7);

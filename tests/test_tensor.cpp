@@ -9,9 +9,12 @@
 
 using namespace ms;
 
-static bool shares_storage(const Tensor& a, const Tensor& b) { return a.storage() == b.storage(); }
+static bool shares_storage(const Tensor& a, const Tensor& b) {
+  return a.storage() == b.storage();
+}
 
-TEST_CASE("chunk shards a 1000x10 tensor into four 250x10 views without a copy", "[tensor][views]") {
+TEST_CASE("chunk shards a 1000x10 tensor into four 250x10 views without a copy",
+          "[tensor][views]") {
   Tensor t = reshape(arange(10000), {1000, 10});
   std::vector<Tensor> shards = chunk(t, 4, 0);
   REQUIRE(shards.size() == 4);
@@ -68,8 +71,7 @@ TEST_CASE("transpose, permute and reshape views", "[tensor][views]") {
   CHECK(v.to_vector() == tt.to_vector());
   // ...merging across a transposed pair cannot.
   CHECK_THROWS_WITH(view(tt, {24}), Catch::Contains("cannot be viewed") &&
-                                        Catch::Contains("[4, 3, 2]") &&
-                                        Catch::Contains("[24]"));
+                                        Catch::Contains("[4, 3, 2]") && Catch::Contains("[24]"));
   Tensor r = reshape(tt, {24});  // reshape copies instead
   CHECK_FALSE(shares_storage(r, t));
   CHECK(r.to_vector() == tt.to_vector());
@@ -101,8 +103,8 @@ TEST_CASE("view errors name the op, shapes and valid range", "[tensor][errors]")
   CHECK_THROWS_WITH(view(t, {4, 2}), Catch::Contains("view") && Catch::Contains("[4, 2]") &&
                                          Catch::Contains("[2, 3]"));
   CHECK_THROWS_WITH(narrow(t, 1, 2, 2), Catch::Contains("narrow") && Catch::Contains("size 3"));
-  CHECK_THROWS_WITH(transpose(t, 0, 2), Catch::Contains("transpose") &&
-                                            Catch::Contains("dim 2") && Catch::Contains("-2..1"));
+  CHECK_THROWS_WITH(transpose(t, 0, 2), Catch::Contains("transpose") && Catch::Contains("dim 2") &&
+                                            Catch::Contains("-2..1"));
   CHECK_THROWS_WITH(squeeze(t, 0), Catch::Contains("squeeze") && Catch::Contains("size 2"));
   CHECK_THROWS_WITH(expand(t, {4, 3}), Catch::Contains("expand") && Catch::Contains("[2, 3]") &&
                                            Catch::Contains("[4, 3]"));

@@ -33,9 +33,9 @@ void check_views(const Tensor& t, int64_t n, int64_t dim, const std::vector<Tens
   for (const Tensor& s : shards)
     got.push_back(s.defined() && s.dim() == t.dim() ? s.size(dim) : -1);  // -1: not a shard
   if (got != want)
-    fail(str_cat(call, ": expected shards of sizes ", shape_str(want), " along dim ", dim,
-                 ", got ", shape_str(got), ". Hint: torch.chunk gives every shard ceil(",
-                 t.size(dim), "/", n, ") = ", want[0], " and the last one what is left"));
+    fail(str_cat(call, ": expected shards of sizes ", shape_str(want), " along dim ", dim, ", got ",
+                 shape_str(got), ". Hint: torch.chunk gives every shard ceil(", t.size(dim), "/", n,
+                 ") = ", want[0], " and the last one what is left"));
   int64_t start = 0;
   for (size_t i = 0; i < shards.size(); ++i) {
     const Tensor& s = shards[i];
@@ -46,7 +46,8 @@ void check_views(const Tensor& t, int64_t n, int64_t dim, const std::vector<Tens
       fail(str_cat(call, ": shard ", i, " has shape ", shape_str(s.shape()), ", expected ",
                    shape_str(shape)));
     if (s.storage() != t.storage())
-      fail(str_cat(call, ": shard ", i, " does not share t's storage: it was copied. Hint: "
+      fail(str_cat(call, ": shard ", i,
+                   " does not share t's storage: it was copied. Hint: "
                    "narrow() is a view; clone(), contiguous(), cat() and to() copy"));
     if (s.strides() != t.strides() || s.offset() != offset)
       fail(str_cat(call, ": shard ", i, " has strides ", shape_str(s.strides()), " offset ",
@@ -59,8 +60,8 @@ void check_views(const Tensor& t, int64_t n, int64_t dim, const std::vector<Tens
 }
 
 void check_unshard(const Tensor& t, int64_t n, int64_t dim) {
-  std::string call = str_cat("unshard(shard(t ", shape_str(t.shape()), ", ", n, ", ", dim, "), ",
-                             dim, ")");
+  std::string call =
+      str_cat("unshard(shard(t ", shape_str(t.shape()), ", ", n, ", ", dim, "), ", dim, ")");
   Tensor back = unshard(shard(t, n, dim), dim);
   if (!back.defined() || back.shape() != t.shape())
     fail(str_cat(call, ": expected shape ", shape_str(t.shape()), ", got ",
@@ -118,8 +119,8 @@ void run() {
 
   // Facts a learner should be able to explain (see README.md).
   Tensor tt = transpose(t, 0, 1);
-  std::cout << "facts:\n  transpose(t): " << geometry(tt) << ", same storage: "
-            << (tt.storage() == t.storage() ? "yes" : "no") << "\n";
+  std::cout << "facts:\n  transpose(t): " << geometry(tt)
+            << ", same storage: " << (tt.storage() == t.storage() ? "yes" : "no") << "\n";
   try {
     view(tt, {-1});
     std::cout << "  view(transpose(t), {-1}) succeeded?!\n";
@@ -136,4 +137,6 @@ void run() {
 
 }  // namespace
 
-int main() { return lesson::run_checks(run); }
+int main() {
+  return lesson::run_checks(run);
+}

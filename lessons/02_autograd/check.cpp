@@ -17,7 +17,9 @@ namespace {
 bool close(double got, double want, double tol) {
   return std::fabs(got - want) <= tol * (1 + std::fabs(want));
 }
-double sigmoid(double v) { return 1 / (1 + std::exp(-v)); }
+double sigmoid(double v) {
+  return 1 / (1 + std::exp(-v));
+}
 Tensor vec(const std::vector<double>& v, DType dtype = DType::F64) {
   return from_vector(v, {static_cast<int64_t>(v.size())}, dtype);
 }
@@ -37,7 +39,8 @@ void check_forward_and_node() {
   }
   Tensor y = my_sigmoid(x);
   const auto& node = y.grad_fn();
-  if (!node || node->op != "my_sigmoid" || node->next.size() != 1 || node->next[0].leaf != x.impl_ptr())
+  if (!node || node->op != "my_sigmoid" || node->next.size() != 1 ||
+      node->next[0].leaf != x.impl_ptr())
     fail("y = my_sigmoid(x) should record one Node \"my_sigmoid\" whose only input is x");
   pass("forward matches 1/(1+e^-x); one Node is recorded, and none under no_grad");
 
@@ -72,8 +75,8 @@ void check_forward_and_node() {
 void check_gradcheck() {
   Generator gen(7);
   Tensor x = randn({3, 4}, gen, 0, 2, DType::F64).set_requires_grad(true);
-  GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return my_sigmoid(in[0]); },
-                                {x});
+  GradcheckResult r =
+      gradcheck([](const std::vector<Tensor>& in) { return my_sigmoid(in[0]); }, {x});
   std::cout << "  gradcheck (f64, central differences): max |analytic - numeric| = "
             << r.max_abs_error << "\n";
   if (!r.ok) fail(r.report + ". Hint: your backward disagrees with finite differences");
@@ -109,9 +112,9 @@ void check_training_graph() {
   double fd_w = (loss_at(w0 + eps, b0) - loss_at(w0 - eps, b0)) / (2 * eps);
   double fd_b = (loss_at(w0, b0 + eps) - loss_at(w0, b0 - eps)) / (2 * eps);
   std::cout << "  L = sum((sigmoid(w*x + b) - y)^2) + 0.5*w^2 at w = 0.7, b = -0.2\n"
-            << "  dL/dw: autograd " << auto_w << ", by hand " << hand_w << ", finite diff "
-            << fd_w << "\n  dL/db: autograd " << auto_b << ", by hand " << hand_b
-            << ", finite diff " << fd_b << "\n";
+            << "  dL/dw: autograd " << auto_w << ", by hand " << hand_w << ", finite diff " << fd_w
+            << "\n  dL/db: autograd " << auto_b << ", by hand " << hand_b << ", finite diff "
+            << fd_b << "\n";
   if (!close(auto_w, hand_w, 1e-9) || !close(auto_b, hand_b, 1e-9) || !close(fd_w, hand_w, 1e-6) ||
       !close(fd_b, hand_b, 1e-6))
     fail("the gradients of L disagree (see the numbers above)");

@@ -152,7 +152,8 @@ std::string diagnose_grads(const Vec& seen, const Vec& g, const Vec& stale) {
   if (near(seen, axpy(g, 1, g), 1e-4))
     return "step() saw twice the gradient: backward() ran twice (or the loss was doubled)";
   double num = 0, den = 0;  // least-squares ratio seen ≈ k·g
-  for (size_t i = 0; i < g.size() && i < seen.size(); ++i) num += seen[i] * g[i], den += g[i] * g[i];
+  for (size_t i = 0; i < g.size() && i < seen.size(); ++i)
+    num += seen[i] * g[i], den += g[i] * g[i];
   double k = den > 0 ? num / den : 0;
   if (seen.size() == g.size() && std::fabs(k) > 1e-6 && near(seen, axpy(Vec(g.size()), k, g), 1e-4))
     return str_cat("step() saw ", k, " times the MSE gradient: the loss must be mean((pred - y)^2)",
@@ -176,9 +177,10 @@ double graded_step(Linear& model, SpyOptimizer& opt, const Data& d, int64_t step
   std::string at = str_cat("step ", step, ": ");
   if (!grad_enabled()) fail(at + "grad mode is still off after train_step returned");
   if (!model.weight.same(w0) || !model.bias.same(b0))
-    fail(at + "model.weight/bias were replaced by new tensors. `w = w - lr * g` creates a new "
-              "tensor (recorded in the graph when grad mode is on) that the optimizer does not "
-              "hold; update the parameters in place, through opt.step()");
+    fail(at +
+         "model.weight/bias were replaced by new tensors. `w = w - lr * g` creates a new "
+         "tensor (recorded in the graph when grad mode is on) that the optimizer does not "
+         "hold; update the parameters in place, through opt.step()");
   if (!model.weight.requires_grad() || !model.bias.requires_grad())
     fail(at + "a parameter no longer requires grad: leave requires_grad alone, use NoGradGuard");
   Vec after = theta_of(model);
@@ -193,7 +195,8 @@ double graded_step(Linear& model, SpyOptimizer& opt, const Data& d, int64_t step
                  ", step() saw ", opt.grads_at_step.empty() ? "none" : show(opt.grads_at_step)));
   if (!near(after, axpy(before, -kLr, g), 1e-5))
     fail(str_cat(at, "after step() the parameters are ", show(after), ", expected ",
-                 show(axpy(before, -kLr, g)), " (one SGD update p -= lr * grad). Did something "
+                 show(axpy(before, -kLr, g)),
+                 " (one SGD update p -= lr * grad). Did something "
                  "else modify them?"));
   if (std::fabs(loss - want_loss) > 1e-4 * (1 + want_loss)) {
     bool post = std::fabs(loss - mse(d, after, r0, kB)) <= 1e-4 * (1 + want_loss);
@@ -319,8 +322,8 @@ void print_facts(const Data& d) {
   AdamW adamw(gpt.parameters());
   double adam_bpp = per_param(adamw, n);
   std::cout << "  optimizer state for a GPT of " << n << " params: SGD " << per_param(plain, n)
-            << " B/param, SGD+momentum " << per_param(momentum, n) << " B/param, AdamW "
-            << adam_bpp << " B/param (m and v in f32)\n"
+            << " B/param, SGD+momentum " << per_param(momentum, n) << " B/param, AdamW " << adam_bpp
+            << " B/param (m and v in f32)\n"
             << "  mixed-precision AdamW per param: 2 (fp16 w) + 2 (fp16 grad) + 4 (fp32 master w)"
                " + 4 (m) + 4 (v) = 16 bytes: ZeRO's 16Ψ; GPT-2 small (124M) -> "
             << 16 * 124.44e6 / 1e9 << " GB before any activation\n";
@@ -330,15 +333,16 @@ void print_facts(const Data& d) {
   // gradients equals the full-batch gradient, so every rank then takes the same step.
   auto grad_on = [&](int64_t r0, int64_t rows) {
     Linear replica = fresh_model();
-    Tensor loss = mean(pow(replica.forward(narrow(d.x, 0, r0, rows)) - narrow(d.y, 0, r0, rows), 2.0));
+    Tensor loss =
+        mean(pow(replica.forward(narrow(d.x, 0, r0, rows)) - narrow(d.y, 0, r0, rows), 2.0));
     loss.backward();
     return grads_of(replica.parameters());
   };
   Vec full_g = grad_on(0, kB), r0 = grad_on(0, kB / 2), r1 = grad_on(kB / 2, kB / 2), avg(r0);
   for (size_t i = 0; i < avg.size(); ++i) avg[i] = (r0[i] + r1[i]) / 2;
   std::cout << "  2 simulated ranks, 32 rows each: |mean of rank grads - full-batch grad| = "
-            << max_diff(avg, full_g) << "; the SUM would be " << show(axpy(avg, 1, avg))
-            << " = 2x " << show(full_g) << " (lesson 06 all-reduces then divides by world size)\n";
+            << max_diff(avg, full_g) << "; the SUM would be " << show(axpy(avg, 1, avg)) << " = 2x "
+            << show(full_g) << " (lesson 06 all-reduces then divides by world size)\n";
   if (max_diff(avg, full_g) > 1e-5) fail("library: averaged half-batch gradients differ");
 }
 

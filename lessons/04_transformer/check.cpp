@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "autograd/gradcheck.h"
 #include "autograd/grad_mode.h"
+#include "autograd/gradcheck.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "lessons/04_transformer/lesson.h"
@@ -113,19 +113,22 @@ void check_direct() {
         fail(str_cat("dS[", t, "][", s, "] = ", dS[t * T + s], " is above the diagonal (s > t)",
                      std::isnan(dS[t * T + s]) ? " and was never written" : "",
                      ": it must be 0. S[t][s] is masked (-inf), so it cannot change the loss, "
-                     "even though dP[t][s] = ", dP[t * T + s], " is not 0"));
+                     "even though dP[t][s] = ",
+                     dP[t * T + s], " is not 0"));
   double err = 0;
   for (int64_t i = 0; i < T * T; ++i) err = std::max(err, std::fabs(dS[i] - want[i]));
   std::cout << "  T = 6, dP dense (nonzero above the diagonal too): max |dS - finite diff| = "
             << err << "\n";
   if (err > 1e-7) {
     const std::pair<Wrong, const char*> wrong[] = {
-        {elementwise, "dS = P ∘ dP: softmax is not elementwise; every P[t][s] depends on the "
-                      "whole row, so subtract the row's <dP, P> (README question 2)"},
+        {elementwise,
+         "dS = P ∘ dP: softmax is not elementwise; every P[t][s] depends on the "
+         "whole row, so subtract the row's <dP, P> (README question 2)"},
         {no_p_factor, "dS = dP − <dP, P>: multiply by P as well (the Jacobian is diag(P) − P·Pᵀ)"},
         {unweighted_sum, "you subtract Σ dP; subtract Σ dP ∘ P, the dot product with P"},
-        {diagonal_only, "dS = P(1 − P) ∘ dP keeps only the diagonal of the Jacobian, as for "
-                        "sigmoid; softmax's also has −P[s]·P[j] off the diagonal"},
+        {diagonal_only,
+         "dS = P(1 − P) ∘ dP keeps only the diagonal of the Jacobian, as for "
+         "sigmoid; softmax's also has −P[s]·P[j] off the diagonal"},
         {sign_flipped, "the sign is flipped: P ∘ (dP − <dP, P>), not P ∘ (<dP, P> − dP)"},
         {column_sum, "your dot product runs down a column; it runs along row t"}};
     std::string hint = "derive it from ∂P[s]/∂S[j] = P[s]·(δ[s][j] − P[j]) (README question 2)";
@@ -166,8 +169,8 @@ Tensor causal_softmax(const Tensor& S) {
 void check_gradcheck() {
   Generator gen(8);
   Tensor S = randn({2, 5, 5}, gen, 0, 1.5, DType::F64).set_requires_grad(true);
-  GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return causal_softmax(in[0]); },
-                                {S});
+  GradcheckResult r =
+      gradcheck([](const std::vector<Tensor>& in) { return causal_softmax(in[0]); }, {S});
   std::cout << "  gradcheck of causal_softmax on (2, 5, 5): max |analytic - numeric| = "
             << r.max_abs_error << "\n";
   if (!r.ok) fail(r.report + ". Hint: your backward disagrees with finite differences");
@@ -182,7 +185,8 @@ Tensor head_view(const Tensor& qkv, int64_t which, int64_t n_head) {  // -> (B, 
 }
 Tensor textbook_attention(const Tensor& qkv, int64_t n_head) {
   int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  Tensor q = head_view(qkv, 0, n_head), k = head_view(qkv, 1, n_head), v = head_view(qkv, 2, n_head);
+  Tensor q = head_view(qkv, 0, n_head), k = head_view(qkv, 1, n_head),
+         v = head_view(qkv, 2, n_head);
   Tensor S = matmul(q, transpose(k, -2, -1)) * (1.0 / std::sqrt(double(C / n_head)));
   Tensor out = matmul(causal_softmax(S), v);  // (B, NH, T, hs)
   return reshape(permute(out, {0, 2, 1, 3}), {B, T, C});
@@ -206,10 +210,12 @@ void check_attention() {
   for (size_t i = 0; i < a.size(); ++i) bwd = std::max(bwd, std::fabs(a[i] - b[i]));
   std::cout << "  attention B=2 T=7 C=12 NH=3 (f64): max |out - fused out| = " << fwd
             << ", max |dqkv - fused dqkv| = " << bwd << "\n";
-  if (fwd > 1e-12) fail("the textbook attention's forward differs from causal_attention (checker bug?)");
+  if (fwd > 1e-12)
+    fail("the textbook attention's forward differs from causal_attention (checker bug?)");
   if (bwd > 1e-9)
-    fail("dqkv through matmuls + your causal softmax differs from the fused kernel "
-         "(tensor/cpu/attention.cpp, attention_backward)");
+    fail(
+        "dqkv through matmuls + your causal softmax differs from the fused kernel "
+        "(tensor/cpu/attention.cpp, attention_backward)");
   pass("q·kᵀ/√hs -> your causal softmax -> ·v gives the fused attention's dqkv");
 
   // gradcheck of the whole assembled attention, tiny.
@@ -255,14 +261,17 @@ int64_t flops_enumerated(GPT& gpt, int64_t T) {
 }
 
 void check_counts() {
-  std::cout << "facts:\n  parameters = V·C + block·C + L·(12C² + 13C) + 2C   (LM head tied to wte)\n";
-  const GPTConfig configs[] = {{256, 128, 4, 4, 128, 0}, {65, 32, 2, 2, 48, 0},
-                               {1000, 64, 3, 3, 96, 0}, {50257, 16, 1, 2, 8, 0}};
+  std::cout
+      << "facts:\n  parameters = V·C + block·C + L·(12C² + 13C) + 2C   (LM head tied to wte)\n";
+  const GPTConfig configs[] = {{256, 128, 4, 4, 128, 0},
+                               {65, 32, 2, 2, 48, 0},
+                               {1000, 64, 3, 3, 96, 0},
+                               {50257, 16, 1, 2, 8, 0}};
   for (const GPTConfig& c : configs) {
     GPT gpt(c, 1);
     int64_t got = gpt.num_parameters(), want = param_formula(c);
-    std::cout << "    " << c.describe() << ": num_parameters() " << with_commas(got)
-              << ", formula " << with_commas(want) << "\n";
+    std::cout << "    " << c.describe() << ": num_parameters() " << with_commas(got) << ", formula "
+              << with_commas(want) << "\n";
     if (got != want) fail("library: GPT::num_parameters() disagrees with the parameter formula");
     for (int64_t T : {int64_t(1), c.block_size})
       if (flops_enumerated(gpt, T) != flops_formula(c, T))
@@ -283,8 +292,8 @@ void check_counts() {
   double fwd = double(flops_formula(g2, T)), n = double(param_formula(g2));
   double attn = 4.0 * 12 * T * 768;
   std::cout << "  FLOPs/token, GPT-2 small at T = 1024: forward 2·N_matmul + 4·L·T·C = "
-            << fwd / 1e6 << " M (attention " << attn / 1e6 << " M); training 3x = "
-            << 3 * fwd / 1e6 << " M; the 6N rule says " << 6 * n / 1e6 << " M\n";
+            << fwd / 1e6 << " M (attention " << attn / 1e6 << " M); training 3x = " << 3 * fwd / 1e6
+            << " M; the 6N rule says " << 6 * n / 1e6 << " M\n";
   pass("the FLOP formula equals the count read off every weight of the model");
 }
 

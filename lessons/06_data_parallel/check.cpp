@@ -56,8 +56,9 @@ std::string check_buckets() {
     if (got.empty()) return msg + " Nothing came back: still the TODO stub?";
     if (!got[0].empty() && got[0][0] == 0)
       return msg + " Start from the LAST parameter: backward produces its gradient first.";
-    return msg + " Close a bucket once it holds >= cap bytes (the parameter that crosses the "
-                 "cap stays in it).";
+    return msg +
+           " Close a bucket once it holds >= cap bytes (the parameter that crosses the "
+           "cap stays in it).";
   }
   return "";
 }
@@ -113,7 +114,8 @@ struct MiniDDP {
     }
   }
   void finish() {
-    for (size_t b = 0; b < buckets.size(); ++b) finish_bucket(comm, in_flight[b], params, buckets[b]);
+    for (size_t b = 0; b < buckets.size(); ++b)
+      finish_bucket(comm, in_flight[b], params, buckets[b]);
     reset();
   }
 };
@@ -121,9 +123,10 @@ struct MiniDDP {
 bool run(Communicator& world) {
   const int D = world.size(), r = world.rank();
   if (r == 0)
-    std::printf("Distributed training, data-parallel: %d ranks, each with a full copy of a GPT, "
-                "each reading its own %lld sequences of the global batch of %lld.\n",
-                D, static_cast<long long>(B), static_cast<long long>(D * B));
+    std::printf(
+        "Distributed training, data-parallel: %d ranks, each with a full copy of a GPT, "
+        "each reading its own %lld sequences of the global batch of %lld.\n",
+        D, static_cast<long long>(B), static_cast<long long>(D * B));
   if (!agree(world, check_buckets(), "make_buckets groups in reverse order and closes at the cap"))
     return false;
 
@@ -148,8 +151,9 @@ bool run(Communicator& world) {
     if (!flat.defined())
       why = str_cat("launch_bucket returned no buffer for bucket ", b, " (still the TODO stub?)");
     else if (flat.numel() != n)
-      why = str_cat("bucket ", b, "'s buffer has ", flat.numel(), " elements, but its gradients have ",
-                    n, ": pack all of them, back to back, into one buffer (one all-reduce, "
+      why = str_cat("bucket ", b, "'s buffer has ", flat.numel(),
+                    " elements, but its gradients have ", n,
+                    ": pack all of them, back to back, into one buffer (one all-reduce, "
                     "latency α once, instead of one per parameter)");
   }
   if (arrived_at_launch.size() != ddp.buckets.size() && why.empty())
@@ -167,13 +171,16 @@ bool run(Communicator& world) {
     if (rel_error(g, local[i]) == 0)
       why += " It is still this rank's LOCAL gradient: nothing was averaged (stubs?).";
     else if (rel_error(g, mul(want, double(D))) <= 1e-5)
-      why += str_cat(" It is ", D, "x the answer: you SUMMED; average (ReduceOp::Avg, or divide "
+      why += str_cat(" It is ", D,
+                     "x the answer: you SUMMED; average (ReduceOp::Avg, or divide "
                      "by comm.size()).");
     else
       why += " Check the offsets you pack and unpack with: the same order both ways.";
   }
-  if (!agree(world, why, str_cat(ddp.buckets.size(), " buckets, each packed and averaged with one "
-                                 "all-reduce: one process's gradient on the global batch")))
+  if (!agree(world, why,
+             str_cat(ddp.buckets.size(),
+                     " buckets, each packed and averaged with one "
+                     "all-reduce: one process's gradient on the global batch")))
     return false;
 
   if (r == 0) {
@@ -182,11 +189,12 @@ bool run(Communicator& world) {
     for (size_t b = 0; b < ddp.buckets.size(); ++b) {
       size_t bytes = 0;
       for (int i : ddp.buckets[b]) bytes += names[i].second.nbytes();
-      std::printf("  bucket %zu: %-28s .. %-26s %6.1f KB, after %2zu of %zu gradients: "
-                  "backward still had %zu to compute\n",
-                  b, names[ddp.buckets[b].front()].first.c_str(),
-                  names[ddp.buckets[b].back()].first.c_str(), bytes / 1024.0,
-                  arrived_at_launch[b], names.size(), names.size() - arrived_at_launch[b]);
+      std::printf(
+          "  bucket %zu: %-28s .. %-26s %6.1f KB, after %2zu of %zu gradients: "
+          "backward still had %zu to compute\n",
+          b, names[ddp.buckets[b].front()].first.c_str(),
+          names[ddp.buckets[b].back()].first.c_str(), bytes / 1024.0, arrived_at_launch[b],
+          names.size(), names.size() - arrived_at_launch[b]);
     }
     std::printf("  -> every bucket but the last travels while backward is still computing.\n\n");
   }
@@ -210,12 +218,14 @@ bool run(Communicator& world) {
     steps += str_cat("  step ", step, ": mean loss over ranks ", avg.item(), ", one process ",
                      ref_loss.item(), "\n");
     if (std::fabs(avg.item() - ref_loss.item()) > 1e-5 * ref_loss.item() && why.empty())
-      why = str_cat("step ", step, ": the ranks' mean loss ", avg.item(), " differs from one "
-                    "process's ", ref_loss.item());
+      why = str_cat("step ", step, ": the ranks' mean loss ", avg.item(),
+                    " differs from one "
+                    "process's ",
+                    ref_loss.item());
   }
   if (r == 0) std::printf("%s", steps.c_str());
-  return agree(world, why, str_cat(D, " ranks x batch ", B, " train exactly like 1 process x batch ",
-                                   D * B));
+  return agree(world, why,
+               str_cat(D, " ranks x batch ", B, " train exactly like 1 process x batch ", D * B));
 }
 
 // Informational: why buckets. One all-reduce per parameter pays the latency
@@ -231,8 +241,10 @@ void show_costs(Communicator& world) {
       world.barrier();
       auto t0 = std::chrono::steady_clock::now();
       f();
-      Tensor dt = from_vector(std::vector<double>{std::chrono::duration<double>(
-                                  std::chrono::steady_clock::now() - t0).count()}, {1}, DType::F64);
+      Tensor dt = from_vector(
+          std::vector<double>{
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+          {1}, DType::F64);
       world.all_reduce(dt, ReduceOp::Max);
       best = std::min(best, dt.item());
     }
@@ -243,9 +255,10 @@ void show_costs(Communicator& world) {
   });
   double one = time([&] { world.all_reduce(all); });
   if (world.rank() == 0)
-    std::printf("\nall-reduce of %zu gradients one by one: %.0f us; packed into one buffer: %.0f us "
-                "(same bytes, %zu x fewer latencies α; noisy on a shared machine)\n",
-                grads.size(), per_param * 1e6, one * 1e6, grads.size());
+    std::printf(
+        "\nall-reduce of %zu gradients one by one: %.0f us; packed into one buffer: %.0f us "
+        "(same bytes, %zu x fewer latencies α; noisy on a shared machine)\n",
+        grads.size(), per_param * 1e6, one * 1e6, grads.size());
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 // in-order launching, is parallel/data_parallel.cpp.
 #include "lessons/06_data_parallel/lesson.h"
 
-std::vector<std::vector<int>> make_buckets(const std::vector<ms::Tensor>& params, size_t cap_bytes) {
+std::vector<std::vector<int>> make_buckets(const std::vector<ms::Tensor>& params,
+                                           size_t cap_bytes) {
   std::vector<std::vector<int>> buckets;
   size_t bytes = 0;
   for (int i = static_cast<int>(params.size()) - 1; i >= 0; --i) {  // backward order

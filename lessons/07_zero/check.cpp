@@ -30,7 +30,8 @@ constexpr double kTimeout = 20, kLr = 0.1, kMu = 0.9;
 constexpr int64_t B = 2, T = 15;
 
 // max |a - b| over [lo, hi), relative to max |want| over the whole buffer.
-double rel(const std::vector<double>& got, const std::vector<double>& want, int64_t lo, int64_t hi) {
+double rel(const std::vector<double>& got, const std::vector<double>& want, int64_t lo,
+           int64_t hi) {
   double scale = 0, worst = 0;
   for (double x : want) scale = std::max(scale, std::fabs(x));
   for (int64_t i = lo; i < hi; ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / scale);
@@ -51,19 +52,23 @@ std::string diagnose(const Tensor& flat, const Tensor& before, const Tensor& wan
   for (int64_t i = 0; i < n; ++i)
     if ((i < r * S || i >= (r + 1) * S) && g[i] != b[i]) others_stale = false;
   if (mine_ok && others_stale)
-    return head + str_cat("Your slice [", r * S, ", ", (r + 1) * S, ") is right but the other "
+    return head + str_cat("Your slice [", r * S, ", ", (r + 1) * S,
+                          ") is right but the other "
                           "slices never changed: all-gather the slices after the update.");
   if (mine_ok)
-    return head + "Your own slice is right; the others are not: does every rank all-gather its "
-                  "own slice (block r = rank r's data)?";
+    return head +
+           "Your own slice is right; the others are not: does every rank all-gather its "
+           "own slice (block r = rank r's data)?";
   if (step == 1) {  // first step: update = -lr·g, so a summed gradient shows as D times the step
     std::vector<double> d_got(n), d_want(n);
     for (int64_t i = 0; i < n; ++i) d_got[i] = g[i] - b[i], d_want[i] = D * (w[i] - b[i]);
     if (rel(d_got, d_want, r * S, (r + 1) * S) <= 1e-4)
-      return head + str_cat("Your slice moved ", D, "x too far: the gradients were SUMMED. "
+      return head + str_cat("Your slice moved ", D,
+                            "x too far: the gradients were SUMMED. "
                             "Average them (ReduceOp::Avg).");
   }
-  return head + str_cat("Your own slice [", r * S, ", ", (r + 1) * S, ") is wrong: check the "
+  return head + str_cat("Your own slice [", r * S, ", ", (r + 1) * S,
+                        ") is wrong: check the "
                         "momentum (buf = mu*buf + g, then p -= lr*buf) and the slice offsets.");
 }
 
@@ -88,16 +93,18 @@ bool run(Communicator& world) {
   Tensor momentum = zeros({S});
   SGD ref_opt(reference.parameters(), kLr, kMu);
   if (r == 0)
-    std::printf("GPT with Ψ = %lld parameters in one flat buffer padded to %lld (a multiple of "
-                "D = %d): rank r owns slice [r·%lld, (r+1)·%lld)\n",
-                static_cast<long long>(psi), static_cast<long long>(N), D,
-                static_cast<long long>(S), static_cast<long long>(S));
+    std::printf(
+        "GPT with Ψ = %lld parameters in one flat buffer padded to %lld (a multiple of "
+        "D = %d): rank r owns slice [r·%lld, (r+1)·%lld)\n",
+        static_cast<long long>(psi), static_cast<long long>(N), D, static_cast<long long>(S),
+        static_cast<long long>(S));
   std::string why, losses;
   // Every rank runs the same number of steps: one that stopped at its own
   // failure would leave the others waiting in the next collective.
   bool any_failed = false;
   for (int step = 1; step <= 3 && !any_failed; ++step) {
-    Batch mine = data.train_batch(step, r, D, B, T), global = data.train_batch(step, 0, 1, D * B, T);
+    Batch mine = data.train_batch(step, r, D, B, T),
+          global = data.train_batch(step, 0, 1, D * B, T);
     model.zero_grad();
     Tensor loss = model.loss(mine.x, mine.y);
     loss.backward();
@@ -123,15 +130,16 @@ bool run(Communicator& world) {
     return false;
 
   if (r == 0) {
-    std::printf("\nWhat each rank held (bytes):  parameters %s (full),  gradients %s (full),  "
-                "momentum %s (its slice only: DDP would hold %s)\n",
-                format_bytes(double(flat_params.nbytes())).c_str(),
-                format_bytes(double(N * 4)).c_str(), format_bytes(double(momentum.nbytes())).c_str(),
-                format_bytes(double(N * 4)).c_str());
-    std::printf("What each rank sent per step: reduce-scatter of %s bytes + all-gather of %s bytes "
-                "= 2Ψ, the same as DDP's one all-reduce (= reduce-scatter + all-gather);\n"
-                "ZeRO-3 all-gathers the parameters twice (forward and backward): 3Ψ.\n\n",
-                format_bytes(double(N * 4)).c_str(), format_bytes(double(N * 4)).c_str());
+    std::printf(
+        "\nWhat each rank held (bytes):  parameters %s (full),  gradients %s (full),  "
+        "momentum %s (its slice only: DDP would hold %s)\n",
+        format_bytes(double(flat_params.nbytes())).c_str(), format_bytes(double(N * 4)).c_str(),
+        format_bytes(double(momentum.nbytes())).c_str(), format_bytes(double(N * 4)).c_str());
+    std::printf(
+        "What each rank sent per step: reduce-scatter of %s bytes + all-gather of %s bytes "
+        "= 2Ψ, the same as DDP's one all-reduce (= reduce-scatter + all-gather);\n"
+        "ZeRO-3 all-gathers the parameters twice (forward and backward): 3Ψ.\n\n",
+        format_bytes(double(N * 4)).c_str(), format_bytes(double(N * 4)).c_str());
     std::printf("%s\n", format_memory_formula_table(psi, {D}, 4).c_str());
     std::printf("%s", format_memory_formula_table(psi, {D}, 8).c_str());
   }

@@ -13,8 +13,8 @@ void zero1_step(ms::Communicator& comm, ms::Tensor& flat_params, const ms::Tenso
   // 2. The optimizer step on my slice, with the state only my slice needs.
   ms::Tensor mine = ms::narrow(flat_params, 0, comm.rank() * S, S);
   ms::mul_(momentum, mu);
-  ms::add_(momentum, g);           // buf = mu·buf + g
-  ms::add_(mine, momentum, -lr);   // p -= lr·buf
+  ms::add_(momentum, g);          // buf = mu·buf + g
+  ms::add_(mine, momentum, -lr);  // p -= lr·buf
   // 3. Everyone gets everyone's slice. My slice lives inside flat_params, the
   //    output, so it travels from a copy.
   ms::Tensor send = ms::clone(mine);

@@ -35,7 +35,7 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
       const T* q = qkv + b * Tlen * C3 + h * hs;  // (T, hs), row stride 3C
       const T* k = q + C;
       const T* v = q + 2 * C;
-      T* a = att + (b * NH + h) * Tlen * Tlen;     // (T, T)
+      T* a = att + (b * NH + h) * Tlen * Tlen;                            // (T, T)
       gemm<T>(false, true, Tlen, Tlen, hs, q, C3, k, C3, T(0), a, Tlen);  // q·kᵀ
       for (int64_t t = 0; t < Tlen; ++t) {
         T* row = a + t * Tlen;
@@ -74,15 +74,16 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       T* dv = dq + 2 * C;
       const T* p = att + (b * NH + h) * Tlen * Tlen;
       T* dp = datt + (b * NH + h) * Tlen * Tlen;
-      const T* dO = dout + b * Tlen * C + h * hs;  // (T, hs), row stride C
-      gemm<T>(true, false, Tlen, hs, Tlen, p, Tlen, dO, C, T(0), dv, C3);   // Pᵀ·dO
-      gemm<T>(false, true, Tlen, Tlen, hs, dO, C, v, C3, T(0), dp, Tlen);   // dO·Vᵀ
+      const T* dO = dout + b * Tlen * C + h * hs;                          // (T, hs), row stride C
+      gemm<T>(true, false, Tlen, hs, Tlen, p, Tlen, dO, C, T(0), dv, C3);  // Pᵀ·dO
+      gemm<T>(false, true, Tlen, Tlen, hs, dO, C, v, C3, T(0), dp, Tlen);  // dO·Vᵀ
       for (int64_t t = 0; t < Tlen; ++t) {
         const T* prow = p + t * Tlen;
         T* drow = dp + t * Tlen;
         double dot = 0;
         for (int64_t s = 0; s <= t; ++s) dot += static_cast<double>(drow[s]) * prow[s];
-        for (int64_t s = 0; s <= t; ++s) drow[s] = prow[s] * (drow[s] - static_cast<T>(dot)) * scale;
+        for (int64_t s = 0; s <= t; ++s)
+          drow[s] = prow[s] * (drow[s] - static_cast<T>(dot)) * scale;
         for (int64_t s = t + 1; s < Tlen; ++s) drow[s] = T(0);
       }
       gemm<T>(false, false, Tlen, hs, Tlen, dp, Tlen, k, C3, T(0), dq, C3);  // dS·K
@@ -91,8 +92,10 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
   }
 }
 
-template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t, int64_t);
-template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t, int64_t, int64_t);
+template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t,
+                                       int64_t);
+template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t, int64_t,
+                                        int64_t);
 template void attention_backward<float>(float*, float*, const float*, const float*, const float*,
                                         int64_t, int64_t, int64_t, int64_t);
 template void attention_backward<double>(double*, double*, const double*, const double*,

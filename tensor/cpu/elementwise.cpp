@@ -55,10 +55,14 @@ template <typename T>
 void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   // One loop per op so the compiler vectorizes each without a switch inside.
   switch (op) {
-    case BinaryOp::Add: return binary_loop<T>(a, b, out, [](T x, T y) { return x + y; });
-    case BinaryOp::Sub: return binary_loop<T>(a, b, out, [](T x, T y) { return x - y; });
-    case BinaryOp::Mul: return binary_loop<T>(a, b, out, [](T x, T y) { return x * y; });
-    case BinaryOp::Div: return binary_loop<T>(a, b, out, [](T x, T y) { return x / y; });
+    case BinaryOp::Add:
+      return binary_loop<T>(a, b, out, [](T x, T y) { return x + y; });
+    case BinaryOp::Sub:
+      return binary_loop<T>(a, b, out, [](T x, T y) { return x - y; });
+    case BinaryOp::Mul:
+      return binary_loop<T>(a, b, out, [](T x, T y) { return x * y; });
+    case BinaryOp::Div:
+      return binary_loop<T>(a, b, out, [](T x, T y) { return x / y; });
   }
 }
 
@@ -81,26 +85,45 @@ void unary_loop(const Tensor& a, Tensor& out, F f) {
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& a, Tensor& out, T s) {
   switch (op) {
-    case UnaryOp::Neg: return unary_loop<T>(a, out, [](T x) { return -x; });
-    case UnaryOp::Exp: return unary_loop<T>(a, out, [](T x) { return std::exp(x); });
-    case UnaryOp::Log: return unary_loop<T>(a, out, [](T x) { return std::log(x); });
-    case UnaryOp::Tanh: return unary_loop<T>(a, out, [](T x) { return std::tanh(x); });
-    case UnaryOp::Sqrt: return unary_loop<T>(a, out, [](T x) { return std::sqrt(x); });
-    case UnaryOp::Relu: return unary_loop<T>(a, out, [](T x) { return x > T(0) ? x : T(0); });
-    case UnaryOp::AddScalar: return unary_loop<T>(a, out, [s](T x) { return x + s; });
-    case UnaryOp::MulScalar: return unary_loop<T>(a, out, [s](T x) { return x * s; });
-    case UnaryOp::PowScalar: return unary_loop<T>(a, out, [s](T x) { return std::pow(x, s); });
+    case UnaryOp::Neg:
+      return unary_loop<T>(a, out, [](T x) { return -x; });
+    case UnaryOp::Exp:
+      return unary_loop<T>(a, out, [](T x) { return std::exp(x); });
+    case UnaryOp::Log:
+      return unary_loop<T>(a, out, [](T x) { return std::log(x); });
+    case UnaryOp::Tanh:
+      return unary_loop<T>(a, out, [](T x) { return std::tanh(x); });
+    case UnaryOp::Sqrt:
+      return unary_loop<T>(a, out, [](T x) { return std::sqrt(x); });
+    case UnaryOp::Relu:
+      return unary_loop<T>(a, out, [](T x) { return x > T(0) ? x : T(0); });
+    case UnaryOp::AddScalar:
+      return unary_loop<T>(a, out, [s](T x) { return x + s; });
+    case UnaryOp::MulScalar:
+      return unary_loop<T>(a, out, [s](T x) { return x * s; });
+    case UnaryOp::PowScalar:
+      return unary_loop<T>(a, out, [s](T x) { return std::pow(x, s); });
   }
 }
 
 void store(void* base, int64_t i, DType dtype, double v) {
   switch (dtype) {
-    case DType::F32: static_cast<float*>(base)[i] = static_cast<float>(v); return;
-    case DType::F64: static_cast<double*>(base)[i] = v; return;
+    case DType::F32:
+      static_cast<float*>(base)[i] = static_cast<float>(v);
+      return;
+    case DType::F64:
+      static_cast<double*>(base)[i] = v;
+      return;
     // Round once, from f32: the path mixed-precision training takes.
-    case DType::BF16: static_cast<uint16_t*>(base)[i] = f32_to_bf16(static_cast<float>(v)); return;
-    case DType::F16: static_cast<uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v)); return;
-    case DType::I32: static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v); return;
+    case DType::BF16:
+      static_cast<uint16_t*>(base)[i] = f32_to_bf16(static_cast<float>(v));
+      return;
+    case DType::F16:
+      static_cast<uint16_t*>(base)[i] = f32_to_f16(static_cast<float>(v));
+      return;
+    case DType::I32:
+      static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v);
+      return;
   }
 }
 
@@ -141,7 +164,8 @@ void copy(const Tensor& src, Tensor& dst) {
   for_each_row(src.shape(), src.strides(), dst.strides(),
                [&](int64_t, int64_t os, int64_t od, int64_t len, int64_t is, int64_t id) {
                  for (int64_t i = 0; i < len; ++i)
-                   store(pd, od + i * id, dst.dtype(), load_as_double(ps, os + i * is, src.dtype()));
+                   store(pd, od + i * id, dst.dtype(),
+                         load_as_double(ps, os + i * is, src.dtype()));
                });
 }
 

@@ -64,105 +64,105 @@ using namespace gemm_detail;
 // written both stay in L1; about 4x faster than element-by-element copies.
 template <int W>
 void gather_transpose(const float* const* src, int n, int64_t kc, float* dst) {
-    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-        const int64_t k1 = std::min<int64_t>(kc, k0 + 16);
-        int c = 0;
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int64_t k1 = std::min<int64_t>(kc, k0 + 16);
+    int c = 0;
 #ifdef MS_GEMM_X86
-        if (k1 - k0 == 16)
-            for (; c + 4 <= n; c += 4)
-                for (int64_t k = k0; k < k1; k += 4) {
-                    __m128 r0 = _mm_loadu_ps(src[c] + k), r1 = _mm_loadu_ps(src[c + 1] + k);
-                    __m128 r2 = _mm_loadu_ps(src[c + 2] + k), r3 = _mm_loadu_ps(src[c + 3] + k);
-                    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-                    _mm_storeu_ps(dst + (k + 0) * W + c, r0);
-                    _mm_storeu_ps(dst + (k + 1) * W + c, r1);
-                    _mm_storeu_ps(dst + (k + 2) * W + c, r2);
-                    _mm_storeu_ps(dst + (k + 3) * W + c, r3);
-                }
+    if (k1 - k0 == 16)
+      for (; c + 4 <= n; c += 4)
+        for (int64_t k = k0; k < k1; k += 4) {
+          __m128 r0 = _mm_loadu_ps(src[c] + k), r1 = _mm_loadu_ps(src[c + 1] + k);
+          __m128 r2 = _mm_loadu_ps(src[c + 2] + k), r3 = _mm_loadu_ps(src[c + 3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(dst + (k + 0) * W + c, r0);
+          _mm_storeu_ps(dst + (k + 1) * W + c, r1);
+          _mm_storeu_ps(dst + (k + 2) * W + c, r2);
+          _mm_storeu_ps(dst + (k + 3) * W + c, r3);
+        }
 #endif
-        for (; c < W; ++c)
-            for (int64_t k = k0; k < k1; ++k) dst[k * W + c] = c < n ? src[c][k] : 0.0f;
-    }
+    for (; c < W; ++c)
+      for (int64_t k = k0; k < k1; ++k) dst[k * W + c] = c < n ? src[c][k] : 0.0f;
+  }
 }
 
 // Ap (ceil(mc/MR) slivers, each kc x MR) <- op(A)[i0:i0+mc, p0:p0+kc]
 template <int MR>
-void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
-            int64_t kc, float* Ap) {
-    for (int64_t i = 0; i < mc; i += MR, Ap += MR * kc) {
-        const int rows = int(std::min<int64_t>(MR, mc - i));
-        if (ta) {  // op(A) column k is row k of A: MR contiguous floats
-            if (rows == MR) {
-                // Full sliver: a straight copy the compiler turns into vector moves
-                // (the per-element bounds test kept this scalar: ~25% of packing
-                // time in the weight-gradient GEMMs, dW = Xᵀ·dY).
-                for (int64_t k = 0; k < kc; ++k)
-                    std::memcpy(Ap + k * MR, A + (p0 + k) * lda + i0 + i, MR * sizeof(float));
-                continue;
-            }
-            for (int64_t k = 0; k < kc; ++k) {
-                const float* src = A + (p0 + k) * lda + i0 + i;
-                for (int r = 0; r < MR; ++r) Ap[k * MR + r] = r < rows ? src[r] : 0.0f;
-            }
-        } else {  // gather: MR rows of A, each read sequentially along k
-            const float* src[MR];
-            for (int r = 0; r < MR; ++r) src[r] = A + (i0 + i + std::min(r, rows - 1)) * lda + p0;
-            gather_transpose<MR>(src, rows, kc, Ap);
-        }
+void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            float* Ap) {
+  for (int64_t i = 0; i < mc; i += MR, Ap += MR * kc) {
+    const int rows = int(std::min<int64_t>(MR, mc - i));
+    if (ta) {  // op(A) column k is row k of A: MR contiguous floats
+      if (rows == MR) {
+        // Full sliver: a straight copy the compiler turns into vector moves
+        // (the per-element bounds test kept this scalar: ~25% of packing
+        // time in the weight-gradient GEMMs, dW = Xᵀ·dY).
+        for (int64_t k = 0; k < kc; ++k)
+          std::memcpy(Ap + k * MR, A + (p0 + k) * lda + i0 + i, MR * sizeof(float));
+        continue;
+      }
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = A + (p0 + k) * lda + i0 + i;
+        for (int r = 0; r < MR; ++r) Ap[k * MR + r] = r < rows ? src[r] : 0.0f;
+      }
+    } else {  // gather: MR rows of A, each read sequentially along k
+      const float* src[MR];
+      for (int r = 0; r < MR; ++r) src[r] = A + (i0 + i + std::min(r, rows - 1)) * lda + p0;
+      gather_transpose<MR>(src, rows, kc, Ap);
     }
+  }
 }
 
 // Bp (ceil(nc/NR) slivers, each kc x NR) <- op(B)[p0:p0+kc, j0:j0+nc]
 template <int NR>
 void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
             float* Bp) {
-    for (int64_t j = 0; j < nc; j += NR, Bp += NR * kc) {
-        const int cols = int(std::min<int64_t>(NR, nc - j));
-        if (!tb) {  // op(B) row k is row k of B: NR contiguous floats
-            for (int64_t k = 0; k < kc; ++k) {
-                const float* src = B + (p0 + k) * ldb + j0 + j;
-                if (cols == NR) {
-                    std::memcpy(Bp + k * NR, src, sizeof(float) * NR);
-                } else {
-                    for (int c = 0; c < NR; ++c) Bp[k * NR + c] = c < cols ? src[c] : 0.0f;
-                }
-            }
-        } else {  // gather: NR rows of B, each read sequentially along k
-            const float* src[NR];
-            for (int c = 0; c < NR; ++c) src[c] = B + (j0 + j + std::min(c, cols - 1)) * ldb + p0;
-            gather_transpose<NR>(src, cols, kc, Bp);
+  for (int64_t j = 0; j < nc; j += NR, Bp += NR * kc) {
+    const int cols = int(std::min<int64_t>(NR, nc - j));
+    if (!tb) {  // op(B) row k is row k of B: NR contiguous floats
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = B + (p0 + k) * ldb + j0 + j;
+        if (cols == NR) {
+          std::memcpy(Bp + k * NR, src, sizeof(float) * NR);
+        } else {
+          for (int c = 0; c < NR; ++c) Bp[k * NR + c] = c < cols ? src[c] : 0.0f;
         }
+      }
+    } else {  // gather: NR rows of B, each read sequentially along k
+      const float* src[NR];
+      for (int c = 0; c < NR; ++c) src[c] = B + (j0 + j + std::min(c, cols - 1)) * ldb + p0;
+      gather_transpose<NR>(src, cols, kc, Bp);
     }
+  }
 }
 
 // Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
 // long-lived, so after the first call gemm allocates nothing). Freed at thread exit.
 struct Scratch {
-    float* p = nullptr;
-    size_t n = 0;
-    float* get(size_t want) {
-        if (want > n) {
-            std::free(p);
-            n = (want + 15) / 16 * 16;
-            p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-            if (!p) n = 0, throw std::bad_alloc();
-        }
-        return p;
+  float* p = nullptr;
+  size_t n = 0;
+  float* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      n = (want + 15) / 16 * 16;
+      p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+      if (!p) n = 0, throw std::bad_alloc();
     }
-    ~Scratch() { std::free(p); }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
 };
 
 struct Problem {
-    bool ta, tb;
-    int64_t K;
-    float alpha;
-    const float* A;
-    int64_t lda;
-    const float* B;
-    int64_t ldb;
-    float beta;
-    float* C;
-    int64_t ldc;
+  bool ta, tb;
+  int64_t K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
 };
 
 // Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
@@ -173,44 +173,45 @@ struct Problem {
 // 1024 rows with max 768 become 2 x 512 rather than 768 + 256, so no block is
 // a thin leftover that repacks the other operand for little work.
 int64_t even_step(int64_t n, int64_t max, int64_t unit) {
-    const int64_t blocks = (n + max - 1) / max;
-    return ((n + blocks - 1) / blocks + unit - 1) / unit * unit;
+  const int64_t blocks = (n + max - 1) / max;
+  return ((n + blocks - 1) / blocks + unit - 1) / unit * unit;
 }
 
 template <int MR, int NR, int KC, int NC, int MC>
-void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1, KernelFn kernel) {
-    static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole slivers");
-    thread_local Scratch sa, sb;
-    float* Ap = sa.get(size_t(MC) * KC);  // [MC/MR][KC][MR]
-    float* Bp = sb.get(size_t(NC) * KC);  // [NC/NR][KC][NR]
-    const int64_t MS = even_step(m1 - m0, MC, MR), NS = even_step(n1 - n0, NC, NR);
-    const int64_t KS = even_step(p.K, KC, 1);
-    for (int64_t ic = m0; ic < m1; ic += MS) {
-        const int64_t mc = std::min(MS, m1 - ic);
-        for (int64_t pc = 0; pc < p.K; pc += KS) {
-            const int64_t kc = std::min(KS, p.K - pc);
-            // First K slab applies the caller's beta; later slabs accumulate.
-            const float beta = pc == 0 ? p.beta : 1.0f;
-            pack_a<MR>(p.ta, p.A, p.lda, ic, mc, pc, kc, Ap);
-            for (int64_t jc = n0; jc < n1; jc += NS) {
-                const int64_t nc = std::min(NS, n1 - jc);
-                pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
-                for (int64_t ir = 0; ir < mc; ir += MR)
-                    for (int64_t jr = 0; jr < nc; jr += NR)
-                        kernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * p.ldc + jc + jr,
-                               p.ldc, int(std::min<int64_t>(MR, mc - ir)),
-                               int(std::min<int64_t>(NR, nc - jr)), p.alpha, beta);
-            }
-        }
+void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                 KernelFn kernel) {
+  static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole slivers");
+  thread_local Scratch sa, sb;
+  float* Ap = sa.get(size_t(MC) * KC);  // [MC/MR][KC][MR]
+  float* Bp = sb.get(size_t(NC) * KC);  // [NC/NR][KC][NR]
+  const int64_t MS = even_step(m1 - m0, MC, MR), NS = even_step(n1 - n0, NC, NR);
+  const int64_t KS = even_step(p.K, KC, 1);
+  for (int64_t ic = m0; ic < m1; ic += MS) {
+    const int64_t mc = std::min(MS, m1 - ic);
+    for (int64_t pc = 0; pc < p.K; pc += KS) {
+      const int64_t kc = std::min(KS, p.K - pc);
+      // First K slab applies the caller's beta; later slabs accumulate.
+      const float beta = pc == 0 ? p.beta : 1.0f;
+      pack_a<MR>(p.ta, p.A, p.lda, ic, mc, pc, kc, Ap);
+      for (int64_t jc = n0; jc < n1; jc += NS) {
+        const int64_t nc = std::min(NS, n1 - jc);
+        pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+        for (int64_t ir = 0; ir < mc; ir += MR)
+          for (int64_t jr = 0; jr < nc; jr += NR)
+            kernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * p.ldc + jc + jr, p.ldc,
+                   int(std::min<int64_t>(MR, mc - ir)), int(std::min<int64_t>(NR, nc - jr)),
+                   p.alpha, beta);
+      }
     }
+  }
 }
 
 using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn);
 struct Isa {
-    const char* name;
-    KernelFn kernel;
-    RegionFn region;
-    int mr, nr;
+  const char* name;
+  KernelFn kernel;
+  RegionFn region;
+  int mr, nr;
 };
 
 const Isa kScalar{"scalar", kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16};
@@ -221,30 +222,30 @@ const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 1
 
 const Isa* detect_isa() {
 #ifdef MS_GEMM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return &kAvx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kAvx2;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return &kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kAvx2;
 #endif
-    return &kScalar;
+  return &kScalar;
 }
 
 const Isa*& current_isa() {
-    static const Isa* isa = detect_isa();
-    return isa;
+  static const Isa* isa = detect_isa();
+  return isa;
 }
 
 // Split C into tm x tn rectangles for nt threads, minimizing the perimeter
 // M/tm + N/tn (the data each thread packs) while keeping rectangles whole slivers.
 void thread_grid(int nt, int64_t M, int64_t N, int& tm, int& tn) {
-    tm = 1, tn = nt;
-    double best = 1e300;
-    for (int a = 1; a <= nt; ++a) {
-        if (nt % a) continue;
-        const double cost = double(M) / a + double(N) / (nt / a);
-        if (cost < best) best = cost, tm = a, tn = nt / a;
-    }
+  tm = 1, tn = nt;
+  double best = 1e300;
+  for (int a = 1; a <= nt; ++a) {
+    if (nt % a) continue;
+    const double cost = double(M) / a + double(N) / (nt / a);
+    if (cost < best) best = cost, tm = a, tn = nt / a;
+  }
 }
 
 // Matrix-vector products (M == 1 or N == 1, e.g. sampling one token) have no
@@ -255,142 +256,143 @@ void thread_grid(int nt, int64_t M, int64_t N, int& tm, int& tn) {
 // as dot products when Y's rows are contiguous (yk == 1), else (yo == 1) as
 // axpys of 4 rows of Y at a time into a block of outputs held on the stack.
 // Both forms keep 8+ independent partial sums so the adds pipeline.
-void gemv(int64_t O, int64_t K, float alpha, const float* x, const float* Y, int64_t yo,
-          int64_t yk, float beta, float* out, int64_t os) {
-    constexpr int64_t OB = 1024;
-    const bool par = !omp_in_parallel() && double(O) * double(K) > double(1 << 20);
+void gemv(int64_t O, int64_t K, float alpha, const float* x, const float* Y, int64_t yo, int64_t yk,
+          float beta, float* out, int64_t os) {
+  constexpr int64_t OB = 1024;
+  const bool par = !omp_in_parallel() && double(O) * double(K) > double(1 << 20);
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t o0 = 0; o0 < O; o0 += OB) {
-        const int64_t ob = std::min(OB, O - o0);
-        float acc[OB];
-        if (yk == 1) {
-            for (int64_t o = 0; o < ob; ++o) {
-                const float* y = Y + (o0 + o) * yo;
-                float part[16] = {};
-                int64_t k = 0;
-                for (; k + 16 <= K; k += 16)
-                    for (int l = 0; l < 16; ++l) part[l] += x[k + l] * y[k + l];
-                float s = 0.0f;
-                for (; k < K; ++k) s += x[k] * y[k];
-                for (int l = 0; l < 16; ++l) s += part[l];
-                acc[o] = s;
-            }
-        } else {
-            for (int64_t o = 0; o < ob; ++o) acc[o] = 0.0f;
-            int64_t k = 0;
-            for (; k + 4 <= K; k += 4) {
-                const float *y0 = Y + k * yk + o0, *y1 = y0 + yk, *y2 = y1 + yk, *y3 = y2 + yk;
-                for (int64_t o = 0; o < ob; ++o)
-                    acc[o] += x[k] * y0[o] + x[k + 1] * y1[o] + x[k + 2] * y2[o] + x[k + 3] * y3[o];
-            }
-            for (; k < K; ++k)
-                for (int64_t o = 0; o < ob; ++o) acc[o] += x[k] * Y[k * yk + o0 + o];
-        }
-        for (int64_t o = 0; o < ob; ++o) {
-            float& c = out[(o0 + o) * os];
-            c = beta == 0.0f ? alpha * acc[o] : alpha * acc[o] + beta * c;
-        }
+  for (int64_t o0 = 0; o0 < O; o0 += OB) {
+    const int64_t ob = std::min(OB, O - o0);
+    float acc[OB];
+    if (yk == 1) {
+      for (int64_t o = 0; o < ob; ++o) {
+        const float* y = Y + (o0 + o) * yo;
+        float part[16] = {};
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16)
+          for (int l = 0; l < 16; ++l) part[l] += x[k + l] * y[k + l];
+        float s = 0.0f;
+        for (; k < K; ++k) s += x[k] * y[k];
+        for (int l = 0; l < 16; ++l) s += part[l];
+        acc[o] = s;
+      }
+    } else {
+      for (int64_t o = 0; o < ob; ++o) acc[o] = 0.0f;
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4) {
+        const float *y0 = Y + k * yk + o0, *y1 = y0 + yk, *y2 = y1 + yk, *y3 = y2 + yk;
+        for (int64_t o = 0; o < ob; ++o)
+          acc[o] += x[k] * y0[o] + x[k + 1] * y1[o] + x[k + 2] * y2[o] + x[k + 3] * y3[o];
+      }
+      for (; k < K; ++k)
+        for (int64_t o = 0; o < ob; ++o) acc[o] += x[k] * Y[k * yk + o0 + o];
     }
+    for (int64_t o = 0; o < ob; ++o) {
+      float& c = out[(o0 + o) * os];
+      c = beta == 0.0f ? alpha * acc[o] : alpha * acc[o] + beta * c;
+    }
+  }
 }
 
 // The vector operand of a gemv, made contiguous if it is strided.
 const float* contiguous(const float* v, int64_t n, int64_t stride) {
-    if (stride == 1) return v;
-    thread_local Scratch s;
-    float* p = s.get(size_t(n));
-    for (int64_t i = 0; i < n; ++i) p[i] = v[i * stride];
-    return p;
+  if (stride == 1) return v;
+  thread_local Scratch s;
+  float* p = s.get(size_t(n));
+  for (int64_t i = 0; i < n; ++i) p[i] = v[i * stride];
+  return p;
 }
 
 }  // namespace
 
-const char* gemm_f32_isa() { return current_isa()->name; }
+const char* gemm_f32_isa() {
+  return current_isa()->name;
+}
 
 bool gemm_f32_force_isa(const char* name) {
-    const Isa* want = nullptr;
-    const std::string s = name ? name : "";
-    const Isa* best = detect_isa();
-    if (s == "scalar") want = &kScalar;
+  const Isa* want = nullptr;
+  const std::string s = name ? name : "";
+  const Isa* best = detect_isa();
+  if (s == "scalar") want = &kScalar;
 #ifdef MS_GEMM_X86
-    if (s == "avx2" && best != &kScalar) want = &kAvx2;
-    if (s == "avx512" && best == &kAvx512) want = &kAvx512;
+  if (s == "avx2" && best != &kScalar) want = &kAvx2;
+  if (s == "avx512" && best == &kAvx512) want = &kAvx512;
 #endif
-    if (s.empty() || s == "auto") want = best;
-    if (want) current_isa() = want;
-    return want != nullptr;
+  if (s.empty() || s == "auto") want = best;
+  if (want) current_isa() = want;
+  return want != nullptr;
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {  // C = beta * C, and nothing to multiply
-        for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j)
-                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-        return;
-    }
-    if (M == 1)  // out = C row 0 (N); x = op(A) row 0; Y[j][k] = op(B)[k][j]
-        return gemv(N, K, alpha, contiguous(A, K, trans_a ? lda : 1), B, trans_b ? ldb : 1,
-                    trans_b ? 1 : ldb, beta, C, 1);
-    if (N == 1)  // out = C column 0 (M); x = op(B) column 0; Y[i][k] = op(A)[i][k]
-        return gemv(M, K, alpha, contiguous(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
-                    trans_a ? lda : 1, beta, C, ldc);
-    const Isa& isa = *current_isa();
-    const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {  // C = beta * C, and nothing to multiply
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  if (M == 1)  // out = C row 0 (N); x = op(A) row 0; Y[j][k] = op(B)[k][j]
+    return gemv(N, K, alpha, contiguous(A, K, trans_a ? lda : 1), B, trans_b ? ldb : 1,
+                trans_b ? 1 : ldb, beta, C, 1);
+  if (N == 1)  // out = C column 0 (M); x = op(B) column 0; Y[i][k] = op(A)[i][k]
+    return gemv(M, K, alpha, contiguous(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
+                trans_a ? lda : 1, beta, C, ldc);
+  const Isa& isa = *current_isa();
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
 
-    // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
-    // GEMMs pay no fork/join; none at all when already inside a parallel region.
-    const double work = double(M) * double(N) * double(K);
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    nt = int(std::max(1.0, std::min<double>(nt, work / double(1 << 18))));
-    if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel);
+  // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
+  // GEMMs pay no fork/join; none at all when already inside a parallel region.
+  const double work = double(M) * double(N) * double(K);
+  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  nt = int(std::max(1.0, std::min<double>(nt, work / double(1 << 18))));
+  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel);
 
-    int tm, tn;
-    thread_grid(nt, (M + isa.mr - 1) / isa.mr, (N + isa.nr - 1) / isa.nr, tm, tn);
-    // Rectangle bounds in whole slivers: row block t covers slivers
-    // [t*ms/tm, (t+1)*ms/tm) where ms = number of MR slivers.
-    const int64_t ms = (M + isa.mr - 1) / isa.mr, ns = (N + isa.nr - 1) / isa.nr;
+  int tm, tn;
+  thread_grid(nt, (M + isa.mr - 1) / isa.mr, (N + isa.nr - 1) / isa.nr, tm, tn);
+  // Rectangle bounds in whole slivers: row block t covers slivers
+  // [t*ms/tm, (t+1)*ms/tm) where ms = number of MR slivers.
+  const int64_t ms = (M + isa.mr - 1) / isa.mr, ns = (N + isa.nr - 1) / isa.nr;
 #pragma omp parallel num_threads(nt)
-    {
-        for (int t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
-            const int ti = t / tn, tj = t % tn;
-            const int64_t m0 = std::min(M, ms * ti / tm * isa.mr);
-            const int64_t m1 = std::min(M, ms * (ti + 1) / tm * isa.mr);
-            const int64_t n0 = std::min(N, ns * tj / tn * isa.nr);
-            const int64_t n1 = std::min(N, ns * (tj + 1) / tn * isa.nr);
-            if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel);
-        }
+  {
+    for (int t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
+      const int ti = t / tn, tj = t % tn;
+      const int64_t m0 = std::min(M, ms * ti / tm * isa.mr);
+      const int64_t m1 = std::min(M, ms * (ti + 1) / tm * isa.mr);
+      const int64_t n0 = std::min(N, ns * tj / tn * isa.nr);
+      const int64_t n1 = std::min(N, ns * (tj + 1) / tn * isa.nr);
+      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel);
     }
+  }
 }
 
 // f64 is for gradient checks on small shapes: a plain loop nest, accumulating
 // each dot product in a register, with the inner loop over contiguous memory.
 void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
-              const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-              double* C, int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-    // Element strides of op(A) (M x K) and op(B) (K x N).
-    const int64_t a_i = trans_a ? 1 : lda, a_k = trans_a ? lda : 1;
-    const int64_t b_k = trans_b ? 1 : ldb, b_j = trans_b ? ldb : 1;
-    for (int64_t i = 0; i < M; ++i) {
-        double* c = C + i * ldc;
-        for (int64_t j = 0; j < N; ++j) c[j] = beta == 0.0 ? 0.0 : beta * c[j];
-        if (K <= 0 || alpha == 0.0) continue;
-        if (trans_b) {  // op(B) column j is row j of B: dot products
-            for (int64_t j = 0; j < N; ++j) {
-                double s = 0.0;
-                for (int64_t k = 0; k < K; ++k) s += A[i * a_i + k * a_k] * B[k * b_k + j * b_j];
-                c[j] += alpha * s;
-            }
-        } else {  // axpy over rows of B
-            for (int64_t k = 0; k < K; ++k) {
-                const double a = alpha * A[i * a_i + k * a_k];
-                const double* b = B + k * b_k;
-                for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
-            }
-        }
+              const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+              int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  // Element strides of op(A) (M x K) and op(B) (K x N).
+  const int64_t a_i = trans_a ? 1 : lda, a_k = trans_a ? lda : 1;
+  const int64_t b_k = trans_b ? 1 : ldb, b_j = trans_b ? ldb : 1;
+  for (int64_t i = 0; i < M; ++i) {
+    double* c = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) c[j] = beta == 0.0 ? 0.0 : beta * c[j];
+    if (K <= 0 || alpha == 0.0) continue;
+    if (trans_b) {  // op(B) column j is row j of B: dot products
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0.0;
+        for (int64_t k = 0; k < K; ++k) s += A[i * a_i + k * a_k] * B[k * b_k + j * b_j];
+        c[j] += alpha * s;
+      }
+    } else {  // axpy over rows of B
+      for (int64_t k = 0; k < K; ++k) {
+        const double a = alpha * A[i * a_i + k * a_k];
+        const double* b = B + k * b_k;
+        for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+      }
     }
+  }
 }
 
 }  // namespace ms::cpu

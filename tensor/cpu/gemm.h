@@ -16,8 +16,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               int64_t ldc);
 
 void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
-              const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-              double* C, int64_t ldc);
+              const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+              int64_t ldc);
 
 // Which micro-kernel gemm_f32 runs on this CPU: "avx512", "avx2" or "scalar".
 const char* gemm_f32_isa();

@@ -16,69 +16,68 @@ namespace {
 // overwrites C without reading it (BLAS semantics: NaN in C must not leak).
 void store_tile(const float* tile, int NR, float* C, int64_t ldc, int mr, int nr, float alpha,
                 float beta) {
-    for (int r = 0; r < mr; ++r)
-        for (int c = 0; c < nr; ++c) {
-            float v = alpha * tile[r * NR + c];
-            C[r * ldc + c] = beta == 0.0f ? v : v + beta * C[r * ldc + c];
-        }
+  for (int r = 0; r < mr; ++r)
+    for (int c = 0; c < nr; ++c) {
+      float v = alpha * tile[r * NR + c];
+      C[r * ldc + c] = beta == 0.0f ? v : v + beta * C[r * ldc + c];
+    }
 }
 
 }  // namespace
 
 // Portable fallback. Fully unrolled so acc lives in (baseline SIMD) registers.
-void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-                        int mr, int nr, float alpha, float beta) {
-    constexpr int MR = 4, NR = 16;
-    float acc[MR * NR] = {};
-    for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR)
+void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
+                        int nr, float alpha, float beta) {
+  constexpr int MR = 4, NR = 16;
+  float acc[MR * NR] = {};
+  for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR)
 #pragma GCC unroll 4
-        for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 16
-            for (int c = 0; c < NR; ++c) acc[r * NR + c] += Ap[r] * Bp[c];
-    store_tile(acc, NR, C, ldc, mr, nr, alpha, beta);
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] += Ap[r] * Bp[c];
+  store_tile(acc, NR, C, ldc, mr, nr, alpha, beta);
 }
 
 #ifdef MS_GEMM_X86
 // AVX2: 16 ymm registers -> 6 x 16 tile = 12 accumulators + 2 B vectors + 1
 // broadcast (the classic Haswell shape).
 __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* Ap,
-                                                          const float* Bp, float* C,
-                                                          int64_t ldc, int mr, int nr,
-                                                          float alpha, float beta) {
-    constexpr int MR = 6, NR = 16;
-    __m256 acc[MR][2];
+                                                          const float* Bp, float* C, int64_t ldc,
+                                                          int mr, int nr, float alpha, float beta) {
+  constexpr int MR = 6, NR = 16;
+  __m256 acc[MR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
-        __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
+    __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            __m256 a = _mm256_broadcast_ss(Ap + r);
-            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
-        }
+    for (int r = 0; r < MR; ++r) {
+      __m256 a = _mm256_broadcast_ss(Ap + r);
+      acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
     }
-    // Every loop over acc is fully unrolled: an acc[r][v] with a run-time index
-    // would make GCC keep acc in memory, storing it on every k step (2x slower).
-    if (mr == MR && nr == NR) {
-        __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  }
+  // Every loop over acc is fully unrolled: an acc[r][v] with a run-time index
+  // would make GCC keep acc in memory, storing it on every k step (2x slower).
+  if (mr == MR && nr == NR) {
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-            for (int v = 0; v < 2; ++v) {
-                float* c = C + r * ldc + 8 * v;
-                __m256 x = _mm256_mul_ps(va, acc[r][v]);
-                if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x);
-                _mm256_storeu_ps(c, x);
-            }
-    } else {
-        alignas(32) float tile[MR * NR];
+      for (int v = 0; v < 2; ++v) {
+        float* c = C + r * ldc + 8 * v;
+        __m256 x = _mm256_mul_ps(va, acc[r][v]);
+        if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x);
+        _mm256_storeu_ps(c, x);
+      }
+  } else {
+    alignas(32) float tile[MR * NR];
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-            for (int v = 0; v < 2; ++v) _mm256_store_ps(tile + r * NR + 8 * v, acc[r][v]);
-        store_tile(tile, NR, C, ldc, mr, nr, alpha, beta);
-    }
+      for (int v = 0; v < 2; ++v) _mm256_store_ps(tile + r * NR + 8 * v, acc[r][v]);
+    store_tile(tile, NR, C, ldc, mr, nr, alpha, beta);
+  }
 }
 
 // AVX-512: 32 zmm registers -> 12 x 32 tile = 24 accumulators + 2 B vectors +
@@ -88,48 +87,48 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32(
     int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
     float alpha, float beta) {
-    constexpr int MR = 12, NR = 32;
-    __m512 acc[MR][2];
+  constexpr int MR = 12, NR = 32;
+  __m512 acc[MR][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    // C is touched only after the k loop: start fetching it now so the
+    // store does not wait on memory (measured ~+2% at 1024^3).
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 16), _MM_HINT_T0);
+  }
+  // Note: 24 accumulators + 2 B vectors + broadcasts use 27 of the 32 zmm
+  // registers; if an edit makes GCC spill (vfmadd231ps reading from (%rsp) in
+  // `g++ -S`), speed halves. Checked at -O2/-O3 with GCC 12.
+  for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
+    // Bp streams from L2; ask for the sliver row 8 steps ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
+    __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        // C is touched only after the k loop: start fetching it now so the
-        // store does not wait on memory (measured ~+2% at 1024^3).
-        _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 16), _MM_HINT_T0);
+      __m512 a = _mm512_set1_ps(Ap[r]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
     }
-    // Note: 24 accumulators + 2 B vectors + broadcasts use 27 of the 32 zmm
-    // registers; if an edit makes GCC spill (vfmadd231ps reading from (%rsp) in
-    // `g++ -S`), speed halves. Checked at -O2/-O3 with GCC 12.
-    for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
-        // Bp streams from L2; ask for the sliver row 8 steps ahead.
-        _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
-        __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+  }
+  // Lane masks for the (possibly partial) two 16-wide column groups.
+  auto lanes = [](int n) -> __mmask16 {
+    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+  };
+  const __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
-            __m512 a = _mm512_set1_ps(Ap[r]);
-            acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
-        }
+  for (int r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+    float* c = C + r * ldc;
+    __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+    if (beta != 0.0f) {
+      x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
+      x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), x1);
     }
-    // Lane masks for the (possibly partial) two 16-wide column groups.
-    auto lanes = [](int n) -> __mmask16 {
-        return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-    };
-    const __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-        if (r >= mr) break;
-        float* c = C + r * ldc;
-        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
-        if (beta != 0.0f) {
-            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
-            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), x1);
-        }
-        _mm512_mask_storeu_ps(c, m0, x0);
-        _mm512_mask_storeu_ps(c + 16, m1, x1);
-    }
+    _mm512_mask_storeu_ps(c, m0, x0);
+    _mm512_mask_storeu_ps(c + 16, m1, x1);
+  }
 }
 #endif  // MS_GEMM_X86
 

@@ -21,12 +21,12 @@ namespace ms::cpu::gemm_detail {
 using KernelFn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                           int mr, int nr, float alpha, float beta);
 
-void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-                        int mr, int nr, float alpha, float beta);
+void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
+                        int nr, float alpha, float beta);
 #ifdef MS_GEMM_X86
 // Only call these after __builtin_cpu_supports says the CPU has the ISA.
-void kernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-                      int mr, int nr, float alpha, float beta);
+void kernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
+                      int nr, float alpha, float beta);
 void kernel_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                          int mr, int nr, float alpha, float beta);
 #endif

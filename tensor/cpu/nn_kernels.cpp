@@ -104,8 +104,8 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* w, const 
 // With xhat = (x - mean)·rstd and dxhat = dout·w:
 //   din = rstd · (dxhat - mean(dxhat) - xhat · mean(dxhat·xhat))
 template <typename T>
-void layernorm_backward(T* din, T* dw, T* db, const T* dout, const T* in, const T* w,
-                        const T* mean, const T* rstd, int64_t N, int64_t C) {
+void layernorm_backward(T* din, T* dw, T* db, const T* dout, const T* in, const T* w, const T* mean,
+                        const T* rstd, int64_t N, int64_t C) {
 #pragma omp parallel
   {
     // Each thread sums dw/db for its rows privately, then adds them once.
@@ -213,9 +213,8 @@ void gelu_forward(T* out, const T* in, int64_t n) {
 template <typename T>
 void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-    for_spans(n, [&](int64_t b, int64_t len) {
-      gelu_backward_span(din + b, dout + b, in + b, len);
-    });
+    for_spans(n,
+              [&](int64_t b, int64_t len) { gelu_backward_span(din + b, dout + b, in + b, len); });
   } else {
     const T a = static_cast<T>(kSqrt2OverPi), k = static_cast<T>(kGeluCoeff);
     for (int64_t i = 0; i < n; ++i) {
@@ -230,7 +229,8 @@ void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
 
 template <typename T>
 void embedding_forward(T* out, const T* weight, const int32_t* idx, int64_t N, int64_t C) {
-  for (int64_t n = 0; n < N; ++n) std::copy(weight + idx[n] * C, weight + idx[n] * C + C, out + n * C);
+  for (int64_t n = 0; n < N; ++n)
+    std::copy(weight + idx[n] * C, weight + idx[n] * C + C, out + n * C);
 }
 
 template <typename T>
@@ -245,7 +245,8 @@ void embedding_backward(T* dweight, const T* dout, const int32_t* idx, int64_t N
 }
 
 template <typename T>
-double cross_entropy_forward(T* lse, const T* logits, const int32_t* targets, int64_t N, int64_t V) {
+double cross_entropy_forward(T* lse, const T* logits, const int32_t* targets, int64_t N,
+                             int64_t V) {
   double total = 0;
 #pragma omp parallel for reduction(+ : total) if (N >= kParallelRows) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
@@ -274,20 +275,20 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int
   }
 }
 
-#define MS_INSTANTIATE(T)                                                                       \
-  template void softmax_forward<T>(T*, const T*, int64_t, int64_t);                             \
-  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);                  \
-  template void log_softmax_forward<T>(T*, const T*, int64_t, int64_t);                         \
-  template void log_softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);              \
-  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                     double);                                                   \
-  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,       \
-                                      const T*, int64_t, int64_t);                              \
-  template void gelu_forward<T>(T*, const T*, int64_t);                                         \
-  template void gelu_backward<T>(T*, const T*, const T*, int64_t);                              \
-  template void embedding_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t);           \
-  template void embedding_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);          \
-  template double cross_entropy_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t);     \
+#define MS_INSTANTIATE(T)                                                                          \
+  template void softmax_forward<T>(T*, const T*, int64_t, int64_t);                                \
+  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);                     \
+  template void log_softmax_forward<T>(T*, const T*, int64_t, int64_t);                            \
+  template void log_softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);                 \
+  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t,   \
+                                     double);                                                      \
+  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,          \
+                                      const T*, int64_t, int64_t);                                 \
+  template void gelu_forward<T>(T*, const T*, int64_t);                                            \
+  template void gelu_backward<T>(T*, const T*, const T*, int64_t);                                 \
+  template void embedding_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t);              \
+  template void embedding_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t);             \
+  template double cross_entropy_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t);        \
   template void cross_entropy_backward<T>(T*, const T*, const T*, const int32_t*, double, int64_t, \
                                           int64_t);
 MS_INSTANTIATE(float)

@@ -24,7 +24,6 @@ bool same(const Tensor& a, const Tensor& b) {
   return a.to_vector() == b.to_vector();
 }
 
-
 }  // namespace
 
 TEST_CASE("world: rank and size match MPI, timeout is on in tests", "[mpi][comm]") {

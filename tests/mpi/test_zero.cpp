@@ -29,7 +29,8 @@ constexpr int64_t B = 2, T = 15;
 
 GPTConfig tiny() {
   GPTConfig c;
-  c.n_layer = 2, c.n_head = 2, c.n_embd = 30, c.block_size = T;  // odd sizes: Ψ and the buckets need padding
+  c.n_layer = 2, c.n_head = 2, c.n_embd = 30,
+  c.block_size = T;  // odd sizes: Ψ and the buckets need padding
   return c;
 }
 
@@ -129,8 +130,8 @@ Run distributed(const Setup& s, Communicator& world) {
   run.memory = engine.memory();
   if (auto* sharded = dynamic_cast<ZeroShardedStage*>(&engine.stage_impl()))
     for (int g = 0; g < sharded->layout().num_groups(); ++g)
-      run.largest_group_bytes = std::max(run.largest_group_bytes,
-                                         size_t(4 * sharded->layout().group(g).padded));
+      run.largest_group_bytes =
+          std::max(run.largest_group_bytes, size_t(4 * sharded->layout().group(g).padded));
   engine.gather_full_parameters();
   for (auto& [name, p] : model.named_parameters()) run.params.emplace_back(name, clone(p));
   return run;
