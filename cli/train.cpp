@@ -230,7 +230,11 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::fflush(stdout);
     }
     int64_t sample_every = flags.integer("sample-every");
-    if (lead && sample_every > 0 && (step + 1) % sample_every == 0 && !last) {
+    bool sample_now = sample_every > 0 && (step + 1) % sample_every == 0 && !last;
+    // Only rank 0 samples, so ZeRO-3's per-block gathers (collectives) can't
+    // run inside it: every rank gathers the whole model first.
+    if (sample_now) engine.gather_full_parameters();
+    if (lead && sample_now) {
       std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                   generate(*model, "\n", {120, 0.8, 40, 7}).c_str());
     }

@@ -27,5 +27,15 @@ for run in "2 0" "2 2" "4 1" "4 3"; do
     fail=$((fail + 1))
   fi
 done
+# Sampling mid-training is rank 0 alone; under ZeRO-3 that must not enter the
+# per-block gathers (collectives) on one rank only.
+if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $common \
+     --batch-size 4 --zero-stage 3 --sample-every 2 >/dev/null 2>&1; then
+  echo "ok: sampling mid-training with ZeRO-3 on 2 ranks"
+  pass=$((pass + 1))
+else
+  echo "FAILED: sampling mid-training with ZeRO-3 on 2 ranks"
+  fail=$((fail + 1))
+fi
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
