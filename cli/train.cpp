@@ -1,11 +1,9 @@
 // `minispeed train`: trains a GPT on a file of bytes, in one process or, under
 // mpirun, data-parallel with ZeRO. Rank 0 logs; every rank computes.
-#include <omp.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -100,14 +98,6 @@ double evaluate(GPT& model, const TokenData& data, int64_t batches, int64_t B, i
 int train_command(int argc, char** argv, Communicator& world) {
   Flags flags = train_flags();
   if (!flags.parse(argc, argv, 2)) return 0;
-  // Ranks sharing a machine share its cores: unless OMP_NUM_THREADS says
-  // otherwise, give each rank cores / ranks-on-this-node threads, so 2 ranks
-  // on 2 cores don't run 4 threads that preempt each other mid-collective.
-  if (!std::getenv("OMP_NUM_THREADS")) {
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-    omp_set_num_threads(std::max(1, omp_get_num_procs() / local_ranks));
-  }
   const bool lead = world.rank() == 0;
   const int64_t B = flags.integer("batch-size"), T = flags.integer("seq-len");
   const int64_t steps = flags.integer("steps"), accum = flags.integer("grad-accum");
