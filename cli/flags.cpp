@@ -78,31 +78,31 @@ std::string Flags::str(const std::string& name) const {
   return get(name).value;
 }
 
+// Parses the whole of `v` with `parse` (std::stoll or std::stod), or nothing.
+template <typename T, typename Parse>
+static bool parse_all(const std::string& v, Parse parse, T& out) {
+  size_t used = 0;
+  try {
+    out = parse(v, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return used == v.size() && !v.empty();
+}
+
 int64_t Flags::integer(const std::string& name) const {
   const std::string& v = get(name).value;
-  size_t used = 0;
   int64_t out = 0;
-  try {
-    out = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MS_CHECK(used == v.size() && !v.empty(), program_, ": --", name, " must be an integer, got '", v,
-           "'");
+  bool ok = parse_all(v, [](const std::string& s, size_t* used) { return std::stoll(s, used); }, out);
+  MS_CHECK(ok, program_, ": --", name, " must be an integer, got '", v, "'");
   return out;
 }
 
 double Flags::real(const std::string& name) const {
   const std::string& v = get(name).value;
-  size_t used = 0;
   double out = 0;
-  try {
-    out = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MS_CHECK(used == v.size() && !v.empty(), program_, ": --", name, " must be a number, got '", v,
-           "'");
+  bool ok = parse_all(v, [](const std::string& s, size_t* used) { return std::stod(s, used); }, out);
+  MS_CHECK(ok, program_, ": --", name, " must be a number, got '", v, "'");
   return out;
 }
 

@@ -65,20 +65,22 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType 
   return out;
 }
 
-Tensor from_vector(const std::vector<float>& values, const Shape& shape) {
+// Values already in the tensor's element type: one memcpy.
+template <typename T>
+static Tensor from_native(const std::vector<T>& values, const Shape& shape, DType dtype) {
   MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
            "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape));
-  Tensor out = Tensor::empty(shape, DType::F32);
-  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(float));
+  Tensor out = Tensor::empty(shape, dtype);
+  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(T));
   return out;
 }
 
+Tensor from_vector(const std::vector<float>& values, const Shape& shape) {
+  return from_native(values, shape, DType::F32);
+}
+
 Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape) {
-  MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
-           "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape));
-  Tensor out = Tensor::empty(shape, DType::I32);
-  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(int32_t));
-  return out;
+  return from_native(values, shape, DType::I32);
 }
 
 }  // namespace ms

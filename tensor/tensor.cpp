@@ -5,6 +5,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "tensor/cpu/elementwise.h"
+
 namespace ms {
 
 void assert_fail(const char* cond, const char* file, int line, const std::string& msg) {
@@ -125,21 +127,11 @@ template int32_t* Tensor::data<int32_t>() const;
 std::vector<double> Tensor::to_vector() const {
   MS_CHECK(device() == Device::CPU, "to_vector: tensor is on ", device_name(device()),
            "; copy it to the CPU first");
-  std::vector<double> out;
-  out.reserve(numel());
-  if (numel() == 0) return out;
-  Shape index(dim(), 0);
-  const void* base = raw_data();
-  for (int64_t n = 0; n < numel(); ++n) {
-    int64_t at = 0;
-    for (int64_t d = 0; d < dim(); ++d) at += index[d] * strides()[d];
-    out.push_back(load_as_double(base, at, dtype()));
-    for (int64_t d = dim() - 1; d >= 0; --d) {
-      if (++index[d] < shape()[d]) break;
-      index[d] = 0;
-    }
-  }
-  return out;
+  // The strided walk and the dtype decoding are cpu::copy's; copy into f64.
+  Tensor f64 = Tensor::empty(shape(), DType::F64);
+  cpu::copy(*this, f64);
+  const double* p = f64.data<double>();
+  return std::vector<double>(p, p + numel());
 }
 
 double Tensor::item() const {

@@ -19,6 +19,12 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
   }
 }
 
+// One (b, h) per task; each GEMM is small, so it runs single-threaded inside.
+// Tiny problems (lessons, tests) stay on one thread: waking a team costs more.
+bool worth_threads(int64_t B, int64_t NH, int64_t Tlen, int64_t hs) {
+  return B * NH > 1 && B * NH * Tlen * Tlen * hs > (1 << 16);
+}
+
 }  // namespace
 
 template <typename T>
@@ -26,9 +32,7 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
                        int64_t NH) {
   const int64_t hs = C / NH, C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
-  // One (b, h) per task; each GEMM is small, so it runs single-threaded inside.
-  // Tiny problems (lessons, tests) stay on one thread: waking a team costs more.
-  const bool parallel = B * NH > 1 && B * NH * Tlen * Tlen * hs > (1 << 16);
+  const bool parallel = worth_threads(B, NH, Tlen, hs);
 #pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < NH; ++h) {
@@ -62,7 +66,7 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
                         int64_t Tlen, int64_t C, int64_t NH) {
   const int64_t hs = C / NH, C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
-  const bool parallel = B * NH > 1 && B * NH * Tlen * Tlen * hs > (1 << 16);
+  const bool parallel = worth_threads(B, NH, Tlen, hs);
 #pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < NH; ++h) {
