@@ -54,7 +54,7 @@ LDFLAGS := $(OPT) -fopenmp
 LIBS := $(MPI_LIBS) -lpthread
 
 # ---- sources ----
-LIB_SRCS := $(wildcard tensor/*.cpp tensor/cpu/*.cpp autograd/*.cpp nn/*.cpp optim/*.cpp parallel/*.cpp)
+LIB_SRCS := $(wildcard tensor/*.cpp tensor/cpu/*.cpp autograd/*.cpp nn/*.cpp optim/*.cpp parallel/*.cpp parallel/*/*.cpp)
 LIB_OBJS := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libminispeed.a
 UNIT_SRCS := tests/main.cpp $(wildcard tests/test_*.cpp)

@@ -1,5 +1,5 @@
 // bench-ranks: 2 4
-// Our ring all-reduce (parallel/collectives.cpp, over isend/irecv) side by side
+// Our ring all-reduce (parallel/comm/ring.cpp, over isend/irecv) side by side
 // with MPI_Allreduce (Open MPI's tuned collective) and with our Communicator's
 // all_reduce (MPI_Iallreduce + wait, the path the framework uses), f32 sum,
 // 1 KB to 64 MB.
@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "parallel/collectives.h"
-#include "parallel/runtime.h"
+#include "parallel/comm/ring.h"
+#include "parallel/comm/runtime.h"
 
 using namespace ms;
 

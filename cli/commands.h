@@ -1,6 +1,6 @@
 // The `minispeed` subcommands. Each returns the process exit code.
 #pragma once
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 namespace ms {
 

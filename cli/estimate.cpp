@@ -5,7 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
-#include "parallel/memory.h"
+#include "parallel/zero/memory.h"
 
 namespace ms {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "cli/commands.h"
-#include "parallel/runtime.h"
+#include "parallel/comm/runtime.h"
 
 namespace {
 

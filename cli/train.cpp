@@ -14,7 +14,7 @@
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
-#include "parallel/zero.h"
+#include "parallel/zero/zero_optimizer.h"
 
 namespace ms {
 
@@ -156,7 +156,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
   ZeroOptions zero_opts;
   zero_opts.stage = static_cast<int>(zero_stage);
-  ZeroEngine engine(
+  ZeroOptimizer engine(
       *model, world, zero_opts, [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
         if (opt_name == "sgd")
           return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum, weight_decay);

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 #include "tensor/error.h"
 #include "tensor/factory.h"
 

@@ -17,7 +17,7 @@
 #pragma once
 #include <string>
 
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 namespace ms {
 

@@ -1,11 +1,11 @@
-// The ZeRO paper's memory formula (parallel/memory.h), the counter that
+// The ZeRO paper's memory formula (parallel/zero/memory.h), the counter that
 // measures what tensors hold, and the printed tables. The multi-rank check
 // that measured memory matches the formula is in tests/mpi/test_zero.cpp.
 #include <cmath>
 
 #include "autograd/ops.h"
 #include "catch_compat.h"
-#include "parallel/memory.h"
+#include "parallel/zero/memory.h"
 
 using namespace ms;
 

@@ -21,8 +21,8 @@
 
 #include "lessons/05_collectives/lesson.h"
 #include "lessons/lesson_check.h"
-#include "parallel/collectives.h"
-#include "parallel/runtime.h"
+#include "parallel/comm/ring.h"
+#include "parallel/comm/runtime.h"
 
 using namespace ms;
 

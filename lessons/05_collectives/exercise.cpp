@@ -1,6 +1,6 @@
 // Lesson 05 exercise: write ring all-reduce, then run `make lesson L=05 TRY=1`.
 //
-// Tools (parallel/comm.h, autograd/ops.h):
+// Tools (parallel/comm/communicator.h, autograd/ops.h):
 //   comm.rank(), comm.size()
 //   ms::Work w = comm.isend(tensor, dst);  ms::Work w = comm.irecv(tensor, src);  w.wait();
 //     (blocking comm.send / comm.recv exist too — think about what happens when all four

@@ -3,7 +3,7 @@
 // and compares it with MPI's all-reduce.
 #pragma once
 #include "autograd/ops.h"
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 // In place: afterwards every rank's `t` holds the elementwise SUM of all ranks'
 // `t`. `t` is f32 and contiguous, of ANY numel (not necessarily a multiple of

@@ -1,7 +1,7 @@
 // Lesson 05 reference: ring all-reduce = ring reduce-scatter + ring all-gather
 // (Patarasuk & Yuan 2009; Baidu's ring-allreduce). 2(D-1) steps, each moving
 // one block of ~n/D elements per rank. The library version, with segmenting
-// and every dtype, is parallel/collectives.cpp.
+// and every dtype, is parallel/comm/ring.cpp.
 #include <algorithm>
 
 #include "lessons/05_collectives/lesson.h"

@@ -19,7 +19,7 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/runtime.h"
+#include "parallel/comm/runtime.h"
 
 using namespace ms;
 using lesson::agree;

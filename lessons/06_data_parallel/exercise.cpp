@@ -1,7 +1,7 @@
 // Lesson 06 exercise: write DDP's gradient bucketing and averaging, then run
 // `make lesson L=06 TRY=1` (4 ranks).
 //
-// Tools (autograd/ops.h, parallel/comm.h):
+// Tools (autograd/ops.h, parallel/comm/communicator.h):
 //   t.nbytes(), t.numel(), p.grad()            sizes; a parameter's gradient tensor
 //   ms::zeros({n}), ms::Tensor::empty({n})      a new flat f32 buffer
 //   ms::narrow(flat, 0, start, len)             elements [start, start+len) of a 1-D tensor (a

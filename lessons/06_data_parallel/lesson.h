@@ -1,12 +1,12 @@
 // Lesson 06: data parallelism. You write the two halves of DDP's gradient
 // path in exercise.cpp — bucketing, and averaging a bucket with one
 // nonblocking all-reduce — and check.cpp plugs them into backward on 4 ranks
-// (a gradient hook per parameter, as PyTorch DDP and parallel/data_parallel.cpp do).
+// (a gradient hook per parameter, as PyTorch DDP and parallel/dp/data_parallel.cpp do).
 #pragma once
 #include <vector>
 
 #include "autograd/ops.h"
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 // Groups parameters into buckets of about `cap_bytes`, PyTorch DDP's way: walk
 // the parameters from the LAST to the first (backward produces gradients

@@ -1,6 +1,6 @@
 // Lesson 06 reference: DDP's bucketing and bucket averaging (Li et al., VLDB
 // 2020). The library version, with gradients living inside the buckets and
-// in-order launching, is parallel/data_parallel.cpp.
+// in-order launching, is parallel/dp/data_parallel.cpp.
 #include "lessons/06_data_parallel/lesson.h"
 
 std::vector<std::vector<int>> make_buckets(const std::vector<ms::Tensor>& params,

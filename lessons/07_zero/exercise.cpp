@@ -1,7 +1,7 @@
 // Lesson 07 exercise: write the ZeRO stage-1 shard update, then run
 // `make lesson L=07 TRY=1` (4 ranks).
 //
-// Tools (autograd/ops.h, parallel/comm.h):
+// Tools (autograd/ops.h, parallel/comm/communicator.h):
 //   comm.rank(), comm.size()
 //   ms::narrow(flat, 0, start, len)   a view of elements [start, start+len): writes go to flat
 //   ms::Tensor::empty({n}), ms::clone(t)

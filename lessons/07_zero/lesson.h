@@ -2,7 +2,7 @@
 // check.cpp runs it on 4 ranks against one process training on the whole batch.
 #pragma once
 #include "autograd/ops.h"
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 // One ZeRO stage-1 optimizer step, SGD with momentum (torch.optim.SGD), on a
 // flat parameter buffer. D = comm.size(), S = flat_params.numel() / D.

@@ -1,6 +1,6 @@
 // Lesson 07 reference: the ZeRO stage-1 step (Rajbhandari et al., SC 2020).
 // The library version — flat groups, any optimizer, gradients kept as views
-// of a flat buffer — is parallel/zero_stage1.cpp.
+// of a flat buffer — is parallel/zero/stage1.cpp.
 #include "lessons/07_zero/lesson.h"
 
 void zero1_step(ms::Communicator& comm, ms::Tensor& flat_params, const ms::Tensor& flat_grads,

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "parallel/runtime.h"
+#include "parallel/comm/runtime.h"
 
 namespace {
 

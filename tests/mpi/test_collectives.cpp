@@ -1,4 +1,4 @@
-// Collectives, MPI's (Communicator) and ours (parallel/collectives.h), against
+// Collectives, MPI's (Communicator) and ours (parallel/comm/ring.h), against
 // a reduction computed locally: every dtype, every ReduceOp, sizes that the
 // rank count does not divide (1, 7, 1001, 2^20+3) and empty tensors.
 //
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "parallel/collectives.h"
+#include "parallel/comm/ring.h"
 #include "tests/catch_compat.h"
 
 using namespace ms;

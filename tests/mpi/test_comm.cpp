@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 #include "tests/catch_compat.h"
 #include "tests/mpi/error_capture.h"
 

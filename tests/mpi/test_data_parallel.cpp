@@ -1,7 +1,7 @@
-// DataParallel (parallel/data_parallel.h) on its own: the broadcast, the
+// DataParallel (parallel/dp/data_parallel.h) on its own: the broadcast, the
 // buckets, overlap during backward, no-sync accumulation, and training that
 // matches one process with the global batch (SGD and AdamW, with gradient
-// accumulation and clipping). ZeroEngine's stage 0 is tested in test_zero.cpp.
+// accumulation and clipping). ZeroOptimizer's stage 0 is tested in test_zero.cpp.
 //
 // One-process equivalence: at step s, micro-step m, rank r of D reads
 // train_batch(s·A + m, r, D, B, T); the reference reads
@@ -12,7 +12,7 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/data_parallel.h"
+#include "parallel/dp/data_parallel.h"
 #include "tests/catch_compat.h"
 
 using namespace ms;

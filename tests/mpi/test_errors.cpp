@@ -5,7 +5,7 @@
 #include <string>
 
 #include "autograd/ops.h"
-#include "parallel/collectives.h"
+#include "parallel/comm/ring.h"
 #include "tests/catch_compat.h"
 #include "tests/mpi/error_capture.h"
 

@@ -1,4 +1,4 @@
-// ZeRO stages 0-3 (parallel/zero.h) against one process.
+// ZeRO stages 0-3 (parallel/zero/zero_optimizer.h) against one process.
 //
 // One-process equivalence, precisely: with D ranks, per-rank micro-batch B,
 // accumulation A, at optimizer step s and micro-step m rank r trains on
@@ -17,8 +17,8 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/zero.h"
-#include "parallel/zero_stage.h"
+#include "parallel/zero/zero_optimizer.h"
+#include "parallel/zero/stage.h"
 #include "tests/catch_compat.h"
 
 using namespace ms;
@@ -110,7 +110,7 @@ Run distributed(const Setup& s, Communicator& world) {
   TokenData data = text();
   const int D = world.size(), r = world.rank();
   GPT model(tiny(), 1 + r);
-  ZeroEngine engine(model, world, {s.stage, s.bucket_bytes},
+  ZeroOptimizer engine(model, world, {s.stage, s.bucket_bytes},
                     [&](std::vector<Tensor> ps) { return make_opt(s.opt, std::move(ps)); });
   Run run;
   for (int step = 0; step < s.steps; ++step) {
@@ -259,7 +259,7 @@ TEST_CASE("ZeRO-3 frees released blocks, gathers on demand, evaluates", "[mpi][z
   TokenData data = text();
   GPT model(tiny(), 1);
   GPT ref(tiny(), 1);
-  ZeroEngine engine(model, world, {3, 8 << 10},
+  ZeroOptimizer engine(model, world, {3, 8 << 10},
                     [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
   // Between steps a block's parameters are empty; the others stay.
   bool blocks_empty = model.parameter("h.0.attn.c_attn.weight").numel() == 0 &&
@@ -305,10 +305,10 @@ TEST_CASE("ZeRO errors name the problem", "[mpi][zero]") {
   Communicator world = Communicator::world();
   GPT model(tiny(), 1);
   auto sgd = [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); };
-  CHECK_THROWS_WITH(ZeroEngine(model, world, {4, 1 << 20}, sgd),
+  CHECK_THROWS_WITH(ZeroOptimizer(model, world, {4, 1 << 20}, sgd),
                     Catch::Contains("stage 4") && Catch::Contains("valid"));
   GPTConfig c = tiny();
   c.dropout = 0.1;
   GPT dropping(c, 1);
-  CHECK_THROWS_WITH(ZeroEngine(dropping, world, {3, 1 << 20}, sgd), Catch::Contains("dropout"));
+  CHECK_THROWS_WITH(ZeroOptimizer(dropping, world, {3, 1 << 20}, sgd), Catch::Contains("dropout"));
 }

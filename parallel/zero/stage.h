@@ -1,18 +1,18 @@
-// The pieces ZeroEngine (zero.h) is built from: one interface every stage
+// The pieces ZeroOptimizer (zero_optimizer.h) is built from: one interface every stage
 // implements, and the machinery ZeRO stages 1, 2 and 3 share.
 //
 // Read the stages in order; each file shows only what its stage adds:
-//   data_parallel.cpp  stage 0: full replicas, gradients all-reduced in buckets
-//   zero_stage1.cpp    P_os: optimizer state partitioned (this file's base class)
-//   zero_stage2.cpp    P_os+g: gradients reduce-scattered during backward, full ones freed
-//   zero_stage3.cpp    P_os+g+p: parameters gathered per block only while needed
+//   ../dp/data_parallel.cpp  stage 0: full replicas, gradients all-reduced in buckets
+//   stage1.cpp               P_os: optimizer state partitioned (this file's base class)
+//   stage2.cpp               P_os+g: gradients reduce-scattered during backward, full ones freed
+//   stage3.cpp               P_os+g+p: parameters gathered per block only while needed
 #pragma once
 #include <memory>
 #include <vector>
 
-#include "parallel/comm.h"
-#include "parallel/flat_buffer.h"
-#include "parallel/memory.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/zero/flat_params.h"
+#include "parallel/zero/memory.h"
 
 namespace ms {
 
@@ -59,7 +59,7 @@ class ZeroStage {
 };
 
 // Shared by stages 1-3: the model's parameters packed into flat groups
-// (flat_buffer.h), rank 0's values broadcast to all, every parameter a view
+// (flat_params.h), rank 0's values broadcast to all, every parameter a view
 // into its group's full buffer, and this rank's slice of each group — the only
 // part its optimizer ever sees. That last sentence is all of stage 1's memory
 // saving: optimizer state exists only for the slice, KΨ/D instead of KΨ.

@@ -1,19 +1,19 @@
-#include "parallel/zero.h"
+#include "parallel/zero/zero_optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "parallel/data_parallel.h"
-#include "parallel/zero_stage1.h"
-#include "parallel/zero_stage2.h"
-#include "parallel/zero_stage3.h"
+#include "parallel/dp/data_parallel.h"
+#include "parallel/zero/stage1.h"
+#include "parallel/zero/stage2.h"
+#include "parallel/zero/stage3.h"
 #include "tensor/factory.h"
 
 namespace ms {
 
 namespace {
 
-// Stage 0 is DataParallel (data_parallel.h) behind the stage interface.
+// Stage 0 is DataParallel (../dp/data_parallel.h) behind the stage interface.
 class DdpStage : public ZeroStage {
  public:
   DdpStage(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes)
@@ -52,7 +52,7 @@ size_t optimizer_bytes_per_param(const Optimizer& opt) {
 
 }  // namespace
 
-ZeroEngine::ZeroEngine(GPT& model, Communicator dp, ZeroOptions opts,
+ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
                        OptimizerFactory make_optimizer)
     : model_(model), dp_(std::move(dp)), opts_(opts), num_params_(model.num_parameters()) {
   MS_CHECK(opts_.stage >= 0 && opts_.stage <= 3, "zero: stage ", opts_.stage,
@@ -82,13 +82,13 @@ ZeroEngine::ZeroEngine(GPT& model, Communicator dp, ZeroOptions opts,
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
 }
 
-ZeroEngine::~ZeroEngine() = default;
+ZeroOptimizer::~ZeroOptimizer() = default;
 
-void ZeroEngine::set_gradient_sync(bool sync) {
+void ZeroOptimizer::set_gradient_sync(bool sync) {
   stage_->set_gradient_sync(sync);
 }
 
-double ZeroEngine::step(double lr, double max_norm) {
+double ZeroOptimizer::step(double lr, double max_norm) {
   MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
   stage_->reduce_gradients();
   const std::vector<Tensor>& mine = optimizer_->params();
@@ -114,7 +114,7 @@ double ZeroEngine::step(double lr, double max_norm) {
   return norm;
 }
 
-MemoryReport ZeroEngine::memory() const {
+MemoryReport ZeroOptimizer::memory() const {
   MemoryCounter c;
   stage_->count_memory(c);
   MemoryReport r;
@@ -131,7 +131,7 @@ MemoryReport ZeroEngine::memory() const {
   return r;
 }
 
-void ZeroEngine::gather_full_parameters() {
+void ZeroOptimizer::gather_full_parameters() {
   stage_->gather_full_parameters();
 }
 

@@ -1,6 +1,6 @@
 // Communicator: argument checks and dtype handling, independent of the backend.
-// The MPI backend (and why every op is nonblocking underneath) is in comm_mpi.cpp.
-#include "parallel/comm.h"
+// The MPI backend (and why every op is nonblocking underneath) is in mpi_backend.cpp.
+#include "parallel/comm/communicator.h"
 
 #include <cstring>
 

@@ -21,7 +21,7 @@
 #include <functional>
 #include <string>
 
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 namespace ms {
 

@@ -1,8 +1,8 @@
-#include "parallel/zero_stage2.h"
+#include "parallel/zero/stage2.h"
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
-#include "parallel/data_parallel.h"
+#include "parallel/dp/data_parallel.h"
 
 namespace ms {
 

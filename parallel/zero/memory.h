@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 namespace ms {
 

@@ -1,16 +1,16 @@
-// ZeroEngine: data-parallel training of a GPT with ZeRO stage 0-3
+// ZeroOptimizer: data-parallel training of a GPT with ZeRO stage 0-3
 // (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
 // Parameter Models", SC 2020). It owns the optimizer, because which tensors
 // the optimizer sees IS the difference between the stages.
 //
-//   stage  partitioned across the D dp ranks       memory/rank (fp32 AdamW)   comm/step
-//   0      nothing (DDP, data_parallel.h)          16Ψ                        2Ψ
-//   1      optimizer state       (zero_stage1.h)   8Ψ + 8Ψ/D                  2Ψ
-//   2      + gradients           (zero_stage2.h)   4Ψ + 12Ψ/D                 2Ψ
-//   3      + parameters          (zero_stage3.h)   16Ψ/D                      3Ψ
+//   stage  partitioned across the D dp ranks          memory/rank (fp32 AdamW)   comm/step
+//   0      nothing (DDP, ../dp/data_parallel.h)       16Ψ                        2Ψ
+//   1      optimizer state       (stage1.h)           8Ψ + 8Ψ/D                  2Ψ
+//   2      + gradients           (stage2.h)           4Ψ + 12Ψ/D                 2Ψ
+//   3      + parameters          (stage3.h)           16Ψ/D                      3Ψ
 //
 // Usage (every rank of `dp`; rank r reads its own 1/D of the global batch):
-//   ZeroEngine engine(model, mesh.dp(), {.stage = 2}, [](std::vector<Tensor> ps) {
+//   ZeroOptimizer engine(model, mesh.dp(), {.stage = 2}, [](std::vector<Tensor> ps) {
 //     return std::make_unique<AdamW>(std::move(ps), 3e-4);
 //   });
 //   for each step:
@@ -29,8 +29,8 @@
 
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/comm.h"
-#include "parallel/memory.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/zero/memory.h"
 
 namespace ms {
 
@@ -41,21 +41,21 @@ struct ZeroOptions {
   size_t bucket_bytes = 25u << 20;  // DDP's and stage 2's gradient bucket size
 };
 
-class ZeroEngine {
+class ZeroOptimizer {
  public:
   using OptimizerFactory = std::function<std::unique_ptr<Optimizer>(std::vector<Tensor>)>;
   // Collective over `dp`. Broadcasts rank 0's parameters, lays them out for
   // the stage, and calls make_optimizer with the tensors this rank updates:
   // all parameters for stage 0; this rank's flat shard (its slice of each flat
   // group: one tensor for stage 1, one per bucket/block for stages 2 and 3).
-  ZeroEngine(GPT& model, Communicator dp, ZeroOptions opts, OptimizerFactory make_optimizer);
-  ~ZeroEngine();
-  ZeroEngine(const ZeroEngine&) = delete;
-  ZeroEngine& operator=(const ZeroEngine&) = delete;
+  ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts, OptimizerFactory make_optimizer);
+  ~ZeroOptimizer();
+  ZeroOptimizer(const ZeroOptimizer&) = delete;
+  ZeroOptimizer& operator=(const ZeroOptimizer&) = delete;
 
   // Before each micro-step's backward. false skips communication (gradient
   // accumulation) in stages 0 and 1; stages 2 and 3 reduce-scatter on every
-  // micro-step regardless (see zero_stage2.h).
+  // micro-step regardless (see stage2.h).
   void set_gradient_sync(bool sync);
   // After the last micro-step's backward: finish gradient communication, clip
   // to the global norm (max_norm 0 = off), optimizer step at `lr`, zero the

@@ -21,8 +21,8 @@
 #include <functional>
 #include <thread>
 
-#include "parallel/comm.h"
-#include "parallel/runtime.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/comm/runtime.h"
 
 namespace ms {
 

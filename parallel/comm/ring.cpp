@@ -1,5 +1,5 @@
 // Ring reduce-scatter / all-gather / all-reduce over isend/irecv (see
-// collectives.h for the algorithm and its sources).
+// ring.h for the algorithm and its sources).
 //
 // Two implementation details beyond the textbook version:
 //  * Simultaneous send and receive. Each step posts the receive and the send
@@ -11,7 +11,7 @@
 //    scratch slots and are added in while later segments are still in
 //    flight, so the adds can overlap the copies and the scratch stays small.
 //    NCCL does the same with its chunks (and also pipelines across steps).
-#include "parallel/collectives.h"
+#include "parallel/comm/ring.h"
 
 #include <algorithm>
 #include <cstring>

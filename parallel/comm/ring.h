@@ -18,11 +18,11 @@
 // 2,2,2,1; n < D gives empty blocks). bf16/f16 are reduced in f32 (converted
 // once, rounded back once), f32/f64/i32 natively.
 #pragma once
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 
 namespace ms {
 
-// How a ring step is cut into messages (see collectives.cpp for the measured
+// How a ring step is cut into messages (see ring.cpp for the measured
 // defaults). Every rank must pass the same values.
 struct RingOptions {
   int64_t segment_bytes = int64_t(4) << 20;  // blocks larger than this are pipelined

@@ -18,7 +18,7 @@
 #pragma once
 #include <deque>
 
-#include "parallel/zero_stage.h"
+#include "parallel/zero/stage.h"
 
 namespace ms {
 

@@ -1,5 +1,5 @@
 // DistributedRuntime and the abort-on-error rule (see runtime.h).
-#include "parallel/runtime.h"
+#include "parallel/comm/runtime.h"
 
 #include <mpi.h>
 #include <omp.h>

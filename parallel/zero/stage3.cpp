@@ -1,4 +1,4 @@
-#include "parallel/zero_stage3.h"
+#include "parallel/zero/stage3.h"
 
 #include <map>
 #include <utility>

@@ -1,4 +1,4 @@
-#include "parallel/zero_stage.h"
+#include "parallel/zero/stage.h"
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"

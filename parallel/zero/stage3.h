@@ -27,14 +27,14 @@
 // memory table shows it as the one visible extra over 16Ψ/D.
 //
 // Between steps a released parameter is EMPTY (numel 0, as DeepSpeed's
-// param.data); ZeroEngine::gather_full_parameters() brings all of them back
+// param.data); ZeroOptimizer::gather_full_parameters() brings all of them back
 // (for saving or inspection) until the next step.
 #pragma once
 #include <memory>
 #include <vector>
 
 #include "nn/gpt.h"
-#include "parallel/zero_stage2.h"
+#include "parallel/zero/stage2.h"
 
 namespace ms {
 

@@ -1,4 +1,4 @@
-#include "parallel/data_parallel.h"
+#include "parallel/dp/data_parallel.h"
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"

@@ -1,4 +1,4 @@
-#include "parallel/zero_stage1.h"
+#include "parallel/zero/stage1.h"
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"

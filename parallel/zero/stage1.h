@@ -13,7 +13,7 @@
 // DDP's all-reduce (which IS a reduce-scatter followed by an all-gather).
 // Memory per rank: 4Ψ params + 4Ψ grads + KΨ/D optimizer state.
 #pragma once
-#include "parallel/zero_stage.h"
+#include "parallel/zero/stage.h"
 
 namespace ms {
 

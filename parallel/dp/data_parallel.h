@@ -32,7 +32,7 @@
 #include <memory>
 #include <vector>
 
-#include "parallel/comm.h"
+#include "parallel/comm/communicator.h"
 #include "tensor/tensor.h"
 
 namespace ms {

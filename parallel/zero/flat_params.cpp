@@ -1,4 +1,4 @@
-#include "parallel/flat_buffer.h"
+#include "parallel/zero/flat_params.h"
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"

@@ -1,4 +1,4 @@
-#include "parallel/memory.h"
+#include "parallel/zero/memory.h"
 
 #include <cmath>
 #include <iomanip>
