@@ -26,7 +26,8 @@ CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
       register_module("c_attn", std::make_shared<Linear>(cfg.n_embd, 3 * cfg.n_embd, true, gen));
   c_proj = register_module("c_proj",
                            std::make_shared<Linear>(cfg.n_embd, cfg.n_embd, true, gen, resid_std));
-  resid_dropout_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
+  resid_dropout_ =
+      register_module("resid_dropout", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
@@ -40,7 +41,7 @@ MLP::MLP(const GPTConfig& cfg, Generator& gen) {
   c_fc = register_module("c_fc", std::make_shared<Linear>(cfg.n_embd, 4 * cfg.n_embd, true, gen));
   c_proj = register_module(
       "c_proj", std::make_shared<Linear>(4 * cfg.n_embd, cfg.n_embd, true, gen, resid_std));
-  dropout_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
 Tensor MLP::forward(const Tensor& x) {
@@ -67,7 +68,8 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
   for (int64_t i = 0; i < cfg.n_layer; ++i)
     h.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen)));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(cfg.n_embd));
-  drop_ = std::make_shared<Dropout>(cfg.dropout, gen.next_u64());
+  // Registered like every child, so train(false) reaches it (eval = no dropout).
+  drop_ = register_module("drop", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
 Tensor GPT::forward(const Tensor& idx) {

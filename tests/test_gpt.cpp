@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "catch_compat.h"
 #include "nn/data.h"
@@ -163,4 +164,23 @@ TEST_CASE("data batches follow the contract", "[gpt][data]") {
   joined.insert(joined.end(), tail.begin(), tail.end());
   CHECK(joined == whole.x.to_vector());
   CHECK_THROWS_WITH(data.train_batch(0, 0, 1, 20, 10), Catch::Contains("fewer than one batch"));
+}
+
+// Regression: the Dropout modules were created but not registered, so
+// model.eval() never reached them and validation/sampling stayed noisy.
+TEST_CASE("eval() switches every dropout off", "[gpt][dropout]") {
+  GPTConfig cfg;
+  cfg.n_layer = 2, cfg.n_head = 2, cfg.n_embd = 16, cfg.block_size = 8, cfg.dropout = 0.5;
+  GPT noisy(cfg, 7);
+  cfg.dropout = 0.0;
+  GPT clean(cfg, 7);  // same seed: same weights
+  Tensor idx = from_vector({1, 2, 3, 4, 5, 6, 7, 8}, {1, 8}, DType::I32);
+  noisy.eval();
+  NoGradGuard no_grad;
+  std::vector<double> a = noisy.forward(idx).to_vector(), b = noisy.forward(idx).to_vector(),
+                      c = clean.forward(idx).to_vector();
+  REQUIRE(a == b);
+  REQUIRE(a == c);
+  noisy.train();
+  REQUIRE(noisy.forward(idx).to_vector() != a);  // and train() turns it back on
 }
