@@ -1,16 +1,17 @@
 # minispeed — one Makefile for everything. `make help` lists the targets.
-#
-#   make            library + programs into build/
-#   make test       build and run every test (unit, multi-rank, lessons)
-#   make run        the main job (see README)
-#   make lesson L=NN [TRY=1]   run lesson NN's solution (or your exercise)
-#   make bench      our kernels side by side with their peers
-#   make format     clang-format every source file
-#   make clean
-# Options: SAN=1 (AddressSanitizer + UBSan, into build-san/), CUDA=1 (GPU backend).
 
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
+
+# Build on every core unless the caller chose (-j N): a serial first build
+# takes over twice as long. GNU make >= 4.3 honours -j set here.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+  MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
+ifeq ($(CUDA),1)
+  $(error CUDA=1: the CUDA backend is planned but not written yet; everything builds and runs on the CPU without it)
+endif
 
 # ---- dependencies: installed (as root) or explained before anything builds ----
 NO_DEPS_GOALS := clean help format
@@ -159,6 +160,20 @@ clean:
 	rm -rf build build-san
 
 help:
-	@sed -n '1,12p' Makefile
+	@echo "minispeed — targets (run from the repository root):"
+	@echo "  make                      build the library, the minispeed program, tests, lessons, benchmarks into build/"
+	@echo "  make run                  the main job: train a small GPT on data/tinyshakespeare.txt on 2 MPI ranks (ZeRO-2)"
+	@echo "  make test                 build, then run every test: unit, multi-rank (2 and 4 ranks), error handling,"
+	@echo "                            bad input, traffic, train equivalence, lessons"
+	@echo "  make unit-test            only the single-process unit tests"
+	@echo "  make mpi-test             only the multi-rank tests and scripts"
+	@echo "  make lesson-test          only the lesson checks (solutions pass, untouched exercises fail)"
+	@echo "  make lesson L=NN [TRY=1]  run lesson NN's solution (TRY=1: your exercise.cpp)"
+	@echo "  make bench                our kernels and collectives beside their peers (OpenBLAS, PyTorch, MPI)"
+	@echo "  make format               clang-format every source file (needs scripts/install-deps.sh --dev)"
+	@echo "  make clean                remove build/ and build-san/"
+	@echo "  make help                 this list"
+	@echo "Options: SAN=1 builds with AddressSanitizer + UBSan into build-san/ (e.g. SAN=1 make test)."
+	@echo "Dependencies are installed by scripts/install-deps.sh on first use (as root; otherwise it prints the command)."
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make mpi-test's failure check: a multi-rank job must END, non-zero and with a
-# message naming the rank, when one rank fails — never hang (DESIGN.md, Errors).
+# message naming the rank, when one rank fails — never hang (docs/architecture.md, Errors).
 # Runs build/mpi_tests' probe modes (tests/mpi/main.cpp) under mpirun -np 2:
 #   error-on-rank     rank 1 throws ms::Error while rank 0 waits in a barrier
 #   uncaught-on-rank  the same exception escapes main (std::terminate path)
