@@ -4,8 +4,8 @@
 // Tools (autograd/ops.h, parallel/comm/communicator.h):
 //   t.nbytes(), t.numel(), p.grad()            sizes; a parameter's gradient tensor
 //   ms::zeros({n}), ms::Tensor::empty({n})      a new flat f32 buffer
-//   ms::narrow(flat, 0, start, len)             elements [start, start+len) of a 1-D tensor (a
-//   view) ms::reshape(t, {-1})                        t as 1-D (a view when t is contiguous)
+//   ms::narrow(flat, 0, start, len)             elements [start, start+len) of a 1-D tensor (a view)
+//   ms::reshape(t, {-1})                        t as 1-D (a view when t is contiguous)
 //   ms::copy_(dst, src)                         dst = src (shapes must match)
 //   ms::mul_(t, s)                              t *= s
 //   comm.iall_reduce(t, ms::ReduceOp::Sum / Avg) -> ms::Work;  work.wait()

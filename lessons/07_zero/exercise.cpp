@@ -5,9 +5,8 @@
 //   comm.rank(), comm.size()
 //   ms::narrow(flat, 0, start, len)   a view of elements [start, start+len): writes go to flat
 //   ms::Tensor::empty({n}), ms::clone(t)
-//   comm.reduce_scatter(in, out, ms::ReduceOp::Avg)   in: D blocks of out.numel(); rank r gets
-//   block r comm.all_gather(in, out)                          out: D blocks of in.numel(); block r
-//   = rank r's in
+//   comm.reduce_scatter(in, out, ms::ReduceOp::Avg)   in: D blocks of out.numel(); rank r gets block r
+//   comm.all_gather(in, out)                          out: D blocks of in.numel(); block r = rank r's in
 //     (in and out must not overlap in memory: MPI_IN_PLACE is not offered)
 //   ms::mul_(t, s)   t *= s;     ms::add_(dst, src, alpha)   dst += alpha * src
 #include "lessons/07_zero/lesson.h"

@@ -84,9 +84,10 @@ class ZeroShardedStage : public ZeroStage {
 
   FlatParams flat_;
   Communicator dp_;
-  std::vector<Tensor>
-      full_;  // per group: all its parameters, flat (the model's parameters view it)
-  std::vector<Tensor> shard_;  // per group: my slice of it — what my optimizer updates
+  // Per group: all its parameters, flat (the model's parameters view it).
+  std::vector<Tensor> full_;
+  // Per group: my slice of it — what my optimizer updates.
+  std::vector<Tensor> shard_;
 
  private:
   std::shared_ptr<ZeroShardedStage*> self_;  // the gradient hooks reach us through this

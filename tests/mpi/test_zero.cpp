@@ -17,8 +17,8 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/zero/zero_optimizer.h"
 #include "parallel/zero/stage.h"
+#include "parallel/zero/zero_optimizer.h"
 #include "tests/catch_compat.h"
 
 using namespace ms;
@@ -29,8 +29,8 @@ constexpr int64_t B = 2, T = 15;
 
 GPTConfig tiny() {
   GPTConfig c;
-  c.n_layer = 2, c.n_head = 2, c.n_embd = 30,
-  c.block_size = T;  // odd sizes: Ψ and the buckets need padding
+  // Odd sizes: Ψ and the buckets need padding.
+  c.n_layer = 2, c.n_head = 2, c.n_embd = 30, c.block_size = T;
   return c;
 }
 
@@ -111,7 +111,7 @@ Run distributed(const Setup& s, Communicator& world) {
   const int D = world.size(), r = world.rank();
   GPT model(tiny(), 1 + r);
   ZeroOptimizer engine(model, world, {s.stage, s.bucket_bytes},
-                    [&](std::vector<Tensor> ps) { return make_opt(s.opt, std::move(ps)); });
+                       [&](std::vector<Tensor> ps) { return make_opt(s.opt, std::move(ps)); });
   Run run;
   for (int step = 0; step < s.steps; ++step) {
     double loss_sum = 0;
@@ -260,7 +260,7 @@ TEST_CASE("ZeRO-3 frees released blocks, gathers on demand, evaluates", "[mpi][z
   GPT model(tiny(), 1);
   GPT ref(tiny(), 1);
   ZeroOptimizer engine(model, world, {3, 8 << 10},
-                    [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
+                       [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
   // Between steps a block's parameters are empty; the others stay.
   bool blocks_empty = model.parameter("h.0.attn.c_attn.weight").numel() == 0 &&
                       model.parameter("h.1.mlp.c_fc.weight").numel() == 0;
