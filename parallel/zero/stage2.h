@@ -16,8 +16,7 @@
 // micro-steps, i.e. giving up exactly what stage 2 saves. So set_gradient_sync
 // is ignored here; the shard accumulates the averaged micro-step gradients.
 #pragma once
-#include <deque>
-
+#include "parallel/dp/grad_buckets.h"
 #include "parallel/zero/stage.h"
 
 namespace ms {
@@ -40,21 +39,16 @@ class ZeroStage2 : public ZeroShardedStage {
   void on_grad_ready(int param) override;
 
  private:
-  void launch_ready_groups();
-  void complete_oldest();
+  Work launch(int g);     // pack group g's gradients, free them, reduce-scatter
+  void complete(int g);   // add my averaged slice into the gradient shard
   void finish_pending();  // launch what is left, complete everything in flight
 
-  struct InFlight {
-    int group;
-    Tensor bucket;    // the group's full gradients, flat (freed when done)
-    Tensor averaged;  // my averaged slice of them
-    Work work;
-  };
-  Tensor grad_shard_;         // my slice of every group's gradient, back to back
-  std::vector<int> waiting_;  // per group: gradients still to arrive in this backward
-  std::vector<bool> ready_;
-  int next_to_launch_ = 0;
-  std::deque<InFlight> in_flight_;
+  Tensor grad_shard_;  // my slice of every group's gradient, back to back
+  // Per group, while its reduce-scatter is in flight: the group's full
+  // gradients, flat, and my averaged slice of them (both freed on completion).
+  std::vector<Tensor> sending_, receiving_;
+  // DDP's bucket machine (../dp/grad_buckets.h), one bucket per group.
+  GradBuckets buckets_;
 };
 
 }  // namespace ms
