@@ -66,10 +66,10 @@ class ZeroStage {
 class ZeroShardedStage : public ZeroStage {
  public:
   ~ZeroShardedStage() override;
-  std::vector<Tensor> trainable() override { return shard_; }
+  std::vector<Tensor> trainable() override { return param_slices_; }
   bool sharded_gradients() const override { return true; }
   void count_memory(MemoryCounter& counter) const override;
-  const FlatParams& layout() const { return flat_; }
+  const FlatParams& layout() const { return layout_; }
 
  protected:
   // Collective over `dp`.
@@ -82,12 +82,14 @@ class ZeroShardedStage : public ZeroStage {
   // released blocks) are skipped: they are gathered when next needed.
   void all_gather_params();
 
-  FlatParams flat_;
+  FlatParams layout_;
   Communicator dp_;
-  // Per group: all its parameters, flat (the model's parameters view it).
-  std::vector<Tensor> full_;
-  // Per group: my slice of it — what my optimizer updates.
-  std::vector<Tensor> shard_;
+  // Per group: its full flat parameter buffer (padded; the model's parameters
+  // view it). Stage 3 leaves it undefined while the group is released.
+  std::vector<Tensor> full_params_;
+  // Per group: my slice of full_params_[g] — the tensors my optimizer updates;
+  // each one's .grad is my slice of that group's averaged gradient.
+  std::vector<Tensor> param_slices_;
 
  private:
   std::shared_ptr<ZeroShardedStage*> self_;  // the gradient hooks reach us through this

@@ -17,17 +17,17 @@ ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
       // buffering: one communicates while backward fills the next, and the
       // full-gradient memory in flight stays two buckets instead of growing to 4Ψ.
       buckets_(
-          groups, static_cast<int>(flat_.params().size()), /*max_in_flight=*/2,
+          groups, static_cast<int>(layout_.params().size()), /*max_in_flight=*/2,
           [this](int g) { return launch(g); }, [this](int g) { complete(g); }) {
   // The only gradient memory that lasts: my slices, 4Ψ/D. Each slice's
   // optimizer tensor reads its part of it as .grad.
-  grad_shard_ = zeros({flat_.shard_numel()});
-  for (int g = 0; g < flat_.num_groups(); ++g) {
-    const FlatGroup& grp = flat_.group(g);
-    shard_[g].set_grad(narrow(grad_shard_, 0, grp.shard_offset, grp.slice));
+  grad_slices_flat_ = zeros({layout_.slices_numel()});
+  for (int g = 0; g < layout_.num_groups(); ++g) {
+    const FlatGroup& grp = layout_.group(g);
+    param_slices_[g].set_grad(narrow(grad_slices_flat_, 0, grp.slice_offset, grp.slice_numel));
   }
-  sending_.resize(flat_.num_groups());
-  receiving_.resize(flat_.num_groups());
+  sending_.resize(layout_.num_groups());
+  receiving_.resize(layout_.num_groups());
 }
 
 // Gradients: no flat copy is kept. We only count arrivals per group; the
@@ -37,20 +37,20 @@ void ZeroStage2::on_grad_ready(int i) {
 }
 
 Work ZeroStage2::launch(int g) {
-  sending_[g] = flat_.pack_grads(g);
-  receiving_[g] = Tensor::empty({flat_.group(g).slice});
+  sending_[g] = layout_.pack_grads(g);
+  receiving_[g] = Tensor::empty({layout_.group(g).slice_numel});
   // The full gradients are released right away: this line is stage 2.
-  for (int i : flat_.group(g).params) flat_.params()[i].zero_grad();
+  for (int i : layout_.group(g).params) layout_.params()[i].zero_grad();
   Work work = dp_.ireduce_scatter(sending_[g], receiving_[g], ReduceOp::Avg);
   note_memory();
   return work;
 }
 
-// Adds my averaged slice into the shard (adding: micro-steps accumulate
+// Adds my averaged slice into my gradient slice (adding: micro-steps accumulate
 // there). The group's flat full gradients are freed here.
 void ZeroStage2::complete(int g) {
   NoGradGuard no_grad;
-  Tensor grad = shard_[g].grad();
+  Tensor grad = param_slices_[g].grad();
   add_(grad, receiving_[g]);
   sending_[g] = receiving_[g] = Tensor();
 }
@@ -73,14 +73,14 @@ void ZeroStage2::reduce_gradients() {
 
 void ZeroStage2::after_step() {
   NoGradGuard no_grad;
-  fill_(grad_shard_, 0);
+  fill_(grad_slices_flat_, 0);
   all_gather_params();  // unchanged from stage 1
   note_memory();
 }
 
 void ZeroStage2::count_memory(MemoryCounter& counter) const {
   ZeroShardedStage::count_memory(counter);
-  counter.add(MemoryCounter::Grads, grad_shard_);
+  counter.add(MemoryCounter::Grads, grad_slices_flat_);
   for (const Tensor& t : sending_) counter.add(MemoryCounter::Buffers, t);
   for (const Tensor& t : receiving_) counter.add(MemoryCounter::Buffers, t);
 }
@@ -89,8 +89,8 @@ void ZeroStage2::count_memory(MemoryCounter& counter) const {
 // only for my slices.
 size_t ZeroStage2::layout_bytes(size_t K) const {
   size_t padded = 0;
-  for (int g = 0; g < flat_.num_groups(); ++g) padded += flat_.group(g).padded;
-  return 4 * padded + (4 + K) * static_cast<size_t>(flat_.shard_numel());
+  for (int g = 0; g < layout_.num_groups(); ++g) padded += layout_.group(g).padded;
+  return 4 * padded + (4 + K) * static_cast<size_t>(layout_.slices_numel());
 }
 
 }  // namespace ms

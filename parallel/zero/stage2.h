@@ -6,7 +6,7 @@
 // padded, D-way partitioned group), and as soon as a bucket's gradients are
 // all final in backward — hooks, as in DDP — the bucket is reduce-scattered
 // (nonblocking) and the full gradients are freed. Rank r accumulates only the
-// averaged slice r of each bucket, in its gradient shard (4Ψ/D).
+// averaged slice r of each bucket, in its gradient slices (4Ψ/D).
 // What stays the same as stage 1: optimizer over the slices, all-gather of the
 // parameters after the step, and the communication volume, 2Ψ per step.
 // Memory per rank: 4Ψ params + 4Ψ/D grads + KΨ/D optimizer state (+ buckets in flight).
@@ -14,7 +14,7 @@
 // Gradient accumulation: ZeRO-2 reduce-scatters on EVERY micro-step (DeepSpeed
 // does too): skipping communication would mean keeping full gradients across
 // micro-steps, i.e. giving up exactly what stage 2 saves. So set_gradient_sync
-// is ignored here; the shard accumulates the averaged micro-step gradients.
+// is ignored here; my gradient slices accumulate the averaged micro-step gradients.
 #pragma once
 #include "parallel/dp/grad_buckets.h"
 #include "parallel/zero/stage.h"
@@ -40,10 +40,10 @@ class ZeroStage2 : public ZeroShardedStage {
 
  private:
   Work launch(int g);     // pack group g's gradients, free them, reduce-scatter
-  void complete(int g);   // add my averaged slice into the gradient shard
+  void complete(int g);   // add my averaged slice into my gradient slice
   void finish_pending();  // launch what is left, complete everything in flight
 
-  Tensor grad_shard_;  // my slice of every group's gradient, back to back
+  Tensor grad_slices_flat_;  // my slice of every group's gradient, back to back
   // Per group, while its reduce-scatter is in flight: the group's full
   // gradients, flat, and my averaged slice of them (both freed on completion).
   std::vector<Tensor> sending_, receiving_;

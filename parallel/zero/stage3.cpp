@@ -41,18 +41,18 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
            "ZeRO stage 3 recomputes each block in backward, and a "
            "recomputed dropout would draw a different mask: set dropout to 0 (got ",
            model.config().dropout, ")");
-  rest_group_ = flat_.num_groups() - 1;
-  gathering_.resize(flat_.num_groups());
-  last_released_.resize(flat_.num_groups());
+  rest_group_ = layout_.num_groups() - 1;
+  gathering_.resize(layout_.num_groups());
+  last_released_.resize(layout_.num_groups());
   // Move my slices out of the full buffers into a buffer of their own, then
   // drop the blocks' full buffers: from now on a rank holds 1/D of them.
-  shard_buffer_ = Tensor::empty({flat_.shard_numel()});
-  for (int g = 0; g < flat_.num_groups(); ++g) {
-    const FlatGroup& grp = flat_.group(g);
-    Tensor mine = narrow(shard_buffer_, 0, grp.shard_offset, grp.slice);
-    copy_(mine, shard_[g]);
-    mine.set_grad(shard_[g].grad());  // the same gradient slice stage 2 set up
-    shard_[g] = mine;
+  param_slices_flat_ = Tensor::empty({layout_.slices_numel()});
+  for (int g = 0; g < layout_.num_groups(); ++g) {
+    const FlatGroup& grp = layout_.group(g);
+    Tensor mine = narrow(param_slices_flat_, 0, grp.slice_offset, grp.slice_numel);
+    copy_(mine, param_slices_[g]);
+    mine.set_grad(param_slices_[g].grad());  // the same gradient slice stage 2 set up
+    param_slices_[g] = mine;
   }
   for (int g = 0; g < rest_group_; ++g) release(g);
   model_.block_runner = [this](Block& block, const Tensor& x) { return run_block(block, x); };
@@ -76,26 +76,26 @@ static int group_of_block(int b, int num_blocks) {
 }
 
 void ZeroStage3::prefetch(int g) {
-  if (full_[g].defined()) return;  // gathered or on its way
-  full_[g] = Tensor::empty({flat_.group(g).padded});
-  gathering_[g] = dp_.iall_gather(shard_[g], full_[g]);
+  if (full_params_[g].defined()) return;  // gathered or on its way
+  full_params_[g] = Tensor::empty({layout_.group(g).padded});
+  gathering_[g] = dp_.iall_gather(param_slices_[g], full_params_[g]);
 }
 
 void ZeroStage3::gather(int g) {
   prefetch(g);
   gathering_[g].wait();
   gathering_[g] = Work();
-  flat_.bind(g, full_[g]);
+  layout_.bind(g, full_params_[g]);
   note_memory();
 }
 
 void ZeroStage3::release(int g) {
-  if (pinned_ || !full_[g].defined()) return;
+  if (pinned_ || !full_params_[g].defined()) return;
   gathering_[g].wait();
   gathering_[g] = Work();
-  flat_.release(g);
-  last_released_[g] = full_[g].storage();
-  full_[g] = Tensor();  // the last reference: the memory goes back to the allocator
+  layout_.release(g);
+  last_released_[g] = full_params_[g].storage();
+  full_params_[g] = Tensor();  // the last reference: the memory goes back to the allocator
 }
 
 Tensor ZeroStage3::run_block(Block& block, const Tensor& x) {
@@ -159,15 +159,15 @@ void ZeroStage3::gather_full_parameters() {
 // My slices (parameters, gradients, optimizer state) plus the rest group,
 // which stays gathered.
 size_t ZeroStage3::layout_bytes(size_t K) const {
-  const size_t shard = static_cast<size_t>(flat_.shard_numel());
-  return 4 * shard + 4 * static_cast<size_t>(flat_.group(rest_group_).padded) + (4 + K) * shard;
+  const size_t mine = static_cast<size_t>(layout_.slices_numel());
+  return 4 * mine + 4 * static_cast<size_t>(layout_.group(rest_group_).padded) + (4 + K) * mine;
 }
 
 size_t ZeroStage3::released_alive() const {
   size_t bytes = 0;
   for (int g = 0; g < rest_group_; ++g) {
     std::shared_ptr<Storage> s = last_released_[g].lock();
-    if (s && !full_[g].defined()) bytes += s->nbytes();
+    if (s && !full_params_[g].defined()) bytes += s->nbytes();
   }
   return bytes;
 }

@@ -59,7 +59,7 @@ class ZeroStage3 : public ZeroStage2 {
   int block_index(const Block& block) const;
 
   GPT& model_;
-  Tensor shard_buffer_;          // my slices of every group: my ONLY copy of block parameters
+  Tensor param_slices_flat_;     // my slices of every group: my ONLY copy of block parameters
   std::vector<Work> gathering_;  // per group: an all-gather in flight
   std::vector<std::weak_ptr<Storage>> last_released_;  // per group: to check it was really freed
   int rest_group_ = 0;                                 // wte, wpe, ln_f: kept gathered
