@@ -17,9 +17,9 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/comm/runtime.h"
 #include "parallel/zero/flat_params.h"
 #include "parallel/zero/memory.h"
+#include "parallel/comm/runtime.h"
 
 using namespace ms;
 using lesson::agree;
