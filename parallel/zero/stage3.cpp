@@ -19,9 +19,9 @@ std::vector<std::vector<int>> block_groups(const GPT& model) {
   for (size_t i = 0; i < params.size(); ++i) index[params[i].impl()] = static_cast<int>(i);
   std::vector<std::vector<int>> groups;
   std::vector<bool> in_block(params.size(), false);
-  for (size_t b = model.h.size(); b-- > 0;) {
+  for (size_t b = model.blocks().size(); b-- > 0;) {
     groups.emplace_back();
-    for (const Tensor& p : model.h[b]->parameters()) {
+    for (const Tensor& p : model.blocks()[b]->parameters()) {
       int i = index.at(p.impl());
       groups.back().push_back(i);
       in_block[i] = true;
@@ -34,6 +34,20 @@ std::vector<std::vector<int>> block_groups(const GPT& model) {
 }
 
 }  // namespace
+
+// Block b as ZeRO-3 runs it. It holds the block as an unnamed child, so the
+// model's parameter names and order do not change.
+class ZeroStage3::GatheredBlock : public Layer {
+ public:
+  GatheredBlock(ZeroStage3& stage, int b, std::shared_ptr<Layer> block) : stage_(stage), b_(b) {
+    register_module("", std::move(block));
+  }
+  Tensor forward(const Tensor& x) override { return stage_.run_block(b_, x); }
+
+ private:
+  ZeroStage3& stage_;
+  int b_;
+};
 
 ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
     : ZeroStage2(model.parameters(), std::move(dp), block_groups(model)), model_(model) {
@@ -55,19 +69,16 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
     param_slices_[g] = mine;
   }
   for (int g = 0; g < rest_group_; ++g) release(g);
-  model_.block_runner = [this](Block& block, const Tensor& x) { return run_block(block, x); };
+  blocks_ = model_.blocks();
+  for (size_t b = 0; b < blocks_.size(); ++b)
+    model_.replace_block(b,
+                         std::make_shared<GatheredBlock>(*this, static_cast<int>(b), blocks_[b]));
   note_memory();
 }
 
 ZeroStage3::~ZeroStage3() {
-  model_.block_runner = nullptr;
+  for (size_t b = 0; b < blocks_.size(); ++b) model_.replace_block(b, blocks_[b]);
   for (Work& w : gathering_) w.wait();
-}
-
-int ZeroStage3::block_index(const Block& block) const {
-  for (size_t b = 0; b < model_.h.size(); ++b)
-    if (model_.h[b].get() == &block) return static_cast<int>(b);
-  throw Error("ZeRO-3: block_runner called with a block that is not in this model");
 }
 
 // Group of block b (groups run backwards: block L-1 is group 0).
@@ -98,15 +109,15 @@ void ZeroStage3::release(int g) {
   full_params_[g] = Tensor();  // the last reference: the memory goes back to the allocator
 }
 
-Tensor ZeroStage3::run_block(Block& block, const Tensor& x) {
-  const int b = block_index(block), L = static_cast<int>(model_.h.size());
+Tensor ZeroStage3::run_block(int b, const Tensor& x) {
+  const int L = static_cast<int>(blocks_.size());
   const int g = group_of_block(b, L);
   gather(g);
   if (b + 1 < L) prefetch(group_of_block(b + 1, L));  // overlaps with this block's compute
   Tensor y;
   {
     NoGradGuard no_grad;  // no graph: nothing may keep the gathered parameters alive
-    y = block.forward(x);
+    y = blocks_[b]->forward(x);
   }
   release(g);
   if (grad_enabled()) {
@@ -120,17 +131,16 @@ Tensor ZeroStage3::run_block(Block& block, const Tensor& x) {
 }
 
 Tensor ZeroStage3::backward_block(int b, const Tensor& x, const Tensor& grad_y) {
-  const int L = static_cast<int>(model_.h.size()), g = group_of_block(b, L);
+  const int L = static_cast<int>(blocks_.size()), g = group_of_block(b, L);
   gather(g);
   if (b > 0) prefetch(group_of_block(b - 1, L));
   Tensor input = detach(x);
   input.set_requires_grad(true);
-  Block& block = *model_.h[b];
   Tensor y;
   {
     // backward() runs under NoGradGuard; the recomputation must build a graph.
     EnableGradGuard grad_on;
-    y = block.forward(input);  // recompute
+    y = blocks_[b]->forward(input);  // recompute
   }
   // Backward through the block: its parameters' gradient hooks fire, and once
   // the block's last one has, stage 2's code reduce-scatters the block.

@@ -40,7 +40,9 @@ namespace ms {
 
 class ZeroStage3 : public ZeroStage2 {
  public:
-  // Collective over `dp`. Installs model.block_runner; the model must outlive us.
+  // Collective over `dp`. Wraps each of the model's blocks (GPT::replace_block)
+  // in a layer that runs it the ZeRO-3 way; the destructor puts the blocks
+  // back. The model must outlive us.
   ZeroStage3(GPT& model, Communicator dp);
   ~ZeroStage3() override;
 
@@ -51,16 +53,18 @@ class ZeroStage3 : public ZeroStage2 {
   size_t released_alive() const override;
 
  private:
-  Tensor run_block(Block& block, const Tensor& x);  // GPT::block_runner
+  class GatheredBlock;  // the layer that stands in for block b (stage3.cpp)
+  Tensor run_block(int b, const Tensor& x);
   Tensor backward_block(int b, const Tensor& x, const Tensor& grad_y);
   void prefetch(int g);  // start gathering group g's parameters
   void gather(int g);    // make sure they are gathered and bound
   void release(int g);   // free them
-  int block_index(const Block& block) const;
 
   GPT& model_;
-  Tensor param_slices_flat_;     // my slices of every group: my ONLY copy of block parameters
-  std::vector<Work> gathering_;  // per group: an all-gather in flight
+  std::vector<std::shared_ptr<Layer>> blocks_;  // the model's own blocks, which we run
+  // My slices of every group, back to back: my ONLY copy of the block parameters.
+  Tensor param_slices_flat_;
+  std::vector<Work> gathering_;                        // per group: an all-gather in flight
   std::vector<std::weak_ptr<Storage>> last_released_;  // per group: to check it was really freed
   int rest_group_ = 0;                                 // wte, wpe, ln_f: kept gathered
   bool pinned_ = false;  // gather_full_parameters() until the next step
