@@ -15,6 +15,7 @@
 
 #include "autograd/grad_mode.h"
 #include "nn/data.h"
+#include "nn/generate.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "parallel/zero/stage.h"
@@ -311,4 +312,22 @@ TEST_CASE("ZeRO errors name the problem", "[mpi][zero]") {
   c.dropout = 0.1;
   GPT dropping(c, 1);
   CHECK_THROWS_WITH(ZeroOptimizer(dropping, world, {3, 1 << 20}, sgd), Catch::Contains("dropout"));
+}
+
+TEST_CASE("ZeRO-3: one rank sampling released blocks is an error, not a crash", "[mpi][zero]") {
+  Communicator world = Communicator::world();
+  // Every rank on its own (a 1-rank communicator): sampling is what ONE rank
+  // does, and nothing here may wait for another rank.
+  Communicator alone = world.split(world.rank(), 0);
+  GPT model(tiny(), 1), ref(tiny(), 1);
+  ZeroOptimizer engine(model, alone, {3, 8 << 10},
+                       [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
+  const SampleOptions opts{8, 0.8, 40, 3};
+  // Blocks are released from the start: the released state is detected before
+  // any gather (a collective the other ranks would never join).
+  CHECK_THROWS_WITH(generate(model, "\n", opts), Catch::Contains("block 0") &&
+                                                     Catch::Contains("released") &&
+                                                     Catch::Contains("gather_full_parameters"));
+  engine.gather_full_parameters();
+  CHECK(generate(model, "\n", opts) == generate(ref, "\n", opts));
 }
