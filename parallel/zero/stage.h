@@ -3,6 +3,7 @@
 //
 // Read the stages in order; each file shows only what its stage adds:
 //   ../dp/data_parallel.cpp  stage 0: full replicas, gradients all-reduced in buckets
+//                            (../dp/grad_buckets.h: the bucket machine stage 2 reuses)
 //   stage1.cpp               P_os: optimizer state partitioned (this file's base class)
 //   stage2.cpp               P_os+g: gradients reduce-scattered during backward, full ones freed
 //   stage3.cpp               P_os+g+p: parameters gathered per block only while needed

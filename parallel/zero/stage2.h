@@ -4,9 +4,10 @@
 // optimizer reads only 1/D of it. Stage 2 never keeps more than a bucket of
 // full gradient: the flat parameters are split into buckets (each its own
 // padded, D-way partitioned group), and as soon as a bucket's gradients are
-// all final in backward — hooks, as in DDP — the bucket is reduce-scattered
-// (nonblocking) and the full gradients are freed. Rank r accumulates only the
-// averaged slice r of each bucket, in its gradient slices (4Ψ/D).
+// all final in backward — hooks and the bucket machine shared with DDP,
+// ../dp/grad_buckets.h — the bucket is reduce-scattered (nonblocking) and the
+// full gradients are freed. Rank r accumulates only the averaged slice r of
+// each bucket, in its gradient slices (4Ψ/D).
 // What stays the same as stage 1: optimizer over the slices, all-gather of the
 // parameters after the step, and the communication volume, 2Ψ per step.
 // Memory per rank: 4Ψ params + 4Ψ/D grads + KΨ/D optimizer state (+ buckets in flight).

@@ -26,9 +26,16 @@
 // DeepSpeed releases those too; for GPT-2 the tied embedding is large, so the
 // memory table shows it as the one visible extra over 16Ψ/D.
 //
+// How it hooks in: from outside the model. Each block is replaced
+// (GPT::replace_block) by a layer that gathers, runs and releases it, the way
+// FSDP wraps submodules; the model itself knows nothing of ZeRO.
+//
 // Between steps a released parameter is EMPTY (numel 0, as DeepSpeed's
 // param.data); ZeroOptimizer::gather_full_parameters() brings all of them back
-// (for saving or inspection) until the next step.
+// (for saving or inspection) until the next step. Because a gather is a
+// collective, every forward over released blocks (training, evaluation) must
+// run on all dp ranks together; one rank alone (sampling) must gather first —
+// generate() says so with an error instead of entering a lone all-gather.
 #pragma once
 #include <memory>
 #include <vector>
