@@ -19,8 +19,8 @@ std::vector<std::vector<int>> bucket_by_size(const std::vector<Tensor>& params, 
   return buckets;
 }
 
-// The buckets' parameter lists are computed once for the constructor's
-// initializer list and for the buffers below.
+// Runs in the initializer list, where GradBuckets is built, so a zero cap is
+// an error before any bucket is formed.
 static std::vector<std::vector<int>> checked_buckets(const std::vector<Tensor>& params,
                                                      size_t bucket_bytes) {
   MS_CHECK(bucket_bytes > 0, "DataParallel: bucket_bytes must be positive");
@@ -32,6 +32,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
       dp_(std::move(dp)),
       buckets_(
           checked_buckets(params_, bucket_bytes), static_cast<int>(params_.size()),
+          // No bound: the buffers are the gradients' storage anyway, nothing to save.
           /*max_in_flight=*/0,
           // Average, not sum: each rank's loss is a mean over ITS batch, so the mean
           // of the D gradients is the gradient of the mean loss over all D·B samples.
