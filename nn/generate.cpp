@@ -8,9 +8,26 @@
 
 namespace ms {
 
+// Sampling is one rank's business (train samples on rank 0 only), so every
+// parameter must already be here. An empty one was released — ZeRO-3 frees a
+// block's parameters between steps — and fetching it back is a collective the
+// other ranks would never join: say so before anything waits or crashes.
+static void check_not_released(const GPT& model) {
+  for (size_t b = 0; b < model.blocks().size(); ++b)
+    for (const Tensor& p : model.blocks()[b]->parameters())
+      MS_CHECK(p.numel() > 0, "generate: the parameters of block ", b,
+               " are released (ZeRO-3 frees them between steps), and one rank cannot gather "
+               "them alone: every rank must call gather_full_parameters() before one samples, "
+               "or all ranks must run the forward together");
+  for (const auto& [name, p] : model.named_parameters())
+    MS_CHECK(p.numel() > 0, "generate: parameter ", name,
+             " is released (empty): every rank must call gather_full_parameters() first");
+}
+
 std::string generate(GPT& model, const std::string& prompt, const SampleOptions& opts) {
   MS_CHECK(opts.temperature >= 0, "sample: temperature ", opts.temperature, " must be >= 0");
   MS_CHECK(opts.top_k >= 0, "sample: top-k ", opts.top_k, " must be >= 0");
+  check_not_released(model);
   NoGradGuard no_grad;
   bool was_training = model.training();
   model.eval();

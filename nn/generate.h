@@ -14,7 +14,8 @@ struct SampleOptions {
 };
 
 // Continues `prompt` (bytes) by `opts.tokens` bytes. The context is cropped to
-// the model's block_size; the model runs in eval mode without a graph.
+// the model's block_size; the model runs in eval mode without a graph. Runs on
+// one rank alone: a parameter released by ZeRO-3 is an ms::Error (gather first).
 std::string generate(GPT& model, const std::string& prompt, const SampleOptions& opts);
 
 }  // namespace ms

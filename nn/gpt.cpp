@@ -1,6 +1,7 @@
 #include "nn/gpt.h"
 
 #include <cmath>
+#include <utility>
 
 namespace ms {
 
@@ -66,13 +67,13 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
   wte = register_module("wte", std::make_shared<Embedding>(cfg.vocab_size, cfg.n_embd, gen));
   wpe = register_module("wpe", std::make_shared<Embedding>(cfg.block_size, cfg.n_embd, gen));
   for (int64_t i = 0; i < cfg.n_layer; ++i)
-    h.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen)));
+    blocks_.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen)));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(cfg.n_embd));
   // Registered like every child, so train(false) reaches it (eval = no dropout).
   drop_ = register_module("drop", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
-Tensor GPT::forward(const Tensor& idx) {
+Tensor GPT::embed(const Tensor& idx) {
   MS_CHECK(idx.dim() == 2 && idx.dtype() == DType::I32,
            "GPT.forward: tokens must be i32 (B, T), got ", shape_str(idx.shape()), " ",
            dtype_name(idx.dtype()));
@@ -80,17 +81,39 @@ Tensor GPT::forward(const Tensor& idx) {
   MS_CHECK(T <= cfg_.block_size, "GPT.forward: sequence length ", T,
            " exceeds the model's block_size ", cfg_.block_size);
   Tensor pos = arange(T, DType::I32);
-  Tensor x = drop_->forward(add(wte->forward(idx), wpe->forward(pos)));  // (B, T, C) + (T, C)
-  for (auto& block : h) x = block_runner ? block_runner(*block, x) : block->forward(x);
-  x = ln_f->forward(x);
-  // Tied head: logits = x · wteᵀ, a transposed view that GEMM reads in place.
-  return linear(x, transpose(wte->weight, 0, 1));  // (B, T, V)
+  return drop_->forward(add(wte->forward(idx), wpe->forward(pos)));  // (B, T, C) + (T, C)
+}
+
+Tensor GPT::run_blocks(Tensor x) {
+  for (auto& block : blocks_) x = block->forward(x);
+  return x;
+}
+
+Tensor GPT::head(const Tensor& x) {
+  // Tied head: logits = ln_f(x) · wteᵀ, a transposed view that GEMM reads in place.
+  return linear(ln_f->forward(x), transpose(wte->weight, 0, 1));  // (B, T, V)
+}
+
+Tensor GPT::head_loss(const Tensor& x, const Tensor& targets) {
+  Tensor logits = head(x);
+  int64_t V = cfg_.vocab_size;
+  return cross_entropy(reshape(logits, {-1, V}), reshape(targets, {-1}));
+}
+
+Tensor GPT::forward(const Tensor& idx) {
+  return head(run_blocks(embed(idx)));
 }
 
 Tensor GPT::loss(const Tensor& idx, const Tensor& targets) {
-  Tensor logits = forward(idx);
-  int64_t V = cfg_.vocab_size;
-  return cross_entropy(reshape(logits, {-1, V}), reshape(targets, {-1}));
+  return head_loss(run_blocks(embed(idx)), targets);
+}
+
+std::shared_ptr<Layer> GPT::replace_block(size_t i, std::shared_ptr<Layer> layer) {
+  MS_CHECK(i < blocks_.size(), "GPT.replace_block: block ", i, " does not exist (the model has ",
+           blocks_.size(), ")");
+  MS_CHECK(layer != nullptr, "GPT.replace_block: block ", i, " replaced by nothing");
+  replace_module("h." + std::to_string(i), layer);
+  return std::exchange(blocks_[i], std::move(layer));
 }
 
 }  // namespace ms

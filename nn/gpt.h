@@ -2,9 +2,10 @@
 // LayerNorm, LM head tied to the token embedding. Parameter names and layouts
 // are Hugging Face's, so safetensors files move between minispeed and PyTorch.
 #pragma once
-#include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "nn/layers.h"
 
@@ -43,10 +44,21 @@ class MLP : public Module {
   std::shared_ptr<Dropout> dropout_;
 };
 
-class Block : public Module {
+// One layer of the GPT's stack, (B, T, C) -> (B, T, C): the unit that code
+// outside the model wraps or assigns. Block is the real one; a wrapper (ZeRO-3
+// gathering a block's parameters around its run, as FSDP wraps submodules;
+// later activation checkpointing) is a Layer that holds the block as an unnamed
+// child (Module::register_module with name "", so parameter names stay
+// "h.i....") and takes its place through GPT::replace_block.
+class Layer : public Module {
+ public:
+  virtual Tensor forward(const Tensor& x) = 0;
+};
+
+class Block : public Layer {
  public:
   Block(const GPTConfig& cfg, Generator& gen);
-  Tensor forward(const Tensor& x);  // x + attn(ln_1(x)), then + mlp(ln_2(.))
+  Tensor forward(const Tensor& x) override;  // x + attn(ln_1(x)), then + mlp(ln_2(.))
   std::shared_ptr<LayerNorm> ln_1, ln_2;
   std::shared_ptr<CausalSelfAttention> attn;
   std::shared_ptr<MLP> mlp;
@@ -59,9 +71,22 @@ class GPT : public Module {
   GPT(const GPTConfig& cfg, uint64_t seed);
   const GPTConfig& config() const { return cfg_; }
 
+  // The model in three parts, so a parallelism runs or splits them from
+  // outside (a pipeline's first stage runs embed, its last stage head_loss;
+  // ZeRO-3 wraps the blocks): forward = head(blocks(embed(idx))).
+  Tensor embed(const Tensor& idx);  // i32 (B, T) -> (B, T, C): wte[idx] + wpe[0..T), dropout
+  const std::vector<std::shared_ptr<Layer>>& blocks() const { return blocks_; }
+  Tensor head(const Tensor& x);  // (B, T, C) -> logits (B, T, V): ln_f, then the tied wte
+  // (B, T, C) and targets (B, T) -> the mean cross-entropy of head(x).
+  Tensor head_loss(const Tensor& x, const Tensor& targets);
+
   Tensor forward(const Tensor& idx);  // i32 (B, T) -> logits (B, T, V)
   // Mean cross-entropy of forward(idx) against targets (B, T).
   Tensor loss(const Tensor& idx, const Tensor& targets);
+
+  // Puts `layer` where block i was (under the same name, "h.i") and returns
+  // the layer it replaced, so a wrapper can be installed and later undone.
+  std::shared_ptr<Layer> replace_block(size_t i, std::shared_ptr<Layer> layer);
 
   // Hugging Face GPT-2 names and [in, out] layouts. Loading takes the model's
   // shape from the file (metadata when present, else tensor shapes), accepts a
@@ -70,16 +95,14 @@ class GPT : public Module {
   void load_safetensors(const std::string& path);
   void save_safetensors(const std::string& path) const;
 
-  // Runs one block (default: block.forward(x)). ZeRO-3 replaces it with a
-  // runner that gathers the block's parameters, runs it, and releases them.
-  std::function<Tensor(Block&, const Tensor&)> block_runner;
-
   std::shared_ptr<Embedding> wte, wpe;
-  std::vector<std::shared_ptr<Block>> h;
   std::shared_ptr<LayerNorm> ln_f;
 
  private:
+  Tensor run_blocks(Tensor x);
+
   GPTConfig cfg_;
+  std::vector<std::shared_ptr<Layer>> blocks_;  // registered as "h.0", "h.1", ...
   std::shared_ptr<Dropout> drop_;
 };
 

@@ -5,7 +5,17 @@ namespace ms {
 void Module::collect(const std::string& prefix,
                      std::vector<std::pair<std::string, Tensor>>& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+  for (const auto& [name, child] : children_)
+    child->collect(name.empty() ? prefix : prefix + name + ".", out);
+}
+
+void Module::replace_module(const std::string& name, std::shared_ptr<Module> child) {
+  for (auto& [n, c] : children_) {
+    if (n != name) continue;
+    c = std::move(child);
+    return;
+  }
+  throw Error(str_cat("module: no child named '", name, "' to replace"));
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {

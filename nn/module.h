@@ -29,11 +29,18 @@ class Module {
 
  protected:
   Tensor register_parameter(const std::string& name, Tensor value);
+  // A child named "" adds no level to the names: its parameters appear under
+  // this module's own prefix. That is how a wrapper holds the module it wraps
+  // without renaming its parameters (FSDP strips its "_fsdp_wrapped_module."
+  // for the same reason).
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> child) {
     children_.emplace_back(name, child);
     return child;
   }
+  // Puts `child` in the place of the child registered as `name` (same
+  // position, so named_parameters() keeps its order).
+  void replace_module(const std::string& name, std::shared_ptr<Module> child);
 
  private:
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;

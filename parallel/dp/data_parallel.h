@@ -23,6 +23,8 @@
 //     backward keeps computing the gradients of earlier layers. Only the last
 //     bucket's communication is left when backward ends. Buckets are launched in
 //     bucket order on every rank, because collectives must match up across ranks.
+//     That state machine is grad_buckets.h, shared with ZeRO-2; DDP's part is
+//     "the bucket's communication is an all-reduce, in place".
 // Plus gradient accumulation: with sync off (PyTorch's no_sync()), gradients
 // just accumulate locally; the all-reduce happens once, on the last micro-step.
 //
@@ -33,6 +35,7 @@
 #include <vector>
 
 #include "parallel/comm/communicator.h"
+#include "parallel/dp/grad_buckets.h"
 #include "tensor/tensor.h"
 
 namespace ms {
@@ -68,27 +71,18 @@ class DataParallel {
   std::vector<Tensor> grad_buffers() const;
   // How many buckets started their all-reduce while backward was still running
   // during the last synchronising backward (the overlap DDP is built for).
-  int buckets_launched_during_backward() const { return last_launched_in_backward_; }
+  int buckets_launched_during_backward() const { return buckets_.launched_during_backward(); }
 
  private:
-  struct Bucket {
-    std::vector<int> params;  // indices into params_
-    Tensor buffer;            // flat f32, the gradients back to back
-    int waiting = 0;          // gradients still to arrive in this backward
-    bool ready = false, launched = false;
-    Work work;
-  };
   void on_grad_ready(int i);
-  void launch_ready_buckets();
 
   std::vector<Tensor> params_;
   Communicator dp_;
   bool sync_ = true;
-  std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;     // parameter -> bucket
-  std::vector<Tensor> grad_view_;  // parameter -> its slot in the bucket, shaped like it
-  size_t next_to_launch_ = 0;
-  int launched_in_backward_ = 0, last_launched_in_backward_ = 0;
+  std::vector<Tensor> buffers_;  // per bucket: flat f32, its gradients back to back
+  std::vector<Tensor>
+      grad_slot_;        // per parameter: its place in its bucket's buffer, shaped like it
+  GradBuckets buckets_;  // when each bucket's all-reduce starts and ends
   std::shared_ptr<DataParallel*> self_;  // the hooks reach us through this; nulled on destruction
 };
 

@@ -29,9 +29,9 @@ FlatParams::FlatParams(std::vector<Tensor> params, const std::vector<std::vector
       grp.numel += params_[i].numel();
     }
     grp.padded = (grp.numel + D_ - 1) / D_ * D_;  // every rank owns an equal slice
-    grp.slice = grp.padded / D_;
-    grp.shard_offset = shard_numel_;
-    shard_numel_ += grp.slice;
+    grp.slice_numel = grp.padded / D_;
+    grp.slice_offset = slices_numel_;
+    slices_numel_ += grp.slice_numel;
     groups_.push_back(std::move(grp));
   }
   for (size_t i = 0; i < params_.size(); ++i)
@@ -54,7 +54,7 @@ Tensor FlatParams::view_of(int param, const Tensor& buffer) const {
 }
 
 Tensor FlatParams::slice_of(int g, const Tensor& buffer, int rank) const {
-  return narrow(buffer, 0, rank * groups_[g].slice, groups_[g].slice);
+  return narrow(buffer, 0, rank * groups_[g].slice_numel, groups_[g].slice_numel);
 }
 
 Tensor FlatParams::pack_values(int g) const {

@@ -21,7 +21,15 @@
 //   stage 3: one group per transformer block (+ one for the rest), the unit
 //            that is gathered before it computes and released after — PyTorch
 //            FSDP calls such a group a FlatParameter.
-// A rank's *shard* is its slice of every group, back to back.
+//
+// The words the stages use, so the three kinds of buffer never blur:
+//   full buffer   one group, all D slices: `full_params_[g]` (the model's
+//                 parameters view it), stage 1's `full_grads_[g]`;
+//   slice         rank r's 1/D of one group's buffer: `param_slices_[g]` (what
+//                 my optimizer updates; its .grad is my slice of the gradient);
+//   ..._flat_     my slices of every group, back to back, in one buffer of
+//                 slices_numel() elements: stage 2's `grad_slices_flat_`,
+//                 stage 3's `param_slices_flat_`.
 #pragma once
 #include <vector>
 
@@ -33,9 +41,9 @@ struct FlatGroup {
   std::vector<int> params;       // indices into FlatParams::params(), in packing order
   std::vector<int64_t> offsets;  // each parameter's first element in the group buffer
   int64_t numel = 0;             // Σ parameter numels
-  int64_t padded = 0;            // numel rounded up to a multiple of D
-  int64_t slice = 0;             // padded / D: the part each rank owns
-  int64_t shard_offset = 0;      // where this group's slice starts in a rank's shard
+  int64_t padded = 0;            // numel rounded up to a multiple of D: the full buffer
+  int64_t slice_numel = 0;       // padded / D: the part each rank owns
+  int64_t slice_offset = 0;      // where this group's slice starts among my slices, back to back
 };
 
 class FlatParams {
@@ -48,8 +56,8 @@ class FlatParams {
   int num_groups() const { return static_cast<int>(groups_.size()); }
   const FlatGroup& group(int g) const { return groups_[g]; }
   int group_of(int param) const { return group_of_[param]; }
-  int64_t shard_numel() const { return shard_numel_; }  // Σ slices: what one rank owns
-  int64_t padding() const;                              // Σ (padded - numel)
+  int64_t slices_numel() const { return slices_numel_; }  // Σ slice_numel: what one rank owns
+  int64_t padding() const;                                // Σ (padded - numel)
   const Shape& shape_of(int param) const { return shapes_[param]; }
 
   // Parameter `param`'s place in a buffer of its group, as a view shaped like it.
@@ -78,7 +86,7 @@ class FlatParams {
   std::vector<Shape> shapes_;  // each parameter's real shape (kept while released)
   std::vector<int64_t> numel_;
   int D_;
-  int64_t shard_numel_ = 0;
+  int64_t slices_numel_ = 0;
 };
 
 }  // namespace ms

@@ -7,21 +7,21 @@ namespace ms {
 
 ZeroShardedStage::ZeroShardedStage(std::vector<Tensor> params, Communicator dp,
                                    const std::vector<std::vector<int>>& groups)
-    : flat_(std::move(params), groups, dp.size()),
+    : layout_(std::move(params), groups, dp.size()),
       dp_(std::move(dp)),
       self_(std::make_shared<ZeroShardedStage*>(this)) {
   const int rank = dp_.rank();
-  for (int g = 0; g < flat_.num_groups(); ++g) {
+  for (int g = 0; g < layout_.num_groups(); ++g) {
     // Rank 0's values everywhere, then the parameters become views of the buffer.
-    Tensor full = flat_.pack_values(g);
+    Tensor full = layout_.pack_values(g);
     dp_.broadcast(full, 0);
-    flat_.bind(g, full);
-    full_.push_back(full);
+    layout_.bind(g, full);
+    full_params_.push_back(full);
     // My slice: a view of the same memory. The optimizer is built over these
     // tensors only, so its state (AdamW's m and v) is sized 1/D of the model.
-    shard_.push_back(flat_.slice_of(g, full, rank));
+    param_slices_.push_back(layout_.slice_of(g, full, rank));
   }
-  const std::vector<Tensor>& ps = flat_.params();
+  const std::vector<Tensor>& ps = layout_.params();
   for (size_t i = 0; i < ps.size(); ++i) {
     std::shared_ptr<ZeroShardedStage*> self = self_;
     Tensor p = ps[i];
@@ -36,21 +36,21 @@ ZeroShardedStage::~ZeroShardedStage() {
 }
 
 void ZeroShardedStage::all_gather_params() {
-  for (int g = 0; g < flat_.num_groups(); ++g) {
-    if (!full_[g].defined()) continue;
+  for (int g = 0; g < layout_.num_groups(); ++g) {
+    if (!full_params_[g].defined()) continue;
     // The Communicator's all-gather cannot run in place (MPI_IN_PLACE), and
-    // my slice lives inside full_[g], so it travels from a copy.
-    Tensor mine = clone(shard_[g]);
-    dp_.all_gather(mine, full_[g]);
+    // my slice lives inside full_params_[g], so it travels from a copy.
+    Tensor mine = clone(param_slices_[g]);
+    dp_.all_gather(mine, full_params_[g]);
   }
 }
 
 void ZeroShardedStage::count_memory(MemoryCounter& counter) const {
-  for (const Tensor& t : full_) counter.add(MemoryCounter::Params, t);
-  for (const Tensor& t : shard_) counter.add(MemoryCounter::Params, t);
-  for (const Tensor& p : flat_.params()) counter.add(MemoryCounter::Params, p);
-  for (const Tensor& t : shard_) counter.add(MemoryCounter::Grads, t.grad());
-  for (const Tensor& p : flat_.params()) counter.add(MemoryCounter::Grads, p.grad());
+  for (const Tensor& t : full_params_) counter.add(MemoryCounter::Params, t);
+  for (const Tensor& t : param_slices_) counter.add(MemoryCounter::Params, t);
+  for (const Tensor& p : layout_.params()) counter.add(MemoryCounter::Params, p);
+  for (const Tensor& t : param_slices_) counter.add(MemoryCounter::Grads, t.grad());
+  for (const Tensor& p : layout_.params()) counter.add(MemoryCounter::Grads, p.grad());
 }
 
 }  // namespace ms

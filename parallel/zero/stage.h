@@ -3,6 +3,7 @@
 //
 // Read the stages in order; each file shows only what its stage adds:
 //   ../dp/data_parallel.cpp  stage 0: full replicas, gradients all-reduced in buckets
+//                            (../dp/grad_buckets.h: the bucket machine stage 2 reuses)
 //   stage1.cpp               P_os: optimizer state partitioned (this file's base class)
 //   stage2.cpp               P_os+g: gradients reduce-scattered during backward, full ones freed
 //   stage3.cpp               P_os+g+p: parameters gathered per block only while needed
@@ -66,10 +67,10 @@ class ZeroStage {
 class ZeroShardedStage : public ZeroStage {
  public:
   ~ZeroShardedStage() override;
-  std::vector<Tensor> trainable() override { return shard_; }
+  std::vector<Tensor> trainable() override { return param_slices_; }
   bool sharded_gradients() const override { return true; }
   void count_memory(MemoryCounter& counter) const override;
-  const FlatParams& layout() const { return flat_; }
+  const FlatParams& layout() const { return layout_; }
 
  protected:
   // Collective over `dp`.
@@ -82,11 +83,14 @@ class ZeroShardedStage : public ZeroStage {
   // released blocks) are skipped: they are gathered when next needed.
   void all_gather_params();
 
-  FlatParams flat_;
+  FlatParams layout_;
   Communicator dp_;
-  std::vector<Tensor>
-      full_;  // per group: all its parameters, flat (the model's parameters view it)
-  std::vector<Tensor> shard_;  // per group: my slice of it — what my optimizer updates
+  // Per group: its full flat parameter buffer (padded; the model's parameters
+  // view it). Stage 3 leaves it undefined while the group is released.
+  std::vector<Tensor> full_params_;
+  // Per group: my slice of full_params_[g] — the tensors my optimizer updates;
+  // each one's .grad is my slice of that group's averaged gradient.
+  std::vector<Tensor> param_slices_;
 
  private:
   std::shared_ptr<ZeroShardedStage*> self_;  // the gradient hooks reach us through this

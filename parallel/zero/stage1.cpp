@@ -13,57 +13,58 @@ static std::vector<std::vector<int>> whole_model(size_t n) {
 
 ZeroStage1::ZeroStage1(std::vector<Tensor> params, Communicator dp)
     : ZeroShardedStage(params, std::move(dp), whole_model(params.size())) {
-  for (int g = 0; g < flat_.num_groups(); ++g) grad_full_.push_back(zeros({flat_.group(g).padded}));
-  for (size_t i = 0; i < flat_.params().size(); ++i) {
-    int g = flat_.group_of(static_cast<int>(i));
-    grad_view_.push_back(flat_.view_of(static_cast<int>(i), grad_full_[g]));
+  for (int g = 0; g < layout_.num_groups(); ++g)
+    full_grads_.push_back(zeros({layout_.group(g).padded}));
+  for (size_t i = 0; i < layout_.params().size(); ++i) {
+    int g = layout_.group_of(static_cast<int>(i));
+    grad_slot_.push_back(layout_.view_of(static_cast<int>(i), full_grads_[g]));
   }
 }
 
 // Gradients: kept whole, as in DDP. The hook moves each one into the flat
 // gradient buffer once; afterwards backward accumulates straight into it.
 void ZeroStage1::on_grad_ready(int i) {
-  Tensor p = flat_.params()[i];
-  if (!p.grad().same(grad_view_[i])) {
-    copy_(grad_view_[i], p.grad());
-    p.set_grad(grad_view_[i]);
+  Tensor p = layout_.params()[i];
+  if (!p.grad().same(grad_slot_[i])) {
+    copy_(grad_slot_[i], p.grad());
+    p.set_grad(grad_slot_[i]);
   }
 }
 
 void ZeroStage1::reduce_gradients() {
   const int rank = dp_.rank();
-  for (int g = 0; g < flat_.num_groups(); ++g) {
+  for (int g = 0; g < layout_.num_groups(); ++g) {
     // Rank r receives the dp-average of slice r of the gradient — exactly the
     // part of the gradient its optimizer needs, nothing more.
-    Tensor averaged = Tensor::empty({flat_.group(g).slice});
-    dp_.reduce_scatter(grad_full_[g], averaged, ReduceOp::Avg);
+    Tensor averaged = Tensor::empty({layout_.group(g).slice_numel});
+    dp_.reduce_scatter(full_grads_[g], averaged, ReduceOp::Avg);
     note_memory();
     // Keep it in our own slice of the gradient buffer (the other slices now
     // hold stale, un-averaged values nobody reads).
-    Tensor mine = flat_.slice_of(g, grad_full_[g], rank);
+    Tensor mine = layout_.slice_of(g, full_grads_[g], rank);
     copy_(mine, averaged);
-    shard_[g].set_grad(mine);
+    param_slices_[g].set_grad(mine);
   }
 }
 
 void ZeroStage1::after_step() {
   NoGradGuard no_grad;
-  for (Tensor& gf : grad_full_) fill_(gf, 0);
+  for (Tensor& gf : full_grads_) fill_(gf, 0);
   all_gather_params();  // everyone's updated slices -> everyone's full parameters
   note_memory();
 }
 
 void ZeroStage1::count_memory(MemoryCounter& counter) const {
   ZeroShardedStage::count_memory(counter);
-  for (const Tensor& gf : grad_full_) counter.add(MemoryCounter::Grads, gf);
+  for (const Tensor& gf : full_grads_) counter.add(MemoryCounter::Grads, gf);
 }
 
 // 4 bytes per padded element for full parameters and full gradients; the
 // optimizer state only for my slices (Σ slices = padded / D).
 size_t ZeroStage1::layout_bytes(size_t K) const {
   size_t padded = 0;
-  for (int g = 0; g < flat_.num_groups(); ++g) padded += flat_.group(g).padded;
-  return 4 * padded + 4 * padded + K * static_cast<size_t>(flat_.shard_numel());
+  for (int g = 0; g < layout_.num_groups(); ++g) padded += layout_.group(g).padded;
+  return 4 * padded + 4 * padded + K * static_cast<size_t>(layout_.slices_numel());
 }
 
 }  // namespace ms

@@ -31,8 +31,9 @@ class ZeroStage1 : public ZeroShardedStage {
  private:
   void on_grad_ready(int param) override;
 
-  std::vector<Tensor> grad_full_;  // per group: the full gradient, flat (parameters' .grad view it)
-  std::vector<Tensor> grad_view_;  // per parameter: its slot in grad_full_
+  std::vector<Tensor>
+      full_grads_;                 // per group: the full gradient, flat (parameters' .grad view it)
+  std::vector<Tensor> grad_slot_;  // per parameter: its slot in full_grads_
 };
 
 }  // namespace ms

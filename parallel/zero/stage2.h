@@ -4,9 +4,10 @@
 // optimizer reads only 1/D of it. Stage 2 never keeps more than a bucket of
 // full gradient: the flat parameters are split into buckets (each its own
 // padded, D-way partitioned group), and as soon as a bucket's gradients are
-// all final in backward — hooks, as in DDP — the bucket is reduce-scattered
-// (nonblocking) and the full gradients are freed. Rank r accumulates only the
-// averaged slice r of each bucket, in its gradient shard (4Ψ/D).
+// all final in backward — hooks and the bucket machine shared with DDP,
+// ../dp/grad_buckets.h — the bucket is reduce-scattered (nonblocking) and the
+// full gradients are freed. Rank r accumulates only the averaged slice r of
+// each bucket, in its gradient slices (4Ψ/D).
 // What stays the same as stage 1: optimizer over the slices, all-gather of the
 // parameters after the step, and the communication volume, 2Ψ per step.
 // Memory per rank: 4Ψ params + 4Ψ/D grads + KΨ/D optimizer state (+ buckets in flight).
@@ -14,10 +15,9 @@
 // Gradient accumulation: ZeRO-2 reduce-scatters on EVERY micro-step (DeepSpeed
 // does too): skipping communication would mean keeping full gradients across
 // micro-steps, i.e. giving up exactly what stage 2 saves. So set_gradient_sync
-// is ignored here; the shard accumulates the averaged micro-step gradients.
+// is ignored here; my gradient slices accumulate the averaged micro-step gradients.
 #pragma once
-#include <deque>
-
+#include "parallel/dp/grad_buckets.h"
 #include "parallel/zero/stage.h"
 
 namespace ms {
@@ -40,21 +40,16 @@ class ZeroStage2 : public ZeroShardedStage {
   void on_grad_ready(int param) override;
 
  private:
-  void launch_ready_groups();
-  void complete_oldest();
+  Work launch(int g);     // pack group g's gradients, free them, reduce-scatter
+  void complete(int g);   // add my averaged slice into my gradient slice
   void finish_pending();  // launch what is left, complete everything in flight
 
-  struct InFlight {
-    int group;
-    Tensor bucket;    // the group's full gradients, flat (freed when done)
-    Tensor averaged;  // my averaged slice of them
-    Work work;
-  };
-  Tensor grad_shard_;         // my slice of every group's gradient, back to back
-  std::vector<int> waiting_;  // per group: gradients still to arrive in this backward
-  std::vector<bool> ready_;
-  int next_to_launch_ = 0;
-  std::deque<InFlight> in_flight_;
+  Tensor grad_slices_flat_;  // my slice of every group's gradient, back to back
+  // Per group, while its reduce-scatter is in flight: the group's full
+  // gradients, flat, and my averaged slice of them (both freed on completion).
+  std::vector<Tensor> sending_, receiving_;
+  // DDP's bucket machine (../dp/grad_buckets.h), one bucket per group.
+  GradBuckets buckets_;
 };
 
 }  // namespace ms

@@ -19,9 +19,9 @@ std::vector<std::vector<int>> block_groups(const GPT& model) {
   for (size_t i = 0; i < params.size(); ++i) index[params[i].impl()] = static_cast<int>(i);
   std::vector<std::vector<int>> groups;
   std::vector<bool> in_block(params.size(), false);
-  for (size_t b = model.h.size(); b-- > 0;) {
+  for (size_t b = model.blocks().size(); b-- > 0;) {
     groups.emplace_back();
-    for (const Tensor& p : model.h[b]->parameters()) {
+    for (const Tensor& p : model.blocks()[b]->parameters()) {
       int i = index.at(p.impl());
       groups.back().push_back(i);
       in_block[i] = true;
@@ -35,39 +35,50 @@ std::vector<std::vector<int>> block_groups(const GPT& model) {
 
 }  // namespace
 
+// Block b as ZeRO-3 runs it. It holds the block as an unnamed child, so the
+// model's parameter names and order do not change.
+class ZeroStage3::GatheredBlock : public Layer {
+ public:
+  GatheredBlock(ZeroStage3& stage, int b, std::shared_ptr<Layer> block) : stage_(stage), b_(b) {
+    register_module("", std::move(block));
+  }
+  Tensor forward(const Tensor& x) override { return stage_.run_block(b_, x); }
+
+ private:
+  ZeroStage3& stage_;
+  int b_;
+};
+
 ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
     : ZeroStage2(model.parameters(), std::move(dp), block_groups(model)), model_(model) {
   MS_CHECK(model.config().dropout == 0,
            "ZeRO stage 3 recomputes each block in backward, and a "
            "recomputed dropout would draw a different mask: set dropout to 0 (got ",
            model.config().dropout, ")");
-  rest_group_ = flat_.num_groups() - 1;
-  gathering_.resize(flat_.num_groups());
-  last_released_.resize(flat_.num_groups());
+  rest_group_ = layout_.num_groups() - 1;
+  gathering_.resize(layout_.num_groups());
+  last_released_.resize(layout_.num_groups());
   // Move my slices out of the full buffers into a buffer of their own, then
   // drop the blocks' full buffers: from now on a rank holds 1/D of them.
-  shard_buffer_ = Tensor::empty({flat_.shard_numel()});
-  for (int g = 0; g < flat_.num_groups(); ++g) {
-    const FlatGroup& grp = flat_.group(g);
-    Tensor mine = narrow(shard_buffer_, 0, grp.shard_offset, grp.slice);
-    copy_(mine, shard_[g]);
-    mine.set_grad(shard_[g].grad());  // the same gradient slice stage 2 set up
-    shard_[g] = mine;
+  param_slices_flat_ = Tensor::empty({layout_.slices_numel()});
+  for (int g = 0; g < layout_.num_groups(); ++g) {
+    const FlatGroup& grp = layout_.group(g);
+    Tensor mine = narrow(param_slices_flat_, 0, grp.slice_offset, grp.slice_numel);
+    copy_(mine, param_slices_[g]);
+    mine.set_grad(param_slices_[g].grad());  // the same gradient slice stage 2 set up
+    param_slices_[g] = mine;
   }
   for (int g = 0; g < rest_group_; ++g) release(g);
-  model_.block_runner = [this](Block& block, const Tensor& x) { return run_block(block, x); };
+  blocks_ = model_.blocks();
+  for (size_t b = 0; b < blocks_.size(); ++b)
+    model_.replace_block(b,
+                         std::make_shared<GatheredBlock>(*this, static_cast<int>(b), blocks_[b]));
   note_memory();
 }
 
 ZeroStage3::~ZeroStage3() {
-  model_.block_runner = nullptr;
+  for (size_t b = 0; b < blocks_.size(); ++b) model_.replace_block(b, blocks_[b]);
   for (Work& w : gathering_) w.wait();
-}
-
-int ZeroStage3::block_index(const Block& block) const {
-  for (size_t b = 0; b < model_.h.size(); ++b)
-    if (model_.h[b].get() == &block) return static_cast<int>(b);
-  throw Error("ZeRO-3: block_runner called with a block that is not in this model");
 }
 
 // Group of block b (groups run backwards: block L-1 is group 0).
@@ -76,37 +87,37 @@ static int group_of_block(int b, int num_blocks) {
 }
 
 void ZeroStage3::prefetch(int g) {
-  if (full_[g].defined()) return;  // gathered or on its way
-  full_[g] = Tensor::empty({flat_.group(g).padded});
-  gathering_[g] = dp_.iall_gather(shard_[g], full_[g]);
+  if (full_params_[g].defined()) return;  // gathered or on its way
+  full_params_[g] = Tensor::empty({layout_.group(g).padded});
+  gathering_[g] = dp_.iall_gather(param_slices_[g], full_params_[g]);
 }
 
 void ZeroStage3::gather(int g) {
   prefetch(g);
   gathering_[g].wait();
   gathering_[g] = Work();
-  flat_.bind(g, full_[g]);
+  layout_.bind(g, full_params_[g]);
   note_memory();
 }
 
 void ZeroStage3::release(int g) {
-  if (pinned_ || !full_[g].defined()) return;
+  if (pinned_ || !full_params_[g].defined()) return;
   gathering_[g].wait();
   gathering_[g] = Work();
-  flat_.release(g);
-  last_released_[g] = full_[g].storage();
-  full_[g] = Tensor();  // the last reference: the memory goes back to the allocator
+  layout_.release(g);
+  last_released_[g] = full_params_[g].storage();
+  full_params_[g] = Tensor();  // the last reference: the memory goes back to the allocator
 }
 
-Tensor ZeroStage3::run_block(Block& block, const Tensor& x) {
-  const int b = block_index(block), L = static_cast<int>(model_.h.size());
+Tensor ZeroStage3::run_block(int b, const Tensor& x) {
+  const int L = static_cast<int>(blocks_.size());
   const int g = group_of_block(b, L);
   gather(g);
   if (b + 1 < L) prefetch(group_of_block(b + 1, L));  // overlaps with this block's compute
   Tensor y;
   {
     NoGradGuard no_grad;  // no graph: nothing may keep the gathered parameters alive
-    y = block.forward(x);
+    y = blocks_[b]->forward(x);
   }
   release(g);
   if (grad_enabled()) {
@@ -120,17 +131,16 @@ Tensor ZeroStage3::run_block(Block& block, const Tensor& x) {
 }
 
 Tensor ZeroStage3::backward_block(int b, const Tensor& x, const Tensor& grad_y) {
-  const int L = static_cast<int>(model_.h.size()), g = group_of_block(b, L);
+  const int L = static_cast<int>(blocks_.size()), g = group_of_block(b, L);
   gather(g);
   if (b > 0) prefetch(group_of_block(b - 1, L));
   Tensor input = detach(x);
   input.set_requires_grad(true);
-  Block& block = *model_.h[b];
   Tensor y;
   {
     // backward() runs under NoGradGuard; the recomputation must build a graph.
     EnableGradGuard grad_on;
-    y = block.forward(input);  // recompute
+    y = blocks_[b]->forward(input);  // recompute
   }
   // Backward through the block: its parameters' gradient hooks fire, and once
   // the block's last one has, stage 2's code reduce-scatters the block.
@@ -159,15 +169,15 @@ void ZeroStage3::gather_full_parameters() {
 // My slices (parameters, gradients, optimizer state) plus the rest group,
 // which stays gathered.
 size_t ZeroStage3::layout_bytes(size_t K) const {
-  const size_t shard = static_cast<size_t>(flat_.shard_numel());
-  return 4 * shard + 4 * static_cast<size_t>(flat_.group(rest_group_).padded) + (4 + K) * shard;
+  const size_t mine = static_cast<size_t>(layout_.slices_numel());
+  return 4 * mine + 4 * static_cast<size_t>(layout_.group(rest_group_).padded) + (4 + K) * mine;
 }
 
 size_t ZeroStage3::released_alive() const {
   size_t bytes = 0;
   for (int g = 0; g < rest_group_; ++g) {
     std::shared_ptr<Storage> s = last_released_[g].lock();
-    if (s && !full_[g].defined()) bytes += s->nbytes();
+    if (s && !full_params_[g].defined()) bytes += s->nbytes();
   }
   return bytes;
 }

@@ -26,9 +26,16 @@
 // DeepSpeed releases those too; for GPT-2 the tied embedding is large, so the
 // memory table shows it as the one visible extra over 16Ψ/D.
 //
+// How it hooks in: from outside the model. Each block is replaced
+// (GPT::replace_block) by a layer that gathers, runs and releases it, the way
+// FSDP wraps submodules; the model itself knows nothing of ZeRO.
+//
 // Between steps a released parameter is EMPTY (numel 0, as DeepSpeed's
 // param.data); ZeroOptimizer::gather_full_parameters() brings all of them back
-// (for saving or inspection) until the next step.
+// (for saving or inspection) until the next step. Because a gather is a
+// collective, every forward over released blocks (training, evaluation) must
+// run on all dp ranks together; one rank alone (sampling) must gather first —
+// generate() says so with an error instead of entering a lone all-gather.
 #pragma once
 #include <memory>
 #include <vector>
@@ -40,7 +47,9 @@ namespace ms {
 
 class ZeroStage3 : public ZeroStage2 {
  public:
-  // Collective over `dp`. Installs model.block_runner; the model must outlive us.
+  // Collective over `dp`. Wraps each of the model's blocks (GPT::replace_block)
+  // in a layer that runs it the ZeRO-3 way; the destructor puts the blocks
+  // back. The model must outlive us.
   ZeroStage3(GPT& model, Communicator dp);
   ~ZeroStage3() override;
 
@@ -51,16 +60,18 @@ class ZeroStage3 : public ZeroStage2 {
   size_t released_alive() const override;
 
  private:
-  Tensor run_block(Block& block, const Tensor& x);  // GPT::block_runner
+  class GatheredBlock;  // the layer that stands in for block b (stage3.cpp)
+  Tensor run_block(int b, const Tensor& x);
   Tensor backward_block(int b, const Tensor& x, const Tensor& grad_y);
   void prefetch(int g);  // start gathering group g's parameters
   void gather(int g);    // make sure they are gathered and bound
   void release(int g);   // free them
-  int block_index(const Block& block) const;
 
   GPT& model_;
-  Tensor shard_buffer_;          // my slices of every group: my ONLY copy of block parameters
-  std::vector<Work> gathering_;  // per group: an all-gather in flight
+  std::vector<std::shared_ptr<Layer>> blocks_;  // the model's own blocks, which we run
+  // My slices of every group, back to back: my ONLY copy of the block parameters.
+  Tensor param_slices_flat_;
+  std::vector<Work> gathering_;                        // per group: an all-gather in flight
   std::vector<std::weak_ptr<Storage>> last_released_;  // per group: to check it was really freed
   int rest_group_ = 0;                                 // wte, wpe, ln_f: kept gathered
   bool pinned_ = false;  // gather_full_parameters() until the next step

@@ -53,7 +53,7 @@ size_t optimizer_bytes_per_param(const Optimizer& opt) {
 }  // namespace
 
 ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
-                       OptimizerFactory make_optimizer)
+                             OptimizerFactory make_optimizer)
     : model_(model), dp_(std::move(dp)), opts_(opts), num_params_(model.num_parameters()) {
   MS_CHECK(opts_.stage >= 0 && opts_.stage <= 3, "zero: stage ", opts_.stage,
            " does not exist (valid: 0 = plain data parallelism, 1, 2, 3)");

@@ -46,7 +46,7 @@ class ZeroOptimizer {
   using OptimizerFactory = std::function<std::unique_ptr<Optimizer>(std::vector<Tensor>)>;
   // Collective over `dp`. Broadcasts rank 0's parameters, lays them out for
   // the stage, and calls make_optimizer with the tensors this rank updates:
-  // all parameters for stage 0; this rank's flat shard (its slice of each flat
+  // all parameters for stage 0; this rank's slice of each flat
   // group: one tensor for stage 1, one per bucket/block for stages 2 and 3).
   ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts, OptimizerFactory make_optimizer);
   ~ZeroOptimizer();

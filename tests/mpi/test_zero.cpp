@@ -15,10 +15,11 @@
 
 #include "autograd/grad_mode.h"
 #include "nn/data.h"
+#include "nn/generate.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
-#include "parallel/zero/zero_optimizer.h"
 #include "parallel/zero/stage.h"
+#include "parallel/zero/zero_optimizer.h"
 #include "tests/catch_compat.h"
 
 using namespace ms;
@@ -29,8 +30,8 @@ constexpr int64_t B = 2, T = 15;
 
 GPTConfig tiny() {
   GPTConfig c;
-  c.n_layer = 2, c.n_head = 2, c.n_embd = 30,
-  c.block_size = T;  // odd sizes: Ψ and the buckets need padding
+  // Odd sizes: Ψ and the buckets need padding.
+  c.n_layer = 2, c.n_head = 2, c.n_embd = 30, c.block_size = T;
   return c;
 }
 
@@ -111,7 +112,7 @@ Run distributed(const Setup& s, Communicator& world) {
   const int D = world.size(), r = world.rank();
   GPT model(tiny(), 1 + r);
   ZeroOptimizer engine(model, world, {s.stage, s.bucket_bytes},
-                    [&](std::vector<Tensor> ps) { return make_opt(s.opt, std::move(ps)); });
+                       [&](std::vector<Tensor> ps) { return make_opt(s.opt, std::move(ps)); });
   Run run;
   for (int step = 0; step < s.steps; ++step) {
     double loss_sum = 0;
@@ -260,7 +261,7 @@ TEST_CASE("ZeRO-3 frees released blocks, gathers on demand, evaluates", "[mpi][z
   GPT model(tiny(), 1);
   GPT ref(tiny(), 1);
   ZeroOptimizer engine(model, world, {3, 8 << 10},
-                    [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
+                       [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
   // Between steps a block's parameters are empty; the others stay.
   bool blocks_empty = model.parameter("h.0.attn.c_attn.weight").numel() == 0 &&
                       model.parameter("h.1.mlp.c_fc.weight").numel() == 0;
@@ -311,4 +312,22 @@ TEST_CASE("ZeRO errors name the problem", "[mpi][zero]") {
   c.dropout = 0.1;
   GPT dropping(c, 1);
   CHECK_THROWS_WITH(ZeroOptimizer(dropping, world, {3, 1 << 20}, sgd), Catch::Contains("dropout"));
+}
+
+TEST_CASE("ZeRO-3: one rank sampling released blocks is an error, not a crash", "[mpi][zero]") {
+  Communicator world = Communicator::world();
+  // Every rank on its own (a 1-rank communicator): sampling is what ONE rank
+  // does, and nothing here may wait for another rank.
+  Communicator alone = world.split(world.rank(), 0);
+  GPT model(tiny(), 1), ref(tiny(), 1);
+  ZeroOptimizer engine(model, alone, {3, 8 << 10},
+                       [](std::vector<Tensor> ps) { return make_opt("sgd", std::move(ps)); });
+  const SampleOptions opts{8, 0.8, 40, 3};
+  // Blocks are released from the start: the released state is detected before
+  // any gather (a collective the other ranks would never join).
+  CHECK_THROWS_WITH(generate(model, "\n", opts), Catch::Contains("block 0") &&
+                                                     Catch::Contains("released") &&
+                                                     Catch::Contains("gather_full_parameters"));
+  engine.gather_full_parameters();
+  CHECK(generate(model, "\n", opts) == generate(ref, "\n", opts));
 }
