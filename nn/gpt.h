@@ -70,7 +70,8 @@ class GPT : public Module {
     // "n_head" metadata if it has one. Unset: the metadata, else GPT-2's
     // 64-wide heads (n_embd / 64, at least 1), a guess reported through `note`.
     std::optional<int64_t> n_head;
-    std::optional<double> dropout;  // the file holds none; unset: 0
+    std::string n_head_name = "requested n_head";  // how errors name it, e.g. "--n-head"
+    std::optional<double> dropout;                 // the file holds none; unset: 0
     // Receives one-line notes such as the n_head guess. Unset: stderr.
     std::function<void(const std::string&)> note;
     // NaN/Inf weights: one stderr line per tensor, naming it and the count.

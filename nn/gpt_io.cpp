@@ -194,10 +194,10 @@ std::shared_ptr<GPT> GPT::from_safetensors(const std::string& path, const LoadOp
   std::string guess;  // said once the file has loaded, not before an error
   if (opts.n_head) {
     MS_CHECK(*opts.n_head > 0 && C % *opts.n_head == 0, "GPT weights '", path,
-             "': requested n_head ", *opts.n_head, " does not divide n_embd ", C, " (", wte_is,
-             ")");
+             "': ", opts.n_head_name, " ", *opts.n_head, " does not divide n_embd ", C, " (",
+             wte_is, ")");
     MS_CHECK(!meta_head || *meta_head == *opts.n_head, "GPT weights '", path,
-             "': requested n_head ", *opts.n_head, " contradicts the file's metadata n_head ",
+             "': ", opts.n_head_name, " ", *opts.n_head, " contradicts the file's metadata n_head ",
              meta_head.value_or(0));
     cfg.n_head = *opts.n_head;
   } else if (meta_head) {
