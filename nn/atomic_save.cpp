@@ -15,17 +15,18 @@ namespace ms {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-const char* kind_of(mode_t m) {
+const char* file_type_name(mode_t m) {
   if (S_ISREG(m)) return "a regular file";
   if (S_ISDIR(m)) return "a directory";
   if (S_ISCHR(m)) return "a character device";
   if (S_ISBLK(m)) return "a block device";
   if (S_ISFIFO(m)) return "a FIFO";
   if (S_ISSOCK(m)) return "a socket";
+  if (S_ISLNK(m)) return "a symbolic link";
   return "a special file";
 }
+
+namespace {
 
 // Follows `path` through symbolic links to the name a save replaces. Renaming
 // over the link itself would turn it into a plain file; writing its target is
@@ -57,7 +58,7 @@ std::string save_problem(const std::string& target, bool may_create_dirs) {
   if (::stat(target.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return "is a directory";
     if (!S_ISREG(st.st_mode))
-      return str_cat("exists and is not a regular file (it is ", kind_of(st.st_mode), ")");
+      return str_cat("exists and is not a regular file (it is ", file_type_name(st.st_mode), ")");
   } else if (errno != ENOENT && errno != ENOTDIR) {  // ENOTDIR: the walk below names the file
     return str_cat("cannot inspect it: ", std::strerror(errno));
   }
@@ -76,7 +77,7 @@ std::string save_problem(const std::string& target, bool may_create_dirs) {
     existing = up;
   }
   if (!S_ISDIR(st.st_mode))
-    return str_cat("parent '", existing.string(), "' is ", kind_of(st.st_mode),
+    return str_cat("parent '", existing.string(), "' is ", file_type_name(st.st_mode),
                    ", not a directory");
   if (existing != dir && !may_create_dirs)
     return str_cat("cannot create the file: directory '", dir.string(), "' does not exist");

@@ -3,10 +3,16 @@
 // itself (a temporary file beside the target, fsynced, then renamed over it,
 // the way llm.c and most checkpoint writers make a save all-or-nothing).
 #pragma once
+#include <sys/types.h>
+
 #include <cstddef>
 #include <string>
 
 namespace ms {
+
+// "a regular file", "a directory", "a FIFO", "a character device"... for
+// errors about a path that is the wrong kind of file (st_mode from stat).
+const char* file_type_name(mode_t mode);
 
 // Throws ms::Error "cannot save to '<path>': <problem>" when a file could not
 // be saved at `path`: it is a directory; it exists and is not a regular file
