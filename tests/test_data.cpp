@@ -95,7 +95,8 @@ TEST_CASE("TokenData::load does not copy the file into memory", "[data]") {
   TempDir tmp;
   const std::string path = tmp.file("big.bin");
   const int64_t size = 64 << 20;
-  fs::resize_file((std::ofstream(path), path), static_cast<uintmax_t>(size));  // sparse zeros
+  std::ofstream(path).close();
+  fs::resize_file(path, static_cast<uintmax_t>(size));  // sparse: zeros that take no memory
   const int64_t before = resident_bytes();
   TokenData data = TokenData::load(path);
   Batch b = data.train_batch(3, 0, 1, 4, 64);  // a batch touches only its own pages
