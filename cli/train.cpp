@@ -13,6 +13,7 @@
 #include "cli/report.h"
 #include "nn/data.h"
 #include "nn/generate.h"
+#include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
 #include "parallel/zero/zero_optimizer.h"
 
@@ -119,13 +120,41 @@ int train_command(int argc, char** argv, Communicator& world) {
   schedule.warmup = flags.integer("warmup");
   schedule.total_steps = steps;
 
+  // Checked before training, not after it: a path that cannot take the
+  // weights or the loss curve beside them must not cost the run.
+  if (const std::string save_to = flags.str("save-weights"); lead && !save_to.empty()) {
+    const std::filesystem::path p(save_to);
+    const std::string stem = (p.parent_path() / p.stem()).string();
+    for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"})
+      check_save_path(f);
+  }
+
   // The model: fresh, or shaped by the weights file.
   std::shared_ptr<GPT> model;
   if (!flags.str("init-from").empty()) {
-    model = GPT::from_safetensors(flags.str("init-from"));
-    MS_CHECK(T <= model->config().block_size, "--seq-len ", T,
-             " exceeds the positions of --init-from's model (block_size ",
-             model->config().block_size, ")");
+    // The tensors fix vocab, width, depth and positions; a typed flag for one
+    // of them must agree. Heads and dropout are not in the tensors: typed
+    // flags apply (--n-head must fit the width and any n_head metadata).
+    GPT::LoadOptions load;
+    if (flags.given("n-head")) load.n_head = flags.integer("n-head");
+    load.n_head_name = "--n-head";
+    if (flags.given("dropout")) {
+      load.dropout = flags.real("dropout");
+      MS_CHECK(*load.dropout >= 0 && *load.dropout < 1, "--dropout must be in [0, 1), got ",
+               *load.dropout);
+    }
+    std::string note;  // printed once every check has passed: errors stay one line
+    load.note = [&note](const std::string& s) { note = s; };
+    load.warn_non_finite = lead;
+    model = GPT::from_safetensors(flags.str("init-from"), load);
+    const GPTConfig& got = model->config();
+    for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"n-layer", got.n_layer},
+                                      std::pair<const char*, int64_t>{"n-embd", got.n_embd}})
+      MS_CHECK(!flags.given(flag) || flags.integer(flag) == value, "--", flag, " ",
+               flags.integer(flag), " contradicts --init-from's model (", got.describe(), ")");
+    MS_CHECK(T <= got.block_size, "--seq-len ", T,
+             " exceeds the positions of --init-from's model (block_size ", got.block_size, ")");
+    if (lead && !note.empty()) std::printf("note: %s; --n-head sets it\n", note.c_str());
   } else {
     GPTConfig cfg;
     cfg.n_layer = flags.integer("n-layer");

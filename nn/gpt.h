@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,11 +89,28 @@ class GPT : public Module {
   // the layer it replaced, so a wrapper can be installed and later undone.
   std::shared_ptr<Layer> replace_block(size_t i, std::shared_ptr<Layer> layer);
 
-  // Hugging Face GPT-2 names and [in, out] layouts. Loading takes the model's
-  // shape from the file (metadata when present, else tensor shapes), accepts a
-  // "transformer." prefix, ignores attn.bias / attn.masked_bias / a tied lm_head.
+  // What from_safetensors cannot read off the tensor shapes.
+  struct LoadOptions {
+    // Head count (e.g. --n-head). Must divide n_embd and agree with the file's
+    // "n_head" metadata if it has one. Unset: the metadata, else GPT-2's
+    // 64-wide heads (n_embd / 64, at least 1), a guess reported through `note`.
+    std::optional<int64_t> n_head;
+    std::string n_head_name = "requested n_head";  // how errors name it, e.g. "--n-head"
+    std::optional<double> dropout;                 // the file holds none; unset: 0
+    // Receives one-line notes such as the n_head guess. Unset: stderr.
+    std::function<void(const std::string&)> note;
+    // NaN/Inf weights: one stderr line per tensor, naming it and the count.
+    bool warn_non_finite = true;
+  };
+  // Hugging Face GPT-2 names and [in, out] layouts. The shape comes from the
+  // tensors (vocab and width from wte, positions from wpe, depth from the
+  // h.<i> blocks); metadata, when present, must agree. Every name and shape is
+  // checked before the model is allocated, so a file costs at most about its
+  // own size. Accepts a "transformer." prefix; ignores attn.bias /
+  // attn.masked_bias / a tied lm_head.
   static std::shared_ptr<GPT> from_safetensors(const std::string& path);
-  void load_safetensors(const std::string& path);
+  static std::shared_ptr<GPT> from_safetensors(const std::string& path, const LoadOptions& opts);
+  void load_safetensors(const std::string& path);  // into this model's shape
   void save_safetensors(const std::string& path) const;
 
   std::shared_ptr<Embedding> wte, wpe;

@@ -1,8 +1,5 @@
 #include "nn/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -260,17 +257,6 @@ std::vector<char> gather_bytes(const Tensor& t) {
   return out;
 }
 
-// The temporary file of an atomic save: closed, and removed unless renamed.
-struct TmpFile {
-  std::string path;
-  int fd = -1;
-  bool renamed = false;
-  ~TmpFile() {
-    if (fd >= 0) ::close(fd);
-    if (!renamed) ::unlink(path.c_str());
-  }
-};
-
 }  // namespace
 
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
@@ -308,39 +294,20 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   if (text.size() > kMaxHeaderBytes)
     fail("header of ", text.size(), " bytes exceeds the format's limit of ", kMaxHeaderBytes);
 
-  // pid in the name: ranks writing beside each other never share a temp file.
-  TmpFile f{path + ".tmp." + std::to_string(::getpid())};
-  f.fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (f.fd < 0) fail("cannot create '", f.path, "': ", std::strerror(errno));
-  auto write_all = [&](const void* data, size_t n) {
-    for (const char* p = static_cast<const char*>(data); n > 0;) {
-      ssize_t w = ::write(f.fd, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) fail("write to '", f.path, "' failed: ", std::strerror(errno));
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  };
+  AtomicFile f(path, str_cat("save_safetensors: '", path, "': "));
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t{text.size()} >> (8 * i));
-  write_all(len, 8);
-  write_all(text.data(), text.size());
+  f.write(len, 8);
+  f.write(text.data(), text.size());
   for (const auto& [name, t] : tensors) {
     if (t.is_contiguous()) {
-      write_all(t.raw_data(), t.nbytes());
+      f.write(t.raw_data(), t.nbytes());
     } else {
       std::vector<char> bytes = gather_bytes(t);
-      write_all(bytes.data(), bytes.size());
+      f.write(bytes.data(), bytes.size());
     }
   }
-  // fsync before rename, or a crash could leave the real name on data never written to disk.
-  if (::fsync(f.fd) != 0) fail("fsync of '", f.path, "' failed: ", std::strerror(errno));
-  int rc = ::close(f.fd);
-  f.fd = -1;
-  if (rc != 0) fail("close of '", f.path, "' failed: ", std::strerror(errno));
-  if (::rename(f.path.c_str(), path.c_str()) != 0)
-    fail("cannot rename '", f.path, "' over it: ", std::strerror(errno));
-  f.renamed = true;
+  f.commit();
 }
 
 }  // namespace ms

@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 
+#include "nn/atomic_save.h"  // check_save_path: where a save may go
 #include "tensor/tensor.h"
 
 namespace ms {
@@ -31,8 +32,10 @@ SafetensorsFile load_safetensors(const std::string& path);
 // row-major order) and `metadata`. The header matches the reference writer:
 // compact JSON, "__metadata__" first, tensors by name, padded with spaces to a
 // multiple of 8 bytes so the data is 8-byte aligned. The file is written to a
-// temporary name beside `path`, synced, then renamed over it, so a crash never
-// leaves a half-written checkpoint under the real name.
+// temporary name beside `path`, synced, then renamed over it (AtomicFile), so
+// a crash never leaves a half-written checkpoint under the real name. A path
+// check_save_path refuses (a directory, a device, a FIFO...) is an ms::Error,
+// never replaced; a symbolic link's target is written and the link kept.
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
