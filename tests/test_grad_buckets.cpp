@@ -26,11 +26,11 @@ struct Recorder {
     return GradBuckets(
         std::move(buckets), num_params, max_in_flight,
         [this](int k) {
-          log.push_back("L" + std::to_string(k));
+          log.push_back(str_cat("L", k));  // (not "L" + to_string: GCC 12 warns falsely)
           work.push_back(std::make_shared<FakeWork>());
           return Work(work.back());
         },
-        [this](int k) { log.push_back("C" + std::to_string(k)); });
+        [this](int k) { log.push_back(str_cat("C", k)); });
   }
 };
 
