@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
   // exit code 1; with several ranks, the rank is named and the job aborted.
   return ms::run_distributed(argc, argv, [&](ms::Communicator& world) -> int {
     if (command == "train") return ms::train_command(argc, argv, world);
-    if (command == "sample") return ms::sample_command(argc, argv);
-    if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv);
+    if (command == "sample") return ms::sample_command(argc, argv, world);
+    if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv, world);
     throw ms::Error("minispeed: unknown command '" + command +
                     "' (valid: train, sample, estimate-memory, help)");
   });

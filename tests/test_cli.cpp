@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <utility>
 
 #include "catch_compat.h"
 #include "nn/gpt.h"
@@ -26,11 +27,15 @@ std::string build_dir() {
   return dir ? dir : "build";
 }
 
-Run run(const std::string& args) {
+// `launcher` runs before the program (e.g. mpirun); args follow it.
+Run run(const std::string& args, const std::string& launcher = "") {
   // minispeed starts MPI; under SAN=1 Open MPI's unloaded plugins show up as
   // leaks LeakSanitizer cannot attribute (see the Makefile), so the child runs
   // without leak detection. No effect on a normal build.
-  std::string cmd = "ASAN_OPTIONS=detect_leaks=0 " + build_dir() + "/minispeed " + args + " 2>&1";
+  // Every bad input must end within seconds; timeout (exit code 124) turns a
+  // hang into a failure instead of a test run that never ends.
+  std::string cmd = "ASAN_OPTIONS=detect_leaks=0 timeout 60 " + launcher + build_dir() +
+                    "/minispeed " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string out;
@@ -113,4 +118,132 @@ TEST_CASE("training through the CLI matches PyTorch after 3 SGD steps", "[cli][t
   CHECK(r.output.find("loss 5.4957") != std::string::npos);
   CHECK(std::filesystem::exists(build_dir() + "/cli_sgd3.loss.csv"));
   CHECK(std::filesystem::exists(build_dir() + "/cli_sgd3.loss.svg"));
+}
+
+namespace {
+// A model that trains in milliseconds, so each case is about its one bad input.
+const std::string kTiny =
+    " --n-layer 1 --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0"
+    " --sample-tokens 0";
+
+std::string mpirun() {
+  const char* m = std::getenv("MPIRUN");
+  return m ? m : "mpirun --oversubscribe";
+}
+}  // namespace
+
+TEST_CASE("values out of range are refused naming the flag and the range", "[cli]") {
+  check_error("train" + kTiny + " --lr nan", "--lr must be a finite number > 0, got nan");
+  check_error("train" + kTiny + " --lr -1", "--lr must be a finite number > 0, got -1");
+  check_error("train" + kTiny + " --min-lr inf", "--min-lr must be in [0, --lr] = [0, 1e-3]");
+  check_error("train" + kTiny + " --momentum -0.5", "--momentum must be in [0, 1), got -0.5");
+  check_error("train" + kTiny + " --weight-decay nan", "--weight-decay must be a finite number");
+  check_error("train" + kTiny + " --beta2 1", "--beta2 must be in [0, 1), got 1");
+  check_error("train" + kTiny + " --grad-clip -1", "--grad-clip must be a finite number >= 0");
+  check_error("train" + kTiny + " --warmup -5", "--warmup must be in [0, --steps] = [0, 2]");
+  check_error("train" + kTiny + " --eval-batches 0 --eval-every 1",
+              "--eval-batches must be at least 1 (to skip validation use --eval-every 0), got 0");
+  check_error("train" + kTiny + " --eval-batches -1 --eval-every 1",
+              "--eval-batches must be at least 1");
+}
+
+TEST_CASE("a loss that stops being finite ends training with an error naming the step",
+          "[cli]") {
+  Run r = run("train" + kTiny + " --steps 5 --lr 1e30");
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(r.output.find("error: training diverged: the loss is NaN at step 2") != std::string::npos);
+  CHECK(r.output.find("trained 5 steps") == std::string::npos);
+}
+
+TEST_CASE("products of sizes that overflow int64 are errors not crashes", "[cli]") {
+  check_error("train" + kTiny + " --batch-size 4611686018427387904 --seq-len 4",
+              "--batch-size × --seq-len = 4611686018427387904 × 4 (tokens per micro-step per "
+              "rank) overflows a 64-bit integer");
+  check_error("train" + kTiny + " --steps 4611686018427387904 --grad-accum 4",
+              "--steps × --grad-accum × ranks = 4611686018427387904 × 4 × 1");
+  check_error("train" + kTiny + " --n-layer 4611686018427387904 --n-embd 1024 --n-head 1",
+              "(parameters of the model) overflows");
+  check_error("estimate-memory --params 9223372036854775807",
+              "--params 9223372036854775807 is too large");
+  check_error("estimate-memory --params 288230376151711745", "at most 288230376151711744");
+  Run ok = run("estimate-memory --params 288230376151711744 --zero-stage 0 --dp 1");
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK(ok.output.find('-') == std::string::npos);  // no negative byte counts
+}
+
+TEST_CASE("a model that cannot fit in memory is refused before allocating", "[cli]") {
+  // 1.2e15 parameters: 19 PB of model states, more than any machine has.
+  check_error("train" + kTiny + " --n-layer 100 --n-embd 1000000 --n-head 1",
+              "the model does not fit in memory: 1 rank(s) × 19,200,025,");
+}
+
+TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
+  check_error("train" + kTiny + " --data /dev/zero",
+              "--data: '/dev/zero' is not a regular file");
+}
+
+TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(build_dir()) / "cli_full_disk";
+  for (const char* ext : {".loss.csv", ".loss.svg"}) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::path chart = dir / (std::string("run") + ext);
+    fs::create_symlink("/dev/full", chart);  // a disk that is always full
+    Run r = run("train" + kTiny + " --save-weights " + (dir / "run.safetensors").string());
+    INFO(r.output);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("to '" + chart.string() + "' failed: No space left on device") !=
+          std::string::npos);
+    CHECK(r.output.find("wrote") == std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+#if !defined(__SANITIZE_ADDRESS__)  // ASan reserves more address space than the limit
+TEST_CASE("alone an out-of-memory error is one line without MPI_Abort", "[cli]") {
+  namespace fs = std::filesystem;
+  std::string big = build_dir() + "/cli_sparse_700M.bin";
+  {
+    std::FILE* f = std::fopen(big.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fclose(f);
+  }
+  fs::resize_file(big, 700u << 20);  // sparse: costs no disk
+  // 1 GB of address space: MPI starts, reading 700 MB into a growing vector fails.
+  Run r = run("train" + kTiny + " --data " + big,
+              "bash -c 'ulimit -v 1000000 && exec \"$0\" \"$@\"' ");
+  fs::remove(big);
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(r.output.rfind("error: out of memory (std::bad_alloc) while loading --data '", 0) == 0);
+  CHECK(r.output.find("MPI_ABORT") == std::string::npos);
+  CHECK(r.output.find("[rank") == std::string::npos);
+}
+#endif
+
+TEST_CASE("ranks started with different flags stop at once and name the flag", "[cli][mpi]") {
+  // mpirun's MPMD form gives each rank its own command line.
+  for (auto [flag, want] : {std::pair{" --n-embd 32", "ranks disagree on --n-embd: 16 on rank 0, "
+                                                      "32 on rank 1"},
+                            std::pair{" --steps 3", "ranks disagree on --steps: 2 on rank 0, 3 on "
+                                                    "rank 1"},
+                            std::pair{" --lr 2e-3", "ranks disagree on --lr: 1e-3 on rank 0, 2e-3 "
+                                                    "on rank 1"}}) {
+    std::string bin = build_dir() + "/minispeed";
+    Run r = run("train" + kTiny + " : -np 1 " + bin + " train" + kTiny + flag,
+                mpirun() + " -np 1 ");
+    INFO(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.code != 124);  // timeout's code: a hang
+    CHECK(r.output.find(std::string("error: ") + want) != std::string::npos);
+  }
+  // Spellings of one number agree.
+  Run same = run("train" + kTiny + " --lr 0.001 : -np 1 " + build_dir() + "/minispeed train" +
+                     kTiny + " --lr 1e-3",
+                 mpirun() + " -np 1 ");
+  INFO(same.output);
+  CHECK(same.code == 0);
 }
