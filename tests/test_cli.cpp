@@ -1,5 +1,6 @@
 // The `minispeed` program as a user runs it: errors are one line naming the
 // flag, and training through the CLI matches PyTorch like the library does.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -91,6 +92,9 @@ TEST_CASE("--help lists every flag with its default", "[cli]") {
         "--init-from",  "--save-weights", "--eval-every", "--sample-every", "--zero-stage"})
     CHECK(r.output.find(flag) != std::string::npos);
   CHECK(r.output.find("(default: data/tinyshakespeare.txt)") != std::string::npos);
+  // The collective timeout is set by the environment, so help must say so.
+  CHECK(r.output.find("MS_COMM_TIMEOUT=S") != std::string::npos);
+  CHECK(r.output.find("default 600; 0 = wait forever") != std::string::npos);
 }
 
 TEST_CASE("training through the CLI matches PyTorch after 3 SGD steps", "[cli][torch]") {
@@ -180,8 +184,13 @@ TEST_CASE("a model that cannot fit in memory is refused before allocating", "[cl
 }
 
 TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
-  check_error("train" + kTiny + " --data /dev/zero",
-              "--data: '/dev/zero' is not a regular file");
+  // A FIFO nobody writes used to block the read forever (and /dev/zero, in
+  // scripts/test-bad-input.sh, to fill memory).
+  std::string fifo = build_dir() + "/cli_fifo";
+  std::filesystem::remove(fifo);
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  check_error("train" + kTiny + " --data " + fifo, "--data: '" + fifo + "' is not a regular file");
+  std::filesystem::remove(fifo);
 }
 
 TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]") {
