@@ -2,9 +2,10 @@
 // (`mpirun -np 1 minispeed train --n-embd 64 : -np 1 minispeed train --n-embd
 // 32`) or a launcher that builds command lines per host can start ranks that
 // differ; then collectives of different sizes deadlock or corrupt memory, and
-// a different --lr silently trains diverging replicas. PyTorch DDP guards the
-// same way: it checks that every rank registered the same parameter shapes
-// (DDP paper, Li et al. VLDB 2020, §4.1) before its first all-reduce.
+// a different --lr silently trains diverging replicas. PyTorch's
+// DistributedDataParallel guards the same way: its constructor compares the
+// parameter shapes of every rank (_verify_param_shape_across_processes)
+// before its first all-reduce.
 #pragma once
 #include <optional>
 #include <string>
