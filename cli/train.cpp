@@ -16,7 +16,6 @@
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
-#include "parallel/comm/runtime.h"
 #include "parallel/zero/zero_optimizer.h"
 
 namespace ms {
@@ -141,14 +140,14 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   std::vector<LossPoint> curve;
-  ActivityNote doing("training");
   Clock total_clock;
   double last_val = NAN;
+  ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
   for (int64_t step = 0; step < steps; ++step) {
     Clock step_clock;
-    doing.update(str_cat("training step ", step + 1, " of ", steps));
     double lr = schedule.at(step);
+    doing.update(str_cat("training step ", step + 1, " of ", steps));
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       engine.set_gradient_sync(micro + 1 == accum);
