@@ -5,7 +5,9 @@
 namespace ms {
 
 int train_command(int argc, char** argv, Communicator& world);
-int sample_command(int argc, char** argv);
-int estimate_memory_command(int argc, char** argv);
+// Under mpirun every rank runs the command; each first checks that all ranks
+// were given the same command and flags (cli/agree.h).
+int sample_command(int argc, char** argv, Communicator& world);
+int estimate_memory_command(int argc, char** argv, Communicator& world);
 
 }  // namespace ms

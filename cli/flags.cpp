@@ -126,4 +126,10 @@ std::string Flags::summary_line() const {
   return s.substr(s.empty() ? 0 : 1);
 }
 
+std::vector<std::pair<std::string, std::string>> Flags::values() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& name : order_) out.emplace_back(name, flags_.at(name).value);
+  return out;
+}
+
 }  // namespace ms

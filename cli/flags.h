@@ -3,6 +3,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ms {
@@ -25,6 +26,8 @@ class Flags {
   std::string help() const;
   // The values actually used, one "--flag value" per entry (for logs).
   std::string summary_line() const;
+  // Every declared flag and its value (given or default), in declaration order.
+  std::vector<std::pair<std::string, std::string>> values() const;
 
  private:
   struct Flag {

@@ -38,19 +38,13 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string command = argv[1];
+  // Errors are reported by run_distributed: alone, one line `error: ...` and
+  // exit code 1; with several ranks, the rank is named and the job aborted.
   return ms::run_distributed(argc, argv, [&](ms::Communicator& world) -> int {
-    try {
-      if (command == "train") return ms::train_command(argc, argv, world);
-      if (command == "sample") return ms::sample_command(argc, argv);
-      if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv);
-      throw ms::Error("minispeed: unknown command '" + command +
-                      "' (valid: train, sample, estimate-memory, help)");
-    } catch (const ms::Error& e) {
-      // Alone, a user error is one line and exit code 1. With several ranks it
-      // propagates to run_distributed, which names the rank and aborts the job.
-      if (world.size() > 1) throw;
-      std::fprintf(stderr, "error: %s\n", e.what());
-      return 1;
-    }
+    if (command == "train") return ms::train_command(argc, argv, world);
+    if (command == "sample") return ms::sample_command(argc, argv, world);
+    if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv, world);
+    throw ms::Error("minispeed: unknown command '" + command +
+                    "' (valid: train, sample, estimate-memory, help)");
   });
 }

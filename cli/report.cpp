@@ -1,6 +1,8 @@
 #include "cli/report.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -8,15 +10,27 @@
 
 namespace ms {
 
+namespace {
+// A stream reports a failed write only in its state, and a full disk often
+// only at the final flush: check after close, or a 0-byte file passes as written.
+void write_file(const std::string& path, const std::string& text, const char* what) {
+  std::ofstream out(path, std::ios::binary);
+  MS_CHECK(out.is_open(), "cannot write the ", what, " to '", path, "': ", std::strerror(errno));
+  out << text;
+  out.close();
+  MS_CHECK(!out.fail(), "writing the ", what, " to '", path, "' failed: ", std::strerror(errno));
+}
+}  // namespace
+
 void write_loss_csv(const std::string& path, const std::vector<LossPoint>& points) {
-  std::ofstream out(path);
-  MS_CHECK(out.good(), "cannot write the loss curve to '", path, "'");
+  std::ostringstream out;
   out << "step,train_loss,val_loss,lr\n";
   for (const LossPoint& p : points) {
     out << p.step << "," << p.train_loss << ",";
     if (!std::isnan(p.val_loss)) out << p.val_loss;
     out << "," << p.lr << "\n";
   }
+  write_file(path, out.str(), "loss curve");
 }
 
 void write_loss_svg(const std::string& path, const std::vector<LossPoint>& points,
@@ -62,9 +76,7 @@ void write_loss_svg(const std::string& path, const std::vector<LossPoint>& point
   svg << "<text x='" << W - right - 150 << "' y='" << top + 14
       << "' fill='#1f77b4'>— train</text><text x='" << W - right - 80 << "' y='" << top + 14
       << "' fill='#ff7f0e'>● validation</text>\n</svg>\n";
-  std::ofstream out(path);
-  MS_CHECK(out.good(), "cannot write the loss chart to '", path, "'");
-  out << svg.str();
+  write_file(path, svg.str(), "loss chart");
 }
 
 }  // namespace ms

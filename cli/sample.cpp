@@ -1,13 +1,14 @@
 // `minispeed sample`: continue a prompt with a trained model.
 #include <cstdio>
 
+#include "cli/agree.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "nn/generate.h"
 
 namespace ms {
 
-int sample_command(int argc, char** argv) {
+int sample_command(int argc, char** argv, Communicator& world) {
   Flags f("minispeed sample", "Sample text from trained weights.");
   f.add("weights", "", "the model (.safetensors, e.g. from train --save-weights); required");
   f.add("prompt", "\n", "text to continue");
@@ -16,6 +17,7 @@ int sample_command(int argc, char** argv) {
   f.add("top-k", "40", "sample among the k most likely bytes (0 = all)");
   f.add("seed", "42", "sampling seed");
   if (!f.parse(argc, argv, 2)) return 0;
+  agree_on_flags(world, "sample", f);
   MS_CHECK(!f.str("weights").empty(), "minispeed sample: --weights FILE is required");
   int64_t tokens = f.integer("tokens");
   MS_CHECK(tokens >= 0, "--tokens must be >= 0, got ", tokens);

@@ -8,9 +8,11 @@
 #include <memory>
 
 #include "autograd/grad_mode.h"
+#include "cli/agree.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/report.h"
+#include "cli/train_config.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
@@ -20,45 +22,6 @@
 namespace ms {
 
 namespace {
-
-Flags train_flags() {
-  Flags f("minispeed train",
-          "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
-          "Under `mpirun -np N`, --batch-size is per rank and the N ranks train data-parallel.");
-  f.add("data", "data/tinyshakespeare.txt",
-        "file of raw bytes; first 90% trains, the rest validates");
-  f.add("n-layer", "4", "transformer blocks");
-  f.add("n-head", "4", "attention heads (must divide --n-embd)");
-  f.add("n-embd", "128", "embedding width C");
-  f.add("seq-len", "128", "tokens per sequence T (also the model's positions for a new model)");
-  f.add("batch-size", "16", "sequences per micro-step per rank B");
-  f.add("grad-accum", "1", "micro-steps per optimizer step (gradient accumulation)");
-  f.add("steps", "300", "optimizer steps");
-  f.add("lr", "1e-3", "peak learning rate");
-  f.add("min-lr", "0", "final learning rate of the cosine schedule");
-  f.add("schedule", "cosine", "constant | cosine (linear warmup, then cosine decay to --min-lr)");
-  f.add("warmup", "0", "warmup steps of the cosine schedule");
-  f.add("optimizer", "adamw", "sgd | adamw");
-  f.add("momentum", "0.9", "SGD momentum");
-  f.add("beta1", "0.9", "AdamW beta1");
-  f.add("beta2", "0.95", "AdamW beta2");
-  f.add("weight-decay", "0.1", "weight decay (decoupled for AdamW)");
-  f.add("grad-clip", "1.0", "clip the global gradient norm to this value (0 = off)");
-  f.add("dropout", "0", "dropout probability");
-  f.add("seed", "1337", "seed for initialization and dropout");
-  f.add("init-from", "",
-        "start from these weights (.safetensors); the model shape comes from the file");
-  f.add("save-weights", "",
-        "write the final weights here (.safetensors); the loss curve goes beside it");
-  f.add("eval-every", "100", "evaluate validation loss every N steps and at the end (0 = never)");
-  f.add("eval-batches", "8", "validation batches (of the global batch) per evaluation");
-  f.add("sample-every", "0",
-        "print a sample every N steps (0 = never); a sample is always printed at the end");
-  f.add("sample-tokens", "300", "bytes to sample at the end");
-  f.add("zero-stage", "0", "ZeRO stage 0 (plain data parallel) | 1 | 2 | 3");
-  f.add("log-every", "1", "print a step line every N steps");
-  return f;
-}
 
 struct Clock {
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
@@ -99,26 +62,29 @@ double evaluate(GPT& model, const TokenData& data, int64_t batches, int64_t B, i
 int train_command(int argc, char** argv, Communicator& world) {
   Flags flags = train_flags();
   if (!flags.parse(argc, argv, 2)) return 0;
+  // Before any other collective: ranks started with different flags would
+  // run collectives of different sizes (a hang or a crash) or train replicas
+  // that silently diverge.
+  agree_on_flags(world, "train", flags);
+  // The flags agree, so every rank reaches the same verdict on them.
+  const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
-  const int64_t B = flags.integer("batch-size"), T = flags.integer("seq-len");
-  const int64_t steps = flags.integer("steps"), accum = flags.integer("grad-accum");
+  const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
   const int64_t D = world.size();
-  MS_CHECK(B > 0, "--batch-size must be positive, got ", B);
-  MS_CHECK(T > 0, "--seq-len must be positive, got ", T);
-  MS_CHECK(steps >= 0, "--steps must be >= 0, got ", steps);
-  MS_CHECK(accum > 0, "--grad-accum must be positive, got ", accum);
-  const int64_t zero_stage = flags.integer("zero-stage");
-  MS_CHECK(zero_stage >= 0 && zero_stage <= 3, "--zero-stage must be 0, 1, 2 or 3, got ",
-           zero_stage);
-  const std::string opt_name = flags.str("optimizer");
-  MS_CHECK(opt_name == "sgd" || opt_name == "adamw", "--optimizer: unknown optimizer '", opt_name,
-           "' (valid: sgd, adamw)");
+  const int64_t zero_stage = c.zero_stage;
+  const std::string opt_name = c.optimizer;
   LRSchedule schedule;
-  schedule.kind = LRSchedule::parse(flags.str("schedule"));
-  schedule.max_lr = flags.real("lr");
-  schedule.min_lr = flags.real("min-lr");
-  schedule.warmup = flags.integer("warmup");
+  schedule.kind = LRSchedule::parse(c.schedule);
+  schedule.max_lr = c.lr;
+  schedule.min_lr = c.min_lr;
+  schedule.warmup = c.warmup;
   schedule.total_steps = steps;
+  // /dev/zero never ends and a FIFO may never be written: refuse both now.
+  on_every_rank(world, [&] {
+    MS_CHECK(!std::filesystem::exists(c.data) || std::filesystem::is_regular_file(c.data),
+             "--data: '", c.data, "' is not a regular file (give a file of raw bytes)");
+    return 0;
+  });
 
   // Checked before training, not after it: a path that cannot take the
   // weights or the loss curve beside them must not cost the run.
@@ -156,28 +122,24 @@ int train_command(int argc, char** argv, Communicator& world) {
              " exceeds the positions of --init-from's model (block_size ", got.block_size, ")");
     if (lead && !note.empty()) std::printf("note: %s; --n-head sets it\n", note.c_str());
   } else {
-    GPTConfig cfg;
-    cfg.n_layer = flags.integer("n-layer");
-    cfg.n_head = flags.integer("n-head");
-    cfg.n_embd = flags.integer("n-embd");
-    cfg.block_size = T;
-    cfg.dropout = flags.real("dropout");
-    MS_CHECK(cfg.n_head > 0 && cfg.n_embd > 0 && cfg.n_embd % cfg.n_head == 0, "--n-embd ",
-             cfg.n_embd, " must be a positive multiple of --n-head ", cfg.n_head);
-    MS_CHECK(cfg.n_layer > 0, "--n-layer must be positive, got ", cfg.n_layer);
-    MS_CHECK(cfg.dropout >= 0 && cfg.dropout < 1, "--dropout must be in [0, 1), got ", cfg.dropout);
-    model = std::make_shared<GPT>(cfg, static_cast<uint64_t>(flags.integer("seed")));
+    check_memory(world, c, c.model);  // before allocating: refuse rather than be OOM-killed
+    ActivityNote doing("building the model " + c.model.describe());
+    model = std::make_shared<GPT>(c.model, static_cast<uint64_t>(c.seed));
   }
-  TokenData data = TokenData::load(flags.str("data"));
-  MS_CHECK(static_cast<int64_t>(data.train_size()) >= B * T + 1, "--data: '", flags.str("data"),
-           "' has ", data.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
-           " × --seq-len ", T, " + 1)");
-  const int64_t eval_every = flags.integer("eval-every"),
-                eval_batches = flags.integer("eval-batches");
-  if (eval_every > 0)
-    MS_CHECK(static_cast<int64_t>(data.val_size()) >= B * T + 1,
-             "--data: the validation split has ", data.val_size(),
-             " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
+  if (!c.init_from.empty()) check_memory(world, c, model->config());
+  ActivityNote loading("loading --data '" + c.data + "'");
+  const int64_t eval_every = c.eval_every, eval_batches = c.eval_batches;
+  TokenData data = on_every_rank(world, [&] {
+    TokenData d = TokenData::load(c.data);
+    MS_CHECK(static_cast<int64_t>(d.train_size()) >= B * T + 1, "--data: '", c.data, "' has ",
+             d.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
+             " × --seq-len ", T, " + 1)");
+    if (eval_every > 0)
+      MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1,
+               "--data: the validation split has ", d.val_size(),
+               " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
+    return d;
+  });
 
   // The engine owns the optimizer: which tensors it updates (all parameters,
   // or this rank's ZeRO shard) is what distinguishes the stages.
@@ -209,10 +171,12 @@ int train_command(int argc, char** argv, Communicator& world) {
   std::vector<LossPoint> curve;
   Clock total_clock;
   double last_val = NAN;
+  ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
   for (int64_t step = 0; step < steps; ++step) {
     Clock step_clock;
     double lr = schedule.at(step);
+    doing.update(str_cat("training step ", step + 1, " of ", steps));
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       engine.set_gradient_sync(micro + 1 == accum);
@@ -229,6 +193,11 @@ int train_command(int argc, char** argv, Communicator& world) {
       world.all_reduce(l, ReduceOp::Avg);
       train_loss = l.item();
     }
+    // Every rank holds the same (all-reduced) loss, so all stop together.
+    if (!std::isfinite(train_loss))
+      throw AgreedError(str_cat("training diverged: the loss is ",
+                                std::isnan(train_loss) ? "NaN" : "infinite", " at step ",
+                                step + 1, " (lr ", lr, "); try a lower --lr"));
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
     double val = NAN;

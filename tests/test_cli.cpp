@@ -1,5 +1,6 @@
 // The `minispeed` program as a user runs it: errors are one line naming the
 // flag, and training through the CLI matches PyTorch like the library does.
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <utility>
 
 #include "catch_compat.h"
 #include "nn/gpt.h"
@@ -26,11 +28,15 @@ std::string build_dir() {
   return dir ? dir : "build";
 }
 
-Run run(const std::string& args) {
+// `launcher` runs before the program (e.g. mpirun); args follow it.
+Run run(const std::string& args, const std::string& launcher = "") {
   // minispeed starts MPI; under SAN=1 Open MPI's unloaded plugins show up as
   // leaks LeakSanitizer cannot attribute (see the Makefile), so the child runs
   // without leak detection. No effect on a normal build.
-  std::string cmd = "ASAN_OPTIONS=detect_leaks=0 " + build_dir() + "/minispeed " + args + " 2>&1";
+  // Every bad input must end within seconds; timeout (exit code 124) turns a
+  // hang into a failure instead of a test run that never ends.
+  std::string cmd = "ASAN_OPTIONS=detect_leaks=0 timeout 60 " + launcher + build_dir() +
+                    "/minispeed " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string out;
@@ -86,6 +92,9 @@ TEST_CASE("--help lists every flag with its default", "[cli]") {
         "--init-from",  "--save-weights", "--eval-every", "--sample-every", "--zero-stage"})
     CHECK(r.output.find(flag) != std::string::npos);
   CHECK(r.output.find("(default: data/tinyshakespeare.txt)") != std::string::npos);
+  // The collective timeout is set by the environment, so help must say so.
+  CHECK(r.output.find("MS_COMM_TIMEOUT=S") != std::string::npos);
+  CHECK(r.output.find("default 600; 0 = wait forever") != std::string::npos);
 }
 
 TEST_CASE("training through the CLI matches PyTorch after 3 SGD steps", "[cli][torch]") {
@@ -113,4 +122,157 @@ TEST_CASE("training through the CLI matches PyTorch after 3 SGD steps", "[cli][t
   CHECK(r.output.find("loss 5.4957") != std::string::npos);
   CHECK(std::filesystem::exists(build_dir() + "/cli_sgd3.loss.csv"));
   CHECK(std::filesystem::exists(build_dir() + "/cli_sgd3.loss.svg"));
+}
+
+namespace {
+// A model that trains in milliseconds, so each case is about its one bad input.
+const std::string kTiny =
+    " --n-layer 1 --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0"
+    " --sample-tokens 0";
+
+std::string mpirun() {
+  const char* m = std::getenv("MPIRUN");
+  return m ? m : "mpirun --oversubscribe";
+}
+}  // namespace
+
+TEST_CASE("values out of range are refused naming the flag and the range", "[cli]") {
+  check_error("train" + kTiny + " --lr nan", "--lr must be a finite number > 0, got nan");
+  check_error("train" + kTiny + " --lr -1", "--lr must be a finite number > 0, got -1");
+  check_error("train" + kTiny + " --min-lr inf", "--min-lr must be in [0, --lr] = [0, 1e-3]");
+  check_error("train" + kTiny + " --momentum -0.5", "--momentum must be in [0, 1), got -0.5");
+  check_error("train" + kTiny + " --weight-decay nan", "--weight-decay must be a finite number");
+  check_error("train" + kTiny + " --beta2 1", "--beta2 must be in [0, 1), got 1");
+  check_error("train" + kTiny + " --grad-clip -1", "--grad-clip must be a finite number >= 0");
+  check_error("train" + kTiny + " --warmup -5", "--warmup must be in [0, --steps] = [0, 2]");
+  check_error("train" + kTiny + " --eval-batches 0 --eval-every 1",
+              "--eval-batches must be at least 1 (to skip validation use --eval-every 0), got 0");
+  check_error("train" + kTiny + " --eval-batches -1 --eval-every 1",
+              "--eval-batches must be at least 1");
+}
+
+TEST_CASE("a loss that stops being finite ends training with an error naming the step",
+          "[cli]") {
+  Run r = run("train" + kTiny + " --steps 5 --lr 1e30");
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(r.output.find("error: training diverged: the loss is NaN at step 2") != std::string::npos);
+  CHECK(r.output.find("trained 5 steps") == std::string::npos);
+}
+
+TEST_CASE("products of sizes that overflow int64 are errors not crashes", "[cli]") {
+  check_error("train" + kTiny + " --batch-size 4611686018427387904 --seq-len 4",
+              "--batch-size × --seq-len = 4611686018427387904 × 4 (tokens per micro-step per "
+              "rank) overflows a 64-bit integer");
+  check_error("train" + kTiny + " --steps 4611686018427387904 --grad-accum 4",
+              "--steps × --grad-accum × ranks = 4611686018427387904 × 4 × 1");
+  check_error("train" + kTiny + " --n-layer 4611686018427387904 --n-embd 1024 --n-head 1",
+              "(parameters of the model) overflows");
+  check_error("estimate-memory --params 9223372036854775807",
+              "--params 9223372036854775807 is too large");
+  check_error("estimate-memory --params 288230376151711745", "at most 288230376151711744");
+  Run ok = run("estimate-memory --params 288230376151711744 --zero-stage 0 --dp 1");
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK(ok.output.find('-') == std::string::npos);  // no negative byte counts
+}
+
+TEST_CASE("a model that cannot fit in memory is refused before allocating", "[cli]") {
+  // 1.2e15 parameters: 19 PB of model states, more than any machine has.
+  check_error("train" + kTiny + " --n-layer 100 --n-embd 1000000 --n-head 1",
+              "the model does not fit in memory: 1 rank(s) × 19,200,025,");
+}
+
+TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
+  // A FIFO nobody writes used to block the read forever (and /dev/zero, in
+  // scripts/test-bad-input.sh, to fill memory).
+  std::string fifo = build_dir() + "/cli_fifo";
+  std::filesystem::remove(fifo);
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  check_error("train" + kTiny + " --data " + fifo, "--data: '" + fifo + "' is not a regular file");
+  std::filesystem::remove(fifo);
+}
+
+// Runs minispeed with at most `kb` KiB per file written (RLIMIT_FSIZE): a
+// write past it fails with EFBIG, as a full disk fails with ENOSPC. Open MPI's
+// PMIx keeps its own store in memory (gds=hash) instead of in files, which
+// the limit would break.
+Run run_with_file_limit(const std::string& args, int kb) {
+  return run(args, "env PMIX_MCA_gds=hash bash -c 'trap \"\" XFSZ; ulimit -f " + std::to_string(kb) +
+                       " && exec \"$0\" \"$@\"' ");
+}
+
+TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(build_dir()) / "cli_full_disk";
+  // A 4-wide model: ~6 KB of weights. 600 steps make a ~15 KB .csv; with an
+  // evaluation every step the .svg (a dot per step) outgrows the .csv.
+  const std::string micro =
+      " --n-layer 1 --n-head 1 --n-embd 4 --seq-len 4 --batch-size 1 --eval-batches 1"
+      " --sample-tokens 0 --save-weights " + (dir / "run.safetensors").string();
+  struct Case {
+    std::string flags, file, what;
+    int kb;
+  };
+  for (const Case& c : {Case{" --steps 600 --eval-every 0", "run.loss.csv", "loss curve", 10},
+                        Case{" --steps 400 --eval-every 1", "run.loss.svg", "loss chart", 20}}) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    Run r = run_with_file_limit("train" + micro + c.flags, c.kb);
+    INFO(r.output);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("error: writing the " + c.what + " to '" + (dir / c.file).string() +
+                        "' failed: File too large") != std::string::npos);
+    CHECK(r.output.find("wrote") == std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+#if !defined(__SANITIZE_ADDRESS__)  // ASan reserves more address space than the limit
+TEST_CASE("alone an out-of-memory error is one line without MPI_Abort", "[cli]") {
+  namespace fs = std::filesystem;
+  std::string big = build_dir() + "/cli_sparse_200M.bin";
+  {
+    std::FILE* f = std::fopen(big.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fclose(f);
+  }
+  fs::resize_file(big, 200u << 20);  // sparse: costs no disk
+  // 1 GB of address space: MPI starts and the data fits, but one batch of
+  // 150000 × 1000 tokens (600 MB for x, as much for y) does not.
+  Run r = run("train" + kTiny + " --seq-len 1000 --batch-size 150000 --data " + big,
+              "bash -c 'ulimit -v 1000000 && exec \"$0\" \"$@\"' ");
+  fs::remove(big);
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(r.output.find("error: out of memory (std::bad_alloc) while training step 1 of 2\n") !=
+        std::string::npos);
+  CHECK(r.output.find("error:") == r.output.rfind("error:"));  // said once
+  CHECK(r.output.find("MPI_ABORT") == std::string::npos);
+  CHECK(r.output.find("[rank") == std::string::npos);
+}
+#endif
+
+TEST_CASE("ranks started with different flags stop at once and name the flag", "[cli][mpi]") {
+  // mpirun's MPMD form gives each rank its own command line.
+  for (auto [flag, want] : {std::pair{" --n-embd 32", "ranks disagree on --n-embd: 16 on rank 0, "
+                                                      "32 on rank 1"},
+                            std::pair{" --steps 3", "ranks disagree on --steps: 2 on rank 0, 3 on "
+                                                    "rank 1"},
+                            std::pair{" --lr 2e-3", "ranks disagree on --lr: 1e-3 on rank 0, 2e-3 "
+                                                    "on rank 1"}}) {
+    std::string bin = build_dir() + "/minispeed";
+    Run r = run("train" + kTiny + " : -np 1 " + bin + " train" + kTiny + flag,
+                mpirun() + " -np 1 ");
+    INFO(r.output);
+    CHECK(r.code != 0);
+    CHECK(r.code != 124);  // timeout's code: a hang
+    CHECK(r.output.find(std::string("error: ") + want) != std::string::npos);
+  }
+  // Spellings of one number agree.
+  Run same = run("train" + kTiny + " --lr 0.001 : -np 1 " + build_dir() + "/minispeed train" +
+                     kTiny + " --lr 1e-3",
+                 mpirun() + " -np 1 ");
+  INFO(same.output);
+  CHECK(same.code == 0);
 }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
 
 namespace ms {
 
@@ -21,6 +22,24 @@ bool mpi_running() {
 }
 
 std::terminate_handler g_previous_terminate = nullptr;
+int g_ranks_on_this_node = 1;
+thread_local std::string t_activity;
+
+int world_size() {
+  int size = 1;
+  if (mpi_running()) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+// what() alone can say too little: std::bad_alloc's is "std::bad_alloc".
+std::string describe(const std::exception& e) {
+  std::string what = dynamic_cast<const std::bad_alloc*>(&e)
+                         ? std::string("out of memory (") + e.what() + ")"
+                         : std::string(e.what());
+  if (!current_activity().empty() && !dynamic_cast<const Error*>(&e))
+    what += " while " + current_activity();
+  return what;
+}
 
 // Ranks sharing a machine share its cores. Left alone, every rank would start
 // one OpenMP thread per core, and their spinning barriers would thrash (we
@@ -28,7 +47,6 @@ std::terminate_handler g_previous_terminate = nullptr;
 // torchrun, which sets OMP_NUM_THREADS=1 for multi-process jobs, give each
 // rank cores / (ranks on this node) threads unless the user chose.
 void share_cores_between_local_ranks() {
-  if (std::getenv("OMP_NUM_THREADS") != nullptr) return;
   MPI_Comm local;
   if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) !=
       MPI_SUCCESS)
@@ -36,6 +54,8 @@ void share_cores_between_local_ranks() {
   int local_size = 1;
   MPI_Comm_size(local, &local_size);
   MPI_Comm_free(&local);
+  g_ranks_on_this_node = local_size;
+  if (std::getenv("OMP_NUM_THREADS") != nullptr) return;
   if (local_size > 1) omp_set_num_threads(std::max(1, omp_get_num_procs() / local_size));
 }
 
@@ -47,7 +67,7 @@ void terminate_with_rank() {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      what = ex.what();
+      what = describe(ex);
     } catch (...) {
       what = "an uncaught exception of unknown type";
     }
@@ -57,10 +77,30 @@ void terminate_with_rank() {
 
 }  // namespace
 
+ActivityNote::ActivityNote(std::string what)
+    : previous_(std::move(t_activity)), exceptions_(std::uncaught_exceptions()) {
+  t_activity = std::move(what);
+}
+// Unwound by an exception, the note stays: the handler that reports the
+// exception runs after this destructor and still needs to say what failed.
+ActivityNote::~ActivityNote() {
+  if (std::uncaught_exceptions() == exceptions_) t_activity = std::move(previous_);
+}
+void ActivityNote::update(std::string what) { t_activity = std::move(what); }
+const std::string& current_activity() { return t_activity; }
+
+int ranks_on_this_node() { return g_ranks_on_this_node; }
+
 void abort_job(const std::string& message) {
   int rank = 0;
   const bool running = mpi_running();
   if (running) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  // Alone there is no job to take down, and MPI_Abort would only add its banner.
+  if (world_size() == 1) {
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
   std::fprintf(stderr, "[rank %d] error: %s\n", rank, message.c_str());
   std::fflush(stderr);
   if (running) MPI_Abort(MPI_COMM_WORLD, 1);
@@ -108,14 +148,22 @@ int DistributedRuntime::size() const {
 
 int run_distributed(int argc, char** argv, const std::function<int(Communicator& world)>& body) {
   DistributedRuntime runtime(&argc, &argv);
+  const bool alone = runtime.size() == 1;
   int rc = 1;
   try {
     Communicator world = runtime.world();
     rc = body(world);
+  } catch (const AgreedError& e) {
+    if (runtime.rank() == 0) std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   } catch (const std::exception& e) {
-    abort_job(e.what());
+    if (!alone) abort_job(describe(e));
+    std::fprintf(stderr, "error: %s\n", describe(e).c_str());
+    return 1;
   } catch (...) {
-    abort_job("an exception of unknown type");
+    if (!alone) abort_job("an exception of unknown type");
+    std::fprintf(stderr, "error: an exception of unknown type\n");
+    return 1;
   }
   return rc;
 }

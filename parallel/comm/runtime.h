@@ -16,14 +16,63 @@
 //   }
 //
 // Programs started without mpirun work too: MPI then runs a 1-rank world
-// ("singleton" init), so the same binary serves laptops and clusters.
+// ("singleton" init), so the same binary serves laptops and clusters. Alone,
+// there is no job to abort: an error is the one line `error: <message>` and
+// exit code 1, without MPI_Abort's banner.
 #pragma once
 #include <functional>
 #include <string>
 
 #include "parallel/comm/communicator.h"
+#include "tensor/error.h"
 
 namespace ms {
+
+// An error every rank raised identically, because it was decided only from
+// values all ranks share (flags checked to agree, an all-reduced loss, an
+// all-gathered memory check). No rank is left waiting in a collective, so
+// run_distributed needs no abort: rank 0 prints `error: <message>` and every
+// rank exits 1. Raising it on some ranks only would leave the others hanging.
+class AgreedError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Runs f(); an ms::Error from it becomes an AgreedError. Only for f whose
+// outcome depends on nothing but values every rank agrees on.
+template <typename F>
+auto agreed(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const AgreedError&) {
+    throw;
+  } catch (const Error& e) {
+    throw AgreedError(e.what());
+  }
+}
+
+// What this thread is doing, for error messages that otherwise say too little
+// ("out of memory (std::bad_alloc) while building the model ..."). Scoped:
+// the previous note returns when this one is destroyed, unless an exception
+// is unwinding it (then the note is kept for the handler that reports it).
+class ActivityNote {
+ public:
+  explicit ActivityNote(std::string what);
+  ~ActivityNote();
+  ActivityNote(const ActivityNote&) = delete;
+  ActivityNote& operator=(const ActivityNote&) = delete;
+  void update(std::string what);
+
+ private:
+  std::string previous_;
+  int exceptions_;  // std::uncaught_exceptions() when the note was made
+};
+// The innermost note ("" if none).
+const std::string& current_activity();
+
+// How many ranks of MPI_COMM_WORLD share this machine (found once, when the
+// DistributedRuntime starts; 1 without MPI). They share its memory and cores.
+int ranks_on_this_node();
 
 // RAII MPI_Init_thread / MPI_Finalize. Requests MPI_THREAD_FUNNELED: OpenMP
 // threads compute, only the main thread talks to MPI. If MPI is already
@@ -47,9 +96,12 @@ class DistributedRuntime {
   bool owns_mpi_ = false;
 };
 
-// Runs body(world) inside a DistributedRuntime. An exception on any rank
-// prints `[rank r] error: <what>` to stderr and aborts the job (exit != 0).
-// Returns body's result (mpirun exits non-zero if any rank returns non-zero).
+// Runs body(world) inside a DistributedRuntime. An exception on one of
+// several ranks prints `[rank r] error: <what>` to stderr and aborts the job
+// (exit != 0); an AgreedError is printed once by rank 0 and every rank returns
+// 1. In a 1-rank world any exception prints `error: <what>` (std::bad_alloc as
+// "out of memory", with the current activity) and returns 1. Otherwise returns
+// body's result (mpirun exits non-zero if any rank returns non-zero).
 int run_distributed(int argc, char** argv, const std::function<int(Communicator& world)>& body);
 
 // Prints `[rank r] error: <message>` (r = rank in MPI_COMM_WORLD, 0 without

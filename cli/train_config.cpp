@@ -1,0 +1,264 @@
+#include "cli/train_config.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "cli/checked.h"
+#include "optim/optimizer.h"
+#include "parallel/comm/runtime.h"
+#include "parallel/zero/memory.h"
+#include "tensor/factory.h"
+
+namespace ms {
+
+Flags train_flags() {
+  Flags f("minispeed train",
+          "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
+          "Under `mpirun -np N`, --batch-size is per rank and the N ranks train data-parallel;\n"
+          "every rank must be given the same flags (checked at start).\n"
+          "Environment: MS_COMM_TIMEOUT=S aborts the job, naming the collective, when one waits\n"
+          "more than S seconds for the other ranks (default 600; 0 = wait forever).");
+  f.add("data", "data/tinyshakespeare.txt",
+        "file of raw bytes; first 90% trains, the rest validates");
+  f.add("n-layer", "4", "transformer blocks");
+  f.add("n-head", "4", "attention heads (must divide --n-embd)");
+  f.add("n-embd", "128", "embedding width C");
+  f.add("seq-len", "128", "tokens per sequence T (also the model's positions for a new model)");
+  f.add("batch-size", "16", "sequences per micro-step per rank B");
+  f.add("grad-accum", "1", "micro-steps per optimizer step (gradient accumulation)");
+  f.add("steps", "300", "optimizer steps");
+  f.add("lr", "1e-3", "peak learning rate");
+  f.add("min-lr", "0", "final learning rate of the cosine schedule");
+  f.add("schedule", "cosine", "constant | cosine (linear warmup, then cosine decay to --min-lr)");
+  f.add("warmup", "0", "warmup steps of the cosine schedule");
+  f.add("optimizer", "adamw", "sgd | adamw");
+  f.add("momentum", "0.9", "SGD momentum");
+  f.add("beta1", "0.9", "AdamW beta1");
+  f.add("beta2", "0.95", "AdamW beta2");
+  f.add("weight-decay", "0.1", "weight decay (decoupled for AdamW)");
+  f.add("grad-clip", "1.0", "clip the global gradient norm to this value (0 = off)");
+  f.add("dropout", "0", "dropout probability");
+  f.add("seed", "1337", "seed for initialization and dropout");
+  f.add("init-from", "",
+        "start from these weights (.safetensors); the model shape comes from the file");
+  f.add("save-weights", "",
+        "write the final weights here (.safetensors); the loss curve goes beside it");
+  f.add("eval-every", "100", "evaluate validation loss every N steps and at the end (0 = never)");
+  f.add("eval-batches", "8", "validation batches (of the global batch) per evaluation");
+  f.add("sample-every", "0",
+        "print a sample every N steps (0 = never); a sample is always printed at the end");
+  f.add("sample-tokens", "300", "bytes to sample at the end");
+  f.add("zero-stage", "0", "ZeRO stage 0 (plain data parallelism) | 1 | 2 | 3");
+  f.add("log-every", "1", "print a step line every N steps");
+  return f;
+}
+
+namespace {
+
+// Range checks quote the flag as typed, so "--lr nan" reads back as "nan".
+struct Checker {
+  const Flags& f;
+  double real(const std::string& name, bool ok(double), const std::string& range) const {
+    double v = f.real(name);
+    MS_CHECK(ok(v), "--", name, " must be ", range, ", got ", f.str(name));
+    return v;
+  }
+  int64_t integer(const std::string& name, int64_t lo, int64_t hi, const std::string& range) const {
+    int64_t v = f.integer(name);
+    MS_CHECK(v >= lo && v <= hi, "--", name, " must be ", range, ", got ", v);
+    return v;
+  }
+};
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+}  // namespace
+
+TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
+  Checker check{flags};
+  TrainConfig c;
+  c.data = flags.str("data");
+  MS_CHECK(!c.data.empty(), "--data must name a file of raw bytes");
+  c.init_from = flags.str("init-from");
+  c.save_weights = flags.str("save-weights");
+  c.B = check.integer("batch-size", 1, kMax, "positive");
+  c.T = check.integer("seq-len", 1, kMax, "positive");
+  c.steps = check.integer("steps", 0, kMax, ">= 0");
+  c.accum = check.integer("grad-accum", 1, kMax, "positive");
+  c.zero_stage = check.integer("zero-stage", 0, 3, "0, 1, 2 or 3");
+  c.optimizer = flags.str("optimizer");
+  MS_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw", "--optimizer: unknown optimizer '",
+           c.optimizer, "' (valid: sgd, adamw)");
+  c.schedule = flags.str("schedule");
+  LRSchedule::parse(c.schedule);  // throws naming the valid schedules
+
+  auto positive = [](double v) { return std::isfinite(v) && v > 0; };
+  auto non_negative = [](double v) { return std::isfinite(v) && v >= 0; };
+  auto unit = [](double v) { return v >= 0 && v < 1; };  // false for NaN
+  c.lr = check.real("lr", positive, "a finite number > 0");
+  c.min_lr = flags.real("min-lr");
+  MS_CHECK(std::isfinite(c.min_lr) && c.min_lr >= 0 && c.min_lr <= c.lr,
+           "--min-lr must be in [0, --lr] = [0, ", flags.str("lr"), "], got ", flags.str("min-lr"));
+  c.warmup = check.integer("warmup", 0, c.steps,
+                           str_cat("in [0, --steps] = [0, ", c.steps, "]"));
+  c.momentum = check.real("momentum", unit, "in [0, 1)");
+  c.beta1 = check.real("beta1", unit, "in [0, 1)");
+  c.beta2 = check.real("beta2", unit, "in [0, 1)");
+  c.weight_decay = check.real("weight-decay", non_negative, "a finite number >= 0");
+  c.grad_clip = check.real("grad-clip", non_negative, "a finite number >= 0 (0 = off)");
+  c.dropout = check.real("dropout", unit, "in [0, 1)");
+  c.seed = flags.integer("seed");
+  c.eval_every = check.integer("eval-every", 0, kMax, ">= 0 (0 = never)");
+  c.eval_batches = check.integer("eval-batches", 1, kMax,
+                                 "at least 1 (to skip validation use --eval-every 0)");
+  c.sample_every = check.integer("sample-every", 0, kMax, ">= 0 (0 = never)");
+  c.sample_tokens = check.integer("sample-tokens", 0, kMax, ">= 0");
+  c.log_every = check.integer("log-every", 1, kMax, "positive");
+
+  c.model.n_layer = flags.integer("n-layer");
+  c.model.n_head = flags.integer("n-head");
+  c.model.n_embd = flags.integer("n-embd");
+  c.model.block_size = c.T;
+  c.model.dropout = c.dropout;
+  MS_CHECK(c.model.n_head > 0 && c.model.n_embd > 0 && c.model.n_embd % c.model.n_head == 0,
+           "--n-embd ", c.model.n_embd, " must be a positive multiple of --n-head ",
+           c.model.n_head);
+  MS_CHECK(c.model.n_layer > 0, "--n-layer must be positive, got ", c.model.n_layer);
+
+  // Every size the run will compute with, in int64 (the data windows, the
+  // largest activations, the parameter count).
+  const Factor B{"--batch-size", c.B}, T{"--seq-len", c.T}, G{"--grad-accum", c.accum},
+      D{"ranks", ranks};
+  int64_t bt = checked_product({B, T}, "tokens per micro-step per rank");
+  MS_CHECK(bt < kMax, "--batch-size × --seq-len = ", bt, " leaves no room for the target byte");
+  c.tokens_per_step = checked_product({B, T, G, D}, "tokens per optimizer step");
+  int64_t windows = checked_product({{"--steps", c.steps}, G, D}, "training windows read");
+  MS_CHECK(windows <= kMax - ranks, "--steps ", c.steps, " is too large: the training window ",
+           "index overflows a 64-bit integer");
+  checked_product({{"--eval-batches", c.eval_batches}, D}, "validation windows per evaluation");
+  checked_product({{"tokens per micro-step", bt}, {"--n-embd", c.model.n_embd},
+                   {"4 × 4 bytes (the MLP's 4C, fp32)", 16}},
+                  "bytes of the MLP activation (B, T, 4C)");
+  checked_product({B, {"--n-head", c.model.n_head}, T, T, {"4 bytes", 4}},
+                  "bytes of the attention scores (B, n_head, T, T)");
+  if (c.init_from.empty()) gpt_parameter_count(c.model);
+  return c;
+}
+
+int64_t gpt_parameter_count(const GPTConfig& m) {
+  // wte (V, C) + wpe (P, C) + per block 12C² + 13C (qkv, proj, fc, fc_proj and
+  // their biases, two LayerNorms) + ln_f 2C; the output layer reuses wte.
+  const Factor C{"--n-embd", m.n_embd}, L{"--n-layer", m.n_layer};
+  const std::string what = "parameters of the model";
+  int64_t per_block = 0, total = 0;
+  int64_t c2 = checked_product({C, C, {"12", 12}}, what);
+  int64_t c1 = checked_product({C, {"13", 13}}, what);
+  bool overflow = __builtin_add_overflow(c2, c1, &per_block);
+  int64_t blocks = checked_product({L, {"(12·n_embd² + 13·n_embd per block)", per_block}}, what);
+  int64_t emb = checked_product({{"vocab + positions + 2", m.vocab_size + m.block_size + 2}, C},
+                                what);
+  overflow = overflow || __builtin_add_overflow(blocks, emb, &total);
+  MS_CHECK(!overflow, "--n-layer ", m.n_layer, " × --n-embd ", m.n_embd,
+           ": the parameter count overflows a 64-bit integer; use a smaller model");
+  return total;
+}
+
+namespace {
+
+// Bytes this process may still allocate: MemAvailable, lowered by a cgroup
+// memory limit when one is set (containers see the host's MemAvailable).
+// Negative when unknown. `source` says where the number came from.
+double available_memory(std::string& source) {
+  double avail = -1;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    double kb = 0;
+    meminfo >> kb;
+    if (key == "MemAvailable:") {
+      avail = kb * 1024;
+      source = "MemAvailable in /proc/meminfo";
+      break;
+    }
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  auto read_number = [](const char* path) {
+    std::ifstream in(path);
+    double v = -1;
+    if (!(in >> v)) v = -1;  // also "max": no limit
+    return v;
+  };
+  for (auto [limit_path, usage_path] :
+       {std::pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        std::pair{"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                  "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    double limit = read_number(limit_path), usage = read_number(usage_path);
+    if (limit > 0 && usage >= 0 && (avail < 0 || limit - usage < avail)) {
+      avail = std::max(0.0, limit - usage);
+      source = str_cat("the cgroup limit ", limit_path, " minus usage");
+    }
+  }
+  return avail;
+}
+
+std::string bytes_text(double bytes) {
+  char gib[64];
+  std::snprintf(gib, sizeof gib, " (%.3g GiB)", bytes / (1024.0 * 1024 * 1024));
+  if (bytes >= 9e18) {  // beyond format_bytes' int64
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3e", bytes);
+    return buf + std::string(" bytes") + gib;
+  }
+  return format_bytes(bytes) + " bytes" + gib;
+}
+
+}  // namespace
+
+void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model) {
+  const int64_t psi = gpt_parameter_count(model);
+  const size_t k = c.optimizer == "adamw" ? 8 : (c.momentum != 0 ? 4 : 0);
+  MemoryEstimate e = estimate_memory(psi, world.size(), static_cast<int>(c.zero_stage), k);
+  std::error_code ec;
+  double data_bytes = static_cast<double>(std::filesystem::file_size(c.data, ec));
+  if (ec) data_bytes = 0;
+  // Stage 3 keeps the parameters outside the blocks (wte, wpe, ln_f) whole on
+  // every rank (parallel/zero/memory.h).
+  double gathered = c.zero_stage == 3
+                        ? 4.0 * static_cast<double>((model.vocab_size + model.block_size + 2) *
+                                                    model.n_embd)
+                        : 0.0;
+  double per_rank = e.total() + 2 * data_bytes + gathered;
+  std::string source;
+  double avail = available_memory(source);
+
+  // (per-rank bytes, ranks on this machine, available) from every rank, so all
+  // ranks judge every machine alike and raise the same error.
+  const int D = world.size();
+  Tensor mine = from_vector({per_rank, static_cast<double>(ranks_on_this_node()), avail}, {3},
+                            DType::F64);
+  Tensor all = zeros({3 * D}, DType::F64);
+  world.all_gather(mine, all);
+  std::vector<double> v = all.to_vector();
+  for (int r = 0; r < D; ++r) {
+    double need = v[3 * r] * v[3 * r + 1], have = v[3 * r + 2];
+    if (have < 0 || need <= have) continue;
+    std::ostringstream msg;
+    msg << "the model does not fit in memory"
+        << (D > 1 ? str_cat(" on rank ", r, "'s machine") : std::string()) << ": "
+        << static_cast<int64_t>(v[3 * r + 1]) << " rank(s) × " << bytes_text(v[3 * r])
+        << " = " << bytes_text(need) << " needed, " << bytes_text(have) << " available ("
+        << (r == world.rank() ? source : std::string("MemAvailable or the cgroup limit"))
+        << "). Counted per rank: model states for ZeRO stage " << c.zero_stage << " with "
+        << c.optimizer << ", " << e.formula() << " with Ψ = " << format_bytes(double(psi))
+        << " parameters = " << bytes_text(e.total());
+    if (gathered > 0) msg << ", stage 3's gathered embeddings " << bytes_text(gathered);
+    msg << ", and the --data file twice while it is split; activations are not counted. "
+        << "Use a smaller model, --zero-stage 3 over more machines, or a bigger machine";
+    throw AgreedError(msg.str());
+  }
+}
+
+}  // namespace ms

@@ -1,0 +1,45 @@
+// `minispeed train`'s flags, read and checked before anything runs: every
+// number in range, every product of sizes without overflow, and the model's
+// memory against the machine's, so a bad run fails in a second with a message
+// instead of training NaN, crashing, or being OOM-killed minutes later.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "cli/flags.h"
+#include "nn/gpt.h"
+#include "parallel/comm/communicator.h"
+
+namespace ms {
+
+Flags train_flags();
+
+struct TrainConfig {
+  std::string data, init_from, save_weights, optimizer, schedule;
+  GPTConfig model;  // from --n-layer/--n-head/--n-embd/--seq-len/--dropout (a fresh model)
+  int64_t B = 0, T = 0, accum = 0, steps = 0, warmup = 0;
+  int64_t eval_every = 0, eval_batches = 0, sample_every = 0, sample_tokens = 0;
+  int64_t zero_stage = 0, log_every = 1, seed = 0;
+  double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
+  double grad_clip = 0, dropout = 0;
+  int64_t tokens_per_step = 0;  // B·T·accum·ranks
+};
+
+// Reads and checks every flag for a job of `ranks` ranks; throws ms::Error
+// naming the flag, its value and the valid range. Pure: the same flags give
+// the same outcome on every rank. Touches no files.
+TrainConfig read_train_config(const Flags& flags, int64_t ranks);
+
+// Parameters of a GPT with this config (tied input/output embedding), or an
+// ms::Error if the count overflows int64.
+int64_t gpt_parameter_count(const GPTConfig& cfg);
+
+// Collective. Refuses (with an AgreedError on every rank) when the ranks on
+// some machine would need more memory than it has available: per rank, the
+// ZeRO paper's model states for this stage and optimizer (parallel/zero/memory.h,
+// within 0.3% of measured) plus the --data file; times the ranks on that
+// machine; against MemAvailable (and the cgroup limit, if any). Activations
+// are not counted, so passing does not promise the run fits.
+void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model);
+
+}  // namespace ms

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# The bad-input matrix: `minispeed` given bad flags, values, files or ranks
+# that disagree must END within seconds, with a one-line error naming the
+# problem, and a non-zero exit on every rank — never a hang, a crash, a NaN
+# model saved with exit 0, or an OOM kill minutes later.
+#   scripts/test-bad-input.sh BUILD_DIR
+# Each case prints `ok: ...` or `FAIL: ...`; the last line is
+# `bad input: N passed, M failed`. Runs from the repository root (for
+# data/tinyshakespeare.txt) under the environment `make mpi-test` sets.
+set -uo pipefail
+build=${1:?usage: scripts/test-bad-input.sh BUILD_DIR}
+bin=$build/minispeed
+mpirun=${MPIRUN:-mpirun --oversubscribe}
+limit=10  # seconds per case; `timeout` exits 124 when one runs over
+pass=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Minispeed under ASan or mpirun: leak reports from Open MPI's plugins are not
+# ours (see the Makefile).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+
+# A tiny model that trains in milliseconds, so every case is about its input.
+tiny=(--n-layer 1 --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0
+  --sample-tokens 0)
+
+wrap=()  # a command that starts minispeed (e.g. under ulimit); none by default
+
+verdict() {  # verdict NAME PROBLEM ("" = ok)
+  if [ -z "$2" ]; then
+    echo "ok: $1"
+    pass=$((pass + 1))
+  else
+    echo "FAIL: $1: $2"
+    sed 's/^/    /' "$tmp/err" | head -n 20
+    fail=$((fail + 1))
+  fi
+}
+
+# one NAME EXPECTED_TEXT ARGS...: one process; stderr must be exactly one line
+# `error: ...` containing EXPECTED_TEXT, the exit code 1, and no "wrote".
+one() {
+  local name=$1 want=$2 rc problem=""
+  shift 2
+  timeout $limit "${wrap[@]}" "$bin" "$@" > "$tmp/out" 2> "$tmp/err"
+  rc=$?
+  if [ "$rc" -eq 124 ]; then
+    problem="still running after $limit s"
+  elif [ "$rc" -ne 1 ]; then
+    problem="exit code $rc, expected 1"
+  elif [ "$(wc -l < "$tmp/err")" -ne 1 ] || ! head -n 1 "$tmp/err" | grep -q '^error: '; then
+    problem="stderr is not one line 'error: ...'"
+  elif ! grep -qF -- "$want" "$tmp/err"; then
+    problem="the error lacks '$want'"
+  elif grep -q '^wrote' "$tmp/out"; then
+    problem="printed 'wrote' although it failed"
+  fi
+  verdict "$name" "$problem"
+}
+
+# ranks NAME EXPECTED_TEXT ARGS_RANK0 -- ARGS_RANK1: two ranks via mpirun's
+# MPMD form (`A : B`), each wrapped to report its own exit code. Every rank
+# must exit non-zero (or be ended by the job's abort), and the job must print
+# exactly one error line containing EXPECTED_TEXT.
+ranks() {
+  local name=$1 want=$2 a=() b=() rc problem="" codes
+  shift 2
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do a+=("$1"); shift; done
+  shift
+  b=("$@")
+  local wrap='"$0" "$@"; rc=$?; echo "rank exit $rc" >&2; exit $rc'
+  timeout $limit $mpirun -np 1 bash -c "$wrap" "$bin" "${a[@]}" : \
+    -np 1 bash -c "$wrap" "$bin" "${b[@]}" > "$tmp/out" 2> "$tmp/err"
+  rc=$?
+  codes=$(grep -o 'rank exit [0-9]*' "$tmp/err" | awk '{print $3}' | tr '\n' ' ')
+  if [ "$rc" -eq 124 ]; then
+    problem="still running after $limit s (hang)"
+  elif [ "$rc" -eq 0 ]; then
+    problem="mpirun exited 0"
+  elif echo " $codes" | grep -q ' 0 '; then
+    problem="a rank exited 0 (rank exit codes: $codes)"
+  elif [ "$(grep -cE '^(\[rank [0-9]+\] )?error: ' "$tmp/err")" -ne 1 ]; then
+    problem="expected exactly one error line"
+  elif ! grep -E '^(\[rank [0-9]+\] )?error: ' "$tmp/err" | grep -qF -- "$want"; then
+    problem="the error lacks '$want'"
+  fi
+  verdict "$name" "$problem"
+}
+
+# ---- values out of range ----
+one "--lr nan" "--lr must be a finite number > 0, got nan" train "${tiny[@]}" --lr nan
+one "--lr inf" "--lr must be a finite number > 0, got inf" train "${tiny[@]}" --lr inf
+one "--lr -1" "--lr must be a finite number > 0, got -1" train "${tiny[@]}" --lr -1
+one "--min-lr nan" "--min-lr must be in [0, --lr]" train "${tiny[@]}" --min-lr nan
+one "--min-lr above --lr" "--min-lr must be in [0, --lr]" train "${tiny[@]}" --lr 1e-3 --min-lr 1
+one "--momentum -0.5" "--momentum must be in [0, 1), got -0.5" train "${tiny[@]}" --momentum -0.5
+one "--weight-decay nan" "--weight-decay must be a finite number >= 0, got nan" \
+  train "${tiny[@]}" --weight-decay nan
+one "--beta1 1" "--beta1 must be in [0, 1), got 1" train "${tiny[@]}" --beta1 1
+one "--beta2 inf" "--beta2 must be in [0, 1), got inf" train "${tiny[@]}" --beta2 inf
+one "--grad-clip -1" "--grad-clip must be a finite number >= 0" train "${tiny[@]}" --grad-clip -1
+one "--dropout 1" "--dropout must be in [0, 1), got 1" train "${tiny[@]}" --dropout 1
+one "--warmup -1" "--warmup must be in [0, --steps]" train "${tiny[@]}" --warmup -1
+one "--eval-batches 0" "--eval-batches must be at least 1" train "${tiny[@]}" --eval-batches 0
+one "--eval-batches -1" "--eval-batches must be at least 1" train "${tiny[@]}" --eval-batches -1
+one "--log-every 0" "--log-every must be positive" train "${tiny[@]}" --log-every 0
+one "--zero-stage 4" "--zero-stage must be 0, 1, 2 or 3, got 4" train "${tiny[@]}" --zero-stage 4
+one "--zero-stage -1" "--zero-stage must be 0, 1, 2 or 3, got -1" train "${tiny[@]}" --zero-stage -1
+one "--zero-stage two" "--zero-stage must be an integer, got 'two'" train "${tiny[@]}" --zero-stage two
+one "--n-embd not a multiple of --n-head" "must be a positive multiple of --n-head" \
+  train "${tiny[@]}" --n-embd 30 --n-head 4
+one "--n-layer 0" "--n-layer must be positive" train "${tiny[@]}" --n-layer 0
+one "a loss that turns NaN stops training" "training diverged: the loss is" \
+  train "${tiny[@]}" --steps 5 --lr 1e30
+
+# ---- invalid flags ----
+one "unknown flag" "unknown flag --bogus" train --bogus 1
+one "misspelt flag" "did you mean --batch-size?" train --batch-szie 2
+one "flag without a value" "--batch-size needs a value" train --batch-size
+one "not a number" "--steps must be an integer, got 'many'" train --steps many
+one "unknown command" "unknown command 'frobnicate'" frobnicate
+
+# ---- products that overflow int64 ----
+one "B·T overflows" "--batch-size × --seq-len = 4611686018427387904 × 4" \
+  train "${tiny[@]}" --batch-size 4611686018427387904 --seq-len 4
+one "B·T·grad-accum overflows" "tokens per optimizer step" \
+  train "${tiny[@]}" --batch-size 4294967296 --seq-len 4 --grad-accum 4294967296
+one "steps·grad-accum overflows" "--steps × --grad-accum × ranks" \
+  train "${tiny[@]}" --steps 4611686018427387904 --grad-accum 4
+one "n_layer·n_embd² overflows" "parameters of the model" \
+  train "${tiny[@]}" --n-layer 4611686018427387904 --n-embd 1024 --n-head 1
+one "estimate-memory: bytes of a huge --params" "--params 9223372036854775807 is too large" \
+  estimate-memory --params 9223372036854775807
+
+# ---- memory ----
+one "a model that cannot fit is refused up front" "the model does not fit in memory" \
+  train "${tiny[@]}" --n-layer 100 --n-embd 1000000 --n-head 1
+# One process out of memory: say so plainly, without MPI_Abort's banner. Under
+# a 1 GB address-space limit, one batch of 150000 × 1000 tokens (1.2 GB of
+# inputs and targets) from a sparse 200 MB file cannot be allocated.
+if ldd "$bin" 2> /dev/null | grep -q libasan; then
+  echo "skip: one process out of memory (ASan reserves more address space than the limit)"
+else
+  truncate -s 200M "$tmp/big.bin"
+  wrap=(bash -c 'ulimit -v 1000000 && exec "$0" "$@"')
+  one "one process out of memory" "error: out of memory (std::bad_alloc) while training step 1" \
+    train "${tiny[@]}" --seq-len 1000 --batch-size 150000 --data "$tmp/big.bin"
+  wrap=()
+  rm -f "$tmp/big.bin"
+fi
+
+# ---- files ----
+: > "$tmp/empty.txt"
+head -c 4096 /dev/urandom > "$tmp/garbage.bin"
+mkfifo "$tmp/fifo"
+one "missing --data" "--data: cannot open '/no/such/file'" train "${tiny[@]}" --data /no/such/file
+one "empty --data" "is empty" train "${tiny[@]}" --data "$tmp/empty.txt"
+one "--data /dev/zero" "--data: '/dev/zero' is not a regular file" train "${tiny[@]}" --data /dev/zero
+one "--data is a FIFO" "is not a regular file" train "${tiny[@]}" --data "$tmp/fifo"
+one "--data is a directory" "is not a regular file" train "${tiny[@]}" --data "$tmp"
+one "missing --init-from" "/no/such.safetensors" train "${tiny[@]}" --init-from /no/such.safetensors
+one "garbage --init-from" "$tmp/garbage.bin" train "${tiny[@]}" --init-from "$tmp/garbage.bin"
+# The weights go through; the loss curve beside them does not. RLIMIT_FSIZE
+# (ulimit -f, KiB) makes writes past it fail with EFBIG, as a full disk fails
+# with ENOSPC; PMIx keeps its store in memory, not in files the limit breaks.
+micro=(--n-layer 1 --n-head 1 --n-embd 4 --seq-len 4 --batch-size 1 --eval-batches 1
+  --sample-tokens 0 --log-every 1000 --save-weights "$tmp/full/run.safetensors")
+mkdir -p "$tmp/full"
+export PMIX_MCA_gds=hash
+# The limit also reaches Open MPI's helper daemon, which reports the signal on
+# stderr ("Forwarding signal 25 to job"); that line is not minispeed's.
+# bash -c "$limited" KIB PROGRAM ARGS...; --log-every keeps stdout (a file
+# here, so also limited) far below the limit.
+limited='trap "" XFSZ; ulimit -f "$0" || exit
+{ "$@" 2>&1 1>&3 | grep -v "Forwarding signal 25" >&2; exit ${PIPESTATUS[0]}; } 3>&1'
+wrap=(bash -c "$limited" 10)  # KiB: ~6 KB of weights fit, the ~15 KB .csv does not
+one "loss curve (.csv) cannot be written" "writing the loss curve to '$tmp/full/run.loss.csv' failed" \
+  train "${micro[@]}" --steps 600 --eval-every 0
+wrap=(bash -c "$limited" 20)  # ~13 KB .csv fits, the ~29 KB .svg does not
+one "loss chart (.svg) cannot be written" "writing the loss chart to '$tmp/full/run.loss.svg' failed" \
+  train "${micro[@]}" --steps 400 --eval-every 1
+wrap=()
+unset PMIX_MCA_gds
+rm -rf "$tmp/full"
+# /dev/null takes the weights without error but cannot hold a loss curve
+# beside it; without a check, /dev/null.loss.csv is created in /dev.
+had_dev_files=$(ls /dev/null.loss.* 2> /dev/null)
+one "--save-weights /dev/null" "/dev/null" train "${tiny[@]}" --save-weights /dev/null
+[ -z "$had_dev_files" ] && rm -f /dev/null.loss.csv /dev/null.loss.svg
+
+# ---- ranks that disagree (mpirun -np 1 A : -np 1 B) ----
+for flag in "n-embd 32" "n-layer 2" "zero-stage 1" "steps 3" "n-head 4" "lr 2e-3" "grad-accum 2"; do
+  set -- $flag
+  ranks "ranks disagree on --$1" "ranks disagree on --$1: " \
+    train "${tiny[@]}" -- train "${tiny[@]}" "--$1" "$2"
+done
+ranks "ranks disagree on the command" "ranks disagree on the command: train on rank 0, sample" \
+  train "${tiny[@]}" -- sample --weights /no/such.safetensors
+# Agreed flags that are bad: every rank reaches the same verdict and exits 1.
+ranks "2 ranks: --lr nan" "--lr must be a finite number > 0, got nan" \
+  train "${tiny[@]}" --lr nan -- train "${tiny[@]}" --lr nan
+ranks "2 ranks: a loss that turns NaN" "training diverged" \
+  train "${tiny[@]}" --steps 5 --lr 1e30 -- train "${tiny[@]}" --steps 5 --lr 1e30
+ranks "2 ranks: a missing --data" "(on rank 0 and 1 other rank(s))" \
+  train "${tiny[@]}" --data /no/such/file -- train "${tiny[@]}" --data /no/such/file
+
+echo "bad input: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
