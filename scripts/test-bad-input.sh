@@ -181,11 +181,17 @@ one "loss chart (.svg) cannot be written" "writing the loss chart to '$tmp/full/
 wrap=()
 unset PMIX_MCA_gds
 rm -rf "$tmp/full"
-# /dev/null takes the weights without error but cannot hold a loss curve
-# beside it; without a check, /dev/null.loss.csv is created in /dev.
-had_dev_files=$(ls /dev/null.loss.* 2> /dev/null)
-one "--save-weights /dev/null" "/dev/null" train "${tiny[@]}" --save-weights /dev/null
-[ -z "$had_dev_files" ] && rm -f /dev/null.loss.csv /dev/null.loss.svg
+# A device as the save target (the reviewer's `--save-weights /dev/null` as
+# root turned /dev/null into a regular file). A private copy of the null device
+# stands in for /dev/null, so a broken build cannot damage the machine's; where
+# mknod is not allowed, a FIFO (also not a regular file) stands in.
+if mknod "$tmp/nulldev" c 1 3 2> /dev/null; then kind="character device"; else
+  mkfifo "$tmp/nulldev"; kind="FIFO"; fi
+one "--save-weights on a $kind" "$tmp/nulldev" train "${tiny[@]}" --save-weights "$tmp/nulldev"
+problem=""
+[ -c "$tmp/nulldev" ] || [ -p "$tmp/nulldev" ] || problem="the $kind was replaced by a regular file"
+ls "$tmp"/nulldev.loss.* > /dev/null 2>&1 && problem="a loss curve was written beside the $kind"
+verdict "the $kind is left as it was" "$problem"
 
 # ---- ranks that disagree (mpirun -np 1 A : -np 1 B) ----
 for flag in "n-embd 32" "n-layer 2" "zero-stage 1" "steps 3" "n-head 4" "lr 2e-3" "grad-accum 2"; do
