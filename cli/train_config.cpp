@@ -221,16 +221,15 @@ void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& mo
   const int64_t psi = gpt_parameter_count(model);
   const size_t k = c.optimizer == "adamw" ? 8 : (c.momentum != 0 ? 4 : 0);
   MemoryEstimate e = estimate_memory(psi, world.size(), static_cast<int>(c.zero_stage), k);
-  std::error_code ec;
-  double data_bytes = static_cast<double>(std::filesystem::file_size(c.data, ec));
-  if (ec) data_bytes = 0;
   // Stage 3 keeps the parameters outside the blocks (wte, wpe, ln_f) whole on
   // every rank (parallel/zero/memory.h).
   double gathered = c.zero_stage == 3
                         ? 4.0 * static_cast<double>((model.vocab_size + model.block_size + 2) *
                                                     model.n_embd)
                         : 0.0;
-  double per_rank = e.total() + 2 * data_bytes + gathered;
+  // The --data file is memory-mapped (nn/data.cpp): its pages are the kernel's
+  // page cache, shared by the ranks and reclaimable, so it is not counted.
+  double per_rank = e.total() + gathered;
   std::string source;
   double avail = available_memory(source);
 
@@ -255,7 +254,7 @@ void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& mo
         << c.optimizer << ", " << e.formula() << " with Ψ = " << format_bytes(double(psi))
         << " parameters = " << bytes_text(e.total());
     if (gathered > 0) msg << ", stage 3's gathered embeddings " << bytes_text(gathered);
-    msg << ", and the --data file twice while it is split; activations are not counted. "
+    msg << "; activations are not counted. "
         << "Use a smaller model, --zero-stage 3 over more machines, or a bigger machine";
     throw AgreedError(msg.str());
   }
