@@ -124,9 +124,12 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.model.n_embd = flags.integer("n-embd");
   c.model.block_size = c.T;
   c.model.dropout = c.dropout;
-  MS_CHECK(c.model.n_head > 0 && c.model.n_embd > 0 && c.model.n_embd % c.model.n_head == 0,
-           "--n-embd ", c.model.n_embd, " must be a positive multiple of --n-head ",
-           c.model.n_head);
+  MS_CHECK(c.model.n_head > 0 && c.model.n_embd > 0, "--n-embd ", c.model.n_embd,
+           " and --n-head ", c.model.n_head, " must be positive");
+  // With --init-from the width comes from the file; the loader checks that
+  // --n-head divides it (nn/gpt_io.cpp).
+  MS_CHECK(flags.given("init-from") || c.model.n_embd % c.model.n_head == 0, "--n-embd ",
+           c.model.n_embd, " must be a positive multiple of --n-head ", c.model.n_head);
   MS_CHECK(c.model.n_layer > 0, "--n-layer must be positive, got ", c.model.n_layer);
 
   // Every size the run will compute with, in int64 (the data windows, the
