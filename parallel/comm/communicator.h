@@ -3,12 +3,13 @@
 // tensors.
 //
 // The shape of the API follows torch.distributed / DeepSpeed's `comm` module:
-// a Communicator is a group of ranks, passed explicitly (DESIGN.md: no hidden
-// globals); every op has a blocking form and a nonblocking `i...` form that
-// returns a Work handle. The transport sits behind an abstract Backend, so an
-// NCCL backend can later implement the same few virtual calls (Backend below)
-// while data_parallel / zero / pipeline code stays unchanged. MpiBackend (the
-// only one today) is created by Communicator::world() and by split().
+// a Communicator is a group of ranks, passed explicitly (docs/architecture.md:
+// no hidden globals); every op has a blocking form and a nonblocking `i...`
+// form that returns a Work handle. The transport sits behind an abstract
+// Backend, so another transport (an NCCL backend is planned) implements the
+// same few virtual calls (Backend below) while data_parallel / zero / pipeline
+// code stays unchanged. MpiBackend (the only one today) is created by
+// Communicator::world() and by split().
 //
 // Rules, checked with errors that name the op:
 //   * tensors live on the CPU and are contiguous (collectives move raw bytes);
@@ -17,10 +18,9 @@
 //     (round-to-nearest-even), like mixed-precision training expects;
 //   * Avg = Sum / size (for i32 that is C++ integer division).
 //
-// Timeouts: when a communicator has a timeout (set_timeout, or the environment
-// variable MS_COMM_TIMEOUT in seconds), every wait — a blocking op, or
-// Work::wait() — polls the transport and, if the other ranks never arrive
-// within that many seconds, prints
+// Timeouts: a communicator has one (600 s unless MS_COMM_TIMEOUT says
+// otherwise, in seconds; 0 turns it off; set_timeout changes it). If a wait
+// — a blocking op, or Work::wait() — lasts longer, the rank prints
 //   [rank r] error: all_reduce on a communicator of size N timed out after S s ...
 // and aborts the whole job instead of hanging forever (see runtime.h).
 #pragma once
@@ -89,8 +89,8 @@ class Communicator {
 
   explicit Communicator(std::shared_ptr<Backend> backend);
   // All processes of the job (MPI_COMM_WORLD), with the timeout taken from
-  // MS_COMM_TIMEOUT (unset: none). MPI must be initialised: create an
-  // ms::DistributedRuntime first (runtime.h). Not a collective call.
+  // MS_COMM_TIMEOUT (unset: 600 s; 0: none). MPI must be initialised: create
+  // an ms::DistributedRuntime first (runtime.h). Not a collective call.
   static Communicator world();
 
   int rank() const { return backend_->rank(); }
@@ -98,12 +98,14 @@ class Communicator {
   Backend& backend() const { return *backend_; }
 
   // Seconds a wait may last before aborting the job; 0 turns it off.
-  // Communicators made by split() inherit it. Set it alike on every rank:
-  // with a timeout the MPI backend runs blocking ops as nonblocking ones
-  // (to poll the clock), without one it calls MPI's blocking collectives,
-  // and MPI never matches a blocking collective with a nonblocking one.
-  // (For the same reason, every rank must call a collective in the same
-  // form: all_reduce everywhere, or iall_reduce everywhere.)
+  // Communicators made by split() inherit it. Ranks may differ in it: it
+  // never changes which MPI call an op makes (a blocking op is always MPI's
+  // blocking collective, watched by a watchdog thread; a nonblocking op is
+  // polled against the clock in wait()), because MPI never matches a
+  // blocking collective with a nonblocking one. The rule that remains is the
+  // caller's: every rank calls a collective in the same form — all_reduce
+  // everywhere, or iall_reduce everywhere.
+  static constexpr double kDefaultTimeout = 600;
   void set_timeout(double seconds);
   double timeout() const { return backend_->timeout(); }
 
