@@ -67,63 +67,6 @@ std::string timeout_message(const std::string& op, int comm_size, double timeout
                  " s (another rank may have failed or skipped it)");
 }
 
-// Watches the one blocking MPI call in progress (only the main thread talks
-// to MPI: MPI_THREAD_FUNNELED) and aborts the job when it outlasts its
-// deadline. The call itself cannot be interrupted, so a second thread must do
-// it. arm/disarm only take an uncontended lock; the thread wakes once a second
-// (sooner only for deadlines closer than that), so a blocking op pays no
-// syscall for being watched. The abort (abort_job: MPI_Abort) comes from
-// this thread while the main thread is inside MPI — outside what
-// MPI_THREAD_FUNNELED promises, but the job is being killed anyway, and Open
-// MPI's MPI_Abort does kill it from any thread (checked with Open MPI 4.1).
-class Watchdog {
- public:
-  using Clock = std::chrono::steady_clock;
-  static Watchdog& instance() {
-    static Watchdog w;
-    return w;
-  }
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
-  }
-  // `describe` is called (under the lock) only if the deadline passes.
-  void arm(std::function<std::string()> describe, double timeout) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
-    describe_ = std::move(describe);
-    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(timeout));
-    armed_ = true;
-  }
-  void disarm() {
-    std::lock_guard<std::mutex> lock(mu_);
-    armed_ = false;
-    describe_ = nullptr;
-  }
-
- private:
-  void run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stop_) {
-      auto wake = Clock::now() + std::chrono::seconds(1);
-      if (armed_) wake = std::min(wake, deadline_);
-      cv_.wait_until(lock, wake);
-      if (armed_ && !stop_ && Clock::now() >= deadline_) abort_job(describe_());
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::thread thread_;
-  bool stop_ = false, armed_ = false;
-  Clock::time_point deadline_;
-  std::function<std::string()> describe_;
-};
-
 // One in-flight MPI request. `finish` runs once on completion (with the
 // status, for recv's size check); its closure also owns the tensors and
 // temporaries MPI reads or writes, so they outlive the request.
@@ -202,6 +145,67 @@ class MpiWork final : public Work::Impl {
   double timeout_;
   Finish finish_;
   bool done_ = false;
+};
+
+// Watches the one blocking MPI call in progress (only the main thread talks
+// to MPI: MPI_THREAD_FUNNELED) and aborts the job when it outlasts its
+// deadline. The call itself cannot be interrupted, so a second thread must do
+// it. arm/disarm only take an uncontended lock; the thread wakes once a second
+// (sooner only for deadlines closer than that), so a blocking op pays no
+// syscall for being watched. The abort (abort_job: MPI_Abort) comes from
+// this thread while the main thread is inside MPI — outside what
+// MPI_THREAD_FUNNELED promises, but the job is being killed anyway, and Open
+// MPI's MPI_Abort does kill it from any thread (checked with Open MPI 4.1).
+class Watchdog {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static Watchdog& instance() {
+    static Watchdog w;
+    return w;
+  }
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  // `work` (alive until disarm) names the op if the deadline passes.
+  void arm(const MpiWork* work, int comm_size, double timeout) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    work_ = work;
+    comm_size_ = comm_size;
+    timeout_ = timeout;
+    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(timeout));
+    armed_ = true;
+  }
+  void disarm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_ = false;
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      auto wake = Clock::now() + std::chrono::seconds(1);
+      if (armed_) wake = std::min(wake, deadline_);
+      cv_.wait_until(lock, wake);
+      if (armed_ && !stop_ && Clock::now() >= deadline_)
+        abort_job(timeout_message(work_->name(), comm_size_, timeout_));
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  bool stop_ = false, armed_ = false;
+  Clock::time_point deadline_;
+  const MpiWork* work_ = nullptr;
+  int comm_size_ = 0;
+  double timeout_ = 0;
 };
 
 class MpiBackend final : public Backend {
@@ -332,11 +336,7 @@ class MpiBackend final : public Backend {
     MPI_Status st{};
     int rc;
     if (timeout_ > 0) {
-      const int size = size_;
-      const double timeout = timeout_;
-      MpiWork* work = w.get();
-      Watchdog::instance().arm(
-          [work, size, timeout] { return timeout_message(work->name(), size, timeout); }, timeout);
+      Watchdog::instance().arm(w.get(), size_, timeout_);
       rc = call(&st);
       Watchdog::instance().disarm();
     } else {
