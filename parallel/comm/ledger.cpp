@@ -302,8 +302,12 @@ std::string traffic_report(Communicator& comm, const StepTraffic& meter, const S
   };
   s += row("setup (before step 1)", setup);
   s += row("loss, eval, reports", outside);
-  s += ok ? str_cat("traffic: measured == formula for every op (", n, " steps)\n")
-          : str_cat("traffic: MEASURED != FORMULA (", n, " steps): see the rows marked NO\n");
+  if (n == 0)
+    s += "traffic: no training steps, nothing to compare\n";
+  else if (ok)
+    s += str_cat("traffic: measured == formula for every op (", n, " steps)\n");
+  else
+    s += str_cat("traffic: MEASURED != FORMULA (", n, " steps): see the rows marked NO\n");
   return s;
 }
 

@@ -18,8 +18,11 @@
 //     modelled: the collectives MPI runs with its own algorithms
 //       (all_reduce, reduce_scatter, all_gather, broadcast). We cannot see
 //       MPI's wire, so we count what a bandwidth-optimal ring would move for
-//       that call on that communicator: exactly what ring.cpp moves for the
-//       same call (tests/mpi/test_ledger.cpp checks it, rank by rank), i.e.
+//       that call on that communicator — a model, not a measurement of MPI:
+//       Open MPI picks recursive doubling, trees or rings by size, and those
+//       move other amounts per rank. For all_reduce, reduce_scatter and
+//       all_gather the model is exactly what ring.cpp moves for the same call
+//       (tests/mpi/test_ledger.cpp checks it, rank by rank), i.e.
 //         all_reduce      2(D-1)/D · n      (reduce-scatter + all-gather)
 //         reduce_scatter  (D-1)/D · n_in
 //         all_gather      (D-1)/D · n_out
