@@ -103,7 +103,8 @@ StepFormula traffic_formula(ZeroOptimizer& engine, int D, int64_t micro_steps) {
     padded = 0;
     for (int g = 0; g < f.num_groups(); ++g) {
       padded += f.group(g).padded;
-      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0])) resident += f.group(g).padded;
+      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0]))
+        resident += f.group(g).padded;
     }
   }
   return zero_step_formula(engine.stage(), D, micro_steps, engine.num_parameters(), padded,

@@ -13,9 +13,8 @@ namespace ms {
 
 const char* comm_op_name(CommOp op) {
   static const char* names[kNumCommOps] = {
-      "all_reduce",      "reduce_scatter",      "all_gather",       "broadcast", "barrier",
-      "send",            "recv",                "ring_all_reduce",  "ring_reduce_scatter",
-      "ring_all_gather"};
+      "all_reduce", "reduce_scatter", "all_gather",      "broadcast",           "barrier",
+      "send",       "recv",           "ring_all_reduce", "ring_reduce_scatter", "ring_all_gather"};
   return names[static_cast<int>(op)];
 }
 
@@ -288,7 +287,8 @@ std::string traffic_report(Communicator& comm, const StepTraffic& meter, const S
   for (int r = 0; r < D; ++r) s += cell(ratio(steps[r].total().sent, n), w);
   s += cell(ratio(formula_sum, D), w) + (ok ? "  yes\n" : "  NO\n");
   s += "  * modelled: the bytes a ring moves for MPI's collective (parallel/comm/ledger.h); the\n"
-       "    ranks differ where D does not divide a message, and a broadcast's last rank sends none\n";
+       "    ranks differ where D does not divide a message, and a broadcast's last rank sends "
+       "none\n";
   s += "outside the training steps (whole run, not in the formula): bytes each rank sent\n";
   auto row = [&](const char* what, const std::vector<Traffic>& t) {
     std::string line = str_cat("  ", what);
@@ -297,7 +297,8 @@ std::string traffic_report(Communicator& comm, const StepTraffic& meter, const S
     std::string ops;
     for (int i = 0; i < kNumCommOps; ++i)
       if (t[0][CommOp(i)].calls > 0)
-        ops += str_cat(ops.empty() ? "" : ", ", t[0][CommOp(i)].calls, " ", comm_op_name(CommOp(i)));
+        ops +=
+            str_cat(ops.empty() ? "" : ", ", t[0][CommOp(i)].calls, " ", comm_op_name(CommOp(i)));
     return line + "  (" + (ops.empty() ? "none" : ops) + ")\n";
   };
   s += row("setup (before step 1)", setup);

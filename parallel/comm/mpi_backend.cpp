@@ -178,8 +178,8 @@ class Watchdog {
     work_ = work;
     comm_size_ = comm_size;
     timeout_ = timeout;
-    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(timeout));
+    deadline_ = Clock::now() +
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
     armed_ = true;
   }
   void disarm() {
@@ -276,8 +276,7 @@ class MpiBackend final : public Backend {
     void* p = t.raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
-    if (blocking)
-      return done(w, [&](MPI_Status*) { return MPI_Bcast(p, n, type, root, comm_); });
+    if (blocking) return done(w, [&](MPI_Status*) { return MPI_Bcast(p, n, type, root, comm_); });
     return started(w, MPI_Ibcast(p, n, type, root, comm_, w->request()));
   }
 

@@ -158,8 +158,7 @@ TEST_CASE("the timeout is on by default: 600 s, MS_COMM_TIMEOUT overrides, 0 tur
   CHECK(has(err, "MS_COMM_TIMEOUT='soon'"));
 }
 
-TEST_CASE("ranks with different timeouts still run matching blocking collectives",
-          "[mpi][comm]") {
+TEST_CASE("ranks with different timeouts still run matching blocking collectives", "[mpi][comm]") {
   // The timeout must not change which MPI call a blocking op makes: MPI never
   // matches a blocking collective with a nonblocking one. Rank 0 has none,
   // the others a generous one; large tensors take MPI's multi-message paths.

@@ -111,8 +111,8 @@ TEST_CASE("ledger: each MPI collective counts one call, its payload and the ring
       CHECK(total_sent == total_got);
       // all_reduce 2(D-1)·n, reduce_scatter and all_gather (D-1)·n per rank,
       // broadcast (D-1)·n in all.
-      CHECK(total_sent == 2 * (d - 1) * n * rs + d * (d - 1) * n * rs + d * (d - 1) * n * es +
-                              (d - 1) * n * es);
+      CHECK(total_sent ==
+            2 * (d - 1) * n * rs + d * (d - 1) * n * rs + d * (d - 1) * n * es + (d - 1) * n * es);
     }
 }
 
@@ -159,7 +159,8 @@ TEST_CASE("ledger: copies share a ledger, split() starts a new one", "[mpi][ledg
   Traffic dw = world.traffic() - w0, ds = sub.traffic() - s0;
   CHECK(dw[CommOp::AllReduce].calls == 1);  // copy's call, not sub's
   CHECK(ds[CommOp::AllReduce].calls == 1);
-  CHECK(ds[CommOp::AllReduce].sent == (sub.size() == 1 ? 0 : walk_all_reduce(10, sub.rank(), sub.size()).first * 4));
+  CHECK(ds[CommOp::AllReduce].sent ==
+        (sub.size() == 1 ? 0 : walk_all_reduce(10, sub.rank(), sub.size()).first * 4));
 }
 
 TEST_CASE("ledger: the ring collectives' measured bytes equal the model, rank by rank",
@@ -246,7 +247,8 @@ StepFormula formula_for(ZeroOptimizer& engine, int D, int64_t G) {
     padded = 0;
     for (int g = 0; g < f.num_groups(); ++g) {
       padded += f.group(g).padded;
-      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0])) resident += f.group(g).padded;
+      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0]))
+        resident += f.group(g).padded;
     }
   }
   return zero_step_formula(engine.stage(), D, G, psi, padded, resident);
@@ -297,9 +299,8 @@ TEST_CASE("ledger: ZeRO stages 0-3 send exactly what the formula says", "[mpi][l
     int stage, accum;
     size_t bucket;
   };
-  for (Case c : {Case{0, 1, 8 << 10}, Case{0, 2, 1 << 20}, Case{1, 2, 8 << 10},
-                 Case{2, 1, 8 << 10}, Case{2, 2, 8 << 10}, Case{3, 1, 8 << 10},
-                 Case{3, 2, 8 << 10}}) {
+  for (Case c : {Case{0, 1, 8 << 10}, Case{0, 2, 1 << 20}, Case{1, 2, 8 << 10}, Case{2, 1, 8 << 10},
+                 Case{2, 2, 8 << 10}, Case{3, 1, 8 << 10}, Case{3, 2, 8 << 10}}) {
     INFO("stage " << c.stage << ", " << c.accum << " micro-steps, " << D << " ranks");
     Measured m = train(world, c.stage, c.accum, c.bucket);
     std::vector<OpCheck> checks = check_against_formula(m.per_rank, m.steps, m.formula);
@@ -313,10 +314,10 @@ TEST_CASE("ledger: ZeRO stages 0-3 send exactly what the formula says", "[mpi][l
     // The ops the formula names are the ops that ran, nothing else.
     std::vector<CommOp> ran;
     for (const OpCheck& k : checks) ran.push_back(k.op);
-    std::vector<CommOp> want = c.stage == 0 ? std::vector<CommOp>{CommOp::AllReduce}
-                                            : std::vector<CommOp>{CommOp::AllReduce,
-                                                                  CommOp::ReduceScatter,
-                                                                  CommOp::AllGather};
+    std::vector<CommOp> want =
+        c.stage == 0
+            ? std::vector<CommOp>{CommOp::AllReduce}
+            : std::vector<CommOp>{CommOp::AllReduce, CommOp::ReduceScatter, CommOp::AllGather};
     CHECK(ran == want);
   }
 }
