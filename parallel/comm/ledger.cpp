@@ -118,7 +118,7 @@ RingBytes chain_broadcast_bytes(int64_t n, int64_t elem, int rank, int root, int
 
 // ---------------------------------------------------------------- StepTraffic
 StepTraffic::StepTraffic(const Communicator& comm)
-    : ledger_(comm.ledger().get()), keep_(comm.ledger()), setup_(ledger_->snapshot()) {}
+    : ledger_(comm.ledger()), setup_(ledger_->snapshot()) {}
 
 void StepTraffic::begin_step() {
   MS_CHECK(!in_step_, "StepTraffic::begin_step: the previous step has not ended");

@@ -145,8 +145,7 @@ class StepTraffic {
   Traffic outside_steps() const;  // since the meter was made, minus in_steps()
 
  private:
-  const CommLedger* ledger_;
-  std::shared_ptr<const CommLedger> keep_;
+  std::shared_ptr<const CommLedger> ledger_;
   Traffic setup_, in_steps_, step_start_;
   int64_t steps_ = 0;
   bool in_step_ = false;
