@@ -1,8 +1,9 @@
 // bench-ranks: 2 4
 // Our ring all-reduce (parallel/comm/ring.cpp, over isend/irecv) side by side
 // with MPI_Allreduce (Open MPI's tuned collective) and with our Communicator's
-// all_reduce (MPI_Iallreduce + wait, the path the framework uses), f32 sum,
-// 1 KB to 64 MB.
+// all_reduce (MPI_Allreduce under the timeout's watchdog: the framework's
+// blocking path; its iall_reduce is MPI_Iallreduce + wait), f32 sum, 1 KB to
+// 64 MB. Last, the ledger's bytes per call: the ring's measured, MPI's modelled.
 //
 //   mpirun -np 2 build/bench/bench_collectives [--quick]
 //
@@ -128,6 +129,19 @@ int main(int argc, char** argv) {
       std::printf(" %6.2f\n", best[1] / best[0]);
       std::fflush(stdout);
     }
+    // One more call each, through the ledger (parallel/comm/ledger.h).
+    Tensor t = zeros({int64_t(1) << 20});
+    Traffic t0 = world.traffic();
+    ring_all_reduce(world, t);
+    Traffic t1 = world.traffic();
+    world.all_reduce(t);
+    Traffic t2 = world.traffic();
+    if (root)
+      std::printf(
+          "ledger, 4 MB all-reduce, rank 0 sent: ring_all_reduce %lld B (measured), all_reduce "
+          "%lld B (modelled: a ring's); 2(D-1)/D * 4 MB = %.0f B\n",
+          (long long)(t1 - t0)[CommOp::RingAllReduce].sent,
+          (long long)(t2 - t1)[CommOp::AllReduce].sent, bus * 4.0 * double(1 << 20));
     return 0;
   });
 }

@@ -17,6 +17,7 @@
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
+#include "parallel/zero/stage.h"
 #include "parallel/zero/zero_optimizer.h"
 
 namespace ms {
@@ -55,6 +56,23 @@ double evaluate(GPT& model, const TokenData& data, int64_t batches, int64_t B, i
   Tensor total = full({1}, sum / static_cast<double>(batches), DType::F64);
   world.all_reduce(total, ReduceOp::Avg);
   return total.item();
+}
+
+// The ZeRO traffic formula's inputs, from the stage's layout: Ψp = Σ padded
+// flat groups (flat_params.h); R = the groups stage 3 keeps gathered.
+StepFormula traffic_formula(ZeroOptimizer& engine, int D, int64_t micro_steps) {
+  int64_t padded = engine.num_parameters(), resident = 0;
+  if (auto* s = dynamic_cast<ZeroShardedStage*>(&engine.stage_impl())) {
+    const FlatParams& f = s->layout();
+    padded = 0;
+    for (int g = 0; g < f.num_groups(); ++g) {
+      padded += f.group(g).padded;
+      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0]))
+        resident += f.group(g).padded;
+    }
+  }
+  return zero_step_formula(engine.stage(), D, micro_steps, engine.num_parameters(), padded,
+                           resident);
 }
 
 }  // namespace
@@ -169,12 +187,15 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   std::vector<LossPoint> curve;
+  const StepFormula formula = traffic_formula(engine, static_cast<int>(D), accum);
+  StepTraffic traffic(world);  // what came before (the parameter broadcast) is setup
   Clock total_clock;
   double last_val = NAN;
   ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
   for (int64_t step = 0; step < steps; ++step) {
     Clock step_clock;
+    traffic.begin_step();
     double lr = schedule.at(step);
     doing.update(str_cat("training step ", step + 1, " of ", steps));
     double loss_sum = 0;
@@ -186,6 +207,7 @@ int train_command(int argc, char** argv, Communicator& world) {
       (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
     double norm = engine.step(lr, flags.real("grad-clip"));
+    traffic.end_step();
     // The loss of the global batch: the mean over every rank's tokens.
     double train_loss = loss_sum / static_cast<double>(accum);
     if (D > 1) {
@@ -230,9 +252,10 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   // Per-rank memory: measured beside the ZeRO paper's prediction.
   std::vector<MemoryReport> reports = gather_memory_reports(world, engine.memory());
+  const std::string traffic_table = D > 1 ? traffic_report(world, traffic, formula) : "";
   engine.gather_full_parameters();  // stage 3: the whole model, to save it
   if (lead) {
-    std::printf("%s", format_memory_table(reports).c_str());
+    std::printf("%s%s", format_memory_table(reports).c_str(), traffic_table.c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);

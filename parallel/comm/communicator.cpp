@@ -94,7 +94,8 @@ void convert(const void* src, DType from, void* dst, DType to, int64_t n) {
 using namespace comm_detail;
 
 // ---------------------------------------------------------------- Communicator
-Communicator::Communicator(std::shared_ptr<Backend> backend) : backend_(std::move(backend)) {
+Communicator::Communicator(std::shared_ptr<Backend> backend)
+    : backend_(std::move(backend)), ledger_(std::make_shared<CommLedger>()) {
   MS_CHECK(backend_ != nullptr, "Communicator: null backend");
 }
 
@@ -117,8 +118,16 @@ static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
   MS_CHECK(disjoint, op, ": in and out overlap in memory; use separate tensors");
 }
 
+// The ledger's model of MPI's collectives (ledger.h): what a ring moves,
+// reductions in their reduce dtype.
+static int64_t reduce_elem(const Tensor& t) {
+  return static_cast<int64_t>(dtype_size(reduce_dtype(t.dtype())));
+}
+
 Work Communicator::start_all_reduce(Tensor& t, ReduceOp op, bool blocking) {
   check_tensor(t, "all_reduce");
+  RingBytes b = ring_all_reduce_bytes(t.numel(), reduce_elem(t), rank(), size());
+  ledger_->add(CommOp::AllReduce, 1, b.sent, b.received, int64_t(t.nbytes()));
   return backend_->all_reduce(t, op, blocking);
 }
 
@@ -131,6 +140,8 @@ Work Communicator::start_reduce_scatter(const Tensor& in, Tensor& out, ReduceOp 
            out.numel(), " = ", size() * out.numel(), " (out ", shape_str(out.shape()),
            "; rank r receives block r)");
   check_no_overlap(in, out, "reduce_scatter");
+  RingBytes b = ring_reduce_scatter_bytes(in.numel(), reduce_elem(in), size());
+  ledger_->add(CommOp::ReduceScatter, 1, b.sent, b.received, int64_t(in.nbytes()));
   return backend_->reduce_scatter(in, out, op, blocking);
 }
 
@@ -142,6 +153,8 @@ Work Communicator::start_all_gather(const Tensor& in, Tensor& out, bool blocking
            out.numel(), " elements but must have size() × in.numel() = ", size(), " × ", in.numel(),
            " = ", size() * in.numel(), " (in ", shape_str(in.shape()), ")");
   check_no_overlap(in, out, "all_gather");
+  RingBytes b = ring_all_gather_bytes(out.numel(), int64_t(dtype_size(out.dtype())), size());
+  ledger_->add(CommOp::AllGather, 1, b.sent, b.received, int64_t(out.nbytes()));
   return backend_->all_gather(in, out, blocking);
 }
 
@@ -149,7 +162,15 @@ Work Communicator::start_broadcast(Tensor& t, int root, bool blocking) {
   check_tensor(t, "broadcast");
   MS_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is not a rank of this ", size(),
            "-rank communicator (valid: 0..", size() - 1, ")");
+  RingBytes b =
+      chain_broadcast_bytes(t.numel(), int64_t(dtype_size(t.dtype())), rank(), root, size());
+  ledger_->add(CommOp::Broadcast, 1, b.sent, b.received, int64_t(t.nbytes()));
   return backend_->broadcast(t, root, blocking);
+}
+
+Work Communicator::start_barrier() {
+  ledger_->add(CommOp::Barrier, 1, 0, 0, 0);
+  return backend_->barrier(true);
 }
 
 static void check_peer(int peer, int size, int tag, int max_tag, const char* op) {
@@ -159,26 +180,39 @@ static void check_peer(int peer, int size, int tag, int max_tag, const char* op)
            "; higher tags are reserved for the library)");
 }
 
-Work Communicator::start_send(const Tensor& t, int dst, int tag, int max_tag, bool blocking) {
+// Messages are counted exactly; as a row of their own, or (internal
+// traffic) inside the ring collective they belong to, which counted the call.
+Work Communicator::start_send(const Tensor& t, int dst, int tag, int max_tag, bool blocking,
+                              CommOp as) {
   check_tensor(t, "send");
   check_peer(dst, size(), tag, max_tag, "send");
+  const int64_t n = int64_t(t.nbytes());
+  if (as == CommOp::Send)
+    ledger_->add(as, 1, n, 0, n);
+  else
+    ledger_->add(as, 0, n, 0, 0);
   return backend_->send(t, dst, tag, blocking);
 }
 
-Work Communicator::start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking) {
+Work Communicator::start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking, CommOp as) {
   check_tensor(t, "recv");
   check_peer(src, size(), tag, max_tag, "recv");
+  const int64_t n = int64_t(t.nbytes());
+  if (as == CommOp::Recv)
+    ledger_->add(as, 1, 0, n, n);
+  else
+    ledger_->add(as, 0, 0, n, 0);
   return backend_->recv(t, src, tag, blocking);
 }
 
-Work Communicator::isend_internal(const Tensor& t, int dst, int tag) {
+Work Communicator::isend_internal(const Tensor& t, int dst, int tag, CommOp as) {
   MS_ASSERT(tag > kMaxUserTag, "isend_internal: tag ", tag, " is a user tag");
-  return start_send(t, dst, tag, INT_MAX, false);
+  return start_send(t, dst, tag, INT_MAX, false, as);
 }
 
-Work Communicator::irecv_internal(Tensor& t, int src, int tag) {
+Work Communicator::irecv_internal(Tensor& t, int src, int tag, CommOp as) {
   MS_ASSERT(tag > kMaxUserTag, "irecv_internal: tag ", tag, " is a user tag");
-  return start_recv(t, src, tag, INT_MAX, false);
+  return start_recv(t, src, tag, INT_MAX, false, as);
 }
 
 Communicator Communicator::split(int color, int key) const {

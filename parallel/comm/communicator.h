@@ -3,12 +3,13 @@
 // tensors.
 //
 // The shape of the API follows torch.distributed / DeepSpeed's `comm` module:
-// a Communicator is a group of ranks, passed explicitly (DESIGN.md: no hidden
-// globals); every op has a blocking form and a nonblocking `i...` form that
-// returns a Work handle. The transport sits behind an abstract Backend, so an
-// NCCL backend can later implement the same few virtual calls (Backend below)
-// while data_parallel / zero / pipeline code stays unchanged. MpiBackend (the
-// only one today) is created by Communicator::world() and by split().
+// a Communicator is a group of ranks, passed explicitly (docs/architecture.md:
+// no hidden globals); every op has a blocking form and a nonblocking `i...`
+// form that returns a Work handle. The transport sits behind an abstract
+// Backend, so another transport (an NCCL backend is planned) implements the
+// same few virtual calls (Backend below) while data_parallel / zero / pipeline
+// code stays unchanged. MpiBackend (the only one today) is created by
+// Communicator::world() and by split().
 //
 // Rules, checked with errors that name the op:
 //   * tensors live on the CPU and are contiguous (collectives move raw bytes);
@@ -17,16 +18,19 @@
 //     (round-to-nearest-even), like mixed-precision training expects;
 //   * Avg = Sum / size (for i32 that is C++ integer division).
 //
-// Timeouts: when a communicator has a timeout (set_timeout, or the environment
-// variable MS_COMM_TIMEOUT in seconds), every wait — a blocking op, or
-// Work::wait() — polls the transport and, if the other ranks never arrive
-// within that many seconds, prints
+// Every op is counted in the communicator's ledger (ledger.h): calls and
+// bytes sent and received, per op kind; traffic() reads it.
+//
+// Timeouts: a communicator has one (600 s unless MS_COMM_TIMEOUT says
+// otherwise, in seconds; 0 turns it off; set_timeout changes it). If a wait
+// — a blocking op, or Work::wait() — lasts longer, the rank prints
 //   [rank r] error: all_reduce on a communicator of size N timed out after S s ...
 // and aborts the whole job instead of hanging forever (see runtime.h).
 #pragma once
 #include <memory>
 #include <string>
 
+#include "parallel/comm/ledger.h"
 #include "tensor/tensor.h"
 
 namespace ms {
@@ -89,8 +93,9 @@ class Communicator {
 
   explicit Communicator(std::shared_ptr<Backend> backend);
   // All processes of the job (MPI_COMM_WORLD), with the timeout taken from
-  // MS_COMM_TIMEOUT (unset: none). MPI must be initialised: create an
-  // ms::DistributedRuntime first (runtime.h). Not a collective call.
+  // MS_COMM_TIMEOUT (unset: 600 s; 0: none). MPI must be initialised: create
+  // an ms::DistributedRuntime first (runtime.h). Not a collective call. Each
+  // call returns a communicator with a ledger of its own.
   static Communicator world();
 
   int rank() const { return backend_->rank(); }
@@ -98,14 +103,21 @@ class Communicator {
   Backend& backend() const { return *backend_; }
 
   // Seconds a wait may last before aborting the job; 0 turns it off.
-  // Communicators made by split() inherit it. Set it alike on every rank:
-  // with a timeout the MPI backend runs blocking ops as nonblocking ones
-  // (to poll the clock), without one it calls MPI's blocking collectives,
-  // and MPI never matches a blocking collective with a nonblocking one.
-  // (For the same reason, every rank must call a collective in the same
-  // form: all_reduce everywhere, or iall_reduce everywhere.)
+  // Communicators made by split() inherit it. Ranks may differ in it: it
+  // never changes which MPI call an op makes (a blocking op is always MPI's
+  // blocking collective, watched by a watchdog thread; a nonblocking op is
+  // polled against the clock in wait()), because MPI never matches a
+  // blocking collective with a nonblocking one. The rule that remains is the
+  // caller's: every rank calls a collective in the same form — all_reduce
+  // everywhere, or iall_reduce everywhere.
+  static constexpr double kDefaultTimeout = 600;
   void set_timeout(double seconds);
   double timeout() const { return backend_->timeout(); }
+
+  // What this communicator (and its copies) moved so far; subtract two
+  // snapshots for the traffic in between (ledger.h).
+  Traffic traffic() const { return ledger_->snapshot(); }
+  std::shared_ptr<const CommLedger> ledger() const { return ledger_; }
 
   // ---- collectives: every rank of the communicator must call them, in the same order ----
   void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum) { start_all_reduce(t, op, true).wait(); }
@@ -117,7 +129,7 @@ class Communicator {
   // `out` holds size() blocks of in.numel() elements; block r is rank r's `in`.
   void all_gather(const Tensor& in, Tensor& out) { start_all_gather(in, out, true).wait(); }
   void broadcast(Tensor& t, int root) { start_broadcast(t, root, true).wait(); }
-  void barrier() { backend_->barrier(true).wait(); }
+  void barrier() { start_barrier().wait(); }
 
   // Nonblocking: start now, wait() (or poll test()) later. The tensors must
   // stay untouched until then.
@@ -141,9 +153,12 @@ class Communicator {
   Work irecv(Tensor& t, int src, int tag = 0) {
     return start_recv(t, src, tag, kMaxUserTag, false);
   }
-  // Library-internal traffic on the reserved tags (kMaxUserTag < tag).
-  Work isend_internal(const Tensor& t, int dst, int tag);
-  Work irecv_internal(Tensor& t, int src, int tag);
+  // Library-internal traffic on the reserved tags (kMaxUserTag < tag), for
+  // collectives built from messages (ring.h): `as` names the ledger row the
+  // bytes go to, after record_call(as, ...) counted the call itself.
+  Work isend_internal(const Tensor& t, int dst, int tag, CommOp as);
+  Work irecv_internal(Tensor& t, int src, int tag, CommOp as);
+  void record_call(CommOp op, int64_t payload_bytes) { ledger_->add(op, 1, 0, 0, payload_bytes); }
 
   // Collective: ranks with the same `color` form a new communicator, ordered
   // by `key` (ties by rank), like MPI_Comm_split. The mesh builds its dp, tp
@@ -156,10 +171,15 @@ class Communicator {
   Work start_reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, bool blocking);
   Work start_all_gather(const Tensor& in, Tensor& out, bool blocking);
   Work start_broadcast(Tensor& t, int root, bool blocking);
-  Work start_send(const Tensor& t, int dst, int tag, int max_tag, bool blocking);
-  Work start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking);
+  // `as`: the ledger row (Send/Recv, or the ring collective they serve).
+  Work start_send(const Tensor& t, int dst, int tag, int max_tag, bool blocking,
+                  CommOp as = CommOp::Send);
+  Work start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking,
+                  CommOp as = CommOp::Recv);
+  Work start_barrier();
 
   std::shared_ptr<Backend> backend_;
+  std::shared_ptr<CommLedger> ledger_;
 };
 
 // Pieces shared by the backends and the hand-written ring algorithms.

@@ -1,12 +1,16 @@
-// The MPI backend of Communicator: every op through MPI's nonblocking calls.
+// The MPI backend of Communicator.
 //
 // Every op has a nonblocking form (MPI_Iallreduce, MPI_Isend, ...) wrapped in
-// an MpiWork. That gives overlap (lesson 14: start the all-reduce of a
-// gradient bucket, keep computing, wait later) and the timeout: wait() polls
-// MPI_Test against a deadline, which a blocking MPI_Allreduce could never do.
-// A blocking call with no timeout goes straight to MPI's blocking collective:
-// Open MPI's coll/tuned picks its algorithm by size and ran up to 2x faster
-// than the nonblocking (libnbc) schedule for 16 MB in bench_collectives.
+// an MpiWork. That gives overlap (start the all-reduce of a gradient bucket,
+// keep computing, wait later; a lesson on it is planned) and a timeout that
+// wait() can watch: it polls MPI_Test against a deadline.
+// A blocking op always goes straight to MPI's blocking call: Open MPI's
+// coll/tuned picks its algorithm by size and ran up to 2x faster than the
+// nonblocking (libnbc) schedule for 16 MB in bench_collectives. Its timeout
+// is watched by a watchdog thread instead (below), so the MPI call an op
+// makes never depends on the timeout: ranks whose timeouts differ still make
+// matching calls (MPI never matches a blocking collective with a nonblocking
+// one).
 //
 // Note on progress: Open MPI advances a nonblocking collective only while some
 // MPI call runs on that rank, so code that overlaps work must call test() (or
@@ -15,10 +19,12 @@
 
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "parallel/comm/communicator.h"
@@ -54,6 +60,11 @@ MPI_Datatype mpi_type(DType dtype) {
 
 MPI_Op mpi_op(ReduceOp op) {
   return op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
+}
+
+std::string timeout_message(const std::string& op, int comm_size, double timeout) {
+  return str_cat(op, " on a communicator of size ", comm_size, " timed out after ", timeout,
+                 " s (another rank may have failed or skipped it)");
 }
 
 // One in-flight MPI request. `finish` runs once on completion (with the
@@ -117,10 +128,7 @@ class MpiWork final : public Work::Impl {
       if (flag) return complete(st);
       // Spin briefly for latency, then yield: ranks often outnumber cores.
       if (spins > 100) std::this_thread::yield();
-      if (clock::now() > deadline) {
-        abort_job(str_cat(name(), " on a communicator of size ", comm_size_, " timed out after ",
-                          timeout_, " s (another rank may have failed or skipped it)"));
-      }
+      if (clock::now() > deadline) abort_job(timeout_message(name(), comm_size_, timeout_));
     }
   }
 
@@ -137,6 +145,67 @@ class MpiWork final : public Work::Impl {
   double timeout_;
   Finish finish_;
   bool done_ = false;
+};
+
+// Watches the one blocking MPI call in progress (only the main thread talks
+// to MPI: MPI_THREAD_FUNNELED) and aborts the job when it outlasts its
+// deadline. The call itself cannot be interrupted, so a second thread must do
+// it. arm/disarm only take an uncontended lock; the thread wakes once a second
+// (sooner only for deadlines closer than that), so a blocking op pays no
+// syscall for being watched. The abort (abort_job: MPI_Abort) comes from
+// this thread while the main thread is inside MPI — outside what
+// MPI_THREAD_FUNNELED promises, but the job is being killed anyway, and Open
+// MPI's MPI_Abort does kill it from any thread (checked with Open MPI 4.1).
+class Watchdog {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static Watchdog& instance() {
+    static Watchdog w;
+    return w;
+  }
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  // `work` (alive until disarm) names the op if the deadline passes.
+  void arm(const MpiWork* work, int comm_size, double timeout) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    work_ = work;
+    comm_size_ = comm_size;
+    timeout_ = timeout;
+    deadline_ = Clock::now() +
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+    armed_ = true;
+  }
+  void disarm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_ = false;
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      auto wake = Clock::now() + std::chrono::seconds(1);
+      if (armed_) wake = std::min(wake, deadline_);
+      cv_.wait_until(lock, wake);
+      if (armed_ && !stop_ && Clock::now() >= deadline_)
+        abort_job(timeout_message(work_->name(), comm_size_, timeout_));
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  bool stop_ = false, armed_ = false;
+  Clock::time_point deadline_;
+  const MpiWork* work_ = nullptr;
+  int comm_size_ = 0;
+  double timeout_ = 0;
 };
 
 class MpiBackend final : public Backend {
@@ -167,8 +236,10 @@ class MpiBackend final : public Backend {
     });
     void* p = buf.raw_data();
     MPI_Datatype type = mpi_type(buf.dtype());
-    if (direct(blocking))
-      return done(w, MPI_Allreduce(MPI_IN_PLACE, p, int(n), type, mpi_op(op), comm_));
+    if (blocking)
+      return done(w, [&](MPI_Status*) {
+        return MPI_Allreduce(MPI_IN_PLACE, p, int(n), type, mpi_op(op), comm_);
+      });
     return started(w,
                    MPI_Iallreduce(MPI_IN_PLACE, p, int(n), type, mpi_op(op), comm_, w->request()));
   }
@@ -182,8 +253,10 @@ class MpiBackend final : public Backend {
     });
     void *src = inb.raw_data(), *dst = outb.raw_data();
     MPI_Datatype type = mpi_type(outb.dtype());
-    if (direct(blocking))
-      return done(w, MPI_Reduce_scatter_block(src, dst, int(n), type, mpi_op(op), comm_));
+    if (blocking)
+      return done(w, [&](MPI_Status*) {
+        return MPI_Reduce_scatter_block(src, dst, int(n), type, mpi_op(op), comm_);
+      });
     return started(
         w, MPI_Ireduce_scatter_block(src, dst, int(n), type, mpi_op(op), comm_, w->request()));
   }
@@ -193,7 +266,8 @@ class MpiBackend final : public Backend {
     void *src = in.raw_data(), *dst = out.raw_data();
     const int n = int(in.numel());
     MPI_Datatype type = mpi_type(in.dtype());
-    if (direct(blocking)) return done(w, MPI_Allgather(src, n, type, dst, n, type, comm_));
+    if (blocking)
+      return done(w, [&](MPI_Status*) { return MPI_Allgather(src, n, type, dst, n, type, comm_); });
     return started(w, MPI_Iallgather(src, n, type, dst, n, type, comm_, w->request()));
   }
 
@@ -202,7 +276,7 @@ class MpiBackend final : public Backend {
     void* p = t.raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
-    if (direct(blocking)) return done(w, MPI_Bcast(p, n, type, root, comm_));
+    if (blocking) return done(w, [&](MPI_Status*) { return MPI_Bcast(p, n, type, root, comm_); });
     return started(w, MPI_Ibcast(p, n, type, root, comm_, w->request()));
   }
 
@@ -212,7 +286,8 @@ class MpiBackend final : public Backend {
     void* p = t.raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
-    if (direct(blocking)) return done(w, MPI_Send(p, n, type, dst, tag, comm_));
+    if (blocking)
+      return done(w, [&](MPI_Status*) { return MPI_Send(p, n, type, dst, tag, comm_); });
     return started(w, MPI_Isend(p, n, type, dst, tag, comm_, w->request()));
   }
 
@@ -231,16 +306,14 @@ class MpiBackend final : public Backend {
     void* p = t.raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
-    if (direct(blocking)) {
-      MPI_Status st;
-      return done(w, MPI_Recv(p, n, type, src, tag, comm_, &st), st);
-    }
+    if (blocking)
+      return done(w, [&](MPI_Status* st) { return MPI_Recv(p, n, type, src, tag, comm_, st); });
     return started(w, MPI_Irecv(p, n, type, src, tag, comm_, w->request()));
   }
 
   Work barrier(bool blocking) override {
     auto w = make("barrier", [](const MPI_Status&) {});
-    if (direct(blocking)) return done(w, MPI_Barrier(comm_));
+    if (blocking) return done(w, [&](MPI_Status*) { return MPI_Barrier(comm_); });
     return started(w, MPI_Ibarrier(comm_, w->request()));
   }
 
@@ -251,14 +324,23 @@ class MpiBackend final : public Backend {
   }
 
  private:
-  // A blocking MPI call can be used only when no deadline must be watched:
-  // with a timeout, every op is nonblocking and wait() polls the clock.
-  bool direct(bool blocking) const { return blocking && timeout_ <= 0; }
   static Work started(const std::shared_ptr<MpiWork>& w, int rc) {
     mpi_check(rc, w->name());
     return Work(w);
   }
-  static Work done(const std::shared_ptr<MpiWork>& w, int rc, const MPI_Status& st = {}) {
+  // Runs a blocking MPI call under the watchdog (when there is a timeout),
+  // then the op's post-processing.
+  template <typename Call>
+  Work done(const std::shared_ptr<MpiWork>& w, Call&& call) {
+    MPI_Status st{};
+    int rc;
+    if (timeout_ > 0) {
+      Watchdog::instance().arm(w.get(), size_, timeout_);
+      rc = call(&st);
+      Watchdog::instance().disarm();
+    } else {
+      rc = call(&st);
+    }
     mpi_check(rc, w->name());
     w->complete_now(st);
     return Work(w);
@@ -283,13 +365,18 @@ class MpiBackend final : public Backend {
   int rank_ = 0, size_ = 1;
 };
 
+// On by default: a hang must end. 600 s is far beyond any single op of a
+// healthy job here (the slowest, a 64 MB all-reduce on a busy machine, takes
+// well under a second), like torch.distributed's default of 10 minutes for
+// its process groups.
 double timeout_from_env() {
   const char* s = std::getenv("MS_COMM_TIMEOUT");
-  if (s == nullptr || *s == '\0') return 0;
+  if (s == nullptr || *s == '\0') return Communicator::kDefaultTimeout;
   char* end = nullptr;
   double v = std::strtod(s, &end);
   MS_CHECK(end != s && *end == '\0' && v >= 0, "MS_COMM_TIMEOUT='", s,
-           "' is not a number of seconds >= 0 (0 or unset: no timeout)");
+           "' is not a number of seconds >= 0 (0: no timeout; unset: ",
+           Communicator::kDefaultTimeout, ")");
   return v;
 }
 

@@ -7,10 +7,15 @@
 //    send-then-recv on every rank deadlocks as soon as messages are too big
 //    for MPI's eager buffers: everybody sends, nobody receives.
 //  * Segmenting (pipelining) within a step. A large block is sent as
-//    segments of kSegmentBytes; received segments land in a small window of
-//    scratch slots and are added in while later segments are still in
-//    flight, so the adds can overlap the copies and the scratch stays small.
-//    NCCL does the same with its chunks (and also pipelines across steps).
+//    segments of RingOptions::segment_bytes; received segments land in a
+//    small window (RingOptions::window) of scratch slots and are added in
+//    while later segments are still in flight, so the adds can overlap the
+//    copies and the scratch stays small. NCCL does the same with its chunks
+//    (and also pipelines across steps).
+// Every message goes through Communicator::isend_internal/irecv_internal,
+// which count its bytes in the ledger under the ring collective's own row
+// (ring_all_reduce, ...): the one place where a collective's wire bytes are
+// measured rather than modelled (ledger.h).
 #include "parallel/comm/ring.h"
 
 #include <algorithm>
@@ -57,7 +62,7 @@ Tensor slice(const Tensor& flat, int64_t start, int64_t len) {
 // keeps messages between a pair of ranks on one tag in order).
 void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_t send_len,
                int64_t recv_start, int64_t recv_len, bool reduce, ReduceOp op,
-               const RingOptions& opt) {
+               const RingOptions& opt, CommOp as) {
   const int64_t window = opt.window;
   const int d = comm.size(), r = comm.rank();
   const int next = mod(r + 1, d), prev = mod(r - 1, d);
@@ -70,7 +75,7 @@ void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_
   auto post_recv = [&](int64_t k) {
     Tensor dst = reduce ? slice(slots[k % window], 0, seg_len(recv_len, k))
                         : slice(buf, recv_start + k * seg, seg_len(recv_len, k));
-    recvs[k] = comm.irecv_internal(dst, prev, kRingTag);
+    recvs[k] = comm.irecv_internal(dst, prev, kRingTag, as);
   };
   // Receives first, so incoming messages find a posted buffer.
   if (reduce) {
@@ -84,7 +89,7 @@ void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_
   sends.reserve(static_cast<size_t>(nsend));
   for (int64_t k = 0; k < nsend; ++k)
     sends.push_back(comm.isend_internal(slice(buf, send_start + k * seg, seg_len(send_len, k)),
-                                        next, kRingTag));
+                                        next, kRingTag, as));
   const size_t esize = dtype_size(buf.dtype());
   char* base = static_cast<char*>(buf.raw_data());
   for (int64_t k = 0; k < nrecv; ++k) {
@@ -103,22 +108,23 @@ void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_
 // receives block r-s-2 from the previous rank; at the last step, s = D-2,
 // that is block r. `buf` is in a reduce dtype (f32/f64/i32).
 void reduce_scatter_inplace(Communicator& comm, const Tensor& buf, const Blocks& b, ReduceOp op,
-                            const RingOptions& opt) {
+                            const RingOptions& opt, CommOp as) {
   const int d = comm.size(), r = comm.rank();
   for (int s = 0; s < d - 1; ++s) {
     int sb = mod(r - s - 1, d), rb = mod(r - s - 2, d);
-    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), true, op, opt);
+    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), true, op, opt, as);
   }
 }
 
 // Rank r's block r is final; pass blocks around until every rank has all:
 // at step s send block r-s, receive block r-s-1. Moves raw elements (any dtype).
 void all_gather_inplace(Communicator& comm, const Tensor& buf, const Blocks& b,
-                        const RingOptions& opt) {
+                        const RingOptions& opt, CommOp as) {
   const int d = comm.size(), r = comm.rank();
   for (int s = 0; s < d - 1; ++s) {
     int sb = mod(r - s, d), rb = mod(r - s - 1, d);
-    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), false, ReduceOp::Sum, opt);
+    ring_step(comm, buf, b.start(sb), b.len(sb), b.start(rb), b.len(rb), false, ReduceOp::Sum, opt,
+              as);
   }
 }
 
@@ -153,13 +159,14 @@ void check_blocks(const Tensor& big, const char* big_name, const Tensor& small,
 void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op, const RingOptions& opt) {
   check_tensor(t, "ring_all_reduce");
   check_options(opt, "ring_all_reduce");
+  comm.record_call(CommOp::RingAllReduce, int64_t(t.nbytes()));
   const int d = comm.size(), r = comm.rank();
   if (d == 1) return;  // the sum, max or average of one value is itself
   const Blocks b{t.numel(), d};
   const bool native = reduce_dtype(t.dtype()) == t.dtype();
   Tensor flat = Tensor::make_view(t, {t.numel()}, {1}, t.offset());
   Tensor buf = native ? flat : reduce_copy(t);
-  reduce_scatter_inplace(comm, buf, b, op, opt);
+  reduce_scatter_inplace(comm, buf, b, op, opt, CommOp::RingAllReduce);
   char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
   if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
   if (!native) {
@@ -168,7 +175,7 @@ void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op, const RingOptio
     char* dst = static_cast<char*>(t.raw_data()) + b.start(r) * dtype_size(t.dtype());
     convert(own, buf.dtype(), dst, t.dtype(), b.len(r));
   }
-  all_gather_inplace(comm, flat, b, opt);
+  all_gather_inplace(comm, flat, b, opt, CommOp::RingAllReduce);
 }
 
 void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, ReduceOp op,
@@ -176,9 +183,10 @@ void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, Redu
   const int d = comm.size(), r = comm.rank();
   check_blocks(in, "in", out, "out", d, "ring_reduce_scatter");
   check_options(opt, "ring_reduce_scatter");
+  comm.record_call(CommOp::RingReduceScatter, int64_t(in.nbytes()));
   const Blocks b{in.numel(), d};
   Tensor buf = reduce_copy(in);  // `in` is const: reduce in a copy
-  reduce_scatter_inplace(comm, buf, b, op, opt);
+  reduce_scatter_inplace(comm, buf, b, op, opt, CommOp::RingReduceScatter);
   char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
   if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
   convert(own, buf.dtype(), out.raw_data(), out.dtype(), out.numel());
@@ -188,12 +196,13 @@ void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out, const Ri
   const int d = comm.size(), r = comm.rank();
   check_blocks(out, "out", in, "in", d, "ring_all_gather");
   check_options(opt, "ring_all_gather");
+  comm.record_call(CommOp::RingAllGather, int64_t(out.nbytes()));
   const Blocks b{out.numel(), d};
   // memmove: `in` may already be block r of `out` (an in-place all-gather).
   std::memmove(static_cast<char*>(out.raw_data()) + b.start(r) * dtype_size(out.dtype()),
                in.raw_data(), in.nbytes());
   Tensor flat = Tensor::make_view(out, {out.numel()}, {1}, out.offset());
-  all_gather_inplace(comm, flat, b, opt);
+  all_gather_inplace(comm, flat, b, opt, CommOp::RingAllGather);
 }
 
 }  // namespace ms

@@ -6,11 +6,16 @@
 // must match). Rank 0 prints Catch's normal report; the other ranks keep
 // theirs and print it, each line prefixed `[rank r]`, only if they failed.
 // Then the failure counts are all-reduced, so every rank (and mpirun) exits
-// non-zero when any rank failed (DESIGN.md, Testing).
+// non-zero when any rank failed (docs/architecture.md, Testing). Colour is
+// off unless stdout is a terminal of our own: Open MPI's mpirun hands every
+// rank a pseudo-terminal whatever its own stdout is (a file, a pipe), which
+// fooled Catch's terminal check and filled redirected logs with escape
+// codes. An explicit --use-colour / --colour-mode still wins.
 //
-// The communicator timeout is ON here (MS_COMM_TIMEOUT, default 60 s): a test
-// that leaves one rank in a collective the others skipped aborts the job with
-// the op's name instead of hanging CI.
+// The communicator timeout is shorter here than the library's 600 s
+// (MS_COMM_TIMEOUT, default 60 s): a test that leaves one rank in a
+// collective the others skipped aborts the job with the op's name instead of
+// holding CI for ten minutes.
 //
 // Probes for scripts/test-mpi-errors.sh (they replace the test run):
 //   --ms-probe-error-on-rank R   rank R throws ms::Error while the others wait in a barrier
@@ -22,6 +27,8 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #endif
+
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -54,14 +61,18 @@ int run_tests(ms::Communicator& world, const std::vector<char*>& args) {
   std::ostringstream captured;
   std::streambuf* cout_buf = std::cout.rdbuf();
   std::vector<char*> argv = args;
-  if (rank != 0) {
-    std::cout.rdbuf(captured.rdbuf());
-    // The report goes into a string, so no terminal colour codes.
+  // The other ranks' reports go into a string. Under mpirun (OMPI_COMM_WORLD_SIZE
+  // set) rank 0's stdout is mpirun's pseudo-terminal, not the user's.
+  if (rank != 0) std::cout.rdbuf(captured.rdbuf());
 #ifdef MS_CATCH2_V3
-    static char flag[] = "--colour-mode", value[] = "none";
+  static char flag[] = "--colour-mode", value[] = "none";
 #else
-    static char flag[] = "--use-colour", value[] = "no";
+  static char flag[] = "--use-colour", value[] = "no";
 #endif
+  const bool own_terminal = isatty(STDOUT_FILENO) && std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr;
+  bool user_chose = false;
+  for (char* a : args) user_chose |= std::strcmp(a, flag) == 0;
+  if ((rank != 0 || !own_terminal) && !user_chose) {
     argv.push_back(flag);
     argv.push_back(value);
   }

@@ -1,5 +1,6 @@
 // Communicator basics: rank/size, point-to-point send/recv (blocking and not,
 // tags, size mismatches), barrier, split, and the test-run timeout.
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -132,4 +133,51 @@ TEST_CASE("split groups ranks by color and orders them by key", "[mpi][comm]") {
   alone.all_reduce(u);
   CHECK(alone.size() == 1);
   CHECK(same(u, full({4}, 7)));
+}
+
+TEST_CASE("the timeout is on by default: 600 s, MS_COMM_TIMEOUT overrides, 0 turns it off",
+          "[mpi][comm]") {
+  // tests/mpi/main.cpp sets MS_COMM_TIMEOUT for the run; look behind it.
+  const char* set = std::getenv("MS_COMM_TIMEOUT");
+  const std::string saved = set ? set : "";
+  unsetenv("MS_COMM_TIMEOUT");
+  const double unset = Communicator::world().timeout();
+  setenv("MS_COMM_TIMEOUT", "0", 1);
+  const double off = Communicator::world().timeout();
+  setenv("MS_COMM_TIMEOUT", "12.5", 1);
+  const double chosen = Communicator::world().timeout();
+  setenv("MS_COMM_TIMEOUT", "soon", 1);
+  const std::string err = error_of([] { Communicator::world(); });
+  if (set)
+    setenv("MS_COMM_TIMEOUT", saved.c_str(), 1);
+  else
+    unsetenv("MS_COMM_TIMEOUT");
+  CHECK(unset == 600);
+  CHECK(off == 0);
+  CHECK(chosen == 12.5);
+  CHECK(has(err, "MS_COMM_TIMEOUT='soon'"));
+}
+
+TEST_CASE("ranks with different timeouts still run matching blocking collectives", "[mpi][comm]") {
+  // The timeout must not change which MPI call a blocking op makes: MPI never
+  // matches a blocking collective with a nonblocking one. Rank 0 has none,
+  // the others a generous one; large tensors take MPI's multi-message paths.
+  Communicator world = Communicator::world();
+  const int d = world.size(), r = world.rank();
+  world.set_timeout(r == 0 ? 0 : 30);
+  const int64_t n = 1 << 18;
+  Tensor a = full({n}, 1 + r);
+  world.all_reduce(a);
+  Tensor in = full({d * n}, 1 + r), out = zeros({n});
+  world.reduce_scatter(in, out);
+  Tensor g = full({n}, 1 + r), gathered = zeros({d * n});
+  world.all_gather(g, gathered);
+  Tensor b = full({n}, 1 + r);
+  world.broadcast(b, d - 1);
+  world.barrier();
+  const double sum = d * (d + 1) / 2.0;
+  CHECK(same(a, full({n}, sum)));
+  CHECK(same(out, full({n}, sum)));
+  CHECK(gathered.to_vector()[size_t((d - 1) * n)] == d);
+  CHECK(same(b, full({n}, d)));
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The communication ledger end to end: `mpirun -np 4 minispeed train
+# --zero-stage S` for S = 0..3 must print a traffic table whose every row says
+# measured == formula (parallel/comm/ledger.h), and the table must be there.
+#   scripts/test-traffic.sh BUILD_DIR
+set -uo pipefail
+bin=${1:?usage: scripts/test-traffic.sh BUILD_DIR}/minispeed
+mpirun=${MPIRUN:-mpirun --oversubscribe}
+# Tiny and odd-sized (Ψ and the flat groups need padding), 3 steps, 2
+# micro-steps (stage 2 and 3 communicate on each), an evaluation inside the
+# run (its traffic must stay out of the per-step rows).
+common="--n-layer 2 --n-head 2 --n-embd 30 --seq-len 15 --batch-size 2 --grad-accum 2 --steps 3
+        --eval-every 2 --eval-batches 1 --sample-tokens 0 --log-every 10"
+pass=0 fail=0
+for stage in 0 1 2 3; do
+  out=$(OMP_NUM_THREADS=1 timeout 120 $mpirun -np 4 "$bin" train $common --zero-stage "$stage" 2>&1)
+  table=$(sed -n '/^communication per training step/,/^traffic: /p' <<< "$out")
+  if grep -q '^traffic: measured == formula for every op (3 steps)$' <<< "$table" &&
+     ! grep -qE ' NO$' <<< "$table" && grep -qE '^  total .* yes$' <<< "$table"; then
+    echo "ok: ZeRO stage $stage on 4 ranks: measured == formula"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: ZeRO stage $stage on 4 ranks:"
+    sed 's/^/  /' <<< "${table:-$out}" | tail -n 30
+    fail=$((fail + 1))
+  fi
+done
+echo "traffic: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
