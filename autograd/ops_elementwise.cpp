@@ -33,7 +33,11 @@ Tensor binary_forward(cpu::BinaryOp op, const char* name, const Tensor& a, const
   check_same_dtype(name, a, b);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(shape, a.dtype());
-  cpu::binary(op, broadcast_view(a, shape), broadcast_view(b, shape), out);
+  if (a.device() == Device::CPU && b.device() == Device::CPU) {
+    cpu::binary(op, broadcast_view(a, shape), broadcast_view(b, shape), out);
+  } else {
+    cuda_kernels_planned(name);
+  }
   return out;
 }
 
@@ -41,7 +45,11 @@ Tensor unary_forward(cpu::UnaryOp op, const char* name, const Tensor& a, double 
   MS_CHECK(is_compute_dtype(a.dtype()), name, ": dtype ", dtype_name(a.dtype()),
            " is not a compute dtype (f32, f64); convert with to()");
   Tensor out = Tensor::empty(a.shape(), a.dtype());
-  cpu::unary(op, a, out, scalar);
+  if (a.device() == Device::CPU) {
+    cpu::unary(op, a, out, scalar);
+  } else {
+    cuda_kernels_planned(name);
+  }
   return out;
 }
 

@@ -6,7 +6,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/gemm.h"
-#include "tensor/cpu/reduce.h"
+#include "tensor/cpu/reductions.h"
 
 namespace ms {
 
@@ -73,14 +73,18 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
     }
     return off;
   };
-  dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
-    using T = decltype(tag);
-    // Many small GEMMs (attention's per-head products): one thread each.
+  if (a.device() == Device::CPU && b.device() == Device::CPU) {
+    dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
+      using T = decltype(tag);
+      // Many small GEMMs (attention's per-head products): one thread each.
 #pragma omp parallel for if (batch > 1 && M * N * K < (1 << 22)) schedule(static)
-    for (int64_t i = 0; i < batch; ++i)
-      gemm_2d<T>(a, batch_offset(a, i), b, batch_offset(b, i), out, i * M * N, M, N, K, sa, sb,
-                 T(0));
-  });
+      for (int64_t i = 0; i < batch; ++i)
+        gemm_2d<T>(a, batch_offset(a, i), b, batch_offset(b, i), out, i * M * N, M, N, K, sa, sb,
+                   T(0));
+    });
+  } else {
+    cuda_kernels_planned("matmul");
+  }
   return out;
 }
 
@@ -140,6 +144,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              shape_str(bias.shape()), " ", dtype_name(bias.dtype()), " must be [", out_f, "] ",
              dtype_name(x.dtype()), " for weight ", shape_str(weight.shape()));
   }
+  // The device switch comes first: everything below is the CPU path.
+  if (x.device() != Device::CPU || weight.device() != Device::CPU ||
+      (bias.defined() && bias.device() != Device::CPU))
+    cuda_kernels_planned("linear");
   Tensor x2 = gemm_ready(reshape(detach(x), {-1, in}));  // (N, in)
   Tensor w = gemm_ready(detach(weight));                 // (in, out)
   int64_t N = x2.shape()[0];

@@ -4,6 +4,8 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "tensor/cpu/adamw.h"
+#include "tensor/cpu/reductions.h"
 
 namespace ms {
 
@@ -33,22 +35,10 @@ void SGD::step() {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    float* p = params_[i].data<float>();
-    const float* gp = gc.data<float>();
-    int64_t n = params_[i].numel();
-    const float wd = static_cast<float>(weight_decay_), mom = static_cast<float>(momentum_);
-    const float lr = static_cast<float>(lr_);
-    if (momentum_ == 0) {
-      for (int64_t j = 0; j < n; ++j) p[j] -= lr * (gp[j] + wd * p[j]);
-      continue;
-    }
-    bool first = !momentum_started_;
-    float* buf = momentum_buf_[i].data<float>();
-    for (int64_t j = 0; j < n; ++j) {
-      float d = gp[j] + wd * p[j];
-      buf[j] = first ? d : mom * buf[j] + d;
-      p[j] -= lr * buf[j];
-    }
+    float* buf = momentum_ != 0 ? momentum_buf_[i].data<float>() : nullptr;
+    cpu::sgd_update(params_[i].data<float>(), buf, gc.data<float>(), params_[i].numel(),
+                    static_cast<float>(lr_), static_cast<float>(momentum_),
+                    static_cast<float>(weight_decay_), !momentum_started_);
   }
   momentum_started_ = true;
 }
@@ -96,18 +86,9 @@ void AdamW::step() {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    float* p = params_[i].data<float>();
-    float* m = m_[i].data<float>();
-    float* v = v_[i].data<float>();
-    const float* gp = gc.data<float>();
-    int64_t n = params_[i].numel();
-#pragma omp parallel for simd if (n > (1 << 16)) schedule(static)
-    for (int64_t j = 0; j < n; ++j) {
-      p[j] *= decay;
-      m[j] = b1 * m[j] + one_minus_b1 * gp[j];
-      v[j] = b2 * v[j] + one_minus_b2 * gp[j] * gp[j];
-      p[j] -= step_size * (m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps));
-    }
+    cpu::adamw_update(params_[i].data<float>(), m_[i].data<float>(), v_[i].data<float>(),
+                      gc.data<float>(), params_[i].numel(), step_size, decay, b1, b2, one_minus_b1,
+                      one_minus_b2, bc2_sqrt, eps);
   }
 }
 
@@ -123,10 +104,7 @@ double grad_sq_norm(const std::vector<Tensor>& params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    const float* gp = gc.data<float>();
-    int64_t n = gc.numel();
-#pragma omp parallel for simd reduction(+ : total) if (n > (1 << 16))
-    for (int64_t j = 0; j < n; ++j) total += static_cast<double>(gp[j]) * gp[j];
+    total += cpu::sum_squares(gc.data<float>(), gc.numel());
   }
   return total;
 }

@@ -5,7 +5,8 @@
 // op(X) is X or X^T, selected by trans_a / trans_b, so backward's A·Bᵀ and Aᵀ·B
 // run at full speed without materializing a transpose. All matrices are
 // row-major with leading dimensions lda, ldb, ldc (elements between rows as
-// stored, i.e. before op()).
+// stored, i.e. before op()). A CUDA twin (cuBLAS behind the same signature)
+// is planned.
 #pragma once
 #include <cstdint>
 

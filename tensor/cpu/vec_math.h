@@ -1,10 +1,14 @@
+// Small helpers shared by the CPU kernels (private to tensor/cpu/).
+//
 // exp and tanh for f32 written as straight-line code, so `omp simd` loops
 // vectorize them (libm's expf/tanhf are scalar calls: GELU spent ~25% of a
 // training step in them). Accuracy: exp within 2 ulp; tanh within 2e-7
 // absolute — checked against libm in tests/test_ops.cpp.
 #pragma once
+#include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <limits>
 
 namespace ms::cpu {
 
@@ -33,6 +37,17 @@ inline float fast_tanhf(float x) {
   x = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x);
   float e = fast_expf(2.0f * x);
   return (e - 1.0f) / (e + 1.0f);
+}
+
+// Shared by the row-wise kernels (softmax, layernorm, cross-entropy): below
+// this many rows one thread does it, as waking the team costs more.
+constexpr int64_t kParallelRows = 64;
+
+template <typename T>
+T row_max(const T* x, int64_t C) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t c = 0; c < C; ++c) m = std::max(m, x[c]);
+  return m;
 }
 
 }  // namespace ms::cpu

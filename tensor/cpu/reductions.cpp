@@ -1,4 +1,4 @@
-#include "tensor/cpu/reduce.h"
+#include "tensor/cpu/reductions.h"
 
 #include <algorithm>
 #include <cmath>
@@ -73,6 +73,13 @@ void reduce_max(const T* in, T* out, int32_t* argmax, int64_t outer, int64_t R, 
       argmax[o * inner + i] = at;
     }
   }
+}
+
+double sum_squares(const float* x, int64_t n) {
+  double total = 0;
+#pragma omp parallel for simd reduction(+ : total) if (n > (1 << 16))
+  for (int64_t j = 0; j < n; ++j) total += static_cast<double>(x[j]) * x[j];
+  return total;
 }
 
 template void reduce_sum<float>(const float*, float*, int64_t, int64_t, int64_t);
