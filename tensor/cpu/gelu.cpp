@@ -23,17 +23,7 @@ inline T tanh_of(T x) {
 }
 }  // namespace
 
-// GELU's f32 loops are built for AVX-512, AVX2 and baseline x86-64 and the
-// best is picked at load time (GCC target_clones), like the GEMM micro-kernels:
-// a portable binary still gets 16-wide exp/tanh. OpenMP splits the work into
-// spans outside the clones, because an outlined parallel body would not
-// inherit the target attribute.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MS_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MS_VECTOR_CLONES
-#endif
-
+// GELU's f32 loops are target_clones (see MS_VECTOR_CLONES in vec_math.h).
 MS_VECTOR_CLONES
 static void gelu_forward_span(float* out, const float* in, int64_t n) {
   const float a = static_cast<float>(kSqrt2OverPi), k = static_cast<float>(kGeluCoeff);

@@ -163,6 +163,7 @@ struct Problem {
   float beta;
   float* C;
   int64_t ldc;
+  const float* bias = nullptr;  // (N) added to every row of C, or none
 };
 
 // Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
@@ -196,11 +197,20 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
         pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+        // With a bias, the first K slab starts each tile from the bias rows
+        // (written while the tile is about to be in L1) and accumulates onto them.
+        const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR)
-          for (int64_t jr = 0; jr < nc; jr += NR)
-            kernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * p.ldc + jc + jr, p.ldc,
-                   int(std::min<int64_t>(MR, mc - ir)), int(std::min<int64_t>(NR, nc - jr)),
-                   p.alpha, beta);
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            float* c = p.C + (ic + ir) * p.ldc + jc + jr;
+            const int mr = int(std::min<int64_t>(MR, mc - ir));
+            const int nr = int(std::min<int64_t>(NR, nc - jr));
+            if (bias_tile)
+              for (int r = 0; r < mr; ++r)
+                std::memcpy(c + r * p.ldc, p.bias + jc + jr, sizeof(float) * size_t(nr));
+            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha,
+                   bias_tile ? 1.0f : beta);
+          }
       }
     }
   }
@@ -323,10 +333,17 @@ bool gemm_f32_force_isa(const char* name) {
   return want != nullptr;
 }
 
-void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc) {
+namespace {
+
+void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                   const float* bias, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+  if (bias && (K <= 0 || alpha == 0.0f || M == 1 || N == 1)) {
+    // No tiles to fold the bias into: start C at the bias, accumulate onto it.
+    for (int64_t i = 0; i < M; ++i) std::memcpy(C + i * ldc, bias, sizeof(float) * size_t(N));
+    return gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, nullptr, C, ldc);
+  }
   if (K <= 0 || alpha == 0.0f) {  // C = beta * C, and nothing to multiply
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
@@ -339,7 +356,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     return gemv(M, K, alpha, contiguous(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
                 trans_a ? lda : 1, beta, C, ldc);
   const Isa& isa = *current_isa();
-  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
 
   // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
   // GEMMs pay no fork/join; none at all when already inside a parallel region.
@@ -364,6 +381,20 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
       if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel);
     }
   }
+}
+
+}  // namespace
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc) {
+  gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, nullptr, C, ldc);
+}
+
+void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
+                   float* C, int64_t ldc) {
+  gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, bias, C, ldc);
 }
 
 // f64 is for gradient checks on small shapes: a plain loop nest, accumulating

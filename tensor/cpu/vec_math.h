@@ -10,6 +10,18 @@
 #include <cstdint>
 #include <limits>
 
+// The project builds for baseline x86-64 (SSE2), so a plain `omp simd` loop
+// runs 4 lanes wide. Hot f32 loops are built for AVX-512, AVX2 and baseline and
+// the best is picked at load time (GCC target_clones), like the GEMM
+// micro-kernels: a portable binary still gets 16-wide exp/tanh. OpenMP splits
+// the work outside the clones (an outlined parallel body would not inherit the
+// target attribute), and what a clone calls must be inline to be built for its ISA.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MS_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MS_VECTOR_CLONES
+#endif
+
 namespace ms::cpu {
 
 // exp(x) = 2^n · exp(r), n = round(x/ln2), |r| ≤ ln2/2; exp(r) by its Taylor
