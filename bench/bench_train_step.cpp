@@ -71,6 +71,10 @@ constexpr int64_t kB = 16, kT = 128, kL = 4, kH = 4, kC = 256, kV = 256;
 
 struct StepResult {
   double med_ms = 0, best_ms = 0, cpu_ms = 0, first_loss = 0, last_loss = 0;
+  // Medians of the step's phases: zero_grad + forward + loss, backward, optimizer
+  // step. Communication is zero here (one process: no gradient all-reduce); the
+  // column is printed so this table reads like the data-parallel one.
+  double fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
 };
 
 // Process CPU time (all threads). At 1 thread, wall >> CPU means other
@@ -102,7 +106,7 @@ StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
   cfg.n_embd = kC;
   ms::GPT model(cfg, 1337);
   ms::AdamW opt(model.parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
-  std::vector<double> ms_per_step, cpu_ms_per_step;
+  std::vector<double> ms_per_step, cpu_ms_per_step, fwd, bwd, upd;
   StepResult r;
   for (int s = 0; s < warmup + steps; ++s) {
     ms::Batch b = data.train_batch(s, 0, 1, kB, kT);
@@ -110,15 +114,21 @@ StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
     const double c0 = cpu_seconds();
     opt.zero_grad();
     ms::Tensor loss = model.loss(b.x, b.y);
+    const double t_fwd = seconds_since(t0) * 1e3;
     loss.backward();
+    const double t_bwd = seconds_since(t0) * 1e3;
     opt.step();
     const double dt = seconds_since(t0) * 1e3;
     const double dc = (cpu_seconds() - c0) * 1e3;
     const double l = loss.item();
     if (s == 0) r.first_loss = l;
     r.last_loss = l;
-    if (s >= warmup) ms_per_step.push_back(dt), cpu_ms_per_step.push_back(dc);
+    if (s >= warmup) {
+      ms_per_step.push_back(dt), cpu_ms_per_step.push_back(dc);
+      fwd.push_back(t_fwd), bwd.push_back(t_bwd - t_fwd), upd.push_back(dt - t_bwd);
+    }
   }
+  r.fwd_ms = median(fwd), r.bwd_ms = median(bwd), r.opt_ms = median(upd);
   r.med_ms = median(ms_per_step);
   r.cpu_ms = median(cpu_ms_per_step);
   r.best_ms = *std::min_element(ms_per_step.begin(), ms_per_step.end());
@@ -174,6 +184,7 @@ std::optional<std::string> find_torch_python() {
 
 struct TorchResult {
   double med_ms = 0, best_ms = 0;
+  double fwd_ms = -1, bwd_ms = -1, opt_ms = -1;  // phase medians (-1: not reported)
   std::string info;  // its human-readable lines
 };
 
@@ -196,6 +207,8 @@ std::optional<TorchResult> run_torch(const std::string& py, const std::string& s
     if (line.rfind("TORCH_MS_PER_STEP ", 0) == 0) {
       r.med_ms = std::atof(line.c_str() + 18);
       got = true;
+    } else if (line.rfind("TORCH_PHASES ", 0) == 0) {
+      std::sscanf(line.c_str() + 13, "%lf %lf %lf", &r.fwd_ms, &r.bwd_ms, &r.opt_ms);
     } else if (line.rfind("TORCH_MS_BEST ", 0) == 0) {
       r.best_ms = std::atof(line.c_str() + 14);
     } else if (!line.empty()) {
@@ -360,6 +373,18 @@ int main(int argc, char** argv) {
     }
     std::printf("%7d %16s %16s %7s %12.0f %12s\n", r.threads, ours, torch, ratio,
                 tokens / (r.ours.med_ms * 1e-3), ttok);
+  }
+
+  std::printf("\nours: where a step goes (medians, ms; communication 0: one process)\n");
+  std::printf("%7s %9s %9s %9s %14s %9s\n", "threads", "forward", "backward", "optimizer",
+              "communication", "step");
+  for (const Row& r : rows) {
+    std::printf("%7d %9.1f %9.1f %9.1f %14.1f %9.1f\n", r.threads, r.ours.fwd_ms, r.ours.bwd_ms,
+                r.ours.opt_ms, 0.0, r.ours.med_ms);
+    if (r.torch && r.torch->fwd_ms >= 0)
+      std::printf("%7s %9.2f %9.2f %9.2f %14s %9.2f   <- ratio PyTorch / ours\n", "",
+                  r.torch->fwd_ms / r.ours.fwd_ms, r.torch->bwd_ms / r.ours.bwd_ms,
+                  r.torch->opt_ms / r.ours.opt_ms, "-", r.torch->med_ms / r.ours.med_ms);
   }
 
   std::printf("\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run)\n");
