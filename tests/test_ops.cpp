@@ -265,8 +265,8 @@ TEST_CASE("f32 fused kernels agree with their f64 path on model-sized rows", "[o
                          randn({259}, gen, 0, 0.1, DType::F64)},
                         [](const std::vector<Tensor>& t) { return layernorm(t[0], t[1], t[2]); },
                         2e-5);
-  // Causal attention: rows of every length 1..T through the vectorized softmax.
-  check_f32_against_f64({randn({2, 37, 3 * 48}, gen, 0, 1, DType::F64)},
+  // Causal attention: rows of every length 1..T, three row blocks, vectorized softmax.
+  check_f32_against_f64({randn({2, 100, 3 * 48}, gen, 0, 1, DType::F64)},
                         [](const std::vector<Tensor>& t) { return causal_attention(t[0], 4); },
                         2e-5);
   // linear with bias (gemm_f32_bias) and its bias gradient (column sums).
@@ -275,4 +275,27 @@ TEST_CASE("f32 fused kernels agree with their f64 path on model-sized rows", "[o
                          randn({300}, gen, 0, 1, DType::F64)},
                         [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); },
                         2e-5);
+}
+
+TEST_CASE("causal attention over several row blocks matches unfused ops and their gradient",
+          "[ops][attention]") {
+  // T = 113 spans three of the kernel's causal row blocks (48 rows), the last one partial.
+  const int64_t B = 2, T = 113, NH = 3, hs = 4, C = NH * hs;
+  Generator gen(33);
+  Tensor qkv = uniform({B, T, 3 * C}, gen, -1, 1, DType::F64);
+  Tensor a = clone(qkv).set_requires_grad(true), b = clone(qkv).set_requires_grad(true);
+  auto heads = [&](const Tensor& t) { return permute(reshape(t, {B, T, NH, hs}), {0, 2, 1, 3}); };
+  Tensor q = narrow(b, 2, 0, C), k = narrow(b, 2, C, C), v = narrow(b, 2, 2 * C, C);
+  Tensor s = mul(matmul(heads(q), transpose(heads(k), -1, -2)), 1 / std::sqrt(double(hs)));
+  std::vector<double> mask(T * T);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < T; ++j) mask[i * T + j] = j > i ? -INFINITY : 0;
+  Tensor att = softmax(add(s, from_vector(mask, {T, T}, DType::F64)));
+  Tensor want = reshape(permute(matmul(att, heads(v)), {0, 2, 1, 3}), {B, T, C});
+  Tensor got = causal_attention(a, NH);
+  check_close(got.to_vector(), want.to_vector(), 1e-12);
+  Tensor r = randn({B, T, C}, gen, 0, 1, DType::F64);
+  sum(mul(got, r)).backward();
+  sum(mul(want, r)).backward();
+  check_close(a.grad().to_vector(), b.grad().to_vector(), 1e-11);
 }
