@@ -27,9 +27,11 @@
 //   6 · N · tokens  +  L · 3 · (2·B·T²·C [q·kᵀ] + 2·B·T²·C [att·v])
 // with tokens = B·T and N = all parameters except the position embedding wpe.
 // wte is kept in N because it is also the (tied) LM head, whose matmul is real
-// work; the embedding lookups themselves are free. Attention counts the full T×T
-// (not just the causal half), as our kernel computes it. Kaplan et al.'s
-// non-embedding N (wte excluded too) is printed for reference.
+// work; the embedding lookups themselves are free. Attention counts the full T×T,
+// as PaLM's model-FLOPs convention does; our kernel skips the key blocks above
+// the diagonal (67% of T×T computed at T = 128), so this counts ~1.1 of the
+// ~42.7 GFLOP that it does not execute (~2.5%). Kaplan et al.'s non-embedding N
+// (wte excluded too) is printed for reference.
 //
 // The FLOP/s fraction divides that by our own gemm_f32's GFLOP/s, measured in this
 // run at the same thread count (best of several calls, before and after our steps)
