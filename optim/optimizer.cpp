@@ -1,6 +1,8 @@
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -82,12 +84,33 @@ void AdamW::step() {
   const float one_minus_b1 = static_cast<float>(1 - beta1_);
   const float one_minus_b2 = static_cast<float>(1 - beta2_);
   const float eps = static_cast<float>(eps_);
+  // One pass over all tensors, cut into equal chunks shared out in ONE parallel
+  // region (PyTorch's multi-tensor "foreach"/fused AdamW, llm.c's single
+  // adamw kernel): per-tensor regions woke the threads ~50 times a step and
+  // ran every tensor under 64K elements (biases, LayerNorms) on one thread.
+  struct Chunk {
+    float *p, *m, *v;
+    const float* g;
+    int64_t n;
+  };
+  constexpr int64_t kChunk = 1 << 14;
+  std::vector<Tensor> grads;  // keeps contiguous copies alive through the pass
+  std::vector<Chunk> chunks;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
-    Tensor gc = contiguous(g);
-    cpu::adamw_update(params_[i].data<float>(), m_[i].data<float>(), v_[i].data<float>(),
-                      gc.data<float>(), params_[i].numel(), step_size, decay, b1, b2, one_minus_b1,
+    grads.push_back(contiguous(g));
+    const int64_t n = params_[i].numel();
+    for (int64_t b = 0; b < n; b += kChunk)
+      chunks.push_back({params_[i].data<float>() + b, m_[i].data<float>() + b,
+                        v_[i].data<float>() + b, grads.back().data<float>() + b,
+                        std::min(kChunk, n - b)});
+  }
+  const int64_t nchunks = static_cast<int64_t>(chunks.size());
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const Chunk& k = chunks[c];
+    cpu::adamw_update(k.p, k.m, k.v, k.g, k.n, step_size, decay, b1, b2, one_minus_b1,
                       one_minus_b2, bc2_sqrt, eps);
   }
 }

@@ -2,7 +2,8 @@
 // adamw_kernel), kept apart from optim/ so a CUDA twin with the same signature
 // (tensor/cuda/adamw.cu, planned) can replace the loop and nothing else.
 // optim/optimizer.cpp computes the scalars (bias corrections, decay) once per
-// step and calls these per tensor; ZeRO calls them on its shard.
+// step and calls these on chunks of every tensor from one parallel region;
+// ZeRO runs the same optimizer on its shard.
 #pragma once
 #include <cstdint>
 

@@ -169,7 +169,9 @@ struct Problem {
 // Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
 //   Ap sliver MR x KC (12 x 256 x 4 B = 12 KiB) stays in L1 across a row of tiles;
 //   Bp block  KC x NC (256 x 768 x 4 B = 768 KiB) stays in L2 across the ir loop;
-//   MC bounds the Ap buffer (it is streamed, it need not fit any cache).
+//   MC bounds the Ap buffer (it is streamed, it need not fit any cache). It is
+//   2064 = 172 x 12 so a GPT step's M = B·T = 2048 rows are one block on one
+//   thread: with 1920, op(B) was packed twice for every weight matrix.
 // Largest step <= max (and a multiple of unit) that cuts n into equal blocks:
 // 1024 rows with max 768 become 2 x 512 rather than 768 + 256, so no block is
 // a thin leftover that repacks the other operand for little work.
@@ -226,8 +228,8 @@ struct Isa {
 
 const Isa kScalar{"scalar", kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 1920>, 6, 16};
-const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 1920>, 12, 32};
+const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16};
+const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32};
 #endif
 
 const Isa* detect_isa() {
