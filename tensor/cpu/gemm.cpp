@@ -31,8 +31,8 @@
 // with its own (thread_local) packing buffers. Repacking B once per thread costs
 // O(K*N) against O(M*N*K/threads) flops, which is why it is not shared.
 //
-// This file: packing, blocking, threads, ISA dispatch, the gemv special case
-// and gemm_f64. The micro-kernels themselves are in gemm_kernels.cpp.
+// This file: packing, blocking, threads, ISA dispatch and gemm_f64. The
+// micro-kernels are in gemm_kernels.cpp, the matrix-vector case in gemv.cpp.
 #include "tensor/cpu/gemm.h"
 
 #include <omp.h>
@@ -134,23 +134,6 @@ void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_
     }
   }
 }
-
-// Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
-// long-lived, so after the first call gemm allocates nothing). Freed at thread exit.
-struct Scratch {
-  float* p = nullptr;
-  size_t n = 0;
-  float* get(size_t want) {
-    if (want > n) {
-      std::free(p);
-      n = (want + 15) / 16 * 16;
-      p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-      if (!p) n = 0, throw std::bad_alloc();
-    }
-    return p;
-  }
-  ~Scratch() { std::free(p); }
-};
 
 struct Problem {
   bool ta, tb;
@@ -260,61 +243,6 @@ void thread_grid(int nt, int64_t M, int64_t N, int& tm, int& tn) {
   }
 }
 
-// Matrix-vector products (M == 1 or N == 1, e.g. sampling one token) have no
-// reuse to block for: every element of the matrix is used once, so speed is
-// memory bandwidth. Packing would copy the matrix for nothing and the MR x NR
-// kernel would waste all but one row or column. Instead, with x contiguous:
-//   out[o*os] = alpha * sum_k x[k] * Y[o*yo + k*yk] + beta * out[o*os]
-// as dot products when Y's rows are contiguous (yk == 1), else (yo == 1) as
-// axpys of 4 rows of Y at a time into a block of outputs held on the stack.
-// Both forms keep 8+ independent partial sums so the adds pipeline.
-void gemv(int64_t O, int64_t K, float alpha, const float* x, const float* Y, int64_t yo, int64_t yk,
-          float beta, float* out, int64_t os) {
-  constexpr int64_t OB = 1024;
-  const bool par = !omp_in_parallel() && double(O) * double(K) > double(1 << 20);
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t o0 = 0; o0 < O; o0 += OB) {
-    const int64_t ob = std::min(OB, O - o0);
-    float acc[OB];
-    if (yk == 1) {
-      for (int64_t o = 0; o < ob; ++o) {
-        const float* y = Y + (o0 + o) * yo;
-        float part[16] = {};
-        int64_t k = 0;
-        for (; k + 16 <= K; k += 16)
-          for (int l = 0; l < 16; ++l) part[l] += x[k + l] * y[k + l];
-        float s = 0.0f;
-        for (; k < K; ++k) s += x[k] * y[k];
-        for (int l = 0; l < 16; ++l) s += part[l];
-        acc[o] = s;
-      }
-    } else {
-      for (int64_t o = 0; o < ob; ++o) acc[o] = 0.0f;
-      int64_t k = 0;
-      for (; k + 4 <= K; k += 4) {
-        const float *y0 = Y + k * yk + o0, *y1 = y0 + yk, *y2 = y1 + yk, *y3 = y2 + yk;
-        for (int64_t o = 0; o < ob; ++o)
-          acc[o] += x[k] * y0[o] + x[k + 1] * y1[o] + x[k + 2] * y2[o] + x[k + 3] * y3[o];
-      }
-      for (; k < K; ++k)
-        for (int64_t o = 0; o < ob; ++o) acc[o] += x[k] * Y[k * yk + o0 + o];
-    }
-    for (int64_t o = 0; o < ob; ++o) {
-      float& c = out[(o0 + o) * os];
-      c = beta == 0.0f ? alpha * acc[o] : alpha * acc[o] + beta * c;
-    }
-  }
-}
-
-// The vector operand of a gemv, made contiguous if it is strided.
-const float* contiguous(const float* v, int64_t n, int64_t stride) {
-  if (stride == 1) return v;
-  thread_local Scratch s;
-  float* p = s.get(size_t(n));
-  for (int64_t i = 0; i < n; ++i) p[i] = v[i * stride];
-  return p;
-}
-
 }  // namespace
 
 const char* gemm_f32_isa() {
@@ -352,10 +280,10 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     return;
   }
   if (M == 1)  // out = C row 0 (N); x = op(A) row 0; Y[j][k] = op(B)[k][j]
-    return gemv(N, K, alpha, contiguous(A, K, trans_a ? lda : 1), B, trans_b ? ldb : 1,
+    return gemv(N, K, alpha, contiguous_vector(A, K, trans_a ? lda : 1), B, trans_b ? ldb : 1,
                 trans_b ? 1 : ldb, beta, C, 1);
   if (N == 1)  // out = C column 0 (M); x = op(B) column 0; Y[i][k] = op(A)[i][k]
-    return gemv(M, K, alpha, contiguous(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
+    return gemv(M, K, alpha, contiguous_vector(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
                 trans_a ? lda : 1, beta, C, ldc);
   const Isa& isa = *current_isa();
   const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
