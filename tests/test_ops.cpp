@@ -269,6 +269,13 @@ TEST_CASE("f32 fused kernels agree with their f64 path on model-sized rows", "[o
   check_f32_against_f64({randn({2, 100, 3 * 48}, gen, 0, 1, DType::F64)},
                         [](const std::vector<Tensor>& t) { return causal_attention(t[0], 4); },
                         2e-5);
+  // Cross-entropy over a 259-wide vocabulary (vectorized exp in both directions).
+  std::vector<int32_t> targets(70);
+  for (int32_t i = 0; i < 70; ++i) targets[size_t(i)] = (i * 37) % 259;
+  Tensor tgt = from_vector(targets, {70});
+  check_f32_against_f64({randn({70, 259}, gen, 0, 3, DType::F64)},
+                        [&](const std::vector<Tensor>& t) { return cross_entropy(t[0], tgt); },
+                        2e-5);
   // linear with bias (gemm_f32_bias) and its bias gradient (column sums).
   check_f32_against_f64({randn({3, 70, 45}, gen, 0, 1, DType::F64),
                          randn({45, 300}, gen, 0, 0.2, DType::F64),
