@@ -187,7 +187,7 @@ std::optional<std::string> find_torch_python() {
 struct TorchResult {
   double med_ms = 0, best_ms = 0;
   double fwd_ms = -1, bwd_ms = -1, opt_ms = -1;  // phase medians (-1: not reported)
-  std::string info;  // its human-readable lines
+  std::string info;                              // its human-readable lines
 };
 
 std::optional<TorchResult> run_torch(const std::string& py, const std::string& script,

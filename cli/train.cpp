@@ -9,8 +9,8 @@
 
 #include "autograd/grad_mode.h"
 #include "cli/commands.h"
-#include "cli/flops.h"
 #include "cli/flags.h"
+#include "cli/flops.h"
 #include "cli/report.h"
 #include "nn/data.h"
 #include "nn/generate.h"
@@ -180,8 +180,8 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   // Model FLOP/s per rank on the step line, as a fraction of our GEMM's speed
   // measured here (~0.1 s), at this rank's thread count (cli/flops.h).
-  const double step_flops = model_flops_per_step(model->config(), model->num_parameters(),
-                                                  B * T * accum, T);
+  const double step_flops =
+      model_flops_per_step(model->config(), model->num_parameters(), B * T * accum, T);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
 

@@ -110,8 +110,8 @@ void AdamW::step() {
 #pragma omp parallel for schedule(static) if (nchunks > 4)
   for (int64_t c = 0; c < nchunks; ++c) {
     const Chunk& k = chunks[c];
-    cpu::adamw_update(k.p, k.m, k.v, k.g, k.n, step_size, decay, b1, b2, one_minus_b1,
-                      one_minus_b2, bc2_sqrt, eps);
+    cpu::adamw_update(k.p, k.m, k.v, k.g, k.n, step_size, decay, b1, b2, one_minus_b1, one_minus_b2,
+                      bc2_sqrt, eps);
   }
 }
 

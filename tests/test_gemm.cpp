@@ -88,8 +88,7 @@ void check(bool ta, bool tb, Shape s, double alpha, double beta, int64_t pad = 0
         UNSCOPED_INFO("C[" << i << "," << j << "] = " << got << ", want " << want);
     }
   INFO("ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N << " K=" << s.K
-             << " alpha=" << alpha << " beta=" << beta << " pad=" << pad
-             << " bias=" << with_bias);
+             << " alpha=" << alpha << " beta=" << beta << " pad=" << pad << " bias=" << with_bias);
   CHECK(bad == 0);
 }
 

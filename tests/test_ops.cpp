@@ -260,28 +260,26 @@ void check_f32_against_f64(const std::vector<Tensor>& inputs64, F f, double tol)
 TEST_CASE("f32 fused kernels agree with their f64 path on model-sized rows", "[ops][fused][f32]") {
   Generator gen(21);
   // LayerNorm: enough rows to run threaded, C not a multiple of the vector width.
-  check_f32_against_f64({randn({70, 259}, gen, 0.5, 2, DType::F64),
-                         randn({259}, gen, 1, 0.1, DType::F64),
-                         randn({259}, gen, 0, 0.1, DType::F64)},
-                        [](const std::vector<Tensor>& t) { return layernorm(t[0], t[1], t[2]); },
-                        2e-5);
+  check_f32_against_f64(
+      {randn({70, 259}, gen, 0.5, 2, DType::F64), randn({259}, gen, 1, 0.1, DType::F64),
+       randn({259}, gen, 0, 0.1, DType::F64)},
+      [](const std::vector<Tensor>& t) { return layernorm(t[0], t[1], t[2]); }, 2e-5);
   // Causal attention: rows of every length 1..T, three row blocks, vectorized softmax.
-  check_f32_against_f64({randn({2, 100, 3 * 48}, gen, 0, 1, DType::F64)},
-                        [](const std::vector<Tensor>& t) { return causal_attention(t[0], 4); },
-                        2e-5);
+  check_f32_against_f64(
+      {randn({2, 100, 3 * 48}, gen, 0, 1, DType::F64)},
+      [](const std::vector<Tensor>& t) { return causal_attention(t[0], 4); }, 2e-5);
   // Cross-entropy over a 259-wide vocabulary (vectorized exp in both directions).
   std::vector<int32_t> targets(70);
   for (int32_t i = 0; i < 70; ++i) targets[size_t(i)] = (i * 37) % 259;
   Tensor tgt = from_vector(targets, {70});
-  check_f32_against_f64({randn({70, 259}, gen, 0, 3, DType::F64)},
-                        [&](const std::vector<Tensor>& t) { return cross_entropy(t[0], tgt); },
-                        2e-5);
+  check_f32_against_f64(
+      {randn({70, 259}, gen, 0, 3, DType::F64)},
+      [&](const std::vector<Tensor>& t) { return cross_entropy(t[0], tgt); }, 2e-5);
   // linear with bias (gemm_f32_bias) and its bias gradient (column sums).
-  check_f32_against_f64({randn({3, 70, 45}, gen, 0, 1, DType::F64),
-                         randn({45, 300}, gen, 0, 0.2, DType::F64),
-                         randn({300}, gen, 0, 1, DType::F64)},
-                        [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); },
-                        2e-5);
+  check_f32_against_f64(
+      {randn({3, 70, 45}, gen, 0, 1, DType::F64), randn({45, 300}, gen, 0, 0.2, DType::F64),
+       randn({300}, gen, 0, 1, DType::F64)},
+      [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); }, 2e-5);
 }
 
 TEST_CASE("causal attention over several row blocks matches unfused ops and their gradient",

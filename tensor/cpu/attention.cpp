@@ -32,13 +32,13 @@ inline T exp_of(T x) {
 }
 
 // Causal softmax of one row of scaled scores in place: row[0..len) becomes
-// softmax, row[len..Tlen) zero (the mask).
+// softmax, row[len..Tlen) zero (the mask). exp and the sum run as separate
+// loops: GCC vectorizes neither when they are fused.
 template <typename T>
 [[gnu::always_inline]] inline void softmax_row(T* row, int64_t len, int64_t Tlen) {
   T m = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : m)
   for (int64_t s = 0; s < len; ++s) m = row[s] > m ? row[s] : m;
-  // exp and the sum in separate loops: GCC does not vectorize the fused one.
 #pragma omp simd
   for (int64_t s = 0; s < len; ++s) row[s] = exp_of(row[s] - m);
   T sum = 0;
@@ -126,7 +126,7 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
         const int64_t i1 = std::min(Tlen, i0 + kRows);
         T* ai = a + i0 * Tlen;
         gemm<T>(false, true, i1 - i0, i1, hs, q + i0 * C3, C3, k, C3, T(0), ai, Tlen,
-                scale);                          // q·kᵀ/√hs, keys [0, i1)
+                scale);                    // q·kᵀ/√hs, keys [0, i1)
         softmax_rows<T>(a, i0, i1, Tlen);  // zero-fills the masked rest of each row
         gemm<T>(false, false, i1 - i0, hs, i1, ai, Tlen, v, C3, T(0), o + i0 * C, C);  // ·v
       }
@@ -153,12 +153,12 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       T* dv = dq + 2 * C;
       const T* p = att + (b * NH + h) * Tlen * Tlen;
       T* dp = datt + (b * NH + h) * Tlen * Tlen;
-      const T* dO = dout + b * Tlen * C + h * hs;                          // (T, hs), row stride C
+      const T* dO = dout + b * Tlen * C + h * hs;  // (T, hs), row stride C
       // Row blocks of dP = dO·Vᵀ, dS, dQ = dS·K: columns [0, i1) only.
       for (int64_t i0 = 0; i0 < Tlen; i0 += kRows) {
         const int64_t i1 = std::min(Tlen, i0 + kRows);
         gemm<T>(false, true, i1 - i0, i1, hs, dO + i0 * C, C, v, C3, T(0), dp + i0 * Tlen,
-                Tlen);  // dO·Vᵀ
+                Tlen);                                         // dO·Vᵀ
         softmax_backward_rows<T>(dp, p, i0, i1, Tlen, scale);  // dS (scaled), zero past t
         gemm<T>(false, false, i1 - i0, hs, i1, dp + i0 * Tlen, Tlen, k, C3, T(0), dq + i0 * C3,
                 C3);  // dS·K
@@ -167,8 +167,8 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       // the diagonal, so key block [j0, j1) sums over queries [j0, T) only.
       for (int64_t j0 = 0; j0 < Tlen; j0 += kRows) {
         const int64_t j1 = std::min(Tlen, j0 + kRows);
-        gemm<T>(true, false, j1 - j0, hs, Tlen - j0, p + j0 * Tlen + j0, Tlen, dO + j0 * C, C,
-                T(0), dv + j0 * C3, C3);  // Pᵀ·dO
+        gemm<T>(true, false, j1 - j0, hs, Tlen - j0, p + j0 * Tlen + j0, Tlen, dO + j0 * C, C, T(0),
+                dv + j0 * C3, C3);  // Pᵀ·dO
         gemm<T>(true, false, j1 - j0, hs, Tlen - j0, dp + j0 * Tlen + j0, Tlen, q + j0 * C3, C3,
                 T(0), dk + j0 * C3, C3);  // dSᵀ·Q
       }

@@ -73,7 +73,7 @@ template double cross_entropy_forward<double>(double*, const double*, const int3
                                               int64_t);
 template void cross_entropy_backward<float>(float*, const float*, const float*, const int32_t*,
                                             double, int64_t, int64_t);
-template void cross_entropy_backward<double>(double*, const double*, const double*,
-                                             const int32_t*, double, int64_t, int64_t);
+template void cross_entropy_backward<double>(double*, const double*, const double*, const int32_t*,
+                                             double, int64_t, int64_t);
 
 }  // namespace ms::cpu

@@ -24,7 +24,6 @@ void embedding_backward(T* dweight, const T* dout, const int32_t* idx, int64_t N
 template void embedding_forward<float>(float*, const float*, const int32_t*, int64_t, int64_t);
 template void embedding_forward<double>(double*, const double*, const int32_t*, int64_t, int64_t);
 template void embedding_backward<float>(float*, const float*, const int32_t*, int64_t, int64_t);
-template void embedding_backward<double>(double*, const double*, const int32_t*, int64_t,
-                                         int64_t);
+template void embedding_backward<double>(double*, const double*, const int32_t*, int64_t, int64_t);
 
 }  // namespace ms::cpu

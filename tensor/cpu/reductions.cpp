@@ -14,8 +14,7 @@ namespace {
 // out[i] = Σ_r in[r·ld + i] for i < n ≤ W: a column block summed down the rows
 // (a bias gradient over all tokens), in double.
 template <typename T, int W>
-[[gnu::always_inline]] inline void sum_rows(const T* in, T* out, int64_t R, int64_t ld,
-                                            int64_t n) {
+[[gnu::always_inline]] inline void sum_rows(const T* in, T* out, int64_t R, int64_t ld, int64_t n) {
   double acc[W] = {};
   for (int64_t r = 0; r < R; ++r) {
     const T* row = in + r * ld;

@@ -74,7 +74,6 @@ template void softmax_backward<double>(double*, const double*, const double*, in
 template void log_softmax_forward<float>(float*, const float*, int64_t, int64_t);
 template void log_softmax_forward<double>(double*, const double*, int64_t, int64_t);
 template void log_softmax_backward<float>(float*, const float*, const float*, int64_t, int64_t);
-template void log_softmax_backward<double>(double*, const double*, const double*, int64_t,
-                                           int64_t);
+template void log_softmax_backward<double>(double*, const double*, const double*, int64_t, int64_t);
 
 }  // namespace ms::cpu
