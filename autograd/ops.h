@@ -1,5 +1,6 @@
 // The differentiable ops. Each op checks its arguments (errors name the op and
-// the shapes), computes its result with the cpu:: (or cuda::) kernel, and —
+// the shapes), makes one explicit device switch — CPU tensors run the cpu::
+// kernel of tensor/cpu/<family>.h; the cuda:: twins are planned — and —
 // when grad mode is on and an input requires grad — records a Node whose
 // backward is written right beside the forward (see ops_*.cpp).
 #pragma once
@@ -125,6 +126,12 @@ void fill_(Tensor& t, double value);
 void copy_(Tensor& dst, const Tensor& src);                     // shapes equal; dtypes may differ
 void add_(Tensor& dst, const Tensor& src, double alpha = 1.0);  // dst += alpha * src
 void mul_(Tensor& t, double s);
+
+// The else-branch of every op's device switch: only CPU kernels exist today,
+// so a CUDA tensor is an error naming the op (tensor/cuda/ is planned).
+[[noreturn]] inline void cuda_kernels_planned(const char* op) {
+  throw Error(str_cat(op, ": CUDA tensors need a CUDA build (planned)"));
+}
 
 // Elementwise |a - b| <= atol + rtol * |b| (and equal shapes).
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);

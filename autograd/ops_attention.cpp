@@ -15,10 +15,14 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
   Tensor x = contiguous(detach(qkv));
   Tensor out = Tensor::empty({B, T, C}, qkv.dtype());
   Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype());  // (B, NH, T, T)
-  dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
-    using D = decltype(tag);
-    cpu::attention_forward<D>(out.data<D>(), att.data<D>(), x.data<D>(), B, T, C, n_head);
-  });
+  if (qkv.device() == Device::CPU) {
+    dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
+      using D = decltype(tag);
+      cpu::attention_forward<D>(out.data<D>(), att.data<D>(), x.data<D>(), B, T, C, n_head);
+    });
+  } else {
+    cuda_kernels_planned("causal_attention");
+  }
   if (needs_grad({&qkv})) {
     record(out, "causal_attention", {qkv}, [x, att, B, T, C, n_head](const Tensor& g) {
       Tensor gc = contiguous(g);

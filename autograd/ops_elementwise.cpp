@@ -33,7 +33,11 @@ Tensor binary_forward(cpu::BinaryOp op, const char* name, const Tensor& a, const
   check_same_dtype(name, a, b);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(shape, a.dtype());
-  cpu::binary(op, broadcast_view(a, shape), broadcast_view(b, shape), out);
+  if (a.device() == Device::CPU && b.device() == Device::CPU) {
+    cpu::binary(op, broadcast_view(a, shape), broadcast_view(b, shape), out);
+  } else {
+    cuda_kernels_planned(name);
+  }
   return out;
 }
 
@@ -41,7 +45,11 @@ Tensor unary_forward(cpu::UnaryOp op, const char* name, const Tensor& a, double 
   MS_CHECK(is_compute_dtype(a.dtype()), name, ": dtype ", dtype_name(a.dtype()),
            " is not a compute dtype (f32, f64); convert with to()");
   Tensor out = Tensor::empty(a.shape(), a.dtype());
-  cpu::unary(op, a, out, scalar);
+  if (a.device() == Device::CPU) {
+    cpu::unary(op, a, out, scalar);
+  } else {
+    cuda_kernels_planned(name);
+  }
   return out;
 }
 
@@ -203,14 +211,22 @@ static void check_inplace(const char* op, const Tensor& t) {
 
 void fill_(Tensor& t, double value) {
   check_inplace("fill_", t);
-  cpu::fill(t, value);
+  if (t.device() == Device::CPU) {
+    cpu::fill(t, value);
+  } else {
+    cuda_kernels_planned("fill_");
+  }
 }
 
 void copy_(Tensor& dst, const Tensor& src) {
   check_inplace("copy_", dst);
   MS_CHECK(dst.shape() == src.shape(), "copy_: shapes differ: destination ", shape_str(dst.shape()),
            ", source ", shape_str(src.shape()));
-  cpu::copy(src, dst);
+  if (dst.device() == Device::CPU && src.device() == Device::CPU) {
+    cpu::copy(src, dst);
+  } else {
+    cuda_kernels_planned("copy_");  // device-to-device and host<->device copies are planned
+  }
 }
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
@@ -218,12 +234,20 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
   MS_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "add_: destination ",
            shape_str(dst.shape()), " ", dtype_name(dst.dtype()), " vs source ",
            shape_str(src.shape()), " ", dtype_name(src.dtype()), "; they must match");
-  cpu::axpy(dst, src, alpha);
+  if (dst.device() == Device::CPU && src.device() == Device::CPU) {
+    cpu::axpy(dst, src, alpha);
+  } else {
+    cuda_kernels_planned("add_");
+  }
 }
 
 void mul_(Tensor& t, double s) {
   check_inplace("mul_", t);
-  cpu::unary(cpu::UnaryOp::MulScalar, t, t, s);
+  if (t.device() == Device::CPU) {
+    cpu::unary(cpu::UnaryOp::MulScalar, t, t, s);
+  } else {
+    cuda_kernels_planned("mul_");
+  }
 }
 
 bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {

@@ -6,7 +6,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/gemm.h"
-#include "tensor/cpu/reduce.h"
+#include "tensor/cpu/reductions.h"
 
 namespace ms {
 
@@ -32,7 +32,7 @@ MatArg as_gemm_operand(const Tensor& t, int64_t rows, int64_t cols, int64_t s0, 
 template <typename T>
 void gemm_2d(const Tensor& A, int64_t a_off, const Tensor& B, int64_t b_off, Tensor& C,
              int64_t c_off, int64_t M, int64_t N, int64_t K, const Shape& sa, const Shape& sb,
-             T beta) {
+             T beta, const T* bias = nullptr) {
   MatArg a = as_gemm_operand(A, M, K, sa[0], sa[1], a_off);
   MatArg b = as_gemm_operand(B, K, N, sb[0], sb[1], b_off);
   MS_ASSERT(a.ld > 0 && b.ld > 0, "gemm operands must be row- or column-major");
@@ -40,8 +40,16 @@ void gemm_2d(const Tensor& A, int64_t a_off, const Tensor& B, int64_t b_off, Ten
   const T* pb = b.keep.template data<T>() + b.offset;
   T* pc = C.template data<T>() + c_off;
   if constexpr (std::is_same_v<T, float>) {
-    cpu::gemm_f32(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, beta, pc, N);
+    if (bias) {
+      cpu::gemm_f32_bias(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, bias, pc, N);
+    } else {
+      cpu::gemm_f32(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, beta, pc, N);
+    }
   } else {
+    if (bias) {  // f64 (gradient checks): start C at the bias and accumulate onto it
+      for (int64_t r = 0; r < M; ++r) std::copy(bias, bias + N, pc + r * N);
+      beta = T(1);
+    }
     cpu::gemm_f64(a.trans, b.trans, M, N, K, 1.0, pa, a.ld, pb, b.ld, beta, pc, N);
   }
 }
@@ -73,14 +81,18 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
     }
     return off;
   };
-  dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
-    using T = decltype(tag);
-    // Many small GEMMs (attention's per-head products): one thread each.
+  if (a.device() == Device::CPU && b.device() == Device::CPU) {
+    dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
+      using T = decltype(tag);
+      // Many small GEMMs (attention's per-head products): one thread each.
 #pragma omp parallel for if (batch > 1 && M * N * K < (1 << 22)) schedule(static)
-    for (int64_t i = 0; i < batch; ++i)
-      gemm_2d<T>(a, batch_offset(a, i), b, batch_offset(b, i), out, i * M * N, M, N, K, sa, sb,
-                 T(0));
-  });
+      for (int64_t i = 0; i < batch; ++i)
+        gemm_2d<T>(a, batch_offset(a, i), b, batch_offset(b, i), out, i * M * N, M, N, K, sa, sb,
+                   T(0));
+    });
+  } else {
+    cuda_kernels_planned("matmul");
+  }
   return out;
 }
 
@@ -140,6 +152,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              shape_str(bias.shape()), " ", dtype_name(bias.dtype()), " must be [", out_f, "] ",
              dtype_name(x.dtype()), " for weight ", shape_str(weight.shape()));
   }
+  // The device switch comes first: everything below is the CPU path.
+  if (x.device() != Device::CPU || weight.device() != Device::CPU ||
+      (bias.defined() && bias.device() != Device::CPU))
+    cuda_kernels_planned("linear");
   Tensor x2 = gemm_ready(reshape(detach(x), {-1, in}));  // (N, in)
   Tensor w = gemm_ready(detach(weight));                 // (in, out)
   int64_t N = x2.shape()[0];
@@ -148,17 +164,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor out = Tensor::empty(out_shape, x.dtype());
   dispatch_compute(x.dtype(), "linear", [&](auto tag) {
     using T = decltype(tag);
-    T beta = T(0);
-    if (bias.defined()) {
-      // Start C at the bias and let GEMM accumulate onto it (beta = 1).
-      Tensor bc = contiguous(detach(bias));
-      const T* pb = bc.data<T>();
-      T* po = out.data<T>();
-      for (int64_t r = 0; r < N; ++r) std::copy(pb, pb + out_f, po + r * out_f);
-      beta = T(1);
-    }
+    Tensor bc = bias.defined() ? contiguous(detach(bias)) : Tensor();
     Shape sx{x2.strides()[0], x2.strides()[1]}, sw{w.strides()[0], w.strides()[1]};
-    gemm_2d<T>(x2, 0, w, 0, out, 0, N, out_f, in, sx, sw, beta);
+    gemm_2d<T>(x2, 0, w, 0, out, 0, N, out_f, in, sx, sw, T(0),
+               bc.defined() ? bc.data<T>() : nullptr);
   });
   if (needs_grad({&x, &weight, &bias})) {
     bool gx = x.requires_grad(), gw = weight.requires_grad();

@@ -1,8 +1,13 @@
-// The model's fused ops: each forward calls one kernel from tensor/cpu/nn_kernels.h
-// and records a backward that calls its partner kernel.
+// The model's fused ops: each forward makes its one device switch, calls one
+// kernel of its family (tensor/cpu/<family>.h) and records a backward that
+// calls the partner kernel, on the device the forward ran on.
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/nn_kernels.h"
+#include "tensor/cpu/cross_entropy.h"
+#include "tensor/cpu/embedding.h"
+#include "tensor/cpu/gelu.h"
+#include "tensor/cpu/layernorm.h"
+#include "tensor/cpu/softmax.h"
 
 namespace ms {
 
@@ -30,10 +35,14 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
   Tensor x = rows_last(t, dim);
   int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_compute(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    fwd(y.data<T>(), x.data<T>(), N, C);
-  });
+  if (x.device() == Device::CPU) {
+    dispatch_compute(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      fwd(y.data<T>(), x.data<T>(), N, C);
+    });
+  } else {
+    cuda_kernels_planned(op);
+  }
   Tensor out = restore_dim(y, dim);
   if (needs_grad({&t})) {
     // Save a detached handle: `out` may be `y` itself, and a Node whose closure
@@ -83,11 +92,15 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
   Tensor wc = contiguous(detach(weight)), bc = contiguous(detach(bias));
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   Tensor mean = Tensor::empty({N}, x.dtype()), rstd = Tensor::empty({N}, x.dtype());  // (N)
-  dispatch_compute(x.dtype(), "layernorm", [&](auto tag) {
-    using T = decltype(tag);
-    cpu::layernorm_forward<T>(out.data<T>(), mean.data<T>(), rstd.data<T>(), xc.data<T>(),
-                              wc.data<T>(), bc.data<T>(), N, C, eps);
-  });
+  if (x.device() == Device::CPU) {
+    dispatch_compute(x.dtype(), "layernorm", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::layernorm_forward<T>(out.data<T>(), mean.data<T>(), rstd.data<T>(), xc.data<T>(),
+                                wc.data<T>(), bc.data<T>(), N, C, eps);
+    });
+  } else {
+    cuda_kernels_planned("layernorm");
+  }
   if (needs_grad({&x, &weight, &bias})) {
     record(out, "layernorm", {x, weight, bias}, [xc, wc, mean, rstd, N, C](const Tensor& g) {
       Tensor gc = contiguous(g);
@@ -109,10 +122,14 @@ Tensor gelu(const Tensor& x) {
   check_compute("gelu", x, "input");
   Tensor xc = contiguous(detach(x));
   Tensor out = Tensor::empty(x.shape(), x.dtype());
-  dispatch_compute(x.dtype(), "gelu", [&](auto tag) {
-    using T = decltype(tag);
-    cpu::gelu_forward<T>(out.data<T>(), xc.data<T>(), xc.numel());
-  });
+  if (x.device() == Device::CPU) {
+    dispatch_compute(x.dtype(), "gelu", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::gelu_forward<T>(out.data<T>(), xc.data<T>(), xc.numel());
+    });
+  } else {
+    cuda_kernels_planned("gelu");
+  }
   if (needs_grad({&x})) {
     record(out, "gelu", {x}, [xc](const Tensor& g) {
       Tensor gc = contiguous(g);
@@ -150,10 +167,14 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   out_shape.push_back(C);
   Tensor out = Tensor::empty(out_shape, weight.dtype());  // (indices..., C)
   int64_t N = idx.numel();
-  dispatch_compute(weight.dtype(), "embedding", [&](auto tag) {
-    using T = decltype(tag);
-    cpu::embedding_forward<T>(out.data<T>(), wc.data<T>(), idx.data<int32_t>(), N, C);
-  });
+  if (weight.device() == Device::CPU) {
+    dispatch_compute(weight.dtype(), "embedding", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::embedding_forward<T>(out.data<T>(), wc.data<T>(), idx.data<int32_t>(), N, C);
+    });
+  } else {
+    cuda_kernels_planned("embedding");
+  }
   if (needs_grad({&weight})) {
     record(out, "embedding", {weight, Tensor()}, [idx, V, C, N](const Tensor& g) {
       Tensor gc = contiguous(g);
@@ -178,10 +199,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   Tensor tc = checked_indices("cross_entropy", targets, V, "target");
   Tensor lc = contiguous(detach(logits));
   Tensor lse = Tensor::empty({N}, logits.dtype());  // (N)
-  double loss = dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
-    using T = decltype(tag);
-    return cpu::cross_entropy_forward<T>(lse.data<T>(), lc.data<T>(), tc.data<int32_t>(), N, V);
-  });
+  double loss = 0;
+  if (logits.device() == Device::CPU) {
+    loss = dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
+      using T = decltype(tag);
+      return cpu::cross_entropy_forward<T>(lse.data<T>(), lc.data<T>(), tc.data<int32_t>(), N, V);
+    });
+  } else {
+    cuda_kernels_planned("cross_entropy");
+  }
   Tensor out = full({}, loss, logits.dtype());
   if (needs_grad({&logits})) {
     record(out, "cross_entropy", {logits, Tensor()}, [lc, lse, tc, N, V](const Tensor& g) {

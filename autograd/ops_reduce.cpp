@@ -5,7 +5,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/reduce.h"
+#include "tensor/cpu/reductions.h"
 
 namespace ms {
 
@@ -66,10 +66,14 @@ Shape all_dims(const Tensor& t) {
 Tensor sum(const Tensor& t, const Shape& dims, bool keepdim) {
   ReducePlan plan = plan_reduction("sum", t, dims);
   Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype());
-  dispatch_compute(t.dtype(), "sum", [&](auto tag) {
-    using T = decltype(tag);
-    cpu::reduce_sum<T>(plan.input.data<T>(), out.data<T>(), plan.outer, plan.R, plan.inner);
-  });
+  if (t.device() == Device::CPU) {
+    dispatch_compute(t.dtype(), "sum", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::reduce_sum<T>(plan.input.data<T>(), out.data<T>(), plan.outer, plan.R, plan.inner);
+    });
+  } else {
+    cuda_kernels_planned("sum");
+  }
   if (needs_grad({&t})) {
     record(out, "sum", {t}, [in_shape = t.shape(), kept = plan.kept_shape](const Tensor& g) {
       // Every input element contributed once: broadcast the gradient back.
@@ -102,11 +106,15 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
   ReducePlan plan = plan_reduction("max", t, t.dim() == 0 ? Shape{} : Shape{dim});
   Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype());
   Tensor argmax = Tensor::empty(plan.kept_shape, DType::I32);
-  dispatch_compute(t.dtype(), "max", [&](auto tag) {
-    using T = decltype(tag);
-    cpu::reduce_max<T>(plan.input.data<T>(), out.data<T>(), argmax.data<int32_t>(), plan.outer,
-                       plan.R, plan.inner);
-  });
+  if (t.device() == Device::CPU) {
+    dispatch_compute(t.dtype(), "max", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::reduce_max<T>(plan.input.data<T>(), out.data<T>(), argmax.data<int32_t>(), plan.outer,
+                         plan.R, plan.inner);
+    });
+  } else {
+    cuda_kernels_planned("max");
+  }
   if (needs_grad({&t})) {
     record(out, "max", {t},
            [plan_outer = plan.outer, R = plan.R, inner = plan.inner, in_shape = t.shape(),

@@ -236,7 +236,11 @@ Tensor detach(const Tensor& t) {
 
 Tensor clone(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), t.dtype());
-  cpu::copy(t, out);
+  if (t.device() == Device::CPU) {
+    cpu::copy(t, out);
+  } else {
+    cuda_kernels_planned("clone");
+  }
   if (needs_grad({&t})) {
     record(out, "clone", {t}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   }
@@ -250,7 +254,11 @@ Tensor contiguous(const Tensor& t) {
 Tensor to(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
   Tensor out = Tensor::empty(t.shape(), dtype);
-  cpu::copy(t, out);
+  if (t.device() == Device::CPU) {
+    cpu::copy(t, out);
+  } else {
+    cuda_kernels_planned("to");
+  }
   if (is_compute_dtype(dtype) && needs_grad({&t})) {
     DType from = t.dtype();
     record(out, "to", {t}, [from](const Tensor& g) { return std::vector<Tensor>{to(g, from)}; });
@@ -274,6 +282,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
              " (", dtype_name(first.dtype()), ") outside dim ", dim);
     shape[dim] += t.shape()[dim];
   }
+  for (const Tensor& t : tensors)
+    if (t.device() != Device::CPU) cuda_kernels_planned("cat");  // the device switch
   Tensor out = Tensor::empty(shape, first.dtype());
   std::vector<int64_t> starts;
   int64_t start = 0;

@@ -27,9 +27,11 @@
 //   6 · N · tokens  +  L · 3 · (2·B·T²·C [q·kᵀ] + 2·B·T²·C [att·v])
 // with tokens = B·T and N = all parameters except the position embedding wpe.
 // wte is kept in N because it is also the (tied) LM head, whose matmul is real
-// work; the embedding lookups themselves are free. Attention counts the full T×T
-// (not just the causal half), as our kernel computes it. Kaplan et al.'s
-// non-embedding N (wte excluded too) is printed for reference.
+// work; the embedding lookups themselves are free. Attention counts the full T×T,
+// as PaLM's model-FLOPs convention does; our kernel skips the key blocks above
+// the diagonal (67% of T×T computed at T = 128), so this counts ~1.1 of the
+// ~42.7 GFLOP that it does not execute (~2.5%). Kaplan et al.'s non-embedding N
+// (wte excluded too) is printed for reference.
 //
 // The FLOP/s fraction divides that by our own gemm_f32's GFLOP/s, measured in this
 // run at the same thread count (best of several calls, before and after our steps)
@@ -49,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/torch_peer.h"
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
@@ -71,6 +74,10 @@ constexpr int64_t kB = 16, kT = 128, kL = 4, kH = 4, kC = 256, kV = 256;
 
 struct StepResult {
   double med_ms = 0, best_ms = 0, cpu_ms = 0, first_loss = 0, last_loss = 0;
+  // Medians of the step's phases: zero_grad + forward + loss, backward, optimizer
+  // step. Communication is zero here (one process: no gradient all-reduce); the
+  // column is printed so this table reads like the data-parallel one.
+  double fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
 };
 
 // Process CPU time (all threads). At 1 thread, wall >> CPU means other
@@ -102,7 +109,7 @@ StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
   cfg.n_embd = kC;
   ms::GPT model(cfg, 1337);
   ms::AdamW opt(model.parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
-  std::vector<double> ms_per_step, cpu_ms_per_step;
+  std::vector<double> ms_per_step, cpu_ms_per_step, fwd, bwd, upd;
   StepResult r;
   for (int s = 0; s < warmup + steps; ++s) {
     ms::Batch b = data.train_batch(s, 0, 1, kB, kT);
@@ -110,15 +117,21 @@ StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
     const double c0 = cpu_seconds();
     opt.zero_grad();
     ms::Tensor loss = model.loss(b.x, b.y);
+    const double t_fwd = seconds_since(t0) * 1e3;
     loss.backward();
+    const double t_bwd = seconds_since(t0) * 1e3;
     opt.step();
     const double dt = seconds_since(t0) * 1e3;
     const double dc = (cpu_seconds() - c0) * 1e3;
     const double l = loss.item();
     if (s == 0) r.first_loss = l;
     r.last_loss = l;
-    if (s >= warmup) ms_per_step.push_back(dt), cpu_ms_per_step.push_back(dc);
+    if (s >= warmup) {
+      ms_per_step.push_back(dt), cpu_ms_per_step.push_back(dc);
+      fwd.push_back(t_fwd), bwd.push_back(t_bwd - t_fwd), upd.push_back(dt - t_bwd);
+    }
   }
+  r.fwd_ms = median(fwd), r.bwd_ms = median(bwd), r.opt_ms = median(upd);
   r.med_ms = median(ms_per_step);
   r.cpu_ms = median(cpu_ms_per_step);
   r.best_ms = *std::min_element(ms_per_step.begin(), ms_per_step.end());
@@ -146,67 +159,6 @@ double gemm_gflops(int64_t M, int64_t N, int64_t K, double budget) {
     best = std::min(best, seconds_since(t0));
   }
   return 2.0 * double(M) * double(N) * double(K) / best * 1e-9;
-}
-
-std::string run_capture(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) {
-    *rc = -1;
-    return out;
-  }
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  *rc = pclose(p);
-  return out;
-}
-
-// The first Python that can import torch (Debian's python3-torch lives under
-// /usr/bin/python3; a pyenv python3 earlier on PATH usually lacks it).
-std::optional<std::string> find_torch_python() {
-  for (const char* py : {"/usr/bin/python3", "python3"}) {
-    const std::string cmd = std::string(py) + " -c 'import torch' >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) == 0) return std::string(py);
-  }
-  return std::nullopt;
-}
-
-struct TorchResult {
-  double med_ms = 0, best_ms = 0;
-  std::string info;  // its human-readable lines
-};
-
-std::optional<TorchResult> run_torch(const std::string& py, const std::string& script,
-                                     const std::string& data, int threads, int warmup, int steps) {
-  const std::string cmd =
-      "OMP_NUM_THREADS=" + std::to_string(threads) + " MKL_NUM_THREADS=" + std::to_string(threads) +
-      " " + py + " " + script + " --threads " + std::to_string(threads) + " --steps " +
-      std::to_string(steps) + " --warmup " + std::to_string(warmup) + " --data '" + data + "' 2>&1";
-  int rc = 0;
-  const std::string out = run_capture(cmd, &rc);
-  TorchResult r;
-  bool got = false;
-  size_t pos = 0;
-  while (pos < out.size()) {
-    size_t end = out.find('\n', pos);
-    if (end == std::string::npos) end = out.size();
-    const std::string line = out.substr(pos, end - pos);
-    pos = end + 1;
-    if (line.rfind("TORCH_MS_PER_STEP ", 0) == 0) {
-      r.med_ms = std::atof(line.c_str() + 18);
-      got = true;
-    } else if (line.rfind("TORCH_MS_BEST ", 0) == 0) {
-      r.best_ms = std::atof(line.c_str() + 14);
-    } else if (!line.empty()) {
-      r.info += "  " + line + "\n";
-    }
-  }
-  if (rc != 0 || !got) {
-    std::printf("PyTorch run failed (exit %d):\n%s", rc, out.c_str());
-    return std::nullopt;
-  }
-  return r;
 }
 
 bool file_exists(const std::string& p) {
@@ -304,6 +256,10 @@ int main(int argc, char** argv) {
           "PyTorch not available: skipped (install python3-torch; tried /usr/bin/python3, "
           "python3)\n");
   }
+  if (py)
+    std::printf(
+        "PyTorch child: OPENBLAS_CORETYPE=%s, OPENBLAS/OMP/MKL_NUM_THREADS = threads\n",
+        openblas_coretype().empty() ? "(OpenBLAS's own detection)" : openblas_coretype().c_str());
   std::printf("load average (1 min) at start: %s on %d CPUs\n\n", loadavg().c_str(),
               omp_get_num_procs());
   std::fflush(stdout);
@@ -360,6 +316,18 @@ int main(int argc, char** argv) {
     }
     std::printf("%7d %16s %16s %7s %12.0f %12s\n", r.threads, ours, torch, ratio,
                 tokens / (r.ours.med_ms * 1e-3), ttok);
+  }
+
+  std::printf("\nours: where a step goes (medians, ms; communication 0: one process)\n");
+  std::printf("%7s %9s %9s %9s %14s %9s\n", "threads", "forward", "backward", "optimizer",
+              "communication", "step");
+  for (const Row& r : rows) {
+    std::printf("%7d %9.1f %9.1f %9.1f %14.1f %9.1f\n", r.threads, r.ours.fwd_ms, r.ours.bwd_ms,
+                r.ours.opt_ms, 0.0, r.ours.med_ms);
+    if (r.torch && r.torch->fwd_ms >= 0)
+      std::printf("%7s %9.2f %9.2f %9.2f %14s %9.2f   <- ratio PyTorch / ours\n", "",
+                  r.torch->fwd_ms / r.ours.fwd_ms, r.torch->bwd_ms / r.ours.bwd_ms,
+                  r.torch->opt_ms / r.ours.opt_ms, "-", r.torch->med_ms / r.ours.med_ms);
   }
 
   std::printf("\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run)\n");

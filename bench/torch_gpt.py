@@ -154,24 +154,30 @@ def main():
           f"attention {'sdpa' if use_sdpa else 'manual (mask + softmax)'}, "
           f"AdamW foreach={args.foreach}, {n_params} parameters")
 
-    times, cpu_times, losses = [], [], []
+    times, cpu_times, losses, phases = [], [], [], []
     for step in range(args.warmup + args.steps):
         x, y = batch(step)
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = model(x, y)
+        t_fwd = time.perf_counter()
         loss.backward()
+        t_bwd = time.perf_counter()
         opt.step()
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         losses.append(loss.item())
         if step >= args.warmup:
             times.append(dt * 1e3)
             cpu_times.append(dc * 1e3)
+            phases.append(((t_fwd - t0) * 1e3, (t_bwd - t_fwd) * 1e3, (t0 + dt - t_bwd) * 1e3))
     med = statistics.median(times)
     print(f"torch loss: first {losses[0]:.4f}, last {losses[-1]:.4f}; "
           f"CPU {statistics.median(cpu_times):.1f} ms/step (process CPU time, all threads)")
     print(f"TORCH_MS_PER_STEP {med:.3f}")
     print(f"TORCH_MS_BEST {min(times):.3f}")
+    # Medians of forward (with zero_grad and the loss), backward, optimizer step.
+    print("TORCH_PHASES " + " ".join(f"{statistics.median(p[i] for p in phases):.3f}"
+                                     for i in range(3)))
     sys.stdout.flush()
 
 

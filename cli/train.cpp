@@ -11,6 +11,7 @@
 #include "cli/agree.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/flops.h"
 #include "cli/report.h"
 #include "cli/train_config.h"
 #include "nn/data.h"
@@ -186,6 +187,13 @@ int train_command(int argc, char** argv, Communicator& world) {
     std::fflush(stdout);
   }
 
+  // Model FLOP/s per rank on the step line, as a fraction of our GEMM's speed
+  // measured here (~0.1 s), at this rank's thread count (cli/flops.h).
+  const double step_flops =
+      model_flops_per_step(model->config(), model->num_parameters(), B * T * accum, T);
+  const double gemm_gflops = gemm_peak_gflops(0.1);
+  if (lead) std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
+
   std::vector<LossPoint> curve;
   const StepFormula formula = traffic_formula(engine, static_cast<int>(D), accum);
   StepTraffic traffic(world);  // what came before (the parameter broadcast) is setup
@@ -232,9 +240,11 @@ int train_command(int argc, char** argv, Communicator& world) {
       double elapsed = total_clock.seconds();
       double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(steps - step - 1);
       std::printf(
-          "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | eta %s",
+          "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | "
+          "%5.1f GFLOP/s (%.0f%% of gemm) | eta %s",
           static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr, norm, ms,
-          static_cast<double>(B * T * accum * D) / (ms / 1000), format_duration(eta).c_str());
+          static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
+          100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       std::printf("\n");
       std::fflush(stdout);

@@ -1,9 +1,13 @@
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "tensor/cpu/adamw.h"
+#include "tensor/cpu/reductions.h"
 
 namespace ms {
 
@@ -33,22 +37,10 @@ void SGD::step() {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    float* p = params_[i].data<float>();
-    const float* gp = gc.data<float>();
-    int64_t n = params_[i].numel();
-    const float wd = static_cast<float>(weight_decay_), mom = static_cast<float>(momentum_);
-    const float lr = static_cast<float>(lr_);
-    if (momentum_ == 0) {
-      for (int64_t j = 0; j < n; ++j) p[j] -= lr * (gp[j] + wd * p[j]);
-      continue;
-    }
-    bool first = !momentum_started_;
-    float* buf = momentum_buf_[i].data<float>();
-    for (int64_t j = 0; j < n; ++j) {
-      float d = gp[j] + wd * p[j];
-      buf[j] = first ? d : mom * buf[j] + d;
-      p[j] -= lr * buf[j];
-    }
+    float* buf = momentum_ != 0 ? momentum_buf_[i].data<float>() : nullptr;
+    cpu::sgd_update(params_[i].data<float>(), buf, gc.data<float>(), params_[i].numel(),
+                    static_cast<float>(lr_), static_cast<float>(momentum_),
+                    static_cast<float>(weight_decay_), !momentum_started_);
   }
   momentum_started_ = true;
 }
@@ -92,22 +84,34 @@ void AdamW::step() {
   const float one_minus_b1 = static_cast<float>(1 - beta1_);
   const float one_minus_b2 = static_cast<float>(1 - beta2_);
   const float eps = static_cast<float>(eps_);
+  // One pass over all tensors, cut into equal chunks shared out in ONE parallel
+  // region (PyTorch's multi-tensor "foreach"/fused AdamW, llm.c's single
+  // adamw kernel): per-tensor regions woke the threads ~50 times a step and
+  // ran every tensor under 64K elements (biases, LayerNorms) on one thread.
+  struct Chunk {
+    float *p, *m, *v;
+    const float* g;
+    int64_t n;
+  };
+  constexpr int64_t kChunk = 1 << 14;
+  std::vector<Tensor> grads;  // keeps contiguous copies alive through the pass
+  std::vector<Chunk> chunks;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
-    Tensor gc = contiguous(g);
-    float* p = params_[i].data<float>();
-    float* m = m_[i].data<float>();
-    float* v = v_[i].data<float>();
-    const float* gp = gc.data<float>();
-    int64_t n = params_[i].numel();
-#pragma omp parallel for simd if (n > (1 << 16)) schedule(static)
-    for (int64_t j = 0; j < n; ++j) {
-      p[j] *= decay;
-      m[j] = b1 * m[j] + one_minus_b1 * gp[j];
-      v[j] = b2 * v[j] + one_minus_b2 * gp[j] * gp[j];
-      p[j] -= step_size * (m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps));
-    }
+    grads.push_back(contiguous(g));
+    const int64_t n = params_[i].numel();
+    for (int64_t b = 0; b < n; b += kChunk)
+      chunks.push_back({params_[i].data<float>() + b, m_[i].data<float>() + b,
+                        v_[i].data<float>() + b, grads.back().data<float>() + b,
+                        std::min(kChunk, n - b)});
+  }
+  const int64_t nchunks = static_cast<int64_t>(chunks.size());
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const Chunk& k = chunks[c];
+    cpu::adamw_update(k.p, k.m, k.v, k.g, k.n, step_size, decay, b1, b2, one_minus_b1, one_minus_b2,
+                      bc2_sqrt, eps);
   }
 }
 
@@ -123,10 +127,7 @@ double grad_sq_norm(const std::vector<Tensor>& params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    const float* gp = gc.data<float>();
-    int64_t n = gc.numel();
-#pragma omp parallel for simd reduction(+ : total) if (n > (1 << 16))
-    for (int64_t j = 0; j < n; ++j) total += static_cast<double>(gp[j]) * gp[j];
+    total += cpu::sum_squares(gc.data<float>(), gc.numel());
   }
   return total;
 }

@@ -1,5 +1,6 @@
 // Where a tensor's bytes live. Ops check the device and call the cpu:: or
-// cuda:: kernel of the same signature (DESIGN.md: dispatch is explicit).
+// cuda:: kernel of the same signature (dispatch is explicit; see
+// docs/architecture.md). The cuda:: kernels are planned.
 #pragma once
 
 namespace ms {

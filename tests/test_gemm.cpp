@@ -40,8 +40,10 @@ std::vector<double> reference(bool ta, bool tb, const Shape& s, double alpha,
 
 // Runs one case for float or double and checks every element of C, including
 // the padding between rows (which must be left untouched).
+// with_bias (f32 only, beta must be 0): gemm_f32_bias, C = alpha·op(A)·op(B) + bias per row.
 template <typename T>
-void check(bool ta, bool tb, Shape s, double alpha, double beta, int64_t pad = 0) {
+void check(bool ta, bool tb, Shape s, double alpha, double beta, int64_t pad = 0,
+           bool with_bias = false) {
   std::mt19937 rng(unsigned(s.M * 131 + s.N * 17 + s.K + (ta ? 7 : 0) + (tb ? 3 : 0)));
   std::uniform_real_distribution<double> dist(-1.0, 1.0);
   // Stored shapes: A is (M x K) or (K x M) when transposed; likewise B.
@@ -56,11 +58,20 @@ void check(bool ta, bool tb, Shape s, double alpha, double beta, int64_t pad = 0
   for (int64_t i = 0; i < s.M; ++i)  // padding between rows of C: a sentinel
     for (int64_t j = s.N; j < ldc; ++j) C[i * ldc + j] = T(12345);
 
-  const std::vector<double> R = reference(ta, tb, s, alpha, A, lda, B, ldb, beta, C, ldc);
-  if constexpr (sizeof(T) == 4)
-    ms::cpu::gemm_f32(ta, tb, s.M, s.N, s.K, float(alpha), A.data(), lda, B.data(), ldb,
-                      float(beta), C.data(), ldc);
-  else
+  std::vector<double> R = reference(ta, tb, s, alpha, A, lda, B, ldb, beta, C, ldc);
+  std::vector<float> bias(size_t(std::max<int64_t>(1, s.N)));
+  for (float& x : bias) x = float(dist(rng));
+  if (with_bias)
+    for (int64_t i = 0; i < s.M; ++i)
+      for (int64_t j = 0; j < s.N; ++j) R[i * ldc + j] += bias[j];
+  if constexpr (sizeof(T) == 4) {
+    if (with_bias)
+      ms::cpu::gemm_f32_bias(ta, tb, s.M, s.N, s.K, float(alpha), A.data(), lda, B.data(), ldb,
+                             bias.data(), C.data(), ldc);
+    else
+      ms::cpu::gemm_f32(ta, tb, s.M, s.N, s.K, float(alpha), A.data(), lda, B.data(), ldb,
+                        float(beta), C.data(), ldc);
+  } else
     ms::cpu::gemm_f64(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(),
                       ldc);
 
@@ -77,7 +88,7 @@ void check(bool ta, bool tb, Shape s, double alpha, double beta, int64_t pad = 0
         UNSCOPED_INFO("C[" << i << "," << j << "] = " << got << ", want " << want);
     }
   INFO("ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N << " K=" << s.K
-             << " alpha=" << alpha << " beta=" << beta << " pad=" << pad);
+             << " alpha=" << alpha << " beta=" << beta << " pad=" << pad << " bias=" << with_bias);
   CHECK(bad == 0);
 }
 
@@ -118,6 +129,15 @@ TEST_CASE("gemm_f32 larger than one cache block, with leading dimensions", "[gem
   check<float>(false, false, {130, 257, 513}, 0.5, 1.0, 0);
   // Wide enough in N to split into several NC blocks.
   check<float>(false, true, {40, 1600, 70}, 1.0, 0.0, 1);
+}
+
+TEST_CASE("gemm_f32_bias adds the bias to every row, on every shape path", "[gemm]") {
+  // Odd shapes (edge tiles), several K slabs and threads, gemv (M or N == 1), K == 0.
+  for (Shape s : {Shape{7, 13, 5}, Shape{25, 65, 257}, Shape{300, 257, 513}, Shape{1, 100, 37},
+                  Shape{100, 1, 37}, Shape{4, 6, 0}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) check<float>(ta, tb, s, 1.0, 0.0, 2, true);
+  check<float>(false, false, {9, 10, 11}, 0.0, 0.0, 1, true);  // alpha 0: C = bias
 }
 
 TEST_CASE("gemm_f32 matrix-vector shapes (M == 1 or N == 1)", "[gemm]") {

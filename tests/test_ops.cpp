@@ -230,3 +230,77 @@ TEST_CASE("vectorizable exp and tanh agree with libm", "[ops][vec_math]") {
   CHECK(cpu::fast_tanhf(20.0f) == 1.0f);
   CHECK(cpu::fast_tanhf(-20.0f) == -1.0f);
 }
+
+namespace {
+
+// Runs f on f64 inputs and on the same values rounded to f32, backpropagates a
+// fixed random weighting of the output, and compares value and input gradients:
+// the f32 kernels (vectorized per ISA, f32 accumulators) against the f64 path.
+template <typename F>
+void check_f32_against_f64(const std::vector<Tensor>& inputs64, F f, double tol) {
+  std::vector<Tensor> in64, in32;
+  for (const Tensor& t : inputs64) {
+    in64.push_back(clone(t).set_requires_grad(true));
+    in32.push_back(to(t, DType::F32).set_requires_grad(true));
+  }
+  Tensor out64 = f(in64), out32 = f(in32);
+  Generator gen(11);
+  Tensor r = randn(out64.shape(), gen, 0, 1, DType::F64);
+  sum(mul(out64, r)).backward();
+  sum(mul(out32, to(r, DType::F32))).backward();
+  check_close(out32.to_vector(), out64.to_vector(), tol);
+  for (size_t i = 0; i < in64.size(); ++i) {
+    INFO("gradient of input " << i);
+    check_close(in32[i].grad().to_vector(), in64[i].grad().to_vector(), tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("f32 fused kernels agree with their f64 path on model-sized rows", "[ops][fused][f32]") {
+  Generator gen(21);
+  // LayerNorm: enough rows to run threaded, C not a multiple of the vector width.
+  check_f32_against_f64(
+      {randn({70, 259}, gen, 0.5, 2, DType::F64), randn({259}, gen, 1, 0.1, DType::F64),
+       randn({259}, gen, 0, 0.1, DType::F64)},
+      [](const std::vector<Tensor>& t) { return layernorm(t[0], t[1], t[2]); }, 2e-5);
+  // Causal attention: rows of every length 1..T, three row blocks, vectorized softmax.
+  check_f32_against_f64(
+      {randn({2, 100, 3 * 48}, gen, 0, 1, DType::F64)},
+      [](const std::vector<Tensor>& t) { return causal_attention(t[0], 4); }, 2e-5);
+  // Cross-entropy over a 259-wide vocabulary (vectorized exp in both directions).
+  std::vector<int32_t> targets(70);
+  for (int32_t i = 0; i < 70; ++i) targets[size_t(i)] = (i * 37) % 259;
+  Tensor tgt = from_vector(targets, {70});
+  check_f32_against_f64(
+      {randn({70, 259}, gen, 0, 3, DType::F64)},
+      [&](const std::vector<Tensor>& t) { return cross_entropy(t[0], tgt); }, 2e-5);
+  // linear with bias (gemm_f32_bias) and its bias gradient (column sums).
+  check_f32_against_f64(
+      {randn({3, 70, 45}, gen, 0, 1, DType::F64), randn({45, 300}, gen, 0, 0.2, DType::F64),
+       randn({300}, gen, 0, 1, DType::F64)},
+      [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); }, 2e-5);
+}
+
+TEST_CASE("causal attention over several row blocks matches unfused ops and their gradient",
+          "[ops][attention]") {
+  // T = 113 spans three of the kernel's causal row blocks (48 rows), the last one partial.
+  const int64_t B = 2, T = 113, NH = 3, hs = 4, C = NH * hs;
+  Generator gen(33);
+  Tensor qkv = uniform({B, T, 3 * C}, gen, -1, 1, DType::F64);
+  Tensor a = clone(qkv).set_requires_grad(true), b = clone(qkv).set_requires_grad(true);
+  auto heads = [&](const Tensor& t) { return permute(reshape(t, {B, T, NH, hs}), {0, 2, 1, 3}); };
+  Tensor q = narrow(b, 2, 0, C), k = narrow(b, 2, C, C), v = narrow(b, 2, 2 * C, C);
+  Tensor s = mul(matmul(heads(q), transpose(heads(k), -1, -2)), 1 / std::sqrt(double(hs)));
+  std::vector<double> mask(T * T);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < T; ++j) mask[i * T + j] = j > i ? -INFINITY : 0;
+  Tensor att = softmax(add(s, from_vector(mask, {T, T}, DType::F64)));
+  Tensor want = reshape(permute(matmul(att, heads(v)), {0, 2, 1, 3}), {B, T, C});
+  Tensor got = causal_attention(a, NH);
+  check_close(got.to_vector(), want.to_vector(), 1e-12);
+  Tensor r = randn({B, T, C}, gen, 0, 1, DType::F64);
+  sum(mul(got, r)).backward();
+  sum(mul(want, r)).backward();
+  check_close(a.grad().to_vector(), b.grad().to_vector(), 1e-11);
+}

@@ -7,7 +7,9 @@
 //   out (B, T, C):  att · v, heads side by side
 //
 // Per (b, h) the products are GEMMs on strided views of qkv (leading dim 3C),
-// so nothing is transposed or copied into head-major layout.
+// so nothing is transposed or copied into head-major layout. The GEMMs run in
+// blocks of query rows and skip the key blocks the causal mask zeroes. A CUDA twin with
+// the same signatures is planned (tensor/cuda/attention.cu).
 #pragma once
 #include <cstdint>
 

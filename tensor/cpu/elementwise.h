@@ -1,6 +1,8 @@
 // Elementwise CPU kernels over strided tensors (f32 and f64). Inputs arrive
 // already broadcast to the output's shape (expanded dims have stride 0); the
 // output is contiguous. Contiguous inputs take a flat, vectorizable loop.
+// Unlike the other families these take Tensors, since arbitrary strides are
+// the point; a CUDA twin is planned.
 #pragma once
 #include "tensor/tensor.h"
 

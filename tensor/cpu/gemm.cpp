@@ -31,8 +31,8 @@
 // with its own (thread_local) packing buffers. Repacking B once per thread costs
 // O(K*N) against O(M*N*K/threads) flops, which is why it is not shared.
 //
-// This file: packing, blocking, threads, ISA dispatch, the gemv special case
-// and gemm_f64. The micro-kernels themselves are in gemm_kernels.cpp.
+// This file: packing, blocking, threads, ISA dispatch and gemm_f64. The
+// micro-kernels are in gemm_kernels.cpp, the matrix-vector case in gemv.cpp.
 #include "tensor/cpu/gemm.h"
 
 #include <omp.h>
@@ -135,23 +135,6 @@ void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_
   }
 }
 
-// Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
-// long-lived, so after the first call gemm allocates nothing). Freed at thread exit.
-struct Scratch {
-  float* p = nullptr;
-  size_t n = 0;
-  float* get(size_t want) {
-    if (want > n) {
-      std::free(p);
-      n = (want + 15) / 16 * 16;
-      p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-      if (!p) n = 0, throw std::bad_alloc();
-    }
-    return p;
-  }
-  ~Scratch() { std::free(p); }
-};
-
 struct Problem {
   bool ta, tb;
   int64_t K;
@@ -163,12 +146,15 @@ struct Problem {
   float beta;
   float* C;
   int64_t ldc;
+  const float* bias = nullptr;  // (N) added to every row of C, or none
 };
 
 // Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
 //   Ap sliver MR x KC (12 x 256 x 4 B = 12 KiB) stays in L1 across a row of tiles;
 //   Bp block  KC x NC (256 x 768 x 4 B = 768 KiB) stays in L2 across the ir loop;
-//   MC bounds the Ap buffer (it is streamed, it need not fit any cache).
+//   MC bounds the Ap buffer (it is streamed, it need not fit any cache). It is
+//   2064 = 172 x 12 so a GPT step's M = B·T = 2048 rows are one block on one
+//   thread: with 1920, op(B) was packed twice for every weight matrix.
 // Largest step <= max (and a multiple of unit) that cuts n into equal blocks:
 // 1024 rows with max 768 become 2 x 512 rather than 768 + 256, so no block is
 // a thin leftover that repacks the other operand for little work.
@@ -196,11 +182,20 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
         pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+        // With a bias, the first K slab starts each tile from the bias rows
+        // (written while the tile is about to be in L1) and accumulates onto them.
+        const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR)
-          for (int64_t jr = 0; jr < nc; jr += NR)
-            kernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * p.ldc + jc + jr, p.ldc,
-                   int(std::min<int64_t>(MR, mc - ir)), int(std::min<int64_t>(NR, nc - jr)),
-                   p.alpha, beta);
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            float* c = p.C + (ic + ir) * p.ldc + jc + jr;
+            const int mr = int(std::min<int64_t>(MR, mc - ir));
+            const int nr = int(std::min<int64_t>(NR, nc - jr));
+            if (bias_tile)
+              for (int r = 0; r < mr; ++r)
+                std::memcpy(c + r * p.ldc, p.bias + jc + jr, sizeof(float) * size_t(nr));
+            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha,
+                   bias_tile ? 1.0f : beta);
+          }
       }
     }
   }
@@ -216,8 +211,8 @@ struct Isa {
 
 const Isa kScalar{"scalar", kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 1920>, 6, 16};
-const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 1920>, 12, 32};
+const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16};
+const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32};
 #endif
 
 const Isa* detect_isa() {
@@ -248,61 +243,6 @@ void thread_grid(int nt, int64_t M, int64_t N, int& tm, int& tn) {
   }
 }
 
-// Matrix-vector products (M == 1 or N == 1, e.g. sampling one token) have no
-// reuse to block for: every element of the matrix is used once, so speed is
-// memory bandwidth. Packing would copy the matrix for nothing and the MR x NR
-// kernel would waste all but one row or column. Instead, with x contiguous:
-//   out[o*os] = alpha * sum_k x[k] * Y[o*yo + k*yk] + beta * out[o*os]
-// as dot products when Y's rows are contiguous (yk == 1), else (yo == 1) as
-// axpys of 4 rows of Y at a time into a block of outputs held on the stack.
-// Both forms keep 8+ independent partial sums so the adds pipeline.
-void gemv(int64_t O, int64_t K, float alpha, const float* x, const float* Y, int64_t yo, int64_t yk,
-          float beta, float* out, int64_t os) {
-  constexpr int64_t OB = 1024;
-  const bool par = !omp_in_parallel() && double(O) * double(K) > double(1 << 20);
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t o0 = 0; o0 < O; o0 += OB) {
-    const int64_t ob = std::min(OB, O - o0);
-    float acc[OB];
-    if (yk == 1) {
-      for (int64_t o = 0; o < ob; ++o) {
-        const float* y = Y + (o0 + o) * yo;
-        float part[16] = {};
-        int64_t k = 0;
-        for (; k + 16 <= K; k += 16)
-          for (int l = 0; l < 16; ++l) part[l] += x[k + l] * y[k + l];
-        float s = 0.0f;
-        for (; k < K; ++k) s += x[k] * y[k];
-        for (int l = 0; l < 16; ++l) s += part[l];
-        acc[o] = s;
-      }
-    } else {
-      for (int64_t o = 0; o < ob; ++o) acc[o] = 0.0f;
-      int64_t k = 0;
-      for (; k + 4 <= K; k += 4) {
-        const float *y0 = Y + k * yk + o0, *y1 = y0 + yk, *y2 = y1 + yk, *y3 = y2 + yk;
-        for (int64_t o = 0; o < ob; ++o)
-          acc[o] += x[k] * y0[o] + x[k + 1] * y1[o] + x[k + 2] * y2[o] + x[k + 3] * y3[o];
-      }
-      for (; k < K; ++k)
-        for (int64_t o = 0; o < ob; ++o) acc[o] += x[k] * Y[k * yk + o0 + o];
-    }
-    for (int64_t o = 0; o < ob; ++o) {
-      float& c = out[(o0 + o) * os];
-      c = beta == 0.0f ? alpha * acc[o] : alpha * acc[o] + beta * c;
-    }
-  }
-}
-
-// The vector operand of a gemv, made contiguous if it is strided.
-const float* contiguous(const float* v, int64_t n, int64_t stride) {
-  if (stride == 1) return v;
-  thread_local Scratch s;
-  float* p = s.get(size_t(n));
-  for (int64_t i = 0; i < n; ++i) p[i] = v[i * stride];
-  return p;
-}
-
 }  // namespace
 
 const char* gemm_f32_isa() {
@@ -323,23 +263,30 @@ bool gemm_f32_force_isa(const char* name) {
   return want != nullptr;
 }
 
-void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc) {
+namespace {
+
+void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                   const float* bias, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+  if (bias && (K <= 0 || alpha == 0.0f || M == 1 || N == 1)) {
+    // No tiles to fold the bias into: start C at the bias, accumulate onto it.
+    for (int64_t i = 0; i < M; ++i) std::memcpy(C + i * ldc, bias, sizeof(float) * size_t(N));
+    return gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, nullptr, C, ldc);
+  }
   if (K <= 0 || alpha == 0.0f) {  // C = beta * C, and nothing to multiply
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
     return;
   }
   if (M == 1)  // out = C row 0 (N); x = op(A) row 0; Y[j][k] = op(B)[k][j]
-    return gemv(N, K, alpha, contiguous(A, K, trans_a ? lda : 1), B, trans_b ? ldb : 1,
+    return gemv(N, K, alpha, contiguous_vector(A, K, trans_a ? lda : 1), B, trans_b ? ldb : 1,
                 trans_b ? 1 : ldb, beta, C, 1);
   if (N == 1)  // out = C column 0 (M); x = op(B) column 0; Y[i][k] = op(A)[i][k]
-    return gemv(M, K, alpha, contiguous(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
+    return gemv(M, K, alpha, contiguous_vector(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
                 trans_a ? lda : 1, beta, C, ldc);
   const Isa& isa = *current_isa();
-  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
 
   // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
   // GEMMs pay no fork/join; none at all when already inside a parallel region.
@@ -364,6 +311,20 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
       if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel);
     }
   }
+}
+
+}  // namespace
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc) {
+  gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, nullptr, C, ldc);
+}
+
+void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
+                   float* C, int64_t ldc) {
+  gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, bias, C, ldc);
 }
 
 // f64 is for gradient checks on small shapes: a plain loop nest, accumulating

@@ -5,7 +5,8 @@
 // op(X) is X or X^T, selected by trans_a / trans_b, so backward's A·Bᵀ and Aᵀ·B
 // run at full speed without materializing a transpose. All matrices are
 // row-major with leading dimensions lda, ldb, ldc (elements between rows as
-// stored, i.e. before op()).
+// stored, i.e. before op()). A CUDA twin (cuBLAS behind the same signature)
+// is planned.
 #pragma once
 #include <cstdint>
 
@@ -14,6 +15,14 @@ namespace ms::cpu {
 void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc);
+
+// C (M, N) = alpha * op(A) · op(B) + bias, bias (N) added to every row: a
+// Linear layer's forward (llm.c's matmul_forward adds the bias in its loop too).
+// The bias is copied into each C tile just before the micro-kernel accumulates
+// onto it, instead of a separate pass over all of C.
+void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
+                   float* C, int64_t ldc);
 
 void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
               const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,

@@ -1,4 +1,4 @@
-// Private to tensor/cpu/gemm*.cpp: the GEMM micro-kernels, one per instruction
+// Private to tensor/cpu/gemm*.cpp and gemv.cpp: the GEMM micro-kernels, one per instruction
 // set. Each computes one MR x NR tile of C from packed operands:
 //
 //   C[0:mr, 0:nr] = alpha * Ap·Bp + beta * C[0:mr, 0:nr]      (beta == 0: C not read)
@@ -11,6 +11,8 @@
 // branches; only the store looks at the true mr <= MR, nr <= NR of an edge tile.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define MS_GEMM_X86 1
@@ -30,5 +32,28 @@ void kernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, in
 void kernel_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                          int mr, int nr, float alpha, float beta);
 #endif
+
+// Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
+// long-lived, so after the first call gemm allocates nothing). Freed at thread exit.
+struct Scratch {
+  float* p = nullptr;
+  size_t n = 0;
+  float* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      n = (want + 15) / 16 * 16;
+      p = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+      if (!p) n = 0, throw std::bad_alloc();
+    }
+    return p;
+  }
+  ~Scratch() { std::free(p); }
+};
+
+// gemv.cpp: out[o*os] = alpha * Σ_k x[k]·Y[o*yo + k*yk] + beta * out[o*os], x contiguous.
+void gemv(int64_t O, int64_t K, float alpha, const float* x, const float* Y, int64_t yo, int64_t yk,
+          float beta, float* out, int64_t os);
+// v itself when stride == 1, else a contiguous copy in this thread's scratch.
+const float* contiguous_vector(const float* v, int64_t n, int64_t stride);
 
 }  // namespace ms::cpu::gemm_detail

@@ -1,10 +1,26 @@
+// Small helpers shared by the CPU kernels (private to tensor/cpu/).
+//
 // exp and tanh for f32 written as straight-line code, so `omp simd` loops
 // vectorize them (libm's expf/tanhf are scalar calls: GELU spent ~25% of a
 // training step in them). Accuracy: exp within 2 ulp; tanh within 2e-7
 // absolute — checked against libm in tests/test_ops.cpp.
 #pragma once
+#include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <limits>
+
+// The project builds for baseline x86-64 (SSE2), so a plain `omp simd` loop
+// runs 4 lanes wide. Hot f32 loops are built for AVX-512, AVX2 and baseline and
+// the best is picked at load time (GCC target_clones), like the GEMM
+// micro-kernels: a portable binary still gets 16-wide exp/tanh. OpenMP splits
+// the work outside the clones (an outlined parallel body would not inherit the
+// target attribute), and what a clone calls must be inline to be built for its ISA.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MS_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MS_VECTOR_CLONES
+#endif
 
 namespace ms::cpu {
 
@@ -33,6 +49,17 @@ inline float fast_tanhf(float x) {
   x = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x);
   float e = fast_expf(2.0f * x);
   return (e - 1.0f) / (e + 1.0f);
+}
+
+// Shared by the row-wise kernels (softmax, layernorm, cross-entropy): below
+// this many rows one thread does it, as waking the team costs more.
+constexpr int64_t kParallelRows = 64;
+
+template <typename T>
+T row_max(const T* x, int64_t C) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t c = 0; c < C; ++c) m = std::max(m, x[c]);
+  return m;
 }
 
 }  // namespace ms::cpu

@@ -1,10 +1,37 @@
-#include "tensor/cpu/reduce.h"
+#include "tensor/cpu/reductions.h"
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
+#include "tensor/cpu/vec_math.h"
+
 namespace ms::cpu {
+
+namespace {
+
+// out[i] = Σ_r in[r·ld + i] for i < n ≤ W: a column block summed down the rows
+// (a bias gradient over all tokens), in double.
+template <typename T, int W>
+[[gnu::always_inline]] inline void sum_rows(const T* in, T* out, int64_t R, int64_t ld, int64_t n) {
+  double acc[W] = {};
+  for (int64_t r = 0; r < R; ++r) {
+    const T* row = in + r * ld;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) acc[i] += row[i];
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(acc[i]);
+}
+
+// The f32 instance built per ISA (vec_math.h): with doubles the baseline build
+// adds 2 lanes at a time, and bias gradients were ~3% of a training step.
+MS_VECTOR_CLONES
+void sum_rows_f32(const float* in, float* out, int64_t R, int64_t ld, int64_t n) {
+  sum_rows<float, 256>(in, out, R, ld, n);
+}
+
+}  // namespace
 
 // Sums accumulate in double: a loss or gradient norm summed over 10^6
 // elements in f32 would lose the digits the tests compare against PyTorch.
@@ -29,13 +56,11 @@ void reduce_sum(const T* in, T* out, int64_t outer, int64_t R, int64_t inner) {
 #pragma omp parallel for if (R * inner > (1 << 16)) schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t c0 = blk * kCols, c1 = std::min(inner, c0 + kCols);
-      double acc[kCols] = {};
-      for (int64_t r = 0; r < R; ++r) {
-        const T* row = in + r * inner;
-#pragma omp simd
-        for (int64_t i = c0; i < c1; ++i) acc[i - c0] += row[i];
+      if constexpr (std::is_same_v<T, float>) {
+        sum_rows_f32(in + c0, out + c0, R, inner, c1 - c0);
+      } else {
+        sum_rows<T, kCols>(in + c0, out + c0, R, inner, c1 - c0);
       }
-      for (int64_t i = c0; i < c1; ++i) out[i] = static_cast<T>(acc[i - c0]);
     }
     return;
   }
@@ -73,6 +98,13 @@ void reduce_max(const T* in, T* out, int32_t* argmax, int64_t outer, int64_t R, 
       argmax[o * inner + i] = at;
     }
   }
+}
+
+double sum_squares(const float* x, int64_t n) {
+  double total = 0;
+#pragma omp parallel for simd reduction(+ : total) if (n > (1 << 16))
+  for (int64_t j = 0; j < n; ++j) total += static_cast<double>(x[j]) * x[j];
+  return total;
 }
 
 template void reduce_sum<float>(const float*, float*, int64_t, int64_t, int64_t);
