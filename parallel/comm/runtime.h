@@ -4,9 +4,10 @@
 // Why this matters: in a collective, every rank waits for every other. If rank
 // 3 throws (a bad shape, a missing file) and simply exits, ranks 0-2 sit in
 // their next all-reduce forever and the job "hangs" with no message. So, as
-// DESIGN.md asks and as torchrun/DeepSpeed launchers do by killing the group,
-// an uncaught error prints `[rank r] error: <message>` and calls MPI_Abort,
-// which makes mpirun kill every process and exit non-zero within seconds.
+// docs/architecture.md (Rules: errors) asks and as torchrun/DeepSpeed launchers
+// do by killing the group, an uncaught error prints `[rank r] error: <message>`
+// and calls MPI_Abort, which makes mpirun kill every process and exit non-zero
+// within seconds.
 //
 //   int main(int argc, char** argv) {
 //     return ms::run_distributed(argc, argv, [&](ms::Communicator& world) {
