@@ -3,12 +3,15 @@
 //   bench_matmul            sizes 256..2048 (NN) plus NT and TN at 1024, 1 and 2 threads
 //   bench_matmul --quick    1024 only (CI smoke)
 //   bench_matmul --isa avx2 force our micro-kernel (default: the best this CPU runs)
+//   bench_matmul --openblas-auto   let OpenBLAS pick its kernel from the CPU model
+//                           (default: the kernel of our ISA, bench/openblas_core.h)
 //
 // Each cell: one warm-up call, then the best of several timed repetitions
 // (best-of filters out interference from other processes on a shared machine).
 // GFLOP/s = 2*M*N*K / seconds.
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,6 +23,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/openblas_core.h"
 #include "tensor/cpu/gemm.h"
 
 namespace {
@@ -48,17 +52,29 @@ struct Case {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, openblas_auto = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--openblas-auto") == 0) {
+      openblas_auto = true;
     } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
                ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
       ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--isa avx512|avx2|scalar]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--isa avx512|avx2|scalar] [--openblas-auto]\n",
+                   argv[0]);
       return 2;
     }
+  }
+  // OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: to give the peer the
+  // kernel of our ISA (bench/openblas_core.h), set it and start over.
+  // --openblas-auto keeps OpenBLAS's own CPU detection.
+  const std::string core = openblas_coretype();
+  if (!openblas_auto && !std::getenv("OPENBLAS_CORETYPE") && !core.empty()) {
+    setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+    setenv("MS_BENCH_SET_CORETYPE", "1", 1);
+    execv("/proc/self/exe", argv);  // on failure, carry on with auto-detection
   }
   std::vector<Case> cases;
   if (quick) {
@@ -72,8 +88,11 @@ int main(int argc, char** argv) {
   std::printf("ours: gemm_f32 micro-kernel = %s\n", ms::cpu::gemm_f32_isa());
   // OPENBLAS_CORETYPE, if set, overrides OpenBLAS's CPU detection (read once,
   // when the library loads); the config string names the kernel it picked.
-  std::printf("OpenBLAS: %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
-              coretype ? coretype : "unset, auto-detected");
+  std::printf("OpenBLAS: %s (OPENBLAS_CORETYPE=%s%s)\n", openblas_get_config(),
+              coretype ? coretype : "unset, auto-detected",
+              std::getenv("MS_BENCH_SET_CORETYPE") ? ", set by this benchmark to match our ISA; "
+                                                     "--openblas-auto to let OpenBLAS choose"
+                                                   : "");
   std::printf("C = A*B, all M = N = K = size, row-major; NT = A*B^T, TN = A^T*B\n\n");
   std::printf("%6s %4s %7s %14s %18s %7s\n", "size", "form", "threads", "ours GFLOP/s",
               "OpenBLAS GFLOP/s", "ratio");

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "bench/openblas_core.h"
 #include "tensor/cpu/gemm.h"
 
 namespace {
@@ -41,17 +42,7 @@ struct TorchResult {
   std::string info;                              // its human-readable lines
 };
 
-// Debian's torch runs its matmuls on OpenBLAS, which picks kernels from the
-// CPU model; a VM reporting a generic "Intel Xeon Processor" gets Prescott (SSE3)
-// kernels (OPENBLAS_VERBOSE=2 says "Core: Prescott"; measured here: torch's
-// 2048x768x256 matmul at 11 GFLOP/s, 40 with the right core type). So unless
-// OPENBLAS_CORETYPE is set, the PyTorch child gets the core type of the ISA our
-// gemm detected, and OpenBLAS's own thread pool gets the same thread count.
-std::string openblas_coretype() {
-  if (const char* set = std::getenv("OPENBLAS_CORETYPE")) return set;
-  const std::string isa = ms::cpu::gemm_f32_isa();
-  return isa == "avx512" ? "SkylakeX" : isa == "avx2" ? "Haswell" : "";
-}
+// The OpenBLAS core type the PyTorch child gets: bench/openblas_core.h.
 
 std::optional<TorchResult> run_torch(const std::string& py, const std::string& script,
                                      const std::string& data, int threads, int warmup, int steps) {

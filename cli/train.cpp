@@ -59,23 +59,6 @@ double evaluate(GPT& model, const TokenData& data, int64_t batches, int64_t B, i
   return total.item();
 }
 
-// The ZeRO traffic formula's inputs, from the stage's layout: Ψp = Σ padded
-// flat groups (flat_params.h); R = the groups stage 3 keeps gathered.
-StepFormula traffic_formula(ZeroOptimizer& engine, int D, int64_t micro_steps) {
-  int64_t padded = engine.num_parameters(), resident = 0;
-  if (auto* s = dynamic_cast<ZeroShardedStage*>(&engine.stage_impl())) {
-    const FlatParams& f = s->layout();
-    padded = 0;
-    for (int g = 0; g < f.num_groups(); ++g) {
-      padded += f.group(g).padded;
-      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0]))
-        resident += f.group(g).padded;
-    }
-  }
-  return zero_step_formula(engine.stage(), D, micro_steps, engine.num_parameters(), padded,
-                           resident);
-}
-
 }  // namespace
 
 int train_command(int argc, char** argv, Communicator& world) {
@@ -195,7 +178,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   if (lead) std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
 
   std::vector<LossPoint> curve;
-  const StepFormula formula = traffic_formula(engine, static_cast<int>(D), accum);
+  const StepFormula formula = engine.traffic_formula(accum);
   StepTraffic traffic(world);  // what came before (the parameter broadcast) is setup
   Clock total_clock;
   double last_val = NAN;

@@ -10,6 +10,7 @@
 #include "cli_run.h"
 #include "nn/gpt.h"
 #include "nn/safetensors.h"
+#include "tests/temp_dir.h"
 
 using namespace ms;
 using ms::test::CliRun;
@@ -18,18 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("minispeed_cliw_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() { fs::remove_all(dir); }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
+using test::TempDir;
 
 const std::string kTiny =
     "train --steps 1 --batch-size 2 --seq-len 8 --eval-every 0 --sample-tokens 0 ";

@@ -13,24 +13,14 @@
 #include "catch_compat.h"
 #include "nn/gpt.h"
 #include "nn/safetensors.h"
+#include "tests/temp_dir.h"
 
 using namespace ms;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("minispeed_gptio_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() { fs::remove_all(dir); }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
+using test::TempDir;
 
 GPTConfig small(int64_t n_embd = 32) {
   GPTConfig cfg;

@@ -135,4 +135,17 @@ void ZeroOptimizer::gather_full_parameters() {
   stage_->gather_full_parameters();
 }
 
+StepFormula ZeroOptimizer::traffic_formula(int64_t micro_steps) {
+  int64_t padded = num_params_, resident = 0;
+  if (auto* s = dynamic_cast<ZeroShardedStage*>(stage_.get())) {
+    const FlatParams& f = s->layout();
+    padded = 0;
+    for (int g = 0; g < f.num_groups(); ++g) {
+      padded += f.group(g).padded;
+      if (opts_.stage == 3 && !f.is_released(f.group(g).params[0])) resident += f.group(g).padded;
+    }
+  }
+  return zero_step_formula(opts_.stage, dp_.size(), micro_steps, num_params_, padded, resident);
+}
+
 }  // namespace ms

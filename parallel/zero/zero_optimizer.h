@@ -30,6 +30,7 @@
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/comm/ledger.h"
 #include "parallel/zero/memory.h"
 
 namespace ms {
@@ -71,6 +72,12 @@ class ZeroOptimizer {
   // Stage 3: collective; every parameter is gathered and stays so until the
   // next step() (call it before saving or inspecting the model). No-op otherwise.
   void gather_full_parameters();
+
+  // What one training step of G micro-steps should send, per the stage's
+  // formula (parallel/comm/ledger.h), with the inputs read off this stage's
+  // layout: Ψp = the padded flat groups' sizes (flat_params.h); R = the padded
+  // groups stage 3 keeps gathered between steps (wte, wpe, ln_f).
+  StepFormula traffic_formula(int64_t micro_steps);
 
   int stage() const { return opts_.stage; }
   int64_t num_parameters() const { return num_params_; }  // Ψ (stage 3's released ones included)

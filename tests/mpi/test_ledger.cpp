@@ -236,23 +236,6 @@ GPTConfig small_gpt() {
   return c;
 }
 
-// The formula's inputs, read from the stage's layout: Ψp = Σ padded group
-// sizes; R = the padded size of the groups whose parameters are not released
-// between steps (stage 3 keeps wte, wpe, ln_f).
-StepFormula formula_for(ZeroOptimizer& engine, int D, int64_t G) {
-  const int64_t psi = engine.num_parameters();
-  int64_t padded = psi, resident = 0;
-  if (auto* s = dynamic_cast<ZeroShardedStage*>(&engine.stage_impl())) {
-    const FlatParams& f = s->layout();
-    padded = 0;
-    for (int g = 0; g < f.num_groups(); ++g) {
-      padded += f.group(g).padded;
-      if (engine.stage() == 3 && !f.is_released(f.group(g).params[0]))
-        resident += f.group(g).padded;
-    }
-  }
-  return zero_step_formula(engine.stage(), D, G, psi, padded, resident);
-}
 
 struct Measured {
   std::vector<Traffic> per_rank;  // in the steps, every rank's
@@ -267,7 +250,7 @@ Measured train(Communicator& world, int stage, int accum, size_t bucket_bytes) {
     return std::make_unique<SGD>(std::move(ps), 0.1, 0.9, 0.0);
   });
   Measured m;
-  m.formula = formula_for(engine, world.size(), accum);
+  m.formula = engine.traffic_formula(accum);
   StepTraffic meter(world);
   for (int step = 0; step < 2; ++step) {
     meter.begin_step();
