@@ -5,8 +5,11 @@ SHELL := /bin/bash
 
 # Build on every core unless the caller chose (-j N): a serial first build
 # takes over twice as long. GNU make >= 4.3 honours -j set here.
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
-  MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+# (Only the top-level make: sub-makes share its job slots through the jobserver.)
+ifeq ($(MAKELEVEL),0)
+  ifeq ($(filter -j%,$(MAKEFLAGS)),)
+    MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+  endif
 endif
 
 ifeq ($(CUDA),1)
