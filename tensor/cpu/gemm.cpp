@@ -182,19 +182,15 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
         pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
-        // With a bias, the first K slab starts each tile from the bias rows
-        // (written while the tile is about to be in L1) and accumulates onto them.
+        // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR)
           for (int64_t jr = 0; jr < nc; jr += NR) {
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
             const int mr = int(std::min<int64_t>(MR, mc - ir));
             const int nr = int(std::min<int64_t>(NR, nc - jr));
-            if (bias_tile)
-              for (int r = 0; r < mr; ++r)
-                std::memcpy(c + r * p.ldc, p.bias + jc + jr, sizeof(float) * size_t(nr));
-            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha,
-                   bias_tile ? 1.0f : beta);
+            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta,
+                   bias_tile ? p.bias + jc + jr : nullptr);
           }
       }
     }
