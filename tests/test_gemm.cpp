@@ -156,6 +156,11 @@ TEST_CASE("gemm_f32 every micro-kernel this CPU can run", "[gemm]") {
     check_all_forms<float>({7, 13, 5}, 1.0, 0.0, 1);
     check_all_forms<float>({37, 70, 300}, 1.5, -1.0, 2);
     check<float>(true, false, {130, 129, 260}, 1.0, 0.0, 0);
+    // The bias is added in each kernel's store: full tiles of every kernel
+    // (24 x 64 is whole 4x16, 6x16 and 12x32 tiles), edge tiles, 2 K slabs.
+    for (Shape s : {Shape{24, 64, 20}, Shape{37, 70, 300}})
+      for (bool tb : {false, true}) check<float>(false, tb, s, 1.0, 0.0, 1, true);
+    check<float>(true, false, {24, 64, 20}, 0.5, 0.0, 0, true);
   }
   REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
   CHECK(!ms::cpu::gemm_f32_force_isa("no-such-isa"));

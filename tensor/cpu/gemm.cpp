@@ -80,35 +80,45 @@ void gather_transpose(const float* const* src, int n, int64_t kc, float* dst) {
           _mm_storeu_ps(dst + (k + 3) * W + c, r3);
         }
 #endif
-    for (; c < W; ++c)
-      for (int64_t k = k0; k < k1; ++k) dst[k * W + c] = c < n ? src[c][k] : 0.0f;
+    for (; c < n; ++c)
+      for (int64_t k = k0; k < k1; ++k) dst[k * W + c] = src[c][k];
+    // Padding columns row by row: one contiguous run per k, not one store per
+    // (k, c) with a W-float stride (that loop was ~20% of packing in
+    // attention's 48-key GEMMs, whose last NR sliver is half padding).
+    if (n < W)
+      for (int64_t k = k0; k < k1; ++k) std::fill(dst + k * W + n, dst + (k + 1) * W, 0.0f);
   }
 }
 
 // Ap (ceil(mc/MR) slivers, each kc x MR) <- op(A)[i0:i0+mc, p0:p0+kc]
+// The untransposed side of packing: op(X) row k (k < kc) is src + k*ld,
+// n contiguous floats, dealt in W-wide pieces to the slivers (sliver s, the
+// columns [s*W, s*W + W), starts at dst + s*W*kc), zero-padded to whole W.
+// Each source row is read once, front to back. Walking sliver by sliver
+// instead read W floats from each of kc rows ld apart, then came back for
+// the next W: a fresh cache line per k that the prefetchers did not follow
+// (these loads were ~45% of gemm_region's samples in a training step).
+template <int W>
+void deal_rows(const float* src, int64_t ld, int64_t n, int64_t kc, float* dst) {
+  const int64_t full = n / W * W;
+  for (int64_t k = 0; k < kc; ++k, src += ld, dst += W) {
+    for (int64_t j = 0; j < full; j += W) std::memcpy(dst + j * kc, src + j, W * sizeof(float));
+    if (full < n)
+      for (int c = 0; c < W; ++c) dst[full * kc + c] = full + c < n ? src[full + c] : 0.0f;
+  }
+}
+
 template <int MR>
 void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
             float* Ap) {
+  if (ta)  // op(A) column k is row k of A: contiguous along M
+    return deal_rows<MR>(A + p0 * lda + i0, lda, mc, kc, Ap);
   for (int64_t i = 0; i < mc; i += MR, Ap += MR * kc) {
+    // gather: MR rows of A, each read sequentially along k
     const int rows = int(std::min<int64_t>(MR, mc - i));
-    if (ta) {  // op(A) column k is row k of A: MR contiguous floats
-      if (rows == MR) {
-        // Full sliver: a straight copy the compiler turns into vector moves
-        // (the per-element bounds test kept this scalar: ~25% of packing
-        // time in the weight-gradient GEMMs, dW = Xᵀ·dY).
-        for (int64_t k = 0; k < kc; ++k)
-          std::memcpy(Ap + k * MR, A + (p0 + k) * lda + i0 + i, MR * sizeof(float));
-        continue;
-      }
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = A + (p0 + k) * lda + i0 + i;
-        for (int r = 0; r < MR; ++r) Ap[k * MR + r] = r < rows ? src[r] : 0.0f;
-      }
-    } else {  // gather: MR rows of A, each read sequentially along k
-      const float* src[MR];
-      for (int r = 0; r < MR; ++r) src[r] = A + (i0 + i + std::min(r, rows - 1)) * lda + p0;
-      gather_transpose<MR>(src, rows, kc, Ap);
-    }
+    const float* src[MR];
+    for (int r = 0; r < MR; ++r) src[r] = A + (i0 + i + std::min(r, rows - 1)) * lda + p0;
+    gather_transpose<MR>(src, rows, kc, Ap);
   }
 }
 
@@ -116,22 +126,14 @@ void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_
 template <int NR>
 void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
             float* Bp) {
+  if (!tb)  // op(B) row k is row k of B: contiguous along N
+    return deal_rows<NR>(B + p0 * ldb + j0, ldb, nc, kc, Bp);
   for (int64_t j = 0; j < nc; j += NR, Bp += NR * kc) {
+    // gather: NR rows of B, each read sequentially along k
     const int cols = int(std::min<int64_t>(NR, nc - j));
-    if (!tb) {  // op(B) row k is row k of B: NR contiguous floats
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = B + (p0 + k) * ldb + j0 + j;
-        if (cols == NR) {
-          std::memcpy(Bp + k * NR, src, sizeof(float) * NR);
-        } else {
-          for (int c = 0; c < NR; ++c) Bp[k * NR + c] = c < cols ? src[c] : 0.0f;
-        }
-      }
-    } else {  // gather: NR rows of B, each read sequentially along k
-      const float* src[NR];
-      for (int c = 0; c < NR; ++c) src[c] = B + (j0 + j + std::min(c, cols - 1)) * ldb + p0;
-      gather_transpose<NR>(src, cols, kc, Bp);
-    }
+    const float* src[NR];
+    for (int c = 0; c < NR; ++c) src[c] = B + (j0 + j + std::min(c, cols - 1)) * ldb + p0;
+    gather_transpose<NR>(src, cols, kc, Bp);
   }
 }
 
@@ -182,19 +184,15 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
         pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
-        // With a bias, the first K slab starts each tile from the bias rows
-        // (written while the tile is about to be in L1) and accumulates onto them.
+        // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR)
           for (int64_t jr = 0; jr < nc; jr += NR) {
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
             const int mr = int(std::min<int64_t>(MR, mc - ir));
             const int nr = int(std::min<int64_t>(NR, nc - jr));
-            if (bias_tile)
-              for (int r = 0; r < mr; ++r)
-                std::memcpy(c + r * p.ldc, p.bias + jc + jr, sizeof(float) * size_t(nr));
-            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha,
-                   bias_tile ? 1.0f : beta);
+            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta,
+                   bias_tile ? p.bias + jc + jr : nullptr);
           }
       }
     }

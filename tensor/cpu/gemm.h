@@ -18,8 +18,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 
 // C (M, N) = alpha * op(A) · op(B) + bias, bias (N) added to every row: a
 // Linear layer's forward (llm.c's matmul_forward adds the bias in its loop too).
-// The bias is copied into each C tile just before the micro-kernel accumulates
-// onto it, instead of a separate pass over all of C.
+// The micro-kernel adds the bias as it stores each C tile, instead of a
+// separate pass over all of C.
 void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
                    float* C, int64_t ldc);

@@ -15,11 +15,12 @@ namespace {
 // spilled to memory. Used for edge tiles and by the scalar kernel. beta == 0
 // overwrites C without reading it (BLAS semantics: NaN in C must not leak).
 void store_tile(const float* tile, int NR, float* C, int64_t ldc, int mr, int nr, float alpha,
-                float beta) {
+                float beta, const float* bias) {
   for (int r = 0; r < mr; ++r)
     for (int c = 0; c < nr; ++c) {
       float v = alpha * tile[r * NR + c];
-      C[r * ldc + c] = beta == 0.0f ? v : v + beta * C[r * ldc + c];
+      if (beta != 0.0f) v += beta * C[r * ldc + c];
+      C[r * ldc + c] = bias ? v + bias[c] : v;
     }
 }
 
@@ -27,7 +28,7 @@ void store_tile(const float* tile, int NR, float* C, int64_t ldc, int mr, int nr
 
 // Portable fallback. Fully unrolled so acc lives in (baseline SIMD) registers.
 void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
-                        int nr, float alpha, float beta) {
+                        int nr, float alpha, float beta, const float* bias) {
   constexpr int MR = 4, NR = 16;
   float acc[MR * NR] = {};
   for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR)
@@ -35,7 +36,7 @@ void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, 
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 16
       for (int c = 0; c < NR; ++c) acc[r * NR + c] += Ap[r] * Bp[c];
-  store_tile(acc, NR, C, ldc, mr, nr, alpha, beta);
+  store_tile(acc, NR, C, ldc, mr, nr, alpha, beta, bias);
 }
 
 #ifdef MS_GEMM_X86
@@ -43,7 +44,8 @@ void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, 
 // broadcast (the classic Haswell shape).
 __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* Ap,
                                                           const float* Bp, float* C, int64_t ldc,
-                                                          int mr, int nr, float alpha, float beta) {
+                                                          int mr, int nr, float alpha, float beta,
+                                                          const float* bias) {
   constexpr int MR = 6, NR = 16;
   __m256 acc[MR][2];
 #pragma GCC unroll 8
@@ -61,12 +63,14 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
   // would make GCC keep acc in memory, storing it on every k step (2x slower).
   if (mr == MR && nr == NR) {
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    __m256 bias_v[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (bias) bias_v[0] = _mm256_loadu_ps(bias), bias_v[1] = _mm256_loadu_ps(bias + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
       for (int v = 0; v < 2; ++v) {
         float* c = C + r * ldc + 8 * v;
-        __m256 x = _mm256_mul_ps(va, acc[r][v]);
+        __m256 x = _mm256_fmadd_ps(va, acc[r][v], bias_v[v]);
         if (beta != 0.0f) x = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x);
         _mm256_storeu_ps(c, x);
       }
@@ -76,7 +80,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
       for (int v = 0; v < 2; ++v) _mm256_store_ps(tile + r * NR + 8 * v, acc[r][v]);
-    store_tile(tile, NR, C, ldc, mr, nr, alpha, beta);
+    store_tile(tile, NR, C, ldc, mr, nr, alpha, beta, bias);
   }
 }
 
@@ -86,7 +90,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 // lane masks, so no spill is needed.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32(
     int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
-    float alpha, float beta) {
+    float alpha, float beta, const float* bias) {
   constexpr int MR = 12, NR = 32;
   __m512 acc[MR][2];
 #pragma GCC unroll 16
@@ -117,11 +121,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_av
   };
   const __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if (r >= mr) break;
     float* c = C + r * ldc;
-    __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+    __m512 x0 = _mm512_fmadd_ps(va, acc[r][0], bias0), x1 = _mm512_fmadd_ps(va, acc[r][1], bias1);
     if (beta != 0.0f) {
       x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
       x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), x1);
