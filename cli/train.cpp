@@ -171,11 +171,16 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   // Model FLOP/s per rank on the step line, as a fraction of our GEMM's speed
-  // measured here (~0.1 s), at this rank's thread count (cli/flops.h).
+  // measured here (~0.1 s), at this rank's thread count (cli/flops.h). Ψ from
+  // the optimizer: under ZeRO-3 the model's released blocks hold no elements.
   const double step_flops =
-      model_flops_per_step(model->config(), model->num_parameters(), B * T * accum, T);
+      model_flops_per_step(model->config(), engine.num_parameters(), B * T * accum, T);
   const double gemm_gflops = gemm_peak_gflops(0.1);
-  if (lead) std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
+  if (lead) {
+    std::printf("  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)\n",
+                step_flops * 1e-9);
+    std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
+  }
 
   std::vector<LossPoint> curve;
   const StepFormula formula = engine.traffic_formula(accum);

@@ -276,3 +276,20 @@ TEST_CASE("ranks started with different flags stop at once and name the flag", "
   INFO(same.output);
   CHECK(same.code == 0);
 }
+
+// Regression: the step line's model FLOPs counted the model's parameters after
+// ZeRO-3 had released its blocks (nearly none), so stage 3 reported ~1/6 of
+// the real figure. The count must not depend on the stage.
+TEST_CASE("model FLOPs per step do not depend on the ZeRO stage", "[cli]") {
+  auto flops_line = [](const std::string& stage) {
+    Run r = run("train" + kTiny + " --zero-stage " + stage);
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    size_t at = r.output.find("model FLOPs per step per rank: ");
+    REQUIRE(at != std::string::npos);
+    return r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  const std::string zero = flops_line("0");
+  CHECK(flops_line("3") == zero);
+  CHECK(flops_line("1") == zero);
+}
