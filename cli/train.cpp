@@ -137,9 +137,8 @@ int train_command(int argc, char** argv, Communicator& world) {
              d.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
              " × --seq-len ", T, " + 1)");
     if (eval_every > 0)
-      MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1,
-               "--data: the validation split has ", d.val_size(),
-               " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
+      MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1, "--data: the validation split has ",
+               d.val_size(), " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
     return d;
   });
 
@@ -177,8 +176,9 @@ int train_command(int argc, char** argv, Communicator& world) {
       model_flops_per_step(model->config(), engine.num_parameters(), B * T * accum, T);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) {
-    std::printf("  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)\n",
-                step_flops * 1e-9);
+    std::printf(
+        "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)\n",
+        step_flops * 1e-9);
     std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
   }
 
@@ -214,8 +214,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     // Every rank holds the same (all-reduced) loss, so all stop together.
     if (!std::isfinite(train_loss))
       throw AgreedError(str_cat("training diverged: the loss is ",
-                                std::isnan(train_loss) ? "NaN" : "infinite", " at step ",
-                                step + 1, " (lr ", lr, "); try a lower --lr"));
+                                std::isnan(train_loss) ? "NaN" : "infinite", " at step ", step + 1,
+                                " (lr ", lr, "); try a lower --lr"));
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
     double val = NAN;

@@ -151,8 +151,7 @@ TEST_CASE("values out of range are refused naming the flag and the range", "[cli
               "--eval-batches must be at least 1");
 }
 
-TEST_CASE("a loss that stops being finite ends training with an error naming the step",
-          "[cli]") {
+TEST_CASE("a loss that stops being finite ends training with an error naming the step", "[cli]") {
   Run r = run("train" + kTiny + " --steps 5 --lr 1e30");
   INFO(r.output);
   CHECK(r.code == 1);
@@ -198,8 +197,8 @@ TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
 // PMIx keeps its own store in memory (gds=hash) instead of in files, which
 // the limit would break.
 Run run_with_file_limit(const std::string& args, int kb) {
-  return run(args, "env PMIX_MCA_gds=hash bash -c 'trap \"\" XFSZ; ulimit -f " + std::to_string(kb) +
-                       " && exec \"$0\" \"$@\"' ");
+  return run(args, "env PMIX_MCA_gds=hash bash -c 'trap \"\" XFSZ; ulimit -f " +
+                       std::to_string(kb) + " && exec \"$0\" \"$@\"' ");
 }
 
 TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]") {
@@ -209,7 +208,8 @@ TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]
   // evaluation every step the .svg (a dot per step) outgrows the .csv.
   const std::string micro =
       " --n-layer 1 --n-head 1 --n-embd 4 --seq-len 4 --batch-size 1 --eval-batches 1"
-      " --sample-tokens 0 --save-weights " + (dir / "run.safetensors").string();
+      " --sample-tokens 0 --save-weights " +
+      (dir / "run.safetensors").string();
   struct Case {
     std::string flags, file, what;
     int kb;
@@ -255,15 +255,18 @@ TEST_CASE("alone an out-of-memory error is one line without MPI_Abort", "[cli]")
 
 TEST_CASE("ranks started with different flags stop at once and name the flag", "[cli][mpi]") {
   // mpirun's MPMD form gives each rank its own command line.
-  for (auto [flag, want] : {std::pair{" --n-embd 32", "ranks disagree on --n-embd: 16 on rank 0, "
-                                                      "32 on rank 1"},
-                            std::pair{" --steps 3", "ranks disagree on --steps: 2 on rank 0, 3 on "
-                                                    "rank 1"},
-                            std::pair{" --lr 2e-3", "ranks disagree on --lr: 1e-3 on rank 0, 2e-3 "
-                                                    "on rank 1"}}) {
+  for (auto [flag, want] : {std::pair{" --n-embd 32",
+                                      "ranks disagree on --n-embd: 16 on rank 0, "
+                                      "32 on rank 1"},
+                            std::pair{" --steps 3",
+                                      "ranks disagree on --steps: 2 on rank 0, 3 on "
+                                      "rank 1"},
+                            std::pair{" --lr 2e-3",
+                                      "ranks disagree on --lr: 1e-3 on rank 0, 2e-3 "
+                                      "on rank 1"}}) {
     std::string bin = build_dir() + "/minispeed";
-    Run r = run("train" + kTiny + " : -np 1 " + bin + " train" + kTiny + flag,
-                mpirun() + " -np 1 ");
+    Run r =
+        run("train" + kTiny + " : -np 1 " + bin + " train" + kTiny + flag, mpirun() + " -np 1 ");
     INFO(r.output);
     CHECK(r.code != 0);
     CHECK(r.code != 124);  // timeout's code: a hang
