@@ -81,12 +81,23 @@ int train_command(int argc, char** argv, Communicator& world) {
   schedule.min_lr = c.min_lr;
   schedule.warmup = c.warmup;
   schedule.total_steps = steps;
-  // /dev/zero never ends and a FIFO may never be written: refuse both now.
-  on_every_rank(world, [&] {
-    MS_CHECK(!std::filesystem::exists(c.data) || std::filesystem::is_regular_file(c.data),
-             "--data: '", c.data, "' is not a regular file (give a file of raw bytes)");
-    return 0;
-  });
+  // The data first: mapping it is cheap, and TokenData::load refuses what is
+  // not a regular file (/dev/zero never ends, a FIFO may never be written).
+  const int64_t eval_every = c.eval_every, eval_batches = c.eval_batches;
+  TokenData data = [&] {
+    ActivityNote loading("loading --data '" + c.data + "'");
+    return on_every_rank(world, [&] {
+      TokenData d = TokenData::load(c.data);
+      MS_CHECK(static_cast<int64_t>(d.train_size()) >= B * T + 1, "--data: '", c.data, "' has ",
+               d.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
+               " × --seq-len ", T, " + 1)");
+      if (eval_every > 0)
+        MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1,
+                 "--data: the validation split has ", d.val_size(),
+                 " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
+      return d;
+    });
+  }();
 
   // Checked before training, not after it: a path that cannot take the
   // weights or the loss curve beside them must not cost the run.
@@ -106,11 +117,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     GPT::LoadOptions load;
     if (flags.given("n-head")) load.n_head = flags.integer("n-head");
     load.n_head_name = "--n-head";
-    if (flags.given("dropout")) {
-      load.dropout = flags.real("dropout");
-      MS_CHECK(*load.dropout >= 0 && *load.dropout < 1, "--dropout must be in [0, 1), got ",
-               *load.dropout);
-    }
+    if (flags.given("dropout")) load.dropout = c.dropout;  // validated with the other flags
     std::string note;  // printed once every check has passed: errors stay one line
     load.note = [&note](const std::string& s) { note = s; };
     load.warn_non_finite = lead;
@@ -129,18 +136,6 @@ int train_command(int argc, char** argv, Communicator& world) {
     model = std::make_shared<GPT>(c.model, static_cast<uint64_t>(c.seed));
   }
   if (!c.init_from.empty()) check_memory(world, c, model->config());
-  ActivityNote loading("loading --data '" + c.data + "'");
-  const int64_t eval_every = c.eval_every, eval_batches = c.eval_batches;
-  TokenData data = on_every_rank(world, [&] {
-    TokenData d = TokenData::load(c.data);
-    MS_CHECK(static_cast<int64_t>(d.train_size()) >= B * T + 1, "--data: '", c.data, "' has ",
-             d.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
-             " × --seq-len ", T, " + 1)");
-    if (eval_every > 0)
-      MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1, "--data: the validation split has ",
-               d.val_size(), " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
-    return d;
-  });
 
   // The engine owns the optimizer: which tensors it updates (all parameters,
   // or this rank's ZeRO shard) is what distinguishes the stages.
