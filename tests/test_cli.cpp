@@ -13,77 +13,46 @@
 #include "catch_compat.h"
 #include "nn/gpt.h"
 #include "nn/safetensors.h"
+#include "tests/cli_run.h"
 
 using namespace ms;
 
 namespace {
 
-struct Run {
-  int code;
-  std::string output;  // stdout and stderr
-};
-
-std::string build_dir() {
-  const char* dir = std::getenv("MS_BUILD_DIR");
-  return dir ? dir : "build";
-}
-
-// `launcher` runs before the program (e.g. mpirun); args follow it.
-Run run(const std::string& args, const std::string& launcher = "") {
-  // minispeed starts MPI; under SAN=1 Open MPI's unloaded plugins show up as
-  // leaks LeakSanitizer cannot attribute (see the Makefile), so the child runs
-  // without leak detection. No effect on a normal build.
-  // Every bad input must end within seconds; timeout (exit code 124) turns a
-  // hang into a failure instead of a test run that never ends.
-  std::string cmd = "ASAN_OPTIONS=detect_leaks=0 timeout 60 " + launcher + build_dir() +
-                    "/minispeed " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-void check_error(const std::string& args, const std::string& expect) {
-  Run r = run(args);
-  INFO("minispeed " << args << "\n" << r.output);
-  CHECK(r.code == 1);
-  CHECK(r.output.find(expect) != std::string::npos);
-  // One line: the message, nothing else (no MPI banner, no stack).
-  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
-  CHECK(r.output.rfind("error: ", 0) == 0);
-}
+using test::build_dir;
+using test::check_one_line_error;
+using test::CliRun;
+using test::run_minispeed;
 
 }  // namespace
 
 TEST_CASE("bad flags and values are one-line errors naming the flag", "[cli]") {
-  check_error("train --bogus 1", "unknown flag --bogus");
-  check_error("train --batch-szie 2", "did you mean --batch-size?");
-  check_error("train --n-embd 30 --n-head 4",
-              "--n-embd 30 must be a positive multiple of --n-head 4");
-  check_error("train --steps many", "--steps must be an integer, got 'many'");
-  check_error("train --data /no/such/file", "--data: cannot open '/no/such/file'");
-  check_error("train --optimizer adam", "valid: sgd, adamw");
-  check_error("train --schedule linear", "valid: constant, cosine");
-  check_error("train --zero-stage 4", "--zero-stage must be 0, 1, 2 or 3");
-  check_error("train --init-from tests/ref/gpt_init.safetensors --seq-len 32",
-              "--seq-len 32 exceeds");
-  check_error("train --batch-size", "--batch-size needs a value");
-  check_error("frobnicate", "unknown command 'frobnicate'");
-  check_error("sample", "--weights FILE is required");
+  check_one_line_error("train --bogus 1", "unknown flag --bogus");
+  check_one_line_error("train --batch-szie 2", "did you mean --batch-size?");
+  check_one_line_error("train --n-embd 30 --n-head 4",
+                       "--n-embd 30 must be a positive multiple of --n-head 4");
+  check_one_line_error("train --steps many", "--steps must be an integer, got 'many'");
+  check_one_line_error("train --data /no/such/file", "--data: cannot open '/no/such/file'");
+  check_one_line_error("train --optimizer adam", "valid: sgd, adamw");
+  check_one_line_error("train --schedule linear", "valid: constant, cosine");
+  check_one_line_error("train --zero-stage 4", "--zero-stage must be 0, 1, 2 or 3");
+  check_one_line_error("train --init-from tests/ref/gpt_init.safetensors --seq-len 32",
+                       "--seq-len 32 exceeds");
+  check_one_line_error("train --batch-size", "--batch-size needs a value");
+  check_one_line_error("frobnicate", "unknown command 'frobnicate'");
+  check_one_line_error("sample", "--weights FILE is required");
   std::string tiny = build_dir() + "/tiny_corpus.txt";
   {
     std::FILE* f = std::fopen(tiny.c_str(), "w");
     std::fputs("to be or not to be", f);
     std::fclose(f);
   }
-  check_error("train --data " + tiny + " --batch-size 4 --seq-len 8", "fewer than one batch");
+  check_one_line_error("train --data " + tiny + " --batch-size 4 --seq-len 8",
+                       "fewer than one batch");
 }
 
 TEST_CASE("--help lists every flag with its default", "[cli]") {
-  Run r = run("train --help");
+  CliRun r = run_minispeed("train --help");
   CHECK(r.code == 0);
   for (const char* flag :
        {"--data",       "--n-layer",      "--n-head",     "--n-embd",       "--seq-len",
@@ -100,10 +69,11 @@ TEST_CASE("--help lists every flag with its default", "[cli]") {
 TEST_CASE("training through the CLI matches PyTorch after 3 SGD steps", "[cli][torch]") {
   std::string out = build_dir() + "/cli_sgd3.safetensors";
   std::filesystem::remove(out);
-  Run r = run("train --init-from tests/ref/gpt_init.safetensors --save-weights " + out +
-              " --steps 3 --batch-size 2 --seq-len 16 --optimizer sgd --lr 0.1 --momentum 0.9"
-              " --weight-decay 0.01 --schedule constant --grad-clip 0 --eval-every 0"
-              " --sample-tokens 0");
+  CliRun r =
+      run_minispeed("train --init-from tests/ref/gpt_init.safetensors --save-weights " + out +
+                    " --steps 3 --batch-size 2 --seq-len 16 --optimizer sgd --lr 0.1 --momentum 0.9"
+                    " --weight-decay 0.01 --schedule constant --grad-clip 0 --eval-every 0"
+                    " --sample-tokens 0");
   INFO(r.output);
   REQUIRE(r.code == 0);
   auto ref = load_safetensors("tests/ref/gpt_ref.safetensors").tensors;
@@ -137,22 +107,28 @@ std::string mpirun() {
 }  // namespace
 
 TEST_CASE("values out of range are refused naming the flag and the range", "[cli]") {
-  check_error("train" + kTiny + " --lr nan", "--lr must be a finite number > 0, got nan");
-  check_error("train" + kTiny + " --lr -1", "--lr must be a finite number > 0, got -1");
-  check_error("train" + kTiny + " --min-lr inf", "--min-lr must be in [0, --lr] = [0, 1e-3]");
-  check_error("train" + kTiny + " --momentum -0.5", "--momentum must be in [0, 1), got -0.5");
-  check_error("train" + kTiny + " --weight-decay nan", "--weight-decay must be a finite number");
-  check_error("train" + kTiny + " --beta2 1", "--beta2 must be in [0, 1), got 1");
-  check_error("train" + kTiny + " --grad-clip -1", "--grad-clip must be a finite number >= 0");
-  check_error("train" + kTiny + " --warmup -5", "--warmup must be in [0, --steps] = [0, 2]");
-  check_error("train" + kTiny + " --eval-batches 0 --eval-every 1",
-              "--eval-batches must be at least 1 (to skip validation use --eval-every 0), got 0");
-  check_error("train" + kTiny + " --eval-batches -1 --eval-every 1",
-              "--eval-batches must be at least 1");
+  check_one_line_error("train" + kTiny + " --lr nan", "--lr must be a finite number > 0, got nan");
+  check_one_line_error("train" + kTiny + " --lr -1", "--lr must be a finite number > 0, got -1");
+  check_one_line_error("train" + kTiny + " --min-lr inf",
+                       "--min-lr must be in [0, --lr] = [0, 1e-3]");
+  check_one_line_error("train" + kTiny + " --momentum -0.5",
+                       "--momentum must be in [0, 1), got -0.5");
+  check_one_line_error("train" + kTiny + " --weight-decay nan",
+                       "--weight-decay must be a finite number");
+  check_one_line_error("train" + kTiny + " --beta2 1", "--beta2 must be in [0, 1), got 1");
+  check_one_line_error("train" + kTiny + " --grad-clip -1",
+                       "--grad-clip must be a finite number >= 0");
+  check_one_line_error("train" + kTiny + " --warmup -5",
+                       "--warmup must be in [0, --steps] = [0, 2]");
+  check_one_line_error(
+      "train" + kTiny + " --eval-batches 0 --eval-every 1",
+      "--eval-batches must be at least 1 (to skip validation use --eval-every 0), got 0");
+  check_one_line_error("train" + kTiny + " --eval-batches -1 --eval-every 1",
+                       "--eval-batches must be at least 1");
 }
 
 TEST_CASE("a loss that stops being finite ends training with an error naming the step", "[cli]") {
-  Run r = run("train" + kTiny + " --steps 5 --lr 1e30");
+  CliRun r = run_minispeed("train" + kTiny + " --steps 5 --lr 1e30");
   INFO(r.output);
   CHECK(r.code == 1);
   CHECK(r.output.find("error: training diverged: the loss is NaN at step 2") != std::string::npos);
@@ -160,17 +136,18 @@ TEST_CASE("a loss that stops being finite ends training with an error naming the
 }
 
 TEST_CASE("products of sizes that overflow int64 are errors not crashes", "[cli]") {
-  check_error("train" + kTiny + " --batch-size 4611686018427387904 --seq-len 4",
-              "--batch-size × --seq-len = 4611686018427387904 × 4 (tokens per micro-step per "
-              "rank) overflows a 64-bit integer");
-  check_error("train" + kTiny + " --steps 4611686018427387904 --grad-accum 4",
-              "--steps × --grad-accum × ranks = 4611686018427387904 × 4 × 1");
-  check_error("train" + kTiny + " --n-layer 4611686018427387904 --n-embd 1024 --n-head 1",
-              "(parameters of the model) overflows");
-  check_error("estimate-memory --params 9223372036854775807",
-              "--params 9223372036854775807 is too large");
-  check_error("estimate-memory --params 288230376151711745", "at most 288230376151711744");
-  Run ok = run("estimate-memory --params 288230376151711744 --zero-stage 0 --dp 1");
+  check_one_line_error(
+      "train" + kTiny + " --batch-size 4611686018427387904 --seq-len 4",
+      "--batch-size × --seq-len = 4611686018427387904 × 4 (tokens per micro-step per "
+      "rank) overflows a 64-bit integer");
+  check_one_line_error("train" + kTiny + " --steps 4611686018427387904 --grad-accum 4",
+                       "--steps × --grad-accum × ranks = 4611686018427387904 × 4 × 1");
+  check_one_line_error("train" + kTiny + " --n-layer 4611686018427387904 --n-embd 1024 --n-head 1",
+                       "(parameters of the model) overflows");
+  check_one_line_error("estimate-memory --params 9223372036854775807",
+                       "--params 9223372036854775807 is too large");
+  check_one_line_error("estimate-memory --params 288230376151711745", "at most 288230376151711744");
+  CliRun ok = run_minispeed("estimate-memory --params 288230376151711744 --zero-stage 0 --dp 1");
   INFO(ok.output);
   CHECK(ok.code == 0);
   CHECK(ok.output.find('-') == std::string::npos);  // no negative byte counts
@@ -178,8 +155,8 @@ TEST_CASE("products of sizes that overflow int64 are errors not crashes", "[cli]
 
 TEST_CASE("a model that cannot fit in memory is refused before allocating", "[cli]") {
   // 1.2e15 parameters: 19 PB of model states, more than any machine has.
-  check_error("train" + kTiny + " --n-layer 100 --n-embd 1000000 --n-head 1",
-              "the model does not fit in memory: 1 rank(s) × 19,200,025,");
+  check_one_line_error("train" + kTiny + " --n-layer 100 --n-embd 1000000 --n-head 1",
+                       "the model does not fit in memory: 1 rank(s) × 19,200,025,");
 }
 
 TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
@@ -188,7 +165,8 @@ TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
   std::string fifo = build_dir() + "/cli_fifo";
   std::filesystem::remove(fifo);
   REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
-  check_error("train" + kTiny + " --data " + fifo, "--data: '" + fifo + "' is not a regular file");
+  check_one_line_error("train" + kTiny + " --data " + fifo,
+                       "--data: '" + fifo + "' is not a regular file");
   std::filesystem::remove(fifo);
 }
 
@@ -196,9 +174,9 @@ TEST_CASE("train refuses a --data that is not a regular file", "[cli]") {
 // write past it fails with EFBIG, as a full disk fails with ENOSPC. Open MPI's
 // PMIx keeps its own store in memory (gds=hash) instead of in files, which
 // the limit would break.
-Run run_with_file_limit(const std::string& args, int kb) {
-  return run(args, "env PMIX_MCA_gds=hash bash -c 'trap \"\" XFSZ; ulimit -f " +
-                       std::to_string(kb) + " && exec \"$0\" \"$@\"' ");
+CliRun run_with_file_limit(const std::string& args, int kb) {
+  return run_minispeed(args, "env PMIX_MCA_gds=hash bash -c 'trap \"\" XFSZ; ulimit -f " +
+                                 std::to_string(kb) + " && exec \"$0\" \"$@\"' ");
 }
 
 TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]") {
@@ -218,7 +196,7 @@ TEST_CASE("a failed write of the loss curve is an error naming the file", "[cli]
                         Case{" --steps 400 --eval-every 1", "run.loss.svg", "loss chart", 20}}) {
     fs::remove_all(dir);
     fs::create_directories(dir);
-    Run r = run_with_file_limit("train" + micro + c.flags, c.kb);
+    CliRun r = run_with_file_limit("train" + micro + c.flags, c.kb);
     INFO(r.output);
     CHECK(r.code == 1);
     CHECK(r.output.find("error: writing the " + c.what + " to '" + (dir / c.file).string() +
@@ -240,8 +218,8 @@ TEST_CASE("alone an out-of-memory error is one line without MPI_Abort", "[cli]")
   fs::resize_file(big, 200u << 20);  // sparse: costs no disk
   // 1 GB of address space: MPI starts and the data fits, but one batch of
   // 150000 × 1000 tokens (600 MB for x, as much for y) does not.
-  Run r = run("train" + kTiny + " --seq-len 1000 --batch-size 150000 --data " + big,
-              "bash -c 'ulimit -v 1000000 && exec \"$0\" \"$@\"' ");
+  CliRun r = run_minispeed("train" + kTiny + " --seq-len 1000 --batch-size 150000 --data " + big,
+                           "bash -c 'ulimit -v 1000000 && exec \"$0\" \"$@\"' ");
   fs::remove(big);
   INFO(r.output);
   CHECK(r.code == 1);
@@ -265,17 +243,17 @@ TEST_CASE("ranks started with different flags stop at once and name the flag", "
                                       "ranks disagree on --lr: 1e-3 on rank 0, 2e-3 "
                                       "on rank 1"}}) {
     std::string bin = build_dir() + "/minispeed";
-    Run r =
-        run("train" + kTiny + " : -np 1 " + bin + " train" + kTiny + flag, mpirun() + " -np 1 ");
+    CliRun r = run_minispeed("train" + kTiny + " : -np 1 " + bin + " train" + kTiny + flag,
+                             mpirun() + " -np 1 ");
     INFO(r.output);
     CHECK(r.code != 0);
     CHECK(r.code != 124);  // timeout's code: a hang
     CHECK(r.output.find(std::string("error: ") + want) != std::string::npos);
   }
   // Spellings of one number agree.
-  Run same = run("train" + kTiny + " --lr 0.001 : -np 1 " + build_dir() + "/minispeed train" +
-                     kTiny + " --lr 1e-3",
-                 mpirun() + " -np 1 ");
+  CliRun same = run_minispeed("train" + kTiny + " --lr 0.001 : -np 1 " + build_dir() +
+                                  "/minispeed train" + kTiny + " --lr 1e-3",
+                              mpirun() + " -np 1 ");
   INFO(same.output);
   CHECK(same.code == 0);
 }
@@ -285,7 +263,7 @@ TEST_CASE("ranks started with different flags stop at once and name the flag", "
 // the real figure. The count must not depend on the stage.
 TEST_CASE("model FLOPs per step do not depend on the ZeRO stage", "[cli]") {
   auto flops_line = [](const std::string& stage) {
-    Run r = run("train" + kTiny + " --zero-stage " + stage);
+    CliRun r = run_minispeed("train" + kTiny + " --zero-stage " + stage);
     INFO(r.output);
     REQUIRE(r.code == 0);
     size_t at = r.output.find("model FLOPs per step per rank: ");

@@ -7,12 +7,13 @@
 #include <filesystem>
 
 #include "catch_compat.h"
-#include "cli_run.h"
 #include "nn/gpt.h"
 #include "nn/safetensors.h"
+#include "tests/cli_run.h"
 #include "tests/temp_dir.h"
 
 using namespace ms;
+using ms::test::check_one_line_error;
 using ms::test::CliRun;
 using ms::test::run_minispeed;
 namespace fs = std::filesystem;
@@ -23,16 +24,6 @@ using test::TempDir;
 
 const std::string kTiny =
     "train --steps 1 --batch-size 2 --seq-len 8 --eval-every 0 --sample-tokens 0 ";
-
-// A one-line user error, raised before any training step.
-void check_early_error(const std::string& args, const std::string& expect) {
-  CliRun r = run_minispeed(args);
-  INFO("minispeed " << args << "\n" << r.output);
-  CHECK(r.code == 1);
-  CHECK(r.output.find(expect) != std::string::npos);
-  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
-  CHECK(r.output.rfind("error: ", 0) == 0);
-}
 
 // Weights of a 2-layer, n_embd 32 GPT; without metadata like Hugging Face files.
 std::string weights(const TempDir& tmp, const std::map<std::string, std::string>& meta = {}) {
@@ -55,19 +46,19 @@ TEST_CASE("train: a --save-weights path that cannot be written fails before trai
   TempDir tmp;
   const std::string fifo = tmp.file("fifo");
   REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
-  check_early_error(
+  check_one_line_error(
       kTiny + "--save-weights " + fifo,
       "cannot save to '" + fifo + "': exists and is not a regular file (it is a FIFO)");
   CHECK(fs::is_fifo(fifo));
-  check_early_error(kTiny + "--save-weights " + tmp.dir.string(), "is a directory");
+  check_one_line_error(kTiny + "--save-weights " + tmp.dir.string(), "is a directory");
   const std::string file = tmp.file("f");
   std::fclose(std::fopen(file.c_str(), "w"));
-  check_early_error(kTiny + "--save-weights " + file + "/w.safetensors",
-                    "parent '" + file + "' is a regular file, not a directory");
+  check_one_line_error(kTiny + "--save-weights " + file + "/w.safetensors",
+                       "parent '" + file + "' is a regular file, not a directory");
   // The loss curve written beside the weights is checked too.
   fs::create_directory(tmp.file("w.loss.svg"));
-  check_early_error(kTiny + "--save-weights " + tmp.file("w.safetensors"),
-                    "cannot save to '" + tmp.file("w.loss.svg") + "': is a directory");
+  check_one_line_error(kTiny + "--save-weights " + tmp.file("w.safetensors"),
+                       "cannot save to '" + tmp.file("w.loss.svg") + "': is a directory");
   // Missing directories are created, as before.
   CliRun ok = run_minispeed(kTiny + "--n-layer 1 --n-embd 16 --n-head 2 --save-weights " +
                             tmp.file("new/dir/w.safetensors"));
@@ -96,13 +87,14 @@ TEST_CASE("train --init-from: --n-head, --dropout and the head-count guess", "[c
   CHECK(two.output.find("n_head=2") != std::string::npos);
   CHECK(two.output.find("note:") == std::string::npos);
 
-  check_early_error(kTiny + "--init-from " + bare + " --n-head 3",
-                    "--n-head 3 does not divide n_embd 32");
-  check_early_error(kTiny + "--init-from " + with_meta + " --n-head 2",
-                    "--n-head 2 contradicts the file's metadata n_head 4");
-  check_early_error(kTiny + "--init-from " + bare + " --n-layer 3",
-                    "--n-layer 3 contradicts --init-from's model");
-  check_early_error(kTiny + "--init-from " + bare + " --dropout 1", "--dropout must be in [0, 1)");
+  check_one_line_error(kTiny + "--init-from " + bare + " --n-head 3",
+                       "--n-head 3 does not divide n_embd 32");
+  check_one_line_error(kTiny + "--init-from " + with_meta + " --n-head 2",
+                       "--n-head 2 contradicts the file's metadata n_head 4");
+  check_one_line_error(kTiny + "--init-from " + bare + " --n-layer 3",
+                       "--n-layer 3 contradicts --init-from's model");
+  check_one_line_error(kTiny + "--init-from " + bare + " --dropout 1",
+                       "--dropout must be in [0, 1)");
   CHECK(run_minispeed(kTiny + "--init-from " + with_meta + " --n-head 4").code == 0);
 
   // Dropout is training-time noise: the same step's loss must change with it.
