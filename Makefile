@@ -72,9 +72,13 @@ CLI_SRCS := $(wildcard cli/*.cpp)
 CLI_BIN := $(if $(CLI_SRCS),$(BUILD)/minispeed)
 LESSON_DIRS := $(sort $(wildcard lessons/[0-9][0-9]_*))
 LESSON_BINS := $(foreach d,$(LESSON_DIRS),$(BUILD)/lessons/$(notdir $(d))/solution $(BUILD)/lessons/$(notdir $(d))/exercise)
+# Deliberately wrong exercises (lessons/NN_topic/wrong/NAME.cpp): each must be
+# rejected by its lesson's checker with the diagnosis its `// expect:` lines name.
+LESSON_WRONG_SRCS := $(sort $(wildcard lessons/[0-9][0-9]_*/wrong/*.cpp))
+LESSON_WRONG_BINS := $(LESSON_WRONG_SRCS:lessons/%.cpp=$(BUILD)/lessons/%)
 
 .PHONY: all test unit-test mpi-test lesson-test lesson run bench format clean help
-all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(LESSON_BINS) $(BENCH_BINS)
+all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(LESSON_BINS) $(LESSON_WRONG_BINS) $(BENCH_BINS)
 
 # Keep every object (lesson objects are otherwise "intermediate" and deleted).
 .SECONDARY:
@@ -109,6 +113,11 @@ $(BUILD)/lessons/%/solution: $(BUILD)/obj/lessons/%/check.o $(BUILD)/obj/lessons
 $(BUILD)/lessons/%/exercise: $(BUILD)/obj/lessons/%/check.o $(BUILD)/obj/lessons/%/exercise.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+# build/lessons/NN_topic/wrong/NAME from lessons/NN_topic/{check,wrong/NAME}.cpp
+.SECONDEXPANSION:
+$(LESSON_WRONG_BINS): $(BUILD)/lessons/%: $(BUILD)/obj/lessons/%.o $$(BUILD)/obj/lessons/$$(firstword $$(subst /, ,$$*))/check.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
 
 # ---- running ----
 # Open MPI refuses root and more ranks than cores unless told; users type plain commands.
@@ -121,7 +130,7 @@ export MPIRUN
 unit-test: $(UNIT_BIN) $(CLI_BIN)
 	MS_BUILD_DIR=$(BUILD) $(UNIT_BIN)
 
-lesson-test: $(LESSON_BINS)
+lesson-test: $(LESSON_BINS) $(LESSON_WRONG_BINS)
 	@$(MPI_ASAN) scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
 
 # One OpenMP thread per rank: 4 ranks already oversubscribe 2 cores.
