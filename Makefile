@@ -132,6 +132,7 @@ unit-test: $(UNIT_BIN) $(CLI_BIN)
 
 lesson-test: $(LESSON_BINS) $(LESSON_WRONG_BINS)
 	@$(MPI_ASAN) scripts/check-lessons.sh $(BUILD) $(LESSON_DIRS)
+	@scripts/check-docs.sh
 
 # One OpenMP thread per rank: 4 ranks already oversubscribe 2 cores.
 mpi-test: export OMP_NUM_THREADS := 1
@@ -180,7 +181,8 @@ help:
 	@echo "                            bad input, traffic, train equivalence, lessons"
 	@echo "  make unit-test            only the single-process unit tests"
 	@echo "  make mpi-test             only the multi-rank tests and scripts"
-	@echo "  make lesson-test          only the lesson checks (solutions pass, untouched exercises fail)"
+	@echo "  make lesson-test          only the lesson checks (solutions pass, untouched and wrong exercises"
+	@echo "                            fail with the right diagnosis) and the docs check (scripts/check-docs.sh)"
 	@echo "  make lesson L=NN [TRY=1]  run lesson NN's solution (TRY=1: your exercise.cpp)"
 	@echo "  make bench                our kernels and collectives beside their peers (OpenBLAS, PyTorch, MPI)"
 	@echo "  make format               clang-format every source file (needs scripts/install-deps.sh --dev)"
