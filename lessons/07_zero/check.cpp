@@ -79,7 +79,7 @@ std::string diagnose(const Tensor& flat, const Tensor& before, const Tensor& wan
 // Stage 1's traffic per rank and step, in the ledger's ring model: a
 // reduce-scatter of the padded gradient, (D-1)/D·Ψp·4 bytes, plus an
 // all-gather of the padded parameters, the same again — 2Ψ, exactly what DDP's
-// all-reduce moves (ZeRO paper §7).
+// all-reduce moves (the ZeRO paper's communication analysis).
 int64_t stage1_bytes(int64_t padded, int D) {
   return 2 * (D - 1) * (padded / D) * 4;
 }
@@ -138,7 +138,7 @@ std::string traffic_table(const std::vector<Traffic>& per_rank, int64_t padded, 
   return s;
 }
 
-// The ZeRO paper's mixed-precision accounting (§3.1, Figure 1): fp16
+// The ZeRO paper's mixed-precision accounting (its Figure 1): fp16
 // parameters 2Ψ, fp16 gradients 2Ψ, Adam's fp32 master copy, momentum and
 // variance KΨ with K = 12; each stage divides one more term by D.
 std::string mixed_precision_row(double psi, int D) {
