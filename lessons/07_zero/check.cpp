@@ -92,10 +92,10 @@ std::string diagnose_traffic(const Traffic& t, int64_t padded, int D) {
   if (sent <= want + 8 * calls) return "";  // a ring's uneven blocks: a few elements
   char ratio[32];
   std::snprintf(ratio, sizeof ratio, "%.2f", double(sent) / double(want));
-  std::string head = str_cat("your zero1_step sent ", format_bytes(double(sent)),
-                             " B per step on this rank; a stage-1 step needs ",
-                             format_bytes(double(want)),
-                             " B (reduce-scatter Ψ + all-gather Ψ = 2Ψ): ", ratio, "x. ");
+  std::string head =
+      str_cat("your zero1_step sent ", format_bytes(double(sent)),
+              " B per step on this rank; a stage-1 step needs ", format_bytes(double(want)),
+              " B (reduce-scatter Ψ + all-gather Ψ = 2Ψ): ", ratio, "x. ");
   const int64_t all_reduces = t[CommOp::AllReduce].calls + t[CommOp::RingAllReduce].calls;
   if (all_reduces > 0)
     return head +
@@ -110,9 +110,9 @@ std::string diagnose_traffic(const Traffic& t, int64_t padded, int D) {
 
 // Rank 0's table of what every rank's zero1_step moved, per step.
 std::string traffic_table(const std::vector<Traffic>& per_rank, int64_t padded, int D) {
-  std::string s = str_cat(
-      "What your zero1_step moved, per rank and step (the communication ledger over ", kSteps,
-      " steps, divided by ", kSteps, "; * = ring-model bytes):\n");
+  std::string s =
+      str_cat("What your zero1_step moved, per rank and step (the communication ledger over ",
+              kSteps, " steps, divided by ", kSteps, "; * = ring-model bytes):\n");
   for (size_t r = 0; r < per_rank.size(); ++r) {
     std::string ops;
     for (int i = 0; i < kNumCommOps; ++i) {
@@ -128,8 +128,8 @@ std::string traffic_table(const std::vector<Traffic>& per_rank, int64_t padded, 
   }
   const int64_t S = padded / D;
   s += str_cat("  formula, stage 1: reduce-scatter (D-1)/D·Ψp·4 + all-gather (D-1)/D·Ψp·4 = 2·",
-               D - 1, "·", format_bytes(double(S)), "·4 = ",
-               format_bytes(double(stage1_bytes(padded, D))),
+               D - 1, "·", format_bytes(double(S)),
+               "·4 = ", format_bytes(double(stage1_bytes(padded, D))),
                " B per rank per step (Ψp = ", format_bytes(double(padded)),
                " padded); DDP's all-reduce moves the same, ZeRO-3 1.5x\n");
   s += "  * ring-model bytes: MPI runs these collectives with its own algorithms, so the ledger\n"
