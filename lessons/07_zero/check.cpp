@@ -6,7 +6,9 @@
 // process training on the whole batch with the same SGD-with-momentum, and the
 // model (which only sees its views) must compute one process's loss. The
 // verdicts are all-reduced, so all ranks agree; the first failing rank says
-// what looks wrong. Then it prints what each rank held and sent.
+// what looks wrong. Then the communication ledger (parallel/comm/ledger.h)
+// says what your step moved, per rank: right parameters bought with more than
+// stage 1's 2Ψ (the all-reduce-then-slice answer moves 3Ψ) still fail.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -17,9 +19,10 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
+#include "parallel/comm/ledger.h"
+#include "parallel/comm/runtime.h"
 #include "parallel/zero/flat_params.h"
 #include "parallel/zero/memory.h"
-#include "parallel/comm/runtime.h"
 
 using namespace ms;
 using lesson::agree;
@@ -28,6 +31,7 @@ namespace {
 
 constexpr double kTimeout = 20, kLr = 0.1, kMu = 0.9;
 constexpr int64_t B = 2, T = 15;
+constexpr int kSteps = 3;
 
 // max |a - b| over [lo, hi), relative to max |want| over the whole buffer.
 double rel(const std::vector<double>& got, const std::vector<double>& want, int64_t lo,
@@ -72,6 +76,87 @@ std::string diagnose(const Tensor& flat, const Tensor& before, const Tensor& wan
                         "momentum (buf = mu*buf + g, then p -= lr*buf) and the slice offsets.");
 }
 
+// Stage 1's traffic per rank and step, in the ledger's ring model: a
+// reduce-scatter of the padded gradient, (D-1)/D·Ψp·4 bytes, plus an
+// all-gather of the padded parameters, the same again — 2Ψ, exactly what DDP's
+// all-reduce moves (the ZeRO paper's communication analysis).
+int64_t stage1_bytes(int64_t padded, int D) {
+  return 2 * (D - 1) * (padded / D) * 4;
+}
+
+// "" when this rank's step moved no more than stage 1 needs; else a diagnosis.
+// `t`: what this rank's zero1_step calls moved over all kSteps steps.
+std::string diagnose_traffic(const Traffic& t, int64_t padded, int D) {
+  const int64_t want = stage1_bytes(padded, D), sent = t.total().sent / kSteps;
+  const int64_t calls = t.total().calls / kSteps;
+  if (sent <= want + 8 * calls) return "";  // a ring's uneven blocks: a few elements
+  char ratio[32];
+  std::snprintf(ratio, sizeof ratio, "%.2f", double(sent) / double(want));
+  std::string head =
+      str_cat("your zero1_step sent ", format_bytes(double(sent)),
+              " B per step on this rank; a stage-1 step needs ", format_bytes(double(want)),
+              " B (reduce-scatter Ψ + all-gather Ψ = 2Ψ): ", ratio, "x. ");
+  const int64_t all_reduces = t[CommOp::AllReduce].calls + t[CommOp::RingAllReduce].calls;
+  if (all_reduces > 0)
+    return head +
+           "You ALL-REDUCED the gradients, then updated your slice: every rank received all Ψ "
+           "averaged gradients (2Ψ) though its optimizer reads only Ψ/D of them, and the "
+           "all-gather added Ψ: 3Ψ instead of 2Ψ, 1.5x DDP. Reduce-scatter instead "
+           "(ReduceOp::Avg): rank r receives only the averaged slice r.";
+  return head +
+         "The table above shows which op moved it. Reduce-scatter the gradients (Ψ), all-gather "
+         "the updated slices (Ψ), nothing more.";
+}
+
+// Rank 0's table of what every rank's zero1_step moved, per step.
+std::string traffic_table(const std::vector<Traffic>& per_rank, int64_t padded, int D) {
+  std::string s =
+      str_cat("What your zero1_step moved, per rank and step (the communication ledger over ",
+              kSteps, " steps, divided by ", kSteps, "; * = ring-model bytes):\n");
+  for (size_t r = 0; r < per_rank.size(); ++r) {
+    std::string ops;
+    for (int i = 0; i < kNumCommOps; ++i) {
+      const OpTraffic& o = per_rank[r][CommOp(i)];
+      if (o.calls == 0) continue;
+      ops += str_cat(ops.empty() ? "" : ";  ", comm_op_name(CommOp(i)),
+                     comm_op_measured(CommOp(i)) ? "" : "*", " x", o.calls / kSteps, ": sent ",
+                     format_bytes(double(o.sent / kSteps)), " B, received ",
+                     format_bytes(double(o.received / kSteps)), " B");
+    }
+    s += str_cat("  rank ", r, ": ", ops.empty() ? "no communication" : ops, "  | total sent ",
+                 format_bytes(double(per_rank[r].total().sent / kSteps)), " B\n");
+  }
+  const int64_t S = padded / D;
+  s += str_cat("  formula, stage 1: reduce-scatter (D-1)/D·Ψp·4 + all-gather (D-1)/D·Ψp·4 = 2·",
+               D - 1, "·", format_bytes(double(S)),
+               "·4 = ", format_bytes(double(stage1_bytes(padded, D))),
+               " B per rank per step (Ψp = ", format_bytes(double(padded)),
+               " padded); DDP's all-reduce moves the same, ZeRO-3 1.5x\n");
+  s += "  * ring-model bytes: MPI runs these collectives with its own algorithms, so the ledger\n"
+       "    counts what a ring moves for the call (parallel/comm/ledger.h); send, recv and\n"
+       "    ring_* rows are counted messages.\n";
+  return s;
+}
+
+// The ZeRO paper's mixed-precision accounting (its Figure 1): fp16
+// parameters 2Ψ, fp16 gradients 2Ψ, Adam's fp32 master copy, momentum and
+// variance KΨ with K = 12; each stage divides one more term by D.
+std::string mixed_precision_row(double psi, int D) {
+  const double K = 12, gb = 1e9;
+  const double stage[4] = {(2 + 2 + K) * psi, 2 * psi + 2 * psi + K * psi / D,
+                           2 * psi + (2 + K) * psi / D, (2 + 2 + K) * psi / D};
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "  Ψ = %.1fB, D = %d:   stage 0 %.1f GB   stage 1 %.1f GB   stage 2 %.1f GB   "
+                "stage 3 %.1f GB\n",
+                psi / 1e9, D, stage[0] / gb, stage[1] / gb, stage[2] / gb, stage[3] / gb);
+  return str_cat(
+      "formula, mixed-precision Adam (the ZeRO paper's Figure 1; GB = 10^9 bytes): fp16 params "
+      "2Ψ + fp16 grads 2Ψ + KΨ, K = 12\n  (fp32 master, momentum, variance); stage 0 (2+2+K)Ψ, "
+      "1 2Ψ+2Ψ+KΨ/D, 2 2Ψ+(2+K)Ψ/D, 3 (2+2+K)Ψ/D:\n",
+      line);
+}
+
 GPTConfig tiny() {
   GPTConfig c;
   c.n_layer = 2, c.n_head = 2, c.n_embd = 30, c.block_size = T;  // Ψ = 30,570: 4 needs padding
@@ -99,10 +184,11 @@ bool run(Communicator& world) {
         static_cast<long long>(psi), static_cast<long long>(N), D, static_cast<long long>(S),
         static_cast<long long>(S));
   std::string why, losses;
+  Traffic moved;  // what this rank's zero1_step calls moved, summed over the steps
   // Every rank runs the same number of steps: one that stopped at its own
   // failure would leave the others waiting in the next collective.
   bool any_failed = false;
-  for (int step = 1; step <= 3 && !any_failed; ++step) {
+  for (int step = 1; step <= kSteps && !any_failed; ++step) {
     Batch mine = data.train_batch(step, r, D, B, T),
           global = data.train_batch(step, 0, 1, D * B, T);
     model.zero_grad();
@@ -110,7 +196,9 @@ bool run(Communicator& world) {
     loss.backward();
     Tensor flat_grads = layout.pack_grads(0);
     Tensor before = clone(flat_params);
+    const Traffic start = world.traffic();
     zero1_step(world, flat_params, flat_grads, momentum, kLr, kMu);
+    moved += world.traffic() - start;
     reference.zero_grad();
     Tensor ref_loss = reference.loss(global.x, global.y);
     ref_loss.backward();
@@ -129,19 +217,23 @@ bool run(Communicator& world) {
   if (!agree(world, why, "3 ZeRO-1 steps on 4 ranks = 3 SGD-momentum steps of one process"))
     return false;
 
+  // Right parameters are not enough: they must cost stage 1's 2Ψ, not more.
+  std::vector<Traffic> per_rank = gather_traffic(world, moved);
+  if (r == 0) std::printf("\n%s", traffic_table(per_rank, N, D).c_str());
+  if (!agree(world, diagnose_traffic(moved, N, D),
+             "your step moves no more than stage 1's 2Ψ per rank, what DDP's all-reduce moves"))
+    return false;
+
   if (r == 0) {
     std::printf(
-        "\nWhat each rank held (bytes):  parameters %s (full),  gradients %s (full),  "
-        "momentum %s (its slice only: DDP would hold %s)\n",
-        format_bytes(double(flat_params.nbytes())).c_str(), format_bytes(double(N * 4)).c_str(),
+        "\nWhat each rank held (bytes, measured from the tensors):  parameters %s (full),  "
+        "gradients %s (full),  momentum %s (its slice only: DDP would hold %s)\n",
+        format_bytes(double(flat_params.nbytes())).c_str(),
+        format_bytes(double(layout.pack_grads(0).nbytes())).c_str(),
         format_bytes(double(momentum.nbytes())).c_str(), format_bytes(double(N * 4)).c_str());
-    std::printf(
-        "What each rank sent per step: reduce-scatter of %s bytes + all-gather of %s bytes "
-        "= 2Ψ, the same as DDP's one all-reduce (= reduce-scatter + all-gather);\n"
-        "ZeRO-3 all-gathers the parameters twice (forward and backward): 3Ψ.\n\n",
-        format_bytes(double(N * 4)).c_str(), format_bytes(double(N * 4)).c_str());
-    std::printf("%s\n", format_memory_formula_table(psi, {D}, 4).c_str());
-    std::printf("%s", format_memory_formula_table(psi, {D}, 8).c_str());
+    std::printf("\nformula, fp32 as in this exercise (SGD momentum: K = 4):\n%s\n",
+                format_memory_formula_table(psi, {D}, 4).c_str());
+    std::printf("%s", mixed_precision_row(7.5e9, 64).c_str());
   }
   return true;
 }
