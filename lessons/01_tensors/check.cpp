@@ -133,6 +133,12 @@ void run() {
   std::cout << "  memory: t is " << t.nbytes() << " bytes; a row shard is " << rows[0].nbytes()
             << " bytes, but as a view it still pins all " << rows[0].storage()->nbytes()
             << " bytes: a device saves memory only once it holds its own copy\n";
+  // What does save memory (ZeRO partitioning, Megatron tensor slicing): each rank KEEPS a
+  // copy of its own shard, on its own device, and the full tensor is freed.
+  Tensor kept = clone(rows[2]);
+  std::cout << "  a rank that keeps its own copy of shard 2 holds " << kept.storage()->nbytes()
+            << " bytes (shares t's storage: " << (kept.storage() == t.storage() ? "yes" : "no")
+            << "), so t's " << t.storage()->nbytes() << " bytes can be freed\n";
 }
 
 }  // namespace

@@ -24,6 +24,40 @@ Tensor vec(const std::vector<double>& v, DType dtype = DType::F64) {
   return from_vector(v, {static_cast<int64_t>(v.size())}, dtype);
 }
 
+// Names the bug behind a wrong backward from all seven elements at once: a bug is named
+// only if it explains every element, so one coincidence cannot name the wrong one.
+std::string diagnose_backward(const std::vector<double>& got, const std::vector<double>& g,
+                              const std::vector<double>& s, const std::vector<double>& want) {
+  auto all = [&](auto f) {
+    for (size_t k = 0; k < got.size(); ++k)
+      if (!close(got[k], f(g[k], s[k]), 1e-5)) return false;
+    return true;
+  };
+  if (all([](double, double sk) { return sk * (1 - sk); }))
+    return "g is missing: you return ds/dx = s*(1-s); the chain rule multiplies it by g = dL/ds";
+  if (all([](double gk, double) { return gk; }))
+    return "you return g unchanged (the identity's backward): multiply it by ds/dx = s*(1-s)";
+  if (all([](double gk, double sk) { return gk * sk; }))
+    return "the factor (1-s) is missing: you return g*s, but ds/dx = s*(1-s)";
+  if (all([](double gk, double sk) { return gk * (1 - sk); }))
+    return "the factor s is missing: you return g*(1-s), but ds/dx = s*(1-s)";
+  double num = 0, den = 0;  // least-squares c in got = c * want
+  for (size_t k = 0; k < got.size(); ++k) num += got[k] * want[k], den += want[k] * want[k];
+  double c = num / den;
+  if (std::fabs(c - 1) > 1e-3 &&
+      all([&](double gk, double sk) { return c * gk * sk * (1 - sk); })) {
+    if (close(c, -1, 1e-4))
+      return "wrong sign: you return -g*s*(1-s) (is it s*(s-1)?); sigmoid is increasing, so "
+             "ds/dx = s*(1-s) > 0";
+    if (close(c, 2, 1e-4))
+      return "twice the right gradient: you return 2*g*s*(1-s), a stray factor 2 (a term added "
+             "twice, or the 2 of a square's derivative?)";
+    return str_cat(c, " times the right gradient: a stray constant factor; dL/dx = g*s*(1-s)");
+  }
+  return "not g*s*(1-s): differentiate 1/(1+e^-x), write it in terms of s, then multiply by g "
+         "(README question 2)";
+}
+
 void check_forward_and_node() {
   std::vector<double> xs = {-6, -2, -0.5, 0, 0.5, 2, 6};
   Tensor x = vec(xs, DType::F32);
@@ -44,9 +78,10 @@ void check_forward_and_node() {
     fail("y = my_sigmoid(x) should record one Node \"my_sigmoid\" whose only input is x");
   pass("forward matches 1/(1+e^-x); one Node is recorded, and none under no_grad");
 
-  // Call the learner's backward directly, as the engine would, with a non-uniform g so a
-  // backward that ignores g is caught.
-  Tensor g = vec({0.5, 1, 1.5, 2, 2.5, 3, 3.5}, DType::F32);
+  // Call the learner's backward directly, as the engine would. g is non-uniform, has
+  // negative entries, and no entry is 0.5, 1 or 2, so no two bugs below give the same
+  // numbers (where g = 0.5, twice the gradient, 2*g*s*(1-s), equals s*(1-s), "g forgotten").
+  Tensor g = vec({0.3, -1.2, 0.7, 2.5, -0.4, 1.9, 3.1}, DType::F32);
   std::vector<Tensor> grads;
   {
     NoGradGuard no_grad;  // the engine runs every backward without recording
@@ -58,17 +93,15 @@ void check_forward_and_node() {
                  shape_str(x.shape()), ", got ", grads.size(), " tensor(s)",
                  one ? " of shape " + shape_str(grads[0].shape()) : std::string()));
   }
-  std::vector<double> got = grads[0].to_vector(), gv = g.to_vector();
-  for (size_t k = 0; k < xs.size(); ++k) {
-    double sk = sigmoid(xs[k]), want = gv[k] * sk * (1 - sk);
-    if (close(got[k], want, 1e-5)) continue;
-    std::string hint = close(got[k], sk * (1 - sk), 1e-5)
-                           ? "you return ds/dx; the chain rule also multiplies by g = dL/ds"
-                           : "differentiate 1/(1+e^-x) and write it in terms of s, then "
-                             "multiply by g (README question 2)";
-    fail(str_cat("backward(g) at x = ", xs[k], " (s = ", sk, ", g = ", gv[k], "): got ", got[k],
-                 ", expected dL/dx = ", want, ". Hint: ", hint));
-  }
+  std::vector<double> got = grads[0].to_vector(), gv = g.to_vector(), sv, want;
+  for (double v : xs) sv.push_back(sigmoid(v));
+  for (size_t k = 0; k < xs.size(); ++k) want.push_back(gv[k] * sv[k] * (1 - sv[k]));
+  size_t bad = 0;
+  while (bad < xs.size() && close(got[bad], want[bad], 1e-5)) ++bad;
+  if (bad < xs.size())
+    fail(str_cat("backward(g): ", diagnose_backward(got, gv, sv, want), "\n  at x = ", xs[bad],
+                 " (s = ", sv[bad], ", g = ", gv[bad], "): got ", got[bad],
+                 ", expected dL/dx = g*s*(1-s) = ", want[bad]));
   pass("backward(g) returns g * ds/dx for every element");
 }
 

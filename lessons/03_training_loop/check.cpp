@@ -103,18 +103,24 @@ Vec grads_of(const std::vector<Tensor>& params) {
   return g;
 }
 
-// Plain SGD that records, each time step() runs, what the gradients were at that moment.
+// Plain SGD that records, each time step() runs, what the gradients were at that moment
+// and how many backward passes had reached the weight by then (its gradient hook fires once
+// per backward()), so "step before backward" and "zero_grad between backward and step",
+// which both leave step() an empty .grad, are told apart.
 class SpyOptimizer : public Optimizer {
  public:
-  SpyOptimizer(std::vector<Tensor> params, double lr) : Optimizer(params, lr), sgd_(params, lr) {}
+  SpyOptimizer(std::vector<Tensor> params, double lr) : Optimizer(params, lr), sgd_(params, lr) {
+    params_[0].register_grad_hook([this](Tensor&) { ++backwards; });
+  }
   void step() override {
     ++calls;
     grads_at_step = grads_of(params_);
+    backwards_at_step = backwards;
     sgd_.step();
   }
   size_t state_bytes() const override { return 0; }
   std::string name() const override { return "sgd (observed by the checker)"; }
-  int calls = 0;
+  int calls = 0, backwards = 0, backwards_at_step = 0;
   Vec grads_at_step;
 
  private:
@@ -136,12 +142,21 @@ std::string hint_for(const Error& e) {
 }
 
 // Names the bug from what .grad held when step() ran. g is the correct gradient of this
-// batch, stale what .grad held before train_step was called.
-std::string diagnose_grads(const Vec& seen, const Vec& g, const Vec& stale) {
+// batch, stale what .grad held before train_step was called; `before` counts the backward
+// passes of this train_step that ran before step(), `total` all of them.
+std::string diagnose_grads(const Vec& seen, const Vec& g, const Vec& stale, int before, int total) {
+  const char* skipped =
+      " (SGD skips a parameter whose .grad is empty, so nothing was learned). Order: "
+      "zero_grad, forward, loss, backward, step";
+  if (seen.empty() && total == 0)
+    return str_cat("loss.backward() was never called: opt.step() found .grad empty", skipped);
+  if (seen.empty() && before == 0)
+    return str_cat("opt.step() ran before loss.backward(): it found .grad empty", skipped);
   if (seen.empty())
-    return "opt.step() found no gradient in .grad: it ran before loss.backward(), or "
-           "zero_grad() ran between backward and step (SGD skips a parameter whose .grad is "
-           "empty, so nothing was learned). Order: zero_grad, forward, loss, backward, step";
+    return str_cat(
+        "zero_grad() ran between loss.backward() and opt.step(), erasing the "
+        "gradient step() needs",
+        skipped);
   if (!stale.empty() && near(seen, axpy(g, 1, stale), 1e-4))
     return "step() saw this batch's gradient PLUS what .grad held when train_step began (the "
            "previous step's): backward() accumulates into .grad. Clear it at the start of every "
@@ -150,7 +165,8 @@ std::string diagnose_grads(const Vec& seen, const Vec& g, const Vec& stale) {
     return "step() saw the previous step's gradient, not this batch's: it ran before "
            "loss.backward()";
   if (near(seen, axpy(g, 1, g), 1e-4))
-    return "step() saw twice the gradient: backward() ran twice (or the loss was doubled)";
+    return before >= 2 ? "step() saw twice the gradient: backward() ran twice before step()"
+                       : "step() saw twice the gradient: the loss was doubled";
   double num = 0, den = 0;  // least-squares ratio seen ≈ k·g
   for (size_t i = 0; i < g.size() && i < seen.size(); ++i)
     num += seen[i] * g[i], den += g[i] * g[i];
@@ -167,7 +183,7 @@ double graded_step(Linear& model, SpyOptimizer& opt, const Data& d, int64_t step
   const Tensor w0 = model.weight, b0 = model.bias;
   Vec before = theta_of(model), stale = grads_of(opt.params()), g;
   double want_loss = mse(d, before, r0, kB, &g);
-  int calls0 = opt.calls;
+  int calls0 = opt.calls, backwards0 = opt.backwards;
   double loss;
   try {
     loss = train_step(model, opt, narrow(d.x, 0, r0, kB), narrow(d.y, 0, r0, kB));
@@ -191,8 +207,11 @@ double graded_step(Linear& model, SpyOptimizer& opt, const Data& d, int64_t step
                                  "the optimizer do the update"));
   if (calls > 1) fail(str_cat(at, "opt.step() ran ", calls, " times; once per step"));
   if (!near(opt.grads_at_step, g, 1e-4))
-    fail(str_cat(at, diagnose_grads(opt.grads_at_step, g, stale), "\n  expected .grad ", show(g),
-                 ", step() saw ", opt.grads_at_step.empty() ? "none" : show(opt.grads_at_step)));
+    fail(str_cat(at,
+                 diagnose_grads(opt.grads_at_step, g, stale, opt.backwards_at_step - backwards0,
+                                opt.backwards - backwards0),
+                 "\n  expected .grad ", show(g), ", step() saw ",
+                 opt.grads_at_step.empty() ? "none" : show(opt.grads_at_step)));
   if (!near(after, axpy(before, -kLr, g), 1e-5))
     fail(str_cat(at, "after step() the parameters are ", show(after), ", expected ",
                  show(axpy(before, -kLr, g)),
@@ -317,15 +336,14 @@ void print_facts(const Data& d) {
   };
   int64_t n = gpt.num_parameters();
   SGD plain(gpt.parameters(), 0.1), momentum(gpt.parameters(), 0.1, 0.9);
-  for (const Tensor& p : gpt.parameters()) p.set_grad(zeros(p.shape()));
-  momentum.step();  // the momentum buffer is allocated on the first step
   AdamW adamw(gpt.parameters());
   double adam_bpp = per_param(adamw, n);
   std::cout << "  optimizer state for a GPT of " << n << " params: SGD " << per_param(plain, n)
             << " B/param, SGD+momentum " << per_param(momentum, n) << " B/param, AdamW " << adam_bpp
             << " B/param (m and v in f32)\n"
-            << "  mixed-precision AdamW per param: 2 (fp16 w) + 2 (fp16 grad) + 4 (fp32 master w)"
-               " + 4 (m) + 4 (v) = 16 bytes: ZeRO's 16Ψ; GPT-2 small (124M) -> "
+            << "  formula (not measured here), mixed-precision AdamW per param: 2 (fp16 w) + "
+               "2 (fp16 grad) + 4 (fp32 master w) + 4 (m) + 4 (v) = 16 bytes: ZeRO's 16Ψ; "
+               "GPT-2 small (124M) -> "
             << 16 * 124.44e6 / 1e9 << " GB before any activation\n";
   if (adam_bpp != 8) fail(str_cat("library: AdamW should hold 8 bytes/param, holds ", adam_bpp));
 
