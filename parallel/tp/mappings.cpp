@@ -88,9 +88,8 @@ Tensor tp_reduce_scatter(const Tensor& x, int64_t dim, Communicator& tp, const c
 Tensor copy_to_tp_region(const Tensor& x, Communicator& tp) {
   Tensor out = detach(x);
   if (needs_grad({&x})) {
-    record(out, "copy_to_tp_region", {x}, [tp](const Tensor& g) mutable {
-      return std::vector<Tensor>{tp_all_reduce(g, tp)};
-    });
+    record(out, "copy_to_tp_region", {x},
+           [tp](const Tensor& g) mutable { return std::vector<Tensor>{tp_all_reduce(g, tp)}; });
   }
   return out;
 }
@@ -99,7 +98,8 @@ Tensor copy_to_tp_region(const Tensor& x, Communicator& tp) {
 Tensor reduce_from_tp_region(const Tensor& x, Communicator& tp) {
   Tensor out = tp_all_reduce(x, tp);
   if (needs_grad({&x}))
-    record(out, "reduce_from_tp_region", {x}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
+    record(out, "reduce_from_tp_region", {x},
+           [](const Tensor& g) { return std::vector<Tensor>{g}; });
   return out;
 }
 

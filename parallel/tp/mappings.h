@@ -58,7 +58,7 @@ Tensor reduce_scatter_to_sequence_parallel_region(const Tensor& x, Communicator&
 
 // The raw collectives behind the ops (no graph), for sharding code and tests.
 // `dim` may be negative. Errors name `op`, the shape and the group size.
-Tensor tp_all_reduce(const Tensor& x, Communicator& tp);                      // sum
+Tensor tp_all_reduce(const Tensor& x, Communicator& tp);                          // sum
 Tensor tp_split(const Tensor& x, int64_t dim, Communicator& tp, const char* op);  // my chunk
 Tensor tp_all_gather(const Tensor& x, int64_t dim, Communicator& tp, const char* op);
 Tensor tp_reduce_scatter(const Tensor& x, int64_t dim, Communicator& tp, const char* op);

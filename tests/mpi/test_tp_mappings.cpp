@@ -98,8 +98,8 @@ TEST_CASE("tp mappings: forward and backward against the serial sums and slices"
     CHECK(ss.bwd[CommOp::AllGather].calls == 1);
 
     // All-gather T; backward reduce-scatters the ranks' partial gradients.
-    Result gs = run(gather_from_sequence_parallel_region, of_rank(seq, 11, r), of_rank(full, 12, r),
-                    tp);
+    Result gs =
+        run(gather_from_sequence_parallel_region, of_rank(seq, 11, r), of_rank(full, 12, r), tp);
     CHECK(max_diff(gs.y, cat_over_ranks(seq, 11, t, 1)) == 0);
     CHECK(max_diff(gs.dx, narrow(sum_over_ranks(full, 12, t), 1, r * (T / t), T / t)) < kTol);
     CHECK(gs.fwd[CommOp::AllGather].calls == 1);
@@ -131,8 +131,9 @@ TEST_CASE("tp mappings: a dim that does not split over tp is an error naming the
     Communicator tp = tp_group(world, t);
     // T = 3 splits over neither 2 nor 4; every rank fails before any collective.
     std::string e1 = error_of([&] { scatter_to_sequence_parallel_region(ones({2, 3, 4}), tp); });
-    std::string e2 =
-        error_of([&] { reduce_scatter_to_sequence_parallel_region(ones({2, 3, 4}), tp); });
+    std::string e2 = error_of([&] {
+      reduce_scatter_to_sequence_parallel_region(ones({2, 3, 4}), tp);
+    });
     std::string e3 = error_of([&] { scatter_to_tp_region(ones({2, 4, 3}), tp); });
     INFO(e1 << "\n" << e2 << "\n" << e3);
     CHECK(has(e1, "scatter_to_sequence_parallel_region"));
