@@ -2,6 +2,7 @@
 // mappings.h (see linear.h for the split rules).
 #include "parallel/tp/linear.h"
 
+#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "parallel/tp/mappings.h"
 
@@ -18,6 +19,33 @@ void check_shapes(const char* op, const Tensor& x, const Tensor& w, const Tensor
            shape_str(b.shape()), " does not match weight shard ", shape_str(w.shape()));
 }
 
+// Sequence-parallel column linear that saves the input shard, not the
+// gathered input. Megatron: LinearWithGradAccumulationAndAsyncCommunication
+// with sequence_parallel (forward all-gathers; backward all-gathers the input
+// again for the weight gradient and reduce-scatters the input gradient).
+Tensor column_sp_regather(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          Communicator& tp) {
+  const char* op = "column_parallel_linear (sequence parallel, regather)";
+  MS_CHECK(x.dim() == 3, op, ": expects (B, T/t, in), got ", shape_str(x.shape()));
+  Tensor x_full = tp_all_gather(x, 1, tp, op);  // (B, T, in), not kept
+  check_shapes(op, x_full, weight, bias);
+  Tensor y = linear(x_full, detach(weight), bias.defined() ? detach(bias) : Tensor());
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  const bool has_bias = bias.defined();
+  record(y, op, {x, weight, bias},
+         [xs = detach(x), w = detach(weight), has_bias, tp, op](const Tensor& g) mutable {
+           Tensor full = tp_all_gather(xs, 1, tp, op);  // (B, T, in), again
+           const int64_t in = w.shape()[0], out = w.shape()[1];
+           Tensor g2 = reshape(contiguous(g), {-1, out});    // (B·T, out/t)
+           Tensor dx_full = matmul(g2, transpose(w, 0, 1));  // (B·T, in): a partial sum
+           Tensor dw = matmul(transpose(reshape(full, {-1, in}), 0, 1), g2);  // (in, out/t)
+           Tensor db = has_bias ? sum(g2, {0}) : Tensor();
+           Tensor dx = tp_reduce_scatter(reshape(dx_full, full.shape()), 1, tp, op);
+           return std::vector<Tensor>{dx, dw, db};
+         });
+  return y;
+}
+
 }  // namespace
 
 // Megatron: ColumnParallelLinear.forward (gather_output, sequence_parallel).
@@ -26,6 +54,8 @@ Tensor column_parallel_linear(const Tensor& x, const Tensor& weight, const Tenso
   const char* op = "column_parallel_linear";
   MS_CHECK(!(opt.sequence_parallel && opt.gather_output), op,
            ": gather_output is not supported with sequence_parallel (as in Megatron)");
+  if (opt.sequence_parallel && opt.regather_in_backward)
+    return column_sp_regather(x, weight, bias, tp);
   Tensor in = opt.sequence_parallel ? gather_from_sequence_parallel_region(x, tp)  // (B, T, in)
                                     : copy_to_tp_region(x, tp);
   check_shapes(op, in, weight, bias);

@@ -32,6 +32,13 @@ namespace ms {
 struct ColumnParallelOptions {
   bool sequence_parallel = false;  // input (B, T/t, in): all-gather over T instead of f
   bool gather_output = false;      // all-gather the output features (not with SP)
+  // Under SP: keep only the (B, T/t, in) input for backward and all-gather it
+  // again there (Megatron's LinearWithGradAccumulationAndAsyncCommunication),
+  // instead of holding the gathered (B, T, in) — what makes SP's activation
+  // memory Korthikanti's (sbh/t)(34 + 5as/h), at one more all-gather of
+  // B·T·in per layer in backward. Off: the gathered input is saved, and the
+  // backward traffic equals the all-reduce it replaces.
+  bool regather_in_backward = false;
 };
 
 struct RowParallelOptions {

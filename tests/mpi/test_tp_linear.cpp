@@ -98,14 +98,16 @@ TEST_CASE("tp linear: the MLP (column → GELU → row) with and without sequenc
     Tensor y = x + linear(gelu(linear(layernorm(x, g, be), w1, c1)), w2, c2);
     sum(y * G).backward();
 
-    for (bool sp : {false, true}) {
-      INFO("sequence_parallel " << sp);
+    for (int mode : {0, 1, 2}) {  // none, SP, SP re-gathering its input in backward
+      const bool sp = mode > 0, regather = mode == 2;
+      INFO("sequence_parallel " << sp << ", regather_in_backward " << regather);
       Tensor xs = leaf(sp ? seq_slice(X, tp) : X);  // (B, T/t, C) under SP
       Tensor w1s = shard(W1, TpSplit::Columns, tp), c1s = shard(b1, TpSplit::Columns, tp),
              w2s = shard(W2, TpSplit::Rows, tp), c2s = leaf(b2), gs = leaf(lw), bes = leaf(lb);
       Traffic t0 = tp.traffic();
-      Tensor h = column_parallel_linear(layernorm(xs, gs, bes), w1s, c1s, tp,
-                                        {.sequence_parallel = sp});  // (B, T, 4C/t)
+      Tensor h = column_parallel_linear(
+          layernorm(xs, gs, bes), w1s, c1s, tp,
+          {.sequence_parallel = sp, .regather_in_backward = regather});  // (B, T, 4C/t)
       Tensor ys = xs + row_parallel_linear(gelu(h), w2s, c2s, tp, {.sequence_parallel = sp});
       Traffic fwd = tp.traffic() - t0;
       sum(ys * (sp ? seq_slice(G, tp) : G)).backward();
@@ -139,9 +141,10 @@ TEST_CASE("tp linear: the MLP (column → GELU → row) with and without sequenc
         CHECK(fwd.total().calls == 2);
         CHECK(fwd[CommOp::AllGather].payload == bytes);
         CHECK(fwd[CommOp::ReduceScatter].payload == bytes);
-        CHECK(bwd[CommOp::AllGather].payload == bytes);
+        // Re-gathering the column layer's input costs one more all-gather.
+        CHECK(bwd[CommOp::AllGather].payload == (regather ? 2 : 1) * bytes);
         CHECK(bwd[CommOp::ReduceScatter].payload == bytes);
-        CHECK(bwd.total().calls == 2);
+        CHECK(bwd.total().calls == (regather ? 3 : 2));
       }
     }
   }
