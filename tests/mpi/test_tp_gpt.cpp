@@ -1,0 +1,172 @@
+// A whole GPT-2 forward and backward built from the tp pieces, against the
+// serial GPT (nn/gpt.h) of the same seed, at tp = 2 and 4, with and without
+// sequence parallelism: the loss, every parameter's gradient (shards gathered
+// back), the gradient norm counting each parameter once, and the tp traffic
+// of one step against Megatron's count. The composition here is a reference
+// for wiring tp into nn/gpt.cpp: Block = LN → column c_attn (q|k|v by heads)
+// → attention on n_head/t heads → row c_proj → residual; LN → column c_fc →
+// GELU → row c_proj → residual; the vocab-parallel embedding and tied head.
+#include <map>
+
+#include "nn/gpt.h"
+#include "parallel/tp/cross_entropy.h"
+#include "parallel/tp/grad_norm.h"
+#include "parallel/tp/linear.h"
+#include "parallel/tp/sequence_parallel.h"
+#include "parallel/tp/shard.h"
+#include "parallel/tp/vocab_parallel.h"
+#include "tests/catch_compat.h"
+#include "tests/mpi/test_tp_common.h"
+
+using namespace ms;
+using namespace ms::test;
+
+namespace {
+
+constexpr int64_t B = 2, T = 8;
+
+GPTConfig tiny() {
+  GPTConfig c;
+  c.n_layer = 2, c.n_head = 4, c.n_embd = 16, c.block_size = T, c.vocab_size = 256;
+  return c;
+}
+
+Tensor seeded_tokens(uint64_t seed) {
+  Generator gen(seed);
+  std::vector<int32_t> v(B * T);
+  for (auto& x : v) x = int32_t(gen.next_u64() % 256);
+  return from_vector(v, {B, T});
+}
+
+// This rank's shard of every parameter of `serial`, as leaves, by name.
+struct TpModel {
+  std::vector<std::pair<std::string, Tensor>> named;
+  std::map<std::string, Tensor> p;
+};
+
+TpModel shard_model(const GPT& serial, Communicator& tp) {
+  TpModel m;
+  for (const auto& [name, full] : serial.named_parameters()) {
+    Tensor s = leaf(
+        shard_param(full, tp_split_of(name), tp.rank(), tp.size(), serial.config().n_head, name));
+    m.named.emplace_back(name, s);
+    m.p[name] = s;
+  }
+  return m;
+}
+
+Tensor tp_loss(TpModel& m, const GPTConfig& cfg, const Tensor& idx, const Tensor& targets,
+               Communicator& tp, bool sp) {
+  const int t = tp.size();
+  auto P = [&](const std::string& n) { return m.p.at(n); };
+  // Under SP every activation between the tp regions is (B, T/t, C): this
+  // rank's positions, so it adds the matching rows of wpe.
+  const int64_t n = sp ? T / t : T, first = sp ? tp.rank() * n : 0;
+  Tensor pos = arange(double(first), double(first + n), 1, DType::I32);
+  Tensor x = vocab_parallel_embedding(P("wte.weight"), idx, tp, sp) +
+             embedding(P("wpe.weight"), pos);  // (B, n, C)
+  for (int64_t i = 0; i < cfg.n_layer; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    Tensor a = layernorm(x, P(h + "ln_1.weight"), P(h + "ln_1.bias"));
+    Tensor qkv = column_parallel_linear(a, P(h + "attn.c_attn.weight"), P(h + "attn.c_attn.bias"),
+                                        tp, {.sequence_parallel = sp});  // (B, T, 3C/t)
+    Tensor y = causal_attention(qkv, cfg.n_head / t);                    // (B, T, C/t)
+    x = x + row_parallel_linear(y, P(h + "attn.c_proj.weight"), P(h + "attn.c_proj.bias"), tp,
+                                {.sequence_parallel = sp});
+    Tensor b = layernorm(x, P(h + "ln_2.weight"), P(h + "ln_2.bias"));
+    Tensor f = column_parallel_linear(b, P(h + "mlp.c_fc.weight"), P(h + "mlp.c_fc.bias"), tp,
+                                      {.sequence_parallel = sp});  // (B, T, 4C/t)
+    x = x + row_parallel_linear(gelu(f), P(h + "mlp.c_proj.weight"), P(h + "mlp.c_proj.bias"), tp,
+                                {.sequence_parallel = sp});
+  }
+  Tensor hf = layernorm(x, P("ln_f.weight"), P("ln_f.bias"));
+  Tensor logits = vocab_parallel_logits(hf, P("wte.weight"), tp, sp);  // (B, T, V/t)
+  return vocab_parallel_cross_entropy(reshape(logits, {B * T, cfg.vocab_size / t}),
+                                      reshape(targets, {B * T}), tp);
+}
+
+// Every replicated parameter saw only this rank's tokens under SP.
+std::vector<Tensor> replicated(const TpModel& m) {
+  std::vector<Tensor> out;
+  for (const auto& [name, p] : m.named)
+    if (tp_split_of(name) == TpSplit::Replicated) out.push_back(p);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("tp GPT: loss and every gradient equal the serial GPT's, with and without SP",
+          "[mpi][tp][tp_gpt]") {
+  Communicator world = Communicator::world();
+  const GPTConfig cfg = tiny();
+  const Tensor idx = seeded_tokens(1), targets = seeded_tokens(2);
+  GPT serial(cfg, 42);
+  Tensor loss = serial.loss(idx, targets);
+  loss.backward();
+  double serial_norm2 = 0, replicated_norm2 = 0;
+  for (const auto& [name, p] : serial.named_parameters()) {
+    const double g2 = sum(pow(to(p.grad(), DType::F64), 2)).item();
+    serial_norm2 += g2;
+    if (tp_split_of(name) == TpSplit::Replicated) replicated_norm2 += g2;
+  }
+
+  for (int t : tp_sizes(world)) {
+    Communicator tp = tp_group(world, t);
+    std::map<bool, Traffic> fwd, bwd;
+    for (bool sp : {false, true}) {
+      INFO("tp " << t << ", tp rank " << tp.rank() << ", sequence_parallel " << sp);
+      TpModel m = shard_model(serial, tp);
+      Traffic t0 = tp.traffic();
+      Tensor tl = tp_loss(m, cfg, idx, targets, tp, sp);
+      fwd[sp] = tp.traffic() - t0;
+      tl.backward();
+      bwd[sp] = tp.traffic() - t0 - fwd[sp];
+      if (sp) allreduce_sequence_parallel_grads(replicated(m), tp);
+      const double norm2 = tp_grad_norm_squared(m.named, tp);
+      // The classic mistake: every rank's ‖g‖² summed over tp counts each
+      // replicated parameter t times.
+      Tensor naive = zeros({1}, DType::F64);
+      for (const auto& [name, p] : m.named) naive = naive + sum(pow(to(p.grad(), DType::F64), 2));
+      tp.all_reduce(naive);
+      std::vector<std::pair<std::string, Tensor>> gathered;
+      for (const auto& [name, p] : m.named)
+        gathered.emplace_back(name, gather_param(p.grad(), tp_split_of(name), tp));
+
+      CHECK(std::fabs(tl.item() - loss.item()) < 1e-5);
+      for (const auto& [name, g] : gathered) {
+        Tensor want = serial.parameter(name).grad();
+        INFO(name << " max |grad| " << max_diff(want, zeros_like(want)));
+        // Relative to the gradient's scale: LayerNorm grads here are ~1e-3.
+        CHECK(max_diff(g, want) <= 1e-5 * max_diff(want, zeros_like(want)));
+      }
+      CHECK(std::fabs(norm2 - serial_norm2) < 1e-6 * serial_norm2);
+      CHECK(replicated_norm2 > 0);
+      CHECK(std::fabs(naive.item() - (serial_norm2 + (t - 1) * replicated_norm2)) <
+            1e-6 * serial_norm2);
+    }
+    // Megatron's count for one forward + backward (Shoeybi §3, Korthikanti
+    // §4.2.2), B·T·C = n elements: per layer 2 all-reduces of n forward and 2
+    // backward, the embedding's 1 forward and the head's f 1 backward, the
+    // cross-entropy's 3 of B·T forward — 2(t−1)/t of each sent per rank; with
+    // SP each all-reduce of n becomes an all-gather + reduce-scatter sending
+    // the same bytes.
+    const int64_t n = B * T * cfg.n_embd * 4, L = cfg.n_layer, bt = B * T * 4;
+    auto ar_sent = [&](int64_t bytes) { return 2 * (t - 1) * bytes / t; };
+    INFO("tp " << t << "\nforward:\n"
+               << fwd[false].describe() << "backward:\n"
+               << bwd[false].describe() << "SP forward:\n"
+               << fwd[true].describe() << "SP backward:\n"
+               << bwd[true].describe());
+    CHECK(fwd[false][CommOp::AllReduce].calls == 2 * L + 1 + 3);
+    CHECK(fwd[false].total().sent == (2 * L + 1) * ar_sent(n) + 3 * ar_sent(bt));
+    CHECK(bwd[false][CommOp::AllReduce].calls == 2 * L + 1);
+    CHECK(bwd[false].total().sent == (2 * L + 1) * ar_sent(n));
+    CHECK(fwd[true][CommOp::AllReduce].calls == 3);
+    CHECK(fwd[true][CommOp::AllGather].calls == 2 * L + 1);
+    CHECK(fwd[true][CommOp::ReduceScatter].calls == 2 * L + 1);
+    CHECK(bwd[true][CommOp::AllGather].calls == 2 * L + 1);
+    CHECK(bwd[true][CommOp::ReduceScatter].calls == 2 * L + 1);
+    CHECK(fwd[true].total().sent == fwd[false].total().sent);
+    CHECK(bwd[true].total().sent == bwd[false].total().sent);
+  }
+}
