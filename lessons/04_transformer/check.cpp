@@ -272,7 +272,8 @@ void check_counts() {
     GPT gpt(c, 1);
     int64_t got = gpt.num_parameters(), want = param_formula(c);
     std::cout << "    " << c.describe() << ": num_parameters() " << with_commas(got) << ", formula "
-              << with_commas(want) << "\n      forward FLOPs/token at T = block: summed over its weights "
+              << with_commas(want)
+              << "\n      forward FLOPs/token at T = block: summed over its weights "
               << with_commas(flops_enumerated(gpt, c.block_size)) << ", formula "
               << with_commas(flops_formula(c, c.block_size)) << "\n";
     if (got != want) fail("library: GPT::num_parameters() disagrees with the parameter formula");
@@ -340,8 +341,9 @@ void check_activation_memory() {
                    "statistics (README question 9)"));
     if (double(kept_nograd) != output) fail("library: a no_grad forward kept more than its output");
   }
-  pass("a block keeps exactly 16·B·T·C + NH·B·T² values for backward (+ its output and the "
-       "LayerNorm statistics); no_grad keeps only the output");
+  pass(
+      "a block keeps exactly 16·B·T·C + NH·B·T² values for backward (+ its output and the "
+      "LayerNorm statistics); no_grad keeps only the output");
 }
 
 }  // namespace
