@@ -80,6 +80,38 @@ inline bool agree(Communicator& world, const std::string& why, const std::string
   return failed == 0;
 }
 
+// Measured traffic, per rank (lessons 05 and 07). `mine` is this rank's ledger
+// difference around the learner's code (Traffic before = comm.traffic(); ...;
+// comm.traffic() - before: parallel/comm/ledger.h). Collective over `world`:
+// every rank's numbers are gathered, and rank 0 prints one line per rank, each
+// op that rank called with its calls and bytes. Send/recv (and the library's
+// ring collectives) are counted messages; MPI's collectives are counted as a
+// ring would move them, so their rows say "ring-model bytes". Returns every
+// rank's Traffic, in rank order, on every rank.
+inline std::vector<Traffic> print_traffic_per_rank(Communicator& world, const Traffic& mine,
+                                                   const std::string& indent = "    ") {
+  std::vector<Traffic> all = gather_traffic(world, mine);
+  if (world.rank() == 0) {
+    for (size_t r = 0; r < all.size(); ++r) {
+      std::string line;
+      for (int i = 0; i < kNumCommOps; ++i) {
+        const OpTraffic& o = all[r][CommOp(i)];
+        if (o.calls == 0) continue;
+        std::string bytes;
+        if (o.sent > 0 || o.received == 0) bytes = str_cat(", sent ", o.sent, " B");
+        if (o.received > 0) bytes += str_cat(", received ", o.received, " B");
+        line += str_cat(line.empty() ? "" : "; ", comm_op_name(CommOp(i)), " ", o.calls,
+                        o.calls == 1 ? " call" : " calls", bytes,
+                        comm_op_measured(CommOp(i)) ? "" : " (ring-model bytes)");
+      }
+      std::printf("%srank %zu: %s\n", indent.c_str(), r,
+                  line.empty() ? "no communication" : line.c_str());
+    }
+  }
+  std::fflush(stdout);
+  return all;
+}
+
 // The end of main's body: rank 0 prints the final PASS or FAIL; every rank
 // returns the exit code (mpirun exits non-zero if any rank does).
 inline int finish(Communicator& world, bool ok) {

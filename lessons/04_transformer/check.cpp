@@ -243,7 +243,8 @@ int64_t param_formula(const GPTConfig& c) {
   return c.vocab_size * C + c.block_size * C + c.n_layer * (12 * C * C + 13 * C) + 2 * C;
 }
 
-// Question 8: forward FLOPs per token at context T, dense attention (what attention.cpp runs):
+// Question 8: forward FLOPs per token at context T, attention counted dense (PaLM's count; the
+// causal blocking in attention.cpp skips the tiles above the diagonal, so it runs less):
 // 2 per multiply-add over every matmul weight (12LC² in the blocks, VC in the head) + 4LTC.
 int64_t flops_formula(const GPTConfig& c, int64_t T) {
   int64_t C = c.n_embd, L = c.n_layer;
@@ -271,7 +272,10 @@ void check_counts() {
     GPT gpt(c, 1);
     int64_t got = gpt.num_parameters(), want = param_formula(c);
     std::cout << "    " << c.describe() << ": num_parameters() " << with_commas(got) << ", formula "
-              << with_commas(want) << "\n";
+              << with_commas(want)
+              << "\n      forward FLOPs/token at T = block: summed over its weights "
+              << with_commas(flops_enumerated(gpt, c.block_size)) << ", formula "
+              << with_commas(flops_formula(c, c.block_size)) << "\n";
     if (got != want) fail("library: GPT::num_parameters() disagrees with the parameter formula");
     for (int64_t T : {int64_t(1), c.block_size})
       if (flops_enumerated(gpt, T) != flops_formula(c, T))
@@ -291,21 +295,27 @@ void check_counts() {
   const int64_t T = 1024;
   double fwd = double(flops_formula(g2, T)), n = double(param_formula(g2));
   double attn = 4.0 * 12 * T * 768;
-  std::cout << "  FLOPs/token, GPT-2 small at T = 1024: forward 2·N_matmul + 4·L·T·C = "
+  std::cout << "  FLOPs/token, GPT-2 small at T = 1024 (formula, attention dense): forward "
+               "2·N_matmul + 4·L·T·C = "
             << fwd / 1e6 << " M (attention " << attn / 1e6 << " M); training 3x = " << 3 * fwd / 1e6
             << " M; the 6N rule says " << 6 * n / 1e6 << " M\n";
-  pass("the FLOP formula equals the count read off every weight of the model");
+  pass("the FLOP formula equals the sum over the weights of 4 models, at T = 1 and T = block");
 }
 
 // Question 9: what one block keeps alive for backward, measured with the allocator's counter.
-// Backward needs 16·B·T·C + NH·B·T² values per layer (the layer input included); this forward
-// adds its own output and may keep a few more intermediates alive through the graph's edges.
+// Backward needs 16·B·T·C + NH·B·T² values per layer, the layer input x included (Korthikanti
+// et al. 2022 without dropout). The bytes a forward leaves allocated are that, minus x (it was
+// allocated before), plus the block's output y (B·T·C: the next layer's input, which that layer
+// counts) and the two LayerNorms' per-row mean and 1/std (2 × 2·B·T). Exact, not approximate:
+// a change to what the graph saves shows up here.
 void check_activation_memory() {
   const int64_t B = 2, C = 64, NH = 4;
   GPTConfig cfg{256, 256, 1, NH, C, 0};
   Generator gen(3);
   Block block(cfg, gen);
-  std::cout << "  activation memory of one block (f32), measured vs 16·B·T·C + NH·B·T² values:\n";
+  auto kib = [](double bytes) { return str_cat(bytes / 1024, " KiB"); };
+  std::cout << "  activation memory of one block (f32, B = 2, C = 64, NH = 4), measured with "
+               "cpu_bytes_allocated():\n";
   for (int64_t T : {int64_t(32), int64_t(128)}) {
     Tensor x = randn({B, T, C}, gen);
     size_t before = cpu_bytes_allocated();
@@ -316,19 +326,24 @@ void check_activation_memory() {
       kept_nograd = cpu_bytes_allocated() - before;
     }
     Tensor y = block.forward(x);
-    double kept = double(cpu_bytes_allocated() - before);
-    double need = 4.0 * (16 * B * T * C + NH * B * T * T);  // bytes, x included
-    double input = 4.0 * B * T * C;
-    std::cout << "    T=" << std::setw(3) << T << ": with grad " << kept / 1024
-              << " KiB kept (+ the input x " << input / 1024 << " KiB), formula " << need / 1024
-              << " KiB; under no_grad " << double(kept_nograd) / 1024 << " KiB (the output)\n";
-    std::cout << "      kept + x − formula = " << (kept + input - need) / input
-              << "·B·T·C: the block's output, and intermediates the graph keeps as edges\n";
-    if (kept + input < need || kept + input > need + 4 * input)
-      fail("library: a block's saved activations differ from 16·B·T·C + NH·B·T² (+ small)");
-    if (double(kept_nograd) != input) fail("library: a no_grad forward kept more than its output");
+    const double kept = double(cpu_bytes_allocated() - before);
+    const double need = 4.0 * (16 * B * T * C + NH * B * T * T);  // bytes, x included
+    const double input = 4.0 * B * T * C, output = input, ln_stats = 4.0 * 2 * 2 * B * T;
+    std::cout << "    T=" << std::setw(3) << T << ": the forward kept " << kib(kept)
+              << "; + the input x " << kib(input) << " = " << kib(kept + input) << "\n"
+              << "           = formula 16·B·T·C + NH·B·T² " << kib(need) << " + the output y "
+              << kib(output) << " + LayerNorm mean and 1/std " << kib(ln_stats) << "\n"
+              << "           under no_grad the forward kept " << kib(double(kept_nograd))
+              << " (the output y only)\n";
+    if (kept + input != need + output + ln_stats)
+      fail(str_cat("library: a block's forward kept ", kept + input - need - output - ln_stats,
+                   " bytes more than 16·B·T·C + NH·B·T² values + its output + the LayerNorm "
+                   "statistics (README question 9)"));
+    if (double(kept_nograd) != output) fail("library: a no_grad forward kept more than its output");
   }
-  pass("a block keeps ~16·B·T·C + NH·B·T² values for backward; no_grad keeps only the output");
+  pass(
+      "a block keeps exactly 16·B·T·C + NH·B·T² values for backward (+ its output and the "
+      "LayerNorm statistics); no_grad keeps only the output");
 }
 
 }  // namespace

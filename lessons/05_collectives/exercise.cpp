@@ -11,8 +11,8 @@
 //   ms::Tensor::empty({n})           scratch space for an incoming block
 //   ms::add_(dst, src)               dst += src, elementwise
 //
-// Plan (README.md, "ring all-reduce"): cut t into D blocks whose sizes differ by at most
-// one; D-1 reduce-scatter steps (send one block to rank+1, receive one from rank-1, add it
+// Plan (README.md, "ring all-reduce"): cut t (any shape, maybe empty: lesson.h) into D
+// blocks whose sizes differ by at most one; D-1 reduce-scatter steps (send one block to rank+1, receive one from rank-1, add it
 // into your copy of that block); then D-1 all-gather steps (pass the finished blocks on,
 // receiving straight into place).
 #include "lessons/05_collectives/lesson.h"
