@@ -12,7 +12,8 @@
 // the parameters from the LAST to the first (backward produces gradients
 // roughly in that order) and close the current bucket once it holds cap_bytes
 // or more — so a parameter bigger than the cap still gets a bucket. Returns
-// the parameter indices of each bucket, bucket 0 first.
+// the parameter indices of each bucket, bucket 0 first. `params` may hold
+// tensors of any shape; every one is f32 (its byte size is numel·4).
 std::vector<std::vector<int>> make_buckets(const std::vector<ms::Tensor>& params, size_t cap_bytes);
 
 // One bucket whose all-reduce is in flight.
@@ -24,7 +25,9 @@ struct InFlightBucket {
 // Called from backward the moment the bucket's last gradient is ready: copy
 // the gradients params[i].grad() of every i in `bucket` into ONE flat buffer
 // and START one nonblocking all-reduce of it (comm.iall_reduce). Do not wait:
-// backward keeps computing earlier layers while the bytes travel.
+// backward keeps computing earlier layers while the bytes travel. Every
+// params[i] in `bucket` has a defined f32 .grad() of its own shape; the grads
+// are separate tensors, not views of one buffer, so the copy is yours to make.
 InFlightBucket launch_bucket(ms::Communicator& comm, const std::vector<ms::Tensor>& params,
                              const std::vector<int>& bucket);
 

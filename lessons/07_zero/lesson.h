@@ -10,6 +10,8 @@
 //                of D (the model's parameters are views into it); equal on all ranks
 //   flat_grads   this rank's LOCAL gradient (from its own batch), same layout
 //   momentum     this rank's optimizer state for ITS slice only: S elements
+// All three are f32, 1-D and contiguous; flat_params.numel() is a multiple of D
+// (the checker passes Ψ = 30,570 padded to 30,572 for D = 4).
 // Rank r owns slice r, elements [r·S, (r+1)·S). Afterwards every rank's
 // flat_params holds the updated parameters:
 //   g   = slice r of the gradients, AVERAGED over the ranks
