@@ -1,0 +1,73 @@
+// What one transformer layer keeps alive for backward, per rank, with and
+// without tensor and sequence parallelism: Korthikanti et al. 2022, "Reducing
+// Activation Recomputation in Large Transformer Models", section 4, adapted to
+// this code base — values (multiply by the dtype's size), no dropout (our
+// tensor-parallel GPT runs with dropout 0 in the tests; the paper's 16-bit
+// formulas include 1-byte dropout masks and the dropped attention copy, which
+// korthikanti_bytes adds back so the two can be set side by side).
+//
+// s = T, b = B, h = C, a = n_head, t = tp size. What a GPT-2 block saves:
+//   LayerNorm inputs     x and x + attn(.)                 2·sbh   (/t under SP)
+//   LayerNorm outputs    inputs of c_attn and c_fc         2·sbh   (/t under SP only if
+//                        the column layer re-gathers its input in backward; by
+//                        default it keeps the gathered (B, T, C) input: full)
+//   q|k|v                c_attn's output, attention input  3·sbh/t
+//   attention P          softmax probabilities             a·s²b/t
+//   attention output     input of attn.c_proj              sbh/t
+//   c_fc output          GELU's input                      4·sbh/t
+//   GELU output          input of mlp.c_proj               4·sbh/t
+// Summed: none 16·sbh + a·s²b; tp (4 + 12/t)·sbh + a·s²b/t; tp+sp with
+// re-gather 16·sbh/t + a·s²b/t (the paper's "everything divided by t");
+// tp+sp without it (2 + 14/t)·sbh + a·s²b/t.
+// Two more things are alive after a block's forward, named separately because
+// the paper does not count them: the LayerNorms' per-row mean and 1/std
+// (2 × 2·sb, /t under SP) and the block's output (sbh, /t under SP), which is
+// the next layer's input and counted there.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ms {
+
+struct ActivationShape {
+  int64_t batch = 1, seq = 1, hidden = 1, heads = 1;
+  int tp = 1;
+  bool sequence_parallel = false;
+  bool regather_in_backward = false;  // column layers keep the (B, T/t, C) shard, not the gather
+};
+
+struct ActivationTerm {
+  std::string name;  // "q|k|v (c_attn's output)"
+  int64_t values = 0;
+};
+
+struct BlockActivations {
+  std::vector<ActivationTerm> saved;   // what backward needs: the paper's count
+  std::vector<ActivationTerm> extras;  // LayerNorm statistics, the block's output
+  int64_t saved_values() const;
+  int64_t extra_values() const;
+  // The formula in words with the numbers put in, one line.
+  std::string rule;
+};
+
+// Per rank, for one block. Throws ms::Error when t does not divide the heads,
+// or (under SP) the sequence.
+BlockActivations block_activations(const ActivationShape& s);
+
+// The paper's per-layer bytes for 16-bit activations with dropout, per rank:
+//   no parallelism   sbh·(34 + 5as/h)
+//   tensor parallel  sbh·(10 + 24/t + 5as/(h·t))
+//   tp + sp          sbh/t·(34 + 5as/h)
+// (Korthikanti et al. 2022, equations 1, 2 and 4.) Exact integer arithmetic
+// on bytes ×t, returned divided: callers pass t dividing everything.
+int64_t korthikanti_bytes(const ActivationShape& s);
+
+// Our count in the paper's terms: saved_values × 2 bytes (16-bit) plus the
+// dropout bytes the paper includes — two 1-byte masks after the projections
+// (sbh each, /t under SP) and, in attention, a 1-byte mask and the dropped
+// 16-bit copy of P (3·a·s²b/t). Equal to korthikanti_bytes whenever the
+// column layers re-gather (or t = 1); the tests check it.
+int64_t saved_bytes_16bit_with_dropout(const ActivationShape& s);
+
+}  // namespace ms
