@@ -98,8 +98,10 @@ inline std::vector<Traffic> print_traffic_per_rank(Communicator& world, const Tr
         const OpTraffic& o = all[r][CommOp(i)];
         if (o.calls == 0) continue;
         std::string bytes;
-        if (o.sent > 0 || o.received == 0) bytes = str_cat(", sent ", o.sent, " B");
-        if (o.received > 0) bytes += str_cat(", received ", o.received, " B");
+        // A receive's bytes are what it received (even 0); a send's, what it sent.
+        const bool is_recv = CommOp(i) == CommOp::Recv;
+        if (!is_recv && (o.sent > 0 || o.received == 0)) bytes = str_cat(", sent ", o.sent, " B");
+        if (is_recv || o.received > 0) bytes += str_cat(", received ", o.received, " B");
         line += str_cat(line.empty() ? "" : "; ", comm_op_name(CommOp(i)), " ", o.calls,
                         o.calls == 1 ? " call" : " calls", bytes,
                         comm_op_measured(CommOp(i)) ? "" : " (ring-model bytes)");

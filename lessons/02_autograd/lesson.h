@@ -6,4 +6,7 @@
 #include "autograd/ops.h"
 
 // s = 1 / (1 + exp(-x)), elementwise, differentiable: records one Node "my_sigmoid".
+// x may have any shape and be f32 or f64 (the checker passes 1-D f32 and f64
+// vectors, and a (3, 4) f64 tensor to gradcheck); the backward's g has s's shape and dtype, and
+// the gradient it returns must too.
 ms::Tensor my_sigmoid(const ms::Tensor& x);

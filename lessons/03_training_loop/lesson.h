@@ -6,6 +6,10 @@
 #include "nn/layers.h"
 #include "optim/optimizer.h"
 
+// x is f32 (B, 10), y is f32 (B, 1) — row ranges (narrow views) of a larger
+// dataset, B = 64 in the main loop; model is Linear(10, 1): weight (10, 1),
+// bias (1); opt is plain SGD that records what .grad held when step() ran.
+//
 // One step of training `model` on the batch (x, y) with the mean squared error
 //   loss = mean((model.forward(x) - y)^2)     (the mean over all B elements of (B, 1))
 // and the optimizer `opt` (built over model.parameters()). A correct step leaves the

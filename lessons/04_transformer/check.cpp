@@ -273,7 +273,8 @@ void check_counts() {
     int64_t got = gpt.num_parameters(), want = param_formula(c);
     std::cout << "    " << c.describe() << ": num_parameters() " << with_commas(got) << ", formula "
               << with_commas(want)
-              << "\n      forward FLOPs/token at T = block: summed over its weights "
+              << "\n      forward FLOPs/token at T = block: counted from its weight shapes "
+                 "(+ 4·L·T·C attention) "
               << with_commas(flops_enumerated(gpt, c.block_size)) << ", formula "
               << with_commas(flops_formula(c, c.block_size)) << "\n";
     if (got != want) fail("library: GPT::num_parameters() disagrees with the parameter formula");
@@ -282,6 +283,8 @@ void check_counts() {
         fail(str_cat("library: FLOP count from the model's weights ", flops_enumerated(gpt, T),
                      " != formula ", flops_formula(c, T), " at T = ", T));
   }
+  pass("the FLOP formula equals the count from the weight shapes of 4 models, at T = 1 and "
+       "T = block");
   std::cout << "  GPT-2 family by the formula (V = 50257, block = 1024):\n";
   const int64_t family[][3] = {{12, 12, 768}, {24, 16, 1024}, {36, 20, 1280}, {48, 25, 1600}};
   for (auto [L, H, C] : family) {
@@ -299,7 +302,6 @@ void check_counts() {
                "2·N_matmul + 4·L·T·C = "
             << fwd / 1e6 << " M (attention " << attn / 1e6 << " M); training 3x = " << 3 * fwd / 1e6
             << " M; the 6N rule says " << 6 * n / 1e6 << " M\n";
-  pass("the FLOP formula equals the sum over the weights of 4 models, at T = 1 and T = block");
 }
 
 // Question 9: what one block keeps alive for backward, measured with the allocator's counter.

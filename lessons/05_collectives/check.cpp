@@ -206,11 +206,19 @@ std::string check_traffic(const Traffic& t, int64_t n, int d) {
   const int64_t bound = 2 * (d - 1) * ((n + d - 1) / d) * 4;
   const int64_t sent = t[CommOp::Send].sent, received = t[CommOp::Recv].received;
   if (std::max(sent, received) <= bound) return "";
+  const int64_t ring_messages = 2 * (d - 1);
+  const int64_t extra = std::max(t[CommOp::Send].calls, t[CommOp::Recv].calls) - ring_messages;
+  const std::string why =
+      extra >= 1 && extra <= 2
+          ? str_cat(" That is ", ring_messages + extra, " messages where a ring needs 2(D-1) = ",
+                    ring_messages, ": ", extra == 1 ? "one step" : "two steps",
+                    " too many. Each phase has D-1 steps (README, question 3)")
+          : str_cat(" Whole tensors around the ring, or everything through one root, cost up "
+                    "to D/2 times more (README, question 4)");
   return str_cat("the result is right, but this rank sent ", sent, " and received ", received,
                  " bytes in ", t[CommOp::Send].calls, " and ", t[CommOp::Recv].calls,
                  " messages; a ring moves at most 2(D-1) blocks of ceil(n/D) floats = ", bound,
-                 " bytes each way. Whole tensors around the ring, or everything through one "
-                 "root, cost up to D/2 times more (README, question 4)");
+                 " bytes each way.", why);
 }
 
 // The sizes whose measured traffic is printed even when they pass.

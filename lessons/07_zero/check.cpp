@@ -111,8 +111,9 @@ std::string diagnose_traffic(const Traffic& t, int64_t padded, int D) {
 // Rank 0's table of what every rank's zero1_step moved, per step.
 std::string traffic_table(const std::vector<Traffic>& per_rank, int64_t padded, int D) {
   std::string s =
-      str_cat("What your zero1_step moved, per rank and step (the communication ledger over ",
-              kSteps, " steps, divided by ", kSteps, "; * = ring-model bytes):\n");
+      str_cat("What your zero1_step called, per rank and step (calls counted by the communication "
+              "ledger over ", kSteps, " steps, divided by ", kSteps,
+              "; * bytes = what a ring moves for those calls):\n");
   for (size_t r = 0; r < per_rank.size(); ++r) {
     std::string ops;
     for (int i = 0; i < kNumCommOps; ++i) {

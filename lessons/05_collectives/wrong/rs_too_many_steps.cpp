@@ -1,4 +1,5 @@
 // expect: the result is right, but this rank sent 84 and received 84 bytes in 7 and 7 messages
+// expect: 7 messages where a ring needs 2(D-1) = 6: one step too many
 // Lesson 05, deliberately wrong: the reduce-scatter runs one step too many (D steps).
 #include <algorithm>
 
