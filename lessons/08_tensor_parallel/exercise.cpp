@@ -22,7 +22,7 @@ ms::Tensor row_parallel_shard(const ms::Tensor& w_full, ms::Communicator& tp) {
 ms::Tensor my_row_parallel_linear(ms::Communicator& tp, const ms::Tensor& x, const ms::Tensor& w,
                                   const ms::Tensor& b) {
   // TODO 2: forward, under a NoGradGuard: this rank's partial product, summed over tp,
-  //         then the bias (where? README question 3).
+  //         then the bias (where? README question 4).
   // TODO 3: if ms::needs_grad({&x, &w, &b}): record one Node "my_row_parallel_linear"
   //         whose backward returns {dx, dw, db} from dy (what does it communicate?).
   (void)tp, (void)x, (void)w, (void)b;
