@@ -121,8 +121,11 @@ int64_t megatron_forward_bytes(int t) {
   return 2 * (t - 1) * (B * T * OUT / t) * 4;
 }
 
-std::string diagnose_forward(const Tensor& y, const Tensor& ys, const Tensor& x, const Tensor& w,
-                             const Tensor& b, int t, const Traffic& moved) {
+// `y_world`: what an all-reduce over all 4 ranks instead of tp would give
+// (both groups' products summed, + b); undefined when tp is the world.
+std::string diagnose_forward(const Tensor& y, const Tensor& ys, const Tensor& y_world,
+                             const Tensor& x, const Tensor& w, const Tensor& b, int t,
+                             const Traffic& moved) {
   if (!y.defined() || y.shape() != ys.shape())
     return str_cat("my_row_parallel_linear returned ", shape_of(y), "; expected the full output ",
                    shape_str(ys.shape()), " (B, T, out) on every rank");
@@ -133,6 +136,11 @@ std::string diagnose_forward(const Tensor& y, const Tensor& ys, const Tensor& x,
                    " B on this rank; Megatron's g is one all-reduce of (B, T, out): ", want,
                    " B (table above). Sum the partial products with one all_reduce.");
   }
+  if (y_world.defined() && near(y, y_world))
+    return "y is the sum over all 4 world ranks — both tp groups' products, each group with its "
+           "own data: your all-reduce ran over the world, not over `tp`. Reduce over the "
+           "tensor-parallel group you are given (Megatron: get_tensor_model_parallel_group()); "
+           "the data-parallel replicas beside it compute other batches.";
   NoGradGuard no_grad;
   const Tensor partial = linear(detach(x), detach(w));  // this rank's term of the sum
   const Tensor nobias = sub(ys, b);
@@ -212,9 +220,17 @@ bool check_t(Communicator& world, int t) {
                 t == 2 ? "two tp groups, world ranks {0,1} and {2,3}, each on its own data"
                        : "one tp group, world ranks {0,1,2,3}");
   // Each group its own data: a sum over the wrong ranks mixes two groups' terms.
-  const uint64_t seed = 1000 * t + 10 * group;
-  const Tensor X = seeded({B, T, IN}, seed + 1), W = seeded({IN, OUT}, seed + 2, 0.3),
-               b = seeded({OUT}, seed + 3), G = seeded({B, T, OUT}, seed + 4);
+  auto seed = [t](int g) { return uint64_t(1000 * t + 10 * g); };
+  const Tensor X = seeded({B, T, IN}, seed(group) + 1), W = seeded({IN, OUT}, seed(group) + 2, 0.3),
+               b = seeded({OUT}, seed(group) + 3), G = seeded({B, T, OUT}, seed(group) + 4);
+  Tensor y_world;  // every group's x·W summed, + b: an all-reduce over the world
+  if (world.size() > t) {
+    NoGradGuard no_grad;
+    y_world = b;
+    for (int g = 0; g < world.size() / t; ++g)
+      y_world = add(y_world,
+                    linear(seeded({B, T, IN}, seed(g) + 1), seeded({IN, OUT}, seed(g) + 2, 0.3)));
+  }
   Tensor xs = leaf(X), ws = leaf(W), bs = leaf(b);
   Tensor ys = linear(xs, ws, bs);  // the serial layer
   sum(ys * G).backward();
@@ -232,7 +248,7 @@ bool check_t(Communicator& world, int t) {
   const Traffic t0 = tp.traffic();
   why = guarded([&] { y = my_row_parallel_linear(tp, x, w, bb); });
   const Traffic fwd = tp.traffic() - t0;
-  if (why.empty()) why = diagnose_forward(y, ys, x, w, b, t, fwd);
+  if (why.empty()) why = diagnose_forward(y, ys, y_world, x, w, b, t, fwd);
   if (world.rank() == 0) std::printf("  forward, measured by the ledger (per rank):\n");
   lesson::print_traffic_per_rank(world, fwd);
   print_megatron_count(world, t);
