@@ -8,7 +8,8 @@
 #      with `}`), so the range is one whole function or class. Line numbers
 #      drift as code changes: this check is what keeps them honest.
 #   2. No doc names a lesson that does not exist ("lesson 09", "lessons 08 and
-#      09", "L=11", "lessons/10_...") unless the same line says "planned".
+#      09", "L=11", "lessons/10_...") unless the same line says "planned"; and a
+#      line that says "planned" must name at least one lesson still missing.
 #   scripts/check-docs.sh            (from the repository root)
 set -uo pipefail
 fail=0
@@ -57,13 +58,25 @@ while IFS= read -r hit; do
   rest=${hit#*:}
   line=${rest%%:*}
   text=${rest#*:}
-  grep -qi planned <<<"$text" && continue
-  nums=$(grep -oP '(?i:lessons?)\s+\d{2}(?:(?:\s*(?:,|and|or|to|–|-)\s*)\d{2})*|L=\d{2}|lessons/\d{2}' <<<"$text" |
+  nums=$(grep -oP '(?i:lessons?)\s+\d{2}(?:(?:\s*(?:,|and|or|to|–|-)\s*)\d{2})*|L=\d{2}|lessons/\d{2}|\b\d{2} \(planned\)' <<<"$text" |
     grep -oP '\d{2}')
+  missing=""
   for n in $nums; do
-    [[ "$have" == *" $n "* ]] || problem "$doc:$line: names lesson $n, which does not exist (say \"planned\" on that line): $text"
+    [[ "$have" == *" $n "* ]] || missing+=" $n"
   done
-done < <(grep -nP '(?i:lessons?)\s+\d{2}|L=\d{2}|lessons/\d{2}' "${docs[@]}" /dev/null)
+  stale=0
+  for n in $(grep -oP '\b\d{2}(?=\s*\(planned|,\s*planned)' <<<"$text"); do
+    [[ "$have" == *" $n "* ]] && stale=1 && problem "$doc:$line: calls lesson $n planned, but it exists: $text"
+  done
+  if grep -qi planned <<<"$text"; then
+    # "planned" must be about a lesson that is still missing, not one that has landed.
+    [ -z "$missing" ] && [ "$stale" -eq 0 ] && problem "$doc:$line: says planned, but every lesson it names exists:$(tr '\n' ' ' <<<" $nums")— drop \"planned\": $text"
+    continue
+  fi
+  for n in $missing; do
+    problem "$doc:$line: names lesson $n, which does not exist (say \"planned\" on that line): $text"
+  done
+done < <(grep -nP '(?i:lessons?)\s+\d{2}|L=\d{2}|lessons/\d{2}|\b\d{2} \(planned\)' "${docs[@]}" /dev/null)
 
 if [ "$fail" -eq 0 ]; then
   echo "docs: $refs framework references hold, no unplanned lesson is named"
