@@ -8,13 +8,13 @@ ms::Tensor row_parallel_shard(const ms::Tensor& w_full, ms::Communicator& tp) {
   return ms::contiguous(ms::narrow(w_full, 0, tp.rank() * k, k));  // [k, out]
 }
 
-ms::Tensor my_row_parallel_linear(ms::Communicator& tp, const ms::Tensor& x, const ms::Tensor& w,
-                                  const ms::Tensor& b) {
+ms::Tensor my_row_parallel_linear(ms::Communicator& /*tp: unused, the bug*/, const ms::Tensor& x,
+                                  const ms::Tensor& w, const ms::Tensor& b) {
   ms::Tensor y;
   {
     ms::NoGradGuard no_grad;  // one Node for the whole layer, recorded below
     // x_full·W = Σ_r x_r·W_r: each rank's product is one term of the sum.
-    y = ms::linear(x, w);                 // (B, T, out), a fresh buffer: all_reduce works in place
+    y = ms::linear(x, w);  // (B, T, out), a fresh buffer: all_reduce works in place
     // After the sum, once: inside it the bias would be added t times.
     y = ms::add(y, b);
   }
