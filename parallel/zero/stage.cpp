@@ -1,5 +1,7 @@
 #include "parallel/zero/stage.h"
 
+#include <algorithm>
+
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 
@@ -43,6 +45,25 @@ void ZeroShardedStage::all_gather_params() {
     Tensor mine = clone(param_slices_[g]);
     dp_.all_gather(mine, full_params_[g]);
   }
+}
+
+// Parameter i lies at [offset, offset + numel) of its group's buffer; my slice
+// of the group is [r·s, (r+1)·s). Their overlap, relative to the slice.
+std::vector<ZeroStage::Ranges> ZeroShardedStage::ranges_of(const std::vector<bool>& which) const {
+  MS_ASSERT(which.size() == layout_.params().size(), "ranges_of: ", which.size(), " flags for ",
+            layout_.params().size(), " parameters");
+  std::vector<Ranges> out(layout_.num_groups());
+  for (int g = 0; g < layout_.num_groups(); ++g) {
+    const FlatGroup& grp = layout_.group(g);
+    const int64_t lo = dp_.rank() * grp.slice_numel, hi = lo + grp.slice_numel;
+    for (size_t k = 0; k < grp.params.size(); ++k) {
+      if (!which[grp.params[k]]) continue;
+      const int64_t b = std::max(lo, grp.offsets[k]),
+                    e = std::min(hi, grp.offsets[k] + shape_numel(layout_.shape_of(grp.params[k])));
+      if (b < e) out[g].emplace_back(b - lo, e - lo);
+    }
+  }
+  return out;
 }
 
 void ZeroShardedStage::count_memory(MemoryCounter& counter) const {

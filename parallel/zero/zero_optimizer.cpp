@@ -25,6 +25,12 @@ class DdpStage : public ZeroStage {
     note_memory();
   }
   bool sharded_gradients() const override { return false; }  // every rank has the whole average
+  std::vector<Ranges> ranges_of(const std::vector<bool>& which) const override {
+    std::vector<Ranges> out;
+    for (size_t i = 0; i < ddp_.params().size(); ++i)
+      out.push_back(which.at(i) ? Ranges{{0, ddp_.params()[i].numel()}} : Ranges{});
+    return out;
+  }
   void after_step() override { ddp_.zero_grad(); }
   void count_memory(MemoryCounter& c) const override {
     for (const Tensor& p : ddp_.params()) c.add(MemoryCounter::Params, p);
@@ -48,6 +54,18 @@ size_t optimizer_bytes_per_param(const Optimizer& opt) {
   int64_t n = 0;
   for (const Tensor& p : opt.params()) n += p.numel();
   return n > 0 ? opt.state_bytes() / static_cast<size_t>(n) : 0;
+}
+
+// Σ g² of a gradient's elements inside `ranges`, and of the rest.
+std::pair<double, double> split_sq_norm(const Tensor& grad, const ZeroStage::Ranges& ranges) {
+  if (!grad.defined()) return {0, 0};
+  Tensor g = contiguous(to(detach(grad), DType::F64));
+  const double* d = g.data<double>();
+  double all = 0, inside = 0;
+  for (int64_t i = 0; i < g.numel(); ++i) all += d[i] * d[i];
+  for (const auto& [b, e] : ranges)
+    for (int64_t i = b; i < e; ++i) inside += d[i] * d[i];
+  return {inside, std::max(0.0, all - inside)};
 }
 
 }  // namespace
@@ -80,6 +98,43 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   }
   optimizer_ = make_optimizer(stage_->trainable());
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
+  if (opts_.tp) {
+    MS_CHECK(opts_.tp->replicated.size() == model.parameters().size(),
+             "zero: the tp replicated "
+             "mask has ",
+             opts_.tp->replicated.size(), " entries for ", model.parameters().size(),
+             " parameters");
+    replicated_ranges_ = stage_->ranges_of(opts_.tp->replicated);
+  }
+}
+
+int64_t ZeroOptimizer::replicated_grad_numel() const {
+  int64_t n = 0;
+  if (opts_.tp && opts_.tp->sum_replicated_grads)
+    for (const auto& ranges : replicated_ranges_)
+      for (const auto& [b, e] : ranges) n += e - b;
+  return n;
+}
+
+// Sequence parallelism's tp sum of the replicated gradients, on what this
+// rank holds after the dp reduction (Megatron: finalize_model_grads →
+// _allreduce_non_tensor_model_parallel_grads, coalesced into one message).
+void ZeroOptimizer::sum_replicated_grads() {
+  const std::vector<Tensor>& mine = optimizer_->params();
+  std::vector<Tensor> parts;  // views of the gradients
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!mine[i].grad().defined()) continue;
+    Tensor flat = reshape(detach(mine[i].grad()), {-1});
+    for (const auto& [b, e] : replicated_ranges_[i]) parts.push_back(narrow(flat, 0, b, e - b));
+  }
+  if (parts.empty()) return;               // the same on every tp rank: identical layouts
+  Tensor buf = contiguous(cat(parts, 0));  // (Σ elements)
+  opts_.tp->tp.all_reduce(buf, ReduceOp::Sum);
+  int64_t off = 0;
+  for (Tensor& part : parts) {
+    copy_(part, narrow(buf, 0, off, part.numel()));
+    off += part.numel();
+  }
 }
 
 ZeroOptimizer::~ZeroOptimizer() = default;
@@ -92,14 +147,29 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
   stage_->reduce_gradients();
   const std::vector<Tensor>& mine = optimizer_->params();
+  if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
   // Global gradient norm. With sharded gradients each rank has the sum of
   // squares of its slice only (padding is zero and adds nothing): all-reduce
   // the sums, then take the root. Every rank gets the same norm and so the
-  // same clip factor, exactly what one process would compute.
-  double sq = grad_sq_norm(mine);
+  // same clip factor, exactly what one process would compute. Under tp the
+  // tp ranks' shards add up too, and a replicated gradient counts once.
+  double sq = 0;
+  if (opts_.tp) {
+    for (size_t i = 0; i < mine.size(); ++i) {
+      auto [replicated, rest] = split_sq_norm(mine[i].grad(), replicated_ranges_[i]);
+      sq += rest + (opts_.tp->tp.rank() == 0 ? replicated : 0);
+    }
+  } else {
+    sq = grad_sq_norm(mine);
+  }
   if (stage_->sharded_gradients()) {
     Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
     dp_.all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
+  }
+  if (opts_.tp) {
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
     sq = t.item();
   }
   const double norm = std::sqrt(sq);
