@@ -1,7 +1,5 @@
 #include "parallel/zero/stage.h"
 
-#include <algorithm>
-
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 

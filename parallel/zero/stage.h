@@ -8,6 +8,7 @@
 //   stage2.cpp               P_os+g: gradients reduce-scattered during backward, full ones freed
 //   stage3.cpp               P_os+g+p: parameters gathered per block only while needed
 #pragma once
+#include <algorithm>
 #include <memory>
 #include <vector>
 
