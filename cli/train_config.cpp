@@ -10,6 +10,7 @@
 #include "cli/checked.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
+#include "parallel/tp/shard.h"
 #include "parallel/zero/memory.h"
 #include "tensor/factory.h"
 
@@ -250,18 +251,24 @@ std::string bytes_text(double bytes) {
 }  // namespace
 
 void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model) {
-  const int64_t psi = gpt_parameter_count(model);
+  const int64_t full_psi = gpt_parameter_count(model);
+  // Under tp a rank holds its shards (tp_parameter_count) and ZeRO partitions
+  // them over the dp ranks.
+  const int64_t psi = c.tp > 1 ? tp_parameter_count(model, c.tp) : full_psi;
   const size_t k = c.optimizer == "adamw" ? 8 : (c.momentum != 0 ? 4 : 0);
-  MemoryEstimate e = estimate_memory(psi, world.size(), static_cast<int>(c.zero_stage), k);
+  MemoryEstimate e =
+      estimate_memory(psi, static_cast<int>(c.dp), static_cast<int>(c.zero_stage), k);
   // Stage 3 keeps the parameters outside the blocks (wte, wpe, ln_f) whole on
-  // every rank (parallel/zero/memory.h).
-  double gathered =
-      c.zero_stage == 3
-          ? 4.0 * static_cast<double>((model.vocab_size + model.block_size + 2) * model.n_embd)
-          : 0.0;
+  // every rank (parallel/zero/memory.h); under tp wte is this rank's V/tp rows.
+  double gathered = c.zero_stage == 3
+                        ? 4.0 * static_cast<double>(
+                                    (model.vocab_size / c.tp + model.block_size + 2) * model.n_embd)
+                        : 0.0;
   // The --data file is memory-mapped (nn/data.cpp): its pages are the kernel's
   // page cache, shared by the ranks and reclaimable, so it is not counted.
   double per_rank = e.total() + gathered;
+  // Every tp rank first builds the whole serial model, then cuts it.
+  if (c.tp > 1) per_rank = std::max(per_rank, 4.0 * static_cast<double>(full_psi));
   std::string source;
   double avail = available_memory(source);
 

@@ -38,10 +38,12 @@ int64_t gpt_parameter_count(const GPTConfig& cfg);
 
 // Collective. Refuses (with an AgreedError on every rank) when the ranks on
 // some machine would need more memory than it has available: per rank, the
-// ZeRO paper's model states for this stage and optimizer (parallel/zero/memory.h,
-// within 0.3% of measured) plus the --data file; times the ranks on that
-// machine; against MemAvailable (and the cgroup limit, if any). Activations
-// are not counted, so passing does not promise the run fits.
+// ZeRO paper's model states for this stage and optimizer over the dp ranks
+// (parallel/zero/memory.h, within 0.3% of measured; under --tp for this
+// rank's shards, and at least the whole serial model every rank builds
+// first); times the ranks on that machine; against MemAvailable (and the
+// cgroup limit, if any). Activations and the memory-mapped --data file are
+// not counted, so passing does not promise the run fits.
 void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model);
 
 }  // namespace ms

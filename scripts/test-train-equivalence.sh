@@ -106,5 +106,20 @@ tp_case "tp" "" -- "2 2 0" "2 2 0 sp" "4 4 0" "4 4 0 sp" "4 2 0" "4 2 1" "4 2 2"
 tp_case "tp, --grad-accum 2 --grad-clip 0.5" "--grad-accum 2 --grad-clip 0.5" -- "4 2 1 sp" "4 2 2"
 # Dropout by Megatron's rule: the same masks as one process (dp 1: one mask).
 tp_case "tp, --dropout 0.1" "--dropout 0.1" -- "2 2 0" "2 2 0 sp"
+# --init-from a serial file: each tp rank cuts it; the weights saved at the end
+# are gathered back into the serial layout.
+OMP_NUM_THREADS=1 "$bin" train $tpcommon --batch-size 8 --steps 2 \
+  --save-weights "$tmp/start.safetensors" > /dev/null 2>&1
+tp_case "tp, --init-from" "--init-from $tmp/start.safetensors" -- "4 2 2 sp"
+# Sampling mid-training under tp and ZeRO-3: every rank gathers (dp, then tp)
+# before rank 0 samples alone.
+if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 4 "$bin" train \
+     $tpcommon --batch-size 4 --tp 2 --zero-stage 3 --sample-every 2 >/dev/null 2>&1; then
+  echo "ok: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
+  pass=$((pass + 1))
+else
+  echo "FAILED: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
+  fail=$((fail + 1))
+fi
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
