@@ -347,6 +347,12 @@ int train_command(int argc, char** argv, Communicator& world) {
   engine.gather_full_parameters();               // stage 3: the whole model, to save it
   std::shared_ptr<GPT> whole = trained.whole();  // tp: the shards gathered, on every rank
   if (lead) {
+    if (tp > 1)
+      std::printf(
+          "(under --tp %lld, Ψ below is one tp rank's shards: %lld of the model's %lld "
+          "parameters; ZeRO partitions them over the %lld dp ranks)\n",
+          static_cast<long long>(tp), static_cast<long long>(engine.num_parameters()),
+          static_cast<long long>(serial_params), static_cast<long long>(D));
     std::printf("%s", format_memory_table(reports).c_str());
     if (tp > 1 && D > 1)
       std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
