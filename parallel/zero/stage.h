@@ -46,9 +46,10 @@ class ZeroStage {
   // For each trainable() tensor, the [begin, end) element ranges that hold
   // parameters marked in `which` (indexed like the params the stage was
   // given): where a tp-replicated parameter's gradient lies in this rank's
-  // slices.
+  // slices. The default is for stages whose trainable() are the parameters
+  // themselves, whole and in order (DDP).
   using Ranges = std::vector<std::pair<int64_t, int64_t>>;
-  virtual std::vector<Ranges> ranges_of(const std::vector<bool>& which) const = 0;
+  virtual std::vector<Ranges> ranges_of(const std::vector<bool>& which);
   // Stage 3: bytes of released parameters something still holds (must be 0).
   virtual size_t released_alive() const { return 0; }
   // Highest params+grads+buffers seen at the stage's checkpoints (the engine
@@ -76,7 +77,7 @@ class ZeroShardedStage : public ZeroStage {
   ~ZeroShardedStage() override;
   std::vector<Tensor> trainable() override { return param_slices_; }
   bool sharded_gradients() const override { return true; }
-  std::vector<Ranges> ranges_of(const std::vector<bool>& which) const override;
+  std::vector<Ranges> ranges_of(const std::vector<bool>& which) override;
   void count_memory(MemoryCounter& counter) const override;
   const FlatParams& layout() const { return layout_; }
 

@@ -25,12 +25,6 @@ class DdpStage : public ZeroStage {
     note_memory();
   }
   bool sharded_gradients() const override { return false; }  // every rank has the whole average
-  std::vector<Ranges> ranges_of(const std::vector<bool>& which) const override {
-    std::vector<Ranges> out;
-    for (size_t i = 0; i < ddp_.params().size(); ++i)
-      out.push_back(which.at(i) ? Ranges{{0, ddp_.params()[i].numel()}} : Ranges{});
-    return out;
-  }
   void after_step() override { ddp_.zero_grad(); }
   void count_memory(MemoryCounter& c) const override {
     for (const Tensor& p : ddp_.params()) c.add(MemoryCounter::Params, p);
@@ -56,18 +50,6 @@ size_t optimizer_bytes_per_param(const Optimizer& opt) {
   return n > 0 ? opt.state_bytes() / static_cast<size_t>(n) : 0;
 }
 
-// Σ g² of a gradient's elements inside `ranges`, and of the rest.
-std::pair<double, double> split_sq_norm(const Tensor& grad, const ZeroStage::Ranges& ranges) {
-  if (!grad.defined()) return {0, 0};
-  Tensor g = contiguous(to(detach(grad), DType::F64));
-  const double* d = g.data<double>();
-  double all = 0, inside = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) all += d[i] * d[i];
-  for (const auto& [b, e] : ranges)
-    for (int64_t i = b; i < e; ++i) inside += d[i] * d[i];
-  return {inside, std::max(0.0, all - inside)};
-}
-
 }  // namespace
 
 ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
@@ -78,9 +60,8 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   MS_CHECK(opts_.bucket_bytes > 0, "zero: bucket_bytes must be positive");
   MS_CHECK(make_optimizer != nullptr, "zero: make_optimizer is empty");
   MS_CHECK(opts_.stage != 3 || model.config().dropout == 0,
-           "zero: stage 3 recomputes each "
-           "block in backward, and a recomputed dropout would draw a different mask: set "
-           "dropout to 0 (got ",
+           "zero: stage 3 recomputes each block in backward, and a recomputed dropout would draw "
+           "a different mask: set dropout to 0 (got ",
            model.config().dropout, ")");
   switch (opts_.stage) {
     case 0:
@@ -98,14 +79,39 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   }
   optimizer_ = make_optimizer(stage_->trainable());
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
-  if (opts_.tp) {
-    MS_CHECK(opts_.tp->replicated.size() == model.parameters().size(),
-             "zero: the tp replicated "
-             "mask has ",
-             opts_.tp->replicated.size(), " entries for ", model.parameters().size(),
-             " parameters");
-    replicated_ranges_ = stage_->ranges_of(opts_.tp->replicated);
+  if (opts_.tp) replicated_ranges_ = stage_->ranges_of(checked_mask(*opts_.tp, model));
+}
+
+ZeroOptimizer::~ZeroOptimizer() = default;
+
+void ZeroOptimizer::set_gradient_sync(bool sync) {
+  stage_->set_gradient_sync(sync);
+}
+
+double ZeroOptimizer::step(double lr, double max_norm) {
+  MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
+  stage_->reduce_gradients();
+  const std::vector<Tensor>& mine = optimizer_->params();
+  if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
+  // Global gradient norm. With sharded gradients each rank has the sum of squares of its
+  // slice only (padding adds nothing): all-reduce the sums, then take the root, so every
+  // rank gets the same norm and clip factor one process would compute. tp: see tp_sq_norm.
+  double sq = opts_.tp ? tp_sq_norm() : grad_sq_norm(mine);
+  if (stage_->sharded_gradients()) {
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    dp_.all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
   }
+  const double norm = std::sqrt(sq);
+  const double factor = clip_factor(norm, max_norm);
+  if (factor != 1.0) scale_grads(mine, factor);
+  optimizer_->set_lr(lr);
+  optimizer_->step();
+  const size_t opt_bytes = optimizer_->state_bytes();
+  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
+  stage_->after_step();
+  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
+  return norm;
 }
 
 int64_t ZeroOptimizer::replicated_grad_numel() const {
@@ -137,51 +143,35 @@ void ZeroOptimizer::sum_replicated_grads() {
   }
 }
 
-ZeroOptimizer::~ZeroOptimizer() = default;
-
-void ZeroOptimizer::set_gradient_sync(bool sync) {
-  stage_->set_gradient_sync(sync);
+// This rank's Σ g² summed over tp, every parameter counted once
+// (parallel/tp/grad_norm.h's rule): a replicated gradient only on tp rank 0.
+// Summing over tp before dp is the same sum (Megatron's get_grad_norm_fp32
+// reduces over the model-parallel group; the dp sum follows in step()).
+double ZeroOptimizer::tp_sq_norm() {
+  const std::vector<Tensor>& mine = optimizer_->params();
+  const bool count_replicated = opts_.tp->tp.rank() == 0;
+  double sq = 0;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!mine[i].grad().defined()) continue;
+    Tensor g = contiguous(to(detach(mine[i].grad()), DType::F64));
+    const double* d = g.data<double>();
+    std::vector<bool> skip(g.numel(), false);
+    if (!count_replicated)
+      for (const auto& [b, e] : replicated_ranges_[i])
+        std::fill(skip.begin() + b, skip.begin() + e, true);
+    for (int64_t k = 0; k < g.numel(); ++k)
+      if (!skip[k]) sq += d[k] * d[k];
+  }
+  Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+  opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
+  return t.item();
 }
 
-double ZeroOptimizer::step(double lr, double max_norm) {
-  MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
-  stage_->reduce_gradients();
-  const std::vector<Tensor>& mine = optimizer_->params();
-  if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
-  // Global gradient norm. With sharded gradients each rank has the sum of
-  // squares of its slice only (padding is zero and adds nothing): all-reduce
-  // the sums, then take the root. Every rank gets the same norm and so the
-  // same clip factor, exactly what one process would compute. Under tp the
-  // tp ranks' shards add up too, and a replicated gradient counts once.
-  double sq = 0;
-  if (opts_.tp) {
-    for (size_t i = 0; i < mine.size(); ++i) {
-      auto [replicated, rest] = split_sq_norm(mine[i].grad(), replicated_ranges_[i]);
-      sq += rest + (opts_.tp->tp.rank() == 0 ? replicated : 0);
-    }
-  } else {
-    sq = grad_sq_norm(mine);
-  }
-  if (stage_->sharded_gradients()) {
-    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
-    dp_.all_reduce(t, ReduceOp::Sum);
-    sq = t.item();
-  }
-  if (opts_.tp) {
-    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
-    opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
-    sq = t.item();
-  }
-  const double norm = std::sqrt(sq);
-  const double factor = clip_factor(norm, max_norm);
-  if (factor != 1.0) scale_grads(mine, factor);
-  optimizer_->set_lr(lr);
-  optimizer_->step();
-  const size_t opt_bytes = optimizer_->state_bytes();
-  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
-  stage_->after_step();
-  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
-  return norm;
+const std::vector<bool>& ZeroOptimizer::checked_mask(const ZeroTensorParallel& tp,
+                                                     const GPT& model) {
+  MS_CHECK(tp.replicated.size() == model.parameters().size(), "zero: the tp replicated mask has ",
+           tp.replicated.size(), " entries for ", model.parameters().size(), " parameters");
+  return tp.replicated;
 }
 
 MemoryReport ZeroOptimizer::memory() const {

@@ -111,6 +111,8 @@ class ZeroOptimizer {
 
  private:
   void sum_replicated_grads();
+  double tp_sq_norm();
+  static const std::vector<bool>& checked_mask(const ZeroTensorParallel& tp, const GPT& model);
 
   GPT& model_;
   Communicator dp_;
