@@ -238,9 +238,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   // Model FLOP/s per rank on the step line, as a fraction of our GEMM's speed
-  // measured here (~0.1 s), at this rank's thread count (cli/flops.h). Ψ from
-  // the optimizer: under ZeRO-3 the model's released blocks hold no elements.
-  // Under tp a rank does 1/tp of its replica's FLOPs.
+  // measured here (~0.1 s), at this rank's thread count (cli/flops.h). Ψ is the
+  // whole model's, counted before tp cut it or ZeRO-3 released its blocks; a
+  // tp rank does 1/tp of its replica's FLOPs.
   const double step_flops =
       model_flops_per_step(cfg, serial_params, B * T * accum, T) / static_cast<double>(tp);
   const double gemm_gflops = gemm_peak_gflops(0.1);
