@@ -10,7 +10,7 @@
 #include "cli/checked.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
-#include "parallel/tp/shard.h"
+#include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/memory.h"
 #include "tensor/factory.h"
 

@@ -1,7 +1,8 @@
-// tp_parameter_count (parallel/tp/shard.h), what the memory check before
+// tp_parameter_count (parallel/tp/tp_gpt.h), what the memory check before
 // allocation uses under --tp, against the shards shard_param really cuts.
 #include "catch_compat.h"
 #include "parallel/tp/shard.h"
+#include "parallel/tp/tp_gpt.h"
 
 using namespace ms;
 

@@ -28,7 +28,6 @@
 #include <string>
 #include <vector>
 
-#include "nn/gpt.h"
 #include "parallel/comm/communicator.h"
 #include "tensor/tensor.h"
 
@@ -56,10 +55,5 @@ Tensor unshard_param(const std::vector<Tensor>& shards, TpSplit split);
 
 // Collective over `tp`: every rank gets the serial tensor from the ranks' shards.
 Tensor gather_param(const Tensor& shard, TpSplit split, Communicator& tp);
-
-// Parameters one tp rank of `tp` holds for a GPT-2 of this config (its shards
-// and the replicated tensors, by the table above), without building it: for
-// memory checks before allocation. The config's serial count must fit int64.
-int64_t tp_parameter_count(const GPTConfig& cfg, int64_t tp);
 
 }  // namespace ms

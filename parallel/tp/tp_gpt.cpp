@@ -121,4 +121,14 @@ std::shared_ptr<GPT> TpGPT::gather_serial() {
   return serial;
 }
 
+// wte's rows; per block c_attn's and c_fc's columns (weights and biases) and
+// both c_proj weights' rows are split (12C² + 7C elements), while the
+// LayerNorms and the c_proj biases are whole (6C); wpe and ln_f are whole.
+int64_t tp_parameter_count(const GPTConfig& m, int64_t tp) {
+  MS_CHECK(tp >= 1, "tp_parameter_count: tp ", tp, " must be >= 1");
+  const int64_t C = m.n_embd;
+  const int64_t per_block = 12 * C * C / tp + 7 * C / tp + 6 * C;
+  return m.vocab_size * C / tp + m.block_size * C + m.n_layer * per_block + 2 * C;
+}
+
 }  // namespace ms

@@ -93,4 +93,9 @@ class TpGPT : public Module {
   bool sp_;
 };
 
+// Parameters one tp rank of a TpGPT with this config holds (its shards and the
+// replicated tensors, shard.h's table), without building it: for memory
+// checks before allocation. The config's serial count must fit int64.
+int64_t tp_parameter_count(const GPTConfig& cfg, int64_t tp);
+
 }  // namespace ms
