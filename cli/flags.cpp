@@ -32,6 +32,17 @@ void Flags::add(const std::string& name, const std::string& default_value,
   flags_[name] = {default_value, default_value, help};
 }
 
+void Flags::add_switch(const std::string& name, const std::string& help) {
+  order_.push_back(name);
+  flags_[name] = {"0", "0", help, true};
+}
+
+bool Flags::on(const std::string& name) const {
+  const Flag& f = get(name);
+  MS_ASSERT(f.is_switch, "flag --", name, " is not a switch");
+  return f.value == "1";
+}
+
 bool Flags::parse(int argc, char** argv, int first) {
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
@@ -57,7 +68,14 @@ bool Flags::parse(int argc, char** argv, int first) {
           str_cat(program_, ": unknown flag --", name,
                   best.empty() ? std::string(" (see --help)") : " (did you mean --" + best + "?)"));
     }
-    if (!inline_value) {
+    if (flags_[name].is_switch) {
+      // Stored as "0"/"1", so every spelling hashes alike across ranks (cli/agree.h).
+      if (!inline_value) value = "1";
+      MS_CHECK(value == "0" || value == "1" || value == "false" || value == "true", program_,
+               ": switch --", name, " takes no value (or =0, =1, =false, =true), got '", value,
+               "'");
+      value = value == "1" || value == "true" ? "1" : "0";
+    } else if (!inline_value) {
       MS_CHECK(i + 1 < argc, program_, ": flag --", name, " needs a value (", flags_[name].help,
                ")");
       value = argv[++i];
@@ -93,7 +111,8 @@ static bool parse_all(const std::string& v, Parse parse, T& out) {
 int64_t Flags::integer(const std::string& name) const {
   const std::string& v = get(name).value;
   int64_t out = 0;
-  bool ok = parse_all(v, [](const std::string& s, size_t* used) { return std::stoll(s, used); }, out);
+  bool ok = parse_all(
+      v, [](const std::string& s, size_t* used) { return std::stoll(s, used); }, out);
   MS_CHECK(ok, program_, ": --", name, " must be an integer, got '", v, "'");
   return out;
 }
@@ -101,7 +120,8 @@ int64_t Flags::integer(const std::string& name) const {
 double Flags::real(const std::string& name) const {
   const std::string& v = get(name).value;
   double out = 0;
-  bool ok = parse_all(v, [](const std::string& s, size_t* used) { return std::stod(s, used); }, out);
+  bool ok = parse_all(
+      v, [](const std::string& s, size_t* used) { return std::stod(s, used); }, out);
   MS_CHECK(ok, program_, ": --", name, " must be a number, got '", v, "'");
   return out;
 }
@@ -114,7 +134,10 @@ std::string Flags::help() const {
     std::string left = "  --" + name;
     left.resize(std::max<size_t>(left.size() + 1, 22), ' ');
     os << left << f.help;
-    if (!f.default_value.empty()) os << " (default: " << f.default_value << ")";
+    if (f.is_switch)
+      os << " (a switch: give it alone to turn it on)";
+    else if (!f.default_value.empty())
+      os << " (default: " << f.default_value << ")";
     os << "\n";
   }
   return os.str();

@@ -14,6 +14,9 @@ class Flags {
       : program_(std::move(program)), summary_(std::move(summary)) {}
 
   void add(const std::string& name, const std::string& default_value, const std::string& help);
+  // A switch: off by default, on when given bare (`--sequence-parallel`);
+  // `--name=0|1|false|true` also works. on() reads it.
+  void add_switch(const std::string& name, const std::string& help);
   // Parses "--name value" and "--name=value"; throws ms::Error for unknown
   // flags (naming the closest valid one) or a missing value. Returns false if
   // --help was given (after printing help).
@@ -22,6 +25,7 @@ class Flags {
   std::string str(const std::string& name) const;
   int64_t integer(const std::string& name) const;  // error names the flag and the bad value
   double real(const std::string& name) const;
+  bool on(const std::string& name) const;  // a switch's value
   bool given(const std::string& name) const { return given_.count(name) > 0; }
   std::string help() const;
   // The values actually used, one "--flag value" per entry (for logs).
@@ -32,6 +36,7 @@ class Flags {
  private:
   struct Flag {
     std::string value, default_value, help;
+    bool is_switch = false;
   };
   const Flag& get(const std::string& name) const;
   std::string program_, summary_;

@@ -1,5 +1,7 @@
 // `minispeed train`: trains a GPT on a file of bytes, in one process or, under
-// mpirun, data-parallel with ZeRO. Rank 0 logs; every rank computes.
+// mpirun, on a dp × tp mesh (parallel/mesh.h): data-parallel with ZeRO over
+// dp, tensor-parallel (parallel/tp/tp_gpt.h) over tp. Rank 0 logs; every rank
+// computes.
 
 #include <chrono>
 #include <cmath>
@@ -18,6 +20,9 @@
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
+#include "parallel/mesh.h"
+#include "parallel/tp/tp_gpt.h"
+#include "parallel/tp/traffic.h"
 #include "parallel/zero/stage.h"
 #include "parallel/zero/zero_optimizer.h"
 
@@ -41,22 +46,59 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// Mean validation loss over `batches` global batches. Rank r of D reads
-// validation window i·D + r for batch i (the data contract), so D ranks with
-// batch B evaluate exactly the tokens one process with batch D·B does.
-double evaluate(GPT& model, const TokenData& data, int64_t batches, int64_t B, int64_t T,
-                Communicator& world) {
+// The model being trained: the serial GPT, or its tensor-parallel cut. Only
+// the loss differs; the parameters the optimizer sees are gpt()'s either way.
+struct TrainedModel {
+  std::shared_ptr<GPT> serial;  // tp == 1
+  std::shared_ptr<TpGPT> tp;    // tp > 1 (serial is then unset)
+  GPT& gpt() { return tp ? tp->gpt() : *serial; }
+  Module& module() { return tp ? static_cast<Module&>(*tp) : *serial; }
+  Tensor loss(const Tensor& x, const Tensor& y) { return tp ? tp->loss(x, y) : serial->loss(x, y); }
+  // Collective over tp: a serial model holding the whole weights (ZeRO-3:
+  // gather its dp shards first). Without tp, the model itself.
+  std::shared_ptr<GPT> whole() { return tp ? tp->gather_serial() : serial; }
+};
+
+// Mean validation loss over `batches` global batches. Data-parallel rank r of
+// D reads validation window i·D + r for batch i (the data contract), so D
+// replicas with batch B evaluate exactly the tokens one process with batch
+// D·B does; the tp ranks of a replica read the same window.
+double evaluate(TrainedModel& model, const TokenData& data, int64_t batches, int64_t B, int64_t T,
+                Mesh& mesh) {
   NoGradGuard no_grad;
-  model.eval();
+  model.module().eval();
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    Batch b = data.val_batch(i * world.size() + world.rank(), B, T);
+    Batch b = data.val_batch(i * mesh.dp_size() + mesh.dp_rank(), B, T);
     sum += model.loss(b.x, b.y).item();
   }
-  model.train();
+  model.module().train();
   Tensor total = full({1}, sum / static_cast<double>(batches), DType::F64);
-  world.all_reduce(total, ReduceOp::Avg);
+  mesh.dp().all_reduce(total, ReduceOp::Avg);
   return total.item();
+}
+
+// Which ranks form each tp and dp group, printed by rank 0 at start.
+std::string describe_mesh(Mesh& mesh) {
+  auto group = [](const std::vector<int>& ranks) {
+    std::string s = "[";
+    for (size_t i = 0; i < ranks.size(); ++i) s += (i ? " " : "") + std::to_string(ranks[i]);
+    return s + "]";
+  };
+  std::string tp_groups, dp_groups;
+  for (int d = 0; d < mesh.dp_size(); ++d) {
+    std::vector<int> r;
+    for (int t = 0; t < mesh.tp_size(); ++t) r.push_back(mesh.rank_of({d, t, 0}));
+    tp_groups += " " + group(r);
+  }
+  for (int t = 0; t < mesh.tp_size(); ++t) {
+    std::vector<int> r;
+    for (int d = 0; d < mesh.dp_size(); ++d) r.push_back(mesh.rank_of({d, t, 0}));
+    dp_groups += " " + group(r);
+  }
+  return str_cat("  mesh: ", mesh.world().size(), " ranks = dp ", mesh.dp_size(), " × tp ",
+                 mesh.tp_size(), " (rank = tp + dp·", mesh.tp_size(), "); tp groups", tp_groups,
+                 " (one model replica each); dp groups", dp_groups, " (ZeRO's)\n");
 }
 
 }  // namespace
@@ -72,7 +114,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
-  const int64_t D = world.size();
+  // D data-parallel replicas of tp ranks each, Megatron's order (tp fastest).
+  const int64_t D = c.dp, tp = c.tp;
+  Mesh mesh(world, static_cast<int>(D), static_cast<int>(tp), 1);
   const int64_t zero_stage = c.zero_stage;
   const std::string opt_name = c.optimizer;
   LRSchedule schedule;
@@ -136,6 +180,25 @@ int train_command(int argc, char** argv, Communicator& world) {
     model = std::make_shared<GPT>(c.model, static_cast<uint64_t>(c.seed));
   }
   if (!c.init_from.empty()) check_memory(world, c, model->config());
+  const int64_t serial_params = model->num_parameters();
+
+  // Tensor parallelism: every rank built the same serial model; each keeps
+  // its tp rank's shards (parallel/tp/tp_gpt.h).
+  TrainedModel trained;
+  if (tp > 1) {
+    trained.tp = on_every_rank(world, [&] {
+      const GPTConfig& got = model->config();
+      MS_CHECK(got.n_head % tp == 0, "--init-from's model (", got.describe(), ") has n_head ",
+               got.n_head, ", which --tp ", tp, " does not divide (each tensor-parallel rank ",
+               "computes n_head / tp whole heads)");
+      MS_CHECK(got.vocab_size % tp == 0, "--init-from's model (", got.describe(),
+               ") has vocab_size ", got.vocab_size, ", which --tp ", tp, " does not divide");
+      return std::make_shared<TpGPT>(model, mesh.tp(), c.sequence_parallel);
+    });
+    model.reset();  // now the tp model's gpt(), at shard shapes: not a serial model any more
+  } else {
+    trained.serial = model;
+  }
 
   // The engine owns the optimizer: which tensors it updates (all parameters,
   // or this rank's ZeRO shard) is what distinguishes the stages.
@@ -143,21 +206,31 @@ int train_command(int argc, char** argv, Communicator& world) {
   const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
   ZeroOptions zero_opts;
   zero_opts.stage = static_cast<int>(zero_stage);
-  ZeroOptimizer engine(
-      *model, world, zero_opts, [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
-        if (opt_name == "sgd")
-          return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum, weight_decay);
-        return std::make_unique<AdamW>(std::move(ps), schedule.max_lr, beta1, beta2, 1e-8,
-                                       weight_decay);
-      });
+  if (trained.tp)
+    zero_opts.tp =
+        ZeroTensorParallel{mesh.tp(), trained.tp->replicated_mask(), c.sequence_parallel};
+  ZeroOptimizer engine(trained.gpt(), mesh.dp(), zero_opts,
+                       [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+                         if (opt_name == "sgd")
+                           return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum,
+                                                        weight_decay);
+                         return std::make_unique<AdamW>(std::move(ps), schedule.max_lr, beta1,
+                                                        beta2, 1e-8, weight_decay);
+                       });
 
+  const GPTConfig& cfg = trained.gpt().config();
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
-                model->config().describe().c_str(), static_cast<long long>(engine.num_parameters()),
-                static_cast<long long>(D), static_cast<long long>(zero_stage));
+                cfg.describe().c_str(), static_cast<long long>(serial_params),
+                static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
+    if (world.size() > 1) std::printf("%s", describe_mesh(mesh).c_str());
+    if (tp > 1)
+      std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
+                  static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
+                  static_cast<long long>(engine.num_parameters()));
     std::printf(
-        "  batch %lld×%lld tokens per rank × %lld micro-steps × %lld ranks = %lld tokens/step; %s, "
-        "lr %g (%s)\n",
+        "  batch %lld×%lld tokens per replica × %lld micro-steps × %lld replicas = %lld "
+        "tokens/step; %s, lr %g (%s)\n",
         static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
         static_cast<long long>(D), static_cast<long long>(B * T * accum * D), opt_name.c_str(),
         schedule.max_lr, flags.str("schedule").c_str());
@@ -165,10 +238,11 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   // Model FLOP/s per rank on the step line, as a fraction of our GEMM's speed
-  // measured here (~0.1 s), at this rank's thread count (cli/flops.h). Ψ from
-  // the optimizer: under ZeRO-3 the model's released blocks hold no elements.
+  // measured here (~0.1 s), at this rank's thread count (cli/flops.h). Ψ is the
+  // whole model's, counted before tp cut it or ZeRO-3 released its blocks; a
+  // tp rank does 1/tp of its replica's FLOPs.
   const double step_flops =
-      model_flops_per_step(model->config(), engine.num_parameters(), B * T * accum, T);
+      model_flops_per_step(cfg, serial_params, B * T * accum, T) / static_cast<double>(tp);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) {
     std::printf(
@@ -179,7 +253,19 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   std::vector<LossPoint> curve;
   const StepFormula formula = engine.traffic_formula(accum);
-  StepTraffic traffic(world);  // what came before (the parameter broadcast) is setup
+  // ZeRO talks on the dp group, tp on the tp group: one meter and one formula
+  // each. What came before (the parameter broadcast) is setup.
+  StepTraffic traffic(mesh.dp()), tp_traffic(mesh.tp());
+  const StepFormula tp_formula =
+      tp_step_formula({.B = B,
+                       .T = T,
+                       .C = cfg.n_embd,
+                       .n_layer = cfg.n_layer,
+                       .micro_steps = accum,
+                       .tp = static_cast<int>(tp),
+                       .sequence_parallel = c.sequence_parallel,
+                       .recompute_blocks = zero_stage == 3,
+                       .replicated_grad_numel = engine.replicated_grad_numel()});
   Clock total_clock;
   double last_val = NAN;
   ActivityNote doing("training");
@@ -187,23 +273,27 @@ int train_command(int argc, char** argv, Communicator& world) {
   for (int64_t step = 0; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
+    tp_traffic.begin_step();
     double lr = schedule.at(step);
     doing.update(str_cat("training step ", step + 1, " of ", steps));
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       engine.set_gradient_sync(micro + 1 == accum);
-      Batch b = data.train_batch(step * accum + micro, world.rank(), D, B, T);
-      Tensor loss = model->loss(b.x, b.y);
+      // By dp rank: the tp ranks of a replica read the same window.
+      Batch b = data.train_batch(step * accum + micro, mesh.dp_rank(), D, B, T);
+      Tensor loss = trained.loss(b.x, b.y);
       loss_sum += loss.item();
       (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
     }
     double norm = engine.step(lr, flags.real("grad-clip"));
     traffic.end_step();
-    // The loss of the global batch: the mean over every rank's tokens.
+    tp_traffic.end_step();
+    // The loss of the global batch: the mean over every replica's tokens (the
+    // tp ranks of a replica already hold the same loss).
     double train_loss = loss_sum / static_cast<double>(accum);
     if (D > 1) {
       Tensor l = full({1}, train_loss, DType::F64);
-      world.all_reduce(l, ReduceOp::Avg);
+      mesh.dp().all_reduce(l, ReduceOp::Avg);
       train_loss = l.item();
     }
     // Every rank holds the same (all-reduced) loss, so all stop together.
@@ -215,7 +305,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      val = evaluate(*model, data, eval_batches, B, T, world);  // stage 3 gathers blocks on demand
+      val = evaluate(trained, data, eval_batches, B, T, mesh);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -235,20 +325,38 @@ int train_command(int argc, char** argv, Communicator& world) {
     int64_t sample_every = flags.integer("sample-every");
     bool sample_now = sample_every > 0 && (step + 1) % sample_every == 0 && !last;
     // Only rank 0 samples, so ZeRO-3's per-block gathers (collectives) can't
-    // run inside it: every rank gathers the whole model first.
-    if (sample_now) engine.gather_full_parameters();
-    if (lead && sample_now) {
-      std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
-                  generate(*model, "\n", {120, 0.8, 40, 7}).c_str());
+    // run inside it: every rank gathers the whole model first (and under tp
+    // the shards into one serial model).
+    if (sample_now) {
+      engine.gather_full_parameters();
+      std::shared_ptr<GPT> whole = trained.whole();
+      if (lead)
+        std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
+                    generate(*whole, "\n", {120, 0.8, 40, 7}).c_str());
     }
   }
 
   // Per-rank memory: measured beside the ZeRO paper's prediction.
-  std::vector<MemoryReport> reports = gather_memory_reports(world, engine.memory());
-  const std::string traffic_table = D > 1 ? traffic_report(world, traffic, formula) : "";
-  engine.gather_full_parameters();  // stage 3: the whole model, to save it
+  MemoryReport mine = engine.memory();
+  mine.rank = world.rank();
+  std::vector<MemoryReport> reports = gather_memory_reports(world, mine);
+  // World rank 0 is rank 0 of its dp group and of its tp group: it gets both tables.
+  const std::string traffic_table =
+      (D > 1 ? traffic_report(mesh.dp(), traffic, formula) : "") +
+      (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "");
+  engine.gather_full_parameters();               // stage 3: the whole model, to save it
+  std::shared_ptr<GPT> whole = trained.whole();  // tp: the shards gathered, on every rank
   if (lead) {
-    std::printf("%s%s", format_memory_table(reports).c_str(), traffic_table.c_str());
+    if (tp > 1)
+      std::printf(
+          "(under --tp %lld, Ψ below is one tp rank's shards: %lld of the model's %lld "
+          "parameters; ZeRO partitions them over the %lld dp ranks)\n",
+          static_cast<long long>(tp), static_cast<long long>(engine.num_parameters()),
+          static_cast<long long>(serial_params), static_cast<long long>(D));
+    std::printf("%s", format_memory_table(reports).c_str());
+    if (tp > 1 && D > 1)
+      std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
+    std::printf("%s", traffic_table.c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);
@@ -257,14 +365,14 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (!save.empty()) {
       std::filesystem::path p(save);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-      model->save_safetensors(save);
+      whole->save_safetensors(save);
       std::string stem = (p.parent_path() / p.stem()).string();
       write_loss_csv(stem + ".loss.csv", curve);
-      write_loss_svg(stem + ".loss.svg", curve, "minispeed train: " + model->config().describe());
+      write_loss_svg(stem + ".loss.svg", curve, "minispeed train: " + cfg.describe());
       std::printf("wrote %s, %s.loss.csv, %s.loss.svg\n", save.c_str(), stem.c_str(), stem.c_str());
     }
     std::printf("--- sample (temperature 0.8, top-k 40) ---\n%s\n",
-                generate(*model, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}).c_str());
+                generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}).c_str());
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "cli/checked.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
+#include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/memory.h"
 #include "tensor/factory.h"
 
@@ -18,8 +19,9 @@ namespace ms {
 Flags train_flags() {
   Flags f("minispeed train",
           "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
-          "Under `mpirun -np N`, --batch-size is per rank and the N ranks train data-parallel;\n"
-          "every rank must be given the same flags (checked at start).\n"
+          "Under `mpirun -np N`, the N ranks form N / --tp data-parallel replicas of --tp\n"
+          "tensor-parallel ranks each; --batch-size is per replica (the tp ranks of a replica\n"
+          "read the same batch); every rank must be given the same flags (checked at start).\n"
           "Environment: MS_COMM_TIMEOUT=S aborts the job, naming the collective, when one waits\n"
           "more than S seconds for the other ranks (default 600; 0 = wait forever).");
   f.add("data", "data/tinyshakespeare.txt",
@@ -52,7 +54,14 @@ Flags train_flags() {
   f.add("sample-every", "0",
         "print a sample every N steps (0 = never); a sample is always printed at the end");
   f.add("sample-tokens", "300", "bytes to sample at the end");
-  f.add("zero-stage", "0", "ZeRO stage 0 (plain data parallelism) | 1 | 2 | 3");
+  f.add("zero-stage", "0",
+        "ZeRO stage 0 (plain data parallelism) | 1 | 2 | 3, over the data-parallel ranks");
+  f.add("tp", "1",
+        "tensor-parallel ranks per model replica (Megatron: each layer's matrices split over "
+        "them, ranks tp-fastest); must divide the ranks, --n-head and the vocabulary (256)");
+  f.add_switch("sequence-parallel",
+               "with --tp > 1: LayerNorm, dropout and the residual run on --seq-len / --tp "
+               "positions per tp rank (Korthikanti et al. 2022); --seq-len % --tp must be 0");
   f.add("log-every", "1", "print a step line every N steps");
   return f;
 }
@@ -90,6 +99,19 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.steps = check.integer("steps", 0, kMax, ">= 0");
   c.accum = check.integer("grad-accum", 1, kMax, "positive");
   c.zero_stage = check.integer("zero-stage", 0, 3, "0, 1, 2 or 3");
+  c.tp = check.integer("tp", 1, kMax, "positive");
+  MS_CHECK(ranks % c.tp == 0, "--tp ", c.tp, " does not divide the ", ranks,
+           " ranks: the ranks form (ranks / --tp) data-parallel replicas of --tp ranks each");
+  c.dp = ranks / c.tp;
+  c.sequence_parallel = flags.on("sequence-parallel");
+  MS_CHECK(!c.sequence_parallel || c.tp > 1,
+           "--sequence-parallel needs --tp > 1 (it splits the "
+           "sequence over the tensor-parallel ranks; with --tp ",
+           c.tp, " there are none)");
+  // Our vocabulary is the 256 bytes; each tp rank owns 256 / --tp rows of wte.
+  MS_CHECK(
+      256 % c.tp == 0, "--tp ", c.tp, " does not divide the vocabulary of 256 bytes (each ",
+      "tensor-parallel rank owns vocabulary / --tp rows of the embedding): use 1, 2, 4, 8, ...");
   c.optimizer = flags.str("optimizer");
   MS_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw", "--optimizer: unknown optimizer '",
            c.optimizer, "' (valid: sgd, adamw)");
@@ -103,8 +125,7 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.min_lr = flags.real("min-lr");
   MS_CHECK(std::isfinite(c.min_lr) && c.min_lr >= 0 && c.min_lr <= c.lr,
            "--min-lr must be in [0, --lr] = [0, ", flags.str("lr"), "], got ", flags.str("min-lr"));
-  c.warmup = check.integer("warmup", 0, c.steps,
-                           str_cat("in [0, --steps] = [0, ", c.steps, "]"));
+  c.warmup = check.integer("warmup", 0, c.steps, str_cat("in [0, --steps] = [0, ", c.steps, "]"));
   c.momentum = check.real("momentum", unit, "in [0, 1)");
   c.beta1 = check.real("beta1", unit, "in [0, 1)");
   c.beta2 = check.real("beta2", unit, "in [0, 1)");
@@ -113,8 +134,8 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.dropout = check.real("dropout", unit, "in [0, 1)");
   c.seed = flags.integer("seed");
   c.eval_every = check.integer("eval-every", 0, kMax, ">= 0 (0 = never)");
-  c.eval_batches = check.integer("eval-batches", 1, kMax,
-                                 "at least 1 (to skip validation use --eval-every 0)");
+  c.eval_batches =
+      check.integer("eval-batches", 1, kMax, "at least 1 (to skip validation use --eval-every 0)");
   c.sample_every = check.integer("sample-every", 0, kMax, ">= 0 (0 = never)");
   c.sample_tokens = check.integer("sample-tokens", 0, kMax, ">= 0");
   c.log_every = check.integer("log-every", 1, kMax, "positive");
@@ -124,26 +145,35 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.model.n_embd = flags.integer("n-embd");
   c.model.block_size = c.T;
   c.model.dropout = c.dropout;
-  MS_CHECK(c.model.n_head > 0 && c.model.n_embd > 0, "--n-embd ", c.model.n_embd,
-           " and --n-head ", c.model.n_head, " must be positive");
+  MS_CHECK(c.model.n_head > 0 && c.model.n_embd > 0, "--n-embd ", c.model.n_embd, " and --n-head ",
+           c.model.n_head, " must be positive");
   // With --init-from the width comes from the file; the loader checks that
   // --n-head divides it (nn/gpt_io.cpp).
   MS_CHECK(flags.given("init-from") || c.model.n_embd % c.model.n_head == 0, "--n-embd ",
            c.model.n_embd, " must be a positive multiple of --n-head ", c.model.n_head);
   MS_CHECK(c.model.n_layer > 0, "--n-layer must be positive, got ", c.model.n_layer);
+  // With --init-from the heads come from the file (checked in cli/train.cpp).
+  MS_CHECK(flags.given("init-from") || c.model.n_head % c.tp == 0, "--n-head ", c.model.n_head,
+           " is not divisible by --tp ", c.tp,
+           " (each tensor-parallel rank computes n_head / tp whole heads)");
+  MS_CHECK(!c.sequence_parallel || c.T % c.tp == 0, "--sequence-parallel splits --seq-len ", c.T,
+           " over --tp ", c.tp, ", which does not divide it (", c.T, " % ", c.tp, " = ", c.T % c.tp,
+           ")");
 
   // Every size the run will compute with, in int64 (the data windows, the
   // largest activations, the parameter count).
+  // D: the data-parallel replicas, the ranks that read different batches.
   const Factor B{"--batch-size", c.B}, T{"--seq-len", c.T}, G{"--grad-accum", c.accum},
-      D{"ranks", ranks};
+      D{"ranks", c.dp};
   int64_t bt = checked_product({B, T}, "tokens per micro-step per rank");
   MS_CHECK(bt < kMax, "--batch-size × --seq-len = ", bt, " leaves no room for the target byte");
   c.tokens_per_step = checked_product({B, T, G, D}, "tokens per optimizer step");
   int64_t windows = checked_product({{"--steps", c.steps}, G, D}, "training windows read");
-  MS_CHECK(windows <= kMax - ranks, "--steps ", c.steps, " is too large: the training window ",
+  MS_CHECK(windows <= kMax - c.dp, "--steps ", c.steps, " is too large: the training window ",
            "index overflows a 64-bit integer");
   checked_product({{"--eval-batches", c.eval_batches}, D}, "validation windows per evaluation");
-  checked_product({{"tokens per micro-step", bt}, {"--n-embd", c.model.n_embd},
+  checked_product({{"tokens per micro-step", bt},
+                   {"--n-embd", c.model.n_embd},
                    {"4 × 4 bytes (the MLP's 4C, fp32)", 16}},
                   "bytes of the MLP activation (B, T, 4C)");
   checked_product({B, {"--n-head", c.model.n_head}, T, T, {"4 bytes", 4}},
@@ -162,8 +192,8 @@ int64_t gpt_parameter_count(const GPTConfig& m) {
   int64_t c1 = checked_product({C, {"13", 13}}, what);
   bool overflow = __builtin_add_overflow(c2, c1, &per_block);
   int64_t blocks = checked_product({L, {"(12·n_embd² + 13·n_embd per block)", per_block}}, what);
-  int64_t emb = checked_product({{"vocab + positions + 2", m.vocab_size + m.block_size + 2}, C},
-                                what);
+  int64_t emb =
+      checked_product({{"vocab + positions + 2", m.vocab_size + m.block_size + 2}, C}, what);
   overflow = overflow || __builtin_add_overflow(blocks, emb, &total);
   MS_CHECK(!overflow, "--n-layer ", m.n_layer, " × --n-embd ", m.n_embd,
            ": the parameter count overflows a 64-bit integer; use a smaller model");
@@ -221,26 +251,32 @@ std::string bytes_text(double bytes) {
 }  // namespace
 
 void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model) {
-  const int64_t psi = gpt_parameter_count(model);
+  const int64_t full_psi = gpt_parameter_count(model);
+  // Under tp a rank holds its shards (tp_parameter_count) and ZeRO partitions
+  // them over the dp ranks.
+  const int64_t psi = c.tp > 1 ? tp_parameter_count(model, c.tp) : full_psi;
   const size_t k = c.optimizer == "adamw" ? 8 : (c.momentum != 0 ? 4 : 0);
-  MemoryEstimate e = estimate_memory(psi, world.size(), static_cast<int>(c.zero_stage), k);
+  MemoryEstimate e =
+      estimate_memory(psi, static_cast<int>(c.dp), static_cast<int>(c.zero_stage), k);
   // Stage 3 keeps the parameters outside the blocks (wte, wpe, ln_f) whole on
-  // every rank (parallel/zero/memory.h).
+  // every rank (parallel/zero/memory.h); under tp wte is this rank's V/tp rows.
   double gathered = c.zero_stage == 3
-                        ? 4.0 * static_cast<double>((model.vocab_size + model.block_size + 2) *
-                                                    model.n_embd)
+                        ? 4.0 * static_cast<double>(
+                                    (model.vocab_size / c.tp + model.block_size + 2) * model.n_embd)
                         : 0.0;
   // The --data file is memory-mapped (nn/data.cpp): its pages are the kernel's
   // page cache, shared by the ranks and reclaimable, so it is not counted.
   double per_rank = e.total() + gathered;
+  // Every tp rank first builds the whole serial model, then cuts it.
+  if (c.tp > 1) per_rank = std::max(per_rank, 4.0 * static_cast<double>(full_psi));
   std::string source;
   double avail = available_memory(source);
 
   // (per-rank bytes, ranks on this machine, available) from every rank, so all
   // ranks judge every machine alike and raise the same error.
   const int D = world.size();
-  Tensor mine = from_vector({per_rank, static_cast<double>(ranks_on_this_node()), avail}, {3},
-                            DType::F64);
+  Tensor mine =
+      from_vector({per_rank, static_cast<double>(ranks_on_this_node()), avail}, {3}, DType::F64);
   Tensor all = zeros({3 * D}, DType::F64);
   world.all_gather(mine, all);
   std::vector<double> v = all.to_vector();
@@ -250,8 +286,8 @@ void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& mo
     std::ostringstream msg;
     msg << "the model does not fit in memory"
         << (D > 1 ? str_cat(" on rank ", r, "'s machine") : std::string()) << ": "
-        << static_cast<int64_t>(v[3 * r + 1]) << " rank(s) × " << bytes_text(v[3 * r])
-        << " = " << bytes_text(need) << " needed, " << bytes_text(have) << " available ("
+        << static_cast<int64_t>(v[3 * r + 1]) << " rank(s) × " << bytes_text(v[3 * r]) << " = "
+        << bytes_text(need) << " needed, " << bytes_text(have) << " available ("
         << (r == world.rank() ? source : std::string("MemAvailable or the cgroup limit"))
         << "). Counted per rank: model states for ZeRO stage " << c.zero_stage << " with "
         << c.optimizer << ", " << e.formula() << " with Ψ = " << format_bytes(double(psi))

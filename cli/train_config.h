@@ -20,9 +20,11 @@ struct TrainConfig {
   int64_t B = 0, T = 0, accum = 0, steps = 0, warmup = 0;
   int64_t eval_every = 0, eval_batches = 0, sample_every = 0, sample_tokens = 0;
   int64_t zero_stage = 0, log_every = 1, seed = 0;
+  int64_t tp = 1, dp = 1;  // --tp, and the data-parallel replicas ranks / tp
+  bool sequence_parallel = false;
   double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
   double grad_clip = 0, dropout = 0;
-  int64_t tokens_per_step = 0;  // B·T·accum·ranks
+  int64_t tokens_per_step = 0;  // B·T·accum·dp
 };
 
 // Reads and checks every flag for a job of `ranks` ranks; throws ms::Error
@@ -36,10 +38,12 @@ int64_t gpt_parameter_count(const GPTConfig& cfg);
 
 // Collective. Refuses (with an AgreedError on every rank) when the ranks on
 // some machine would need more memory than it has available: per rank, the
-// ZeRO paper's model states for this stage and optimizer (parallel/zero/memory.h,
-// within 0.3% of measured) plus the --data file; times the ranks on that
-// machine; against MemAvailable (and the cgroup limit, if any). Activations
-// are not counted, so passing does not promise the run fits.
+// ZeRO paper's model states for this stage and optimizer over the dp ranks
+// (parallel/zero/memory.h, within 0.3% of measured; under --tp for this
+// rank's shards, and at least the whole serial model every rank builds
+// first); times the ranks on that machine; against MemAvailable (and the
+// cgroup limit, if any). Activations and the memory-mapped --data file are
+// not counted, so passing does not promise the run fits.
 void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model);
 
 }  // namespace ms

@@ -27,14 +27,14 @@ CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
       register_module("c_attn", std::make_shared<Linear>(cfg.n_embd, 3 * cfg.n_embd, true, gen));
   c_proj = register_module("c_proj",
                            std::make_shared<Linear>(cfg.n_embd, cfg.n_embd, true, gen, resid_std));
-  resid_dropout_ =
+  resid_dropout =
       register_module("resid_dropout", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
   Tensor qkv = c_attn->forward(x);            // (B, T, 3C)
   Tensor y = causal_attention(qkv, n_head_);  // (B, T, C)
-  return resid_dropout_->forward(c_proj->forward(y));
+  return resid_dropout->forward(c_proj->forward(y));
 }
 
 MLP::MLP(const GPTConfig& cfg, Generator& gen) {
@@ -42,11 +42,11 @@ MLP::MLP(const GPTConfig& cfg, Generator& gen) {
   c_fc = register_module("c_fc", std::make_shared<Linear>(cfg.n_embd, 4 * cfg.n_embd, true, gen));
   c_proj = register_module(
       "c_proj", std::make_shared<Linear>(4 * cfg.n_embd, cfg.n_embd, true, gen, resid_std));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
+  dropout = register_module("dropout", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
 Tensor MLP::forward(const Tensor& x) {
-  return dropout_->forward(c_proj->forward(gelu(c_fc->forward(x))));  // (B,T,C)->(B,T,4C)->(B,T,C)
+  return dropout->forward(c_proj->forward(gelu(c_fc->forward(x))));  // (B,T,C)->(B,T,4C)->(B,T,C)
 }
 
 Block::Block(const GPTConfig& cfg, Generator& gen) {
@@ -70,7 +70,7 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
     blocks_.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen)));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(cfg.n_embd));
   // Registered like every child, so train(false) reaches it (eval = no dropout).
-  drop_ = register_module("drop", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
+  drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
 }
 
 Tensor GPT::embed(const Tensor& idx) {
@@ -81,7 +81,7 @@ Tensor GPT::embed(const Tensor& idx) {
   MS_CHECK(T <= cfg_.block_size, "GPT.forward: sequence length ", T,
            " exceeds the model's block_size ", cfg_.block_size);
   Tensor pos = arange(T, DType::I32);
-  return drop_->forward(add(wte->forward(idx), wpe->forward(pos)));  // (B, T, C) + (T, C)
+  return drop->forward(add(wte->forward(idx), wpe->forward(pos)));  // (B, T, C) + (T, C)
 }
 
 Tensor GPT::run_blocks(Tensor x) {

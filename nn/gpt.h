@@ -30,9 +30,10 @@ class CausalSelfAttention : public Module {
   Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
   std::shared_ptr<Linear> c_attn;   // C -> 3C, packed q|k|v
   std::shared_ptr<Linear> c_proj;   // C -> C
+  std::shared_ptr<Dropout> resid_dropout;
+
  private:
   int64_t n_head_;
-  std::shared_ptr<Dropout> resid_dropout_;
 };
 
 class MLP : public Module {
@@ -41,8 +42,7 @@ class MLP : public Module {
   Tensor forward(const Tensor& x);
   std::shared_ptr<Linear> c_fc;    // C -> 4C
   std::shared_ptr<Linear> c_proj;  // 4C -> C
- private:
-  std::shared_ptr<Dropout> dropout_;
+  std::shared_ptr<Dropout> dropout;
 };
 
 // One layer of the GPT's stack, (B, T, C) -> (B, T, C): the unit that code
@@ -115,13 +115,13 @@ class GPT : public Module {
 
   std::shared_ptr<Embedding> wte, wpe;
   std::shared_ptr<LayerNorm> ln_f;
+  std::shared_ptr<Dropout> drop;  // on the embeddings' sum
 
  private:
   Tensor run_blocks(Tensor x);
 
   GPTConfig cfg_;
   std::vector<std::shared_ptr<Layer>> blocks_;  // registered as "h.0", "h.1", ...
-  std::shared_ptr<Dropout> drop_;
 };
 
 }  // namespace ms

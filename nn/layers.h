@@ -36,6 +36,10 @@ class Dropout : public Module {
  public:
   Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {}
   Tensor forward(const Tensor& x) { return training() ? dropout(x, p_, gen_) : x; }
+  // For a parallel layout that draws this module's mask its own way from the
+  // same stream (parallel/tp/random.h, sequence_parallel_dropout).
+  double p() const { return p_; }
+  Generator& generator() { return gen_; }
 
  private:
   double p_;

@@ -42,6 +42,20 @@ Tensor Module::parameter(const std::string& path) const {
   throw Error(str_cat("module: no parameter named '", path, "'"));
 }
 
+void Module::replace_parameter(const std::string& path, const Tensor& value) {
+  Tensor p = parameter(path);
+  MS_CHECK(value.defined() && value.is_contiguous() && value.dtype() == p.dtype(), "module: '",
+           path, "' must be replaced by a contiguous ", dtype_name(p.dtype()), " tensor, got ",
+           value.defined() ? dtype_name(value.dtype()) : "nothing");
+  MS_CHECK(!value.same(p), "module: '", path, "' replaced by itself");
+  TensorImpl* t = p.impl();
+  t->storage = value.storage();
+  t->shape = value.shape();
+  t->strides = value.strides();
+  t->offset = value.offset();
+  p.zero_grad();
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);

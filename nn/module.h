@@ -21,6 +21,14 @@ class Module {
   int64_t num_parameters() const;
   // The parameter at a dotted path; an error naming the path if there is none.
   Tensor parameter(const std::string& path) const;
+  // The parameter at `path` takes `value`'s data and shape, keeping its
+  // identity: every handle to it (the layer's member, named_parameters(), an
+  // optimizer built later) sees the new tensor, as FlatParams::bind repoints
+  // parameters. Its gradient is dropped. For code that reshapes a model from
+  // outside: tensor parallelism cuts each parameter to its shard
+  // (parallel/tp/tp_gpt.h), as Megatron builds each rank's layer at its shard
+  // shape. `value` must be a contiguous tensor of the parameter's dtype.
+  void replace_parameter(const std::string& path, const Tensor& value);
 
   void train(bool on = true);
   void eval() { train(false); }

@@ -86,6 +86,30 @@ ranks() {
   verdict "$name" "$problem"
 }
 
+# job NAME EXPECTED_TEXT NP ARGS...: NP ranks started alike (the same flags on
+# every rank); the same verdict as ranks() — every rank exits non-zero within
+# the limit and the job prints exactly one error line containing EXPECTED_TEXT.
+job() {
+  local name=$1 want=$2 np=$3 rc problem="" codes
+  shift 3
+  local wrap='"$0" "$@"; rc=$?; echo "rank exit $rc" >&2; exit $rc'
+  timeout $limit $mpirun -np "$np" bash -c "$wrap" "$bin" "$@" > "$tmp/out" 2> "$tmp/err"
+  rc=$?
+  codes=$(grep -o 'rank exit [0-9]*' "$tmp/err" | awk '{print $3}' | tr '\n' ' ')
+  if [ "$rc" -eq 124 ]; then
+    problem="still running after $limit s (hang)"
+  elif [ "$rc" -eq 0 ]; then
+    problem="mpirun exited 0"
+  elif echo " $codes" | grep -q ' 0 '; then
+    problem="a rank exited 0 (rank exit codes: $codes)"
+  elif [ "$(grep -cE '^(\[rank [0-9]+\] )?error: ' "$tmp/err")" -ne 1 ]; then
+    problem="expected exactly one error line"
+  elif ! grep -E '^(\[rank [0-9]+\] )?error: ' "$tmp/err" | grep -qF -- "$want"; then
+    problem="the error lacks '$want'"
+  fi
+  verdict "$name" "$problem"
+}
+
 # ---- values out of range ----
 one "--lr nan" "--lr must be a finite number > 0, got nan" train "${tiny[@]}" --lr nan
 one "--lr inf" "--lr must be a finite number > 0, got inf" train "${tiny[@]}" --lr inf
@@ -208,6 +232,31 @@ ranks "2 ranks: a loss that turns NaN" "training diverged" \
   train "${tiny[@]}" --steps 5 --lr 1e30 -- train "${tiny[@]}" --steps 5 --lr 1e30
 ranks "2 ranks: a missing --data" "(on rank 0 and 1 other rank(s))" \
   train "${tiny[@]}" --data /no/such/file -- train "${tiny[@]}" --data /no/such/file
+
+
+# ---- tensor parallelism (--tp, --sequence-parallel) ----
+one "--tp 0" "--tp must be positive, got 0" train "${tiny[@]}" --tp 0
+one "--tp 2 on one process" "--tp 2 does not divide the 1 ranks" train "${tiny[@]}" --tp 2
+# An error, not a no-op: a flag that silently does nothing misleads.
+one "--sequence-parallel without --tp" "--sequence-parallel needs --tp > 1" \
+  train "${tiny[@]}" --sequence-parallel
+one "--sequence-parallel=maybe" "switch --sequence-parallel takes no value" \
+  train "${tiny[@]}" --sequence-parallel=maybe
+job "--tp 3 on 4 ranks" "--tp 3 does not divide the 4 ranks" 4 train "${tiny[@]}" --tp 3
+job "--tp 3 on 3 ranks: the vocabulary" "--tp 3 does not divide the vocabulary of 256 bytes" 3 \
+  train "${tiny[@]}" --tp 3 --n-head 3 --n-embd 12
+job "--n-head not divisible by --tp" "--n-head 1 is not divisible by --tp 2" 2 \
+  train "${tiny[@]}" --tp 2 --n-head 1
+job "--sequence-parallel with --seq-len % --tp != 0" \
+  "--sequence-parallel splits --seq-len 7 over --tp 2, which does not divide it" 2 \
+  train "${tiny[@]}" --tp 2 --sequence-parallel --seq-len 7
+# A weights file whose heads do not split over --tp.
+timeout $limit "$bin" train "${tiny[@]}" --n-head 1 --save-weights "$tmp/one_head.safetensors" \
+  > /dev/null 2>&1
+# The heads come from the file: no --n-head here.
+job "--tp with --init-from whose heads do not split" "has n_head 1, which --tp 2 does not divide" 2 \
+  train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --tp 2 \
+  --init-from "$tmp/one_head.safetensors"
 
 echo "bad input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -2,6 +2,9 @@
 # The communication ledger end to end: `mpirun -np 4 minispeed train
 # --zero-stage S` for S = 0..3 must print a traffic table whose every row says
 # measured == formula (parallel/comm/ledger.h), and the table must be there.
+# With --tp 2 (dp 2 × tp 2) there are two tables, the dp group's (ZeRO's
+# formula) and the tp group's (Megatron's count, parallel/tp/traffic.h), and
+# both must match, with and without --sequence-parallel.
 #   scripts/test-traffic.sh BUILD_DIR
 set -uo pipefail
 bin=${1:?usage: scripts/test-traffic.sh BUILD_DIR}/minispeed
@@ -22,6 +25,25 @@ for stage in 0 1 2 3; do
   else
     echo "FAILED: ZeRO stage $stage on 4 ranks:"
     sed 's/^/  /' <<< "${table:-$out}" | tail -n 30
+    fail=$((fail + 1))
+  fi
+done
+for run in "0" "3" "1 sp" "3 sp"; do
+  set -- $run
+  stage=$1 sp=${2:+--sequence-parallel}
+  # --seq-len 16: sequence parallelism splits it over tp 2.
+  out=$(OMP_NUM_THREADS=1 timeout 120 $mpirun -np 4 "$bin" train $common --seq-len 16 --tp 2 \
+        --zero-stage "$stage" $sp 2>&1)
+  tables=$(sed -n '/^communication per training step/,/^traffic: /p' <<< "$out")
+  label="tp 2 × dp 2, ZeRO stage $stage${sp:+, sequence parallel}"
+  if [ "$(grep -c '^traffic: measured == formula for every op (3 steps)$' <<< "$tables")" -eq 2 ] &&
+     grep -q '^communication per training step (tensor parallelism' <<< "$tables" &&
+     ! grep -qE ' NO$' <<< "$tables"; then
+    echo "ok: $label: measured == formula for the dp and the tp group"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $label:"
+    sed 's/^/  /' <<< "${tables:-$out}" | tail -n 40
     fail=$((fail + 1))
   fi
 done

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # End to end through the program: `mpirun -np D minispeed train --zero-stage S`
 # with --batch-size B must follow one process with --batch-size D·B step for
-# step (training loss and validation loss, as printed to 4 decimals).
+# step (training loss and validation loss, as printed to 4 decimals). Then
+# tensor parallelism: `mpirun -np N minispeed train --tp T` (dp = N/T replicas
+# of batch B) must follow one process with batch dp·B in its losses, its
+# gradient norms, and its final saved weights (every float within the same
+# 1.5e-4), with and without --sequence-parallel, under ZeRO 0-3 over dp.
 #   scripts/test-train-equivalence.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -40,6 +44,81 @@ if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 2 
   pass=$((pass + 1))
 else
   echo "FAILED: sampling mid-training with ZeRO-3 on 2 ranks"
+  fail=$((fail + 1))
+fi
+
+# ---- tensor parallelism: losses, norms and saved weights ----
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+tpcommon="$common --n-head 4"
+norms() { grep -oE 'norm [0-9.]+' | awk '{print $2}'; }
+# same_weights A B: two safetensors files with the same header (names, shapes,
+# order) whose every f32 differs by at most 1.5e-4. The header is 8 bytes of
+# length then JSON; the data follows it.
+same_weights() {
+  local ha hb
+  ha=$(head -c 8 "$1" 2>/dev/null | od -A n -t u8 | tr -d ' ')
+  hb=$(head -c 8 "$2" 2>/dev/null | od -A n -t u8 | tr -d ' ')
+  [ -n "$ha" ] && [ "$ha" = "$hb" ] || return 1
+  cmp -s <(head -c $((8 + ha)) "$1") <(head -c $((8 + hb)) "$2") || return 1
+  paste <(od -A n -v -t f4 -w4 -j $((8 + ha)) "$1") <(od -A n -v -t f4 -w4 -j $((8 + hb)) "$2") |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'
+}
+# tp_case NAME EXTRA_FLAGS -- RUNS...: one reference (one process, batch 8),
+# then each run "RANKS TP STAGE [sp]" with batch 8·TP/RANKS per replica.
+tp_case() {
+  local name=$1 extra=$2 ref ref_norms
+  shift 3
+  ref=$(OMP_NUM_THREADS=1 "$bin" train $tpcommon $extra --batch-size 8 \
+        --save-weights "$tmp/ref.safetensors" 2>&1)
+  for run in "$@"; do
+    set -- $run
+    local ranks=$1 t=$2 stage=$3 sp=${4:+--sequence-parallel} out problem=""
+    out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
+          "$bin" train $tpcommon $extra --batch-size $((8 * t / ranks)) --tp "$t" \
+          --zero-stage "$stage" $sp --save-weights "$tmp/tp.safetensors" 2>&1)
+    local label="$name: $ranks ranks, tp $t × dp $((ranks / t)), ZeRO $stage${sp:+, sequence parallel}"
+    if ! paste <(losses <<< "$ref") <(losses <<< "$out") |
+         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
+      problem="losses differ"
+    elif ! paste <(norms <<< "$ref") <(norms <<< "$out") |
+         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-3 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
+      problem="gradient norms differ"
+    elif ! same_weights "$tmp/ref.safetensors" "$tmp/tp.safetensors"; then
+      problem="saved weights differ"
+    fi
+    if [ -z "$problem" ]; then
+      echo "ok: $label follows one process"
+      pass=$((pass + 1))
+    else
+      echo "FAILED: $label: $problem (one process | tp; losses, then norms):"
+      paste <(losses <<< "$ref"; norms <<< "$ref") <(losses <<< "$out"; norms <<< "$out") |
+        sed 's/^/  /'
+      grep -E 'error' <<< "$out" | head -n 3 | sed 's/^/  /'
+      fail=$((fail + 1))
+    fi
+    rm -f "$tmp/tp.safetensors"
+  done
+}
+tp_case "tp" "" -- "2 2 0" "2 2 0 sp" "4 4 0" "4 4 0 sp" "4 2 0" "4 2 1" "4 2 2" "4 2 3" \
+  "4 2 0 sp" "4 2 1 sp" "4 2 2 sp" "4 2 3 sp"
+# Gradient accumulation with clipping that acts every step (norms are > 0.5).
+tp_case "tp, --grad-accum 2 --grad-clip 0.5" "--grad-accum 2 --grad-clip 0.5" -- "4 2 1 sp" "4 2 2"
+# Dropout by Megatron's rule: the same masks as one process (dp 1: one mask).
+tp_case "tp, --dropout 0.1" "--dropout 0.1" -- "2 2 0" "2 2 0 sp"
+# --init-from a serial file: each tp rank cuts it; the weights saved at the end
+# are gathered back into the serial layout.
+OMP_NUM_THREADS=1 "$bin" train $tpcommon --batch-size 8 --steps 2 \
+  --save-weights "$tmp/start.safetensors" > /dev/null 2>&1
+tp_case "tp, --init-from" "--init-from $tmp/start.safetensors" -- "4 2 2 sp"
+# Sampling mid-training under tp and ZeRO-3: every rank gathers (dp, then tp)
+# before rank 0 samples alone.
+if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 4 "$bin" train \
+     $tpcommon --batch-size 4 --tp 2 --zero-stage 3 --sample-every 2 >/dev/null 2>&1; then
+  echo "ok: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
+  pass=$((pass + 1))
+else
+  echo "FAILED: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
   fail=$((fail + 1))
 fi
 echo "train equivalence: $pass passed, $fail failed"

@@ -45,12 +45,41 @@ void ZeroShardedStage::all_gather_params() {
   }
 }
 
+// Parameter i lies at [offset, offset + numel) of its group's buffer; my slice
+// of the group is [r·s, (r+1)·s). Their overlap, relative to the slice.
+std::vector<ZeroStage::Ranges> ZeroShardedStage::ranges_of(const std::vector<bool>& which) {
+  MS_ASSERT(which.size() == layout_.params().size(), "ranges_of: ", which.size(), " flags for ",
+            layout_.params().size(), " parameters");
+  std::vector<Ranges> out(layout_.num_groups());
+  for (int g = 0; g < layout_.num_groups(); ++g) {
+    const FlatGroup& grp = layout_.group(g);
+    const int64_t lo = dp_.rank() * grp.slice_numel, hi = lo + grp.slice_numel;
+    for (size_t k = 0; k < grp.params.size(); ++k) {
+      if (!which[grp.params[k]]) continue;
+      const int64_t b = std::max(lo, grp.offsets[k]),
+                    e = std::min(hi, grp.offsets[k] + shape_numel(layout_.shape_of(grp.params[k])));
+      if (b < e) out[g].emplace_back(b - lo, e - lo);
+    }
+  }
+  return out;
+}
+
 void ZeroShardedStage::count_memory(MemoryCounter& counter) const {
   for (const Tensor& t : full_params_) counter.add(MemoryCounter::Params, t);
   for (const Tensor& t : param_slices_) counter.add(MemoryCounter::Params, t);
   for (const Tensor& p : layout_.params()) counter.add(MemoryCounter::Params, p);
   for (const Tensor& t : param_slices_) counter.add(MemoryCounter::Grads, t.grad());
   for (const Tensor& p : layout_.params()) counter.add(MemoryCounter::Grads, p.grad());
+}
+
+std::vector<ZeroStage::Ranges> ZeroStage::ranges_of(const std::vector<bool>& which) {
+  const std::vector<Tensor> ps = trainable();
+  MS_ASSERT(which.size() == ps.size(), "ranges_of: ", which.size(), " flags for ", ps.size(),
+            " parameters");
+  std::vector<Ranges> out;
+  for (size_t i = 0; i < ps.size(); ++i)
+    out.push_back(which[i] ? Ranges{{0, ps[i].numel()}} : Ranges{});
+  return out;
 }
 
 }  // namespace ms

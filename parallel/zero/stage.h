@@ -8,6 +8,7 @@
 //   stage2.cpp               P_os+g: gradients reduce-scattered during backward, full ones freed
 //   stage3.cpp               P_os+g+p: parameters gathered per block only while needed
 #pragma once
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -42,6 +43,13 @@ class ZeroStage {
   // The params + grads + optimizer bytes this stage holds by design between
   // steps, from its layout (padded sizes): the paper's formula, made exact.
   virtual size_t layout_bytes(size_t optimizer_bytes_per_param) const = 0;
+  // For each trainable() tensor, the [begin, end) element ranges that hold
+  // parameters marked in `which` (indexed like the params the stage was
+  // given): where a tp-replicated parameter's gradient lies in this rank's
+  // slices. The default is for stages whose trainable() are the parameters
+  // themselves, whole and in order (DDP).
+  using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+  virtual std::vector<Ranges> ranges_of(const std::vector<bool>& which);
   // Stage 3: bytes of released parameters something still holds (must be 0).
   virtual size_t released_alive() const { return 0; }
   // Highest params+grads+buffers seen at the stage's checkpoints (the engine
@@ -69,6 +77,7 @@ class ZeroShardedStage : public ZeroStage {
   ~ZeroShardedStage() override;
   std::vector<Tensor> trainable() override { return param_slices_; }
   bool sharded_gradients() const override { return true; }
+  std::vector<Ranges> ranges_of(const std::vector<bool>& which) override;
   void count_memory(MemoryCounter& counter) const override;
   const FlatParams& layout() const { return layout_; }
 

@@ -60,9 +60,8 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   MS_CHECK(opts_.bucket_bytes > 0, "zero: bucket_bytes must be positive");
   MS_CHECK(make_optimizer != nullptr, "zero: make_optimizer is empty");
   MS_CHECK(opts_.stage != 3 || model.config().dropout == 0,
-           "zero: stage 3 recomputes each "
-           "block in backward, and a recomputed dropout would draw a different mask: set "
-           "dropout to 0 (got ",
+           "zero: stage 3 recomputes each block in backward, and a recomputed dropout would draw "
+           "a different mask: set dropout to 0 (got ",
            model.config().dropout, ")");
   switch (opts_.stage) {
     case 0:
@@ -80,6 +79,7 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   }
   optimizer_ = make_optimizer(stage_->trainable());
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
+  if (opts_.tp) replicated_ranges_ = stage_->ranges_of(checked_mask(*opts_.tp, model));
 }
 
 ZeroOptimizer::~ZeroOptimizer() = default;
@@ -92,11 +92,11 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
   stage_->reduce_gradients();
   const std::vector<Tensor>& mine = optimizer_->params();
-  // Global gradient norm. With sharded gradients each rank has the sum of
-  // squares of its slice only (padding is zero and adds nothing): all-reduce
-  // the sums, then take the root. Every rank gets the same norm and so the
-  // same clip factor, exactly what one process would compute.
-  double sq = grad_sq_norm(mine);
+  if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
+  // Global gradient norm. With sharded gradients each rank has the sum of squares of its
+  // slice only (padding adds nothing): all-reduce the sums, then take the root, so every
+  // rank gets the same norm and clip factor one process would compute. tp: see tp_sq_norm.
+  double sq = opts_.tp ? tp_sq_norm() : grad_sq_norm(mine);
   if (stage_->sharded_gradients()) {
     Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
     dp_.all_reduce(t, ReduceOp::Sum);
@@ -112,6 +112,66 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   stage_->after_step();
   peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
   return norm;
+}
+
+int64_t ZeroOptimizer::replicated_grad_numel() const {
+  int64_t n = 0;
+  if (opts_.tp && opts_.tp->sum_replicated_grads)
+    for (const auto& ranges : replicated_ranges_)
+      for (const auto& [b, e] : ranges) n += e - b;
+  return n;
+}
+
+// Sequence parallelism's tp sum of the replicated gradients, on what this
+// rank holds after the dp reduction (Megatron: finalize_model_grads →
+// _allreduce_non_tensor_model_parallel_grads, coalesced into one message).
+void ZeroOptimizer::sum_replicated_grads() {
+  const std::vector<Tensor>& mine = optimizer_->params();
+  std::vector<Tensor> parts;  // views of the gradients
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!mine[i].grad().defined()) continue;
+    Tensor flat = reshape(detach(mine[i].grad()), {-1});
+    for (const auto& [b, e] : replicated_ranges_[i]) parts.push_back(narrow(flat, 0, b, e - b));
+  }
+  if (parts.empty()) return;               // the same on every tp rank: identical layouts
+  Tensor buf = contiguous(cat(parts, 0));  // (Σ elements)
+  opts_.tp->tp.all_reduce(buf, ReduceOp::Sum);
+  int64_t off = 0;
+  for (Tensor& part : parts) {
+    copy_(part, narrow(buf, 0, off, part.numel()));
+    off += part.numel();
+  }
+}
+
+// This rank's Σ g² summed over tp, every parameter counted once
+// (parallel/tp/grad_norm.h's rule): a replicated gradient only on tp rank 0.
+// Summing over tp before dp is the same sum (Megatron's get_grad_norm_fp32
+// reduces over the model-parallel group; the dp sum follows in step()).
+double ZeroOptimizer::tp_sq_norm() {
+  const std::vector<Tensor>& mine = optimizer_->params();
+  const bool count_replicated = opts_.tp->tp.rank() == 0;
+  double sq = 0;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!mine[i].grad().defined()) continue;
+    Tensor g = contiguous(to(detach(mine[i].grad()), DType::F64));
+    const double* d = g.data<double>();
+    std::vector<bool> skip(g.numel(), false);
+    if (!count_replicated)
+      for (const auto& [b, e] : replicated_ranges_[i])
+        std::fill(skip.begin() + b, skip.begin() + e, true);
+    for (int64_t k = 0; k < g.numel(); ++k)
+      if (!skip[k]) sq += d[k] * d[k];
+  }
+  Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+  opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
+  return t.item();
+}
+
+const std::vector<bool>& ZeroOptimizer::checked_mask(const ZeroTensorParallel& tp,
+                                                     const GPT& model) {
+  MS_CHECK(tp.replicated.size() == model.parameters().size(), "zero: the tp replicated mask has ",
+           tp.replicated.size(), " entries for ", model.parameters().size(), " parameters");
+  return tp.replicated;
 }
 
 MemoryReport ZeroOptimizer::memory() const {

@@ -25,6 +25,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "nn/gpt.h"
@@ -37,9 +38,29 @@ namespace ms {
 
 class ZeroStage;
 
+// Tensor parallelism around the dp group (parallel/tp/tp_gpt.h): the model
+// holds this rank's tp shards, and the parameters marked `replicated`
+// (LayerNorms, row-parallel biases, wpe) are whole copies on every tp rank.
+// ZeroOptimizer then, after its dp reduction (Megatron's finalize_model_grads
+// order: the dp sum, then the tp sum; they commute):
+//   - with sum_replicated_grads (sequence parallelism, parallel/tp/
+//     sequence_parallel.h), sums the replicated gradients over tp in ONE
+//     all-reduce of the elements this rank owns (all of them at stage 0, its
+//     slice's share at stages 1-3: the tp ranks of a dp rank have identical
+//     flat layouts, so the same elements);
+//   - takes the global norm with every parameter counted once
+//     (parallel/tp/grad_norm.h's rule): sharded ones summed over tp,
+//     replicated ones counted on tp rank 0 only.
+struct ZeroTensorParallel {
+  Communicator tp;
+  std::vector<bool> replicated;  // per model.parameters() index
+  bool sum_replicated_grads = false;
+};
+
 struct ZeroOptions {
-  int stage = 0;                    // 0 = plain DDP, 1, 2, 3
-  size_t bucket_bytes = 25u << 20;  // DDP's and stage 2's gradient bucket size
+  int stage = 0;                         // 0 = plain DDP, 1, 2, 3
+  size_t bucket_bytes = 25u << 20;       // DDP's and stage 2's gradient bucket size
+  std::optional<ZeroTensorParallel> tp;  // unset: no tensor parallelism
 };
 
 class ZeroOptimizer {
@@ -79,12 +100,20 @@ class ZeroOptimizer {
   // groups stage 3 keeps gathered between steps (wte, wpe, ln_f).
   StepFormula traffic_formula(int64_t micro_steps);
 
+  // With tensor parallelism: the gradient elements sum_replicated_grads
+  // all-reduces over tp each step (0 without it).
+  int64_t replicated_grad_numel() const;
+
   int stage() const { return opts_.stage; }
   int64_t num_parameters() const { return num_params_; }  // Ψ (stage 3's released ones included)
   Optimizer& optimizer() { return *optimizer_; }
   ZeroStage& stage_impl() { return *stage_; }
 
  private:
+  void sum_replicated_grads();
+  double tp_sq_norm();
+  static const std::vector<bool>& checked_mask(const ZeroTensorParallel& tp, const GPT& model);
+
   GPT& model_;
   Communicator dp_;
   ZeroOptions opts_;
@@ -92,6 +121,9 @@ class ZeroOptimizer {
   std::unique_ptr<ZeroStage> stage_;
   std::unique_ptr<Optimizer> optimizer_;
   size_t peak_ = 0;
+  // Per trainable tensor: the [begin, end) element ranges of replicated
+  // parameters in it (ZeroTensorParallel).
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> replicated_ranges_;
 };
 
 }  // namespace ms

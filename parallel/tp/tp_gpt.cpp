@@ -1,0 +1,134 @@
+// The tensor-parallel GPT: the serial model cut to shards, run by the
+// Megatron recipe (tp_gpt.h).
+#include "parallel/tp/tp_gpt.h"
+
+#include "autograd/grad_mode.h"
+#include "parallel/tp/cross_entropy.h"
+#include "parallel/tp/linear.h"
+#include "parallel/tp/random.h"
+#include "parallel/tp/shard.h"
+#include "parallel/tp/vocab_parallel.h"
+
+namespace ms {
+
+TpBlock::TpBlock(std::shared_ptr<Block> block, Communicator tp, bool sequence_parallel,
+                 int64_t n_head)
+    : block_(register_module("", std::move(block))),
+      tp_(std::move(tp)),
+      sp_(sequence_parallel),
+      local_heads_(n_head / tp_.size()) {}
+
+// Outside the tp regions: without SP every tp rank holds the whole activation
+// and the serial generator, so ms::dropout draws the serial mask on each;
+// under SP a rank holds T/t positions and keeps its slice of that mask.
+Tensor TpBlock::drop(Dropout& d, const Tensor& x) {
+  if (!d.training()) return x;
+  return sp_ ? sequence_parallel_dropout(x, d.p(), d.generator(), tp_) : d.forward(x);
+}
+
+// Block::forward with the column/row pairs of Shoeybi et al. §3 (Fig. 3):
+// one all-reduce (or all-gather + reduce-scatter under SP) per pair each way.
+Tensor TpBlock::forward(const Tensor& x) {
+  Block& b = *block_;
+  CausalSelfAttention& attn = *b.attn;
+  MLP& mlp = *b.mlp;
+  const ColumnParallelOptions col{.sequence_parallel = sp_};
+  const RowParallelOptions row{.sequence_parallel = sp_};
+  Tensor qkv = column_parallel_linear(b.ln_1->forward(x), attn.c_attn->weight, attn.c_attn->bias,
+                                      tp_, col);   // (B, T, 3C/t): my heads' q|k|v
+  Tensor y = causal_attention(qkv, local_heads_);  // (B, T, C/t)
+  Tensor h1 = add(x, drop(*attn.resid_dropout, row_parallel_linear(y, attn.c_proj->weight,
+                                                                   attn.c_proj->bias, tp_, row)));
+  Tensor f = column_parallel_linear(b.ln_2->forward(h1), mlp.c_fc->weight, mlp.c_fc->bias, tp_,
+                                    col);  // (B, T, 4C/t)
+  return add(h1, drop(*mlp.dropout, row_parallel_linear(gelu(f), mlp.c_proj->weight,
+                                                        mlp.c_proj->bias, tp_, row)));
+}
+
+TpGPT::TpGPT(std::shared_ptr<GPT> serial, Communicator tp, bool sequence_parallel)
+    : gpt_(register_module("", std::move(serial))), tp_(std::move(tp)), sp_(sequence_parallel) {
+  const GPTConfig& cfg = gpt_->config();
+  const int t = tp_.size();
+  // Checked before anything is cut, naming the config: shard_param's own
+  // errors would name one tensor.
+  MS_CHECK(cfg.n_head % t == 0, "tensor parallelism: n_head ", cfg.n_head,
+           " is not divisible by tp ", t, " (each tp rank computes n_head / tp whole heads)");
+  MS_CHECK(cfg.vocab_size % t == 0, "tensor parallelism: vocab_size ", cfg.vocab_size,
+           " is not divisible by tp ", t, " (each tp rank owns vocab_size / tp rows of wte)");
+  for (const auto& [name, full] : gpt_->named_parameters())
+    gpt_->replace_parameter(name,
+                            shard_param(full, tp_split_of(name), tp_.rank(), t, cfg.n_head, name));
+  for (size_t i = 0; i < gpt_->blocks().size(); ++i) {
+    auto block = std::dynamic_pointer_cast<Block>(gpt_->blocks()[i]);
+    MS_CHECK(block != nullptr, "tensor parallelism: block ", i,
+             " is already wrapped; cut the serial model before anything wraps its blocks");
+    gpt_->replace_block(i, std::make_shared<TpBlock>(block, tp_, sp_, cfg.n_head));
+  }
+}
+
+// GPT::embed, vocab-parallel (Megatron VocabParallelEmbedding); under SP the
+// sum is reduce-scattered and each rank adds the wpe rows of its positions.
+Tensor TpGPT::embed(const Tensor& idx) {
+  const GPTConfig& cfg = gpt_->config();
+  MS_CHECK(idx.dim() == 2 && idx.dtype() == DType::I32,
+           "TpGPT.forward: tokens must be i32 (B, T), got ", shape_str(idx.shape()), " ",
+           dtype_name(idx.dtype()));
+  const int64_t T = idx.shape()[1], t = tp_.size();
+  MS_CHECK(T <= cfg.block_size, "TpGPT.forward: sequence length ", T,
+           " exceeds the model's block_size ", cfg.block_size);
+  MS_CHECK(!sp_ || T % t == 0, "TpGPT.forward: sequence parallelism splits the sequence length ", T,
+           " over tp ", t, ", which does not divide it");
+  const int64_t n = sp_ ? T / t : T, first = sp_ ? tp_.rank() * n : 0;
+  Tensor pos = arange(double(first), double(first + n), 1, DType::I32);
+  Tensor x = add(vocab_parallel_embedding(gpt_->wte->weight, idx, tp_, sp_),
+                 gpt_->wpe->forward(pos));  // (B, n, C)
+  Dropout& d = *gpt_->drop;
+  if (!d.training()) return x;
+  return sp_ ? sequence_parallel_dropout(x, d.p(), d.generator(), tp_) : d.forward(x);
+}
+
+// GPT::head_loss with the tied head kept vocab-parallel (Megatron's
+// parallel_output=True into vocab_parallel_cross_entropy).
+Tensor TpGPT::head_loss(const Tensor& x, const Tensor& targets) {
+  const int64_t local_vocab = gpt_->config().vocab_size / tp_.size();
+  Tensor logits = vocab_parallel_logits(gpt_->ln_f->forward(x), gpt_->wte->weight, tp_,
+                                        sp_);  // (B, T, V/t)
+  return vocab_parallel_cross_entropy(reshape(logits, {-1, local_vocab}), reshape(targets, {-1}),
+                                      tp_);
+}
+
+Tensor TpGPT::loss(const Tensor& idx, const Tensor& targets) {
+  Tensor x = embed(idx);
+  for (const auto& block : gpt_->blocks())
+    x = block->forward(x);  // TpBlocks (maybe ZeRO-3-wrapped)
+  return head_loss(x, targets);
+}
+
+std::vector<bool> TpGPT::replicated_mask() const {
+  std::vector<bool> out;
+  for (const auto& [name, p] : gpt_->named_parameters())
+    out.push_back(tp_split_of(name) == TpSplit::Replicated);
+  return out;
+}
+
+std::shared_ptr<GPT> TpGPT::gather_serial() {
+  NoGradGuard no_grad;
+  auto serial = std::make_shared<GPT>(gpt_->config(), 0);
+  for (const auto& [name, shard] : gpt_->named_parameters()) {
+    Tensor dst = serial->parameter(name);
+    copy_(dst, gather_param(shard, tp_split_of(name), tp_));
+  }
+  return serial;
+}
+
+// wte's rows; per block c_attn's and c_fc's columns (weights and biases) and
+// both c_proj weights' rows are split (12C² + 7C elements), while the
+// LayerNorms and the c_proj biases are whole (6C); wpe and ln_f are whole.
+int64_t tp_parameter_count(const GPTConfig& m, int64_t tp) {
+  MS_CHECK(tp >= 1, "tp_parameter_count: tp ", tp, " must be >= 1");
+  const int64_t C = m.n_embd;
+  const int64_t per_block = 12 * C * C / tp + 7 * C / tp + 6 * C;
+  return m.vocab_size * C / tp + m.block_size * C + m.n_layer * per_block + 2 * C;
+}
+
+}  // namespace ms
