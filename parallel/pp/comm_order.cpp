@@ -122,15 +122,15 @@ Schedule build_schedule(ScheduleKind kind, int p, int m, int v, const ComputeOrd
       int k = id(r, w.backward, w.micro_batch, w.chunk);
       spans[r].push_back({start[k], end[k]});
     }
-  auto busy = [&](int r, long t) {
-    for (auto [a, b] : spans[r])
-      if (a < t && t < b) return true;
-    return false;
+  // A rank's computes run in list order, so starts and ends both increase.
+  auto gap_at = [&](int r, long t) {  // computes that ended by t
+    auto it = std::upper_bound(spans[r].begin(), spans[r].end(), t,
+                               [](long x, const std::pair<long, long>& sp) { return x < sp.second; });
+    return static_cast<int>(it - spans[r].begin());
   };
-  auto gap_at = [&](int r, long t) {
-    int g = 0;
-    while (g < static_cast<int>(spans[r].size()) && spans[r][g].second <= t) ++g;
-    return g;
+  auto busy = [&](int r, long t) {  // strictly inside a compute at t
+    size_t g = static_cast<size_t>(gap_at(r, t));
+    return g < spans[r].size() && spans[r][g].first < t;
   };
   std::vector<Message> msgs;
   auto add = [&](int r, const Work& w, Peer to, bool grad) {
@@ -141,8 +141,9 @@ Schedule build_schedule(ScheduleKind kind, int p, int m, int v, const ComputeOrd
     long t = needed;
     std::vector<long> candidates{sent};
     for (int q : {r, to.rank})
-      for (auto [a, b] : spans[q])
-        if (b > sent && b < needed) candidates.push_back(b);
+      for (size_t g = static_cast<size_t>(gap_at(q, sent));
+           g < spans[q].size() && spans[q][g].second < needed; ++g)
+        candidates.push_back(spans[q][g].second);
     std::sort(candidates.begin(), candidates.end());
     for (long c : candidates)
       if (!busy(r, c) && !busy(to.rank, c)) {
