@@ -60,7 +60,8 @@ Rational bubble_formula(ScheduleKind kind, int p, int m, int v);
 // warm-up forwards plus the one it just ran. A chunk holds L/(p·v) of the L
 // layers, so rank 0 holds activations of L layers' worth of micro-batch
 // slices, as in 1F1B; Megatron's larger warm-up holds L·(1 + (p − 1)/(p·v))
-// (Korthikanti et al. 2022, §4.2.3).
+// (Korthikanti et al. 2022, who write m for v there; Megatron's
+// theoretical_memory_usage.py::compute_activation_memory).
 int peak_formula(ScheduleKind kind, int p, int m, int v, int r);
 // The same as text, e.g. "min(p − r, m) = min(4 − 1, 8) = 3".
 std::string peak_formula_text(ScheduleKind kind, int p, int m, int v, int r);
