@@ -33,7 +33,7 @@ void print_table(const Schedule& s) {
   std::printf(
       "instructions per stage (L LoadMicroBatch, F/B ForwardPass/BackwardPass, sA/rA Send/"
       "RecvActivation,\n  sG/rG Send/RecvGrad, RT ReduceTiedGrads, RG ReduceGrads, OS "
-      "OptimizerStep; the number is the micro-batch%s):\n",
+      "OptimizerStep;\n  the number is the micro-batch%s):\n",
       v > 1 ? ", .c the model chunk" : "");
   for (int r = 0; r < s.stages; ++r) {
     std::string line = "  stage " + std::to_string(r) + ":";

@@ -95,6 +95,8 @@ TEST_CASE("interleaved: Megatron's chunk order, v times the messages", "[pp]") {
   Schedule s = make_schedule(ScheduleKind::kInterleaved, 2, 4, 2);
   // get_model_chunk_id: p micro-batches through chunk 0, the same through
   // chunk 1, then the next group; warm-up p − r − 1 + (v − 1)·p.
+  CHECK(short_name(s.steps[0][0], 2) == "L0");  // a load has no chunk
+  CHECK(short_name(s.steps[0][1], 2) == "F0.0");
   CHECK(compute_string(s.steps[0], 2) == "F0.0 F1.0 F0.1 F1.1 B0.1 F2.0 B1.1 F3.0 B0.0 F2.1 B1.0 F3.1 B2.1 B3.1 B2.0 B3.0");
   // Each micro-batch crosses every rank boundary v times each way:
   // (p·v − 1) activation messages per micro-batch instead of p − 1.

@@ -32,7 +32,7 @@ std::string describe(const Instr& in, int virtual_stages) {
   std::string s = op_name(in.op);
   if (in.micro_batch < 0) return s + "()";
   s += "(mb " + std::to_string(in.micro_batch);
-  if (virtual_stages > 1) s += ", chunk " + std::to_string(in.chunk);
+  if (virtual_stages > 1 && in.op != Op::kLoadMicroBatch) s += ", chunk " + std::to_string(in.chunk);
   return s + ")";
 }
 
@@ -51,7 +51,7 @@ std::string short_name(const Instr& in, int virtual_stages) {
     case Op::kOptimizerStep: return "OS";
   }
   s += std::to_string(in.micro_batch);
-  if (virtual_stages > 1) {
+  if (virtual_stages > 1 && in.op != Op::kLoadMicroBatch) {  // a load feeds chunk 0 or v − 1
     s += '.';
     s += std::to_string(in.chunk);
   }

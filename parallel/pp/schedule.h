@@ -57,7 +57,7 @@ bool is_recv(Op op);
 // "ForwardPass(mb 3)", "RecvGrad(mb 1, chunk 0)" (chunk shown when v > 1).
 std::string describe(const Instr& in, int virtual_stages);
 // Compact form for tables: "F3", "B3", "sA3", "rA3", "sG3", "rG3", "L3",
-// "RT", "RG", "OS"; a chunk suffix ".1" when v > 1.
+// "RT", "RG", "OS"; a chunk suffix ".1" when v > 1 (not on loads).
 std::string short_name(const Instr& in, int virtual_stages);
 
 enum class ScheduleKind { kGPipe, kOneFOneB, kInterleaved };
