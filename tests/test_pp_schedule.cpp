@@ -192,3 +192,33 @@ TEST_CASE("the simulator catches wrong data flow", "[pp]") {
   CHECK_THROWS_WITH(build_schedule(ScheduleKind::kGPipe, 2, 2, 1, bad),
                     Contains("stage 1 waits at work #0 BackwardPass(mb 0)"));
 }
+
+TEST_CASE("Megatron's interleaved warm-up needs buffered sends; ours does not", "[pp]") {
+  // Megatron's warm-up on rank r is 2(p − r − 1) + (v − 1)·p chunk-forwards
+  // (get_pp_rank_microbatches), one ring of the pipeline more than ours.
+  const int p = 2, m = 4, v = 2;
+  ComputeOrder order(p);
+  auto work = [&](int k, bool backward) {
+    int chunk = (k % (p * v)) / p;
+    return Work{backward, (k / (p * v)) * p + k % p, backward ? v - 1 - chunk : chunk};
+  };
+  for (int r = 0; r < p; ++r) {
+    int warmup = std::min(2 * (p - r - 1) + (v - 1) * p, m * v), f = 0, b = 0;
+    for (; f < warmup; ++f) order[r].push_back(work(f, false));
+    for (; f < m * v; ++f, ++b) {
+      order[r].push_back(work(f, false));
+      order[r].push_back(work(b, true));
+    }
+    for (; b < m * v; ++b) order[r].push_back(work(b, true));
+  }
+  Schedule s = build_schedule(ScheduleKind::kInterleaved, p, m, v, order);
+  CHECK_THROWS_WITH(simulate(s), Contains("stage 0") && Contains("5 activations in flight") &&
+                                     Contains("a warm-up too long?"));
+  SimResult r = simulate(s, false);
+  // (v + 1)·p − 1 chunks: activations of L·(1 + (p − 1)/(p·v)) layers.
+  CHECK(r.peak_in_flight[0] == (v + 1) * p - 1);
+  // With rendezvous sends some sender finds its receiver mid-backward and
+  // waits: 5/24 instead of the 1/8 our warm-up reaches.
+  CHECK(r.bubble == Rational::of(5, 24));
+  CHECK(simulate(make_schedule(ScheduleKind::kInterleaved, p, m, v)).bubble == Rational::of(1, 8));
+}

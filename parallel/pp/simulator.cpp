@@ -61,7 +61,7 @@ struct StageState {
 
 }  // namespace
 
-SimResult simulate(const Schedule& s) {
+SimResult simulate(const Schedule& s, bool check_memory_bound) {
   const int p = s.stages, m = s.micro_batches, v = s.virtual_stages;
   MS_CHECK(static_cast<int>(s.steps.size()) == p, "simulate: schedule has ", s.steps.size(),
            " instruction lists for ", p, " stages");
@@ -111,7 +111,7 @@ SimResult simulate(const Schedule& s) {
         x.fwd[k] = 1;
         x.peak = std::max(x.peak, ++x.in_flight);
         int bound = peak_formula(s.kind, p, m, v, r);
-        MS_CHECK(x.in_flight <= bound, where(r), ": ", x.in_flight, " activations in flight, but ",
+        MS_CHECK(!check_memory_bound || x.in_flight <= bound, where(r), ": ", x.in_flight, " activations in flight, but ",
                  schedule_name(s.kind), " holds at most ", peak_formula_text(s.kind, p, m, v, r),
                  " on this stage (a warm-up too long?)");
         finish(r, x.clock, x.clock + kForwardCost);

@@ -49,7 +49,9 @@ struct SimResult {
   std::vector<std::vector<Span>> timeline;  // [stage] -> one span per instruction
 };
 
-SimResult simulate(const Schedule& s);
+// check_memory_bound = false skips the last check (to measure a schedule
+// that is not the kind it claims, e.g. Megatron's own interleaved warm-up).
+SimResult simulate(const Schedule& s, bool check_memory_bound = true);
 
 // The formulas of Narayanan et al. 2021 (§2.2): bubble (p − 1)/m for GPipe
 // and 1F1B, (p − 1)/(v·m) interleaved.
