@@ -51,7 +51,9 @@ void print_table(const Schedule& s) {
   }
 }
 
-std::string check_mark(bool same) { return same ? "matches" : "DIFFERS from"; }
+std::string check_mark(bool same) {
+  return same ? "matches" : "DIFFERS from";
+}
 
 }  // namespace
 
@@ -68,8 +70,10 @@ int schedule_command(int argc, char** argv, Communicator& world) {
   f.add("svg", "", "write the simulated timeline to this SVG file");
   if (!f.parse(argc, argv, 2)) return 0;
   agreed([&] {
-    MS_CHECK(world.size() == 1, "minispeed schedule runs in one process (no mpirun needed); it was "
-             "started on ", world.size(), " ranks");
+    MS_CHECK(world.size() == 1,
+             "minispeed schedule runs in one process (no mpirun needed); it was "
+             "started on ",
+             world.size(), " ranks");
   });
   int p = bounded(f, "pp", 1, kMaxStages);
   int m = bounded(f, "micro-batches", 1, kMaxMicroBatches);
@@ -123,19 +127,21 @@ int schedule_command(int argc, char** argv, Communicator& world) {
   if (p == 1)
     std::printf("activation messages per step: %d (one stage: chunks hand over in place)\n", sends);
   else
-    std::printf("activation messages per step: %d = (p·v − 1)·m = (%d·%d − 1)·%d, as many "
-                "gradient messages back\n",
-                sends, p, v, m);
+    std::printf(
+        "activation messages per step: %d = (p·v − 1)·m = (%d·%d − 1)·%d, as many "
+        "gradient messages back\n",
+        sends, p, v, m);
 
   if (!svg_path.empty()) {
     TimelineStyle style;
-    style.title = str_cat("minispeed schedule --pp ", p, " --micro-batches ", m,
-                          " --pipe-schedule ", schedule_name(kind),
-                          kind == ScheduleKind::kInterleaved ? str_cat(" --virtual-stages ", v) : "");
-    style.subtitle = str_cat("simulated bubble ", r.bubble.str(), ", formula ",
-                             kind == ScheduleKind::kInterleaved ? "(p − 1)/(v·m)" : "(p − 1)/m",
-                             " = ", want.str(), "; forward 1, backward 2 per ",
-                             v > 1 ? "chunk" : "stage");
+    style.title =
+        str_cat("minispeed schedule --pp ", p, " --micro-batches ", m, " --pipe-schedule ",
+                schedule_name(kind),
+                kind == ScheduleKind::kInterleaved ? str_cat(" --virtual-stages ", v) : "");
+    style.subtitle =
+        str_cat("simulated bubble ", r.bubble.str(), ", formula ",
+                kind == ScheduleKind::kInterleaved ? "(p − 1)/(v·m)" : "(p − 1)/m", " = ",
+                want.str(), "; forward 1, backward 2 per ", v > 1 ? "chunk" : "stage");
     style.time_unit = "forward of one chunk = 1";
     if (v == 1) style.time_unit = "forward = 1";
     style.micro_batches = m;

@@ -83,7 +83,7 @@ TEST_CASE("timeline SVG: a box per forward and backward, rows, escaped text", "[
   CHECK(occurrences(svg, "class='idle'") == 2);
   CHECK(svg.find("p &lt; 3 &amp; m &gt; 1") != std::string::npos);
   CHECK(svg.find(">F0.1<") != std::string::npos);  // labels carry the chunk
-  CHECK(xml_problem("<svg><g></svg>") != "");       // the checker can fail
+  CHECK(xml_problem("<svg><g></svg>") != "");      // the checker can fail
   CHECK_THROWS_WITH(timeline_svg({{3, 0, 1, false, 0}}, 2, style), Catch::Contains("on row 3"));
 }
 
@@ -96,7 +96,8 @@ TEST_CASE("minispeed schedule prints the table, the bubble and memory beside the
   CHECK(r.output.find("bubble (time − ideal)/ideal = 3/8") != std::string::npos);
   CHECK(r.output.find("matches the formula (Narayanan et al. 2021) (p − 1)/m = 3/8") !=
         std::string::npos);
-  CHECK(r.output.find("stage 0: 4, matches min(p − r, m) = min(4 − 0, 8) = 4") != std::string::npos);
+  CHECK(r.output.find("stage 0: 4, matches min(p − r, m) = min(4 − 0, 8) = 4") !=
+        std::string::npos);
   CHECK(r.output.find("stage 3: 1, matches") != std::string::npos);
 
   r = run_minispeed("schedule --pp 4 --micro-batches 8 --pipe-schedule gpipe");
@@ -109,7 +110,8 @@ TEST_CASE("minispeed schedule prints the table, the bubble and memory beside the
 
   r = run_minispeed("schedule --help");
   CHECK(r.code == 0);
-  for (const char* flag : {"--pp", "--micro-batches", "--pipe-schedule", "--virtual-stages", "--svg"})
+  for (const char* flag :
+       {"--pp", "--micro-batches", "--pipe-schedule", "--virtual-stages", "--svg"})
     CHECK(r.output.find(flag) != std::string::npos);
 }
 
@@ -126,8 +128,8 @@ TEST_CASE("minispeed schedule --svg writes a well-formed timeline", "[pp][cli]")
   CHECK(svg.find("stage 3</text>") != std::string::npos);
   // Python's XML parser, where the machine has one, must agree.
   if (std::system("command -v python3 >/dev/null 2>&1") == 0)
-    CHECK(std::system(("python3 -c \"import xml.etree.ElementTree as E; E.parse('" + path +
-                       "')\"").c_str()) == 0);
+    CHECK(std::system(("python3 -c \"import xml.etree.ElementTree as E; E.parse('" + path + "')\"")
+                          .c_str()) == 0);
 }
 
 TEST_CASE("minispeed schedule: bad values are one-line errors", "[pp][cli]") {

@@ -26,8 +26,8 @@ std::string compute_string(const std::vector<Instr>& list, int v = 1) {
 }
 
 int count(const std::vector<Instr>& list, Op op) {
-  return static_cast<int>(std::count_if(list.begin(), list.end(),
-                                        [&](const Instr& in) { return in.op == op; }));
+  return static_cast<int>(
+      std::count_if(list.begin(), list.end(), [&](const Instr& in) { return in.op == op; }));
 }
 
 }  // namespace
@@ -57,8 +57,7 @@ TEST_CASE("1F1B runs Megatron's order (p = 4, m = 8)", "[pp]") {
   }
 }
 
-TEST_CASE("GPipe and 1F1B: bubble (p − 1)/m and activations m vs min(p − r, m), exactly",
-          "[pp]") {
+TEST_CASE("GPipe and 1F1B: bubble (p − 1)/m and activations m vs min(p − r, m), exactly", "[pp]") {
   for (int p : {1, 2, 4})
     for (int m : {1, p, 2 * p + 1})
       for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::kOneFOneB}) {
@@ -97,7 +96,8 @@ TEST_CASE("interleaved: Megatron's chunk order, v times the messages", "[pp]") {
   // chunk 1, then the next group; warm-up p − r − 1 + (v − 1)·p.
   CHECK(short_name(s.steps[0][0], 2) == "L0");  // a load has no chunk
   CHECK(short_name(s.steps[0][1], 2) == "F0.0");
-  CHECK(compute_string(s.steps[0], 2) == "F0.0 F1.0 F0.1 F1.1 B0.1 F2.0 B1.1 F3.0 B0.0 F2.1 B1.0 F3.1 B2.1 B3.1 B2.0 B3.0");
+  CHECK(compute_string(s.steps[0], 2) ==
+        "F0.0 F1.0 F0.1 F1.1 B0.1 F2.0 B1.1 F3.0 B0.0 F2.1 B1.0 F3.1 B2.1 B3.1 B2.0 B3.0");
   // Each micro-batch crosses every rank boundary v times each way:
   // (p·v − 1) activation messages per micro-batch instead of p − 1.
   int sends = 0;
@@ -125,7 +125,8 @@ TEST_CASE("schedules stay deadlock-free and exact beyond the required sizes", "[
 TEST_CASE("bad sizes are errors naming the value", "[pp]") {
   CHECK_THROWS_WITH(make_schedule(ScheduleKind::kInterleaved, 4, 6, 2),
                     Contains("(m = 6) to be a multiple of --pp (p = 4)"));
-  CHECK_THROWS_WITH(make_schedule(ScheduleKind::kOneFOneB, 0, 4), Contains("--pp must be >= 1, got 0"));
+  CHECK_THROWS_WITH(make_schedule(ScheduleKind::kOneFOneB, 0, 4),
+                    Contains("--pp must be >= 1, got 0"));
   CHECK_THROWS_WITH(make_schedule(ScheduleKind::kGPipe, 2, 0),
                     Contains("--micro-batches must be >= 1, got 0"));
   CHECK_THROWS_WITH(make_schedule(ScheduleKind::kOneFOneB, 2, 4, 2),
@@ -139,8 +140,9 @@ TEST_CASE("the simulator catches a warm-up one too long", "[pp]") {
   auto first_b = std::find_if(o[0].begin(), o[0].end(), [](const Work& w) { return w.backward; });
   std::iter_swap(first_b, first_b + 1);  // stage 0: F0..F3 F4 B0 instead of F0..F3 B0 F4
   Schedule s = build_schedule(ScheduleKind::kOneFOneB, 4, 8, 1, o);
-  CHECK_THROWS_WITH(simulate(s), Contains("stage 0 #13 ForwardPass(mb 4): 5 activations in flight") &&
-                                     Contains("min(p − r, m) = min(4 − 0, 8) = 4"));
+  CHECK_THROWS_WITH(simulate(s),
+                    Contains("stage 0 #13 ForwardPass(mb 4): 5 activations in flight") &&
+                        Contains("min(p − r, m) = min(4 − 0, 8) = 4"));
   // The same order is fine if it does not claim to be 1F1B: GPipe allows m.
   s.kind = ScheduleKind::kGPipe;
   CHECK(simulate(s).peak_in_flight[0] == 5);
@@ -166,14 +168,17 @@ TEST_CASE("the simulator catches sends ordered head to head", "[pp]") {
   // the other's receive (NVIDIA/nccl#479).
   Schedule s = build_schedule(ScheduleKind::kOneFOneB, 2, 3, 1, one_f_one_b_order(2, 3),
                               CommPlacement::kNaive);
-  CHECK_THROWS_WITH(simulate(s), Contains("deadlock: no stage can move; stage 0 #5 "
-                                          "SendActivation(mb 1) (stage 1 is at #4 SendGrad(mb 0))"));
+  CHECK_THROWS_WITH(simulate(s),
+                    Contains("deadlock: no stage can move; stage 0 #5 "
+                             "SendActivation(mb 1) (stage 1 is at #4 SendGrad(mb 0))"));
   // Interleaved, the same placement closes a ring of sends through all ranks.
   Schedule i = build_schedule(ScheduleKind::kInterleaved, 4, 8, 2, interleaved_order(4, 8, 2),
                               CommPlacement::kNaive);
-  CHECK_THROWS_WITH(simulate(i), Contains("stage 3 #2 SendActivation(mb 0, chunk 0) (stage 0 is at"));
+  CHECK_THROWS_WITH(simulate(i),
+                    Contains("stage 3 #2 SendActivation(mb 0, chunk 0) (stage 0 is at"));
   // The paired placement of the same orders runs.
-  CHECK_NOTHROW(simulate(build_schedule(ScheduleKind::kOneFOneB, 2, 3, 1, one_f_one_b_order(2, 3))));
+  CHECK_NOTHROW(
+      simulate(build_schedule(ScheduleKind::kOneFOneB, 2, 3, 1, one_f_one_b_order(2, 3))));
 }
 
 TEST_CASE("the simulator catches wrong data flow", "[pp]") {
@@ -183,7 +188,8 @@ TEST_CASE("the simulator catches wrong data flow", "[pp]") {
   CHECK_THROWS_WITH(simulate(dup), Contains("stage 0 #2 ForwardPass(mb 0): forwarded twice"));
   Schedule noload = s;
   noload.steps[0].erase(noload.steps[0].begin());
-  CHECK_THROWS_WITH(simulate(noload), Contains("stage 0 #0 ForwardPass(mb 0): its input is not here"));
+  CHECK_THROWS_WITH(simulate(noload),
+                    Contains("stage 0 #0 ForwardPass(mb 0): its input is not here"));
   Schedule nostep = s;
   nostep.steps[1].erase(nostep.steps[1].end() - 2);
   CHECK_THROWS_WITH(simulate(nostep), Contains("stage 1 #11 OptimizerStep(): before ReduceGrads"));

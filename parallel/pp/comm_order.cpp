@@ -52,8 +52,8 @@ std::string work_name(const Work& w, int v) {
 
 Schedule build_schedule(ScheduleKind kind, int p, int m, int v, const ComputeOrder& order,
                         CommPlacement placement) {
-  MS_CHECK(static_cast<int>(order.size()) == p, "build_schedule: compute order has ",
-           order.size(), " stages, expected p = ", p);
+  MS_CHECK(static_cast<int>(order.size()) == p, "build_schedule: compute order has ", order.size(),
+           " stages, expected p = ", p);
   Schedule s{kind, p, m, v, std::vector<std::vector<Instr>>(p)};
   // Index of the work (rank, backward, mb, chunk) in these tables.
   auto id = [&](int r, bool bwd, int mb, int c) { return ((r * 2 + bwd) * v + c) * m + mb; };
@@ -104,8 +104,8 @@ Schedule build_schedule(ScheduleKind kind, int p, int m, int v, const ComputeOrd
   std::string stuck;
   for (int r = 0; r < p; ++r)
     if (next[r] < order[r].size())
-      stuck += str_cat("; stage ", r, " waits at work #", next[r], " ",
-                       work_name(order[r][next[r]], v));
+      stuck +=
+          str_cat("; stage ", r, " waits at work #", next[r], " ", work_name(order[r][next[r]], v));
   MS_CHECK(stuck.empty(), "build_schedule: the compute order cannot run even with unbounded ",
            "buffers (an input that never comes)", stuck);
 
@@ -124,8 +124,9 @@ Schedule build_schedule(ScheduleKind kind, int p, int m, int v, const ComputeOrd
     }
   // A rank's computes run in list order, so starts and ends both increase.
   auto gap_at = [&](int r, long t) {  // computes that ended by t
-    auto it = std::upper_bound(spans[r].begin(), spans[r].end(), t,
-                               [](long x, const std::pair<long, long>& sp) { return x < sp.second; });
+    auto it =
+        std::upper_bound(spans[r].begin(), spans[r].end(), t,
+                         [](long x, const std::pair<long, long>& sp) { return x < sp.second; });
     return static_cast<int>(it - spans[r].begin());
   };
   auto busy = [&](int r, long t) {  // strictly inside a compute at t
@@ -166,8 +167,10 @@ Schedule build_schedule(ScheduleKind kind, int p, int m, int v, const ComputeOrd
   };
   for (int r = 0; r < p; ++r)
     for (const Work& w : order[r]) {
-      if (!w.backward && !is_last_virtual(s, r, w.chunk)) add(r, w, next_virtual(p, r, w.chunk), false);
-      if (w.backward && !is_first_virtual(s, r, w.chunk)) add(r, w, prev_virtual(p, r, w.chunk), true);
+      if (!w.backward && !is_last_virtual(s, r, w.chunk))
+        add(r, w, next_virtual(p, r, w.chunk), false);
+      if (w.backward && !is_first_virtual(s, r, w.chunk))
+        add(r, w, prev_virtual(p, r, w.chunk), true);
     }
 
   // 3. Each gap's messages in key order (kNaive: sends, then receives).

@@ -10,45 +10,79 @@ namespace ms::pp {
 
 const char* op_name(Op op) {
   switch (op) {
-    case Op::kLoadMicroBatch: return "LoadMicroBatch";
-    case Op::kForwardPass: return "ForwardPass";
-    case Op::kBackwardPass: return "BackwardPass";
-    case Op::kSendActivation: return "SendActivation";
-    case Op::kRecvActivation: return "RecvActivation";
-    case Op::kSendGrad: return "SendGrad";
-    case Op::kRecvGrad: return "RecvGrad";
-    case Op::kReduceTiedGrads: return "ReduceTiedGrads";
-    case Op::kReduceGrads: return "ReduceGrads";
-    case Op::kOptimizerStep: return "OptimizerStep";
+    case Op::kLoadMicroBatch:
+      return "LoadMicroBatch";
+    case Op::kForwardPass:
+      return "ForwardPass";
+    case Op::kBackwardPass:
+      return "BackwardPass";
+    case Op::kSendActivation:
+      return "SendActivation";
+    case Op::kRecvActivation:
+      return "RecvActivation";
+    case Op::kSendGrad:
+      return "SendGrad";
+    case Op::kRecvGrad:
+      return "RecvGrad";
+    case Op::kReduceTiedGrads:
+      return "ReduceTiedGrads";
+    case Op::kReduceGrads:
+      return "ReduceGrads";
+    case Op::kOptimizerStep:
+      return "OptimizerStep";
   }
   return "?";
 }
 
-bool is_compute(Op op) { return op == Op::kForwardPass || op == Op::kBackwardPass; }
-bool is_send(Op op) { return op == Op::kSendActivation || op == Op::kSendGrad; }
-bool is_recv(Op op) { return op == Op::kRecvActivation || op == Op::kRecvGrad; }
+bool is_compute(Op op) {
+  return op == Op::kForwardPass || op == Op::kBackwardPass;
+}
+bool is_send(Op op) {
+  return op == Op::kSendActivation || op == Op::kSendGrad;
+}
+bool is_recv(Op op) {
+  return op == Op::kRecvActivation || op == Op::kRecvGrad;
+}
 
 std::string describe(const Instr& in, int virtual_stages) {
   std::string s = op_name(in.op);
   if (in.micro_batch < 0) return s + "()";
   s += "(mb " + std::to_string(in.micro_batch);
-  if (virtual_stages > 1 && in.op != Op::kLoadMicroBatch) s += ", chunk " + std::to_string(in.chunk);
+  if (virtual_stages > 1 && in.op != Op::kLoadMicroBatch)
+    s += ", chunk " + std::to_string(in.chunk);
   return s + ")";
 }
 
 std::string short_name(const Instr& in, int virtual_stages) {
   std::string s;
   switch (in.op) {
-    case Op::kLoadMicroBatch: s = "L"; break;
-    case Op::kForwardPass: s = "F"; break;
-    case Op::kBackwardPass: s = "B"; break;
-    case Op::kSendActivation: s = "sA"; break;
-    case Op::kRecvActivation: s = "rA"; break;
-    case Op::kSendGrad: s = "sG"; break;
-    case Op::kRecvGrad: s = "rG"; break;
-    case Op::kReduceTiedGrads: return "RT";
-    case Op::kReduceGrads: return "RG";
-    case Op::kOptimizerStep: return "OS";
+    case Op::kLoadMicroBatch:
+      s = "L";
+      break;
+    case Op::kForwardPass:
+      s = "F";
+      break;
+    case Op::kBackwardPass:
+      s = "B";
+      break;
+    case Op::kSendActivation:
+      s = "sA";
+      break;
+    case Op::kRecvActivation:
+      s = "rA";
+      break;
+    case Op::kSendGrad:
+      s = "sG";
+      break;
+    case Op::kRecvGrad:
+      s = "rG";
+      break;
+    case Op::kReduceTiedGrads:
+      return "RT";
+    case Op::kReduceGrads:
+      return "RG";
+    case Op::kOptimizerStep:
+      return "OS";
   }
   s += std::to_string(in.micro_batch);
   if (virtual_stages > 1 && in.op != Op::kLoadMicroBatch) {  // a load feeds chunk 0 or v − 1
@@ -60,9 +94,12 @@ std::string short_name(const Instr& in, int virtual_stages) {
 
 const char* schedule_name(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::kGPipe: return "gpipe";
-    case ScheduleKind::kOneFOneB: return "1f1b";
-    case ScheduleKind::kInterleaved: return "interleaved";
+    case ScheduleKind::kGPipe:
+      return "gpipe";
+    case ScheduleKind::kOneFOneB:
+      return "1f1b";
+    case ScheduleKind::kInterleaved:
+      return "interleaved";
   }
   return "?";
 }
@@ -73,7 +110,9 @@ ScheduleKind parse_schedule_kind(const std::string& name) {
   throw Error("--pipe-schedule: unknown schedule '" + name + "' (valid: gpipe, 1f1b, interleaved)");
 }
 
-int one_f_one_b_warmup(int p, int m, int r) { return std::min(p - r - 1, m); }
+int one_f_one_b_warmup(int p, int m, int r) {
+  return std::min(p - r - 1, m);
+}
 
 int interleaved_warmup(int p, int m, int v, int r) {
   // 1F1B's p − r − 1, plus one full round of the ring per extra chunk: the
@@ -160,15 +199,19 @@ Schedule make_schedule(ScheduleKind kind, int p, int m, int v) {
            " needs --pipe-schedule interleaved (", schedule_name(kind),
            " holds one model chunk per stage)");
   switch (kind) {
-    case ScheduleKind::kGPipe: return build_schedule(kind, p, m, 1, gpipe_order(p, m));
-    case ScheduleKind::kOneFOneB: return build_schedule(kind, p, m, 1, one_f_one_b_order(p, m));
+    case ScheduleKind::kGPipe:
+      return build_schedule(kind, p, m, 1, gpipe_order(p, m));
+    case ScheduleKind::kOneFOneB:
+      return build_schedule(kind, p, m, 1, one_f_one_b_order(p, m));
     case ScheduleKind::kInterleaved:
       return build_schedule(kind, p, m, v, interleaved_order(p, m, v));
   }
   throw Error("make_schedule: unknown schedule kind");
 }
 
-bool is_first_virtual(const Schedule&, int rank, int chunk) { return rank == 0 && chunk == 0; }
+bool is_first_virtual(const Schedule&, int rank, int chunk) {
+  return rank == 0 && chunk == 0;
+}
 bool is_last_virtual(const Schedule& s, int rank, int chunk) {
   return rank == s.stages - 1 && chunk == s.virtual_stages - 1;
 }

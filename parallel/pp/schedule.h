@@ -26,7 +26,7 @@
 namespace ms::pp {
 
 enum class Op {
-  kLoadMicroBatch,   // first stage: inputs; last stage: labels
+  kLoadMicroBatch,  // first stage: inputs; last stage: labels
   kForwardPass,
   kBackwardPass,
   kSendActivation,   // to the next (virtual) stage
@@ -67,9 +67,9 @@ ScheduleKind parse_schedule_kind(const std::string& name);
 
 struct Schedule {
   ScheduleKind kind;
-  int stages = 1;          // p: pipeline ranks
-  int micro_batches = 1;   // m
-  int virtual_stages = 1;  // v: model chunks per rank (interleaved only)
+  int stages = 1;                         // p: pipeline ranks
+  int micro_batches = 1;                  // m
+  int virtual_stages = 1;                 // v: model chunks per rank (interleaved only)
   std::vector<std::vector<Instr>> steps;  // [stage] -> instructions in order
 };
 

@@ -24,14 +24,18 @@ std::string Rational::str() const {
 }
 
 Rational bubble_formula(ScheduleKind kind, int p, int m, int v) {
-  return Rational::of(p - 1, static_cast<int64_t>(m) * (kind == ScheduleKind::kInterleaved ? v : 1));
+  return Rational::of(p - 1,
+                      static_cast<int64_t>(m) * (kind == ScheduleKind::kInterleaved ? v : 1));
 }
 
 int peak_formula(ScheduleKind kind, int p, int m, int v, int r) {
   switch (kind) {
-    case ScheduleKind::kGPipe: return m;
-    case ScheduleKind::kOneFOneB: return std::min(p - r, m);
-    case ScheduleKind::kInterleaved: return std::min(interleaved_warmup(p, m, v, r) + 1, m * v);
+    case ScheduleKind::kGPipe:
+      return m;
+    case ScheduleKind::kOneFOneB:
+      return std::min(p - r, m);
+    case ScheduleKind::kInterleaved:
+      return std::min(interleaved_warmup(p, m, v, r) + 1, m * v);
   }
   return 0;
 }
@@ -39,7 +43,8 @@ int peak_formula(ScheduleKind kind, int p, int m, int v, int r) {
 std::string peak_formula_text(ScheduleKind kind, int p, int m, int v, int r) {
   int got = peak_formula(kind, p, m, v, r);
   switch (kind) {
-    case ScheduleKind::kGPipe: return str_cat("m = ", got);
+    case ScheduleKind::kGPipe:
+      return str_cat("m = ", got);
     case ScheduleKind::kOneFOneB:
       return str_cat("min(p − r, m) = min(", p, " − ", r, ", ", m, ") = ", got);
     case ScheduleKind::kInterleaved:
@@ -102,18 +107,19 @@ SimResult simulate(const Schedule& s, bool check_memory_bound) {
         return true;
       case Op::kForwardPass: {
         MS_CHECK(!x.fwd[k], where(r), ": forwarded twice");
-        bool input = first                              ? x.loaded[mb]
+        bool input = first                             ? x.loaded[mb]
                      : prev_virtual(p, r, c).rank == r ? x.fwd[k - m]
-                                                        : x.got_act[k];
+                                                       : x.got_act[k];
         MS_CHECK(input, where(r), ": its input is not here (no ",
                  first ? "LoadMicroBatch" : "RecvActivation", " of it before)");
-        MS_CHECK(!last || x.loaded[mb], where(r), ": the last stage has no labels (no LoadMicroBatch)");
+        MS_CHECK(!last || x.loaded[mb], where(r),
+                 ": the last stage has no labels (no LoadMicroBatch)");
         x.fwd[k] = 1;
         x.peak = std::max(x.peak, ++x.in_flight);
         int bound = peak_formula(s.kind, p, m, v, r);
-        MS_CHECK(!check_memory_bound || x.in_flight <= bound, where(r), ": ", x.in_flight, " activations in flight, but ",
-                 schedule_name(s.kind), " holds at most ", peak_formula_text(s.kind, p, m, v, r),
-                 " on this stage (a warm-up too long?)");
+        MS_CHECK(!check_memory_bound || x.in_flight <= bound, where(r), ": ", x.in_flight,
+                 " activations in flight, but ", schedule_name(s.kind), " holds at most ",
+                 peak_formula_text(s.kind, p, m, v, r), " on this stage (a warm-up too long?)");
         finish(r, x.clock, x.clock + kForwardCost);
         return true;
       }
@@ -194,12 +200,15 @@ SimResult simulate(const Schedule& s, bool check_memory_bound) {
     if (!in) continue;
     blocked += "; " + where(r);
     int q = -1;
-    if (in->op == Op::kSendActivation || in->op == Op::kRecvGrad) q = next_virtual(p, r, in->chunk).rank;
-    if (in->op == Op::kSendGrad || in->op == Op::kRecvActivation) q = prev_virtual(p, r, in->chunk).rank;
+    if (in->op == Op::kSendActivation || in->op == Op::kRecvGrad)
+      q = next_virtual(p, r, in->chunk).rank;
+    if (in->op == Op::kSendGrad || in->op == Op::kRecvActivation)
+      q = prev_virtual(p, r, in->chunk).rank;
     if (in->op == Op::kReduceTiedGrads) q = r == 0 ? p - 1 : 0;
-    if (q >= 0) blocked += at(q) ? " (stage " + std::to_string(q) + " is at #" +
-                                       std::to_string(st[q].pc) + " " + describe(*at(q), v) + ")"
-                                 : " (stage " + std::to_string(q) + " has finished its list)";
+    if (q >= 0)
+      blocked += at(q) ? " (stage " + std::to_string(q) + " is at #" + std::to_string(st[q].pc) +
+                             " " + describe(*at(q), v) + ")"
+                       : " (stage " + std::to_string(q) + " has finished its list)";
   }
   MS_CHECK(blocked.empty(), "deadlock: no stage can move", blocked);
 

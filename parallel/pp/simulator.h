@@ -32,10 +32,10 @@ struct Rational {
 };
 
 struct Span {
-  int index;         // position in the stage's list
+  int index;  // position in the stage's list
   Instr instr;
-  int64_t start;     // when the stage reached it (a receive may wait from here)
-  int64_t end;       // when it completed
+  int64_t start;  // when the stage reached it (a receive may wait from here)
+  int64_t end;    // when it completed
 };
 
 struct SimResult {

@@ -21,8 +21,8 @@ struct TimelineBox {
 };
 
 struct TimelineStyle {
-  std::string title;     // first line
-  std::string subtitle;  // second line, e.g. the bubble beside its formula
+  std::string title;               // first line
+  std::string subtitle;            // second line, e.g. the bubble beside its formula
   std::string time_unit = "unit";  // axis label: "unit" (forward = 1) or "ms"
   int micro_batches = 1;           // for the colours
   int virtual_stages = 1;          // chunk suffix in labels when > 1
