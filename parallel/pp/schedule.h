@@ -97,15 +97,15 @@ ComputeOrder one_f_one_b_order(int p, int m);
 // micro-batches go through the chunks in groups of p).
 ComputeOrder interleaved_order(int p, int m, int v);
 
-// How the messages are ordered within the gap between two computes.
+// Where the messages go between the computes, and in which order.
 enum class CommPlacement {
   // Every pair of neighbours meets its messages in one global order
   // (comm_order.cpp): deadlock-free with blocking send/recv.
   kPaired,
   // A send right after the compute that produced it, a receive right before
   // the compute that needs it: the ordering one writes first, and (with 1F1B)
-  // the head-to-head send/send deadlock of NVIDIA/nccl#479. For tests and the
-  // lesson's "what goes wrong".
+  // the head-to-head send/send deadlock of NVIDIA/nccl#479. For tests, and to
+  // show what goes wrong.
   kNaive,
 };
 
