@@ -9,5 +9,7 @@ int train_command(int argc, char** argv, Communicator& world);
 // were given the same command and flags (cli/agree.h).
 int sample_command(int argc, char** argv, Communicator& world);
 int estimate_memory_command(int argc, char** argv, Communicator& world);
+// One process only (more ranks: an error); pipeline schedules simulated.
+int schedule_command(int argc, char** argv, Communicator& world);
 
 }  // namespace ms

@@ -17,6 +17,7 @@ const char* kUsage =
     "  train            train a GPT on raw bytes (run under mpirun -np N for data parallelism)\n"
     "  sample           generate text from trained weights\n"
     "  estimate-memory  per-rank memory of each ZeRO stage for a model size (no training)\n"
+    "  schedule         a pipeline schedule (gpipe, 1f1b, interleaved) simulated: bubble, memory, SVG\n"
     "  help             this message\n"
     "\n"
     "`minispeed <command> --help` lists a command's flags and defaults.\n";
@@ -44,7 +45,8 @@ int main(int argc, char** argv) {
     if (command == "train") return ms::train_command(argc, argv, world);
     if (command == "sample") return ms::sample_command(argc, argv, world);
     if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv, world);
+    if (command == "schedule") return ms::schedule_command(argc, argv, world);
     throw ms::Error("minispeed: unknown command '" + command +
-                    "' (valid: train, sample, estimate-memory, help)");
+                    "' (valid: train, sample, estimate-memory, schedule, help)");
   });
 }
