@@ -70,11 +70,11 @@ bool Flags::parse(int argc, char** argv, int first) {
     }
     if (flags_[name].is_switch) {
       // Stored as "0"/"1", so every spelling hashes alike across ranks (cli/agree.h).
-      if (!inline_value) value = "1";
-      MS_CHECK(value == "0" || value == "1" || value == "false" || value == "true", program_,
-               ": switch --", name, " takes no value (or =0, =1, =false, =true), got '", value,
-               "'");
-      value = value == "1" || value == "true" ? "1" : "0";
+      MS_CHECK(!inline_value || value == "0" || value == "1" || value == "false" || value == "true",
+               program_, ": switch --", name, " takes no value (or =0, =1, =false, =true), got '",
+               value, "'");
+      const bool on = !inline_value || value == "1" || value == "true";
+      value = std::string(1, on ? '1' : '0');
     } else if (!inline_value) {
       MS_CHECK(i + 1 < argc, program_, ": flag --", name, " needs a value (", flags_[name].help,
                ")");

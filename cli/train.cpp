@@ -78,29 +78,6 @@ double evaluate(TrainedModel& model, const TokenData& data, int64_t batches, int
   return total.item();
 }
 
-// Which ranks form each tp and dp group, printed by rank 0 at start.
-std::string describe_mesh(Mesh& mesh) {
-  auto group = [](const std::vector<int>& ranks) {
-    std::string s = "[";
-    for (size_t i = 0; i < ranks.size(); ++i) s += (i ? " " : "") + std::to_string(ranks[i]);
-    return s + "]";
-  };
-  std::string tp_groups, dp_groups;
-  for (int d = 0; d < mesh.dp_size(); ++d) {
-    std::vector<int> r;
-    for (int t = 0; t < mesh.tp_size(); ++t) r.push_back(mesh.rank_of({d, t, 0}));
-    tp_groups += " " + group(r);
-  }
-  for (int t = 0; t < mesh.tp_size(); ++t) {
-    std::vector<int> r;
-    for (int d = 0; d < mesh.dp_size(); ++d) r.push_back(mesh.rank_of({d, t, 0}));
-    dp_groups += " " + group(r);
-  }
-  return str_cat("  mesh: ", mesh.world().size(), " ranks = dp ", mesh.dp_size(), " × tp ",
-                 mesh.tp_size(), " (rank = tp + dp·", mesh.tp_size(), "); tp groups", tp_groups,
-                 " (one model replica each); dp groups", dp_groups, " (ZeRO's)\n");
-}
-
 }  // namespace
 
 int train_command(int argc, char** argv, Communicator& world) {
@@ -223,7 +200,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
                 cfg.describe().c_str(), static_cast<long long>(serial_params),
                 static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
-    if (world.size() > 1) std::printf("%s", describe_mesh(mesh).c_str());
+    if (world.size() > 1) std::printf("%s", mesh.describe_groups().c_str());
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",

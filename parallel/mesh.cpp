@@ -66,6 +66,35 @@ int Mesh::next_stage_rank() const {
   return is_last_stage() ? -1 : rank_of({me_.dp, me_.tp, me_.pp + 1});
 }
 
+std::string Mesh::describe_groups() const {
+  std::ostringstream os;
+  os << "mesh: " << world_.size() << " ranks = dp " << dp_ << " × tp " << tp_ << " × pp " << pp_
+     << " (rank = tp + dp·" << tp_ << " + pp·" << tp_ * dp_ << ")\n";
+  // The groups of one dimension: every rank with the same other two coordinates.
+  auto groups = [&](const char* name, int size, const char* role, auto coord) {
+    if (size == 1) return;
+    os << "  " << name << " groups";
+    for (int q = 0; q < world_.size(); ++q) {
+      if (coord(coord_of(q)) != 0) continue;  // q leads its group
+      std::vector<int> ranks;
+      for (int i = 0; i < size; ++i) {
+        MeshCoord c = coord_of(q);
+        coord(c) = i;
+        ranks.push_back(rank_of(c));
+      }
+      os << " " << list(ranks);
+    }
+    os << " (" << role << ")\n";
+  };
+  groups(
+      "tp", tp_, "a layer's shards", [](auto&& c) -> auto& { return c.tp; });
+  groups(
+      "dp", dp_, "gradients averaged, ZeRO partitions", [](auto&& c) -> auto& { return c.dp; });
+  groups(
+      "pp", pp_, "a replica's stages, in order", [](auto&& c) -> auto& { return c.pp; });
+  return os.str();
+}
+
 std::string Mesh::describe() const {
   std::ostringstream os;
   os << "mesh: " << world_.size() << " ranks = dp " << dp_ << " × tp " << tp_ << " × pp " << pp_

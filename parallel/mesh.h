@@ -60,6 +60,11 @@ class Mesh {
   // this rank's coordinates and groups. Same text on every rank except the
   // last line.
   std::string describe() const;
+  // Every group of each dimension larger than 1, the same text on every rank:
+  //   mesh: 4 ranks = dp 2 × tp 2 × pp 1 (rank = tp + dp·2 + pp·4)
+  //     tp groups [0 1] [2 3] (a layer's shards)
+  //     dp groups [0 2] [1 3] (gradients averaged, ZeRO partitions)
+  std::string describe_groups() const;
 
  private:
   Communicator world_;

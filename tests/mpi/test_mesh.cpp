@@ -68,6 +68,13 @@ TEST_CASE("mesh describe() draws the grid", "[mpi][mesh]") {
   std::string text = mesh.describe();
   INFO(text);
   CHECK(text.find("pp stage 0  dp replica 1  tp group [2 3]") != std::string::npos);
+  const std::string groups = mesh.describe_groups();
+  INFO(groups);
+  CHECK(groups.find("tp groups [0 1] [2 3]") != std::string::npos);
+  CHECK(groups.find("dp groups [0 2] [1 3]") != std::string::npos);
+  CHECK(groups.find("pp groups") == std::string::npos);  // pp = 1: no groups to show
+  Mesh pipes(world, 1, 2, 2);
+  CHECK(pipes.describe_groups().find("pp groups [0 2] [1 3]") != std::string::npos);
 }
 
 TEST_CASE("mesh sizes that do not multiply to the world size are an error", "[mpi][mesh]") {
