@@ -122,20 +122,8 @@ std::string guarded_collective(F&& f) {
 // ---- 1. coord_of ----
 
 std::string diagnose_coords(const Layout& l, const Mesh* mesh) {
-  const std::vector<std::pair<const char*, std::vector<Dim>>> orders = {
-      {"dp fastest instead of tp (rank = dp + tp·DP + pp·DP·TP): every group comes out "
-       "transposed — your tp groups are Megatron's dp groups, so the per-layer all-reduces would "
-       "cross nodes and the once-per-step gradients would stay inside one",
-       {Dim::DP, Dim::TP, Dim::PP}},
-      {"pp fastest (rank = pp + ...): consecutive ranks hold different pipeline stages",
-       {Dim::PP, Dim::TP, Dim::DP}},
-      {"pp fastest (rank = pp + ...): consecutive ranks hold different pipeline stages",
-       {Dim::PP, Dim::DP, Dim::TP}},
-      {"dp slowest (rank = tp + pp·TP + dp·TP·PP, picotron's grid): a pp group is no longer "
-       "ranks TP·DP apart",
-       {Dim::TP, Dim::PP, Dim::DP}},
-      {"dp fastest, then pp", {Dim::DP, Dim::PP, Dim::TP}},
-  };
+  // The classic transposition: data-parallel fastest, as if "rank = replica index first".
+  const std::vector<Dim> dp_fastest = {Dim::DP, Dim::TP, Dim::PP};
   std::vector<MeshCoord> got(size_t(l.world()));
   std::string why = guarded_pure([&] {
     for (int r = 0; r < l.world(); ++r) got[size_t(r)] = coord_of(r, l.tp, l.dp, l.pp);
@@ -144,14 +132,16 @@ std::string diagnose_coords(const Layout& l, const Mesh* mesh) {
   for (int r = 0; r < l.world(); ++r) {
     const MeshCoord want = mesh ? mesh->coord_of(r) : ref_coord(r, l);
     if (same(got[size_t(r)], want)) continue;
-    for (const auto& [what, order] : orders) {
-      bool all = true;
-      for (int q = 0; q < l.world() && all; ++q)
-        all = same(got[size_t(q)], coord_in_order(q, l, order));
-      if (all) return str_cat("coord_of puts ", what, ". Rank ", r, " is ", coord_str(want),
-                              ", you said ", coord_str(got[size_t(r)]),
-                              ". Megatron: rank = tp + dp·TP + pp·TP·DP, tp fastest.");
-    }
+    bool transposed = true;
+    for (int q = 0; q < l.world() && transposed; ++q)
+      transposed = same(got[size_t(q)], coord_in_order(q, l, dp_fastest));
+    if (transposed)
+      return str_cat("coord_of puts dp fastest instead of tp (rank = dp + tp·DP + pp·DP·TP): ",
+                     "every group comes out transposed — your tp groups are Megatron's dp ",
+                     "groups, so the per-layer all-reduces would cross nodes while the ",
+                     "once-per-step gradients stay inside one. Rank ", r, " is ", coord_str(want),
+                     ", you said ", coord_str(got[size_t(r)]),
+                     ". Megatron: rank = tp + dp·TP + pp·TP·DP, tp fastest.");
     return str_cat("coord_of(", r, ", tp ", l.tp, ", dp ", l.dp, ", pp ", l.pp, ") = ",
                    coord_str(got[size_t(r)]), "; Megatron's rank = tp + dp·TP + pp·TP·DP gives ",
                    coord_str(want), mesh ? " (the library's ms::Mesh agrees)" : "");
@@ -171,11 +161,7 @@ std::string diagnose_groups(const Layout& l, Dim which) {
   const std::string head = str_cat("groups(", l.str(), ", ", n, ") = ", glist(got), ": ");
   std::map<int, int> seen;  // rank -> the groups it is in
   for (const auto& g : got)
-    for (int r : g) {
-      if (r < 0 || r >= l.world())
-        return str_cat(head, "rank ", r, " is outside the ", l.world(), "-rank world");
-      ++seen[r];
-    }
+    for (int r : g) ++seen[r];
   for (const auto& g : got)
     for (int r : g)
       if (seen[r] > 1)
@@ -186,10 +172,6 @@ std::string diagnose_groups(const Layout& l, Dim which) {
       if (!seen.count(r))
         return str_cat(head, "rank ", r, " is missing: it is in no ", n, " group (Megatron's is ",
                        list(w), "). Every rank is in exactly one ", n, " group.");
-  for (const auto& g : got)
-    if (int(g.size()) != size_along(l, which))
-      return str_cat(head, "group ", list(g), " has ", g.size(), " ranks; a ", n,
-                     " group has ", n, " = ", size_along(l, which));
   for (Dim other : {Dim::TP, Dim::DP, Dim::PP})
     if (other != which && canon(got) == ref_groups(l, other))
       return str_cat(head, "these are Megatron's ", name_of(other), " groups — transposed. ",
@@ -312,6 +294,28 @@ std::string diagnose_split(Communicator& world, const Layout& l, Mesh& mesh, Dim
       return str_cat(head, "That is your ", name_of(other), " group: the color numbers the wrong ",
                      "coordinates. A ", n, " group shares the two coordinates other than ", n, ".");
   }
+  // Several whole groups merged into one: two groups were given the same color.
+  std::set<int> merged;
+  int count = 0;
+  for (int q = 0; q < l.world(); ++q) {
+    const MeshCoord c = mesh.coord_of(q);
+    if (along(c, which) != 0) continue;  // q leads one library group
+    std::vector<int> g;
+    for (int x = 0; x < l.world(); ++x) {
+      const MeshCoord o = mesh.coord_of(x);
+      if ((which == Dim::TP || o.tp == c.tp) && (which == Dim::DP || o.dp == c.dp) &&
+          (which == Dim::PP || o.pp == c.pp))
+        g.push_back(x);
+    }
+    if (std::includes(sorted.begin(), sorted.end(), g.begin(), g.end())) {
+      merged.insert(g.begin(), g.end());
+      ++count;
+    }
+  }
+  if (count >= 2 && merged == std::set<int>(sorted.begin(), sorted.end()))
+    return str_cat(head, "That is ", count, " of Megatron's ", n, " groups merged into one: ",
+                   "different groups got the same color. Number the other two coordinates ",
+                   "without collisions, each multiplied by the size of the one before it.");
   return str_cat(head, "The members must be the ranks sharing your other two coordinates.");
 }
 
