@@ -34,9 +34,15 @@ namespace {
 constexpr double kTimeout = 20;
 using Groups = std::vector<std::vector<int>>;
 
-const char* name_of(Dim d) { return d == Dim::TP ? "tp" : d == Dim::DP ? "dp" : "pp"; }
-int size_along(const Layout& l, Dim d) { return d == Dim::TP ? l.tp : d == Dim::DP ? l.dp : l.pp; }
-int along(const MeshCoord& c, Dim d) { return d == Dim::TP ? c.tp : d == Dim::DP ? c.dp : c.pp; }
+const char* name_of(Dim d) {
+  return d == Dim::TP ? "tp" : d == Dim::DP ? "dp" : "pp";
+}
+int size_along(const Layout& l, Dim d) {
+  return d == Dim::TP ? l.tp : d == Dim::DP ? l.dp : l.pp;
+}
+int along(const MeshCoord& c, Dim d) {
+  return d == Dim::TP ? c.tp : d == Dim::DP ? c.dp : c.pp;
+}
 bool same(const MeshCoord& a, const MeshCoord& b) {
   return a.tp == b.tp && a.dp == b.dp && a.pp == b.pp;
 }
@@ -142,9 +148,10 @@ std::string diagnose_coords(const Layout& l, const Mesh* mesh) {
                      "once-per-step gradients stay inside one. Rank ", r, " is ", coord_str(want),
                      ", you said ", coord_str(got[size_t(r)]),
                      ". Megatron: rank = tp + dp·TP + pp·TP·DP, tp fastest.");
-    return str_cat("coord_of(", r, ", tp ", l.tp, ", dp ", l.dp, ", pp ", l.pp, ") = ",
-                   coord_str(got[size_t(r)]), "; Megatron's rank = tp + dp·TP + pp·TP·DP gives ",
-                   coord_str(want), mesh ? " (the library's ms::Mesh agrees)" : "");
+    return str_cat("coord_of(", r, ", tp ", l.tp, ", dp ", l.dp, ", pp ", l.pp,
+                   ") = ", coord_str(got[size_t(r)]),
+                   "; Megatron's rank = tp + dp·TP + pp·TP·DP gives ", coord_str(want),
+                   mesh ? " (the library's ms::Mesh agrees)" : "");
   }
   return "";
 }
@@ -174,9 +181,10 @@ std::string diagnose_groups(const Layout& l, Dim which) {
                        list(w), "). Every rank is in exactly one ", n, " group.");
   for (Dim other : {Dim::TP, Dim::DP, Dim::PP})
     if (other != which && canon(got) == ref_groups(l, other))
-      return str_cat(head, "these are Megatron's ", name_of(other), " groups — transposed. ",
-                     "A ", n, " group is the ranks that share the OTHER two coordinates and differ ",
-                     "in their ", n, " coordinate; with tp fastest, tp groups are consecutive ranks.");
+      return str_cat(head, "these are Megatron's ", name_of(other), " groups — transposed. ", "A ",
+                     n, " group is the ranks that share the OTHER two coordinates and differ ",
+                     "in their ", n,
+                     " coordinate; with tp fastest, tp groups are consecutive ranks.");
   for (const auto& g : got) {
     std::vector<int> s = g;
     std::sort(s.begin(), s.end());
@@ -214,8 +222,10 @@ std::string diagnose_size_error() {
   std::set<std::string> numbers;
   std::string cur;
   for (char ch : msg + " ") {
-    if (ch >= '0' && ch <= '9') cur += ch;
-    else if (!cur.empty()) numbers.insert(cur), cur.clear();
+    if (ch >= '0' && ch <= '9')
+      cur += ch;
+    else if (!cur.empty())
+      numbers.insert(cur), cur.clear();
   }
   std::string missing;
   for (const char* want : {"16", "4", "3", "5"})
@@ -272,9 +282,10 @@ std::string diagnose_split(Communicator& world, const Layout& l, Mesh& mesh, Dim
   for (int q = 0; q < l.world(); ++q)
     if (along(mesh.coord_of(q), which) == coord) fibre.push_back(q);
   if (sorted == fibre)
-    return str_cat(head, "These are the ranks with the same ", n, " coordinate as yours: color and ",
-                   "key are swapped. color = what a group's members SHARE (the other two ",
-                   "coordinates, numbered), key = the rank's place in it (its ", n, " coordinate).");
+    return str_cat(
+        head, "These are the ranks with the same ", n, " coordinate as yours: color and ",
+        "key are swapped. color = what a group's members SHARE (the other two ",
+        "coordinates, numbered), key = the rank's place in it (its ", n, " coordinate).");
   std::vector<int> want_sorted = want;
   std::sort(want_sorted.begin(), want_sorted.end());
   if (sorted == want_sorted)
@@ -322,8 +333,9 @@ std::string diagnose_split(Communicator& world, const Layout& l, Mesh& mesh, Dim
 bool check_layout_pure(Communicator& world, const Layout& l, const char* label, bool print) {
   std::unique_ptr<Mesh> mesh;
   if (l.world() == world.size()) mesh = std::make_unique<Mesh>(world, l.dp, l.tp, l.pp);
-  const std::string what = str_cat(label, l.str(), ": coord_of",
-                                   mesh ? " matches the library's ms::Mesh" : " matches the formula");
+  const std::string what =
+      str_cat(label, l.str(), ": coord_of",
+              mesh ? " matches the library's ms::Mesh" : " matches the formula");
   if (!agree(world, diagnose_coords(l, mesh.get()), what)) return false;
   std::string why;
   for (Dim d : {Dim::TP, Dim::DP, Dim::PP})
@@ -332,7 +344,8 @@ bool check_layout_pure(Communicator& world, const Layout& l, const char* label, 
   if (print && world.rank() == 0) {
     std::printf("    rank = tp + dp·%d + pp·%d\n", l.tp, l.tp * l.dp);
     for (Dim d : {Dim::TP, Dim::DP, Dim::PP})
-      std::printf("    %s groups %s\n", name_of(d), glist(groups(l.world(), l.tp, l.dp, l.pp, d)).c_str());
+      std::printf("    %s groups %s\n", name_of(d),
+                  glist(groups(l.world(), l.tp, l.dp, l.pp, d)).c_str());
   }
   return true;
 }
@@ -356,9 +369,10 @@ bool check_split(Communicator& world, const Layout& l) {
     if (bad.to_vector()[0] != 0) break;
   }
   return agree(world, why,
-               str_cat(l.str(), ": split_group gives every rank its tp, dp and pp communicator — "
-                                "the members and order of ms::Mesh's, and an all-reduce on each "
-                                "sums exactly its members"));
+               str_cat(l.str(),
+                       ": split_group gives every rank its tp, dp and pp communicator — "
+                       "the members and order of ms::Mesh's, and an all-reduce on each "
+                       "sums exactly its members"));
 }
 
 }  // namespace
@@ -369,8 +383,9 @@ int main(int argc, char** argv) {
     MS_CHECK(world.size() == 8, "lesson 10 runs on 8 ranks (mpirun -np 8), got ", world.size());
     const Layout article{2, 2, 2};
     if (world.rank() == 0)
-      std::printf("the article's config {\"mp_size\": 2, \"dp_size\": 2, \"pipeline_size\": 2}: "
-                  "tp 2 × dp 2 × pp 2 = 8 ranks\n");
+      std::printf(
+          "the article's config {\"mp_size\": 2, \"dp_size\": 2, \"pipeline_size\": 2}: "
+          "tp 2 × dp 2 × pp 2 = 8 ranks\n");
     if (!check_layout_pure(world, article, "", true)) return lesson::finish(world, false);
     for (const Layout& l : {Layout{4, 2, 1}, Layout{2, 1, 4}, Layout{1, 8, 1}})
       if (!check_layout_pure(world, l, "", false)) return lesson::finish(world, false);

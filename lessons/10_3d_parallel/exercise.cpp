@@ -6,7 +6,6 @@
 // world.rank(), world.size(), world.split(color, key) (parallel/comm/communicator.h):
 // ranks with the same color form one communicator, ordered by key.
 #include "lessons/10_3d_parallel/lesson.h"
-
 #include "tensor/error.h"
 
 namespace lesson10 {

@@ -1,7 +1,6 @@
 // expect: coord_of puts dp fastest instead of tp
 // Lesson 10, deliberately wrong: numbers the ranks data-parallel fastest (replica first), the transposed layout.
 #include "lessons/10_3d_parallel/lesson.h"
-
 #include "tensor/error.h"
 
 namespace lesson10 {
@@ -28,8 +27,8 @@ ms::MeshCoord coord_of(int rank, int tp, int dp, int pp) {
 }
 
 std::vector<std::vector<int>> groups(int world, int tp, int dp, int pp, Dim which) {
-  MS_CHECK(tp >= 1 && dp >= 1 && pp >= 1, "mesh sizes must be >= 1: tp ", tp, ", dp ", dp,
-           ", pp ", pp);
+  MS_CHECK(tp >= 1 && dp >= 1 && pp >= 1, "mesh sizes must be >= 1: tp ", tp, ", dp ", dp, ", pp ",
+           pp);
   MS_CHECK(int64_t(tp) * dp * pp == world, "tp ", tp, " × dp ", dp, " × pp ", pp, " = ",
            int64_t(tp) * dp * pp, ", but the world has ", world, " ranks");
   const int n = size_of(which, tp, dp, pp);
@@ -52,9 +51,12 @@ ms::Communicator split_group(ms::Communicator& world, int tp, int dp, int pp, Di
   // color: what the members share (the other two coordinates, numbered);
   // key: my place in the group, so group rank = my coordinate along `which`.
   switch (which) {
-    case Dim::TP: return world.split(c.dp + c.pp * dp, c.tp);
-    case Dim::DP: return world.split(c.tp + c.pp * tp, c.dp);
-    case Dim::PP: break;
+    case Dim::TP:
+      return world.split(c.dp + c.pp * dp, c.tp);
+    case Dim::DP:
+      return world.split(c.tp + c.pp * tp, c.dp);
+    case Dim::PP:
+      break;
   }
   return world.split(c.tp + c.dp * tp, c.pp);
 }

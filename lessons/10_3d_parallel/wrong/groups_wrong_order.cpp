@@ -1,9 +1,8 @@
 // expect: holds the right ranks in the wrong order
 // Lesson 10, deliberately wrong: lists each pp group last stage first.
-#include "lessons/10_3d_parallel/lesson.h"
-
 #include <algorithm>
 
+#include "lessons/10_3d_parallel/lesson.h"
 #include "tensor/error.h"
 
 namespace lesson10 {
@@ -30,8 +29,8 @@ ms::MeshCoord coord_of(int rank, int tp, int dp, int pp) {
 }
 
 std::vector<std::vector<int>> groups(int world, int tp, int dp, int pp, Dim which) {
-  MS_CHECK(tp >= 1 && dp >= 1 && pp >= 1, "mesh sizes must be >= 1: tp ", tp, ", dp ", dp,
-           ", pp ", pp);
+  MS_CHECK(tp >= 1 && dp >= 1 && pp >= 1, "mesh sizes must be >= 1: tp ", tp, ", dp ", dp, ", pp ",
+           pp);
   MS_CHECK(int64_t(tp) * dp * pp == world, "tp ", tp, " × dp ", dp, " × pp ", pp, " = ",
            int64_t(tp) * dp * pp, ", but the world has ", world, " ranks");
   const int n = size_of(which, tp, dp, pp);
@@ -55,9 +54,12 @@ ms::Communicator split_group(ms::Communicator& world, int tp, int dp, int pp, Di
   // color: what the members share (the other two coordinates, numbered);
   // key: my place in the group, so group rank = my coordinate along `which`.
   switch (which) {
-    case Dim::TP: return world.split(c.dp + c.pp * dp, c.tp);
-    case Dim::DP: return world.split(c.tp + c.pp * tp, c.dp);
-    case Dim::PP: break;
+    case Dim::TP:
+      return world.split(c.dp + c.pp * dp, c.tp);
+    case Dim::DP:
+      return world.split(c.tp + c.pp * tp, c.dp);
+    case Dim::PP:
+      break;
   }
   return world.split(c.tp + c.dp * tp, c.pp);
 }

@@ -1,7 +1,6 @@
 // expect: returned instead of throwing
 // Lesson 10, deliberately wrong: never checks that tp·dp·pp equals the world.
 #include "lessons/10_3d_parallel/lesson.h"
-
 #include "tensor/error.h"
 
 namespace lesson10 {
@@ -28,8 +27,8 @@ ms::MeshCoord coord_of(int rank, int tp, int dp, int pp) {
 }
 
 std::vector<std::vector<int>> groups(int world, int tp, int dp, int pp, Dim which) {
-  MS_CHECK(tp >= 1 && dp >= 1 && pp >= 1, "mesh sizes must be >= 1: tp ", tp, ", dp ", dp,
-           ", pp ", pp);
+  MS_CHECK(tp >= 1 && dp >= 1 && pp >= 1, "mesh sizes must be >= 1: tp ", tp, ", dp ", dp, ", pp ",
+           pp);
   const int n = size_of(which, tp, dp, pp);
   std::vector<std::vector<int>> out;
   for (int r = 0; r < world; ++r) {
@@ -50,9 +49,12 @@ ms::Communicator split_group(ms::Communicator& world, int tp, int dp, int pp, Di
   // color: what the members share (the other two coordinates, numbered);
   // key: my place in the group, so group rank = my coordinate along `which`.
   switch (which) {
-    case Dim::TP: return world.split(c.dp + c.pp * dp, c.tp);
-    case Dim::DP: return world.split(c.tp + c.pp * tp, c.dp);
-    case Dim::PP: break;
+    case Dim::TP:
+      return world.split(c.dp + c.pp * dp, c.tp);
+    case Dim::DP:
+      return world.split(c.tp + c.pp * tp, c.dp);
+    case Dim::PP:
+      break;
   }
   return world.split(c.tp + c.dp * tp, c.pp);
 }
