@@ -100,10 +100,10 @@ std::string check_shape(const ComputeOrder& o, int p, int m) {
                        ": every stage runs every micro-batch's forward once");
       if (bwd[k] < 0)
         return str_cat("stage ", r, " never backwards micro-batch ", k,
-                       ": its activations stay held, its gradient never reaches the weights, and "
-                       "stage ", r - 1 >= 0 ? std::to_string(r - 1) : std::string("r − 1"),
-                       " never gets the gradient it waits for. After the last forward come the "
-                       "backwards still owed (the cool-down) — is it missing?");
+                       ": its activations stay held and its gradient never reaches the weights",
+                       r > 0 ? str_cat(" or stage ", r - 1, ", which waits for it") : "",
+                       ". After the last forward come the backwards still owed (the cool-down): "
+                       "is it missing?");
     }
   }
   return "";
