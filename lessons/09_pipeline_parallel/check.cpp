@@ -6,8 +6,9 @@
 // step's time, the bubble, each stage's peak activations in flight — is
 // printed beside the formulas of Narayanan et al. 2021 (§2.2), and a mismatch
 // is traced back to the classic mistakes: a circular wait (deadlock), a
-// warm-up one too long or too short, GPipe's all-forwards-first memory, a
-// micro-batch forwarded twice or never backwarded, backwards newest-first.
+// warm-up one too long or too short or not capped at m, GPipe's
+// all-forwards-first memory, a micro-batch forwarded twice or never
+// backwarded, backwards newest-first. Each has a case in wrong/.
 #include <algorithm>
 #include <cstdio>
 #include <string>
