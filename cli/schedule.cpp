@@ -4,6 +4,7 @@
 // activations in flight beside the formulas of Narayanan et al. 2021; with
 // --svg, draws the timeline. One process, no training, no MPI ranks.
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -147,7 +148,10 @@ int schedule_command(int argc, char** argv, Communicator& world) {
     style.micro_batches = m;
     style.virtual_stages = v;
     std::string svg = timeline_svg(timeline_boxes(r), p, style);
-    AtomicFile out(svg_path, "--svg");
+    // check_save_path accepted a missing directory that can be created: create it.
+    if (const auto dir = std::filesystem::path(svg_path).parent_path(); !dir.empty())
+      std::filesystem::create_directories(dir);
+    AtomicFile out(svg_path, str_cat("--svg '", svg_path, "': "));
     out.write(svg.data(), svg.size());
     out.commit();
     std::printf("timeline written to %s\n", svg_path.c_str());

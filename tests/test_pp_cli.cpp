@@ -132,6 +132,23 @@ TEST_CASE("minispeed schedule --svg writes a well-formed timeline", "[pp][cli]")
                           .c_str()) == 0);
 }
 
+TEST_CASE("minispeed schedule --svg creates a missing directory and names the path it cannot write",
+          "[pp][cli]") {
+  const std::string dir = build_dir() + "/pp_svg_new_dir";
+  std::filesystem::remove_all(dir);
+  CliRun r = run_minispeed("schedule --pp 2 --micro-batches 2 --svg " + dir + "/sub/t.svg");
+  INFO(r.output);
+  CHECK(r.code == 0);
+  CHECK(std::filesystem::is_regular_file(dir + "/sub/t.svg"));
+  // A file where a directory should be: one line naming --svg and the path, words apart.
+  const std::string blocked = dir + "/sub/t.svg/x.svg";
+  r = run_minispeed("schedule --pp 2 --micro-batches 2 --svg " + blocked);
+  CHECK(r.code != 0);
+  CHECK(r.output.find("--svgcannot") == std::string::npos);
+  CHECK(r.output.find(blocked) != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("minispeed schedule: bad values are one-line errors", "[pp][cli]") {
   check_one_line_error("schedule --pp 0", "--pp must be in [1, 64], got 0");
   check_one_line_error("schedule --micro-batches 0", "--micro-batches must be in [1, 512], got 0");

@@ -30,8 +30,11 @@ void my_ring_all_reduce(ms::Communicator& comm, ms::Tensor& t) {
   // All-gather: at step s pass on block r+1-s, receive block r-s straight into place.
   for (int s = 0; s < d - 1; ++s) {
     ms::Tensor dst = block(mod(r - s + 1));
+    // r-s+1 is also the block this step sends: send a copy, so the wrong write
+    // lands after the send's data left (without it the result depends on timing).
+    ms::Tensor out = ms::clone(block(mod(r + 1 - s)));
     ms::Work rw = comm.irecv(dst, prev);
-    ms::Work sw = comm.isend(block(mod(r + 1 - s)), next);
+    ms::Work sw = comm.isend(out, next);
     rw.wait();
     sw.wait();
   }
