@@ -309,7 +309,7 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::shared_ptr<GPT> whole = trained.whole();
       if (lead)
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
-                    generate(*whole, "\n", {120, 0.8, 40, 7}).c_str());
+                    printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
     }
   }
 
@@ -348,8 +348,10 @@ int train_command(int argc, char** argv, Communicator& world) {
       write_loss_svg(stem + ".loss.svg", curve, "minispeed train: " + cfg.describe());
       std::printf("wrote %s, %s.loss.csv, %s.loss.svg\n", save.c_str(), stem.c_str(), stem.c_str());
     }
-    std::printf("--- sample (temperature 0.8, top-k 40) ---\n%s\n",
-                generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}).c_str());
+    std::printf(
+        "--- sample (temperature 0.8, top-k 40) ---\n%s\n",
+        printable_sample(generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}))
+            .c_str());
   }
   return 0;
 }
