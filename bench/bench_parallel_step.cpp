@@ -266,6 +266,18 @@ int main(int argc, char** argv) {
                   (std::to_string(s.threads) + (s.alone ? "" : "×2")).c_str(), time, ratio,
                   (long long)r.per_step.calls, sent.c_str(), r.first_loss);
     }
+    // TP's communication alone: one all-reduce of a (B, T, C) activation, the
+    // best of 20 (zeros: repeated sums stay finite).
+    Communicator probe = world.split(0, world.rank());
+    Tensor act = zeros({kB, kT, kC});
+    double allreduce_ms = 1e30;
+    for (int i = 0; i < 22; ++i) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      const double t0 = MPI_Wtime();
+      probe.all_reduce(act);
+      const double dt = max_over_ranks((MPI_Wtime() - t0) * 1e3);
+      if (i >= 2) allreduce_ms = std::min(allreduce_ms, dt);
+    }
     if (root) {
       const Result &one = results[0], &two = results[1], &dp = results[2], &tp = results[3],
                    &sp = results[4];
@@ -287,11 +299,13 @@ int main(int argc, char** argv) {
           with_commas(n_params).c_str());
       std::printf(
           "- Each TP all-reduce sits on the critical path: the next layer needs its sum, so "
-          "both ranks stop and wait (tp 2: %.2f× the one-process step; dp 2: %.2f×; one "
-          "process with 2 threads: %.2f×). DP's gradients can instead be all-reduced in "
-          "buckets while backward still runs (DDP).\n",
-          tp.median_ms / one.median_ms, dp.median_ms / one.median_ms,
-          two.median_ms / one.median_ms);
+          "both ranks meet %lld times a step, and a rank held up by anything (on a shared "
+          "machine, other processes) holds up the other at each meeting; DP's ranks meet once, "
+          "and DDP can all-reduce gradient buckets while backward still runs. Step time vs one "
+          "process: tp 2 %.2f×, tp 2 + sp %.2f×, dp 2 %.2f×, one process with 2 threads "
+          "%.2f×.\n",
+          (long long)tp.per_step.calls, tp.median_ms / one.median_ms, sp.median_ms / one.median_ms,
+          dp.median_ms / one.median_ms, two.median_ms / one.median_ms);
       std::printf(
           "- Sequence parallelism sends the same bytes (%s vs %s: each all-reduce becomes an "
           "all-gather + a reduce-scatter, plus the replicated gradients' sum) in more calls "
@@ -300,12 +314,16 @@ int main(int argc, char** argv) {
           with_commas(sp.per_step.sent).c_str(), with_commas(tp.per_step.sent).c_str(),
           (long long)sp.per_step.calls);
       std::printf(
-          "- With NVLink (hundreds of GB/s between the GPUs of one node, against tens of "
-          "GB/s for a network link between nodes; bench_collectives measures this machine) those "
-          "per-layer "
-          "all-reduces cost little beside the matrix multiplies they split; that is why "
+          "- Time: one all-reduce of a (B, T, C) activation (%s bytes) takes %.2f ms here "
+          "(best of 20), so tp's %lld all-reduces of it come to about %.0f ms of its %.0f ms "
+          "step: on a CPU the matrix multiplies are slow enough to hide them. A GPU runs the "
+          "same multiplies orders of magnitude faster while the bytes stay the same, so their "
+          "share grows by that factor unless the link grows too: NVLink carries hundreds of "
+          "GB/s between the GPUs of one node, a network link between nodes tens. That is why "
           "Megatron keeps tp inside a node (t ≤ 8) and spans nodes with dp and pp, whose "
-          "traffic is per step, not per layer.\n");
+          "traffic comes once per step, not per layer.\n",
+          with_commas(kB * kT * kC * 4).c_str(), allreduce_ms, (long long)(4 * kL + 2),
+          double(4 * kL + 2) * allreduce_ms, tp.median_ms);
     }
     return 0;
   });
