@@ -18,6 +18,10 @@
 // over the timed steps is reported (best beside it). OMP_WAIT_POLICY=PASSIVE
 // unless set (bench_train_step.cpp says why); the resting rank waits in a
 // sleeping loop, not in MPI's polling barrier, so it leaves its core free.
+// All five are built first and take one step each per round, in turn, so the
+// other processes of a shared machine slow them alike; each rank widens its
+// CPU affinity to every core (mpirun binds 2 ranks to a core each), or the
+// 2-thread setup would run on one.
 #include <mpi.h>
 #include <omp.h>
 #include <sched.h>
