@@ -185,7 +185,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   const GPTConfig& shape = trained.gpt().config();
   const std::string tp_memory =
       tp_memory_report(world, shape, held_param_split(trained.gpt()),
-                       measure_block_activation_bytes(*trained.gpt().blocks()[0], *block0, B,
+                       measure_block_activation_bytes(*trained.gpt().blocks()[0], *block0, 1,
                                                       c.sequence_parallel ? T / tp : T),
                        {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
                         false, shape.dropout});

@@ -47,13 +47,13 @@ TEST_CASE("train's memory lines: parameters per tp rank and a layer's activation
     INFO("minispeed " << args << "\n" << r.output);
     REQUIRE(r.code == 0);
     const TpParamSplit p = tp_param_split(cfg, m.tp);
-    CHECK(r.output.find("measured (the tensors each rank holds after the cut, before ZeRO "
-                        "partitions them): split " +
+    CHECK(r.output.find("measured (the tensors each rank holds, before ZeRO partitions them): "
+                        "split " +
                         format_bytes(double(p.split)) + " + replicated " +
                         format_bytes(double(p.replicated))) != std::string::npos);
     const BlockActivations a = block_activations({2, 8, 16, 2, m.tp, m.sp, false, m.dropout});
     const double bytes = 4.0 * double(a.saved_values() + a.extra_values());
-    CHECK(r.output.find("allocator counter): " + format_bytes(bytes) +
+    CHECK(r.output.find("one sequence, × B = 2): " + format_bytes(bytes) +
                         " bytes on every rank: match") != std::string::npos);
     CHECK(r.output.find("MISMATCH") == std::string::npos);
   }

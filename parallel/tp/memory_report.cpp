@@ -62,10 +62,10 @@ int64_t layer_bytes(const ActivationShape& s) {
 }  // namespace
 
 std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const TpParamSplit& held,
-                             int64_t measured_activation_bytes, const ActivationShape& shape) {
+                             int64_t one_sequence_activation_bytes, const ActivationShape& shape) {
   // Every rank's measurements, in world rank order (exact as doubles below 2^53).
   Tensor mine = from_vector(std::vector<double>{double(held.split), double(held.replicated),
-                                                double(measured_activation_bytes)},
+                                                double(one_sequence_activation_bytes)},
                             {3}, DType::F64);
   Tensor all = Tensor::empty({3 * world.size()}, DType::F64);
   world.all_gather(mine, all);
@@ -87,9 +87,9 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
   for (int r = 0; r < world.size(); ++r) {
     const double* m = v.data() + 3 * r;
     params_ok &= m[0] == double(want.split) && m[1] == double(want.replicated);
-    acts_ok &= m[2] == double(counted);
+    acts_ok &= m[2] * double(shape.batch) == double(counted);
   }
-  os << "  measured (the tensors each rank holds after the cut, before ZeRO partitions them): ";
+  os << "  measured (the tensors each rank holds, before ZeRO partitions them): ";
   if (params_ok)
     os << "split " << format_bytes(double(want.split)) << " + replicated "
        << format_bytes(double(want.replicated)) << " on each of the " << world.size()
@@ -105,13 +105,14 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
      << "  formula " << count.rule << " = " << format_bytes(4.0 * double(count.saved_values()))
      << " bytes\n  + named terms the paper leaves out: " << terms(count.extras) << " = "
      << format_bytes(double(counted)) << " bytes\n";
-  os << "  measured (one layer's forward on the batch shape, allocator counter): ";
+  os << "  measured (allocator counter, one layer's forward on one sequence, × B = " << shape.batch
+     << "): ";
   if (acts_ok)
     os << format_bytes(double(counted)) << " bytes on every rank: match\n";
   else
     for (int r = 0; r < world.size(); ++r)
-      os << "\n    rank " << r << ": " << format_bytes(v[3 * r + 2]) << " bytes"
-         << (r + 1 == world.size() ? "  MISMATCH\n" : "");
+      os << "\n    rank " << r << ": " << format_bytes(v[3 * r + 2] * double(shape.batch))
+         << " bytes" << (r + 1 == world.size() ? "  MISMATCH\n" : "");
   // The same shape in the other modes, by the count (what tp and sp would save).
   ActivationShape none = shape, tp = shape, sp = shape;
   none.tp = 1, none.sequence_parallel = false;
@@ -122,7 +123,7 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
     os << ", tp " << t << " " << format_bytes(double(layer_bytes(tp)));
     if (shape.seq % t == 0) os << ", tp " << t << " + sp " << format_bytes(double(layer_bytes(sp)));
   }
-  os << " bytes per layer; × " << cfg.n_layer << " layers\n";
+  os << " bytes per layer\n";
   return os.str();
 }
 

@@ -43,9 +43,13 @@ int64_t measure_block_activation_bytes(Layer& layer, Block& serial, int64_t B, i
 // Collective over `world`: the lines printed under the memory table — the
 // parameters per tp rank (formula, then each rank's measured split) and one
 // layer's activations (measured beside the count for this run, and the count
-// for the other modes at the same shape). `measured_activation_bytes` is this
-// rank's measure_block_activation_bytes; `shape` this run's.
+// for the other modes at the same shape). `one_sequence_activation_bytes` is
+// this rank's measure_block_activation_bytes at B = 1, compared ×
+// shape.batch: every term of the count grows with the batch (the samples of
+// a batch never mix), and a probe at the run's whole batch would cost a
+// layer's activations before training starts — an out-of-memory there
+// instead of in the training step it belongs to. `shape` is this run's.
 std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const TpParamSplit& held,
-                             int64_t measured_activation_bytes, const ActivationShape& shape);
+                             int64_t one_sequence_activation_bytes, const ActivationShape& shape);
 
 }  // namespace ms
