@@ -21,6 +21,7 @@
 #include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
 #include "parallel/mesh.h"
+#include "parallel/tp/memory_report.h"
 #include "parallel/tp/tp_gpt.h"
 #include "parallel/tp/traffic.h"
 #include "parallel/zero/stage.h"
@@ -161,6 +162,8 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   // Tensor parallelism: every rank built the same serial model; each keeps
   // its tp rank's shards (parallel/tp/tp_gpt.h).
+  auto block0 =
+      std::dynamic_pointer_cast<Block>(model->blocks()[0]);  // its dropouts, for the probe
   TrainedModel trained;
   if (tp > 1) {
     trained.tp = on_every_rank(world, [&] {
@@ -176,6 +179,16 @@ int train_command(int argc, char** argv, Communicator& world) {
   } else {
     trained.serial = model;
   }
+
+  // Parameters per tp rank and one layer's activations, measured before ZeRO-3
+  // releases the blocks (parallel/tp/memory_report.h); printed with the memory table.
+  const GPTConfig& shape = trained.gpt().config();
+  const std::string tp_memory =
+      tp_memory_report(world, shape, held_param_split(trained.gpt()),
+                       measure_block_activation_bytes(*trained.gpt().blocks()[0], *block0, 1,
+                                                      c.sequence_parallel ? T / tp : T),
+                       {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
+                        false, shape.dropout});
 
   // The engine owns the optimizer: which tensors it updates (all parameters,
   // or this rank's ZeRO shard) is what distinguishes the stages.
@@ -309,7 +322,7 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::shared_ptr<GPT> whole = trained.whole();
       if (lead)
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
-                    generate(*whole, "\n", {120, 0.8, 40, 7}).c_str());
+                    printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
     }
   }
 
@@ -330,7 +343,7 @@ int train_command(int argc, char** argv, Communicator& world) {
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
           static_cast<long long>(tp), static_cast<long long>(engine.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s", format_memory_table(reports).c_str());
+    std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
     if (tp > 1 && D > 1)
       std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
     std::printf("%s", traffic_table.c_str());
@@ -348,8 +361,10 @@ int train_command(int argc, char** argv, Communicator& world) {
       write_loss_svg(stem + ".loss.svg", curve, "minispeed train: " + cfg.describe());
       std::printf("wrote %s, %s.loss.csv, %s.loss.svg\n", save.c_str(), stem.c_str(), stem.c_str());
     }
-    std::printf("--- sample (temperature 0.8, top-k 40) ---\n%s\n",
-                generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}).c_str());
+    std::printf(
+        "--- sample (temperature 0.8, top-k 40) ---\n%s\n",
+        printable_sample(generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}))
+            .c_str());
   }
   return 0;
 }

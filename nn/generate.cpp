@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "autograd/grad_mode.h"
@@ -66,6 +67,23 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
     out.push_back(static_cast<char>(next));
   }
   model.train(was_training);
+  return out;
+}
+
+std::string printable_sample(const std::string& bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (unsigned char c : bytes) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
   return out;
 }
 

@@ -18,4 +18,12 @@ struct SampleOptions {
 // one rank alone: a parameter released by ZeRO-3 is an ms::Error (gather first).
 std::string generate(GPT& model, const std::string& prompt, const SampleOptions& opts);
 
+// A sample of raw bytes as a terminal can show it. Printed through "%s", the
+// first NUL byte an untrained byte-level model samples ended the string there
+// (an empty sample when it came first); a NUL or another C0 control besides
+// newline and tab is invisible or acts on the terminal anyway. Those bytes
+// become \xNN and a backslash \\, so every sampled byte stays countable;
+// everything else (UTF-8 included) passes through.
+std::string printable_sample(const std::string& bytes);
+
 }  // namespace ms

@@ -52,6 +52,14 @@ BlockActivations block_activations(const ActivationShape& s) {
       {"LayerNorm mean and 1/std", 2 * 2 * s.seq * s.batch / sp_div},
       {"the block's output (the next layer's input)", sbh / sp_div},
   };
+  if (s.dropout > 0) {
+    r.extras.push_back(
+        {"dropout masks after both c_proj (f32; under SP a T/t view keeps the "
+         "whole (B, T, C) mask)",
+         2 * sbh});
+    r.extras.push_back({"dropout inputs (mul keeps both operands; backward needs the mask only)",
+                        2 * sbh / sp_div});
+  }
   const char* which = t == 1                   ? "no tensor parallelism: 16·sbh + a·s²b"
                       : !s.sequence_parallel   ? "tp: (4 + 12/t)·sbh + a·s²b/t"
                       : s.regather_in_backward ? "tp + sp (re-gather): 16·sbh/t + a·s²b/t"

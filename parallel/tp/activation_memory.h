@@ -22,7 +22,11 @@
 // Two more things are alive after a block's forward, named separately because
 // the paper does not count them: the LayerNorms' per-row mean and 1/std
 // (2 × 2·sb, /t under SP) and the block's output (sbh, /t under SP), which is
-// the next layer's input and counted there.
+// the next layer's input and counted there. With dropout (p > 0) two more
+// pairs, per dropout after a c_proj: its f32 mask (sbh — also under SP, where
+// sequence_parallel_dropout's T/t slice is a view of the whole serial mask)
+// and its input (sbh, /t under SP), which mul keeps though backward needs only
+// the mask: 2·sbh + 2·sbh (/t under SP), where the paper has 2·sbh one-byte masks.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,6 +39,7 @@ struct ActivationShape {
   int tp = 1;
   bool sequence_parallel = false;
   bool regather_in_backward = false;  // column layers keep the (B, T/t, C) shard, not the gather
+  double dropout = 0;                 // the blocks' dropout probability (extras below)
 };
 
 struct ActivationTerm {

@@ -1,15 +1,19 @@
-// What one tensor-parallel block keeps alive for backward, MEASURED with the
-// allocator's counter, against the count of parallel/tp/activation_memory.h
-// (Korthikanti et al. 2022 adapted to f32 without dropout) — for no
-// parallelism, tp, tp + sp, and tp + sp with the column layers re-gathering
-// their input in backward. Exact to the byte: a change to what the graph saves
-// shows up here.
+// What one transformer layer keeps alive for backward, MEASURED with the
+// allocator's counter on the real layers — the serial Block (t = 1) and the
+// TpBlock a TpGPT runs (tp, tp + sp) — against the count of
+// parallel/tp/activation_memory.h (Korthikanti et al. 2022 adapted to f32),
+// without and with dropout. Exact to the byte: a change to what the graph
+// saves shows up here. The column layers' re-gather in backward is an option
+// TpBlock does not take, so that case measures the same recipe assembled from
+// the tp layers.
 #include <map>
 
 #include "nn/gpt.h"
 #include "parallel/tp/activation_memory.h"
 #include "parallel/tp/linear.h"
+#include "parallel/tp/memory_report.h"
 #include "parallel/tp/shard.h"
+#include "parallel/tp/tp_gpt.h"
 #include "tensor/storage.h"
 #include "tests/catch_compat.h"
 #include "tests/mpi/test_tp_common.h"
@@ -21,11 +25,16 @@ namespace {
 
 constexpr int64_t B = 2, T = 16, C = 32, NH = 4;
 
-// One GPT-2 block from the tp pieces (the composition of tests/mpi/test_tp_gpt.cpp).
-Tensor tp_block(const Tensor& x, std::map<std::string, Tensor>& p, Communicator& tp, bool sp,
-                bool regather) {
-  const ColumnParallelOptions col{.sequence_parallel = sp, .regather_in_backward = regather};
-  const RowParallelOptions row{.sequence_parallel = sp};
+GPTConfig one_layer(double dropout) {
+  GPTConfig cfg;
+  cfg.n_layer = 1, cfg.n_head = NH, cfg.n_embd = C, cfg.block_size = T, cfg.dropout = dropout;
+  return cfg;
+}
+
+// TpBlock's recipe with the column layers re-gathering their input in backward.
+Tensor regather_block(const Tensor& x, std::map<std::string, Tensor>& p, Communicator& tp) {
+  const ColumnParallelOptions col{.sequence_parallel = true, .regather_in_backward = true};
+  const RowParallelOptions row{.sequence_parallel = true};
   Tensor a = layernorm(x, p["ln_1.weight"], p["ln_1.bias"]);
   Tensor qkv = column_parallel_linear(a, p["attn.c_attn.weight"], p["attn.c_attn.bias"], tp, col);
   Tensor y = causal_attention(qkv, NH / tp.size());
@@ -40,37 +49,57 @@ Tensor tp_block(const Tensor& x, std::map<std::string, Tensor>& p, Communicator&
 TEST_CASE("tp activations: a block keeps exactly the counted values, per rank",
           "[mpi][tp][activations]") {
   Communicator world = Communicator::world();
-  GPTConfig cfg;
-  cfg.n_layer = 1, cfg.n_head = NH, cfg.n_embd = C, cfg.block_size = T;
-  GPT serial(cfg, 7);
   std::vector<int> sizes = tp_sizes(world);
   sizes.insert(sizes.begin(), 1);
-  for (int t : sizes) {
+  for (double dropout : {0.0, 0.1})
+    for (int t : sizes)
+      for (bool sp : {false, true}) {
+        if (sp && t == 1) continue;
+        Communicator tp = tp_group(world, t);
+        auto serial = std::make_shared<GPT>(one_layer(dropout), 7);
+        auto block = std::dynamic_pointer_cast<Block>(serial->blocks()[0]);
+        std::shared_ptr<TpGPT> cut;
+        if (t > 1) cut = std::make_shared<TpGPT>(serial, tp, sp);
+        Layer& layer = *(t > 1 ? cut->gpt() : *serial).blocks()[0];
+        ActivationShape shape{B, T, C, NH, t, sp, false, dropout};
+        const BlockActivations want = block_activations(shape);
+        const int64_t kept = measure_block_activation_bytes(layer, *block, B, sp ? T / t : T);
+        INFO("tp " << t << " sp " << sp << " dropout " << dropout << ": " << want.rule << "\nkept "
+                   << kept << " B; counted " << 4 * want.saved_values() << " B saved + "
+                   << 4 * want.extra_values() << " B extras");
+        CHECK(kept == 4 * (want.saved_values() + want.extra_values()));
+      }
+}
+
+TEST_CASE("tp activations: the dropout streams are where they were after a measurement",
+          "[mpi][tp][activations]") {
+  auto serial = std::make_shared<GPT>(one_layer(0.1), 7);
+  auto block = std::dynamic_pointer_cast<Block>(serial->blocks()[0]);
+  Generator& attn = block->attn->resid_dropout->generator();
+  Generator& mlp = block->mlp->dropout->generator();
+  const uint64_t attn_before = attn.seed_state(), mlp_before = mlp.seed_state();
+  measure_block_activation_bytes(*block, *block, B, T);
+  CHECK(attn.seed_state() == attn_before);
+  CHECK(mlp.seed_state() == mlp_before);
+}
+
+TEST_CASE("tp activations: re-gathering in backward keeps the counted values, per rank",
+          "[mpi][tp][activations]") {
+  Communicator world = Communicator::world();
+  GPT serial(one_layer(0), 7);
+  for (int t : tp_sizes(world)) {
     Communicator tp = tp_group(world, t);
     std::map<std::string, Tensor> p;
     for (const auto& [name, full] : serial.named_parameters())
       if (name.rfind("h.0.", 0) == 0)
         p[name.substr(4)] = leaf(shard_param(full, tp_split_of(name), tp.rank(), t, NH, name));
-    for (bool sp : {false, true})
-      for (bool regather : {false, true}) {
-        if ((sp || regather) && t == 1) continue;
-        if (regather && !sp) continue;
-        ActivationShape shape{B, T, C, NH, t, sp, regather};
-        const BlockActivations want = block_activations(shape);
-        const int64_t tokens = sp ? T / t : T;
-        Tensor x = seeded({B, tokens, C}, 100 + tp.rank());
-        const size_t before = cpu_bytes_allocated();
-        Tensor out = tp_block(x, p, tp, sp, regather);
-        const int64_t kept = int64_t(cpu_bytes_allocated() - before);
-        const int64_t input = x.numel() * 4;
-        INFO("tp " << t << " sp " << sp << " regather " << regather << ": " << want.rule
-                   << "\nkept " << kept << " B + input " << input << " B; counted "
-                   << 4 * want.saved_values() << " B saved + " << 4 * want.extra_values()
-                   << " B extras");
-        CHECK(kept + input == 4 * (want.saved_values() + want.extra_values()));
-        // The backward still runs (what was kept is what it needs).
-        sum(out).backward();
-        for (auto& [name, w] : p) w.zero_grad();
-      }
+    const BlockActivations want = block_activations({B, T, C, NH, t, true, true});
+    Tensor x = seeded({B, T / t, C}, 100 + tp.rank());
+    const size_t before = cpu_bytes_allocated();
+    Tensor out = regather_block(x, p, tp);
+    const int64_t kept = int64_t(cpu_bytes_allocated() - before);
+    INFO("tp " << t << " sp + regather: " << want.rule);
+    CHECK(kept + x.numel() * 4 == 4 * (want.saved_values() + want.extra_values()));
+    sum(out).backward();  // what was kept is what backward needs
   }
 }

@@ -1,0 +1,130 @@
+// Per-rank parameter and activation memory under tensor parallelism, measured
+// beside the formulas (memory_report.h).
+#include "parallel/tp/memory_report.h"
+
+#include <sstream>
+
+#include "parallel/tp/shard.h"
+#include "parallel/zero/memory.h"  // format_bytes
+#include "tensor/factory.h"
+#include "tensor/storage.h"
+
+namespace ms {
+
+TpParamSplit tp_param_split(const GPTConfig& m, int64_t tp) {
+  MS_CHECK(tp >= 1, "tp_param_split: tp ", tp, " must be >= 1");
+  MS_CHECK(m.vocab_size % tp == 0 && m.n_embd % tp == 0, "tp_param_split: vocab_size ",
+           m.vocab_size, " and n_embd ", m.n_embd, " must be divisible by tp ", tp);
+  const int64_t C = m.n_embd, L = m.n_layer;
+  return {(m.vocab_size * C + L * (12 * C * C + 7 * C)) / tp, m.block_size * C + L * 6 * C + 2 * C};
+}
+
+TpParamSplit held_param_split(const GPT& model) {
+  TpParamSplit s;
+  for (const auto& [name, p] : model.named_parameters())
+    (tp_split_of(name) == TpSplit::Replicated ? s.replicated : s.split) += p.numel();
+  return s;
+}
+
+int64_t measure_block_activation_bytes(Layer& layer, Block& serial, int64_t B, int64_t tokens) {
+  const int64_t C = serial.ln_1->weight.numel();
+  // Generator is a value: copies put the streams back after the extra draws.
+  const Generator attn_gen = serial.attn->resid_dropout->generator();
+  const Generator mlp_gen = serial.mlp->dropout->generator();
+  Generator gen(0x5eed);
+  Tensor x = randn({B, tokens, C}, gen);  // (B, tokens, C): no grad, like the embedding's output
+  int64_t kept = 0;
+  {
+    const size_t before = cpu_bytes_allocated();
+    Tensor out = layer.forward(x);  // the graph holds what backward needs
+    kept = static_cast<int64_t>(cpu_bytes_allocated() - before);
+  }  // out and its graph freed here; the parameters never saw a gradient
+  serial.attn->resid_dropout->generator() = attn_gen;
+  serial.mlp->dropout->generator() = mlp_gen;
+  return kept + x.numel() * static_cast<int64_t>(dtype_size(x.dtype()));
+}
+
+namespace {
+
+std::string terms(const std::vector<ActivationTerm>& list) {
+  std::string s;
+  for (const ActivationTerm& a : list)
+    s += (s.empty() ? "" : ", ") + a.name + " " + format_bytes(4.0 * double(a.values));
+  return s;
+}
+
+// The fp32 bytes one layer keeps in a mode, saved + extras.
+int64_t layer_bytes(const ActivationShape& s) {
+  const BlockActivations b = block_activations(s);
+  return 4 * (b.saved_values() + b.extra_values());
+}
+
+}  // namespace
+
+std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const TpParamSplit& held,
+                             int64_t one_sequence_activation_bytes, const ActivationShape& shape) {
+  // Every rank's measurements, in world rank order (exact as doubles below 2^53).
+  Tensor mine = from_vector(std::vector<double>{double(held.split), double(held.replicated),
+                                                double(one_sequence_activation_bytes)},
+                            {3}, DType::F64);
+  Tensor all = Tensor::empty({3 * world.size()}, DType::F64);
+  world.all_gather(mine, all);
+  const std::vector<double> v = all.to_vector();
+
+  std::ostringstream os;
+  const int t = shape.tp;
+  const TpParamSplit want = tp_param_split(cfg, t);
+  const TpParamSplit serial = tp_param_split(cfg, 1);
+  os << "parameters per tp rank (tp " << t << "; Shoeybi et al. 2019): split matrices Ψ_split/t "
+     << "+ replicated (LayerNorms, c_proj biases, wpe, ln_f) whole = "
+     << format_bytes(double(serial.split)) << "/" << t << " + "
+     << format_bytes(double(want.replicated)) << " = " << format_bytes(double(want.total()))
+     << " of the model's " << format_bytes(double(serial.total())) << " ("
+     << format_bytes(4.0 * double(want.total())) << " bytes fp32)\n";
+  bool params_ok = true, acts_ok = true;
+  const BlockActivations count = block_activations(shape);
+  const int64_t counted = 4 * (count.saved_values() + count.extra_values());
+  for (int r = 0; r < world.size(); ++r) {
+    const double* m = v.data() + 3 * r;
+    params_ok &= m[0] == double(want.split) && m[1] == double(want.replicated);
+    acts_ok &= m[2] * double(shape.batch) == double(counted);
+  }
+  os << "  measured (the tensors each rank holds, before ZeRO partitions them): ";
+  if (params_ok)
+    os << "split " << format_bytes(double(want.split)) << " + replicated "
+       << format_bytes(double(want.replicated)) << " on each of the " << world.size()
+       << " rank(s): match\n";
+  else
+    for (int r = 0; r < world.size(); ++r)
+      os << "\n    rank " << r << ": split " << format_bytes(v[3 * r]) << " + replicated "
+         << format_bytes(v[3 * r + 1]) << (r + 1 == world.size() ? "  MISMATCH\n" : "");
+
+  const char* mode = t == 1 ? "none" : shape.sequence_parallel ? "tp + sp" : "tp";
+  os << "activations one layer keeps for backward, per rank (" << mode
+     << "; Korthikanti et al. 2022 in fp32, parallel/tp/activation_memory.h):\n"
+     << "  formula " << count.rule << " = " << format_bytes(4.0 * double(count.saved_values()))
+     << " bytes\n  + named terms the paper leaves out: " << terms(count.extras) << " = "
+     << format_bytes(double(counted)) << " bytes\n";
+  os << "  measured (allocator counter, one layer's forward on one sequence, × B = " << shape.batch
+     << "): ";
+  if (acts_ok)
+    os << format_bytes(double(counted)) << " bytes on every rank: match\n";
+  else
+    for (int r = 0; r < world.size(); ++r)
+      os << "\n    rank " << r << ": " << format_bytes(v[3 * r + 2] * double(shape.batch))
+         << " bytes" << (r + 1 == world.size() ? "  MISMATCH\n" : "");
+  // The same shape in the other modes, by the count (what tp and sp would save).
+  ActivationShape none = shape, tp = shape, sp = shape;
+  none.tp = 1, none.sequence_parallel = false;
+  tp.sequence_parallel = false;
+  sp.sequence_parallel = true;
+  os << "  same shape by the count: none " << format_bytes(double(layer_bytes(none)));
+  if (t > 1) {
+    os << ", tp " << t << " " << format_bytes(double(layer_bytes(tp)));
+    if (shape.seq % t == 0) os << ", tp " << t << " + sp " << format_bytes(double(layer_bytes(sp)));
+  }
+  os << " bytes per layer\n";
+  return os.str();
+}
+
+}  // namespace ms
