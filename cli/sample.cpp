@@ -26,7 +26,7 @@ int sample_command(int argc, char** argv, Communicator& world) {
   std::string text = generate(*model, prompt,
                               {tokens, f.real("temperature"), f.integer("top-k"),
                                static_cast<uint64_t>(f.integer("seed"))});
-  std::printf("%s%s\n", prompt.c_str(), text.c_str());
+  std::printf("%s\n", printable_sample(prompt + text).c_str());  // NUL would end "%s"
   return 0;
 }
 
