@@ -28,8 +28,9 @@ bool finite_positive(double x) {
 // ---------------------------------------------------------------- static ----
 
 StaticLossScaler::StaticLossScaler(double scale) : scale_(scale) {
-  MS_CHECK(finite_positive(scale), "fp16.loss_scale: a static loss scale must be finite and > 0, got ",
-           num(scale), " (0 enables dynamic loss scaling)");
+  MS_CHECK(finite_positive(scale),
+           "fp16.loss_scale: a static loss scale must be finite and > 0, got ", num(scale),
+           " (0 enables dynamic loss scaling)");
 }
 
 bool StaticLossScaler::update(bool overflow) {
@@ -61,13 +62,15 @@ DynamicLossScaler::DynamicLossScaler(const LossScalerConfig& config) : c_(config
            "DynamicLossScaler: fp16.loss_scale must be 0 for dynamic loss scaling, got ",
            num(c_.loss_scale), " (use StaticLossScaler, or make_loss_scaler)");
   // DeepSpeedFP16Config's validator text, with the value.
-  MS_CHECK(c_.loss_scale_window > 0,
-           "fp16.loss_scale_window must be > 0 when dynamic loss scaling is enabled (loss_scale=0), "
-           "got ",
-           c_.loss_scale_window);
+  MS_CHECK(
+      c_.loss_scale_window > 0,
+      "fp16.loss_scale_window must be > 0 when dynamic loss scaling is enabled (loss_scale=0), "
+      "got ",
+      c_.loss_scale_window);
   // DeepSpeed accepts hysteresis 0 and then never halves (cur_hysteresis
   // counts down past 1 forever): refuse it.
-  MS_CHECK(c_.hysteresis >= 1, "fp16.hysteresis must be >= 1 (overflows tolerated before halving), got ",
+  MS_CHECK(c_.hysteresis >= 1,
+           "fp16.hysteresis must be >= 1 (overflows tolerated before halving), got ",
            c_.hysteresis);
   MS_CHECK(finite_positive(c_.min_loss_scale), "fp16.min_loss_scale must be finite and > 0, got ",
            num(c_.min_loss_scale));
@@ -89,11 +92,13 @@ bool DynamicLossScaler::update(bool overflow) {
   if (overflow) {
     if (c_.hysteresis == 1 || s_.cur_hysteresis == 1) {
       // Every rank agreed on `overflow`, so every rank throws this together.
-      MS_CHECK(!(s_.scale == c_.min_loss_scale && c_.raise_error_at_min_scale),
-               "Current loss scale already at minimum - cannot decrease scale anymore. Exiting run. "
-               "(loss scale ",
-               num(s_.scale), " = fp16.min_loss_scale; the gradients overflow even at the "
-               "minimum: check the model and data, or lower fp16.min_loss_scale)");
+      MS_CHECK(
+          !(s_.scale == c_.min_loss_scale && c_.raise_error_at_min_scale),
+          "Current loss scale already at minimum - cannot decrease scale anymore. Exiting run. "
+          "(loss scale ",
+          num(s_.scale),
+          " = fp16.min_loss_scale; the gradients overflow even at the "
+          "minimum: check the model and data, or lower fp16.min_loss_scale)");
       const double next = std::max(s_.scale / 2, c_.min_loss_scale);
       last_event_ = str_cat("OVERFLOW! Skipping step. Attempted loss scale: ", num(s_.scale),
                             ", reducing to ", num(next));
@@ -177,8 +182,9 @@ bool has_overflow(const std::vector<Tensor>& grads) {
         bad = any_exponent_all_ones<uint16_t>(c.raw_data(), c.numel(), uint16_t{0x7C00});
         break;
       case DType::I32:
-        throw Error(str_cat("has_overflow: gradients must be floating point (f32, f64, bf16, f16), ",
-                            "got i32 of shape ", shape_str(c.shape())));
+        throw Error(
+            str_cat("has_overflow: gradients must be floating point (f32, f64, bf16, f16), ",
+                    "got i32 of shape ", shape_str(c.shape())));
     }
     if (bad) return true;
   }

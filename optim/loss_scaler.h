@@ -39,10 +39,10 @@ namespace ms {
 // The fp16 section of ds_config.json, with DeepSpeed's names and defaults
 // (deepspeed/runtime/precision_config.py::DeepSpeedFP16Config).
 struct LossScalerConfig {
-  double loss_scale = 0;             // 0: dynamic; > 0: this static scale
-  int initial_scale_power = 16;      // dynamic: start at 2^initial_scale_power
-  int64_t loss_scale_window = 1000;  // clean steps between doublings
-  int hysteresis = 2;                // overflows tolerated before the first halving
+  double loss_scale = 0;                // 0: dynamic; > 0: this static scale
+  int initial_scale_power = 16;         // dynamic: start at 2^initial_scale_power
+  int64_t loss_scale_window = 1000;     // clean steps between doublings
+  int hysteresis = 2;                   // overflows tolerated before the first halving
   bool consecutive_hysteresis = false;  // refill hysteresis on every clean step
   double min_loss_scale = 1;
   bool raise_error_at_min_scale = true;  // DeepSpeed's default; false clamps silently
@@ -70,9 +70,9 @@ class LossScaler {
   virtual bool dynamic() const = 0;
   virtual LossScalerState state() const = 0;
   virtual void load_state(const LossScalerState& s) = 0;
-  // DeepSpeed's rank-0 log line for the last update(), "" when there is
-  // nothing to say (a clean step), e.g. "OVERFLOW! Skipping step. Attempted
-  // loss scale: 65536, reducing to 32768". The caller adds the rank.
+  // The log line for the last update(), "" after a clean step; for the
+  // dynamic scaler DeepSpeed's rank-0 line, e.g. "OVERFLOW! Skipping step.
+  // Attempted loss scale: 65536, reducing to 32768". The caller adds the rank.
   const std::string& last_event() const { return last_event_; }
 
  protected:

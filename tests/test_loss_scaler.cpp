@@ -50,17 +50,17 @@ constexpr bool O = true, C = false;  // overflow, clean
 
 }  // namespace
 
-TEST_CASE("loss scaler: DeepSpeed's defaults start at 2^16 with hysteresis 2",
-          "[loss_scaler]") {
+TEST_CASE("loss scaler: DeepSpeed's defaults start at 2^16 with hysteresis 2", "[loss_scaler]") {
   auto s = make_loss_scaler(LossScalerConfig{});
   CHECK(s->dynamic());
   CHECK(s->loss_scale() == 65536);
   CHECK(s->state() == LossScalerState{65536, 0, -1, 2});
 }
 
-TEST_CASE("loss scaler: hysteresis 1, window 3 — halve on every overflow, double on the "
-          "(window+1)-th clean step",
-          "[loss_scaler]") {
+TEST_CASE(
+    "loss scaler: hysteresis 1, window 3 — halve on every overflow, double on the "
+    "(window+1)-th clean step",
+    "[loss_scaler]") {
   DynamicLossScaler s(dyn(4, 3, 1, 1));  // 2^4 = 16
   // stable = cur_iter - last_overflow_iter - 1, doubling when stable > 0 and
   // stable % 3 == 0. The start counts as an overflow at iteration -1.
@@ -86,9 +86,10 @@ TEST_CASE("loss scaler: hysteresis 1, window 3 — halve on every overflow, doub
   CHECK(s.last_event() == "OVERFLOW! Skipping step. Attempted loss scale: 16, reducing to 8");
 }
 
-TEST_CASE("loss scaler: hysteresis 2 is used up before halving and refilled only when the "
-          "scale grows; at the minimum, DeepSpeed's error",
-          "[loss_scaler]") {
+TEST_CASE(
+    "loss scaler: hysteresis 2 is used up before halving and refilled only when the "
+    "scale grows; at the minimum, DeepSpeed's error",
+    "[loss_scaler]") {
   DynamicLossScaler s(dyn(3, 3, 2, 2));  // 8, min 2
   run_trace(s, {
                    {O, 8, 1},  // iter 0: hysteresis 2 → 1, scale kept (step still skipped)
@@ -143,9 +144,10 @@ TEST_CASE("loss scaler: consecutive_hysteresis refills on every clean step", "[l
   }
 }
 
-TEST_CASE("loss scaler: a minimum that is not a power of two clamps; "
-          "raise_error_at_min_scale=false keeps skipping",
-          "[loss_scaler]") {
+TEST_CASE(
+    "loss scaler: a minimum that is not a power of two clamps; "
+    "raise_error_at_min_scale=false keeps skipping",
+    "[loss_scaler]") {
   LossScalerConfig c = dyn(2, 3, 1, 3);  // 4, min 3
   c.raise_error_at_min_scale = false;
   DynamicLossScaler s(c);
@@ -198,9 +200,9 @@ TEST_CASE("loss scaler: bad fp16 values are errors naming the key", "[loss_scale
   CHECK_THROWS_WITH(make_loss_scaler(dyn(16, 1000, 2, 0)), Catch::Contains("fp16.min_loss_scale"));
   CHECK_THROWS_WITH(make_loss_scaler(dyn(200, 1000, 2, 1)),
                     Catch::Contains("fp16.initial_scale_power") && Catch::Contains("200"));
-  CHECK_THROWS_WITH(make_loss_scaler(dyn(2, 1000, 2, 8)),
-                    Catch::Contains("fp16.initial_scale_power 2") &&
-                        Catch::Contains("fp16.min_loss_scale 8"));
+  CHECK_THROWS_WITH(
+      make_loss_scaler(dyn(2, 1000, 2, 8)),
+      Catch::Contains("fp16.initial_scale_power 2") && Catch::Contains("fp16.min_loss_scale 8"));
 }
 
 TEST_CASE("has_overflow: +inf, -inf and NaN in f32, f64, bf16 and f16", "[loss_scaler][overflow]") {
@@ -242,7 +244,7 @@ TEST_CASE("unscale_and_clip: DeepSpeed's combined scale, from the norm of the sc
           "[loss_scaler][clip]") {
   const double ls = 8;
   auto scaled = [&] { return from_vector({3.0 * ls, 4.0 * ls}, {2}); };  // true norm 5
-  const double norm = 5 * ls;                                          // of the scaled grads
+  const double norm = 5 * ls;                                            // of the scaled grads
 
   Tensor g = scaled();
   CHECK(unscale_and_clip({g}, ls, 0, norm) == ls);  // clip off: plain unscale
@@ -263,6 +265,7 @@ TEST_CASE("unscale_and_clip: DeepSpeed's combined scale, from the norm of the sc
   CHECK_THROWS_WITH(unscale_and_clip({g}, ls, 1, std::numeric_limits<double>::infinity()),
                     Catch::Contains("skipped"));
   Tensor h = from_vector({1.0}, {1}, DType::BF16);
-  CHECK_THROWS_WITH(unscale_and_clip({h}, ls, 1, 1), Catch::Contains("f32") && Catch::Contains("bf16"));
+  CHECK_THROWS_WITH(unscale_and_clip({h}, ls, 1, 1),
+                    Catch::Contains("f32") && Catch::Contains("bf16"));
   CHECK_THROWS_WITH(unscale_and_clip({g}, 0, 1, 1), Catch::Contains("loss_scale"));
 }
