@@ -1,6 +1,7 @@
 // fp16 loss scaling (Micikevicius et al. 2018, "Mixed Precision Training"):
-// fp16's smallest normal is 2^-14, so small gradients flush to zero unless the
-// loss is multiplied by a large scale S before backward; the fp32 master
+// fp16 rounds anything below 2^-24 to zero (and keeps few bits below its
+// smallest normal, 2^-14), so small gradients vanish unless the loss is
+// multiplied by a large scale S before backward; the fp32 master
 // gradients are then divided by S before the optimizer sees them. Too large
 // an S overflows to inf/NaN instead, so the dynamic scaler lowers S when that
 // happens (and the step is skipped) and raises it again after a run of clean
