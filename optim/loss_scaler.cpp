@@ -1,0 +1,220 @@
+#include "optim/loss_scaler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "autograd/grad_mode.h"
+#include "autograd/ops.h"
+
+namespace ms {
+
+namespace {
+
+// Scales are powers of two (or a user's min_loss_scale): print them exactly,
+// as integers when they are, not in ostream's 6-digit "1.04858e+06".
+std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+bool finite_positive(double x) {
+  return std::isfinite(x) && x > 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- static ----
+
+StaticLossScaler::StaticLossScaler(double scale) : scale_(scale) {
+  MS_CHECK(finite_positive(scale),
+           "fp16.loss_scale: a static loss scale must be finite and > 0, got ", num(scale),
+           " (0 enables dynamic loss scaling)");
+}
+
+bool StaticLossScaler::update(bool overflow) {
+  ++cur_iter_;
+  last_event_ = overflow ? str_cat("OVERFLOW! Skipping step. Static loss scale: ", num(scale_))
+                         : std::string();
+  return overflow;
+}
+
+LossScalerState StaticLossScaler::state() const {
+  LossScalerState s;
+  s.scale = scale_;
+  s.cur_iter = cur_iter_;
+  return s;
+}
+
+void StaticLossScaler::load_state(const LossScalerState& s) {
+  MS_CHECK(finite_positive(s.scale) && s.cur_iter >= 0,
+           "loss scaler state: static scale must be finite and > 0 and cur_iter >= 0, got scale ",
+           num(s.scale), ", cur_iter ", s.cur_iter);
+  scale_ = s.scale;
+  cur_iter_ = s.cur_iter;
+}
+
+// --------------------------------------------------------------- dynamic ----
+
+DynamicLossScaler::DynamicLossScaler(const LossScalerConfig& config) : c_(config) {
+  MS_CHECK(c_.loss_scale == 0,
+           "DynamicLossScaler: fp16.loss_scale must be 0 for dynamic loss scaling, got ",
+           num(c_.loss_scale), " (use StaticLossScaler, or make_loss_scaler)");
+  // DeepSpeedFP16Config's validator text, with the value.
+  MS_CHECK(
+      c_.loss_scale_window > 0,
+      "fp16.loss_scale_window must be > 0 when dynamic loss scaling is enabled (loss_scale=0), "
+      "got ",
+      c_.loss_scale_window);
+  // DeepSpeed accepts hysteresis 0 and then never halves (cur_hysteresis
+  // counts down past 1 forever): refuse it.
+  MS_CHECK(c_.hysteresis >= 1,
+           "fp16.hysteresis must be >= 1 (overflows tolerated before halving), got ",
+           c_.hysteresis);
+  MS_CHECK(finite_positive(c_.min_loss_scale), "fp16.min_loss_scale must be finite and > 0, got ",
+           num(c_.min_loss_scale));
+  // The loss is multiplied in f32: 2^127 is its largest power of two.
+  MS_CHECK(c_.initial_scale_power <= 127,
+           "fp16.initial_scale_power must be <= 127 (2^power must be a finite f32), got ",
+           c_.initial_scale_power);
+  s_.scale = std::ldexp(1.0, c_.initial_scale_power);
+  // Below the minimum the first halving, max(scale/2, min), would RAISE the
+  // scale; DeepSpeed does not check this.
+  MS_CHECK(s_.scale >= c_.min_loss_scale, "fp16.initial_scale_power ", c_.initial_scale_power,
+           " gives a loss scale of ", num(s_.scale), ", below fp16.min_loss_scale ",
+           num(c_.min_loss_scale), "; raise initial_scale_power or lower min_loss_scale");
+  s_.cur_hysteresis = c_.hysteresis;  // DeepSpeed's delayed_shift
+}
+
+bool DynamicLossScaler::update(bool overflow) {
+  last_event_.clear();
+  if (overflow) {
+    if (c_.hysteresis == 1 || s_.cur_hysteresis == 1) {
+      // Every rank agreed on `overflow`, so every rank throws this together.
+      MS_CHECK(
+          !(s_.scale == c_.min_loss_scale && c_.raise_error_at_min_scale),
+          "Current loss scale already at minimum - cannot decrease scale anymore. Exiting run. "
+          "(loss scale ",
+          num(s_.scale),
+          " = fp16.min_loss_scale; the gradients overflow even at the "
+          "minimum: check the model and data, or lower fp16.min_loss_scale)");
+      const double next = std::max(s_.scale / 2, c_.min_loss_scale);
+      last_event_ = str_cat("OVERFLOW! Skipping step. Attempted loss scale: ", num(s_.scale),
+                            ", reducing to ", num(next));
+      s_.scale = next;
+    } else {
+      last_event_ = str_cat("OVERFLOW! Skipping step. Attempted loss scale: ", num(s_.scale),
+                            ", but hysteresis is ", s_.cur_hysteresis, ". Reducing hysteresis to ",
+                            s_.cur_hysteresis - 1);
+      --s_.cur_hysteresis;
+    }
+    s_.last_overflow_iter = s_.cur_iter;
+  } else {
+    if (c_.consecutive_hysteresis) s_.cur_hysteresis = c_.hysteresis;
+    const int64_t stable = s_.cur_iter - s_.last_overflow_iter - 1;
+    if (stable > 0 && stable % c_.loss_scale_window == 0) {
+      if (!c_.consecutive_hysteresis) s_.cur_hysteresis = c_.hysteresis;
+      s_.scale *= 2;
+    }
+  }
+  ++s_.cur_iter;
+  return overflow;
+}
+
+void DynamicLossScaler::load_state(const LossScalerState& s) {
+  MS_CHECK(finite_positive(s.scale) && s.scale >= c_.min_loss_scale && s.cur_iter >= 0 &&
+               s.last_overflow_iter >= -1 && s.last_overflow_iter < s.cur_iter &&
+               s.cur_hysteresis >= 1 && s.cur_hysteresis <= c_.hysteresis,
+           "loss scaler state: got scale ", num(s.scale), ", cur_iter ", s.cur_iter,
+           ", last_overflow_iter ", s.last_overflow_iter, ", cur_hysteresis ", s.cur_hysteresis,
+           "; valid: fp16.min_loss_scale (", num(c_.min_loss_scale),
+           ") <= scale finite, -1 <= last_overflow_iter < cur_iter, 1 <= cur_hysteresis <= "
+           "fp16.hysteresis (",
+           c_.hysteresis, ")");
+  s_ = s;
+}
+
+std::unique_ptr<LossScaler> make_loss_scaler(const LossScalerConfig& config) {
+  // DeepSpeedFP16Config's validator text, with the value.
+  MS_CHECK(config.loss_scale >= 0 && std::isfinite(config.loss_scale),
+           "fp16.loss_scale must be >= 0 (0 enables dynamic loss scaling), got ",
+           num(config.loss_scale));
+  if (config.loss_scale > 0) return std::make_unique<StaticLossScaler>(config.loss_scale);
+  return std::make_unique<DynamicLossScaler>(config);
+}
+
+// -------------------------------------------------------------- overflow ----
+
+namespace {
+
+// An IEEE float is inf or NaN exactly when its exponent bits are all ones;
+// testing the bits (not isinf/isnan on converted values) covers the 16-bit
+// storage types without decoding them and lets the loop vectorize.
+template <typename Bits>
+bool any_exponent_all_ones(const void* data, int64_t n, Bits mask) {
+  const Bits* p = static_cast<const Bits*>(data);
+  int found = 0;
+#pragma omp parallel for simd reduction(| : found) if (n > (1 << 16)) schedule(static)
+  for (int64_t i = 0; i < n; ++i) found |= (p[i] & mask) == mask;
+  return found != 0;
+}
+
+}  // namespace
+
+bool has_overflow(const std::vector<Tensor>& grads) {
+  for (const Tensor& g : grads) {
+    if (!g.defined()) continue;
+    if (g.device() != Device::CPU) cuda_kernels_planned("has_overflow");
+    const Tensor c = contiguous(g);
+    bool bad = false;
+    switch (c.dtype()) {
+      case DType::F32:
+        bad = any_exponent_all_ones<uint32_t>(c.raw_data(), c.numel(), 0x7F800000u);
+        break;
+      case DType::F64:
+        bad = any_exponent_all_ones<uint64_t>(c.raw_data(), c.numel(), 0x7FF0000000000000ull);
+        break;
+      case DType::BF16:
+        bad = any_exponent_all_ones<uint16_t>(c.raw_data(), c.numel(), uint16_t{0x7F80});
+        break;
+      case DType::F16:
+        bad = any_exponent_all_ones<uint16_t>(c.raw_data(), c.numel(), uint16_t{0x7C00});
+        break;
+      case DType::I32:
+        throw Error(
+            str_cat("has_overflow: gradients must be floating point (f32, f64, bf16, f16), ",
+                    "got i32 of shape ", shape_str(c.shape())));
+    }
+    if (bad) return true;
+  }
+  return false;
+}
+
+double unscale_and_clip(const std::vector<Tensor>& grads, double loss_scale, double clip,
+                        double norm) {
+  MS_CHECK(finite_positive(loss_scale), "unscale_and_clip: loss_scale must be finite and > 0, got ",
+           num(loss_scale));
+  MS_CHECK(std::isfinite(norm) && norm >= 0, "unscale_and_clip: the gradient norm is ", num(norm),
+           "; an inf/NaN norm means the gradients overflowed, and the step must be skipped "
+           "(has_overflow, LossScaler::update) before unscaling");
+  double combined = loss_scale;
+  if (clip > 0) {
+    const double factor = (norm / loss_scale + 1e-6) / clip;
+    if (factor > 1) combined = factor * loss_scale;
+  }
+  NoGradGuard no_grad;
+  for (const Tensor& g : grads) {
+    if (!g.defined()) continue;
+    MS_CHECK(g.dtype() == DType::F32,
+             "unscale_and_clip: gradients must be the f32 master gradients, got ",
+             dtype_name(g.dtype()), " of shape ", shape_str(g.shape()));
+    Tensor t = g;
+    // One rounding of 1/combined to f32, then a multiply: what DeepSpeed's
+    // grad.data.mul_(1. / combined_scale) does on an fp32 tensor.
+    mul_(t, 1.0 / combined);
+  }
+  return combined;
+}
+
+}  // namespace ms
