@@ -61,26 +61,26 @@ Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input,
   y = detach(y);
   const bool input_needs_grad = input.requires_grad();
   Tensor saved = detach(input);  // same storage: the caller's activation, no extra bytes
-  record(y, op, {input},
-         [fn = std::move(fn), saved, input_needs_grad, generators = std::move(generators),
-          forward_states = std::move(forward_states),
-          hooks = std::move(hooks)](const Tensor& grad_y) {
-           if (hooks.before_recompute) hooks.before_recompute();
-           Tensor x = detach(saved);  // a fresh leaf: its .grad is the input's gradient
-           if (input_needs_grad) x.set_requires_grad(true);
-           Tensor y2;
-           {
-             ReplayRng replay(generators, forward_states);
-             EnableGradGuard grad_on;  // backward() runs under NoGradGuard
-             y2 = fn(x);
-           }
-           // Reentrant: a backward inside the outer backward, over the rebuilt graph only.
-           if (y2.requires_grad()) y2.backward(grad_y);
-           if (hooks.after_backward) hooks.after_backward();
-           if (!input_needs_grad) return std::vector<Tensor>{Tensor()};
-           Tensor gx = x.grad();
-           return std::vector<Tensor>{gx.defined() ? gx : zeros(saved.shape(), saved.dtype())};
-         });
+  record(
+      y, op, {input},
+      [fn = std::move(fn), saved, input_needs_grad, generators = std::move(generators),
+       forward_states = std::move(forward_states), hooks = std::move(hooks)](const Tensor& grad_y) {
+        if (hooks.before_recompute) hooks.before_recompute();
+        Tensor x = detach(saved);  // a fresh leaf: its .grad is the input's gradient
+        if (input_needs_grad) x.set_requires_grad(true);
+        Tensor y2;
+        {
+          ReplayRng replay(generators, forward_states);
+          EnableGradGuard grad_on;  // backward() runs under NoGradGuard
+          y2 = fn(x);
+        }
+        // Reentrant: a backward inside the outer backward, over the rebuilt graph only.
+        if (y2.requires_grad()) y2.backward(grad_y);
+        if (hooks.after_backward) hooks.after_backward();
+        if (!input_needs_grad) return std::vector<Tensor>{Tensor()};
+        Tensor gx = x.grad();
+        return std::vector<Tensor>{gx.defined() ? gx : zeros(saved.shape(), saved.dtype())};
+      });
   return y;
 }
 

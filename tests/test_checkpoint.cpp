@@ -90,8 +90,7 @@ TEST_CASE("checkpoint: one block with dropout, gradients bit for bit", "[checkpo
   CHECK(plain.blocks()[0]->forward(x).to_vector() == wrapped->forward(x).to_vector());
 }
 
-TEST_CASE("checkpoint: a whole GPT with every block wrapped trains bit for bit",
-          "[checkpoint]") {
+TEST_CASE("checkpoint: a whole GPT with every block wrapped trains bit for bit", "[checkpoint]") {
   GPT plain(tiny(0.1, 3), 11), ckpt(tiny(0.1, 3), 11);
   std::vector<std::shared_ptr<Layer>> replaced = checkpoint_blocks(ckpt);
   REQUIRE(replaced.size() == 3);
@@ -163,12 +162,11 @@ TEST_CASE("checkpoint: a block keeps only its output after forward, measured to 
     // Each dropout keeps its mask AND its input (ms::dropout is a mul, and mul
     // saves both operands): 2 dropouts × 2·sbh values.
     const int64_t dropout_extra = p > 0 ? 2 * 2 * sbh : 0;
-    INFO("without checkpointing: kept " << plain << " B + input " << input << " B; counted "
-                                        << 4 * counted.saved_values() << " B saved + "
-                                        << 4 * counted.extra_values() << " B extras + "
-                                        << 4 * dropout_extra << " B dropout");
-    CHECK(plain + input ==
-          4 * (counted.saved_values() + counted.extra_values() + dropout_extra));
+    INFO("without checkpointing: kept "
+         << plain << " B + input " << input << " B; counted " << 4 * counted.saved_values()
+         << " B saved + " << 4 * counted.extra_values() << " B extras + " << 4 * dropout_extra
+         << " B dropout");
+    CHECK(plain + input == 4 * (counted.saved_values() + counted.extra_values() + dropout_extra));
     out = Tensor();
     const int64_t ckpt = kept_by_forward(wrapped, x, out);
     INFO("with checkpointing: kept " << ckpt << " B (the input " << input
