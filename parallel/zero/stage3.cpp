@@ -70,6 +70,10 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
   }
   for (int g = 0; g < rest_group_; ++g) release(g);
   blocks_ = model_.blocks();
+  for (const auto& block : blocks_) {
+    auto ckpt = std::dynamic_pointer_cast<CheckpointedBlock>(block);
+    run_.push_back(ckpt ? ckpt->inner() : block);
+  }
   for (size_t b = 0; b < blocks_.size(); ++b)
     model_.replace_block(b,
                          std::make_shared<GatheredBlock>(*this, static_cast<int>(b), blocks_[b]));
@@ -125,8 +129,8 @@ Tensor ZeroStage3::run_block(int b, const Tensor& x) {
                           if (b > 0) prefetch(group_of_block(b - 1, L));
                         },
                         [this, g] { release(g); }};
-  Tensor y = checkpoint([this, b](const Tensor& in) { return blocks_[b]->forward(in); }, x,
-                        dropout_generators(*blocks_[b]), std::move(hooks), "zero3_block");
+  Tensor y = checkpoint([this, b](const Tensor& in) { return run_[b]->forward(in); }, x,
+                        dropout_generators(*run_[b]), std::move(hooks), "zero3_block");
   release(g);
   return y;
 }

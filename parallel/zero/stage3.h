@@ -69,7 +69,10 @@ class ZeroStage3 : public ZeroStage2 {
   void release(int g);   // free them
 
   GPT& model_;
-  std::vector<std::shared_ptr<Layer>> blocks_;  // the model's own blocks, which we run
+  std::vector<std::shared_ptr<Layer>> blocks_;  // the model's own blocks, put back at the end
+  // What run_block runs: blocks_, or what a CheckpointedBlock wraps — our
+  // recompute already is one, and a second would add a third forward.
+  std::vector<std::shared_ptr<Layer>> run_;
   // My slices of every group, back to back: my ONLY copy of the block parameters.
   Tensor param_slices_flat_;
   std::vector<Work> gathering_;                        // per group: an all-gather in flight

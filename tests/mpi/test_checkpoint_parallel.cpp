@@ -99,3 +99,42 @@ TEST_CASE("checkpoint: ZeRO 0-3 over checkpointed blocks trains bit for bit", "[
       CHECK(max_diff(got.weights[i], want.weights[i]) == 0);
   }
 }
+
+namespace {
+
+// Counts the forwards of the layer it wraps (an unnamed child: names unchanged).
+class CountingLayer : public Layer {
+ public:
+  CountingLayer(std::shared_ptr<Layer> inner, int& count)
+      : inner_(register_module("", std::move(inner))), count_(count) {}
+  Tensor forward(const Tensor& x) override {
+    ++count_;
+    return inner_->forward(x);
+  }
+
+ private:
+  std::shared_ptr<Layer> inner_;
+  int& count_;
+};
+
+}  // namespace
+
+// Regression: ZeRO-3 recomputed a CheckpointedBlock through its own
+// checkpoint, whose recompute then recomputed the block once more: three
+// forwards per block and step instead of two.
+TEST_CASE("checkpoint: ZeRO-3 runs a checkpointed block twice per step, not three times",
+          "[mpi][checkpoint]") {
+  Communicator world = Communicator::world();
+  TokenData data = text();
+  GPT model(tiny(0), 1);
+  int forwards = 0;
+  for (size_t i = 0; i < model.blocks().size(); ++i)
+    model.replace_block(i, std::make_shared<CheckpointedBlock>(
+                               std::make_shared<CountingLayer>(model.blocks()[i], forwards)));
+  ZeroOptimizer engine(model, world, {.stage = 3, .bucket_bytes = 4 << 10, .tp = {}},
+                       [](std::vector<Tensor> ps) { return std::make_unique<AdamW>(ps, 1e-2); });
+  Batch b = data.train_batch(0, world.rank(), world.size(), B, T);
+  model.loss(b.x, b.y).backward();
+  engine.step(1e-2, 0);
+  CHECK(forwards == 2 * model.config().n_layer);  // the forward and the one recompute
+}
