@@ -30,6 +30,13 @@ std::vector<Tensor> Module::parameters() const {
   return out;
 }
 
+std::vector<Module*> Module::modules() {
+  std::vector<Module*> out{this};
+  for (auto& [name, child] : children_)
+    for (Module* m : child->modules()) out.push_back(m);
+  return out;
+}
+
 int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (const Tensor& t : parameters()) n += t.numel();

@@ -19,6 +19,10 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   std::vector<Tensor> parameters() const;
   int64_t num_parameters() const;
+  // This module and every descendant, depth-first in registration order (for
+  // code that looks for modules of one kind from outside, e.g. activation
+  // checkpointing collecting a block's Dropout generators).
+  std::vector<Module*> modules();
   // The parameter at a dotted path; an error naming the path if there is none.
   Tensor parameter(const std::string& path) const;
   // The parameter at `path` takes `value`'s data and shape, keeping its

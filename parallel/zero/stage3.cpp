@@ -3,9 +3,9 @@
 #include <map>
 #include <utility>
 
-#include "autograd/grad_mode.h"
-#include "autograd/node.h"
+#include "autograd/checkpoint.h"
 #include "autograd/ops.h"
+#include "nn/checkpointed_block.h"
 
 namespace ms {
 
@@ -70,6 +70,10 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
   }
   for (int g = 0; g < rest_group_; ++g) release(g);
   blocks_ = model_.blocks();
+  for (const auto& block : blocks_) {
+    auto ckpt = std::dynamic_pointer_cast<CheckpointedBlock>(block);
+    run_.push_back(ckpt ? ckpt->inner() : block);
+  }
   for (size_t b = 0; b < blocks_.size(); ++b)
     model_.replace_block(b,
                          std::make_shared<GatheredBlock>(*this, static_cast<int>(b), blocks_[b]));
@@ -114,39 +118,21 @@ Tensor ZeroStage3::run_block(int b, const Tensor& x) {
   const int g = group_of_block(b, L);
   gather(g);
   if (b + 1 < L) prefetch(group_of_block(b + 1, L));  // overlaps with this block's compute
-  Tensor y;
-  {
-    NoGradGuard no_grad;  // no graph: nothing may keep the gathered parameters alive
-    y = blocks_[b]->forward(x);
-  }
+  // Activation checkpointing (autograd/checkpoint.h): the forward runs under
+  // NoGradGuard, so no graph keeps the gathered parameters alive, and one node
+  // saves only the block's input. In backward the block's parameters are
+  // gathered again (prefetching block b-1's), the block is recomputed and
+  // backpropagated — its gradient hooks fire, and once the block's last one
+  // has, stage 2's code reduce-scatters the block — and released.
+  CheckpointHooks hooks{[this, b, g, L] {
+                          gather(g);
+                          if (b > 0) prefetch(group_of_block(b - 1, L));
+                        },
+                        [this, g] { release(g); }};
+  Tensor y = checkpoint([this, b](const Tensor& in) { return run_[b]->forward(in); }, x,
+                        dropout_generators(*run_[b]), std::move(hooks), "zero3_block");
   release(g);
-  if (grad_enabled()) {
-    // One autograd node for the whole block; it saves only the block's input.
-    Tensor input = detach(x);
-    record(y, "zero3_block", {x}, [this, b, input](const Tensor& grad_y) {
-      return std::vector<Tensor>{backward_block(b, input, grad_y)};
-    });
-  }
   return y;
-}
-
-Tensor ZeroStage3::backward_block(int b, const Tensor& x, const Tensor& grad_y) {
-  const int L = static_cast<int>(blocks_.size()), g = group_of_block(b, L);
-  gather(g);
-  if (b > 0) prefetch(group_of_block(b - 1, L));
-  Tensor input = detach(x);
-  input.set_requires_grad(true);
-  Tensor y;
-  {
-    // backward() runs under NoGradGuard; the recomputation must build a graph.
-    EnableGradGuard grad_on;
-    y = blocks_[b]->forward(input);  // recompute
-  }
-  // Backward through the block: its parameters' gradient hooks fire, and once
-  // the block's last one has, stage 2's code reduce-scatters the block.
-  y.backward(grad_y);
-  release(g);
-  return input.grad();
 }
 
 void ZeroStage3::reduce_gradients() {

@@ -13,14 +13,16 @@
 // Communication per step: all-gather Ψ (forward) + all-gather Ψ (backward) +
 // reduce-scatter Ψ = 3Ψ, 1.5x DDP — the price of 16Ψ/D memory.
 //
-// Recomputation: the forward runs under NoGradGuard, so the autograd graph
-// holds no reference to the gathered parameters (our ops save detached views of
-// their inputs, which would otherwise keep the freed memory alive); backward
+// Recomputation: each block runs through ms::checkpoint (autograd/checkpoint.h)
+// — under NoGradGuard, so the autograd graph holds no reference to the
+// gathered parameters (our ops save detached views of their inputs, which
+// would otherwise keep the freed memory alive); backward gathers again and
 // recomputes the block from its saved input. That is activation checkpointing
 // at block granularity, which DeepSpeed users pair with ZeRO-3 anyway (only
-// block inputs are kept). Dropout must be 0, because the recomputation would
-// draw a different mask.
-//
+// block inputs are kept). The checkpoint replays the block's dropout streams,
+// but dropout is still refused: no test yet compares a ZeRO-3 run with
+// dropout against DDP with dropout.
+
 // minispeed keeps the parameters outside the blocks (wte, wpe, ln_f: one more
 // group) gathered through the whole step, as if it were stage 2 for them.
 // DeepSpeed releases those too; for GPT-2 the tied embedding is large, so the
@@ -62,13 +64,15 @@ class ZeroStage3 : public ZeroStage2 {
  private:
   class GatheredBlock;  // the layer that stands in for block b (stage3.cpp)
   Tensor run_block(int b, const Tensor& x);
-  Tensor backward_block(int b, const Tensor& x, const Tensor& grad_y);
   void prefetch(int g);  // start gathering group g's parameters
   void gather(int g);    // make sure they are gathered and bound
   void release(int g);   // free them
 
   GPT& model_;
-  std::vector<std::shared_ptr<Layer>> blocks_;  // the model's own blocks, which we run
+  std::vector<std::shared_ptr<Layer>> blocks_;  // the model's own blocks, put back at the end
+  // What run_block runs: blocks_, or what a CheckpointedBlock wraps — our
+  // recompute already is one, and a second would add a third forward.
+  std::vector<std::shared_ptr<Layer>> run_;
   // My slices of every group, back to back: my ONLY copy of the block parameters.
   Tensor param_slices_flat_;
   std::vector<Work> gathering_;                        // per group: an all-gather in flight
