@@ -1,19 +1,18 @@
 #include "parallel/engine/config.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
 
+#include "parallel/engine/config_readers.h"
 #include "parallel/engine/json_reader.h"
 #include "tensor/error.h"
 
 namespace ms {
 
-using engine::LRScheduleConfig;
 using engine::Section;
 using nlohmann::json;
 
@@ -22,11 +21,6 @@ namespace {
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::string lower(std::string s) {
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
 
 // --- the batch triple (DeepSpeedConfig._set_batch_related_parameters) -------
 
@@ -66,10 +60,10 @@ void read_batch(Section& top, DsConfig& c, int dp) {
     c.gradient_accumulation_steps = *gas;
   } else if (tbs && micro) {
     c.train_batch_size = *tbs, c.train_micro_batch_size_per_gpu = *micro;
-    c.gradient_accumulation_steps =
-        derive("gradient_accumulation_steps", *tbs / *micro / ws,
-               str_cat("train_batch_size // train_micro_batch_size_per_gpu // dp_world_size = ",
-                       *tbs, " // ", *micro, " // ", ws));
+    c.gradient_accumulation_steps = derive(
+        "gradient_accumulation_steps", *tbs / *micro / ws,
+        str_cat("train_batch_size // train_micro_batch_size_per_gpu // dp_world_size = ", *tbs,
+                " // ", *micro, " // ", ws));
   } else if (tbs && gas) {
     c.train_batch_size = *tbs, c.gradient_accumulation_steps = *gas;
     c.train_micro_batch_size_per_gpu =
@@ -84,7 +78,8 @@ void read_batch(Section& top, DsConfig& c, int dp) {
                 *micro, " × ", *gas, " × ", ws));
   } else if (tbs) {
     c.train_batch_size = *tbs;
-    c.gradient_accumulation_steps = derive("gradient_accumulation_steps", 1, "1 (only train_batch_size given)");
+    c.gradient_accumulation_steps =
+        derive("gradient_accumulation_steps", 1, "1 (only train_batch_size given)");
     c.train_micro_batch_size_per_gpu =
         derive("train_micro_batch_size_per_gpu", *tbs / ws,
                str_cat("train_batch_size // dp_world_size = ", *tbs, " // ", ws));
@@ -107,157 +102,23 @@ void read_batch(Section& top, DsConfig& c, int dp) {
       s += it == c.derived.end() ? str_cat(k, " given; ")
                                  : str_cat(k, " derived = ", it->second, " (floor division); ");
     }
-    return s + str_cat("world_size is the data-parallel size ", ws, " = ranks / (tensor_parallel.size ",
-                       c.tensor_parallel.size, " × pipeline.stages ", c.pipeline.stages, ")]");
+    return s + str_cat("world_size is the data-parallel size ", ws,
+                       " = ranks / (tensor_parallel.size ", c.tensor_parallel.size,
+                       " × pipeline.stages ", c.pipeline.stages, ")]");
   };
-  MS_CHECK(c.train_micro_batch_size_per_gpu > 0, src, ": Micro batch size per gpu: ",
-           c.train_micro_batch_size_per_gpu, " has to be greater than 0", origin());
-  MS_CHECK(c.gradient_accumulation_steps > 0, src, ": Gradient accumulation steps: ",
-           c.gradient_accumulation_steps, " has to be greater than 0", origin());
-  MS_CHECK(c.train_batch_size == product(c.train_micro_batch_size_per_gpu,
-                                         c.gradient_accumulation_steps, ws),
+  MS_CHECK(c.train_micro_batch_size_per_gpu > 0, src,
+           ": Micro batch size per gpu: ", c.train_micro_batch_size_per_gpu,
+           " has to be greater than 0", origin());
+  MS_CHECK(c.gradient_accumulation_steps > 0, src,
+           ": Gradient accumulation steps: ", c.gradient_accumulation_steps,
+           " has to be greater than 0", origin());
+  MS_CHECK(c.train_batch_size ==
+               product(c.train_micro_batch_size_per_gpu, c.gradient_accumulation_steps, ws),
            src,
            ": Check batch related parameters. train_batch_size is not equal to "
            "micro_batch_per_gpu * gradient_acc_step * world_size ",
            c.train_batch_size, " != ", c.train_micro_batch_size_per_gpu, " * ",
            c.gradient_accumulation_steps, " * ", ws, origin());
-}
-
-// --- optimizer ---------------------------------------------------------------
-
-DsOptimizerConfig read_optimizer(Section s) {
-  DsOptimizerConfig o;
-  const json* type = s.raw("type");
-  if (!type) s.fail("type", "is required (\"Adam\", \"AdamW\" or \"SGD\")");
-  if (!type->is_string()) s.fail("type", str_cat("must be a string, got ", Section::show(*type)));
-  o.type = type->get<std::string>();
-  const std::string t = lower(o.type);
-  // DeepSpeed lower-cases the names of its own optimizers; any other name is
-  // looked up as a torch.optim class, case-sensitively ("SGD").
-  static const std::vector<std::string> other_deepspeed = {
-      "adagrad", "lamb", "onebitadam", "zerooneadam", "onebitlamb", "muadam",
-      "muadamw", "musgd", "lion",  "muon"};
-  if (t == "adam" || t == "adamw") {
-    o.kind = DsOptimizerConfig::Kind::kAdamW;
-  } else if (o.type == "SGD") {
-    o.kind = DsOptimizerConfig::Kind::kSGD;
-  } else if (std::find(other_deepspeed.begin(), other_deepspeed.end(), t) != other_deepspeed.end()) {
-    s.fail("type", str_cat("\"", o.type,
-                           "\" is a DeepSpeed optimizer that minispeed does not implement "
-                           "(valid: \"Adam\", \"AdamW\", \"SGD\")"));
-  } else {
-    std::string near = engine::did_you_mean(o.type, {"Adam", "AdamW", "SGD"});
-    s.fail("type", str_cat("\"", o.type, "\": ", o.type, " is not a supported DeepSpeed Optimizer",
-                           near.empty() ? "" : str_cat("; did you mean \"", near, "\"?"),
-                           " (valid: \"Adam\", \"AdamW\" in any case, \"SGD\" exactly as the "
-                           "torch.optim class)"));
-  }
-
-  Section p = s.object("params");
-  if (p.has("max_grad_norm"))
-    p.fail("max_grad_norm",
-           "'max_grad_norm' is not supported as an optimizer parameter, please switch to using "
-           "the deepspeed parameter 'gradient_clipping' (a top-level key)");
-  if (auto lr = p.real("lr", 0, kInf)) {
-    if (*lr == 0) p.fail("lr", "must be a finite number > 0, got 0");
-    o.lr = *lr;
-  }
-  o.weight_decay = p.real("weight_decay", 0, kInf).value_or(o.weight_decay);
-  if (o.kind == DsOptimizerConfig::Kind::kAdamW) {
-    if (const json* betas = p.raw("betas")) {
-      bool ok = betas->is_array() && betas->size() == 2;
-      for (size_t i = 0; ok && i < 2; ++i)
-        ok = (*betas)[i].is_number() && (*betas)[i].get<double>() >= 0 &&
-             (*betas)[i].get<double>() < 1;
-      if (!ok)
-        p.fail("betas", str_cat("must be an array of two numbers in [0, 1), like [0.9, 0.999], got ",
-                                Section::show(*betas)));
-      o.beta1 = (*betas)[0].get<double>();
-      o.beta2 = (*betas)[1].get<double>();
-    }
-    o.eps = p.real("eps", 0, kInf).value_or(o.eps);
-    if (o.eps == 0) p.fail("eps", "must be a finite number > 0, got 0");
-    // torch_adam picks torch's Adam over FusedAdam in DeepSpeed; minispeed has
-    // one AdamW, so it changes nothing.
-    p.boolean("torch_adam");
-    std::optional<bool> w_mode = p.boolean("adam_w_mode");
-    // DeepSpeed: effective_adam_w_mode = (name == "adamw") or adam_w_mode.
-    if (w_mode && !*w_mode && t == "adam" && o.weight_decay != 0)
-      p.fail("adam_w_mode",
-             str_cat("false asks for Adam with L2 weight decay (torch.optim.Adam), which minispeed "
-                     "does not implement; with weight_decay ",
-                     o.weight_decay,
-                     " it differs from AdamW. Use AdamW (drop adam_w_mode) or weight_decay 0, "
-                     "where the two are the same update"));
-    p.finish({"bias_correction", "amsgrad", "set_grad_none", "fused"});
-  } else {
-    o.momentum = p.real("momentum", 0, kInf).value_or(0.0);
-    if (o.momentum >= 1) p.fail("momentum", str_cat("must be in [0, 1), got ", o.momentum));
-    p.finish({"dampening", "nesterov", "maximize", "foreach", "differentiable", "fused"});
-  }
-  s.finish();
-  return o;
-}
-
-// --- scheduler ---------------------------------------------------------------
-
-LRScheduleConfig read_scheduler(Section s, DsConfig& c) {
-  LRScheduleConfig r;
-  const std::vector<std::string> ours = {"WarmupLR", "WarmupDecayLR", "WarmupCosineLR"};
-  const json* type = s.raw("type");
-  if (!type) s.fail("type", "is required (\"WarmupLR\", \"WarmupDecayLR\" or \"WarmupCosineLR\")");
-  if (!type->is_string()) s.fail("type", str_cat("must be a string, got ", Section::show(*type)));
-  const std::string name = type->get<std::string>();
-  if (name == "WarmupLR") r.kind = LRScheduleConfig::Kind::kWarmupLR;
-  else if (name == "WarmupDecayLR") r.kind = LRScheduleConfig::Kind::kWarmupDecayLR;
-  else if (name == "WarmupCosineLR") r.kind = LRScheduleConfig::Kind::kWarmupCosineLR;
-  else if (name == "OneCycle" || name == "LRRangeTest")
-    s.fail("type", str_cat("\"", name, "\" is a DeepSpeed scheduler that minispeed does not "
-                           "implement (valid: \"WarmupLR\", \"WarmupDecayLR\", \"WarmupCosineLR\")"));
-  else {
-    // DeepSpeed looks the name up case-sensitively.
-    std::string near = engine::did_you_mean(name, ours);
-    s.fail("type", str_cat("\"", name, "\": DeepSpeed does not recognize LR scheduler ", name,
-                           near.empty() ? "" : str_cat("; did you mean \"", near, "\"?"),
-                           " (valid: \"WarmupLR\", \"WarmupDecayLR\", \"WarmupCosineLR\")"));
-  }
-
-  Section p = s.object("params");
-  const bool cosine = r.kind == LRScheduleConfig::Kind::kWarmupCosineLR;
-  if (r.kind != LRScheduleConfig::Kind::kWarmupLR) {
-    auto total = p.integer("total_num_steps", 1, kMax);
-    if (!total) p.fail("total_num_steps", str_cat("is required by ", name, " (the training steps the decay spans)"));
-    r.total_num_steps = *total;
-  }
-  r.warmup_num_steps = p.integer("warmup_num_steps", 0, kMax).value_or(r.warmup_num_steps);
-  if (p.choice("warmup_type", {"log", "linear"}).value_or("log") == "linear")
-    r.warmup_type = engine::WarmupType::kLinear;
-  if (cosine) {
-    r.warmup_min_ratio = p.real("warmup_min_ratio", 0, 1).value_or(r.warmup_min_ratio);
-    r.cos_min_ratio = p.real("cos_min_ratio", 0, 1).value_or(r.cos_min_ratio);
-  } else {
-    r.warmup_min_lr = p.real("warmup_min_lr", 0, kInf).value_or(0.0);
-    if (auto max = p.real("warmup_max_lr", 0, kInf)) {
-      r.warmup_max_lr = *max;
-    } else if (r.kind == LRScheduleConfig::Kind::kWarmupLR) {
-      // WarmupLR's warmup_max_lr=None means "the optimizer's lr".
-      r.warmup_max_lr = c.optimizer ? c.optimizer->lr : DsOptimizerConfig{}.lr;
-      c.derived["scheduler.params.warmup_max_lr"] =
-          c.optimizer ? "optimizer.params.lr (WarmupLR's default None)"
-                      : "the default optimizer lr (no optimizer section; WarmupLR's default None)";
-    }
-    if (r.warmup_min_lr > r.warmup_max_lr)
-      p.fail("warmup_min_lr", str_cat(r.warmup_min_lr, " must be <= warmup_max_lr ", r.warmup_max_lr,
-                                      " (the warmup rises from min to max)"));
-  }
-  // DeepSpeed only logs a warning here; the decay would then never start.
-  if (r.kind != LRScheduleConfig::Kind::kWarmupLR && r.total_num_steps < r.warmup_num_steps)
-    p.fail("total_num_steps", str_cat(r.total_num_steps, " is less than warmup_num_steps ",
-                                      r.warmup_num_steps, " (default 1000): set warmup_num_steps "
-                                      "<= total_num_steps"));
-  p.finish({"last_batch_iteration"});
-  s.finish();
-  return r;
 }
 
 // --- precision, ZeRO, activation checkpointing, tp, pp -----------------------
@@ -267,7 +128,8 @@ void read_fp16(Section s, DsFp16Config& f) {
   f.loss_scale = s.real("loss_scale", -kInf, kInf).value_or(0.0);
   // DeepSpeedFP16Config's validators, verbatim.
   if (f.loss_scale < 0)
-    s.fail("loss_scale", str_cat("must be >= 0 (0 enables dynamic loss scaling), got ", f.loss_scale));
+    s.fail("loss_scale",
+           str_cat("must be >= 0 (0 enables dynamic loss scaling), got ", f.loss_scale));
   // 2^127 is the largest power of two an fp32 scale can hold.
   f.initial_scale_power = s.integer("initial_scale_power", 0, 127).value_or(16);
   f.loss_scale_window = s.integer("loss_scale_window", kMin, kMax).value_or(1000);
@@ -278,7 +140,8 @@ void read_fp16(Section s, DsFp16Config& f) {
   f.hysteresis = s.integer("hysteresis", 1, kMax).value_or(2);
   f.min_loss_scale = s.real("min_loss_scale", 0, kInf).value_or(1.0);
   if (f.min_loss_scale == 0) s.fail("min_loss_scale", "must be > 0, got 0");
-  if (f.loss_scale == 0 && f.min_loss_scale > std::ldexp(1.0, static_cast<int>(f.initial_scale_power)))
+  if (f.loss_scale == 0 &&
+      f.min_loss_scale > std::ldexp(1.0, static_cast<int>(f.initial_scale_power)))
     s.fail("min_loss_scale", str_cat(f.min_loss_scale, " is above the initial scale 2^",
                                      f.initial_scale_power, " (initial_scale_power)"));
   s.finish({"auto_cast", "consecutive_hysteresis", "fp16_master_weights_and_grads"});
@@ -303,14 +166,27 @@ void read_zero(Section s, DsConfig& c) {
     z.overlap_comm = z.stage == 3;
     c.derived["zero_optimization.overlap_comm"] = "stage == 3 (DeepSpeed's default None)";
   }
-  s.finish({"contiguous_gradients", "reduce_scatter", "allgather_partitions",
-            "load_from_fp32_weights", "elastic_checkpoint", "sub_group_size",
-            "stage3_prefetch_bucket_size", "prefetch_bucket_size",
-            "stage3_param_persistence_threshold", "stage3_max_live_parameters",
-            "stage3_max_reuse_distance", "stage3_gather_16bit_weights_on_model_save",
-            "round_robin_gradients", "ignore_unused_parameters", "offload_optimizer",
-            "offload_param", "cpu_offload", "zero_hpz_partition_size", "zero_quantized_weights",
-            "zero_quantized_gradients", "mics_shard_size"});
+  s.finish({"contiguous_gradients",
+            "reduce_scatter",
+            "allgather_partitions",
+            "load_from_fp32_weights",
+            "elastic_checkpoint",
+            "sub_group_size",
+            "stage3_prefetch_bucket_size",
+            "prefetch_bucket_size",
+            "stage3_param_persistence_threshold",
+            "stage3_max_live_parameters",
+            "stage3_max_reuse_distance",
+            "stage3_gather_16bit_weights_on_model_save",
+            "round_robin_gradients",
+            "ignore_unused_parameters",
+            "offload_optimizer",
+            "offload_param",
+            "cpu_offload",
+            "zero_hpz_partition_size",
+            "zero_quantized_weights",
+            "zero_quantized_gradients",
+            "mics_shard_size"});
 }
 
 void read_activation_checkpointing(Section s, DsActivationCheckpointingConfig& a) {
@@ -335,8 +211,9 @@ void read_pipeline(Section s, DsPipelineConfig& p) {
   p.schedule = s.choice("schedule", {"gpipe", "1f1b", "interleaved"}).value_or("1f1b");
   p.virtual_stages = s.integer("virtual_stages", 1, kMax).value_or(1);
   if (p.virtual_stages > 1 && p.schedule != "interleaved")
-    s.fail("virtual_stages", str_cat(p.virtual_stages, " needs pipeline.schedule \"interleaved\" (\"",
-                                     p.schedule, "\" holds one model chunk per stage)"));
+    s.fail("virtual_stages",
+           str_cat(p.virtual_stages, " needs pipeline.schedule \"interleaved\" (\"", p.schedule,
+                   "\" holds one model chunk per stage)"));
   s.finish();
 }
 
@@ -355,8 +232,8 @@ DsConfig parse_from(const std::string& text, int dp, const std::string& source) 
   read_pipeline(top.object("pipeline"), c.pipeline);
   read_batch(top, c, dp);
 
-  if (top.has("optimizer")) c.optimizer = read_optimizer(top.object("optimizer"));
-  if (top.has("scheduler")) c.scheduler = read_scheduler(top.object("scheduler"), c);
+  if (top.has("optimizer")) c.optimizer = engine::read_optimizer(top.object("optimizer"));
+  if (top.has("scheduler")) c.scheduler = engine::read_scheduler(top.object("scheduler"), c);
   c.gradient_clipping = top.real("gradient_clipping", 0, kInf).value_or(1.0);
   c.steps_per_print = top.integer("steps_per_print", 1, kMax);
 
@@ -374,10 +251,11 @@ DsConfig parse_from(const std::string& text, int dp, const std::string& source) 
 
   // PipelineEngine's assertion (DeepSpeed#4164: ZeRO-2/3 reduce at every
   // micro-step, a pipeline runs many micro-steps per step).
-  MS_CHECK(!(c.pipeline.stages > 1 && c.zero_optimization.stage >= 2), source,
-           ": ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism (zero_optimization.stage ",
-           c.zero_optimization.stage, " with pipeline.stages ", c.pipeline.stages,
-           "): use stage 0 or 1");
+  MS_CHECK(
+      !(c.pipeline.stages > 1 && c.zero_optimization.stage >= 2), source,
+      ": ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism (zero_optimization.stage ",
+      c.zero_optimization.stage, " with pipeline.stages ", c.pipeline.stages,
+      "): use stage 0 or 1");
   // Interleaved 1F1B sends micro-batches through the chunks in groups of p
   // (Narayanan et al. 2021, §2.2.2); a pipeline's micro-batches per step are
   // gradient_accumulation_steps, as in DeepSpeed's PipelineEngine.
@@ -387,12 +265,31 @@ DsConfig parse_from(const std::string& text, int dp, const std::string& source) 
            c.gradient_accumulation_steps, ", the micro-batches per step) to be a multiple of ",
            "pipeline.stages (", c.pipeline.stages, ")");
 
-  top.finish({"wall_clock_breakdown", "zero_allow_untested_optimizer", "flops_profiler",
-              "communication_data_type", "prescale_gradients", "gradient_predivide_factor",
-              "sparse_gradients", "amp", "data_types", "checkpoint", "elasticity", "compile",
-              "tensorboard", "wandb", "csv_monitor", "comms_logger", "dump_state",
-              "memory_breakdown", "zero_force_ds_cpu_optimizer", "autotuning", "data_efficiency",
-              "compression_training", "aio", "nebula", "sequence_parallel_size"});
+  top.finish({"wall_clock_breakdown",
+              "zero_allow_untested_optimizer",
+              "flops_profiler",
+              "communication_data_type",
+              "prescale_gradients",
+              "gradient_predivide_factor",
+              "sparse_gradients",
+              "amp",
+              "data_types",
+              "checkpoint",
+              "elasticity",
+              "compile",
+              "tensorboard",
+              "wandb",
+              "csv_monitor",
+              "comms_logger",
+              "dump_state",
+              "memory_breakdown",
+              "zero_force_ds_cpu_optimizer",
+              "autotuning",
+              "data_efficiency",
+              "compression_training",
+              "aio",
+              "nebula",
+              "sequence_parallel_size"});
   return c;
 }
 

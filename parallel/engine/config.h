@@ -35,7 +35,7 @@ struct DsOptimizerConfig {
 
 struct DsFp16Config {
   bool enabled = false;
-  double loss_scale = 0.0;  // 0 = dynamic loss scaling, > 0 = this static scale
+  double loss_scale = 0.0;           // 0 = dynamic loss scaling, > 0 = this static scale
   int64_t initial_scale_power = 16;  // dynamic: start at 2^16
   int64_t loss_scale_window = 1000;  // clean steps before the scale doubles
   int64_t hysteresis = 2;            // overflows tolerated before halving
@@ -75,10 +75,10 @@ struct DsConfig {
   int64_t gradient_accumulation_steps = 0;
   int64_t dp_world_size = 1;  // the data-parallel ranks the triple was resolved for
 
-  std::optional<DsOptimizerConfig> optimizer;  // absent: the caller supplies one
+  std::optional<DsOptimizerConfig> optimizer;         // absent: the caller supplies one
   std::optional<engine::LRScheduleConfig> scheduler;  // absent: constant lr
-  double gradient_clipping = 1.0;  // 0 = off; DeepSpeed's default since PR #8068
-  std::optional<int64_t> steps_per_print;  // DeepSpeed's None (its docs still say 10)
+  double gradient_clipping = 1.0;                     // 0 = off; DeepSpeed's default since PR #8068
+  std::optional<int64_t> steps_per_print;             // DeepSpeed's None (its docs still say 10)
   DsFp16Config fp16;
   bool bf16_enabled = false;
   DsZeroConfig zero_optimization;

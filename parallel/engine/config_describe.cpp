@@ -50,7 +50,8 @@ std::string describe(const DsConfig& c) {
     bool adamw = o.kind == DsOptimizerConfig::Kind::kAdamW;
     std::string runs = adamw ? "AdamW (decoupled weight decay)" : "SGD";
     if (adamw && o.type != "AdamW")
-      runs += str_cat("; \"", o.type, "\" means AdamW, as DeepSpeed's adam_w_mode defaults to true");
+      runs +=
+          str_cat("; \"", o.type, "\" means AdamW, as DeepSpeed's adam_w_mode defaults to true");
     p.line("optimizer.type", str_cat("\"", o.type, "\" → ", runs));
     p.value("optimizer.params.lr", o.lr);
     if (adamw) {
@@ -70,7 +71,8 @@ std::string describe(const DsConfig& c) {
     p.line("scheduler.type", engine::schedule_type_name(s.kind));
     if (s.kind != K::kWarmupLR) p.value("scheduler.params.total_num_steps", s.total_num_steps);
     p.value("scheduler.params.warmup_num_steps", s.warmup_num_steps);
-    p.line("scheduler.params.warmup_type", s.warmup_type == engine::WarmupType::kLog ? "log" : "linear");
+    p.line("scheduler.params.warmup_type",
+           s.warmup_type == engine::WarmupType::kLog ? "log" : "linear");
     if (s.kind == K::kWarmupCosineLR) {
       p.value("scheduler.params.warmup_min_ratio", s.warmup_min_ratio);
       p.value("scheduler.params.cos_min_ratio", s.cos_min_ratio);

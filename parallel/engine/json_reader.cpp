@@ -14,13 +14,20 @@ namespace {
 
 const char* type_word(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    case json::value_t::number_float: return "a number";
-    default: return "an integer";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an integer";
   }
 }
 
@@ -84,14 +91,18 @@ json parse_json_strict(const std::string& text, const std::string& source) {
         Frame& f = stack.back();
         f.key = parsed.get<std::string>();
         if (!f.keys.insert(f.key).second)
-          throw Error(str_cat(source, ": duplicate key \"", f.key, "\" at ",
-                              frames_path(stack, stack.size()),
-                              " (JSON parsers keep only one of the two values; write the key once)"));
+          throw Error(str_cat(
+              source, ": duplicate key \"", f.key, "\" at ", frames_path(stack, stack.size()),
+              " (JSON parsers keep only one of the two values; write the key once)"));
         break;
       }
-      case json::parse_event_t::value: next_element(); break;
+      case json::parse_event_t::value:
+        next_element();
+        break;
       case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end: stack.pop_back(); break;
+      case json::parse_event_t::array_end:
+        stack.pop_back();
+        break;
     }
     return true;
   };
@@ -101,7 +112,8 @@ json parse_json_strict(const std::string& text, const std::string& source) {
     // e.what() is "[json.exception.parse_error.101] parse error at line L, column C: ..."
     std::string what = e.what();
     size_t at = what.find("] ");
-    throw Error(str_cat(source, ": invalid JSON: ", at == std::string::npos ? what : what.substr(at + 2)));
+    throw Error(
+        str_cat(source, ": invalid JSON: ", at == std::string::npos ? what : what.substr(at + 2)));
   }
 }
 
@@ -117,7 +129,8 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   return best_d <= limit ? best : "";
 }
 
-Section::Section(const json& obj, std::string path, std::string source, std::set<std::string>* given)
+Section::Section(const json& obj, std::string path, std::string source,
+                 std::set<std::string>* given)
     : obj_(&obj), path_(std::move(path)), source_(std::move(source)), given_(given) {}
 
 std::string Section::path(const std::string& key) const {
@@ -141,9 +154,13 @@ const json* Section::lookup(const std::string& key) {
   return &*it;
 }
 
-bool Section::has(const std::string& key) { return lookup(key) != nullptr; }
+bool Section::has(const std::string& key) {
+  return lookup(key) != nullptr;
+}
 
-const json* Section::raw(const std::string& key) { return lookup(key); }
+const json* Section::raw(const std::string& key) {
+  return lookup(key);
+}
 
 std::optional<int64_t> Section::integer(const std::string& key, int64_t lo, int64_t hi) {
   const json* v = lookup(key);
@@ -164,9 +181,10 @@ std::optional<int64_t> Section::integer(const std::string& key, int64_t lo, int6
     integral = std::isfinite(d) && std::floor(d) == d;
   }
   if (!integral) {
-    std::string hint = v->is_string() && v->get<std::string>() == "auto"
-                           ? " (\"auto\" is filled in by the Hugging Face integration; write the number)"
-                           : "";
+    std::string hint =
+        v->is_string() && v->get<std::string>() == "auto"
+            ? " (\"auto\" is filled in by the Hugging Face integration; write the number)"
+            : "";
     fail(key, str_cat("must be an integer, got ", show(*v), " (", type_word(*v), ")", hint));
   }
   if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
@@ -178,15 +196,16 @@ std::optional<double> Section::real(const std::string& key, double lo, double hi
   const json* v = lookup(key);
   if (!v) return std::nullopt;
   if (!v->is_number()) {
-    std::string hint = v->is_string() && v->get<std::string>() == "auto"
-                           ? " (\"auto\" is filled in by the Hugging Face integration; write the number)"
-                           : "";
+    std::string hint =
+        v->is_string() && v->get<std::string>() == "auto"
+            ? " (\"auto\" is filled in by the Hugging Face integration; write the number)"
+            : "";
     fail(key, str_cat("must be a number, got ", show(*v), " (", type_word(*v), ")", hint));
   }
   double d = v->get<double>();
   if (!std::isfinite(d) || d < lo || d > hi) {
-    std::string range = std::isinf(hi) ? str_cat("a finite number >= ", lo)
-                                       : str_cat("in [", lo, ", ", hi, "]");
+    std::string range =
+        std::isinf(hi) ? str_cat("a finite number >= ", lo) : str_cat("in [", lo, ", ", hi, "]");
     fail(key, str_cat("must be ", range, ", got ", show(*v)));
   }
   return d;
@@ -207,7 +226,8 @@ std::optional<std::string> Section::choice(const std::string& key,
   std::string list;
   for (const std::string& c : valid) list += (list.empty() ? "\"" : ", \"") + c + "\"";
   if (!v->is_string())
-    fail(key, str_cat("must be a string (one of ", list, "), got ", show(*v), " (", type_word(*v), ")"));
+    fail(key,
+         str_cat("must be a string (one of ", list, "), got ", show(*v), " (", type_word(*v), ")"));
   std::string s = v->get<std::string>();
   if (std::find(valid.begin(), valid.end(), s) == valid.end()) {
     std::string near = did_you_mean(s, valid);
