@@ -342,3 +342,33 @@ TEST_CASE("every example in configs/ parses", "[config]") {
   CHECK(load_ds_config("configs/bf16.json", 1).bf16_enabled);
   CHECK(load_ds_config("configs/fp16.json", 1).fp16.enabled);
 }
+
+TEST_CASE("for a job of N ranks the data-parallel size is N / (tp × pp)", "[config]") {
+  DsConfig c = load_ds_config_for_ranks("configs/3d.json", 8);
+  CHECK(c.dp_world_size == 2);
+  CHECK(c.ranks == 8);
+  CHECK(c.train_batch_size == 4 * 4 * 2);
+  CHECK_THAT(describe(c), Contains("resolved for 2 data-parallel ranks (8 ranks / "
+                                   "(tensor_parallel.size 2 × pipeline.stages 2))"));
+  CHECK_THROWS_WITH(load_ds_config_for_ranks("configs/3d.json", 6),
+                    Contains("configs/3d.json: the 6 ranks are not divisible by "
+                             "tensor_parallel.size 2 × pipeline.stages 2 = 4"));
+  CHECK_THROWS_WITH(
+      parse_ds_config_for_ranks(R"({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 2,
+                                    "gradient_accumulation_steps": 1,
+                                    "tensor_parallel": {"size": 2}})",
+                                4),
+      Contains("8 != 2 * 1 * 2") &&
+          Contains("world_size is the data-parallel size 2 = 4 ranks / (tensor_parallel.size 2 × "
+                   "pipeline.stages 1)"));
+  CHECK(parse_ds_config_for_ranks(R"({"train_micro_batch_size_per_gpu": 2})", 3).dp_world_size ==
+        3);
+  CHECK_THROWS_WITH(parse_ds_config_for_ranks("{}", 0), Contains("number of ranks must be >= 1"));
+}
+
+TEST_CASE("an integer written as a float past int64 is out of range, not wrapped", "[config]") {
+  CHECK_THROWS_WITH(parse(R"({"train_batch_size": 8, "steps_per_print": 9223372036854775808.0})"),
+                    Contains("steps_per_print must be in [1, 9223372036854775807]"));
+  CHECK_THROWS_WITH(parse(R"({"train_batch_size": 8, "steps_per_print": 9223372036854775808})"),
+                    Contains("steps_per_print must be in [1, 9223372036854775807]"));
+}

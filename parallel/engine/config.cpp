@@ -102,9 +102,10 @@ void read_batch(Section& top, DsConfig& c, int dp) {
       s += it == c.derived.end() ? str_cat(k, " given; ")
                                  : str_cat(k, " derived = ", it->second, " (floor division); ");
     }
-    return s + str_cat("world_size is the data-parallel size ", ws,
-                       " = ranks / (tensor_parallel.size ", c.tensor_parallel.size,
-                       " × pipeline.stages ", c.pipeline.stages, ")]");
+    return s + str_cat("world_size is the data-parallel size ", ws, " = ",
+                       c.ranks > 0 ? str_cat(c.ranks, " ranks") : std::string("ranks"),
+                       " / (tensor_parallel.size ", c.tensor_parallel.size, " × pipeline.stages ",
+                       c.pipeline.stages, ")]");
   };
   MS_CHECK(c.train_micro_batch_size_per_gpu > 0, src,
            ": Micro batch size per gpu: ", c.train_micro_batch_size_per_gpu,
@@ -217,19 +218,36 @@ void read_pipeline(Section s, DsPipelineConfig& p) {
   s.finish();
 }
 
-DsConfig parse_from(const std::string& text, int dp, const std::string& source) {
-  MS_CHECK(dp >= 1, source, ": the data-parallel world size must be >= 1, got ", dp);
+// `size` is the data-parallel size, or with `size_is_ranks` the whole job's
+// ranks, divided here by tensor_parallel.size × pipeline.stages.
+DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
+                    const std::string& source) {
+  MS_CHECK(size >= 1, source, ": the ",
+           size_is_ranks ? "number of ranks" : "data-parallel world size", " must be >= 1, got ",
+           size);
   DsConfig c;
   c.source = source;
-  c.dp_world_size = dp;
   json root = engine::parse_json_strict(text, source);
   MS_CHECK(root.is_object(), source, ": the top level must be a JSON object ({...}), got ",
            Section::show(root));
   Section top(root, "", source, &c.given);
 
-  // Read first: the batch error names the tp and pp sizes.
+  // Read first: they fix the data-parallel size, and the batch error names them.
   read_tensor_parallel(top.object("tensor_parallel"), c.tensor_parallel);
   read_pipeline(top.object("pipeline"), c.pipeline);
+  int dp = size;
+  if (size_is_ranks) {
+    const int64_t tp = c.tensor_parallel.size, pp = c.pipeline.stages;
+    int64_t model_ranks = 0;
+    bool overflow = __builtin_mul_overflow(tp, pp, &model_ranks);
+    MS_CHECK(!overflow && size % model_ranks == 0, source, ": the ", size,
+             " ranks are not divisible by tensor_parallel.size ", tp, " × pipeline.stages ", pp,
+             overflow ? std::string() : str_cat(" = ", model_ranks),
+             " (the ranks form ranks / (tp × pp) data-parallel replicas of tp × pp ranks each)");
+    dp = static_cast<int>(size / model_ranks);
+    c.ranks = size;
+  }
+  c.dp_world_size = dp;
   read_batch(top, c, dp);
 
   if (top.has("optimizer")) c.optimizer = engine::read_optimizer(top.object("optimizer"));
@@ -296,10 +314,15 @@ DsConfig parse_from(const std::string& text, int dp, const std::string& source) 
 }  // namespace
 
 DsConfig parse_ds_config(const std::string& json_text, int dp_world_size) {
-  return parse_from(json_text, dp_world_size, "ds_config");
+  return parse_from(json_text, dp_world_size, false, "ds_config");
 }
 
-DsConfig load_ds_config(const std::string& path, int dp_world_size) {
+DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks) {
+  return parse_from(json_text, ranks, true, "ds_config");
+}
+
+namespace {
+std::string read_config_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   MS_CHECK(fs::exists(path, ec), "ds_config: no such file '", path, "'");
@@ -309,7 +332,16 @@ DsConfig load_ds_config(const std::string& path, int dp_world_size) {
   std::ostringstream text;
   text << in.rdbuf();
   MS_CHECK(!in.bad(), "ds_config: error while reading '", path, "'");
-  return parse_from(text.str(), dp_world_size, path);
+  return text.str();
+}
+}  // namespace
+
+DsConfig load_ds_config(const std::string& path, int dp_world_size) {
+  return parse_from(read_config_file(path), dp_world_size, false, path);
+}
+
+DsConfig load_ds_config_for_ranks(const std::string& path, int ranks) {
+  return parse_from(read_config_file(path), ranks, true, path);
 }
 
 }  // namespace ms

@@ -74,6 +74,7 @@ struct DsConfig {
   int64_t train_micro_batch_size_per_gpu = 0;
   int64_t gradient_accumulation_steps = 0;
   int64_t dp_world_size = 1;  // the data-parallel ranks the triple was resolved for
+  int64_t ranks = 0;          // the job's ranks when parsed *_for_ranks, else 0
 
   std::optional<DsOptimizerConfig> optimizer;         // absent: the caller supplies one
   std::optional<engine::LRScheduleConfig> scheduler;  // absent: constant lr
@@ -100,6 +101,11 @@ struct DsConfig {
 DsConfig parse_ds_config(const std::string& json_text, int dp_world_size);
 // The same, reading the file at `path` (named in every message).
 DsConfig load_ds_config(const std::string& path, int dp_world_size);
+// For a job of `ranks` ranks: the data-parallel size is derived from the
+// file's own tensor_parallel.size and pipeline.stages (an error when they do
+// not divide the ranks), which is what a launcher knows.
+DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks);
+DsConfig load_ds_config_for_ranks(const std::string& path, int ranks);
 
 // The resolved configuration, one key per line, each value marked as given,
 // default or derived (with how), for printing at the start of a run.

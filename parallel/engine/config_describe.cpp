@@ -40,7 +40,11 @@ struct Printer {
 std::string describe(const DsConfig& c) {
   Printer p{c, {}};
   p.out << c.source << ", resolved for " << c.dp_world_size << " data-parallel rank"
-        << (c.dp_world_size == 1 ? "" : "s") << ":\n";
+        << (c.dp_world_size == 1 ? "" : "s");
+  if (c.ranks > 0)
+    p.out << " (" << c.ranks << " ranks / (tensor_parallel.size " << c.tensor_parallel.size
+          << " × pipeline.stages " << c.pipeline.stages << "))";
+  p.out << ":\n";
   p.value("train_batch_size", c.train_batch_size);
   p.value("train_micro_batch_size_per_gpu", c.train_micro_batch_size_per_gpu);
   p.value("gradient_accumulation_steps", c.gradient_accumulation_steps);

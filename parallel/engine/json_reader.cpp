@@ -187,7 +187,8 @@ std::optional<int64_t> Section::integer(const std::string& key, int64_t lo, int6
             : "";
     fail(key, str_cat("must be an integer, got ", show(*v), " (", type_word(*v), ")", hint));
   }
-  if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+  // 2^63 compares equal to (double)INT64_MAX but does not fit an int64.
+  if (d < static_cast<double>(lo) || d > static_cast<double>(hi) || d >= 0x1p63)
     fail(key, str_cat("must be in [", lo, ", ", hi, "], got ", show(*v)));
   return static_cast<int64_t>(d);
 }
