@@ -63,12 +63,38 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
            "zero: stage 3 recomputes each block in backward, and a recomputed dropout would draw "
            "a different mask: set dropout to 0 (got ",
            model.config().dropout, ")");
+  MS_CHECK(!opts_.pp || opts_.stage < 2, "--zero-stage ", opts_.stage,
+           " with --pp > 1: ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism "
+           "(DeepSpeed's PipelineEngine): they reduce-scatter gradients on every micro-batch, "
+           "m times per step; use --zero-stage 0 or 1");
+  // A pipeline stage trains its own parameters only (ZeroPipeline).
+  std::vector<Tensor> params = model.parameters();
+  auto keep = [&](const std::vector<bool>& per_param) {
+    if (!opts_.pp) return per_param;
+    std::vector<bool> out;
+    for (size_t i = 0; i < per_param.size(); ++i)
+      if (opts_.pp->owned[i]) out.push_back(per_param[i]);
+    return out;
+  };
+  if (opts_.pp) {
+    MS_CHECK(opts_.pp->owned.size() == params.size() && opts_.pp->tied_copy.size() == params.size(),
+             "zero: the pipeline masks have ", opts_.pp->owned.size(), " and ",
+             opts_.pp->tied_copy.size(), " entries for ", params.size(), " parameters");
+    std::vector<Tensor> mine;
+    num_params_ = 0;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (opts_.pp->owned[i]) {
+        mine.push_back(params[i]);
+        num_params_ += params[i].numel();
+      }
+    params = std::move(mine);
+  }
   switch (opts_.stage) {
     case 0:
-      stage_ = std::make_unique<DdpStage>(model.parameters(), dp_, opts_.bucket_bytes);
+      stage_ = std::make_unique<DdpStage>(params, dp_, opts_.bucket_bytes);
       break;
     case 1:
-      stage_ = std::make_unique<ZeroStage1>(model.parameters(), dp_);
+      stage_ = std::make_unique<ZeroStage1>(params, dp_);
       break;
     case 2:
       stage_ = std::make_unique<ZeroStage2>(model.parameters(), dp_, opts_.bucket_bytes);
@@ -79,7 +105,19 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   }
   optimizer_ = make_optimizer(stage_->trainable());
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
-  if (opts_.tp) replicated_ranges_ = stage_->ranges_of(checked_mask(*opts_.tp, model));
+  std::vector<bool> skip(params.size(), false);
+  bool any_skip = false;
+  if (opts_.tp) {
+    const std::vector<bool> replicated = keep(checked_mask(*opts_.tp, model));
+    replicated_ranges_ = stage_->ranges_of(replicated);
+    if (opts_.tp->tp.rank() != 0) skip = replicated, any_skip = true;
+  }
+  if (opts_.pp) {
+    const std::vector<bool> tied = keep(opts_.pp->tied_copy);
+    for (size_t i = 0; i < tied.size(); ++i)
+      if (tied[i]) skip[i] = true, any_skip = true;
+  }
+  if (any_skip) norm_skip_ = stage_->ranges_of(skip);
 }
 
 ZeroOptimizer::~ZeroOptimizer() = default;
@@ -88,18 +126,37 @@ void ZeroOptimizer::set_gradient_sync(bool sync) {
   stage_->set_gradient_sync(sync);
 }
 
+void ZeroOptimizer::reduce_gradients() {
+  MS_CHECK(!reduced_, "zero: reduce_gradients called twice before step()");
+  stage_->reduce_gradients();
+  reduced_ = true;
+}
+
 double ZeroOptimizer::step(double lr, double max_norm) {
   MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
-  stage_->reduce_gradients();
+  if (!reduced_) stage_->reduce_gradients();
+  reduced_ = false;
   const std::vector<Tensor>& mine = optimizer_->params();
   if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
   // Global gradient norm. With sharded gradients each rank has the sum of squares of its
   // slice only (padding adds nothing): all-reduce the sums, then take the root, so every
-  // rank gets the same norm and clip factor one process would compute. tp: see tp_sq_norm.
-  double sq = opts_.tp ? tp_sq_norm() : grad_sq_norm(mine);
+  // rank gets the same norm and clip factor one process would compute. tp: see
+  // local_sq_norm. pp: each stage's sum, summed over the stages (the same sum in
+  // another order: Megatron's get_grad_norm_fp32 reduces over the model-parallel group).
+  double sq = local_sq_norm();
+  if (opts_.tp) {
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
+  }
   if (stage_->sharded_gradients()) {
     Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
     dp_.all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
+  }
+  if (opts_.pp && opts_.pp->pp.size() > 1) {
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    opts_.pp->pp.all_reduce(t, ReduceOp::Sum);
     sq = t.item();
   }
   const double norm = std::sqrt(sq);
@@ -143,28 +200,25 @@ void ZeroOptimizer::sum_replicated_grads() {
   }
 }
 
-// This rank's Σ g² summed over tp, every parameter counted once
-// (parallel/tp/grad_norm.h's rule): a replicated gradient only on tp rank 0.
-// Summing over tp before dp is the same sum (Megatron's get_grad_norm_fp32
-// reduces over the model-parallel group; the dp sum follows in step()).
-double ZeroOptimizer::tp_sq_norm() {
+// This rank's Σ g², every parameter counted once over the model-parallel
+// ranks (parallel/tp/grad_norm.h's rule): a tp-replicated gradient only on tp
+// rank 0, a pipeline's tied copy only on the first stage (norm_skip_). step()
+// sums it over tp, dp (when sharded) and pp.
+double ZeroOptimizer::local_sq_norm() {
   const std::vector<Tensor>& mine = optimizer_->params();
-  const bool count_replicated = opts_.tp->tp.rank() == 0;
+  if (norm_skip_.empty() && !opts_.tp) return grad_sq_norm(mine);
   double sq = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
     Tensor g = contiguous(to(detach(mine[i].grad()), DType::F64));
     const double* d = g.data<double>();
     std::vector<bool> skip(g.numel(), false);
-    if (!count_replicated)
-      for (const auto& [b, e] : replicated_ranges_[i])
-        std::fill(skip.begin() + b, skip.begin() + e, true);
+    if (!norm_skip_.empty())
+      for (const auto& [b, e] : norm_skip_[i]) std::fill(skip.begin() + b, skip.begin() + e, true);
     for (int64_t k = 0; k < g.numel(); ++k)
       if (!skip[k]) sq += d[k] * d[k];
   }
-  Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
-  opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
-  return t.item();
+  return sq;
 }
 
 const std::vector<bool>& ZeroOptimizer::checked_mask(const ZeroTensorParallel& tp,
