@@ -258,5 +258,27 @@ job "--tp with --init-from whose heads do not split" "has n_head 1, which --tp 2
   train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --tp 2 \
   --init-from "$tmp/one_head.safetensors"
 
+# ---- pipeline parallelism (--pp, --pipe-schedule, --virtual-stages) ----
+one "--pp 0" "--pp must be positive, got 0" train "${tiny[@]}" --pp 0
+one "--pipe-schedule foo" "unknown" train "${tiny[@]}" --pipe-schedule foo
+one "--virtual-stages without interleaved" "--virtual-stages 2 needs --pipe-schedule interleaved" \
+  train "${tiny[@]}" --virtual-stages 2
+one "--timeline without --pp" "--timeline needs --pp > 1" train "${tiny[@]}" --timeline "$tmp/t.svg"
+job "--pp 3 on 4 ranks" "--tp 1 × --pp 3 does not divide the 4 ranks" 4 train "${tiny[@]}" --pp 3
+job "--tp 2 --pp 2 on 6 ranks" "--tp 2 × --pp 2 does not divide the 6 ranks" 6 \
+  train "${tiny[@]}" --tp 2 --pp 2
+job "--n-layer fewer than the stages" "--n-layer 1 is fewer than the 2 pipeline stages" 2 \
+  train "${tiny[@]}" --pp 2
+job "interleaved with --grad-accum % --pp != 0" \
+  "--pipe-schedule interleaved needs --grad-accum (the micro-batches, 3) to be a multiple of --pp 2" \
+  2 train "${tiny[@]}" --n-layer 4 --pp 2 --pipe-schedule interleaved --virtual-stages 2 \
+  --grad-accum 3
+job "--zero-stage 2 with --pp" "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" 2 \
+  train "${tiny[@]}" --n-layer 2 --pp 2 --zero-stage 2
+# The depth comes from the file (1 block): fewer than --pp 2 stages.
+job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipeline stages" 2 \
+  train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --pp 2 \
+  --init-from "$tmp/one_head.safetensors"
+
 echo "bad input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -6,6 +6,9 @@
 # of batch B) must follow one process with batch dp·B in its losses, its
 # gradient norms, and its final saved weights (every float within the same
 # 1.5e-4), with and without --sequence-parallel, under ZeRO 0-3 over dp.
+# Then pipeline parallelism the same way: `--pp P --grad-accum m` (m
+# micro-batches through the schedule) on dp = 2 replicas against one process
+# with batch 2·B and --grad-accum m, and the 3D run tp 2 × pp 2 × dp 2.
 #   scripts/test-train-equivalence.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -121,5 +124,50 @@ else
   echo "FAILED: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
   fail=$((fail + 1))
 fi
+
+# ---- pipeline parallelism: losses, norms and saved weights ----
+# pp_case "RANKS PP TP STAGE SCHEDULE M"...: each against one process with
+# batch 8 and --grad-accum M (dp = RANKS / (PP·TP) replicas of batch 8 / dp).
+ppcommon="--n-layer 4 --n-head 4 --n-embd 32 --seq-len 32 --steps 3 --lr 3e-3 --eval-every 3
+          --eval-batches 2 --log-every 1 --sample-tokens 0"
+pp_case() {
+  local run ref out problem
+  for run in "$@"; do
+    set -- $run
+    local ranks=$1 p=$2 t=$3 stage=$4 sched=$5 m=$6 dp=$(($1 / ($2 * $3)))
+    ref=$(OMP_NUM_THREADS=1 "$bin" train $ppcommon --batch-size 8 --grad-accum "$m" \
+          --save-weights "$tmp/ref.safetensors" 2>&1)
+    out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
+          "$bin" train $ppcommon --batch-size $((8 / dp)) --grad-accum "$m" --pp "$p" --tp "$t" \
+          --pipe-schedule "$sched" --zero-stage "$stage" --save-weights "$tmp/pp.safetensors" 2>&1)
+    local label="pp $p ($sched, m $m) × tp $t × dp $dp, ZeRO $stage on $ranks ranks"
+    problem=""
+    if ! paste <(losses <<< "$ref") <(losses <<< "$out") |
+         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
+      problem="losses differ"
+    elif ! paste <(norms <<< "$ref") <(norms <<< "$out") |
+         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-3 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
+      problem="gradient norms differ"
+    elif ! same_weights "$tmp/ref.safetensors" "$tmp/pp.safetensors"; then
+      problem="saved weights differ"
+    fi
+    if [ -z "$problem" ]; then
+      echo "ok: $label follows one process"
+      pass=$((pass + 1))
+    else
+      echo "FAILED: $label: $problem (one process | pp; losses, then norms):"
+      paste <(losses <<< "$ref"; norms <<< "$ref") <(losses <<< "$out"; norms <<< "$out") |
+        sed 's/^/  /'
+      grep -E 'error' <<< "$out" | head -n 3 | sed 's/^/  /'
+      fail=$((fail + 1))
+    fi
+    rm -f "$tmp/pp.safetensors"
+  done
+}
+# m ∈ {1, p, 2p + 1} for p = 2 and 4, both schedules, dp 2 with ZeRO 1 (and
+# ZeRO 0 once); then tp 2 × pp 2 × dp 2.
+pp_case "4 2 1 1 1f1b 1" "4 2 1 1 1f1b 2" "4 2 1 1 1f1b 5" "4 2 1 1 gpipe 1" "4 2 1 1 gpipe 2" \
+  "4 2 1 0 gpipe 5" "8 4 1 1 1f1b 1" "8 4 1 1 1f1b 4" "8 4 1 1 1f1b 9" "8 4 1 1 gpipe 4" \
+  "8 4 1 1 gpipe 9" "8 2 2 1 1f1b 2" "8 2 2 0 gpipe 3"
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
