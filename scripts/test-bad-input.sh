@@ -280,5 +280,46 @@ job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipe
   train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --pp 2 \
   --init-from "$tmp/one_head.safetensors"
 
+# A pipeline rank that stops mid-training (SIGSTOP: alive but silent, as a hung
+# GPU or a stalled node) must end the job through the communicator timeout,
+# naming the point-to-point operation its neighbour waited in; one killed
+# (SIGKILL) must end it too (mpirun sees the death). Rank 1 is found by the
+# OMPI_COMM_WORLD_RANK in its environment once training has started.
+stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
+  local name=$1 sig=$2 want=$3 job victim="" pid rc problem=""
+  OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 60 $mpirun -np 2 "$bin" train --n-layer 2 \
+    --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 1000000 --eval-every 0 \
+    --sample-tokens 0 --log-every 50 --pp 2 --grad-accum 4 > "$tmp/out" 2> "$tmp/err" &
+  job=$!
+  for _ in $(seq 150); do
+    for pid in $(pgrep -f "^$bin train"); do
+      tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' &&
+        victim=$pid
+    done
+    [ -n "$victim" ] && grep -q '^step' "$tmp/out" && break
+    sleep 0.2
+  done
+  if [ -z "$victim" ]; then
+    problem="never found rank 1 training"
+  else
+    kill -"$sig" "$victim"
+  fi
+  wait "$job"
+  rc=$?
+  if [ -n "$problem" ]; then
+    :
+  elif [ "$rc" -eq 124 ]; then
+    problem="still running after 60 s (hang)"
+  elif [ "$rc" -eq 0 ]; then
+    problem="mpirun exited 0"
+  elif ! grep -qE -- "$want" "$tmp/err"; then
+    problem="stderr lacks '$want'"
+  fi
+  verdict "$name" "$problem"
+}
+stop_rank "a pipeline rank stopped mid-training: the neighbour's p2p times out, named" STOP \
+  '^\[rank 0\] error: (recv from|send to) rank 1 .*timed out after 3 s'
+stop_rank "a pipeline rank killed mid-training ends the job" KILL '.'
+
 echo "bad input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
