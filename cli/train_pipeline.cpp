@@ -151,7 +151,7 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
                 " ms; activations held at the peak: ", int(d[r * width + per * 5]),
                 " micro-batch(es)", v > 1 ? " (chunks)" : "", " measured, ", sim.peak_in_flight[r],
                 " simulated (", pp::peak_formula_text(kind, p, static_cast<int>(m), v, r), ")\n");
-  if (!svg.empty()) {
+  if (!svg.empty() && mesh_.rank() == 0) {  // one writer: every pp group has a rank 0
     pp::TimelineStyle style;
     style.title = str_cat("minispeed train --pp ", p, " --pipe-schedule ", c_.pipe_schedule, ", ",
                           m, " micro-batches: the last step as measured");

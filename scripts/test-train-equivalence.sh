@@ -126,21 +126,24 @@ else
 fi
 
 # ---- pipeline parallelism: losses, norms and saved weights ----
-# pp_case "RANKS PP TP STAGE SCHEDULE M"...: each against one process with
-# batch 8 and --grad-accum M (dp = RANKS / (PP·TP) replicas of batch 8 / dp).
+# pp_case NAME EXTRA_FLAGS -- "RANKS PP TP STAGE SCHEDULE M [V]"...: each
+# against one process with batch 8 and --grad-accum M (dp = RANKS / (PP·TP)
+# replicas of batch 8 / dp; V virtual stages per rank for interleaved).
 ppcommon="--n-layer 4 --n-head 4 --n-embd 32 --seq-len 32 --steps 3 --lr 3e-3 --eval-every 3
           --eval-batches 2 --log-every 1 --sample-tokens 0"
 pp_case() {
-  local run ref out problem
+  local name=$1 extra=$2 run ref out problem
+  shift 3
   for run in "$@"; do
     set -- $run
-    local ranks=$1 p=$2 t=$3 stage=$4 sched=$5 m=$6 dp=$(($1 / ($2 * $3)))
-    ref=$(OMP_NUM_THREADS=1 "$bin" train $ppcommon --batch-size 8 --grad-accum "$m" \
+    local ranks=$1 p=$2 t=$3 stage=$4 sched=$5 m=$6 v=${7:-1} dp=$(($1 / ($2 * $3)))
+    ref=$(OMP_NUM_THREADS=1 "$bin" train $ppcommon $extra --batch-size 8 --grad-accum "$m" \
           --save-weights "$tmp/ref.safetensors" 2>&1)
     out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
-          "$bin" train $ppcommon --batch-size $((8 / dp)) --grad-accum "$m" --pp "$p" --tp "$t" \
-          --pipe-schedule "$sched" --zero-stage "$stage" --save-weights "$tmp/pp.safetensors" 2>&1)
-    local label="pp $p ($sched, m $m) × tp $t × dp $dp, ZeRO $stage on $ranks ranks"
+          "$bin" train $ppcommon $extra --batch-size $((8 / dp)) --grad-accum "$m" --pp "$p" \
+          --tp "$t" --pipe-schedule "$sched" --virtual-stages "$v" --zero-stage "$stage" \
+          --save-weights "$tmp/pp.safetensors" 2>&1)
+    local label="$name: pp $p ($sched${7:+ × $v chunks}, m $m) × tp $t × dp $dp, ZeRO $stage"
     problem=""
     if ! paste <(losses <<< "$ref") <(losses <<< "$out") |
          awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
@@ -165,9 +168,17 @@ pp_case() {
   done
 }
 # m ∈ {1, p, 2p + 1} for p = 2 and 4, both schedules, dp 2 with ZeRO 1 (and
-# ZeRO 0 once); then tp 2 × pp 2 × dp 2.
-pp_case "4 2 1 1 1f1b 1" "4 2 1 1 1f1b 2" "4 2 1 1 1f1b 5" "4 2 1 1 gpipe 1" "4 2 1 1 gpipe 2" \
+# ZeRO 0 once); tp 2 × pp 2 × dp 2; interleaved (2 chunks, m a multiple of p).
+pp_case "pp" "" -- "4 2 1 1 1f1b 1" "4 2 1 1 1f1b 2" "4 2 1 1 1f1b 5" "4 2 1 1 gpipe 1" "4 2 1 1 gpipe 2" \
   "4 2 1 0 gpipe 5" "8 4 1 1 1f1b 1" "8 4 1 1 1f1b 4" "8 4 1 1 1f1b 9" "8 4 1 1 gpipe 4" \
-  "8 4 1 1 gpipe 9" "8 2 2 1 1f1b 2" "8 2 2 0 gpipe 3"
+  "8 4 1 1 gpipe 9" "8 2 2 1 1f1b 2" "8 2 2 0 gpipe 3" "4 2 1 1 interleaved 2 2" \
+  "4 2 1 1 interleaved 4 2"
+# Dropout: each block's generator lives on every rank and runs where the
+# block runs, in micro-batch order, so one replica draws the serial masks.
+pp_case "pp, --dropout 0.1" "--dropout 0.1" -- "2 2 1 0 1f1b 3" "4 4 1 0 gpipe 4"
+# --init-from a serial file: every stage reads it and trains its part.
+OMP_NUM_THREADS=1 "$bin" train $ppcommon --batch-size 8 --save-weights "$tmp/ppstart.safetensors" \
+  > /dev/null 2>&1
+pp_case "pp, --init-from" "--init-from $tmp/ppstart.safetensors" -- "4 2 1 1 1f1b 3"
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
