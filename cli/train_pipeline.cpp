@@ -106,7 +106,7 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
   // Per compute instruction: start, end, backward, micro-batch, chunk; then
   // this rank's peak of stashed activations. Every rank ran 2·m·v computes.
   const int p = mesh_.pp_size(), v = static_cast<int>(c_.virtual_stages);
-  const int64_t m = c_.accum, per = 2 * m * v, width = per * 5 + 1;
+  const int64_t m = c_.accum, per = 2 * m * v, width = per * 5 + 2;
   std::vector<double> mine;
   for (const pp::Event& e : engine_->events())
     if (e.instr.op == pp::Op::kForwardPass || e.instr.op == pp::Op::kBackwardPass)
@@ -116,6 +116,7 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
   MS_ASSERT(static_cast<int64_t>(mine.size()) == per * 5, "pipeline: ", mine.size() / 5,
             " computes recorded, expected ", per);
   mine.push_back(engine_->peak_stashed());
+  mine.push_back(static_cast<double>(engine_->peak_stash_bytes()));
   Tensor in = from_vector(mine, {width}, DType::F64);
   Tensor all = Tensor::empty({width * p}, DType::F64);
   mesh_.pp().all_gather(in, all);
@@ -145,12 +146,13 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
               formula.str(), " = ", str_fixed(formula.value(), 3), ", simulated ", sim.bubble.str(),
               ", with forward 1 and backward 2 and equal stages)\n");
   for (int r = 0; r < p; ++r)
-    out +=
-        str_cat("  stage ", r, ": busy ", str_fixed(busy[r] * 1e3, 1), " ms of ",
-                str_fixed(makespan * 1e3, 1),
-                " ms; activations held at the peak: ", int(d[r * width + per * 5]),
-                " micro-batch(es)", v > 1 ? " (chunks)" : "", " measured, ", sim.peak_in_flight[r],
-                " simulated (", pp::peak_formula_text(kind, p, static_cast<int>(m), v, r), ")\n");
+    out += str_cat("  stage ", r, ": busy ", str_fixed(busy[r] * 1e3, 1), " ms of ",
+                   str_fixed(makespan * 1e3, 1),
+                   " ms; activations held at the peak: ", int(d[r * width + per * 5]),
+                   v > 1 ? " chunk(s)" : " micro-batch(es)", " measured (",
+                   str_fixed(d[r * width + per * 5 + 1] / 1024.0, 0),
+                   " KiB above the step's start), ", sim.peak_in_flight[r], " simulated (",
+                   pp::peak_formula_text(kind, p, static_cast<int>(m), v, r), ")\n");
   if (!svg.empty() && mesh_.rank() == 0) {  // one writer: every pp group has a rank 0
     pp::TimelineStyle style;
     style.title = str_cat("minispeed train --pp ", p, " --pipe-schedule ", c_.pipe_schedule, ", ",

@@ -7,6 +7,7 @@
 #include "autograd/ops.h"
 #include "tensor/error.h"
 #include "tensor/factory.h"
+#include "tensor/storage.h"
 
 namespace ms::pp {
 
@@ -122,6 +123,8 @@ double PipelineEngine::train_step(const std::function<Batch(int)>& load, const S
   loss_sum_ = 0;
   in_flight_ = peak_ = 0;
   events_.clear();
+  base_bytes_ = cpu_bytes_allocated();
+  peak_bytes_ = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (const Instr& in : schedule_.steps[rank_]) {
     const double start = seconds_since(t0);
@@ -174,6 +177,8 @@ void PipelineEngine::exec_forward(const Instr& in) {
   }
   outputs_[key] = x;
   peak_ = std::max(peak_, ++in_flight_);
+  const size_t now = cpu_bytes_allocated();
+  if (now > base_bytes_) peak_bytes_ = std::max(peak_bytes_, now - base_bytes_);
 }
 
 void PipelineEngine::exec_backward(const Instr& in) {

@@ -103,6 +103,10 @@ class PipelineEngine {
   // once (forwarded, not yet backwarded) during the last step: the measured
   // counterpart of SimResult::peak_in_flight.
   int peak_stashed() const { return peak_; }
+  // The most bytes this process held above the step's start, sampled after
+  // each forward (tensor/storage.h's cpu_bytes_allocated): the stashed
+  // activations' memory, measured.
+  size_t peak_stash_bytes() const { return peak_bytes_; }
 
  private:
   using Handler = void (PipelineEngine::*)(const Instr&);
@@ -137,6 +141,7 @@ class PipelineEngine {
   std::map<Key, Tensor> grads_out_;  // d loss / d input, to send
   double loss_sum_ = 0;
   int in_flight_ = 0, peak_ = 0;
+  size_t base_bytes_ = 0, peak_bytes_ = 0;
   std::vector<Event> events_;
 };
 

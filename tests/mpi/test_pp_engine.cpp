@@ -35,6 +35,7 @@ struct Run {
   std::vector<double> losses, norms;
   std::vector<Tensor> params;
   int peak = 0;
+  size_t peak_bytes = 0;
 };
 
 std::unique_ptr<Optimizer> sgd(std::vector<Tensor> ps) {
@@ -107,6 +108,7 @@ Run pipelined(Communicator& world, int zero_stage, pp::ScheduleKind kind, int m,
     run.losses.push_back(l.item());
     run.norms.push_back(norm);
     run.peak = std::max(run.peak, engine.peak_stashed());
+    run.peak_bytes = std::max(run.peak_bytes, engine.peak_stash_bytes());
   }
   // Every parameter from the stage that trains it (wte: the first).
   NoGradGuard no_grad;
@@ -154,6 +156,23 @@ TEST_CASE("pipeline: pp 2 × dp trains like one process (GPipe and 1F1B, ZeRO 0 
         CHECK(got.peak == pp::simulate(pp::make_schedule(kind, 2, m)).peak_in_flight[r]);
         CHECK(got.peak == (kind == pp::ScheduleKind::kGPipe ? m : std::min(2 - r, m)));
       }
+}
+
+TEST_CASE("pipeline: the bytes held at the peak follow the count of stashed micro-batches",
+          "[mpi][pp][pp_engine]") {
+  auto world = Communicator::world();
+  if (world.size() % 2 != 0) return;
+  const int m = 5, r = Mesh(world, world.size() / 2, 1, 2).pp_rank();
+  Run gpipe = pipelined(world, 0, pp::ScheduleKind::kGPipe, m);
+  Run one_f_one_b = pipelined(world, 0, pp::ScheduleKind::kOneFOneB, m);
+  // GPipe holds m micro-batches' activations, 1F1B min(p − r, m): measured
+  // from the allocator, the ratio of the bytes is the ratio of the counts.
+  const double counts = double(m) / std::min(2 - r, m);
+  const double bytes = double(gpipe.peak_bytes) / double(one_f_one_b.peak_bytes);
+  INFO("stage " << r << ": GPipe " << gpipe.peak_bytes << " B, 1F1B " << one_f_one_b.peak_bytes
+                << " B, ratio " << bytes << ", counts' ratio " << counts);
+  CHECK(bytes > 0.8 * counts);
+  CHECK(bytes < 1.25 * counts);
 }
 
 TEST_CASE("pipeline: the tied gradients are summed before ZeRO-1's reduce-scatter (Megatron#844)",
