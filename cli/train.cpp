@@ -328,9 +328,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      // pp: every rank evaluates the whole model (gathered), not a pipeline.
-      if (pipeline) pipeline->gather_stages();
-      val = evaluate(trained, data, eval_batches, B, T, mesh);  // stage 3 gathers blocks on demand
+      // Stage 3 gathers blocks on demand; a pipeline forwards through its stages.
+      val = pipeline ? pipeline->evaluate(data, eval_batches)
+                     : evaluate(trained, data, eval_batches, B, T, mesh);
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -386,8 +386,11 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (tp > 1 && D > 1)
       std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
     if (pp > 1)
-      std::printf("(under --pp %lld, each rank's memory above is its stage's parameters)\n",
-                  static_cast<long long>(pp));
+      std::printf(
+          "(under --pp %lld, each rank's memory above is its stage's parameters; every rank also "
+          "keeps the whole model object, %lld parameters, to gather the stages for sampling and "
+          "saving: not released yet)\n",
+          static_cast<long long>(pp), static_cast<long long>(trained.gpt().num_parameters()));
     std::printf("%s", traffic_table.c_str());
     std::printf("%s", pipeline_report.c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),

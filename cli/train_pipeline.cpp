@@ -75,6 +75,17 @@ void TrainPipeline::gather_stages() {
   for (size_t i = 0; i < ps.size(); ++i) mesh_.pp().broadcast(ps[i], owner_[i]);
 }
 
+double TrainPipeline::evaluate(const TokenData& data, int64_t batches) {
+  gpt_.eval();
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i)
+    sum += engine_->forward_loss(data.val_batch(i * mesh_.dp_size() + mesh_.dp_rank(), c_.B, c_.T));
+  gpt_.train();
+  Tensor total = full({1}, sum / static_cast<double>(batches), DType::F64);
+  mesh_.dp().all_reduce(total, ReduceOp::Avg);
+  return total.item();
+}
+
 StepFormula TrainPipeline::traffic_formula() const {
   return pp_step_formula({.B = activation_[0],
                           .T = activation_[1],

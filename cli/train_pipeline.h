@@ -39,6 +39,11 @@ class TrainPipeline {
   // sampling or saving; a stage only keeps its own parameters up to date).
   void gather_stages();
 
+  // Collective over pp and dp: the mean validation loss over `batches`
+  // global batches, each forwarded through the stages (no rank runs the
+  // whole model); the same windows as the serial evaluation (cli/train.cpp).
+  double evaluate(const TokenData& data, int64_t batches);
+
   StepFormula traffic_formula() const;
   // The tp group of this rank's stage (parallel/pp/traffic.h).
   StepFormula tp_traffic_formula(int tp) const;

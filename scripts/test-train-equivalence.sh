@@ -180,5 +180,15 @@ pp_case "pp, --dropout 0.1" "--dropout 0.1" -- "2 2 1 0 1f1b 3" "4 4 1 0 gpipe 4
 OMP_NUM_THREADS=1 "$bin" train $ppcommon --batch-size 8 --save-weights "$tmp/ppstart.safetensors" \
   > /dev/null 2>&1
 pp_case "pp, --init-from" "--init-from $tmp/ppstart.safetensors" -- "4 2 1 1 1f1b 3"
+# Sampling mid-training under tp × pp: every rank gathers the stages (then tp)
+# before rank 0 samples alone.
+if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 8 "$bin" train \
+     $ppcommon --batch-size 4 --tp 2 --pp 2 --sample-every 2 >/dev/null 2>&1; then
+  echo "ok: sampling mid-training with tp 2 × pp 2 × dp 2"
+  pass=$((pass + 1))
+else
+  echo "FAILED: sampling mid-training with tp 2 × pp 2 × dp 2"
+  fail=$((fail + 1))
+fi
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

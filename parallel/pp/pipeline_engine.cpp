@@ -145,6 +145,27 @@ double PipelineEngine::broadcast_loss(double loss) {
   return t.item();
 }
 
+double PipelineEngine::forward_loss(const Batch& b) {
+  NoGradGuard no_grad;
+  double loss = 0;
+  for (int chunk = 0; chunk < v_; ++chunk) {
+    Tensor x;
+    if (is_first_virtual(schedule_, rank_, chunk)) {
+      x = model_.embed(b.x);
+    } else {
+      x = Tensor::empty(activation_);
+      pp_.recv(x, prev_virtual(p_, rank_, chunk).rank, Communicator::kMaxUserTag - 1);
+    }
+    const LayerRange layers = stage_layers(n_layer_, p_ * v_, chunk * p_ + rank_);
+    for (int64_t l = layers.begin; l < layers.end; ++l) x = model_.block(l, x);
+    if (is_last_virtual(schedule_, rank_, chunk))
+      loss = model_.head_loss(x, b.y).item();
+    else
+      pp_.send(contiguous(x), next_virtual(p_, rank_, chunk).rank, Communicator::kMaxUserTag - 1);
+  }
+  return broadcast_loss(loss);
+}
+
 // A message's tag says what it carries, so a mismatched pair fails loudly
 // instead of computing on the wrong tensor (the schedule's order is what
 // prevents deadlock; see comm_order.cpp).

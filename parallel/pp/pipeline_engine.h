@@ -94,6 +94,10 @@ class PipelineEngine {
   double train_step(const std::function<Batch(int)>& load, const StepHooks& hooks);
   // Collective over pp: the last stage's value on every stage.
   double broadcast_loss(double loss);
+  // Forward only, no graph, for evaluation: one batch through the virtual
+  // stages in order (a chain of blocking send/recv, no cycle); returns the
+  // loss on every stage (broadcast from the last). The caller sets eval mode.
+  double forward_loss(const Batch& b);
 
   const Schedule& schedule() const { return schedule_; }
   int rank() const { return rank_; }
