@@ -132,6 +132,12 @@ class ZeroOptimizer {
  private:
   void sum_replicated_grads();
   double local_sq_norm();
+  double model_parallel_sq_norm();
+  int64_t checked_num_params(const GPT& model) const;
+  std::vector<Tensor> stage_params(const GPT& model) const;
+  template <typename T>
+  std::vector<T> owned(const std::vector<T>& per_param) const;
+  void lay_out_norm(const GPT& model);
   static const std::vector<bool>& checked_mask(const ZeroTensorParallel& tp, const GPT& model);
 
   GPT& model_;
