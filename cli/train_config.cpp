@@ -137,6 +137,8 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
              "(B, T / --tp, C)");
   } else {
     MS_CHECK(flags.str("timeline").empty(), "--timeline needs --pp > 1 (it draws the pipeline)");
+    MS_CHECK(c.virtual_stages == 1, "--virtual-stages ", c.virtual_stages,
+             " needs --pp > 1 (it interleaves model chunks over the pipeline ranks)");
   }
   c.sequence_parallel = flags.on("sequence-parallel");
   MS_CHECK(!c.sequence_parallel || c.tp > 1,

@@ -264,6 +264,8 @@ one "--pipe-schedule foo" "unknown" train "${tiny[@]}" --pipe-schedule foo
 one "--virtual-stages without interleaved" "--virtual-stages 2 needs --pipe-schedule interleaved" \
   train "${tiny[@]}" --virtual-stages 2
 one "--timeline without --pp" "--timeline needs --pp > 1" train "${tiny[@]}" --timeline "$tmp/t.svg"
+one "--virtual-stages without --pp" "--virtual-stages 2 needs --pp > 1" \
+  train "${tiny[@]}" --pipe-schedule interleaved --virtual-stages 2
 job "--pp 3 on 4 ranks" "--tp 1 × --pp 3 does not divide the 4 ranks" 4 train "${tiny[@]}" --pp 3
 job "--tp 2 --pp 2 on 6 ranks" "--tp 2 × --pp 2 does not divide the 6 ranks" 6 \
   train "${tiny[@]}" --tp 2 --pp 2
