@@ -16,6 +16,7 @@
 #include "cli/flops.h"
 #include "cli/report.h"
 #include "cli/train_config.h"
+#include "cli/train_pipeline.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
@@ -92,9 +93,10 @@ int train_command(int argc, char** argv, Communicator& world) {
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
-  // D data-parallel replicas of tp ranks each, Megatron's order (tp fastest).
-  const int64_t D = c.dp, tp = c.tp;
-  Mesh mesh(world, static_cast<int>(D), static_cast<int>(tp), 1);
+  // D data-parallel replicas of tp × pp ranks each, Megatron's order (tp
+  // fastest, then dp, then pp).
+  const int64_t D = c.dp, tp = c.tp, pp = c.pp;
+  Mesh mesh(world, static_cast<int>(D), static_cast<int>(tp), static_cast<int>(pp));
   const int64_t zero_stage = c.zero_stage;
   const std::string opt_name = c.optimizer;
   LRSchedule schedule;
@@ -182,13 +184,43 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   // Parameters per tp rank and one layer's activations, measured before ZeRO-3
   // releases the blocks (parallel/tp/memory_report.h); printed with the memory table.
+  // Not under --pp: every rank holds the whole model object there, so "what
+  // this rank holds" would count other stages' parameters (the pipeline prints
+  // its own per-stage activation line).
   const GPTConfig& shape = trained.gpt().config();
   const std::string tp_memory =
-      tp_memory_report(world, shape, held_param_split(trained.gpt()),
-                       measure_block_activation_bytes(*trained.gpt().blocks()[0], *block0, 1,
-                                                      c.sequence_parallel ? T / tp : T),
-                       {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
-                        false, shape.dropout});
+      pp > 1 ? std::string()
+             : tp_memory_report(world, shape, held_param_split(trained.gpt()),
+                                measure_block_activation_bytes(*trained.gpt().blocks()[0], *block0,
+                                                               1, c.sequence_parallel ? T / tp : T),
+                                {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
+                                 c.sequence_parallel, false, shape.dropout});
+
+  // Pipeline parallelism: every rank holds the whole model object; this rank
+  // runs and trains its stage's part (cli/train_pipeline.h).
+  std::unique_ptr<TrainPipeline> pipeline;
+  if (pp > 1) {
+    pp::StageModel parts;
+    GPT& g = trained.gpt();
+    if (trained.tp) {
+      parts.embed = [&trained](const Tensor& x) { return trained.tp->embed(x); };
+      parts.head_loss = [&trained](const Tensor& x, const Tensor& y) {
+        return trained.tp->head_loss(x, y);
+      };
+    } else {
+      parts.embed = [&g](const Tensor& x) { return g.embed(x); };
+      parts.head_loss = [&g](const Tensor& x, const Tensor& y) { return g.head_loss(x, y); };
+    }
+    parts.block = [&g](int64_t l, const Tensor& x) { return g.blocks()[l]->forward(x); };
+    pipeline = on_every_rank(world, [&] {
+      const int64_t layers = g.config().n_layer, stages = pp * c.virtual_stages;
+      MS_CHECK(layers >= stages, "--init-from's model has ", layers, " blocks, fewer than the ",
+               stages, " pipeline stages (--pp ", pp, " × --virtual-stages ", c.virtual_stages,
+               "): every stage needs at least one block");
+      return std::make_unique<TrainPipeline>(c, g, parts, mesh,
+                                             std::vector<int64_t>{B, T, g.config().n_embd});
+    });
+  }
 
   // The engine owns the optimizer: which tensors it updates (all parameters,
   // or this rank's ZeRO shard) is what distinguishes the stages.
@@ -196,6 +228,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
   ZeroOptions zero_opts;
   zero_opts.stage = static_cast<int>(zero_stage);
+  if (pipeline) zero_opts.pp = pipeline->zero_options();
   if (trained.tp)
     zero_opts.tp =
         ZeroTensorParallel{mesh.tp(), trained.tp->replicated_mask(), c.sequence_parallel};
@@ -218,6 +251,13 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
                   static_cast<long long>(engine.num_parameters()));
+    if (pp > 1)
+      std::printf(
+          "  pipeline parallel: pp %lld, %s schedule%s, %lld micro-batches per step "
+          "(--grad-accum)\n",
+          static_cast<long long>(pp), c.pipe_schedule.c_str(),
+          c.virtual_stages > 1 ? str_cat(", ", c.virtual_stages, " chunks per rank").c_str() : "",
+          static_cast<long long>(accum));
     std::printf(
         "  batch %lld×%lld tokens per replica × %lld micro-steps × %lld replicas = %lld "
         "tokens/step; %s, lr %g (%s)\n",
@@ -232,7 +272,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   // whole model's, counted before tp cut it or ZeRO-3 released its blocks; a
   // tp rank does 1/tp of its replica's FLOPs.
   const double step_flops =
-      model_flops_per_step(cfg, serial_params, B * T * accum, T) / static_cast<double>(tp);
+      model_flops_per_step(cfg, serial_params, B * T * accum, T) / static_cast<double>(tp * pp);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) {
     std::printf(
@@ -245,17 +285,19 @@ int train_command(int argc, char** argv, Communicator& world) {
   const StepFormula formula = engine.traffic_formula(accum);
   // ZeRO talks on the dp group, tp on the tp group: one meter and one formula
   // each. What came before (the parameter broadcast) is setup.
-  StepTraffic traffic(mesh.dp()), tp_traffic(mesh.tp());
+  StepTraffic traffic(mesh.dp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp());
+  const StepFormula pp_formula = pipeline ? pipeline->traffic_formula() : StepFormula{};
   const StepFormula tp_formula =
-      tp_step_formula({.B = B,
-                       .T = T,
-                       .C = cfg.n_embd,
-                       .n_layer = cfg.n_layer,
-                       .micro_steps = accum,
-                       .tp = static_cast<int>(tp),
-                       .sequence_parallel = c.sequence_parallel,
-                       .recompute_blocks = zero_stage == 3,
-                       .replicated_grad_numel = engine.replicated_grad_numel()});
+      pipeline ? pipeline->tp_traffic_formula(static_cast<int>(tp))
+               : tp_step_formula({.B = B,
+                                  .T = T,
+                                  .C = cfg.n_embd,
+                                  .n_layer = cfg.n_layer,
+                                  .micro_steps = accum,
+                                  .tp = static_cast<int>(tp),
+                                  .sequence_parallel = c.sequence_parallel,
+                                  .recompute_blocks = zero_stage == 3,
+                                  .replicated_grad_numel = engine.replicated_grad_numel()});
   Clock total_clock;
   double last_val = NAN;
   ActivityNote doing("training");
@@ -264,23 +306,31 @@ int train_command(int argc, char** argv, Communicator& world) {
     Clock step_clock;
     traffic.begin_step();
     tp_traffic.begin_step();
+    pp_traffic.begin_step();
     double lr = schedule.at(step);
     doing.update(str_cat("training step ", step + 1, " of ", steps));
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      engine.set_gradient_sync(micro + 1 == accum);
-      // By dp rank: the tp ranks of a replica read the same window.
-      Batch b = data.train_batch(step * accum + micro, mesh.dp_rank(), D, B, T);
-      Tensor loss = trained.loss(b.x, b.y);
-      loss_sum += loss.item();
-      (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
+    double loss_sum = 0, norm = 0;
+    if (pipeline) {
+      loss_sum = accum * pipeline->step(step, data, engine, lr, flags.real("grad-clip"), &norm);
+    } else {
+      for (int64_t micro = 0; micro < accum; ++micro) {
+        engine.set_gradient_sync(micro + 1 == accum);
+        // By dp rank: the tp ranks of a replica read the same window.
+        Batch b = data.train_batch(step * accum + micro, mesh.dp_rank(), D, B, T);
+        Tensor loss = trained.loss(b.x, b.y);
+        loss_sum += loss.item();
+        (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
+      }
+      norm = engine.step(lr, flags.real("grad-clip"));
     }
-    double norm = engine.step(lr, flags.real("grad-clip"));
     traffic.end_step();
     tp_traffic.end_step();
+    pp_traffic.end_step();
     // The loss of the global batch: the mean over every replica's tokens (the
     // tp ranks of a replica already hold the same loss).
     double train_loss = loss_sum / static_cast<double>(accum);
+    // The loss exists on the last stage; every stage logs and checks it.
+    if (pipeline) train_loss = pipeline->broadcast_loss(train_loss);
     if (D > 1) {
       Tensor l = full({1}, train_loss, DType::F64);
       mesh.dp().all_reduce(l, ReduceOp::Avg);
@@ -295,7 +345,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      val = evaluate(trained, data, eval_batches, B, T, mesh);  // stage 3 gathers blocks on demand
+      // Stage 3 gathers blocks on demand; a pipeline forwards through its stages.
+      val = pipeline ? pipeline->evaluate(data, eval_batches)
+                     : evaluate(trained, data, eval_batches, B, T, mesh);
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -319,6 +371,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     // the shards into one serial model).
     if (sample_now) {
       engine.gather_full_parameters();
+      if (pipeline) pipeline->gather_stages();
       std::shared_ptr<GPT> whole = trained.whole();
       if (lead)
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
@@ -333,8 +386,11 @@ int train_command(int argc, char** argv, Communicator& world) {
   // World rank 0 is rank 0 of its dp group and of its tp group: it gets both tables.
   const std::string traffic_table =
       (D > 1 ? traffic_report(mesh.dp(), traffic, formula) : "") +
-      (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "");
+      (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
+      (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "");
+  const std::string pipeline_report = pipeline ? pipeline->measured_report(c.timeline) : "";
   engine.gather_full_parameters();               // stage 3: the whole model, to save it
+  if (pipeline) pipeline->gather_stages();       // pp: every stage's part, on every rank
   std::shared_ptr<GPT> whole = trained.whole();  // tp: the shards gathered, on every rank
   if (lead) {
     if (tp > 1)
@@ -346,7 +402,14 @@ int train_command(int argc, char** argv, Communicator& world) {
     std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
     if (tp > 1 && D > 1)
       std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
+    if (pp > 1)
+      std::printf(
+          "(under --pp %lld, each rank's memory above is its stage's parameters; every rank also "
+          "keeps the whole model object, %lld parameters, to gather the stages for sampling and "
+          "saving: not released yet)\n",
+          static_cast<long long>(pp), static_cast<long long>(trained.gpt().num_parameters()));
     std::printf("%s", traffic_table.c_str());
+    std::printf("%s", pipeline_report.c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);

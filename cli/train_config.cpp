@@ -10,6 +10,7 @@
 #include "cli/checked.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
+#include "parallel/pp/schedule.h"
 #include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/memory.h"
 #include "tensor/factory.h"
@@ -62,6 +63,14 @@ Flags train_flags() {
   f.add_switch("sequence-parallel",
                "with --tp > 1: LayerNorm, dropout and the residual run on --seq-len / --tp "
                "positions per tp rank (Korthikanti et al. 2022); --seq-len % --tp must be 0");
+  f.add("pp", "1",
+        "pipeline stages per model replica (the blocks split uniformly, ranks laid out tp, then "
+        "dp, then pp); --tp × --pp must divide the ranks; micro-batches per step = --grad-accum");
+  f.add("pipe-schedule", "1f1b",
+        "with --pp > 1: gpipe | 1f1b | interleaved (interleaved: --grad-accum a multiple of --pp)");
+  f.add("virtual-stages", "1", "with --pipe-schedule interleaved: model chunks per pipeline rank");
+  f.add("timeline", "",
+        "with --pp > 1: draw the measured pipeline of the last step as SVG (stages as rows)");
   f.add("log-every", "1", "print a step line every N steps");
   return f;
 }
@@ -102,7 +111,35 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.tp = check.integer("tp", 1, kMax, "positive");
   MS_CHECK(ranks % c.tp == 0, "--tp ", c.tp, " does not divide the ", ranks,
            " ranks: the ranks form (ranks / --tp) data-parallel replicas of --tp ranks each");
-  c.dp = ranks / c.tp;
+  c.pp = check.integer("pp", 1, kMax, "positive");
+  MS_CHECK((ranks / c.tp) % c.pp == 0, "--tp ", c.tp, " × --pp ", c.pp, " does not divide the ",
+           ranks,
+           " ranks: the ranks form (ranks / (--tp × --pp)) data-parallel replicas of --tp × --pp "
+           "ranks each");
+  c.dp = ranks / c.tp / c.pp;
+  c.pipe_schedule = flags.str("pipe-schedule");
+  c.timeline = flags.str("timeline");
+  const pp::ScheduleKind kind = pp::parse_schedule_kind(c.pipe_schedule);  // names the choices
+  c.virtual_stages = check.integer("virtual-stages", 1, 1 << 20, "positive");
+  MS_CHECK(c.virtual_stages == 1 || kind == pp::ScheduleKind::kInterleaved, "--virtual-stages ",
+           c.virtual_stages, " needs --pipe-schedule interleaved (got ", c.pipe_schedule, ")");
+  if (c.pp > 1) {
+    MS_CHECK(c.zero_stage < 2, "--zero-stage ", c.zero_stage, " with --pp ", c.pp,
+             ": ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism (DeepSpeed's "
+             "PipelineEngine refuses them): they reduce-scatter gradients on every "
+             "micro-batch, --grad-accum times per step; use --zero-stage 0 or 1");
+    MS_CHECK(kind != pp::ScheduleKind::kInterleaved || c.accum % c.pp == 0,
+             "--pipe-schedule interleaved needs --grad-accum (the micro-batches, ", c.accum,
+             ") to be a multiple of --pp ", c.pp,
+             " (the micro-batches go through the model chunks in groups of --pp)");
+    MS_CHECK(!c.sequence_parallel, "--sequence-parallel with --pp ", c.pp,
+             " is not supported yet (planned): the activations between stages would be "
+             "(B, T / --tp, C)");
+  } else {
+    MS_CHECK(flags.str("timeline").empty(), "--timeline needs --pp > 1 (it draws the pipeline)");
+    MS_CHECK(c.virtual_stages == 1, "--virtual-stages ", c.virtual_stages,
+             " needs --pp > 1 (it interleaves model chunks over the pipeline ranks)");
+  }
   c.sequence_parallel = flags.on("sequence-parallel");
   MS_CHECK(!c.sequence_parallel || c.tp > 1,
            "--sequence-parallel needs --tp > 1 (it splits the "
@@ -152,6 +189,10 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   MS_CHECK(flags.given("init-from") || c.model.n_embd % c.model.n_head == 0, "--n-embd ",
            c.model.n_embd, " must be a positive multiple of --n-head ", c.model.n_head);
   MS_CHECK(c.model.n_layer > 0, "--n-layer must be positive, got ", c.model.n_layer);
+  MS_CHECK(flags.given("init-from") || c.model.n_layer >= c.pp * c.virtual_stages, "--n-layer ",
+           c.model.n_layer, " is fewer than the ", c.pp * c.virtual_stages,
+           " pipeline stages (--pp ", c.pp, " × --virtual-stages ", c.virtual_stages,
+           "): every stage needs at least one block");
   // With --init-from the heads come from the file (checked in cli/train.cpp).
   MS_CHECK(flags.given("init-from") || c.model.n_head % c.tp == 0, "--n-head ", c.model.n_head,
            " is not divisible by --tp ", c.tp,

@@ -258,5 +258,72 @@ job "--tp with --init-from whose heads do not split" "has n_head 1, which --tp 2
   train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --tp 2 \
   --init-from "$tmp/one_head.safetensors"
 
+# ---- pipeline parallelism (--pp, --pipe-schedule, --virtual-stages) ----
+one "--pp 0" "--pp must be positive, got 0" train "${tiny[@]}" --pp 0
+one "--pipe-schedule foo" "unknown" train "${tiny[@]}" --pipe-schedule foo
+one "--virtual-stages without interleaved" "--virtual-stages 2 needs --pipe-schedule interleaved" \
+  train "${tiny[@]}" --virtual-stages 2
+one "--timeline without --pp" "--timeline needs --pp > 1" train "${tiny[@]}" --timeline "$tmp/t.svg"
+one "--virtual-stages without --pp" "--virtual-stages 2 needs --pp > 1" \
+  train "${tiny[@]}" --pipe-schedule interleaved --virtual-stages 2
+job "--pp 3 on 4 ranks" "--tp 1 × --pp 3 does not divide the 4 ranks" 4 train "${tiny[@]}" --pp 3
+job "--tp 2 --pp 2 on 6 ranks" "--tp 2 × --pp 2 does not divide the 6 ranks" 6 \
+  train "${tiny[@]}" --tp 2 --pp 2
+job "--n-layer fewer than the stages" "--n-layer 1 is fewer than the 2 pipeline stages" 2 \
+  train "${tiny[@]}" --pp 2
+job "interleaved with --grad-accum % --pp != 0" \
+  "--pipe-schedule interleaved needs --grad-accum (the micro-batches, 3) to be a multiple of --pp 2" \
+  2 train "${tiny[@]}" --n-layer 4 --pp 2 --pipe-schedule interleaved --virtual-stages 2 \
+  --grad-accum 3
+job "--zero-stage 2 with --pp" "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism" 2 \
+  train "${tiny[@]}" --n-layer 2 --pp 2 --zero-stage 2
+# The depth comes from the file (1 block): fewer than --pp 2 stages.
+job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipeline stages" 2 \
+  train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --pp 2 \
+  --init-from "$tmp/one_head.safetensors"
+
+# A pipeline rank that stops mid-training (SIGSTOP: alive but silent, as a hung
+# GPU or a stalled node) must end the job through the communicator timeout,
+# naming the operation its neighbour waited in; one killed
+# (SIGKILL) must end it too (mpirun sees the death). Rank 1 is found by the
+# OMPI_COMM_WORLD_RANK in its environment once training has started.
+stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
+  local name=$1 sig=$2 want=$3 job victim="" pid rc problem=""
+  OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 60 $mpirun -np 2 "$bin" train --n-layer 2 \
+    --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 1000000 --eval-every 0 \
+    --sample-tokens 0 --log-every 50 --pp 2 --grad-accum 4 > "$tmp/out" 2> "$tmp/err" &
+  job=$!
+  for _ in $(seq 150); do
+    for pid in $(pgrep -f "^$bin train"); do
+      tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' &&
+        victim=$pid
+    done
+    [ -n "$victim" ] && grep -q '^step' "$tmp/out" && break
+    sleep 0.2
+  done
+  if [ -z "$victim" ]; then
+    problem="never found rank 1 training"
+  else
+    kill -"$sig" "$victim"
+  fi
+  wait "$job"
+  rc=$?
+  if [ -n "$problem" ]; then
+    :
+  elif [ "$rc" -eq 124 ]; then
+    problem="still running after 60 s (hang)"
+  elif [ "$rc" -eq 0 ]; then
+    problem="mpirun exited 0"
+  elif ! grep -qE -- "$want" "$tmp/err"; then
+    problem="stderr lacks '$want'"
+  fi
+  verdict "$name" "$problem"
+}
+# Rank 0 may be waiting in its send/recv to rank 1, or (when the stop lands
+# after the pipeline's sends) in the gradient norm's all_reduce over pp.
+stop_rank "a pipeline rank stopped mid-training: rank 0 times out, naming the operation" STOP \
+  '^\[rank 0\] error: (recv from rank 1|send to rank 1|all_reduce|broadcast) .*timed out after 3 s'
+stop_rank "a pipeline rank killed mid-training ends the job" KILL '.'
+
 echo "bad input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -4,7 +4,10 @@
 # measured == formula (parallel/comm/ledger.h), and the table must be there.
 # With --tp 2 (dp 2 × tp 2) there are two tables, the dp group's (ZeRO's
 # formula) and the tp group's (Megatron's count, parallel/tp/traffic.h), and
-# both must match, with and without --sequence-parallel.
+# both must match, with and without --sequence-parallel. With --pp the pp
+# group's table (parallel/pp/traffic.h: 2(p·v − 1)·m·n activations and
+# gradients, the tied wte's gradient, the norm's f64) must match per rank:
+# pp 2 × dp 2, pp 4, interleaved, and tp 2 × pp 2.
 #   scripts/test-traffic.sh BUILD_DIR
 set -uo pipefail
 bin=${1:?usage: scripts/test-traffic.sh BUILD_DIR}/minispeed
@@ -44,6 +47,27 @@ for run in "0" "3" "1 sp" "3 sp"; do
   else
     echo "FAILED: $label:"
     sed 's/^/  /' <<< "${tables:-$out}" | tail -n 40
+    fail=$((fail + 1))
+  fi
+done
+for run in "4 --pp 2 --zero-stage 1" "4 --pp 4 --n-layer 4 --pipe-schedule gpipe" \
+  "4 --pp 2 --n-layer 4 --pipe-schedule interleaved --virtual-stages 2" \
+  "4 --pp 2 --tp 2 --seq-len 16"; do
+  set -- $run
+  np=$1
+  shift
+  out=$(OMP_NUM_THREADS=1 timeout 120 $mpirun -np "$np" "$bin" train $common "$@" 2>&1)
+  table=$(sed -n '/^communication per training step (pipeline/,/^traffic: /p' <<< "$out")
+  label="$np ranks, $*"
+  if grep -q '^traffic: measured == formula for every op (3 steps)$' <<< "$table" &&
+     ! grep -qE ' NO$' <<< "$table" && grep -qE '^  send .* yes$' <<< "$table" &&
+     [ "$(sed -n '/^communication per training step/,/^traffic: /p' <<< "$out" |
+          grep -c '^traffic: measured == formula')" -eq "$(grep -c '^communication per training step' <<< "$out")" ]; then
+    echo "ok: $label: the pp group's measured == formula, per rank"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $label:"
+    sed 's/^/  /' <<< "${table:-$out}" | tail -n 30
     fail=$((fail + 1))
   fi
 done

@@ -6,6 +6,9 @@
 # of batch B) must follow one process with batch dp·B in its losses, its
 # gradient norms, and its final saved weights (every float within the same
 # 1.5e-4), with and without --sequence-parallel, under ZeRO 0-3 over dp.
+# Then pipeline parallelism the same way: `--pp P --grad-accum m` (m
+# micro-batches through the schedule) on dp = 2 replicas against one process
+# with batch 2·B and --grad-accum m, and the 3D run tp 2 × pp 2 × dp 2.
 #   scripts/test-train-equivalence.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -119,6 +122,72 @@ if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 4 
   pass=$((pass + 1))
 else
   echo "FAILED: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
+  fail=$((fail + 1))
+fi
+
+# ---- pipeline parallelism: losses, norms and saved weights ----
+# pp_case NAME EXTRA_FLAGS -- "RANKS PP TP STAGE SCHEDULE M [V]"...: each
+# against one process with batch 8 and --grad-accum M (dp = RANKS / (PP·TP)
+# replicas of batch 8 / dp; V virtual stages per rank for interleaved).
+ppcommon="--n-layer 4 --n-head 4 --n-embd 32 --seq-len 32 --steps 3 --lr 3e-3 --eval-every 3
+          --eval-batches 2 --log-every 1 --sample-tokens 0"
+pp_case() {
+  local name=$1 extra=$2 run ref out problem
+  shift 3
+  for run in "$@"; do
+    set -- $run
+    local ranks=$1 p=$2 t=$3 stage=$4 sched=$5 m=$6 v=${7:-1} dp=$(($1 / ($2 * $3)))
+    ref=$(OMP_NUM_THREADS=1 "$bin" train $ppcommon $extra --batch-size 8 --grad-accum "$m" \
+          --save-weights "$tmp/ref.safetensors" 2>&1)
+    out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
+          "$bin" train $ppcommon $extra --batch-size $((8 / dp)) --grad-accum "$m" --pp "$p" \
+          --tp "$t" --pipe-schedule "$sched" --virtual-stages "$v" --zero-stage "$stage" \
+          --save-weights "$tmp/pp.safetensors" 2>&1)
+    local label="$name: pp $p ($sched${7:+ × $v chunks}, m $m) × tp $t × dp $dp, ZeRO $stage"
+    problem=""
+    if ! paste <(losses <<< "$ref") <(losses <<< "$out") |
+         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
+      problem="losses differ"
+    elif ! paste <(norms <<< "$ref") <(norms <<< "$out") |
+         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-3 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
+      problem="gradient norms differ"
+    elif ! same_weights "$tmp/ref.safetensors" "$tmp/pp.safetensors"; then
+      problem="saved weights differ"
+    fi
+    if [ -z "$problem" ]; then
+      echo "ok: $label follows one process"
+      pass=$((pass + 1))
+    else
+      echo "FAILED: $label: $problem (one process | pp; losses, then norms):"
+      paste <(losses <<< "$ref"; norms <<< "$ref") <(losses <<< "$out"; norms <<< "$out") |
+        sed 's/^/  /'
+      grep -E 'error' <<< "$out" | head -n 3 | sed 's/^/  /'
+      fail=$((fail + 1))
+    fi
+    rm -f "$tmp/pp.safetensors"
+  done
+}
+# m ∈ {1, p, 2p + 1} for p = 2 and 4, both schedules, dp 2 with ZeRO 1 (and
+# ZeRO 0 once); tp 2 × pp 2 × dp 2; interleaved (2 chunks, m a multiple of p).
+pp_case "pp" "" -- "4 2 1 1 1f1b 1" "4 2 1 1 1f1b 2" "4 2 1 1 1f1b 5" "4 2 1 1 gpipe 1" "4 2 1 1 gpipe 2" \
+  "4 2 1 0 gpipe 5" "8 4 1 1 1f1b 1" "8 4 1 1 1f1b 4" "8 4 1 1 1f1b 9" "8 4 1 1 gpipe 4" \
+  "8 4 1 1 gpipe 9" "8 2 2 1 1f1b 2" "8 2 2 0 gpipe 3" "4 2 1 1 interleaved 2 2" \
+  "4 2 1 1 interleaved 4 2"
+# Dropout: each block's generator lives on every rank and runs where the
+# block runs, in micro-batch order, so one replica draws the serial masks.
+pp_case "pp, --dropout 0.1" "--dropout 0.1" -- "2 2 1 0 1f1b 3" "4 4 1 0 gpipe 4"
+# --init-from a serial file: every stage reads it and trains its part.
+OMP_NUM_THREADS=1 "$bin" train $ppcommon --batch-size 8 --save-weights "$tmp/ppstart.safetensors" \
+  > /dev/null 2>&1
+pp_case "pp, --init-from" "--init-from $tmp/ppstart.safetensors" -- "4 2 1 1 1f1b 3"
+# Sampling mid-training under tp × pp: every rank gathers the stages (then tp)
+# before rank 0 samples alone.
+if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 8 "$bin" train \
+     $ppcommon --batch-size 4 --tp 2 --pp 2 --sample-every 2 >/dev/null 2>&1; then
+  echo "ok: sampling mid-training with tp 2 × pp 2 × dp 2"
+  pass=$((pass + 1))
+else
+  echo "FAILED: sampling mid-training with tp 2 × pp 2 × dp 2"
   fail=$((fail + 1))
 fi
 echo "train equivalence: $pass passed, $fail failed"

@@ -197,6 +197,10 @@ std::vector<OpCheck> check_against_formula(const std::vector<Traffic>& per_rank,
     if (!any) continue;
     c.match = sum == c.formula_total * steps;
     for (size_t r = 0; r < per_rank.size(); ++r) {
+      if (r < formula.per_rank.size()) {
+        c.match &= c.sent[r] == formula.per_rank[r][op].sent * steps;
+        continue;
+      }
       // |sent_r - sum/D| <= 16 bytes per call, in integers.
       const int64_t slack = 16 * per_rank[r][op].calls;
       c.match &= std::llabs(c.sent[r] * D - sum) <= slack * D;

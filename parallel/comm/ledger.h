@@ -158,6 +158,9 @@ struct StepFormula {
   std::string title;  // "ZeRO stage 3, 4 ranks"
   std::string rule;   // the formula in words, with the numbers put in
   Traffic total;      // per op: bytes sent, summed over ranks (calls are not predicted)
+  // When not empty: rank r's own bytes per op, checked exactly, for groups
+  // whose ranks send different amounts (a pipeline's end stages send less).
+  std::vector<Traffic> per_rank;
 };
 
 // Data parallelism and ZeRO (Rajbhandari et al. 2020, section 7), fp32 (4

@@ -54,7 +54,7 @@ size_t optimizer_bytes_per_param(const Optimizer& opt) {
 
 ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
                              OptimizerFactory make_optimizer)
-    : model_(model), dp_(std::move(dp)), opts_(opts), num_params_(model.num_parameters()) {
+    : model_(model), dp_(std::move(dp)), opts_(opts), num_params_(checked_num_params(model)) {
   MS_CHECK(opts_.stage >= 0 && opts_.stage <= 3, "zero: stage ", opts_.stage,
            " does not exist (valid: 0 = plain data parallelism, 1, 2, 3)");
   MS_CHECK(opts_.bucket_bytes > 0, "zero: bucket_bytes must be positive");
@@ -65,10 +65,10 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
            model.config().dropout, ")");
   switch (opts_.stage) {
     case 0:
-      stage_ = std::make_unique<DdpStage>(model.parameters(), dp_, opts_.bucket_bytes);
+      stage_ = std::make_unique<DdpStage>(stage_params(model), dp_, opts_.bucket_bytes);
       break;
     case 1:
-      stage_ = std::make_unique<ZeroStage1>(model.parameters(), dp_);
+      stage_ = std::make_unique<ZeroStage1>(stage_params(model), dp_);
       break;
     case 2:
       stage_ = std::make_unique<ZeroStage2>(model.parameters(), dp_, opts_.bucket_bytes);
@@ -79,7 +79,7 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   }
   optimizer_ = make_optimizer(stage_->trainable());
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
-  if (opts_.tp) replicated_ranges_ = stage_->ranges_of(checked_mask(*opts_.tp, model));
+  lay_out_norm(model);  // replicated_ranges_ (tp) and norm_skip_ (tp, pp)
 }
 
 ZeroOptimizer::~ZeroOptimizer() = default;
@@ -90,13 +90,13 @@ void ZeroOptimizer::set_gradient_sync(bool sync) {
 
 double ZeroOptimizer::step(double lr, double max_norm) {
   MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
-  stage_->reduce_gradients();
+  if (!std::exchange(reduced_, false)) stage_->reduce_gradients();
   const std::vector<Tensor>& mine = optimizer_->params();
   if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
   // Global gradient norm. With sharded gradients each rank has the sum of squares of its
   // slice only (padding adds nothing): all-reduce the sums, then take the root, so every
-  // rank gets the same norm and clip factor one process would compute. tp: see tp_sq_norm.
-  double sq = opts_.tp ? tp_sq_norm() : grad_sq_norm(mine);
+  // rank gets the same norm and clip factor one process would compute. tp, pp: see below.
+  double sq = model_parallel_sq_norm();
   if (stage_->sharded_gradients()) {
     Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
     dp_.all_reduce(t, ReduceOp::Sum);
@@ -112,6 +112,79 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   stage_->after_step();
   peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
   return norm;
+}
+
+void ZeroOptimizer::reduce_gradients() {
+  MS_CHECK(!reduced_, "zero: reduce_gradients called twice before step()");
+  stage_->reduce_gradients();
+  reduced_ = true;
+}
+
+// Ψ of what this rank trains, after the pipeline's checks (before any stage
+// is built, so a refused configuration costs nothing).
+int64_t ZeroOptimizer::checked_num_params(const GPT& model) const {
+  if (!opts_.pp) return model.num_parameters();
+  MS_CHECK(opts_.stage < 2, "--zero-stage ", opts_.stage,
+           " with --pp > 1: ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism "
+           "(DeepSpeed's PipelineEngine): they reduce-scatter gradients on every micro-batch, "
+           "m times per step; use --zero-stage 0 or 1");
+  const std::vector<Tensor> all = model.parameters();
+  MS_CHECK(opts_.pp->owned.size() == all.size() && opts_.pp->tied_copy.size() == all.size(),
+           "zero: the pipeline masks have ", opts_.pp->owned.size(), " and ",
+           opts_.pp->tied_copy.size(), " entries for ", all.size(), " parameters");
+  int64_t n = 0;
+  for (size_t i = 0; i < all.size(); ++i)
+    if (opts_.pp->owned[i]) n += all[i].numel();
+  return n;
+}
+
+// A pipeline stage trains its own parameters only (ZeroPipeline).
+std::vector<Tensor> ZeroOptimizer::stage_params(const GPT& model) const {
+  return opts_.pp ? owned(model.parameters()) : model.parameters();
+}
+
+template <typename T>
+std::vector<T> ZeroOptimizer::owned(const std::vector<T>& per_param) const {
+  if (!opts_.pp) return per_param;
+  std::vector<T> out;
+  for (size_t i = 0; i < per_param.size(); ++i)
+    if (opts_.pp->owned[i]) out.push_back(per_param[i]);
+  return out;
+}
+
+// Which element ranges of the tensors this rank trains each rule concerns:
+// tp's replicated parameters (summed under SP; in the norm on tp rank 0
+// only) and a pipeline's tied copy (not in the norm).
+void ZeroOptimizer::lay_out_norm(const GPT& model) {
+  std::vector<bool> skip(stage_params(model).size(), false);
+  bool any_skip = false;
+  if (opts_.tp) {
+    const std::vector<bool> replicated = owned(checked_mask(*opts_.tp, model));
+    replicated_ranges_ = stage_->ranges_of(replicated);
+    if (opts_.tp->tp.rank() != 0) skip = replicated, any_skip = true;
+  }
+  if (opts_.pp) {
+    const std::vector<bool> tied = owned(opts_.pp->tied_copy);
+    for (size_t i = 0; i < tied.size(); ++i)
+      if (tied[i]) skip[i] = true, any_skip = true;
+  }
+  if (any_skip) norm_skip_ = stage_->ranges_of(skip);
+}
+
+// This rank's Σ g² summed over the model-parallel ranks, every parameter
+// counted once: sharded ones summed over tp, replicated ones on tp rank 0
+// only (parallel/tp/grad_norm.h's rule); each pipeline stage's own, summed
+// over pp, the last stage's tied wte left out (Megatron's get_grad_norm_fp32
+// reduces over the model-parallel group; step() adds the dp sum).
+double ZeroOptimizer::model_parallel_sq_norm() {
+  double sq = local_sq_norm();
+  for (Communicator* c : {opts_.tp ? &opts_.tp->tp : nullptr, opts_.pp ? &opts_.pp->pp : nullptr}) {
+    if (c == nullptr || c->size() == 1) continue;
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    c->all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
+  }
+  return sq;
 }
 
 int64_t ZeroOptimizer::replicated_grad_numel() const {
@@ -143,28 +216,22 @@ void ZeroOptimizer::sum_replicated_grads() {
   }
 }
 
-// This rank's Σ g² summed over tp, every parameter counted once
-// (parallel/tp/grad_norm.h's rule): a replicated gradient only on tp rank 0.
-// Summing over tp before dp is the same sum (Megatron's get_grad_norm_fp32
-// reduces over the model-parallel group; the dp sum follows in step()).
-double ZeroOptimizer::tp_sq_norm() {
+// This rank's own Σ g², leaving out the ranges in norm_skip_.
+double ZeroOptimizer::local_sq_norm() {
   const std::vector<Tensor>& mine = optimizer_->params();
-  const bool count_replicated = opts_.tp->tp.rank() == 0;
+  if (norm_skip_.empty() && !opts_.tp) return grad_sq_norm(mine);
   double sq = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
     Tensor g = contiguous(to(detach(mine[i].grad()), DType::F64));
     const double* d = g.data<double>();
     std::vector<bool> skip(g.numel(), false);
-    if (!count_replicated)
-      for (const auto& [b, e] : replicated_ranges_[i])
-        std::fill(skip.begin() + b, skip.begin() + e, true);
+    if (!norm_skip_.empty())
+      for (const auto& [b, e] : norm_skip_[i]) std::fill(skip.begin() + b, skip.begin() + e, true);
     for (int64_t k = 0; k < g.numel(); ++k)
       if (!skip[k]) sq += d[k] * d[k];
   }
-  Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
-  opts_.tp->tp.all_reduce(t, ReduceOp::Sum);
-  return t.item();
+  return sq;
 }
 
 const std::vector<bool>& ZeroOptimizer::checked_mask(const ZeroTensorParallel& tp,

@@ -57,10 +57,25 @@ struct ZeroTensorParallel {
   bool sum_replicated_grads = false;
 };
 
+// Pipeline parallelism (parallel/pp/pipeline_engine.h): every rank holds the
+// whole GPT object but trains only its stage's parameters, and the global
+// gradient norm sums the stages' squares over pp. The last stage's copy of
+// the tied wte is trained like the first stage's (their gradients were summed
+// by ReduceTiedGrads, so both copies take the same step) but counted once in
+// the norm (DeepSpeed's ds_pipe_replicated, Megatron's param_is_not_shared).
+// Only stages 0 and 1: ZeRO-2/3 reduce gradients on every micro-batch, and a
+// pipeline runs m of them per step (DeepSpeed's PipelineEngine refuses them).
+struct ZeroPipeline {
+  Communicator pp;
+  std::vector<bool> owned;      // per model.parameters() index: this stage trains it
+  std::vector<bool> tied_copy;  // per index: a copy another stage also trains (norm: skipped)
+};
+
 struct ZeroOptions {
   int stage = 0;                         // 0 = plain DDP, 1, 2, 3
   size_t bucket_bytes = 25u << 20;       // DDP's and stage 2's gradient bucket size
   std::optional<ZeroTensorParallel> tp;  // unset: no tensor parallelism
+  std::optional<ZeroPipeline> pp;        // unset: no pipeline parallelism
 };
 
 class ZeroOptimizer {
@@ -79,6 +94,11 @@ class ZeroOptimizer {
   // accumulation) in stages 0 and 1; stages 2 and 3 reduce-scatter on every
   // micro-step regardless (see stage2.h).
   void set_gradient_sync(bool sync);
+  // The dp reduction alone (DeepSpeed's ReduceGrads), for a caller that must
+  // run something between it and the step; step() then skips it. A pipeline
+  // sums the tied embedding's gradients BEFORE this (Megatron#844: after a
+  // ZeRO reduce-scatter the first and last stage hold different shards).
+  void reduce_gradients();
   // After the last micro-step's backward: finish gradient communication, clip
   // to the global norm (max_norm 0 = off), optimizer step at `lr`, zero the
   // gradients, restore full parameters where the stage keeps them. Collective.
@@ -111,7 +131,13 @@ class ZeroOptimizer {
 
  private:
   void sum_replicated_grads();
-  double tp_sq_norm();
+  double local_sq_norm();
+  double model_parallel_sq_norm();
+  int64_t checked_num_params(const GPT& model) const;
+  std::vector<Tensor> stage_params(const GPT& model) const;
+  template <typename T>
+  std::vector<T> owned(const std::vector<T>& per_param) const;
+  void lay_out_norm(const GPT& model);
   static const std::vector<bool>& checked_mask(const ZeroTensorParallel& tp, const GPT& model);
 
   GPT& model_;
@@ -124,6 +150,10 @@ class ZeroOptimizer {
   // Per trainable tensor: the [begin, end) element ranges of replicated
   // parameters in it (ZeroTensorParallel).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> replicated_ranges_;
+  // Per trainable tensor: the ranges this rank leaves out of the norm (tp's
+  // replicated ones off tp rank 0, a pipeline's tied copy); empty: none.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> norm_skip_;
+  bool reduced_ = false;  // reduce_gradients() ran since the last step
 };
 
 }  // namespace ms
