@@ -71,11 +71,34 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
 }
 
 std::string printable_sample(const std::string& bytes) {
+  // The length of the valid UTF-8 sequence starting at i, or 0 (a lone or
+  // truncated byte >= 0x80, which a terminal would garble: shown as \xNN).
+  auto utf8_length = [&](size_t i) -> size_t {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const size_t n = c >= 0xC2 && c <= 0xDF   ? 2
+                     : c >= 0xE0 && c <= 0xEF ? 3
+                     : c >= 0xF0 && c <= 0xF4 ? 4
+                                              : 0;
+    if (n == 0 || i + n > bytes.size()) return 0;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(bytes[i + k]) & 0xC0) != 0x80) return 0;
+    return n;
+  };
   std::string out;
   out.reserve(bytes.size());
-  for (unsigned char c : bytes) {
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
     if (c == '\\') {
       out += "\\\\";
+    } else if (c >= 0x80) {
+      if (size_t n = utf8_length(i)) {
+        out.append(bytes, i, n);
+        i += n - 1;
+      } else {
+        char buf[5];
+        std::snprintf(buf, sizeof buf, "\\x%02x", c);
+        out += buf;
+      }
     } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
       char buf[5];
       std::snprintf(buf, sizeof buf, "\\x%02x", c);

@@ -23,7 +23,9 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
 // (an empty sample when it came first); a NUL or another C0 control besides
 // newline and tab is invisible or acts on the terminal anyway. Those bytes
 // become \xNN and a backslash \\, so every sampled byte stays countable;
-// everything else (UTF-8 included) passes through.
+// so do bytes >= 0x80 that are not part of a valid UTF-8 sequence (a
+// terminal would garble them, and grep calls such output binary). Text and
+// valid UTF-8 pass through.
 std::string printable_sample(const std::string& bytes);
 
 }  // namespace ms

@@ -35,6 +35,9 @@ TEST_CASE("printable_sample shows NUL and control bytes and keeps text", "[cli]"
   CHECK(printable_sample(std::string("\0ab", 3)) == "\\x00ab");
   CHECK(printable_sample("line\n\ttab\r\x7f\\") == "line\n\ttab\\x0d\\x7f\\\\");
   CHECK(printable_sample("caf\xc3\xa9") == "caf\xc3\xa9");  // UTF-8 passes through
+  CHECK(printable_sample("\xff\xc3") == "\\xff\\xc3");      // a lone byte, a cut sequence
+  CHECK(printable_sample("\xe4\xb8\xad\x80") == "\xe4\xb8\xad\\x80");  // 中, then a stray byte
+  CHECK(sampled_bytes(printable_sample("\xff\xe4\xb8\xad")) == 4);
   CHECK(sampled_bytes(printable_sample(std::string("\0a\\\x01\n", 5))) == 5);
 }
 
