@@ -41,6 +41,7 @@
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
 #include "parallel/tp/tp_gpt.h"
+#include "parallel/zero/memory.h"  // format_bytes: 1,234,567
 #include "parallel/zero/zero_optimizer.h"
 
 using namespace ms;
@@ -174,15 +175,6 @@ class Runner {
   Result res_;
 };
 
-std::string with_commas(int64_t v) {
-  std::string d = std::to_string(v), out;
-  for (size_t i = 0; i < d.size(); ++i) {
-    if (i > 0 && (d.size() - i) % 3 == 0) out += ',';
-    out += d[i];
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,8 +256,8 @@ int main(int argc, char** argv) {
       char time[32], ratio[16];
       std::snprintf(time, sizeof time, "%.1f (%.1f)", r.median_ms, r.best_ms);
       std::snprintf(ratio, sizeof ratio, "%.2fx", r.median_ms / results[0].median_ms);
-      std::string sent = with_commas(r.per_step.sent);
-      if (r.sent_min != r.sent_max) sent += " (max " + with_commas(r.sent_max) + ")";
+      std::string sent = format_bytes(r.per_step.sent);
+      if (r.sent_min != r.sent_max) sent += " (max " + format_bytes(r.sent_max) + ")";
       std::printf("%-26s %8s %20s %9s %10lld %18s %11.6f\n", s.name,
                   (std::to_string(s.threads) + (s.alone ? "" : "×2")).c_str(), time, ratio,
                   (long long)r.per_step.calls, sent.c_str(), r.first_loss);
@@ -299,8 +291,8 @@ int main(int argc, char** argv) {
           "Ψ = %s).\n",
           double(tp.per_step.sent) / double(std::max<int64_t>(dp.per_step.sent, 1)),
           (long long)tp.per_step.calls, (long long)dp.per_step.calls,
-          std::to_string(4 * kL + 2).c_str(), with_commas((4 * kL + 2) * kB * kT * kC).c_str(),
-          with_commas(n_params).c_str());
+          std::to_string(4 * kL + 2).c_str(), format_bytes((4 * kL + 2) * kB * kT * kC).c_str(),
+          format_bytes(n_params).c_str());
       std::printf(
           "- Each TP all-reduce sits on the critical path: the next layer needs its sum, so "
           "both ranks meet %lld times a step, and a rank held up by anything (on a shared "
@@ -315,7 +307,7 @@ int main(int argc, char** argv) {
           "all-gather + a reduce-scatter, plus the replicated gradients' sum) in more calls "
           "(%lld); what it saves is activation memory (minispeed train prints it), not "
           "time.\n",
-          with_commas(sp.per_step.sent).c_str(), with_commas(tp.per_step.sent).c_str(),
+          format_bytes(sp.per_step.sent).c_str(), format_bytes(tp.per_step.sent).c_str(),
           (long long)sp.per_step.calls);
       std::printf(
           "- Time: one all-reduce of a (B, T, C) activation (%s bytes) takes %.2f ms here "
@@ -326,7 +318,7 @@ int main(int argc, char** argv) {
           "GB/s between the GPUs of one node, a network link between nodes tens. That is why "
           "Megatron keeps tp inside a node (t ≤ 8) and spans nodes with dp and pp, whose "
           "traffic comes once per step, not per layer.\n",
-          with_commas(kB * kT * kC * 4).c_str(), allreduce_ms, (long long)(4 * kL + 2),
+          format_bytes(kB * kT * kC * 4).c_str(), allreduce_ms, (long long)(4 * kL + 2),
           double(4 * kL + 2) * allreduce_ms, tp.median_ms);
     }
     return 0;

@@ -41,6 +41,7 @@
 #include "parallel/comm/runtime.h"
 #include "parallel/pp/pipeline_engine.h"
 #include "parallel/pp/simulator.h"
+#include "parallel/zero/memory.h"  // format_bytes: 1,234,567
 #include "parallel/zero/zero_optimizer.h"
 
 using namespace ms;
@@ -208,15 +209,6 @@ class Pipe {
   int peak_ = 0;
 };
 
-std::string with_commas(int64_t v) {
-  std::string d = std::to_string(v), out;
-  for (size_t i = 0; i < d.size(); ++i) {
-    if (i > 0 && (d.size() - i) % 3 == 0) out += ',';
-    out += d[i];
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -292,7 +284,7 @@ int main(int argc, char** argv) {
       std::printf("%3d %6lld %10.1f %10.2fx %9.1f %12s %9.3f %9s %16s %17s %13s\n", m,
                   (long long)(kGlobalB / m), r.median_ms, r.median_ms / one,
                   one / kP * (1 + f.value()), busy, r.bubble, f.str().c_str(),
-                  sim.bubble.str().c_str(), with_commas(r.sent0).c_str(), peak);
+                  sim.bubble.str().c_str(), format_bytes(r.sent0).c_str(), peak);
     }
     bool same = true;
     for (const PipeResult& r : res) same = same && r.sent0 == r.sent1;
@@ -308,7 +300,7 @@ int main(int argc, char** argv) {
         "tied wte gradient + the norm's all-reduce; rank 1 sends %s in activation "
         "gradients.\npeak stashed = micro-batches whose activations stage 0/1 held at once, "
         "measured (simulated: min(p − r, m)).\n",
-        with_commas(act).c_str(), with_commas(tied).c_str(),
+        format_bytes(act).c_str(), format_bytes(tied).c_str(),
         same ? "exactly as many bytes" : "a DIFFERENT count (a bug: check the ledger)");
     const PipeResult &m1 = res.front(), &m8 = res.back();
     std::printf(
