@@ -15,6 +15,26 @@ bin=$1/minispeed
 common="--n-layer 2 --n-head 2 --n-embd 32 --seq-len 32 --steps 6 --lr 3e-3 --eval-every 3
         --eval-batches 2 --log-every 1 --sample-tokens 0"
 losses() { grep -oE 'loss [0-9.]+|val [0-9.]+' | awk '{print $2}'; }
+norms() { grep -oE 'norm [0-9.]+' | awk '{print $2}'; }
+# within TOL A B: two non-empty columns of numbers, as many in each, every
+# pair within TOL (one unit in the last printed digit, for rounding).
+within() {
+  paste <(echo "$2") <(echo "$3") |
+    awk -v tol="$1" '{ d = $1 - $2; if (d < 0) d = -d; if (d > tol || NF != 2) bad = 1 } END { exit bad || NR == 0 }'
+}
+# job_ok LABEL COMMAND...: the command must finish with exit 0 (within 30 s of
+# any communicator wait), e.g. rank 0 sampling alone mid-training.
+job_ok() {
+  local label=$1
+  shift
+  if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 "$@" >/dev/null 2>&1; then
+    echo "ok: $label"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $label"
+    fail=$((fail + 1))
+  fi
+}
 
 reference=$(OMP_NUM_THREADS=1 "$bin" train $common --batch-size 8 | losses)
 pass=0 fail=0
@@ -29,8 +49,7 @@ for run in "2 0" "2 2" "4 1" "4 3" "2 2 tcp"; do
   got=$(OMP_NUM_THREADS=1 ${MPIRUN:-mpirun --oversubscribe} $extra -np "$ranks" "$bin" train $common \
         --batch-size $((8 / ranks)) --zero-stage "$stage" | losses)
   # Equal to print precision; allow one unit in the last printed digit for rounding.
-  if [ -n "$got" ] && paste <(echo "$reference") <(echo "$got") |
-       awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad }'; then
+  if within 1.5e-4 "$reference" "$got"; then
     echo "ok: $ranks ranks, ZeRO stage $stage follow one process${transport:+ (over $transport)}"
     pass=$((pass + 1))
   else
@@ -41,20 +60,13 @@ for run in "2 0" "2 2" "4 1" "4 3" "2 2 tcp"; do
 done
 # Sampling mid-training is rank 0 alone; under ZeRO-3 that must not enter the
 # per-block gathers (collectives) on one rank only.
-if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $common \
-     --batch-size 4 --zero-stage 3 --sample-every 2 >/dev/null 2>&1; then
-  echo "ok: sampling mid-training with ZeRO-3 on 2 ranks"
-  pass=$((pass + 1))
-else
-  echo "FAILED: sampling mid-training with ZeRO-3 on 2 ranks"
-  fail=$((fail + 1))
-fi
+job_ok "sampling mid-training with ZeRO-3 on 2 ranks" ${MPIRUN:-mpirun --oversubscribe} -np 2 \
+  "$bin" train $common --batch-size 4 --zero-stage 3 --sample-every 2
 
 # ---- tensor parallelism: losses, norms and saved weights ----
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 tpcommon="$common --n-head 4"
-norms() { grep -oE 'norm [0-9.]+' | awk '{print $2}'; }
 # same_weights A B: two safetensors files with the same header (names, shapes,
 # order) whose every f32 differs by at most 1.5e-4. The header is 8 bytes of
 # length then JSON; the data follows it.
@@ -67,39 +79,43 @@ same_weights() {
   paste <(od -A n -v -t f4 -w4 -j $((8 + ha)) "$1") <(od -A n -v -t f4 -w4 -j $((8 + hb)) "$2") |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'
 }
+# follows LABEL REF_OUTPUT OUTPUT REF_WEIGHTS WEIGHTS: a parallel run against
+# one process — its losses, then its gradient norms, then its saved weights.
+follows() {
+  local label=$1 ref=$2 out=$3 problem=""
+  if ! within 1.5e-4 "$(losses <<< "$ref")" "$(losses <<< "$out")"; then
+    problem="losses differ"
+  elif ! within 1.5e-3 "$(norms <<< "$ref")" "$(norms <<< "$out")"; then
+    problem="gradient norms differ"
+  elif ! same_weights "$4" "$5"; then
+    problem="saved weights differ"
+  fi
+  if [ -z "$problem" ]; then
+    echo "ok: $label follows one process"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $label: $problem (one process | parallel; losses, then norms):"
+    paste <(losses <<< "$ref"; norms <<< "$ref") <(losses <<< "$out"; norms <<< "$out") |
+      sed 's/^/  /'
+    grep -E 'error' <<< "$out" | head -n 3 | sed 's/^/  /'
+    fail=$((fail + 1))
+  fi
+}
 # tp_case NAME EXTRA_FLAGS -- RUNS...: one reference (one process, batch 8),
 # then each run "RANKS TP STAGE [sp]" with batch 8·TP/RANKS per replica.
 tp_case() {
-  local name=$1 extra=$2 ref ref_norms
+  local name=$1 extra=$2 ref
   shift 3
   ref=$(OMP_NUM_THREADS=1 "$bin" train $tpcommon $extra --batch-size 8 \
         --save-weights "$tmp/ref.safetensors" 2>&1)
   for run in "$@"; do
     set -- $run
-    local ranks=$1 t=$2 stage=$3 sp=${4:+--sequence-parallel} out problem=""
+    local ranks=$1 t=$2 stage=$3 sp=${4:+--sequence-parallel} out
     out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
           "$bin" train $tpcommon $extra --batch-size $((8 * t / ranks)) --tp "$t" \
           --zero-stage "$stage" $sp --save-weights "$tmp/tp.safetensors" 2>&1)
-    local label="$name: $ranks ranks, tp $t × dp $((ranks / t)), ZeRO $stage${sp:+, sequence parallel}"
-    if ! paste <(losses <<< "$ref") <(losses <<< "$out") |
-         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
-      problem="losses differ"
-    elif ! paste <(norms <<< "$ref") <(norms <<< "$out") |
-         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-3 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
-      problem="gradient norms differ"
-    elif ! same_weights "$tmp/ref.safetensors" "$tmp/tp.safetensors"; then
-      problem="saved weights differ"
-    fi
-    if [ -z "$problem" ]; then
-      echo "ok: $label follows one process"
-      pass=$((pass + 1))
-    else
-      echo "FAILED: $label: $problem (one process | tp; losses, then norms):"
-      paste <(losses <<< "$ref"; norms <<< "$ref") <(losses <<< "$out"; norms <<< "$out") |
-        sed 's/^/  /'
-      grep -E 'error' <<< "$out" | head -n 3 | sed 's/^/  /'
-      fail=$((fail + 1))
-    fi
+    follows "$name: $ranks ranks, tp $t × dp $((ranks / t)), ZeRO $stage${sp:+, sequence parallel}" \
+      "$ref" "$out" "$tmp/ref.safetensors" "$tmp/tp.safetensors"
     rm -f "$tmp/tp.safetensors"
   done
 }
@@ -116,14 +132,8 @@ OMP_NUM_THREADS=1 "$bin" train $tpcommon --batch-size 8 --steps 2 \
 tp_case "tp, --init-from" "--init-from $tmp/start.safetensors" -- "4 2 2 sp"
 # Sampling mid-training under tp and ZeRO-3: every rank gathers (dp, then tp)
 # before rank 0 samples alone.
-if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 4 "$bin" train \
-     $tpcommon --batch-size 4 --tp 2 --zero-stage 3 --sample-every 2 >/dev/null 2>&1; then
-  echo "ok: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
-  pass=$((pass + 1))
-else
-  echo "FAILED: sampling mid-training with tp 2 × dp 2 and ZeRO-3"
-  fail=$((fail + 1))
-fi
+job_ok "sampling mid-training with tp 2 × dp 2 and ZeRO-3" ${MPIRUN:-mpirun --oversubscribe} -np 4 \
+  "$bin" train $tpcommon --batch-size 4 --tp 2 --zero-stage 3 --sample-every 2
 
 # ---- pipeline parallelism: losses, norms and saved weights ----
 # pp_case NAME EXTRA_FLAGS -- "RANKS PP TP STAGE SCHEDULE M [V]"...: each
@@ -132,7 +142,7 @@ fi
 ppcommon="--n-layer 4 --n-head 4 --n-embd 32 --seq-len 32 --steps 3 --lr 3e-3 --eval-every 3
           --eval-batches 2 --log-every 1 --sample-tokens 0"
 pp_case() {
-  local name=$1 extra=$2 run ref out problem
+  local name=$1 extra=$2 run ref out
   shift 3
   for run in "$@"; do
     set -- $run
@@ -143,27 +153,8 @@ pp_case() {
           "$bin" train $ppcommon $extra --batch-size $((8 / dp)) --grad-accum "$m" --pp "$p" \
           --tp "$t" --pipe-schedule "$sched" --virtual-stages "$v" --zero-stage "$stage" \
           --save-weights "$tmp/pp.safetensors" 2>&1)
-    local label="$name: pp $p ($sched${7:+ × $v chunks}, m $m) × tp $t × dp $dp, ZeRO $stage"
-    problem=""
-    if ! paste <(losses <<< "$ref") <(losses <<< "$out") |
-         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
-      problem="losses differ"
-    elif ! paste <(norms <<< "$ref") <(norms <<< "$out") |
-         awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-3 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'; then
-      problem="gradient norms differ"
-    elif ! same_weights "$tmp/ref.safetensors" "$tmp/pp.safetensors"; then
-      problem="saved weights differ"
-    fi
-    if [ -z "$problem" ]; then
-      echo "ok: $label follows one process"
-      pass=$((pass + 1))
-    else
-      echo "FAILED: $label: $problem (one process | pp; losses, then norms):"
-      paste <(losses <<< "$ref"; norms <<< "$ref") <(losses <<< "$out"; norms <<< "$out") |
-        sed 's/^/  /'
-      grep -E 'error' <<< "$out" | head -n 3 | sed 's/^/  /'
-      fail=$((fail + 1))
-    fi
+    follows "$name: pp $p ($sched${7:+ × $v chunks}, m $m) × tp $t × dp $dp, ZeRO $stage" \
+      "$ref" "$out" "$tmp/ref.safetensors" "$tmp/pp.safetensors"
     rm -f "$tmp/pp.safetensors"
   done
 }
@@ -182,13 +173,7 @@ OMP_NUM_THREADS=1 "$bin" train $ppcommon --batch-size 8 --save-weights "$tmp/pps
 pp_case "pp, --init-from" "--init-from $tmp/ppstart.safetensors" -- "4 2 1 1 1f1b 3"
 # Sampling mid-training under tp × pp: every rank gathers the stages (then tp)
 # before rank 0 samples alone.
-if OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=30 ${MPIRUN:-mpirun --oversubscribe} -np 8 "$bin" train \
-     $ppcommon --batch-size 4 --tp 2 --pp 2 --sample-every 2 >/dev/null 2>&1; then
-  echo "ok: sampling mid-training with tp 2 × pp 2 × dp 2"
-  pass=$((pass + 1))
-else
-  echo "FAILED: sampling mid-training with tp 2 × pp 2 × dp 2"
-  fail=$((fail + 1))
-fi
+job_ok "sampling mid-training with tp 2 × pp 2 × dp 2" ${MPIRUN:-mpirun --oversubscribe} -np 8 \
+  "$bin" train $ppcommon --batch-size 4 --tp 2 --pp 2 --sample-every 2
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
