@@ -24,7 +24,6 @@
 // 2-thread setup would run on one.
 #include <mpi.h>
 #include <omp.h>
-#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,11 +31,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/mpi_bench.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
@@ -179,40 +178,20 @@ class Runner {
 
 int main(int argc, char** argv) {
   int steps = 12, warmup = 2;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) {
-      steps = 3, warmup = 1;
-    } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
-      steps = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--quick]\n", argv[0]);
-      return 2;
-    }
-  }
-  // libgomp reads the policy once, at load: setting it takes a re-exec (before MPI starts).
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);
-  }
+  if (!bench::parse_step_flags(argc, argv, steps, warmup)) return 2;
+  bench::use_passive_omp_wait(argv);
   return run_distributed(argc, argv, [&](Communicator& world) {
     const bool root = world.rank() == 0;
     if (world.size() != 2) {
       if (root) std::printf("bench_parallel_step runs on exactly 2 ranks (mpirun -np 2)\n");
       return 0;
     }
-    // mpirun binds each of 2 ranks to one core by default; the 2-thread row
-    // needs both, and the OS spreads two 1-thread ranks over two cores anyway.
-    cpu_set_t cpus;
-    CPU_ZERO(&cpus);
-    for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; ++c) CPU_SET(c, &cpus);
-    sched_setaffinity(0, sizeof cpus, &cpus);  // may be refused (a cgroup): reported below
-    sched_getaffinity(0, sizeof cpus, &cpus);
-    const int usable = CPU_COUNT(&cpus);
+    // The 2-thread row needs both cores (a refusal is reported below).
+    const int usable = bench::widen_cpu_affinity();
     // The same global batch on every rank: random bytes from one seed.
     Generator gen(1234);
-    std::vector<int32_t> x(kB * kT), y(kB * kT);
-    for (int32_t& v : x) v = int32_t(gen.next_u64() % kV);
-    for (int32_t& v : y) v = int32_t(gen.next_u64() % kV);
+    const std::vector<int32_t> x = bench::random_tokens(gen, kB * kT, kV);
+    const std::vector<int32_t> y = bench::random_tokens(gen, kB * kT, kV);
 
     const Setup setups[] = {
         {"one process, 1 thread", 1, true, 1, 1, false},

@@ -23,7 +23,6 @@
 // does the same).
 #include <mpi.h>
 #include <omp.h>
-#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,11 +30,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/mpi_bench.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
@@ -213,37 +212,19 @@ class Pipe {
 
 int main(int argc, char** argv) {
   int steps = 20, warmup = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) {
-      steps = 3;
-    } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
-      steps = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--quick]\n", argv[0]);
-      return 2;
-    }
-  }
-  // libgomp reads the policy once, at load: setting it takes a re-exec.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);
-  }
+  if (!bench::parse_step_flags(argc, argv, steps, warmup)) return 2;
+  bench::use_passive_omp_wait(argv);
   return run_distributed(argc, argv, [&](Communicator& world) {
     const bool root = world.rank() == 0;
     if (world.size() != kP) {
       if (root) std::printf("bench_pipeline_step runs on exactly 2 ranks (mpirun -np 2)\n");
       return 0;
     }
-    omp_set_num_threads(1);  // one core per stage: the pipeline is the only parallelism
-    // mpirun may bind a rank to one core; let the OS place both freely.
-    cpu_set_t cpus;
-    CPU_ZERO(&cpus);
-    for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; ++c) CPU_SET(c, &cpus);
-    sched_setaffinity(0, sizeof cpus, &cpus);
+    omp_set_num_threads(1);       // one core per stage: the pipeline is the only parallelism
+    bench::widen_cpu_affinity();  // mpirun may bind a rank to one core
     Generator gen(1234);
-    std::vector<int32_t> x(kGlobalB * kT), y(kGlobalB * kT);
-    for (int32_t& v : x) v = int32_t(gen.next_u64() % kV);
-    for (int32_t& v : y) v = int32_t(gen.next_u64() % kV);
+    const std::vector<int32_t> x = bench::random_tokens(gen, kGlobalB * kT, kV);
+    const std::vector<int32_t> y = bench::random_tokens(gen, kGlobalB * kT, kV);
 
     Serial serial(world, x, y);
     std::vector<std::unique_ptr<Pipe>> pipes;

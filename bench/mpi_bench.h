@@ -1,0 +1,61 @@
+// What the multi-rank step benchmarks (bench_parallel_step, bench_pipeline_step)
+// share: their flags, the OpenMP wait policy, CPU placement and the batch.
+#pragma once
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "tensor/random.h"
+
+namespace ms::bench {
+
+// [--steps N] [--quick] (3 timed steps, 1 warm-up). False, with the usage
+// printed, on anything else.
+inline bool parse_step_flags(int argc, char** argv, int& steps, int& warmup) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      steps = 3, warmup = 1;
+    } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
+      steps = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--steps N] [--quick]\n", argv[0]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Idle OpenMP threads spinning between parallel regions steal the cores the
+// other rank needs (cli/main.cpp sets the same policy). libgomp reads it once,
+// at load: setting it takes a re-exec, before MPI starts. On failure, carry on.
+inline void use_passive_omp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);
+}
+
+// mpirun binds each rank to one core by default; let this rank run on every
+// online CPU (the OS spreads the ranks). May be refused (a cgroup): returns how
+// many CPUs the rank may use now.
+inline int widen_cpu_affinity() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  for (long c = 0; c < sysconf(_SC_NPROCESSORS_ONLN) && c < CPU_SETSIZE; ++c) CPU_SET(c, &cpus);
+  sched_setaffinity(0, sizeof cpus, &cpus);
+  sched_getaffinity(0, sizeof cpus, &cpus);
+  return CPU_COUNT(&cpus);
+}
+
+// n token ids in [0, vocab) from `gen`: the same batch on every rank.
+inline std::vector<int32_t> random_tokens(Generator& gen, int64_t n, int64_t vocab) {
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (int32_t& t : v) t = static_cast<int32_t>(gen.next_u64() % static_cast<uint64_t>(vocab));
+  return v;
+}
+
+}  // namespace ms::bench
