@@ -1,20 +1,17 @@
-// A whole GPT-2 forward and backward built from the tp pieces, against the
-// serial GPT (nn/gpt.h) of the same seed, at tp = 2 and 4, with and without
-// sequence parallelism: the loss, every parameter's gradient (shards gathered
-// back), the gradient norm counting each parameter once, and the tp traffic
-// of one step against Megatron's count. The composition here is a reference
-// for wiring tp into nn/gpt.cpp: Block = LN → column c_attn (q|k|v by heads)
-// → attention on n_head/t heads → row c_proj → residual; LN → column c_fc →
-// GELU → row c_proj → residual; the vocab-parallel embedding and tied head.
+// The tensor-parallel GPT (parallel/tp/tp_gpt.h) against the serial GPT
+// (nn/gpt.h) of the same seed, at tp = 2 and 4, with and without sequence
+// parallelism: the loss, every parameter's gradient (shards gathered back),
+// the gradient norm counting each parameter once (and the classic mistake of
+// counting replicated ones t times), and the tp traffic of one step against
+// Megatron's count. tests/mpi/test_tp_model.cpp covers names, shapes,
+// dropout and training under ZeRO.
 #include <map>
 
 #include "nn/gpt.h"
-#include "parallel/tp/cross_entropy.h"
 #include "parallel/tp/grad_norm.h"
-#include "parallel/tp/linear.h"
 #include "parallel/tp/sequence_parallel.h"
 #include "parallel/tp/shard.h"
-#include "parallel/tp/vocab_parallel.h"
+#include "parallel/tp/tp_gpt.h"
 #include "tests/catch_compat.h"
 #include "tests/mpi/test_tp_common.h"
 
@@ -36,61 +33,6 @@ Tensor seeded_tokens(uint64_t seed) {
   std::vector<int32_t> v(B * T);
   for (auto& x : v) x = int32_t(gen.next_u64() % 256);
   return from_vector(v, {B, T});
-}
-
-// This rank's shard of every parameter of `serial`, as leaves, by name.
-struct TpModel {
-  std::vector<std::pair<std::string, Tensor>> named;
-  std::map<std::string, Tensor> p;
-};
-
-TpModel shard_model(const GPT& serial, Communicator& tp) {
-  TpModel m;
-  for (const auto& [name, full] : serial.named_parameters()) {
-    Tensor s = leaf(
-        shard_param(full, tp_split_of(name), tp.rank(), tp.size(), serial.config().n_head, name));
-    m.named.emplace_back(name, s);
-    m.p[name] = s;
-  }
-  return m;
-}
-
-Tensor tp_loss(TpModel& m, const GPTConfig& cfg, const Tensor& idx, const Tensor& targets,
-               Communicator& tp, bool sp) {
-  const int t = tp.size();
-  auto P = [&](const std::string& n) { return m.p.at(n); };
-  // Under SP every activation between the tp regions is (B, T/t, C): this
-  // rank's positions, so it adds the matching rows of wpe.
-  const int64_t n = sp ? T / t : T, first = sp ? tp.rank() * n : 0;
-  Tensor pos = arange(double(first), double(first + n), 1, DType::I32);
-  Tensor x = vocab_parallel_embedding(P("wte.weight"), idx, tp, sp) +
-             embedding(P("wpe.weight"), pos);  // (B, n, C)
-  for (int64_t i = 0; i < cfg.n_layer; ++i) {
-    const std::string h = "h." + std::to_string(i) + ".";
-    Tensor a = layernorm(x, P(h + "ln_1.weight"), P(h + "ln_1.bias"));
-    Tensor qkv = column_parallel_linear(a, P(h + "attn.c_attn.weight"), P(h + "attn.c_attn.bias"),
-                                        tp, {.sequence_parallel = sp});  // (B, T, 3C/t)
-    Tensor y = causal_attention(qkv, cfg.n_head / t);                    // (B, T, C/t)
-    x = x + row_parallel_linear(y, P(h + "attn.c_proj.weight"), P(h + "attn.c_proj.bias"), tp,
-                                {.sequence_parallel = sp});
-    Tensor b = layernorm(x, P(h + "ln_2.weight"), P(h + "ln_2.bias"));
-    Tensor f = column_parallel_linear(b, P(h + "mlp.c_fc.weight"), P(h + "mlp.c_fc.bias"), tp,
-                                      {.sequence_parallel = sp});  // (B, T, 4C/t)
-    x = x + row_parallel_linear(gelu(f), P(h + "mlp.c_proj.weight"), P(h + "mlp.c_proj.bias"), tp,
-                                {.sequence_parallel = sp});
-  }
-  Tensor hf = layernorm(x, P("ln_f.weight"), P("ln_f.bias"));
-  Tensor logits = vocab_parallel_logits(hf, P("wte.weight"), tp, sp);  // (B, T, V/t)
-  return vocab_parallel_cross_entropy(reshape(logits, {B * T, cfg.vocab_size / t}),
-                                      reshape(targets, {B * T}), tp);
-}
-
-// Every replicated parameter saw only this rank's tokens under SP.
-std::vector<Tensor> replicated(const TpModel& m) {
-  std::vector<Tensor> out;
-  for (const auto& [name, p] : m.named)
-    if (tp_split_of(name) == TpSplit::Replicated) out.push_back(p);
-  return out;
 }
 
 }  // namespace
@@ -115,21 +57,26 @@ TEST_CASE("tp GPT: loss and every gradient equal the serial GPT's, with and with
     std::map<bool, Traffic> fwd, bwd;
     for (bool sp : {false, true}) {
       INFO("tp " << t << ", tp rank " << tp.rank() << ", sequence_parallel " << sp);
-      TpModel m = shard_model(serial, tp);
+      TpGPT m(std::make_shared<GPT>(cfg, 42), tp, sp);
+      const auto named = m.gpt().named_parameters();
       Traffic t0 = tp.traffic();
-      Tensor tl = tp_loss(m, cfg, idx, targets, tp, sp);
+      Tensor tl = m.loss(idx, targets);
       fwd[sp] = tp.traffic() - t0;
       tl.backward();
       bwd[sp] = tp.traffic() - t0 - fwd[sp];
-      if (sp) allreduce_sequence_parallel_grads(replicated(m), tp);
-      const double norm2 = tp_grad_norm_squared(m.named, tp);
+      // Every replicated parameter saw only this rank's tokens under SP.
+      std::vector<Tensor> replicated;
+      for (const auto& [name, p] : named)
+        if (tp_split_of(name) == TpSplit::Replicated) replicated.push_back(p);
+      if (sp) allreduce_sequence_parallel_grads(replicated, tp);
+      const double norm2 = tp_grad_norm_squared(named, tp);
       // The classic mistake: every rank's ‖g‖² summed over tp counts each
       // replicated parameter t times.
       Tensor naive = zeros({1}, DType::F64);
-      for (const auto& [name, p] : m.named) naive = naive + sum(pow(to(p.grad(), DType::F64), 2));
+      for (const auto& [name, p] : named) naive = naive + sum(pow(to(p.grad(), DType::F64), 2));
       tp.all_reduce(naive);
       std::vector<std::pair<std::string, Tensor>> gathered;
-      for (const auto& [name, p] : m.named)
+      for (const auto& [name, p] : named)
         gathered.emplace_back(name, gather_param(p.grad(), tp_split_of(name), tp));
 
       CHECK(std::fabs(tl.item() - loss.item()) < 1e-5);
