@@ -7,6 +7,7 @@
 #include "parallel/zero/stage1.h"
 #include "parallel/zero/stage2.h"
 #include "parallel/zero/stage3.h"
+#include "tensor/cpu/reductions.h"
 #include "tensor/factory.h"
 
 namespace ms {
@@ -216,20 +217,23 @@ void ZeroOptimizer::sum_replicated_grads() {
   }
 }
 
-// This rank's own Σ g², leaving out the ranges in norm_skip_.
+// This rank's own Σ g², leaving out the ranges in norm_skip_ (sorted and
+// disjoint, as ranges_of lays them out): the kept stretches go through the
+// same kernel as grad_sq_norm, with no per-step copy or mask.
 double ZeroOptimizer::local_sq_norm() {
   const std::vector<Tensor>& mine = optimizer_->params();
-  if (norm_skip_.empty() && !opts_.tp) return grad_sq_norm(mine);
+  if (norm_skip_.empty()) return grad_sq_norm(mine);
   double sq = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
-    Tensor g = contiguous(to(detach(mine[i].grad()), DType::F64));
-    const double* d = g.data<double>();
-    std::vector<bool> skip(g.numel(), false);
-    if (!norm_skip_.empty())
-      for (const auto& [b, e] : norm_skip_[i]) std::fill(skip.begin() + b, skip.begin() + e, true);
-    for (int64_t k = 0; k < g.numel(); ++k)
-      if (!skip[k]) sq += d[k] * d[k];
+    const Tensor g = contiguous(mine[i].grad());
+    const float* d = g.data<float>();
+    int64_t from = 0;
+    for (const auto& [b, e] : norm_skip_[i]) {
+      sq += cpu::sum_squares(d + from, b - from);
+      from = e;
+    }
+    sq += cpu::sum_squares(d + from, g.numel() - from);
   }
   return sq;
 }
