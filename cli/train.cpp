@@ -164,8 +164,6 @@ int train_command(int argc, char** argv, Communicator& world) {
 
   // Tensor parallelism: every rank built the same serial model; each keeps
   // its tp rank's shards (parallel/tp/tp_gpt.h).
-  auto block0 =
-      std::dynamic_pointer_cast<Block>(model->blocks()[0]);  // its dropouts, for the probe
   TrainedModel trained;
   if (tp > 1) {
     trained.tp = on_every_rank(world, [&] {
@@ -190,11 +188,12 @@ int train_command(int argc, char** argv, Communicator& world) {
   const GPTConfig& shape = trained.gpt().config();
   const std::string tp_memory =
       pp > 1 ? std::string()
-             : tp_memory_report(world, shape, held_param_split(trained.gpt()),
-                                measure_block_activation_bytes(*trained.gpt().blocks()[0], *block0,
-                                                               1, c.sequence_parallel ? T / tp : T),
-                                {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
-                                 c.sequence_parallel, false, shape.dropout});
+             : tp_memory_report(
+                   world, shape, held_param_split(trained.gpt()),
+                   measure_block_activation_bytes(*trained.gpt().blocks()[0], shape.n_embd, 1,
+                                                  c.sequence_parallel ? T / tp : T),
+                   {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
+                    false, shape.dropout});
 
   // Pipeline parallelism: every rank holds the whole model object; this rank
   // runs and trains its stage's part (cli/train_pipeline.h).

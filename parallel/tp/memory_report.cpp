@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "nn/checkpointed_block.h"  // dropout_generators
 #include "parallel/tp/shard.h"
 #include "parallel/zero/memory.h"  // format_bytes
 #include "tensor/factory.h"
@@ -26,21 +27,20 @@ TpParamSplit held_param_split(const GPT& model) {
   return s;
 }
 
-int64_t measure_block_activation_bytes(Layer& layer, Block& serial, int64_t B, int64_t tokens) {
-  const int64_t C = serial.ln_1->weight.numel();
+int64_t measure_block_activation_bytes(Layer& layer, int64_t n_embd, int64_t B, int64_t tokens) {
   // Generator is a value: copies put the streams back after the extra draws.
-  const Generator attn_gen = serial.attn->resid_dropout->generator();
-  const Generator mlp_gen = serial.mlp->dropout->generator();
+  const std::vector<Generator*> streams = dropout_generators(layer);
+  std::vector<Generator> saved;
+  for (const Generator* g : streams) saved.push_back(*g);
   Generator gen(0x5eed);
-  Tensor x = randn({B, tokens, C}, gen);  // (B, tokens, C): no grad, like the embedding's output
+  Tensor x = randn({B, tokens, n_embd}, gen);  // no grad, like the embedding's output
   int64_t kept = 0;
   {
     const size_t before = cpu_bytes_allocated();
     Tensor out = layer.forward(x);  // the graph holds what backward needs
     kept = static_cast<int64_t>(cpu_bytes_allocated() - before);
   }  // out and its graph freed here; the parameters never saw a gradient
-  serial.attn->resid_dropout->generator() = attn_gen;
-  serial.mlp->dropout->generator() = mlp_gen;
+  for (size_t i = 0; i < streams.size(); ++i) *streams[i] = saved[i];
   return kept + x.numel() * static_cast<int64_t>(dtype_size(x.dtype()));
 }
 

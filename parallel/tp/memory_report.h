@@ -32,13 +32,14 @@ TpParamSplit tp_param_split(const GPTConfig& cfg, int64_t tp);
 TpParamSplit held_param_split(const GPT& model);
 
 // Measured: the bytes the allocator's counter (cpu_bytes_allocated) grows by
-// while `layer` — `serial` itself, or the TpBlock wrapping it — runs forward
-// with autograd on a (B, tokens, C) input, plus the input's own bytes (the
+// while `layer` — a Block, or the TpBlock wrapping one — runs forward with
+// autograd on a (B, tokens, n_embd) input, plus the input's own bytes (the
 // count has ln_1 save it): what backward keeps for one layer and the layer's
-// output. A TpBlock's forward is a collective over its tp group. The block's
-// dropout generators are put back afterwards, so the run draws the masks it
-// would have drawn without the measurement.
-int64_t measure_block_activation_bytes(Layer& layer, Block& serial, int64_t B, int64_t tokens);
+// output. A TpBlock's forward is a collective over its tp group. The layer's
+// dropout generators (nn/checkpointed_block.h's dropout_generators) are put
+// back afterwards, so the run draws the masks it would have drawn without the
+// measurement.
+int64_t measure_block_activation_bytes(Layer& layer, int64_t n_embd, int64_t B, int64_t tokens);
 
 // Collective over `world`: the lines printed under the memory table — the
 // parameters per tp rank (formula, then each rank's measured split) and one

@@ -57,13 +57,12 @@ TEST_CASE("tp activations: a block keeps exactly the counted values, per rank",
         if (sp && t == 1) continue;
         Communicator tp = tp_group(world, t);
         auto serial = std::make_shared<GPT>(one_layer(dropout), 7);
-        auto block = std::dynamic_pointer_cast<Block>(serial->blocks()[0]);
         std::shared_ptr<TpGPT> cut;
         if (t > 1) cut = std::make_shared<TpGPT>(serial, tp, sp);
         Layer& layer = *(t > 1 ? cut->gpt() : *serial).blocks()[0];
         ActivationShape shape{B, T, C, NH, t, sp, false, dropout};
         const BlockActivations want = block_activations(shape);
-        const int64_t kept = measure_block_activation_bytes(layer, *block, B, sp ? T / t : T);
+        const int64_t kept = measure_block_activation_bytes(layer, C, B, sp ? T / t : T);
         INFO("tp " << t << " sp " << sp << " dropout " << dropout << ": " << want.rule << "\nkept "
                    << kept << " B; counted " << 4 * want.saved_values() << " B saved + "
                    << 4 * want.extra_values() << " B extras");
@@ -78,7 +77,7 @@ TEST_CASE("tp activations: the dropout streams are where they were after a measu
   Generator& attn = block->attn->resid_dropout->generator();
   Generator& mlp = block->mlp->dropout->generator();
   const uint64_t attn_before = attn.seed_state(), mlp_before = mlp.seed_state();
-  measure_block_activation_bytes(*block, *block, B, T);
+  measure_block_activation_bytes(*block, C, B, T);
   CHECK(attn.seed_state() == attn_before);
   CHECK(mlp.seed_state() == mlp_before);
 }
