@@ -457,7 +457,7 @@ void check_run() {
               skips.c_str(), (long long)got.lr_step.back());
   pass("the fp16 run with your scaler and step matches the library's DynamicLossScaler run "
        "at every step (loss, scale, skipped steps, LR position)");
-  std::printf("\nmeasured beside the exercise (README questions 1-6):\n");
+  std::printf("\nmeasured beside the exercise (README questions 1-7):\n");
   measure_gpt_gradient();
   measure_master_weights(got);
   measure_bytes(got);
