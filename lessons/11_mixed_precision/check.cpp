@@ -1,10 +1,6 @@
 // Lesson 11 grader (one process). Three parts, each building on the last:
 //  1. make_scaler and update_scale against the library's DynamicLossScaler
-//     (optim/loss_scaler.h, DeepSpeed's rule state for state) on scripted
-//     sequences of overflows, step by step; the first divergence is printed
-//     with the step, the event, both states, and — when the learner's whole
-//     trajectory so far follows one of the classic wrong rules (simulated
-//     below) — that rule's name.
+//     on scripted sequences of overflows, step by step (scaler_traces.h).
 //  2. fp16_step on crafted gradients, with SGD so every expected value is a
 //     formula: a clean step, an overflow, and a step whose update doubles the
 //     scale (so unscaling by the new scale shows).
@@ -22,6 +18,7 @@
 #include "lessons/11_mixed_precision/fp16_run.h"
 #include "lessons/11_mixed_precision/lesson.h"
 #include "lessons/11_mixed_precision/measure.h"
+#include "lessons/11_mixed_precision/scaler_traces.h"
 #include "lessons/lesson_check.h"
 
 using namespace ms;
@@ -30,248 +27,6 @@ using lesson::fail;
 using lesson::pass;
 
 namespace {
-
-std::string num(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", x);
-  return buf;
-}
-
-// ---- 1. the update rule ----
-
-struct State {
-  double scale = 0;
-  int hysteresis = 0;
-  int64_t iter = 0, last = 0;
-  bool skipped = false;
-  std::string error;  // non-empty: update_scale threw this
-  // strict: the iteration counters too; else the scale and hysteresis alone.
-  bool same(const State& o, bool strict) const {
-    if (error.empty() != o.error.empty()) return false;
-    return !error.empty() || (scale == o.scale && hysteresis == o.hysteresis &&
-                              (!strict || (iter == o.iter && last == o.last)));
-  }
-  std::string str() const {
-    if (!error.empty()) return "an ms::Error: " + error;
-    return str_cat("scale ", num(scale), ", hysteresis ", hysteresis, " (cur_iter ", iter,
-                   ", last_overflow_iter ", last, ")");
-  }
-};
-
-// A learner's rule that is plausible and wrong, simulated, so a divergence
-// can be named.
-enum class Bug {
-  None,
-  NoHysteresis,
-  WindowFromStart,
-  RefillEveryClean,
-  NoRefillOnDouble,
-  RefillOnHalve,
-  DoubleOneEarly,
-  LastOnlyOnHalve,
-  NoFloor,
-  NoErrorAtMin,
-  ErrorBeforeMin,
-};
-
-struct BugInfo {
-  Bug bug;
-  const char* diagnosis;
-};
-const BugInfo kBugs[] = {
-    {Bug::NoHysteresis,
-     "You halved the scale while hysteresis was left. DeepSpeed first spends the hysteresis "
-     "(cur_hysteresis -= 1; the scale stays; the step is still skipped) and halves only once "
-     "cur_hysteresis is 1: one bad batch does not cost half the scale."},
-    {Bug::WindowFromStart,
-     "You doubled when cur_iter was a multiple of loss_scale_window. The window counts clean steps "
-     "since the LAST OVERFLOW: stable = cur_iter - last_overflow_iter - 1, double when stable > 0 "
-     "and stable % loss_scale_window == 0."},
-    {Bug::RefillEveryClean,
-     "You refilled cur_hysteresis on a clean step that did not double. That is "
-     "consecutive_hysteresis = true; DeepSpeed's default refills it only when the scale doubles."},
-    {Bug::NoRefillOnDouble,
-     "You doubled the scale without refilling cur_hysteresis: DeepSpeed sets cur_hysteresis = "
-     "hysteresis when it doubles."},
-    {Bug::RefillOnHalve,
-     "You refilled cur_hysteresis when halving. DeepSpeed leaves it used up (1), so a second overflow "
-     "in a row halves again; only doubling refills it."},
-    {Bug::DoubleOneEarly,
-     "You doubled one step early, on the loss_scale_window-th clean step. stable = cur_iter - "
-     "last_overflow_iter - 1 counts the clean steps BEFORE this one: the doubling comes on the "
-     "(window+1)-th clean step after an overflow (the start counts as an overflow at -1)."},
-    {Bug::LastOnlyOnHalve,
-     "You did not record last_overflow_iter on an overflow that only spent hysteresis. Every "
-     "overflow restarts the count of clean steps."},
-    {Bug::NoFloor,
-     "You let the scale go below min_loss_scale: halve to max(scale / 2, min_loss_scale)."},
-    {Bug::NoErrorAtMin,
-     "You stayed at min_loss_scale silently. An overflow with the scale already at the minimum "
-     "(hysteresis used up) must throw "
-     "DeepSpeed's \"Current loss scale already at minimum - cannot decrease scale anymore. "
-     "Exiting run.\" (raise_error_at_min_scale, true by default): staying at the minimum "
-     "silently skips every step from then on."},
-    {Bug::ErrorBeforeMin,
-     "You threw before the scale reached min_loss_scale. Halving clamps (max(scale / 2, "
-     "min_loss_scale)); DeepSpeed raises only when the scale is ALREADY at the minimum."},
-};
-
-std::vector<State> simulate(const Fp16Config& c, const std::string& events, Bug bug) {
-  State s;
-  s.scale = std::ldexp(1.0, c.initial_scale_power);
-  s.hysteresis = c.hysteresis;
-  s.last = -1;
-  std::vector<State> out;
-  for (char e : events) {
-    const bool overflow = e == 'O';
-    if (overflow) {
-      if (c.hysteresis == 1 || s.hysteresis == 1 || bug == Bug::NoHysteresis) {
-        const bool at_min = bug == Bug::ErrorBeforeMin ? s.scale / 2 < c.min_loss_scale
-                                                       : s.scale == c.min_loss_scale;
-        if (at_min && bug != Bug::NoErrorAtMin && bug != Bug::NoFloor) {
-          s.error = "(error)";
-          out.push_back(s);
-          return out;
-        }
-        s.scale = bug == Bug::NoFloor ? s.scale / 2 : std::max(s.scale / 2, c.min_loss_scale);
-        if (bug == Bug::RefillOnHalve) s.hysteresis = c.hysteresis;
-        s.last = s.iter;
-      } else {
-        --s.hysteresis;
-        if (bug != Bug::LastOnlyOnHalve) s.last = s.iter;
-      }
-    } else {
-      if (bug == Bug::RefillEveryClean) s.hysteresis = c.hysteresis;
-      int64_t stable = s.iter - s.last - 1;
-      if (bug == Bug::WindowFromStart) stable = s.iter;
-      if (bug == Bug::DoubleOneEarly) stable += 1;
-      if (stable > 0 && stable % c.loss_scale_window == 0) {
-        if (bug != Bug::NoRefillOnDouble) s.hysteresis = c.hysteresis;
-        s.scale *= 2;
-      }
-    }
-    ++s.iter;
-    s.skipped = overflow;
-    out.push_back(s);
-  }
-  return out;
-}
-
-// The library's DynamicLossScaler on the same events.
-std::vector<State> reference(const Fp16Config& c, const std::string& events) {
-  DynamicLossScaler ref(library_config(c.initial_scale_power, c.loss_scale_window, c.hysteresis,
-                                       c.min_loss_scale));
-  std::vector<State> out;
-  for (char e : events) {
-    State s;
-    try {
-      s.skipped = ref.update(e == 'O');
-    } catch (const Error& err) {
-      s.error = err.what();
-      out.push_back(s);
-      return out;
-    }
-    const LossScalerState st = ref.state();
-    s.scale = st.scale, s.hysteresis = st.cur_hysteresis;
-    s.iter = st.cur_iter, s.last = st.last_overflow_iter;
-    out.push_back(s);
-  }
-  return out;
-}
-
-std::vector<State> learner(const Fp16Config& c, const std::string& events) {
-  MyScaler m = make_scaler(c);
-  std::vector<State> out;
-  for (char e : events) {
-    State s;
-    try {
-      s.skipped = update_scale(m, e == 'O');
-    } catch (const Error& err) {
-      if (std::string(err.what()).rfind("TODO", 0) == 0) throw;
-      s.error = err.what();
-      out.push_back(s);
-      return out;
-    }
-    s.scale = m.cur_scale, s.hysteresis = m.cur_hysteresis;
-    s.iter = m.cur_iter, s.last = m.last_overflow_iter;
-    out.push_back(s);
-  }
-  return out;
-}
-
-struct Trace {
-  const char* name;
-  Fp16Config config;
-  std::string events;  // O: the step's gradients overflowed; C: clean
-};
-
-void check_trace(const Trace& t) {
-  const std::vector<State> want = reference(t.config, t.events), got = learner(t.config, t.events);
-  const Fp16Config& c = t.config;
-  for (size_t k = 0; k < want.size(); ++k) {
-    const State& w = want[k];
-    const bool threw_ok = !w.error.empty() && k < got.size() && !got[k].error.empty() &&
-                          got[k].error.find("Current loss scale already at minimum") !=
-                              std::string::npos;
-    bool ok = k < got.size() && (w.error.empty() ? got[k].error.empty() && got[k].scale == w.scale &&
-                                                       got[k].hysteresis == w.hysteresis &&
-                                                       got[k].iter == w.iter &&
-                                                       got[k].last == w.last &&
-                                                       got[k].skipped == w.skipped
-                                                 : threw_ok);
-    if (ok) continue;
-    std::string why = str_cat(
-        "trace \"", t.name, "\" (initial_scale_power ", c.initial_scale_power,
-        ", loss_scale_window ", c.loss_scale_window, ", hysteresis ", c.hysteresis,
-        ", min_loss_scale ", num(c.min_loss_scale), "), events ", t.events.substr(0, k), "[",
-        t.events[k], "]", t.events.substr(k + 1), "\n  first divergence at step ", k, " (",
-        t.events[k] == 'O' ? "overflow" : "clean", "):\n    expected ",
-        w.error.empty() ? w.str() : "DeepSpeed's error \"Current loss scale already at minimum - "
-                                    "cannot decrease scale anymore. Exiting run.\"",
-        "\n    got      ", got[k].str());
-    if (w.error.empty() && got[k].error.empty() && got[k].skipped != w.skipped)
-      why += str_cat("\n  update_scale must return whether the step is skipped: ", w.skipped);
-    // Which wrong rule has the learner followed, all the way to here? First
-    // counting the counters too (they tell some rules apart), then without
-    // (a learner's rule may keep them its own way).
-    const char* diagnosis = nullptr;
-    for (bool strict : {true, false})
-      for (const BugInfo& b : kBugs) {
-        const std::vector<State> sim = simulate(c, t.events, b.bug);
-        bool follows = !diagnosis && sim.size() > k;
-        for (size_t i = 0; follows && i <= k; ++i) follows = sim[i].same(got[i], strict);
-        if (follows) diagnosis = b.diagnosis;
-      }
-    if (diagnosis) why += str_cat("\n  ", diagnosis);
-    fail(why);
-  }
-}
-
-void check_scaler() {
-  const MyScaler s = make_scaler(Fp16Config{});
-  if (s.cur_scale != 65536 || s.cur_hysteresis != 2 || s.cur_iter != 0 ||
-      s.last_overflow_iter != -1)
-    fail(str_cat("make_scaler(DeepSpeed's defaults) gave cur_scale ", num(s.cur_scale),
-                 ", cur_hysteresis ", s.cur_hysteresis, ", cur_iter ", s.cur_iter,
-                 ", last_overflow_iter ", s.last_overflow_iter,
-                 "; expected 2^16 = 65536, 2, 0, -1"));
-  pass("make_scaler: DeepSpeed's defaults start at 2^16 = 65536 with hysteresis 2");
-  const Trace traces[] = {
-      // Doublings at 3 and 6; hysteresis spent at 7; halve at 10; double and
-      // refill at 14; spend at 15; halve at 17 and again at 18.
-      {"window and hysteresis", {4, 3, 2, 1}, "CCCCCCCOCCOCCCCOCOOCCCC"},
-      // Hysteresis 3: overflows between clean steps must still add up.
-      {"hysteresis 3", {6, 4, 3, 1}, "OCOCOCCCCCOO"},
-      // The floor: 8 -> 4 -> 3 (clamped), then DeepSpeed's error.
-      {"the floor", {3, 100, 1, 3}, "OOO"},
-      // At the minimum with hysteresis left: spend it first, then the error.
-      {"hysteresis at the floor", {0, 100, 2, 1}, "COCO"},
-  };
-  for (const Trace& t : traces) {
-    check_trace(t);
-    pass(str_cat("update_scale follows DynamicLossScaler on \"", t.name, "\" (", t.events, ")"));
-  }
-}
 
 // ---- 2. the step ----
 
@@ -321,9 +76,10 @@ std::string diagnose_clean(const std::vector<Tensor>& master, const std::vector<
                  "question 3)"
                : "nothing moved on a clean step: set each master's .grad and call opt.step()";
   if (max_diff(master, updated(m0, g16, lr, 1)) <= tol)
-    return str_cat("the masters moved by lr·g16: the gradients were not unscaled. backward "
-                   "computed the gradient of loss × ",
-                   num(scale), "; divide by that scale before the optimizer sees it");
+    return str_cat(
+        "the masters moved by lr·g16: the gradients were not unscaled. backward "
+        "computed the gradient of loss × ",
+        num(scale), "; divide by that scale before the optimizer sees it");
   if (scale_after != scale && max_diff(master, updated(m0, g16, lr, scale_after)) <= tol)
     return str_cat("unscaled with the scale AFTER update_scale (", num(scale_after),
                    "): this step doubled it, but backward multiplied the loss by ", num(scale),
@@ -334,8 +90,8 @@ std::string diagnose_clean(const std::vector<Tensor>& master, const std::vector<
       return str_cat("the update used the LR of schedule step ", lr0 + d, " (", sched.at(lr0 + d),
                      "), not lr_step = ", lr0, " (", lr, "): sched.at(lr_step), then lr_step += 1");
   return str_cat("the masters are off by up to ", max_diff(master, want),
-                 " from master - lr·(g16 / scale) with lr = sched.at(", lr0, ") = ", lr,
-                 ", scale ", num(scale));
+                 " from master - lr·(g16 / scale) with lr = sched.at(", lr0, ") = ", lr, ", scale ",
+                 num(scale));
 }
 
 void check_step() {
@@ -369,17 +125,20 @@ void check_step() {
     const std::string where = str_cat("fp16_step, step ", k, " (", overflow ? "overflow" : "clean",
                                       ", loss scale ", num(scale), "): ");
     if (skipped != overflow)
-      fail(str_cat(where, "returned skipped = ", skipped, "; a step is skipped exactly when its "
+      fail(str_cat(where, "returned skipped = ", skipped,
+                   "; a step is skipped exactly when its "
                    "gradients hold an inf or NaN (ms::has_overflow)"));
     if (s.cur_iter != ref.state().cur_iter || s.cur_scale != ref.loss_scale())
       fail(str_cat(where, "afterwards the scaler has cur_iter ", s.cur_iter, ", cur_scale ",
                    num(s.cur_scale), "; expected ", ref.state().cur_iter, ", ",
-                   num(ref.loss_scale()), ": call update_scale exactly once per step, skipped "
+                   num(ref.loss_scale()),
+                   ": call update_scale exactly once per step, skipped "
                    "or not (it counts the clean run)"));
     if (overflow) {
       if (max_diff(master, m0) != 0 || max_diff(p16, p0) != 0)
         fail(str_cat(where, "the weights changed on an overflow step (masters now ",
-                     master[1].to_string(), "): a skipped step must not touch the parameters or "
+                     master[1].to_string(),
+                     "): a skipped step must not touch the parameters or "
                      "the optimizer — DeepSpeed zeroes the gradients and returns"));
       if (lr_step != lr0)
         fail(str_cat(where, "lr_step went from ", lr0, " to ", lr_step,
@@ -394,8 +153,9 @@ void check_step() {
                      "; a step that updates advances the LR schedule by one"));
     }
   }
-  pass("fp16_step: unscales by the backward's scale, updates the fp32 masters and rounds them "
-       "into the fp16 weights; an overflow step moves nothing and does not advance the LR");
+  pass(
+      "fp16_step: unscales by the backward's scale, updates the fp32 masters and rounds them "
+      "into the fp16 weights; an overflow step moves nothing and does not advance the LR");
 }
 
 // ---- 3. the real run ----
@@ -413,17 +173,18 @@ void check_run() {
       kLr, kSteps, (long long)kN, (long long)kGas, kBadBatchStep);
   const Fp16Config cfg{kInitialScalePower, kWindow, 2, 1};
   MyScaler mine = make_scaler(cfg);
-  const RunLog got = run_fp16(
-      [&](const std::vector<Tensor>& g, Optimizer& o, std::vector<Tensor>& p,
-          const LRSchedule& sc, int64_t& l) { return fp16_step(mine, g, o, p, sc, l); },
-      [&] { return mine.cur_scale; });
+  const RunLog got =
+      run_fp16([&](const std::vector<Tensor>& g, Optimizer& o, std::vector<Tensor>& p,
+                   const LRSchedule& sc, int64_t& l) { return fp16_step(mine, g, o, p, sc, l); },
+               [&] { return mine.cur_scale; });
   DynamicLossScaler dyn(library_config(kInitialScalePower, kWindow, 2, 1));
   const RunLog want = run_fp16(
-      [&](const std::vector<Tensor>& g, Optimizer& o, std::vector<Tensor>& p,
-          const LRSchedule& sc, int64_t& l) { return reference_step(dyn, g, o, p, sc, l); },
+      [&](const std::vector<Tensor>& g, Optimizer& o, std::vector<Tensor>& p, const LRSchedule& sc,
+          int64_t& l) { return reference_step(dyn, g, o, p, sc, l); },
       [&] { return dyn.loss_scale(); });
   if (!got.error.empty())
-    fail(str_cat("the run stopped at step ", got.skipped.size(), " with an ms::Error: ", got.error));
+    fail(
+        str_cat("the run stopped at step ", got.skipped.size(), " with an ms::Error: ", got.error));
   for (size_t k = 0; k < want.loss.size(); ++k)
     if (!same_loss(got.loss[k], want.loss[k]) || got.scale[k] != want.scale[k] ||
         got.skipped[k] != want.skipped[k] || got.lr_step[k] != want.lr_step[k])
@@ -435,28 +196,31 @@ void check_run() {
 
   StaticLossScaler one(1.0);
   const RunLog plain = run_fp16(
-      [&](const std::vector<Tensor>& g, Optimizer& o, std::vector<Tensor>& p,
-          const LRSchedule& sc, int64_t& l) { return reference_step(one, g, o, p, sc, l); },
+      [&](const std::vector<Tensor>& g, Optimizer& o, std::vector<Tensor>& p, const LRSchedule& sc,
+          int64_t& l) { return reference_step(one, g, o, p, sc, l); },
       [&] { return 1.0; });
   const RunLog f32 = run_fp32();
-  std::printf("   step | f32: loss | fp16, no loss scale: loss, weight grads = 0 | fp16 + your "
-              "scaler: loss, scale\n");
+  std::printf(
+      "   step | f32: loss | fp16, no loss scale: loss, weight grads = 0 | fp16 + your "
+      "scaler: loss, scale\n");
   for (int k : {0, 5, 10, 15, 20, 25, 30, 40, 60, 80, 119})
     std::printf("   %4d | %9.4f | %24.4f %9.1f%%          | %11.4f   2^%d%s\n", k, f32.loss[k],
-                plain.loss[k], 100 * plain.zero_frac[k], got.loss[k],
-                int(std::log2(got.scale[k])), got.skipped[k] ? " (overflow: skipped)" : "");
+                plain.loss[k], 100 * plain.zero_frac[k], got.loss[k], int(std::log2(got.scale[k])),
+                got.skipped[k] ? " (overflow: skipped)" : "");
   std::string skips;
   int n = 0;
   for (size_t k = 0; k < got.skipped.size(); ++k)
     if (got.skipped[k]) skips += str_cat(n++ ? ", " : "", k);
-  std::printf("   held-out loss after 20 / 40 / %d steps: f32 %.4f / %.4f / %.4f, fp16 unscaled "
-              "%.4f / %.4f / %.4f, fp16 + your scaler %.4f / %.4f / %.4f\n",
-              kSteps, f32.eval[1], f32.eval[3], f32.eval.back(), plain.eval[1], plain.eval[3],
-              plain.eval.back(), got.eval[1], got.eval[3], got.eval.back());
+  std::printf(
+      "   held-out loss after 20 / 40 / %d steps: f32 %.4f / %.4f / %.4f, fp16 unscaled "
+      "%.4f / %.4f / %.4f, fp16 + your scaler %.4f / %.4f / %.4f\n",
+      kSteps, f32.eval[1], f32.eval[3], f32.eval.back(), plain.eval[1], plain.eval[3],
+      plain.eval.back(), got.eval[1], got.eval[3], got.eval.back());
   std::printf("   your scaler skipped %d steps (%s); the LR schedule took %lld steps\n", n,
               skips.c_str(), (long long)got.lr_step.back());
-  pass("the fp16 run with your scaler and step matches the library's DynamicLossScaler run "
-       "at every step (loss, scale, skipped steps, LR position)");
+  pass(
+      "the fp16 run with your scaler and step matches the library's DynamicLossScaler run "
+      "at every step (loss, scale, skipped steps, LR position)");
   std::printf("\nmeasured beside the exercise (README questions 1-7):\n");
   measure_gpt_gradient();
   measure_master_weights(got);

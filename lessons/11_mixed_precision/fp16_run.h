@@ -189,9 +189,9 @@ inline RunLog run_fp32() {
 
 // One optimizer step of an fp16 run (the learner's fp16_step on their
 // scaler, or reference_step), and the loss scale the next backward uses.
-using StepFn = std::function<bool(const std::vector<Tensor>& grads16, Optimizer& opt,
-                                  std::vector<Tensor>& params16, const LRSchedule& sched,
-                                  int64_t& lr_step)>;
+using StepFn =
+    std::function<bool(const std::vector<Tensor>& grads16, Optimizer& opt,
+                       std::vector<Tensor>& params16, const LRSchedule& sched, int64_t& lr_step)>;
 inline RunLog run_fp16(const StepFn& step_fn, const std::function<double()>& scale_fn) {
   RunLog log;
   std::vector<Tensor> master = init_params(), params16, grads16;

@@ -34,9 +34,12 @@ inline Fate fate(const std::vector<double>& values, DType dtype, double mul = 1)
     ++n;
     const float x = float(v * mul);
     const double r = dtype == DType::F16 ? f16_to_f32(f32_to_f16(x)) : bf16_to_f32(f32_to_bf16(x));
-    if (r == 0) f.zero += 1;
-    else if (std::isinf(r)) f.inf += 1;
-    else if (std::fabs(r) < min_normal) f.subnormal += 1;
+    if (r == 0)
+      f.zero += 1;
+    else if (std::isinf(r))
+      f.inf += 1;
+    else if (std::fabs(r) < min_normal)
+      f.subnormal += 1;
   }
   if (n) f.zero /= double(n), f.subnormal /= double(n), f.inf /= double(n);
   return f;
@@ -44,9 +47,10 @@ inline Fate fate(const std::vector<double>& values, DType dtype, double mul = 1)
 
 inline void print_fate(const char* what, const std::vector<double>& v, double mul = 1) {
   const Fate h = fate(v, DType::F16, mul), b = fate(v, DType::BF16, mul);
-  std::printf("    %-44s fp16: %5.1f%% zero, %5.1f%% subnormal, %4.1f%% inf | bf16: %4.1f%% zero, "
-              "%4.1f%% subnormal\n",
-              what, 100 * h.zero, 100 * h.subnormal, 100 * h.inf, 100 * b.zero, 100 * b.subnormal);
+  std::printf(
+      "    %-44s fp16: %5.1f%% zero, %5.1f%% subnormal, %4.1f%% inf | bf16: %4.1f%% zero, "
+      "%4.1f%% subnormal\n",
+      what, 100 * h.zero, 100 * h.subnormal, 100 * h.inf, 100 * b.zero, 100 * b.subnormal);
 }
 
 // 1. A real gradient, computed in f32 with the library, then rounded.
@@ -64,9 +68,10 @@ inline void measure_gpt_gradient() {
   gpt.loss(b.x, b.y).backward();
   for (const Tensor& p : gpt.parameters())
     for (double v : p.grad().to_vector()) weights.push_back(v);
-  std::printf("  a real gradient: GPT (%s, Ψ = %lld), one Shakespeare batch of 8 x 64 tokens, "
-              "computed in f32, rounded with to():\n",
-              c.describe().c_str(), (long long)gpt.num_parameters());
+  std::printf(
+      "  a real gradient: GPT (%s, Ψ = %lld), one Shakespeare batch of 8 x 64 tokens, "
+      "computed in f32, rounded with to():\n",
+      c.describe().c_str(), (long long)gpt.num_parameters());
   const std::vector<double> dlogits = logits.grad().to_vector();
   print_fate("dL/dlogits (B·T·V values), 512 tokens", dlogits);
   print_fate("dL/dlogits if the batch were 0.5M tokens", dlogits, 1.0 / 1024);

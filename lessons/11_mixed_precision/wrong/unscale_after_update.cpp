@@ -42,7 +42,7 @@ bool fp16_step(MyScaler& s, const std::vector<ms::Tensor>& grads16, ms::Optimize
                std::vector<ms::Tensor>& params16, const ms::LRSchedule& sched, int64_t& lr_step) {
   // Every step goes through the scaler, skipped or not: it counts the clean run.
   if (update_scale(s, ms::has_overflow(grads16))) return true;  // nothing moves, the LR waits
-  const double scale = s.cur_scale;  // BUG: read after update_scale
+  const double scale = s.cur_scale;                             // BUG: read after update_scale
   const std::vector<ms::Tensor>& master = opt.params();
   for (size_t i = 0; i < master.size(); ++i)
     master[i].set_grad(ms::mul(ms::to(grads16[i], ms::DType::F32), 1.0 / scale));  // true grad
