@@ -244,9 +244,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     // data contract); the tp and pp ranks of a replica read the same windows.
     int64_t window = step * accum;
     auto next = [&] { return data.train_batch(window++, mesh.dp_rank(), D, B, T); };
-    double train_loss = 0;  // the global batch's: the mean over every replica's tokens
+    double local_loss = 0;  // this rank's mean over its micro-batches
     if (pipeline) {
-      train_loss = engine.train_batch(next);  // the whole step through the schedule
+      local_loss = engine.train_batch_unreduced(next);  // the whole step through the schedule
     } else {
       // DeepSpeed's loop: step() after every micro-batch, the update at the last.
       double loss_sum = 0;
@@ -257,17 +257,15 @@ int train_command(int argc, char** argv, Communicator& world) {
         engine.backward(loss);
         engine.step();
       }
-      train_loss = loss_sum / static_cast<double>(accum);
-      if (D > 1) {
-        Tensor l = full({1}, train_loss, DType::F64);
-        mesh.dp().all_reduce(l, ReduceOp::Avg);
-        train_loss = l.item();
-      }
+      local_loss = loss_sum / static_cast<double>(accum);
     }
     const double norm = engine.last_grad_norm();
     traffic.end_step();
     tp_traffic.end_step();
     pp_traffic.end_step();
+    // The loss of the global batch: the mean over every replica's tokens (not
+    // metered as the step's traffic: the formulas count the training's).
+    const double train_loss = engine.reduce_loss(local_loss);
     // Every rank holds the same (all-reduced) loss, so all stop together.
     if (!std::isfinite(train_loss))
       throw AgreedError(str_cat("training diverged: the loss is ",

@@ -190,33 +190,41 @@ void Engine::step() {
 }
 
 double Engine::train_batch(const std::function<Batch()>& next) {
+  return reduce_loss(train_batch_unreduced(next));
+}
+
+double Engine::train_batch_unreduced(const std::function<Batch()>& next) {
   State& s = *s_;
   const int64_t g = s.gas();
-  double loss = 0;
+  MS_CHECK(s.micro_steps % g == 0, "engine.train_batch after ", s.micro_steps % g,
+           " micro-steps of an unfinished accumulation of ", g);
   if (s.pipeline) {
-    MS_CHECK(s.micro_steps % g == 0, "engine.train_batch after ", s.micro_steps % g,
-             " micro-steps of an unfinished accumulation");
     std::vector<Batch> batches;
     for (int64_t i = 0; i < g; ++i) batches.push_back(next());
     const double lr = s.scheduler->get_lr();
-    loss = s.pipeline->step([&](int mb) { return batches.at(static_cast<size_t>(mb)); }, *s.zero,
-                            lr, s.config.gradient_clipping, &s.last_norm);
+    const double loss =
+        s.pipeline->step([&](int mb) { return batches.at(static_cast<size_t>(mb)); }, *s.zero, lr,
+                         s.config.gradient_clipping, &s.last_norm);
     s.scheduler->step();
     ++s.global_steps;
     s.micro_steps += g;
-    // The loss exists on the last stage.
-    loss = s.pipeline->broadcast_loss(loss);
-  } else {
-    for (int64_t i = 0; i < g; ++i) {
-      Batch b = next();
-      Tensor l = forward(b.x, b.y);
-      loss += l.item();
-      backward(l);
-      step();
-    }
-    loss /= static_cast<double>(g);
+    return loss;
   }
-  if (s.mesh.dp_size() > 1) {
+  double sum = 0;
+  for (int64_t i = 0; i < g; ++i) {
+    Batch b = next();
+    Tensor l = forward(b.x, b.y);
+    sum += l.item();
+    backward(l);
+    step();
+  }
+  return sum / static_cast<double>(g);
+}
+
+double Engine::reduce_loss(double loss) {
+  State& s = *s_;
+  if (s.pipeline) loss = s.pipeline->broadcast_loss(loss);  // it exists on the last stage
+  if (s.mesh.dp_size() > 1) {  // the tp ranks of a replica already hold the same loss
     Tensor t = full({1}, loss, DType::F64);
     s.mesh.dp().all_reduce(t, ReduceOp::Avg);
     loss = t.item();

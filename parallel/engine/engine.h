@@ -90,6 +90,12 @@ class Engine {
   // or forward/backward/step. Returns the global batch's mean loss, the same
   // on every rank (DeepSpeed's PipelineEngine.train_batch).
   double train_batch(const std::function<Batch()>& next);
+  // train_batch in its two halves, for a caller that meters the step's
+  // communication apart from the loss's: the step alone, returning this
+  // rank's mean loss (under a pipeline the last stage's, 0 elsewhere); then,
+  // collective, the global batch's mean from every rank's value.
+  double train_batch_unreduced(const std::function<Batch()>& next);
+  double reduce_loss(double local_loss);
 
   // True when the next step() updates: (micro_steps + 1) % gas == 0.
   bool is_gradient_accumulation_boundary() const;
