@@ -91,6 +91,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (f) check_engine_supports(*f);  // in the file's words, before the flags' checks
     return f;
   });
+  // The file is read on every machine: copies that differ would set different
+  // values on different ranks, so the merged flags are compared again.
+  if (file) agree_on_flags(world, "train --config", flags);
   // The flags agree, so every rank reaches the same verdict on them.
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;

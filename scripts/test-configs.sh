@@ -40,6 +40,7 @@ for f in configs/*.json; do
   fi
   run "$n" train --config "$f" "${small[@]}"
   rc=$?
+  cp "$tmp/out" "$tmp/$name.out"
   if [ -n "${not_built[$name]:-}" ]; then
     if [ $rc -ne 0 ] && grep -qF "error: $f: ${not_built[$name]}" "$tmp/out"; then
       ok "$f is refused as not built yet"
@@ -68,6 +69,35 @@ if [ $? -eq 0 ] && grep -q '^trained 3 steps' "$tmp/out"; then
   ok "flags that agree with the config are fine"
 else
   bad "flags that agree with the config"
+fi
+
+# ---- the file's keys drive the training the flags would ----
+# A config and the flags that say the same must train the same: identical
+# step lines (times cut) and byte-identical saved weights.
+cat > "$tmp/map.json" <<'JSON'
+{ "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2,
+  "optimizer": { "type": "AdamW", "params": { "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.1 } },
+  "gradient_clipping": 0.5, "zero_optimization": { "stage": 1 } }
+JSON
+steps() { grep -E '^step ' "$tmp/out" | sed -E 's/ \| +[0-9.]+ ms.*//'; }
+run 2 train --config "$tmp/map.json" "${small[@]}" --save-weights "$tmp/a.safetensors"
+a=$(steps)
+run 2 train "${small[@]}" --batch-size 4 --grad-accum 2 --lr 3e-3 --beta1 0.9 --beta2 0.95 \
+  --weight-decay 0.1 --grad-clip 0.5 --zero-stage 1 --schedule constant --save-weights "$tmp/b.safetensors"
+b=$(steps)
+if [ -n "$a" ] && [ "$a" = "$b" ] && cmp -s "$tmp/a.safetensors" "$tmp/b.safetensors"; then
+  ok "a config trains exactly like the flags that say the same (2 ranks, ZeRO-1, gas 2)"
+else
+  echo "$a" > "$tmp/out"; echo "--- flags:" >> "$tmp/out"; echo "$b" >> "$tmp/out"
+  bad "a config and the equivalent flags train differently"
+fi
+cp "$tmp/pp_1f1b.json.out" "$tmp/out"  # from the run above
+if grep -qF 'pipeline parallel: pp 2, 1f1b schedule, 8 micro-batches per step' "$tmp/out" &&
+  grep -qF 'batch 4×32 tokens per replica × 8 micro-steps × 1 replicas' "$tmp/out" &&
+  grep -qF 'adamw, lr 0.001 (WarmupDecayLR)' "$tmp/out" && grep -qF 'ZeRO stage 1' "$tmp/out"; then
+  ok "configs/pp_1f1b.json sets the pipeline, the batch, the optimizer, the scheduler and ZeRO"
+else
+  bad "configs/pp_1f1b.json's keys did not reach the training"
 fi
 
 # exact NAME RANKS EXPECTED ARGS...: exits non-zero; the first `error:` line is EXPECTED exactly.
@@ -112,6 +142,21 @@ exact "a missing file" 1 "error: ds_config: no such file '$tmp/none.json'" \
 exact "--sequence-parallel with --pp is refused" 4 \
   "error: --sequence-parallel with --pp 2 is not supported yet (planned): the activations between stages would be (B, T / --tp, C)" \
   train "${small[@]}" --batch-size 2 --tp 2 --pp 2 --sequence-parallel
+
+# The same --config path holding different files on different machines
+# (here: two working directories) must stop before any training collective.
+mkdir -p "$tmp/m1" "$tmp/m2"
+echo '{"train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 1}}' > "$tmp/m1/c.json"
+echo '{"train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 2}}' > "$tmp/m2/c.json"
+args=(train --config c.json --data "$PWD/data/tinyshakespeare.txt" "${small[@]}")
+timeout 60 $mpirun -np 1 -wdir "$tmp/m1" "$PWD/$bin" "${args[@]}" : -np 1 -wdir "$tmp/m2" "$PWD/$bin" \
+  "${args[@]}" > "$tmp/out" 2>&1
+want="error: ranks disagree on --zero-stage: 1 on rank 0, 2 on rank 1 (start every rank with the same command and flags)"
+if [ "$(grep -m1 '^error: ' "$tmp/out")" = "$want" ]; then
+  ok "one --config path, different files on different ranks: stopped, naming the key's flag"
+else
+  bad "different files behind one --config path; expected exactly: $want"
+fi
 
 echo "configs: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
