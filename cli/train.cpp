@@ -159,12 +159,11 @@ int train_command(int argc, char** argv, Communicator& world) {
   init.before_partition = [&](GPT& held) {
     if (pp > 1) return;
     const GPTConfig& shape = held.config();
-    tp_memory = tp_memory_report(
-        world, shape, held_param_split(held),
-        measure_block_activation_bytes(*held.blocks()[0], shape.n_embd, 1,
-                                       c.sequence_parallel ? T / tp : T),
-        {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel, false,
-         shape.dropout});
+    tp_memory = tp_memory_report(world, shape, held_param_split(held),
+                                 measure_block_activation_bytes(*held.blocks()[0], shape.n_embd, 1,
+                                                                c.sequence_parallel ? T / tp : T),
+                                 {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
+                                  c.sequence_parallel, false, shape.dropout});
   };
   Engine engine = [&] {
     std::shared_ptr<GPT> model = build_train_model(world, flags, c);

@@ -17,7 +17,9 @@ std::string num(double v) {
   std::snprintf(buf, sizeof buf, "%.17g", v);
   return buf;
 }
-std::string num(int64_t v) { return std::to_string(v); }
+std::string num(int64_t v) {
+  return std::to_string(v);
+}
 
 // One config key and the flag that sets the same thing. `value` is the
 // config's value written as the flag would be; `owned`: when the file leaves
@@ -35,12 +37,15 @@ std::vector<Key> keys(const DsConfig& c) {
        [](const DsConfig& d) { return num(d.train_micro_batch_size_per_gpu); }},
       {"gradient_accumulation_steps", "grad-accum",
        [](const DsConfig& d) { return num(d.gradient_accumulation_steps); }},
-      {"gradient_clipping", "grad-clip", [](const DsConfig& d) { return num(d.gradient_clipping); }},
+      {"gradient_clipping", "grad-clip",
+       [](const DsConfig& d) { return num(d.gradient_clipping); }},
       {"zero_optimization.stage", "zero-stage",
        [](const DsConfig& d) { return num(d.zero_optimization.stage); }},
       {"tensor_parallel.size", "tp", [](const DsConfig& d) { return num(d.tensor_parallel.size); }},
       {"tensor_parallel.sequence_parallel", "sequence-parallel",
-       [](const DsConfig& d) { return std::string(d.tensor_parallel.sequence_parallel ? "1" : "0"); }},
+       [](const DsConfig& d) {
+         return std::string(d.tensor_parallel.sequence_parallel ? "1" : "0");
+       }},
       {"pipeline.stages", "pp", [](const DsConfig& d) { return num(d.pipeline.stages); }},
       {"pipeline.schedule", "pipe-schedule", [](const DsConfig& d) { return d.pipeline.schedule; }},
       {"pipeline.virtual_stages", "virtual-stages",
@@ -55,7 +60,8 @@ std::vector<Key> keys(const DsConfig& c) {
                    return std::string(d.optimizer->kind == DsOptimizerConfig::Kind::kSGD ? "sgd"
                                                                                          : "adamw");
                  }});
-    k.push_back({"optimizer.params.lr", "lr", [](const DsConfig& d) { return num(d.optimizer->lr); }});
+    k.push_back(
+        {"optimizer.params.lr", "lr", [](const DsConfig& d) { return num(d.optimizer->lr); }});
     k.push_back({"optimizer.params.weight_decay", "weight-decay",
                  [](const DsConfig& d) { return num(d.optimizer->weight_decay); }});
     if (sgd) {
@@ -133,7 +139,8 @@ std::optional<DsConfig> merge_ds_config(Flags& flags, int ranks) {
   } catch (const Error& e) {
     if (joined.empty()) throw;
     std::string from = " (from the command line:";
-    for (const auto& [key, flag] : joined) from += str_cat(" ", key, " = --", flag, " ", flags.str(flag), ";");
+    for (const auto& [key, flag] : joined)
+      from += str_cat(" ", key, " = --", flag, " ", flags.str(flag), ";");
     from.back() = ')';
     throw Error(e.what() + from);
   }

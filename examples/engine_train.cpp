@@ -8,7 +8,7 @@
 // config's sections and the number of ranks.
 //
 //   make build/examples/engine_train
-//   mpirun -np 2 build/examples/engine_train                      # examples/ds_config.json, 50 steps
+//   mpirun -np 2 build/examples/engine_train                      # examples/ds_config.json
 //   mpirun -np 4 build/examples/engine_train configs/3d.json 20   # tp 2 × pp 2
 //
 // One difference from the article: the model is a small GPT on Shakespeare's
@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
     ms::Mesh& mesh = engine.mesh();
     const int64_t B = engine.train_micro_batch_size_per_gpu();
     int64_t window = 0;
-    auto next_batch = [&] { return data.train_batch(window++, mesh.dp_rank(), mesh.dp_size(), B, T); };
+    auto next_batch = [&] {
+      return data.train_batch(window++, mesh.dp_rank(), mesh.dp_size(), B, T);
+    };
 
     while (engine.global_steps() < steps) {
       const double lr = engine.get_lr();

@@ -118,9 +118,9 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
     PipelineSettings ps{config.train_micro_batch_size_per_gpu, T,
                         config.gradient_accumulation_steps, config.pipeline.schedule,
                         config.pipeline.virtual_stages};
-    s->pipeline = std::make_unique<TrainPipeline>(
-        ps, s->gpt(), stage_model(*s), s->mesh,
-        std::vector<int64_t>{ps.B, T, s->gpt().config().n_embd});
+    s->pipeline =
+        std::make_unique<TrainPipeline>(ps, s->gpt(), stage_model(*s), s->mesh,
+                                        std::vector<int64_t>{ps.B, T, s->gpt().config().n_embd});
   }
 
   ZeroOptions zo;
@@ -232,33 +232,67 @@ double Engine::reduce_loss(double loss) {
   return loss;
 }
 
-bool Engine::is_gradient_accumulation_boundary() const { return s_->boundary(); }
-int64_t Engine::global_steps() const { return s_->global_steps; }
-int64_t Engine::micro_steps() const { return s_->micro_steps; }
-int64_t Engine::gradient_accumulation_steps() const { return s_->gas(); }
+bool Engine::is_gradient_accumulation_boundary() const {
+  return s_->boundary();
+}
+int64_t Engine::global_steps() const {
+  return s_->global_steps;
+}
+int64_t Engine::micro_steps() const {
+  return s_->micro_steps;
+}
+int64_t Engine::gradient_accumulation_steps() const {
+  return s_->gas();
+}
 int64_t Engine::train_micro_batch_size_per_gpu() const {
   return s_->config.train_micro_batch_size_per_gpu;
 }
-double Engine::get_lr() const { return s_->scheduler->get_lr(); }
-double Engine::last_grad_norm() const { return s_->last_norm; }
-void Engine::train() { module().train(); }
-void Engine::eval() { module().eval(); }
-Mesh& Engine::mesh() { return s_->mesh; }
-const DsConfig& Engine::config() const { return s_->config; }
-GPT& Engine::gpt() { return s_->gpt(); }
+double Engine::get_lr() const {
+  return s_->scheduler->get_lr();
+}
+double Engine::last_grad_norm() const {
+  return s_->last_norm;
+}
+void Engine::train() {
+  module().train();
+}
+void Engine::eval() {
+  module().eval();
+}
+Mesh& Engine::mesh() {
+  return s_->mesh;
+}
+const DsConfig& Engine::config() const {
+  return s_->config;
+}
+GPT& Engine::gpt() {
+  return s_->gpt();
+}
 Module& Engine::module() {
   return s_->tp ? static_cast<Module&>(*s_->tp) : static_cast<Module&>(*s_->serial);
 }
-TpGPT* Engine::tp() { return s_->tp.get(); }
-TrainPipeline* Engine::pipeline() { return s_->pipeline.get(); }
-ZeroOptimizer& Engine::zero_optimizer() { return *s_->zero; }
-Optimizer& Engine::optimizer() { return s_->zero->optimizer(); }
-LRScheduler& Engine::lr_scheduler() { return *s_->scheduler; }
-int64_t Engine::num_parameters() const { return s_->num_params; }
+TpGPT* Engine::tp() {
+  return s_->tp.get();
+}
+TrainPipeline* Engine::pipeline() {
+  return s_->pipeline.get();
+}
+ZeroOptimizer& Engine::zero_optimizer() {
+  return *s_->zero;
+}
+Optimizer& Engine::optimizer() {
+  return s_->zero->optimizer();
+}
+LRScheduler& Engine::lr_scheduler() {
+  return *s_->scheduler;
+}
+int64_t Engine::num_parameters() const {
+  return s_->num_params;
+}
 
 std::shared_ptr<GPT> Engine::gather_model() {
-  s_->zero->gather_full_parameters();                  // ZeRO-3: the dp shards
-  if (s_->pipeline) s_->pipeline->gather_stages();     // pp: every stage's part
+  s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
+  if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
   return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
 }
 

@@ -111,9 +111,9 @@ class Engine {
 
   Mesh& mesh();
   const DsConfig& config() const;
-  GPT& gpt();          // the model this rank trains (tp shard shapes under tp)
-  Module& module();    // what forward runs: the TpGPT or the GPT
-  TpGPT* tp();         // null without tensor parallelism
+  GPT& gpt();                 // the model this rank trains (tp shard shapes under tp)
+  Module& module();           // what forward runs: the TpGPT or the GPT
+  TpGPT* tp();                // null without tensor parallelism
   TrainPipeline* pipeline();  // null without pipeline parallelism
   ZeroOptimizer& zero_optimizer();
   Optimizer& optimizer();

@@ -52,8 +52,8 @@ ZeroPipeline TrainPipeline::zero_options() const {
   return ZeroPipeline{mesh_.pp(), mine_.owned, mine_.tied_copy};
 }
 
-double TrainPipeline::step(const std::function<Batch(int)>& load, ZeroOptimizer& engine,
-                           double lr, double max_norm, double* norm) {
+double TrainPipeline::step(const std::function<Batch(int)>& load, ZeroOptimizer& engine, double lr,
+                           double max_norm, double* norm) {
   // No dp communication inside backward: the tied gradients must be summed
   // first (ReduceTiedGrads, then ReduceGrads).
   engine.set_gradient_sync(false);
@@ -159,8 +159,8 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
                    pp::peak_formula_text(kind, p, static_cast<int>(m), v, r), ")\n");
   if (!svg.empty() && mesh_.rank() == 0) {  // one writer: every pp group has a rank 0
     pp::TimelineStyle style;
-    style.title = str_cat("minispeed train --pp ", p, " --pipe-schedule ", c_.schedule, ", ",
-                          m, " micro-batches: the last step as measured");
+    style.title = str_cat("minispeed train --pp ", p, " --pipe-schedule ", c_.schedule, ", ", m,
+                          " micro-batches: the last step as measured");
     style.subtitle = str_cat("bubble measured ", str_fixed(bubble, 3), ", formula ", formula.str());
     style.time_unit = "ms";
     style.micro_batches = static_cast<int>(m);

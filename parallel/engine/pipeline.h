@@ -4,10 +4,10 @@
 // into every rank's model (to evaluate, sample and save), the traffic
 // formula, and the measured timeline beside the simulated one.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 
-#include <functional>
 #include "nn/data.h"
 #include "parallel/comm/ledger.h"
 #include "parallel/mesh.h"
@@ -19,10 +19,10 @@ namespace ms {
 // What the pipeline needs of the run: the micro-batch shape, how many per
 // step (DeepSpeed: gradient_accumulation_steps) and the schedule.
 struct PipelineSettings {
-  int64_t B = 0, T = 0;                 // micro-batch (B, T)
-  int64_t micro_batches = 1;            // per optimizer step
-  std::string schedule = "1f1b";        // gpipe | 1f1b | interleaved
-  int64_t virtual_stages = 1;           // model chunks per rank (interleaved)
+  int64_t B = 0, T = 0;           // micro-batch (B, T)
+  int64_t micro_batches = 1;      // per optimizer step
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
+  int64_t virtual_stages = 1;     // model chunks per rank (interleaved)
 };
 
 class TrainPipeline {

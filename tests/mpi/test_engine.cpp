@@ -28,7 +28,9 @@ GPTConfig tiny(double dropout = 0.1) {
   return c;
 }
 
-TokenData text() { return TokenData::load("data/tinyshakespeare.txt"); }
+TokenData text() {
+  return TokenData::load("data/tinyshakespeare.txt");
+}
 
 std::string config_json(int stage, const std::string& extra = "") {
   return str_cat(R"({"train_micro_batch_size_per_gpu": )", B,
@@ -53,7 +55,9 @@ struct Trace {
 // What cli/train.cpp did before the engine: ZeroOptimizer by hand, the sync
 // on the last micro-step, the loss scaled by 1/gas, one step(lr, clip).
 // Stage 3 recomputes blocks in backward, so it refuses dropout.
-double dropout_for(int stage) { return stage == 3 ? 0.0 : 0.1; }
+double dropout_for(int stage) {
+  return stage == 3 ? 0.0 : 0.1;
+}
 
 Trace by_hand(Communicator& world, int stage, int steps) {
   TokenData data = text();
@@ -107,9 +111,10 @@ Trace by_engine(Communicator& world, int stage, int steps) {
 
 }  // namespace
 
-TEST_CASE("engine: gas 4 with step() after every micro-batch trains bit-identically to the "
-          "hand-written ZeroOptimizer loop",
-          "[mpi][engine]") {
+TEST_CASE(
+    "engine: gas 4 with step() after every micro-batch trains bit-identically to the "
+    "hand-written ZeroOptimizer loop",
+    "[mpi][engine]") {
   Communicator world = Communicator::world();
   for (int stage : {0, 2, 3}) {
     INFO("ZeRO stage " << stage << ", " << world.size() << " ranks");
@@ -155,8 +160,10 @@ TEST_CASE("engine: the update and the LR scheduler advance only at the accumulat
         lrs.push_back(lr);
         // lr 0 for the first update (it = -1) and the second (it = 0: linear
         // warmup starts at warmup_min_lr); AdamW at lr 0 leaves every weight.
-        if (s < 2) CHECK(weights(engine.gpt()) == before);
-        else CHECK(weights(engine.gpt()) != before);
+        if (s < 2)
+          CHECK(weights(engine.gpt()) == before);
+        else
+          CHECK(weights(engine.gpt()) != before);
         before = weights(engine.gpt());
       }
     }
@@ -167,9 +174,10 @@ TEST_CASE("engine: the update and the LR scheduler advance only at the accumulat
   CHECK(optimizer.lr() == lrs[2]);       // the optimizer ran at the scheduler's lr
 }
 
-TEST_CASE("engine: train_batch is forward/backward/step over gas micro-batches, with the "
-          "global mean loss",
-          "[mpi][engine]") {
+TEST_CASE(
+    "engine: train_batch is forward/backward/step over gas micro-batches, with the "
+    "global mean loss",
+    "[mpi][engine]") {
   Communicator world = Communicator::world();
   TokenData data = text();
   DsConfig c = parse_ds_config(config_json(2), world.size());
@@ -206,8 +214,7 @@ TEST_CASE("engine: a pipeline runs train_batch and refuses forward", "[mpi][engi
       2);
   InitOptions o;
   o.seq_len = T;
-  auto [engine, optimizer, scheduler] =
-      initialize(std::make_shared<GPT>(tiny(0), 1), c, world, o);
+  auto [engine, optimizer, scheduler] = initialize(std::make_shared<GPT>(tiny(0), 1), c, world, o);
   REQUIRE(engine.pipeline() != nullptr);
   Batch b = data.train_batch(0, 0, 1, B, T);
   CHECK_THROWS_WITH(engine.forward(b.x, b.y), Contains("use engine.train_batch"));
@@ -235,8 +242,7 @@ TEST_CASE("engine: errors name the key", "[mpi][engine]") {
   CHECK_THROWS_WITH(initialize(model(), cfg(R"(, "bf16": {"enabled": true})"), world),
                     Contains("bf16.enabled true: bf16 mixed precision is not built yet"));
   CHECK_THROWS_WITH(
-      initialize(model(), cfg(R"(, "activation_checkpointing": {"number_checkpoints": 2})"),
-                 world),
+      initialize(model(), cfg(R"(, "activation_checkpointing": {"number_checkpoints": 2})"), world),
       Contains("activation_checkpointing.number_checkpoints: activation checkpointing is not "
                "built yet"));
   // Resolved for another world than the job's.
