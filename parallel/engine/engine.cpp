@@ -296,6 +296,12 @@ std::shared_ptr<GPT> Engine::gather_model() {
   return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
 }
 
+void Engine::set_global_steps(int64_t steps) {
+  MS_CHECK(steps >= 0, "engine.set_global_steps: ", steps, " must be >= 0");
+  s_->global_steps = steps;
+  s_->micro_steps = steps * s_->gas();
+}
+
 void Engine::save_checkpoint(const std::string& dir, const std::string& tag) {
   throw Error(str_cat("engine.save_checkpoint('", dir, "', '", tag,
                       "'): checkpoints are not built yet in minispeed's engine"));

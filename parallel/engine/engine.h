@@ -124,6 +124,11 @@ class Engine {
   // parameters gathered into one serial GPT (to sample or save the weights).
   std::shared_ptr<GPT> gather_model();
 
+  // For resuming from a checkpoint: `steps` updates already taken (the
+  // micro-step count follows, at a boundary). The scheduler is restored on
+  // its own (LRScheduler::set_last_batch_iteration).
+  void set_global_steps(int64_t steps);
+
   // DeepSpeed's checkpoint API; not built yet (throws ms::Error).
   void save_checkpoint(const std::string& dir, const std::string& tag);
   void load_checkpoint(const std::string& dir, const std::string& tag);

@@ -255,6 +255,10 @@ TEST_CASE("engine: errors name the key", "[mpi][engine]") {
   auto [engine, optimizer, scheduler] = initialize(model(), cfg(""), world);
   CHECK(scheduler.name() == "constant");
   CHECK(engine.get_lr() == 2e-3);
+  engine.set_global_steps(3);
+  CHECK(engine.global_steps() == 3);
+  CHECK(engine.micro_steps() == 3 * kGas);
+  CHECK(!engine.is_gradient_accumulation_boundary());
   CHECK_THROWS_WITH(engine.save_checkpoint("/tmp/x", "t"), Contains("not built yet"));
   CHECK_THROWS_WITH(engine.load_checkpoint("/tmp/x", "t"), Contains("not built yet"));
 }
