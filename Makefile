@@ -73,6 +73,8 @@ BENCH_SRCS := $(wildcard bench/bench_*.cpp)
 BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bench/%)
 CLI_SRCS := $(wildcard cli/*.cpp)
 CLI_BIN := $(if $(CLI_SRCS),$(BUILD)/minispeed)
+EXAMPLE_SRCS := $(wildcard examples/*.cpp)
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.cpp=$(BUILD)/examples/%)
 LESSON_DIRS := $(sort $(wildcard lessons/[0-9][0-9]_*))
 LESSON_BINS := $(foreach d,$(LESSON_DIRS),$(BUILD)/lessons/$(notdir $(d))/solution $(BUILD)/lessons/$(notdir $(d))/exercise)
 # Deliberately wrong exercises (lessons/NN_topic/wrong/NAME.cpp): each must be
@@ -81,7 +83,7 @@ LESSON_WRONG_SRCS := $(sort $(wildcard lessons/[0-9][0-9]_*/wrong/*.cpp))
 LESSON_WRONG_BINS := $(LESSON_WRONG_SRCS:lessons/%.cpp=$(BUILD)/lessons/%)
 
 .PHONY: all test unit-test mpi-test lesson-test lesson run bench format clean help
-all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(LESSON_BINS) $(LESSON_WRONG_BINS) $(BENCH_BINS)
+all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(EXAMPLE_BINS) $(LESSON_BINS) $(LESSON_WRONG_BINS) $(BENCH_BINS)
 
 # Keep every object (lesson objects are otherwise "intermediate" and deleted).
 .SECONDARY:
@@ -106,6 +108,11 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	$(CXX) $(LDFLAGS) $^ -lopenblas $(LIBS) -o $@
 
 $(BUILD)/minispeed: $(CLI_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+
+# Example programs (examples/NAME.cpp -> build/examples/NAME), linked to the library.
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB)
+	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
 
 # Each lesson links its check.cpp (the grader, with main) against either the
@@ -147,6 +154,7 @@ mpi-test: $(MPI_TEST_BIN) $(CLI_BIN)
 test: all
 	@$(MAKE) --no-print-directory unit-test
 	@$(MAKE) --no-print-directory mpi-test
+	@OMP_NUM_THREADS=1 $(MPI_ASAN) scripts/test-configs.sh $(BUILD)
 	@$(MAKE) --no-print-directory lesson-test
 
 L ?=

@@ -5,7 +5,7 @@
 // same for every m; only the bubble changes, which Narayanan et al. 2021
 // (§2.2) put at (p − 1)/m of the ideal time. Beside each m: the median step
 // time, the bubble measured from the engine's events (the definition
-// `minispeed train --pp` prints, cli/train_pipeline.cpp: per stage, the
+// `minispeed train --pp` prints, parallel/engine/pipeline.cpp: per stage, the
 // makespan of the computes minus the stage's busy time, over its busy time,
 // averaged over stages), the formula and the simulator's value for unit costs,
 // the bytes rank 0 sent per step (parallel/comm/ledger.h) and the peak of
@@ -171,7 +171,7 @@ class Pipe {
     if (!timed) return;
     sent_ += (pp_.traffic() - before).total().sent;
     ms_.push_back(all_reduce(dt, MPI_MAX));
-    // cli/train_pipeline.cpp's bubble: each stage's clock starts at its own
+    // parallel/engine/pipeline.cpp's bubble: each stage's clock starts at its own
     // step start; makespan = the last compute's end over all stages.
     double busy = 0, end = 0;
     for (const pp::Event& e : engine_->events())

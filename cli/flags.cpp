@@ -92,6 +92,12 @@ const Flags::Flag& Flags::get(const std::string& name) const {
   return it->second;
 }
 
+void Flags::set(const std::string& name, const std::string& value) {
+  auto it = flags_.find(name);
+  MS_ASSERT(it != flags_.end(), "flag --", name, " was never declared");
+  it->second.value = value;
+}
+
 std::string Flags::str(const std::string& name) const {
   return get(name).value;
 }

@@ -22,6 +22,10 @@ class Flags {
   // --help was given (after printing help).
   bool parse(int argc, char** argv, int first = 1);
 
+  // Replaces a flag's value as if it were its default (given() stays as it
+  // was): how `train --config` hands the config's values to the flag reader.
+  void set(const std::string& name, const std::string& value);
+
   std::string str(const std::string& name) const;
   int64_t integer(const std::string& name) const;  // error names the flag and the bad value
   double real(const std::string& name) const;

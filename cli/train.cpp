@@ -1,7 +1,10 @@
 // `minispeed train`: trains a GPT on a file of bytes, in one process or, under
-// mpirun, on a dp × tp mesh (parallel/mesh.h): data-parallel with ZeRO over
-// dp, tensor-parallel (parallel/tp/tp_gpt.h) over tp. Rank 0 logs; every rank
-// computes.
+// mpirun, on a dp × tp × pp mesh, as a user of the engine
+// (parallel/engine/engine.h): the flags (or --config's ds_config, merged into
+// them by cli/train_ds_config.cpp) give the config, cli/train_model.cpp the
+// serial model, ms::initialize the rest; the loop is DeepSpeed's
+// forward / backward / step, or train_batch under a pipeline. Rank 0 logs;
+// every rank computes.
 
 #include <chrono>
 #include <cmath>
@@ -16,11 +19,14 @@
 #include "cli/flops.h"
 #include "cli/report.h"
 #include "cli/train_config.h"
-#include "cli/train_pipeline.h"
+#include "cli/train_ds_config.h"
+#include "cli/train_model.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
+#include "parallel/engine/engine.h"
+#include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
 #include "parallel/tp/tp_gpt.h"
@@ -48,33 +54,22 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// The model being trained: the serial GPT, or its tensor-parallel cut. Only
-// the loss differs; the parameters the optimizer sees are gpt()'s either way.
-struct TrainedModel {
-  std::shared_ptr<GPT> serial;  // tp == 1
-  std::shared_ptr<TpGPT> tp;    // tp > 1 (serial is then unset)
-  GPT& gpt() { return tp ? tp->gpt() : *serial; }
-  Module& module() { return tp ? static_cast<Module&>(*tp) : *serial; }
-  Tensor loss(const Tensor& x, const Tensor& y) { return tp ? tp->loss(x, y) : serial->loss(x, y); }
-  // Collective over tp: a serial model holding the whole weights (ZeRO-3:
-  // gather its dp shards first). Without tp, the model itself.
-  std::shared_ptr<GPT> whole() { return tp ? tp->gather_serial() : serial; }
-};
-
 // Mean validation loss over `batches` global batches. Data-parallel rank r of
 // D reads validation window i·D + r for batch i (the data contract), so D
 // replicas with batch B evaluate exactly the tokens one process with batch
-// D·B does; the tp ranks of a replica read the same window.
-double evaluate(TrainedModel& model, const TokenData& data, int64_t batches, int64_t B, int64_t T,
-                Mesh& mesh) {
+// D·B does; the tp ranks of a replica read the same window. A pipeline
+// forwards through its stages (no rank runs the whole model).
+double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t B, int64_t T) {
+  if (engine.pipeline()) return engine.pipeline()->evaluate(data, batches);
+  Mesh& mesh = engine.mesh();
   NoGradGuard no_grad;
-  model.module().eval();
+  engine.eval();
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) {
     Batch b = data.val_batch(i * mesh.dp_size() + mesh.dp_rank(), B, T);
-    sum += model.loss(b.x, b.y).item();
+    sum += engine.forward(b.x, b.y).item();
   }
-  model.module().train();
+  engine.train();
   Tensor total = full({1}, sum / static_cast<double>(batches), DType::F64);
   mesh.dp().all_reduce(total, ReduceOp::Avg);
   return total.item();
@@ -89,16 +84,28 @@ int train_command(int argc, char** argv, Communicator& world) {
   // run collectives of different sizes (a hang or a crash) or train replicas
   // that silently diverge.
   agree_on_flags(world, "train", flags);
+  // --config's keys become flag values (cli/train_ds_config.h); a file that
+  // one machine cannot read ends the job with one message.
+  const std::optional<DsConfig> file = on_every_rank(world, [&] {
+    std::optional<DsConfig> f = merge_ds_config(flags, world.size());
+    if (f) check_engine_supports(*f);  // in the file's words, before the flags' checks
+    return f;
+  });
+  // The file is read on every machine: copies that differ would set different
+  // values on different ranks, so the merged flags are compared again.
+  if (file) agree_on_flags(world, "train --config", flags);
   // The flags agree, so every rank reaches the same verdict on them.
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
-  // D data-parallel replicas of tp × pp ranks each, Megatron's order (tp
-  // fastest, then dp, then pp).
   const int64_t D = c.dp, tp = c.tp, pp = c.pp;
-  Mesh mesh(world, static_cast<int>(D), static_cast<int>(tp), static_cast<int>(pp));
   const int64_t zero_stage = c.zero_stage;
   const std::string opt_name = c.optimizer;
+  const DsConfig ds = engine_config(c, file);
+  agreed([&] { check_engine_supports(ds); });
+  if (lead && file) std::printf("%s", describe(ds).c_str());
+  // minispeed's own schedule (nanoGPT's warmup + cosine), handed to the
+  // engine as DeepSpeed's client lr_scheduler; a file's "scheduler" wins.
   LRSchedule schedule;
   schedule.kind = LRSchedule::parse(c.schedule);
   schedule.max_lr = c.lr;
@@ -132,115 +139,42 @@ int train_command(int argc, char** argv, Communicator& world) {
       check_save_path(f);
   }
 
-  // The model: fresh, or shaped by the weights file.
-  std::shared_ptr<GPT> model;
-  if (!flags.str("init-from").empty()) {
-    // The tensors fix vocab, width, depth and positions; a typed flag for one
-    // of them must agree. Heads and dropout are not in the tensors: typed
-    // flags apply (--n-head must fit the width and any n_head metadata).
-    GPT::LoadOptions load;
-    if (flags.given("n-head")) load.n_head = flags.integer("n-head");
-    load.n_head_name = "--n-head";
-    if (flags.given("dropout")) load.dropout = c.dropout;  // validated with the other flags
-    std::string note;  // printed once every check has passed: errors stay one line
-    load.note = [&note](const std::string& s) { note = s; };
-    load.warn_non_finite = lead;
-    model = GPT::from_safetensors(flags.str("init-from"), load);
-    const GPTConfig& got = model->config();
-    for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"n-layer", got.n_layer},
-                                      std::pair<const char*, int64_t>{"n-embd", got.n_embd}})
-      MS_CHECK(!flags.given(flag) || flags.integer(flag) == value, "--", flag, " ",
-               flags.integer(flag), " contradicts --init-from's model (", got.describe(), ")");
-    MS_CHECK(T <= got.block_size, "--seq-len ", T,
-             " exceeds the positions of --init-from's model (block_size ", got.block_size, ")");
-    if (lead && !note.empty()) std::printf("note: %s; --n-head sets it\n", note.c_str());
-  } else {
-    check_memory(world, c, c.model);  // before allocating: refuse rather than be OOM-killed
-    ActivityNote doing("building the model " + c.model.describe());
-    model = std::make_shared<GPT>(c.model, static_cast<uint64_t>(c.seed));
-  }
-  if (!c.init_from.empty()) check_memory(world, c, model->config());
-  const int64_t serial_params = model->num_parameters();
-
-  // Tensor parallelism: every rank built the same serial model; each keeps
-  // its tp rank's shards (parallel/tp/tp_gpt.h).
-  TrainedModel trained;
-  if (tp > 1) {
-    trained.tp = on_every_rank(world, [&] {
-      const GPTConfig& got = model->config();
-      MS_CHECK(got.n_head % tp == 0, "--init-from's model (", got.describe(), ") has n_head ",
-               got.n_head, ", which --tp ", tp, " does not divide (each tensor-parallel rank ",
-               "computes n_head / tp whole heads)");
-      MS_CHECK(got.vocab_size % tp == 0, "--init-from's model (", got.describe(),
-               ") has vocab_size ", got.vocab_size, ", which --tp ", tp, " does not divide");
-      return std::make_shared<TpGPT>(model, mesh.tp(), c.sequence_parallel);
-    });
-    model.reset();  // now the tp model's gpt(), at shard shapes: not a serial model any more
-  } else {
-    trained.serial = model;
-  }
-
+  // The engine cuts the serial model for tp and pp and owns the optimizer
+  // (ZeroOptimizer: which tensors it updates is what distinguishes the stages).
+  InitOptions init;
+  init.seq_len = T;
+  init.optimizer = [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+    if (opt_name == "sgd")
+      return std::make_unique<SGD>(std::move(ps), c.lr, c.momentum, c.weight_decay);
+    return std::make_unique<AdamW>(std::move(ps), c.lr, c.beta1, c.beta2, 1e-8, c.weight_decay);
+  };
+  init.lr_scheduler = [schedule](int64_t k) { return schedule.at(k); };
+  init.lr_scheduler_name = c.schedule;
   // Parameters per tp rank and one layer's activations, measured before ZeRO-3
-  // releases the blocks (parallel/tp/memory_report.h); printed with the memory table.
-  // Not under --pp: every rank holds the whole model object there, so "what
-  // this rank holds" would count other stages' parameters (the pipeline prints
-  // its own per-stage activation line).
-  const GPTConfig& shape = trained.gpt().config();
-  const std::string tp_memory =
-      pp > 1 ? std::string()
-             : tp_memory_report(
-                   world, shape, held_param_split(trained.gpt()),
-                   measure_block_activation_bytes(*trained.gpt().blocks()[0], shape.n_embd, 1,
-                                                  c.sequence_parallel ? T / tp : T),
-                   {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
-                    false, shape.dropout});
+  // releases the blocks (parallel/tp/memory_report.h); printed with the memory
+  // table. Not under --pp: every rank holds the whole model object there, so
+  // "what this rank holds" would count other stages' parameters (the pipeline
+  // prints its own per-stage activation line).
+  std::string tp_memory;
+  init.before_partition = [&](GPT& held) {
+    if (pp > 1) return;
+    const GPTConfig& shape = held.config();
+    tp_memory = tp_memory_report(world, shape, held_param_split(held),
+                                 measure_block_activation_bytes(*held.blocks()[0], shape.n_embd, 1,
+                                                                c.sequence_parallel ? T / tp : T),
+                                 {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
+                                  c.sequence_parallel, false, shape.dropout});
+  };
+  Engine engine = [&] {
+    std::shared_ptr<GPT> model = build_train_model(world, flags, c);
+    return on_every_rank(world, [&] { return initialize(model, ds, world, init).engine; });
+  }();
+  const int64_t serial_params = engine.num_parameters();
+  ZeroOptimizer& zero = engine.zero_optimizer();
+  TrainPipeline* pipeline = engine.pipeline();
+  Mesh& mesh = engine.mesh();
 
-  // Pipeline parallelism: every rank holds the whole model object; this rank
-  // runs and trains its stage's part (cli/train_pipeline.h).
-  std::unique_ptr<TrainPipeline> pipeline;
-  if (pp > 1) {
-    pp::StageModel parts;
-    GPT& g = trained.gpt();
-    if (trained.tp) {
-      parts.embed = [&trained](const Tensor& x) { return trained.tp->embed(x); };
-      parts.head_loss = [&trained](const Tensor& x, const Tensor& y) {
-        return trained.tp->head_loss(x, y);
-      };
-    } else {
-      parts.embed = [&g](const Tensor& x) { return g.embed(x); };
-      parts.head_loss = [&g](const Tensor& x, const Tensor& y) { return g.head_loss(x, y); };
-    }
-    parts.block = [&g](int64_t l, const Tensor& x) { return g.blocks()[l]->forward(x); };
-    pipeline = on_every_rank(world, [&] {
-      const int64_t layers = g.config().n_layer, stages = pp * c.virtual_stages;
-      MS_CHECK(layers >= stages, "--init-from's model has ", layers, " blocks, fewer than the ",
-               stages, " pipeline stages (--pp ", pp, " × --virtual-stages ", c.virtual_stages,
-               "): every stage needs at least one block");
-      return std::make_unique<TrainPipeline>(c, g, parts, mesh,
-                                             std::vector<int64_t>{B, T, g.config().n_embd});
-    });
-  }
-
-  // The engine owns the optimizer: which tensors it updates (all parameters,
-  // or this rank's ZeRO shard) is what distinguishes the stages.
-  const double momentum = flags.real("momentum"), beta1 = flags.real("beta1");
-  const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
-  ZeroOptions zero_opts;
-  zero_opts.stage = static_cast<int>(zero_stage);
-  if (pipeline) zero_opts.pp = pipeline->zero_options();
-  if (trained.tp)
-    zero_opts.tp =
-        ZeroTensorParallel{mesh.tp(), trained.tp->replicated_mask(), c.sequence_parallel};
-  ZeroOptimizer engine(trained.gpt(), mesh.dp(), zero_opts,
-                       [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
-                         if (opt_name == "sgd")
-                           return std::make_unique<SGD>(std::move(ps), schedule.max_lr, momentum,
-                                                        weight_decay);
-                         return std::make_unique<AdamW>(std::move(ps), schedule.max_lr, beta1,
-                                                        beta2, 1e-8, weight_decay);
-                       });
-
-  const GPTConfig& cfg = trained.gpt().config();
+  const GPTConfig& cfg = engine.gpt().config();
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
                 cfg.describe().c_str(), static_cast<long long>(serial_params),
@@ -249,7 +183,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
-                  static_cast<long long>(engine.num_parameters()));
+                  static_cast<long long>(zero.num_parameters()));
     if (pp > 1)
       std::printf(
           "  pipeline parallel: pp %lld, %s schedule%s, %lld micro-batches per step "
@@ -262,7 +196,7 @@ int train_command(int argc, char** argv, Communicator& world) {
         "tokens/step; %s, lr %g (%s)\n",
         static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
         static_cast<long long>(D), static_cast<long long>(B * T * accum * D), opt_name.c_str(),
-        schedule.max_lr, flags.str("schedule").c_str());
+        c.lr, engine.lr_scheduler().name().c_str());
     std::fflush(stdout);
   }
 
@@ -281,7 +215,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   std::vector<LossPoint> curve;
-  const StepFormula formula = engine.traffic_formula(accum);
+  const StepFormula formula = zero.traffic_formula(accum);
   // ZeRO talks on the dp group, tp on the tp group: one meter and one formula
   // each. What came before (the parameter broadcast) is setup.
   StepTraffic traffic(mesh.dp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp());
@@ -296,7 +230,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                                   .tp = static_cast<int>(tp),
                                   .sequence_parallel = c.sequence_parallel,
                                   .recompute_blocks = zero_stage == 3,
-                                  .replicated_grad_numel = engine.replicated_grad_numel()});
+                                  .replicated_grad_numel = zero.replicated_grad_numel()});
   Clock total_clock;
   double last_val = NAN;
   ActivityNote doing("training");
@@ -306,35 +240,34 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.begin_step();
     tp_traffic.begin_step();
     pp_traffic.begin_step();
-    double lr = schedule.at(step);
+    const double lr = engine.get_lr();  // the rate this step's update uses
     doing.update(str_cat("training step ", step + 1, " of ", steps));
-    double loss_sum = 0, norm = 0;
+    // Micro-step k of step s on dp rank r reads window (s·G + k)·D + r (the
+    // data contract); the tp and pp ranks of a replica read the same windows.
+    int64_t window = step * accum;
+    auto next = [&] { return data.train_batch(window++, mesh.dp_rank(), D, B, T); };
+    double local_loss = 0;  // this rank's mean over its micro-batches
     if (pipeline) {
-      loss_sum = accum * pipeline->step(step, data, engine, lr, flags.real("grad-clip"), &norm);
+      local_loss = engine.train_batch_unreduced(next);  // the whole step through the schedule
     } else {
+      // DeepSpeed's loop: step() after every micro-batch, the update at the last.
+      double loss_sum = 0;
       for (int64_t micro = 0; micro < accum; ++micro) {
-        engine.set_gradient_sync(micro + 1 == accum);
-        // By dp rank: the tp ranks of a replica read the same window.
-        Batch b = data.train_batch(step * accum + micro, mesh.dp_rank(), D, B, T);
-        Tensor loss = trained.loss(b.x, b.y);
+        Batch b = next();
+        Tensor loss = engine.forward(b.x, b.y);
         loss_sum += loss.item();
-        (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
+        engine.backward(loss);
+        engine.step();
       }
-      norm = engine.step(lr, flags.real("grad-clip"));
+      local_loss = loss_sum / static_cast<double>(accum);
     }
+    const double norm = engine.last_grad_norm();
     traffic.end_step();
     tp_traffic.end_step();
     pp_traffic.end_step();
-    // The loss of the global batch: the mean over every replica's tokens (the
-    // tp ranks of a replica already hold the same loss).
-    double train_loss = loss_sum / static_cast<double>(accum);
-    // The loss exists on the last stage; every stage logs and checks it.
-    if (pipeline) train_loss = pipeline->broadcast_loss(train_loss);
-    if (D > 1) {
-      Tensor l = full({1}, train_loss, DType::F64);
-      mesh.dp().all_reduce(l, ReduceOp::Avg);
-      train_loss = l.item();
-    }
+    // The loss of the global batch: the mean over every replica's tokens (not
+    // metered as the step's traffic: the formulas count the training's).
+    const double train_loss = engine.reduce_loss(local_loss);
     // Every rank holds the same (all-reduced) loss, so all stop together.
     if (!std::isfinite(train_loss))
       throw AgreedError(str_cat("training diverged: the loss is ",
@@ -344,9 +277,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      // Stage 3 gathers blocks on demand; a pipeline forwards through its stages.
-      val = pipeline ? pipeline->evaluate(data, eval_batches)
-                     : evaluate(trained, data, eval_batches, B, T, mesh);
+      val = evaluate(engine, data, eval_batches, B, T);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -369,9 +300,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     // run inside it: every rank gathers the whole model first (and under tp
     // the shards into one serial model).
     if (sample_now) {
-      engine.gather_full_parameters();
-      if (pipeline) pipeline->gather_stages();
-      std::shared_ptr<GPT> whole = trained.whole();
+      std::shared_ptr<GPT> whole = engine.gather_model();
       if (lead)
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                     printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
@@ -379,7 +308,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   // Per-rank memory: measured beside the ZeRO paper's prediction.
-  MemoryReport mine = engine.memory();
+  MemoryReport mine = zero.memory();
   mine.rank = world.rank();
   std::vector<MemoryReport> reports = gather_memory_reports(world, mine);
   // World rank 0 is rank 0 of its dp group and of its tp group: it gets both tables.
@@ -388,15 +317,13 @@ int train_command(int argc, char** argv, Communicator& world) {
       (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
       (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "");
   const std::string pipeline_report = pipeline ? pipeline->measured_report(c.timeline) : "";
-  engine.gather_full_parameters();               // stage 3: the whole model, to save it
-  if (pipeline) pipeline->gather_stages();       // pp: every stage's part, on every rank
-  std::shared_ptr<GPT> whole = trained.whole();  // tp: the shards gathered, on every rank
+  std::shared_ptr<GPT> whole = engine.gather_model();  // every shard and stage, on every rank
   if (lead) {
     if (tp > 1)
       std::printf(
           "(under --tp %lld, Ψ below is one tp rank's shards: %lld of the model's %lld "
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
-          static_cast<long long>(tp), static_cast<long long>(engine.num_parameters()),
+          static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
     std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
     if (tp > 1 && D > 1)
@@ -406,7 +333,7 @@ int train_command(int argc, char** argv, Communicator& world) {
           "(under --pp %lld, each rank's memory above is its stage's parameters; every rank also "
           "keeps the whole model object, %lld parameters, to gather the stages for sampling and "
           "saving: not released yet)\n",
-          static_cast<long long>(pp), static_cast<long long>(trained.gpt().num_parameters()));
+          static_cast<long long>(pp), static_cast<long long>(engine.gpt().num_parameters()));
     std::printf("%s", traffic_table.c_str());
     std::printf("%s", pipeline_report.c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),

@@ -25,6 +25,9 @@ Flags train_flags() {
           "read the same batch); every rank must be given the same flags (checked at start).\n"
           "Environment: MS_COMM_TIMEOUT=S aborts the job, naming the collective, when one waits\n"
           "more than S seconds for the other ranks (default 600; 0 = wait forever).");
+  f.add("config", "",
+        "a DeepSpeed ds_config.json (configs/): its keys set what the flags set; a flag that "
+        "contradicts a key it gives is an error");
   f.add("data", "data/tinyshakespeare.txt",
         "file of raw bytes; first 90% trains, the rest validates");
   f.add("n-layer", "4", "transformer blocks");
@@ -123,6 +126,8 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.virtual_stages = check.integer("virtual-stages", 1, 1 << 20, "positive");
   MS_CHECK(c.virtual_stages == 1 || kind == pp::ScheduleKind::kInterleaved, "--virtual-stages ",
            c.virtual_stages, " needs --pipe-schedule interleaved (got ", c.pipe_schedule, ")");
+  // Read before the --pp checks below, which refuse it with --pp.
+  c.sequence_parallel = flags.on("sequence-parallel");
   if (c.pp > 1) {
     MS_CHECK(c.zero_stage < 2, "--zero-stage ", c.zero_stage, " with --pp ", c.pp,
              ": ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism (DeepSpeed's "
@@ -140,7 +145,6 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
     MS_CHECK(c.virtual_stages == 1, "--virtual-stages ", c.virtual_stages,
              " needs --pp > 1 (it interleaves model chunks over the pipeline ranks)");
   }
-  c.sequence_parallel = flags.on("sequence-parallel");
   MS_CHECK(!c.sequence_parallel || c.tp > 1,
            "--sequence-parallel needs --tp > 1 (it splits the "
            "sequence over the tensor-parallel ranks; with --tp ",

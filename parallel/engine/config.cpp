@@ -317,12 +317,12 @@ DsConfig parse_ds_config(const std::string& json_text, int dp_world_size) {
   return parse_from(json_text, dp_world_size, false, "ds_config");
 }
 
-DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks) {
-  return parse_from(json_text, ranks, true, "ds_config");
+DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks,
+                                   const std::string& source) {
+  return parse_from(json_text, ranks, true, source);
 }
 
-namespace {
-std::string read_config_file(const std::string& path) {
+std::string read_ds_config_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   MS_CHECK(fs::exists(path, ec), "ds_config: no such file '", path, "'");
@@ -334,14 +334,13 @@ std::string read_config_file(const std::string& path) {
   MS_CHECK(!in.bad(), "ds_config: error while reading '", path, "'");
   return text.str();
 }
-}  // namespace
 
 DsConfig load_ds_config(const std::string& path, int dp_world_size) {
-  return parse_from(read_config_file(path), dp_world_size, false, path);
+  return parse_from(read_ds_config_file(path), dp_world_size, false, path);
 }
 
 DsConfig load_ds_config_for_ranks(const std::string& path, int ranks) {
-  return parse_from(read_config_file(path), ranks, true, path);
+  return parse_from(read_ds_config_file(path), ranks, true, path);
 }
 
 }  // namespace ms

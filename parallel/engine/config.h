@@ -104,8 +104,13 @@ DsConfig load_ds_config(const std::string& path, int dp_world_size);
 // For a job of `ranks` ranks: the data-parallel size is derived from the
 // file's own tensor_parallel.size and pipeline.stages (an error when they do
 // not divide the ranks), which is what a launcher knows.
-DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks);
+// `source` names the text in messages (a file's path).
+DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks,
+                                   const std::string& source = "ds_config");
 DsConfig load_ds_config_for_ranks(const std::string& path, int ranks);
+// The file's text, or an ms::Error naming the path (missing, not a regular
+// file, unreadable).
+std::string read_ds_config_file(const std::string& path);
 
 // The resolved configuration, one key per line, each value marked as given,
 // default or derived (with how), for printing at the start of a run.

@@ -1,4 +1,4 @@
-#include "cli/train_pipeline.h"
+#include "parallel/engine/pipeline.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -29,7 +29,7 @@ std::string str_fixed(double x, int digits) {
 
 }  // namespace
 
-TrainPipeline::TrainPipeline(const TrainConfig& c, GPT& gpt, pp::StageModel parts, Mesh& mesh,
+TrainPipeline::TrainPipeline(const PipelineSettings& c, GPT& gpt, pp::StageModel parts, Mesh& mesh,
                              std::vector<int64_t> activation)
     : gpt_(gpt), mesh_(mesh), c_(c), activation_(activation) {
   const int p = mesh.pp_size(), v = static_cast<int>(c.virtual_stages);
@@ -42,8 +42,8 @@ TrainPipeline::TrainPipeline(const TrainConfig& c, GPT& gpt, pp::StageModel part
       if (sp.owned[i]) owner_[i] = r;
   }
   mine_ = pp::stage_params(names, L, p, v, mesh.pp_rank());
-  const pp::ScheduleKind kind = pp::parse_schedule_kind(c.pipe_schedule);
-  pp::Schedule schedule = pp::make_schedule(kind, p, static_cast<int>(c.accum), v);
+  const pp::ScheduleKind kind = pp::parse_schedule_kind(c.schedule);
+  pp::Schedule schedule = pp::make_schedule(kind, p, static_cast<int>(c.micro_batches), v);
   engine_ = std::make_unique<pp::PipelineEngine>(std::move(parts), mesh.pp(), std::move(schedule),
                                                  L, std::move(activation), gpt.wte->weight);
 }
@@ -52,15 +52,8 @@ ZeroPipeline TrainPipeline::zero_options() const {
   return ZeroPipeline{mesh_.pp(), mine_.owned, mine_.tied_copy};
 }
 
-double TrainPipeline::step(int64_t step, const TokenData& data, ZeroOptimizer& engine, double lr,
+double TrainPipeline::step(const std::function<Batch(int)>& load, ZeroOptimizer& engine, double lr,
                            double max_norm, double* norm) {
-  // The micro-batches of step s are those one replica reads at micro-steps
-  // s·m .. s·m + m − 1 (the data contract; the stages of a replica read the
-  // same windows: the first uses x, the last y).
-  const int64_t m = c_.accum;
-  auto load = [&](int mb) {
-    return data.train_batch(step * m + mb, mesh_.dp_rank(), mesh_.dp_size(), c_.B, c_.T);
-  };
   // No dp communication inside backward: the tied gradients must be summed
   // first (ReduceTiedGrads, then ReduceGrads).
   engine.set_gradient_sync(false);
@@ -90,7 +83,7 @@ StepFormula TrainPipeline::traffic_formula() const {
   return pp_step_formula({.B = activation_[0],
                           .T = activation_[1],
                           .C = activation_[2],
-                          .micro_batches = c_.accum,
+                          .micro_batches = c_.micro_batches,
                           .pp = mesh_.pp_size(),
                           .virtual_stages = static_cast<int>(c_.virtual_stages),
                           .tied_numel = gpt_.wte->weight.numel()});
@@ -107,7 +100,7 @@ StepFormula TrainPipeline::tp_traffic_formula(int tp) const {
                                    .T = activation_[1],
                                    .C = activation_[2],
                                    .blocks = blocks,
-                                   .micro_steps = c_.accum,
+                                   .micro_steps = c_.micro_batches,
                                    .tp = tp,
                                    .first = r == 0,
                                    .last = r == p - 1});
@@ -117,7 +110,7 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
   // Per compute instruction: start, end, backward, micro-batch, chunk; then
   // this rank's peak of stashed activations. Every rank ran 2·m·v computes.
   const int p = mesh_.pp_size(), v = static_cast<int>(c_.virtual_stages);
-  const int64_t m = c_.accum, per = 2 * m * v, width = per * 5 + 2;
+  const int64_t m = c_.micro_batches, per = 2 * m * v, width = per * 5 + 2;
   std::vector<double> mine;
   for (const pp::Event& e : engine_->events())
     if (e.instr.op == pp::Op::kForwardPass || e.instr.op == pp::Op::kBackwardPass)
@@ -143,7 +136,7 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
       busy[r] += e[1] - e[0];
       makespan = std::max(makespan, e[1]);
     }
-  const pp::ScheduleKind kind = pp::parse_schedule_kind(c_.pipe_schedule);
+  const pp::ScheduleKind kind = pp::parse_schedule_kind(c_.schedule);
   const pp::SimResult sim = pp::simulate(engine_->schedule());
   const pp::Rational formula = pp::bubble_formula(kind, p, static_cast<int>(m), v);
   // The bubble as the simulator defines it, (makespan − busy) / busy, per
@@ -166,8 +159,8 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
                    pp::peak_formula_text(kind, p, static_cast<int>(m), v, r), ")\n");
   if (!svg.empty() && mesh_.rank() == 0) {  // one writer: every pp group has a rank 0
     pp::TimelineStyle style;
-    style.title = str_cat("minispeed train --pp ", p, " --pipe-schedule ", c_.pipe_schedule, ", ",
-                          m, " micro-batches: the last step as measured");
+    style.title = str_cat("minispeed train --pp ", p, " --pipe-schedule ", c_.schedule, ", ", m,
+                          " micro-batches: the last step as measured");
     style.subtitle = str_cat("bubble measured ", str_fixed(bubble, 3), ", formula ", formula.str());
     style.time_unit = "ms";
     style.micro_batches = static_cast<int>(m);

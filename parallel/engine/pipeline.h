@@ -1,13 +1,13 @@
-// The pipeline side of `minispeed train --pp P` (parallel/pp/pipeline_engine.h),
-// kept beside train.cpp's loop rather than inside it: which parameters this
-// rank trains, one step through the schedule, the stages gathered back into
-// every rank's model (to evaluate, sample and save), the traffic formula, and
-// the measured timeline beside the simulated one.
+// The pipeline side of the engine (parallel/engine/engine.h) under
+// pipeline.stages > 1, around parallel/pp/pipeline_engine.h: which parameters
+// this rank trains, one step through the schedule, the stages gathered back
+// into every rank's model (to evaluate, sample and save), the traffic
+// formula, and the measured timeline beside the simulated one.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 
-#include "cli/train_config.h"
 #include "nn/data.h"
 #include "parallel/comm/ledger.h"
 #include "parallel/mesh.h"
@@ -16,21 +16,31 @@
 
 namespace ms {
 
+// What the pipeline needs of the run: the micro-batch shape, how many per
+// step (DeepSpeed: gradient_accumulation_steps) and the schedule.
+struct PipelineSettings {
+  int64_t B = 0, T = 0;           // micro-batch (B, T)
+  int64_t micro_batches = 1;      // per optimizer step
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
+  int64_t virtual_stages = 1;     // model chunks per rank (interleaved)
+};
+
 class TrainPipeline {
  public:
   // Collective over mesh.pp(). `gpt` is this rank's whole model object (at tp
   // shard shapes under --tp); `parts` runs its pieces; `activation` the
   // shape between stages, {B, T, C}.
-  TrainPipeline(const TrainConfig& c, GPT& gpt, pp::StageModel parts, Mesh& mesh,
+  TrainPipeline(const PipelineSettings& c, GPT& gpt, pp::StageModel parts, Mesh& mesh,
                 std::vector<int64_t> activation);
 
   // For ZeroOptimizer: this stage's parameters and its tied copy of wte.
   ZeroPipeline zero_options() const;
 
-  // One optimizer step of --grad-accum micro-batches through the schedule,
-  // the reduction and the optimizer step included. Returns the last stage's
-  // mean loss there, 0 on other stages (broadcast_loss makes it everyone's).
-  double step(int64_t step, const TokenData& data, ZeroOptimizer& engine, double lr,
+  // One optimizer step of the micro-batches through the schedule, the
+  // reduction and the optimizer step included; load(mb) gives micro-batch mb
+  // (0 .. micro_batches − 1) of this step. Returns the last stage's mean loss
+  // there, 0 on other stages (broadcast_loss makes it everyone's).
+  double step(const std::function<Batch(int)>& load, ZeroOptimizer& engine, double lr,
               double max_norm, double* norm);
   double broadcast_loss(double loss) { return engine_->broadcast_loss(loss); }
 
@@ -57,7 +67,7 @@ class TrainPipeline {
  private:
   GPT& gpt_;
   Mesh& mesh_;
-  const TrainConfig& c_;
+  PipelineSettings c_;
   std::vector<int> owner_;  // per parameter: the pp rank that trains it
   pp::StageParams mine_;
   std::unique_ptr<pp::PipelineEngine> engine_;

@@ -1,0 +1,216 @@
+#include "cli/train_ds_config.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <vector>
+
+#include "parallel/engine/json_reader.h"
+#include "tensor/error.h"
+
+namespace ms {
+
+namespace {
+
+std::string num(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+std::string num(int64_t v) {
+  return std::to_string(v);
+}
+
+// One config key and the flag that sets the same thing. `value` is the
+// config's value written as the flag would be; `owned`: when the file leaves
+// the key out, DeepSpeed's default (the parsed config's value) still applies
+// unless the flag is given (the key's section is the file's).
+struct Key {
+  std::string path, flag;
+  std::function<std::string(const DsConfig&)> value;
+  bool owned = true;
+};
+
+std::vector<Key> keys(const DsConfig& c) {
+  std::vector<Key> k = {
+      {"train_micro_batch_size_per_gpu", "batch-size",
+       [](const DsConfig& d) { return num(d.train_micro_batch_size_per_gpu); }},
+      {"gradient_accumulation_steps", "grad-accum",
+       [](const DsConfig& d) { return num(d.gradient_accumulation_steps); }},
+      {"gradient_clipping", "grad-clip",
+       [](const DsConfig& d) { return num(d.gradient_clipping); }},
+      {"zero_optimization.stage", "zero-stage",
+       [](const DsConfig& d) { return num(d.zero_optimization.stage); }},
+      {"tensor_parallel.size", "tp", [](const DsConfig& d) { return num(d.tensor_parallel.size); }},
+      {"tensor_parallel.sequence_parallel", "sequence-parallel",
+       [](const DsConfig& d) {
+         return std::string(d.tensor_parallel.sequence_parallel ? "1" : "0");
+       }},
+      {"pipeline.stages", "pp", [](const DsConfig& d) { return num(d.pipeline.stages); }},
+      {"pipeline.schedule", "pipe-schedule", [](const DsConfig& d) { return d.pipeline.schedule; }},
+      {"pipeline.virtual_stages", "virtual-stages",
+       [](const DsConfig& d) { return num(d.pipeline.virtual_stages); }},
+  };
+  if (c.steps_per_print)
+    k.push_back({"steps_per_print", "log-every",
+                 [](const DsConfig& d) { return num(*d.steps_per_print); }});
+  if (c.optimizer) {
+    const bool sgd = c.optimizer->kind == DsOptimizerConfig::Kind::kSGD;
+    k.push_back({"optimizer.type", "optimizer", [](const DsConfig& d) {
+                   return std::string(d.optimizer->kind == DsOptimizerConfig::Kind::kSGD ? "sgd"
+                                                                                         : "adamw");
+                 }});
+    k.push_back(
+        {"optimizer.params.lr", "lr", [](const DsConfig& d) { return num(d.optimizer->lr); }});
+    k.push_back({"optimizer.params.weight_decay", "weight-decay",
+                 [](const DsConfig& d) { return num(d.optimizer->weight_decay); }});
+    if (sgd) {
+      k.push_back({"optimizer.params.momentum", "momentum",
+                   [](const DsConfig& d) { return num(d.optimizer->momentum); }});
+    } else {
+      k.push_back({"optimizer.params.betas", "beta1",
+                   [](const DsConfig& d) { return num(d.optimizer->beta1); }});
+      k.push_back({"optimizer.params.betas", "beta2",
+                   [](const DsConfig& d) { return num(d.optimizer->beta2); }});
+    }
+  }
+  return k;
+}
+
+// Numbers compare as numbers (--lr 1e-3 agrees with 0.001), names as text.
+bool same(const std::string& a, const std::string& b) {
+  char *ea = nullptr, *eb = nullptr;
+  double x = std::strtod(a.c_str(), &ea), y = std::strtod(b.c_str(), &eb);
+  if (!a.empty() && !b.empty() && *ea == 0 && *eb == 0) return x == y;
+  return a == b;
+}
+
+// The layout and batch flags that join the file before it is parsed, when
+// the file leaves their key out: DeepSpeed derives the batch triple and the
+// data-parallel size from them.
+struct Injected {
+  const char* section;  // "" = top level
+  const char* key;
+  const char* flag;
+  bool is_switch = false;
+  bool is_text = false;
+};
+const Injected kInjected[] = {
+    {"", "train_micro_batch_size_per_gpu", "batch-size"},
+    {"", "gradient_accumulation_steps", "grad-accum"},
+    {"tensor_parallel", "size", "tp"},
+    {"tensor_parallel", "sequence_parallel", "sequence-parallel", true},
+    {"pipeline", "stages", "pp"},
+    {"pipeline", "schedule", "pipe-schedule", false, true},
+    {"pipeline", "virtual_stages", "virtual-stages"},
+};
+
+}  // namespace
+
+std::optional<DsConfig> merge_ds_config(Flags& flags, int ranks) {
+  const std::string path = flags.str("config");
+  if (path.empty()) return std::nullopt;
+  const std::string text = read_ds_config_file(path);
+  nlohmann::json root = engine::parse_json_strict(text, path);
+  // (key path, flag) of each flag joined into the file.
+  std::vector<std::pair<std::string, std::string>> joined;
+  if (root.is_object()) {
+    for (const Injected& in : kInjected) {
+      if (!flags.given(in.flag)) continue;
+      if (*in.section && !root.contains(in.section)) root[in.section] = nlohmann::json::object();
+      nlohmann::json& obj = *in.section ? root[in.section] : root;
+      if (!obj.is_object() || obj.contains(in.key)) continue;  // the parser reports / compares
+      if (in.is_switch) {
+        obj[in.key] = flags.on(in.flag);
+      } else if (in.is_text) {
+        obj[in.key] = flags.str(in.flag);
+      } else {
+        const int64_t v = flags.integer(in.flag);
+        MS_CHECK(v >= 1, "--", in.flag, " must be positive, got ", flags.str(in.flag));
+        obj[in.key] = v;
+      }
+      joined.emplace_back(*in.section ? str_cat(in.section, ".", in.key) : in.key, in.flag);
+    }
+  }
+  DsConfig c;
+  try {
+    c = joined.empty() ? parse_ds_config_for_ranks(text, ranks, path)
+                       : parse_ds_config_for_ranks(root.dump(), ranks, path);
+  } catch (const Error& e) {
+    if (joined.empty()) throw;
+    std::string from = " (from the command line:";
+    for (const auto& [key, flag] : joined)
+      from += str_cat(" ", key, " = --", flag, " ", flags.str(flag), ";");
+    from.back() = ')';
+    throw Error(e.what() + from);
+  }
+  for (const auto& [key, flag] : joined) {
+    c.given.erase(key);
+    c.derived[key] = str_cat("--", flag, " ", flags.str(flag), " on the command line");
+  }
+
+  for (const Key& k : keys(c)) {
+    const bool from_file = c.given.count(k.path) || c.derived.count(k.path);
+    const std::string v = k.value(c);
+    if (from_file && flags.given(k.flag)) {
+      const std::string typed = flags.str(k.flag);
+      auto d = c.derived.find(k.path);
+      MS_CHECK(same(typed, v), "--", k.flag, " ", typed, " contradicts ", k.path, " ",
+               k.path == "optimizer.type" ? str_cat("\"", c.optimizer->type, "\"") : v,
+               d == c.derived.end() ? std::string() : str_cat(" (derived: ", d->second, ")"),
+               " in ", path);
+    }
+    if (flags.given(k.flag) && !from_file) {
+      c.derived[k.path] = str_cat("--", k.flag, " ", flags.str(k.flag), " on the command line");
+      continue;  // the flag sets what the file leaves out
+    }
+    if (from_file || k.owned) flags.set(k.flag, v);
+  }
+
+  // The schedule: the file's "scheduler" sets the lr of every step, so the
+  // flags of minispeed's own schedule cannot also apply.
+  if (c.scheduler) {
+    for (const char* f : {"schedule", "warmup", "min-lr"}) {
+      if (!flags.given(f)) continue;
+      if (std::string(f) == "warmup" && c.scheduler->warmup_num_steps == flags.integer(f)) continue;
+      throw Error(str_cat("--", f, " ", flags.str(f), " contradicts scheduler.type ",
+                          engine::schedule_type_name(c.scheduler->kind), " in ", path,
+                          " (the file's scheduler sets the learning rate of every step)"));
+    }
+  } else if (!flags.given("schedule") && !flags.given("warmup") && !flags.given("min-lr")) {
+    flags.set("schedule", "constant");  // DeepSpeed without a scheduler: a constant lr
+  }
+  return c;
+}
+
+DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file) {
+  DsConfig d;
+  if (file) {
+    d = *file;
+  } else {
+    d.source = "the command line";
+    d.optimizer.reset();  // the caller supplies it (ms::initialize's client optimizer)
+  }
+  // The merged flags are the run's values; where the file gave a key they
+  // equal it (merge_ds_config refused a contradiction).
+  d.train_micro_batch_size_per_gpu = c.B;
+  d.gradient_accumulation_steps = c.accum;
+  d.dp_world_size = c.dp;
+  d.train_batch_size = c.B * c.accum * c.dp;
+  d.ranks = c.dp * c.tp * c.pp;
+  d.gradient_clipping = c.grad_clip;
+  d.zero_optimization.stage = c.zero_stage;
+  d.tensor_parallel = {c.tp, c.sequence_parallel};
+  d.pipeline = {c.pp, c.pipe_schedule, c.virtual_stages};
+  if (d.optimizer) {
+    DsOptimizerConfig& o = *d.optimizer;
+    o.lr = c.lr;
+    o.beta1 = c.beta1;
+    o.beta2 = c.beta2;
+    o.weight_decay = c.weight_decay;
+    o.momentum = c.momentum;
+  }
+  return d;
+}
+
+}  // namespace ms

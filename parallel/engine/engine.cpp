@@ -1,0 +1,315 @@
+#include "parallel/engine/engine.h"
+
+#include <limits>
+
+#include "autograd/ops.h"
+#include "optim/optimizer.h"
+#include "parallel/engine/lr_schedules.h"
+#include "parallel/engine/pipeline.h"
+#include "parallel/tp/tp_gpt.h"
+#include "tensor/error.h"
+#include "tensor/factory.h"
+
+namespace ms {
+
+struct Engine::State {
+  DsConfig config;
+  Mesh mesh;
+  std::shared_ptr<GPT> serial;  // without tp
+  std::shared_ptr<TpGPT> tp;    // with tp (serial is then unset)
+  std::unique_ptr<TrainPipeline> pipeline;
+  std::unique_ptr<ZeroOptimizer> zero;
+  std::unique_ptr<LRScheduler> scheduler;
+  int64_t num_params = 0, micro_steps = 0, global_steps = 0;
+  double last_norm = 0;
+
+  State(const DsConfig& c, Communicator world)
+      : config(c),
+        mesh(world, static_cast<int>(c.dp_world_size), static_cast<int>(c.tensor_parallel.size),
+             static_cast<int>(c.pipeline.stages)) {}
+  GPT& gpt() { return tp ? tp->gpt() : *serial; }
+  int64_t gas() const { return config.gradient_accumulation_steps; }
+  bool boundary() const { return (micro_steps + 1) % gas() == 0; }
+
+  // The optimizer update at the accumulation boundary (DeepSpeed's
+  // _take_model_step): clip, update at the scheduler's lr, step the scheduler.
+  void update() {
+    last_norm = zero->step(scheduler->get_lr(), config.gradient_clipping);
+    scheduler->step();
+    ++global_steps;
+  }
+};
+
+namespace {
+
+std::unique_ptr<Optimizer> make_optimizer(const DsOptimizerConfig& o, std::vector<Tensor> ps) {
+  if (o.kind == DsOptimizerConfig::Kind::kSGD)
+    return std::make_unique<SGD>(std::move(ps), o.lr, o.momentum, o.weight_decay);
+  return std::make_unique<AdamW>(std::move(ps), o.lr, o.beta1, o.beta2, o.eps, o.weight_decay);
+}
+
+// The pieces a pipeline stage runs, through the tp cut when there is one.
+pp::StageModel stage_model(Engine::State& s) {
+  pp::StageModel parts;
+  GPT& g = s.gpt();
+  if (s.tp) {
+    TpGPT& tp = *s.tp;
+    parts.embed = [&tp](const Tensor& x) { return tp.embed(x); };
+    parts.head_loss = [&tp](const Tensor& x, const Tensor& y) { return tp.head_loss(x, y); };
+  } else {
+    parts.embed = [&g](const Tensor& x) { return g.embed(x); };
+    parts.head_loss = [&g](const Tensor& x, const Tensor& y) { return g.head_loss(x, y); };
+  }
+  parts.block = [&g](int64_t l, const Tensor& x) { return g.blocks()[l]->forward(x); };
+  return parts;
+}
+
+}  // namespace
+
+void check_engine_supports(const DsConfig& c) {
+  // The lead wires mixed precision and activation checkpointing in as they land.
+  MS_CHECK(!c.fp16.enabled, c.source,
+           ": fp16.enabled true: fp16 mixed precision is not built yet in minispeed's engine");
+  MS_CHECK(!c.bf16_enabled, c.source,
+           ": bf16.enabled true: bf16 mixed precision is not built yet in minispeed's engine");
+  // The activations between stages would be (B, T / tp, C): not built yet.
+  MS_CHECK(!(c.tensor_parallel.sequence_parallel && c.pipeline.stages > 1), c.source,
+           ": tensor_parallel.sequence_parallel true with pipeline.stages ", c.pipeline.stages,
+           " is not supported yet (planned)");
+  for (const std::string& key : c.given)
+    MS_CHECK(key.rfind("activation_checkpointing.", 0) != 0, c.source, ": ", key,
+             ": activation checkpointing is not built yet in minispeed's engine");
+}
+
+Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Communicator world,
+                       InitOptions opts) {
+  MS_CHECK(model != nullptr, "ms::initialize: no model given");
+  check_engine_supports(config);
+  const int64_t tp = config.tensor_parallel.size, pp = config.pipeline.stages;
+  const int64_t dp = config.dp_world_size;
+  MS_CHECK(tp * pp * dp == world.size(), config.source, ": tensor_parallel.size ", tp,
+           " × pipeline.stages ", pp, " × the data-parallel size ", dp, " = ", tp * pp * dp,
+           " ranks, but the job has ", world.size(),
+           " (resolve the config for the job's ranks: load_ds_config_for_ranks)");
+  auto s = std::make_shared<Engine::State>(config, world);
+  s->num_params = model->num_parameters();
+  const GPTConfig shape = model->config();
+
+  if (tp > 1) {
+    MS_CHECK(shape.n_head % tp == 0, config.source, ": tensor_parallel.size ", tp,
+             " does not divide the model's n_head ", shape.n_head, " (", shape.describe(),
+             "; each tensor-parallel rank computes n_head / tp whole heads)");
+    MS_CHECK(shape.vocab_size % tp == 0, config.source, ": tensor_parallel.size ", tp,
+             " does not divide the model's vocab_size ", shape.vocab_size);
+    s->tp = std::make_shared<TpGPT>(std::move(model), s->mesh.tp(),
+                                    config.tensor_parallel.sequence_parallel);
+  } else {
+    s->serial = std::move(model);
+  }
+  if (opts.before_partition) opts.before_partition(s->gpt());
+
+  if (pp > 1) {
+    const int64_t stages = pp * config.pipeline.virtual_stages;
+    MS_CHECK(shape.n_layer >= stages, config.source, ": the model has ", shape.n_layer,
+             " blocks, fewer than the ", stages, " pipeline stages (pipeline.stages ", pp,
+             " × pipeline.virtual_stages ", config.pipeline.virtual_stages,
+             "): every stage needs at least one block");
+    const int64_t T = opts.seq_len > 0 ? opts.seq_len : shape.block_size;
+    PipelineSettings ps{config.train_micro_batch_size_per_gpu, T,
+                        config.gradient_accumulation_steps, config.pipeline.schedule,
+                        config.pipeline.virtual_stages};
+    s->pipeline =
+        std::make_unique<TrainPipeline>(ps, s->gpt(), stage_model(*s), s->mesh,
+                                        std::vector<int64_t>{ps.B, T, s->gpt().config().n_embd});
+  }
+
+  ZeroOptions zo;
+  zo.stage = static_cast<int>(config.zero_optimization.stage);
+  // reduce_bucket_size counts elements (DeepSpeed's unit); our buckets are
+  // fp32 bytes. Unset, ZeroOptimizer keeps its own 25 MiB (DDP's default).
+  if (config.given.count("zero_optimization.reduce_bucket_size")) {
+    const int64_t elems = config.zero_optimization.reduce_bucket_size;
+    zo.bucket_bytes = elems > static_cast<int64_t>(std::numeric_limits<size_t>::max() / 4)
+                          ? std::numeric_limits<size_t>::max()
+                          : static_cast<size_t>(elems) * 4;
+  }
+  if (s->pipeline) zo.pp = s->pipeline->zero_options();
+  if (s->tp)
+    zo.tp = ZeroTensorParallel{s->mesh.tp(), s->tp->replicated_mask(),
+                               config.tensor_parallel.sequence_parallel};
+  ZeroOptimizer::OptimizerFactory factory;
+  if (config.optimizer) {
+    factory = [o = *config.optimizer](std::vector<Tensor> ps) {
+      return make_optimizer(o, std::move(ps));
+    };
+  } else {
+    MS_CHECK(opts.optimizer != nullptr, config.source,
+             ": no \"optimizer\" section and no client optimizer given to ms::initialize "
+             "(DeepSpeed's initialize(optimizer=...)): one of them must say how to update");
+    factory = opts.optimizer;
+  }
+  s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp(), zo, factory);
+
+  // The first update runs at schedule_lr(−1) = 0 for DeepSpeed's schedules:
+  // their constructors set the optimizer's lr from get_lr() before any step.
+  const double base_lr = s->zero->optimizer().lr();
+  if (config.scheduler) {
+    s->scheduler = std::make_unique<LRScheduler>(
+        [sc = *config.scheduler, base_lr](int64_t k) {
+          return engine::schedule_lr(sc, base_lr, k - 1);
+        },
+        engine::schedule_type_name(config.scheduler->kind));
+  } else if (opts.lr_scheduler) {
+    s->scheduler = std::make_unique<LRScheduler>(opts.lr_scheduler, opts.lr_scheduler_name);
+  } else {
+    s->scheduler =
+        std::make_unique<LRScheduler>([base_lr](int64_t) { return base_lr; }, "constant");
+  }
+  Engine e(s);
+  return {e, s->zero->optimizer(), *s->scheduler};
+}
+
+Tensor Engine::forward(const Tensor& x, const Tensor& y) {
+  MS_CHECK(!s_->pipeline, s_->config.source, ": pipeline.stages ", s_->config.pipeline.stages,
+           ": use engine.train_batch (a pipeline runs whole steps through its schedule; "
+           "DeepSpeed's PipelineEngine refuses forward/backward/step too)");
+  return s_->tp ? s_->tp->loss(x, y) : s_->serial->loss(x, y);
+}
+
+void Engine::backward(const Tensor& loss) {
+  MS_CHECK(!s_->pipeline, "engine.backward under a pipeline: use engine.train_batch");
+  s_->zero->set_gradient_sync(s_->boundary());
+  const int64_t g = s_->gas();
+  (g > 1 ? mul(loss, 1.0 / static_cast<double>(g)) : loss).backward();
+}
+
+void Engine::step() {
+  MS_CHECK(!s_->pipeline, "engine.step under a pipeline: use engine.train_batch");
+  if (s_->boundary()) s_->update();
+  ++s_->micro_steps;
+}
+
+double Engine::train_batch(const std::function<Batch()>& next) {
+  return reduce_loss(train_batch_unreduced(next));
+}
+
+double Engine::train_batch_unreduced(const std::function<Batch()>& next) {
+  State& s = *s_;
+  const int64_t g = s.gas();
+  MS_CHECK(s.micro_steps % g == 0, "engine.train_batch after ", s.micro_steps % g,
+           " micro-steps of an unfinished accumulation of ", g);
+  if (s.pipeline) {
+    std::vector<Batch> batches;
+    for (int64_t i = 0; i < g; ++i) batches.push_back(next());
+    const double lr = s.scheduler->get_lr();
+    const double loss =
+        s.pipeline->step([&](int mb) { return batches.at(static_cast<size_t>(mb)); }, *s.zero, lr,
+                         s.config.gradient_clipping, &s.last_norm);
+    s.scheduler->step();
+    ++s.global_steps;
+    s.micro_steps += g;
+    return loss;
+  }
+  double sum = 0;
+  for (int64_t i = 0; i < g; ++i) {
+    Batch b = next();
+    Tensor l = forward(b.x, b.y);
+    sum += l.item();
+    backward(l);
+    step();
+  }
+  return sum / static_cast<double>(g);
+}
+
+double Engine::reduce_loss(double loss) {
+  State& s = *s_;
+  if (s.pipeline) loss = s.pipeline->broadcast_loss(loss);  // it exists on the last stage
+  if (s.mesh.dp_size() > 1) {  // the tp ranks of a replica already hold the same loss
+    Tensor t = full({1}, loss, DType::F64);
+    s.mesh.dp().all_reduce(t, ReduceOp::Avg);
+    loss = t.item();
+  }
+  return loss;
+}
+
+bool Engine::is_gradient_accumulation_boundary() const {
+  return s_->boundary();
+}
+int64_t Engine::global_steps() const {
+  return s_->global_steps;
+}
+int64_t Engine::micro_steps() const {
+  return s_->micro_steps;
+}
+int64_t Engine::gradient_accumulation_steps() const {
+  return s_->gas();
+}
+int64_t Engine::train_micro_batch_size_per_gpu() const {
+  return s_->config.train_micro_batch_size_per_gpu;
+}
+double Engine::get_lr() const {
+  return s_->scheduler->get_lr();
+}
+double Engine::last_grad_norm() const {
+  return s_->last_norm;
+}
+void Engine::train() {
+  module().train();
+}
+void Engine::eval() {
+  module().eval();
+}
+Mesh& Engine::mesh() {
+  return s_->mesh;
+}
+const DsConfig& Engine::config() const {
+  return s_->config;
+}
+GPT& Engine::gpt() {
+  return s_->gpt();
+}
+Module& Engine::module() {
+  return s_->tp ? static_cast<Module&>(*s_->tp) : static_cast<Module&>(*s_->serial);
+}
+TpGPT* Engine::tp() {
+  return s_->tp.get();
+}
+TrainPipeline* Engine::pipeline() {
+  return s_->pipeline.get();
+}
+ZeroOptimizer& Engine::zero_optimizer() {
+  return *s_->zero;
+}
+Optimizer& Engine::optimizer() {
+  return s_->zero->optimizer();
+}
+LRScheduler& Engine::lr_scheduler() {
+  return *s_->scheduler;
+}
+int64_t Engine::num_parameters() const {
+  return s_->num_params;
+}
+
+std::shared_ptr<GPT> Engine::gather_model() {
+  s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
+  if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
+  return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
+}
+
+void Engine::set_global_steps(int64_t steps) {
+  MS_CHECK(steps >= 0, "engine.set_global_steps: ", steps, " must be >= 0");
+  s_->global_steps = steps;
+  s_->micro_steps = steps * s_->gas();
+}
+
+void Engine::save_checkpoint(const std::string& dir, const std::string& tag) {
+  throw Error(str_cat("engine.save_checkpoint('", dir, "', '", tag,
+                      "'): checkpoints are not built yet in minispeed's engine"));
+}
+
+void Engine::load_checkpoint(const std::string& dir, const std::string& tag) {
+  throw Error(str_cat("engine.load_checkpoint('", dir, "', '", tag,
+                      "'): checkpoints are not built yet in minispeed's engine"));
+}
+
+}  // namespace ms
