@@ -17,6 +17,7 @@
 #include "cli/report.h"
 #include "cli/train_config.h"
 #include "cli/train_pipeline.h"
+#include "nn/checkpointed_block.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
@@ -180,6 +181,11 @@ int train_command(int argc, char** argv, Communicator& world) {
     trained.serial = model;
   }
 
+  // --checkpoint-activations: every block recomputed in backward. Before the
+  // memory probe (it measures the wrapped block) and before ZeRO-3 wraps the
+  // blocks (it then recomputes the checkpointed block once, not twice).
+  if (c.checkpoint_activations) checkpoint_blocks(trained.gpt());
+
   // Parameters per tp rank and one layer's activations, measured before ZeRO-3
   // releases the blocks (parallel/tp/memory_report.h); printed with the memory table.
   // Not under --pp: every rank holds the whole model object there, so "what
@@ -188,12 +194,11 @@ int train_command(int argc, char** argv, Communicator& world) {
   const GPTConfig& shape = trained.gpt().config();
   const std::string tp_memory =
       pp > 1 ? std::string()
-             : tp_memory_report(
-                   world, shape, held_param_split(trained.gpt()),
-                   measure_block_activation_bytes(*trained.gpt().blocks()[0], shape.n_embd, 1,
-                                                  c.sequence_parallel ? T / tp : T),
-                   {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
-                    false, shape.dropout});
+             : tp_memory_report(world, shape, held_param_split(trained.gpt()),
+                                measure_layer_activations(*trained.gpt().blocks()[0], shape.n_embd,
+                                                          1, c.sequence_parallel ? T / tp : T),
+                                {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
+                                 c.sequence_parallel, false, shape.dropout});
 
   // Pipeline parallelism: every rank holds the whole model object; this rank
   // runs and trains its stage's part (cli/train_pipeline.h).
@@ -295,7 +300,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                                   .micro_steps = accum,
                                   .tp = static_cast<int>(tp),
                                   .sequence_parallel = c.sequence_parallel,
-                                  .recompute_blocks = zero_stage == 3,
+                                  .recompute_blocks = zero_stage == 3 || c.checkpoint_activations,
                                   .replicated_grad_numel = engine.replicated_grad_numel()});
   Clock total_clock;
   double last_val = NAN;
