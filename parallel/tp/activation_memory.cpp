@@ -77,7 +77,8 @@ BlockActivations checkpointed_block_activations(const ActivationShape& s) {
   BlockActivations r;
   r.saved = {{"the block's input (the checkpoint's one saved tensor)", input}};
   r.extras = {{"the block's output (the next layer's input)", input}};
-  r.rule = std::string(s.sequence_parallel ? "checkpointed, tp + sp: sbh/t" : "checkpointed: sbh") +
+  r.rule = std::string(s.sequence_parallel ? "checkpointed, tp + sp: the block's input only, sbh/t"
+                                           : "checkpointed: the block's input only, sbh") +
            " values (s = " + std::to_string(s.seq) + ", b = " + std::to_string(s.batch) +
            ", h = " + std::to_string(s.hidden) +
            (s.sequence_parallel ? ", t = " + std::to_string(s.tp) : "") + ")";
