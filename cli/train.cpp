@@ -160,8 +160,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (pp > 1) return;
     const GPTConfig& shape = held.config();
     tp_memory = tp_memory_report(world, shape, held_param_split(held),
-                                 measure_block_activation_bytes(*held.blocks()[0], shape.n_embd, 1,
-                                                                c.sequence_parallel ? T / tp : T),
+                                 measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
+                                                           c.sequence_parallel ? T / tp : T),
                                  {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
                                   c.sequence_parallel, false, shape.dropout});
   };
@@ -229,7 +229,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                                   .micro_steps = accum,
                                   .tp = static_cast<int>(tp),
                                   .sequence_parallel = c.sequence_parallel,
-                                  .recompute_blocks = zero_stage == 3,
+                                  .recompute_blocks = zero_stage == 3 || c.checkpoint_activations,
                                   .replicated_grad_numel = zero.replicated_grad_numel()});
   Clock total_clock;
   double last_val = NAN;

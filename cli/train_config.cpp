@@ -66,6 +66,11 @@ Flags train_flags() {
   f.add_switch("sequence-parallel",
                "with --tp > 1: LayerNorm, dropout and the residual run on --seq-len / --tp "
                "positions per tp rank (Korthikanti et al. 2022); --seq-len % --tp must be 0");
+  f.add_switch(
+      "checkpoint-activations",
+      "recompute every block in backward, keeping only its input (nn/checkpointed_block.h): "
+      "one more forward per block for B·T·C values per layer instead of ~16·B·T·C + "
+      "n_head·B·T²");
   f.add("pp", "1",
         "pipeline stages per model replica (the blocks split uniformly, ranks laid out tp, then "
         "dp, then pp); --tp × --pp must divide the ranks; micro-batches per step = --grad-accum");
@@ -145,6 +150,7 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
     MS_CHECK(c.virtual_stages == 1, "--virtual-stages ", c.virtual_stages,
              " needs --pp > 1 (it interleaves model chunks over the pipeline ranks)");
   }
+  c.checkpoint_activations = flags.on("checkpoint-activations");
   MS_CHECK(!c.sequence_parallel || c.tp > 1,
            "--sequence-parallel needs --tp > 1 (it splits the "
            "sequence over the tensor-parallel ranks; with --tp ",

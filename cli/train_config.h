@@ -25,6 +25,7 @@ struct TrainConfig {
   std::string pipe_schedule;           // --pipe-schedule: gpipe | 1f1b | interleaved
   std::string timeline;                // --timeline: the measured pipeline as SVG
   bool sequence_parallel = false;
+  bool checkpoint_activations = false;  // --checkpoint-activations: wrap every block
   double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
   double grad_clip = 0, dropout = 0;
   int64_t tokens_per_step = 0;  // B·T·accum·dp

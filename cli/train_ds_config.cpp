@@ -50,6 +50,10 @@ std::vector<Key> keys(const DsConfig& c) {
       {"pipeline.schedule", "pipe-schedule", [](const DsConfig& d) { return d.pipeline.schedule; }},
       {"pipeline.virtual_stages", "virtual-stages",
        [](const DsConfig& d) { return num(d.pipeline.virtual_stages); }},
+      {"activation_checkpointing", "checkpoint-activations",
+       [](const DsConfig& d) {
+         return std::string(d.activation_checkpointing.enabled ? "1" : "0");
+       }},
   };
   if (c.steps_per_print)
     k.push_back({"steps_per_print", "log-every",
@@ -202,6 +206,7 @@ DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file
   d.zero_optimization.stage = c.zero_stage;
   d.tensor_parallel = {c.tp, c.sequence_parallel};
   d.pipeline = {c.pp, c.pipe_schedule, c.virtual_stages};
+  d.activation_checkpointing.enabled = c.checkpoint_activations;
   if (d.optimizer) {
     DsOptimizerConfig& o = *d.optimizer;
     o.lr = c.lr;

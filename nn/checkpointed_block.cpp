@@ -25,12 +25,27 @@ Tensor CheckpointedBlock::forward(const Tensor& x) {
                     generators_, {}, "checkpointed_block");
 }
 
-std::vector<std::shared_ptr<Layer>> checkpoint_blocks(GPT& model) {
+std::vector<std::shared_ptr<Layer>> checkpoint_blocks(GPT& model, int64_t count) {
+  const int64_t L = static_cast<int64_t>(model.blocks().size());
+  MS_CHECK(count <= L, "checkpoint_blocks: ", count, " blocks to checkpoint, but the model has ", L,
+           " (use at most n_layer, or -1 for all)");
+  const int64_t n = count < 0 ? L : count;
   std::vector<std::shared_ptr<Layer>> replaced;
-  for (size_t i = 0; i < model.blocks().size(); ++i)
-    replaced.push_back(
-        model.replace_block(i, std::make_shared<CheckpointedBlock>(model.blocks()[i])));
+  for (int64_t i = 0; i < n; ++i) {
+    std::shared_ptr<Layer> block = model.blocks()[i];
+    if (std::dynamic_pointer_cast<CheckpointedBlock>(block))
+      replaced.push_back(block);
+    else
+      replaced.push_back(model.replace_block(i, std::make_shared<CheckpointedBlock>(block)));
+  }
   return replaced;
+}
+
+int64_t num_checkpointed_blocks(const GPT& model) {
+  int64_t n = 0;
+  for (const auto& b : model.blocks())
+    n += std::dynamic_pointer_cast<CheckpointedBlock>(b) != nullptr;
+  return n;
 }
 
 }  // namespace ms

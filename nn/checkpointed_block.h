@@ -29,8 +29,20 @@ class CheckpointedBlock : public Layer {
   std::vector<Generator*> generators_;
 };
 
-// Wraps each of the model's blocks in a CheckpointedBlock and returns the
-// layers it replaced, so a caller can put them back (GPT::replace_block).
-std::vector<std::shared_ptr<Layer>> checkpoint_blocks(GPT& model);
+// Wraps the model's first `count` blocks (all of them when count < 0) in a
+// CheckpointedBlock and returns the layers now at blocks 0..count-1 were
+// before, so a caller can put them back (GPT::replace_block). Megatron's
+// recompute_method='block' with recompute_num_layers = count; DeepSpeed's
+// activation_checkpointing.number_checkpoints is the same number (the
+// checkpoints its contiguous buffer is sized for). A block that already is a
+// CheckpointedBlock stays as it is: wrapping it again would recompute it twice
+// in backward (a third forward) for no memory saved.
+// Call it BEFORE ZeroOptimizer at stage 3: ZeRO-3's recompute then runs the
+// CheckpointedBlock's inner block itself (stage3.h); installed after, the
+// wrapper would checkpoint ZeRO-3's gathering layer, which checkpoints again.
+std::vector<std::shared_ptr<Layer>> checkpoint_blocks(GPT& model, int64_t count = -1);
+
+// How many of the model's blocks are CheckpointedBlocks.
+int64_t num_checkpointed_blocks(const GPT& model);
 
 }  // namespace ms

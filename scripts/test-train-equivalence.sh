@@ -9,6 +9,7 @@
 # Then pipeline parallelism the same way: `--pp P --grad-accum m` (m
 # micro-batches through the schedule) on dp = 2 replicas against one process
 # with batch 2·B and --grad-accum m, and the 3D run tp 2 × pp 2 × dp 2.
+# Last, --checkpoint-activations against the same run without it: identical.
 #   scripts/test-train-equivalence.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -175,5 +176,34 @@ pp_case "pp, --init-from" "--init-from $tmp/ppstart.safetensors" -- "4 2 1 1 1f1
 # before rank 0 samples alone.
 job_ok "sampling mid-training with tp 2 × pp 2 × dp 2" ${MPIRUN:-mpirun --oversubscribe} -np 8 \
   "$bin" train $ppcommon --batch-size 4 --tp 2 --pp 2 --sample-every 2
+
+# ---- activation checkpointing: the same run with and without, bit for bit ----
+# --checkpoint-activations recomputes every block in backward, replaying its
+# dropout masks: losses, norms and the saved weights must be IDENTICAL (cmp,
+# not a tolerance), with dropout on; one process, dp 2 ZeRO 2, tp 2, pp 2.
+ckpt_case() {
+  local label=$1 np=$2 run a b
+  shift 2
+  run="$ppcommon --dropout 0.1 $*"
+  launch=""
+  [ "$np" -gt 1 ] && launch="${MPIRUN:-mpirun --oversubscribe} -np $np"
+  a=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 $launch "$bin" train $run \
+      --save-weights "$tmp/plain.safetensors" 2>&1 | grep -oE 'loss [0-9.]+|val [0-9.]+|norm [0-9.]+')
+  b=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 $launch "$bin" train $run --checkpoint-activations \
+      --save-weights "$tmp/ckpt.safetensors" 2>&1 | grep -oE 'loss [0-9.]+|val [0-9.]+|norm [0-9.]+')
+  if [ -n "$a" ] && [ "$a" = "$b" ] && cmp -s "$tmp/plain.safetensors" "$tmp/ckpt.safetensors"; then
+    echo "ok: --checkpoint-activations, $label: identical losses, norms and weights"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: --checkpoint-activations, $label changes the run (without | with):"
+    paste <(echo "$a") <(echo "$b") | sed 's/^/  /'
+    fail=$((fail + 1))
+  fi
+  rm -f "$tmp/plain.safetensors" "$tmp/ckpt.safetensors"
+}
+ckpt_case "one process" 1 --batch-size 8
+ckpt_case "dp 2, ZeRO 2" 2 --batch-size 4 --zero-stage 2
+ckpt_case "tp 2" 2 --batch-size 8 --tp 2
+ckpt_case "pp 2 (1f1b, 3 micro-batches)" 2 --batch-size 8 --pp 2 --grad-accum 3
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -265,6 +265,7 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
            ": bfloat16 and fp16 modes cannot be simultaneously enabled (fp16.enabled and "
            "bf16.enabled are both true)");
   read_zero(top.object("zero_optimization"), c);
+  c.activation_checkpointing.enabled = top.has("activation_checkpointing");
   read_activation_checkpointing(top.object("activation_checkpointing"), c.activation_checkpointing);
 
   // PipelineEngine's assertion (DeepSpeed#4164: ZeRO-2/3 reduce at every

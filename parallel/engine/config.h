@@ -50,6 +50,11 @@ struct DsZeroConfig {
 };
 
 struct DsActivationCheckpointingConfig {
+  // The section is present. DeepSpeed's section only configures and the
+  // model calls deepspeed.checkpointing.checkpoint itself; minispeed owns the
+  // model, so the section (or train --checkpoint-activations) is the switch:
+  // the first number_checkpoints blocks (all when absent) recompute in backward.
+  bool enabled = false;
   bool partition_activations = false;
   std::optional<int64_t> number_checkpoints;  // None: every layer's boundary
 };

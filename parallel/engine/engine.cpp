@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "autograd/ops.h"
+#include "nn/checkpointed_block.h"
 #include "optim/optimizer.h"
 #include "parallel/engine/lr_schedules.h"
 #include "parallel/engine/pipeline.h"
@@ -76,9 +77,10 @@ void check_engine_supports(const DsConfig& c) {
   MS_CHECK(!(c.tensor_parallel.sequence_parallel && c.pipeline.stages > 1), c.source,
            ": tensor_parallel.sequence_parallel true with pipeline.stages ", c.pipeline.stages,
            " is not supported yet (planned)");
-  for (const std::string& key : c.given)
-    MS_CHECK(key.rfind("activation_checkpointing.", 0) != 0, c.source, ": ", key,
-             ": activation checkpointing is not built yet in minispeed's engine");
+  MS_CHECK(!c.activation_checkpointing.partition_activations, c.source,
+           ": activation_checkpointing.partition_activations true: splitting the checkpointed "
+           "inputs over the tensor-parallel ranks is not built yet (use false; the blocks are "
+           "still recomputed)");
 }
 
 Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Communicator world,
@@ -106,6 +108,10 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   } else {
     s->serial = std::move(model);
   }
+  // Before the memory probe (it measures the wrapped block), the pipeline and
+  // ZeRO-3 (which then recomputes the checkpointed block once, not twice).
+  if (config.activation_checkpointing.enabled)
+    checkpoint_blocks(s->gpt(), config.activation_checkpointing.number_checkpoints.value_or(-1));
   if (opts.before_partition) opts.before_partition(s->gpt());
 
   if (pp > 1) {
@@ -117,7 +123,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
     const int64_t T = opts.seq_len > 0 ? opts.seq_len : shape.block_size;
     PipelineSettings ps{config.train_micro_batch_size_per_gpu, T,
                         config.gradient_accumulation_steps, config.pipeline.schedule,
-                        config.pipeline.virtual_stages};
+                        config.pipeline.virtual_stages, config.activation_checkpointing.enabled};
     s->pipeline =
         std::make_unique<TrainPipeline>(ps, s->gpt(), stage_model(*s), s->mesh,
                                         std::vector<int64_t>{ps.B, T, s->gpt().config().n_embd});

@@ -103,7 +103,8 @@ StepFormula TrainPipeline::tp_traffic_formula(int tp) const {
                                    .micro_steps = c_.micro_batches,
                                    .tp = tp,
                                    .first = r == 0,
-                                   .last = r == p - 1});
+                                   .last = r == p - 1,
+                                   .recompute_blocks = c_.checkpoint_activations});
 }
 
 std::string TrainPipeline::measured_report(const std::string& svg) {

@@ -23,6 +23,7 @@ struct PipelineSettings {
   int64_t micro_batches = 1;      // per optimizer step
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
   int64_t virtual_stages = 1;     // model chunks per rank (interleaved)
+  bool checkpoint_activations = false;  // blocks recompute in backward: their tp collectives repeat
 };
 
 class TrainPipeline {

@@ -40,12 +40,14 @@ StepFormula pp_step_formula(const PpTrafficShape& s) {
 StepFormula tp_in_stage_step_formula(const TpInStageShape& s) {
   const int64_t t = s.tp, G = s.micro_steps, L = s.blocks;
   const int64_t n = s.B * s.T * s.C * 4, bt = s.B * s.T * 4, ar = 2 * (t - 1);
-  const int64_t per_micro = 4 * L + (s.first ? 1 : 0) + (s.last ? 1 : 0);
+  const int64_t per_micro = (s.recompute_blocks ? 6 : 4) * L + (s.first ? 1 : 0) + (s.last ? 1 : 0);
   StepFormula f;
   f.title = str_cat("tensor parallelism, tp ", t, " inside pipeline stage with ", L, " block(s)",
                     s.first ? ", the embedding" : "", s.last ? ", the head" : "", ", ", G,
                     " micro-step(s)");
-  f.rule = str_cat("per micro-step 2L fwd + 2L bwd", s.first ? " + 1 fwd (embedding)" : "",
+  f.rule = str_cat("per micro-step 2L fwd + 2L bwd",
+                   s.recompute_blocks ? " + 2L again (each block recomputed)" : "",
+                   s.first ? " + 1 fwd (embedding)" : "",
                    s.last ? " + 1 bwd (tied head) + 3 of B·T·4 (cross-entropy)" : "",
                    " all_reduce of n = B·T·C·4 = ", n,
                    ", 2(t-1)/t·n each; per step all_reduce of the norm's f64");

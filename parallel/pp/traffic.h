@@ -36,6 +36,7 @@ struct TpInStageShape {
   int64_t B = 0, T = 0, C = 0, blocks = 0, micro_steps = 1;
   int tp = 1;
   bool first = false, last = false;
+  bool recompute_blocks = false;  // --checkpoint-activations: 2L more in backward
 };
 StepFormula tp_in_stage_step_formula(const TpInStageShape& s);
 

@@ -70,6 +70,21 @@ BlockActivations block_activations(const ActivationShape& s) {
   return r;
 }
 
+BlockActivations checkpointed_block_activations(const ActivationShape& s) {
+  check_shape(s);
+  const int64_t sp_div = s.sequence_parallel ? s.tp : 1;
+  const int64_t input = s.seq * s.batch * s.hidden / sp_div;
+  BlockActivations r;
+  r.saved = {{"the block's input (the checkpoint's one saved tensor)", input}};
+  r.extras = {{"the block's output (the next layer's input)", input}};
+  r.rule = std::string(s.sequence_parallel ? "checkpointed, tp + sp: the block's input only, sbh/t"
+                                           : "checkpointed: the block's input only, sbh") +
+           " values (s = " + std::to_string(s.seq) + ", b = " + std::to_string(s.batch) +
+           ", h = " + std::to_string(s.hidden) +
+           (s.sequence_parallel ? ", t = " + std::to_string(s.tp) : "") + ")";
+  return r;
+}
+
 int64_t korthikanti_bytes(const ActivationShape& s) {
   check_shape(s);
   const int64_t t = s.tp, sbh = s.seq * s.batch * s.hidden;

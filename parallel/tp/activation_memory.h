@@ -60,6 +60,16 @@ struct BlockActivations {
 // or (under SP) the sequence.
 BlockActivations block_activations(const ActivationShape& s);
 
+// The same layer under full activation checkpointing (Chen et al. 2016;
+// Korthikanti et al. 2022 section 5 calls it "full recomputation",
+// nn/checkpointed_block.h): backward keeps only the block's input, sbh values
+// (/t under SP, where the block's input is this rank's T/t positions), and
+// runs the block's forward once more to rebuild the rest. Extras as above:
+// the block's output, which is the next layer's input (a checkpointed layer
+// saves no LayerNorm statistics or dropout masks: its forward ran without a
+// graph).
+BlockActivations checkpointed_block_activations(const ActivationShape& s);
+
 // The paper's per-layer bytes for 16-bit activations with dropout, per rank:
 //   no parallelism   sbh·(34 + 5as/h)
 //   tensor parallel  sbh·(10 + 24/t + 5as/(h·t))

@@ -44,6 +44,22 @@ int64_t measure_block_activation_bytes(Layer& layer, int64_t n_embd, int64_t B, 
   return kept + x.numel() * static_cast<int64_t>(dtype_size(x.dtype()));
 }
 
+LayerActivationBytes measure_layer_activations(Layer& layer, int64_t n_embd, int64_t B,
+                                               int64_t tokens) {
+  LayerActivationBytes r;
+  if (auto* ckpt = dynamic_cast<CheckpointedBlock*>(&layer)) {
+    r.checkpointed_in_run = true;
+    r.plain = measure_block_activation_bytes(*ckpt->inner(), n_embd, B, tokens);
+    r.checkpointed = measure_block_activation_bytes(layer, n_embd, B, tokens);
+    return r;
+  }
+  r.plain = measure_block_activation_bytes(layer, n_embd, B, tokens);
+  // Borrowed, not owned: the wrapper lives only for this one measurement.
+  CheckpointedBlock wrapped(std::shared_ptr<Layer>(&layer, [](Layer*) {}));
+  r.checkpointed = measure_block_activation_bytes(wrapped, n_embd, B, tokens);
+  return r;
+}
+
 namespace {
 
 std::string terms(const std::vector<ActivationTerm>& list) {
@@ -62,12 +78,15 @@ int64_t layer_bytes(const ActivationShape& s) {
 }  // namespace
 
 std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const TpParamSplit& held,
-                             int64_t one_sequence_activation_bytes, const ActivationShape& shape) {
+                             const LayerActivationBytes& one_sequence,
+                             const ActivationShape& shape) {
   // Every rank's measurements, in world rank order (exact as doubles below 2^53).
-  Tensor mine = from_vector(std::vector<double>{double(held.split), double(held.replicated),
-                                                double(one_sequence_activation_bytes)},
-                            {3}, DType::F64);
-  Tensor all = Tensor::empty({3 * world.size()}, DType::F64);
+  constexpr int kN = 4;
+  Tensor mine = from_vector(
+      std::vector<double>{double(held.split), double(held.replicated), double(one_sequence.plain),
+                          double(one_sequence.checkpointed)},
+      {kN}, DType::F64);
+  Tensor all = Tensor::empty({kN * world.size()}, DType::F64);
   world.all_gather(mine, all);
   const std::vector<double> v = all.to_vector();
 
@@ -81,13 +100,16 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
      << format_bytes(double(want.replicated)) << " = " << format_bytes(double(want.total()))
      << " of the model's " << format_bytes(double(serial.total())) << " ("
      << format_bytes(4.0 * double(want.total())) << " bytes fp32)\n";
-  bool params_ok = true, acts_ok = true;
+  bool params_ok = true, acts_ok = true, ckpt_ok = true;
   const BlockActivations count = block_activations(shape);
   const int64_t counted = 4 * (count.saved_values() + count.extra_values());
+  const BlockActivations ckpt = checkpointed_block_activations(shape);
+  const int64_t ckpt_counted = 4 * (ckpt.saved_values() + ckpt.extra_values());
   for (int r = 0; r < world.size(); ++r) {
-    const double* m = v.data() + 3 * r;
+    const double* m = v.data() + kN * r;
     params_ok &= m[0] == double(want.split) && m[1] == double(want.replicated);
     acts_ok &= m[2] * double(shape.batch) == double(counted);
+    ckpt_ok &= m[3] * double(shape.batch) == double(ckpt_counted);
   }
   os << "  measured (the tensors each rank holds, before ZeRO partitions them): ";
   if (params_ok)
@@ -96,8 +118,8 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
        << " rank(s): match\n";
   else
     for (int r = 0; r < world.size(); ++r)
-      os << "\n    rank " << r << ": split " << format_bytes(v[3 * r]) << " + replicated "
-         << format_bytes(v[3 * r + 1]) << (r + 1 == world.size() ? "  MISMATCH\n" : "");
+      os << "\n    rank " << r << ": split " << format_bytes(v[kN * r]) << " + replicated "
+         << format_bytes(v[kN * r + 1]) << (r + 1 == world.size() ? "  MISMATCH\n" : "");
 
   const char* mode = t == 1 ? "none" : shape.sequence_parallel ? "tp + sp" : "tp";
   os << "activations one layer keeps for backward, per rank (" << mode
@@ -111,7 +133,7 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
     os << format_bytes(double(counted)) << " bytes on every rank: match\n";
   else
     for (int r = 0; r < world.size(); ++r)
-      os << "\n    rank " << r << ": " << format_bytes(v[3 * r + 2] * double(shape.batch))
+      os << "\n    rank " << r << ": " << format_bytes(v[kN * r + 2] * double(shape.batch))
          << " bytes" << (r + 1 == world.size() ? "  MISMATCH\n" : "");
   // The same shape in the other modes, by the count (what tp and sp would save).
   ActivationShape none = shape, tp = shape, sp = shape;
@@ -124,6 +146,26 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
     if (shape.seq % t == 0) os << ", tp " << t << " + sp " << format_bytes(double(layer_bytes(sp)));
   }
   os << " bytes per layer\n";
+
+  // Activation checkpointing: the saving measured, and what it costs.
+  os << "with activation checkpointing (--checkpoint-activations, "
+     << (one_sequence.checkpointed_in_run ? "on in this run"
+                                          : "off in this run: what it would keep")
+     << "; nn/checkpointed_block.h):\n  formula " << ckpt.rule << " = "
+     << format_bytes(4.0 * double(ckpt.saved_values())) << " bytes"
+     << " + " << terms(ckpt.extras) << " = " << format_bytes(double(ckpt_counted)) << " bytes\n"
+     << "  measured (allocator counter, the block run through ms::checkpoint): ";
+  if (ckpt_ok)
+    os << format_bytes(double(ckpt_counted)) << " bytes on every rank: match; "
+       << format_bytes(double(counted)) << " -> " << format_bytes(double(ckpt_counted))
+       << " bytes per layer (" << format_bytes(double(counted - ckpt_counted)) << " saved, "
+       << (counted + ckpt_counted / 2) / ckpt_counted << "x less)\n";
+  else
+    for (int r = 0; r < world.size(); ++r)
+      os << "\n    rank " << r << ": " << format_bytes(v[kN * r + 3] * double(shape.batch))
+         << " bytes" << (r + 1 == world.size() ? "  MISMATCH\n" : "");
+  os << "  cost: one more forward of every block, in backward (a block's forward + backward is "
+        "~3 forwards of FLOPs; recomputed, ~4: +33% of the blocks' compute)\n";
   return os.str();
 }
 

@@ -41,16 +41,32 @@ TpParamSplit held_param_split(const GPT& model);
 // measurement.
 int64_t measure_block_activation_bytes(Layer& layer, int64_t n_embd, int64_t B, int64_t tokens);
 
+// Both measurements of one layer, by measure_block_activation_bytes's method:
+// without activation checkpointing and with it (the layer inside a
+// CheckpointedBlock, nn/checkpointed_block.h). Given a CheckpointedBlock it
+// measures the block inside for `plain`; given anything else it wraps it for
+// the measurement only. Collective over a TpBlock's tp group, like the forward.
+struct LayerActivationBytes {
+  int64_t plain = 0;                 // what backward keeps without checkpointing
+  int64_t checkpointed = 0;          // with: the block's input (+ its output, as above)
+  bool checkpointed_in_run = false;  // the layer given was a CheckpointedBlock
+};
+LayerActivationBytes measure_layer_activations(Layer& layer, int64_t n_embd, int64_t B,
+                                               int64_t tokens);
+
 // Collective over `world`: the lines printed under the memory table — the
 // parameters per tp rank (formula, then each rank's measured split) and one
 // layer's activations (measured beside the count for this run, and the count
-// for the other modes at the same shape). `one_sequence_activation_bytes` is
-// this rank's measure_block_activation_bytes at B = 1, compared ×
+// for the other modes at the same shape), then the same layer under activation
+// checkpointing (measured beside checkpointed_block_activations, the saving,
+// and its price: one more forward per block). `one_sequence` is this rank's
+// measure_layer_activations at B = 1, compared ×
 // shape.batch: every term of the count grows with the batch (the samples of
 // a batch never mix), and a probe at the run's whole batch would cost a
 // layer's activations before training starts — an out-of-memory there
 // instead of in the training step it belongs to. `shape` is this run's.
 std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const TpParamSplit& held,
-                             int64_t one_sequence_activation_bytes, const ActivationShape& shape);
+                             const LayerActivationBytes& one_sequence,
+                             const ActivationShape& shape);
 
 }  // namespace ms
