@@ -21,6 +21,7 @@
 #include "nn/generate.h"
 #include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
+#include "parallel/engine/checkpoint.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
 #include "parallel/tp/tp_gpt.h"
@@ -240,6 +241,24 @@ int train_command(int argc, char** argv, Communicator& world) {
                                                         beta2, 1e-8, weight_decay);
                        });
 
+  // ---- checkpoints (parallel/engine/checkpoint.h): --resume, --save-every ----
+  CheckpointTarget checkpoint{world, trained.gpt(), engine,
+                              {static_cast<int>(D), static_cast<int>(tp), static_cast<int>(pp),
+                               static_cast<int>(zero_stage), static_cast<int>(c.virtual_stages),
+                               c.sequence_parallel, mesh.dp_rank(), mesh.tp_rank(), mesh.pp_rank()},
+                              pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
+  CheckpointMeta checkpoint_meta;
+  for (const auto& [flag, value] : flags.values()) checkpoint_meta.config[flag] = value;
+  int64_t first_step = 0;
+  if (!c.resume.empty()) {
+    first_step = load_checkpoint(c.checkpoint_dir, c.resume, checkpoint).step;
+    if (first_step >= steps)
+      throw AgreedError(str_cat("--resume ", c.resume, ": the checkpoint is at step ", first_step,
+                                ", and --steps ", steps, " leaves nothing to train"));
+    if (lead) std::printf("resumed from '%s' at step %lld\n", c.resume.c_str(), static_cast<long long>(first_step));
+  }
+  // ----
+
   const GPTConfig& cfg = trained.gpt().config();
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
@@ -301,7 +320,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   double last_val = NAN;
   ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
     tp_traffic.begin_step();
@@ -352,7 +371,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     curve.push_back({step + 1, train_loss, val, lr});
     if (lead && ((step + 1) % log_every == 0 || last || !std::isnan(val))) {
       double elapsed = total_clock.seconds();
-      double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(steps - step - 1);
+      double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(steps - step - 1);
       std::printf(
           "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | "
           "%5.1f GFLOP/s (%.0f%% of gemm) | eta %s",
@@ -362,6 +381,11 @@ int train_command(int argc, char** argv, Communicator& world) {
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       std::printf("\n");
       std::fflush(stdout);
+    }
+    if (c.save_every > 0 && (step + 1) % c.save_every == 0) {  // checkpoints
+      checkpoint_meta.step = step + 1;
+      const std::string where = save_checkpoint(c.checkpoint_dir, "", checkpoint, checkpoint_meta);
+      if (lead) std::printf("saved checkpoint %s\n", where.c_str());
     }
     int64_t sample_every = flags.integer("sample-every");
     bool sample_now = sample_every > 0 && (step + 1) % sample_every == 0 && !last;
