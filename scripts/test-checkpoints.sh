@@ -9,7 +9,8 @@
 #     ZeRO-3 and in one process, following the straight run within the
 #     equivalence tolerance (scripts/test-train-equivalence.sh);
 #  3. `minispeed consolidate` of the 3D checkpoint equals its --save-weights
-#     file byte for byte, and sample / train --init-from read it;
+#     file byte for byte, sample / train --init-from read it, and PyTorch
+#     (tests/ref/consolidated_loss.py) reproduces our loss on it;
 #  4. bad input on 2 ranks: one clear error, exit 1, no hang.
 #   scripts/test-checkpoints.sh BUILD_DIR
 set -uo pipefail
@@ -103,6 +104,26 @@ if "$bin" sample --weights "$tmp/3d.safetensors" --tokens 20 >/dev/null 2>&1 &&
   ok "sample --weights and train --init-from read the consolidated file"
 else
   bad "sample / train --init-from could not read the consolidated file"
+fi
+
+# The PyTorch reference (tests/ref/consolidated_loss.py) loads the file and
+# computes the loss our first logged step reports. torch is optional (CI
+# installs only scripts/install-deps.sh's packages): skipped, visibly, without it.
+py=""
+for p in /usr/bin/python3 python3; do
+  if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then py=$p; break; fi
+done
+if [ -z "$py" ]; then
+  echo "skipped: PyTorch loading the consolidated file (no python3 with torch; scripts/install-deps.sh --dev installs python3-torch)"
+else
+  theirs=$("$py" tests/ref/consolidated_loss.py "$tmp/3d.safetensors" 4 32 | awk '{print $2}')
+  ours=$(run 1 --init-from "$tmp/3d.safetensors" --steps 1 --batch-size 4 --warmup 0 |
+         grep -oE 'loss [0-9.]+' | head -1 | awk '{print $2}')
+  if within 1.5e-4 "$theirs" "$ours"; then
+    ok "PyTorch (tests/ref/consolidated_loss.py) loads the consolidated file: loss $theirs, ours $ours"
+  else
+    bad "PyTorch's loss on the consolidated file ($theirs) differs from ours ($ours)"
+  fi
 fi
 
 # ---- 4. bad input on 2 ranks: one error line, exit 1 ----
