@@ -41,8 +41,8 @@ int consolidate_command(int argc, char** argv, Communicator& world) {
   const std::string in = argv[2], out = argv[3];
   std::error_code ec;
   // A tag folder holds rank files; a checkpoint directory holds 'latest'.
-  const bool is_tag = fs::exists(fs::path(in) / "rank_00000.json", ec) ||
-                      fs::exists(fs::path(in) / "COMPLETE", ec);
+  const bool is_tag =
+      fs::exists(fs::path(in) / "rank_00000.json", ec) || fs::exists(fs::path(in) / "COMPLETE", ec);
   const std::string tag_dir = is_tag ? in : resolve_checkpoint(in, "latest");
   check_save_path(out);
   const FullState st = read_full_state(tag_dir);

@@ -242,7 +242,9 @@ int train_command(int argc, char** argv, Communicator& world) {
                        });
 
   // ---- checkpoints (parallel/engine/checkpoint.h): --resume, --save-every ----
-  CheckpointTarget checkpoint{world, trained.gpt(), engine,
+  CheckpointTarget checkpoint{world,
+                              trained.gpt(),
+                              engine,
                               {static_cast<int>(D), static_cast<int>(tp), static_cast<int>(pp),
                                static_cast<int>(zero_stage), static_cast<int>(c.virtual_stages),
                                c.sequence_parallel, mesh.dp_rank(), mesh.tp_rank(), mesh.pp_rank()},
@@ -255,7 +257,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (first_step >= steps)
       throw AgreedError(str_cat("--resume ", c.resume, ": the checkpoint is at step ", first_step,
                                 ", and --steps ", steps, " leaves nothing to train"));
-    if (lead) std::printf("resumed from '%s' at step %lld\n", c.resume.c_str(), static_cast<long long>(first_step));
+    if (lead)
+      std::printf("resumed from '%s' at step %lld\n", c.resume.c_str(),
+                  static_cast<long long>(first_step));
   }
   // ----
 
@@ -371,7 +375,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     curve.push_back({step + 1, train_loss, val, lr});
     if (lead && ((step + 1) % log_every == 0 || last || !std::isnan(val))) {
       double elapsed = total_clock.seconds();
-      double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(steps - step - 1);
+      double eta = elapsed / static_cast<double>(step + 1 - first_step) *
+                   static_cast<double>(steps - step - 1);
       std::printf(
           "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | "
           "%5.1f GFLOP/s (%.0f%% of gemm) | eta %s",

@@ -2,8 +2,8 @@
 // v) lives in explicit tensors, one per parameter, so ZeRO can hand an
 // optimizer just its shard of a flat buffer and the state shrinks with it.
 #pragma once
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"

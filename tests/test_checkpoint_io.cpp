@@ -27,7 +27,8 @@ std::string saved_checkpoint(const TempDir& t) {
   const auto r = ms::test::run_minispeed(
       "train --data data/tinyshakespeare.txt --n-layer 1 --n-head 2 --n-embd 16 --seq-len 16 "
       "--batch-size 2 --steps 2 --save-every 2 --eval-every 0 --sample-tokens 0 "
-      "--checkpoint-dir " + dir);
+      "--checkpoint-dir " +
+      dir);
   INFO(r.output);
   REQUIRE(r.code == 0);
   return dir;
@@ -118,8 +119,9 @@ TEST_CASE("checkpoint: damaged or hostile folders are refused with their reason"
     j["pieces"][0]["end"] = 1 << 30;
     spit(json, j.dump());
     const std::string name = j["pieces"][0]["name"];
-    CHECK_THAT(error_of([&] { read_full_state(tag); }),
-               Catch::Contains("piece '" + name + "' claims elements [0, 1073741824) of a shard of"));
+    CHECK_THAT(
+        error_of([&] { read_full_state(tag); }),
+        Catch::Contains("piece '" + name + "' claims elements [0, 1073741824) of a shard of"));
   }
   SECTION("a record giving elements twice") {
     nlohmann::json j = nlohmann::json::parse(slurp(json));
@@ -136,9 +138,9 @@ TEST_CASE("checkpoint: damaged or hostile folders are refused with their reason"
     SafetensorsFile f = load_safetensors(shard);
     for (const char* k : {"param/", "exp_avg/", "exp_avg_sq/"}) f.tensors.erase(k + name);
     save_safetensors(shard, f.tensors, f.metadata);
-    CHECK(error_of([&] { read_full_state(tag); }) ==
-          "checkpoint: '" + tag + "': no rank file holds element 0 of '" + name +
-              "': the checkpoint is damaged");
+    CHECK(error_of([&] { read_full_state(tag); }) == "checkpoint: '" + tag +
+                                                         "': no rank file holds element 0 of '" +
+                                                         name + "': the checkpoint is damaged");
   }
   SECTION("a piece of another model shape") {
     nlohmann::json j = nlohmann::json::parse(slurp(json));

@@ -129,10 +129,11 @@ bool same_sizes(const CheckpointLayout& a, const CheckpointLayout& b) {
 void check_compatible(const FullState& st, CheckpointTarget& t) {
   const GPTConfig& a = st.saved.model;
   const GPTConfig& b = t.model.config();
-  MS_CHECK(a.vocab_size == b.vocab_size && a.block_size == b.block_size &&
-               a.n_layer == b.n_layer && a.n_head == b.n_head && a.n_embd == b.n_embd,
+  MS_CHECK(a.vocab_size == b.vocab_size && a.block_size == b.block_size && a.n_layer == b.n_layer &&
+               a.n_head == b.n_head && a.n_embd == b.n_embd,
            "checkpoint '", st.tag_dir, "' holds a model ", a.describe(), ", but this run builds ",
-           b.describe(), ": resume with the checkpoint's shape (--n-layer, --n-head, --n-embd, "
+           b.describe(),
+           ": resume with the checkpoint's shape (--n-layer, --n-head, --n-embd, "
            "--seq-len)");
   Optimizer& opt = t.optimizer.optimizer();
   std::vector<std::string> live;
@@ -203,7 +204,8 @@ void restore_rng(const FullState& st, CheckpointTarget& t) {
 }  // namespace
 
 std::string CheckpointLayout::describe() const {
-  return str_cat("dp ", dp, " × tp ", tp, " × pp ", pp, virtual_stages > 1 ? str_cat(" (", virtual_stages, " virtual stages)") : "",
+  return str_cat("dp ", dp, " × tp ", tp, " × pp ", pp,
+                 virtual_stages > 1 ? str_cat(" (", virtual_stages, " virtual stages)") : "",
                  ", ZeRO stage ", zero_stage, sequence_parallel ? ", sequence parallel" : "");
 }
 
@@ -220,8 +222,8 @@ std::string resolve_checkpoint(const std::string& dir, const std::string& tag) {
       std::sort(tags.begin(), tags.end());
       std::string have;
       for (const std::string& x : tags) have += (have.empty() ? "" : ", ") + x;
-      throw Error(str_cat("checkpoint: no tag '", tag, "' in '", dir, "' (tags there: ",
-                          have.empty() ? "none" : have, ")"));
+      throw Error(str_cat("checkpoint: no tag '", tag, "' in '", dir,
+                          "' (tags there: ", have.empty() ? "none" : have, ")"));
     }
     return p.string();
   }
@@ -241,19 +243,22 @@ std::string resolve_checkpoint(const std::string& dir, const std::string& tag) {
   return p.string();
 }
 
-std::string save_checkpoint(const std::string& dir, const std::string& tag_in,
-                            CheckpointTarget& t, const CheckpointMeta& meta) {
+std::string save_checkpoint(const std::string& dir, const std::string& tag_in, CheckpointTarget& t,
+                            const CheckpointMeta& meta) {
   const std::string tag = tag_in.empty() ? str_cat("global_step", meta.step) : tag_in;
   const std::string tag_dir = (fs::path(dir) / tag).string();
   const bool lead = t.world.rank() == 0;
   // 1. The folder, with any earlier COMPLETE of this tag gone before a byte
-  //    of the new save lands in it.
+  //    of the new save lands in it, and an earlier save's rank files too (a
+  //    save by more ranks would leave files no record accounts for).
   on_all_ranks(t.world, [&] {
     check_tag(tag);
     if (!lead) return;
     check_save_path(rank_file_stem(tag_dir, 0) + ".json");
     fs::create_directories(tag_dir);
     fs::remove(fs::path(tag_dir) / "COMPLETE");
+    for (const auto& e : fs::directory_iterator(tag_dir))
+      if (e.path().filename().string().rfind("rank_", 0) == 0) fs::remove(e.path());
   });
   // 2. Every rank its pair of files, each written atomically.
   on_all_ranks(t.world, [&] {

@@ -65,16 +65,16 @@ struct CheckpointTarget {
 // What resumes with the weights.
 struct CheckpointMeta {
   int64_t step = 0;  // optimizer steps done: the data position and the LR schedule follow
-  std::optional<LossScalerState> loss_scale;     // fp16 runs
-  std::map<std::string, std::string> config;     // the run's settings, for the record
+  std::optional<LossScalerState> loss_scale;  // fp16 runs
+  std::map<std::string, std::string> config;  // the run's settings, for the record
 };
 
 // Collective over target.world; every rank must call it. Writes DIR/TAG
 // (default tag: DeepSpeed's "global_step<N>"), then COMPLETE and DIR/latest.
 // Any rank's failure is the same ms::Error on every rank, and leaves no
 // COMPLETE. Returns the tag directory.
-std::string save_checkpoint(const std::string& dir, const std::string& tag, CheckpointTarget& target,
-                            const CheckpointMeta& meta);
+std::string save_checkpoint(const std::string& dir, const std::string& tag,
+                            CheckpointTarget& target, const CheckpointMeta& meta);
 
 // Collective over target.world. `tag` "latest" reads DIR/latest. Loads the
 // checkpoint into the model and the optimizer whatever layout saved it (the

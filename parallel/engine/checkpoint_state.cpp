@@ -65,8 +65,8 @@ std::string rank_file_stem(const std::string& tag_dir, int rank) {
 std::string record_to_json(const RankRecord& r) {
   json pieces = json::array();
   for (const RankRecord::Piece& p : r.pieces)
-    pieces.push_back({{"name", p.name}, {"local_shape", p.local_shape}, {"begin", p.begin},
-                      {"end", p.end}});
+    pieces.push_back(
+        {{"name", p.name}, {"local_shape", p.local_shape}, {"begin", p.begin}, {"end", p.end}});
   const CheckpointLayout& l = r.layout;
   json j = {
       {"format", kFormat},
@@ -78,12 +78,21 @@ std::string record_to_json(const RankRecord& r) {
       // pure function of (s, micro-step, dp rank), so the step IS the position.
       {"data_position", {{"next_step", r.step}}},
       {"layout",
-       {{"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"zero_stage", l.zero_stage},
-        {"virtual_stages", l.virtual_stages}, {"sequence_parallel", l.sequence_parallel},
-        {"dp_rank", l.dp_rank}, {"tp_rank", l.tp_rank}, {"pp_rank", l.pp_rank}}},
+       {{"dp", l.dp},
+        {"tp", l.tp},
+        {"pp", l.pp},
+        {"zero_stage", l.zero_stage},
+        {"virtual_stages", l.virtual_stages},
+        {"sequence_parallel", l.sequence_parallel},
+        {"dp_rank", l.dp_rank},
+        {"tp_rank", l.tp_rank},
+        {"pp_rank", l.pp_rank}}},
       {"model",
-       {{"vocab_size", r.model.vocab_size}, {"block_size", r.model.block_size},
-        {"n_layer", r.model.n_layer}, {"n_head", r.model.n_head}, {"n_embd", r.model.n_embd},
+       {{"vocab_size", r.model.vocab_size},
+        {"block_size", r.model.block_size},
+        {"n_layer", r.model.n_layer},
+        {"n_head", r.model.n_head},
+        {"n_embd", r.model.n_embd},
         {"dropout", r.model.dropout}}},
       {"optimizer",
        {{"name", r.optimizer}, {"steps", r.optimizer_steps}, {"state", r.state_names}}},
@@ -113,10 +122,15 @@ RankRecord record_from_json(const std::string& text, const std::string& file) {
     r.step = j.at("step").get<int64_t>();
     MS_CHECK(r.step >= 0, "step ", r.step, " is negative");
     const json& l = j.at("layout");
-    r.layout = {l.at("dp").get<int>(), l.at("tp").get<int>(), l.at("pp").get<int>(),
-                l.at("zero_stage").get<int>(), l.at("virtual_stages").get<int>(),
-                l.at("sequence_parallel").get<bool>(), l.at("dp_rank").get<int>(),
-                l.at("tp_rank").get<int>(), l.at("pp_rank").get<int>()};
+    r.layout = {l.at("dp").get<int>(),
+                l.at("tp").get<int>(),
+                l.at("pp").get<int>(),
+                l.at("zero_stage").get<int>(),
+                l.at("virtual_stages").get<int>(),
+                l.at("sequence_parallel").get<bool>(),
+                l.at("dp_rank").get<int>(),
+                l.at("tp_rank").get<int>(),
+                l.at("pp_rank").get<int>()};
     const CheckpointLayout& L = r.layout;
     MS_CHECK(L.dp >= 1 && L.tp >= 1 && L.pp >= 1 && int64_t{L.dp} * L.tp * L.pp == r.world_size,
              "layout dp ", L.dp, " × tp ", L.tp, " × pp ", L.pp, " is not world_size ",
@@ -233,13 +247,12 @@ FullState read_full_state(const std::string& tag_dir) {
                ")");
       const TpSplit split = tp_split_of(p.name);
       const Shape want = local_shape_of(serial[p.name], split, tp);
-      MS_CHECK(p.local_shape == want, where, " has shard shape ", shape_str(p.local_shape),
-               "; tp ", tp, " cuts the model's ", shape_str(serial[p.name]), " into ",
-               shape_str(want));
+      MS_CHECK(p.local_shape == want, where, " has shard shape ", shape_str(p.local_shape), "; tp ",
+               tp, " cuts the model's ", shape_str(serial[p.name]), " into ", shape_str(want));
       Local& l = it->second[split == TpSplit::Replicated ? 0 : rec.layout.tp_rank];
       const int64_t n = shape_numel(want);
-      MS_CHECK(p.begin >= 0 && p.begin <= p.end && p.end <= n, where, " claims elements [",
-               p.begin, ", ", p.end, ") of a shard of ", n);
+      MS_CHECK(p.begin >= 0 && p.begin <= p.end && p.end <= n, where, " claims elements [", p.begin,
+               ", ", p.end, ") of a shard of ", n);
       for (int64_t e = p.begin; e < p.end; ++e) {
         MS_CHECK(!l.given[e], where, " gives element ", e, " again (rank ", l.from_rank,
                  " gave it already)");
@@ -271,13 +284,15 @@ FullState read_full_state(const std::string& tag_dir) {
       const auto& g = ls[slot].given;
       const auto miss = std::find(g.begin(), g.end(), 0);
       MS_CHECK(miss == g.end(), "checkpoint: '", tag_dir, "': no rank file holds element ",
-               miss - g.begin(), " of '", name, "'", ls.size() > 1 ? str_cat(" (tp shard ", slot, ")") : "",
+               miss - g.begin(), " of '", name, "'",
+               ls.size() > 1 ? str_cat(" (tp shard ", slot, ")") : "",
                ": the checkpoint is damaged");
     }
     for (const std::string& k : kinds) {
       std::vector<Tensor> shards;
       for (Local& l : ls) shards.push_back(l.kind[k]);
-      st.tensors[name][k] = shards.size() == 1 ? shards[0] : unshard_param(shards, tp_split_of(name));
+      st.tensors[name][k] =
+          shards.size() == 1 ? shards[0] : unshard_param(shards, tp_split_of(name));
     }
   }
   return st;

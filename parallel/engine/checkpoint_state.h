@@ -23,10 +23,10 @@ struct RankRecord {
   int64_t step = 0;
   CheckpointLayout layout;
   GPTConfig model;
-  std::string optimizer;                  // "adamw" | "sgd"
-  int64_t optimizer_steps = 0;            // Optimizer::state_steps()
-  std::vector<std::string> state_names;   // "exp_avg", "exp_avg_sq" | "momentum_buffer" | none
-  std::vector<uint64_t> rng;              // this rank's dropout generators, in module order
+  std::string optimizer;                 // "adamw" | "sgd"
+  int64_t optimizer_steps = 0;           // Optimizer::state_steps()
+  std::vector<std::string> state_names;  // "exp_avg", "exp_avg_sq" | "momentum_buffer" | none
+  std::vector<uint64_t> rng;             // this rank's dropout generators, in module order
   std::optional<LossScalerState> loss_scale;
   std::map<std::string, std::string> config;
   // The pieces in the rank's safetensors file: for each, "<kind>/<name>" holds

@@ -66,10 +66,12 @@ struct Live {
     opt = std::make_unique<ZeroOptimizer>(gpt(), mesh.dp(), o, [](std::vector<Tensor> ps) {
       return std::make_unique<AdamW>(std::move(ps), 1e-2, 0.9, 0.95, 1e-8, 0.1);
     });
-    target.reset(new CheckpointTarget{world, gpt(), *opt,
-                                      {l.dp, l.tp, l.pp, l.stage, 1, false, mesh.dp_rank(),
-                                       mesh.tp_rank(), mesh.pp_rank()},
-                                      tied});
+    target.reset(new CheckpointTarget{
+        world,
+        gpt(),
+        *opt,
+        {l.dp, l.tp, l.pp, l.stage, 1, false, mesh.dp_rank(), mesh.tp_rank(), mesh.pp_rank()},
+        tied});
   }
 
   // One step (no pipeline: only layouts without pp train here).
@@ -139,7 +141,8 @@ TEST_CASE("checkpoint: saved at one layout, loaded at every other, the state is 
       });
       bool same = false;
       if (err == "(no error)")
-        same = same_state(read_full_state(dir + "/" + src_tag), read_full_state(dir + "/" + dst_tag));
+        same =
+            same_state(read_full_state(dir + "/" + src_tag), read_full_state(dir + "/" + dst_tag));
       INFO(from.name() << " -> " << to.name() << ": " << err);
       CHECK(same);
       if (to.pp == 1 && err == "(no error)") {  // training continues
@@ -160,8 +163,7 @@ TEST_CASE("checkpoint: a missing rank file is the same error on every rank",
   world.barrier();
   if (world.rank() == 0) fs::remove(dir + "/t/rank_00001.json");
   world.barrier();
-  const std::string err =
-      ms::test::error_of([&] { load_checkpoint(dir, "latest", *run.target); });
+  const std::string err = ms::test::error_of([&] { load_checkpoint(dir, "latest", *run.target); });
   INFO(err);
   CHECK(ms::test::has(err, "checkpoint: rank file '" + dir + "/t/rank_00001.json' is missing"));
   CHECK(ms::test::has(err, str_cat("(on rank 0 and ", world.size() - 1, " other rank(s))")));
