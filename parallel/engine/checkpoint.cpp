@@ -58,6 +58,8 @@ void on_all_ranks(Communicator& world, F&& f) {
     f();
   } catch (const Error& e) {
     error = e.what();
+  } catch (const std::exception& e) {  // std::filesystem_error, std::bad_alloc: same rule
+    error = str_cat("checkpoint: ", e.what());
   }
   agree(world, error);
 }

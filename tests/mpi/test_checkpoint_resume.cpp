@@ -168,3 +168,26 @@ TEST_CASE("checkpoint: a missing rank file is the same error on every rank",
   CHECK(ms::test::has(err, "checkpoint: rank file '" + dir + "/t/rank_00001.json' is missing"));
   CHECK(ms::test::has(err, str_cat("(on rank 0 and ", world.size() - 1, " other rank(s))")));
 }
+
+TEST_CASE("checkpoint: a save that fails on one rank fails on all and is never complete",
+          "[checkpoint-resume]") {
+  Communicator world = Communicator::world();
+  const std::string dir = shared_dir(world);
+  Live run(world, Layout{world.size(), 1, 1, 1}, 7);
+  CheckpointMeta meta;
+  meta.step = 1;
+  save_checkpoint(dir, "good", *run.target, meta);
+  world.barrier();
+  // A leftover rank file rank 0 cannot remove (a non-empty folder): its
+  // std::filesystem error must reach every rank, not leave them waiting.
+  if (world.rank() == 0) fs::create_directories(dir + "/bad/rank_00001.safetensors/x");
+  world.barrier();
+  meta.step = 2;
+  const std::string err =
+      ms::test::error_of([&] { save_checkpoint(dir, "bad", *run.target, meta); });
+  INFO(err);
+  CHECK(ms::test::has(err, "checkpoint: filesystem error"));
+  CHECK(ms::test::has(err, "(on rank 0)"));
+  CHECK(!fs::exists(dir + "/bad/COMPLETE"));
+  CHECK(resolve_checkpoint(dir, "latest") == dir + "/good");
+}
