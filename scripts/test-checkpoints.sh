@@ -145,6 +145,11 @@ rm "$d/b/global_step10/rank_00001.safetensors"
 expect_error "a missing rank file" \
   "error: checkpoint: rank file '$d/b/global_step10/rank_00001.safetensors' is missing" \
   --zero-stage 1 --batch-size 4 --steps 20 --checkpoint-dir "$d/b" --resume global_step10
+d2=$tmp/zero2
+head -c 1000 "$d2/b/global_step10/rank_00000.safetensors" >"$tmp/cut" && mv "$tmp/cut" "$d2/b/global_step10/rank_00000.safetensors"
+expect_error "a truncated shard" \
+  "error: load_safetensors: '$d2/b/global_step10/rank_00000.safetensors'" \
+  --zero-stage 2 --batch-size 4 --steps 20 --checkpoint-dir "$d2/b" --resume global_step10
 rm "$d/a/global_step20/COMPLETE"
 expect_error "an interrupted save (no COMPLETE) named by latest" \
   "error: checkpoint: '$d/a/global_step20' is incomplete: it has no COMPLETE marker" \
