@@ -11,5 +11,7 @@ int sample_command(int argc, char** argv, Communicator& world);
 int estimate_memory_command(int argc, char** argv, Communicator& world);
 // One process only (more ranks: an error); pipeline schedules simulated.
 int schedule_command(int argc, char** argv, Communicator& world);
+// One process: a checkpoint of any layout -> one Hugging Face GPT-2 file.
+int consolidate_command(int argc, char** argv, Communicator& world);
 
 }  // namespace ms

@@ -18,6 +18,7 @@ const char* kUsage =
     "  sample           generate text from trained weights\n"
     "  estimate-memory  per-rank memory of each ZeRO stage for a model size (no training)\n"
     "  schedule         a pipeline schedule (gpipe, 1f1b, interleaved) simulated: bubble, memory, SVG\n"
+    "  consolidate      a checkpoint of any layout -> one Hugging Face GPT-2 .safetensors\n"
     "  help             this message\n"
     "\n"
     "`minispeed <command> --help` lists a command's flags and defaults.\n";
@@ -46,7 +47,8 @@ int main(int argc, char** argv) {
     if (command == "sample") return ms::sample_command(argc, argv, world);
     if (command == "estimate-memory") return ms::estimate_memory_command(argc, argv, world);
     if (command == "schedule") return ms::schedule_command(argc, argv, world);
+    if (command == "consolidate") return ms::consolidate_command(argc, argv, world);
     throw ms::Error("minispeed: unknown command '" + command +
-                    "' (valid: train, sample, estimate-memory, schedule, help)");
+                    "' (valid: train, sample, estimate-memory, schedule, consolidate, help)");
   });
 }

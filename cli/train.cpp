@@ -174,6 +174,20 @@ int train_command(int argc, char** argv, Communicator& world) {
   TrainPipeline* pipeline = engine.pipeline();
   Mesh& mesh = engine.mesh();
 
+  // --resume (parallel/engine/checkpoint.h): any saved layout loads into this one.
+  std::map<std::string, std::string> run_flags;  // kept in each checkpoint, for the record
+  for (const auto& [flag, value] : flags.values()) run_flags[flag] = value;
+  int64_t first_step = 0;
+  if (!c.resume.empty()) {
+    first_step = engine.load_checkpoint(c.checkpoint_dir, c.resume).step;
+    if (first_step >= steps)
+      throw AgreedError(str_cat("--resume ", c.resume, ": the checkpoint is at step ", first_step,
+                                ", and --steps ", steps, " leaves nothing to train"));
+    if (lead)
+      std::printf("resumed from '%s' at step %lld\n", c.resume.c_str(),
+                  static_cast<long long>(first_step));
+  }
+
   const GPTConfig& cfg = engine.gpt().config();
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
@@ -235,7 +249,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   double last_val = NAN;
   ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
     tp_traffic.begin_step();
@@ -283,7 +297,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     curve.push_back({step + 1, train_loss, val, lr});
     if (lead && ((step + 1) % log_every == 0 || last || !std::isnan(val))) {
       double elapsed = total_clock.seconds();
-      double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(steps - step - 1);
+      double eta = elapsed / static_cast<double>(step + 1 - first_step) *
+                   static_cast<double>(steps - step - 1);
       std::printf(
           "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | "
           "%5.1f GFLOP/s (%.0f%% of gemm) | eta %s",
@@ -293,6 +308,10 @@ int train_command(int argc, char** argv, Communicator& world) {
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       std::printf("\n");
       std::fflush(stdout);
+    }
+    if (c.save_every > 0 && (step + 1) % c.save_every == 0) {  // checkpoints
+      const std::string where = engine.save_checkpoint(c.checkpoint_dir, "", run_flags);
+      if (lead) std::printf("saved checkpoint %s\n", where.c_str());
     }
     int64_t sample_every = flags.integer("sample-every");
     bool sample_now = sample_every > 0 && (step + 1) % sample_every == 0 && !last;

@@ -53,6 +53,10 @@ Flags train_flags() {
         "start from these weights (.safetensors); the model shape comes from the file");
   f.add("save-weights", "",
         "write the final weights here (.safetensors); the loss curve goes beside it");
+  // Checkpoints (parallel/engine/checkpoint.h).
+  f.add("save-every", "0", "save a checkpoint every N steps into --checkpoint-dir (0 = never)");
+  f.add("checkpoint-dir", "", "the folder of checkpoints (one sub-folder per tag, and 'latest')");
+  f.add("resume", "", "latest | TAG: resume from this checkpoint of --checkpoint-dir");
   f.add("eval-every", "100", "evaluate validation loss every N steps and at the end (0 = never)");
   f.add("eval-batches", "8", "validation batches (of the global batch) per evaluation");
   f.add("sample-every", "0",
@@ -114,6 +118,14 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.B = check.integer("batch-size", 1, kMax, "positive");
   c.T = check.integer("seq-len", 1, kMax, "positive");
   c.steps = check.integer("steps", 0, kMax, ">= 0");
+  // Checkpoints.
+  c.save_every = check.integer("save-every", 0, kMax, ">= 0");
+  c.checkpoint_dir = flags.str("checkpoint-dir");
+  c.resume = flags.str("resume");
+  MS_CHECK(c.resume.empty() || !c.checkpoint_dir.empty(), "--resume ", c.resume,
+           " needs --checkpoint-dir DIR (the folder holding the checkpoints and 'latest')");
+  MS_CHECK(c.save_every == 0 || !c.checkpoint_dir.empty(), "--save-every ", c.save_every,
+           " needs --checkpoint-dir DIR (where to write the checkpoints)");
   c.accum = check.integer("grad-accum", 1, kMax, "positive");
   c.zero_stage = check.integer("zero-stage", 0, 3, "0, 1, 2 or 3");
   c.tp = check.integer("tp", 1, kMax, "positive");

@@ -29,6 +29,10 @@ struct TrainConfig {
   double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
   double grad_clip = 0, dropout = 0;
   int64_t tokens_per_step = 0;  // B·T·accum·dp
+
+  // Checkpoints (parallel/engine/checkpoint.h).
+  int64_t save_every = 0;              // --save-every
+  std::string checkpoint_dir, resume;  // --checkpoint-dir, --resume: latest | TAG
 };
 
 // Reads and checks every flag for a job of `ranks` ranks; throws ms::Error

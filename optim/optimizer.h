@@ -3,6 +3,7 @@
 // optimizer just its shard of a flat buffer and the state shrinks with it.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -22,6 +23,13 @@ class Optimizer {
   // Bytes of optimizer state held (for the ZeRO memory table).
   virtual size_t state_bytes() const = 0;
   virtual std::string name() const = 0;
+  // For checkpoints (parallel/engine/checkpoint.h): the state tensors under
+  // torch's state_dict names, each list indexed like params(), and the step
+  // count the update depends on (AdamW's bias correction t; SGD: 1 once its
+  // momentum buffers hold a value, since torch's first step sets buf = g).
+  virtual std::vector<std::pair<std::string, std::vector<Tensor>>> state_tensors() { return {}; }
+  virtual int64_t state_steps() const { return 0; }
+  virtual void set_state_steps(int64_t) {}
 
  protected:
   std::vector<Tensor> params_;
@@ -36,6 +44,12 @@ class SGD : public Optimizer {
   void step() override;
   size_t state_bytes() const override;
   std::string name() const override { return "sgd"; }
+  std::vector<std::pair<std::string, std::vector<Tensor>>> state_tensors() override {
+    if (momentum_ == 0) return {};
+    return {{"momentum_buffer", momentum_buf_}};
+  }
+  int64_t state_steps() const override { return momentum_started_ ? 1 : 0; }
+  void set_state_steps(int64_t n) override { momentum_started_ = n > 0; }
 
  private:
   double momentum_, weight_decay_;
@@ -53,6 +67,11 @@ class AdamW : public Optimizer {
   size_t state_bytes() const override;
   std::string name() const override { return "adamw"; }
   int64_t steps_taken() const { return t_; }
+  std::vector<std::pair<std::string, std::vector<Tensor>>> state_tensors() override {
+    return {{"exp_avg", m_}, {"exp_avg_sq", v_}};
+  }
+  int64_t state_steps() const override { return t_; }
+  void set_state_steps(int64_t n) override { t_ = n; }
 
  private:
   double beta1_, beta2_, eps_, weight_decay_;

@@ -31,6 +31,7 @@ struct Engine::State {
   GPT& gpt() { return tp ? tp->gpt() : *serial; }
   int64_t gas() const { return config.gradient_accumulation_steps; }
   bool boundary() const { return (micro_steps + 1) % gas() == 0; }
+  CheckpointTarget checkpoint_target();
 
   // The optimizer update at the accumulation boundary (DeepSpeed's
   // _take_model_step): clip, update at the scheduler's lr, step the scheduler.
@@ -308,14 +309,38 @@ void Engine::set_global_steps(int64_t steps) {
   s_->micro_steps = steps * s_->gas();
 }
 
-void Engine::save_checkpoint(const std::string& dir, const std::string& tag) {
-  throw Error(str_cat("engine.save_checkpoint('", dir, "', '", tag,
-                      "'): checkpoints are not built yet in minispeed's engine"));
+CheckpointTarget Engine::State::checkpoint_target() {
+  const DsConfig& c = config;
+  return CheckpointTarget{
+      mesh.world(), gpt(), *zero,
+      CheckpointLayout{static_cast<int>(c.dp_world_size), static_cast<int>(c.tensor_parallel.size),
+                       static_cast<int>(c.pipeline.stages),
+                       static_cast<int>(c.zero_optimization.stage),
+                       static_cast<int>(c.pipeline.virtual_stages),
+                       c.tensor_parallel.sequence_parallel, mesh.dp_rank(), mesh.tp_rank(),
+                       mesh.pp_rank()},
+      pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
 }
 
-void Engine::load_checkpoint(const std::string& dir, const std::string& tag) {
-  throw Error(str_cat("engine.load_checkpoint('", dir, "', '", tag,
-                      "'): checkpoints are not built yet in minispeed's engine"));
+std::string Engine::save_checkpoint(const std::string& dir, const std::string& tag,
+                                    const std::map<std::string, std::string>& client_state) {
+  MS_CHECK(s_->micro_steps % s_->gas() == 0,
+           "engine.save_checkpoint: call it at an accumulation boundary (after the step() that "
+           "updated); ", s_->micro_steps % s_->gas(), " of ", s_->gas(),
+           " micro-batches of this step have run");
+  CheckpointTarget target = s_->checkpoint_target();
+  CheckpointMeta meta;
+  meta.step = s_->global_steps;
+  meta.config = client_state;
+  return ms::save_checkpoint(dir, tag, target, meta);
+}
+
+CheckpointMeta Engine::load_checkpoint(const std::string& dir, const std::string& tag) {
+  CheckpointTarget target = s_->checkpoint_target();
+  CheckpointMeta meta = ms::load_checkpoint(dir, tag, target);
+  set_global_steps(meta.step);
+  s_->scheduler->set_last_batch_iteration(meta.step - 1);
+  return meta;
 }
 
 }  // namespace ms

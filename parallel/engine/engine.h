@@ -21,12 +21,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/engine/checkpoint.h"
 #include "parallel/engine/config.h"
 #include "parallel/mesh.h"
 #include "parallel/zero/zero_optimizer.h"
@@ -129,9 +131,16 @@ class Engine {
   // its own (LRScheduler::set_last_batch_iteration).
   void set_global_steps(int64_t steps);
 
-  // DeepSpeed's checkpoint API; not built yet (throws ms::Error).
-  void save_checkpoint(const std::string& dir, const std::string& tag);
-  void load_checkpoint(const std::string& dir, const std::string& tag);
+  // DeepSpeed's checkpoint API (parallel/engine/checkpoint.h), collective
+  // over the world. save: every rank writes its shard to dir/tag (tag ""
+  // = DeepSpeed's "global_step<N>"), then dir/latest; `client_state` is kept
+  // in each rank's JSON for the record. Returns dir/tag. load: `tag` is a tag
+  // or "latest"; any saved (dp, tp, pp, ZeRO stage) layout loads into this
+  // one; the step counters, the LR schedule's position, the dropout streams
+  // and the loss scale continue where the save left them.
+  std::string save_checkpoint(const std::string& dir, const std::string& tag = "",
+                              const std::map<std::string, std::string>& client_state = {});
+  CheckpointMeta load_checkpoint(const std::string& dir, const std::string& tag = "latest");
 
   struct State;
   explicit Engine(std::shared_ptr<State> s) : s_(std::move(s)) {}

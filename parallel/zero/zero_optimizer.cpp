@@ -115,6 +115,36 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   return norm;
 }
 
+std::vector<ZeroOptimizer::Fragment> ZeroOptimizer::fragments() const {
+  // The stages index the parameters they were given: the owned ones under a
+  // pipeline (stages 0 and 1 only), all of them otherwise.
+  std::vector<int> model_index;
+  const int n = static_cast<int>(model_.parameters().size());
+  for (int i = 0; i < n; ++i)
+    if (!opts_.pp || opts_.pp->owned[i]) model_index.push_back(i);
+  std::vector<Fragment> out;
+  const auto* sharded = dynamic_cast<const ZeroShardedStage*>(stage_.get());
+  if (!sharded) {
+    const std::vector<Tensor>& ps = optimizer_->params();
+    for (size_t j = 0; j < ps.size(); ++j)
+      out.push_back({static_cast<int>(j), model_index[j], 0, 0, ps[j].numel(), ps[j].shape()});
+    return out;
+  }
+  const FlatParams& layout = sharded->layout();
+  const int64_t r = dp_.rank();
+  for (int g = 0; g < layout.num_groups(); ++g) {
+    const FlatGroup& group = layout.group(g);
+    const int64_t lo = r * group.slice_numel, hi = lo + group.slice_numel;
+    for (size_t k = 0; k < group.params.size(); ++k) {
+      const int j = group.params[k];
+      const int64_t begin = group.offsets[k], end = begin + shape_numel(layout.shape_of(j));
+      const int64_t a = std::max(begin, lo), b = std::min(end, hi);
+      if (a < b) out.push_back({g, model_index[j], a - begin, a - lo, b - a, layout.shape_of(j)});
+    }
+  }
+  return out;
+}
+
 void ZeroOptimizer::reduce_gradients() {
   MS_CHECK(!reduced_, "zero: reduce_gradients called twice before step()");
   stage_->reduce_gradients();

@@ -124,6 +124,20 @@ class ZeroOptimizer {
   // all-reduces over tp each step (0 without it).
   int64_t replicated_grad_numel() const;
 
+  // Where this rank's optimizer tensors hold each model parameter's elements,
+  // for checkpoints (parallel/engine/checkpoint.h): optimizer tensor `tensor`
+  // elements [tensor_begin, +numel) are parameter `param`'s (an index into
+  // model.parameters()) flattened elements [param_begin, +numel). Stage 0:
+  // every trained parameter whole; stages 1-3: the pieces of this rank's
+  // slices (flat_params.h), at most one per parameter; padding is in none.
+  struct Fragment {
+    int tensor = 0, param = 0;
+    int64_t param_begin = 0, tensor_begin = 0, numel = 0;
+    Shape shape;  // the parameter's (kept while stage 3 has released it)
+  };
+  std::vector<Fragment> fragments() const;
+  int dp_rank() const { return dp_.rank(); }
+
   int stage() const { return opts_.stage; }
   int64_t num_parameters() const { return num_params_; }  // Ψ (stage 3's released ones included)
   Optimizer& optimizer() { return *optimizer_; }

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Checkpoints end to end through the program (parallel/engine/checkpoint.h):
+#  1. bit-exact resume: 20 steps straight vs 10 + resume + 10 at the same
+#     layout give the same losses (loss.csv), byte-identical final weights
+#     (--save-weights) and byte-identical step-20 checkpoints (weights AND
+#     optimizer moments), for DDP (with dropout: the RNG streams resume),
+#     ZeRO 1, 2, 3, tp 2, pp 2 and 3D (dp 2 × tp 2 × pp 2) — llm.c's test;
+#  2. resume at another layout: a pp 2 and a 3D checkpoint continue at dp 2
+#     ZeRO-3 and in one process, following the straight run within the
+#     equivalence tolerance (scripts/test-train-equivalence.sh);
+#  3. `minispeed consolidate` of the 3D checkpoint equals its --save-weights
+#     file byte for byte, sample / train --init-from read it, and PyTorch
+#     (tests/ref/consolidated_loss.py) reproduces our loss on it;
+#  4. bad input on 2 ranks: one clear error, exit 1, no hang.
+#   scripts/test-checkpoints.sh BUILD_DIR
+set -uo pipefail
+bin=$1/minispeed
+data=data/tinyshakespeare.txt
+common="--data $data --n-layer 2 --n-head 2 --n-embd 32 --seq-len 32 --lr 3e-3 --eval-every 0
+        --log-every 1 --sample-tokens 0 --warmup 2 --schedule cosine"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAILED: $1"; fail=$((fail + 1)); }
+run() {  # run RANKS ARGS...
+  local ranks=$1
+  shift
+  if [ "$ranks" = 1 ]; then
+    OMP_NUM_THREADS=1 "$bin" train $common "$@"
+  else
+    OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" "$bin" train $common "$@"
+  fi
+}
+# within TOL A B: two non-empty columns of numbers, every pair within TOL.
+within() {
+  paste <(echo "$2") <(echo "$3") |
+    awk -v tol="$1" '{ d = $1 - $2; if (d < 0) d = -d; if (d > tol || NF != 2) bad = 1 } END { exit bad || NR == 0 }'
+}
+csv_losses() { tail -n +2 "$1" | awk -F, -v from="$2" '$1 > from { print $1, $2 }'; }
+
+# ---- 1. bit-exact resume at the same layout ----
+for layout in "ddp|2|--zero-stage 0 --dropout 0.1 --batch-size 4" \
+              "zero1|2|--zero-stage 1 --batch-size 4" \
+              "zero2|2|--zero-stage 2 --batch-size 4 --grad-accum 2" \
+              "zero3|2|--zero-stage 3 --batch-size 4" \
+              "tp2|2|--tp 2 --batch-size 8" \
+              "pp2|2|--pp 2 --grad-accum 2 --batch-size 4" \
+              "3d|8|--tp 2 --pp 2 --zero-stage 1 --grad-accum 2 --batch-size 2"; do
+  IFS='|' read -r name ranks flags <<<"$layout"
+  d=$tmp/$name
+  mkdir -p "$d/b"
+  run "$ranks" $flags --steps 20 --save-every 10 --checkpoint-dir "$d/a" \
+    --save-weights "$d/a.safetensors" >"$d/a.log" 2>&1 || { bad "$name: the straight run failed"; tail -3 "$d/a.log"; continue; }
+  cp -r "$d/a/global_step10" "$d/b/"
+  run "$ranks" $flags --steps 20 --save-every 10 --checkpoint-dir "$d/b" --resume global_step10 \
+    --save-weights "$d/b.safetensors" >"$d/b.log" 2>&1 || { bad "$name: the resumed run failed"; tail -3 "$d/b.log"; continue; }
+  same=1
+  [ "$(csv_losses "$d/a.loss.csv" 10)" = "$(csv_losses "$d/b.loss.csv" 10)" ] && [ -n "$(csv_losses "$d/b.loss.csv" 10)" ] || same=0
+  cmp -s "$d/a.safetensors" "$d/b.safetensors" || same=0
+  for f in "$d"/a/global_step20/rank_*.safetensors; do
+    cmp -s "$f" "$d/b/global_step20/$(basename "$f")" || same=0
+  done
+  if [ $same = 1 ]; then
+    ok "$name ($ranks ranks): 10 + resume + 10 steps = 20 straight (losses, weights, step-20 checkpoint byte for byte)"
+  else
+    bad "$name ($ranks ranks): the resumed run differs from the straight one"
+    paste <(csv_losses "$d/a.loss.csv" 10) <(csv_losses "$d/b.loss.csv" 10) | sed 's/^/  /'
+  fi
+done
+
+# ---- 2. resume at another layout ----
+# The checkpoint of pp 2 (batch 4 × 2 micro-batches × dp 1) continues at dp 2
+# ZeRO-3 (batch 2 × 2 × dp 2 = the same 16 sequences per step) and alone.
+for target in "dp2-zero3|2|--zero-stage 3 --grad-accum 2 --batch-size 2" \
+              "serial|1|--grad-accum 2 --batch-size 4"; do
+  IFS='|' read -r name ranks flags <<<"$target"
+  for src in pp2 3d; do
+    d=$tmp/x-$src-$name
+    mkdir -p "$d"
+    cp -r "$tmp/$src/a/global_step10" "$d/"
+    if run "$ranks" $flags --steps 20 --checkpoint-dir "$d" --resume global_step10 \
+      --save-weights "$d/w.safetensors" >"$d/log" 2>&1 &&
+      within 1.5e-4 "$(csv_losses "$tmp/$src/a.loss.csv" 10 | awk '{print $2}')" \
+        "$(csv_losses "$d/w.loss.csv" 10 | awk '{print $2}')"; then
+      ok "a $src checkpoint resumes at $name ($ranks rank(s)) and follows the straight run"
+    else
+      bad "a $src checkpoint resumed at $name ($ranks rank(s))"
+      tail -3 "$d/log"
+    fi
+  done
+done
+
+# ---- 3. consolidate ----
+if "$bin" consolidate "$tmp/3d/a" "$tmp/3d.safetensors" >"$tmp/c.log" 2>&1 &&
+  cmp -s "$tmp/3d.safetensors" "$tmp/3d/a.safetensors"; then
+  ok "consolidate of the 3D checkpoint (via 'latest') = its --save-weights file, byte for byte"
+else
+  bad "consolidate of the 3D checkpoint"
+  cat "$tmp/c.log"
+fi
+if "$bin" sample --weights "$tmp/3d.safetensors" --tokens 20 >/dev/null 2>&1 &&
+  run 1 --init-from "$tmp/3d.safetensors" --steps 3 --batch-size 4 >/dev/null 2>&1; then
+  ok "sample --weights and train --init-from read the consolidated file"
+else
+  bad "sample / train --init-from could not read the consolidated file"
+fi
+
+# The PyTorch reference (tests/ref/consolidated_loss.py) loads the file and
+# computes the loss our first logged step reports. torch is optional (CI
+# installs only scripts/install-deps.sh's packages): skipped, visibly, without it.
+py=""
+for p in /usr/bin/python3 python3; do
+  if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then py=$p; break; fi
+done
+if [ -z "$py" ]; then
+  echo "skipped: PyTorch loading the consolidated file (no python3 with torch; scripts/install-deps.sh --dev installs python3-torch)"
+else
+  theirs=$("$py" tests/ref/consolidated_loss.py "$tmp/3d.safetensors" 4 32 | awk '{print $2}')
+  ours=$(run 1 --init-from "$tmp/3d.safetensors" --steps 1 --batch-size 4 --warmup 0 |
+         grep -oE 'loss [0-9.]+' | head -1 | awk '{print $2}')
+  if within 1.5e-4 "$theirs" "$ours"; then
+    ok "PyTorch (tests/ref/consolidated_loss.py) loads the consolidated file: loss $theirs, ours $ours"
+  else
+    bad "PyTorch's loss on the consolidated file ($theirs) differs from ours ($ours)"
+  fi
+fi
+
+# ---- 4. bad input on 2 ranks: one error line, exit 1 ----
+expect_error() {  # LABEL EXPECTED-SUBSTRING ARGS...
+  local label=$1 want=$2
+  shift 2
+  local out
+  out=$(timeout 60 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $common "$@" 2>&1)
+  local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -qF -- "$want" <<<"$out"; then
+    ok "$label"
+  else
+    bad "$label (exit $rc)"
+    echo "$out" | tail -5 | sed 's/^/  /'
+  fi
+}
+d=$tmp/zero1
+rm "$d/b/global_step10/rank_00001.safetensors"
+expect_error "a missing rank file" \
+  "error: checkpoint: rank file '$d/b/global_step10/rank_00001.safetensors' is missing" \
+  --zero-stage 1 --batch-size 4 --steps 20 --checkpoint-dir "$d/b" --resume global_step10
+d2=$tmp/zero2
+head -c 1000 "$d2/b/global_step10/rank_00000.safetensors" >"$tmp/cut" && mv "$tmp/cut" "$d2/b/global_step10/rank_00000.safetensors"
+expect_error "a truncated shard" \
+  "error: load_safetensors: '$d2/b/global_step10/rank_00000.safetensors'" \
+  --zero-stage 2 --batch-size 4 --steps 20 --checkpoint-dir "$d2/b" --resume global_step10
+rm "$d/a/global_step20/COMPLETE"
+expect_error "an interrupted save (no COMPLETE) named by latest" \
+  "error: checkpoint: '$d/a/global_step20' is incomplete: it has no COMPLETE marker" \
+  --zero-stage 1 --batch-size 4 --steps 30 --checkpoint-dir "$d/a" --resume latest
+expect_error "another model shape" "but this run builds" \
+  --zero-stage 1 --batch-size 4 --steps 20 --checkpoint-dir "$d/a" --resume global_step10 --n-embd 64
+echo nowhere >"$d/a/latest"
+expect_error "latest pointing nowhere" \
+  "error: checkpoint: '$d/a/latest' names tag 'nowhere', but '$d/a/nowhere' does not exist" \
+  --zero-stage 1 --batch-size 4 --steps 20 --checkpoint-dir "$d/a" --resume latest
+expect_error "--resume without --checkpoint-dir" \
+  "error: --resume latest needs --checkpoint-dir DIR" --steps 20 --batch-size 4 --resume latest
+
+echo "checkpoints: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
