@@ -3,6 +3,7 @@
 // dA = dC·Bᵀ and dB = Aᵀ·dC run at forward speed.
 #include <algorithm>
 
+#include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/gemm.h"
@@ -108,6 +109,8 @@ void check_matmul(const char* op, const Tensor& a, const Tensor& b, int64_t k_b)
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (auto d = mixed::result_dtype({&a, &b}, "matmul"))
+    return mixed::down(matmul(mixed::up(a), mixed::up(b)), *d);
   check_matmul("matmul", a, b, b.dim() >= 2 ? b.shape()[b.dim() - 2] : -1);
   Tensor out;
   if (b.dim() == 2 && a.dim() > 2) {
@@ -144,6 +147,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (auto d = mixed::result_dtype({&x, &weight, &bias}, "linear"))
+    return mixed::down(linear(mixed::up(x), mixed::up(weight), mixed::up(bias)), *d);
   check_matmul("linear", x, weight, weight.dim() == 2 ? weight.shape()[0] : -1);
   MS_CHECK(weight.dim() == 2, "linear: weight must be (in, out), got ", shape_str(weight.shape()));
   int64_t in = weight.shape()[0], out_f = weight.shape()[1];
