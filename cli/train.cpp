@@ -227,6 +227,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   const double beta2 = flags.real("beta2"), weight_decay = flags.real("weight-decay");
   ZeroOptions zero_opts;
   zero_opts.stage = static_cast<int>(zero_stage);
+  zero_opts.precision = c.precision;  // mixed precision: --bf16 / --fp16
   if (pipeline) zero_opts.pp = pipeline->zero_options();
   if (trained.tp)
     zero_opts.tp =
@@ -246,6 +247,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                 cfg.describe().c_str(), static_cast<long long>(serial_params),
                 static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
     if (world.size() > 1) std::printf("%s", mesh.describe_groups().c_str());
+    if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
@@ -306,7 +308,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.begin_step();
     tp_traffic.begin_step();
     pp_traffic.begin_step();
-    double lr = schedule.at(step);
+    // A skipped (overflowed) mixed-precision step does not advance the schedule.
+    double lr = schedule.at(step - engine.skipped_steps());
     doing.update(str_cat("training step ", step + 1, " of ", steps));
     double loss_sum = 0, norm = 0;
     if (pipeline) {
@@ -318,7 +321,8 @@ int train_command(int argc, char** argv, Communicator& world) {
         Batch b = data.train_batch(step * accum + micro, mesh.dp_rank(), D, B, T);
         Tensor loss = trained.loss(b.x, b.y);
         loss_sum += loss.item();
-        (accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss).backward();
+        engine.scale_loss(accum > 1 ? mul(loss, 1.0 / static_cast<double>(accum)) : loss)
+            .backward();  // fp16: times the loss scale
       }
       norm = engine.step(lr, flags.real("grad-clip"));
     }
@@ -360,6 +364,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
           100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
+      if (engine.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
+        std::printf(" | %s", engine.skip_message().c_str());
       std::printf("\n");
       std::fflush(stdout);
     }

@@ -121,6 +121,12 @@ bool ZeroOptimizer::agreed_overflow() {
                                                  opts_.pp ? &opts_.pp->pp : nullptr});
 }
 
+std::string ZeroOptimizer::skip_message() const {
+  if (!skipped_) return "";
+  return scaler_ ? scaler_->last_event()
+                 : "OVERFLOW! Skipping step (bf16: inf/NaN in the gradients, no loss scale)";
+}
+
 void ZeroOptimizer::refresh_model_from_optimizer() {
   if (!masters_) return;
   masters_->store_params();

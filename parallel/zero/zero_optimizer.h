@@ -120,6 +120,9 @@ class ZeroOptimizer {
   double loss_scale() const { return scaler_ ? scaler_->loss_scale() : 1.0; }
   Tensor scale_loss(const Tensor& loss) const;
   bool skipped() const { return skipped_; }  // the last step() was skipped
+  // Why, for the log: DeepSpeed's "OVERFLOW! Skipping step. Attempted loss
+  // scale: X, reducing to Y" (fp16) or the bf16 equivalent; "" after a step.
+  std::string skip_message() const;
   int64_t skipped_steps() const { return skipped_steps_; }
   // The fp16 scaler (null otherwise): its state() / load_state() for checkpoints.
   LossScaler* loss_scaler() { return scaler_.get(); }
