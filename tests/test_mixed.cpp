@@ -11,6 +11,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "nn/generate.h"
 #include "nn/gpt.h"
 
 using namespace ms;
@@ -180,4 +181,15 @@ TEST_CASE("f32 tensors never enter the 16-bit path", "[mixed][ops]") {
   // A 16-bit and an f32 input: computed in f32, the result f32 (type promotion).
   Tensor b = to(randn({3, 3}, gen), DType::BF16);
   CHECK(add(a, b).dtype() == DType::F32);
+}
+
+TEST_CASE("generate() samples from a model held in bf16", "[mixed][gpt]") {
+  // `minispeed train --bf16` prints a sample at the end: the logits are bf16.
+  GPTConfig cfg;
+  cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.block_size = 8;
+  GPT model(cfg, 3);
+  model.cast_parameters(DType::BF16);
+  model.eval();
+  const std::string text = generate(model, "\n", {12, 0.8, 40, 7});
+  CHECK(text.size() == 12);
 }
