@@ -124,6 +124,11 @@ class ZeroOptimizer {
   // scale: X, reducing to Y" (fp16) or the bf16 equivalent; "" after a step.
   std::string skip_message() const;
   int64_t skipped_steps() const { return skipped_steps_; }
+  // For a checkpoint resume: the LR schedule reads step - skipped_steps().
+  void set_skipped_steps(int64_t n) {
+    MS_CHECK(n >= 0, "zero: skipped_steps ", n, " must be >= 0");
+    skipped_steps_ = n;
+  }
   // The fp16 scaler (null otherwise): its state() / load_state() for checkpoints.
   LossScaler* loss_scaler() { return scaler_.get(); }
   const MixedPrecision& precision() const { return opts_.precision; }

@@ -173,6 +173,9 @@ TEST_CASE("fp16: one rank alone sees an inf, every rank skips and the scale halv
     train_step(model, engine, data, 2, r, D, 1e-3);
     CHECK_FALSE(engine.skipped());
     CHECK(opt.steps_taken() == adam_steps + 1);
+    CHECK(engine.skipped_steps() == 1);  // counted once, not reset by a clean step
+    engine.set_skipped_steps(4);         // what a checkpoint resume restores
+    CHECK(engine.skipped_steps() == 4);
   }
 }
 
