@@ -18,10 +18,13 @@
 //           rstd, the attention scores and softmax, GELU's tanh), the loss and
 //           the cross-entropy/softmax over the vocabulary (cross_entropy
 //           returns an f32 loss, like Megatron's fp32 cross entropy), and the
-//           dropout mask's 1/(1-p) scale. On this CPU build a fused op keeps
-//           its f32 cast of its inputs for backward (GPU kernels would re-read
-//           the 16-bit tensor); the memory table counts parameters, gradients
-//           and optimizer state, which are exactly 2 + 2 + 12 bytes.
+//           dropout mask's 1/(1-p) scale. What backward keeps: linear (most
+//           of a block's saved activations) keeps its 16-bit input and casts
+//           it up inside backward (ops_matmul.cpp, linear_16bit); the other
+//           fused ops (LayerNorm, GELU, attention) keep their f32 casts on
+//           this CPU build, where a GPU kernel would re-read the 16-bit
+//           tensor. The memory table counts parameters, gradients and
+//           optimizer state, which are exactly 2 + 2 + 12 bytes.
 // A tensor that mixes a 16-bit and an f32 input computes in f32 and returns
 // f32 (PyTorch's type promotion); bf16 with f16 is an error.
 // With only f32/f64 inputs none of this runs: the f32 path is the original one.
