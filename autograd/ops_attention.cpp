@@ -9,7 +9,9 @@ namespace ms {
 Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
   // Scores and softmax in f32; only the (B, T, C) output is rounded (mixed.h).
   if (auto d = mixed::result_dtype({&qkv}, "causal_attention"))
-    return mixed::down(causal_attention(mixed::up(qkv), n_head), *d);
+    return mixed::recompute_in_f32("causal_attention", {qkv}, *d, [n_head](const auto& t) {
+      return causal_attention(t[0], n_head);
+    });
   MS_CHECK(is_compute_dtype(qkv.dtype()) && qkv.dim() == 3 && qkv.shape()[2] % 3 == 0,
            "causal_attention: qkv must be (B, T, 3C) f32/f64, got ", shape_str(qkv.shape()), " ",
            dtype_name(qkv.dtype()));

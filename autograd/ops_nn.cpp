@@ -87,7 +87,9 @@ Tensor log_softmax(const Tensor& t, int64_t dim) {
 Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   // Mean and rstd are computed and kept in f32 (mixed.h).
   if (auto d = mixed::result_dtype({&x, &weight, &bias}, "layernorm"))
-    return mixed::down(layernorm(mixed::up(x), mixed::up(weight), mixed::up(bias), eps), *d);
+    return mixed::recompute_in_f32("layernorm", {x, weight, bias}, *d, [eps](const auto& t) {
+      return layernorm(t[0], t[1], t[2], eps);
+    });
   check_compute("layernorm", x, "input");
   MS_CHECK(x.dim() >= 1, "layernorm: needs at least 1-D input");
   int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
@@ -126,7 +128,8 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
 }
 
 Tensor gelu(const Tensor& x) {
-  if (auto d = mixed::result_dtype({&x}, "gelu")) return mixed::down(gelu(mixed::up(x)), *d);
+  if (auto d = mixed::result_dtype({&x}, "gelu"))
+    return mixed::recompute_in_f32("gelu", {x}, *d, [](const auto& t) { return gelu(t[0]); });
   check_compute("gelu", x, "input");
   Tensor xc = contiguous(detach(x));
   Tensor out = Tensor::empty(x.shape(), x.dtype());
