@@ -149,7 +149,8 @@ mpi-test: export OMP_NUM_THREADS := 1
 mpi-test: $(MPI_TEST_BIN) $(CLI_BIN)
 	$(if $(MPI_TEST_BIN),$(MPI_ASAN) $(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPI_ASAN) $(MPIRUN) -np 4 $(MPI_TEST_BIN) && $(MPI_ASAN) scripts/test-mpi-errors.sh $(BUILD) && \
 	  $(MPI_ASAN) scripts/test-train-equivalence.sh $(BUILD) && $(MPI_ASAN) scripts/test-traffic.sh $(BUILD) && \
-	  $(MPI_ASAN) scripts/test-bad-input.sh $(BUILD) && $(MPI_ASAN) scripts/test-checkpoints.sh $(BUILD))
+	  $(MPI_ASAN) scripts/test-bad-input.sh $(BUILD) && $(MPI_ASAN) scripts/test-checkpoints.sh $(BUILD) && \
+	  $(MPI_ASAN) scripts/test-mixed-precision.sh $(BUILD))
 
 test: all
 	@$(MAKE) --no-print-directory unit-test

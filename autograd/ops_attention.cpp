@@ -1,4 +1,5 @@
 // Fused causal self-attention and dropout.
+#include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/attention.h"
@@ -6,6 +7,11 @@
 namespace ms {
 
 Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
+  // Scores and softmax in f32; only the (B, T, C) output is rounded (mixed.h).
+  if (auto d = mixed::result_dtype({&qkv}, "causal_attention"))
+    return mixed::recompute_in_f32("causal_attention", {qkv}, *d, [n_head](const auto& t) {
+      return causal_attention(t[0], n_head);
+    });
   MS_CHECK(is_compute_dtype(qkv.dtype()) && qkv.dim() == 3 && qkv.shape()[2] % 3 == 0,
            "causal_attention: qkv must be (B, T, 3C) f32/f64, got ", shape_str(qkv.shape()), " ",
            dtype_name(qkv.dtype()));
@@ -42,6 +48,9 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
 Tensor dropout(const Tensor& x, double p, Generator& gen) {
   MS_CHECK(p >= 0 && p < 1, "dropout: probability ", p, " must be in [0, 1)");
   if (p == 0) return x;
+  // The kept elements' 1/(1-p) is applied in f32: rounded to 16-bit first it
+  // would no longer be the inverse of the keep rate (mixed.h).
+  if (auto d = mixed::result_dtype({&x}, "dropout")) return mixed::down(dropout(mixed::up(x), p, gen), *d);
   Tensor keep = Tensor::empty(x.shape(), x.dtype());  // mask, already scaled by 1/(1-p)
   std::vector<double> m(x.numel());
   double scale = 1.0 / (1.0 - p);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/elementwise.h"
@@ -80,6 +81,8 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (auto d = mixed::result_dtype({&a, &b}, "add"))
+    return mixed::down(add(mixed::up(a), mixed::up(b)), *d);
   Tensor out = binary_forward(cpu::BinaryOp::Add, "add", a, b);
   if (needs_grad({&a, &b})) {
     record(out, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
@@ -90,6 +93,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (auto d = mixed::result_dtype({&a, &b}, "sub"))
+    return mixed::down(sub(mixed::up(a), mixed::up(b)), *d);
   Tensor out = binary_forward(cpu::BinaryOp::Sub, "sub", a, b);
   if (needs_grad({&a, &b})) {
     record(out, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
@@ -100,6 +105,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (auto d = mixed::result_dtype({&a, &b}, "mul"))
+    return mixed::down(mul(mixed::up(a), mixed::up(b)), *d);
   Tensor out = binary_forward(cpu::BinaryOp::Mul, "mul", a, b);
   if (needs_grad({&a, &b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -112,6 +119,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (auto d = mixed::result_dtype({&a, &b}, "div"))
+    return mixed::down(div(mixed::up(a), mixed::up(b)), *d);
   Tensor out = binary_forward(cpu::BinaryOp::Div, "div", a, b);
   if (needs_grad({&a, &b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -127,6 +136,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add(const Tensor& a, double s) {
+  if (auto d = mixed::result_dtype({&a}, "add")) return mixed::down(add(mixed::up(a), s), *d);
   Tensor out = unary_forward(cpu::UnaryOp::AddScalar, "add", a, s);
   if (needs_grad({&a}))
     record(out, "add_scalar", {a}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
@@ -134,6 +144,7 @@ Tensor add(const Tensor& a, double s) {
 }
 
 Tensor mul(const Tensor& a, double s) {
+  if (auto d = mixed::result_dtype({&a}, "mul")) return mixed::down(mul(mixed::up(a), s), *d);
   Tensor out = unary_forward(cpu::UnaryOp::MulScalar, "mul", a, s);
   if (needs_grad({&a}))
     record(out, "mul_scalar", {a}, [s](const Tensor& g) { return std::vector<Tensor>{mul(g, s)}; });
@@ -141,6 +152,7 @@ Tensor mul(const Tensor& a, double s) {
 }
 
 Tensor neg(const Tensor& a) {
+  if (auto d = mixed::result_dtype({&a}, "neg")) return mixed::down(neg(mixed::up(a)), *d);
   Tensor out = unary_forward(cpu::UnaryOp::Neg, "neg", a);
   if (needs_grad({&a}))
     record(out, "neg", {a}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
@@ -148,6 +160,7 @@ Tensor neg(const Tensor& a) {
 }
 
 Tensor exp(const Tensor& a) {
+  if (auto d = mixed::result_dtype({&a}, "exp")) return mixed::down(exp(mixed::up(a)), *d);
   Tensor out = unary_forward(cpu::UnaryOp::Exp, "exp", a);
   if (needs_grad({&a})) {
     record(out, "exp", {a},
@@ -157,6 +170,7 @@ Tensor exp(const Tensor& a) {
 }
 
 Tensor log(const Tensor& a) {
+  if (auto d = mixed::result_dtype({&a}, "log")) return mixed::down(log(mixed::up(a)), *d);
   Tensor out = unary_forward(cpu::UnaryOp::Log, "log", a);
   if (needs_grad({&a})) {
     record(out, "log", {a},
@@ -166,6 +180,7 @@ Tensor log(const Tensor& a) {
 }
 
 Tensor tanh(const Tensor& a) {
+  if (auto d = mixed::result_dtype({&a}, "tanh")) return mixed::down(tanh(mixed::up(a)), *d);
   Tensor out = unary_forward(cpu::UnaryOp::Tanh, "tanh", a);
   if (needs_grad({&a})) {
     record(out, "tanh", {a}, [out = detach(out)](const Tensor& g) {
@@ -177,6 +192,7 @@ Tensor tanh(const Tensor& a) {
 }
 
 Tensor sqrt(const Tensor& a) {
+  if (auto d = mixed::result_dtype({&a}, "sqrt")) return mixed::down(sqrt(mixed::up(a)), *d);
   Tensor out = unary_forward(cpu::UnaryOp::Sqrt, "sqrt", a);
   if (needs_grad({&a})) {
     record(out, "sqrt", {a}, [out = detach(out)](const Tensor& g) {
@@ -187,6 +203,7 @@ Tensor sqrt(const Tensor& a) {
 }
 
 Tensor pow(const Tensor& a, double exponent) {
+  if (auto d = mixed::result_dtype({&a}, "pow")) return mixed::down(pow(mixed::up(a), exponent), *d);
   Tensor out = unary_forward(cpu::UnaryOp::PowScalar, "pow", a, exponent);
   if (needs_grad({&a})) {
     record(out, "pow", {a}, [a = detach(a), exponent](const Tensor& g) {
@@ -231,9 +248,15 @@ void copy_(Tensor& dst, const Tensor& src) {
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
   check_inplace("add_", dst);
-  MS_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "add_: destination ",
-           shape_str(dst.shape()), " ", dtype_name(dst.dtype()), " vs source ",
-           shape_str(src.shape()), " ", dtype_name(src.dtype()), "; they must match");
+  // Dtypes may differ when a 16-bit one is involved: the sum is formed in f32
+  // and rounded once into dst (a 16-bit gradient accumulating into an f32
+  // buffer, or 16-bit micro-step gradients summed in 16-bit).
+  const bool same_dtype = dst.dtype() == src.dtype();
+  MS_CHECK(dst.shape() == src.shape() &&
+               (same_dtype || mixed::is_half(dst.dtype()) || mixed::is_half(src.dtype())),
+           "add_: destination ", shape_str(dst.shape()), " ", dtype_name(dst.dtype()),
+           " vs source ", shape_str(src.shape()), " ", dtype_name(src.dtype()),
+           "; shapes must match, and dtypes too unless one is bf16/f16");
   if (dst.device() == Device::CPU && src.device() == Device::CPU) {
     cpu::axpy(dst, src, alpha);
   } else {
@@ -244,6 +267,10 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
 void mul_(Tensor& t, double s) {
   check_inplace("mul_", t);
   if (t.device() == Device::CPU) {
+    if (mixed::is_half(t.dtype())) {
+      cpu::scale_rounded(t, s);  // in f32, rounded back to 16-bit
+      return;
+    }
     cpu::unary(cpu::UnaryOp::MulScalar, t, t, s);
   } else {
     cuda_kernels_planned("mul_");

@@ -3,6 +3,8 @@
 // dA = dC·Bᵀ and dB = Aᵀ·dC run at forward speed.
 #include <algorithm>
 
+#include "autograd/grad_mode.h"
+#include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/gemm.h"
@@ -105,9 +107,43 @@ void check_matmul(const char* op, const Tensor& a, const Tensor& b, int64_t k_b)
            shape_str(b.shape()), " (", a.shape().back(), " vs ", k_b, ")");
 }
 
+// linear with a 16-bit input (autograd/mixed.h): the same f32 math as
+// down(linear(up(x), up(w), up(b))), but the node keeps x and w in their own
+// 16-bit storage and casts them up only inside backward, the way a GPU GEMM
+// re-reads its 16-bit operands. linear's input is most of what a GPT block
+// saves for backward (ln_1/ln_2 outputs, the attention output, the (B, T, 4C)
+// GELU output), so this halves those bytes against an f32 copy.
+Tensor linear_16bit(const Tensor& x, const Tensor& weight, const Tensor& bias, DType out) {
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = to(linear(mixed::up(x), mixed::up(weight), mixed::up(bias)), out);
+  }
+  if (needs_grad({&x, &weight, &bias})) {
+    const bool gx = x.requires_grad(), gw = weight.requires_grad();
+    const bool gb = bias.defined() && bias.requires_grad();
+    const DType bias_dtype = bias.defined() ? bias.dtype() : out;
+    record(y, "linear", {x, weight, bias},
+           [x = detach(x), w = detach(weight), gx, gw, gb, bias_dtype](const Tensor& g) {
+             const int64_t in = w.shape()[0], out_f = w.shape()[1];
+             Tensor g2 = reshape(mixed::up(g), {-1, out_f});  // (N, out), f32
+             Tensor dx, dw, db;
+             if (gx)  // (N,out)·(out,in), rounded to x's dtype
+               dx = to(reshape(matmul(g2, transpose(mixed::up(w), 0, 1)), x.shape()), x.dtype());
+             if (gw)  // (in,N)·(N,out)
+               dw = to(matmul(transpose(reshape(mixed::up(x), {-1, in}), 0, 1), g2), w.dtype());
+             if (gb) db = to(sum(g2, {0}), bias_dtype);  // (out)
+             return std::vector<Tensor>{dx, dw, db};
+           });
+  }
+  return y;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (auto d = mixed::result_dtype({&a, &b}, "matmul"))
+    return mixed::down(matmul(mixed::up(a), mixed::up(b)), *d);
   check_matmul("matmul", a, b, b.dim() >= 2 ? b.shape()[b.dim() - 2] : -1);
   Tensor out;
   if (b.dim() == 2 && a.dim() > 2) {
@@ -144,6 +180,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (auto d = mixed::result_dtype({&x, &weight, &bias}, "linear"))
+    return linear_16bit(x, weight, bias, *d);
   check_matmul("linear", x, weight, weight.dim() == 2 ? weight.shape()[0] : -1);
   MS_CHECK(weight.dim() == 2, "linear: weight must be (in, out), got ", shape_str(weight.shape()));
   int64_t in = weight.shape()[0], out_f = weight.shape()[1];

@@ -1,6 +1,7 @@
 // The model's fused ops: each forward makes its one device switch, calls one
 // kernel of its family (tensor/cpu/<family>.h) and records a backward that
 // calls the partner kernel, on the device the forward ran on.
+#include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/cross_entropy.h"
@@ -63,6 +64,7 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
 }  // namespace
 
 Tensor softmax(const Tensor& t, int64_t dim) {
+  if (auto d = mixed::result_dtype({&t}, "softmax")) return mixed::down(softmax(mixed::up(t), dim), *d);
   return rowwise_softmax(
       "softmax", t, dim,
       [](auto* y, const auto* x, int64_t N, int64_t C) { cpu::softmax_forward(y, x, N, C); },
@@ -72,6 +74,8 @@ Tensor softmax(const Tensor& t, int64_t dim) {
 }
 
 Tensor log_softmax(const Tensor& t, int64_t dim) {
+  if (auto d = mixed::result_dtype({&t}, "log_softmax"))
+    return mixed::down(log_softmax(mixed::up(t), dim), *d);
   return rowwise_softmax(
       "log_softmax", t, dim,
       [](auto* y, const auto* x, int64_t N, int64_t C) { cpu::log_softmax_forward(y, x, N, C); },
@@ -81,6 +85,11 @@ Tensor log_softmax(const Tensor& t, int64_t dim) {
 }
 
 Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  // Mean and rstd are computed and kept in f32 (mixed.h).
+  if (auto d = mixed::result_dtype({&x, &weight, &bias}, "layernorm"))
+    return mixed::recompute_in_f32("layernorm", {x, weight, bias}, *d, [eps](const auto& t) {
+      return layernorm(t[0], t[1], t[2], eps);
+    });
   check_compute("layernorm", x, "input");
   MS_CHECK(x.dim() >= 1, "layernorm: needs at least 1-D input");
   int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
@@ -119,6 +128,8 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
 }
 
 Tensor gelu(const Tensor& x) {
+  if (auto d = mixed::result_dtype({&x}, "gelu"))
+    return mixed::recompute_in_f32("gelu", {x}, *d, [](const auto& t) { return gelu(t[0]); });
   check_compute("gelu", x, "input");
   Tensor xc = contiguous(detach(x));
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -158,6 +169,8 @@ static Tensor checked_indices(const char* op, const Tensor& idx, int64_t limit, 
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  if (auto d = mixed::result_dtype({&weight}, "embedding"))
+    return mixed::down(embedding(mixed::up(weight), indices), *d);
   check_compute("embedding", weight, "weight");
   MS_CHECK(weight.dim() == 2, "embedding: weight must be (V, C), got ", shape_str(weight.shape()));
   int64_t V = weight.shape()[0], C = weight.shape()[1];
@@ -190,6 +203,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
+  // 16-bit logits: softmax over the vocabulary and the loss stay f32 (mixed.h);
+  // the logits' gradient is rounded to 16-bit by the cast's backward.
+  if (mixed::result_dtype({&logits}, "cross_entropy")) return cross_entropy(mixed::up(logits), targets);
   check_compute("cross_entropy", logits, "logits");
   MS_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.shape()[0] == logits.shape()[0],
            "cross_entropy: logits must be (N, V) and targets (N), got ", shape_str(logits.shape()),

@@ -3,6 +3,7 @@
 // the middle axis of (outer, R, inner).
 #include <algorithm>
 
+#include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/cpu/reductions.h"
@@ -64,6 +65,7 @@ Shape all_dims(const Tensor& t) {
 }  // namespace
 
 Tensor sum(const Tensor& t, const Shape& dims, bool keepdim) {
+  if (auto d = mixed::result_dtype({&t}, "sum")) return mixed::down(sum(mixed::up(t), dims, keepdim), *d);
   ReducePlan plan = plan_reduction("sum", t, dims);
   Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype());
   if (t.device() == Device::CPU) {
@@ -100,6 +102,7 @@ Tensor mean(const Tensor& t) {
 }
 
 Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
+  if (auto d = mixed::result_dtype({&t}, "max")) return mixed::down(max(mixed::up(t), dim, keepdim), *d);
   dim = wrap_dim(dim, t.dim(), "max");
   MS_CHECK(t.dim() == 0 || t.shape()[dim] > 0, "max: dim ", dim, " of shape ", shape_str(t.shape()),
            " is empty");

@@ -259,7 +259,10 @@ Tensor to(const Tensor& t, DType dtype) {
   } else {
     cuda_kernels_planned("to");
   }
-  if (is_compute_dtype(dtype) && needs_grad({&t})) {
+  // Differentiable between any two float dtypes: the gradient is cast back to
+  // the input's dtype, which is how a 16-bit tensor gets a 16-bit gradient
+  // (autograd/mixed.h).
+  if (is_float_dtype(dtype) && is_float_dtype(t.dtype()) && needs_grad({&t})) {
     DType from = t.dtype();
     record(out, "to", {t}, [from](const Tensor& g) { return std::vector<Tensor>{to(g, from)}; });
   }

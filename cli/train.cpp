@@ -194,6 +194,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                 cfg.describe().c_str(), static_cast<long long>(serial_params),
                 static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
     if (world.size() > 1) std::printf("%s", mesh.describe_groups().c_str());
+    if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
@@ -306,6 +307,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
           100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
+      if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
+        std::printf(" | %s", zero.skip_message().c_str());
       std::printf("\n");
       std::fflush(stdout);
     }
@@ -345,6 +348,11 @@ int train_command(int argc, char** argv, Communicator& world) {
           static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
     std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
+    if (c.precision.enabled())
+      std::printf(
+          "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "
+          "before ZeroOptimizer cast it to %s; the table above is the 16-bit run's own)\n",
+          dtype_name(c.precision.dtype));
     if (tp > 1 && D > 1)
       std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
     if (pp > 1)

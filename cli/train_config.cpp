@@ -84,6 +84,18 @@ Flags train_flags() {
   f.add("timeline", "",
         "with --pp > 1: draw the measured pipeline of the last step as SVG (stages as rows)");
   f.add("log-every", "1", "print a step line every N steps");
+  // ---- mixed precision (parallel/zero/mixed_precision.h; ds_config's fp16/bf16 keys) ----
+  f.add_switch("bf16", "bf16 parameters, gradients and activations, fp32 master weights and "
+                       "optimizer state (no loss scaling)");
+  f.add_switch("fp16", "f16 parameters, gradients and activations, fp32 master weights and "
+                       "optimizer state, dynamic loss scaling (DeepSpeed's algorithm)");
+  f.add("loss-scale", "0", "with --fp16: 0 = dynamic loss scaling, > 0 = this static scale");
+  f.add("initial-scale-power", "16", "with --fp16: the dynamic scale starts at 2^N");
+  f.add("loss-scale-window", "1000", "with --fp16: clean steps before the scale doubles");
+  f.add("hysteresis", "2", "with --fp16: overflows tolerated before the scale halves");
+  f.add("min-loss-scale", "1", "with --fp16: the scale never goes below this (error there)");
+  f.add("communication-data-type", "",
+        "with --bf16/--fp16: fp32 reduces gradients in fp32 (default: the 16-bit dtype)");
   return f;
 }
 
@@ -163,6 +175,11 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
              " needs --pp > 1 (it interleaves model chunks over the pipeline ranks)");
   }
   c.checkpoint_activations = flags.on("checkpoint-activations");
+  c.precision = mixed_precision_from_flags(  // mixed precision: the library checks the values
+      flags.on("bf16"), flags.on("fp16"), flags.real("loss-scale"),
+      flags.integer("initial-scale-power"), flags.integer("loss-scale-window"),
+      flags.integer("hysteresis"), flags.real("min-loss-scale"), flags.str("communication-data-type"),
+      c.tp, c.pp);
   MS_CHECK(!c.sequence_parallel || c.tp > 1,
            "--sequence-parallel needs --tp > 1 (it splits the "
            "sequence over the tensor-parallel ranks; with --tp ",

@@ -9,6 +9,7 @@
 #include "cli/flags.h"
 #include "nn/gpt.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/zero/mixed_precision.h"
 
 namespace ms {
 
@@ -29,6 +30,7 @@ struct TrainConfig {
   double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
   double grad_clip = 0, dropout = 0;
   int64_t tokens_per_step = 0;  // B·T·accum·dp
+  MixedPrecision precision;     // --bf16 / --fp16 and the loss-scale flags
 
   // Checkpoints (parallel/engine/checkpoint.h).
   int64_t save_every = 0;              // --save-every

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <tuple>
 #include <vector>
 
 #include "parallel/engine/json_reader.h"
@@ -50,6 +51,20 @@ std::vector<Key> keys(const DsConfig& c) {
       {"pipeline.schedule", "pipe-schedule", [](const DsConfig& d) { return d.pipeline.schedule; }},
       {"pipeline.virtual_stages", "virtual-stages",
        [](const DsConfig& d) { return num(d.pipeline.virtual_stages); }},
+      {"bf16.enabled", "bf16",
+       [](const DsConfig& d) { return std::string(d.bf16_enabled ? "1" : "0"); }},
+      {"fp16.enabled", "fp16",
+       [](const DsConfig& d) { return std::string(d.fp16.enabled ? "1" : "0"); }},
+      {"fp16.loss_scale", "loss-scale", [](const DsConfig& d) { return num(d.fp16.loss_scale); }},
+      {"fp16.initial_scale_power", "initial-scale-power",
+       [](const DsConfig& d) { return num(d.fp16.initial_scale_power); }},
+      {"fp16.loss_scale_window", "loss-scale-window",
+       [](const DsConfig& d) { return num(d.fp16.loss_scale_window); }},
+      {"fp16.hysteresis", "hysteresis", [](const DsConfig& d) { return num(d.fp16.hysteresis); }},
+      {"fp16.min_loss_scale", "min-loss-scale",
+       [](const DsConfig& d) { return num(d.fp16.min_loss_scale); }},
+      {"communication_data_type", "communication-data-type",
+       [](const DsConfig& d) { return d.communication_data_type; }},
       {"activation_checkpointing", "checkpoint-activations",
        [](const DsConfig& d) {
          return std::string(d.activation_checkpointing.enabled ? "1" : "0");
@@ -171,6 +186,13 @@ std::optional<DsConfig> merge_ds_config(Flags& flags, int ranks) {
     if (from_file || k.owned) flags.set(k.flag, v);
   }
 
+  // One 16-bit format per run (DeepSpeed: "bfloat16 and fp16 modes cannot be
+  // simultaneously enabled"), said in the words the user typed.
+  for (const auto& [flag, key, on] : {std::tuple{"fp16", "bf16.enabled", c.bf16_enabled},
+                                      std::tuple{"bf16", "fp16.enabled", c.fp16.enabled}})
+    MS_CHECK(!(on && flags.given(flag) && flags.on(flag)), "--", flag, " contradicts ", key,
+             " true in ", path, " (bfloat16 and fp16 modes cannot be simultaneously enabled)");
+
   // The schedule: the file's "scheduler" sets the lr of every step, so the
   // flags of minispeed's own schedule cannot also apply.
   if (c.scheduler) {
@@ -207,6 +229,19 @@ DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file
   d.tensor_parallel = {c.tp, c.sequence_parallel};
   d.pipeline = {c.pp, c.pipe_schedule, c.virtual_stages};
   d.activation_checkpointing.enabled = c.checkpoint_activations;
+  // Mixed precision: the flags (checked by mixed_precision_from_flags) and the
+  // file's keys agree by now; the engine turns these back into c.precision.
+  d.bf16_enabled = c.precision.dtype == DType::BF16;
+  d.fp16.enabled = c.precision.dtype == DType::F16;
+  d.fp16.loss_scale = c.precision.fp16.loss_scale;
+  d.fp16.initial_scale_power = c.precision.fp16.initial_scale_power;
+  d.fp16.loss_scale_window = c.precision.fp16.loss_scale_window;
+  d.fp16.hysteresis = c.precision.fp16.hysteresis;
+  d.fp16.min_loss_scale = c.precision.fp16.min_loss_scale;
+  if (c.precision.communication_dtype)
+    d.communication_data_type = *c.precision.communication_dtype == DType::F32    ? "fp32"
+                                : *c.precision.communication_dtype == DType::F16 ? "fp16"
+                                                                                  : "bf16";
   if (d.optimizer) {
     DsOptimizerConfig& o = *d.optimizer;
     o.lr = c.lr;

@@ -41,7 +41,9 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
     int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ctx.size()) - block);
     std::vector<int32_t> window(ctx.begin() + start, ctx.end());
     int64_t T = static_cast<int64_t>(window.size());
-    Tensor logits = model.forward(from_vector(window, {1, T}));  // (1, T, V)
+    // A model held in bf16/f16 (mixed precision) returns 16-bit logits:
+    // sample from their f32 values.
+    Tensor logits = to(model.forward(from_vector(window, {1, T})), DType::F32);  // (1, T, V)
     const float* last = logits.data<float>() + (T - 1) * V;
     std::vector<int32_t> order(V);
     std::iota(order.begin(), order.end(), 0);

@@ -1,5 +1,7 @@
 #include "nn/module.h"
 
+#include "autograd/grad_mode.h"
+
 namespace ms {
 
 void Module::collect(const std::string& prefix,
@@ -61,6 +63,22 @@ void Module::replace_parameter(const std::string& path, const Tensor& value) {
   t->strides = value.strides();
   t->offset = value.offset();
   p.zero_grad();
+}
+
+void Module::cast_parameters(DType dtype) {
+  MS_CHECK(is_float_dtype(dtype), "module: parameters cannot be cast to ", dtype_name(dtype));
+  for (auto& [name, p] : named_parameters()) {
+    if (p.dtype() == dtype) continue;
+    NoGradGuard no_grad;
+    Tensor value = to(contiguous(p), dtype);
+    TensorImpl* t = p.impl();
+    t->storage = value.storage();
+    t->shape = value.shape();
+    t->strides = value.strides();
+    t->offset = value.offset();
+    t->dtype = dtype;
+    p.zero_grad();
+  }
 }
 
 void Module::train(bool on) {

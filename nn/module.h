@@ -34,6 +34,12 @@ class Module {
   // shape. `value` must be a contiguous tensor of the parameter's dtype.
   void replace_parameter(const std::string& path, const Tensor& value);
 
+  // Every parameter becomes a `dtype` copy of itself (round-to-nearest-even
+  // into bf16/f16), keeping its identity like replace_parameter; gradients are
+  // dropped. Mixed precision holds the model this way, 2 bytes per parameter,
+  // while ZeroOptimizer keeps the fp32 masters (parallel/zero/mixed_precision.h).
+  void cast_parameters(DType dtype);
+
   void train(bool on = true);
   void eval() { train(false); }
   bool training() const { return training_; }

@@ -16,7 +16,11 @@ Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(
     MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous(),
              "optimizer: parameters must be "
              "contiguous f32, got ",
-             dtype_name(p.dtype()), " ", shape_str(p.shape()));
+             dtype_name(p.dtype()), " ", shape_str(p.shape()),
+             p.dtype() == DType::BF16 || p.dtype() == DType::F16
+                 ? " (a 16-bit model trains through fp32 master weights: ZeroOptions::precision, "
+                   "parallel/zero/mixed_precision.h)"
+                 : "");
 }
 
 void Optimizer::zero_grad() {

@@ -144,8 +144,8 @@ Tensor& Tensor::set_requires_grad(bool on) {
   MS_CHECK(is_leaf(),
            "set_requires_grad: only leaf tensors can change requires_grad; "
            "use detach() to get a leaf");
-  MS_CHECK(!on || is_compute_dtype(dtype()), "set_requires_grad: dtype ", dtype_name(dtype()),
-           " cannot carry gradients; they need f32 or f64");
+  MS_CHECK(!on || is_float_dtype(dtype()), "set_requires_grad: dtype ", dtype_name(dtype()),
+           " cannot carry gradients; they need a float dtype (f32, f64, bf16, f16)");
   self().requires_grad = on;
   return *this;
 }

@@ -139,7 +139,8 @@ Traffic StepTraffic::outside_steps() const {
 
 // ---------------------------------------------------------------- formula
 StepFormula zero_step_formula(int stage, int dp_size, int64_t micro_steps, int64_t psi,
-                              int64_t psi_padded, int64_t resident_padded) {
+                              int64_t psi_padded, int64_t resident_padded,
+                              int64_t param_bytes, bool overflow_flag) {
   MS_CHECK(stage >= 0 && stage <= 3, "zero_step_formula: stage ", stage, " (valid: 0..3)");
   MS_CHECK(dp_size >= 1 && micro_steps >= 1, "zero_step_formula: dp_size ", dp_size,
            " and micro_steps ", micro_steps, " must be >= 1");
@@ -150,6 +151,8 @@ StepFormula zero_step_formula(int stage, int dp_size, int64_t micro_steps, int64
   // Totals over the D ranks: one rank sends (D-1)/D of each message per
   // ring pass, so D ranks send (D-1) messages' worth.
   const int64_t pass = (D - 1) * 4;
+  const int64_t gather = (D - 1) * param_bytes;  // an all_gather of the parameters
+  const std::string pb = str_cat(param_bytes);
   switch (stage) {
     case 0:
       f.total[CommOp::AllReduce].sent = 2 * pass * psi;
@@ -158,16 +161,16 @@ StepFormula zero_step_formula(int stage, int dp_size, int64_t micro_steps, int64
     case 1:
     case 2:
       f.total[CommOp::ReduceScatter].sent = (stage == 2 ? G : 1) * pass * P;
-      f.total[CommOp::AllGather].sent = pass * P;
+      f.total[CommOp::AllGather].sent = gather * P;
       f.rule = str_cat(stage == 2 ? "reduce_scatter G·(D-1)/D·Ψp·4 (every micro-step)"
                                   : "reduce_scatter (D-1)/D·Ψp·4",
-                       " + all_gather (D-1)/D·Ψp·4 with Ψ = ", psi, " padded to Ψp = ", P);
+                       " + all_gather (D-1)/D·Ψp·", pb, " with Ψ = ", psi, " padded to Ψp = ", P);
       break;
     case 3:
-      f.total[CommOp::AllGather].sent = pass * (2 * G * (P - R) + R);
+      f.total[CommOp::AllGather].sent = gather * (2 * G * (P - R) + R);
       f.total[CommOp::ReduceScatter].sent = G * pass * P;
       f.rule = str_cat(
-          "all_gather (D-1)/D·4·(2G·(Ψp-R) + R) [blocks in forward and again in backward; the "
+          "all_gather (D-1)/D·", pb, "·(2G·(Ψp-R) + R) [blocks in forward and again in backward; the "
           "resident R once, after the step] + reduce_scatter G·(D-1)/D·Ψp·4, with Ψ = ",
           psi, " padded to Ψp = ", P, ", R = ", R);
       break;
@@ -175,6 +178,10 @@ StepFormula zero_step_formula(int stage, int dp_size, int64_t micro_steps, int64
   if (stage > 0) {
     f.total[CommOp::AllReduce].sent = 2 * (D - 1) * 8;  // the global grad norm: one f64
     f.rule += "; + all_reduce of the grad norm (one f64)";
+  }
+  if (overflow_flag) {
+    f.total[CommOp::AllReduce].sent += 2 * (D - 1) * 4;  // one i32
+    f.rule += "; + all_reduce of the overflow flag (one i32)";
   }
   if (D == 1) f.total = Traffic();  // one rank talks to nobody
   return f;

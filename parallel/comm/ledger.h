@@ -177,8 +177,15 @@ struct StepFormula {
 //   stages 1-3 add the global gradient norm: all_reduce of one f64.
 // Ψ = parameters; Ψp = Σ over the stage's flat groups of their padded size
 // (flat_params.h); R = the padded size of the groups that stay gathered.
+// Mixed precision (parallel/zero/mixed_precision.h) changes two terms:
+// `param_bytes` = 2, the 16-bit parameters all-gathered (the gradient
+// reductions stay 4 bytes an element on the wire: MPI has no 16-bit sum, so
+// the backend reduces 16-bit buffers in f32, communicator.cpp), and
+// `overflow_flag`, the all_reduce of one i32 by which every rank agrees to
+// skip a step (parallel/comm/overflow.h).
 StepFormula zero_step_formula(int stage, int dp_size, int64_t micro_steps, int64_t psi,
-                              int64_t psi_padded, int64_t resident_padded);
+                              int64_t psi_padded, int64_t resident_padded,
+                              int64_t param_bytes = 4, bool overflow_flag = false);
 
 // Measured against the formula, one op.
 struct OpCheck {

@@ -27,7 +27,8 @@ static std::vector<std::vector<int>> checked_buckets(const std::vector<Tensor>& 
   return bucket_by_size(params, bucket_bytes);
 }
 
-DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes)
+DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes,
+                           std::optional<DType> grad_dtype)
     : params_(std::move(params)),
       dp_(std::move(dp)),
       buckets_(
@@ -41,8 +42,10 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
       self_(std::make_shared<DataParallel*>(this)) {
   // 1. Same starting point everywhere: rank 0's parameters.
   for (Tensor& p : params_) {
-    MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous() && p.requires_grad(),
-             "DataParallel: parameters must be contiguous f32 leaves that require grad, got ",
+    MS_CHECK(p.dtype() == params_[0].dtype() && is_float_dtype(p.dtype()) && p.is_contiguous() &&
+                 p.requires_grad(),
+             "DataParallel: parameters must be contiguous float leaves of one dtype that "
+             "require grad, got ",
              dtype_name(p.dtype()), " ", shape_str(p.shape()));
     Tensor data = detach(p);  // the same memory, outside autograd
     dp_.broadcast(data, 0);
@@ -53,7 +56,8 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
   for (int k = 0; k < buckets_.num_buckets(); ++k) {
     int64_t numel = 0;
     for (int i : buckets_.bucket(k)) numel += params_[i].numel();
-    buffers_.push_back(zeros({numel}));
+    // Mixed precision: the dtype gradients are reduced in (parallel/zero/mixed_precision.h).
+    buffers_.push_back(zeros({numel}, grad_dtype.value_or(params_[buckets_.bucket(k)[0]].dtype())));
     int64_t offset = 0;
     for (int i : buckets_.bucket(k)) {
       const Shape& shape = params_[i].shape();

@@ -32,6 +32,7 @@
 // bucket view" in PyTorch), so gradients take 4Ψ bytes, not 4Ψ plus a copy.
 #pragma once
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "parallel/comm/communicator.h"
@@ -50,7 +51,10 @@ class DataParallel {
  public:
   // Collective: broadcasts every parameter from rank 0 of `dp`, then builds the
   // buckets and hangs a gradient hook on every parameter.
-  DataParallel(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes = 25u << 20);
+  // grad_dtype: the gradient buffers' dtype, which is what the all-reduce
+  // moves (mixed precision: f32 or 16-bit); unset = the parameters' dtype.
+  DataParallel(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes = 25u << 20,
+               std::optional<DType> grad_dtype = std::nullopt);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;

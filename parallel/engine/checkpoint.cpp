@@ -94,6 +94,7 @@ RankRecord describe_rank(CheckpointTarget& t, const CheckpointMeta& meta,
   rec.rank = t.world.rank();
   rec.world_size = t.world.size();
   rec.step = meta.step;
+  rec.skipped_steps = meta.skipped_steps;
   rec.layout = t.layout;
   rec.model = t.model.config();
   rec.optimizer = opt.name();
@@ -296,6 +297,7 @@ CheckpointMeta load_checkpoint(const std::string& dir, const std::string& tag,
   });
   CheckpointMeta meta;
   meta.step = st.saved.step;
+  meta.skipped_steps = st.saved.skipped_steps;
   meta.loss_scale = st.saved.loss_scale;
   meta.config = st.saved.config;
   return meta;

@@ -65,6 +65,7 @@ struct CheckpointTarget {
 // What resumes with the weights.
 struct CheckpointMeta {
   int64_t step = 0;  // optimizer steps done: the data position and the LR schedule follow
+  int64_t skipped_steps = 0;  // of those, skipped on overflow (mixed precision)
   std::optional<LossScalerState> loss_scale;  // fp16 runs
   std::map<std::string, std::string> config;  // the run's settings, for the record
 };

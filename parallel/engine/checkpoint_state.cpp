@@ -74,6 +74,7 @@ std::string record_to_json(const RankRecord& r) {
       {"rank", r.rank},
       {"world_size", r.world_size},
       {"step", r.step},
+      {"skipped_steps", r.skipped_steps},
       // The data contract (docs/architecture.md): the batches of step s are a
       // pure function of (s, micro-step, dp rank), so the step IS the position.
       {"data_position", {{"next_step", r.step}}},
@@ -121,6 +122,9 @@ RankRecord record_from_json(const std::string& text, const std::string& file) {
              " of world_size ", r.world_size, " is out of range");
     r.step = j.at("step").get<int64_t>();
     MS_CHECK(r.step >= 0, "step ", r.step, " is negative");
+    r.skipped_steps = j.value("skipped_steps", int64_t{0});
+    MS_CHECK(r.skipped_steps >= 0 && r.skipped_steps <= r.step, "skipped_steps ", r.skipped_steps,
+             " is not in [0, step ", r.step, "]");
     const json& l = j.at("layout");
     r.layout = {l.at("dp").get<int>(),
                 l.at("tp").get<int>(),

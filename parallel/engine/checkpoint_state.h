@@ -21,6 +21,7 @@ namespace ms {
 struct RankRecord {
   int rank = 0, world_size = 1;
   int64_t step = 0;
+  int64_t skipped_steps = 0;  // mixed precision: overflowed updates (the LR schedule is at step - these)
   CheckpointLayout layout;
   GPTConfig model;
   std::string optimizer;                 // "adamw" | "sgd"

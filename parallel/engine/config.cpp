@@ -264,6 +264,8 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
   MS_CHECK(!(c.fp16.enabled && c.bf16_enabled), source,
            ": bfloat16 and fp16 modes cannot be simultaneously enabled (fp16.enabled and "
            "bf16.enabled are both true)");
+  c.communication_data_type =
+      top.choice("communication_data_type", {"fp32", "fp16", "bf16"}).value_or("");
   read_zero(top.object("zero_optimization"), c);
   c.activation_checkpointing.enabled = top.has("activation_checkpointing");
   read_activation_checkpointing(top.object("activation_checkpointing"), c.activation_checkpointing);
@@ -287,7 +289,6 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
   top.finish({"wall_clock_breakdown",
               "zero_allow_untested_optimizer",
               "flops_profiler",
-              "communication_data_type",
               "prescale_gradients",
               "gradient_predivide_factor",
               "sparse_gradients",

@@ -87,6 +87,9 @@ struct DsConfig {
   std::optional<int64_t> steps_per_print;             // DeepSpeed's None (its docs still say 10)
   DsFp16Config fp16;
   bool bf16_enabled = false;
+  // The dtype gradients are reduced in: "" (the model's: fp16 or bf16),
+  // "fp32", "fp16", "bf16" (DeepSpeed's top-level communication_data_type).
+  std::string communication_data_type;
   DsZeroConfig zero_optimization;
   DsActivationCheckpointingConfig activation_checkpointing;
   DsTensorParallelConfig tensor_parallel;

@@ -8,6 +8,7 @@
 #include "parallel/engine/lr_schedules.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/tp/tp_gpt.h"
+#include "parallel/zero/mixed_precision.h"
 #include "tensor/error.h"
 #include "tensor/factory.h"
 
@@ -35,9 +36,11 @@ struct Engine::State {
 
   // The optimizer update at the accumulation boundary (DeepSpeed's
   // _take_model_step): clip, update at the scheduler's lr, step the scheduler.
+  // A step skipped on overflow (mixed precision) leaves the schedule where it
+  // was but counts as a global step, as DeepSpeed's skipped_steps does.
   void update() {
     last_norm = zero->step(scheduler->get_lr(), config.gradient_clipping);
-    scheduler->step();
+    if (!zero->skipped()) scheduler->step();
     ++global_steps;
   }
 };
@@ -68,12 +71,38 @@ pp::StageModel stage_model(Engine::State& s) {
 
 }  // namespace
 
+MixedPrecision mixed_precision(const DsConfig& c) {
+  MixedPrecision mp;
+  mp.dtype = c.bf16_enabled ? DType::BF16 : c.fp16.enabled ? DType::F16 : DType::F32;
+  if (!c.communication_data_type.empty())
+    mp.communication_dtype = c.communication_data_type == "fp32"   ? DType::F32
+                             : c.communication_data_type == "fp16" ? DType::F16
+                                                                   : DType::BF16;
+  mp.fp16.loss_scale = c.fp16.loss_scale;
+  mp.fp16.initial_scale_power = static_cast<int>(c.fp16.initial_scale_power);
+  mp.fp16.loss_scale_window = c.fp16.loss_scale_window;
+  mp.fp16.hysteresis = static_cast<int>(c.fp16.hysteresis);
+  mp.fp16.min_loss_scale = c.fp16.min_loss_scale;
+  return mp;
+}
+
 void check_engine_supports(const DsConfig& c) {
-  // The lead wires mixed precision and activation checkpointing in as they land.
-  MS_CHECK(!c.fp16.enabled, c.source,
-           ": fp16.enabled true: fp16 mixed precision is not built yet in minispeed's engine");
-  MS_CHECK(!c.bf16_enabled, c.source,
-           ": bf16.enabled true: bf16 mixed precision is not built yet in minispeed's engine");
+  const char* half = c.bf16_enabled ? "bf16" : "fp16";
+  const bool mixed = c.bf16_enabled || c.fp16.enabled;
+  // Tensor parallelism's vocab-parallel cross entropy and the pipeline's
+  // activation messages are f32-only.
+  MS_CHECK(!mixed || c.tensor_parallel.size == 1, c.source, ": ", half,
+           ".enabled true with tensor_parallel.size ", c.tensor_parallel.size,
+           " is not supported yet (16-bit training runs with data parallelism and ZeRO 0-3)");
+  MS_CHECK(!mixed || c.pipeline.stages == 1, c.source, ": ", half,
+           ".enabled true with pipeline.stages ", c.pipeline.stages,
+           " is not supported yet (16-bit training runs with data parallelism and ZeRO 0-3)");
+  const std::string& comm = c.communication_data_type;
+  MS_CHECK(comm.empty() || mixed, c.source, ": communication_data_type \"", comm,
+           "\" needs bf16.enabled or fp16.enabled (in fp32 the gradients are f32)");
+  MS_CHECK(comm.empty() || comm == "fp32" || comm == half, c.source,
+           ": communication_data_type \"", comm, "\" with ", half, ".enabled: valid are \"fp32\" or \"",
+           half, "\"");
   // The activations between stages would be (B, T / tp, C): not built yet.
   MS_CHECK(!(c.tensor_parallel.sequence_parallel && c.pipeline.stages > 1), c.source,
            ": tensor_parallel.sequence_parallel true with pipeline.stages ", c.pipeline.stages,
@@ -132,6 +161,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
 
   ZeroOptions zo;
   zo.stage = static_cast<int>(config.zero_optimization.stage);
+  zo.precision = mixed_precision(config);
   // reduce_bucket_size counts elements (DeepSpeed's unit); our buckets are
   // fp32 bytes. Unset, ZeroOptimizer keeps its own 25 MiB (DDP's default).
   if (config.given.count("zero_optimization.reduce_bucket_size")) {
@@ -187,7 +217,9 @@ void Engine::backward(const Tensor& loss) {
   MS_CHECK(!s_->pipeline, "engine.backward under a pipeline: use engine.train_batch");
   s_->zero->set_gradient_sync(s_->boundary());
   const int64_t g = s_->gas();
-  (g > 1 ? mul(loss, 1.0 / static_cast<double>(g)) : loss).backward();
+  // fp16: times the loss scale (DeepSpeed's backward scales by 1/gas, then
+  // the loss scaler multiplies).
+  s_->zero->scale_loss(g > 1 ? mul(loss, 1.0 / static_cast<double>(g)) : loss).backward();
 }
 
 void Engine::step() {
@@ -212,7 +244,7 @@ double Engine::train_batch_unreduced(const std::function<Batch()>& next) {
     const double loss =
         s.pipeline->step([&](int mb) { return batches.at(static_cast<size_t>(mb)); }, *s.zero, lr,
                          s.config.gradient_clipping, &s.last_norm);
-    s.scheduler->step();
+    if (!s.zero->skipped()) s.scheduler->step();
     ++s.global_steps;
     s.micro_steps += g;
     return loss;
@@ -331,6 +363,8 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
   CheckpointTarget target = s_->checkpoint_target();
   CheckpointMeta meta;
   meta.step = s_->global_steps;
+  meta.skipped_steps = s_->zero->skipped_steps();
+  if (const LossScaler* scaler = s_->zero->loss_scaler()) meta.loss_scale = scaler->state();
   meta.config = client_state;
   return ms::save_checkpoint(dir, tag, target, meta);
 }
@@ -339,7 +373,15 @@ CheckpointMeta Engine::load_checkpoint(const std::string& dir, const std::string
   CheckpointTarget target = s_->checkpoint_target();
   CheckpointMeta meta = ms::load_checkpoint(dir, tag, target);
   set_global_steps(meta.step);
-  s_->scheduler->set_last_batch_iteration(meta.step - 1);
+  s_->zero->set_skipped_steps(meta.skipped_steps);
+  s_->scheduler->set_last_batch_iteration(meta.step - meta.skipped_steps - 1);
+  LossScaler* scaler = s_->zero->loss_scaler();
+  MS_CHECK(meta.loss_scale.has_value() == (scaler != nullptr), "engine.load_checkpoint('", dir,
+           "', '", tag, "'): the checkpoint was saved ",
+           meta.loss_scale ? "with an fp16 loss scaler" : "without a loss scaler (not fp16)",
+           ", but this run ", scaler ? "is fp16" : "is not fp16",
+           ": resume with the same precision");
+  if (scaler) scaler->load_state(*meta.loss_scale);
   return meta;
 }
 

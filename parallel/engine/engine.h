@@ -31,6 +31,7 @@
 #include "parallel/engine/checkpoint.h"
 #include "parallel/engine/config.h"
 #include "parallel/mesh.h"
+#include "parallel/zero/mixed_precision.h"
 #include "parallel/zero/zero_optimizer.h"
 
 namespace ms {
@@ -167,5 +168,9 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
 // The ds_config sections the engine does not run yet (fp16, bf16,
 // activation_checkpointing) as an ms::Error naming the key; nothing otherwise.
 void check_engine_supports(const DsConfig& config);
+
+// The "fp16" / "bf16" sections and communication_data_type as ZeroOptimizer's
+// mixed precision (parallel/zero/mixed_precision.h); F32 when neither is enabled.
+MixedPrecision mixed_precision(const DsConfig& config);
 
 }  // namespace ms

@@ -10,11 +10,11 @@ FlatParams::FlatParams(std::vector<Tensor> params, const std::vector<std::vector
     : params_(std::move(params)), D_(dp_size) {
   MS_CHECK(D_ >= 1, "FlatParams: dp size ", D_, " must be at least 1");
   group_of_.assign(params_.size(), -1);
+  if (!params_.empty()) dtype_ = params_[0].dtype();
   for (const Tensor& p : params_) {
-    MS_CHECK(p.dtype() == DType::F32 && p.is_contiguous(),
-             "ZeRO: parameters must be contiguous "
-             "f32, got ",
-             dtype_name(p.dtype()), " ", shape_str(p.shape()));
+    MS_CHECK(p.dtype() == dtype_ && is_float_dtype(p.dtype()) && p.is_contiguous(),
+             "ZeRO: parameters must be contiguous float tensors of one dtype (", dtype_name(dtype_),
+             "), got ", dtype_name(p.dtype()), " ", shape_str(p.shape()));
     shapes_.push_back(p.shape());
     numel_.push_back(p.numel());
   }
@@ -59,7 +59,7 @@ Tensor FlatParams::slice_of(int g, const Tensor& buffer, int rank) const {
 
 Tensor FlatParams::pack_values(int g) const {
   NoGradGuard no_grad;
-  Tensor buffer = zeros({groups_[g].padded});
+  Tensor buffer = zeros({groups_[g].padded}, dtype_);
   for (int i : groups_[g].params) {
     Tensor dst = view_of(i, buffer);
     copy_(dst, params_[i]);
@@ -67,9 +67,9 @@ Tensor FlatParams::pack_values(int g) const {
   return buffer;
 }
 
-Tensor FlatParams::pack_grads(int g) const {
+Tensor FlatParams::pack_grads(int g, DType grad_dtype) const {
   NoGradGuard no_grad;
-  Tensor buffer = zeros({groups_[g].padded});
+  Tensor buffer = zeros({groups_[g].padded}, grad_dtype);
   for (int i : groups_[g].params) {
     Tensor grad = params_[i].grad();
     if (!grad.defined()) continue;
@@ -84,8 +84,9 @@ Tensor FlatParams::pack_grads(int g) const {
 // graph) — at the buffer. Its grad, hooks and requires_grad stay as they are.
 void FlatParams::bind(int g, const Tensor& buffer) {
   MS_ASSERT(
-      buffer.numel() == groups_[g].padded && buffer.is_contiguous() && buffer.dtype() == DType::F32,
-      "FlatParams::bind: group ", g, " needs ", groups_[g].padded, " f32 elements");
+      buffer.numel() == groups_[g].padded && buffer.is_contiguous() && buffer.dtype() == dtype_,
+      "FlatParams::bind: group ", g, " needs ", groups_[g].padded, " ", dtype_name(dtype_),
+      " elements");
   const FlatGroup& grp = groups_[g];
   for (size_t k = 0; k < grp.params.size(); ++k) {
     TensorImpl* t = params_[grp.params[k]].impl();

@@ -52,6 +52,9 @@ class FlatParams {
   FlatParams(std::vector<Tensor> params, const std::vector<std::vector<int>>& groups, int dp_size);
 
   int dp_size() const { return D_; }
+  // The parameters' dtype (one for all: f32, or bf16/f16 under mixed
+  // precision); the full parameter buffers and slices have it too.
+  DType dtype() const { return dtype_; }
   const std::vector<Tensor>& params() const { return params_; }
   int num_groups() const { return static_cast<int>(groups_.size()); }
   const FlatGroup& group(int g) const { return groups_[g]; }
@@ -67,11 +70,12 @@ class FlatParams {
 
   // A new group buffer holding the parameters' current values (padding zero).
   Tensor pack_values(int g) const;
-  // A new group buffer holding the parameters' gradients (zero where a
-  // parameter has none, and in the padding).
-  Tensor pack_grads(int g) const;
+  // A new group buffer of `grad_dtype` holding the parameters' gradients
+  // (zero where a parameter has none, and in the padding).
+  Tensor pack_grads(int g, DType grad_dtype) const;
+  Tensor pack_grads(int g) const { return pack_grads(g, dtype_); }
 
-  // The group's parameters become views of `buffer` (padded numel, f32).
+  // The group's parameters become views of `buffer` (padded numel, dtype()).
   void bind(int g, const Tensor& buffer);
   // The group's parameters become empty (numel 0, like DeepSpeed's
   // `param.data = torch.empty(0)`), dropping their reference to the buffer; the
@@ -86,6 +90,7 @@ class FlatParams {
   std::vector<Shape> shapes_;  // each parameter's real shape (kept while released)
   std::vector<int64_t> numel_;
   int D_;
+  DType dtype_ = DType::F32;
   int64_t slices_numel_ = 0;
 };
 

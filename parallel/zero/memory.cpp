@@ -9,7 +9,8 @@
 namespace ms {
 
 MemoryEstimate estimate_memory(int64_t num_params, int dp, int stage,
-                               size_t optimizer_bytes_per_param) {
+                               size_t optimizer_bytes_per_param, size_t param_bytes,
+                               size_t grad_bytes) {
   MS_CHECK(num_params >= 0, "estimate_memory: num_params ", num_params, " is negative");
   MS_CHECK(dp >= 1, "estimate_memory: dp ", dp, " must be at least 1");
   MS_CHECK(stage >= 0 && stage <= 3, "estimate_memory: ZeRO stage ", stage,
@@ -19,26 +20,30 @@ MemoryEstimate estimate_memory(int64_t num_params, int dp, int stage,
   e.dp = dp;
   e.stage = stage;
   e.optimizer_bytes_per_param = optimizer_bytes_per_param;
+  e.param_bytes = param_bytes;
+  e.grad_bytes = grad_bytes;
   const double psi = static_cast<double>(num_params), D = dp;
   const double K = static_cast<double>(optimizer_bytes_per_param);
   // Stage s partitions the first s of: optimizer state, gradients, parameters.
   e.optimizer = stage >= 1 ? K * psi / D : K * psi;
-  e.grads = stage >= 2 ? 4 * psi / D : 4 * psi;
-  e.params = stage >= 3 ? 4 * psi / D : 4 * psi;
+  const double P = static_cast<double>(param_bytes), G = static_cast<double>(grad_bytes);
+  e.grads = stage >= 2 ? G * psi / D : G * psi;
+  e.params = stage >= 3 ? P * psi / D : P * psi;
   return e;
 }
 
 std::string MemoryEstimate::formula() const {
   const std::string k = std::to_string(optimizer_bytes_per_param);
+  const std::string p = std::to_string(param_bytes), g = std::to_string(grad_bytes);
   switch (stage) {
     case 0:
-      return "4Ψ + 4Ψ + " + k + "Ψ";
+      return p + "Ψ + " + g + "Ψ + " + k + "Ψ";
     case 1:
-      return "4Ψ + 4Ψ + " + k + "Ψ/D";
+      return p + "Ψ + " + g + "Ψ + " + k + "Ψ/D";
     case 2:
-      return "4Ψ + (4+" + k + ")Ψ/D";
+      return p + "Ψ + (" + g + "+" + k + ")Ψ/D";
     default:
-      return "(4+4+" + k + ")Ψ/D";
+      return "(" + p + "+" + g + "+" + k + ")Ψ/D";
   }
 }
 
@@ -56,7 +61,8 @@ std::vector<MemoryReport> gather_memory_reports(Communicator& comm, const Memory
         double(r.rank),      double(r.params),         double(r.grads),
         double(r.optimizer), double(r.buffers),        double(r.peak),
         double(r.layout),    double(r.released_alive), double(e.num_params),
-        double(e.dp),        double(e.stage),          double(e.optimizer_bytes_per_param)};
+        double(e.dp),        double(e.stage),          double(e.optimizer_bytes_per_param),
+        double(e.param_bytes), double(e.grad_bytes)};
   };
   std::vector<double> mine_v = pack(mine);
   const int64_t n = static_cast<int64_t>(mine_v.size());
@@ -73,7 +79,7 @@ std::vector<MemoryReport> gather_memory_reports(Communicator& comm, const Memory
     m.params = z(v[1]), m.grads = z(v[2]), m.optimizer = z(v[3]), m.buffers = z(v[4]);
     m.peak = z(v[5]), m.layout = z(v[6]), m.released_alive = z(v[7]);
     m.predicted = estimate_memory(static_cast<int64_t>(v[8]), static_cast<int>(v[9]),
-                                  static_cast<int>(v[10]), z(v[11]));
+                                  static_cast<int>(v[10]), z(v[11]), z(v[12]), z(v[13]));
     reports.push_back(m);
   }
   return reports;
@@ -111,7 +117,12 @@ std::string format_memory_table(const std::vector<MemoryReport>& per_rank,
     os << "ZeRO stage " << e.stage << (e.stage == 0 ? " (plain data parallelism)" : "")
        << ", D = " << e.dp << ", Ψ = " << b(double(e.num_params))
        << " parameters, K = " << e.optimizer_bytes_per_param
-       << " bytes of optimizer state per parameter\n";
+       << " bytes of optimizer state per parameter";
+    if (e.param_bytes != 4)
+      os << " (mixed precision: " << e.param_bytes << "-byte params, " << e.grad_bytes
+         << "-byte grads, K = 4 fp32 master + " << e.optimizer_bytes_per_param - 4
+         << " optimizer state)";
+    os << "\n";
   } else {
     os << title << "\n";
   }

@@ -11,10 +11,14 @@
 //     stage 1 (P_os)       2Ψ + 2Ψ + KΨ/D
 //     stage 2 (P_os+g)     2Ψ + (2+K)Ψ/D
 //     stage 3 (P_os+g+p)   (2+2+K)Ψ/D
-// minispeed trains in fp32: parameters and gradients take 4 bytes each and
-// there is no separate master copy, so K is just the optimizer's own state:
-// 8 for AdamW (m and v), 4 for SGD with momentum, 0 for plain SGD. With AdamW:
-//     16Ψ,  8Ψ + 8Ψ/D,  4Ψ + 12Ψ/D,  16Ψ/D.
+// In fp32 (minispeed's default) parameters and gradients take 4 bytes each
+// and there is no separate master copy, so K is just the optimizer's own
+// state: 8 for AdamW (m and v), 4 for SGD with momentum, 0 for plain SGD.
+// With AdamW: 16Ψ,  8Ψ + 8Ψ/D,  4Ψ + 12Ψ/D,  16Ψ/D.
+// With --bf16/--fp16 (mixed_precision.h) it is the paper's own accounting:
+// 2-byte parameters, 2-byte gradients (4 when reduced in fp32), and K = 4 (the
+// fp32 master weights) + the optimizer's state: 12 for AdamW, so
+// 16Ψ,  4Ψ + 12Ψ/D,  2Ψ + 14Ψ/D,  16Ψ/D.
 //
 // What a real run adds on top (MemoryReport::expected_extra): padding (each
 // flat group is rounded up to a multiple of D, so every rank owns an equal
@@ -39,15 +43,18 @@ struct MemoryEstimate {
   int dp = 1;                                   // D
   int stage = 0;                                // 0 (plain data parallelism) .. 3
   size_t optimizer_bytes_per_param = 8;         // K
+  size_t param_bytes = 4, grad_bytes = 4;       // 4 in fp32; 2 for 16-bit (mixed precision)
   double params = 0, grads = 0, optimizer = 0;  // bytes per rank
   double total() const { return params + grads + optimizer; }
   std::string formula() const;  // e.g. "4Ψ + 4Ψ + 8Ψ/D"
 };
 
-// Stage 0..3 with fp32 parameters and gradients (4 bytes each) and K bytes of
-// optimizer state per parameter (8 = AdamW).
+// Stage 0..3 with param_bytes/grad_bytes per parameter (fp32: 4 and 4; mixed
+// precision: 2 and 2) and K bytes of optimizer state per parameter (8 = AdamW
+// in fp32; 12 = fp32 master + AdamW in mixed precision).
 MemoryEstimate estimate_memory(int64_t num_params, int dp, int stage,
-                               size_t optimizer_bytes_per_param = 8);
+                               size_t optimizer_bytes_per_param = 8, size_t param_bytes = 4,
+                               size_t grad_bytes = 4);
 
 // What one rank holds, measured from the tensors themselves (each Storage
 // counted once, however many views share it).

@@ -6,9 +6,11 @@
 namespace ms {
 
 ZeroShardedStage::ZeroShardedStage(std::vector<Tensor> params, Communicator dp,
-                                   const std::vector<std::vector<int>>& groups)
+                                   const std::vector<std::vector<int>>& groups,
+                                   std::optional<DType> grad_dtype)
     : layout_(std::move(params), groups, dp.size()),
       dp_(std::move(dp)),
+      grad_dtype_(grad_dtype.value_or(layout_.dtype())),
       self_(std::make_shared<ZeroShardedStage*>(this)) {
   const int rank = dp_.rank();
   for (int g = 0; g < layout_.num_groups(); ++g) {

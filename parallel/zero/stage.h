@@ -10,6 +10,7 @@
 #pragma once
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "parallel/comm/communicator.h"
@@ -83,8 +84,11 @@ class ZeroShardedStage : public ZeroStage {
 
  protected:
   // Collective over `dp`.
+  // grad_dtype: the gradient buffers' dtype, which is what the reductions move
+  // (mixed precision: f32 or 16-bit, mixed_precision.h); unset = the parameters'.
   ZeroShardedStage(std::vector<Tensor> params, Communicator dp,
-                   const std::vector<std::vector<int>>& groups);
+                   const std::vector<std::vector<int>>& groups,
+                   std::optional<DType> grad_dtype = std::nullopt);
   // Runs in backward when parameter `param`'s gradient is final.
   virtual void on_grad_ready(int param) = 0;
   // After the optimizer updated our slices: every rank's full buffers get
@@ -94,6 +98,7 @@ class ZeroShardedStage : public ZeroStage {
 
   FlatParams layout_;
   Communicator dp_;
+  DType grad_dtype_;
   // Per group: its full flat parameter buffer (padded; the model's parameters
   // view it). Stage 3 leaves it undefined while the group is released.
   std::vector<Tensor> full_params_;

@@ -11,10 +11,11 @@ static std::vector<std::vector<int>> whole_model(size_t n) {
   return {all};
 }
 
-ZeroStage1::ZeroStage1(std::vector<Tensor> params, Communicator dp)
-    : ZeroShardedStage(params, std::move(dp), whole_model(params.size())) {
+ZeroStage1::ZeroStage1(std::vector<Tensor> params, Communicator dp,
+                       std::optional<DType> grad_dtype)
+    : ZeroShardedStage(params, std::move(dp), whole_model(params.size()), grad_dtype) {
   for (int g = 0; g < layout_.num_groups(); ++g)
-    full_grads_.push_back(zeros({layout_.group(g).padded}));
+    full_grads_.push_back(zeros({layout_.group(g).padded}, grad_dtype_));
   for (size_t i = 0; i < layout_.params().size(); ++i) {
     int g = layout_.group_of(static_cast<int>(i));
     grad_slot_.push_back(layout_.view_of(static_cast<int>(i), full_grads_[g]));
@@ -36,7 +37,7 @@ void ZeroStage1::reduce_gradients() {
   for (int g = 0; g < layout_.num_groups(); ++g) {
     // Rank r receives the dp-average of slice r of the gradient — exactly the
     // part of the gradient its optimizer needs, nothing more.
-    Tensor averaged = Tensor::empty({layout_.group(g).slice_numel});
+    Tensor averaged = Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_);
     dp_.reduce_scatter(full_grads_[g], averaged, ReduceOp::Avg);
     note_memory();
     // Keep it in our own slice of the gradient buffer (the other slices now
@@ -59,12 +60,14 @@ void ZeroStage1::count_memory(MemoryCounter& counter) const {
   for (const Tensor& gf : full_grads_) counter.add(MemoryCounter::Grads, gf);
 }
 
-// 4 bytes per padded element for full parameters and full gradients; the
-// optimizer state only for my slices (Σ slices = padded / D).
+// Full parameters and full gradients per padded element (4 + 4 bytes in f32,
+// 2 + 2 in mixed precision); the optimizer state only for my slices
+// (Σ slices = padded / D).
 size_t ZeroStage1::layout_bytes(size_t K) const {
   size_t padded = 0;
   for (int g = 0; g < layout_.num_groups(); ++g) padded += layout_.group(g).padded;
-  return 4 * padded + 4 * padded + K * static_cast<size_t>(layout_.slices_numel());
+  return (dtype_size(layout_.dtype()) + dtype_size(grad_dtype_)) * padded +
+         K * static_cast<size_t>(layout_.slices_numel());
 }
 
 }  // namespace ms

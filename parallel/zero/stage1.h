@@ -20,7 +20,8 @@ namespace ms {
 class ZeroStage1 : public ZeroShardedStage {
  public:
   // Collective over `dp`: one group, the whole model.
-  ZeroStage1(std::vector<Tensor> params, Communicator dp);
+  ZeroStage1(std::vector<Tensor> params, Communicator dp,
+             std::optional<DType> grad_dtype = std::nullopt);
 
   void set_gradient_sync(bool) override {}  // stage 1 communicates only in the step
   void reduce_gradients() override;

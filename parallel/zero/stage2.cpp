@@ -6,12 +6,14 @@
 
 namespace ms {
 
-ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes)
-    : ZeroStage2(params, std::move(dp), bucket_by_size(params, bucket_bytes)) {}
+ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes,
+                       std::optional<DType> grad_dtype)
+    : ZeroStage2(params, std::move(dp), bucket_by_size(params, bucket_bytes), grad_dtype) {}
 
 ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
-                       const std::vector<std::vector<int>>& groups)
-    : ZeroShardedStage(std::move(params), std::move(dp), groups),
+                       const std::vector<std::vector<int>>& groups,
+                       std::optional<DType> grad_dtype)
+    : ZeroShardedStage(std::move(params), std::move(dp), groups, grad_dtype),
       // Each group is a bucket, launched in group order as DDP launches its
       // buckets. At most two in flight, like DeepSpeed's overlap_comm double
       // buffering: one communicates while backward fills the next, and the
@@ -21,7 +23,7 @@ ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
           [this](int g) { return launch(g); }, [this](int g) { complete(g); }) {
   // The only gradient memory that lasts: my slices, 4Ψ/D. Each slice's
   // optimizer tensor reads its part of it as .grad.
-  grad_slices_flat_ = zeros({layout_.slices_numel()});
+  grad_slices_flat_ = zeros({layout_.slices_numel()}, grad_dtype_);
   for (int g = 0; g < layout_.num_groups(); ++g) {
     const FlatGroup& grp = layout_.group(g);
     param_slices_[g].set_grad(narrow(grad_slices_flat_, 0, grp.slice_offset, grp.slice_numel));
@@ -37,8 +39,8 @@ void ZeroStage2::on_grad_ready(int i) {
 }
 
 Work ZeroStage2::launch(int g) {
-  sending_[g] = layout_.pack_grads(g);
-  receiving_[g] = Tensor::empty({layout_.group(g).slice_numel});
+  sending_[g] = layout_.pack_grads(g, grad_dtype_);
+  receiving_[g] = Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_);
   // The full gradients are released right away: this line is stage 2.
   for (int i : layout_.group(g).params) layout_.params()[i].zero_grad();
   Work work = dp_.ireduce_scatter(sending_[g], receiving_[g], ReduceOp::Avg);
@@ -85,12 +87,13 @@ void ZeroStage2::count_memory(MemoryCounter& counter) const {
   for (const Tensor& t : receiving_) counter.add(MemoryCounter::Buffers, t);
 }
 
-// Full parameters (4 bytes per padded element); gradients and optimizer state
-// only for my slices.
+// Full parameters (4 bytes per padded element in f32, 2 in mixed precision);
+// gradients and optimizer state only for my slices.
 size_t ZeroStage2::layout_bytes(size_t K) const {
   size_t padded = 0;
   for (int g = 0; g < layout_.num_groups(); ++g) padded += layout_.group(g).padded;
-  return 4 * padded + (4 + K) * static_cast<size_t>(layout_.slices_numel());
+  return dtype_size(layout_.dtype()) * padded +
+         (dtype_size(grad_dtype_) + K) * static_cast<size_t>(layout_.slices_numel());
 }
 
 }  // namespace ms

@@ -25,7 +25,8 @@ namespace ms {
 class ZeroStage2 : public ZeroShardedStage {
  public:
   // Collective over `dp`: buckets of ~bucket_bytes, in reverse parameter order.
-  ZeroStage2(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes);
+  ZeroStage2(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes,
+             std::optional<DType> grad_dtype = std::nullopt);
 
   void set_gradient_sync(bool) override;
   void reduce_gradients() override;
@@ -36,7 +37,7 @@ class ZeroStage2 : public ZeroShardedStage {
  protected:
   // For stage 3, which chooses its own groups (one per transformer block).
   ZeroStage2(std::vector<Tensor> params, Communicator dp,
-             const std::vector<std::vector<int>>& groups);
+             const std::vector<std::vector<int>>& groups, std::optional<DType> grad_dtype);
   void on_grad_ready(int param) override;
 
  private:

@@ -49,8 +49,9 @@ class ZeroStage3::GatheredBlock : public Layer {
   int b_;
 };
 
-ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
-    : ZeroStage2(model.parameters(), std::move(dp), block_groups(model)), model_(model) {
+ZeroStage3::ZeroStage3(GPT& model, Communicator dp, std::optional<DType> grad_dtype)
+    : ZeroStage2(model.parameters(), std::move(dp), block_groups(model), grad_dtype),
+      model_(model) {
   MS_CHECK(model.config().dropout == 0,
            "ZeRO stage 3 recomputes each block in backward, and a "
            "recomputed dropout would draw a different mask: set dropout to 0 (got ",
@@ -60,7 +61,7 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp)
   last_released_.resize(layout_.num_groups());
   // Move my slices out of the full buffers into a buffer of their own, then
   // drop the blocks' full buffers: from now on a rank holds 1/D of them.
-  param_slices_flat_ = Tensor::empty({layout_.slices_numel()});
+  param_slices_flat_ = Tensor::empty({layout_.slices_numel()}, layout_.dtype());
   for (int g = 0; g < layout_.num_groups(); ++g) {
     const FlatGroup& grp = layout_.group(g);
     Tensor mine = narrow(param_slices_flat_, 0, grp.slice_offset, grp.slice_numel);
@@ -92,7 +93,8 @@ static int group_of_block(int b, int num_blocks) {
 
 void ZeroStage3::prefetch(int g) {
   if (full_params_[g].defined()) return;  // gathered or on its way
-  full_params_[g] = Tensor::empty({layout_.group(g).padded});
+  // In the parameters' dtype: under mixed precision the gather moves 16-bit.
+  full_params_[g] = Tensor::empty({layout_.group(g).padded}, layout_.dtype());
   gathering_[g] = dp_.iall_gather(param_slices_[g], full_params_[g]);
 }
 
@@ -156,7 +158,8 @@ void ZeroStage3::gather_full_parameters() {
 // which stays gathered.
 size_t ZeroStage3::layout_bytes(size_t K) const {
   const size_t mine = static_cast<size_t>(layout_.slices_numel());
-  return 4 * mine + 4 * static_cast<size_t>(layout_.group(rest_group_).padded) + (4 + K) * mine;
+  const size_t P = dtype_size(layout_.dtype()), G = dtype_size(grad_dtype_);
+  return P * mine + P * static_cast<size_t>(layout_.group(rest_group_).padded) + (G + K) * mine;
 }
 
 size_t ZeroStage3::released_alive() const {

@@ -52,7 +52,7 @@ class ZeroStage3 : public ZeroStage2 {
   // Collective over `dp`. Wraps each of the model's blocks (GPT::replace_block)
   // in a layer that runs it the ZeRO-3 way; the destructor puts the blocks
   // back. The model must outlive us.
-  ZeroStage3(GPT& model, Communicator dp);
+  ZeroStage3(GPT& model, Communicator dp, std::optional<DType> grad_dtype = std::nullopt);
   ~ZeroStage3() override;
 
   void reduce_gradients() override;

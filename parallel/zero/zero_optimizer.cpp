@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
+#include "parallel/comm/overflow.h"
 #include "parallel/dp/data_parallel.h"
 #include "parallel/zero/stage1.h"
 #include "parallel/zero/stage2.h"
@@ -17,8 +19,8 @@ namespace {
 // Stage 0 is DataParallel (../dp/data_parallel.h) behind the stage interface.
 class DdpStage : public ZeroStage {
  public:
-  DdpStage(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes)
-      : ddp_(std::move(params), std::move(dp), bucket_bytes) {}
+  DdpStage(std::vector<Tensor> params, Communicator dp, size_t bucket_bytes, DType grad_dtype)
+      : ddp_(std::move(params), std::move(dp), bucket_bytes, grad_dtype), grad_dtype_(grad_dtype) {}
   std::vector<Tensor> trainable() override { return ddp_.params(); }
   void set_gradient_sync(bool sync) override { ddp_.set_gradient_sync(sync); }
   void reduce_gradients() override {
@@ -33,13 +35,15 @@ class DdpStage : public ZeroStage {
     for (const Tensor& p : ddp_.params()) c.add(MemoryCounter::Grads, p.grad());
   }
   size_t layout_bytes(size_t K) const override {
-    size_t n = 0;
+    size_t n = 0, P = 4;
     for (const Tensor& p : ddp_.params()) n += static_cast<size_t>(p.numel());
-    return (4 + 4 + K) * n;
+    if (!ddp_.params().empty()) P = dtype_size(ddp_.params()[0].dtype());
+    return (P + dtype_size(grad_dtype_) + K) * n;
   }
 
  private:
   DataParallel ddp_;
+  DType grad_dtype_;
 };
 
 // K for the formula: AdamW keeps m and v (8 bytes per parameter); SGD keeps a
@@ -60,25 +64,39 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
            " does not exist (valid: 0 = plain data parallelism, 1, 2, 3)");
   MS_CHECK(opts_.bucket_bytes > 0, "zero: bucket_bytes must be positive");
   MS_CHECK(make_optimizer != nullptr, "zero: make_optimizer is empty");
+  opts_.precision.validate();
   MS_CHECK(opts_.stage != 3 || model.config().dropout == 0,
            "zero: stage 3 recomputes each block in backward, and a recomputed dropout would draw "
            "a different mask: set dropout to 0 (got ",
            model.config().dropout, ")");
+  // Mixed precision: the model is held in 16-bit from here on (rank 0's values
+  // are broadcast by the stage, already rounded), and the gradients the stage
+  // accumulates and reduces have the communication dtype.
+  const MixedPrecision& mp = opts_.precision;
+  if (mp.enabled()) model.cast_parameters(mp.dtype);
+  const DType grad_dtype = mp.enabled() ? mp.grad_dtype() : DType::F32;
   switch (opts_.stage) {
     case 0:
-      stage_ = std::make_unique<DdpStage>(stage_params(model), dp_, opts_.bucket_bytes);
+      stage_ = std::make_unique<DdpStage>(stage_params(model), dp_, opts_.bucket_bytes, grad_dtype);
       break;
     case 1:
-      stage_ = std::make_unique<ZeroStage1>(stage_params(model), dp_);
+      stage_ = std::make_unique<ZeroStage1>(stage_params(model), dp_, grad_dtype);
       break;
     case 2:
-      stage_ = std::make_unique<ZeroStage2>(model.parameters(), dp_, opts_.bucket_bytes);
+      stage_ = std::make_unique<ZeroStage2>(model.parameters(), dp_, opts_.bucket_bytes, grad_dtype);
       break;
     case 3:
-      stage_ = std::make_unique<ZeroStage3>(model, dp_);
+      stage_ = std::make_unique<ZeroStage3>(model, dp_, grad_dtype);
       break;
   }
-  optimizer_ = make_optimizer(stage_->trainable());
+  if (mp.enabled()) {
+    // The optimizer sees only the fp32 masters of what this rank trains.
+    masters_ = std::make_unique<MasterWeights>(stage_->trainable());
+    optimizer_ = make_optimizer(masters_->masters());
+    if (mp.dtype == DType::F16) scaler_ = make_loss_scaler(mp.fp16);
+  } else {
+    optimizer_ = make_optimizer(stage_->trainable());
+  }
   MS_CHECK(optimizer_ != nullptr, "zero: make_optimizer returned null");
   lay_out_norm(model);  // replicated_ranges_ (tp) and norm_skip_ (tp, pp)
 }
@@ -89,10 +107,52 @@ void ZeroOptimizer::set_gradient_sync(bool sync) {
   stage_->set_gradient_sync(sync);
 }
 
+Tensor ZeroOptimizer::scale_loss(const Tensor& loss) const {
+  const double s = loss_scale();
+  return s == 1.0 ? loss : mul(loss, s);
+}
+
+// Every rank's verdict on its own gradients, MAX-reduced over dp, then tp,
+// then pp (parallel/comm/overflow.h): one rank's inf skips the step everywhere.
+bool ZeroOptimizer::agreed_overflow() {
+  std::vector<Tensor> grads;
+  for (const Tensor& m : optimizer_->params()) grads.push_back(m.grad());
+  return agree_on_overflow(has_overflow(grads), {&dp_, opts_.tp ? &opts_.tp->tp : nullptr,
+                                                 opts_.pp ? &opts_.pp->pp : nullptr});
+}
+
+std::string ZeroOptimizer::skip_message() const {
+  if (!skipped_) return "";
+  return scaler_ ? scaler_->last_event()
+                 : "OVERFLOW! Skipping step (bf16: inf/NaN in the gradients, no loss scale)";
+}
+
+void ZeroOptimizer::refresh_model_from_optimizer() {
+  if (!masters_) return;
+  masters_->store_params();
+  stage_->after_step();  // zeroes the gradients, all-gathers the (16-bit) slices
+}
+
 double ZeroOptimizer::step(double lr, double max_norm) {
   MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
   if (!std::exchange(reduced_, false)) stage_->reduce_gradients();
   const std::vector<Tensor>& mine = optimizer_->params();
+  double scale = 1.0;
+  skipped_ = false;
+  if (masters_) {
+    masters_->load_grads();  // the reduced 16-bit (or f32) gradients, as f32
+    scale = loss_scale();    // the scale this step's backward used, before update()
+    const bool overflow = agreed_overflow();
+    skipped_ = scaler_ ? scaler_->update(overflow) : overflow;
+    if (skipped_) {
+      ++skipped_steps_;
+      peak_ = std::max(peak_, stage_->peak_bytes() + optimizer_->state_bytes() +
+                                  masters_->master_bytes() + masters_->grad_bytes());
+      masters_->drop_grads();
+      stage_->after_step();  // zero the gradients; the parameters are unchanged
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+  }
   if (opts_.tp && opts_.tp->sum_replicated_grads) sum_replicated_grads();
   // Global gradient norm. With sharded gradients each rank has the sum of squares of its
   // slice only (padding adds nothing): all-reduce the sums, then take the root, so every
@@ -103,12 +163,26 @@ double ZeroOptimizer::step(double lr, double max_norm) {
     dp_.all_reduce(t, ReduceOp::Sum);
     sq = t.item();
   }
-  const double norm = std::sqrt(sq);
-  const double factor = clip_factor(norm, max_norm);
-  if (factor != 1.0) scale_grads(mine, factor);
+  double norm = std::sqrt(sq);
+  if (scaler_) {
+    // DeepSpeed's unscale_and_clip_grads: one pass, from the scaled norm.
+    std::vector<Tensor> grads;
+    for (const Tensor& m : mine) grads.push_back(m.grad());
+    unscale_and_clip(grads, scale, max_norm, norm);
+    norm /= scale;
+  } else {
+    const double factor = clip_factor(norm, max_norm);
+    if (factor != 1.0) scale_grads(mine, factor);
+  }
   optimizer_->set_lr(lr);
   optimizer_->step();
-  const size_t opt_bytes = optimizer_->state_bytes();
+  size_t opt_bytes = optimizer_->state_bytes();
+  if (masters_) {
+    opt_bytes += masters_->master_bytes();
+    peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes + masters_->grad_bytes());
+    masters_->drop_grads();
+    masters_->store_params();  // masters rounded into the 16-bit parameters (my slices)
+  }
   peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
   stage_->after_step();
   peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
@@ -283,12 +357,17 @@ MemoryReport ZeroOptimizer::memory() const {
   r.params = c.bytes(MemoryCounter::Params);
   r.grads = c.bytes(MemoryCounter::Grads);
   r.buffers = c.bytes(MemoryCounter::Buffers);
-  r.optimizer = optimizer_->state_bytes();
+  // Mixed precision: the fp32 masters are optimizer state (the paper's K = 12
+  // for Adam: 4 master + 4 momentum + 4 variance).
+  r.optimizer = optimizer_->state_bytes() + (masters_ ? masters_->master_bytes() : 0);
   r.peak = std::max({peak_, stage_->peak_bytes() + r.optimizer, r.total()});
-  const size_t K = optimizer_bytes_per_param(*optimizer_);
+  const size_t K = optimizer_bytes_per_param(*optimizer_) + (masters_ ? 4 : 0);
   r.layout = stage_->layout_bytes(K);
   r.released_alive = stage_->released_alive();
-  r.predicted = estimate_memory(num_params_, dp_.size(), opts_.stage, K);
+  const MixedPrecision& mp = opts_.precision;
+  r.predicted = mp.enabled() ? estimate_memory(num_params_, dp_.size(), opts_.stage, K,
+                                               dtype_size(mp.dtype), dtype_size(mp.grad_dtype()))
+                             : estimate_memory(num_params_, dp_.size(), opts_.stage, K);
   return r;
 }
 
@@ -306,7 +385,9 @@ StepFormula ZeroOptimizer::traffic_formula(int64_t micro_steps) {
       if (opts_.stage == 3 && !f.is_released(f.group(g).params[0])) resident += f.group(g).padded;
     }
   }
-  return zero_step_formula(opts_.stage, dp_.size(), micro_steps, num_params_, padded, resident);
+  const MixedPrecision& mp = opts_.precision;
+  return zero_step_formula(opts_.stage, dp_.size(), micro_steps, num_params_, padded, resident,
+                           static_cast<int64_t>(dtype_size(mp.dtype)), mp.enabled());
 }
 
 }  // namespace ms

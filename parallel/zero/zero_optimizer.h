@@ -33,6 +33,7 @@
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/ledger.h"
 #include "parallel/zero/memory.h"
+#include "parallel/zero/mixed_precision.h"
 
 namespace ms {
 
@@ -76,6 +77,7 @@ struct ZeroOptions {
   size_t bucket_bytes = 25u << 20;       // DDP's and stage 2's gradient bucket size
   std::optional<ZeroTensorParallel> tp;  // unset: no tensor parallelism
   std::optional<ZeroPipeline> pp;        // unset: no pipeline parallelism
+  MixedPrecision precision;              // default: fp32 throughout (mixed_precision.h)
 };
 
 class ZeroOptimizer {
@@ -102,8 +104,39 @@ class ZeroOptimizer {
   // After the last micro-step's backward: finish gradient communication, clip
   // to the global norm (max_norm 0 = off), optimizer step at `lr`, zero the
   // gradients, restore full parameters where the stage keeps them. Collective.
-  // Returns the global gradient norm before clipping.
+  // Returns the global gradient norm before clipping (unscaled under fp16).
+  // Mixed precision (opts.precision): the step is SKIPPED when any rank's
+  // gradients hold an inf/NaN (all ranks agree: dp, tp and pp groups) —
+  // parameters, masters and optimizer state untouched, gradients zeroed, the
+  // fp16 loss scaler updated — and step() returns NaN; skipped() says so, and
+  // the caller must not advance its LR schedule (DeepSpeed's engine steps its
+  // lr_scheduler only when not optimizer.overflow). Under fp16, at
+  // min_loss_scale, DeepSpeed's "Current loss scale already at minimum" error.
   double step(double lr, double max_norm);
+
+  // ---- mixed precision (mixed_precision.h) ----
+  // Multiply the loss by this before backward (fp16's current loss scale; 1
+  // otherwise). scale_loss(loss) does it, returning `loss` itself at scale 1.
+  double loss_scale() const { return scaler_ ? scaler_->loss_scale() : 1.0; }
+  Tensor scale_loss(const Tensor& loss) const;
+  bool skipped() const { return skipped_; }  // the last step() was skipped
+  // Why, for the log: DeepSpeed's "OVERFLOW! Skipping step. Attempted loss
+  // scale: X, reducing to Y" (fp16) or the bf16 equivalent; "" after a step.
+  std::string skip_message() const;
+  int64_t skipped_steps() const { return skipped_steps_; }
+  // For a checkpoint resume: the LR schedule reads step - skipped_steps().
+  void set_skipped_steps(int64_t n) {
+    MS_CHECK(n >= 0, "zero: skipped_steps ", n, " must be >= 0");
+    skipped_steps_ = n;
+  }
+  // The fp16 scaler (null otherwise): its state() / load_state() for checkpoints.
+  LossScaler* loss_scaler() { return scaler_.get(); }
+  const MixedPrecision& precision() const { return opts_.precision; }
+  // After the optimizer's tensors (the fp32 masters) were overwritten, e.g. by
+  // a checkpoint load: round them into the model's 16-bit parameters and
+  // bring every rank's full parameters up to date. Collective; no-op in fp32,
+  // where the optimizer's tensors are the parameters themselves.
+  void refresh_model_from_optimizer();
 
   // This rank's bytes: params, grads, optimizer state, buffers, peak, and the
   // paper's prediction for this stage, D and Ψ. Not collective (gather the
@@ -146,6 +179,7 @@ class ZeroOptimizer {
  private:
   void sum_replicated_grads();
   double local_sq_norm();
+  bool agreed_overflow();
   double model_parallel_sq_norm();
   int64_t checked_num_params(const GPT& model) const;
   std::vector<Tensor> stage_params(const GPT& model) const;
@@ -160,6 +194,10 @@ class ZeroOptimizer {
   int64_t num_params_ = 0;
   std::unique_ptr<ZeroStage> stage_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<MasterWeights> masters_;  // mixed precision only
+  std::unique_ptr<LossScaler> scaler_;      // fp16 only
+  bool skipped_ = false;
+  int64_t skipped_steps_ = 0;
   size_t peak_ = 0;
   // Per trainable tensor: the [begin, end) element ranges of replicated
   // parameters in it (ZeroTensorParallel).

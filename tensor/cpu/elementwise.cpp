@@ -127,6 +127,38 @@ void store(void* base, int64_t i, DType dtype, double v) {
   }
 }
 
+// The casts mixed precision runs on every step (f32 <-> bf16/f16, contiguous):
+// one rounding per element, straight from f32. False for other pairs.
+bool convert_contiguous(const Tensor& src, Tensor& dst) {
+  const int64_t n = src.numel();
+  const DType s = src.dtype(), d = dst.dtype();
+  if (s == DType::F32 && (d == DType::BF16 || d == DType::F16)) {
+    const float* ps = src.data<float>();
+    uint16_t* pd = dst.data<uint16_t>();
+    if (d == DType::BF16) {
+#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+      for (int64_t i = 0; i < n; ++i) pd[i] = f32_to_bf16(ps[i]);
+    } else {
+#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+      for (int64_t i = 0; i < n; ++i) pd[i] = f32_to_f16(ps[i]);
+    }
+    return true;
+  }
+  if ((s == DType::BF16 || s == DType::F16) && d == DType::F32) {
+    const uint16_t* ps = src.data<uint16_t>();
+    float* pd = dst.data<float>();
+    if (s == DType::BF16) {
+#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+      for (int64_t i = 0; i < n; ++i) pd[i] = bf16_to_f32(ps[i]);
+    } else {
+#pragma omp parallel for if (n > kParallelGrain) schedule(static)
+      for (int64_t i = 0; i < n; ++i) pd[i] = f16_to_f32(ps[i]);
+    }
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
@@ -151,6 +183,7 @@ void copy(const Tensor& src, Tensor& dst) {
     std::memcpy(dst.raw_data(), src.raw_data(), src.nbytes());
     return;
   }
+  if (src.is_contiguous() && dst.is_contiguous() && convert_contiguous(src, dst)) return;
   if (src.dtype() == dst.dtype() && is_compute_dtype(src.dtype()) && dst.is_contiguous()) {
     dispatch_compute(src.dtype(), "copy", [&](auto t) {
       using T = decltype(t);
@@ -181,6 +214,16 @@ void fill(Tensor& t, double value) {
 }
 
 void axpy(Tensor& dst, const Tensor& src, double alpha) {
+  if (!is_compute_dtype(dst.dtype()) || src.dtype() != dst.dtype()) {
+    // A 16-bit side: both read as f32, the sum rounded once into dst.
+    MS_ASSERT(dst.is_contiguous() && dst.shape() == src.shape(), "axpy");
+    Tensor a = Tensor::empty(dst.shape(), DType::F32), b = Tensor::empty(src.shape(), DType::F32);
+    copy(dst, a);
+    copy(src, b);
+    axpy(a, b, alpha);
+    copy(a, dst);
+    return;
+  }
   MS_ASSERT(dst.is_contiguous() && dst.shape() == src.shape() && dst.dtype() == src.dtype(),
             "axpy");
   dispatch_compute(dst.dtype(), "axpy", [&](auto t) {
@@ -199,6 +242,14 @@ void axpy(Tensor& dst, const Tensor& src, double alpha) {
                    });
     }
   });
+}
+
+void scale_rounded(Tensor& t, double s) {
+  MS_ASSERT(t.is_contiguous(), "scale_rounded");
+  Tensor a = Tensor::empty(t.shape(), DType::F32);
+  copy(t, a);
+  unary(UnaryOp::MulScalar, a, a, s);
+  copy(a, t);
 }
 
 }  // namespace ms::cpu

@@ -18,6 +18,10 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar = 0);
 void copy(const Tensor& src, Tensor& dst);
 void fill(Tensor& t, double value);
 // dst += alpha * src, dst contiguous (gradient accumulation, optimizer updates).
+// When either is bf16/f16 the dtypes may differ: the sum is formed in f32 and
+// rounded once into dst.
 void axpy(Tensor& dst, const Tensor& src, double alpha);
+// t *= s for a contiguous bf16/f16 tensor: in f32, rounded back once.
+void scale_rounded(Tensor& t, double s);
 
 }  // namespace ms::cpu
