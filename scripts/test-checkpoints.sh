@@ -4,7 +4,8 @@
 #     layout give the same losses (loss.csv), byte-identical final weights
 #     (--save-weights) and byte-identical step-20 checkpoints (weights AND
 #     optimizer moments), for DDP (with dropout: the RNG streams resume),
-#     ZeRO 1, 2, 3, tp 2, pp 2 and 3D (dp 2 × tp 2 × pp 2) — llm.c's test;
+#     ZeRO 1, 2, 3, tp 2, pp 2, 3D (dp 2 × tp 2 × pp 2), bf16 ZeRO-3 and fp16
+#     ZeRO-2 with overflows (the loss scale and skipped steps resume) — llm.c's test;
 #  2. resume at another layout: a pp 2 and a 3D checkpoint continue at dp 2
 #     ZeRO-3 and in one process, following the straight run within the
 #     equivalence tolerance (scripts/test-train-equivalence.sh);
@@ -46,7 +47,9 @@ for layout in "ddp|2|--zero-stage 0 --dropout 0.1 --batch-size 4" \
               "zero3|2|--zero-stage 3 --batch-size 4" \
               "tp2|2|--tp 2 --batch-size 8" \
               "pp2|2|--pp 2 --grad-accum 2 --batch-size 4" \
-              "3d|8|--tp 2 --pp 2 --zero-stage 1 --grad-accum 2 --batch-size 2"; do
+              "3d|8|--tp 2 --pp 2 --zero-stage 1 --grad-accum 2 --batch-size 2" \
+              "bf16|2|--bf16 --zero-stage 3 --batch-size 4" \
+              "fp16|2|--fp16 --initial-scale-power 24 --loss-scale-window 3 --zero-stage 2 --batch-size 4"; do
   IFS='|' read -r name ranks flags <<<"$layout"
   d=$tmp/$name
   mkdir -p "$d/b"

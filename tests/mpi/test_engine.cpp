@@ -4,10 +4,14 @@
 // loop (step() after every micro-batch, gradient_accumulation_steps 4). Then
 // DeepSpeed's boundary semantics (the scheduler and the update only at the
 // boundary, the first update at schedule_lr(-1) = 0), train_batch against
-// forward/backward/step, the pipeline's refusal of forward, and the errors.
+// forward/backward/step, the pipeline's refusal of forward, the errors, the
+// config's bf16 and activation_checkpointing, and save/load_checkpoint.
 #include <cmath>
+#include <filesystem>
+#include <tuple>
 
 #include "autograd/ops.h"
+#include "nn/checkpointed_block.h"
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
@@ -237,14 +241,15 @@ TEST_CASE("engine: errors name the key", "[mpi][engine]") {
   auto cfg = [&](const std::string& extra) {
     return parse_ds_config(config_json(0, extra), world.size());
   };
-  CHECK_THROWS_WITH(initialize(model(), cfg(R"(, "fp16": {"enabled": true})"), world),
-                    Contains("fp16.enabled true: fp16 mixed precision is not built yet"));
-  CHECK_THROWS_WITH(initialize(model(), cfg(R"(, "bf16": {"enabled": true})"), world),
-                    Contains("bf16.enabled true: bf16 mixed precision is not built yet"));
   CHECK_THROWS_WITH(
-      initialize(model(), cfg(R"(, "activation_checkpointing": {"number_checkpoints": 2})"), world),
-      Contains("activation_checkpointing.number_checkpoints: activation checkpointing is not "
-               "built yet"));
+      initialize(model(), cfg(R"(, "activation_checkpointing": {"partition_activations": true})"),
+                 world),
+      Contains("activation_checkpointing.partition_activations true: splitting the checkpointed "
+               "inputs over the tensor-parallel ranks is not built yet"));
+  CHECK_THROWS_WITH(initialize(model(), cfg(R"(, "communication_data_type": "fp32")"), world),
+                    Contains("communication_data_type \"fp32\" needs bf16.enabled or fp16.enabled"));
+  CHECK_THROWS_WITH(initialize(model(), cfg(R"(, "bf16": {"enabled": true}, "communication_data_type": "fp16")"), world),
+                    Contains("communication_data_type \"fp16\" with bf16.enabled: valid are \"fp32\" or \"bf16\""));
   // Resolved for another world than the job's.
   DsConfig other = parse_ds_config(config_json(0), world.size() + 1);
   CHECK_THROWS_WITH(initialize(model(), other, world),
@@ -259,6 +264,77 @@ TEST_CASE("engine: errors name the key", "[mpi][engine]") {
   CHECK(engine.global_steps() == 3);
   CHECK(engine.micro_steps() == 3 * kGas);
   CHECK(!engine.is_gradient_accumulation_boundary());
-  CHECK_THROWS_WITH(engine.save_checkpoint("/tmp/x", "t"), Contains("not built yet"));
-  CHECK_THROWS_WITH(engine.load_checkpoint("/tmp/x", "t"), Contains("not built yet"));
+  engine.step();  // one micro-batch into step 4 (no update: not the boundary)
+  CHECK_THROWS_WITH(engine.save_checkpoint("/tmp/x", "t"),
+                    Contains("call it at an accumulation boundary (after the step() that updated); "
+                             "1 of 4 micro-batches of this step have run"));
+}
+
+// The config's sections reach the model: bf16 holds 16-bit parameters with
+// fp32 masters; activation_checkpointing wraps the first number_checkpoints
+// blocks (nn/checkpointed_block.h).
+TEST_CASE("engine: bf16 and activation_checkpointing from the config", "[mpi][engine]") {
+  Communicator world = Communicator::world();
+  TokenData data = text();
+  auto run = [&](const std::string& extra) {
+    auto init = initialize(std::make_shared<GPT>(tiny(0.0), 1),
+                           parse_ds_config(config_json(1, extra), world.size()), world);
+    int64_t w = 0;
+    double loss = init.engine.train_batch(
+        [&] { return data.train_batch(w++, world.rank(), world.size(), B, T); });
+    return std::tuple{init.engine, loss};
+  };
+  auto [bf16, bf16_loss] = run(R"(, "bf16": {"enabled": true})");
+  CHECK(std::isfinite(bf16_loss));
+  for (const Tensor& p : bf16.gpt().parameters()) CHECK(p.dtype() == DType::BF16);
+  for (const Tensor& m : bf16.optimizer().params()) CHECK(m.dtype() == DType::F32);
+  auto [ckpt, ckpt_loss] = run(R"(, "activation_checkpointing": {"number_checkpoints": 1})");
+  CHECK(num_checkpointed_blocks(ckpt.gpt()) == 1);
+  auto [plain, plain_loss] = run("");
+  CHECK(num_checkpointed_blocks(plain.gpt()) == 0);
+  CHECK(ckpt_loss == plain_loss);  // recomputing changes no number
+  CHECK(weights(ckpt.gpt()) == weights(plain.gpt()));
+}
+
+// DeepSpeed's save_checkpoint/load_checkpoint on the engine: a fresh engine
+// (other initial weights) loads the step counters, the LR schedule's place,
+// the weights, and under fp16 the loss scaler's state, then trains on
+// exactly as the saving engine does.
+TEST_CASE("engine: save_checkpoint / load_checkpoint resume the run", "[mpi][engine]") {
+  Communicator world = Communicator::world();
+  TokenData data = text();
+  const std::string dir = str_cat("/tmp/minispeed_engine_ckpt_", world.size());
+  if (world.rank() == 0) std::filesystem::remove_all(dir);
+  world.barrier();
+  const std::string extra =
+      R"(, "fp16": {"enabled": true, "initial_scale_power": 24, "loss_scale_window": 2},
+         "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 5}})";
+  auto make = [&](uint64_t seed) {
+    return initialize(std::make_shared<GPT>(tiny(0.0), seed),
+                      parse_ds_config(config_json(1, extra), world.size()), world)
+        .engine;
+  };
+  auto batch = [&](Engine& e) {
+    int64_t w = e.global_steps() * kGas;
+    return e.train_batch([&] { return data.train_batch(w++, world.rank(), world.size(), B, T); });
+  };
+  Engine a = make(1);
+  for (int i = 0; i < 4; ++i) batch(a);
+  const std::string saved = a.save_checkpoint(dir, "", {{"note", "engine test"}});
+  CHECK(saved == dir + "/global_step4");
+  Engine b = make(2);
+  CHECK(weights(b.gpt()) != weights(a.gpt()));
+  CheckpointMeta meta = b.load_checkpoint(dir, "latest");
+  CHECK(meta.step == 4);
+  CHECK(meta.config.at("note") == "engine test");
+  CHECK(b.global_steps() == 4);
+  CHECK(b.get_lr() == a.get_lr());
+  CHECK(b.zero_optimizer().skipped_steps() == a.zero_optimizer().skipped_steps());
+  REQUIRE(b.zero_optimizer().loss_scaler() != nullptr);
+  CHECK(b.zero_optimizer().loss_scaler()->state() == a.zero_optimizer().loss_scaler()->state());
+  CHECK(weights(b.gpt()) == weights(a.gpt()));
+  for (int i = 0; i < 3; ++i) CHECK(batch(b) == batch(a));
+  CHECK(weights(b.gpt()) == weights(a.gpt()));
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove_all(dir);
 }
