@@ -14,9 +14,7 @@ namespace ms {
 namespace {
 
 std::string num(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  return exact_str(v);
 }
 std::string num(int64_t v) {
   return std::to_string(v);

@@ -14,9 +14,7 @@ namespace {
 // Scales are powers of two (or a user's min_loss_scale): print them exactly,
 // as integers when they are, not in ostream's 6-digit "1.04858e+06".
 std::string num(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", x);
-  return buf;
+  return exact_str(x);
 }
 
 bool finite_positive(double x) {

@@ -2,6 +2,7 @@
 // ms::Error whose message names the op, the values involved and what would be
 // valid. MS_ASSERT is for internal invariants: a failure there is our bug.
 #pragma once
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -28,6 +29,15 @@ std::string str_cat(const Args&... args) {
   std::ostringstream os;
   detail::format_into(os, args...);
   return os.str();
+}
+
+// A double with all 17 significant digits ("%.17g"): exact, and an integer
+// value prints as one (1048576, not ostream's "1.04858e+06"). For messages
+// that quote a number the reader may type back, or compare as text.
+inline std::string exact_str(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
 }
 
 [[noreturn]] void assert_fail(const char* cond, const char* file, int line, const std::string& msg);

@@ -10,6 +10,7 @@
 
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "tests/counting_layer.h"
 #include "nn/checkpointed_block.h"
 #include "nn/gpt.h"
 #include "parallel/tp/activation_memory.h"
@@ -18,6 +19,7 @@
 #include "tests/cli_run.h"
 
 using namespace ms;
+using ms::test::CountingLayer;
 
 namespace {
 
@@ -28,21 +30,6 @@ GPTConfig tiny(double dropout, int64_t layers) {
   c.n_layer = layers, c.n_head = NH, c.n_embd = C, c.block_size = T, c.dropout = dropout;
   return c;
 }
-
-// Counts the forwards of the layer it wraps (an unnamed child: names unchanged).
-class CountingLayer : public Layer {
- public:
-  CountingLayer(std::shared_ptr<Layer> inner, int& count)
-      : inner_(register_module("", std::move(inner))), count_(count) {}
-  Tensor forward(const Tensor& x) override {
-    ++count_;
-    return inner_->forward(x);
-  }
-
- private:
-  std::shared_ptr<Layer> inner_;
-  int& count_;
-};
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/zero_optimizer.h"
 #include "tests/catch_compat.h"
+#include "tests/counting_layer.h"
 #include "tests/mpi/test_tp_common.h"
 
 using namespace ms;
@@ -102,20 +103,6 @@ TEST_CASE("checkpoint: ZeRO 0-3 over checkpointed blocks trains bit for bit", "[
 
 namespace {
 
-// Counts the forwards of the layer it wraps (an unnamed child: names unchanged).
-class CountingLayer : public Layer {
- public:
-  CountingLayer(std::shared_ptr<Layer> inner, int& count)
-      : inner_(register_module("", std::move(inner))), count_(count) {}
-  Tensor forward(const Tensor& x) override {
-    ++count_;
-    return inner_->forward(x);
-  }
-
- private:
-  std::shared_ptr<Layer> inner_;
-  int& count_;
-};
 
 }  // namespace
 
