@@ -10,7 +10,7 @@
 //      when the next layer's backward started, whether poll() called into MPI,
 //      and whether every request was complete on return;
 //   3. measured overlap: wall time of compute alone, of the serial version
-//      (each layer, then a blocking all-reduce) and of yours, the slowest rank
+//      (each layer, then its all-reduce waited for at once) and of yours, the slowest rank
 //      counting, best of 5; the fraction of the serial communication hidden.
 //      Required only when that communication is long enough to measure, and
 //      when this machine has a core free for the other rank (see below):
@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lessons/14_nccl_overlap/lesson.h"
+#include "lessons/14_nccl_overlap/pmpi_record.h"
 #include "lessons/lesson_check.h"
 #include "parallel/comm/runtime.h"
 #include "tensor/cpu/gemm.h"
@@ -38,140 +39,14 @@ using lesson::agree;
 
 namespace {
 
-constexpr int kLayers = 8;
+using lesson14::kLayers;
+using lesson14::rec;
+using lesson14::Record;
+
 constexpr int kBucket = 256 * 1024;  // floats: 1 MiB per bucket
 constexpr int kChunks = 64;          // GEMMs per layer's backward
 constexpr int64_t kGemm = 64;        // each a 64-cube GEMM, ~50 us on one core
 constexpr int kPollEvery = 1;        // a poll() after each: ~50 us apart (see the README)
-
-// ---- the profiling layer: what the learner's code did, in order ----
-using Clock = std::chrono::steady_clock;
-struct Record {
-  bool on = false;
-  bool in_poll = false;
-  int layer_running = -1;
-  std::vector<float*> buckets;                     // bucket l's buffer
-  std::map<MPI_Request, int> pending;              // request -> bucket, started and not complete
-  std::vector<int> started_at_layer_done;          // bucket -> layers finished when it started (-1: never)
-  std::vector<int> completed_at_layer_started;     // bucket -> layers started when it completed
-  std::vector<bool> started_while_filling;         // bucket l started while layer l ran or before
-  int layers_started = 0, layers_done = 0;
-  int blocking_calls = 0, calls_in_poll = 0, polls = 0;
-  std::vector<std::string> unknown;                // all-reduces of buffers that are no bucket
-} rec;
-
-int bucket_of(const void* buf) {
-  for (size_t l = 0; l < rec.buckets.size(); ++l)
-    if (buf == rec.buckets[l]) return int(l);
-  return -1;
-}
-
-void note_start(const void* sendbuf, void* recvbuf, int count) {
-  const void* buf = sendbuf == MPI_IN_PLACE ? recvbuf : sendbuf;
-  const int b = bucket_of(buf);
-  if (b < 0) {
-    rec.unknown.push_back(str_cat(count, " floats"));
-    return;
-  }
-  rec.started_at_layer_done[size_t(b)] = rec.layers_done;
-  // Layers run from kLayers-1 down: bucket b is final once kLayers - b layers are done.
-  if (rec.layers_done < kLayers - b) rec.started_while_filling[size_t(b)] = true;
-}
-
-void note_complete(MPI_Request r) {
-  auto it = rec.pending.find(r);
-  if (it == rec.pending.end()) return;
-  rec.completed_at_layer_started[size_t(it->second)] = rec.layers_started;
-  rec.pending.erase(it);
-}
-
-void note_call() {
-  if (rec.in_poll) ++rec.calls_in_poll;
-}
-
-}  // namespace
-
-// MPI's profiling interface: these definitions take the place of the MPI
-// library's, and forward to its PMPI_ entry points. Outside the learner's
-// call (rec.on false) they only forward.
-extern "C" {
-int MPI_Iallreduce(const void* s, void* r, int n, MPI_Datatype t, MPI_Op op, MPI_Comm c,
-                   MPI_Request* req) {
-  const int rc = PMPI_Iallreduce(s, r, n, t, op, c, req);
-  if (rec.on) {
-    note_call();
-    note_start(s, r, n);
-    const int b = bucket_of(s == MPI_IN_PLACE ? r : s);
-    if (b >= 0) rec.pending[*req] = b;
-  }
-  return rc;
-}
-int MPI_Allreduce(const void* s, void* r, int n, MPI_Datatype t, MPI_Op op, MPI_Comm c) {
-  const int rc = PMPI_Allreduce(s, r, n, t, op, c);
-  if (rec.on) {
-    note_call();
-    note_start(s, r, n);
-    ++rec.blocking_calls;
-    const int b = bucket_of(s == MPI_IN_PLACE ? r : s);
-    if (b >= 0) rec.completed_at_layer_started[size_t(b)] = rec.layers_started;
-  }
-  return rc;
-}
-int MPI_Wait(MPI_Request* req, MPI_Status* st) {
-  const MPI_Request r = *req;
-  const int rc = PMPI_Wait(req, st);
-  if (rec.on) note_call(), note_complete(r);
-  return rc;
-}
-int MPI_Waitall(int n, MPI_Request reqs[], MPI_Status sts[]) {
-  std::vector<MPI_Request> before(reqs, reqs + n);
-  const int rc = PMPI_Waitall(n, reqs, sts);
-  if (rec.on) {
-    note_call();
-    for (MPI_Request r : before) note_complete(r);
-  }
-  return rc;
-}
-int MPI_Test(MPI_Request* req, int* flag, MPI_Status* st) {
-  const MPI_Request r = *req;
-  const int rc = PMPI_Test(req, flag, st);
-  if (rec.on) {
-    note_call();
-    if (*flag) note_complete(r);
-  }
-  return rc;
-}
-int MPI_Testall(int n, MPI_Request reqs[], int* flag, MPI_Status sts[]) {
-  std::vector<MPI_Request> before(reqs, reqs + n);
-  const int rc = PMPI_Testall(n, reqs, flag, sts);
-  if (rec.on) {
-    note_call();
-    if (*flag)
-      for (MPI_Request r : before) note_complete(r);
-  }
-  return rc;
-}
-int MPI_Testsome(int n, MPI_Request reqs[], int* outcount, int idx[], MPI_Status sts[]) {
-  std::vector<MPI_Request> before(reqs, reqs + n);
-  const int rc = PMPI_Testsome(n, reqs, outcount, idx, sts);
-  if (rec.on) {
-    note_call();
-    for (int i = 0; i < *outcount && *outcount != MPI_UNDEFINED; ++i) note_complete(before[size_t(idx[i])]);
-  }
-  return rc;
-}
-int MPI_Waitany(int n, MPI_Request reqs[], int* idx, MPI_Status* st) {
-  std::vector<MPI_Request> before(reqs, reqs + n);
-  const int rc = PMPI_Waitany(n, reqs, idx, st);
-  if (rec.on) {
-    note_call();
-    if (*idx != MPI_UNDEFINED) note_complete(before[size_t(*idx)]);
-  }
-  return rc;
-}
-}
-
-namespace {
 
 // The model: per layer, kChunks single-thread GEMMs (its "backward"), then
 // its gradient: values that depend on rank, layer and index, and on the GEMMs'
@@ -216,18 +91,19 @@ struct Model {
   }
 };
 
+using Clock = std::chrono::steady_clock;
+
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 // Wall time of f on the slowest rank, ranks started together.
-double timed(Communicator& world, const std::function<void()>& f) {
+double timed(const std::function<void()>& f) {
   MPI_Barrier(MPI_COMM_WORLD);
   const auto t0 = Clock::now();
   f();
   double s = seconds_since(t0);
   MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  (void)world;
   return s;
 }
 
@@ -340,7 +216,11 @@ bool run(Communicator& world) {
                 "called %d times, %d MPI call(s) from inside it\n",
                 overlapped, kLayers - 1, seen.blocking_calls, seen.polls, seen.calls_in_poll);
   }
-  if (overlapped < kLayers - 1)
+  if (!seen.unknown.empty())
+    shape = str_cat("you all-reduced ", seen.unknown.size(), " buffer(s) that are not the buckets (",
+                    seen.unknown[0], "): reduce each bucket in place, MPI_IN_PLACE on bw.bucket(l), "
+                    "so the checker (and DDP) can tell which gradients are in flight");
+  else if (overlapped < kLayers - 1)
     shape = str_cat("nothing overlapped: only ", overlapped, " of ", kLayers - 1,
                     " buckets were still in flight when the next layer's backward started (",
                     seen.blocking_calls > 0 ? "a blocking MPI_Allreduce" : "a wait right after the start",
@@ -358,12 +238,12 @@ bool run(Communicator& world) {
   // ---- 3: measured ----
   double compute = 1e300, serial = 1e300, yours = 1e300;
   for (int rep = 0; rep < 5; ++rep) {
-    compute = std::min(compute, timed(world, [&] {
+    compute = std::min(compute, timed([&] {
       for (int l = kLayers - 1; l >= 0; --l) mine.run_layer(l, [] {});
     }));
-    serial = std::min(serial, timed(world, [&] { serial_backward(ref, ranks); }));
+    serial = std::min(serial, timed([&] { serial_backward(ref, ranks); }));
     mine.reset();
-    yours = std::min(yours, timed(world, [&] { overlapped_backward(MPI_COMM_WORLD, mine.backward()); }));
+    yours = std::min(yours, timed([&] { overlapped_backward(MPI_COMM_WORLD, mine.backward()); }));
   }
   const double comm = serial - compute, hidden = comm > 0 ? (serial - yours) / comm : 0;
   const unsigned cores = std::thread::hardware_concurrency();
