@@ -53,7 +53,10 @@ __global__ void __launch_bounds__(kThreads)
                       int64_t ldc) {
   // Both slices stored k-major: As[k][i] (BK, BM), Bs[k][j] (BK, BN), so the
   // inner loop reads a contiguous run of TM (TN) values for one k.
-  __shared__ T As[BK][BM];
+  // As rows padded by 4: staging A (M, K) puts 16 consecutive threads on 16
+  // consecutive k of one i, i.e. 16 addresses BM apart: without the pad all in
+  // one shared-memory bank (a 16-way conflict), with it spread over 8 banks.
+  __shared__ T As[BK][BM + 4];
   __shared__ T Bs[BK][BN];
 
   const int tid = threadIdx.x;

@@ -358,3 +358,30 @@ TEST_CASE("cuda convert/fill/axpy/scale round into bf16 and f16 as the CPU does"
     require_close(d16.download(), std::vector<uint16_t>(n, to16(3.14159f)), 0, 0, "fill");
   }
 }
+
+// Host-side checks: these throw before any CUDA call, so they run (and must
+// pass) on a machine without a GPU too.
+TEST_CASE("cuda elementwise geometry: contiguity, broadcast and the dim limit (host only)",
+          "[cuda][host]") {
+  const ms::Shape shape = {2, 3, 4};
+  CHECK(ms::cuda::make_strided(shape, {12, 4, 1}, {12, 4, 1}).contiguous);
+  CHECK_FALSE(ms::cuda::make_strided(shape, {12, 4, 1}, {0, 1, 0}).contiguous);
+  CHECK_FALSE(ms::cuda::make_strided(shape, {1, 2, 6}, {12, 4, 1}).contiguous);
+  // A size-1 dim's stride is irrelevant: still the flat path.
+  CHECK(ms::cuda::make_strided({2, 1, 4}, {4, 99, 1}, {4, 4, 1}).contiguous);
+  const ms::Shape nine(9, 1);
+  CHECK_THROWS_WITH(ms::cuda::make_strided(nine, nine, nine), Catch::Contains("at most 8"));
+}
+
+TEST_CASE("cuda kernels refuse bad shapes with an ms::Error before launching (host only)",
+          "[cuda][host]") {
+  float* none = nullptr;  // never dereferenced: the checks come first
+  CHECK_THROWS_WITH(ms::cuda::attention_forward(none, none, none, 1, 4, 10, 3),
+                    Catch::Contains("C = 10 is not a multiple of NH = 3"));
+  CHECK_THROWS_WITH(ms::cuda::attention_backward(none, none, none, none, none, 1, 4, 2048, 1),
+                    Catch::Contains("head size 2048 exceeds 1024"));
+  int32_t* arg = nullptr;
+  CHECK_THROWS_WITH(ms::cuda::reduce_max(none, none, arg, 2, 0, 3), Catch::Contains("R = 0"));
+  CHECK_THROWS_WITH(ms::cuda::reduce_sum(none, none, 70000, 5, 2),
+                    Catch::Contains("outer = 70000"));
+}

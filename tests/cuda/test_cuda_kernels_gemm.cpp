@@ -11,6 +11,7 @@
 // product errs by ~2·2^-8 of |a||b|).
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -230,9 +231,17 @@ TEMPLATE_TEST_CASE("cuda attention forward/backward match the CPU twin on odd T 
   }
 }
 
-TEST_CASE("cuda attention refuses C not divisible by NH with an ms::Error", "[cuda][attention]") {
-  MS_REQUIRE_CUDA_OR_SKIP();
-  DeviceBuf<float> qkv(3 * 10), out(10), att(1);
-  CHECK_THROWS_WITH(ms::cuda::attention_forward(out.get(), att.get(), qkv.get(), 1, 1, 10, 3),
-                    Catch::Contains("not a multiple of NH"));
+TEST_CASE("cuda gemm names its backends and refuses what cuBLAS's int API would wrap (host only)",
+          "[cuda][host]") {
+  CHECK(std::string(ms::cuda::gemm_backend_name(GemmBackend::Tiled)) == "tiled");
+  CHECK(std::string(ms::cuda::gemm_math_name(GemmMath::BF16)) == "bf16");
+  float* none = nullptr;  // never dereferenced: the checks come first
+  const int64_t big = int64_t(1) << 31;
+  CHECK_THROWS_WITH(ms::cuda::gemm_f32(false, false, 2, 2, big, 1.0f, none, big, none, 2, 0.0f,
+                                       none, 2, GemmConfig{GemmBackend::Cublas, GemmMath::FP32}),
+                    Catch::Contains("exceeds 2^31 - 1"));
+  CHECK_THROWS_WITH(
+      ms::cuda::gemm_f32(false, false, 65536 * 128 + 1, 2, 2, 1.0f, none, 2, none, 2, 0.0f, none, 2,
+                         GemmConfig{GemmBackend::Tiled, GemmMath::FP32}),
+      Catch::Contains("at most 65535"));
 }
