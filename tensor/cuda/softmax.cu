@@ -58,6 +58,9 @@ __global__ void softmax_forward_kernel(T* out, const T* inp, int64_t C) {
   if (kLog) {
     const T lse = ms.m + log(ms.s);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[c] = x[c] - lse;
+  } else if (ms.m == -::cuda::std::numeric_limits<T>::infinity()) {
+    // A fully masked row gives zeros rather than NaN, as the CPU twin.
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[c] = T(0);
   } else {
     const T inv = T(1) / ms.s;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[c] = exp(x[c] - ms.m) * inv;

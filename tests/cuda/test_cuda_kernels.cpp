@@ -97,6 +97,17 @@ TEMPLATE_TEST_CASE("cuda softmax and log-softmax forward/backward match the CPU 
   }
 }
 
+TEST_CASE("cuda softmax of a fully masked (-inf) row is zeros, as the CPU's", "[cuda][softmax]") {
+  MS_REQUIRE_CUDA_OR_SKIP();
+  const int64_t N = 2, C = 300;
+  std::vector<float> x(N * C, -INFINITY), y(N * C, 1.0f);
+  x[C + 5] = 2.0f;  // row 1 has one live entry
+  ms::cpu::softmax_forward(y.data(), x.data(), N, C);
+  DeviceBuf<float> dX(x), dY(N * C);
+  ms::cuda::softmax_forward(dY.get(), dX.get(), N, C);
+  require_close(dY.download(), y, 0, 0, "softmax of -inf rows");
+}
+
 TEMPLATE_TEST_CASE("cuda layernorm forward/backward match the CPU twin", "[cuda][layernorm]", float,
                    double) {
   MS_REQUIRE_CUDA_OR_SKIP();
@@ -318,7 +329,8 @@ TEST_CASE("cuda elementwise binary/unary over strided and broadcast inputs",
           want[(i * 4 + j) * 5 + k] = r;
         }
     ms::cuda::unary_strided(op, dA.get(), dOut.get(), ms::cuda::make_strided(shape, sa, sa), s);
-    require_close(dOut.download(), want, 2e-7, 1e-7, "unary (GPU libm within 2 ulp)");
+    // CUDA's documented worst cases: expf, tanhf 2 ulp, powf 4 ulp (≤ 5e-7 relative).
+    require_close(dOut.download(), want, 6e-7, 1e-7, "unary (CUDA math vs libm)");
   }
 }
 
