@@ -286,16 +286,20 @@ job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipe
 # GPU or a stalled node) must end the job through the communicator timeout,
 # naming the operation its neighbour waited in; one killed
 # (SIGKILL) must end it too (mpirun sees the death). Rank 1 is found by the
-# OMPI_COMM_WORLD_RANK in its environment once training has started.
+# OMPI_COMM_WORLD_RANK in its environment once training has started, and by
+# a tag unique to this run: another checkout's tests may be running
+# `build/minispeed train` on the same machine, and their ranks are not ours
+# to stop.
 stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
-  local name=$1 sig=$2 want=$3 job victim="" pid rc problem=""
-  OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 60 $mpirun -np 2 "$bin" train --n-layer 2 \
+  local name=$1 sig=$2 want=$3 job victim="" pid env_of rc problem="" tag="MS_STOP_RANK_TAG=$tmp"
+  env "$tag" OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 60 $mpirun -np 2 "$bin" train --n-layer 2 \
     --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 1000000 --eval-every 0 \
     --sample-tokens 0 --log-every 50 --pp 2 --grad-accum 4 > "$tmp/out" 2> "$tmp/err" &
   job=$!
   for _ in $(seq 150); do
     for pid in $(pgrep -f "^$bin train"); do
-      tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' &&
+      env_of=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null)
+      grep -qx 'OMPI_COMM_WORLD_RANK=1' <<<"$env_of" && grep -qxF "$tag" <<<"$env_of" &&
         victim=$pid
     done
     [ -n "$victim" ] && grep -q '^step' "$tmp/out" && break
