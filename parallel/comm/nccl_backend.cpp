@@ -136,7 +136,7 @@ struct Slot {
 // of point-to-point ops waiting to be launched as one group (nccl_backend.h).
 struct NcclState {
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = cudaStreamLegacy;
+  cudaStream_t stream = nullptr;  // the legacy default stream (nccl_backend.h)
   double timeout = 0;
   struct Queued {
     std::string name;
@@ -404,7 +404,7 @@ NcclBackend& nccl_of(const Communicator& comm) {
 }  // namespace
 
 std::shared_ptr<Backend> make_nccl_backend(std::shared_ptr<Backend> cpu) {
-  return std::make_shared<NcclBackend>(std::move(cpu), cudaStreamLegacy);
+  return std::make_shared<NcclBackend>(std::move(cpu), nullptr);
 }
 
 cudaStream_t nccl_stream(const Communicator& comm) {

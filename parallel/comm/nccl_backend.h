@@ -29,10 +29,12 @@
 //     differ from the MPI backend's in the last bits.
 //
 // Streams: NCCL enqueues its kernels on a CUDA stream and returns at once.
-// The backend launches on its stream (set_stream; by default
-// cudaStreamLegacy, the legacy default stream, which is ordered against every
-// blocking stream of the device, so the kernels that produced a tensor have
-// finished before NCCL reads it, whatever blocking stream they ran on). A Work
+// The backend launches on its stream (set_nccl_stream; by default stream 0,
+// the legacy default stream, which is ordered against every blocking stream
+// of the device, so the kernels that produced a tensor have finished before
+// NCCL reads it, whatever blocking stream they ran on — until the device's
+// own stream is handed over with set_nccl_stream, which then also lets a
+// bucket's all-reduce overlap other streams' work). A Work
 // records an event after the op; wait() polls it against the timeout, so
 // once wait() returns the result is in device memory for any stream or host
 // copy — the same promise the MPI backend makes.

@@ -232,7 +232,7 @@ TEST_CASE("nccl: the ledger counts CUDA reductions in their own dtype (bf16: 2 b
 TEST_CASE("nccl: the backend launches on the stream it is given", "[cuda][nccl]") {
   SKIP_WITHOUT_DEVICE();
   Communicator world = nccl_world();
-  CHECK(nccl_stream(world) == cudaStreamLegacy);
+  CHECK(nccl_stream(world) == nullptr);  // the default stream
   cudaStream_t s = nullptr;
   check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   set_nccl_stream(world, s);
@@ -241,7 +241,7 @@ TEST_CASE("nccl: the backend launches on the stream it is given", "[cuda][nccl]"
   Tensor t = upload(v, DType::F32);
   world.all_reduce(t);
   CHECK(download<float>(t) == v);
-  set_nccl_stream(world, cudaStreamLegacy);
+  set_nccl_stream(world, nullptr);
   check_cuda(cudaStreamDestroy(s));
   Communicator mpi = Communicator::world(BackendKind::MPI);
   CHECK_THROWS_WITH(nccl_stream(mpi), Catch::Contains("not nccl"));
