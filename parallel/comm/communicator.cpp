@@ -2,6 +2,7 @@
 // The MPI backend (and why every op is nonblocking underneath) is in mpi_backend.cpp.
 #include "parallel/comm/communicator.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace ms {
@@ -14,16 +15,33 @@ const char* reduce_op_name(ReduceOp op) {
 // ---------------------------------------------------------------- helpers
 namespace comm_detail {
 
-void check_tensor(const Tensor& t, const char* op) {
+static void check_layout(const Tensor& t, const char* op) {
   MS_CHECK(t.defined(), op, ": the tensor is undefined");
-  MS_CHECK(t.device() == Device::CPU, op, ": tensor of shape ", shape_str(t.shape()), " is on ",
-           device_name(t.device()), "; this backend moves CPU tensors only");
   MS_CHECK(t.is_contiguous(), op, ": tensor of shape ", shape_str(t.shape()), " (strides ",
            shape_str(t.strides()),
            ") is not contiguous; collectives move raw bytes, so pass "
            "contiguous(t) (and copy_ the result back if you need it in the original)");
-  MS_CHECK(t.numel() <= INT_MAX, op, ": tensor of shape ", shape_str(t.shape()), " has ", t.numel(),
-           " elements; MPI counts stop at ", INT_MAX, " (split it into chunks)");
+  if (t.device() == Device::CPU)
+    MS_CHECK(t.numel() <= INT_MAX, op, ": tensor of shape ", shape_str(t.shape()), " has ",
+             t.numel(), " elements; MPI counts stop at ", INT_MAX, " (split it into chunks)");
+}
+
+void check_tensor(const Tensor& t, const char* op) {
+  MS_CHECK(t.defined(), op, ": the tensor is undefined");
+  MS_CHECK(t.device() == Device::CPU, op, ": tensor of shape ", shape_str(t.shape()), " is on ",
+           device_name(t.device()), "; this backend moves CPU tensors only");
+  check_layout(t, op);
+}
+
+void check_tensor(const Tensor& t, const char* op, const Backend& backend) {
+  MS_CHECK(t.defined(), op, ": the tensor is undefined");
+  MS_CHECK(backend.moves(t.device()), op, ": tensor of shape ", shape_str(t.shape()), " is on ",
+           device_name(t.device()), "; the ", backend.name(), " backend does not move ",
+           device_name(t.device()), " tensors",
+           t.device() == Device::CUDA
+               ? " (MS_BACKEND=nccl, in a make CUDA=1 build, does; or copy it to the CPU)"
+               : "");
+  check_layout(t, op);
 }
 
 DType reduce_dtype(DType dtype) {
@@ -93,6 +111,27 @@ void convert(const void* src, DType from, void* dst, DType to, int64_t n) {
 
 using namespace comm_detail;
 
+// ---------------------------------------------------------------- backends
+bool Backend::moves(Device device) const {
+  return device == Device::CPU;
+}
+
+DType Backend::wire_reduce_dtype(const Tensor& t) const {
+  return reduce_dtype(t.dtype());
+}
+
+const char* backend_kind_name(BackendKind kind) {
+  return kind == BackendKind::NCCL ? "nccl" : "mpi";
+}
+
+BackendKind backend_from_env() {
+  const char* s = std::getenv("MS_BACKEND");
+  if (s == nullptr || *s == '\0' || std::strcmp(s, "mpi") == 0) return BackendKind::MPI;
+  MS_CHECK(std::strcmp(s, "nccl") == 0, "MS_BACKEND='", s,
+           "' is not a backend (valid: mpi, the default; nccl, in a make CUDA=1 build)");
+  return BackendKind::NCCL;
+}
+
 // ---------------------------------------------------------------- Communicator
 Communicator::Communicator(std::shared_ptr<Backend> backend)
     : backend_(std::move(backend)), ledger_(std::make_shared<CommLedger>()) {
@@ -120,35 +159,42 @@ static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
 
 // The ledger's model of MPI's collectives (ledger.h): what a ring moves,
 // reductions in their reduce dtype.
-static int64_t reduce_elem(const Tensor& t) {
-  return static_cast<int64_t>(dtype_size(reduce_dtype(t.dtype())));
+static int64_t reduce_elem(const Backend& backend, const Tensor& t) {
+  return static_cast<int64_t>(dtype_size(backend.wire_reduce_dtype(t)));
+}
+
+static void check_same_device(const Tensor& in, const Tensor& out, const char* op) {
+  MS_CHECK(in.device() == out.device(), op, ": in is on ", device_name(in.device()),
+           " but out is on ", device_name(out.device()), "; both must be on one device");
 }
 
 Work Communicator::start_all_reduce(Tensor& t, ReduceOp op, bool blocking) {
-  check_tensor(t, "all_reduce");
-  RingBytes b = ring_all_reduce_bytes(t.numel(), reduce_elem(t), rank(), size());
+  check_tensor(t, "all_reduce", *backend_);
+  RingBytes b = ring_all_reduce_bytes(t.numel(), reduce_elem(*backend_, t), rank(), size());
   ledger_->add(CommOp::AllReduce, 1, b.sent, b.received, int64_t(t.nbytes()));
   return backend_->all_reduce(t, op, blocking);
 }
 
 Work Communicator::start_reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, bool blocking) {
-  check_tensor(in, "reduce_scatter");
-  check_tensor(out, "reduce_scatter");
+  check_tensor(in, "reduce_scatter", *backend_);
+  check_tensor(out, "reduce_scatter", *backend_);
   check_same_dtype(in, out, "reduce_scatter");
+  check_same_device(in, out, "reduce_scatter");
   MS_CHECK(in.numel() == size() * out.numel(), "reduce_scatter: in ", shape_str(in.shape()),
            " has ", in.numel(), " elements but must have size() × out.numel() = ", size(), " × ",
            out.numel(), " = ", size() * out.numel(), " (out ", shape_str(out.shape()),
            "; rank r receives block r)");
   check_no_overlap(in, out, "reduce_scatter");
-  RingBytes b = ring_reduce_scatter_bytes(in.numel(), reduce_elem(in), size());
+  RingBytes b = ring_reduce_scatter_bytes(in.numel(), reduce_elem(*backend_, in), size());
   ledger_->add(CommOp::ReduceScatter, 1, b.sent, b.received, int64_t(in.nbytes()));
   return backend_->reduce_scatter(in, out, op, blocking);
 }
 
 Work Communicator::start_all_gather(const Tensor& in, Tensor& out, bool blocking) {
-  check_tensor(in, "all_gather");
-  check_tensor(out, "all_gather");
+  check_tensor(in, "all_gather", *backend_);
+  check_tensor(out, "all_gather", *backend_);
   check_same_dtype(in, out, "all_gather");
+  check_same_device(in, out, "all_gather");
   MS_CHECK(out.numel() == size() * in.numel(), "all_gather: out ", shape_str(out.shape()), " has ",
            out.numel(), " elements but must have size() × in.numel() = ", size(), " × ", in.numel(),
            " = ", size() * in.numel(), " (in ", shape_str(in.shape()), ")");
@@ -159,7 +205,7 @@ Work Communicator::start_all_gather(const Tensor& in, Tensor& out, bool blocking
 }
 
 Work Communicator::start_broadcast(Tensor& t, int root, bool blocking) {
-  check_tensor(t, "broadcast");
+  check_tensor(t, "broadcast", *backend_);
   MS_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is not a rank of this ", size(),
            "-rank communicator (valid: 0..", size() - 1, ")");
   RingBytes b =
@@ -184,7 +230,7 @@ static void check_peer(int peer, int size, int tag, int max_tag, const char* op)
 // traffic) inside the ring collective they belong to, which counted the call.
 Work Communicator::start_send(const Tensor& t, int dst, int tag, int max_tag, bool blocking,
                               CommOp as) {
-  check_tensor(t, "send");
+  check_tensor(t, "send", *backend_);
   check_peer(dst, size(), tag, max_tag, "send");
   const int64_t n = int64_t(t.nbytes());
   if (as == CommOp::Send)
@@ -195,7 +241,7 @@ Work Communicator::start_send(const Tensor& t, int dst, int tag, int max_tag, bo
 }
 
 Work Communicator::start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking, CommOp as) {
-  check_tensor(t, "recv");
+  check_tensor(t, "recv", *backend_);
   check_peer(src, size(), tag, max_tag, "recv");
   const int64_t n = int64_t(t.nbytes());
   if (as == CommOp::Recv)

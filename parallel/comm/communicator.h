@@ -6,13 +6,14 @@
 // a Communicator is a group of ranks, passed explicitly (docs/architecture.md:
 // no hidden globals); every op has a blocking form and a nonblocking `i...`
 // form that returns a Work handle. The transport sits behind an abstract
-// Backend, so another transport (an NCCL backend is planned) implements the
+// Backend, so another transport (NCCL, nccl_backend.h) implements the
 // same few virtual calls (Backend below) while data_parallel / zero / pipeline
-// code stays unchanged. MpiBackend (the only one today) is created by
-// Communicator::world() and by split().
+// code stays unchanged. Communicator::world() creates the backend, split()
+// derives one per group.
 //
 // Rules, checked with errors that name the op:
-//   * tensors live on the CPU and are contiguous (collectives move raw bytes);
+//   * tensors are contiguous (collectives move raw bytes) and on a device the
+//     backend moves (MPI: the CPU; NCCL: CUDA, and the CPU through MPI);
 //   * any dtype: f32, f64, i32 are reduced natively; bf16 and f16 are storage
 //     types, so reductions convert them to f32, reduce, and round back once
 //     (round-to-nearest-even), like mixed-precision training expects;
@@ -20,6 +21,10 @@
 //
 // Every op is counted in the communicator's ledger (ledger.h): calls and
 // bytes sent and received, per op kind; traffic() reads it.
+//
+// Backends (BackendKind): "mpi", the default, moves CPU tensors over Open
+// MPI; "nccl" (nccl_backend.h, a `make CUDA=1` build) moves CUDA tensors with
+// NCCL and hands CPU tensors to MPI. world() picks one from MS_BACKEND.
 //
 // Timeouts: a communicator has one (600 s unless MS_COMM_TIMEOUT says
 // otherwise, in seconds; 0 turns it off; set_timeout changes it). If a wait
@@ -82,7 +87,19 @@ class Backend {
   virtual Work recv(Tensor& t, int src, int tag, bool blocking) = 0;
   virtual Work barrier(bool blocking) = 0;
   virtual std::shared_ptr<Backend> split(int color, int key) = 0;
+  // Whether this backend moves tensors on `device` (the MPI backend: CPU only).
+  virtual bool moves(Device device) const;
+  // The dtype in which a reduction of `t` crosses the wire, for the ledger:
+  // comm_detail::reduce_dtype for MPI (16-bit floats summed in f32); NCCL
+  // reduces bf16/f16 natively.
+  virtual DType wire_reduce_dtype(const Tensor& t) const;
 };
+
+enum class BackendKind { MPI, NCCL };
+const char* backend_kind_name(BackendKind kind);  // "mpi", "nccl"
+// MS_BACKEND: "mpi" (also when unset or empty) or "nccl"; anything else is an
+// ms::Error naming the valid values.
+BackendKind backend_from_env();
 
 class Communicator {
  public:
@@ -93,10 +110,13 @@ class Communicator {
 
   explicit Communicator(std::shared_ptr<Backend> backend);
   // All processes of the job (MPI_COMM_WORLD), with the timeout taken from
-  // MS_COMM_TIMEOUT (unset: 600 s; 0: none). MPI must be initialised: create
-  // an ms::DistributedRuntime first (runtime.h). Not a collective call. Each
-  // call returns a communicator with a ledger of its own.
+  // MS_COMM_TIMEOUT (unset: 600 s; 0: none) and the backend from MS_BACKEND
+  // (backend_from_env). MPI must be initialised: create an
+  // ms::DistributedRuntime first (runtime.h). With MPI not a collective call;
+  // with NCCL a collective one (every rank joins ncclCommInitRank). Each call
+  // returns a communicator with a ledger of its own.
   static Communicator world();
+  static Communicator world(BackendKind kind);
 
   int rank() const { return backend_->rank(); }
   int size() const { return backend_->size(); }
@@ -186,6 +206,9 @@ class Communicator {
 namespace comm_detail {
 // CPU, contiguous, numel within an MPI count; the error names `op` and the shape.
 void check_tensor(const Tensor& t, const char* op);
+// Defined and contiguous, on a device `backend` moves (CPU tensors also
+// within an MPI count).
+void check_tensor(const Tensor& t, const char* op, const Backend& backend);
 // The dtype a reduction runs in: f32 for bf16/f16, else the dtype itself.
 DType reduce_dtype(DType dtype);
 // dst[i] = dst[i] (op) src[i] for n elements of a reduce dtype (Avg sums).

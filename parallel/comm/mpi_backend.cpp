@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "parallel/comm/communicator.h"
+#include "parallel/comm/nccl_backend.h"
 #include "parallel/comm/runtime.h"
 
 namespace ms {
@@ -383,12 +384,19 @@ double timeout_from_env() {
 }  // namespace
 
 Communicator Communicator::world() {
+  return world(backend_from_env());
+}
+
+Communicator Communicator::world(BackendKind kind) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   MS_CHECK(initialized,
            "Communicator::world(): MPI is not initialised; create an "
            "ms::DistributedRuntime first (or run main's body through ms::run_distributed)");
-  return Communicator(std::make_shared<MpiBackend>(MPI_COMM_WORLD, false, timeout_from_env()));
+  auto mpi = std::make_shared<MpiBackend>(MPI_COMM_WORLD, false, timeout_from_env());
+  // NCCL is bootstrapped over MPI and keeps it for CPU tensors (nccl_backend.h).
+  if (kind == BackendKind::NCCL) return Communicator(make_nccl_backend(mpi));
+  return Communicator(mpi);
 }
 
 }  // namespace ms
