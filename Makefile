@@ -86,6 +86,9 @@ ifeq ($(CUDA),1)
   # parallel/comm/nccl_backend.cpp is already in LIB_SRCS (parallel/*/*.cpp).
   LIB_SRCS += $(wildcard tensor/cuda/*.cpp)
   CU_SRCS := $(wildcard tensor/cuda/*.cu)
+  # GPU benchmarks: bench/gpu/NAME.cu -> build-cuda/bench/NAME.
+  GPU_BENCH_SRCS := $(wildcard bench/gpu/*.cu)
+  GPU_BENCH_BINS := $(GPU_BENCH_SRCS:bench/gpu/%.cu=$(BUILD)/bench/%)
 endif
 LIB_OBJS := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libminispeed.a
@@ -121,6 +124,11 @@ ifeq ($(CUDA),1)
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(GPU_BENCH_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/gpu/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+all: $(GPU_BENCH_BINS)
 
 # Compile and link everything with CUDA, run nothing (.ci/run: CI has no GPU).
 .PHONY: cuda-build
