@@ -12,8 +12,13 @@ ifeq ($(MAKELEVEL),0)
   endif
 endif
 
+# CUDA=1 builds the CUDA backend into build-cuda/ (see "---- CUDA ----" below).
 ifeq ($(CUDA),1)
-  $(error CUDA=1: the CUDA backend is planned but not written yet; everything builds and runs on the CPU without it)
+  CUDA_HOME ?= /usr/local/cuda
+  NVCC := $(CUDA_HOME)/bin/nvcc
+  ifeq ($(wildcard $(NVCC)),)
+    $(error CUDA=1: nvcc not found at $(NVCC); install the CUDA toolkit and NCCL (README, "GPU"), or point CUDA_HOME at the toolkit (make CUDA=1 CUDA_HOME=/opt/cuda). Without CUDA=1 everything builds and runs on the CPU)
+  endif
 endif
 
 # ---- dependencies: installed (as root) or explained before anything builds ----
@@ -60,11 +65,34 @@ CXXFLAGS := -std=c++20 $(OPT) -fno-trapping-math -fopenmp -Wall -Wextra -Wno-mis
 LDFLAGS := $(OPT) -fopenmp
 LIBS := $(MPI_LIBS) -lpthread
 
+# ---- CUDA (make CUDA=1) ----
+# A separate build directory, so build/ stays the CPU build. Every translation
+# unit sees MS_CUDA (g++ for .cpp, nvcc for .cu); sm_90 SASS for the H100/H200
+# plus compute_80 PTX that the driver JIT-compiles for any newer GPU.
+ifeq ($(CUDA),1)
+  BUILD := build-cuda$(if $(filter 1,$(SAN)),-san)
+  CUDA_INC := -I$(CUDA_HOME)/include
+  CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib)
+  CXXFLAGS += -DMS_CUDA=1 $(CUDA_INC)
+  NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+  NVCCFLAGS := -std=c++20 -O3 $(NVCC_ARCH) -DMS_CUDA=1 -I. $(CUDA_INC) $(MPI_CFLAGS) -DOMPI_SKIP_MPICXX \
+    --expt-relaxed-constexpr -Xcompiler -fopenmp,-Wall -MMD -MP
+  LIBS += $(CUDA_LIBDIRS:%=-L%) $(CUDA_LIBDIRS:%=-Wl,-rpath,%) -lcudart -lcublas -lcublasLt -lnccl
+endif
+
 # ---- sources ----
 LIB_SRCS := $(wildcard tensor/*.cpp tensor/cpu/*.cpp autograd/*.cpp nn/*.cpp optim/*.cpp parallel/*.cpp parallel/*/*.cpp)
-LIB_OBJS := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+ifeq ($(CUDA),1)
+  # parallel/comm/nccl_backend.cpp is already in LIB_SRCS (parallel/*/*.cpp).
+  LIB_SRCS += $(wildcard tensor/cuda/*.cpp)
+  CU_SRCS := $(wildcard tensor/cuda/*.cu)
+  # GPU benchmarks: bench/gpu/NAME.cu -> build-cuda/bench/NAME.
+  GPU_BENCH_SRCS := $(wildcard bench/gpu/*.cu)
+  GPU_BENCH_BINS := $(GPU_BENCH_SRCS:bench/gpu/%.cu=$(BUILD)/bench/%)
+endif
+LIB_OBJS := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libminispeed.a
-UNIT_SRCS := tests/main.cpp $(wildcard tests/test_*.cpp)
+UNIT_SRCS := tests/main.cpp $(wildcard tests/test_*.cpp) $(if $(filter 1,$(CUDA)),$(wildcard tests/cuda/test_*.cpp))
 UNIT_OBJS := $(UNIT_SRCS:%.cpp=$(BUILD)/obj/%.o)
 UNIT_BIN := $(BUILD)/unit_tests
 MPI_TEST_SRCS := $(wildcard tests/mpi/main.cpp tests/mpi/test_*.cpp)
@@ -91,6 +119,21 @@ all: $(LIB) $(UNIT_BIN) $(MPI_TEST_BIN) $(CLI_BIN) $(EXAMPLE_BINS) $(LESSON_BINS
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+ifeq ($(CUDA),1)
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(GPU_BENCH_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/gpu/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@
+all: $(GPU_BENCH_BINS)
+
+# Compile and link everything with CUDA, run nothing (.ci/run: CI has no GPU).
+.PHONY: cuda-build
+cuda-build: all
+endif
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
@@ -183,7 +226,7 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu' '*.cuh')
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-cuda build-cuda-san
 
 help:
 	@echo "minispeed — targets (run from the repository root):"
@@ -198,9 +241,11 @@ help:
 	@echo "  make lesson L=NN [TRY=1]  run lesson NN's solution (TRY=1: your exercise.cpp)"
 	@echo "  make bench                our kernels and collectives beside their peers (OpenBLAS, PyTorch, MPI)"
 	@echo "  make format               clang-format every source file (needs scripts/install-deps.sh --dev)"
-	@echo "  make clean                remove build/ and build-san/"
+	@echo "  make clean                remove build/, build-san/ and build-cuda/"
 	@echo "  make help                 this list"
 	@echo "Options: SAN=1 builds with AddressSanitizer + UBSan into build-san/ (e.g. SAN=1 make test)."
+	@echo "         CUDA=1 builds the CUDA backend into build-cuda/ (nvcc from CUDA_HOME=/usr/local/cuda;"
+	@echo "         make CUDA=1 cuda-build compiles and links only; scripts/gpu-check.sh runs it on a GPU)."
 	@echo "Dependencies are installed by scripts/install-deps.sh on first use (as root; otherwise it prints the command)."
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -10,6 +10,11 @@
 
 #include "tensor/error.h"
 
+#ifdef MS_CUDA
+#include "tensor/cuda/allocator.h"
+#include "tensor/cuda/runtime.h"
+#endif
+
 namespace ms {
 
 static std::atomic<size_t> g_cpu_bytes{0};
@@ -19,8 +24,21 @@ size_t cpu_bytes_allocated() {
 }
 
 #ifndef MS_CUDA
+// The CUDA build defines these in tensor/cuda/runtime.cpp.
 bool cuda_built() {
   return false;
+}
+int cuda_device_count() {
+  return 0;
+}
+CudaMemoryStats cuda_memory_stats(int) {
+  return {};
+}
+#else
+CudaMemoryStats cuda_memory_stats(int device) {
+  if (device < 0 || device >= cuda::device_count()) return {};
+  cuda::AllocatorStats s = cuda::stats(device);
+  return {s.allocated, s.reserved, s.peak_allocated};
 }
 #endif
 
@@ -99,8 +117,16 @@ CachingAllocator& cpu_allocator() {
 }  // namespace
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  MS_CHECK(device == Device::CPU, "Storage: device ", device_name(device),
-           " is not available in this build (build with make CUDA=1)");
+  if (device == Device::CUDA) {
+#ifdef MS_CUDA
+    device_index_ = cuda::current_device();  // an ms::Error when there is no GPU
+    data_ = cuda::allocate(nbytes, device_index_);
+    return;
+#else
+    MS_CHECK(false, "Storage: device ", device_name(device),
+             " is not available in this build (build with make CUDA=1)");
+#endif
+  }
   // 64-byte alignment: one cache line and one AVX-512 vector.
   data_ = cpu_allocator().allocate(CachingAllocator::round_size(nbytes));
   MS_CHECK(data_ != nullptr, "Storage: out of memory allocating ", nbytes, " bytes");
@@ -108,6 +134,12 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 }
 
 Storage::~Storage() {
+#ifdef MS_CUDA
+  if (device_ == Device::CUDA) {
+    cuda::deallocate(data_, nbytes_, device_index_);
+    return;
+  }
+#endif
   cpu_allocator().deallocate(data_, CachingAllocator::round_size(nbytes_));
   g_cpu_bytes -= nbytes_;
 }

@@ -6,6 +6,9 @@
 #include <sstream>
 
 #include "tensor/cpu/elementwise.h"
+#ifdef MS_CUDA
+#include "tensor/cuda/runtime.h"
+#endif
 
 namespace ms {
 
@@ -124,9 +127,52 @@ template double* Tensor::data<double>() const;
 template uint16_t* Tensor::data<uint16_t>() const;
 template int32_t* Tensor::data<int32_t>() const;
 
+Tensor Tensor::to(Device target) const {
+  if (device() == target) return *this;
+#ifdef MS_CUDA
+  if (target == Device::CUDA) {
+    // Pack on the host (cpu::copy walks any strides), then one memcpy.
+    Tensor src = *this;
+    if (!is_contiguous()) {
+      src = Tensor::empty(shape(), dtype());
+      cpu::copy(*this, src);
+    }
+    Tensor out = Tensor::empty(shape(), dtype(), Device::CUDA);
+    cuda::copy_to_device(out.raw_data(), src.raw_data(), nbytes(),
+                         out.storage()->device_index());
+    return out;
+  }
+  // Device -> host. A strided view may skip bytes: copy the span it covers
+  // into a host buffer, view it there with the same strides, then pack.
+  if (is_contiguous()) {
+    Tensor out = Tensor::empty(shape(), dtype());
+    cuda::copy_to_host(out.raw_data(), raw_data(), nbytes(), storage()->device_index());
+    return out;
+  }
+  int64_t lo = 0, hi = 0;
+  for (int64_t i = 0; i < dim(); ++i) {
+    if (shape()[i] == 0) return Tensor::empty(shape(), dtype());
+    int64_t span = (shape()[i] - 1) * strides()[i];
+    (span < 0 ? lo : hi) += span;
+  }
+  Tensor span = Tensor::empty({hi - lo + 1}, dtype());
+  cuda::copy_to_host(span.raw_data(),
+                     static_cast<char*>(raw_data()) + lo * static_cast<int64_t>(dtype_size(dtype())),
+                     static_cast<size_t>(hi - lo + 1) * dtype_size(dtype()),
+                     storage()->device_index());
+  Tensor view = Tensor::make_view(span, shape(), strides(), -lo);
+  Tensor out = Tensor::empty(shape(), dtype());
+  cpu::copy(view, out);
+  return out;
+#else
+  MS_CHECK(false, "to(", device_name(target), "): this build has no CUDA backend (build with ",
+           "make CUDA=1; see README, \"GPU\")");
+  return *this;
+#endif
+}
+
 std::vector<double> Tensor::to_vector() const {
-  MS_CHECK(device() == Device::CPU, "to_vector: tensor is on ", device_name(device()),
-           "; copy it to the CPU first");
+  if (device() != Device::CPU) return to(Device::CPU).to_vector();
   // The strided walk and the dtype decoding are cpu::copy's; copy into f64.
   Tensor f64 = Tensor::empty(shape(), DType::F64);
   cpu::copy(*this, f64);

@@ -75,9 +75,16 @@ class Tensor {
   T* data() const;
   void* raw_data() const;
 
+  // This tensor on `device`: itself when already there, else a contiguous
+  // copy (cudaMemcpy on the device's stream, finished when this returns).
+  // Like detach(), the copy is a new leaf: no gradient flows back through it
+  // (move parameters and data with it before building the graph).
+  Tensor to(Device device) const;
+
   // The single value of a one-element tensor, converted to double.
   double item() const;
-  // Copies all elements, in logical (row-major) order, converted to double.
+  // Copies all elements, in logical (row-major) order, converted to double
+  // (a CUDA tensor is copied to the host first).
   std::vector<double> to_vector() const;
 
   // ---- autograd ----
