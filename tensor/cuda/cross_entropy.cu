@@ -9,44 +9,10 @@ namespace {
 
 constexpr int kThreads = 512;  // V = 50257: ~100 elements per thread per pass
 
-// Online (max, Σexp) over one row in a single read (Milakov & Gimelshein 2018).
-template <typename T>
-struct MaxSum {
-  T m, s;
-};
-
-template <typename T>
-__device__ inline MaxSum<T> combine(MaxSum<T> a, MaxSum<T> b) {
-  const T m = a.m > b.m ? a.m : b.m;
-  if (m == -::cuda::std::numeric_limits<T>::infinity()) return {m, T(0)};
-  return {m, a.s * exp(a.m - m) + b.s * exp(b.m - m)};
-}
-
-template <typename T>
-__device__ inline MaxSum<T> warp_combine(MaxSum<T> acc) {
-  for (int off = 16; off > 0; off >>= 1)
-    acc = combine(acc, MaxSum<T>{__shfl_xor_sync(0xffffffffu, acc.m, off),
-                                 __shfl_xor_sync(0xffffffffu, acc.s, off)});
-  return acc;
-}
-
 // log Σ exp(x) of one row, in every thread of the block.
 template <typename T>
 __device__ T row_lse(const T* x, int64_t V) {
-  __shared__ T sm[32], ss[32];
-  const T ninf = -::cuda::std::numeric_limits<T>::infinity();
-  MaxSum<T> acc{ninf, T(0)};
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) acc = combine(acc, MaxSum<T>{x[v], T(1)});
-  acc = warp_combine(acc);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  if (lane == 0) {
-    sm[warp] = acc.m;
-    ss[warp] = acc.s;
-  }
-  __syncthreads();
-  acc = lane < nwarps ? MaxSum<T>{sm[lane], ss[lane]} : MaxSum<T>{ninf, T(0)};
-  acc = warp_combine(acc);
-  __syncthreads();  // sm/ss reusable by the next call
+  const detail::MaxSum<T> acc = detail::block_row_max_sum(x, V);
   return acc.m + log(acc.s);
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cuda/std/limits>
+
 #include <cstdint>
 
 #include "tensor/error.h"
@@ -75,6 +77,53 @@ __device__ inline T block_max(T v, T* shared, T lowest) {
   m = warp_max(m);
   __syncthreads();
   return m;
+}
+
+// Online softmax statistics (Milakov & Gimelshein 2018, the trick flash
+// attention builds on): one pass keeps a running max m and a sum s of
+// exp(x - m), rescaled whenever m grows, instead of a max pass and then a sum
+// pass over the row.
+template <typename T>
+struct MaxSum {
+  T m, s;
+};
+
+template <typename T>
+__device__ inline MaxSum<T> combine(MaxSum<T> a, MaxSum<T> b) {
+  const T m = a.m > b.m ? a.m : b.m;
+  if (m == -::cuda::std::numeric_limits<T>::infinity()) return {m, T(0)};
+  return {m, a.s * exp(a.m - m) + b.s * exp(b.m - m)};
+}
+
+template <typename T>
+__device__ inline MaxSum<T> warp_combine(MaxSum<T> acc) {
+  for (int off = 16; off > 0; off >>= 1)
+    acc = combine(acc, MaxSum<T>{__shfl_xor_sync(0xffffffffu, acc.m, off),
+                                 __shfl_xor_sync(0xffffffffu, acc.s, off)});
+  return acc;
+}
+
+// Block-wide (max, Σ exp(x - max)) of one row of n elements, in every thread:
+// each thread folds its strided elements, then the warps and the block
+// combine the pairs. blockDim.x must be a multiple of 32. The trailing
+// __syncthreads lets the caller run it again (its shared slots are reused).
+template <typename T>
+__device__ MaxSum<T> block_row_max_sum(const T* x, int64_t n) {
+  __shared__ T sm[32], ss[32];
+  const T ninf = -::cuda::std::numeric_limits<T>::infinity();
+  MaxSum<T> acc{ninf, T(0)};
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc = combine(acc, MaxSum<T>{x[i], T(1)});
+  acc = warp_combine(acc);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  if (lane == 0) {
+    sm[warp] = acc.m;
+    ss[warp] = acc.s;
+  }
+  __syncthreads();
+  acc = lane < nwarps ? MaxSum<T>{sm[lane], ss[lane]} : MaxSum<T>{ninf, T(0)};
+  acc = warp_combine(acc);
+  __syncthreads();
+  return acc;
 }
 
 }  // namespace ms::cuda::detail

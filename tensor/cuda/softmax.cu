@@ -9,52 +9,14 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Online softmax statistics (Milakov & Gimelshein 2018, the trick flash
-// attention builds on): one pass keeps a running max m and a sum s rescaled
-// whenever m grows, instead of a max pass and then a sum pass over the row.
-template <typename T>
-struct MaxSum {
-  T m, s;
-};
-
-template <typename T>
-__device__ inline MaxSum<T> combine(MaxSum<T> a, MaxSum<T> b) {
-  const T m = a.m > b.m ? a.m : b.m;
-  if (m == -::cuda::std::numeric_limits<T>::infinity()) return {m, T(0)};
-  return {m, a.s * exp(a.m - m) + b.s * exp(b.m - m)};
-}
-
-// Block-wide (max, Σexp(x - max)) of one row: each thread folds its strided
-// elements, then warps and the block combine the pairs.
-template <typename T>
-__device__ MaxSum<T> row_max_sum(const T* x, int64_t C) {
-  __shared__ T sm[32], ss[32];
-  MaxSum<T> acc{-::cuda::std::numeric_limits<T>::infinity(), T(0)};
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) acc = combine(acc, MaxSum<T>{x[c], T(1)});
-  for (int off = 16; off > 0; off >>= 1) {
-    MaxSum<T> o{__shfl_xor_sync(0xffffffffu, acc.m, off), __shfl_xor_sync(0xffffffffu, acc.s, off)};
-    acc = combine(acc, o);
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  if (lane == 0) {
-    sm[warp] = acc.m;
-    ss[warp] = acc.s;
-  }
-  __syncthreads();
-  acc = lane < nwarps ? MaxSum<T>{sm[lane], ss[lane]}
-                      : MaxSum<T>{-::cuda::std::numeric_limits<T>::infinity(), T(0)};
-  for (int off = 16; off > 0; off >>= 1) {
-    MaxSum<T> o{__shfl_xor_sync(0xffffffffu, acc.m, off), __shfl_xor_sync(0xffffffffu, acc.s, off)};
-    acc = combine(acc, o);
-  }
-  return acc;
-}
+using detail::block_row_max_sum;
+using detail::MaxSum;
 
 template <typename T, bool kLog>
 __global__ void softmax_forward_kernel(T* out, const T* inp, int64_t C) {
   const T* x = inp + blockIdx.x * C;
   T* y = out + blockIdx.x * C;
-  const MaxSum<T> ms = row_max_sum(x, C);
+  const MaxSum<T> ms = block_row_max_sum(x, C);
   if (kLog) {
     const T lse = ms.m + log(ms.s);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) y[c] = x[c] - lse;
