@@ -3,8 +3,7 @@
 // and check.cpp runs it against a naive reference on odd shapes, times it
 // against an untiled i-k-j loop (with B in cache, then with B past the
 // last-level cache, where only tiling wins) and the library's gemm, and
-// measures this CPU's
-// roofline and what fusion saves (roofline.h). No GPU is needed or used.
+// measures this CPU's roofline and what fusion saves (roofline.h). No GPU is needed or used.
 #pragma once
 #include <cstdint>
 
