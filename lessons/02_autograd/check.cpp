@@ -234,9 +234,12 @@ void check_forward_and_node() {
     if (grads[size_t(n)].shape() != want[n])
       fail(str_cat("backward: ", names[n], " has shape ", shape_str(grads[size_t(n)].shape()),
                    ", expected ", shape_str(want[n]),
-                   n > 0 ? " — weight and bias are shared by all N rows: sum over the rows, "
-                           "ms::sum(t, {0})"
-                         : " — like x"));
+                   grads[size_t(n)].numel() == shape_numel(want[n])
+                       ? " — the right number of values in the wrong shape (a keepdim=true "
+                         "reduction?): reshape it, or reduce without keepdim"
+                   : n > 0 ? " — weight and bias are shared by all N rows: sum over the rows, "
+                             "ms::sum(t, {0})"
+                           : " — like x"));
   }
   pass("backward returns {dx (N, C), dweight (C), dbias (C)}");
 }
