@@ -170,14 +170,16 @@ std::string diagnose() {
     else if (is([&](int64_t i, size_t k) { return dh[k] - r.m1[i] - xh[k] * r.m2[i]; }))
       out += "\n  dx is missing the 1/σ factor (rstd): xhat = (x - mean)·rstd, so every path "
              "into x is multiplied by rstd";
-    else if (is([&](int64_t i, size_t k) { return -r.dx[size_t(k)] + 0 * i; }))
+    else if (is([&](int64_t, size_t k) { return -r.dx[k]; }))
       out += "\n  dx has the wrong sign: you return -(the right dx); the mean and variance terms "
              "are subtracted from dxhat, not dxhat from them";
     else if (is([&](int64_t i, size_t k) {
-               double gm = 0, gxm = 0;
-               for (int64_t j = 0; j < kC; ++j)
-                 gm += kG[size_t(i * kC + j)] / C, gxm += kG[size_t(i * kC + j)] * xh[size_t(i * kC + j)] / C;
-               return r.rstd[i] * (kG[k] - gm - xh[k] * gxm);
+               double gm = 0, gxm = 0;  // the row means with g in place of dxhat
+               for (int64_t j = 0; j < kC; ++j) {
+                 const size_t kj = size_t(i * kC + j);
+                 gm += kG[kj] / C, gxm += kG[kj] * xh[kj] / C;
+               }
+               return r.rstd[size_t(i)] * (kG[k] - gm - xh[k] * gxm);
              }))
       out += "\n  dx is missing the weight: the gradient reaching xhat is dxhat = g·weight "
              "(y = xhat·weight + bias), not g";
