@@ -1,12 +1,16 @@
-// Lesson 02: autograd. You write the backward of one op, sigmoid, in exercise.cpp;
-// check.cpp grades it with gradcheck and inside a small training graph.
+// Lesson 02: autograd. You write the backward of one op, LayerNorm, in exercise.cpp:
+// three gradients from one saved normalized input; check.cpp grades them with a finite-
+// difference gradcheck in f64, names the likely bug when it fails, then runs the op inside a
+// small training loss.
 #pragma once
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
-// s = 1 / (1 + exp(-x)), elementwise, differentiable: records one Node "my_sigmoid".
-// x may have any shape and be f32 or f64 (the checker passes 1-D f32 and f64
-// vectors, and a (3, 4) f64 tensor to gradcheck); the backward's g has s's shape and dtype, and
-// the gradient it returns must too.
-ms::Tensor my_sigmoid(const ms::Tensor& x);
+// y = (x - mean) / sqrt(var + eps) * weight + bias, each row of x (N, C) normalized over its C
+// values (biased variance, as torch.nn.LayerNorm), differentiable: records ONE Node
+// "my_layernorm" with inputs {x, weight, bias}. weight and bias are (C). x, weight and bias share
+// a dtype, f32 or f64 (the checker uses f64). The backward's g has y's shape (N, C); it returns
+// {dL/dx (N, C), dL/dweight (C), dL/dbias (C)}.
+ms::Tensor my_layernorm(const ms::Tensor& x, const ms::Tensor& weight, const ms::Tensor& bias,
+                        double eps = 1e-5);

@@ -148,9 +148,10 @@ std::string diagnose_forward(const Tensor& y, const Tensor& ys, const Tensor& y_
 
 // ---- 3. backward ----
 
+// `dw_summed_over_tp`: Σ over the group's ranks r' of x_r'ᵀ·dy, what all-reducing dw gives.
 std::string diagnose_backward(const Tensor& x, const Tensor& w, const Tensor& b,
                               const Tensor& want_dx, const Tensor& want_dw, const Tensor& want_db,
-                              int t, const Traffic& moved) {
+                              const Tensor& dw_summed_over_tp, int t, const Traffic& moved) {
   if (!x.grad().defined() || !w.grad().defined() || !b.grad().defined())
     return str_cat("after backward, x.grad is ", shape_of(x.grad()), ", w.grad ",
                    shape_of(w.grad()), ", b.grad ", shape_of(b.grad()),
@@ -165,6 +166,14 @@ std::string diagnose_backward(const Tensor& x, const Tensor& w, const Tensor& b,
                    "rank (everything after the layer is replicated), so summing it over tp ",
                    "counts it t times. Only f, before a column-parallel layer, all-reduces in ",
                    "backward.");
+  if (dx_ok && db_ok && near(w.grad(), dw_summed_over_tp))
+    return str_cat("dw is the SUM over the ", t, " tp ranks of each rank's x_rᵀ·dy (dx and db are ",
+                   "right): you all-reduced dw in backward. Each rank's w is a different block of ",
+                   "W's rows, so its gradient x_rᵀ·dy belongs to that block alone, and summing ",
+                   "adds the other blocks' gradients into it. A sharded weight's gradient is ",
+                   "never reduced over tp — in a row- or a column-parallel layer; all-reducing ",
+                   "weight gradients is data parallelism's step, across replicas of the SAME ",
+                   "weights.");
   if (dx_ok && dw_ok && near(b.grad(), tdb))
     return str_cat("db is t = ", t, " times too big (dx and dw are right): the bias gradient was ",
                    "summed over tp. Every rank holds the whole dy, so each computes the whole ",
@@ -250,9 +259,13 @@ bool check_t(Communicator& world, int t) {
   else
     why = guarded([&] { sum(y * G).backward(); });
   const Traffic bwd = tp.traffic() - t1;
-  if (why.empty())
+  if (why.empty()) {
+    NoGradGuard no_grad;
+    Tensor dw_summed = narrow(ws.grad(), 0, 0, k);
+    for (int rr = 1; rr < t; ++rr) dw_summed = add(dw_summed, narrow(ws.grad(), 0, rr * k, k));
     why = diagnose_backward(x, w, bb, narrow(xs.grad(), 2, r * k, k),
-                            narrow(ws.grad(), 0, r * k, k), bs.grad(), t, bwd);
+                            narrow(ws.grad(), 0, r * k, k), bs.grad(), dw_summed, t, bwd);
+  }
   if (world.rank() == 0) std::printf("  backward, measured by the ledger (per rank):\n");
   lesson::print_traffic_per_rank(world, bwd);
   return agree(world, why,

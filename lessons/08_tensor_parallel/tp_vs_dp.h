@@ -140,17 +140,21 @@ inline void tp_vs_dp(Communicator& world) {
       (long long)tp_mb, (long long)(tp_mb * kMicro), (long long)dp_step,
       double(tp_mb * kMicro) / double(dp_step), (long long)(4 * 2 * (t - 1) * act / t * 4),
       (long long)n, (long long)(2 * (d - 1) * n / d * 4));
-  // The same two formulas for GPT-2 small (C = 768) at one micro-batch of
-  // 8 x 1024 tokens, t = d = 8: activations grow with the tokens, weights not.
-  const double C = 768, tokens = 8 * 1024, t8 = 8, d8 = 8;
-  const double tp8 = 4 * 2 * (t8 - 1) / t8 * tokens * C * 4,
-               dp8 = 2 * (d8 - 1) / d8 * ((12 * C * C + 7 * C) / t8 + 6 * C) * 4;
+  // The same two formulas for GPT-2 small (C = 768, 12 heads) at one
+  // micro-batch of 8 x 1024 tokens, t = d = 4: activations grow with the
+  // tokens, weights not. t = 4 because the heads split whole (n_head % t == 0,
+  // the rule the library enforces): 12 heads allow t = 1, 2, 3, 4, 6, 12.
+  constexpr int64_t kHeads = 12, kT = 4, kD = 4;
+  static_assert(kHeads % kT == 0, "GPT-2 small's heads must split whole over t");
+  const double C = 768, tokens = 8 * 1024, tq = kT, dq = kD;
+  const double tp_bytes = 4 * 2 * (tq - 1) / tq * tokens * C * 4,
+               dp_bytes = 2 * (dq - 1) / dq * ((12 * C * C + 7 * C) / tq + 6 * C) * 4;
   std::printf(
-      "  formula, one GPT-2-small layer (C = 768), micro-batch 8 x 1024 tokens, t = d = 8: TP "
+      "  formula, one GPT-2-small layer (C = 768), micro-batch 8 x 1024 tokens, t = d = 4: TP "
       "%.0f MB per micro-batch, DP %.1f MB per step (%.0fx, before multiplying by the "
       "micro-batches per step). And each TP all-reduce sits on the critical path — the next "
       "GEMM waits for it — while DP's overlaps the backward.\n",
-      tp8 / 1e6, dp8 / 1e6, tp8 / dp8);
+      tp_bytes / 1e6, dp_bytes / 1e6, tp_bytes / dp_bytes);
 }
 
 }  // namespace lesson08

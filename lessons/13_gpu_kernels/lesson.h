@@ -1,8 +1,9 @@
 // Lesson 13: GPU kernels, taught on the CPU. You write a tiled matmul in
 // exercise.cpp — the same tiling a CUDA kernel does with shared-memory tiles —
 // and check.cpp runs it against a naive reference on odd shapes, times it
-// against the naive kernel and the library's gemm, and measures this CPU's
-// roofline and what fusion saves (roofline.h). No GPU is needed or used.
+// against an untiled i-k-j loop (with B in cache, then with B past the
+// last-level cache, where only tiling wins) and the library's gemm, and
+// measures this CPU's roofline and what fusion saves (roofline.h). No GPU is needed or used.
 #pragma once
 #include <cstdint>
 
