@@ -340,10 +340,15 @@ int train_command(int argc, char** argv, Communicator& world) {
   if (steps > first_step && skipped_here == steps - first_step)
     throw AgreedError(str_cat(
         "every one of the ", skipped_here, " training steps was skipped: the gradients held "
-        "inf/NaN at every step (last loss scale ", exact_str(zero.loss_scale()),
-        "), so the weights were never updated. Try a smaller static --loss-scale (fp16.loss_scale), "
-        "or dynamic loss scaling (--loss-scale 0) from a lower --initial-scale-power, or --bf16; "
-        "if it overflows even at a small scale, check the data and lower --lr"));
+        "inf/NaN at every step",
+        c.precision.dtype == DType::F16
+            ? str_cat(" (last loss scale ", exact_str(zero.loss_scale()),
+                      "), so the weights were never updated. Try a smaller static --loss-scale "
+                      "(fp16.loss_scale), or dynamic loss scaling (--loss-scale 0) from a lower "
+                      "--initial-scale-power, or --bf16; if it overflows even at a small scale, "
+                      "check the data and lower --lr")
+            : ", so the weights were never updated (bf16 has no loss scale to lower): check the "
+              "data and lower --lr"));
 
   // Per-rank memory: measured beside the ZeRO paper's prediction.
   MemoryReport mine = zero.memory();
