@@ -256,7 +256,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.begin_step();
     tp_traffic.begin_step();
     pp_traffic.begin_step();
-    const double lr = engine.get_lr();  // the rate this step's update uses
+    const double lr = engine.get_lr();            // the rate this step's update uses
     const double step_scale = zero.loss_scale();  // what this step's backward multiplies by
     doing.update(str_cat("training step ", step + 1, " of ", steps));
     // Micro-step k of step s on dp rank r reads window (s·G + k)·D + r (the
@@ -302,14 +302,15 @@ int train_command(int argc, char** argv, Communicator& world) {
       double elapsed = total_clock.seconds();
       double eta = elapsed / static_cast<double>(step + 1 - first_step) *
                    static_cast<double>(steps - step - 1);
-      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f", static_cast<long long>(step + 1),
-                  static_cast<long long>(steps), train_loss, lr, norm);
+      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f",
+                  static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr,
+                  norm);
       // fp16: the loss scale this step's backward used (update() may change it after).
-      if (c.precision.dtype == DType::F16) std::printf(" | scale %s", exact_str(step_scale).c_str());
-      std::printf(
-          " | %6.1f ms | %7.0f tok/s | %5.1f GFLOP/s (%.0f%% of gemm) | eta %s", ms,
-          static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
-          100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
+      if (c.precision.dtype == DType::F16)
+        std::printf(" | scale %s", exact_str(step_scale).c_str());
+      std::printf(" | %6.1f ms | %7.0f tok/s | %5.1f GFLOP/s (%.0f%% of gemm) | eta %s", ms,
+                  static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
+                  100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
         std::printf(" | %s", zero.skip_message().c_str());
@@ -339,7 +340,8 @@ int train_command(int argc, char** argv, Communicator& world) {
   const int64_t skipped_here = zero.skipped_steps() - skipped_before;
   if (steps > first_step && skipped_here == steps - first_step)
     throw AgreedError(str_cat(
-        "every one of the ", skipped_here, " training steps was skipped: the gradients held "
+        "every one of the ", skipped_here,
+        " training steps was skipped: the gradients held "
         "inf/NaN at every step",
         c.precision.dtype == DType::F16
             ? str_cat(" (last loss scale ", exact_str(zero.loss_scale()),

@@ -40,10 +40,12 @@ bool finite_positive(double x) {
 StaticLossScaler::StaticLossScaler(double scale) : scale_(scale) {
   MS_CHECK(std::isfinite(scale) && scale >= kMinStaticLossScale && scale <= kMaxStaticLossScale,
            "fp16.loss_scale (--loss-scale): a static loss scale must be in [2^-40, 2^40] = [",
-           shortest(kMinStaticLossScale), ", ", num(kMaxStaticLossScale), "], got ", shortest(scale),
+           shortest(kMinStaticLossScale), ", ", num(kMaxStaticLossScale), "], got ",
+           shortest(scale),
            ": fp16 holds magnitudes 2^-24 to 65504 (< 2^16), so above 2^40 every gradient fp16 "
            "can hold overflows once scaled (every step is skipped) and below 2^-40 every one "
-           "falls below fp16's smallest subnormal (nothing trains); 0 enables dynamic loss scaling, powers of two "
+           "falls below fp16's smallest subnormal (nothing trains); 0 enables dynamic loss "
+           "scaling, powers of two "
            "unscale exactly");
 }
 

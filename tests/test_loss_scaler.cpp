@@ -212,7 +212,8 @@ TEST_CASE("loss scaler: bad fp16 values are errors naming the key", "[loss_scale
                         Catch::Contains("-1"));
   // A static scale outside [2^-40, 2^40]: 1e39 (inf in f32) skipped every
   // step, 1e-300 (0 in f32) made NaN; both bounds themselves are accepted.
-  for (double bad : {1e39, 1e-300, 0x1p40 * 2, 0x1p-40 / 2, std::numeric_limits<double>::infinity()}) {
+  for (double bad :
+       {1e39, 1e-300, 0x1p40 * 2, 0x1p-40 / 2, std::numeric_limits<double>::infinity()}) {
     INFO("loss_scale " << bad);
     c.loss_scale = bad;
     CHECK_THROWS_WITH(make_loss_scaler(c), Catch::Contains("fp16.loss_scale (--loss-scale)") &&
