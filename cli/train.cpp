@@ -250,12 +250,14 @@ int train_command(int argc, char** argv, Communicator& world) {
   double last_val = NAN;
   ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
+  const int64_t skipped_before = zero.skipped_steps();  // a resumed run's earlier skips
   for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
     tp_traffic.begin_step();
     pp_traffic.begin_step();
-    const double lr = engine.get_lr();  // the rate this step's update uses
+    const double lr = engine.get_lr();            // the rate this step's update uses
+    const double step_scale = zero.loss_scale();  // what this step's backward multiplies by
     doing.update(str_cat("training step ", step + 1, " of ", steps));
     // Micro-step k of step s on dp rank r reads window (s·G + k)·D + r (the
     // data contract); the tp and pp ranks of a replica read the same windows.
@@ -300,12 +302,15 @@ int train_command(int argc, char** argv, Communicator& world) {
       double elapsed = total_clock.seconds();
       double eta = elapsed / static_cast<double>(step + 1 - first_step) *
                    static_cast<double>(steps - step - 1);
-      std::printf(
-          "step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %6.1f ms | %7.0f tok/s | "
-          "%5.1f GFLOP/s (%.0f%% of gemm) | eta %s",
-          static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr, norm, ms,
-          static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
-          100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
+      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f",
+                  static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr,
+                  norm);
+      // fp16: the loss scale this step's backward used (update() may change it after).
+      if (c.precision.dtype == DType::F16)
+        std::printf(" | scale %s", exact_str(step_scale).c_str());
+      std::printf(" | %6.1f ms | %7.0f tok/s | %5.1f GFLOP/s (%.0f%% of gemm) | eta %s", ms,
+                  static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
+                  100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
         std::printf(" | %s", zero.skip_message().c_str());
@@ -328,6 +333,24 @@ int train_command(int argc, char** argv, Communicator& world) {
                     printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
     }
   }
+
+  // Every step skipped on overflow: the weights never moved, so exiting 0 would
+  // pass an untrained model off as trained. skipped() is agreed over every
+  // mesh axis (parallel/comm/overflow.h), so every rank raises this together.
+  const int64_t skipped_here = zero.skipped_steps() - skipped_before;
+  if (steps > first_step && skipped_here == steps - first_step)
+    throw AgreedError(str_cat(
+        "every one of the ", skipped_here,
+        " training steps was skipped: the gradients held "
+        "inf/NaN at every step",
+        c.precision.dtype == DType::F16
+            ? str_cat(" (last loss scale ", exact_str(zero.loss_scale()),
+                      "), so the weights were never updated. Try a smaller static --loss-scale "
+                      "(fp16.loss_scale), or dynamic loss scaling (--loss-scale 0) from a lower "
+                      "--initial-scale-power, or --bf16; if it overflows even at a small scale, "
+                      "check the data and lower --lr")
+            : ", so the weights were never updated (bf16 has no loss scale to lower): check the "
+              "data and lower --lr"));
 
   // Per-rank memory: measured beside the ZeRO paper's prediction.
   MemoryReport mine = zero.memory();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -17,6 +18,17 @@ std::string num(double x) {
   return exact_str(x);
 }
 
+// The shortest decimal that reads back as x: a user's 1e39 prints as 1e+39,
+// not 9.9999999999999994e+38.
+std::string shortest(double x) {
+  char buf[40];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
 bool finite_positive(double x) {
   return std::isfinite(x) && x > 0;
 }
@@ -26,9 +38,15 @@ bool finite_positive(double x) {
 // ---------------------------------------------------------------- static ----
 
 StaticLossScaler::StaticLossScaler(double scale) : scale_(scale) {
-  MS_CHECK(finite_positive(scale),
-           "fp16.loss_scale: a static loss scale must be finite and > 0, got ", num(scale),
-           " (0 enables dynamic loss scaling)");
+  MS_CHECK(std::isfinite(scale) && scale >= kMinStaticLossScale && scale <= kMaxStaticLossScale,
+           "fp16.loss_scale (--loss-scale): a static loss scale must be in [2^-40, 2^40] = [",
+           shortest(kMinStaticLossScale), ", ", num(kMaxStaticLossScale), "], got ",
+           shortest(scale),
+           ": fp16 holds magnitudes 2^-24 to 65504 (< 2^16), so above 2^40 every gradient fp16 "
+           "can hold overflows once scaled (every step is skipped) and below 2^-40 every one "
+           "falls below fp16's smallest subnormal (nothing trains); 0 enables dynamic loss "
+           "scaling, powers of two "
+           "unscale exactly");
 }
 
 bool StaticLossScaler::update(bool overflow) {
@@ -110,8 +128,14 @@ bool DynamicLossScaler::update(bool overflow) {
     s_.last_overflow_iter = s_.cur_iter;
   } else {
     if (c_.consecutive_hysteresis) s_.cur_hysteresis = c_.hysteresis;
-    const int64_t stable = s_.cur_iter - s_.last_overflow_iter - 1;
-    if (stable > 0 && stable % c_.loss_scale_window == 0) {
+    // DynamicLossScaler.update_scale's test, (cur_iter - last_overflow_iter)
+    // % scale_window == 0: the difference counts THIS clean step, so the
+    // scale doubles on the window-th clean step in a row. (FP16_Optimizer.
+    // _update_scale in fp16/fused_optimizer.py subtracts 1 and doubles on
+    // the (window+1)-th; ZeRO 1-3 use DynamicLossScaler, and so do we.) On a
+    // clean step the difference is >= 1: an overflow at cur_iter sets
+    // last_overflow_iter = cur_iter and cur_iter then advances.
+    if ((s_.cur_iter - s_.last_overflow_iter) % c_.loss_scale_window == 0) {
       if (!c_.consecutive_hysteresis) s_.cur_hysteresis = c_.hysteresis;
       s_.scale *= 2;
     }
@@ -136,8 +160,9 @@ void DynamicLossScaler::load_state(const LossScalerState& s) {
 std::unique_ptr<LossScaler> make_loss_scaler(const LossScalerConfig& config) {
   // DeepSpeedFP16Config's validator text, with the value.
   MS_CHECK(config.loss_scale >= 0 && std::isfinite(config.loss_scale),
-           "fp16.loss_scale must be >= 0 (0 enables dynamic loss scaling), got ",
-           num(config.loss_scale));
+           "fp16.loss_scale (--loss-scale) must be 0 (dynamic loss scaling) or a static scale in "
+           "[2^-40, 2^40], got ",
+           shortest(config.loss_scale));
   if (config.loss_scale > 0) return std::make_unique<StaticLossScaler>(config.loss_scale);
   return std::make_unique<DynamicLossScaler>(config);
 }

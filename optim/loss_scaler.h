@@ -26,7 +26,17 @@
 //      unscale_and_clip(grads, loss_scale, clip, norm), optimizer step,
 //      schedule step.
 // Unscale with the scale the backward used: read loss_scale() BEFORE update()
-// changes it (DeepSpeed keeps prev_scale for this).
+// changes it. This is PyTorch GradScaler's order (unscale_ in step(), then
+// update()), and NOT DeepSpeed's: ZeRO-1/2's step()
+// (runtime/zero/stage_1_and_2.py) calls _update_scale first and then
+// unscale_and_clip_grads, which divides by self.loss_scale, the NEW scale;
+// so on a step where the scale doubles DeepSpeed applies half the gradient
+// and tests the clip threshold against half the norm, while its own
+// reported _global_grad_norm divides by prev_scale. minispeed keeps the
+// update exact (the optimizer sees the true gradient on every applied step,
+// and the reported norm and the clip decision agree); it departs from
+// DeepSpeed on doubling steps only, by exactly that factor 2
+// (docs/architecture.md, "Mixed precision").
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -80,6 +90,16 @@ class LossScaler {
   std::string last_event_;
 };
 
+// The static scales we accept (DeepSpeed accepts any float; a scale of 1e39
+// is inf in f32 and skips every step, 1e-300 is 0 and gives NaN). fp16 holds
+// magnitudes from 2^-24 (its smallest subnormal) to 65504 (< 2^16), 40
+// binades: a scale above 2^40 overflows every gradient fp16 could hold
+// unscaled (|g| >= 2^-24 -> |S·g| >= 2^16, inf), so every step is skipped;
+// one below 2^-40 puts every such gradient (|g| <= 65504) below 2^-24, where
+// fp16 rounds it to 0 or to its one smallest subnormal, so nothing trains. Both bounds are f32-exact, as are their inverses.
+inline constexpr double kMinStaticLossScale = 0x1p-40;
+inline constexpr double kMaxStaticLossScale = 0x1p40;
+
 // deepspeed/runtime/fp16/loss_scaler.py::LossScaler: a constant scale.
 class StaticLossScaler : public LossScaler {
  public:
@@ -102,14 +122,21 @@ class StaticLossScaler : public LossScaler {
 //     at minimum - cannot decrease scale anymore. Exiting run.", else
 //     scale = max(scale / 2, min_loss_scale); otherwise cur_hysteresis -= 1.
 //     Then last_overflow_iter = cur_iter.
+//     Every overflow, halving or not, restarts the clean count.
 //   clean: if consecutive_hysteresis, cur_hysteresis = hysteresis.
-//     stable = cur_iter - last_overflow_iter - 1; if stable > 0 and
-//     stable % window == 0: scale *= 2 (and, when not consecutive, refill
-//     cur_hysteresis = hysteresis). So the scale doubles on the
-//     (window+1)-th clean step after an overflow (and after the start,
-//     which counts as an overflow at iteration -1), then every window
-//     clean steps.
-//   cur_iter += 1.
+//     If (cur_iter - last_overflow_iter) % window == 0: scale *= 2 (and,
+//     when not consecutive, refill cur_hysteresis = hysteresis). So the
+//     scale doubles on the window-th clean step in a row after an overflow
+//     (the start counts as an overflow at iteration -1: with window 1000
+//     the first doubling is at cur_iter 999, the 1000th update), then every
+//     window clean steps. There is no maximum scale.
+//   cur_iter += 1 on every call, overflow or clean.
+// Not FP16_Optimizer._update_scale (fp16/fused_optimizer.py, the non-ZeRO
+// fp16 path): that one has no hysteresis and doubles one step later
+// (stable = cur_iter - last_overflow_iter - 1, stable > 0 and
+// stable % window == 0). PyTorch's GradScaler grows on the same step as
+// DynamicLossScaler (its growth_tracker reaches growth_interval on the
+// growth_interval-th clean step) and has no hysteresis either.
 class DynamicLossScaler : public LossScaler {
  public:
   explicit DynamicLossScaler(const LossScalerConfig& config);

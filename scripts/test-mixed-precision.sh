@@ -10,7 +10,9 @@
 #      batch 8 within 5e-3 in every loss (bf16 gradients are rounded per rank
 #      before the average, so exact equality is not expected; the mpi test
 #      test_mixed.cpp bounds the parameters too);
-#   4. bad combinations are errors that name the flags.
+#   4. bad combinations are errors that name the flags; a static loss scale
+#      outside [2^-40, 2^40] (flag or ds_config fp16.loss_scale) is refused;
+#      a run whose every step was skipped on overflow fails on every rank.
 #   scripts/test-mixed-precision.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -48,6 +50,14 @@ if echo "$steps" | sed -n 1p | grep -q 'Attempted loss scale: 1048576, but hyste
   ok "--fp16 --initial-scale-power 20: hysteresis, then halving, then training"
 else
   bad "--fp16 overflow sequence:"; echo "$steps" | sed 's/^/  /'
+fi
+# Each step line shows the scale that step's backward used: 2^20 twice (the
+# first overflow only spends hysteresis), then 2^19 after the halving.
+if [ "$(echo "$steps" | grep -oE '\| scale [0-9]+ \|' | head -3 | awk '{print $3}' | tr '\n' ' ')" = \
+     "1048576 1048576 524288 " ]; then
+  ok "--fp16 step lines show the loss scale each step used (2^20, 2^20, 2^19)"
+else
+  bad "--fp16 step lines' '| scale N |' fields:"; echo "$steps" | sed 's/^/  /'
 fi
 # Every skipped step and the first applied one run at the schedule's lr(0).
 first_applied=$(echo "$steps" | grep -vn OVERFLOW | head -1 | cut -d: -f1)
@@ -93,6 +103,27 @@ expect_error "--communication-data-type fp16 with --bf16 is refused" \
   "$bin" train --steps 1 --bf16 --communication-data-type fp16
 expect_error "a bad --loss-scale-window names the fp16 key" "loss_scale_window" \
   "$bin" train --steps 1 --fp16 --loss-scale-window 0
+
+tiny="--n-layer 1 --n-head 2 --n-embd 32 --seq-len 32 --batch-size 4 --eval-every 0
+      --sample-tokens 0"
+# A static scale of 1e39 is inf in f32 (it used to skip every step and exit 0
+# untrained); 1e-300 is 0 (it used to give a NaN blamed on the learning rate).
+for v in 1e39:1e+39 1e-300:1e-300; do  # the value given : as the message prints it
+  expect_error "--loss-scale ${v%%:*} is refused, naming the flag, the key, the value and the range" \
+    "fp16.loss_scale (--loss-scale).*\[2^-40, 2^40\].*got ${v#*:}:" \
+    "$bin" train $tiny --steps 1 --fp16 --loss-scale "${v%%:*}"
+done
+cfg=$(mktemp)
+trap 'rm -f "$cfg"' EXIT
+echo '{"train_micro_batch_size_per_gpu": 4, "fp16": {"enabled": true, "loss_scale": 1e39}}' >"$cfg"
+expect_error "ds_config fp16.loss_scale 1e39 is refused the same way" \
+  "fp16.loss_scale (--loss-scale).*got 1e+39" \
+  "$bin" train $tiny --steps 1 --config "$cfg"
+# 2^40, the largest accepted static scale, overflows every step of this model:
+# an error at the end, on both ranks (exit 1), naming the count.
+expect_error "every step skipped on overflow is an error on every rank" \
+  "every one of the 2 training steps was skipped" \
+  ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $tiny --steps 2 --fp16 --loss-scale 1099511627776
 
 echo "mixed precision: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

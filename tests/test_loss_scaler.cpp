@@ -59,31 +59,50 @@ TEST_CASE("loss scaler: DeepSpeed's defaults start at 2^16 with hysteresis 2", "
 
 TEST_CASE(
     "loss scaler: hysteresis 1, window 3 — halve on every overflow, double on the "
-    "(window+1)-th clean step",
+    "window-th clean step in a row",
     "[loss_scaler]") {
   DynamicLossScaler s(dyn(4, 3, 1, 1));  // 2^4 = 16
-  // stable = cur_iter - last_overflow_iter - 1, doubling when stable > 0 and
-  // stable % 3 == 0. The start counts as an overflow at iteration -1.
+  // DynamicLossScaler.update_scale doubles when (cur_iter - last_overflow_iter)
+  // % 3 == 0; the start counts as an overflow at iteration -1.
   run_trace(s, {
-                   {C, 16, 1},  // iter 0: stable 0
-                   {C, 16, 1},  // iter 1: stable 1
-                   {C, 16, 1},  // iter 2: stable 2
-                   {C, 32, 1},  // iter 3: stable 3 → ×2 (the 4th clean step)
-                   {C, 32, 1},  // iter 4: stable 4
-                   {C, 32, 1},  // iter 5: stable 5
-                   {C, 64, 1},  // iter 6: stable 6 → ×2 (window more clean steps)
-                   {O, 32, 1},  // iter 7: overflow, hysteresis 1 → halve; last = 7
-                   {C, 32, 1},  // iter 8: stable 0
-                   {C, 32, 1},  // iter 9: stable 1
-                   {C, 32, 1},  // iter 10: stable 2
-                   {C, 64, 1},  // iter 11: stable 3 → ×2
-                   {O, 32, 1},  // iter 12: halve
-                   {O, 16, 1},  // iter 13: halve again
-                   {C, 16, 1},  // iter 14: stable 0 — the count restarted at 13
+                   {C, 16, 1},  // iter 0: 0 - (-1) = 1
+                   {C, 16, 1},  // iter 1: 2
+                   {C, 32, 1},  // iter 2: 3 → ×2 (the 3rd clean step)
+                   {C, 32, 1},  // iter 3: 4
+                   {C, 32, 1},  // iter 4: 5
+                   {C, 64, 1},  // iter 5: 6 → ×2 (window more clean steps)
+                   {O, 32, 1},  // iter 6: overflow, hysteresis 1 → halve; last = 6
+                   {C, 32, 1},  // iter 7: 1
+                   {C, 32, 1},  // iter 8: 2
+                   {C, 64, 1},  // iter 9: 3 → ×2
+                   {O, 32, 1},  // iter 10: halve
+                   {O, 16, 1},  // iter 11: halve again
+                   {C, 16, 1},  // iter 12: 1 — the count restarted at 11
                });
   CHECK(s.last_event().empty());
   s.update(true);
   CHECK(s.last_event() == "OVERFLOW! Skipping step. Attempted loss scale: 16, reducing to 8");
+}
+
+// The off-by-one this pins: FP16_Optimizer._update_scale (fp16/fused_optimizer.py)
+// doubles on the (window+1)-th clean step; the DynamicLossScaler ZeRO uses, on
+// the window-th. With DeepSpeed's defaults: the 1000th update doubles 2^16.
+TEST_CASE("loss scaler: DeepSpeed's defaults double on the 1000th clean update, not the 1001st",
+          "[loss_scaler]") {
+  DynamicLossScaler s{LossScalerConfig{}};
+  for (int i = 0; i < 999; ++i) s.update(false);
+  CHECK(s.loss_scale() == 65536);
+  s.update(false);  // cur_iter 999: 999 - (-1) = 1000
+  CHECK(s.loss_scale() == 131072);
+  CHECK(s.state() == LossScalerState{131072, 1000, -1, 2});
+  // An overflow that only spends hysteresis still restarts the count: the
+  // next doubling is 1000 clean updates after it (and refills the hysteresis).
+  s.update(true);  // cur_iter 1000: hysteresis 2 → 1, scale kept
+  CHECK(s.state() == LossScalerState{131072, 1001, 1000, 1});
+  for (int i = 0; i < 999; ++i) s.update(false);
+  CHECK(s.loss_scale() == 131072);
+  s.update(false);
+  CHECK(s.state() == LossScalerState{262144, 2001, 1000, 2});
 }
 
 TEST_CASE(
@@ -93,17 +112,16 @@ TEST_CASE(
   DynamicLossScaler s(dyn(3, 3, 2, 2));  // 8, min 2
   run_trace(s, {
                    {O, 8, 1},  // iter 0: hysteresis 2 → 1, scale kept (step still skipped)
-                   {C, 8, 1},  // iter 1: stable 0; hysteresis NOT refilled (not consecutive)
-                   {C, 8, 1},  // iter 2: stable 1
+                   {C, 8, 1},  // iter 1: 1; hysteresis NOT refilled (not consecutive)
+                   {C, 8, 1},  // iter 2: 2
                    {O, 4, 1},  // iter 3: hysteresis is 1 → halve; last = 3
-                   {C, 4, 1},  // iter 4: stable 0
+                   {C, 4, 1},  // iter 4: 1
                    {O, 2, 1},  // iter 5: halve to max(2, 2) = the minimum
-                   {C, 2, 1},  // iter 6: stable 0
-                   {C, 2, 1},  // iter 7: stable 1
-                   {C, 2, 1},  // iter 8: stable 2
-                   {C, 4, 2},  // iter 9: stable 3 → ×2 and hysteresis refilled to 2
-                   {O, 4, 1},  // iter 10: hysteresis 2 → 1
-                   {O, 2, 1},  // iter 11: halve to the minimum
+                   {C, 2, 1},  // iter 6: 1
+                   {C, 2, 1},  // iter 7: 2
+                   {C, 4, 2},  // iter 8: 3 → ×2 and hysteresis refilled to 2
+                   {O, 4, 1},  // iter 9: hysteresis 2 → 1
+                   {O, 2, 1},  // iter 10: halve to the minimum
                });
   const LossScalerState before = s.state();
   CHECK_THROWS_WITH(s.update(true),
@@ -124,10 +142,9 @@ TEST_CASE("loss scaler: consecutive_hysteresis refills on every clean step", "[l
                      {C, 8, 2},  // iter 3
                      {O, 8, 1},  // iter 4
                      {O, 4, 1},  // iter 5: second in a row → halve; last = 5
-                     {C, 4, 2},  // iter 6: stable 0
-                     {C, 4, 2},  // iter 7: stable 1
-                     {C, 4, 2},  // iter 8: stable 2
-                     {C, 8, 2},  // iter 9: stable 3 → ×2
+                     {C, 4, 2},  // iter 6: 1
+                     {C, 4, 2},  // iter 7: 2
+                     {C, 8, 2},  // iter 8: 3 → ×2
                  });
   }
   SECTION("off: hysteresis, once used, stays used until the scale grows") {
@@ -176,8 +193,8 @@ TEST_CASE("loss scaler: state() and load_state() resume the trace exactly", "[lo
   second.load_state(first.state());
   for (size_t i = 6; i < flags.size(); ++i) second.update(flags[i]);
   CHECK(second.state() == straight.state());
-  // 1024 → 512 (iter 3, hysteresis used at 0) → 1024 (iter 7) → 512 (iters 8-9) → 1024
-  // (iter 13) → 2048 (iter 16)
+  // 1024 → 512 (iter 3, hysteresis used at 0) → 1024 (iter 6) → 512 (iters 8-9) → 1024
+  // (iter 12) → 2048 (iter 15)
   CHECK(straight.loss_scale() == 2048);
 
   LossScalerState bad = straight.state();
@@ -190,9 +207,24 @@ TEST_CASE("loss scaler: bad fp16 values are errors naming the key", "[loss_scale
   LossScalerConfig c;
   c.loss_scale = -1;
   CHECK_THROWS_WITH(make_loss_scaler(c),
-                    Catch::Contains("fp16.loss_scale must be >= 0 (0 enables dynamic loss "
-                                    "scaling)") &&
+                    Catch::Contains("fp16.loss_scale (--loss-scale) must be 0 (dynamic loss "
+                                    "scaling) or a static scale in [2^-40, 2^40]") &&
                         Catch::Contains("-1"));
+  // A static scale outside [2^-40, 2^40]: 1e39 (inf in f32) skipped every
+  // step, 1e-300 (0 in f32) made NaN; both bounds themselves are accepted.
+  for (double bad :
+       {1e39, 1e-300, 0x1p40 * 2, 0x1p-40 / 2, std::numeric_limits<double>::infinity()}) {
+    INFO("loss_scale " << bad);
+    c.loss_scale = bad;
+    CHECK_THROWS_WITH(make_loss_scaler(c), Catch::Contains("fp16.loss_scale (--loss-scale)") &&
+                                               Catch::Contains("[2^-40, 2^40]"));
+  }
+  for (double good : {0x1p40, 0x1p-40, 1000.0}) {
+    c.loss_scale = good;
+    CHECK(make_loss_scaler(c)->loss_scale() == good);
+  }
+  c.loss_scale = 1e39;
+  CHECK_THROWS_WITH(make_loss_scaler(c), Catch::Contains("got 1e+39"));
   CHECK_THROWS_WITH(make_loss_scaler(dyn(16, 0, 2, 1)),
                     Catch::Contains("fp16.loss_scale_window must be > 0 when dynamic loss scaling "
                                     "is enabled (loss_scale=0)"));

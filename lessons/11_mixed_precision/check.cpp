@@ -83,8 +83,12 @@ std::string diagnose_clean(const std::vector<Tensor>& master, const std::vector<
   if (scale_after != scale && max_diff(master, updated(m0, g16, lr, scale_after)) <= tol)
     return str_cat("unscaled with the scale AFTER update_scale (", num(scale_after),
                    "): this step doubled it, but backward multiplied the loss by ", num(scale),
-                   ". Read cur_scale before calling update_scale (DeepSpeed keeps prev_scale "
-                   "for this)");
+                   ", so the masters got half the true gradient. DeepSpeed's ZeRO-1/2 step() "
+                   "does exactly this (stage_1_and_2.py: _update_scale, then "
+                   "unscale_and_clip_grads by the new loss_scale) on each doubling step; this "
+                   "lesson and minispeed unscale by the scale backward used, as PyTorch's "
+                   "GradScaler does: read cur_scale before calling update_scale (README "
+                   "question 2)");
   for (int64_t d : {int64_t(1), int64_t(-1)})
     if (lr0 + d >= 0 && max_diff(master, updated(m0, g16, sched.at(lr0 + d), scale)) <= tol)
       return str_cat("the update used the LR of schedule step ", lr0 + d, " (", sched.at(lr0 + d),
@@ -95,7 +99,7 @@ std::string diagnose_clean(const std::vector<Tensor>& master, const std::vector<
 }
 
 void check_step() {
-  const Fp16Config cfg{3, 1, 1, 1};  // scale 8; window 1: doubles at the 2nd clean step in a row
+  const Fp16Config cfg{3, 1, 1, 1};  // scale 8; window 1: every clean step doubles it
   MyScaler s = make_scaler(cfg);
   DynamicLossScaler ref(library_config(3, 1, 1, 1));
   std::vector<Tensor> master = {from_vector({0.5, -1.25, 2.0, 3.0}, {4}),

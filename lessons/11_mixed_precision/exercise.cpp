@@ -18,7 +18,7 @@ MyScaler make_scaler(const Fp16Config& config) {
 bool update_scale(MyScaler& s, bool overflow) {
   // TODO 2: DeepSpeed's update rule (lesson.h, README question 4): on overflow,
   //         hysteresis before halving, the floor and its error; on a clean step,
-  //         doubling after loss_scale_window clean steps since the last overflow.
+  //         doubling on the loss_scale_window-th clean step in a row since the last overflow.
   (void)s, (void)overflow;
   throw ms::Error("TODO: write update_scale in lessons/11_mixed_precision/exercise.cpp");
 }

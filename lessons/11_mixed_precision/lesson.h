@@ -42,11 +42,11 @@ MyScaler make_scaler(const Fp16Config& config);
 //     scale already at minimum - cannot decrease scale anymore. Exiting run."
 //     Otherwise spend one unit of hysteresis (the scale stays). Either way,
 //     remember this iteration as the last overflow.
-//   clean: double the scale after loss_scale_window clean steps in a row,
+//   clean: double the scale on the loss_scale_window-th clean step in a row,
 //     counted since the last overflow (the start counts as an overflow at
-//     iteration -1): DeepSpeed doubles when the number of clean iterations
-//     before this one since the last overflow is a positive multiple of the
-//     window. Doubling refills the hysteresis.
+//     iteration -1): DeepSpeed doubles when cur_iter - last_overflow_iter
+//     (this step included) is a multiple of the window. Doubling refills the
+//     hysteresis.
 //   Every call counts one iteration.
 bool update_scale(MyScaler& s, bool overflow);
 
@@ -63,6 +63,9 @@ bool update_scale(MyScaler& s, bool overflow);
 // Overflow: any inf/NaN in grads16 (ms::has_overflow). A step that must be
 // skipped changes nothing but the scaler: no parameter, no optimizer state,
 // no LR step. Otherwise the masters get the true (unscaled) f32 gradients
-// and one optimizer step at this step's LR. Returns whether it was skipped.
+// and one optimizer step at this step's LR. "Unscaled" means divided by the
+// scale this step's backward used, even when update_scale just doubled it
+// (PyTorch GradScaler's order, and minispeed's; DeepSpeed's ZeRO step divides
+// by the new scale: README question 2). Returns whether it was skipped.
 bool fp16_step(MyScaler& s, const std::vector<ms::Tensor>& grads16, ms::Optimizer& opt,
                std::vector<ms::Tensor>& params16, const ms::LRSchedule& sched, int64_t& lr_step);

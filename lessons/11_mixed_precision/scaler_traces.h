@@ -55,7 +55,7 @@ enum class Bug {
   RefillEveryClean,
   NoRefillOnDouble,
   RefillOnHalve,
-  DoubleOneEarly,
+  DoubleOneLate,
   LastOnlyOnHalve,
   NoFloor,
   NoErrorAtMin,
@@ -72,9 +72,10 @@ inline const BugInfo kBugs[] = {
      "(cur_hysteresis -= 1; the scale stays; the step is still skipped) and halves only once "
      "cur_hysteresis is 1: one bad batch does not cost half the scale."},
     {Bug::WindowFromStart,
-     "You doubled when cur_iter was a multiple of loss_scale_window. The window counts clean steps "
-     "since the LAST OVERFLOW: stable = cur_iter - last_overflow_iter - 1, double when stable > 0 "
-     "and stable % loss_scale_window == 0."},
+     "You counted the window from the start of training: you doubled when cur_iter + 1 was a "
+     "multiple of loss_scale_window, whatever overflowed since. The window counts clean steps "
+     "since the LAST OVERFLOW: double when (cur_iter - last_overflow_iter) % loss_scale_window "
+     "== 0."},
     {Bug::RefillEveryClean,
      "You refilled cur_hysteresis on a clean step that did not double. That is "
      "consecutive_hysteresis = true; DeepSpeed's default refills it only when the scale doubles."},
@@ -85,10 +86,14 @@ inline const BugInfo kBugs[] = {
      "You refilled cur_hysteresis when halving. DeepSpeed leaves it used up (1), so a second "
      "overflow "
      "in a row halves again; only doubling refills it."},
-    {Bug::DoubleOneEarly,
-     "You doubled one step early, on the loss_scale_window-th clean step. stable = cur_iter - "
-     "last_overflow_iter - 1 counts the clean steps BEFORE this one: the doubling comes on the "
-     "(window+1)-th clean step after an overflow (the start counts as an overflow at -1)."},
+    {Bug::DoubleOneLate,
+     "You doubled one step late, on the (loss_scale_window+1)-th clean step in a row. That is "
+     "FP16_Optimizer._update_scale (deepspeed/runtime/fp16/fused_optimizer.py, the non-ZeRO fp16 "
+     "optimizer, which has no hysteresis): stable = cur_iter - last_overflow_iter - 1. The "
+     "DynamicLossScaler ZeRO uses (fp16/loss_scaler.py, update_scale) doubles when (cur_iter - "
+     "last_overflow_iter) % loss_scale_window == 0: the difference counts THIS clean step, so the "
+     "doubling comes on the window-th clean step after an overflow (the start counts as an "
+     "overflow at -1)."},
     {Bug::LastOnlyOnHalve,
      "You did not record last_overflow_iter on an overflow that only spent hysteresis. Every "
      "overflow restarts the count of clean steps."},
@@ -131,10 +136,11 @@ inline std::vector<State> simulate(const Fp16Config& c, const std::string& event
       }
     } else {
       if (bug == Bug::RefillEveryClean) s.hysteresis = c.hysteresis;
-      int64_t stable = s.iter - s.last - 1;
-      if (bug == Bug::WindowFromStart) stable = s.iter;
-      if (bug == Bug::DoubleOneEarly) stable += 1;
-      if (stable > 0 && stable % c.loss_scale_window == 0) {
+      // Clean steps in a row, this one included (>= 1 on a clean step).
+      int64_t since = s.iter - s.last;
+      if (bug == Bug::WindowFromStart) since = s.iter + 1;  // last_overflow_iter kept at -1
+      if (bug == Bug::DoubleOneLate) since -= 1;            // FP16_Optimizer's stable
+      if (since > 0 && since % c.loss_scale_window == 0) {
         if (bug != Bug::NoRefillOnDouble) s.hysteresis = c.hysteresis;
         s.scale *= 2;
       }
@@ -246,8 +252,8 @@ inline void check_scaler() {
                  "; expected 2^16 = 65536, 2, 0, -1"));
   pass("make_scaler: DeepSpeed's defaults start at 2^16 = 65536 with hysteresis 2");
   const Trace traces[] = {
-      // Doublings at 3 and 6; hysteresis spent at 7; halve at 10; double and
-      // refill at 14; spend at 15; halve at 17 and again at 18.
+      // Doublings at 2 and 5; hysteresis spent at 7; halve at 10; double and
+      // refill at 13; spend at 15; halve at 17 and again at 18; double at 21.
       {"window and hysteresis", {4, 3, 2, 1}, "CCCCCCCOCCOCCCCOCOOCCCC"},
       // Hysteresis 3: overflows between clean steps must still add up.
       {"hysteresis 3", {6, 4, 3, 1}, "OCOCOCCCCCOO"},

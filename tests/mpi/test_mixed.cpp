@@ -179,6 +179,41 @@ TEST_CASE("fp16: one rank alone sees an inf, every rank skips and the scale halv
   }
 }
 
+// The unscale rule minispeed chose (optim/loss_scaler.h): divide by the scale
+// the backward used, as PyTorch's GradScaler does. DeepSpeed's ZeRO-1/2 step
+// divides by the scale AFTER _update_scale, so on a doubling step its update
+// would be half of this one. Two engines from the same weights take the same
+// clean step at scale 2^8, one with window 1 (the scale doubles on this step),
+// one with the default window (it does not): the weights must come out equal.
+TEST_CASE("fp16: a step that doubles the scale unscales by the scale backward used",
+          "[mpi][mixed]") {
+  Communicator world = Communicator::world();
+  const TokenData data = text();
+  const int D = world.size(), r = world.rank();
+  std::vector<std::vector<double>> after[2];
+  double norms[2] = {0, 0}, scales[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    GPT model(tiny(), 1);
+    ZeroOptions o = options(1, DType::F16);
+    o.precision.fp16.initial_scale_power = 8;
+    o.precision.fp16.loss_scale_window = k == 0 ? 1 : 1000;
+    ZeroOptimizer engine(model, world, o, [](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+      return std::make_unique<SGD>(std::move(ps), 0.5);  // SGD: the update is lr · gradient
+    });
+    engine.set_gradient_sync(true);
+    Batch b = data.train_batch(0, r, D, B, T);
+    engine.scale_loss(model.loss(b.x, b.y)).backward();
+    norms[k] = engine.step(0.5, 0);  // no clipping
+    REQUIRE_FALSE(engine.skipped());
+    scales[k] = engine.loss_scale();
+    after[k] = values(engine.optimizer().params());
+  }
+  CHECK(scales[0] == 512);  // window 1: doubled on this step (the 1st clean update)
+  CHECK(scales[1] == 256);
+  CHECK(norms[0] == norms[1]);
+  CHECK(after[0] == after[1]);
+}
+
 TEST_CASE("fp16: an overflow at min_loss_scale is DeepSpeed's error, on every rank",
           "[mpi][mixed]") {
   Communicator world = Communicator::world();

@@ -27,9 +27,9 @@ bool update_scale(MyScaler& s, bool overflow) {
     }
     s.last_overflow_iter = s.cur_iter;
   } else {
-    // Clean iterations before this one since the last overflow.
-    const int64_t stable = s.cur_iter - s.last_overflow_iter - 1;
-    if (stable > 0 && stable % c.loss_scale_window == 0) {
+    // cur_iter - last_overflow_iter counts this clean step too: the doubling
+    // comes on the loss_scale_window-th clean step in a row.
+    if ((s.cur_iter - s.last_overflow_iter) % c.loss_scale_window == 0) {
       s.cur_hysteresis = c.hysteresis;  // growing earns the tolerance back
       s.cur_scale *= 2;
     }

@@ -1,4 +1,4 @@
-// expect: doubled when cur_iter was a multiple of loss_scale_window
+// expect: counted the window from the start of training
 // Lesson 11, deliberately wrong: counts the doubling window from the start of training, not from the last overflow.
 #include <algorithm>
 #include <cmath>
@@ -27,9 +27,8 @@ bool update_scale(MyScaler& s, bool overflow) {
     }
     s.last_overflow_iter = s.cur_iter;
   } else {
-    // Clean iterations before this one since the last overflow.
-    const int64_t stable = s.cur_iter;  // BUG: from the start, not the last overflow
-    if (stable > 0 && stable % c.loss_scale_window == 0) {
+    // BUG: counts from the start (as if last_overflow_iter stayed -1), not the last overflow
+    if ((s.cur_iter + 1) % c.loss_scale_window == 0) {
       s.cur_hysteresis = c.hysteresis;  // growing earns the tolerance back
       s.cur_scale *= 2;
     }

@@ -1,5 +1,5 @@
-// expect: doubled one step early
-// Lesson 11, deliberately wrong: doubles on the window-th clean step instead of the (window+1)-th (counts this step as stable).
+// expect: doubled one step late
+// Lesson 11, deliberately wrong: doubles on the (window+1)-th clean step, FP16_Optimizer's rule, instead of the window-th (DynamicLossScaler's).
 #include <algorithm>
 #include <cmath>
 
@@ -27,8 +27,10 @@ bool update_scale(MyScaler& s, bool overflow) {
     }
     s.last_overflow_iter = s.cur_iter;
   } else {
-    // Clean iterations before this one since the last overflow.
-    const int64_t stable = s.cur_iter - s.last_overflow_iter;  // BUG: counts this step too
+    // BUG: FP16_Optimizer._update_scale's test (fp16/fused_optimizer.py), not the
+    // DynamicLossScaler ZeRO uses: the clean steps BEFORE this one, so it doubles
+    // on the (window+1)-th.
+    const int64_t stable = s.cur_iter - s.last_overflow_iter - 1;
     if (stable > 0 && stable % c.loss_scale_window == 0) {
       s.cur_hysteresis = c.hysteresis;  // growing earns the tolerance back
       s.cur_scale *= 2;
