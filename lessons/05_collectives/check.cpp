@@ -334,7 +334,7 @@ void show_costs(Communicator& world) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return run_distributed(argc, argv, [](Communicator& world) {
+  return lesson::run_ranks(argc, argv, [](Communicator& world) {
     world.set_timeout(kTimeout);
     const int64_t d = world.size();
     if (world.rank() == 0)

@@ -436,7 +436,7 @@ bool check_split(Communicator& world, const Layout& l) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return run_distributed(argc, argv, [](Communicator& world) {
+  return lesson::run_ranks(argc, argv, [](Communicator& world) {
     world.set_timeout(kTimeout);
     MS_CHECK(world.size() == 8, "lesson 10 runs on 8 ranks (mpirun -np 8), got ", world.size());
     const Layout article{2, 2, 2};
