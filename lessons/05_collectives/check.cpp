@@ -331,7 +331,7 @@ void show_costs(Communicator& world) {
       2.0 * (d - 1) / d * 4, 2 * (d - 1));
 }
 
-// Informational (README question 9): hierarchical all-reduce on 4 ranks seen
+// Informational (lesson 14 README, question 10): hierarchical all-reduce on 4 ranks seen
 // as 2 "nodes" of 2 — reduce-scatter inside the node, all-reduce of 1/g of
 // the data across nodes, all-gather inside the node — against the flat ring,
 // with the bytes each communicator's ledger counted (MPI's collectives at the
@@ -361,7 +361,7 @@ void show_hierarchical(Communicator& world) {
   if (r != 0) return;
   const double B = 4.0 * n;  // bytes of the tensor
   std::printf(
-      "\nhierarchical all-reduce, %d ranks as %d nodes x %d (README question 9), 4 MB f32, bytes "
+      "\nhierarchical all-reduce, %d ranks as %d nodes x %d (lesson 14, question 10), 4 MB f32, bytes "
       "per rank from the ledger (ring model for MPI's collectives); results %s:\n",
       N, m, g, differ.data<int32_t>()[0] == 0 ? "identical" : "DIFFER");
   std::printf(
