@@ -200,9 +200,21 @@ std::string diagnose_coords(const Layout& l, const Mesh* mesh) {
                        "groups, so the per-layer all-reduces would cross nodes while the ",
                        "once-per-step gradients stay inside one. ", example,
                        "Megatron: rank = tp + dp·TP + pp·TP·DP, tp fastest.");
+      // Which dimensions left their place in Megatron's order (tp, dp, pp)?
+      const Dim megatron[] = {Dim::TP, Dim::DP, Dim::PP};
+      std::vector<Dim> moved;
+      for (int i = 0; i < 3; ++i)
+        if (order[size_t(i)] != megatron[i]) moved.push_back(megatron[i]);
+      const std::string swapped =
+          moved.size() == 2
+              ? str_cat("the ", name_of(moved[0]), " and ", name_of(moved[1]),
+                        " dimensions trade places in the numbering (with equal sizes your ",
+                        name_of(moved[0]), " groups are Megatron's ", name_of(moved[1]),
+                        " groups and the other way round)")
+              : std::string("all three dimensions leave their places in the numbering");
       return str_cat("coord_of numbers the ranks ", name_of(order[0]), " fastest, then ",
-                     name_of(order[1]), ", then ", name_of(order[2]),
-                     ": the groups come out transposed. ", example,
+                     name_of(order[1]), ", then ", name_of(order[2]), ": ", swapped, ". ",
+                     example,
                      "Megatron: rank = tp + dp·TP + pp·TP·DP — tp fastest (a layer's shards on ",
                      "one node), pp slowest.");
     }
