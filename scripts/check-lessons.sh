@@ -84,5 +84,23 @@ for dir in "$@"; do
     fi
   done
 done
+# run-lesson.sh itself: a multi-rank run that dies before any check reaches a
+# verdict (here a rank killed by SIGSEGV) must still end with what happened,
+# the signal named, although --quiet silences Open MPI's own report of it.
+crash_dir=$(mktemp -d)
+echo 2 > "$crash_dir/ranks"
+printf '#!/bin/sh\nkill -SEGV $$\n' > "$crash_dir/crash"
+chmod +x "$crash_dir/crash"
+crash_out=$(scripts/run-lesson.sh "$crash_dir" "$crash_dir/crash" 2>&1)
+crash_rc=$?
+rm -rf "$crash_dir"
+if [ "$crash_rc" -ne 0 ] && tail -n 1 <<< "$crash_out" | grep -q "killed by signal 11 (SEGV)" &&
+   ! grep -q "Primary job" <<< "$crash_out"; then
+  pass=$((pass + 1))
+else
+  fail=$((fail + 1))
+  echo "FAILED: run-lesson.sh on a rank killed by SIGSEGV (exit $crash_rc) does not end with the signal:"
+  sed 's/^/    /' <<< "$crash_out" | tail -n 8
+fi
 echo "lessons: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
