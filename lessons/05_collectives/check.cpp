@@ -331,10 +331,61 @@ void show_costs(Communicator& world) {
       2.0 * (d - 1) / d * 4, 2 * (d - 1));
 }
 
+// Informational (lesson 14 README, question 10): hierarchical all-reduce on 4 ranks seen
+// as 2 "nodes" of 2 — reduce-scatter inside the node, all-reduce of 1/g of
+// the data across nodes, all-gather inside the node — against the flat ring,
+// with the bytes each communicator's ledger counted (MPI's collectives at the
+// ring model's bytes, ledger.h). The two results must agree exactly: the
+// values are small integers, so every order of summation is exact.
+void show_hierarchical(Communicator& world) {
+  const int N = world.size(), g = 2, m = N / g, r = world.rank();
+  if (N != 4) return;
+  const int64_t n = 1 << 20;
+  Communicator node = world.split(r / g, r % g);    // my node's ranks, by local rank
+  Communicator across = world.split(r % g, r / g);  // the same local rank on every node
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float((i * 7 + r * 3) % 11);
+  Tensor flat = from_vector(v, {n}), hier = from_vector(v, {n}), part = zeros({n / g});
+
+  const Traffic w0 = world.traffic(), n0 = node.traffic(), a0 = across.traffic();
+  world.all_reduce(flat);
+  const int64_t flat_sent = (world.traffic() - w0).total().sent;
+  node.reduce_scatter(hier, part);  // my 1/g of the node's sum
+  const int64_t rs_sent = (node.traffic() - n0).total().sent;
+  across.all_reduce(part);  // 1/g of the data crosses the nodes, on every rank at once
+  const int64_t ar_sent = (across.traffic() - a0).total().sent;
+  node.all_gather(part, hier);
+  const int64_t ag_sent = (node.traffic() - n0).total().sent - rs_sent;
+  Tensor differ = from_vector(std::vector<int32_t>{flat.to_vector() == hier.to_vector() ? 0 : 1}, {1});
+  world.all_reduce(differ);
+  if (r != 0) return;
+  const double B = 4.0 * n;  // bytes of the tensor
+  std::printf(
+      "\nhierarchical all-reduce, %d ranks as %d nodes x %d (lesson 14, question 10), 4 MB f32, bytes "
+      "per rank from the ledger (ring model for MPI's collectives); results %s:\n",
+      N, m, g, differ.data<int32_t>()[0] == 0 ? "identical" : "DIFFER");
+  std::printf(
+      "  flat ring over all %d ranks: sent %lld B = 2(N-1)/N x 4 MB; on a ring 0-1-2-3 one rank "
+      "of each node sends across the node boundary: %lld B per node over one link, in 2(N-1) = %d "
+      "steps\n",
+      N, (long long)flat_sent, (long long)flat_sent, 2 * (N - 1));
+  std::printf(
+      "  hierarchical: reduce-scatter in the node %lld B = (g-1)/g x 4 MB | all-reduce across "
+      "nodes of 4 MB/g: %lld B = 2(m-1)/m x 4 MB/g, by each of the g ranks at once: %lld B per "
+      "node over g links | all-gather in the node %lld B; 2(g-1) + 2(m-1) = %d steps\n",
+      (long long)rs_sent, (long long)ar_sent, (long long)(g * ar_sent), (long long)ag_sent,
+      2 * (g - 1) + 2 * (m - 1));
+  std::printf(
+      "  formulas: flat %.0f B; hierarchical %.0f + %.0f + %.0f B, of which %.0f B per node "
+      "cross the boundary (flat: %.0f B)\n",
+      2.0 * (N - 1) / N * B, (g - 1.0) / g * B, 2.0 * (m - 1) / m * B / g, (g - 1.0) / g * B,
+      2.0 * (m - 1) / m * B, 2.0 * (N - 1) / N * B);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  return run_distributed(argc, argv, [](Communicator& world) {
+  return lesson::run_ranks(argc, argv, [](Communicator& world) {
     world.set_timeout(kTimeout);
     const int64_t d = world.size();
     if (world.rank() == 0)
@@ -350,6 +401,7 @@ int main(int argc, char** argv) {
     for (const Shape& shape : shapes)
       if (!check_shape(world, shape)) return lesson::finish(world, false);
     show_costs(world);
+    show_hierarchical(world);
     return lesson::finish(world, true);
   });
 }

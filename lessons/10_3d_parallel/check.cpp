@@ -9,15 +9,18 @@
 //      members (all-gathered over it) and their order against the library
 //      Mesh's, and an all-reduce on each that must sum exactly its members.
 // The diagnoses name the classic mistakes: dp fastest instead of tp (groups
-// transposed), a rank missing from a group or held twice, color and key of
-// split swapped or the key not the coordinate, sizes that do not multiply to
+// transposed), MeshCoord's fields filled in the wrong order (told apart from
+// a transposed order on layouts whose three sizes differ), a rank missing
+// from a group or held twice, color and key of split swapped or the key not the coordinate, sizes that do not multiply to
 // the world. After a PASS, traffic.h measures what each dimension moves.
 #include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <iterator>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lessons/10_3d_parallel/lesson.h"
@@ -127,9 +130,35 @@ std::string guarded_collective(F&& f) {
 
 // ---- 1. coord_of ----
 
+// Layouts whose three sizes all differ: on the article's 2 × 2 × 2 a swap of
+// two MeshCoord fields and a transposed rank order give the same numbers, so
+// the slips are told apart on these (pure functions: any world size works).
+const Layout kProbes[] = {{4, 2, 3}, {3, 4, 2}, {2, 3, 4}};
+
+const char* field_of(Dim d) {
+  return d == Dim::TP ? ".tp" : d == Dim::DP ? ".dp" : ".pp";
+}
+int& field(MeshCoord& c, Dim d) {
+  return d == Dim::TP ? c.tp : d == Dim::DP ? c.dp : c.pp;
+}
+
+// Does `slip` turn Megatron's coordinates into the learner's on every rank of
+// `l` and of every probe layout? Exceptions count as "no".
+template <class Slip>
+bool explains(const Layout& l, Slip&& slip) {
+  try {
+    std::vector<Layout> all(std::begin(kProbes), std::end(kProbes));
+    all.push_back(l);
+    for (const Layout& p : all)
+      for (int r = 0; r < p.world(); ++r)
+        if (!same(coord_of(r, p.tp, p.dp, p.pp), slip(r, p))) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
 std::string diagnose_coords(const Layout& l, const Mesh* mesh) {
-  // The classic transposition: data-parallel fastest, as if "rank = replica index first".
-  const std::vector<Dim> dp_fastest = {Dim::DP, Dim::TP, Dim::PP};
   std::vector<MeshCoord> got(size_t(l.world()));
   std::string why = guarded_pure([&] {
     for (int r = 0; r < l.world(); ++r) got[size_t(r)] = coord_of(r, l.tp, l.dp, l.pp);
@@ -138,16 +167,57 @@ std::string diagnose_coords(const Layout& l, const Mesh* mesh) {
   for (int r = 0; r < l.world(); ++r) {
     const MeshCoord want = mesh ? mesh->coord_of(r) : ref_coord(r, l);
     if (same(got[size_t(r)], want)) continue;
-    bool transposed = true;
-    for (int q = 0; q < l.world() && transposed; ++q)
-      transposed = same(got[size_t(q)], coord_in_order(q, l, dp_fastest));
-    if (transposed)
-      return str_cat("coord_of puts dp fastest instead of tp (rank = dp + tp·DP + pp·DP·TP): ",
-                     "every group comes out transposed — your tp groups are Megatron's dp ",
-                     "groups, so the per-layer all-reduces would cross nodes while the ",
-                     "once-per-step gradients stay inside one. Rank ", r, " is ", coord_str(want),
-                     ", you said ", coord_str(got[size_t(r)]),
-                     ". Megatron: rank = tp + dp·TP + pp·TP·DP, tp fastest.");
+    const std::string example = str_cat("Rank ", r, " of ", l.str(), " is ", coord_str(want),
+                                        ", you said ", coord_str(got[size_t(r)]), ". ");
+    // The right numbers in the wrong fields: ms::MeshCoord is {dp, tp, pp}, so
+    // MeshCoord{tp_value, dp_value, pp_value} stores tp's value in .dp.
+    const std::pair<Dim, Dim> pairs[] = {
+        {Dim::TP, Dim::DP}, {Dim::TP, Dim::PP}, {Dim::DP, Dim::PP}};
+    for (auto [a, b] : pairs)
+      if (explains(l, [&](int q, const Layout& p) {
+            MeshCoord c = ref_coord(q, p);
+            std::swap(field(c, a), field(c, b));
+            return c;
+          }))
+        return str_cat(
+            "coord_of computes Megatron's coordinates but stores two of them in each other's ",
+            "fields: the ", name_of(a), " coordinate lands in ", field_of(b), " and the ",
+            name_of(b), " coordinate in ", field_of(a), " (on every rank of every layout tried, ",
+            "including ones whose three sizes differ). ", example,
+            "ms::MeshCoord is {dp, tp, pp}: positional MeshCoord{a, b, c} fills .dp first. ",
+            "Name the fields — MeshCoord{.dp = ..., .tp = ..., .pp = ...} — and the compiler ",
+            "checks the order.");
+    // A transposed rank order: another dimension varies fastest.
+    const std::vector<std::vector<Dim>> orders = {
+        {Dim::DP, Dim::TP, Dim::PP}, {Dim::TP, Dim::PP, Dim::DP}, {Dim::DP, Dim::PP, Dim::TP},
+        {Dim::PP, Dim::TP, Dim::DP}, {Dim::PP, Dim::DP, Dim::TP}};
+    for (const auto& order : orders) {
+      if (!explains(l, [&](int q, const Layout& p) { return coord_in_order(q, p, order); }))
+        continue;
+      if (order[0] == Dim::DP && order[1] == Dim::TP)
+        return str_cat("coord_of puts dp fastest instead of tp (rank = dp + tp·DP + pp·DP·TP): ",
+                       "every group comes out transposed — your tp groups are Megatron's dp ",
+                       "groups, so the per-layer all-reduces would cross nodes while the ",
+                       "once-per-step gradients stay inside one. ", example,
+                       "Megatron: rank = tp + dp·TP + pp·TP·DP, tp fastest.");
+      // Which dimensions left their place in Megatron's order (tp, dp, pp)?
+      const Dim megatron[] = {Dim::TP, Dim::DP, Dim::PP};
+      std::vector<Dim> moved;
+      for (int i = 0; i < 3; ++i)
+        if (order[size_t(i)] != megatron[i]) moved.push_back(megatron[i]);
+      const std::string swapped =
+          moved.size() == 2
+              ? str_cat("the ", name_of(moved[0]), " and ", name_of(moved[1]),
+                        " dimensions trade places in the numbering (with equal sizes your ",
+                        name_of(moved[0]), " groups are Megatron's ", name_of(moved[1]),
+                        " groups and the other way round)")
+              : std::string("all three dimensions leave their places in the numbering");
+      return str_cat("coord_of numbers the ranks ", name_of(order[0]), " fastest, then ",
+                     name_of(order[1]), ", then ", name_of(order[2]), ": ", swapped, ". ",
+                     example,
+                     "Megatron: rank = tp + dp·TP + pp·TP·DP — tp fastest (a layer's shards on ",
+                     "one node), pp slowest.");
+    }
     return str_cat("coord_of(", r, ", tp ", l.tp, ", dp ", l.dp, ", pp ", l.pp,
                    ") = ", coord_str(got[size_t(r)]),
                    "; Megatron's rank = tp + dp·TP + pp·TP·DP gives ", coord_str(want),
@@ -378,7 +448,7 @@ bool check_split(Communicator& world, const Layout& l) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return run_distributed(argc, argv, [](Communicator& world) {
+  return lesson::run_ranks(argc, argv, [](Communicator& world) {
     world.set_timeout(kTimeout);
     MS_CHECK(world.size() == 8, "lesson 10 runs on 8 ranks (mpirun -np 8), got ", world.size());
     const Layout article{2, 2, 2};

@@ -103,6 +103,10 @@ inline bool measure_traffic(Communicator& world, const Layout& l) {
         (long long)act, (long long)act, (long long)tp_f, (long long)pp_f, (long long)layers_here,
         (long long)psi, (long long)dp_f);
     std::printf("%s: measured bytes equal the formulas on every rank\n", ok ? "PASS" : "FAIL");
+    if (!ok)
+      ms::lesson::record_verdict(
+          "FAIL: the bytes measured on your communicators differ from the formulas (the rank "
+          "lines above)\n");
     // One step = kMicro micro-batches: 4 tp all-reduces per block per micro-batch
     // (f and g of attention and MLP, forward and backward), one activation and
     // one gradient per boundary per micro-batch, one dp all-reduce.

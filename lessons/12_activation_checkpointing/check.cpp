@@ -7,7 +7,8 @@
 //   the output or the gradients differ only with dropout on  -> the RNG trap
 //   the forward kept what the plain block keeps              -> no saving
 //   the block ran more than once in backward                 -> recomputed twice
-//   x got no gradient                                        -> detached input
+//   the recompute ran with grad mode off                      -> no EnableGradGuard
+//   x got no gradient (the parameters did)                   -> detached input
 //   the streams are not where the forward left them          -> not put back
 // Between the forward and the backward the block runs once more (another
 // micro-batch through the same block, as in a pipeline), so the streams have
@@ -64,6 +65,19 @@ double max_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
+// "k of n": how many of the module's parameters got a (non-zero) gradient.
+std::string params_with_grad(const Module& m) {
+  int n = 0, with = 0;
+  for (const auto& [name, p] : m.named_parameters()) {
+    const Tensor g = p.grad();
+    bool zero = true;
+    if (g.defined())
+      for (double v : g.to_vector()) zero = zero && v == 0;
+    ++n, with += zero ? 0 : 1;
+  }
+  return str_cat(with, " of ", n);
+}
+
 bool all_zero(const Tensor& t) {
   for (double v : t.to_vector())
     if (v != 0) return false;
@@ -95,6 +109,7 @@ struct BlockRun {
   Tensor y, gx;
   int64_t kept = 0;  // bytes the forward left allocated
   int forward_runs = 0, backward_runs = 0;
+  int backward_runs_without_grad = 0;  // recomputes that ran with grad mode off
   std::vector<uint64_t> streams_after;  // the dropout streams once backward is done
   std::string backward_error;           // what backward threw, if anything
 };
@@ -121,8 +136,10 @@ BlockRun run_yours(GPT& model, const Tensor& x0, const Tensor& x1, const Tensor&
   const std::vector<Generator*> streams = dropout_generators(*block);
   BlockRun r;
   int runs = 0;
-  auto fn = [block, &runs](const Tensor& t) {
+  std::vector<bool> grad_mode_of_run;  // grad_enabled() as each run of the block began
+  auto fn = [block, &runs, &grad_mode_of_run](const Tensor& t) {
     ++runs;
+    grad_mode_of_run.push_back(grad_enabled());
     return block->forward(t);
   };
   Tensor x = leaf(x0);
@@ -140,6 +157,8 @@ BlockRun run_yours(GPT& model, const Tensor& x0, const Tensor& x1, const Tensor&
     r.backward_error = e.what();
   }
   r.backward_runs = runs - r.forward_runs;
+  for (size_t i = size_t(r.forward_runs); i < grad_mode_of_run.size(); ++i)
+    r.backward_runs_without_grad += grad_mode_of_run[i] ? 0 : 1;
   r.gx = x.grad();
   r.streams_after = states(streams);
   return r;
@@ -204,9 +223,24 @@ void check_one_block() {
     fail(str_cat("the block ran ", yours.backward_runs,
                  " times in backward: recompute it ONCE, with grad on, and backpropagate through "
                  "that graph — each extra run costs a whole forward and buys nothing"));
+  // The engine runs every backward function under NoGradGuard
+  // (autograd/engine.cpp), so a recompute without EnableGradGuard builds no
+  // graph: nothing to backpropagate through, no gradient for x or any weight.
+  if (yours.backward_runs_without_grad > 0)
+    fail(str_cat(
+        "your recompute ran with grad mode OFF (grad_enabled() was false when the block ",
+        "started in backward): the autograd engine runs every backward function under ",
+        "NoGradGuard, so the recomputed block recorded no graph and its output does not ",
+        "require grad",
+        yours.backward_error.empty() ? "" : " (backward threw: " + yours.backward_error + ")",
+        ". x's gradient is ", yours.gx.defined() ? "zero" : "undefined", " and ",
+        params_with_grad(*your_model.blocks()[0]), " of the block's parameters got one. ",
+        "Wrap the recompute in ",
+        "ms::EnableGradGuard — the missing EnableGradGuard, not a detached input"));
   if (!yours.gx.defined() || all_zero(yours.gx))
     fail(str_cat(
-        "x got no gradient",
+        "x got no gradient (", params_with_grad(*your_model.blocks()[0]),
+        " of the block's parameters did)",
         yours.backward_error.empty() ? "" : " (backward threw: " + yours.backward_error + ")",
         ": your recompute ran from an input that does not require grad (ms::detach(x) "
         "without set_requires_grad(true)), so backward stopped at the block. Recompute "

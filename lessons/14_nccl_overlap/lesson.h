@@ -2,8 +2,9 @@
 // overlapped bucket all-reduce in exercise.cpp with MPI's nonblocking
 // collectives; check.cpp (2 ranks) checks the averaged gradients against the
 // blocking version, watches your MPI calls (through MPI's profiling interface)
-// to see which all-reduces were in flight while later layers computed, and
-// measures the wall time of serial and overlapped backward. CPU only: on a GPU
+// with a timestamp on each call to see which all-reduces were in flight while
+// later layers computed (and prints that timeline), and measures the wall time
+// of serial and overlapped backward. CPU only: on a GPU
 // the same structure is NCCL on a communication stream (README).
 #pragma once
 #include <mpi.h>
@@ -15,8 +16,8 @@
 struct Backward {
   int layers = 0;
   // Runs layer l's backward, which fills bucket(l) with this rank's gradient.
-  // It computes for a few milliseconds, calling poll() about every 50 us:
-  // your chance to call into MPI while compute runs.
+  // It computes for 4 ms, calling poll() again and again meanwhile: your
+  // chance to call into MPI while compute runs.
   std::function<void(int l, const std::function<void()>& poll)> run_layer;
   std::function<float*(int l)> bucket;    // bucket(l): bucket_size(l) floats
   std::function<int(int l)> bucket_size;

@@ -7,6 +7,7 @@
 #pragma once
 #include <mpi.h>
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,8 +30,20 @@ struct Record {
   int layers_started = 0, layers_done = 0;
   int blocking_calls = 0, calls_in_poll = 0, polls = 0;
   std::vector<std::string> unknown;                // all-reduces of buffers that are no bucket
+  // The timeline, in ms since the learner's call began (t0): when bucket b's
+  // all-reduce was issued and when an MPI call first reported it complete
+  // (what a profiler can see: MPI does not say when the bytes finished moving,
+  // only when a Test or Wait returned "done"); when layer l's compute ran.
+  std::chrono::steady_clock::time_point t0;
+  std::vector<double> issued_ms, completed_ms;     // per bucket, -1: never
+  std::vector<double> compute_start_ms, compute_end_ms;  // per layer, -1: never ran
 };
 inline Record rec;
+
+inline double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - rec.t0)
+      .count();
+}
 
 inline int bucket_of(const void* buf) {
   for (size_t l = 0; l < rec.buckets.size(); ++l)
@@ -38,7 +51,7 @@ inline int bucket_of(const void* buf) {
   return -1;
 }
 
-inline void note_start(const void* sendbuf, void* recvbuf, int count) {
+inline void note_start(const void* sendbuf, void* recvbuf, int count, double issued_ms) {
   const void* buf = sendbuf == MPI_IN_PLACE ? recvbuf : sendbuf;
   const int b = bucket_of(buf);
   if (b < 0) {
@@ -46,6 +59,7 @@ inline void note_start(const void* sendbuf, void* recvbuf, int count) {
     return;
   }
   rec.started_at_layer_done[size_t(b)] = rec.layers_done;
+  rec.issued_ms[size_t(b)] = issued_ms;
   // Layers run from kLayers-1 down: bucket b is final once kLayers - b layers are done.
   if (rec.layers_done < kLayers - b) rec.started_while_filling[size_t(b)] = true;
 }
@@ -54,6 +68,7 @@ inline void note_complete(MPI_Request r) {
   auto it = rec.pending.find(r);
   if (it == rec.pending.end()) return;
   rec.completed_at_layer_started[size_t(it->second)] = rec.layers_started;
+  rec.completed_ms[size_t(it->second)] = now_ms();
   rec.pending.erase(it);
 }
 
@@ -75,23 +90,28 @@ using lesson14::note_start;
 extern "C" {
 int MPI_Iallreduce(const void* s, void* r, int n, MPI_Datatype t, MPI_Op op, MPI_Comm c,
                    MPI_Request* req) {
+  const double issued = rec.on ? lesson14::now_ms() : 0;
   const int rc = PMPI_Iallreduce(s, r, n, t, op, c, req);
   if (rec.on) {
     note_call();
-    note_start(s, r, n);
+    note_start(s, r, n, issued);
     const int b = bucket_of(s == MPI_IN_PLACE ? r : s);
     if (b >= 0) rec.pending[*req] = b;
   }
   return rc;
 }
 int MPI_Allreduce(const void* s, void* r, int n, MPI_Datatype t, MPI_Op op, MPI_Comm c) {
+  const double issued = rec.on ? lesson14::now_ms() : 0;
   const int rc = PMPI_Allreduce(s, r, n, t, op, c);
   if (rec.on) {
     note_call();
-    note_start(s, r, n);
+    note_start(s, r, n, issued);
     ++rec.blocking_calls;
     const int b = bucket_of(s == MPI_IN_PLACE ? r : s);
-    if (b >= 0) rec.completed_at_layer_started[size_t(b)] = rec.layers_started;
+    if (b >= 0) {
+      rec.completed_at_layer_started[size_t(b)] = rec.layers_started;
+      rec.completed_ms[size_t(b)] = lesson14::now_ms();
+    }
   }
   return rc;
 }

@@ -8,11 +8,15 @@
 void overlapped_backward(MPI_Comm comm, const Backward& bw) {
   std::vector<MPI_Request> in_flight(size_t(bw.layers), MPI_REQUEST_NULL);
   // Progress: Open MPI advances a nonblocking collective only when some MPI
-  // call runs on this rank. MPI_Testall is that call, and costs nothing when
-  // nothing is ready. (NCCL needs no such poking: its kernels run on the GPU.)
-  auto poll = [&in_flight] {
+  // call runs on this rank. MPI_Testsome is that call, costs nothing when
+  // nothing is ready, and retires each request as it completes (MPI_Testall
+  // would do as well, but reports only once all of them are done).
+  // (NCCL needs no such poking: its kernels run on the GPU.)
+  std::vector<int> done_index(size_t(bw.layers));
+  auto poll = [&in_flight, &done_index] {
     int done = 0;
-    MPI_Testall(int(in_flight.size()), in_flight.data(), &done, MPI_STATUSES_IGNORE);
+    MPI_Testsome(int(in_flight.size()), in_flight.data(), &done, done_index.data(),
+                 MPI_STATUSES_IGNORE);
   };
   for (int l = bw.layers - 1; l >= 0; --l) {
     bw.run_layer(l, poll);  // bucket l is final only after this returns
