@@ -292,20 +292,27 @@ job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipe
 # to stop.
 stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
   local name=$1 sig=$2 want=$3 job victim="" pid env_of rc problem="" tag="MS_STOP_RANK_TAG=$tmp"
-  env "$tag" OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 60 $mpirun -np 2 "$bin" train --n-layer 2 \
+  env "$tag" OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 120 $mpirun -np 2 "$bin" train --n-layer 2 \
     --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 1000000 --eval-every 0 \
     --sample-tokens 0 --log-every 50 --pp 2 --grad-accum 4 > "$tmp/out" 2> "$tmp/err" &
   job=$!
-  for _ in $(seq 150); do
-    for pid in $(pgrep -f "^$bin train"); do
-      env_of=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null)
-      grep -qx 'OMPI_COMM_WORLD_RANK=1' <<<"$env_of" && grep -qxF "$tag" <<<"$env_of" &&
-        victim=$pid
-    done
-    [ -n "$victim" ] && grep -q '^step' "$tmp/out" && break
+  # Wait for evidence of training (a step line), not a fixed time: up to 90 s
+  # on a loaded machine, seconds on an idle one. Then find rank 1 through /proc
+  # (no procps: the debian:12 image lacks pgrep).
+  for _ in $(seq 450); do
+    grep -q '^step' "$tmp/out" && break
+    kill -0 "$job" 2> /dev/null || break
     sleep 0.2
   done
-  if [ -z "$victim" ]; then
+  for pid in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < "$pid/cmdline" 2> /dev/null)" in "$bin train "*) ;; *) continue ;; esac
+    env_of=$(tr '\0' '\n' < "$pid/environ" 2> /dev/null)
+    grep -qx 'OMPI_COMM_WORLD_RANK=1' <<<"$env_of" && grep -qxF "$tag" <<<"$env_of" &&
+      victim=${pid#/proc/}
+  done
+  if ! grep -q '^step' "$tmp/out"; then
+    problem="no step line within 90 s"
+  elif [ -z "$victim" ]; then
     problem="never found rank 1 training"
   else
     kill -"$sig" "$victim"
@@ -315,7 +322,7 @@ stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
   if [ -n "$problem" ]; then
     :
   elif [ "$rc" -eq 124 ]; then
-    problem="still running after 60 s (hang)"
+    problem="still running after 120 s (hang)"
   elif [ "$rc" -eq 0 ]; then
     problem="mpirun exited 0"
   elif ! grep -qE -- "$want" "$tmp/err"; then
