@@ -111,9 +111,9 @@ job() {
 }
 
 # ---- values out of range ----
-one "--lr nan" "--lr must be a finite number > 0, got nan" train "${tiny[@]}" --lr nan
-one "--lr inf" "--lr must be a finite number > 0, got inf" train "${tiny[@]}" --lr inf
-one "--lr -1" "--lr must be a finite number > 0, got -1" train "${tiny[@]}" --lr -1
+one "--lr nan" "--lr must be a finite number >= 0, got nan" train "${tiny[@]}" --lr nan
+one "--lr inf" "--lr must be a finite number >= 0, got inf" train "${tiny[@]}" --lr inf
+one "--lr -1" "--lr must be a finite number >= 0, got -1" train "${tiny[@]}" --lr -1
 one "--min-lr nan" "--min-lr must be in [0, --lr]" train "${tiny[@]}" --min-lr nan
 one "--min-lr above --lr" "--min-lr must be in [0, --lr]" train "${tiny[@]}" --lr 1e-3 --min-lr 1
 one "--momentum -0.5" "--momentum must be in [0, 1), got -0.5" train "${tiny[@]}" --momentum -0.5
@@ -202,6 +202,10 @@ one "loss curve (.csv) cannot be written" "writing the loss curve to '$tmp/full/
 wrap=(bash -c "$limited" 20)  # ~13 KB .csv fits, the ~29 KB .svg does not
 one "loss chart (.svg) cannot be written" "writing the loss chart to '$tmp/full/run.loss.svg' failed" \
   train "${micro[@]}" --steps 400 --eval-every 1
+problem=""
+[ -e "$tmp/full/run.loss.svg" ] && problem="a $(wc -c < "$tmp/full/run.loss.svg")-byte .loss.svg was left"
+[ -s "$tmp/full/run.safetensors" ] || problem="the weights were not saved"
+verdict "a failed .svg leaves no partial file, and the weights" "$problem"
 wrap=()
 unset PMIX_MCA_gds
 rm -rf "$tmp/full"
@@ -217,6 +221,38 @@ problem=""
 ls "$tmp"/nulldev.loss.* > /dev/null 2>&1 && problem="a loss curve was written beside the $kind"
 verdict "the $kind is left as it was" "$problem"
 
+# ---- ds_config files (an attacker's and a confused user's) ----
+# 100,000 levels of nesting crashed the error message's dump (SIGSEGV).
+printf '{"train_batch_size": %s%s}' "$(head -c 100000 /dev/zero | tr '\0' '[')" \
+  "$(head -c 100000 /dev/zero | tr '\0' ']')" > "$tmp/deep.json"
+one "ds_config nested 100,000 deep" "JSON nested more than 64 deep at train_batch_size[0]" \
+  train "${tiny[@]}" --config "$tmp/deep.json"
+# A value of 400,000 elements (800 KB, under the 1 MiB limit) is quoted in
+# 60 characters, not in full.
+{ printf '{"train_batch_size": [1'; head -c 400000 /dev/zero | tr '\0' '1' | sed 's/1/,1/g'
+  printf ']}'; } > "$tmp/wide.json"
+one "ds_config with a huge value" "train_batch_size must be an integer, got [1, 1, 1" \
+  train "${tiny[@]}" --config "$tmp/wide.json"
+problem=""
+[ "$(wc -c < "$tmp/err")" -lt 300 ] || problem="the error is $(wc -c < "$tmp/err") bytes"
+verdict "the huge value's error is short" "$problem"
+truncate -s 2G "$tmp/huge.json"
+one "--config a 2 GB file" "is 2147483648 bytes; a configuration is a few KB" \
+  train "${tiny[@]}" --config "$tmp/huge.json"
+rm -f "$tmp/huge.json" "$tmp/wide.json" "$tmp/deep.json"
+one "--config /dev/zero" "is not a regular file" train "${tiny[@]}" --config /dev/zero
+one "--config is a FIFO" "is not a regular file" train "${tiny[@]}" --config "$tmp/fifo"
+# lr 0 is valid (torch.optim and DeepSpeed accept it: evaluation-only runs);
+# a negative one is not, in the file as on the command line.
+echo '{"train_batch_size": 2, "optimizer": {"type": "AdamW", "params": {"lr": -1e-3}}}' \
+  > "$tmp/neg_lr.json"
+one "ds_config lr -1e-3" "optimizer.params.lr must be a finite number >= 0, got -0.001" \
+  train "${tiny[@]}" --config "$tmp/neg_lr.json"
+one "--lr -1e-300 (barely negative)" "--lr must be a finite number >= 0" train "${tiny[@]}" --lr -1e-300
+timeout $limit "$bin" train "${tiny[@]}" --lr 0 > "$tmp/out" 2> "$tmp/err"
+rc=$?
+verdict "--lr 0 trains (evaluation-only runs use it)" "$([ $rc -eq 0 ] || echo "exit code $rc")"
+
 # ---- ranks that disagree (mpirun -np 1 A : -np 1 B) ----
 for flag in "n-embd 32" "n-layer 2" "zero-stage 1" "steps 3" "n-head 4" "lr 2e-3" "grad-accum 2"; do
   set -- $flag
@@ -226,7 +262,7 @@ done
 ranks "ranks disagree on the command" "ranks disagree on the command: train on rank 0, sample" \
   train "${tiny[@]}" -- sample --weights /no/such.safetensors
 # Agreed flags that are bad: every rank reaches the same verdict and exits 1.
-ranks "2 ranks: --lr nan" "--lr must be a finite number > 0, got nan" \
+ranks "2 ranks: --lr nan" "--lr must be a finite number >= 0, got nan" \
   train "${tiny[@]}" --lr nan -- train "${tiny[@]}" --lr nan
 ranks "2 ranks: a loss that turns NaN" "training diverged" \
   train "${tiny[@]}" --steps 5 --lr 1e30 -- train "${tiny[@]}" --steps 5 --lr 1e30
@@ -305,8 +341,9 @@ stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
     sleep 0.2
   done
   for pid in /proc/[0-9]*; do
-    case "$(tr '\0' ' ' < "$pid/cmdline" 2> /dev/null)" in "$bin train "*) ;; *) continue ;; esac
-    env_of=$(tr '\0' '\n' < "$pid/environ" 2> /dev/null)
+    # (2> first: a process that ended since the glob makes the < fail.)
+    case "$(tr '\0' ' ' 2> /dev/null < "$pid/cmdline")" in "$bin train "*) ;; *) continue ;; esac
+    env_of=$(tr '\0' '\n' 2> /dev/null < "$pid/environ")
     grep -qx 'OMPI_COMM_WORLD_RANK=1' <<<"$env_of" && grep -qxF "$tag" <<<"$env_of" &&
       victim=${pid#/proc/}
   done
