@@ -253,6 +253,78 @@ timeout $limit "$bin" train "${tiny[@]}" --lr 0 > "$tmp/out" 2> "$tmp/err"
 rc=$?
 verdict "--lr 0 trains (evaluation-only runs use it)" "$([ $rc -eq 0 ] || echo "exit code $rc")"
 
+# ---- output paths: refused before step 1, not at the first save ----
+# before_step1 NAME: the last case must not have trained (no step line).
+before_step1() {
+  verdict "$1: refused before step 1" "$(grep -q '^step' "$tmp/out" && echo "it trained first")"
+}
+: > "$tmp/a_file"
+one "--save-weights under /proc" "--save-weights: cannot save to '/proc/ms_weights.safetensors'" \
+  train "${tiny[@]}" --save-weights /proc/ms_weights.safetensors
+before_step1 "--save-weights under /proc"
+one "--save-weights inside a file" "parent '$tmp/a_file' is a regular file, not a directory" \
+  train "${tiny[@]}" --save-weights "$tmp/a_file/w.safetensors"
+one "--save-weights is a directory" "is a directory" train "${tiny[@]}" --save-weights "$tmp"
+job "--timeline under /proc" "--timeline: cannot save to '/proc/ms_timeline.svg'" 2 \
+  train "${tiny[@]}" --n-layer 2 --pp 2 --timeline /proc/ms_timeline.svg
+before_step1 "--timeline under /proc"
+job "--timeline inside a file" "--timeline: cannot save to '$tmp/a_file/t.svg'" 2 \
+  train "${tiny[@]}" --n-layer 2 --pp 2 --timeline "$tmp/a_file/t.svg"
+# The precious output first: a timeline whose directory vanished during the
+# run (a user cleaning up) fails after the weights are written, not before.
+mkdir -p "$tmp/tl" "$tmp/run"
+OMP_NUM_THREADS=1 timeout 120 $mpirun -np 2 "$bin" train "${tiny[@]}" --n-layer 2 --pp 2 \
+  --steps 1000 --log-every 1 --timeline "$tmp/tl/t.svg" --save-weights "$tmp/run/w.safetensors" \
+  > "$tmp/out" 2> "$tmp/err" &
+victim=$!
+for _ in $(seq 450); do grep -q '^step' "$tmp/out" && break; sleep 0.2; done
+rm -rf "$tmp/tl"  # ~5 s of training are left
+wait "$victim"
+rc=$?
+problem=""
+if [ "$rc" -eq 0 ]; then problem="exit code 0"
+elif ! grep -q 'error: --timeline' "$tmp/err"; then problem="no --timeline error"
+elif [ ! -s "$tmp/run/w.safetensors" ]; then problem="the weights were not saved"
+fi
+verdict "a timeline that fails at the end does not cost the weights" "$problem"
+
+# ---- a running job ----
+# --data truncated under a running job: it was mapped, and the next read of
+# a vanished page killed the rank with SIGBUS. Now one error names the file.
+cp data/tinyshakespeare.txt "$tmp/shrinks.txt"
+OMP_NUM_THREADS=1 timeout 120 $mpirun -np 2 "$bin" train "${tiny[@]}" --steps 100000 \
+  --log-every 1 --data "$tmp/shrinks.txt" > "$tmp/out" 2> "$tmp/err" &
+victim=$!
+for _ in $(seq 450); do grep -q '^step' "$tmp/out" && break; sleep 0.2; done
+truncate -s 100 "$tmp/shrinks.txt"
+wait "$victim"
+rc=$?
+problem=""
+if [ "$rc" -eq 124 ]; then problem="still running after 120 s"
+elif [ "$rc" -eq 0 ]; then problem="exit code 0"
+elif grep -qi 'bus error\|signal 7' "$tmp/err"; then problem="SIGBUS"
+elif [ "$(grep -cE '^(\[rank [0-9]+\] )?error: ' "$tmp/err")" -ne 1 ]; then
+  problem="expected exactly one error line"
+elif ! grep -qE "^\[rank [0-9]+\] error: --data: the data file '$tmp/shrinks.txt' was truncated while training \(was [0-9]+ bytes, now 100 bytes\)" "$tmp/err"; then
+  problem="the error does not name the rank, the file and both sizes"
+fi
+verdict "--data truncated while training" "$problem"
+# ps, pgrep and pkill know the program by the name of the file it executed:
+# `minispeed`, not `exe` (it once re-executed itself through /proc/self/exe).
+OMP_NUM_THREADS=1 timeout 60 "$bin" train "${tiny[@]}" --steps 100000 --log-every 1 \
+  > "$tmp/out" 2> "$tmp/err" &
+victim=$!
+for _ in $(seq 450); do grep -q '^step' "$tmp/out" && break; sleep 0.2; done
+# timeout's child is minispeed: the only process whose parent is $victim.
+name=""
+for pid in /proc/[0-9]*; do
+  [ "$(cut -d' ' -f4 2> /dev/null < "$pid/stat")" = "$victim" ] &&
+    name=$(cat 2> /dev/null < "$pid/comm")
+done
+kill "$victim" 2> /dev/null
+wait "$victim" 2> /dev/null
+verdict "ps names the process minispeed" "$([ "$name" = minispeed ] || echo "its name is '$name'")"
+
 # ---- ranks that disagree (mpirun -np 1 A : -np 1 B) ----
 for flag in "n-embd 32" "n-layer 2" "zero-stage 1" "steps 3" "n-head 4" "lr 2e-3" "grad-accum 2"; do
   set -- $flag
