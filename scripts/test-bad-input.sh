@@ -265,6 +265,8 @@ before_step1 "--save-weights under /proc"
 one "--save-weights inside a file" "parent '$tmp/a_file' is a regular file, not a directory" \
   train "${tiny[@]}" --save-weights "$tmp/a_file/w.safetensors"
 one "--save-weights is a directory" "is a directory" train "${tiny[@]}" --save-weights "$tmp"
+one "schedule --svg under /proc" "--svg: cannot save to '/proc/ms_schedule.svg'" \
+  schedule --pp 2 --micro-batches 4 --svg /proc/ms_schedule.svg
 job "--timeline under /proc" "--timeline: cannot save to '/proc/ms_timeline.svg'" 2 \
   train "${tiny[@]}" --n-layer 2 --pp 2 --timeline /proc/ms_timeline.svg
 before_step1 "--timeline under /proc"
