@@ -207,6 +207,20 @@ problem=""
 [ -s "$tmp/full/run.safetensors" ] || problem="the weights were not saved"
 verdict "a failed .svg leaves no partial file, and the weights" "$problem"
 wrap=()
+# Under mpirun the ranks do not inherit the shell's ignored SIGXFSZ: minispeed
+# ignores it itself, so a save past the limit is an error naming the file, not
+# a rank killed by signal 25 with nothing said. ~8 KB of weights, 6 KiB limit.
+rm -rf "$tmp/full" && mkdir -p "$tmp/full"
+timeout 60 bash -c 'ulimit -f 6 && exec "$@"' limited $mpirun -np 2 "$bin" train "${micro[@]}" \
+  --n-layer 2 --pp 2 --steps 2 --eval-every 0 > "$tmp/out" 2> "$tmp/err"
+rc=$?
+problem=""
+if [ "$rc" -eq 0 ]; then problem="exit code 0"
+elif grep -q 'exited on signal 25' "$tmp/err"; then problem="a rank was killed by SIGXFSZ"
+elif ! grep -qE "^\[rank 0\] error: .*$tmp/full/run.safetensors.*File too large" "$tmp/err"; then
+  problem="no error naming the weights file and 'File too large'"
+fi
+verdict "2 ranks: weights past the file-size limit" "$problem"
 unset PMIX_MCA_gds
 rm -rf "$tmp/full"
 # A device as the save target (the reviewer's `--save-weights /dev/null` as
