@@ -37,4 +37,13 @@ void check_output_path(const std::string& flag, const std::string& path) {
   ::unlink(probe.c_str());
 }
 
+void check_not_an_input(const std::string& flag, const std::string& path,
+                        const std::string& input_flag, const std::string& input_path) {
+  if (input_path.empty()) return;
+  std::error_code ec;
+  if (std::filesystem::equivalent(path, input_path, ec))
+    throw Error(str_cat(flag, ": '", path, "' is the ", input_flag, " file '", input_path,
+                        "': saving would overwrite it; choose another path"));
+}
+
 }  // namespace ms

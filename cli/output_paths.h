@@ -14,4 +14,10 @@ namespace ms {
 // that /proc or a read-only mount refuses new files.
 void check_output_path(const std::string& flag, const std::string& path);
 
+// Throws when `path` (an output) is the same file as `input_path` (through
+// links or another spelling), read for `input_flag`: `--save-weights
+// data.txt --data data.txt` would replace the training data by the weights.
+void check_not_an_input(const std::string& flag, const std::string& path,
+                        const std::string& input_flag, const std::string& input_path);
+
 }  // namespace ms

@@ -138,10 +138,17 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (const std::string save_to = flags.str("save-weights"); !save_to.empty()) {
       const std::filesystem::path p(save_to);
       const std::string stem = (p.parent_path() / p.stem()).string();
-      for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"})
+      for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"}) {
         check_output_path("--save-weights", f);
+        check_not_an_input("--save-weights", f, "--data", c.data);
+        check_not_an_input("--save-weights", f, "--config", flags.str("config"));
+      }
     }
-    if (!c.timeline.empty()) check_output_path("--timeline", c.timeline);
+    if (!c.timeline.empty()) {
+      check_output_path("--timeline", c.timeline);
+      check_not_an_input("--timeline", c.timeline, "--data", c.data);
+      check_not_an_input("--timeline", c.timeline, "--config", flags.str("config"));
+    }
     return 0;
   });
 

@@ -279,6 +279,19 @@ before_step1 "--save-weights under /proc"
 one "--save-weights inside a file" "parent '$tmp/a_file' is a regular file, not a directory" \
   train "${tiny[@]}" --save-weights "$tmp/a_file/w.safetensors"
 one "--save-weights is a directory" "is a directory" train "${tiny[@]}" --save-weights "$tmp"
+# A confused user: the weights saved over the training data (or the config).
+cp data/tinyshakespeare.txt "$tmp/corpus.txt"
+one "--save-weights is the --data file" "--save-weights: '$tmp/corpus.txt' is the --data file" \
+  train "${tiny[@]}" --data "$tmp/corpus.txt" --save-weights "$tmp/corpus.txt"
+problem=""
+cmp -s data/tinyshakespeare.txt "$tmp/corpus.txt" || problem="the data file was changed"
+verdict "the --data file is left as it was" "$problem"
+ln -s corpus.txt "$tmp/corpus_link.txt"
+one "--save-weights is the --data file, through a link" "is the --data file '$tmp/corpus_link.txt'" \
+  train "${tiny[@]}" --data "$tmp/corpus_link.txt" --save-weights "$tmp/corpus.txt"
+echo '{"train_batch_size": 2}' > "$tmp/ds.json"
+one "--save-weights is the --config file" "is the --config file" \
+  train "${tiny[@]}" --config "$tmp/ds.json" --save-weights "$tmp/ds.json"
 one "schedule --svg under /proc" "--svg: cannot save to '/proc/ms_schedule.svg'" \
   schedule --pp 2 --micro-batches 4 --svg /proc/ms_schedule.svg
 job "--timeline under /proc" "--timeline: cannot save to '/proc/ms_timeline.svg'" 2 \
