@@ -196,6 +196,7 @@ mpi-test: $(MPI_TEST_BIN) $(CLI_BIN)
 	  $(MPI_ASAN) scripts/test-mixed-precision.sh $(BUILD))
 
 test: all
+	@scripts/check-deps.sh
 	@$(MAKE) --no-print-directory unit-test
 	@$(MAKE) --no-print-directory mpi-test
 	@OMP_NUM_THREADS=1 $(MPI_ASAN) scripts/test-configs.sh $(BUILD)

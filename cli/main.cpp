@@ -1,6 +1,7 @@
 // minispeed: the command-line program. `minispeed help` lists the commands.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,13 +27,26 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past RLIMIT_FSIZE (`ulimit -f`, a batch system's file-size quota)
+  // raises SIGXFSZ, whose default kills the process before it can say which
+  // file failed; ignored, the write returns EFBIG and the save's own error
+  // names the file, like a full disk's ENOSPC.
+  std::signal(SIGXFSZ, SIG_IGN);
   // Idle OpenMP threads spin by default, and on a small machine the spinning
   // steals the cores the other threads (or ranks) need: a 2-thread training
   // step ran 1.45x faster with OMP_WAIT_POLICY=PASSIVE (bench_train_step).
   // libgomp reads the variable once, at load time, so set it and start over.
+  // Through the binary's real path, not /proc/self/exe: the kernel names a
+  // process after the file it executed, and exec of /proc/self/exe made every
+  // run "exe" in ps (pgrep/pkill minispeed found nothing).
   if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // on failure, carry on with the default policy
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+      self[n] = '\0';
+      execv(self, argv);  // on failure, carry on with the default policy
+    }
   }
   if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") ||
       !std::strcmp(argv[1], "-h")) {

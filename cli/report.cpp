@@ -6,19 +6,22 @@
 #include <fstream>
 #include <sstream>
 
+#include "nn/atomic_save.h"
 #include "tensor/error.h"
 
 namespace ms {
 
 namespace {
-// A stream reports a failed write only in its state, and a full disk often
-// only at the final flush: check after close, or a 0-byte file passes as written.
+// All or nothing (nn/atomic_save.h: a temporary file, fsynced, renamed over
+// the target): a full disk once left a 0-byte .loss.svg behind an error.
 void write_file(const std::string& path, const std::string& text, const char* what) {
-  std::ofstream out(path, std::ios::binary);
-  MS_CHECK(out.is_open(), "cannot write the ", what, " to '", path, "': ", std::strerror(errno));
-  out << text;
-  out.close();
-  MS_CHECK(!out.fail(), "writing the ", what, " to '", path, "' failed: ", std::strerror(errno));
+  try {
+    AtomicFile out(path, "");
+    out.write(text.data(), text.size());
+    out.commit();
+  } catch (const Error& e) {
+    throw Error(str_cat("writing the ", what, " to '", path, "' failed: ", e.what()));
+  }
 }
 }  // namespace
 

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/output_paths.h"
 #include "nn/atomic_save.h"
 #include "parallel/comm/runtime.h"
 #include "parallel/pp/simulator.h"
@@ -94,7 +95,7 @@ int schedule_command(int argc, char** argv, Communicator& world) {
     MS_CHECK(boxes <= kMaxSvgBoxes, "--svg: the timeline would have ", boxes,
              " boxes (2·p·m·v); at most ", kMaxSvgBoxes,
              " can be drawn: use fewer --pp, --micro-batches or --virtual-stages");
-    check_save_path(svg_path);
+    check_output_path("--svg", svg_path);
   }
 
   Schedule s = make_schedule(kind, p, m, v);

@@ -17,13 +17,13 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/flops.h"
+#include "cli/output_paths.h"
 #include "cli/report.h"
 #include "cli/train_config.h"
 #include "cli/train_ds_config.h"
 #include "cli/train_model.h"
 #include "nn/data.h"
 #include "nn/generate.h"
-#include "nn/safetensors.h"  // check_save_path
 #include "optim/optimizer.h"
 #include "parallel/engine/engine.h"
 #include "parallel/engine/pipeline.h"
@@ -131,13 +131,26 @@ int train_command(int argc, char** argv, Communicator& world) {
   }();
 
   // Checked before training, not after it: a path that cannot take the
-  // weights or the loss curve beside them must not cost the run.
-  if (const std::string save_to = flags.str("save-weights"); lead && !save_to.empty()) {
-    const std::filesystem::path p(save_to);
-    const std::string stem = (p.parent_path() / p.stem()).string();
-    for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"})
-      check_save_path(f);
-  }
+  // weights, the loss curve beside them or the timeline must not cost the run.
+  // Rank 0 writes them all; every rank ends with its verdict.
+  on_every_rank(world, [&] {
+    if (!lead) return 0;
+    if (const std::string save_to = flags.str("save-weights"); !save_to.empty()) {
+      const std::filesystem::path p(save_to);
+      const std::string stem = (p.parent_path() / p.stem()).string();
+      for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"}) {
+        check_output_path("--save-weights", f);
+        check_not_an_input("--save-weights", f, "--data", c.data);
+        check_not_an_input("--save-weights", f, "--config", flags.str("config"));
+      }
+    }
+    if (!c.timeline.empty()) {
+      check_output_path("--timeline", c.timeline);
+      check_not_an_input("--timeline", c.timeline, "--data", c.data);
+      check_not_an_input("--timeline", c.timeline, "--config", flags.str("config"));
+    }
+    return 0;
+  });
 
   // The engine cuts the serial model for tp and pp and owns the optimizer
   // (ZeroOptimizer: which tensors it updates is what distinguishes the stages).
@@ -226,7 +239,14 @@ int train_command(int argc, char** argv, Communicator& world) {
     std::printf(
         "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)\n",
         step_flops * 1e-9);
-    std::printf("  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank\n", gemm_gflops);
+    // Not clamped: above 100% says this start-up measurement ran slower than
+    // the GEMMs of the step did (the machine was busier then, e.g. the other
+    // ranks still loading), so the ratio is only as good as this number.
+    std::printf(
+        "  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank, the best of repeated calls over "
+        "0.1 s at start; the step line's \"%% of gemm\" is model GFLOP/s over it, above 100%% "
+        "when the machine was busier during this measurement than during the step\n",
+        gemm_gflops);
   }
 
   std::vector<LossPoint> curve;
@@ -361,7 +381,17 @@ int train_command(int argc, char** argv, Communicator& world) {
       (D > 1 ? traffic_report(mesh.dp(), traffic, formula) : "") +
       (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
       (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "");
-  const std::string pipeline_report = pipeline ? pipeline->measured_report(c.timeline) : "";
+  // The timeline is a picture; the weights are the run. A timeline that fails
+  // to write (a disk filled since the check above) is reported after the
+  // weights are saved, not instead of them.
+  std::string pipeline_report, timeline_error;
+  if (pipeline) {
+    try {
+      pipeline_report = pipeline->measured_report(c.timeline);  // its last act writes the file
+    } catch (const Error& e) {
+      timeline_error = e.what();
+    }
+  }
   std::shared_ptr<GPT> whole = engine.gather_model();  // every shard and stage, on every rank
   if (lead) {
     if (tp > 1)
@@ -405,6 +435,7 @@ int train_command(int argc, char** argv, Communicator& world) {
         printable_sample(generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}))
             .c_str());
   }
+  if (!timeline_error.empty()) throw Error(timeline_error);
   return 0;
 }
 

@@ -194,10 +194,11 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.schedule = flags.str("schedule");
   LRSchedule::parse(c.schedule);  // throws naming the valid schedules
 
-  auto positive = [](double v) { return std::isfinite(v) && v > 0; };
   auto non_negative = [](double v) { return std::isfinite(v) && v >= 0; };
   auto unit = [](double v) { return v >= 0 && v < 1; };  // false for NaN
-  c.lr = check.real("lr", positive, "a finite number > 0");
+  // 0 is allowed, as torch.optim and DeepSpeed allow it: evaluation-only runs
+  // (and a frozen warm-up) train at lr 0.
+  c.lr = check.real("lr", non_negative, "a finite number >= 0");
   c.min_lr = flags.real("min-lr");
   MS_CHECK(std::isfinite(c.min_lr) && c.min_lr >= 0 && c.min_lr <= c.lr,
            "--min-lr must be in [0, --lr] = [0, ", flags.str("lr"), "], got ", flags.str("min-lr"));

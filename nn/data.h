@@ -8,7 +8,6 @@
 #pragma once
 #include <cstdint>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -22,13 +21,18 @@ struct Batch {
 
 class TokenData {
  public:
-  // Maps a regular file of raw bytes read-only (mmap), as llm.c's and
-  // nanoGPT's loaders (np.memmap) do: nothing is copied, a batch touches only
-  // its own pages, and ranks on one machine share the page cache instead of
-  // each holding the file twice. The first `train_fraction` trains, the rest
+  // Opens a regular file of raw bytes and reads each batch's B·T+1 bytes with
+  // one pread, as llm.c's loader does (fread at an offset): a batch touches
+  // only its own pages, and ranks on one machine share the page cache instead
+  // of each holding the file. The first `train_fraction` trains, the rest
   // validates. A device, FIFO or directory is an ms::Error naming the path
-  // (/dev/zero would never end, a FIFO would block). The file must not be
-  // truncated while in use (reading a vanished page is SIGBUS).
+  // (/dev/zero would never end, a FIFO would block).
+  // Not mmap (np.memmap, as nanoGPT): a file truncated under a mapping kills
+  // the process with SIGBUS at the next vanished page, and a signal handler
+  // can neither unwind nor abort an MPI job safely. A short pread is an
+  // ordinary ms::Error ("... was truncated while training (was N bytes, now
+  // M)") that ends the job naming the rank. The price is one copy of B·T+1
+  // bytes per batch, which building the token tensors made anyway.
   static TokenData load(const std::string& path, double train_fraction = 0.9);
   // Bytes already in memory.
   TokenData(std::vector<uint8_t> train, std::vector<uint8_t> val);
@@ -36,16 +40,17 @@ class TokenData {
   Batch train_batch(int64_t step, int64_t rank, int64_t world, int64_t B, int64_t T) const;
   // The i-th validation batch (windows from the start of the validation split).
   Batch val_batch(int64_t index, int64_t B, int64_t T) const;
-  size_t train_size() const { return train_.size(); }
-  size_t val_size() const { return val_.size(); }
+  size_t train_size() const { return split_; }
+  size_t val_size() const { return size_ - split_; }
 
  private:
-  using Bytes = std::span<const uint8_t>;
-  TokenData(std::shared_ptr<const void> owner, Bytes train, Bytes val)
-      : owner_(std::move(owner)), train_(train), val_(val) {}
-  static Batch window(Bytes buf, int64_t w, int64_t B, int64_t T, const char* split);
-  std::shared_ptr<const void> owner_;  // the mapping or the vectors; copies share it
-  Bytes train_, val_;
+  struct Source;  // where the bytes come from: the file (read with pread) or memory
+  TokenData(std::shared_ptr<const Source> source, size_t split, size_t size)
+      : source_(std::move(source)), split_(split), size_(size) {}
+  // Window w of the split [begin, begin + n).
+  Batch window(size_t begin, size_t n, int64_t w, int64_t B, int64_t T, const char* split) const;
+  std::shared_ptr<const Source> source_;  // copies share it
+  size_t split_, size_;  // bytes [0, split_) train, [split_, size_) validate
 };
 
 }  // namespace ms

@@ -2,15 +2,18 @@
 # Installs the Debian/Ubuntu packages minispeed needs, when they are missing.
 #   scripts/install-deps.sh           install what is missing (as root), or print the command
 #   scripts/install-deps.sh --check   exit 0 if everything is there, 1 otherwise (installs nothing)
-#   scripts/install-deps.sh --dev     also the optional tools: clang-format, python3-torch
+#   scripts/install-deps.sh --dev     also the optional tools: clang-format and git (make format), python3-torch
 #                                     (PyTorch: reference data and the benchmark peer only)
 set -euo pipefail
 
-packages=(g++ make openmpi-bin libopenmpi-dev catch2 nlohmann-json3-dev libopenblas-dev)
+# Beyond the debian:12 image (scripts/check-deps.sh, part of `make test`,
+# checks that every command the scripts and the Makefile run comes from the
+# image or from this list).
+packages=(g++ binutils make openmpi-bin libopenmpi-dev catch2 nlohmann-json3-dev libopenblas-dev)
 mode=install
 case "${1:-}" in
   --check) mode=check ;;
-  --dev) packages+=(clang-format python3-torch python3-numpy) ;;
+  --dev) packages+=(clang-format git python3-torch python3-numpy) ;;
   "") ;;
   -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
   *) echo "install-deps.sh: unknown option '$1' (valid: --check, --dev, --help)" >&2; exit 2 ;;

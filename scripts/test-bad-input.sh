@@ -111,9 +111,9 @@ job() {
 }
 
 # ---- values out of range ----
-one "--lr nan" "--lr must be a finite number > 0, got nan" train "${tiny[@]}" --lr nan
-one "--lr inf" "--lr must be a finite number > 0, got inf" train "${tiny[@]}" --lr inf
-one "--lr -1" "--lr must be a finite number > 0, got -1" train "${tiny[@]}" --lr -1
+one "--lr nan" "--lr must be a finite number >= 0, got nan" train "${tiny[@]}" --lr nan
+one "--lr inf" "--lr must be a finite number >= 0, got inf" train "${tiny[@]}" --lr inf
+one "--lr -1" "--lr must be a finite number >= 0, got -1" train "${tiny[@]}" --lr -1
 one "--min-lr nan" "--min-lr must be in [0, --lr]" train "${tiny[@]}" --min-lr nan
 one "--min-lr above --lr" "--min-lr must be in [0, --lr]" train "${tiny[@]}" --lr 1e-3 --min-lr 1
 one "--momentum -0.5" "--momentum must be in [0, 1), got -0.5" train "${tiny[@]}" --momentum -0.5
@@ -202,7 +202,25 @@ one "loss curve (.csv) cannot be written" "writing the loss curve to '$tmp/full/
 wrap=(bash -c "$limited" 20)  # ~13 KB .csv fits, the ~29 KB .svg does not
 one "loss chart (.svg) cannot be written" "writing the loss chart to '$tmp/full/run.loss.svg' failed" \
   train "${micro[@]}" --steps 400 --eval-every 1
+problem=""
+[ -e "$tmp/full/run.loss.svg" ] && problem="a $(wc -c < "$tmp/full/run.loss.svg")-byte .loss.svg was left"
+[ -s "$tmp/full/run.safetensors" ] || problem="the weights were not saved"
+verdict "a failed .svg leaves no partial file, and the weights" "$problem"
 wrap=()
+# Under mpirun the ranks do not inherit the shell's ignored SIGXFSZ: minispeed
+# ignores it itself, so a save past the limit is an error naming the file, not
+# a rank killed by signal 25 with nothing said. ~8 KB of weights, 6 KiB limit.
+rm -rf "$tmp/full" && mkdir -p "$tmp/full"
+timeout 60 bash -c 'ulimit -f 6 && exec "$@"' limited $mpirun -np 2 "$bin" train "${micro[@]}" \
+  --n-layer 2 --pp 2 --steps 2 --eval-every 0 > "$tmp/out" 2> "$tmp/err"
+rc=$?
+problem=""
+if [ "$rc" -eq 0 ]; then problem="exit code 0"
+elif grep -q 'exited on signal 25' "$tmp/err"; then problem="a rank was killed by SIGXFSZ"
+elif ! grep -qE "^\[rank 0\] error: .*$tmp/full/run.safetensors.*File too large" "$tmp/err"; then
+  problem="no error naming the weights file and 'File too large'"
+fi
+verdict "2 ranks: weights past the file-size limit" "$problem"
 unset PMIX_MCA_gds
 rm -rf "$tmp/full"
 # A device as the save target (the reviewer's `--save-weights /dev/null` as
@@ -217,6 +235,128 @@ problem=""
 ls "$tmp"/nulldev.loss.* > /dev/null 2>&1 && problem="a loss curve was written beside the $kind"
 verdict "the $kind is left as it was" "$problem"
 
+# ---- ds_config files (an attacker's and a confused user's) ----
+# 100,000 levels of nesting crashed the error message's dump (SIGSEGV).
+printf '{"train_batch_size": %s%s}' "$(head -c 100000 /dev/zero | tr '\0' '[')" \
+  "$(head -c 100000 /dev/zero | tr '\0' ']')" > "$tmp/deep.json"
+one "ds_config nested 100,000 deep" "JSON nested more than 64 deep at train_batch_size[0]" \
+  train "${tiny[@]}" --config "$tmp/deep.json"
+# A value of 400,000 elements (800 KB, under the 1 MiB limit) is quoted in
+# 60 characters, not in full.
+{ printf '{"train_batch_size": [1'; head -c 400000 /dev/zero | tr '\0' '1' | sed 's/1/,1/g'
+  printf ']}'; } > "$tmp/wide.json"
+one "ds_config with a huge value" "train_batch_size must be an integer, got [1, 1, 1" \
+  train "${tiny[@]}" --config "$tmp/wide.json"
+problem=""
+[ "$(wc -c < "$tmp/err")" -lt 300 ] || problem="the error is $(wc -c < "$tmp/err") bytes"
+verdict "the huge value's error is short" "$problem"
+truncate -s 2G "$tmp/huge.json"
+one "--config a 2 GB file" "is 2147483648 bytes; a configuration is a few KB" \
+  train "${tiny[@]}" --config "$tmp/huge.json"
+rm -f "$tmp/huge.json" "$tmp/wide.json" "$tmp/deep.json"
+one "--config /dev/zero" "is not a regular file" train "${tiny[@]}" --config /dev/zero
+one "--config is a FIFO" "is not a regular file" train "${tiny[@]}" --config "$tmp/fifo"
+# lr 0 is valid (torch.optim and DeepSpeed accept it: evaluation-only runs);
+# a negative one is not, in the file as on the command line.
+echo '{"train_batch_size": 2, "optimizer": {"type": "AdamW", "params": {"lr": -1e-3}}}' \
+  > "$tmp/neg_lr.json"
+one "ds_config lr -1e-3" "optimizer.params.lr must be a finite number >= 0, got -0.001" \
+  train "${tiny[@]}" --config "$tmp/neg_lr.json"
+one "--lr -1e-300 (barely negative)" "--lr must be a finite number >= 0" train "${tiny[@]}" --lr -1e-300
+timeout $limit "$bin" train "${tiny[@]}" --lr 0 > "$tmp/out" 2> "$tmp/err"
+rc=$?
+verdict "--lr 0 trains (evaluation-only runs use it)" "$([ $rc -eq 0 ] || echo "exit code $rc")"
+
+# ---- output paths: refused before step 1, not at the first save ----
+# before_step1 NAME: the last case must not have trained (no step line).
+before_step1() {
+  verdict "$1: refused before step 1" "$(grep -q '^step' "$tmp/out" && echo "it trained first")"
+}
+: > "$tmp/a_file"
+one "--save-weights under /proc" "--save-weights: cannot save to '/proc/ms_weights.safetensors'" \
+  train "${tiny[@]}" --save-weights /proc/ms_weights.safetensors
+before_step1 "--save-weights under /proc"
+one "--save-weights inside a file" "parent '$tmp/a_file' is a regular file, not a directory" \
+  train "${tiny[@]}" --save-weights "$tmp/a_file/w.safetensors"
+one "--save-weights is a directory" "is a directory" train "${tiny[@]}" --save-weights "$tmp"
+# A confused user: the weights saved over the training data (or the config).
+cp data/tinyshakespeare.txt "$tmp/corpus.txt"
+one "--save-weights is the --data file" "--save-weights: '$tmp/corpus.txt' is the --data file" \
+  train "${tiny[@]}" --data "$tmp/corpus.txt" --save-weights "$tmp/corpus.txt"
+problem=""
+cmp -s data/tinyshakespeare.txt "$tmp/corpus.txt" || problem="the data file was changed"
+verdict "the --data file is left as it was" "$problem"
+ln -s corpus.txt "$tmp/corpus_link.txt"
+one "--save-weights is the --data file, through a link" "is the --data file '$tmp/corpus_link.txt'" \
+  train "${tiny[@]}" --data "$tmp/corpus_link.txt" --save-weights "$tmp/corpus.txt"
+echo '{"train_batch_size": 2}' > "$tmp/ds.json"
+one "--save-weights is the --config file" "is the --config file" \
+  train "${tiny[@]}" --config "$tmp/ds.json" --save-weights "$tmp/ds.json"
+one "schedule --svg under /proc" "--svg: cannot save to '/proc/ms_schedule.svg'" \
+  schedule --pp 2 --micro-batches 4 --svg /proc/ms_schedule.svg
+job "--timeline under /proc" "--timeline: cannot save to '/proc/ms_timeline.svg'" 2 \
+  train "${tiny[@]}" --n-layer 2 --pp 2 --timeline /proc/ms_timeline.svg
+before_step1 "--timeline under /proc"
+job "--timeline inside a file" "--timeline: cannot save to '$tmp/a_file/t.svg'" 2 \
+  train "${tiny[@]}" --n-layer 2 --pp 2 --timeline "$tmp/a_file/t.svg"
+# The precious output first: a timeline whose directory vanished during the
+# run (a user cleaning up) fails after the weights are written, not before.
+mkdir -p "$tmp/tl" "$tmp/run"
+OMP_NUM_THREADS=1 timeout 120 $mpirun -np 2 "$bin" train "${tiny[@]}" --n-layer 2 --pp 2 \
+  --steps 1000 --log-every 1 --timeline "$tmp/tl/t.svg" --save-weights "$tmp/run/w.safetensors" \
+  > "$tmp/out" 2> "$tmp/err" &
+victim=$!
+for _ in $(seq 450); do grep -q '^step' "$tmp/out" && break; sleep 0.2; done
+rm -rf "$tmp/tl"  # ~5 s of training are left
+wait "$victim"
+rc=$?
+problem=""
+if [ "$rc" -eq 0 ]; then problem="exit code 0"
+elif ! grep -q 'error: --timeline' "$tmp/err"; then problem="no --timeline error"
+elif [ ! -s "$tmp/run/w.safetensors" ]; then problem="the weights were not saved"
+fi
+verdict "a timeline that fails at the end does not cost the weights" "$problem"
+
+# ---- a running job ----
+# --data truncated under a running job: it was mapped, and the next read of
+# a vanished page killed the rank with SIGBUS. Now one error names the file.
+cp data/tinyshakespeare.txt "$tmp/shrinks.txt"
+OMP_NUM_THREADS=1 timeout 120 $mpirun -np 2 "$bin" train "${tiny[@]}" --steps 100000 \
+  --log-every 1 --data "$tmp/shrinks.txt" > "$tmp/out" 2> "$tmp/err" &
+victim=$!
+for _ in $(seq 450); do grep -q '^step' "$tmp/out" && break; sleep 0.2; done
+truncate -s 100 "$tmp/shrinks.txt"
+wait "$victim"
+rc=$?
+problem=""
+if [ "$rc" -eq 124 ]; then problem="still running after 120 s"
+elif [ "$rc" -eq 0 ]; then problem="exit code 0"
+elif grep -qi 'bus error\|signal 7' "$tmp/err"; then problem="SIGBUS"
+elif ! grep -qE '^\[rank [0-9]+\] error: ' "$tmp/err"; then
+  problem="no error line naming a rank"
+# Each rank reads its own batches, so each rank that reached the truncated
+# bytes says so itself, naming itself: every error line is this one.
+elif grep -E '^(\[rank [0-9]+\] )?error: ' "$tmp/err" | grep -vqE "^\[rank [0-9]+\] error: --data: the data file '$tmp/shrinks.txt' was truncated while training \(was [0-9]+ bytes, now 100 bytes\)$"; then
+  problem="an error line does not name the rank, the file and both sizes"
+fi
+verdict "--data truncated while training" "$problem"
+# ps, pgrep and pkill know the program by the name of the file it executed:
+# `minispeed`, not `exe` (it once re-executed itself through /proc/self/exe).
+env "MS_PS_TAG=$tmp" OMP_NUM_THREADS=1 timeout 60 "$bin" train "${tiny[@]}" --steps 100000 \
+  --log-every 1 > "$tmp/out" 2> "$tmp/err" &
+victim=$!
+for _ in $(seq 450); do grep -q '^step' "$tmp/out" && break; sleep 0.2; done
+# Ours: the process that runs "$bin train" with this run's tag in its environment.
+name=""
+for pid in /proc/[0-9]*; do
+  case "$(tr '\0' ' ' 2> /dev/null < "$pid/cmdline")" in "$bin train "*) ;; *) continue ;; esac
+  tr '\0' '\n' 2> /dev/null < "$pid/environ" | grep -qxF "MS_PS_TAG=$tmp" &&
+    name=$(cat 2> /dev/null < "$pid/comm")
+done
+kill "$victim" 2> /dev/null
+wait "$victim" 2> /dev/null
+verdict "ps names the process minispeed" "$([ "$name" = minispeed ] || echo "its name is '$name'")"
+
 # ---- ranks that disagree (mpirun -np 1 A : -np 1 B) ----
 for flag in "n-embd 32" "n-layer 2" "zero-stage 1" "steps 3" "n-head 4" "lr 2e-3" "grad-accum 2"; do
   set -- $flag
@@ -226,7 +366,7 @@ done
 ranks "ranks disagree on the command" "ranks disagree on the command: train on rank 0, sample" \
   train "${tiny[@]}" -- sample --weights /no/such.safetensors
 # Agreed flags that are bad: every rank reaches the same verdict and exits 1.
-ranks "2 ranks: --lr nan" "--lr must be a finite number > 0, got nan" \
+ranks "2 ranks: --lr nan" "--lr must be a finite number >= 0, got nan" \
   train "${tiny[@]}" --lr nan -- train "${tiny[@]}" --lr nan
 ranks "2 ranks: a loss that turns NaN" "training diverged" \
   train "${tiny[@]}" --steps 5 --lr 1e30 -- train "${tiny[@]}" --steps 5 --lr 1e30
@@ -292,20 +432,28 @@ job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipe
 # to stop.
 stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
   local name=$1 sig=$2 want=$3 job victim="" pid env_of rc problem="" tag="MS_STOP_RANK_TAG=$tmp"
-  env "$tag" OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 60 $mpirun -np 2 "$bin" train --n-layer 2 \
+  env "$tag" OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=3 timeout 120 $mpirun -np 2 "$bin" train --n-layer 2 \
     --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --steps 1000000 --eval-every 0 \
     --sample-tokens 0 --log-every 50 --pp 2 --grad-accum 4 > "$tmp/out" 2> "$tmp/err" &
   job=$!
-  for _ in $(seq 150); do
-    for pid in $(pgrep -f "^$bin train"); do
-      env_of=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null)
-      grep -qx 'OMPI_COMM_WORLD_RANK=1' <<<"$env_of" && grep -qxF "$tag" <<<"$env_of" &&
-        victim=$pid
-    done
-    [ -n "$victim" ] && grep -q '^step' "$tmp/out" && break
+  # Wait for evidence of training (a step line), not a fixed time: up to 90 s
+  # on a loaded machine, seconds on an idle one. Then find rank 1 through /proc
+  # (no procps: the debian:12 image lacks pgrep).
+  for _ in $(seq 450); do
+    grep -q '^step' "$tmp/out" && break
+    kill -0 "$job" 2> /dev/null || break
     sleep 0.2
   done
-  if [ -z "$victim" ]; then
+  for pid in /proc/[0-9]*; do
+    # (2> first: a process that ended since the glob makes the < fail.)
+    case "$(tr '\0' ' ' 2> /dev/null < "$pid/cmdline")" in "$bin train "*) ;; *) continue ;; esac
+    env_of=$(tr '\0' '\n' 2> /dev/null < "$pid/environ")
+    grep -qx 'OMPI_COMM_WORLD_RANK=1' <<<"$env_of" && grep -qxF "$tag" <<<"$env_of" &&
+      victim=${pid#/proc/}
+  done
+  if ! grep -q '^step' "$tmp/out"; then
+    problem="no step line within 90 s"
+  elif [ -z "$victim" ]; then
     problem="never found rank 1 training"
   else
     kill -"$sig" "$victim"
@@ -315,7 +463,7 @@ stop_rank() {  # stop_rank NAME SIGNAL EXPECTED_TEXT
   if [ -n "$problem" ]; then
     :
   elif [ "$rc" -eq 124 ]; then
-    problem="still running after 60 s (hang)"
+    problem="still running after 120 s (hang)"
   elif [ "$rc" -eq 0 ]; then
     problem="mpirun exited 0"
   elif ! grep -qE -- "$want" "$tmp/err"; then

@@ -61,7 +61,7 @@ TEST_CASE("TokenData::load gives the same batches as the bytes in memory", "[dat
     TokenData mapped = TokenData::load(path, fraction);
     REQUIRE(mapped.train_size() == mem.train_size());
     REQUIRE(mapped.val_size() == mem.val_size());
-    TokenData copy = mapped;  // copies share the mapping
+    TokenData copy = mapped;  // copies share the open file
     for (int64_t step : {0, 1, 7, 500}) {
       for (auto [B, T] : {std::pair<int64_t, int64_t>{2, 16}, {4, 33}}) {
         for (int64_t rank : {0, 1, 2}) {
@@ -130,4 +130,21 @@ TEST_CASE("TokenData::load refuses what is not a regular file", "[data]") {
   write_bytes(tmp.file("real"), std::vector<uint8_t>(100, 'a'));
   fs::create_symlink(tmp.file("real"), tmp.file("link"));
   CHECK(TokenData::load(tmp.file("link")).train_size() == 90);
+}
+
+// Truncating --data under a running job killed it with SIGBUS (the file was
+// mapped). Read with pread, the next batch past the new end is an error that
+// names the file and both sizes; batches still inside it read as before.
+TEST_CASE("a data file truncated while in use is an error, not SIGBUS", "[data]") {
+  TempDir tmp;
+  std::vector<uint8_t> bytes(4096, 'a');
+  const std::string path = tmp.file("shrinks.bin");
+  write_bytes(path, bytes);
+  TokenData data = TokenData::load(path);
+  REQUIRE(::truncate(path.c_str(), 100) == 0);
+  CHECK(data.train_batch(0, 0, 1, 2, 8).x.to_vector().size() == 16);  // bytes 0..16: still there
+  CHECK_THROWS_WITH(data.train_batch(20, 0, 1, 2, 8),
+                    Catch::Contains("--data: the data file '" + path +
+                                    "' was truncated while training (was 4096 bytes, now 100 "
+                                    "bytes)"));
 }

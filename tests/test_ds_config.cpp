@@ -176,6 +176,36 @@ TEST_CASE("duplicate keys are errors naming their path", "[config]") {
   CHECK(c.bf16_enabled);
 }
 
+// A ds_config nested 100,000 deep crashed with SIGSEGV (the error message
+// dumped the offending value recursively). The parser stops at 64 levels, and
+// every message that quotes a value quotes at most 60 characters of it.
+TEST_CASE("deep or huge values are refused with a bounded message", "[config]") {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  try {
+    parse(R"({"train_batch_size": )" + deep + "}");
+    FAIL("no error");
+  } catch (const Error& e) {
+    std::string what = e.what();
+    CHECK_THAT(what, Contains("JSON nested more than 64 deep at train_batch_size[0][0]"));
+    CHECK(what.size() < 300);
+  }
+  // Allowed depth, wrong type: the value is quoted, shortened.
+  std::string deep_ok = std::string(60, '[') + std::string(60, ']');
+  CHECK_THROWS_WITH(parse(R"({"train_batch_size": )" + deep_ok + "}"),
+                    Contains("train_batch_size must be an integer, got [[[["));
+  std::string huge = "[";
+  for (int i = 0; i < 1000000; ++i) huge += (i ? ",1" : "1");
+  huge += "]";
+  try {
+    parse(R"({"train_batch_size": )" + huge + "}");
+    FAIL("no error");
+  } catch (const Error& e) {
+    std::string what = e.what();
+    CHECK_THAT(what, Contains("train_batch_size must be an integer, got [1, 1, 1"));
+    CHECK(what.size() < 200);
+  }
+}
+
 TEST_CASE("wrong types name the key, the value and the expected type", "[config]") {
   CHECK_THROWS_WITH(parse(R"({"train_batch_size": "16"})"),
                     Contains("train_batch_size must be an integer, got \"16\" (a string)"));

@@ -55,8 +55,11 @@ TEST_CASE("optimizer: Adam means AdamW, SGD is case-sensitive, DeepSpeed's error
   CHECK_THROWS_WITH(opt(R"({"type": "SGD", "params": {"nesterov": true}})"),
                     Contains("optimizer.params.nesterov is a DeepSpeed key that minispeed does not "
                              "implement"));
-  CHECK_THROWS_WITH(opt(R"({"type": "AdamW", "params": {"lr": 0}})"),
-                    Contains("optimizer.params.lr must be a finite number > 0, got 0"));
+  // lr 0 is valid (torch.optim and DeepSpeed accept it: evaluation-only runs);
+  // a negative one is not.
+  CHECK(opt(R"({"type": "AdamW", "params": {"lr": 0}})").lr == 0);
+  CHECK_THROWS_WITH(opt(R"({"type": "AdamW", "params": {"lr": -1e-3}})"),
+                    Contains("optimizer.params.lr must be a finite number >= 0, got -0.001"));
   // Adam with adam_w_mode false is torch.optim.Adam (L2 decay): refused unless
   // weight_decay is 0, where it is the same update as AdamW.
   CHECK_THROWS_WITH(

@@ -329,6 +329,13 @@ std::string read_ds_config_file(const std::string& path) {
   std::error_code ec;
   MS_CHECK(fs::exists(path, ec), "ds_config: no such file '", path, "'");
   MS_CHECK(fs::is_regular_file(path, ec), "ds_config: '", path, "' is not a regular file");
+  // A configuration is a few KB; reading a multi-GB file (a data file or a
+  // checkpoint named by mistake) whole would exhaust memory first.
+  constexpr uintmax_t kMaxConfigBytes = 1 << 20;
+  const uintmax_t bytes = fs::file_size(path, ec);
+  MS_CHECK(ec || bytes <= kMaxConfigBytes, "ds_config: '", path, "' is ", bytes,
+           " bytes; a configuration is a few KB (at most ", kMaxConfigBytes,
+           " bytes): is it the right file?");
   std::ifstream in(path, std::ios::binary);
   MS_CHECK(in, "ds_config: cannot read '", path, "' (permission denied?)");
   std::ostringstream text;

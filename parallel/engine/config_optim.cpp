@@ -57,10 +57,8 @@ DsOptimizerConfig read_optimizer(Section s) {
     p.fail("max_grad_norm",
            "'max_grad_norm' is not supported as an optimizer parameter, please switch to using "
            "the deepspeed parameter 'gradient_clipping' (a top-level key)");
-  if (auto lr = p.real("lr", 0, kInf)) {
-    if (*lr == 0) p.fail("lr", "must be a finite number > 0, got 0");
-    o.lr = *lr;
-  }
+  // lr 0 is valid, as in torch.optim and DeepSpeed (evaluation-only runs).
+  if (auto lr = p.real("lr", 0, kInf)) o.lr = *lr;
   o.weight_decay = p.real("weight_decay", 0, kInf).value_or(o.weight_decay);
   if (o.kind == DsOptimizerConfig::Kind::kAdamW) {
     if (const json* betas = p.raw("betas")) {

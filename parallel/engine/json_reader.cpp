@@ -39,6 +39,31 @@ struct Frame {
   int64_t index = -1;          // the current element (arrays)
 };
 
+// s cut to at most `limit` characters, with "..." where it was cut.
+std::string shorten(std::string s, size_t limit) {
+  if (s.size() > limit) s = s.substr(0, limit - 3) + "...";
+  return s;
+}
+
+// Appends v as JSON to out, stopping once out holds `limit` characters: a
+// value of any size costs O(limit), where v.dump() would copy all of it.
+void dump_bounded(const json& v, std::string& out, size_t limit) {
+  if (out.size() > limit) return;
+  if (v.is_object() || v.is_array()) {
+    out += v.is_object() ? '{' : '[';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end() && out.size() <= limit; ++it) {
+      if (!first) out += ", ";
+      first = false;
+      if (v.is_object()) out += json(it.key()).dump() + ": ";
+      dump_bounded(*it, out, limit);
+    }
+    out += v.is_object() ? '}' : ']';
+  } else {
+    out += v.dump();
+  }
+}
+
 std::string frames_path(const std::vector<Frame>& stack, size_t upto) {
   std::string p;
   for (size_t i = 0; i < upto; ++i) {
@@ -85,6 +110,13 @@ json parse_json_strict(const std::string& text, const std::string& source) {
       case json::parse_event_t::object_start:
       case json::parse_event_t::array_start:
         next_element();
+        // A config is a few levels deep; a file nested 100,000 deep (an
+        // attacker's or a generator's bug) would overflow the stack of every
+        // recursive walk of the value (dump, compare), so it stops here.
+        if (stack.size() >= kMaxConfigDepth)
+          throw Error(str_cat(source, ": JSON nested more than ", kMaxConfigDepth,
+                              " deep at ", shorten(frames_path(stack, stack.size()), 120),
+                              " (a configuration needs a few levels)"));
         stack.push_back(Frame{ev == json::parse_event_t::array_start, {}, {}, -1});
         break;
       case json::parse_event_t::key: {
@@ -138,8 +170,9 @@ std::string Section::path(const std::string& key) const {
 }
 
 std::string Section::show(const json& v) {
-  std::string s = v.dump();
-  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+  std::string s;
+  dump_bounded(v, s, 60);
+  return shorten(s, 60);
 }
 
 void Section::fail(const std::string& key, const std::string& what) const {

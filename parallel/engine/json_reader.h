@@ -13,8 +13,12 @@
 
 namespace ms::engine {
 
-// Parses `text`; a syntax error or a duplicate key (at any depth) is an
-// ms::Error starting "<source>: " that names the key's JSON path.
+// Objects and arrays nested deeper than this are refused while parsing.
+inline constexpr size_t kMaxConfigDepth = 64;
+
+// Parses `text`; a syntax error, a duplicate key (at any depth) or nesting
+// deeper than kMaxConfigDepth is an ms::Error starting "<source>: " that
+// names the key's JSON path.
 nlohmann::json parse_json_strict(const std::string& text, const std::string& source);
 
 // The closest of `candidates` to `word` (edit distance, case-insensitive),
@@ -48,7 +52,8 @@ class Section {
   void finish(const std::vector<std::string>& not_implemented = {}) const;
 
   [[noreturn]] void fail(const std::string& key, const std::string& what) const;
-  static std::string show(const nlohmann::json& v);  // the value as JSON, shortened
+  // The value as JSON, at most 60 characters, in time bounded by that length.
+  static std::string show(const nlohmann::json& v);
 
  private:
   const nlohmann::json* lookup(const std::string& key);
