@@ -89,10 +89,10 @@ Flags train_flags() {
                        "optimizer state (no loss scaling)");
   f.add_switch("fp16", "f16 parameters, gradients and activations, fp32 master weights and "
                        "optimizer state, dynamic loss scaling (DeepSpeed's algorithm)");
-  f.add("loss-scale", "0", "with --fp16: 0 = dynamic loss scaling, > 0 = this static scale");
+  f.add("loss-scale", "0", "with --fp16: 0 = dynamic loss scaling, else this static scale, in [2^-40, 2^40]");
   f.add("initial-scale-power", "16", "with --fp16: the dynamic scale starts at 2^N");
   f.add("loss-scale-window", "1000", "with --fp16: clean steps before the scale doubles");
-  f.add("hysteresis", "2", "with --fp16: overflows tolerated before the scale halves");
+  f.add("hysteresis", "2", "with --fp16: the scale halves at the N-th overflow since it last grew (DeepSpeed's delayed_shift: 2 tolerates 1)");
   f.add("min-loss-scale", "1", "with --fp16: the scale never goes below this (error there)");
   f.add("communication-data-type", "",
         "with --bf16/--fp16: fp32 reduces gradients in fp32 (default: the 16-bit dtype)");

@@ -86,7 +86,7 @@ DynamicLossScaler::DynamicLossScaler(const LossScalerConfig& config) : c_(config
   // DeepSpeed accepts hysteresis 0 and then never halves (cur_hysteresis
   // counts down past 1 forever): refuse it.
   MS_CHECK(c_.hysteresis >= 1,
-           "fp16.hysteresis must be >= 1 (overflows tolerated before halving), got ",
+           "fp16.hysteresis must be >= 1 (the scale halves at the N-th overflow), got ",
            c_.hysteresis);
   MS_CHECK(finite_positive(c_.min_loss_scale), "fp16.min_loss_scale must be finite and > 0, got ",
            num(c_.min_loss_scale));
