@@ -178,7 +178,7 @@ TEST_CASE("checkpoint: damaged or hostile folders are refused with their reason"
       spit(json, j.dump());
       CHECK(error_of([&] { read_full_state(tag); }) ==
             "checkpoint: '" + json + "': world_size " + std::to_string(ws) + ", but '" + tag +
-                "' holds 1 rank file(s) (rank_NNNNN.json): it should be 1");
+                "' holds the files of 1 rank(s) (rank_NNNNN.json, .safetensors): it should be 1");
     }
     j = saved;
     j["world_size"] = 4294967297ULL;  // 2^32 + 1: an int would read it as 1
