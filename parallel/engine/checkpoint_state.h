@@ -17,6 +17,11 @@
 
 namespace ms {
 
+// What a rank record may claim at most, checked before anything is sized by it.
+inline constexpr int64_t kCheckpointMaxRanks = int64_t{1} << 20;
+inline constexpr int64_t kCheckpointMaxDim = int64_t{1} << 31;
+inline constexpr uintmax_t kCheckpointMaxRecordBytes = uintmax_t{256} << 20;  // one JSON record
+
 // One rank's JSON record (DIR/TAG/rank_NNNNN.json).
 struct RankRecord {
   std::string run_id;  // the save that wrote it (checkpoint_folder.h); COMPLETE records it too
