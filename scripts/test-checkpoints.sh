@@ -174,7 +174,7 @@ for phase in "rank-files|in-place:yes tmp:1 tmp-complete:0 old:0" \
     for f in "$tmp"/zero3/a/global_step20/rank_*.safetensors; do
       cmp -s "$f" "$d/global_step20/$(basename "$f")" || same=0
     done
-    [ -z "$(find "$d" -maxdepth 1 -name '*.tmp-*' -o -maxdepth 1 -name '*.old-*')" ] || same=0
+    [ -z "$(find "$d" -maxdepth 1 \( -name '*.tmp-*' -o -name '*.old-*' \))" ] || same=0
     [ "$(cat "$d/latest")" = global_step30 ] || same=0
     if [ -z "$ref" ]; then ref=$d.safetensors; else cmp -s "$ref" "$d.safetensors" || same=0; fi
   else
