@@ -25,6 +25,7 @@
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
+#include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
 #include "parallel/engine/engine.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
@@ -191,6 +192,8 @@ int train_command(int argc, char** argv, Communicator& world) {
   std::map<std::string, std::string> run_flags;  // kept in each checkpoint, for the record
   for (const auto& [flag, value] : flags.values()) run_flags[flag] = value;
   int64_t first_step = 0;
+  if (c.save_every > 0)  // a bad --checkpoint-dir fails now, not at the first save
+    on_every_rank(world, [&] { return check_checkpoint_dir(c.checkpoint_dir), 0; });
   if (!c.resume.empty()) {
     first_step = engine.load_checkpoint(c.checkpoint_dir, c.resume).step;
     if (first_step >= steps)

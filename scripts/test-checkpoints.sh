@@ -12,7 +12,13 @@
 #  3. `minispeed consolidate` of the 3D checkpoint equals its --save-weights
 #     file byte for byte, sample / train --init-from read it, and PyTorch
 #     (tests/ref/consolidated_loss.py) reproduces our loss on it;
-#  4. bad input on 2 ranks: one clear error, exit 1, no hang.
+#  4. a re-save of a tag killed at each point (MS_TEST_KILL_AT, test-only:
+#     parallel/engine/checkpoint_folder.h) leaves a complete copy: resume
+#     from latest continues from it, and the next save cleans up;
+#  5. bad input on 2 ranks: one clear error, exit 1, no hang — damaged, mixed
+#     (two saves' rank files), lying (n_layer, tp, world_size, a negative
+#     optimizer.steps) checkpoints, and a --checkpoint-dir no save could
+#     write, refused before step 1.
 #   scripts/test-checkpoints.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -129,7 +135,60 @@ else
   fi
 fi
 
-# ---- 4. bad input on 2 ranks: one error line, exit 1 ----
+# ---- 4. a re-save killed at each point of the swap ----
+# zero3's straight run left global_step10, global_step20 and latest ->
+# global_step20. Resuming from global_step10 re-saves global_step20 (the
+# replacement of a complete checkpoint, which once deleted it first); the
+# save is killed (SIGKILL: no cleanup) at each phase, then `--resume latest`
+# must continue from a complete step-20 copy, byte-identical to the
+# straight run's, and the next save must leave no staging folder behind.
+z3="--zero-stage 3 --batch-size 4"
+state() {  # what a killed save left: the tag in place? staging / set-aside folders?
+  local d=$1
+  echo "in-place:$([ -d "$d/global_step20" ] && echo yes || echo no)" \
+    "tmp:$(find "$d" -maxdepth 1 -name 'global_step20.tmp-*' | wc -l)" \
+    "tmp-complete:$(find "$d" -maxdepth 2 -path '*global_step20.tmp-*/COMPLETE' | wc -l)" \
+    "old:$(find "$d" -maxdepth 1 -name 'global_step20.old-*' | wc -l)"
+}
+ref=""
+for phase in "rank-files|in-place:yes tmp:1 tmp-complete:0 old:0" \
+             "complete|in-place:yes tmp:1 tmp-complete:1 old:0" \
+             "aside|in-place:no tmp:1 tmp-complete:1 old:1" \
+             "in-place|in-place:yes tmp:0 tmp-complete:0 old:1" \
+             "latest|in-place:yes tmp:0 tmp-complete:0 old:1"; do
+  IFS='|' read -r name want <<<"$phase"
+  d=$tmp/kill-$name
+  cp -r "$tmp/zero3/a" "$d"
+  MS_TEST_KILL_AT=$name run 2 $z3 --steps 20 --save-every 10 --checkpoint-dir "$d" \
+    --resume global_step10 >"$d.killed.log" 2>&1
+  rc=$?
+  got=$(state "$d")
+  if [ $rc -eq 0 ] || [ "$got" != "$want" ]; then
+    bad "a save killed at '$name': exit $rc, left '$got', expected '$want'"
+    continue
+  fi
+  same=1
+  if run 2 $z3 --steps 30 --save-every 10 --checkpoint-dir "$d" --resume latest \
+    --save-weights "$d.safetensors" >"$d.log" 2>&1 &&
+    grep -q "resumed from 'latest' at step 20" "$d.log"; then
+    for f in "$tmp"/zero3/a/global_step20/rank_*.safetensors; do
+      cmp -s "$f" "$d/global_step20/$(basename "$f")" || same=0
+    done
+    [ -z "$(find "$d" -maxdepth 1 \( -name '*.tmp-*' -o -name '*.old-*' \))" ] || same=0
+    [ "$(cat "$d/latest")" = global_step30 ] || same=0
+    if [ -z "$ref" ]; then ref=$d.safetensors; else cmp -s "$ref" "$d.safetensors" || same=0; fi
+  else
+    same=0
+    tail -3 "$d.log"
+  fi
+  if [ $same = 1 ]; then
+    ok "a re-save killed at '$name' ($got): --resume latest continues from the complete step-20 copy, the next save cleans up"
+  else
+    bad "after a re-save killed at '$name', resume or the cleanup failed"
+  fi
+done
+
+# ---- 5. bad input on 2 ranks: one error line, exit 1 ----
 expect_error() {  # LABEL EXPECTED-SUBSTRING ARGS...
   local label=$1 want=$2
   shift 2
@@ -163,6 +222,46 @@ echo nowhere >"$d/a/latest"
 expect_error "latest pointing nowhere" \
   "error: checkpoint: '$d/a/latest' names tag 'nowhere', but '$d/a/nowhere' does not exist" \
   --zero-stage 1 --batch-size 4 --steps 20 --checkpoint-dir "$d/a" --resume latest
+# Two jobs' rank files in one folder: ddp's straight and resumed runs each
+# saved global_step20 (the same state, bit for bit, but other save runs).
+m=$tmp/mixed
+mkdir -p "$m"
+cp -r "$tmp/ddp/a/global_step20" "$m/"
+cp "$tmp/ddp/b/global_step20/rank_00001."* "$m/global_step20/"
+expect_error "rank files of two save runs in one checkpoint" \
+  "error: checkpoint: '$m/global_step20/rank_00001.json' was written by save run '" \
+  --zero-stage 0 --batch-size 4 --steps 30 --checkpoint-dir "$m" --resume global_step20
+lie() {  # LABEL SED-EXPRESSION EXPECTED: ddp's global_step20 with rank 0's record edited
+  local label=$1 edit=$2 want=$3 l=$tmp/lie-$RANDOM
+  mkdir -p "$l"
+  cp -r "$tmp/ddp/a/global_step20" "$l/"
+  sed -i "$edit" "$l/global_step20/rank_00000.json"
+  expect_error "$label" "error: checkpoint: '$l/global_step20/rank_00000.json': $want" \
+    --zero-stage 0 --batch-size 4 --steps 30 --checkpoint-dir "$l" --resume global_step20
+}
+lie "a lying n_layer" 's/"n_layer": 2/"n_layer": 1000000/' \
+  "model.n_layer 1000000, but the rank files hold the tensors of 2 layer(s) (h.0 to h.1): it should be 2"
+lie "a lying tp" 's/"tp": 1,/"tp": 1000000000,/' \
+  "layout.tp 1000000000 is out of range: it should be in [1, 2] (world_size)"
+lie "a lying world_size" 's/"world_size": 2/"world_size": 1000000000/' \
+  "world_size 1000000000, but '$tmp/lie-"
+lie "a negative optimizer.steps" 's/"steps": 20/"steps": -5/' \
+  "optimizer.steps -5 is out of range: it should be in [0, 20] (0 to step)"
+# A --checkpoint-dir no save could write: refused before step 1, not after
+# the training.
+echo x >"$tmp/a-file"
+for dir in "$tmp/a-file" /proc/minispeed-ckpt; do
+  out=$(timeout 60 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $common --steps 20 \
+    --batch-size 4 --save-every 10 --checkpoint-dir "$dir" 2>&1)
+  rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -qF "error: cannot save checkpoints in '$dir'" <<<"$out" &&
+    ! grep -q '^step ' <<<"$out"; then
+    ok "--checkpoint-dir $dir is refused before step 1"
+  else
+    bad "--checkpoint-dir $dir (exit $rc)"
+    echo "$out" | tail -5 | sed 's/^/  /'
+  fi
+done
 expect_error "--resume without --checkpoint-dir" \
   "error: --resume latest needs --checkpoint-dir DIR" --steps 20 --batch-size 4 --resume latest
 

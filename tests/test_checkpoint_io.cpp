@@ -148,6 +148,94 @@ TEST_CASE("checkpoint: damaged or hostile folders are refused with their reason"
     spit(json, j.dump());
     CHECK_THAT(error_of([&] { read_full_state(tag); }), Catch::Contains("has shard shape [3, 3]"));
   }
+  SECTION("a lying n_layer, tp or world_size is refused before anything is sized by it") {
+    // Each would allocate without bound if believed (a 10^6-layer model is
+    // 13 GB here; world_size sizes the per-rank tables; tp the shard slots).
+    const nlohmann::json saved = nlohmann::json::parse(slurp(json));
+    nlohmann::json j = saved;
+    j["model"]["n_layer"] = 1000000;
+    spit(json, j.dump());
+    CHECK(error_of([&] { read_full_state(tag); }) ==
+          "checkpoint: '" + json +
+              "': model.n_layer 1000000, but the rank files hold the tensors of 1 layer(s) (h.0 "
+              "to h.0): it should be 1");
+    j = saved;
+    j["model"]["n_embd"] = 1 << 20;
+    j["model"]["n_head"] = 1;
+    spit(json, j.dump());
+    CHECK_THAT(error_of([&] { read_full_state(tag); }),
+               Catch::Contains("parameters, but the rank files hold only 7664: model.vocab_size, "
+                               "model.block_size or model.n_embd does not match the tensors"));
+    j = saved;
+    j["layout"]["tp"] = 1000000000;
+    spit(json, j.dump());
+    CHECK(error_of([&] { read_full_state(tag); }) ==
+          "checkpoint: '" + json +
+              "': layout.tp 1000000000 is out of range: it should be in [1, 1] (world_size)");
+    for (const int64_t ws : {int64_t{1000000000}, int64_t{2}}) {
+      j = saved;
+      j["world_size"] = ws;
+      spit(json, j.dump());
+      CHECK(error_of([&] { read_full_state(tag); }) ==
+            "checkpoint: '" + json + "': world_size " + std::to_string(ws) + ", but '" + tag +
+                "' holds the files of 1 rank(s) (rank_NNNNN.json, .safetensors): it should be 1");
+    }
+    j = saved;
+    j["world_size"] = 4294967297ULL;  // 2^32 + 1: an int would read it as 1
+    spit(json, j.dump());
+    CHECK_THAT(error_of([&] { read_full_state(tag); }), Catch::Contains("world_size 4294967297"));
+  }
+  SECTION("a negative or out-of-range counter is refused, naming the key") {
+    const nlohmann::json saved = nlohmann::json::parse(slurp(json));
+    auto refused = [&](const std::function<void(nlohmann::json&)>& lie, const std::string& want) {
+      nlohmann::json j = saved;
+      lie(j);
+      spit(json, j.dump());
+      const std::string err = error_of([&] { read_full_state(tag); });
+      INFO(err);
+      CHECK(err == "checkpoint: '" + json + "': " + want);
+    };
+    refused([](auto& j) { j["optimizer"]["steps"] = -3; },
+            "optimizer.steps -3 is out of range: it should be in [0, 2] (0 to step)");
+    refused([](auto& j) { j["optimizer"]["steps"] = 3; },
+            "optimizer.steps 3 is out of range: it should be in [0, 2] (0 to step)");
+    refused([](auto& j) { j["optimizer"]["steps"] = 1.5; },
+            "optimizer.steps 1.5 is not an integer in [0, 2] (0 to step)");
+    refused([](auto& j) { j["step"] = -1; },
+            "step -1 is out of range: it should be in [0, 9223372036854775807]");
+    refused([](auto& j) { j["skipped_steps"] = 5; },
+            "skipped_steps 5 is out of range: it should be in [0, 2] (0 to step)");
+    refused([](auto& j) { j["model"]["dropout"] = -0.5; },
+            "model.dropout -0.5 is out of range: it should be in [0, 1]");
+    refused([](auto& j) { j["layout"]["zero_stage"] = 4; },
+            "layout.zero_stage 4 is out of range: it should be in [0, 3]");
+    const nlohmann::json scale = {
+        {"scale", 1024.0}, {"cur_iter", 2}, {"last_overflow_iter", -1}, {"cur_hysteresis", 1}};
+    refused([&](auto& j) { j["loss_scale"] = scale, j["loss_scale"]["scale"] = -1.0; },
+            "loss_scale.scale -1 is out of range: it should be in [0, 1.79769e+308]");
+    refused([&](auto& j) { j["loss_scale"] = scale, j["loss_scale"]["scale"] = 0.0; },
+            "loss_scale.scale 0 is out of range: it should be > 0");
+    refused([&](auto& j) { j["loss_scale"] = scale, j["loss_scale"]["cur_iter"] = -7; },
+            "loss_scale.cur_iter -7 is out of range: it should be in [0, 2] (0 to step)");
+    refused([&](auto& j) { j["loss_scale"] = scale, j["loss_scale"]["last_overflow_iter"] = -2; },
+            "loss_scale.last_overflow_iter -2 is out of range: it should be in [-1, 2] (-1: none, "
+            "to cur_iter)");
+    refused([&](auto& j) { j["loss_scale"] = scale, j["loss_scale"]["cur_hysteresis"] = 0; },
+            "loss_scale.cur_hysteresis 0 is out of range: it should be in [1, 2147483647]");
+  }
+  SECTION("a rank file of another save run than COMPLETE's") {
+    nlohmann::json j = nlohmann::json::parse(slurp(json));
+    const std::string run = j["run_id"];
+    CHECK(slurp(tag + "/COMPLETE") == "step 2, 1 rank files, run " + run + "\n");
+    j["run_id"] = "0123456789abcdef";
+    spit(json, j.dump());
+    CHECK(error_of([&] { read_full_state(tag); }) ==
+          "checkpoint: '" + json +
+              "' was written by save run '0123456789abcdef', but '" + tag +
+              "/COMPLETE' records run '" + run +
+              "': the folder mixes files of different saves (two jobs saving into one folder?); "
+              "resume from another tag");
+  }
   SECTION("malformed JSON") {
     spit(json, "{\"format\": ");
     CHECK_THAT(error_of([&] { read_full_state(tag); }),

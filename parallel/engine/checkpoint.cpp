@@ -11,6 +11,7 @@
 #include "nn/checkpointed_block.h"  // dropout_generators
 #include "nn/safetensors.h"
 #include "parallel/comm/runtime.h"
+#include "parallel/engine/checkpoint_folder.h"
 #include "parallel/engine/checkpoint_state.h"
 #include "parallel/tp/shard.h"
 #include "tensor/error.h"
@@ -21,6 +22,21 @@ namespace ms {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Collective: `text` as rank `root` holds it, on every rank.
+std::string broadcast_text(Communicator& world, const std::string& text, int root) {
+  if (world.size() == 1) return text;
+  Tensor len = from_vector(std::vector<int32_t>{static_cast<int32_t>(text.size())}, {1});
+  world.broadcast(len, root);
+  std::vector<int32_t> chars(text.begin(), text.end());
+  chars.resize(static_cast<size_t>(len.item()));
+  if (chars.empty()) return "";
+  Tensor t = from_vector(chars, {static_cast<int64_t>(chars.size())});
+  world.broadcast(t, root);
+  std::string out;
+  for (double c : t.to_vector()) out += static_cast<char>(c);
+  return out;
+}
 
 // Collective. Every rank learns whether any failed; if so, all throw the
 // lowest failing rank's message (so no rank is left waiting in the next
@@ -39,14 +55,7 @@ void agree(Communicator& world, const std::string& error) {
   for (int r = 0; r < n; ++r)
     if (f[r] != 0) count += 1, first = first < 0 ? r : first;
   if (count == 0) return;
-  Tensor len = from_vector(std::vector<int32_t>{static_cast<int32_t>(error.size())}, {1});
-  world.broadcast(len, first);
-  std::vector<int32_t> chars(error.begin(), error.end());
-  chars.resize(static_cast<size_t>(len.item()));
-  Tensor text = from_vector(chars, {static_cast<int64_t>(chars.size())});
-  if (!chars.empty()) world.broadcast(text, first);
-  std::string message;
-  for (double c : text.to_vector()) message += static_cast<char>(c);
+  const std::string message = broadcast_text(world, error, first);
   throw AgreedError(str_cat(message, " (on rank ", first,
                             count > 1 ? str_cat(" and ", count - 1, " other rank(s)") : "", ")"));
 }
@@ -72,10 +81,11 @@ void write_text(const std::string& path, const std::string& text) {
 
 void check_tag(const std::string& tag) {
   MS_CHECK(!tag.empty() && tag != "latest" && tag != "." && tag != ".." &&
-               tag.find('/') == std::string::npos,
+               tag.find('/') == std::string::npos && !is_leftover_name(tag),
            "checkpoint: tag '", tag,
            "' cannot name a folder of the checkpoint directory (not empty, 'latest', '.', '..', "
-           "or containing '/')");
+           "containing '/', or ending like a save's staging folder, .tmp-<run id> or .old-<run "
+           "id>)");
 }
 
 // Whether this rank's copy of parameter `param` is the one saved (see
@@ -217,18 +227,19 @@ std::string resolve_checkpoint(const std::string& dir, const std::string& tag) {
   MS_CHECK(fs::is_directory(dir, ec), "checkpoint: '", dir, "' is not a directory");
   if (tag != "latest") {
     check_tag(tag);
-    const fs::path p = fs::path(dir) / tag;
-    if (!fs::is_directory(p, ec)) {
+    const std::string p = find_tag_dir(dir, tag);
+    if (p.empty()) {
       std::vector<std::string> tags;
       for (const auto& e : fs::directory_iterator(dir, ec))
-        if (e.is_directory()) tags.push_back(e.path().filename().string());
+        if (e.is_directory() && !is_leftover_name(e.path().filename().string()))
+          tags.push_back(e.path().filename().string());
       std::sort(tags.begin(), tags.end());
       std::string have;
       for (const std::string& x : tags) have += (have.empty() ? "" : ", ") + x;
       throw Error(str_cat("checkpoint: no tag '", tag, "' in '", dir,
                           "' (tags there: ", have.empty() ? "none" : have, ")"));
     }
-    return p.string();
+    return p;
   }
   const fs::path latest = fs::path(dir) / "latest";
   MS_CHECK(fs::is_regular_file(latest, ec), "checkpoint: '", latest.string(),
@@ -240,10 +251,10 @@ std::string resolve_checkpoint(const std::string& dir, const std::string& tag) {
   MS_CHECK(!name.empty() && name != "latest" && name != "." && name != ".." &&
                name.find('/') == std::string::npos,
            "checkpoint: '", latest.string(), "' holds '", name, "', which is no tag");
-  const fs::path p = fs::path(dir) / name;
-  MS_CHECK(fs::is_directory(p, ec), "checkpoint: '", latest.string(), "' names tag '", name,
-           "', but '", p.string(), "' does not exist");
-  return p.string();
+  const std::string p = find_tag_dir(dir, name);
+  MS_CHECK(!p.empty(), "checkpoint: '", latest.string(), "' names tag '", name, "', but '",
+           (fs::path(dir) / name).string(), "' does not exist");
+  return p;
 }
 
 std::string save_checkpoint(const std::string& dir, const std::string& tag_in, CheckpointTarget& t,
@@ -251,33 +262,51 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag_in, C
   const std::string tag = tag_in.empty() ? str_cat("global_step", meta.step) : tag_in;
   const std::string tag_dir = (fs::path(dir) / tag).string();
   const bool lead = t.world.rank() == 0;
-  // 1. The folder, with any earlier COMPLETE of this tag gone before a byte
-  //    of the new save lands in it, and an earlier save's rank files too (a
-  //    save by more ranks would leave files no record accounts for).
+  // 1. Rank 0 locks the folder against a second job, repairs what an earlier
+  //    interrupted save left (checkpoint_folder.h), draws this save's run id
+  //    and creates its staging folder; every rank learns the id.
+  std::optional<CheckpointDirLock> lock;
+  std::string run;
   on_all_ranks(t.world, [&] {
     check_tag(tag);
     if (!lead) return;
     check_save_path(rank_file_stem(tag_dir, 0) + ".json");
-    fs::create_directories(tag_dir);
-    fs::remove(fs::path(tag_dir) / "COMPLETE");
-    for (const auto& e : fs::directory_iterator(tag_dir))
-      if (e.path().filename().string().rfind("rank_", 0) == 0) fs::remove(e.path());
+    fs::create_directories(dir);
+    lock.emplace(dir);
+    repair_checkpoint_dir(dir);
+    std::error_code ec;
+    MS_CHECK(!fs::exists(tag_dir, ec) || fs::is_directory(tag_dir, ec), "checkpoint: '", tag_dir,
+             "' exists and is not a folder: it cannot be replaced by a checkpoint");
+    run = new_save_run_id();
+    fs::create_directories(staging_dir(dir, tag, run));
   });
-  // 2. Every rank its pair of files, each written atomically.
-  on_all_ranks(t.world, [&] {
-    std::map<std::string, Tensor> tensors;
-    const RankRecord rec = describe_rank(t, meta, tensors);
-    const std::string stem = rank_file_stem(tag_dir, rec.rank);
-    save_safetensors(stem + ".safetensors", tensors, {{"format", "minispeed-checkpoint"}});
-    write_text(stem + ".json", record_to_json(rec));
-  });
-  // 3. All ranks agreed their files are written: the marker, then latest.
-  on_all_ranks(t.world, [&] {
-    if (!lead) return;
-    write_text((fs::path(tag_dir) / "COMPLETE").string(),
-               str_cat("step ", meta.step, ", ", t.world.size(), " rank files\n"));
-    write_text((fs::path(dir) / "latest").string(), tag + "\n");
-  });
+  run = broadcast_text(t.world, run, 0);
+  const std::string staged = staging_dir(dir, tag, run);
+  try {
+    // 2. Every rank its pair of files, each written atomically, stamped with
+    //    the run id.
+    on_all_ranks(t.world, [&] {
+      std::map<std::string, Tensor> tensors;
+      RankRecord rec = describe_rank(t, meta, tensors);
+      rec.run_id = run;
+      const std::string stem = rank_file_stem(staged, rec.rank);
+      save_safetensors(stem + ".safetensors", tensors, {{"format", "minispeed-checkpoint"}});
+      test_kill_point("rank-files");
+      write_text(stem + ".json", record_to_json(rec));
+    });
+    // 3. All ranks agreed their files are written: the marker, then the swap
+    //    into place and latest.
+    on_all_ranks(t.world, [&] {
+      if (!lead) return;
+      write_text((fs::path(staged) / "COMPLETE").string(),
+                 str_cat("step ", meta.step, ", ", t.world.size(), " rank files, run ", run, "\n"));
+      publish_tag(dir, tag, staged, run);
+    });
+  } catch (const Error&) {
+    std::error_code ec;
+    if (lead) fs::remove_all(staged, ec);  // never complete; the old copy is untouched
+    throw;
+  }
   return tag_dir;
 }
 

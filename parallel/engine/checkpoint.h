@@ -13,6 +13,11 @@
 //   DIR/TAG/COMPLETE                 written last, by rank 0, once every rank
 //                                    reported its files written (llm.c's DONE
 //                                    marker): a tag without it is refused
+//   DIR/.lock                        flocked by rank 0 while it saves
+// A save is written in DIR/TAG.tmp-<run id>/ and renamed into place
+// (checkpoint_folder.h): a complete copy is never deleted before its
+// replacement is complete. The run id, drawn by rank 0, is in every rank's
+// JSON and in COMPLETE; a folder whose files disagree is refused.
 // What is saved is the optimizer's tensors (fp32 master weights under mixed
 // precision) and their state, never the model's copies: they are the source
 // of truth the model's parameters follow from.
@@ -72,8 +77,8 @@ struct CheckpointMeta {
 
 // Collective over target.world; every rank must call it. Writes DIR/TAG
 // (default tag: DeepSpeed's "global_step<N>"), then COMPLETE and DIR/latest.
-// Any rank's failure is the same ms::Error on every rank, and leaves no
-// COMPLETE. Returns the tag directory.
+// Any rank's failure is the same ms::Error on every rank, and leaves the
+// earlier copy of TAG (if any) in place. Returns the tag directory.
 std::string save_checkpoint(const std::string& dir, const std::string& tag,
                             CheckpointTarget& target, const CheckpointMeta& meta);
 
@@ -88,7 +93,9 @@ CheckpointMeta load_checkpoint(const std::string& dir, const std::string& tag,
                                CheckpointTarget& target);
 
 // "DIR/TAG" for a tag, or DIR/latest's tag for "latest"; checks that the
-// folder exists. Not collective.
+// folder exists. After a save killed mid-swap, the complete staged or
+// set-aside copy of the tag (checkpoint_folder.h: find_tag_dir). Not
+// collective.
 std::string resolve_checkpoint(const std::string& dir, const std::string& tag);
 
 }  // namespace ms

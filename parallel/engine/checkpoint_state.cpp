@@ -1,14 +1,16 @@
 #include "parallel/engine/checkpoint_state.h"
 
 #include <algorithm>
-#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "autograd/grad_mode.h"
 #include "nn/safetensors.h"
+#include "parallel/engine/checkpoint_folder.h"
 #include "parallel/tp/shard.h"
 #include "tensor/error.h"
 #include "tensor/factory.h"
@@ -20,29 +22,28 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kFormat = "minispeed-checkpoint";
-constexpr int kVersion = 1;
+constexpr int64_t kMaxRanks = kCheckpointMaxRanks;
+constexpr int64_t kMaxDim = kCheckpointMaxDim;
+constexpr uintmax_t kMaxRecordBytes = kCheckpointMaxRecordBytes;
 
-std::string read_text(const std::string& path, const std::string& what) {
+void check_present(const std::string& path, const std::string& what) {
   std::error_code ec;
   MS_CHECK(fs::is_regular_file(path, ec), "checkpoint: ", what, " '", path,
            "' is missing (a checkpoint folder holds COMPLETE and rank_NNNNN.{json,safetensors} "
            "for every rank that saved it)");
+}
+
+std::string read_text(const std::string& path, const std::string& what) {
+  check_present(path, what);
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  MS_CHECK(!ec && size <= kMaxRecordBytes, "checkpoint: ", what, " '", path, "' holds ", size,
+           " bytes; a rank record is at most ", kMaxRecordBytes, " (it is not one)");
   std::ifstream f(path, std::ios::binary);
   MS_CHECK(f.good(), "checkpoint: cannot read ", what, " '", path, "'");
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
-}
-
-Shape shape_from(const json& j) {
-  Shape s;
-  for (const json& d : j) {
-    const int64_t n = d.get<int64_t>();
-    MS_CHECK(n >= 0, "negative dimension ", n);
-    s.push_back(n);
-  }
-  return s;
 }
 
 // The shard shape tp rank r of t holds of a serial parameter (shard.h's table).
@@ -54,124 +55,113 @@ Shape local_shape_of(const Shape& serial, TpSplit split, int t) {
   return s;
 }
 
-}  // namespace
+// What the rank files' tensors are, from their safetensors headers alone:
+// elements per kind ("param", "exp_avg"...) and the block indices of h.<i>.
+// The JSON's sizes are checked against it before anything is allocated by them.
+struct TensorCensus {
+  std::map<std::string, long double> elements;
+  std::set<int64_t> layers;
+};
 
-std::string rank_file_stem(const std::string& tag_dir, int rank) {
-  char name[32];
-  std::snprintf(name, sizeof name, "rank_%05d", rank);
-  return (fs::path(tag_dir) / name).string();
-}
-
-std::string record_to_json(const RankRecord& r) {
-  json pieces = json::array();
-  for (const RankRecord::Piece& p : r.pieces)
-    pieces.push_back(
-        {{"name", p.name}, {"local_shape", p.local_shape}, {"begin", p.begin}, {"end", p.end}});
-  const CheckpointLayout& l = r.layout;
-  json j = {
-      {"format", kFormat},
-      {"version", kVersion},
-      {"rank", r.rank},
-      {"world_size", r.world_size},
-      {"step", r.step},
-      {"skipped_steps", r.skipped_steps},
-      // The data contract (docs/architecture.md): the batches of step s are a
-      // pure function of (s, micro-step, dp rank), so the step IS the position.
-      {"data_position", {{"next_step", r.step}}},
-      {"layout",
-       {{"dp", l.dp},
-        {"tp", l.tp},
-        {"pp", l.pp},
-        {"zero_stage", l.zero_stage},
-        {"virtual_stages", l.virtual_stages},
-        {"sequence_parallel", l.sequence_parallel},
-        {"dp_rank", l.dp_rank},
-        {"tp_rank", l.tp_rank},
-        {"pp_rank", l.pp_rank}}},
-      {"model",
-       {{"vocab_size", r.model.vocab_size},
-        {"block_size", r.model.block_size},
-        {"n_layer", r.model.n_layer},
-        {"n_head", r.model.n_head},
-        {"n_embd", r.model.n_embd},
-        {"dropout", r.model.dropout}}},
-      {"optimizer",
-       {{"name", r.optimizer}, {"steps", r.optimizer_steps}, {"state", r.state_names}}},
-      {"rng", {{"dropout_generators", r.rng}}},
-      {"loss_scale", nullptr},
-      {"config", r.config},
-      {"pieces", pieces},
-  };
-  if (r.loss_scale)
-    j["loss_scale"] = {{"scale", r.loss_scale->scale},
-                       {"cur_iter", r.loss_scale->cur_iter},
-                       {"last_overflow_iter", r.loss_scale->last_overflow_iter},
-                       {"cur_hysteresis", r.loss_scale->cur_hysteresis}};
-  return j.dump(1) + "\n";
-}
-
-RankRecord record_from_json(const std::string& text, const std::string& file) {
-  RankRecord r;
-  try {
-    const json j = json::parse(text);
-    MS_CHECK(j.at("format") == kFormat && j.at("version") == kVersion, "not a ", kFormat,
-             " version ", kVersion, " record");
-    r.rank = j.at("rank").get<int>();
-    r.world_size = j.at("world_size").get<int>();
-    MS_CHECK(r.world_size >= 1 && r.rank >= 0 && r.rank < r.world_size, "rank ", r.rank,
-             " of world_size ", r.world_size, " is out of range");
-    r.step = j.at("step").get<int64_t>();
-    MS_CHECK(r.step >= 0, "step ", r.step, " is negative");
-    r.skipped_steps = j.value("skipped_steps", int64_t{0});
-    MS_CHECK(r.skipped_steps >= 0 && r.skipped_steps <= r.step, "skipped_steps ", r.skipped_steps,
-             " is not in [0, step ", r.step, "]");
-    const json& l = j.at("layout");
-    r.layout = {l.at("dp").get<int>(),
-                l.at("tp").get<int>(),
-                l.at("pp").get<int>(),
-                l.at("zero_stage").get<int>(),
-                l.at("virtual_stages").get<int>(),
-                l.at("sequence_parallel").get<bool>(),
-                l.at("dp_rank").get<int>(),
-                l.at("tp_rank").get<int>(),
-                l.at("pp_rank").get<int>()};
-    const CheckpointLayout& L = r.layout;
-    MS_CHECK(L.dp >= 1 && L.tp >= 1 && L.pp >= 1 && int64_t{L.dp} * L.tp * L.pp == r.world_size,
-             "layout dp ", L.dp, " × tp ", L.tp, " × pp ", L.pp, " is not world_size ",
-             r.world_size);
-    MS_CHECK(L.tp_rank >= 0 && L.tp_rank < L.tp && L.dp_rank >= 0 && L.dp_rank < L.dp &&
-                 L.pp_rank >= 0 && L.pp_rank < L.pp,
-             "layout ranks (dp ", L.dp_rank, ", tp ", L.tp_rank, ", pp ", L.pp_rank,
-             ") are out of range");
-    const json& m = j.at("model");
-    r.model.vocab_size = m.at("vocab_size").get<int64_t>();
-    r.model.block_size = m.at("block_size").get<int64_t>();
-    r.model.n_layer = m.at("n_layer").get<int64_t>();
-    r.model.n_head = m.at("n_head").get<int64_t>();
-    r.model.n_embd = m.at("n_embd").get<int64_t>();
-    r.model.dropout = m.at("dropout").get<double>();
-    const json& o = j.at("optimizer");
-    r.optimizer = o.at("name").get<std::string>();
-    r.optimizer_steps = o.at("steps").get<int64_t>();
-    r.state_names = o.at("state").get<std::vector<std::string>>();
-    r.rng = j.at("rng").at("dropout_generators").get<std::vector<uint64_t>>();
-    if (!j.at("loss_scale").is_null()) {
-      const json& s = j.at("loss_scale");
-      r.loss_scale = LossScalerState{s.at("scale").get<double>(), s.at("cur_iter").get<int64_t>(),
-                                     s.at("last_overflow_iter").get<int64_t>(),
-                                     s.at("cur_hysteresis").get<int>()};
-    }
-    r.config = j.at("config").get<std::map<std::string, std::string>>();
-    for (const json& p : j.at("pieces"))
-      r.pieces.push_back({p.at("name").get<std::string>(), shape_from(p.at("local_shape")),
-                          p.at("begin").get<int64_t>(), p.at("end").get<int64_t>()});
-  } catch (const json::exception& e) {
-    throw Error(str_cat("checkpoint: '", file, "' is not a valid rank record: ", e.what()));
-  } catch (const Error& e) {
-    throw Error(str_cat("checkpoint: '", file, "': ", e.what()));
+void add_header(const std::string& path, TensorCensus& census) {
+  check_present(path, "rank file");
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  std::ifstream f(path, std::ios::binary);
+  uint64_t n = 0;
+  unsigned char len[8] = {};
+  bool ok = !ec && size >= 8 && f.read(reinterpret_cast<char*>(len), 8).good();
+  for (int i = 0; i < 8; ++i) n |= uint64_t{len[i]} << (8 * i);
+  ok = ok && n <= size - 8 && n <= kMaxRecordBytes;
+  json header;
+  long double bytes = 0;
+  if (ok) {
+    std::string text(n, '\0');
+    ok = f.read(text.data(), static_cast<std::streamsize>(n)).good();
+    header = json::parse(text, nullptr, false);
+    ok = ok && header.is_object();
   }
-  return r;
+  if (ok) {
+    for (const auto& [key, t] : header.items()) {
+      if (key == "__metadata__") continue;
+      long double numel = 1;
+      ok = ok && t.is_object() && t.contains("shape") && t["shape"].is_array();
+      if (!ok) break;
+      for (const json& d : t["shape"]) {
+        ok = ok && d.is_number_integer() && d.get<int64_t>() >= 0;
+        if (ok) numel *= d.get<int64_t>();
+      }
+      bytes += numel * 4;
+      const std::string kind = key.substr(0, key.find('/'));
+      const std::string name = key.substr(std::min(key.size(), kind.size() + 1));
+      census.elements[kind] += numel;
+      if (name.rfind("h.", 0) == 0) {
+        const int64_t layer = std::strtoll(name.c_str() + 2, nullptr, 10);
+        if (layer >= 0 && layer < kMaxDim) census.layers.insert(layer);
+      }
+    }
+    ok = ok && bytes <= static_cast<long double>(size - 8 - n);
+  }
+  if (!ok) {
+    load_safetensors(path);  // a damaged or hostile file: its reader names the problem
+    throw Error(str_cat("checkpoint: '", path, "' is not a readable safetensors file"));
+  }
 }
+
+// GPT-2's parameter count (tied lm_head): wte V·C, wpe T·C, L blocks of
+// 12C² + 13C (ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj), ln_f 2C.
+long double gpt_parameter_count(const GPTConfig& m) {
+  const long double C = m.n_embd;
+  return m.vocab_size * C + m.block_size * C + m.n_layer * (12 * C * C + 13 * C) + 2 * C;
+}
+
+// The model and optimizer state rank 0's record claims, against the tensors
+// the rank files hold (a lying n_layer would otherwise size the model).
+void check_against_tensors(const RankRecord& s0, const TensorCensus& c, const std::string& file) {
+  const auto& el = c.elements;
+  const long double params = el.count("param") ? el.at("param") : 0;
+  if (!c.layers.empty()) {
+    const int64_t layers = *c.layers.rbegin() + 1;
+    MS_CHECK(s0.model.n_layer == layers, "checkpoint: '", file, "': model.n_layer ",
+             s0.model.n_layer, ", but the rank files hold the tensors of ", layers,
+             " layer(s) (h.0 to h.", layers - 1, "): it should be ", layers);
+  }
+  const long double want = gpt_parameter_count(s0.model);
+  // Somewhat more is a damaged checkpoint (a piece missing), which the
+  // element-by-element tiling check below names precisely; far more is a
+  // lying shape, and would size the model beyond anything the files hold.
+  MS_CHECK(want <= 2 * params + (1 << 20), "checkpoint: '", file, "': model ", s0.model.describe(), " has ",
+           static_cast<double>(want), " parameters, but the rank files hold only ",
+           static_cast<double>(params),
+           ": model.vocab_size, model.block_size or model.n_embd does not match the tensors");
+  for (const std::string& k : s0.state_names) {
+    const long double have = el.count(k) ? el.at(k) : 0;
+    MS_CHECK(k != "param" && have == params, "checkpoint: '", file, "': optimizer.state lists '",
+             k, "', but the rank files hold ", static_cast<double>(have),
+             " elements of it, not the model's ", static_cast<double>(params));
+  }
+}
+
+// The ranks the folder holds files of: 1 + the highest N of any
+// rank_N.json or rank_N.safetensors (a missing file of a lower rank is named
+// precisely later).
+int count_rank_files(const std::string& tag_dir) {
+  long n = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(tag_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const size_t dot = name.find('.');
+    if (name.rfind("rank_", 0) != 0 || dot == std::string::npos || dot == 5 || dot > 12 ||
+        name.find_first_not_of("0123456789", 5) != dot)
+      continue;
+    const std::string ext = name.substr(dot);
+    if (ext == ".json" || ext == ".safetensors")
+      n = std::max(n, std::stol(name.substr(5, dot - 5)) + 1);
+  }
+  return static_cast<int>(std::min<long>(n, kMaxRanks + 1));
+}
+
+}  // namespace
 
 FullState read_full_state(const std::string& tag_dir) {
   std::error_code ec;
@@ -182,21 +172,44 @@ FullState read_full_state(const std::string& tag_dir) {
   FullState st;
   st.tag_dir = tag_dir;
   const std::string first = rank_file_stem(tag_dir, 0) + ".json";
-  st.saved = record_from_json(read_text(first, "rank file"), first);
+  const std::string text0 = read_text(first, "rank file");
+  // Nothing is sized by the JSON before it is checked against the folder:
+  // world_size (and so dp, tp, pp) against the rank files present, first of
+  // all; the save run against COMPLETE's; the model and its state against
+  // the tensors.
+  const int files = count_rank_files(tag_dir);
+  if (const json j = json::parse(text0, nullptr, false);
+      j.is_object() && j.contains("world_size") && j["world_size"].is_number_integer())
+    MS_CHECK(j["world_size"].get<int64_t>() == files, "checkpoint: '", first, "': world_size ",
+             j["world_size"].dump(), ", but '", tag_dir, "' holds the files of ", files,
+             " rank(s) (rank_NNNNN.json, .safetensors): it should be ", files);
+  st.saved = record_from_json(text0, first);
   const RankRecord& s0 = st.saved;
   const int tp = s0.layout.tp;
+  const std::string run = complete_run_id(tag_dir);
+  MS_CHECK(s0.run_id == run, "checkpoint: '", first, "' was written by save run '", s0.run_id,
+           "', but '", tag_dir, "/COMPLETE' records run '", run,
+           "': the folder mixes files of different saves (two jobs saving into one folder?); "
+           "resume from another tag");
+  TensorCensus census;
+  for (int r = 0; r < s0.world_size; ++r)
+    add_header(rank_file_stem(tag_dir, r) + ".safetensors", census);
 
   // The model the checkpoint holds: names, serial shapes, and how tp cut them.
-  MS_CHECK(s0.model.vocab_size > 0 && s0.model.block_size > 0 && s0.model.n_layer > 0 &&
-               s0.model.n_head > 0 && s0.model.n_embd > 0 && s0.model.n_embd % s0.model.n_head == 0,
-           "checkpoint: '", first, "' holds an impossible model (", s0.model.describe(), ")");
+  MS_CHECK(s0.model.n_embd % s0.model.n_head == 0, "checkpoint: '", first,
+           "' holds an impossible model (", s0.model.describe(), ")");
+  check_against_tensors(s0, census, first);
   std::shared_ptr<GPT> shape = std::make_shared<GPT>(s0.model, 0);
   std::map<std::string, Shape> serial;
+  int64_t count = 0;
   for (const auto& [name, t] : shape->named_parameters()) {
     st.names.push_back(name);
     serial[name] = t.shape();
+    count += t.numel();
   }
   shape.reset();
+  MS_ASSERT(count == gpt_parameter_count(s0.model), "checkpoint: gpt_parameter_count is ",
+            static_cast<double>(gpt_parameter_count(s0.model)), ", the model has ", count);
   std::vector<std::string> kinds{"param"};
   for (const std::string& k : s0.state_names) kinds.push_back(k);
 
@@ -225,6 +238,10 @@ FullState read_full_state(const std::string& tag_dir) {
     const std::string stem = rank_file_stem(tag_dir, r);
     const RankRecord rec =
         r == 0 ? s0 : record_from_json(read_text(stem + ".json", "rank file"), stem + ".json");
+    MS_CHECK(rec.run_id == run, "checkpoint: '", stem, ".json' was written by save run '",
+             rec.run_id, "', but '", first, "' and COMPLETE by run '", run,
+             "': the folder mixes rank files of different saves (two jobs saving into one "
+             "folder?); resume from another tag");
     auto agrees = [&](bool same, const char* what) {
       MS_CHECK(same, "checkpoint: '", stem, ".json' disagrees with rank 0 on the ", what,
                ": the folder mixes files of different saves");
@@ -240,7 +257,7 @@ FullState read_full_state(const std::string& tag_dir) {
            "optimizer");
     st.rng[r] = rec.rng;
     const SafetensorsFile file = [&] {
-      read_text(stem + ".safetensors", "rank file");  // a clear message when it is missing
+      check_present(stem + ".safetensors", "rank file");  // a clear message when it is missing
       return load_safetensors(stem + ".safetensors");
     }();
     size_t used = 0;

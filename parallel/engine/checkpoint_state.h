@@ -17,8 +17,14 @@
 
 namespace ms {
 
+// What a rank record may claim at most, checked before anything is sized by it.
+inline constexpr int64_t kCheckpointMaxRanks = int64_t{1} << 20;
+inline constexpr int64_t kCheckpointMaxDim = int64_t{1} << 31;
+inline constexpr uintmax_t kCheckpointMaxRecordBytes = uintmax_t{256} << 20;  // one JSON record
+
 // One rank's JSON record (DIR/TAG/rank_NNNNN.json).
 struct RankRecord {
+  std::string run_id;  // the save that wrote it (checkpoint_folder.h); COMPLETE records it too
   int rank = 0, world_size = 1;
   int64_t step = 0;
   int64_t skipped_steps = 0;  // mixed precision: overflowed updates (the LR schedule is at step - these)
@@ -43,7 +49,8 @@ struct RankRecord {
 
 std::string rank_file_stem(const std::string& tag_dir, int rank);  // ".../rank_00003"
 std::string record_to_json(const RankRecord& r);
-// `file` names the source in errors; every field is type- and range-checked.
+// `file` names the source in errors; every field is type- and range-checked
+// (an ms::Error naming the file, the key, the value and the valid range).
 RankRecord record_from_json(const std::string& text, const std::string& file);
 
 struct FullState {
@@ -58,8 +65,11 @@ struct FullState {
 
 // Reads DIR/TAG (a folder holding COMPLETE and every rank's file pair).
 // ms::Error, naming the file and what is wrong, for: no COMPLETE marker, a
-// missing or unreadable rank file, malformed JSON, ranks that disagree on the
-// step, layout, model or optimizer, a piece of an unknown tensor or a wrong
+// missing or unreadable rank file, malformed JSON, rank files of another save
+// run than COMPLETE's (two jobs saving into one folder), a world_size other
+// than the number of rank files, a model or optimizer state the tensors do
+// not hold (checked against the safetensors headers before anything is sized
+// by the JSON), ranks that disagree on the step, layout, model or optimizer, a piece of an unknown tensor or a wrong
 // shard shape, a truncated or lying safetensors file (nn/safetensors.h), a
 // piece whose size differs from its [begin, end), elements given twice or
 // never.

@@ -7,10 +7,12 @@
 // conversion. Then the loaded run takes a step (training continues). Also:
 // one bad file makes every rank throw the same error (no rank hangs).
 #include <filesystem>
+#include <fstream>
 
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "parallel/engine/checkpoint.h"
+#include "parallel/engine/checkpoint_folder.h"
 #include "parallel/engine/checkpoint_state.h"
 #include "parallel/mesh.h"
 #include "parallel/pp/pipeline_engine.h"
@@ -178,16 +180,45 @@ TEST_CASE("checkpoint: a save that fails on one rank fails on all and is never c
   meta.step = 1;
   save_checkpoint(dir, "good", *run.target, meta);
   world.barrier();
-  // A leftover rank file rank 0 cannot remove (a non-empty folder): its
-  // std::filesystem error must reach every rank, not leave them waiting.
-  if (world.rank() == 0) fs::create_directories(dir + "/bad/rank_00001.safetensors/x");
+  // A file where the tag's folder would go: rank 0 cannot put the save in
+  // place; its error must reach every rank, not leave them waiting.
+  if (world.rank() == 0) std::ofstream(dir + "/bad") << "x";
   world.barrier();
   meta.step = 2;
   const std::string err =
       ms::test::error_of([&] { save_checkpoint(dir, "bad", *run.target, meta); });
   INFO(err);
-  CHECK(ms::test::has(err, "checkpoint: filesystem error"));
+  CHECK(ms::test::has(err, "cannot save to '" + dir + "/bad/rank_00000.json': parent '" + dir +
+                               "/bad' is a regular file, not a directory"));
   CHECK(ms::test::has(err, "(on rank 0)"));
-  CHECK(!fs::exists(dir + "/bad/COMPLETE"));
+  CHECK(fs::is_regular_file(dir + "/bad"));
+  for (const auto& e : fs::directory_iterator(dir))  // no staging folder left behind
+    CHECK(!is_leftover_name(e.path().filename().string()));
   CHECK(resolve_checkpoint(dir, "latest") == dir + "/good");
+}
+
+TEST_CASE("checkpoint: a folder mixing two saves' rank files is refused on every rank, naming the file",
+          "[checkpoint-resume]") {
+  Communicator world = Communicator::world();
+  if (world.size() < 2) return;
+  const std::string dir = shared_dir(world);
+  Live run(world, Layout{world.size(), 1, 1, 1}, 7);
+  CheckpointMeta meta;
+  meta.step = 1;
+  save_checkpoint(dir, "a", *run.target, meta);
+  save_checkpoint(dir, "b", *run.target, meta);  // the same state, another save run
+  world.barrier();
+  // What two jobs writing one folder leave: rank 1's files from the other save.
+  if (world.rank() == 0)
+    for (const char* ext : {".json", ".safetensors"})
+      fs::copy_file(dir + "/b/rank_00001" + ext, dir + "/a/rank_00001" + ext,
+                    fs::copy_options::overwrite_existing);
+  world.barrier();
+  const std::string err = ms::test::error_of([&] { load_checkpoint(dir, "a", *run.target); });
+  INFO(err);
+  CHECK(ms::test::has(err, "checkpoint: '" + dir + "/a/rank_00001.json' was written by save run '"));
+  CHECK(ms::test::has(err, "but '" + dir + "/a/rank_00000.json' and COMPLETE by run '"));
+  CHECK(ms::test::has(err, "the folder mixes rank files of different saves"));
+  CHECK(ms::test::has(err, str_cat("(on rank 0 and ", world.size() - 1, " other rank(s))")));
+  CHECK(ms::test::error_of([&] { load_checkpoint(dir, "b", *run.target); }) == "(no error)");
 }
