@@ -268,7 +268,7 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag_in, C
     std::map<std::string, Tensor> tensors;
     const RankRecord rec = describe_rank(t, meta, tensors);
     const std::string stem = rank_file_stem(tag_dir, rec.rank);
-    save_safetensors(stem + ".safetensors", tensors, {{"format", "minispeed-checkpoint"}});
+    save_safetensors(stem + ".safetensors", tensors, {{"minispeed", "checkpoint"}});
     write_text(stem + ".json", record_to_json(rec));
   });
   // 3. All ranks agreed their files are written: the marker, then latest.
