@@ -1,6 +1,5 @@
 #include "parallel/engine/engine.h"
 
-#include <cstring>
 #include <limits>
 
 #include "autograd/ops.h"
@@ -352,9 +351,8 @@ std::map<std::string, Tensor> Engine::fp32_weights() {
   for (const auto& named_param : named) full.push_back(zeros(named_param.second.shape()));
   const std::vector<Tensor>& masters = z.optimizer().params();
   for (const ZeroOptimizer::Fragment& f : z.fragments()) {
-    const Tensor src = contiguous(masters.at(f.tensor));
-    std::memcpy(full[f.param].data<float>() + f.param_begin, src.data<float>() + f.tensor_begin,
-                static_cast<size_t>(f.numel) * sizeof(float));
+    Tensor dst = narrow(flatten(full[f.param]), 0, f.param_begin, f.numel);  // a view
+    copy_(dst, narrow(flatten(detach(masters.at(f.tensor))), 0, f.tensor_begin, f.numel));
   }
   // Stages 1-3: each dp rank holds disjoint slices (zeros elsewhere), so
   // their sum is the whole; stage 0: every rank holds every master.
