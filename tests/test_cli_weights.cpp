@@ -116,7 +116,7 @@ TEST_CASE("train --init-from: --n-head, --dropout and the head-count guess", "[c
 // Regression: in a 16-bit run --save-weights wrote the model's bf16 copies
 // while `consolidate` wrote the fp32 masters. Both now write the masters in
 // fp32 (DeepSpeed's zero_to_fp32.py gives fp32): the same file, byte for byte.
-TEST_CASE("train --bf16: --save-weights writes the fp32 masters, as consolidate does",
+TEST_CASE("train --bf16: --save-weights writes the fp32 masters, as consolidate does (1 and 2 ranks)",
           "[cli][weights]") {
   TempDir tmp;
   for (int stage : {0, 2}) {
@@ -124,9 +124,14 @@ TEST_CASE("train --bf16: --save-weights writes the fp32 masters, as consolidate 
     const std::string tag = stage == 0 ? "z0" : "z2";
     const std::string saved = tmp.file(tag + ".safetensors"), ckpt = tmp.file(tag + "_ckpt"),
                       merged = tmp.file(tag + "_merged.safetensors");
+    // ZeRO-2 on 2 ranks: each holds half the masters, gathered for the file.
+    const char* env = std::getenv("MPIRUN");
+    const std::string launcher =
+        stage == 0 ? "" : std::string(env ? env : "mpirun --oversubscribe") + " -np 2 ";
     CliRun run = run_minispeed(kTiny + "--n-layer 1 --n-embd 16 --n-head 2 --steps 2 --bf16 " +
-                               "--zero-stage " + std::to_string(stage) + " --save-weights " +
-                               saved + " --checkpoint-dir " + ckpt + " --save-every 2");
+                                   "--zero-stage " + std::to_string(stage) + " --save-weights " +
+                                   saved + " --checkpoint-dir " + ckpt + " --save-every 2",
+                               launcher);
     INFO(run.output);
     REQUIRE(run.code == 0);
     CliRun cons = run_minispeed("consolidate " + ckpt + " " + merged);
@@ -139,6 +144,10 @@ TEST_CASE("train --bf16: --save-weights writes the fp32 masters, as consolidate 
       CHECK(t.dtype() == DType::F32);
       CHECK(t.to_vector() == b.tensors.at(name).to_vector());
     }
+    // The same file, byte for byte (metadata included).
+    std::ifstream fa(saved, std::ios::binary), fb(merged, std::ios::binary);
+    CHECK(std::string(std::istreambuf_iterator<char>(fa), {}) ==
+          std::string(std::istreambuf_iterator<char>(fb), {}));
     // The masters after 2 AdamW steps are not all bf16-representable.
     bool beyond_bf16 = false;
     for (double x : a.tensors.at("h.0.mlp.c_fc.weight").to_vector())
