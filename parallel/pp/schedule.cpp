@@ -120,9 +120,11 @@ int interleaved_warmup(int p, int m, int v, int r) {
   // runs (v − 1) groups of p micro-batches, then 2 more chunk-forwards per
   // stage behind it, (p − r − 1)·2 + (v − 1)·p in all, capped at the m·v
   // chunk-forwards there are. The first backward (micro-batch 0, last chunk)
-  // needs only p − r − 1 + (v − 1)·p of them; the extra p − r − 1 keep the
-  // steady state from waiting on a gradient that is still in flight, and
-  // cost activation memory: rank 0 holds (1 + (p − 1)/(p·v)) times 1F1B's
+  // needs only p − r − 1 + (v − 1)·p of them in a dependency graph; the
+  // factor 2 fits Megatron's lock-step exchanges, where each iteration's
+  // batched send/recv moves a tensor one stage, so the round trip to the last
+  // stage and back spans 2(p − r − 1) iterations. The extra forwards cost
+  // activation memory: rank 0 holds (1 + (p − 1)/(p·v)) times 1F1B's
   // (Korthikanti et al. 2022, §4.2.3; peak_formula).
   // One chunk per rank is Megatron's non-interleaved path (no virtual
   // pipeline size: forward_backward_pipelining_without_interleaving).

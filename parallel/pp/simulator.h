@@ -60,7 +60,7 @@ struct SimResult {
 };
 
 // check_memory_bound = false skips the last check (to measure a schedule
-// that is not the kind it claims, e.g. Megatron's own interleaved warm-up).
+// that is not the kind it claims, e.g. a warm-up longer than its kind's).
 SimResult simulate(const Schedule& s, bool check_memory_bound = true);
 
 // The formulas of Narayanan et al. 2021 (§2.2): bubble (p − 1)/m for GPipe
