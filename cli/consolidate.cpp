@@ -4,6 +4,7 @@
 // tensors (parallel/engine/checkpoint_state.h) and written with
 // GPT::save_safetensors: the tied embedding once, as wte.weight (DeepSpeed
 // #1896: zero_to_fp32 once dropped GPT-2's tied lm_head).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -25,6 +26,23 @@ const char* kConsolidateUsage =
     "Writes the weights as one Hugging Face GPT-2 file (tied wte once), whatever dp, tp, pp\n"
     "and ZeRO stage saved them; `minispeed sample --weights` and `train --init-from` read it.\n";
 
+// Refuses an output inside the checkpoint being read (the folder named on the
+// command line, and the tag folder it resolves to): writing there would
+// replace a rank file or leave a foreign file in the checkpoint. Compared as
+// canonical paths, so symbolic links and ".." cannot slip past.
+void check_outside_input(const std::string& in, const std::string& tag_dir,
+                         const std::string& out) {
+  namespace fs = std::filesystem;
+  const fs::path target = fs::weakly_canonical(fs::absolute(out));
+  for (const std::string& dir : {in, tag_dir}) {
+    const fs::path root = fs::weakly_canonical(fs::absolute(dir));
+    auto [r, t] = std::mismatch(root.begin(), root.end(), target.begin(), target.end());
+    MS_CHECK(r != root.end(), "minispeed consolidate: OUT.safetensors '", out, "' (", target.string(),
+             ") is inside the input checkpoint '", dir, "' (", root.string(),
+             "): it would overwrite or add to the checkpoint being read; write it elsewhere");
+  }
+}
+
 }  // namespace
 
 int consolidate_command(int argc, char** argv, Communicator& world) {
@@ -44,6 +62,7 @@ int consolidate_command(int argc, char** argv, Communicator& world) {
   const bool is_tag =
       fs::exists(fs::path(in) / "rank_00000.json", ec) || fs::exists(fs::path(in) / "COMPLETE", ec);
   const std::string tag_dir = is_tag ? in : resolve_checkpoint(in, "latest");
+  check_outside_input(in, tag_dir, out);
   check_save_path(out);
   const FullState st = read_full_state(tag_dir);
   std::shared_ptr<GPT> model = full_state_model(st);

@@ -1,23 +1,34 @@
 // `minispeed estimate-memory`: the ZeRO paper's per-rank model-state memory
-// for a model size, without training anything.
+// for a model size, without training anything, and beside it DeepSpeed's own
+// estimators (parallel/zero/memory_deepspeed.h).
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "cli/agree.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "parallel/zero/memory.h"
+#include "parallel/zero/memory_deepspeed.h"
 
 namespace ms {
 
 int estimate_memory_command(int argc, char** argv, Communicator& world) {
   Flags f(
       "minispeed estimate-memory",
-      "Per-rank bytes of parameters, gradients and optimizer state (fp32) for each ZeRO stage.");
+      "Per-rank bytes of parameters, gradients and optimizer state (fp32) for each ZeRO stage,\n"
+      "then DeepSpeed's estimate_zero2/zero3_model_states_mem_needs (mixed precision, offload\n"
+      "options, per GPU and per CPU) for --gpus-per-node x --num-nodes.");
   f.add("params", "", "number of parameters Ψ (e.g. 124439808 for GPT-2 small); required");
   f.add("dp", "1,2,4,8", "data-parallel sizes D, comma-separated");
   f.add("zero-stage", "all", "0 | 1 | 2 | 3 | all");
   f.add("optimizer-bytes", "8", "optimizer state bytes per parameter K (AdamW 8, SGD+momentum 4)");
+  f.add("largest-layer-params", "",
+        "DeepSpeed's ZeRO-3 estimator: the most parameters one module holds (GPT-2: wte, "
+        "38597376 for the 124M model)");
+  f.add("gpus-per-node", "1", "DeepSpeed's estimators: num_gpus_per_node");
+  f.add("num-nodes", "1", "DeepSpeed's estimators: num_nodes");
+  f.add("additional-buffer-factor", "1.5", "DeepSpeed's estimators: additional_buffer_factor");
   if (!f.parse(argc, argv, 2)) return 0;
   agree_on_flags(world, "estimate-memory", f);
   MS_CHECK(!f.str("params").empty(), "minispeed estimate-memory: --params N is required");
@@ -47,9 +58,39 @@ int estimate_memory_command(int argc, char** argv, Communicator& world) {
              "' is not a positive integer (give e.g. --dp 2 or --dp 1,2,4)");
     dps.push_back(d);
   }
+  DeepSpeedHardware hw;
+  hw.gpus_per_node = f.integer("gpus-per-node");
+  hw.nodes = f.integer("num-nodes");
+  hw.additional_buffer_factor = f.real("additional-buffer-factor");
+  MS_CHECK(hw.gpus_per_node >= 1 && hw.gpus_per_node <= 1 << 20,
+           "--gpus-per-node must be in [1, 1048576], got ", hw.gpus_per_node);
+  MS_CHECK(hw.nodes >= 1 && hw.nodes <= 1 << 20, "--num-nodes must be in [1, 1048576], got ",
+           hw.nodes);
+  MS_CHECK(hw.additional_buffer_factor > 0 && hw.additional_buffer_factor <= 1e6,
+           "--additional-buffer-factor must be in (0, 1e6], got ", hw.additional_buffer_factor);
+  // DeepSpeed's arithmetic is exact (and ours equal to it) while 18Ψ and
+  // Ψ·4·GPUs stay below 2^53 (memory_deepspeed.h).
+  constexpr int64_t kExact = int64_t{1} << 53;
+  const bool deepspeed_exact =
+      params <= kExact / 18 && params <= kExact / (4 * hw.gpus_per_node * hw.nodes);
+  std::optional<int64_t> largest;
+  if (!f.str("largest-layer-params").empty()) {
+    largest = f.integer("largest-layer-params");
+    MS_CHECK(*largest > 0 && *largest <= params, "--largest-layer-params must be in [1, --params = ",
+             params, "], got ", *largest);
+  }
+  auto deepspeed = [&](int stage) {
+    if (deepspeed_exact)
+      std::printf("\n%s", format_deepspeed_estimates(params, largest, hw, stage).c_str());
+    else
+      std::printf("\n(DeepSpeed's estimators not shown: --params %lld is past the 2^53 range "
+                  "where they are computed exactly)\n",
+                  static_cast<long long>(params));
+  };
   std::string stage = f.str("zero-stage");
   if (stage == "all") {
     std::fputs(format_memory_formula_table(params, dps, static_cast<size_t>(k)).c_str(), stdout);
+    deepspeed(-1);
     return 0;
   }
   int64_t s = f.integer("zero-stage");
@@ -62,6 +103,7 @@ int estimate_memory_command(int argc, char** argv, Communicator& world) {
         format_bytes(e.grads).c_str(), format_bytes(e.optimizer).c_str(),
         format_bytes(e.total()).c_str());
   }
+  if (s >= 2) deepspeed(static_cast<int>(s));
   return 0;
 }
 

@@ -108,13 +108,16 @@ int schedule_command(int argc, char** argv, Communicator& world) {
 
   const Rational want = bubble_formula(kind, p, m, v);
   std::printf(
-      "\nsimulated (unit costs per %s: forward 1, backward 2; blocking send/recv, no deadlock):\n"
+      "\nsimulated (unit costs per %s: forward 1, backward 2; no deadlock with blocking "
+      "send/recv;\n  times with sends posted and not waited on, as Megatron's isend/irecv):\n"
       "  time %lld, ideal %lld = m·%s(1 + 2), bubble (time − ideal)/ideal = %s = %.4f\n"
-      "  %s the formula (Narayanan et al. 2021) %s = %s\n",
+      "  %s the formula (Narayanan et al. 2021) %s = %s\n"
+      "  with blocking (rendezvous) sends: time %lld, bubble %s\n",
       v > 1 ? "chunk" : "stage", static_cast<long long>(r.makespan),
       static_cast<long long>(r.ideal), v > 1 ? "v·" : "", r.bubble.str().c_str(), r.bubble.value(),
       check_mark(r.bubble == want).c_str(),
-      kind == ScheduleKind::kInterleaved ? "(p − 1)/(v·m)" : "(p − 1)/m", want.str().c_str());
+      kind == ScheduleKind::kInterleaved ? "(p − 1)/(v·m)" : "(p − 1)/m", want.str().c_str(),
+      static_cast<long long>(r.rendezvous_makespan), r.rendezvous_bubble.str().c_str());
 
   std::printf("activations in flight at the peak (%s):\n",
               v > 1 ? "model chunks, each 1/v of the stage's layers" : "micro-batches");
@@ -122,6 +125,20 @@ int schedule_command(int argc, char** argv, Communicator& world) {
     std::printf("  stage %d: %d, %s %s\n", st, r.peak_in_flight[st],
                 check_mark(r.peak_in_flight[st] == peak_formula(kind, p, m, v, st)).c_str(),
                 peak_formula_text(kind, p, m, v, st).c_str());
+  if (kind != ScheduleKind::kGPipe) {
+    // Korthikanti et al. 2022, §4.2.3: interleaving's warm-up costs stage 0
+    // 1 + (p − 1)/(p·v) times 1F1B's activations (m large enough).
+    const Rational f = activation_factor_vs_1f1b(r, p, m, v, 0);
+    std::printf(
+        "stage 0 activations vs 1F1B's (min(p, m) micro-batches of the same layers): %d/%d = %s = "
+        "%.4f%s\n",
+        r.peak_in_flight[0], v * std::min(p, m), f.str().c_str(), f.value(),
+        kind == ScheduleKind::kInterleaved && v > 1
+            ? str_cat(" (1 + (p − 1)/(p·v) = ", Rational::of(p * v + p - 1, p * v).str(),
+                      ", Korthikanti et al. 2022)")
+                  .c_str()
+            : "");
+  }
 
   int sends = 0;
   for (const auto& list : s.steps)

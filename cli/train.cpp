@@ -396,6 +396,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     }
   }
   std::shared_ptr<GPT> whole = engine.gather_model();  // every shard and stage, on every rank
+  // What --save-weights writes: fp32, the masters in a 16-bit run (collective).
+  const std::map<std::string, Tensor> weights =
+      flags.str("save-weights").empty() ? std::map<std::string, Tensor>{} : engine.fp32_weights();
   if (lead) {
     if (tp > 1)
       std::printf(
@@ -427,7 +430,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     if (!save.empty()) {
       std::filesystem::path p(save);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-      whole->save_safetensors(save);
+      whole->save_safetensors(save, weights);
       std::string stem = (p.parent_path() / p.stem()).string();
       write_loss_csv(stem + ".loss.csv", curve);
       write_loss_svg(stem + ".loss.svg", curve, "minispeed train: " + cfg.describe());

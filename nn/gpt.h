@@ -112,6 +112,9 @@ class GPT : public Module {
   static std::shared_ptr<GPT> from_safetensors(const std::string& path, const LoadOptions& opts);
   void load_safetensors(const std::string& path);  // into this model's shape
   void save_safetensors(const std::string& path) const;
+  // The same file with other values for this model's parameters (every name
+  // of named_parameters(), same shapes; e.g. fp32 masters of a 16-bit model).
+  void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& values) const;
 
   std::shared_ptr<Embedding> wte, wpe;
   std::shared_ptr<LayerNorm> ln_f;

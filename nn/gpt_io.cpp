@@ -242,6 +242,22 @@ void GPT::load_safetensors(const std::string& path) {
 void GPT::save_safetensors(const std::string& path) const {
   std::map<std::string, Tensor> tensors;
   for (auto& [name, param] : named_parameters()) tensors[name] = param;
+  save_safetensors(path, tensors);
+}
+
+void GPT::save_safetensors(const std::string& path,
+                           const std::map<std::string, Tensor>& values) const {
+  std::map<std::string, Tensor> tensors;
+  for (auto& [name, param] : named_parameters()) {
+    auto it = values.find(name);
+    MS_CHECK(it != values.end(), "GPT::save_safetensors '", path, "': no value for ", name);
+    MS_CHECK(it->second.shape() == param.shape(), "GPT::save_safetensors '", path, "': ", name,
+             " has shape ", shape_str(it->second.shape()), ", the model's is ",
+             shape_str(param.shape()));
+    tensors[name] = it->second;
+  }
+  MS_CHECK(values.size() == tensors.size(), "GPT::save_safetensors '", path, "': ",
+           values.size() - tensors.size(), " value(s) name no parameter of the model");
   std::map<std::string, std::string> meta{{"n_layer", std::to_string(cfg_.n_layer)},
                                           {"n_head", std::to_string(cfg_.n_head)},
                                           {"n_embd", std::to_string(cfg_.n_embd)},

@@ -268,8 +268,18 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   // writer byte for byte: "__metadata__" first, then tensors by name (std::map
   // order), each as dtype, shape, data_offsets.
   using ojson = nlohmann::ordered_json;
+  // transformers' from_pretrained refuses a file whose metadata has no
+  // "format" in pt/tf/flax/mlx ("does not contain the valid metadata");
+  // save_pretrained writes {"format": "pt"}. So does every file written here.
+  auto given = metadata.find("format");
+  if (given != metadata.end() && given->second != "pt")
+    fail("metadata \"format\" is \"", given->second,
+         "\"; every file is written with \"format\": \"pt\" (what transformers loads): "
+         "use another key");
+  std::map<std::string, std::string> meta = metadata;
+  meta["format"] = "pt";
   ojson header = ojson::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  header["__metadata__"] = meta;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__") fail("\"__metadata__\" is reserved and cannot name a tensor");

@@ -29,9 +29,11 @@ struct SafetensorsFile {
 SafetensorsFile load_safetensors(const std::string& path);
 
 // Writes `tensors` (CPU, any strides: non-contiguous ones are gathered in
-// row-major order) and `metadata`. The header matches the reference writer:
-// compact JSON, "__metadata__" first, tensors by name, padded with spaces to a
-// multiple of 8 bytes so the data is 8-byte aligned. The file is written to a
+// row-major order) and `metadata` plus "format": "pt", which transformers
+// requires (as its save_pretrained writes it; a caller's other "format" is an
+// ms::Error). The header matches the reference writer: compact JSON,
+// "__metadata__" first, tensors by name, padded with spaces to a multiple of
+// 8 bytes so the data is 8-byte aligned. The file is written to a
 // temporary name beside `path`, synced, then renamed over it (AtomicFile), so
 // a crash never leaves a half-written checkpoint under the real name. A path
 // check_save_path refuses (a directory, a device, a FIFO...) is an ms::Error,

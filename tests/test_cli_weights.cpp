@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "catch_compat.h"
 #include "nn/gpt.h"
 #include "nn/safetensors.h"
+#include "autograd/ops.h"
 #include "tests/cli_run.h"
 #include "tests/temp_dir.h"
 
@@ -108,4 +111,88 @@ TEST_CASE("train --init-from: --n-head, --dropout and the head-count guess", "[c
   };
   CHECK(first_loss(" --dropout 0.5") != first_loss(""));
   CHECK(first_loss(" --dropout 0") == first_loss(""));
+}
+
+// Regression: in a 16-bit run --save-weights wrote the model's bf16 copies
+// while `consolidate` wrote the fp32 masters. Both now write the masters in
+// fp32 (DeepSpeed's zero_to_fp32.py gives fp32): the same file, byte for byte.
+TEST_CASE("train --bf16: --save-weights writes the fp32 masters, as consolidate does (1 and 2 ranks)",
+          "[cli][weights]") {
+  TempDir tmp;
+  for (int stage : {0, 2}) {
+    INFO("ZeRO stage " << stage);
+    const std::string tag = stage == 0 ? "z0" : "z2";
+    const std::string saved = tmp.file(tag + ".safetensors"), ckpt = tmp.file(tag + "_ckpt"),
+                      merged = tmp.file(tag + "_merged.safetensors");
+    // ZeRO-2 on 2 ranks: each holds half the masters, gathered for the file.
+    const char* env = std::getenv("MPIRUN");
+    const std::string launcher =
+        stage == 0 ? "" : std::string(env ? env : "mpirun --oversubscribe") + " -np 2 ";
+    CliRun run = run_minispeed(kTiny + "--n-layer 1 --n-embd 16 --n-head 2 --steps 2 --bf16 " +
+                                   "--zero-stage " + std::to_string(stage) + " --save-weights " +
+                                   saved + " --checkpoint-dir " + ckpt + " --save-every 2",
+                               launcher);
+    INFO(run.output);
+    REQUIRE(run.code == 0);
+    CliRun cons = run_minispeed("consolidate " + ckpt + " " + merged);
+    INFO(cons.output);
+    REQUIRE(cons.code == 0);
+    SafetensorsFile a = load_safetensors(saved), b = load_safetensors(merged);
+    REQUIRE(a.tensors.size() == b.tensors.size());
+    for (const auto& [name, t] : a.tensors) {
+      INFO(name);
+      CHECK(t.dtype() == DType::F32);
+      CHECK(t.to_vector() == b.tensors.at(name).to_vector());
+    }
+    // The same file, byte for byte (metadata included).
+    std::ifstream fa(saved, std::ios::binary), fb(merged, std::ios::binary);
+    CHECK(std::string(std::istreambuf_iterator<char>(fa), {}) ==
+          std::string(std::istreambuf_iterator<char>(fb), {}));
+    // The masters after 2 AdamW steps are not all bf16-representable.
+    bool beyond_bf16 = false;
+    for (double x : a.tensors.at("h.0.mlp.c_fc.weight").to_vector())
+      beyond_bf16 |= static_cast<double>(static_cast<float>(x)) !=
+                     to(full({}, x), DType::BF16).to_vector()[0];
+    CHECK(beyond_bf16);
+    CHECK(a.metadata.at("format") == "pt");
+  }
+}
+
+// Regression: `consolidate CKPT CKPT/rank_00000.safetensors` replaced a rank
+// file of the checkpoint it was reading.
+TEST_CASE("consolidate refuses an output inside its input checkpoint", "[cli][weights]") {
+  TempDir tmp;
+  const std::string ckpt = tmp.file("ckpt");
+  CliRun run = run_minispeed(kTiny + "--n-layer 1 --n-embd 16 --n-head 2 --steps 1 " +
+                             "--checkpoint-dir " + ckpt + " --save-every 1");
+  INFO(run.output);
+  REQUIRE(run.code == 0);
+  const std::string tag = ckpt + "/global_step1", rank0 = tag + "/rank_00000.safetensors";
+  REQUIRE(fs::is_regular_file(rank0));
+  const std::string before = [&] {
+    std::ifstream f(rank0, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }();
+  fs::create_directory(tmp.file("elsewhere"));
+  fs::create_directory_symlink(tag, tmp.file("link"));
+  // Directly, through "..", through a symbolic link to the tag folder, a new
+  // file inside the checkpoint folder, and the tag folder named as input.
+  for (const auto& [in, out] : std::vector<std::pair<std::string, std::string>>{
+           {ckpt, rank0},
+           {ckpt, tmp.file("elsewhere") + "/../ckpt/global_step1/rank_00000.safetensors"},
+           {ckpt, tmp.file("link") + "/rank_00000.safetensors"},
+           {ckpt, ckpt + "/merged.safetensors"},
+           {tag, tag + "/rank_00000.json"}}) {
+    INFO(in << " -> " << out);
+    CliRun r = run_minispeed("consolidate " + in + " " + out);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("is inside the input checkpoint '") != std::string::npos);
+    CHECK(r.output.find("'" + out + "'") != std::string::npos);
+    CHECK(r.output.find("'" + in + "'") != std::string::npos);
+  }
+  std::ifstream f(rank0, std::ios::binary);
+  CHECK(std::string(std::istreambuf_iterator<char>(f), {}) == before);
+  CHECK(!fs::exists(ckpt + "/merged.safetensors"));
+  // Beside the checkpoint is fine.
+  CHECK(run_minispeed("consolidate " + ckpt + " " + tmp.file("elsewhere/w.safetensors")).code == 0);
 }

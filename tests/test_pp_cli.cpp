@@ -107,6 +107,13 @@ TEST_CASE("minispeed schedule prints the table, the bubble and memory beside the
   CHECK(r.output.find("(p − 1)/(v·m) = 3/16") != std::string::npos);
   CHECK(r.output.find("activation messages per step: 56 = (p·v − 1)·m") != std::string::npos);
   CHECK(r.output.find("DIFFERS") == std::string::npos);
+  // Megatron's warm-up 10 on stage 0: 11 chunks, 11/8 of 1F1B's (Korthikanti et al. 2022).
+  CHECK(r.output.find("stage 0: 11, matches min(w + 1, m·v) = min(11, 16) = 11") !=
+        std::string::npos);
+  CHECK(r.output.find("stage 0 activations vs 1F1B's (min(p, m) micro-batches of the same "
+                      "layers): 11/8 = 11/8 = 1.3750 (1 + (p − 1)/(p·v) = 11/8") !=
+        std::string::npos);
+  CHECK(r.output.find("with blocking (rendezvous) sends: time") != std::string::npos);
 
   r = run_minispeed("schedule --help");
   CHECK(r.code == 0);

@@ -75,7 +75,7 @@ TEST_CASE("GPipe and 1F1B: bubble (p − 1)/m and activations m vs min(p − r, 
       }
 }
 
-TEST_CASE("interleaved: bubble (p − 1)/(v·m) and v·p − r chunks in flight, exactly", "[pp]") {
+TEST_CASE("interleaved: bubble (p − 1)/(v·m) and Megatron's warm-up + 1 chunks in flight", "[pp]") {
   for (int p : {1, 2, 4})
     for (int v : {1, 2})
       for (int m : {p, 2 * p, 3 * p}) {  // the schedule needs m a multiple of p
@@ -83,26 +83,86 @@ TEST_CASE("interleaved: bubble (p − 1)/(v·m) and v·p − r chunks in flight,
         SimResult r = simulate(make_schedule(ScheduleKind::kInterleaved, p, m, v));
         CHECK(r.ideal == 3 * m * v);  // a chunk-forward costs 1, a chunk-backward 2
         CHECK(r.bubble == Rational::of(p - 1, v * m));
-        for (int st = 0; st < p; ++st) CHECK(r.peak_in_flight[st] == std::min(v * p - st, m * v));
+        for (int st = 0; st < p; ++st) {
+          // get_pp_rank_microbatches, written out: the warm-up forwards plus
+          // the steady state's first forward are alive at once.
+          int warmup = v == 1 ? p - st - 1 : 2 * (p - st - 1) + (v - 1) * p;
+          CHECK(r.peak_in_flight[st] == std::min(warmup + 1, m * v));
+        }
       }
-  // With one chunk per rank it is 1F1B.
+  // With one chunk per rank it is 1F1B (Megatron's non-interleaved path).
   for (int p : {1, 2, 4})
     for (int m : {p, 3 * p}) CHECK(interleaved_order(p, m, 1) == one_f_one_b_order(p, m));
 }
 
+TEST_CASE("interleaved: Megatron's warm-up per stage, capped at m·v", "[pp]") {
+  // forward_backward_pipelining_with_interleaving / get_pp_rank_microbatches:
+  // (p − r − 1)·2 + (v − 1)·p. p = 4, v = 2: 6 + 4, 4 + 4, 2 + 4, 0 + 4.
+  const int p = 4, v = 2;
+  const std::vector<int> want{10, 8, 6, 4};
+  for (int m : {8, 16}) {
+    Schedule s = make_schedule(ScheduleKind::kInterleaved, p, m, v);
+    for (int r = 0; r < p; ++r) {
+      INFO("m " << m << " stage " << r);
+      CHECK(interleaved_warmup(p, m, v, r) == want[r]);
+      // Counted in the instruction list: the steady state opens with a
+      // forward, so warm-up + 1 forwards precede the first backward.
+      int forwards = 0;
+      for (const Instr& in : s.steps[r]) {
+        if (in.op == Op::kBackwardPass) break;
+        forwards += in.op == Op::kForwardPass;
+      }
+      CHECK(forwards == want[r] + 1);
+    }
+  }
+  // m = p: only m·v = 8 chunk-forwards exist, so rank 0 runs them all first.
+  CHECK(interleaved_warmup(4, 4, 2, 0) == 8);
+  CHECK(compute_string(make_schedule(ScheduleKind::kInterleaved, 4, 4, 2).steps[0], 2)
+            .rfind("F0.0 F1.0 F2.0 F3.0 F0.1 F1.1 F2.1 F3.1 B0.1", 0) == 0);
+  // Megatron refuses m not a multiple of p (a last group smaller than p).
+  CHECK_THROWS_WITH(make_schedule(ScheduleKind::kInterleaved, 4, 10, 2),
+                    Contains("(m = 10) to be a multiple of --pp (p = 4)"));
+}
+
 TEST_CASE("interleaved: Megatron's chunk order, v times the messages", "[pp]") {
   Schedule s = make_schedule(ScheduleKind::kInterleaved, 2, 4, 2);
-  // get_model_chunk_id: p micro-batches through chunk 0, the same through
-  // chunk 1, then the next group; warm-up p − r − 1 + (v − 1)·p.
+  // Derived by hand from Megatron's algorithm, p = 2, m = 4, v = 2. The
+  // schedule table (groups of p = 2 micro-batches per chunk) maps the k-th
+  // forward, k = 0..7, to (mb, chunk) 0.0 1.0 0.1 1.1 2.0 3.0 2.1 3.1; the
+  // k-th backward to the same micro-batch on chunk v − 1 − chunk: 0.1 1.1
+  // 0.0 1.0 2.1 3.1 2.0 3.0. Warm-up: rank 0 (2 − 0 − 1)·2 + 2 = 4, rank 1
+  // 0 + 2 = 2. Then steady state: forward w + k, backward k; then cool-down.
   CHECK(short_name(s.steps[0][0], 2) == "L0");  // a load has no chunk
   CHECK(short_name(s.steps[0][1], 2) == "F0.0");
   CHECK(compute_string(s.steps[0], 2) ==
-        "F0.0 F1.0 F0.1 F1.1 B0.1 F2.0 B1.1 F3.0 B0.0 F2.1 B1.0 F3.1 B2.1 B3.1 B2.0 B3.0");
+        "F0.0 F1.0 F0.1 F1.1 F2.0 B0.1 F3.0 B1.1 F2.1 B0.0 F3.1 B1.0 B2.1 B3.1 B2.0 B3.0");
+  CHECK(compute_string(s.steps[1], 2) ==
+        "F0.0 F1.0 F0.1 B0.1 F1.1 B1.1 F2.0 B0.0 F3.0 B1.0 F2.1 B2.1 F3.1 B3.1 B2.0 B3.0");
   // Each micro-batch crosses every rank boundary v times each way:
   // (p·v − 1) activation messages per micro-batch instead of p − 1.
   int sends = 0;
   for (const auto& l : s.steps) sends += count(l, Op::kSendActivation);
   CHECK(sends == 4 * (2 * 2 - 1));
+}
+
+TEST_CASE("interleaved: stage 0 holds 1 + (p − 1)/(p·v) times 1F1B's activations", "[pp]") {
+  // Korthikanti et al. 2022, §4.2.3: the interleaved schedule's warm-up keeps
+  // (1 + (p − 1)/(p·v)) times 1F1B's activations alive on the first stage.
+  // Measured: the peak of live chunk-forwards, each 1/v of a stage's layers.
+  for (int p : {2, 4, 8})
+    for (int v : {2, 3, 4}) {
+      const int m = 4 * p;
+      INFO("p " << p << " v " << v);
+      SimResult r = simulate(make_schedule(ScheduleKind::kInterleaved, p, m, v));
+      CHECK(r.peak_in_flight[0] == (v + 1) * p - 1);
+      CHECK(activation_factor_vs_1f1b(r, p, m, v, 0) == Rational::of(p * v + p - 1, p * v));
+      SimResult one = simulate(make_schedule(ScheduleKind::kOneFOneB, p, m));
+      CHECK(activation_factor_vs_1f1b(one, p, m, 1, 0) == Rational::of(1, 1));
+    }
+  // p = 4, v = 2: 11 chunks of 1/8 of the model against 1F1B's 4 quarters.
+  SimResult r = simulate(make_schedule(ScheduleKind::kInterleaved, 4, 8, 2));
+  CHECK(r.peak_in_flight == std::vector<int>{11, 9, 7, 5});
+  CHECK(activation_factor_vs_1f1b(r, 4, 8, 2, 0) == Rational::of(11, 8));
 }
 
 TEST_CASE("schedules stay deadlock-free and exact beyond the required sizes", "[pp]") {
@@ -199,32 +259,26 @@ TEST_CASE("the simulator catches wrong data flow", "[pp]") {
                     Contains("stage 1 waits at work #0 BackwardPass(mb 0)"));
 }
 
-TEST_CASE("Megatron's interleaved warm-up needs buffered sends; ours does not", "[pp]") {
-  // Megatron's warm-up on rank r is 2(p − r − 1) + (v − 1)·p chunk-forwards
-  // (get_pp_rank_microbatches), one ring of the pipeline more than ours.
-  const int p = 2, m = 4, v = 2;
-  ComputeOrder order(p);
-  auto work = [&](int k, bool backward) {
-    int chunk = (k % (p * v)) / p;
-    return Work{backward, (k / (p * v)) * p + k % p, backward ? v - 1 - chunk : chunk};
-  };
-  for (int r = 0; r < p; ++r) {
-    int warmup = std::min(2 * (p - r - 1) + (v - 1) * p, m * v), f = 0, b = 0;
-    for (; f < warmup; ++f) order[r].push_back(work(f, false));
-    for (; f < m * v; ++f, ++b) {
-      order[r].push_back(work(f, false));
-      order[r].push_back(work(b, true));
-    }
-    for (; b < m * v; ++b) order[r].push_back(work(b, true));
+TEST_CASE("the bubble is the data dependencies'; rendezvous sends show their waiting", "[pp]") {
+  // GPipe and 1F1B: every message finds both sides between computes, so
+  // blocking sends cost nothing.
+  for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::kOneFOneB}) {
+    SimResult r = simulate(make_schedule(kind, 4, 8));
+    CHECK(r.rendezvous_bubble == r.bubble);
+    CHECK(r.rendezvous_makespan == r.makespan);
   }
-  Schedule s = build_schedule(ScheduleKind::kInterleaved, p, m, v, order);
-  CHECK_THROWS_WITH(simulate(s), Contains("stage 0") && Contains("5 activations in flight") &&
+  // Interleaved: Megatron's warm-up leaves some receivers mid-compute when
+  // the data is ready; with rendezvous sends the sender waits (Megatron posts
+  // isend/irecv in batches and does not).
+  SimResult r = simulate(make_schedule(ScheduleKind::kInterleaved, 2, 4, 2));
+  CHECK(r.bubble == Rational::of(1, 8));
+  CHECK(r.rendezvous_bubble == Rational::of(5, 24));
+  // A warm-up one longer than Megatron's breaks the memory bound.
+  ComputeOrder o = interleaved_order(2, 4, 2);
+  auto first_b = std::find_if(o[0].begin(), o[0].end(), [](const Work& w) { return w.backward; });
+  std::iter_swap(first_b, first_b + 1);  // stage 0: one more forward before B0.1
+  Schedule s = build_schedule(ScheduleKind::kInterleaved, 2, 4, 2, o);
+  CHECK_THROWS_WITH(simulate(s), Contains("stage 0") && Contains("6 activations in flight") &&
                                      Contains("a warm-up too long?"));
-  SimResult r = simulate(s, false);
-  // (v + 1)·p − 1 chunks: activations of L·(1 + (p − 1)/(p·v)) layers.
-  CHECK(r.peak_in_flight[0] == (v + 1) * p - 1);
-  // With rendezvous sends some sender finds its receiver mid-backward and
-  // waits: 5/24 instead of the 1/8 our warm-up reaches.
-  CHECK(r.bubble == Rational::of(5, 24));
-  CHECK(simulate(make_schedule(ScheduleKind::kInterleaved, p, m, v)).bubble == Rational::of(1, 8));
+  CHECK(simulate(s, false).peak_in_flight[0] == 6);
 }

@@ -12,10 +12,12 @@
 
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "nn/gpt.h"
 #include "nn/safetensors.h"
 #include "tests/temp_dir.h"
 
 using namespace ms;
+using Catch::Contains;
 namespace fs = std::filesystem;
 
 namespace {
@@ -88,7 +90,7 @@ TEST_CASE("safetensors round-trips every dtype bit for bit", "[safetensors]") {
   save_safetensors(path, in);
   SafetensorsFile out = load_safetensors(path);
   REQUIRE(out.tensors.size() == in.size());
-  CHECK(out.metadata.empty());
+  CHECK(out.metadata == std::map<std::string, std::string>{{"format", "pt"}});
   for (const auto& [name, t] : in) {
     INFO(name);
     REQUIRE(out.tensors.count(name) == 1);
@@ -108,9 +110,30 @@ TEST_CASE("safetensors round-trips metadata", "[safetensors]") {
   SafetensorsFile out = load_safetensors(path);
   CHECK(out.metadata == meta);
   CHECK(out.tensors.at("x").to_vector() == std::vector<double>{1, 1});
-  // No metadata: no "__metadata__" key at all, as the reference writes it.
+  // No metadata given: still "format": "pt", which transformers requires.
   save_safetensors(path, {{"x", ones({2})}});
-  CHECK(read_bytes(path).find("__metadata__") == std::string::npos);
+  CHECK(load_safetensors(path).metadata == std::map<std::string, std::string>{{"format", "pt"}});
+}
+
+// Regression: GPT files carried n_layer etc. but no "format", and checkpoints
+// "format": "minispeed-checkpoint"; transformers' from_pretrained refuses
+// both (metadata.get("format") not in pt/tf/flax/mlx). No python here, so the
+// bytes are checked: the header JSON's __metadata__ holds "format":"pt".
+TEST_CASE("safetensors: every file says \"format\": \"pt\", as transformers requires",
+          "[safetensors]") {
+  TempDir tmp;
+  const std::string path = tmp.file("gpt.safetensors");
+  GPTConfig cfg;
+  cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.block_size = 8, cfg.vocab_size = 32;
+  GPT(cfg, 1).save_safetensors(path);
+  const std::string bytes = read_bytes(path);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(bytes[i]);
+  const std::string header = bytes.substr(8, n);
+  CHECK(header.rfind(R"({"__metadata__":{"block_size":"8","format":"pt","n_embd":"16",)", 0) == 0);
+  // A caller's other "format" is refused, naming it.
+  CHECK_THROWS_WITH(save_safetensors(path, {{"x", ones({2})}}, {{"format", "np"}}),
+                    Contains("metadata \"format\" is \"np\"") && Contains("use another key"));
 }
 
 TEST_CASE("safetensors saves non-contiguous tensors in row-major order", "[safetensors]") {
@@ -133,10 +156,12 @@ TEST_CASE("safetensors saves non-contiguous tensors in row-major order", "[safet
 
 TEST_CASE("safetensors writes exactly the bytes the spec describes", "[safetensors]") {
   TempDir tmp;
-  // 54 bytes of JSON, padded with 2 spaces to 56; then 1.0f and -2.0f little-endian.
-  const std::string json = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
-  REQUIRE(json.size() == 54);
-  const std::string expected = std::string("\x38\0\0\0\0\0\0\0", 8) + json + "  " +
+  // 85 bytes of JSON, padded with 3 spaces to 88; then 1.0f and -2.0f
+  // little-endian. "format": "pt" is always there (transformers requires it).
+  const std::string json =
+      R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  REQUIRE(json.size() == 85);
+  const std::string expected = std::string("\x58\0\0\0\0\0\0\0", 8) + json + "   " +
                                std::string("\x00\x00\x80\x3F\x00\x00\x00\xC0", 8);
   std::string path = tmp.file("tiny.safetensors");
   save_safetensors(path, {{"a", from_vector(std::vector<float>{1.0f, -2.0f}, {2})}});
@@ -145,7 +170,7 @@ TEST_CASE("safetensors writes exactly the bytes the spec describes", "[safetenso
   // With metadata, it comes first, and a hand-written file (no padding) reads back.
   save_safetensors(path, {{"a", from_vector(std::vector<float>{1.0f, -2.0f}, {2})}}, {{"k", "v"}});
   std::string bytes = read_bytes(path);
-  CHECK(bytes.substr(8, 26) == R"({"__metadata__":{"k":"v"},)");
+  CHECK(bytes.substr(8, 40) == R"({"__metadata__":{"format":"pt","k":"v"},)");
   CHECK(bytes.size() % 8 == 0);
   const std::string hand = R"({"b":{"dtype":"I32","shape":[1,1],"data_offsets":[0,4]}})";
   write_bytes(path, le64(hand.size()) + hand + std::string("\x05\x00\x00\x00", 4));

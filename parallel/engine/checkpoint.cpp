@@ -290,7 +290,7 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag_in, C
       RankRecord rec = describe_rank(t, meta, tensors);
       rec.run_id = run;
       const std::string stem = rank_file_stem(staged, rec.rank);
-      save_safetensors(stem + ".safetensors", tensors, {{"format", "minispeed-checkpoint"}});
+      save_safetensors(stem + ".safetensors", tensors, {{"minispeed", "checkpoint"}});
       test_kill_point("rank-files");
       write_text(stem + ".json", record_to_json(rec));
     });

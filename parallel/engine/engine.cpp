@@ -335,6 +335,33 @@ std::shared_ptr<GPT> Engine::gather_model() {
   return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
 }
 
+std::map<std::string, Tensor> Engine::fp32_weights() {
+  std::shared_ptr<GPT> whole = gather_model();
+  std::map<std::string, Tensor> out;
+  const auto named = whole->named_parameters();
+  ZeroOptimizer& z = *s_->zero;
+  if (!z.precision().enabled()) {  // the optimizer trains the parameters themselves
+    for (const auto& [name, param] : named) out[name] = param;
+    return out;
+  }
+  // Mixed precision runs without tp and pp (mixed_precision_from_flags), so
+  // the fragments index `whole`'s parameters and only dp splits the masters.
+  MS_ASSERT(!s_->tp && !s_->pipeline, "fp32_weights: mixed precision under tp or pp");
+  std::vector<Tensor> full;
+  for (const auto& named_param : named) full.push_back(zeros(named_param.second.shape()));
+  const std::vector<Tensor>& masters = z.optimizer().params();
+  for (const ZeroOptimizer::Fragment& f : z.fragments()) {
+    Tensor dst = narrow(flatten(full[f.param]), 0, f.param_begin, f.numel);  // a view
+    copy_(dst, narrow(flatten(detach(masters.at(f.tensor))), 0, f.tensor_begin, f.numel));
+  }
+  // Stages 1-3: each dp rank holds disjoint slices (zeros elsewhere), so
+  // their sum is the whole; stage 0: every rank holds every master.
+  if (z.stage() > 0)
+    for (Tensor& t : full) s_->mesh.dp().all_reduce(t);
+  for (size_t i = 0; i < named.size(); ++i) out[named[i].first] = full[i];
+  return out;
+}
+
 void Engine::set_global_steps(int64_t steps) {
   MS_CHECK(steps >= 0, "engine.set_global_steps: ", steps, " must be >= 0");
   s_->global_steps = steps;

@@ -126,6 +126,11 @@ class Engine {
   // Collective over the world: every stage's, tp shard's and ZeRO-3 shard's
   // parameters gathered into one serial GPT (to sample or save the weights).
   std::shared_ptr<GPT> gather_model();
+  // Collective over the world: the weights to save, by Hugging Face name, in
+  // fp32 — in a 16-bit run the optimizer's fp32 masters (gathered from the dp
+  // ranks' slices), not the model's rounded copies, as DeepSpeed's
+  // zero_to_fp32.py and `minispeed consolidate` give them.
+  std::map<std::string, Tensor> fp32_weights();
 
   // For resuming from a checkpoint: `steps` updates already taken (the
   // micro-step count follows, at a boundary). The scheduler is restored on

@@ -115,16 +115,21 @@ int one_f_one_b_warmup(int p, int m, int r) {
 }
 
 int interleaved_warmup(int p, int m, int v, int r) {
-  // 1F1B's p − r − 1, plus one full round of the ring per extra chunk: the
-  // first backward (micro-batch 0 on the last chunk) needs micro-batch 0 to
-  // have passed through all v·p virtual stages, and rank r runs (v − 1)·p
-  // chunk-forwards of other micro-batches meanwhile. Megatron uses
-  // 2(p − r − 1) + (v − 1)·p (get_pp_rank_microbatches); with unit costs and
-  // rendezvous sends that larger warm-up stalls senders on a busy receiver
-  // (p = 2, m = 4, v = 2: bubble 5/24 instead of 1/8; it relies on batched
-  // isend/irecv), while this one meets (p − 1)/(v·m) exactly (tests) and
-  // holds fewer activations.
-  return std::min(p - r - 1 + (v - 1) * p, m * v);
+  // Megatron's get_pp_rank_microbatches (megatron/core/pipeline_parallel/
+  // schedules.py, forward_backward_pipelining_with_interleaving): every rank
+  // runs (v − 1) groups of p micro-batches, then 2 more chunk-forwards per
+  // stage behind it, (p − r − 1)·2 + (v − 1)·p in all, capped at the m·v
+  // chunk-forwards there are. The first backward (micro-batch 0, last chunk)
+  // needs only p − r − 1 + (v − 1)·p of them in a dependency graph; the
+  // factor 2 fits Megatron's lock-step exchanges, where each iteration's
+  // batched send/recv moves a tensor one stage, so the round trip to the last
+  // stage and back spans 2(p − r − 1) iterations. The extra forwards cost
+  // activation memory: rank 0 holds (1 + (p − 1)/(p·v)) times 1F1B's
+  // (Korthikanti et al. 2022, §4.2.3; peak_formula).
+  // One chunk per rank is Megatron's non-interleaved path (no virtual
+  // pipeline size: forward_backward_pipelining_without_interleaving).
+  if (v == 1) return one_f_one_b_warmup(p, m, r);
+  return std::min(2 * (p - r - 1) + (v - 1) * p, m * v);
 }
 
 ComputeOrder gpipe_order(int p, int m) {
@@ -157,9 +162,11 @@ ComputeOrder one_f_one_b_order(int p, int m) {
 }
 
 namespace {
-// Megatron's get_model_chunk_id and micro-batch numbering: the k-th forward on
-// a rank walks p micro-batches through chunk 0, the same p through chunk 1,
-// ..., then the next group of p; backward walks the chunks in reverse.
+// Megatron's get_schedule_table with microbatch_group_size_per_vp_stage = p
+// (its default) and get_model_chunk_id: the k-th forward on a rank walks p
+// micro-batches through chunk 0, the same p through chunk 1, ..., then the
+// next group of p; the k-th backward walks the same table with the chunk
+// mirrored, v − 1 − chunk.
 Work interleaved_work(int p, int v, int k, bool backward) {
   int in_group = k % (p * v);
   int chunk = in_group / p;
@@ -169,14 +176,18 @@ Work interleaved_work(int p, int v, int k, bool backward) {
 }  // namespace
 
 ComputeOrder interleaved_order(int p, int m, int v) {
+  // Megatron's own check: with groups of p micro-batches per chunk, a last
+  // group smaller than p (m % p != 0) is refused ("dependency bubbles").
   MS_CHECK(m % p == 0, "--pipe-schedule interleaved needs --micro-batches (m = ", m,
            ") to be a multiple of --pp (p = ", p,
-           "): micro-batches go through each model chunk in groups of p (Narayanan et al. 2021, "
-           "§2.2.2)");
+           "): micro-batches go through each model chunk in groups of p, as Megatron requires "
+           "(Narayanan et al. 2021, §2.2.2)");
   // Interleaved 1F1B (Narayanan et al. 2021, §2.2.2): each rank holds v
   // chunks of layers, so a micro-batch crosses the ring of ranks v times and
   // each chunk-forward is 1/v as long: the bubble shrinks to (p − 1)/(v·m) at
-  // the price of v times the point-to-point messages.
+  // the price of v times the point-to-point messages. Megatron's order:
+  // warm-up forwards, then steady state (forward warm-up + k, then backward
+  // k), then the remaining backwards.
   ComputeOrder order(p);
   const int total = m * v;
   for (int r = 0; r < p; ++r) {

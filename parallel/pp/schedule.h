@@ -86,9 +86,10 @@ using ComputeOrder = std::vector<std::vector<Work>>;  // [stage] -> order
 // num_warmup_microbatches). Stage r then holds at most min(p − r, m)
 // micro-batches' activations.
 int one_f_one_b_warmup(int p, int m, int r);
-// Interleaved warm-up on rank r, in chunk-forwards:
-// min(p − r − 1 + (v − 1)·p, m·v); 1F1B's when v = 1 (see schedule.cpp for
-// how and why it differs from Megatron's).
+// Interleaved warm-up on rank r, in chunk-forwards, Megatron's
+// get_pp_rank_microbatches: min((p − r − 1)·2 + (v − 1)·p, m·v)
+// (p = 4, v = 2: 10, 8, 6, 4); 1F1B's when v = 1 (Megatron then runs its
+// non-interleaved schedule).
 int interleaved_warmup(int p, int m, int v, int r);
 
 ComputeOrder gpipe_order(int p, int m);

@@ -40,6 +40,10 @@ int peak_formula(ScheduleKind kind, int p, int m, int v, int r) {
   return 0;
 }
 
+Rational activation_factor_vs_1f1b(const SimResult& r, int p, int m, int v, int stage) {
+  return Rational::of(r.peak_in_flight.at(stage), static_cast<int64_t>(v) * std::min(p - stage, m));
+}
+
 std::string peak_formula_text(ScheduleKind kind, int p, int m, int v, int r) {
   int got = peak_formula(kind, p, m, v, r);
   switch (kind) {
@@ -48,7 +52,8 @@ std::string peak_formula_text(ScheduleKind kind, int p, int m, int v, int r) {
     case ScheduleKind::kOneFOneB:
       return str_cat("min(p − r, m) = min(", p, " − ", r, ", ", m, ") = ", got);
     case ScheduleKind::kInterleaved:
-      return str_cat("min(v·p − r, m·v) = min(", v, "·", p, " − ", r, ", ", m * v, ") = ", got);
+      return str_cat("min(w + 1, m·v) = min(", interleaved_warmup(p, m, v, r) + 1, ", ", m * v,
+                     ") = ", got, ", w = (p − r − 1)·2 + (v − 1)·p (Megatron)");
   }
   return "";
 }
@@ -62,11 +67,15 @@ struct StageState {
   bool reduced = false, stepped = false;
   // [chunk * m + mb]
   std::vector<char> loaded, fwd, bwd, got_act, got_grad;
+  // Buffered sends: when the message addressed to this stage was posted, −1 before.
+  std::vector<int64_t> posted_act, posted_grad;
 };
 
-}  // namespace
-
-SimResult simulate(const Schedule& s, bool check_memory_bound) {
+// One run of the lists. rendezvous: a send completes only when its receiver
+// sits at the matching receive (the deadlock check); otherwise a send is
+// posted and the stage moves on, its receiver taking the message at the later
+// of the two clocks (the timing of the data dependencies).
+SimResult run(const Schedule& s, bool check_memory_bound, bool rendezvous) {
   const int p = s.stages, m = s.micro_batches, v = s.virtual_stages;
   MS_CHECK(static_cast<int>(s.steps.size()) == p, "simulate: schedule has ", s.steps.size(),
            " instruction lists for ", p, " stages");
@@ -74,6 +83,8 @@ SimResult simulate(const Schedule& s, bool check_memory_bound) {
   for (auto& x : st) {
     x.fwd.assign(static_cast<size_t>(m) * v, 0);
     x.loaded = x.bwd = x.got_act = x.got_grad = x.fwd;
+    x.posted_act.assign(x.fwd.size(), -1);
+    x.posted_grad = x.posted_act;
   }
   SimResult res;
   res.timeline.resize(p);
@@ -143,6 +154,12 @@ SimResult simulate(const Schedule& s, bool check_memory_bound) {
                  " chunk is on this rank; nothing to send");
         MS_CHECK(act ? x.fwd[k] : x.bwd[k], where(r), ": sends what it has not computed yet");
         const Instr want{act ? Op::kRecvActivation : Op::kRecvGrad, mb, q.chunk};
+        if (!rendezvous) {
+          auto& posted = act ? st[q.rank].posted_act : st[q.rank].posted_grad;
+          posted[static_cast<size_t>(q.chunk) * m + mb] = x.clock;
+          finish(r, x.clock, x.clock);
+          return true;
+        }
         const Instr* peer = at(q.rank);
         if (!peer || !(*peer == want)) return false;
         StageState& y = st[q.rank];
@@ -154,8 +171,15 @@ SimResult simulate(const Schedule& s, bool check_memory_bound) {
         return true;
       }
       case Op::kRecvActivation:
-      case Op::kRecvGrad:
-        return false;  // completed by the matching send
+      case Op::kRecvGrad: {
+        if (rendezvous) return false;  // completed by the matching send
+        const bool act = in.op == Op::kRecvActivation;
+        const int64_t t = (act ? x.posted_act : x.posted_grad)[k];
+        if (t < 0) return false;
+        (act ? x.got_act : x.got_grad)[k] = 1;
+        finish(r, x.clock, std::max(x.clock, t));
+        return true;
+      }
       case Op::kReduceTiedGrads: {
         // A collective between the stages holding the tied embedding (the
         // first and the last); a no-op elsewhere, as in DeepSpeed.
@@ -226,6 +250,18 @@ SimResult simulate(const Schedule& s, bool check_memory_bound) {
   }
   res.ideal = static_cast<int64_t>(m) * v * (kForwardCost + kBackwardCost);
   res.bubble = Rational::of(res.makespan - res.ideal, res.ideal);
+  return res;
+}
+
+}  // namespace
+
+SimResult simulate(const Schedule& s, bool check_memory_bound) {
+  // Checks (data flow, deadlock, memory) with rendezvous sends, the timing
+  // with buffered ones: the same lists, so the same peaks.
+  const SimResult strict = run(s, check_memory_bound, true);
+  SimResult res = run(s, check_memory_bound, false);
+  res.rendezvous_makespan = strict.makespan;
+  res.rendezvous_bubble = strict.bubble;
   return res;
 }
 
