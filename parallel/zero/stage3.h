@@ -13,13 +13,18 @@
 //             reduce-scattered as a bucket, and the parameters are freed.
 // Communication per step: all-gather Ψ (forward) + all-gather Ψ (backward) +
 // reduce-scatter Ψ = 3Ψ, 1.5x DDP — the price of 16Ψ/D memory.
+// What the prefetch buys depends on the backend: it only ISSUES the next
+// block's gather one block early. NCCL would run it on its own stream during
+// the block's compute; Open MPI on CPU (no progress thread) moves most of the
+// bytes inside the later wait, so there the ranks still wait for it.
 //
 // No recompute: the activations the block's ops saved stay, exactly as
 // without ZeRO; only the parameter bytes come and go. This is how DeepSpeed
-// (partitioned_param_coordinator.py: fetch_sub_module / release_sub_module,
-// driven by pre-forward and pre-backward module hooks) and PyTorch FSDP
-// (_pre_backward_hook, _free_storage / _alloc_storage on the flat
-// parameter) do it. Here:
+// does it (runtime/zero/parameter_offload.py applies an autograd Function to
+// each module's outputs whose backward fetches the module's parameters,
+// partitioned_param_coordinator.py's fetch_sub_module / release_sub_module)
+// and PyTorch FSDP too (_pre_backward_hook; _free_storage / _alloc_storage on
+// the flat parameter). Here:
 //   - release frees the gathered buffer's BYTES but keeps its Storage object
 //     (Storage::release_data), so the graph's saved weight views stay valid
 //     objects of zero bytes — the memory is really back;
@@ -29,7 +34,9 @@
 //     the saved views read the re-gathered values in place;
 //   - the gradient hooks count the block's parameters; the last one frees
 //     the block again (every node that reads a weight also sends that
-//     weight its gradient, so none runs after it).
+//     weight its gradient, so none runs after it). DeepSpeed frees from a
+//     Function on the module's inputs instead, FSDP from a post-backward
+//     hook on the flat parameter's gradient accumulator — ours is FSDP's way.
 // Dropout needs nothing special: the forward's masks are saved in the graph,
 // as in DDP. Under --checkpoint-activations a block's own checkpoint runs
 // inside this wrapper: the re-gather precedes its recompute, so a checkpointed
