@@ -44,9 +44,9 @@
 namespace ms {
 
 // What runs around the recompute, for a region whose parameters are not
-// resident between forward and backward (ZeRO-3 gathers a block's
-// parameters before the recompute and releases them once the block's
-// backward, which reads them, is done).
+// resident between forward and backward: gather them before the recompute,
+// release them once the region's backward, which reads them, is done.
+// (ZeRO-3 does not need it: it re-gathers without recomputing, stage3.h.)
 struct CheckpointHooks {
   std::function<void()> before_recompute;
   std::function<void()> after_backward;

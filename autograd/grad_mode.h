@@ -18,7 +18,7 @@ class NoGradGuard {
 };
 
 // Turns grad mode back on for a scope, e.g. inside a backward function that
-// recomputes a forward (ZeRO-3 and activation checkpointing do).
+// recomputes a forward (activation checkpointing does).
 class EnableGradGuard {
  public:
   EnableGradGuard();

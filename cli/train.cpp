@@ -267,7 +267,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                                   .micro_steps = accum,
                                   .tp = static_cast<int>(tp),
                                   .sequence_parallel = c.sequence_parallel,
-                                  .recompute_blocks = zero_stage == 3 || c.checkpoint_activations,
+                                  .recompute_blocks = c.checkpoint_activations,
                                   .replicated_grad_numel = zero.replicated_grad_numel()});
   Clock total_clock;
   double last_val = NAN;

@@ -37,9 +37,9 @@ class CheckpointedBlock : public Layer {
 // checkpoints its contiguous buffer is sized for). A block that already is a
 // CheckpointedBlock stays as it is: wrapping it again would recompute it twice
 // in backward (a third forward) for no memory saved.
-// Call it BEFORE ZeroOptimizer at stage 3: ZeRO-3's recompute then runs the
-// CheckpointedBlock's inner block itself (stage3.h); installed after, the
-// wrapper would checkpoint ZeRO-3's gathering layer, which checkpoints again.
+// Call it BEFORE ZeroOptimizer at stage 3: ZeRO-3's gathering layer then wraps
+// the CheckpointedBlock (stage3.h); installed after, the recompute would run
+// the gathering layer again, with a second gather and a wasted prefetch.
 std::vector<std::shared_ptr<Layer>> checkpoint_blocks(GPT& model, int64_t count = -1);
 
 // How many of the model's blocks are CheckpointedBlocks.

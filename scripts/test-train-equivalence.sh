@@ -59,6 +59,23 @@ for run in "2 0" "2 2" "4 1" "4 3" "2 2 tcp"; do
     fail=$((fail + 1))
   fi
 done
+# Dropout: each rank draws its own masks (rank r's stream), so dp runs follow
+# DDP with the same streams, not one process. ZeRO-3 keeps the forward's masks
+# (it re-gathers parameters for backward, parallel/zero/stage3.h): its losses
+# and gradient norms must be DDP's, with gradient accumulation and clipping.
+zdrop="$common --dropout 0.1 --batch-size 4 --grad-accum 2 --grad-clip 0.5"
+ddp_drop=$(OMP_NUM_THREADS=1 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $zdrop \
+           --zero-stage 0 2>&1 | grep -oE 'loss [0-9.]+|val [0-9.]+|norm [0-9.]+' | awk '{print $2}')
+z3_drop=$(OMP_NUM_THREADS=1 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $zdrop \
+          --zero-stage 3 2>&1 | grep -oE 'loss [0-9.]+|val [0-9.]+|norm [0-9.]+' | awk '{print $2}')
+if within 1.5e-4 "$ddp_drop" "$z3_drop"; then
+  echo "ok: 2 ranks, ZeRO stage 3 with --dropout 0.1 follow DDP with the same masks"
+  pass=$((pass + 1))
+else
+  echo "FAILED: 2 ranks, ZeRO stage 3 with --dropout 0.1 diverge from DDP (DDP | ZeRO-3):"
+  paste <(echo "$ddp_drop") <(echo "$z3_drop") | sed 's/^/  /'
+  fail=$((fail + 1))
+fi
 # Sampling mid-training is rank 0 alone; under ZeRO-3 that must not enter the
 # per-block gathers (collectives) on one rank only.
 job_ok "sampling mid-training with ZeRO-3 on 2 ranks" ${MPIRUN:-mpirun --oversubscribe} -np 2 \
@@ -180,7 +197,7 @@ job_ok "sampling mid-training with tp 2 × pp 2 × dp 2" ${MPIRUN:-mpirun --over
 # ---- activation checkpointing: the same run with and without, bit for bit ----
 # --checkpoint-activations recomputes every block in backward, replaying its
 # dropout masks: losses, norms and the saved weights must be IDENTICAL (cmp,
-# not a tolerance), with dropout on; one process, dp 2 ZeRO 2, tp 2, pp 2.
+# not a tolerance), with dropout on; one process, dp 2 ZeRO 2 and ZeRO 3, tp 2, pp 2.
 ckpt_case() {
   local label=$1 np=$2 run a b
   shift 2
@@ -203,6 +220,7 @@ ckpt_case() {
 }
 ckpt_case "one process" 1 --batch-size 8
 ckpt_case "dp 2, ZeRO 2" 2 --batch-size 4 --zero-stage 2
+ckpt_case "dp 2, ZeRO 3" 2 --batch-size 4 --zero-stage 3
 ckpt_case "tp 2" 2 --batch-size 8 --tp 2
 ckpt_case "pp 2 (1f1b, 3 micro-batches)" 2 --batch-size 8 --pp 2 --grad-accum 3
 echo "train equivalence: $pass passed, $fail failed"

@@ -116,32 +116,51 @@ CachingAllocator& cpu_allocator() {
 
 }  // namespace
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), capacity_(nbytes), device_(device) {
   if (device == Device::CUDA) {
 #ifdef MS_CUDA
     device_index_ = cuda::current_device();  // an ms::Error when there is no GPU
-    data_ = cuda::allocate(nbytes, device_index_);
-    return;
 #else
     MS_CHECK(false, "Storage: device ", device_name(device),
              " is not available in this build (build with make CUDA=1)");
 #endif
   }
+  restore_data();
+}
+
+void Storage::restore_data() {
+  if (data_ != nullptr) return;
+  nbytes_ = capacity_;
+#ifdef MS_CUDA
+  if (device_ == Device::CUDA) {
+    data_ = cuda::allocate(nbytes_, device_index_);
+    return;
+  }
+#endif
   // 64-byte alignment: one cache line and one AVX-512 vector.
-  data_ = cpu_allocator().allocate(CachingAllocator::round_size(nbytes));
-  MS_CHECK(data_ != nullptr, "Storage: out of memory allocating ", nbytes, " bytes");
+  data_ = cpu_allocator().allocate(CachingAllocator::round_size(nbytes_));
+  MS_CHECK(data_ != nullptr, "Storage: out of memory allocating ", nbytes_, " bytes");
   g_cpu_bytes += nbytes_;
 }
 
-Storage::~Storage() {
+void Storage::release_data() {
+  if (data_ == nullptr) return;
 #ifdef MS_CUDA
   if (device_ == Device::CUDA) {
     cuda::deallocate(data_, nbytes_, device_index_);
+    data_ = nullptr;
+    nbytes_ = 0;
     return;
   }
 #endif
   cpu_allocator().deallocate(data_, CachingAllocator::round_size(nbytes_));
   g_cpu_bytes -= nbytes_;
+  data_ = nullptr;
+  nbytes_ = 0;
+}
+
+Storage::~Storage() {
+  release_data();
 }
 
 }  // namespace ms

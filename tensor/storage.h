@@ -21,9 +21,21 @@ class Storage {
   Device device() const { return device_; }
   int device_index() const { return device_index_; }  // the GPU for Device::CUDA; 0 on the CPU
 
+  // Give the bytes back but keep the object, so every tensor viewing it stays
+  // a valid (unreadable) view; nbytes() is 0 until restore_data() allocates
+  // the same size again (uninitialized) under the same Storage. PyTorch FSDP
+  // does this to its unsharded flat parameter (_free_storage/_alloc_storage,
+  // storage.resize_(0) and back): the autograd graph saved views of the
+  // gathered parameters, and ZeRO-3 refills the very storage they point at
+  // before the block's backward (parallel/zero/stage3.h).
+  void release_data();
+  void restore_data();
+  bool has_data() const { return data_ != nullptr; }
+
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t capacity_ = 0;  // nbytes_ while the data is there; kept across release_data()
   Device device_ = Device::CPU;
   int device_index_ = 0;
 };

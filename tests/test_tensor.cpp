@@ -239,3 +239,26 @@ TEST_CASE("to() converts between dtypes through storage types", "[tensor][dtype]
   // bf16 with f16 has no common storage type: still an error that says what to do.
   CHECK_THROWS_WITH(add(b, h), Catch::Contains("bf16") && Catch::Contains("to()"));
 }
+
+// ZeRO-3's release/re-gather (parallel/zero/stage3.h): a Storage gives its
+// bytes back while views of it live on, and gets them back under the same
+// object, where every view reads what is written next.
+TEST_CASE("a storage releases its bytes and restores them under the same object",
+          "[tensor][storage]") {
+  Tensor buffer = full({1000}, 1.0);
+  Tensor view = narrow(buffer, 0, 10, 5);  // what the autograd graph would keep
+  const size_t before = cpu_bytes_allocated();
+  buffer.storage()->release_data();
+  CHECK_FALSE(buffer.storage()->has_data());
+  CHECK(buffer.storage()->nbytes() == 0);
+  CHECK(cpu_bytes_allocated() == before - 4000);
+  buffer.storage()->release_data();  // twice: nothing more to give back
+  CHECK(cpu_bytes_allocated() == before - 4000);
+  buffer.storage()->restore_data();
+  CHECK(buffer.storage()->has_data());
+  CHECK(buffer.storage()->nbytes() == 4000);
+  CHECK(cpu_bytes_allocated() == before);
+  fill_(buffer, 3.0);
+  CHECK(view.storage() == buffer.storage());
+  CHECK(view.to_vector() == std::vector<double>(5, 3.0));
+}

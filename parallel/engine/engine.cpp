@@ -139,7 +139,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
     s->serial = std::move(model);
   }
   // Before the memory probe (it measures the wrapped block), the pipeline and
-  // ZeRO-3 (which then recomputes the checkpointed block once, not twice).
+  // ZeRO-3 (whose gathering layer then wraps the checkpointed block).
   if (config.activation_checkpointing.enabled)
     checkpoint_blocks(s->gpt(), config.activation_checkpointing.number_checkpoints.value_or(-1));
   if (opts.before_partition) opts.before_partition(s->gpt());

@@ -17,7 +17,7 @@ StepFormula tp_step_formula(const TpTrafficShape& s) {
                     ", ", G, " micro-step(s)");
   const int64_t ar = 2 * (t - 1), half = t - 1;   // summed over the t ranks, per byte
   int64_t all_reduce = G * 3 * bt * ar + 8 * ar;  // cross-entropy; the grad norm's f64
-  std::string recompute = s.recompute_blocks ? " + 2L again (each block recomputed: ZeRO-3 or --checkpoint-activations)" : "";
+  std::string recompute = s.recompute_blocks ? " + 2L again (each block recomputed: --checkpoint-activations)" : "";
   if (s.sequence_parallel) {
     f.total[CommOp::AllGather].sent = G * per_micro * n * half;
     f.total[CommOp::ReduceScatter].sent = G * per_micro * n * half;

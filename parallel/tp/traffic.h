@@ -28,7 +28,7 @@ struct TpTrafficShape {
   int64_t B = 0, T = 0, C = 0, n_layer = 0, micro_steps = 1;
   int tp = 1;
   bool sequence_parallel = false;
-  bool recompute_blocks = false;      // ZeRO stage 3 or --checkpoint-activations
+  bool recompute_blocks = false;      // --checkpoint-activations (ZeRO-3 re-gathers, no recompute)
   int64_t replicated_grad_numel = 0;  // summed over tp per step (SP)
 };
 

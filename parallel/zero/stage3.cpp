@@ -1,11 +1,12 @@
 #include "parallel/zero/stage3.h"
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <utility>
 
-#include "autograd/checkpoint.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
-#include "nn/checkpointed_block.h"
 
 namespace ms {
 
@@ -52,13 +53,11 @@ class ZeroStage3::GatheredBlock : public Layer {
 ZeroStage3::ZeroStage3(GPT& model, Communicator dp, std::optional<DType> grad_dtype)
     : ZeroStage2(model.parameters(), std::move(dp), block_groups(model), grad_dtype),
       model_(model) {
-  MS_CHECK(model.config().dropout == 0,
-           "ZeRO stage 3 recomputes each block in backward, and a "
-           "recomputed dropout would draw a different mask: set dropout to 0 (got ",
-           model.config().dropout, ")");
   rest_group_ = layout_.num_groups() - 1;
   gathering_.resize(layout_.num_groups());
   last_released_.resize(layout_.num_groups());
+  backward_buffer_.resize(layout_.num_groups());
+  grads_arrived_.assign(layout_.num_groups(), 0);
   // Move my slices out of the full buffers into a buffer of their own, then
   // drop the blocks' full buffers: from now on a rank holds 1/D of them.
   param_slices_flat_ = Tensor::empty({layout_.slices_numel()}, layout_.dtype());
@@ -71,10 +70,6 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp, std::optional<DType> grad_dt
   }
   for (int g = 0; g < rest_group_; ++g) release(g);
   blocks_ = model_.blocks();
-  for (const auto& block : blocks_) {
-    auto ckpt = std::dynamic_pointer_cast<CheckpointedBlock>(block);
-    run_.push_back(ckpt ? ckpt->inner() : block);
-  }
   for (size_t b = 0; b < blocks_.size(); ++b)
     model_.replace_block(b,
                          std::make_shared<GatheredBlock>(*this, static_cast<int>(b), blocks_[b]));
@@ -91,15 +86,23 @@ static int group_of_block(int b, int num_blocks) {
   return num_blocks - 1 - b;
 }
 
-void ZeroStage3::prefetch(int g) {
-  if (full_params_[g].defined()) return;  // gathered or on its way
-  // In the parameters' dtype: under mixed precision the gather moves 16-bit.
-  full_params_[g] = Tensor::empty({layout_.group(g).padded}, layout_.dtype());
+void ZeroStage3::prefetch(int g, const Tensor& buffer) {
+  if (full_params_[g].defined()) {
+    if (!buffer.defined() || full_params_[g].storage() == buffer.storage()) return;
+    release(g);  // gathered into another buffer (a second forward before this backward)
+  }
+  if (buffer.defined()) {
+    buffer.storage()->restore_data();  // the same Storage the graph's saved views point at
+    full_params_[g] = buffer;
+  } else {
+    // In the parameters' dtype: under mixed precision the gather moves 16-bit.
+    full_params_[g] = Tensor::empty({layout_.group(g).padded}, layout_.dtype());
+  }
   gathering_[g] = dp_.iall_gather(param_slices_[g], full_params_[g]);
 }
 
-void ZeroStage3::gather(int g) {
-  prefetch(g);
+void ZeroStage3::gather(int g, const Tensor& buffer) {
+  prefetch(g, buffer);
   gathering_[g].wait();
   gathering_[g] = Work();
   layout_.bind(g, full_params_[g]);
@@ -111,36 +114,80 @@ void ZeroStage3::release(int g) {
   gathering_[g].wait();
   gathering_[g] = Work();
   layout_.release(g);
+  // The bytes go back to the allocator now, even while a graph still holds
+  // views of this Storage (they are refilled before they are read again).
+  full_params_[g].storage()->release_data();
   last_released_[g] = full_params_[g].storage();
-  full_params_[g] = Tensor();  // the last reference: the memory goes back to the allocator
+  full_params_[g] = Tensor();
 }
+
+namespace {
+
+// Identity in forward; in backward, runs `before_backward` and passes the
+// gradient on. Placed at a block's output, it runs before every node of the
+// block (each of them only gets gradient through it): DeepSpeed's and FSDP's
+// pre-backward hook.
+Tensor pre_backward_hook(const Tensor& y, std::function<void()> before_backward) {
+  Tensor out = detach(y);  // same storage, a TensorImpl of our own for the node
+  record(out, "zero3_pre_backward", {y},
+         [before_backward = std::move(before_backward)](const Tensor& grad) {
+           before_backward();
+           return std::vector<Tensor>{grad};
+         });
+  return out;
+}
+
+}  // namespace
 
 Tensor ZeroStage3::run_block(int b, const Tensor& x) {
   const int L = static_cast<int>(blocks_.size());
   const int g = group_of_block(b, L);
   gather(g);
   if (b + 1 < L) prefetch(group_of_block(b + 1, L));  // overlaps with this block's compute
-  // Activation checkpointing (autograd/checkpoint.h): the forward runs under
-  // NoGradGuard, so no graph keeps the gathered parameters alive, and one node
-  // saves only the block's input. In backward the block's parameters are
-  // gathered again (prefetching block b-1's), the block is recomputed and
-  // backpropagated — its gradient hooks fire, and once the block's last one
-  // has, stage 2's code reduce-scatters the block — and released.
-  CheckpointHooks hooks{[this, b, g, L] {
-                          gather(g);
-                          if (b > 0) prefetch(group_of_block(b - 1, L));
-                        },
-                        [this, g] { release(g); }};
-  Tensor y = checkpoint([this, b](const Tensor& in) { return run_[b]->forward(in); }, x,
-                        dropout_generators(*run_[b]), std::move(hooks), "zero3_block");
+  Tensor y = blocks_[b]->forward(x);  // a CheckpointedBlock checkpoints itself here
+  if (y.requires_grad()) {
+    // The graph just built saved views of full_params_[g]; backward refills
+    // that buffer (released below) before the block's backward reads it, and
+    // starts block b-1's gather into the buffer ITS graph saved.
+    Tensor buffer = full_params_[g];
+    backward_buffer_[g] = buffer;
+    y = pre_backward_hook(y, [this, b, g, L, buffer] {
+      gather(g, buffer);
+      if (b > 0) {
+        const int prev = group_of_block(b - 1, L);
+        if (backward_buffer_[prev].defined()) prefetch(prev, backward_buffer_[prev]);
+      }
+    });
+  }
   release(g);
   return y;
 }
 
+// Once a block's last parameter gradient is final, its backward has read the
+// gathered parameters for the last time: stage 2 has launched (or queued) the
+// block's reduce-scatter, and the parameters go.
+void ZeroStage3::on_grad_ready(int param) {
+  ZeroStage2::on_grad_ready(param);
+  const int g = layout_.group_of(param);
+  if (g == rest_group_) return;
+  if (++grads_arrived_[g] < static_cast<int>(layout_.group(g).params.size())) return;
+  grads_arrived_[g] = 0;
+  release(g);
+}
+
+void ZeroStage3::set_gradient_sync(bool sync) {
+  ZeroStage2::set_gradient_sync(sync);
+  std::fill(grads_arrived_.begin(), grads_arrived_.end(), 0);  // a new backward starts
+}
+
 void ZeroStage3::reduce_gradients() {
   ZeroStage2::reduce_gradients();
-  // A prefetch nobody consumed must not read our slice while the optimizer writes it.
+  std::fill(grads_arrived_.begin(), grads_arrived_.end(), 0);
+  // A prefetch nobody consumed must not read our slice while the optimizer
+  // writes it; a block whose backward left a parameter without gradient is
+  // still gathered.
   for (int g = 0; g < rest_group_; ++g) release(g);
+  for (Tensor& t : backward_buffer_) t = Tensor();
 }
 
 void ZeroStage3::after_step() {
@@ -165,6 +212,7 @@ size_t ZeroStage3::layout_bytes(size_t K) const {
 size_t ZeroStage3::released_alive() const {
   size_t bytes = 0;
   for (int g = 0; g < rest_group_; ++g) {
+    // A graph may still hold the Storage object; its bytes must be gone.
     std::shared_ptr<Storage> s = last_released_[g].lock();
     if (s && !full_params_[g].defined()) bytes += s->nbytes();
   }

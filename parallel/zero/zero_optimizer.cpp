@@ -65,10 +65,10 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   MS_CHECK(opts_.bucket_bytes > 0, "zero: bucket_bytes must be positive");
   MS_CHECK(make_optimizer != nullptr, "zero: make_optimizer is empty");
   opts_.precision.validate();
-  MS_CHECK(opts_.stage != 3 || model.config().dropout == 0,
-           "zero: stage 3 recomputes each block in backward, and a recomputed dropout would draw "
-           "a different mask: set dropout to 0 (got ",
-           model.config().dropout, ")");
+  // Dropout is allowed at every stage: stage 3 frees a block's gathered
+  // parameters after its forward and re-gathers them for its backward, so
+  // the forward's activations and dropout masks are the ones backward uses,
+  // as in DDP (stage3.h; no block is recomputed).
   // Mixed precision: the model is held in 16-bit from here on (rank 0's values
   // are broadcast by the stage, already rounded), and the gradients the stage
   // accumulates and reduces have the communication dtype.

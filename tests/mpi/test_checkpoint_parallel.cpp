@@ -2,8 +2,9 @@
 // that wrap the same blocks: tensor-parallel blocks with and without sequence
 // parallelism (whose dropout draws its slice of the serial mask from the
 // block's own generator, parallel/tp/random.h), and every ZeRO stage (stage 3
-// then nests two checkpoints: its own gathering recompute around the
-// CheckpointedBlock's). Checkpointed or not, the same bits.
+// runs the CheckpointedBlock inside its gathering layer, whose backward
+// re-gathers before the recompute), with dropout. Checkpointed or not, the
+// same bits.
 // Only CHECK after collectives, so a failing rank never strands the others.
 #include "nn/checkpointed_block.h"
 #include "nn/data.h"
@@ -90,7 +91,7 @@ Run train(Communicator& dp, int stage, double dropout, bool checkpointed) {
 TEST_CASE("checkpoint: ZeRO 0-3 over checkpointed blocks trains bit for bit", "[mpi][checkpoint]") {
   Communicator world = Communicator::world();
   for (int stage = 0; stage <= 3; ++stage) {
-    const double dropout = stage == 3 ? 0 : 0.1;  // ZeRO-3 refuses dropout (stage3.h)
+    const double dropout = 0.1;  // ZeRO-3 too: it re-gathers for backward (stage3.h)
     INFO("ZeRO " << stage << ", dropout " << dropout);
     const Run want = train(world, stage, dropout, false);
     const Run got = train(world, stage, dropout, true);
@@ -106,9 +107,9 @@ namespace {
 
 }  // namespace
 
-// Regression: ZeRO-3 recomputed a CheckpointedBlock through its own
-// checkpoint, whose recompute then recomputed the block once more: three
-// forwards per block and step instead of two.
+// Regression: ZeRO-3 once recomputed a CheckpointedBlock through a
+// checkpoint of its own, whose recompute then recomputed the block once more:
+// three forwards per block and step instead of two.
 TEST_CASE("checkpoint: ZeRO-3 runs a checkpointed block twice per step, not three times",
           "[mpi][checkpoint]") {
   Communicator world = Communicator::world();

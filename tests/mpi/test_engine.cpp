@@ -58,9 +58,9 @@ struct Trace {
 
 // What cli/train.cpp did before the engine: ZeroOptimizer by hand, the sync
 // on the last micro-step, the loss scaled by 1/gas, one step(lr, clip).
-// Stage 3 recomputes blocks in backward, so it refuses dropout.
-double dropout_for(int stage) {
-  return stage == 3 ? 0.0 : 0.1;
+// Every stage with dropout: stage 3 keeps the forward's masks too (stage3.h).
+double dropout_for(int) {
+  return 0.1;
 }
 
 Trace by_hand(Communicator& world, int stage, int steps) {
