@@ -51,8 +51,8 @@ TEST_CASE("train's memory lines: parameters per tp rank and a layer's activation
                         "split " +
                         format_bytes(double(p.split)) + " + replicated " +
                         format_bytes(double(p.replicated))) != std::string::npos);
-    const BlockActivations a = block_activations({2, 8, 16, 2, m.tp, m.sp, false, m.dropout});
-    const double bytes = 4.0 * double(a.saved_values() + a.extra_values());
+    const BlockActivations a = block_activations({2, 8, 16, 2, m.tp, m.sp, m.sp, m.dropout});
+    const double bytes = double(a.saved_bytes() + a.extra_bytes());
     CHECK(r.output.find("one sequence, × B = 2): " + format_bytes(bytes) +
                         " bytes on every rank: match") != std::string::npos);
     CHECK(r.output.find("MISMATCH") == std::string::npos);
