@@ -74,7 +74,11 @@ BlockActivations block_activations(const ActivationShape& s) {
                       : !s.sequence_parallel   ? "tp: (4 + 12/t)·sbh + a·s²b/t"
                       : s.regather_in_backward ? "tp + sp (re-gather): 16·sbh/t + a·s²b/t"
                                                : "tp + sp: (2 + 14/t)·sbh + a·s²b/t";
-  r.rule = std::string(which) + " values (s = " + std::to_string(s.seq) +
+  std::string masks;
+  if (s.dropout > 0) masks += s.sequence_parallel ? " + 2·sbh/t" : " + 2·sbh";
+  if (s.attn_dropout > 0) masks += " + a·s²b/t";
+  if (!masks.empty()) masks += " mask bytes";
+  r.rule = std::string(which) + " values" + masks + " (s = " + std::to_string(s.seq) +
            ", b = " + std::to_string(s.batch) + ", h = " + std::to_string(s.hidden) +
            ", a = " + std::to_string(s.heads) + ", t = " + std::to_string(t) + ")";
   return r;
