@@ -7,9 +7,10 @@
 //
 // s = T, b = B, h = C, a = n_head, t = tp size. What a GPT-2 block saves:
 //   LayerNorm inputs     x and x + attn(.)                 2·sbh   (/t under SP)
-//   LayerNorm outputs    inputs of c_attn and c_fc         2·sbh   (/t under SP only if
-//                        the column layer re-gathers its input in backward; by
-//                        default it keeps the gathered (B, T, C) input: full)
+//   LayerNorm outputs    inputs of c_attn and c_fc         2·sbh   (/t under SP when
+//                        the column layer re-gathers its input in backward, as
+//                        TpGPT's does; with ColumnParallelOptions::regather_in_backward
+//                        off it keeps the gathered (B, T, C) input: full)
 //   q|k|v                c_attn's output, attention input  3·sbh/t
 //   attention P          softmax probabilities             a·s²b/t
 //   attention output     input of attn.c_proj              sbh/t
