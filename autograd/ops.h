@@ -4,9 +4,11 @@
 // when grad mode is on and an input requires grad — records a Node whose
 // backward is written right beside the forward (see ops_*.cpp).
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "tensor/factory.h"
+#include "tensor/storage.h"
 #include "tensor/tensor.h"
 
 namespace ms {
@@ -114,9 +116,34 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 // Mean over N of -log softmax(logits)[target]; logits (N, V), targets i32 (N).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 
+// A dropout keep-mask: one byte per element (1 = kept), as PyTorch's fused
+// dropout keeps a bool mask (not a float one): backward needs only the mask
+// and 1/(1-p). The bytes live in a Storage, so the allocator's counter sees
+// them (parallel/tp/activation_memory.h counts them at 1 byte).
+struct DropoutMask {
+  std::shared_ptr<Storage> bytes;
+  Shape shape;
+  double p = 0;
+  int64_t numel() const { return shape_numel(shape); }
+  const uint8_t* data() const { return static_cast<const uint8_t*>(bytes->data()); }
+};
+// One uniform per element from `gen`, in row-major order; dropped when < p.
+DropoutMask draw_dropout_mask(const Shape& shape, double p, Generator& gen);
+// Positions [start, start + n) of dim 1 of a mask of shape (B, T, ...).
+DropoutMask slice_dropout_mask(const DropoutMask& m, int64_t start, int64_t n);
+// x ∘ keep / (1-p); backward multiplies the gradient the same way (keeps only the mask).
+Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask);
+
 // Causal multi-head self-attention over GPT-2's packed projection, fused:
 // qkv (B, T, 3C) -> (B, T, C), softmax(q·kᵀ/√hs) with the causal mask, then ·v.
 Tensor causal_attention(const Tensor& qkv, int64_t n_head);
+// The same with dropout on the attention probabilities (GPT-2's attn_pdrop:
+// softmax, dropout, then ·v, as Hugging Face's GPT2Attention): the mask
+// (B, n_head, T, T) is drawn from `gen` (draw_dropout_mask); p == 0 draws
+// nothing and is causal_attention(qkv, n_head).
+Tensor causal_attention(const Tensor& qkv, int64_t n_head, double attn_p, Generator& gen);
+// With a given mask (B, n_head, T, T), for gradient checks with a fixed mask.
+Tensor causal_attention(const Tensor& qkv, int64_t n_head, const DropoutMask& attn_mask);
 // Inverted dropout: zeroes each element with probability p, scales the rest by
 // 1/(1-p). Identity (and no randomness drawn) when p == 0.
 Tensor dropout(const Tensor& x, double p, Generator& gen);

@@ -1,4 +1,6 @@
 // Fused causal self-attention and dropout.
+#include <cstring>
+
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -6,11 +8,15 @@
 
 namespace ms {
 
-Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
+namespace {
+
+// The fused op; `mask` (B, NH, T, T) or null for no attention dropout.
+Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
+                           const std::shared_ptr<const DropoutMask>& mask) {
   // Scores and softmax in f32; only the (B, T, C) output is rounded (mixed.h).
   if (auto d = mixed::result_dtype({&qkv}, "causal_attention"))
-    return mixed::recompute_in_f32("causal_attention", {qkv}, *d, [n_head](const auto& t) {
-      return causal_attention(t[0], n_head);
+    return mixed::recompute_in_f32("causal_attention", {qkv}, *d, [n_head, mask](const auto& t) {
+      return attention_with_mask(t[0], n_head, mask);  // the same mask when recomputed
     });
   MS_CHECK(is_compute_dtype(qkv.dtype()) && qkv.dim() == 3 && qkv.shape()[2] % 3 == 0,
            "causal_attention: qkv must be (B, T, 3C) f32/f64, got ", shape_str(qkv.shape()), " ",
@@ -18,44 +24,130 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
   int64_t B = qkv.shape()[0], T = qkv.shape()[1], C = qkv.shape()[2] / 3;
   MS_CHECK(n_head > 0 && C % n_head == 0, "causal_attention: n_embd ", C,
            " is not divisible by n_head ", n_head);
+  const Shape mask_shape{B, n_head, T, T};
+  MS_CHECK(!mask || mask->shape == mask_shape, "causal_attention: dropout mask ",
+           mask ? shape_str(mask->shape) : "", " must be (B, n_head, T, T) = ",
+           shape_str(mask_shape));
+  const uint8_t* keep = mask ? mask->data() : nullptr;
+  const double keep_scale = mask ? 1.0 / (1.0 - mask->p) : 1.0;
   Tensor x = contiguous(detach(qkv));
   Tensor out = Tensor::empty({B, T, C}, qkv.dtype());
   Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype());  // (B, NH, T, T)
   if (qkv.device() == Device::CPU) {
     dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
       using D = decltype(tag);
-      cpu::attention_forward<D>(out.data<D>(), att.data<D>(), x.data<D>(), B, T, C, n_head);
+      cpu::attention_forward<D>(out.data<D>(), att.data<D>(), x.data<D>(), B, T, C, n_head, keep,
+                                D(keep_scale));
     });
   } else {
     cuda_kernels_planned("causal_attention");
   }
   if (needs_grad({&qkv})) {
-    record(out, "causal_attention", {qkv}, [x, att, B, T, C, n_head](const Tensor& g) {
-      Tensor gc = contiguous(g);
-      Tensor dqkv = Tensor::empty({B, T, 3 * C}, x.dtype());
-      Tensor scratch = Tensor::empty(att.shape(), x.dtype());
-      dispatch_compute(x.dtype(), "causal_attention backward", [&](auto tag) {
-        using D = decltype(tag);
-        cpu::attention_backward<D>(dqkv.data<D>(), scratch.data<D>(), gc.data<D>(), x.data<D>(),
-                                   att.data<D>(), B, T, C, n_head);
-      });
-      return std::vector<Tensor>{dqkv};
-    });
+    // Saved: q|k|v, P and the 1-byte mask; the dropped P is rebuilt in backward.
+    record(out, "causal_attention", {qkv},
+           [x, att, mask, keep_scale, B, T, C, n_head](const Tensor& g) {
+             Tensor gc = contiguous(g);
+             Tensor dqkv = Tensor::empty({B, T, 3 * C}, x.dtype());
+             Tensor scratch = Tensor::empty(att.shape(), x.dtype());
+             dispatch_compute(x.dtype(), "causal_attention backward", [&](auto tag) {
+               using D = decltype(tag);
+               cpu::attention_backward<D>(dqkv.data<D>(), scratch.data<D>(), gc.data<D>(),
+                                          x.data<D>(), att.data<D>(), B, T, C, n_head,
+                                          mask ? mask->data() : nullptr, D(keep_scale));
+             });
+             return std::vector<Tensor>{dqkv};
+           });
   }
+  return out;
+}
+
+}  // namespace
+
+Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
+  return attention_with_mask(qkv, n_head, nullptr);
+}
+
+Tensor causal_attention(const Tensor& qkv, int64_t n_head, const DropoutMask& attn_mask) {
+  return attention_with_mask(qkv, n_head, std::make_shared<const DropoutMask>(attn_mask));
+}
+
+Tensor causal_attention(const Tensor& qkv, int64_t n_head, double attn_p, Generator& gen) {
+  MS_CHECK(attn_p >= 0 && attn_p < 1, "causal_attention: attention dropout ", attn_p,
+           " must be in [0, 1)");
+  if (attn_p == 0) return causal_attention(qkv, n_head);
+  MS_CHECK(qkv.dim() == 3, "causal_attention: qkv must be (B, T, 3C), got ",
+           shape_str(qkv.shape()));
+  const int64_t B = qkv.shape()[0], T = qkv.shape()[1];
+  return attention_with_mask(
+      qkv, n_head,
+      std::make_shared<const DropoutMask>(draw_dropout_mask({B, n_head, T, T}, attn_p, gen)));
+}
+
+DropoutMask draw_dropout_mask(const Shape& shape, double p, Generator& gen) {
+  MS_CHECK(p >= 0 && p < 1, "dropout: probability ", p, " must be in [0, 1)");
+  DropoutMask m{std::make_shared<Storage>(size_t(shape_numel(shape)), Device::CPU), shape, p};
+  auto* keep = static_cast<uint8_t*>(m.bytes->data());
+  for (int64_t i = 0; i < m.numel(); ++i) keep[i] = gen.uniform() < p ? 0 : 1;
+  return m;
+}
+
+DropoutMask slice_dropout_mask(const DropoutMask& m, int64_t start, int64_t n) {
+  MS_CHECK(m.shape.size() >= 2 && start >= 0 && n >= 0 && start + n <= m.shape[1],
+           "slice_dropout_mask: positions [", start, ", ", start + n, ") of a mask ",
+           shape_str(m.shape));
+  Shape shape = m.shape;
+  shape[1] = n;
+  const int64_t outer = m.shape[0], inner = m.numel() / (outer * m.shape[1]);
+  DropoutMask s{std::make_shared<Storage>(size_t(shape_numel(shape)), Device::CPU), shape, m.p};
+  auto* dst = static_cast<uint8_t*>(s.bytes->data());
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(dst + o * n * inner, m.data() + (o * m.shape[1] + start) * inner,
+                size_t(n * inner));
+  return s;
+}
+
+namespace {
+
+// out = x ∘ keep · scale, for the forward and (on the gradient) the backward.
+Tensor masked_scale(const Tensor& x, const std::shared_ptr<const DropoutMask>& m) {
+  Tensor xc = contiguous(x);
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  if (x.device() != Device::CPU) cuda_kernels_planned("dropout");
+  const uint8_t* keep = m->data();
+  const double scale = 1.0 / (1.0 - m->p);
+  dispatch_compute(x.dtype(), "dropout", [&](auto tag) {
+    using D = decltype(tag);
+    const D* src = xc.data<D>();
+    D* dst = out.data<D>();
+    const D s = D(scale);
+    for (int64_t i = 0; i < x.numel(); ++i) dst[i] = keep[i] ? src[i] * s : D(0);
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask) {
+  MS_CHECK(x.shape() == mask.shape, "dropout: input ", shape_str(x.shape()), " but mask ",
+           shape_str(mask.shape));
+  // The kept elements' 1/(1-p) is applied in f32: rounded to 16-bit first it
+  // would no longer be the inverse of the keep rate (mixed.h).
+  if (auto d = mixed::result_dtype({&x}, "dropout"))
+    return mixed::down(apply_dropout_mask(mixed::up(x), mask), *d);
+  MS_CHECK(is_compute_dtype(x.dtype()), "dropout: input must be f32/f64, got ",
+           dtype_name(x.dtype()));
+  auto m = std::make_shared<const DropoutMask>(mask);
+  Tensor out = masked_scale(detach(x), m);
+  if (needs_grad({&x}))
+    record(out, "dropout", {x},
+           [m](const Tensor& g) { return std::vector<Tensor>{masked_scale(g, m)}; });
   return out;
 }
 
 Tensor dropout(const Tensor& x, double p, Generator& gen) {
   MS_CHECK(p >= 0 && p < 1, "dropout: probability ", p, " must be in [0, 1)");
   if (p == 0) return x;
-  // The kept elements' 1/(1-p) is applied in f32: rounded to 16-bit first it
-  // would no longer be the inverse of the keep rate (mixed.h).
-  if (auto d = mixed::result_dtype({&x}, "dropout")) return mixed::down(dropout(mixed::up(x), p, gen), *d);
-  Tensor keep = Tensor::empty(x.shape(), x.dtype());  // mask, already scaled by 1/(1-p)
-  std::vector<double> m(x.numel());
-  double scale = 1.0 / (1.0 - p);
-  for (double& v : m) v = gen.uniform() < p ? 0.0 : scale;
-  return mul(x, from_vector(m, x.shape(), x.dtype()));
+  return apply_dropout_mask(x, draw_dropout_mask(x.shape(), p, gen));
 }
 
 }  // namespace ms

@@ -177,7 +177,8 @@ int train_command(int argc, char** argv, Communicator& world) {
                                  measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
                                                            c.sequence_parallel ? T / tp : T),
                                  {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
-                                  c.sequence_parallel, false, shape.dropout});
+                                  c.sequence_parallel, c.sequence_parallel, shape.dropout,
+                                  shape.attn_dropout});
   };
   Engine engine = [&] {
     std::shared_ptr<GPT> model = build_train_model(world, flags, c);

@@ -47,7 +47,10 @@ Flags train_flags() {
   f.add("beta2", "0.95", "AdamW beta2");
   f.add("weight-decay", "0.1", "weight decay (decoupled for AdamW)");
   f.add("grad-clip", "1.0", "clip the global gradient norm to this value (0 = off)");
-  f.add("dropout", "0", "dropout probability");
+  f.add("dropout", "0", "residual and embedding dropout probability (HF resid_pdrop, embd_pdrop)");
+  f.add("attn-dropout", "0",
+        "dropout on the attention probabilities (HF attn_pdrop; HF's default is 0.1, ours 0 "
+        "so a run changes only when asked)");
   f.add("seed", "1337", "seed for initialization and dropout");
   f.add("init-from", "",
         "start from these weights (.safetensors); the model shape comes from the file");
@@ -209,6 +212,7 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.weight_decay = check.real("weight-decay", non_negative, "a finite number >= 0");
   c.grad_clip = check.real("grad-clip", non_negative, "a finite number >= 0 (0 = off)");
   c.dropout = check.real("dropout", unit, "in [0, 1)");
+  c.attn_dropout = check.real("attn-dropout", unit, "in [0, 1)");
   c.seed = flags.integer("seed");
   c.eval_every = check.integer("eval-every", 0, kMax, ">= 0 (0 = never)");
   c.eval_batches =
@@ -222,6 +226,7 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.model.n_embd = flags.integer("n-embd");
   c.model.block_size = c.T;
   c.model.dropout = c.dropout;
+  c.model.attn_dropout = c.attn_dropout;
   MS_CHECK(c.model.n_head > 0 && c.model.n_embd > 0, "--n-embd ", c.model.n_embd, " and --n-head ",
            c.model.n_head, " must be positive");
   // With --init-from the width comes from the file; the loader checks that

@@ -28,7 +28,7 @@ struct TrainConfig {
   bool sequence_parallel = false;
   bool checkpoint_activations = false;  // --checkpoint-activations: wrap every block
   double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
-  double grad_clip = 0, dropout = 0;
+  double grad_clip = 0, dropout = 0, attn_dropout = 0;
   int64_t tokens_per_step = 0;  // B·T·accum·dp
   MixedPrecision precision;     // --bf16 / --fp16 and the loss-scale flags
 

@@ -19,6 +19,7 @@ std::shared_ptr<GPT> build_train_model(Communicator& world, const Flags& flags,
     if (flags.given("n-head")) load.n_head = flags.integer("n-head");
     load.n_head_name = "--n-head";
     if (flags.given("dropout")) load.dropout = c.dropout;  // validated with the other flags
+    if (flags.given("attn-dropout")) load.attn_dropout = c.attn_dropout;
     std::string note;  // printed once every check has passed: errors stay one line
     load.note = [&note](const std::string& s) { note = s; };
     load.warn_non_finite = lead;

@@ -13,6 +13,8 @@ void GPTConfig::validate() const {
   MS_CHECK(n_embd > 0 && n_embd % n_head == 0, "config: n_embd ", n_embd,
            " must be a positive multiple of n_head ", n_head);
   MS_CHECK(dropout >= 0 && dropout < 1, "config: dropout ", dropout, " must be in [0, 1)");
+  MS_CHECK(attn_dropout >= 0 && attn_dropout < 1, "config: attn_dropout ", attn_dropout,
+           " must be in [0, 1)");
 }
 
 std::string GPTConfig::describe() const {
@@ -27,13 +29,19 @@ CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
       register_module("c_attn", std::make_shared<Linear>(cfg.n_embd, 3 * cfg.n_embd, true, gen));
   c_proj = register_module("c_proj",
                            std::make_shared<Linear>(cfg.n_embd, cfg.n_embd, true, gen, resid_std));
-  resid_dropout =
-      register_module("resid_dropout", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
+  const uint64_t resid_seed = gen.next_u64();
+  // Its own stream, derived from resid_dropout's seed so the weights' init
+  // stream (and so every existing seed's weights) is unchanged.
+  attn_dropout = register_module(
+      "attn_dropout",
+      std::make_shared<Dropout>(cfg.attn_dropout, Generator(~resid_seed).next_u64()));
+  resid_dropout = register_module("resid_dropout", std::make_shared<Dropout>(cfg.dropout, resid_seed));
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
-  Tensor qkv = c_attn->forward(x);            // (B, T, 3C)
-  Tensor y = causal_attention(qkv, n_head_);  // (B, T, C)
+  Tensor qkv = c_attn->forward(x);  // (B, T, 3C)
+  Dropout& d = *attn_dropout;
+  Tensor y = causal_attention(qkv, n_head_, d.training() ? d.p() : 0.0, d.generator());  // (B, T, C)
   return resid_dropout->forward(c_proj->forward(y));
 }
 

@@ -18,7 +18,11 @@ struct GPTConfig {
   int64_t n_layer = 4;
   int64_t n_head = 4;
   int64_t n_embd = 128;
-  double dropout = 0.0;
+  double dropout = 0.0;       // residual and embedding dropout (HF resid_pdrop, embd_pdrop)
+  // Dropout on the attention probabilities (HF attn_pdrop), after softmax and
+  // before ·v. 0 by default, so a run changes only when asked (HF's
+  // GPT2Config defaults all three to 0.1).
+  double attn_dropout = 0.0;
   // Throws ms::Error naming the field and the rule when the config is unusable.
   void validate() const;
   std::string describe() const;
@@ -30,6 +34,7 @@ class CausalSelfAttention : public Module {
   Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
   std::shared_ptr<Linear> c_attn;   // C -> 3C, packed q|k|v
   std::shared_ptr<Linear> c_proj;   // C -> C
+  std::shared_ptr<Dropout> attn_dropout;  // on the softmax probabilities (HF attn_dropout)
   std::shared_ptr<Dropout> resid_dropout;
 
  private:
@@ -97,6 +102,7 @@ class GPT : public Module {
     std::optional<int64_t> n_head;
     std::string n_head_name = "requested n_head";  // how errors name it, e.g. "--n-head"
     std::optional<double> dropout;                 // the file holds none; unset: 0
+    std::optional<double> attn_dropout;            // likewise
     // Receives one-line notes such as the n_head guess. Unset: stderr.
     std::function<void(const std::string&)> note;
     // NaN/Inf weights: one stderr line per tensor, naming it and the count.

@@ -214,6 +214,7 @@ std::shared_ptr<GPT> GPT::from_safetensors(const std::string& path, const LoadOp
                     " head(s) for n_embd ", C);
   }
   if (opts.dropout) cfg.dropout = *opts.dropout;
+  if (opts.attn_dropout) cfg.attn_dropout = *opts.attn_dropout;
   cfg.validate();
 
   const Spec spec = expected_parameters(cfg);

@@ -76,9 +76,11 @@ int64_t kept_by_forward(Layer& layer, const Tensor& x, Tensor& out) {
 }  // namespace
 
 TEST_CASE("checkpoint: one block with dropout, gradients bit for bit", "[checkpoint]") {
-  GPT plain(tiny(0.1), 5), ckpt(tiny(0.1), 5);
+  GPTConfig cfg = tiny(0.1);
+  cfg.attn_dropout = 0.2;  // the attention probabilities' mask must replay too
+  GPT plain(cfg, 5), ckpt(cfg, 5);
   auto wrapped = std::make_shared<CheckpointedBlock>(ckpt.blocks()[0]);
-  CHECK(dropout_generators(*wrapped).size() == 2);  // attn.resid_dropout, mlp.dropout
+  CHECK(dropout_generators(*wrapped).size() == 3);  // attn.attn_dropout, attn.resid_dropout, mlp.dropout
   Tensor x = random({B, T, C}, 3);
   auto [y_plain, gx_plain] = run_block(*plain.blocks()[0], x);
   auto [y_ckpt, gx_ckpt] = run_block(*wrapped, x);
@@ -149,8 +151,8 @@ TEST_CASE("checkpoint: without replaying the dropout streams the gradients are w
 TEST_CASE("checkpoint: a block keeps only its output after forward, measured to the byte",
           "[checkpoint]") {
   const int64_t sbh = B * T * C;
-  const BlockActivations counted = block_activations(ActivationShape{B, T, C, NH});
   for (double p : {0.0, 0.1}) {
+    const BlockActivations counted = block_activations(ActivationShape{B, T, C, NH, 1, false, false, p});
     INFO("dropout " << p << "; " << counted.rule);
     GPT model(tiny(p), 5);
     std::shared_ptr<Layer> block = model.blocks()[0];
@@ -159,14 +161,11 @@ TEST_CASE("checkpoint: a block keeps only its output after forward, measured to 
     const int64_t input = 4 * sbh;
     Tensor out;
     const int64_t plain = kept_by_forward(*block, x, out);
-    // Each dropout keeps its mask AND its input (ms::dropout is a mul, and mul
-    // saves both operands): 2 dropouts × 2·sbh values.
-    const int64_t dropout_extra = p > 0 ? 2 * 2 * sbh : 0;
-    INFO("without checkpointing: kept "
-         << plain << " B + input " << input << " B; counted " << 4 * counted.saved_values()
-         << " B saved + " << 4 * counted.extra_values() << " B extras + " << 4 * dropout_extra
-         << " B dropout");
-    CHECK(plain + input == 4 * (counted.saved_values() + counted.extra_values() + dropout_extra));
+    // Each dropout keeps only its 1-byte mask (counted in saved when p > 0).
+    INFO("without checkpointing: kept " << plain << " B + input " << input << " B; counted "
+                                        << counted.saved_bytes() << " B saved + "
+                                        << counted.extra_bytes() << " B extras");
+    CHECK(plain + input == counted.saved_bytes() + counted.extra_bytes());
     out = Tensor();
     const int64_t ckpt = kept_by_forward(wrapped, x, out);
     INFO("with checkpointing: kept " << ckpt << " B (the input " << input

@@ -36,11 +36,13 @@ TEST_CASE("train's memory lines: parameters per tp rank and a layer's activation
   struct Mode {
     int np, tp;
     bool sp;
-    double dropout;
+    double dropout, attn_dropout = 0;
   };
-  for (Mode m :
-       {Mode{1, 1, false, 0}, Mode{2, 2, false, 0}, Mode{2, 2, true, 0}, Mode{2, 2, true, 0.1}}) {
-    std::string args = kRun + " --dropout " + std::to_string(m.dropout);
+  // The last two: --attn-dropout reaches the model (its 1-byte mask is in the count).
+  for (Mode m : {Mode{1, 1, false, 0}, Mode{2, 2, false, 0}, Mode{2, 2, true, 0},
+                 Mode{2, 2, true, 0.1}, Mode{1, 1, false, 0.1, 0.1}, Mode{2, 2, true, 0.1, 0.1}}) {
+    std::string args = kRun + " --dropout " + std::to_string(m.dropout) + " --attn-dropout " +
+                       std::to_string(m.attn_dropout);
     if (m.tp > 1) args += " --tp " + std::to_string(m.tp);
     if (m.sp) args += " --sequence-parallel";
     CliRun r = run_minispeed(args, m.np > 1 ? mpirun(m.np) : "");
@@ -51,8 +53,8 @@ TEST_CASE("train's memory lines: parameters per tp rank and a layer's activation
                         "split " +
                         format_bytes(double(p.split)) + " + replicated " +
                         format_bytes(double(p.replicated))) != std::string::npos);
-    const BlockActivations a = block_activations({2, 8, 16, 2, m.tp, m.sp, false, m.dropout});
-    const double bytes = 4.0 * double(a.saved_values() + a.extra_values());
+    const BlockActivations a = block_activations({2, 8, 16, 2, m.tp, m.sp, m.sp, m.dropout, m.attn_dropout});
+    const double bytes = double(a.saved_bytes() + a.extra_bytes());
     CHECK(r.output.find("one sequence, × B = 2): " + format_bytes(bytes) +
                         " bytes on every rank: match") != std::string::npos);
     CHECK(r.output.find("MISMATCH") == std::string::npos);

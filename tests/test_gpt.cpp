@@ -11,6 +11,7 @@
 #include "nn/gpt.h"
 #include "nn/safetensors.h"
 #include "optim/optimizer.h"
+#include "tensor/storage.h"
 
 using namespace ms;
 
@@ -126,6 +127,82 @@ TEST_CASE("fused attention passes gradcheck and matches unfused ops", "[gpt][att
   Tensor y = reshape(permute(matmul(att, heads(v)), {0, 2, 1, 3}), {2, 5, 4});
   CHECK(allclose(causal_attention(qkv, 2), y, 1e-12, 1e-12));
   CHECK_THROWS_WITH(causal_attention(qkv, 5), Catch::Contains("n_head 5"));
+}
+
+TEST_CASE("attention dropout: exact backward (f64 gradcheck, fixed mask), the unfused reference",
+          "[gpt][attention][dropout]") {
+  // T = 53 > the kernel's 48-row blocks, so the masked block loops are crossed.
+  const int64_t B = 1, T = 53, NH = 2, hs = 3;
+  Generator gen(5);
+  Tensor qkv = uniform({B, T, 3 * NH * hs}, gen, -1, 1, DType::F64).set_requires_grad(true);
+  Generator mask_gen(9);
+  const DropoutMask mask = draw_dropout_mask({B, NH, T, T}, 0.3, mask_gen);
+  GradcheckResult r = gradcheck(
+      [&](const std::vector<Tensor>& x) { return causal_attention(x[0], NH, mask); }, {qkv});
+  INFO(r.report);
+  CHECK(r.ok);
+  // Unfused: softmax, then P ∘ keep / (1-p), then ·v (Hugging Face's GPT2Attention).
+  const int64_t C = NH * hs;
+  Tensor q = narrow(qkv, 2, 0, C), k = narrow(qkv, 2, C, C), v = narrow(qkv, 2, 2 * C, C);
+  auto heads = [&](const Tensor& t) { return permute(reshape(t, {B, T, NH, hs}), {0, 2, 1, 3}); };
+  Tensor sc = mul(matmul(heads(q), transpose(heads(k), -1, -2)), 1 / std::sqrt(double(hs)));
+  std::vector<double> causal(T * T), keep(B * NH * T * T);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = 0; j < T; ++j) causal[i * T + j] = j > i ? -INFINITY : 0;
+  int64_t dropped = 0;
+  for (int64_t i = 0; i < B * NH * T * T; ++i) {
+    keep[i] = mask.data()[i] ? 1 / 0.7 : 0;
+    dropped += mask.data()[i] == 0;
+  }
+  CHECK(dropped > 0);
+  Tensor att = mul(softmax(add(sc, from_vector(causal, {T, T}, DType::F64))),
+                   from_vector(keep, {B, NH, T, T}, DType::F64));
+  Tensor y = reshape(permute(matmul(att, heads(v)), {0, 2, 1, 3}), {B, T, C});
+  CHECK(allclose(causal_attention(qkv, NH, mask), y, 1e-12, 1e-12));
+  // Drawn from a generator: the same draws give the same mask; p = 0 is plain attention.
+  Generator g1(3), g2(3), g0(3);
+  CHECK(causal_attention(qkv, NH, 0.3, g1).to_vector() ==
+        causal_attention(qkv, NH, draw_dropout_mask({B, NH, T, T}, 0.3, g2)).to_vector());
+  CHECK(causal_attention(qkv, NH, 0.0, g0).to_vector() == causal_attention(qkv, NH).to_vector());
+  CHECK(g0.seed_state() == Generator(3).seed_state());  // p = 0 draws nothing
+  CHECK_THROWS_WITH(causal_attention(qkv, NH, 1.0, g0), Catch::Contains("attention dropout 1"));
+}
+
+TEST_CASE("dropout keeps a 1-byte mask, and its backward is exact", "[gpt][dropout]") {
+  Generator gen(4);
+  Tensor x = uniform({3, 64}, gen, -1, 1, DType::F64).set_requires_grad(true);
+  Generator mg(8);
+  const DropoutMask mask = draw_dropout_mask({3, 64}, 0.25, mg);
+  CHECK(mask.bytes->nbytes() == 3 * 64);
+  GradcheckResult r =
+      gradcheck([&](const std::vector<Tensor>& t) { return apply_dropout_mask(t[0], mask); }, {x});
+  INFO(r.report);
+  CHECK(r.ok);
+  // f32: what the graph keeps beyond the output is the mask's bytes, not an f32 mask or x.
+  Tensor xf = uniform({16, 64}, gen, -1, 1).set_requires_grad(true);
+  Generator g(2);
+  const size_t before = cpu_bytes_allocated();
+  Tensor y = dropout(xf, 0.1, g);
+  CHECK(int64_t(cpu_bytes_allocated() - before) == 16 * 64 * 4 + 16 * 64);
+}
+
+TEST_CASE("attention dropout: a GPT with attn_dropout draws masks in train(), none in eval()",
+          "[gpt][dropout]") {
+  GPTConfig cfg;
+  cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.block_size = 8, cfg.attn_dropout = 0.5;
+  GPT noisy(cfg, 7);
+  cfg.attn_dropout = 0.0;
+  GPT clean(cfg, 7);  // the attention stream does not touch the weights' init stream
+  for (const auto& [name, p] : clean.named_parameters())
+    CHECK(noisy.parameter(name).to_vector() == p.to_vector());
+  Tensor idx = from_vector({1, 2, 3, 4, 5, 6, 7, 8}, {1, 8}, DType::I32);
+  NoGradGuard no_grad;
+  const std::vector<double> c = clean.forward(idx).to_vector();
+  CHECK(noisy.forward(idx).to_vector() != c);
+  noisy.eval();
+  CHECK(noisy.forward(idx).to_vector() == c);
+  cfg.attn_dropout = 1.0;
+  CHECK_THROWS_WITH(GPT(cfg, 1), Catch::Contains("attn_dropout 1"));
 }
 
 TEST_CASE("safetensors round trip of a GPT, and shape errors", "[gpt][safetensors]") {

@@ -22,6 +22,23 @@ TEST_CASE("tp activations: our count + dropout bytes = Korthikanti's formulas",
       }
 }
 
+TEST_CASE("tp activations: with dropout, 1-byte masks; tp + sp is (66·sbh + 5·a·s²b)/t bytes",
+          "[tp][activations]") {
+  const int64_t b = 2, s = 16, h = 32, a = 4, sbh = s * b * h, as2b = a * s * s * b;
+  ActivationShape shape{b, s, h, a, 1, false, false, 0.1, 0.1};
+  CHECK(block_activations(shape).saved_bytes() == 66 * sbh + 5 * as2b);
+  shape.tp = 4;
+  CHECK(block_activations(shape).saved_bytes() == 18 * sbh + 48 * sbh / 4 + 5 * as2b / 4);
+  shape.sequence_parallel = shape.regather_in_backward = true;
+  CHECK(block_activations(shape).saved_bytes() == (66 * sbh + 5 * as2b) / 4);
+  CHECK(adapted_korthikanti_bytes(shape) == (66 * sbh + 5 * as2b) / 4);
+  // Each mask is one byte per element: the residual pair 2·sbh/t, attention a·s²b/t.
+  ActivationShape no_dropout = shape;
+  no_dropout.dropout = no_dropout.attn_dropout = 0;
+  CHECK(block_activations(shape).saved_bytes() - block_activations(no_dropout).saved_bytes() ==
+        2 * sbh / 4 + as2b / 4);
+}
+
 TEST_CASE("tp activations: the four cases in closed form", "[tp][activations]") {
   const int64_t b = 2, s = 16, h = 32, a = 4, sbh = s * b * h, as2b = a * s * s * b;
   ActivationShape none{b, s, h, a};

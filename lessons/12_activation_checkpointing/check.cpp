@@ -359,7 +359,7 @@ void check_whole_model() {
       block_activations(ActivationShape{B, T, C, NH, 1, false, false, kDropout});
   // Both keep every block's input; the plain model also everything else a block
   // saves (its count minus the input), and its output is the next one's input.
-  const int64_t per_layer = 4 * (a.saved_values() + a.extra_values()) - 2 * kActBytes;
+  const int64_t per_layer = a.saved_bytes() + a.extra_bytes() - 2 * kActBytes;
   std::printf(
       "  the whole forward kept %lld B without checkpointing, %lld B with yours: "
       "%lld B less per layer (counted: %lld B, %s + the dropout extras, less the input "

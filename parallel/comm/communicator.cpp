@@ -5,6 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#ifdef MS_CUDA
+#include "tensor/cuda/runtime.h"
+#endif
+
 namespace ms {
 
 const char* reduce_op_name(ReduceOp op) {
@@ -168,8 +172,28 @@ static void check_same_device(const Tensor& in, const Tensor& out, const char* o
            " but out is on ", device_name(out.device()), "; both must be on one device");
 }
 
+// A group of one rank: every collective is the identity (Sum, Avg and Max of
+// one value are the value; a bf16 round trip through f32 is exact), so
+// nothing is handed to the transport and nothing enters the ledger, as
+// Megatron's tp mappings (_reduce, _gather_along_first_dim) return their input
+// when the group's world size is 1 (docs/architecture.md, "Communication
+// ledger"): a tp-only run's 1-rank dp group then costs no call at all. Arguments are still checked,
+// so a wrong call fails the same way on one rank as on many.
+static void copy_alone(const Tensor& in, Tensor& out) {
+  if (in.nbytes() == 0) return;
+#ifdef MS_CUDA
+  if (in.device() == Device::CUDA) {
+    cuda::copy_device_to_device(out.raw_data(), in.raw_data(), in.nbytes(),
+                                in.storage()->device_index());
+    return;
+  }
+#endif
+  std::memcpy(out.raw_data(), in.raw_data(), in.nbytes());
+}
+
 Work Communicator::start_all_reduce(Tensor& t, ReduceOp op, bool blocking) {
   check_tensor(t, "all_reduce", *backend_);
+  if (size() == 1) return Work();
   RingBytes b = ring_all_reduce_bytes(t.numel(), reduce_elem(*backend_, t), rank(), size());
   ledger_->add(CommOp::AllReduce, 1, b.sent, b.received, int64_t(t.nbytes()));
   return backend_->all_reduce(t, op, blocking);
@@ -185,6 +209,10 @@ Work Communicator::start_reduce_scatter(const Tensor& in, Tensor& out, ReduceOp 
            out.numel(), " = ", size() * out.numel(), " (out ", shape_str(out.shape()),
            "; rank r receives block r)");
   check_no_overlap(in, out, "reduce_scatter");
+  if (size() == 1) {
+    copy_alone(in, out);
+    return Work();
+  }
   RingBytes b = ring_reduce_scatter_bytes(in.numel(), reduce_elem(*backend_, in), size());
   ledger_->add(CommOp::ReduceScatter, 1, b.sent, b.received, int64_t(in.nbytes()));
   return backend_->reduce_scatter(in, out, op, blocking);
@@ -199,6 +227,10 @@ Work Communicator::start_all_gather(const Tensor& in, Tensor& out, bool blocking
            out.numel(), " elements but must have size() × in.numel() = ", size(), " × ", in.numel(),
            " = ", size() * in.numel(), " (in ", shape_str(in.shape()), ")");
   check_no_overlap(in, out, "all_gather");
+  if (size() == 1) {
+    copy_alone(in, out);
+    return Work();
+  }
   RingBytes b = ring_all_gather_bytes(out.numel(), int64_t(dtype_size(out.dtype())), size());
   ledger_->add(CommOp::AllGather, 1, b.sent, b.received, int64_t(out.nbytes()));
   return backend_->all_gather(in, out, blocking);
@@ -208,6 +240,7 @@ Work Communicator::start_broadcast(Tensor& t, int root, bool blocking) {
   check_tensor(t, "broadcast", *backend_);
   MS_CHECK(root >= 0 && root < size(), "broadcast: root ", root, " is not a rank of this ", size(),
            "-rank communicator (valid: 0..", size() - 1, ")");
+  if (size() == 1) return Work();
   RingBytes b =
       chain_broadcast_bytes(t.numel(), int64_t(dtype_size(t.dtype())), rank(), root, size());
   ledger_->add(CommOp::Broadcast, 1, b.sent, b.received, int64_t(t.nbytes()));
@@ -215,6 +248,7 @@ Work Communicator::start_broadcast(Tensor& t, int root, bool blocking) {
 }
 
 Work Communicator::start_barrier() {
+  if (size() == 1) return Work();
   ledger_->add(CommOp::Barrier, 1, 0, 0, 0);
   return backend_->barrier(true);
 }

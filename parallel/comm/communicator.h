@@ -22,6 +22,10 @@
 // Every op is counted in the communicator's ledger (ledger.h): calls and
 // bytes sent and received, per op kind; traffic() reads it.
 //
+// A communicator of one rank issues no collective: all_reduce, broadcast and
+// barrier return at once, reduce_scatter and all_gather copy in to out, and
+// the ledger records nothing (0 calls), after the same argument checks.
+//
 // Backends (BackendKind): "mpi", the default, moves CPU tensors over Open
 // MPI; "nccl" (nccl_backend.h, a `make CUDA=1` build) moves CUDA tensors with
 // NCCL and hands CPU tensors to MPI. world() picks one from MS_BACKEND.

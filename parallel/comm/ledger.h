@@ -8,6 +8,7 @@
 // ledger; split() starts a fresh one, so the dp, tp and pp groups of a mesh
 // keep their traffic apart):
 //   calls     one per op issued (blocking or `i...`), counted when it starts;
+//             a 1-rank communicator issues no collective and counts none;
 //   payload   the bytes of the tensors handed over: the tensor for all_reduce,
 //             broadcast, send, recv; the INPUT of reduce_scatter and the
 //             OUTPUT of all_gather (the big side, as nccl-tests' "size");

@@ -30,6 +30,18 @@ int64_t BlockActivations::extra_values() const {
   return n;
 }
 
+int64_t BlockActivations::saved_bytes() const {
+  int64_t n = 0;
+  for (const ActivationTerm& a : saved) n += a.bytes();
+  return n;
+}
+
+int64_t BlockActivations::extra_bytes() const {
+  int64_t n = 0;
+  for (const ActivationTerm& a : extras) n += a.bytes();
+  return n;
+}
+
 BlockActivations block_activations(const ActivationShape& s) {
   check_shape(s);
   const int64_t t = s.tp, sbh = s.seq * s.batch * s.hidden;
@@ -52,19 +64,21 @@ BlockActivations block_activations(const ActivationShape& s) {
       {"LayerNorm mean and 1/std", 2 * 2 * s.seq * s.batch / sp_div},
       {"the block's output (the next layer's input)", sbh / sp_div},
   };
-  if (s.dropout > 0) {
-    r.extras.push_back(
-        {"dropout masks after both c_proj (f32; under SP a T/t view keeps the "
-         "whole (B, T, C) mask)",
-         2 * sbh});
-    r.extras.push_back({"dropout inputs (mul keeps both operands; backward needs the mask only)",
-                        2 * sbh / sp_div});
-  }
+  if (s.dropout > 0)
+    r.saved.push_back({"dropout masks after both c_proj (1 byte each; /t under SP)",
+                       2 * sbh / sp_div, 1});
+  if (s.attn_dropout > 0)
+    r.saved.push_back({"attention dropout mask (1 byte each)",
+                       s.heads * s.seq * s.seq * s.batch / t, 1});
   const char* which = t == 1                   ? "no tensor parallelism: 16·sbh + a·s²b"
                       : !s.sequence_parallel   ? "tp: (4 + 12/t)·sbh + a·s²b/t"
                       : s.regather_in_backward ? "tp + sp (re-gather): 16·sbh/t + a·s²b/t"
                                                : "tp + sp: (2 + 14/t)·sbh + a·s²b/t";
-  r.rule = std::string(which) + " values (s = " + std::to_string(s.seq) +
+  std::string masks;
+  if (s.dropout > 0) masks += s.sequence_parallel ? " + 2·sbh/t" : " + 2·sbh";
+  if (s.attn_dropout > 0) masks += " + a·s²b/t";
+  if (!masks.empty()) masks += " mask bytes";
+  r.rule = std::string(which) + " values" + masks + " (s = " + std::to_string(s.seq) +
            ", b = " + std::to_string(s.batch) + ", h = " + std::to_string(s.hidden) +
            ", a = " + std::to_string(s.heads) + ", t = " + std::to_string(t) + ")";
   return r;
@@ -94,7 +108,17 @@ int64_t korthikanti_bytes(const ActivationShape& s) {
   return (34 * sbh + 5 * as2b) / t;
 }
 
-int64_t saved_bytes_16bit_with_dropout(const ActivationShape& s) {
+int64_t adapted_korthikanti_bytes(const ActivationShape& s) {
+  check_shape(s);
+  const int64_t t = s.tp, sbh = s.seq * s.batch * s.hidden;
+  const int64_t as2b = s.heads * s.seq * s.seq * s.batch;
+  if (t == 1) return 66 * sbh + 5 * as2b;
+  if (!s.sequence_parallel) return 18 * sbh + 48 * sbh / t + 5 * as2b / t;
+  return (66 * sbh + 5 * as2b) / t;
+}
+
+int64_t saved_bytes_16bit_with_dropout(ActivationShape s) {
+  s.dropout = s.attn_dropout = 0;  // the 16-bit count adds the paper's dropout terms itself
   const int64_t t = s.tp, sbh = s.seq * s.batch * s.hidden;
   const int64_t sp_div = s.sequence_parallel ? t : 1;
   const int64_t as2b = s.heads * s.seq * s.seq * s.batch;

@@ -1,16 +1,16 @@
 // What one transformer layer keeps alive for backward, per rank, with and
 // without tensor and sequence parallelism: Korthikanti et al. 2022, "Reducing
 // Activation Recomputation in Large Transformer Models", section 4, adapted to
-// this code base — values (multiply by the dtype's size), no dropout (our
-// tensor-parallel GPT runs with dropout 0 in the tests; the paper's 16-bit
-// formulas include 1-byte dropout masks and the dropped attention copy, which
-// korthikanti_bytes adds back so the two can be set side by side).
+// this code base — values (f32: 4 bytes each) and 1-byte dropout masks; the
+// paper's 16-bit formulas (korthikanti_bytes) and ours (adapted_korthikanti_bytes)
+// are set side by side below.
 //
 // s = T, b = B, h = C, a = n_head, t = tp size. What a GPT-2 block saves:
 //   LayerNorm inputs     x and x + attn(.)                 2·sbh   (/t under SP)
-//   LayerNorm outputs    inputs of c_attn and c_fc         2·sbh   (/t under SP only if
-//                        the column layer re-gathers its input in backward; by
-//                        default it keeps the gathered (B, T, C) input: full)
+//   LayerNorm outputs    inputs of c_attn and c_fc         2·sbh   (/t under SP when
+//                        the column layer re-gathers its input in backward, as
+//                        TpGPT's does; with ColumnParallelOptions::regather_in_backward
+//                        off it keeps the gathered (B, T, C) input: full)
 //   q|k|v                c_attn's output, attention input  3·sbh/t
 //   attention P          softmax probabilities             a·s²b/t
 //   attention output     input of attn.c_proj              sbh/t
@@ -22,11 +22,19 @@
 // Two more things are alive after a block's forward, named separately because
 // the paper does not count them: the LayerNorms' per-row mean and 1/std
 // (2 × 2·sb, /t under SP) and the block's output (sbh, /t under SP), which is
-// the next layer's input and counted there. With dropout (p > 0) two more
-// pairs, per dropout after a c_proj: its f32 mask (sbh — also under SP, where
-// sequence_parallel_dropout's T/t slice is a view of the whole serial mask)
-// and its input (sbh, /t under SP), which mul keeps though backward needs only
-// the mask: 2·sbh + 2·sbh (/t under SP), where the paper has 2·sbh one-byte masks.
+// the next layer's input and counted there. With dropout the masks are
+// saved too, one byte per element (ops.h DropoutMask; backward needs only the
+// mask): p > 0 adds the two masks after the c_proj (sbh bytes each, /t under
+// SP, where a rank keeps its T/t slice) and attn_dropout > 0 the attention
+// mask (a·s²b/t bytes); the dropped copy of P is rebuilt in backward from P
+// and the mask, not stored.
+//
+// In bytes, f32 activations and 1-byte masks, with both dropouts on and the
+// column layers re-gathering under SP (adapted_korthikanti_bytes):
+//   none     66·sbh + 5·a·s²b        (the paper's 16-bit: 34·sbh + 5·a·s²b)
+//   tp       (18 + 48/t)·sbh + 5·a·s²b/t                    (10 + 24/t)·sbh + …
+//   tp + sp  (66·sbh + 5·a·s²b)/t                           (34·sbh + 5·a·s²b)/t
+// 5·a·s²b is 4 (f32 P) + 1 (mask); the paper's is 2 + 1 + 2 (the dropped P).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -39,19 +47,24 @@ struct ActivationShape {
   int tp = 1;
   bool sequence_parallel = false;
   bool regather_in_backward = false;  // column layers keep the (B, T/t, C) shard, not the gather
-  double dropout = 0;                 // the blocks' dropout probability (extras below)
+  double dropout = 0;                 // the blocks' residual dropout probability (masks saved)
+  double attn_dropout = 0;            // dropout on the attention probabilities (mask saved)
 };
 
 struct ActivationTerm {
   std::string name;  // "q|k|v (c_attn's output)"
   int64_t values = 0;
+  int64_t bytes_per_value = 4;  // f32 activations; 1 for dropout masks
+  int64_t bytes() const { return values * bytes_per_value; }
 };
 
 struct BlockActivations {
   std::vector<ActivationTerm> saved;   // what backward needs: the paper's count
   std::vector<ActivationTerm> extras;  // LayerNorm statistics, the block's output
-  int64_t saved_values() const;
+  int64_t saved_values() const;        // element counts (masks included, at 1 value each)
   int64_t extra_values() const;
+  int64_t saved_bytes() const;  // f32 values × 4 + mask bytes
+  int64_t extra_bytes() const;
   // The formula in words with the numbers put in, one line.
   std::string rule;
 };
@@ -78,11 +91,19 @@ BlockActivations checkpointed_block_activations(const ActivationShape& s);
 // on bytes ×t, returned divided: callers pass t dividing everything.
 int64_t korthikanti_bytes(const ActivationShape& s);
 
+// The paper's count adapted to this code base (see the table at the top):
+// f32 activations, 1-byte masks, P rebuilt; dropout and attn_dropout on
+// (their probabilities in `s` are ignored), the column layers re-gathering
+// under SP. Equal to block_activations(s with both dropouts on).saved_bytes()
+// whenever s.regather_in_backward (or t = 1, or no SP); the tests check it,
+// and tests/mpi/test_tp_activations.cpp measures it.
+int64_t adapted_korthikanti_bytes(const ActivationShape& s);
+
 // Our count in the paper's terms: saved_values × 2 bytes (16-bit) plus the
 // dropout bytes the paper includes — two 1-byte masks after the projections
 // (sbh each, /t under SP) and, in attention, a 1-byte mask and the dropped
 // 16-bit copy of P (3·a·s²b/t). Equal to korthikanti_bytes whenever the
 // column layers re-gather (or t = 1); the tests check it.
-int64_t saved_bytes_16bit_with_dropout(const ActivationShape& s);
+int64_t saved_bytes_16bit_with_dropout(ActivationShape s);
 
 }  // namespace ms

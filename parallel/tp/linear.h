@@ -36,8 +36,9 @@ struct ColumnParallelOptions {
   // again there (Megatron's LinearWithGradAccumulationAndAsyncCommunication),
   // instead of holding the gathered (B, T, in) — what makes SP's activation
   // memory Korthikanti's (sbh/t)(34 + 5as/h), at one more all-gather of
-  // B·T·in per layer in backward. Off: the gathered input is saved, and the
-  // backward traffic equals the all-reduce it replaces.
+  // B·T·in per layer in backward. TpGPT turns it on under SP (its blocks and
+  // the tied head). Off: the gathered input is saved, and the backward traffic
+  // equals the all-reduce it replaces.
   bool regather_in_backward = false;
 };
 

@@ -65,14 +65,14 @@ namespace {
 std::string terms(const std::vector<ActivationTerm>& list) {
   std::string s;
   for (const ActivationTerm& a : list)
-    s += (s.empty() ? "" : ", ") + a.name + " " + format_bytes(4.0 * double(a.values));
+    s += (s.empty() ? "" : ", ") + a.name + " " + format_bytes(double(a.bytes()));
   return s;
 }
 
 // The fp32 bytes one layer keeps in a mode, saved + extras.
 int64_t layer_bytes(const ActivationShape& s) {
   const BlockActivations b = block_activations(s);
-  return 4 * (b.saved_values() + b.extra_values());
+  return b.saved_bytes() + b.extra_bytes();
 }
 
 }  // namespace
@@ -102,9 +102,9 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
      << format_bytes(4.0 * double(want.total())) << " bytes fp32)\n";
   bool params_ok = true, acts_ok = true, ckpt_ok = true;
   const BlockActivations count = block_activations(shape);
-  const int64_t counted = 4 * (count.saved_values() + count.extra_values());
+  const int64_t counted = count.saved_bytes() + count.extra_bytes();
   const BlockActivations ckpt = checkpointed_block_activations(shape);
-  const int64_t ckpt_counted = 4 * (ckpt.saved_values() + ckpt.extra_values());
+  const int64_t ckpt_counted = ckpt.saved_bytes() + ckpt.extra_bytes();
   for (int r = 0; r < world.size(); ++r) {
     const double* m = v.data() + kN * r;
     params_ok &= m[0] == double(want.split) && m[1] == double(want.replicated);
@@ -124,7 +124,7 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
   const char* mode = t == 1 ? "none" : shape.sequence_parallel ? "tp + sp" : "tp";
   os << "activations one layer keeps for backward, per rank (" << mode
      << "; Korthikanti et al. 2022 in fp32, parallel/tp/activation_memory.h):\n"
-     << "  formula " << count.rule << " = " << format_bytes(4.0 * double(count.saved_values()))
+     << "  formula " << count.rule << " = " << format_bytes(double(count.saved_bytes()))
      << " bytes\n  + named terms the paper leaves out: " << terms(count.extras) << " = "
      << format_bytes(double(counted)) << " bytes\n";
   os << "  measured (allocator counter, one layer's forward on one sequence, × B = " << shape.batch
@@ -152,7 +152,7 @@ std::string tp_memory_report(Communicator& world, const GPTConfig& cfg, const Tp
      << (one_sequence.checkpointed_in_run ? "on in this run"
                                           : "off in this run: what it would keep")
      << "; nn/checkpointed_block.h):\n  formula " << ckpt.rule << " = "
-     << format_bytes(4.0 * double(ckpt.saved_values())) << " bytes"
+     << format_bytes(double(ckpt.saved_bytes())) << " bytes"
      << " + " << terms(ckpt.extras) << " = " << format_bytes(double(ckpt_counted)) << " bytes\n"
      << "  measured (allocator counter, the block run through ms::checkpoint): ";
   if (ckpt_ok)

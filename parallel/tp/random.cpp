@@ -18,9 +18,10 @@ Tensor sequence_parallel_dropout(const Tensor& x_shard, double p, Generator& sha
   Shape full_shape = x_shard.shape();
   const int64_t n = full_shape[1];
   full_shape[1] *= tp.size();
-  // The serial mask, already scaled by 1/(1-p): dropout of ones.
-  Tensor mask = dropout(ones(full_shape, x_shard.dtype()), p, shared);  // (B, T, ...)
-  return mul(x_shard, narrow(mask, 1, tp.rank() * n, n));
+  // The serial (B, T, ...) mask, drawn as ms::dropout draws it; only this
+  // rank's T/t positions are kept (1 byte each).
+  DropoutMask full = draw_dropout_mask(full_shape, p, shared);
+  return apply_dropout_mask(x_shard, slice_dropout_mask(full, tp.rank() * n, n));
 }
 
 }  // namespace ms

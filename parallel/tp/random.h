@@ -8,9 +8,11 @@
 // model_parallel_cuda_manual_seed: the default stream is seeded with `seed`
 // (same on all tp ranks), the 'model-parallel-rng' with seed + 2718 + tp_rank.
 //
-// Our GPT has no dropout inside a tp region today (the fused attention has no
-// attention-probability dropout), so the per-rank stream is for what comes
-// next; under sequence parallelism the output dropouts act on different
+// Inside a tp region our GPT has one dropout, on the attention probabilities
+// of a rank's own heads (GPTConfig::attn_dropout): TpBlock reseeds that
+// module's generator to its seed + 2718 + tp_rank (tp_gpt.h), the per-rank
+// stream, so a tp run's attention masks are not one process's (as in
+// Megatron). Under sequence parallelism the output dropouts act on different
 // tokens per rank. Megatron runs them on the per-rank stream there (cheap,
 // but no longer the serial model's masks). sequence_parallel_dropout below
 // instead draws the full-sequence mask from the shared stream and keeps this

@@ -16,7 +16,11 @@ TpBlock::TpBlock(std::shared_ptr<Block> block, Communicator tp, bool sequence_pa
     : block_(register_module("", std::move(block))),
       tp_(std::move(tp)),
       sp_(sequence_parallel),
-      local_heads_(n_head / tp_.size()) {}
+      local_heads_(n_head / tp_.size()) {
+  // Megatron's model-parallel stream for dropout inside the tp region (tp_gpt.h).
+  Generator& attn = block_->attn->attn_dropout->generator();
+  attn = Generator(attn.seed_state() + kModelParallelSeedOffset + uint64_t(tp_.rank()));
+}
 
 // Outside the tp regions: without SP every tp rank holds the whole activation
 // and the serial generator, so ms::dropout draws the serial mask on each;
@@ -32,11 +36,14 @@ Tensor TpBlock::forward(const Tensor& x) {
   Block& b = *block_;
   CausalSelfAttention& attn = *b.attn;
   MLP& mlp = *b.mlp;
-  const ColumnParallelOptions col{.sequence_parallel = sp_};
+  // Under SP the LayerNorm outputs stay sharded for backward (Korthikanti §4.2.2).
+  const ColumnParallelOptions col{.sequence_parallel = sp_, .regather_in_backward = sp_};
   const RowParallelOptions row{.sequence_parallel = sp_};
   Tensor qkv = column_parallel_linear(b.ln_1->forward(x), attn.c_attn->weight, attn.c_attn->bias,
-                                      tp_, col);   // (B, T, 3C/t): my heads' q|k|v
-  Tensor y = causal_attention(qkv, local_heads_);  // (B, T, C/t)
+                                      tp_, col);  // (B, T, 3C/t): my heads' q|k|v
+  Dropout& ad = *attn.attn_dropout;               // this rank's stream (constructor)
+  Tensor y = causal_attention(qkv, local_heads_, ad.training() ? ad.p() : 0.0,
+                              ad.generator());  // (B, T, C/t)
   Tensor h1 = add(x, drop(*attn.resid_dropout, row_parallel_linear(y, attn.c_proj->weight,
                                                                    attn.c_proj->bias, tp_, row)));
   Tensor f = column_parallel_linear(b.ln_2->forward(h1), mlp.c_fc->weight, mlp.c_fc->bias, tp_,

@@ -25,6 +25,17 @@
 // replicated activations; every tp rank holds the serial model's generators,
 // so without SP they draw the serial masks. Under SP each rank holds T/t
 // positions and sequence_parallel_dropout keeps its slice of the serial mask.
+// Attention dropout (attn_dropout) is the exception: it acts on this rank's
+// own heads, inside the tp region, so each TpBlock reseeds that generator to
+// its seed + 2718 + tp_rank (Megatron's 'model-parallel-rng', which its
+// attention dropout runs under get_cuda_rng_tracker().fork()). Ranks then
+// drop different entries of their different heads, and a tp run's attention
+// masks are NOT the serial model's (as in Megatron): with attn_dropout > 0 a
+// tp run matches one process in distribution, not bit for bit.
+//
+// Under SP the column layers keep only their (B, T/t, C) input and
+// all-gather it again in backward (linear.h regather_in_backward), as
+// Megatron's LinearWithGradAccumulationAndAsyncCommunication does.
 //
 // After backward, under SP, the replicated parameters' gradients (LayerNorms,
 // row-parallel biases, wpe) are partial sums over this rank's tokens and must

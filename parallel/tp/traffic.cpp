@@ -19,12 +19,14 @@ StepFormula tp_step_formula(const TpTrafficShape& s) {
   int64_t all_reduce = G * 3 * bt * ar + 8 * ar;  // cross-entropy; the grad norm's f64
   std::string recompute = s.recompute_blocks ? " + 2L again (each block recomputed: --checkpoint-activations)" : "";
   if (s.sequence_parallel) {
-    f.total[CommOp::AllGather].sent = G * per_micro * n * half;
+    const int64_t regather = 2 * L + 1;  // each column layer's input, again in backward
+    f.total[CommOp::AllGather].sent = G * (per_micro + regather) * n * half;
     f.total[CommOp::ReduceScatter].sent = G * per_micro * n * half;
     all_reduce += s.replicated_grad_numel * 4 * ar;
     f.rule = str_cat("per micro-step (2L+1) fwd + (2L+1) bwd", recompute,
                      " all_gather AND reduce_scatter of n = B·T·C·4 = ", n,
-                     ", (t-1)/t·n each; + 3 all_reduce of B·T·4 (cross-entropy); per step "
+                     ", (t-1)/t·n each, + (2L+1) all_gather in bwd (the column layers' inputs "
+                     "re-gathered); + 3 all_reduce of B·T·4 (cross-entropy); per step "
                      "all_reduce of the ",
                      s.replicated_grad_numel, " replicated grad elements (SP) and the norm's f64");
   } else {

@@ -11,6 +11,16 @@
 //   cross-entropy: 3 all-reduces of B·T·4 (max, target logit, sum of exp)
 // With sequence parallelism each all-reduce of n becomes an all-gather +
 // reduce-scatter moving the same bytes: (2L+1) of each forward and backward.
+// On top, every column layer (c_attn, c_fc per layer, and the head) keeps
+// only its (B, T/t, C) input and all-gathers it again in backward for its
+// weight gradient (Megatron's LinearWithGradAccumulationAndAsyncCommunication
+// with sequence_parallel; Korthikanti et al. 2022 §4.2.2): (2L+1) more
+// all-gathers of n per micro-step. Derivation: forward f = all-gather, g =
+// reduce-scatter; backward f' = reduce-scatter, g' = all-gather, plus the
+// re-gather: all-gather 2·(2L+1), reduce-scatter 2·(2L+1) — TP's all-reduce
+// volume (an all-reduce is one reduce-scatter + one all-gather) plus one
+// all-gather per column layer. A recomputed block re-runs its forward, and
+// its forward collectives with it.
 // ZeRO-3 runs every block's forward twice (once to compute, once again in
 // backward to rebuild its graph), so the blocks' forward part counts twice.
 // Per step: with SP, one all-reduce of the replicated gradients this rank

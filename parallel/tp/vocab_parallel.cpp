@@ -53,8 +53,10 @@ Tensor vocab_parallel_logits(const Tensor& h, const Tensor& weight_shard, Commun
                              bool sequence_parallel) {
   MS_CHECK(weight_shard.dim() == 2, "vocab_parallel_logits: weight shard must be (V/tp, C), got ",
            shape_str(weight_shard.shape()));
-  return column_parallel_linear(h, transpose(weight_shard, 0, 1), Tensor(), tp,
-                                {.sequence_parallel = sequence_parallel});
+  // Under SP ln_f's output stays sharded for backward, as in the blocks.
+  return column_parallel_linear(
+      h, transpose(weight_shard, 0, 1), Tensor(), tp,
+      {.sequence_parallel = sequence_parallel, .regather_in_backward = sequence_parallel});
 }
 
 }  // namespace ms

@@ -4,12 +4,12 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/vec_math.h"
 
 namespace ms::cpu {
-
 namespace {
 
 template <typename T>
@@ -106,17 +106,26 @@ bool worth_threads(int64_t B, int64_t NH, int64_t Tlen, int64_t hs) {
   return B * NH > 1 && B * NH * Tlen * Tlen * hs > (1 << 16);
 }
 
+// dst[0..n) = p ∘ keep · scale (the dropped probabilities).
+template <typename T>
+inline void drop_row(T* dst, const T* p, const uint8_t* keep, int64_t n, T scale) {
+  for (int64_t s = 0; s < n; ++s) dst[s] = keep[s] ? p[s] * scale : T(0);
+}
+
 }  // namespace
 
 template <typename T>
 void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, int64_t C,
-                       int64_t NH) {
+                       int64_t NH, const uint8_t* keep, T keep_scale) {
   const int64_t hs = C / NH, C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
   const bool parallel = worth_threads(B, NH, Tlen, hs);
 #pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < NH; ++h) {
+      // One row block of dropped probabilities (with dropout only).
+      std::vector<T> dropped(keep ? size_t(std::min(Tlen, kRows) * Tlen) : 0);
+      const uint8_t* kp = keep ? keep + (b * NH + h) * Tlen * Tlen : nullptr;
       const T* q = qkv + b * Tlen * C3 + h * hs;  // (T, hs), row stride 3C
       const T* k = q + C;
       const T* v = q + 2 * C;
@@ -128,7 +137,14 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
         gemm<T>(false, true, i1 - i0, i1, hs, q + i0 * C3, C3, k, C3, T(0), ai, Tlen,
                 scale);                    // q·kᵀ/√hs, keys [0, i1)
         softmax_rows<T>(a, i0, i1, Tlen);  // zero-fills the masked rest of each row
-        gemm<T>(false, false, i1 - i0, hs, i1, ai, Tlen, v, C3, T(0), o + i0 * C, C);  // ·v
+        const T* pv = ai;
+        if (kp) {  // attention dropout: P ∘ keep / (1-p), this block only
+          for (int64_t i = i0; i < i1; ++i)
+            drop_row<T>(dropped.data() + (i - i0) * Tlen, a + i * Tlen, kp + i * Tlen, i1,
+                        keep_scale);
+          pv = dropped.data();
+        }
+        gemm<T>(false, false, i1 - i0, hs, i1, pv, Tlen, v, C3, T(0), o + i0 * C, C);  // ·v
       }
     }
   }
@@ -136,9 +152,12 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
 
 // With P = att, S = scaled scores, O = P·V:
 //   dV = Pᵀ·dO;  dP = dO·Vᵀ;  dS = P ∘ (dP − rowsum(dP ∘ P));  dQ = dS·K·scale;  dK = dSᵀ·Q·scale
+// With dropout, O = D·V where D = P ∘ keep·r (r = 1/(1-p)): dV = Dᵀ·dO, and
+// dP = (dO·Vᵀ) ∘ keep·r before softmax's backward. D is rebuilt from P and
+// the mask into the scratch rows first, used for dV, then overwritten by dP.
 template <typename T>
 void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* att, int64_t B,
-                        int64_t Tlen, int64_t C, int64_t NH) {
+                        int64_t Tlen, int64_t C, int64_t NH, const uint8_t* keep, T keep_scale) {
   const int64_t hs = C / NH, C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
   const bool parallel = worth_threads(B, NH, Tlen, hs);
@@ -154,11 +173,26 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       const T* p = att + (b * NH + h) * Tlen * Tlen;
       T* dp = datt + (b * NH + h) * Tlen * Tlen;
       const T* dO = dout + b * Tlen * C + h * hs;  // (T, hs), row stride C
+      const uint8_t* kp = keep ? keep + (b * NH + h) * Tlen * Tlen : nullptr;
+      if (kp) {  // dV = Dᵀ·dO from the rebuilt dropped probabilities D
+        for (int64_t i = 0; i < Tlen; ++i) {
+          drop_row<T>(dp + i * Tlen, p + i * Tlen, kp + i * Tlen, i + 1, keep_scale);
+          for (int64_t s = i + 1; s < Tlen; ++s) dp[i * Tlen + s] = T(0);
+        }
+        for (int64_t j0 = 0; j0 < Tlen; j0 += kRows) {
+          const int64_t j1 = std::min(Tlen, j0 + kRows);
+          gemm<T>(true, false, j1 - j0, hs, Tlen - j0, dp + j0 * Tlen + j0, Tlen, dO + j0 * C, C,
+                  T(0), dv + j0 * C3, C3);  // Dᵀ·dO
+        }
+      }
       // Row blocks of dP = dO·Vᵀ, dS, dQ = dS·K: columns [0, i1) only.
       for (int64_t i0 = 0; i0 < Tlen; i0 += kRows) {
         const int64_t i1 = std::min(Tlen, i0 + kRows);
         gemm<T>(false, true, i1 - i0, i1, hs, dO + i0 * C, C, v, C3, T(0), dp + i0 * Tlen,
-                Tlen);                                         // dO·Vᵀ
+                Tlen);  // dO·Vᵀ
+        if (kp)         // through the dropout: ∘ keep / (1-p)
+          for (int64_t i = i0; i < i1; ++i)
+            drop_row<T>(dp + i * Tlen, dp + i * Tlen, kp + i * Tlen, i + 1, keep_scale);
         softmax_backward_rows<T>(dp, p, i0, i1, Tlen, scale);  // dS (scaled), zero past t
         gemm<T>(false, false, i1 - i0, hs, i1, dp + i0 * Tlen, Tlen, k, C3, T(0), dq + i0 * C3,
                 C3);  // dS·K
@@ -167,8 +201,9 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
       // the diagonal, so key block [j0, j1) sums over queries [j0, T) only.
       for (int64_t j0 = 0; j0 < Tlen; j0 += kRows) {
         const int64_t j1 = std::min(Tlen, j0 + kRows);
-        gemm<T>(true, false, j1 - j0, hs, Tlen - j0, p + j0 * Tlen + j0, Tlen, dO + j0 * C, C, T(0),
-                dv + j0 * C3, C3);  // Pᵀ·dO
+        if (!kp)
+          gemm<T>(true, false, j1 - j0, hs, Tlen - j0, p + j0 * Tlen + j0, Tlen, dO + j0 * C, C,
+                  T(0), dv + j0 * C3, C3);  // Pᵀ·dO
         gemm<T>(true, false, j1 - j0, hs, Tlen - j0, dp + j0 * Tlen + j0, Tlen, q + j0 * C3, C3,
                 T(0), dk + j0 * C3, C3);  // dSᵀ·Q
       }
@@ -177,12 +212,13 @@ void attention_backward(T* dqkv, T* datt, const T* dout, const T* qkv, const T* 
 }
 
 template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t,
-                                       int64_t);
+                                       int64_t, const uint8_t*, float);
 template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t, int64_t,
-                                        int64_t);
+                                        int64_t, const uint8_t*, double);
 template void attention_backward<float>(float*, float*, const float*, const float*, const float*,
-                                        int64_t, int64_t, int64_t, int64_t);
+                                        int64_t, int64_t, int64_t, int64_t, const uint8_t*, float);
 template void attention_backward<double>(double*, double*, const double*, const double*,
-                                         const double*, int64_t, int64_t, int64_t, int64_t);
+                                         const double*, int64_t, int64_t, int64_t, int64_t,
+                                         const uint8_t*, double);
 
 }  // namespace ms::cpu

@@ -15,13 +15,19 @@
 
 namespace ms::cpu {
 
+//
+// Attention dropout (GPT-2's attn_pdrop): with `keep` (B, NH, T, T) bytes,
+// 1 = kept, out = (P ∘ keep · keep_scale)·v with keep_scale = 1/(1-p); `att`
+// still receives P (softmax's backward needs it), and the dropped copy is
+// rebuilt from P and the mask where it is needed instead of being stored.
 template <typename T>
 void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, int64_t C,
-                       int64_t NH);
+                       int64_t NH, const uint8_t* keep = nullptr, T keep_scale = T(1));
 
 // dqkv (B, T, 3C) is overwritten; datt_scratch is (B, NH, T, T) working memory.
 template <typename T>
 void attention_backward(T* dqkv, T* datt_scratch, const T* dout, const T* qkv, const T* att,
-                        int64_t B, int64_t Tlen, int64_t C, int64_t NH);
+                        int64_t B, int64_t Tlen, int64_t C, int64_t NH,
+                        const uint8_t* keep = nullptr, T keep_scale = T(1));
 
 }  // namespace ms::cpu

@@ -37,17 +37,17 @@ TEST_CASE("activation ckpt: a checkpointed tp block keeps its input only, per ra
       auto serial = std::make_shared<GPT>(one_layer(0.1), 7);
       TpGPT cut(serial, tp, sp);
       checkpoint_blocks(cut.gpt());
-      const ActivationShape shape{B, T, C, NH, t, sp, false, 0.1};
+      const ActivationShape shape{B, T, C, NH, t, sp, sp, 0.1};
       const BlockActivations want = checkpointed_block_activations(shape);
       const int64_t tokens = sp ? T / t : T;
       const LayerActivationBytes m =
           measure_layer_activations(*cut.gpt().blocks()[0], C, B, tokens);
       INFO("tp " << t << " sp " << sp << ": " << want.rule);
       CHECK(m.checkpointed_in_run);
-      CHECK(m.checkpointed == 4 * (want.saved_values() + want.extra_values()));
+      CHECK(m.checkpointed == want.saved_bytes() + want.extra_bytes());
       CHECK(m.checkpointed == 4 * 2 * B * tokens * C);  // input + output, (B, T or T/t, C)
       const BlockActivations full = block_activations(shape);
-      CHECK(m.plain == 4 * (full.saved_values() + full.extra_values()));
+      CHECK(m.plain == full.saved_bytes() + full.extra_bytes());
     }
 }
 

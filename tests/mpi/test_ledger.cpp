@@ -158,9 +158,42 @@ TEST_CASE("ledger: copies share a ledger, split() starts a new one", "[mpi][ledg
   sub.all_reduce(t);
   Traffic dw = world.traffic() - w0, ds = sub.traffic() - s0;
   CHECK(dw[CommOp::AllReduce].calls == 1);  // copy's call, not sub's
-  CHECK(ds[CommOp::AllReduce].calls == 1);
+  // At 2 ranks sub has one rank: no collective, nothing counted (next test).
+  CHECK(ds[CommOp::AllReduce].calls == (sub.size() == 1 ? 0 : 1));
   CHECK(ds[CommOp::AllReduce].sent ==
         (sub.size() == 1 ? 0 : walk_all_reduce(10, sub.rank(), sub.size()).first * 4));
+}
+
+TEST_CASE("ledger: a 1-rank group issues no collective and counts none; results are the identity",
+          "[mpi][ledger]") {
+  Communicator world = Communicator::world();
+  const int r = world.rank();
+  Communicator alone = world.split(r, 0);  // every rank its own group
+  REQUIRE(alone.size() == 1);
+  const Traffic t0 = alone.traffic();
+  Tensor x = from_vector(std::vector<double>{1.5, -2, 3}, {3}, DType::F32);
+  Tensor h = from_vector(std::vector<double>{1.5, -2, 3}, {3}, DType::BF16);
+  alone.all_reduce(x, ReduceOp::Sum);
+  alone.all_reduce(h, ReduceOp::Avg);
+  alone.iall_reduce(x, ReduceOp::Max).wait();
+  Tensor rs = zeros({3});
+  alone.reduce_scatter(x, rs);
+  Tensor ag = zeros({3});
+  alone.iall_gather(x, ag).wait();
+  alone.broadcast(x, 0);
+  alone.barrier();
+  const Traffic d = alone.traffic() - t0;
+  // The argument checks still run: a wrong shape fails as on many ranks.
+  Tensor wrong = zeros({4});
+  CHECK_THROWS_WITH(alone.all_gather(x, wrong), Catch::Contains("size() × in.numel()"));
+  CHECK_THROWS_WITH(alone.broadcast(x, 1), Catch::Contains("not a rank"));
+  const std::vector<double> want{1.5, -2, 3};
+  CHECK(x.to_vector() == want);
+  CHECK(h.to_vector() == want);
+  CHECK(rs.to_vector() == want);
+  CHECK(ag.to_vector() == want);
+  CHECK(d.collective_calls() == 0);
+  CHECK(d.total() == OpTraffic{});
 }
 
 TEST_CASE("ledger: the ring collectives' measured bytes equal the model, rank by rank",

@@ -1,7 +1,8 @@
 // Overflow agreement (parallel/comm/overflow.h): ONE rank alone finds an inf
 // (or NaN) in its gradients and every rank decides to skip the step, for every
 // dp × tp × pp layout of the world and every choice of that rank; the ledger
-// shows one MAX all-reduce of one element per group and nothing else. Then
+// shows one MAX all-reduce of one element per group of 2+ ranks (none on a
+// 1-rank group) and nothing else. Then
 // loss scalers fed the agreed flags stay identical on every rank while the
 // local flags differ. Runs at 2 and 4 ranks.
 #include <limits>
@@ -37,12 +38,14 @@ std::vector<double> gather(Communicator& world, double x) {
 }
 
 // What `group` moved in one call of agree_on_overflow: one MAX all-reduce of
-// one i32, nothing else.
-void check_one_flag_all_reduce(const Traffic& d, const char* group) {
-  INFO("group " << group << ": " << d.describe());
-  CHECK(d[CommOp::AllReduce].calls == 1);
-  CHECK(d[CommOp::AllReduce].payload == 4);  // one i32 element
-  CHECK(d.total().calls == 1);
+// one i32, nothing else — and nothing at all on a 1-rank group, which issues
+// no collective (communicator.h).
+void check_one_flag_all_reduce(const Traffic& d, const char* group, int group_size) {
+  INFO("group " << group << " of " << group_size << " rank(s): " << d.describe());
+  const int64_t calls = group_size > 1 ? 1 : 0;
+  CHECK(d[CommOp::AllReduce].calls == calls);
+  CHECK(d[CommOp::AllReduce].payload == 4 * calls);  // one i32 element
+  CHECK(d.total().calls == calls);
 }
 
 }  // namespace
@@ -64,9 +67,9 @@ TEST_CASE("overflow: one rank alone sees an inf and every rank skips, on every l
         const Traffic dp0 = mesh.dp().traffic(), tp0 = mesh.tp().traffic(),
                       pp0 = mesh.pp().traffic(), w0 = world.traffic();
         const bool skip = agree_on_overflow(local, {&mesh.dp(), &mesh.tp(), &mesh.pp()});
-        check_one_flag_all_reduce(mesh.dp().traffic() - dp0, "dp");
-        check_one_flag_all_reduce(mesh.tp().traffic() - tp0, "tp");
-        check_one_flag_all_reduce(mesh.pp().traffic() - pp0, "pp");
+        check_one_flag_all_reduce(mesh.dp().traffic() - dp0, "dp", dp);
+        check_one_flag_all_reduce(mesh.tp().traffic() - tp0, "tp", tp);
+        check_one_flag_all_reduce(mesh.pp().traffic() - pp0, "pp", pp);
         CHECK((world.traffic() - w0).total().calls == 0);
         CHECK(skip == (bad_rank >= 0));
         // And each rank's answer equals every other's (not only the expected one).
@@ -81,7 +84,7 @@ TEST_CASE("overflow: absent groups are skipped; one group alone agrees over itse
   Communicator world = Communicator::world();
   const Traffic w0 = world.traffic();
   CHECK(agree_on_overflow(world.rank() == world.size() - 1, {nullptr, &world, nullptr}));
-  check_one_flag_all_reduce(world.traffic() - w0, "world");
+  check_one_flag_all_reduce(world.traffic() - w0, "world", world.size());
   CHECK_FALSE(agree_on_overflow(false, {&world}));
   CHECK(agree_on_overflow(true, {}) == true);  // no group: the local flag
 }

@@ -2,10 +2,12 @@
 // allocator's counter on the real layers — the serial Block (t = 1) and the
 // TpBlock a TpGPT runs (tp, tp + sp) — against the count of
 // parallel/tp/activation_memory.h (Korthikanti et al. 2022 adapted to f32),
-// without and with dropout. Exact to the byte: a change to what the graph
-// saves shows up here. The column layers' re-gather in backward is an option
-// TpBlock does not take, so that case measures the same recipe assembled from
-// the tp layers.
+// without and with dropout (1-byte masks, residual and attention). Exact to
+// the byte: a change to what the graph saves shows up here. Under SP the
+// TpBlock's column layers keep only the (B, T/t, C) shard and re-gather it in
+// backward, so tp + sp with both dropouts is the paper's (34·sbh + 5·a·s²b)/t
+// adapted to f32 and 1-byte masks: (66·sbh + 5·a·s²b)/t. The last case
+// assembles the same recipe from the tp layers.
 #include <map>
 
 #include "nn/gpt.h"
@@ -25,9 +27,10 @@ namespace {
 
 constexpr int64_t B = 2, T = 16, C = 32, NH = 4;
 
-GPTConfig one_layer(double dropout) {
+GPTConfig one_layer(double dropout, double attn_dropout = 0) {
   GPTConfig cfg;
   cfg.n_layer = 1, cfg.n_head = NH, cfg.n_embd = C, cfg.block_size = T, cfg.dropout = dropout;
+  cfg.attn_dropout = attn_dropout;
   return cfg;
 }
 
@@ -52,22 +55,26 @@ TEST_CASE("tp activations: a block keeps exactly the counted values, per rank",
   std::vector<int> sizes = tp_sizes(world);
   sizes.insert(sizes.begin(), 1);
   for (double dropout : {0.0, 0.1})
-    for (int t : sizes)
-      for (bool sp : {false, true}) {
-        if (sp && t == 1) continue;
-        Communicator tp = tp_group(world, t);
-        auto serial = std::make_shared<GPT>(one_layer(dropout), 7);
-        std::shared_ptr<TpGPT> cut;
-        if (t > 1) cut = std::make_shared<TpGPT>(serial, tp, sp);
-        Layer& layer = *(t > 1 ? cut->gpt() : *serial).blocks()[0];
-        ActivationShape shape{B, T, C, NH, t, sp, false, dropout};
-        const BlockActivations want = block_activations(shape);
-        const int64_t kept = measure_block_activation_bytes(layer, C, B, sp ? T / t : T);
-        INFO("tp " << t << " sp " << sp << " dropout " << dropout << ": " << want.rule << "\nkept "
-                   << kept << " B; counted " << 4 * want.saved_values() << " B saved + "
-                   << 4 * want.extra_values() << " B extras");
-        CHECK(kept == 4 * (want.saved_values() + want.extra_values()));
-      }
+    for (double attn_dropout : {0.0, 0.2})
+      for (int t : sizes)
+        for (bool sp : {false, true}) {
+          if (sp && t == 1) continue;
+          Communicator tp = tp_group(world, t);
+          auto serial = std::make_shared<GPT>(one_layer(dropout, attn_dropout), 7);
+          std::shared_ptr<TpGPT> cut;
+          if (t > 1) cut = std::make_shared<TpGPT>(serial, tp, sp);
+          Layer& layer = *(t > 1 ? cut->gpt() : *serial).blocks()[0];
+          ActivationShape shape{B, T, C, NH, t, sp, sp, dropout, attn_dropout};
+          const BlockActivations want = block_activations(shape);
+          const int64_t kept = measure_block_activation_bytes(layer, C, B, sp ? T / t : T);
+          INFO("tp " << t << " sp " << sp << " dropout " << dropout << " attn_dropout "
+                     << attn_dropout << ": " << want.rule << "\nkept " << kept << " B; counted "
+                     << want.saved_bytes() << " B saved + " << want.extra_bytes() << " B extras");
+          CHECK(kept == want.saved_bytes() + want.extra_bytes());
+          // Both dropouts on: what backward keeps is the paper's count in our dtypes.
+          if (dropout > 0 && attn_dropout > 0)
+            CHECK(want.saved_bytes() == adapted_korthikanti_bytes(shape));
+        }
 }
 
 TEST_CASE("tp activations: the dropout streams are where they were after a measurement",
@@ -98,7 +105,7 @@ TEST_CASE("tp activations: re-gathering in backward keeps the counted values, pe
     Tensor out = regather_block(x, p, tp);
     const int64_t kept = int64_t(cpu_bytes_allocated() - before);
     INFO("tp " << t << " sp + regather: " << want.rule);
-    CHECK(kept + x.numel() * 4 == 4 * (want.saved_values() + want.extra_values()));
+    CHECK(kept + x.numel() * 4 == want.saved_bytes() + want.extra_bytes());
     sum(out).backward();  // what was kept is what backward needs
   }
 }

@@ -96,7 +96,8 @@ TEST_CASE("tp GPT: loss and every gradient equal the serial GPT's, with and with
     // backward, the embedding's 1 forward and the head's f 1 backward, the
     // cross-entropy's 3 of B·T forward — 2(t−1)/t of each sent per rank; with
     // SP each all-reduce of n becomes an all-gather + reduce-scatter sending
-    // the same bytes.
+    // the same bytes, and backward all-gathers each column layer's input again
+    // (2L + the head's 1), which keeps only the (B, T/t, C) shard: (t−1)/t·n each.
     const int64_t n = B * T * cfg.n_embd * 4, L = cfg.n_layer, bt = B * T * 4;
     auto ar_sent = [&](int64_t bytes) { return 2 * (t - 1) * bytes / t; };
     INFO("tp " << t << "\nforward:\n"
@@ -111,9 +112,9 @@ TEST_CASE("tp GPT: loss and every gradient equal the serial GPT's, with and with
     CHECK(fwd[true][CommOp::AllReduce].calls == 3);
     CHECK(fwd[true][CommOp::AllGather].calls == 2 * L + 1);
     CHECK(fwd[true][CommOp::ReduceScatter].calls == 2 * L + 1);
-    CHECK(bwd[true][CommOp::AllGather].calls == 2 * L + 1);
+    CHECK(bwd[true][CommOp::AllGather].calls == 2 * (2 * L + 1));
     CHECK(bwd[true][CommOp::ReduceScatter].calls == 2 * L + 1);
     CHECK(fwd[true].total().sent == fwd[false].total().sent);
-    CHECK(bwd[true].total().sent == bwd[false].total().sent);
+    CHECK(bwd[true].total().sent == bwd[false].total().sent + (2 * L + 1) * (t - 1) * n / t);
   }
 }

@@ -5,7 +5,8 @@
 //     gathered gradient equal the serial model's, with and without SP;
 //   - gather_serial() gives back the serial weights exactly;
 //   - training with ZeRO 0-3 over dp (SGD, accumulation, clipping that acts)
-//     follows one process with batch dp·B: losses, norms, final weights.
+//     follows one process with batch dp·B: losses, norms, final weights; a
+//     1-rank dp group (tp = world) issues no collective (ledger: 0 calls).
 // Only CHECK after collectives, so a failing rank never strands the others.
 #include <map>
 
@@ -117,6 +118,7 @@ namespace {
 struct Run {
   std::vector<double> losses, norms;
   std::shared_ptr<GPT> weights;
+  Traffic dp_traffic;  // what the dp group moved during the steps
 };
 
 constexpr int kSteps = 3, kAccum = 2;
@@ -159,6 +161,7 @@ Run tensor_parallel(Mesh& mesh, int stage, bool sp) {
                         .tp = ZeroTensorParallel{mesh.tp(), m.replicated_mask(), sp}},
                        sgd);
   Run run;
+  const Traffic dp0 = mesh.dp().traffic();
   for (int step = 0; step < kSteps; ++step) {
     double loss_sum = 0;
     for (int k = 0; k < kAccum; ++k) {
@@ -173,6 +176,7 @@ Run tensor_parallel(Mesh& mesh, int stage, bool sp) {
     mesh.dp().all_reduce(l, ReduceOp::Avg);
     run.losses.push_back(l.item());
   }
+  run.dp_traffic = mesh.dp().traffic() - dp0;
   engine.gather_full_parameters();
   run.weights = m.gather_serial();
   return run;
@@ -196,6 +200,14 @@ TEST_CASE("tp × dp with ZeRO 0-3 (SGD, accumulation, clipping) trains like one 
           CHECK(want.norms[s] > kClip);
           CHECK(std::fabs(got.losses[s] - want.losses[s]) <= 1e-5 * want.losses[s]);
           CHECK(std::fabs(got.norms[s] - want.norms[s]) <= 1e-5 * want.norms[s]);
+        }
+        // A 1-rank dp group (every rank in tp) issues no collective: the
+        // gradient reduction, the norm and the loss average cost nothing.
+        if (mesh.dp_size() == 1) {
+          CHECK(got.dp_traffic.collective_calls() == 0);
+          CHECK(got.dp_traffic.total().sent == 0);
+        } else {
+          CHECK(got.dp_traffic.collective_calls() > 0);
         }
         for (const auto& [name, p] : want.weights->named_parameters()) {
           INFO(name);

@@ -145,14 +145,18 @@ TEST_CASE("tp vocab: tied embedding and head share one shard; no full-vocabulary
       CHECK(std::fabs(loss_s.item() - loss.item()) < kTol);
       CHECK(max_diff(ws.grad(), rows_of(w.grad(), tp)) < kTol);  // lookup + head, one shard
       // Embedding 1 (B·T·C), cross-entropy 3 (B·T each); backward: the head's
-      // f (B·T·C). Under SP the B·T·C ones become reduce-scatter / all-gather.
+      // f (B·T·C). Under SP the B·T·C ones become reduce-scatter / all-gather,
+      // and the head's backward all-gathers its (B, T/t, C) input again (it
+      // kept only the shard): the head's reduce-scatter, its re-gather and
+      // the embedding's all-gather.
       const int64_t btc = B * T * C * 4;
       CHECK(fwd[CommOp::AllReduce].calls == (sp ? 3 : 4));
       CHECK(fwd[CommOp::AllReduce].payload == 3 * N * 4 + (sp ? 0 : btc));
       CHECK(fwd[CommOp::ReduceScatter].payload == (sp ? btc : 0));
       CHECK(fwd[CommOp::AllGather].payload == (sp ? btc : 0));
-      CHECK(bwd.total().calls == (sp ? 2 : 1));
+      CHECK(bwd.total().calls == (sp ? 3 : 1));
       CHECK(bwd[CommOp::AllReduce].payload == (sp ? 0 : btc));
+      CHECK(bwd[CommOp::AllGather].payload == (sp ? 2 * btc : 0));  // embedding + re-gather
     }
   }
 }
