@@ -43,7 +43,7 @@ class ReplayRng {
 }  // namespace
 
 Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input,
-                  std::vector<Generator*> generators, CheckpointHooks hooks, const char* op) {
+                  std::vector<Generator*> generators, const char* op) {
   MS_CHECK(fn != nullptr, op, ": no function to run");
   MS_CHECK(input.defined(), op, ": the input is undefined");
   for (Generator* g : generators) MS_CHECK(g != nullptr, op, ": a generator is null");
@@ -64,8 +64,7 @@ Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input,
   record(
       y, op, {input},
       [fn = std::move(fn), saved, input_needs_grad, generators = std::move(generators),
-       forward_states = std::move(forward_states), hooks = std::move(hooks)](const Tensor& grad_y) {
-        if (hooks.before_recompute) hooks.before_recompute();
+       forward_states = std::move(forward_states)](const Tensor& grad_y) {
         Tensor x = detach(saved);  // a fresh leaf: its .grad is the input's gradient
         if (input_needs_grad) x.set_requires_grad(true);
         Tensor y2;
@@ -76,7 +75,6 @@ Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input,
         }
         // Reentrant: a backward inside the outer backward, over the rebuilt graph only.
         if (y2.requires_grad()) y2.backward(grad_y);
-        if (hooks.after_backward) hooks.after_backward();
         if (!input_needs_grad) return std::vector<Tensor>{Tensor()};
         Tensor gx = x.grad();
         return std::vector<Tensor>{gx.defined() ? gx : zeros(saved.shape(), saved.dtype())};

@@ -43,21 +43,12 @@
 
 namespace ms {
 
-// What runs around the recompute, for a region whose parameters are not
-// resident between forward and backward: gather them before the recompute,
-// release them once the region's backward, which reads them, is done.
-// (ZeRO-3 does not need it: it re-gathers without recomputing, stage3.h.)
-struct CheckpointHooks {
-  std::function<void()> before_recompute;
-  std::function<void()> after_backward;
-};
-
 // y = fn(input), keeping only `input` (and the states of `generators`) for
 // backward. fn must be a deterministic function of its input, its parameters
 // and `generators`: it runs twice. Under NoGradGuard this is just fn(input).
 // The node it records is named `op` in error messages.
 Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input,
-                  std::vector<Generator*> generators = {}, CheckpointHooks hooks = {},
+                  std::vector<Generator*> generators = {},
                   const char* op = "checkpoint");
 
 }  // namespace ms

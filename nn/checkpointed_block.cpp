@@ -22,7 +22,7 @@ CheckpointedBlock::CheckpointedBlock(std::shared_ptr<Layer> block)
 Tensor CheckpointedBlock::forward(const Tensor& x) {
   // The lambda holds the block alive for as long as the graph needs to recompute it.
   return checkpoint([block = block_](const Tensor& in) { return block->forward(in); }, x,
-                    generators_, {}, "checkpointed_block");
+                    generators_, "checkpointed_block");
 }
 
 std::vector<std::shared_ptr<Layer>> checkpoint_blocks(GPT& model, int64_t count) {
