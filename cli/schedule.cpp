@@ -129,10 +129,11 @@ int schedule_command(int argc, char** argv, Communicator& world) {
     // Korthikanti et al. 2022, §4.2.3: interleaving's warm-up costs stage 0
     // 1 + (p − 1)/(p·v) times 1F1B's activations (m large enough).
     const Rational f = activation_factor_vs_1f1b(r, p, m, v, 0);
+    const std::string ratio = str_cat(r.peak_in_flight[0], "/", v * std::min(p, m));
     std::printf(
-        "stage 0 activations vs 1F1B's (min(p, m) micro-batches of the same layers): %d/%d = %s = "
+        "stage 0 activations vs 1F1B's (min(p, m) micro-batches of the same layers): %s%s = "
         "%.4f%s\n",
-        r.peak_in_flight[0], v * std::min(p, m), f.str().c_str(), f.value(),
+        ratio.c_str(), ratio == f.str() ? "" : str_cat(" = ", f.str()).c_str(), f.value(),
         kind == ScheduleKind::kInterleaved && v > 1
             ? str_cat(" (1 + (p − 1)/(p·v) = ", Rational::of(p * v + p - 1, p * v).str(),
                       ", Korthikanti et al. 2022)")

@@ -50,7 +50,7 @@ csv_losses() { tail -n +2 "$1" | awk -F, -v from="$2" '$1 > from { print $1, $2 
 for layout in "ddp|2|--zero-stage 0 --dropout 0.1 --batch-size 4" \
               "zero1|2|--zero-stage 1 --batch-size 4" \
               "zero2|2|--zero-stage 2 --batch-size 4 --grad-accum 2" \
-              "zero3|2|--zero-stage 3 --batch-size 4" \
+              "zero3|2|--zero-stage 3 --batch-size 4 --dropout 0.1 --attn-dropout 0.1" \
               "tp2|2|--tp 2 --batch-size 8" \
               "pp2|2|--pp 2 --grad-accum 2 --batch-size 4" \
               "3d|8|--tp 2 --pp 2 --zero-stage 1 --grad-accum 2 --batch-size 2" \
@@ -142,7 +142,7 @@ fi
 # save is killed (SIGKILL: no cleanup) at each phase, then `--resume latest`
 # must continue from a complete step-20 copy, byte-identical to the
 # straight run's, and the next save must leave no staging folder behind.
-z3="--zero-stage 3 --batch-size 4"
+z3="--zero-stage 3 --batch-size 4 --dropout 0.1 --attn-dropout 0.1"  # as zero3 above
 state() {  # what a killed save left: the tag in place? staging / set-aside folders?
   local d=$1
   echo "in-place:$([ -d "$d/global_step20" ] && echo yes || echo no)" \

@@ -207,6 +207,8 @@ TEST_CASE("checkpoint: damaged or hostile folders are refused with their reason"
             "skipped_steps 5 is out of range: it should be in [0, 2] (0 to step)");
     refused([](auto& j) { j["model"]["dropout"] = -0.5; },
             "model.dropout -0.5 is out of range: it should be in [0, 1]");
+    refused([](auto& j) { j["model"]["attn_dropout"] = 1.0; },
+            "model.attn_dropout 1 is out of range: it should be in [0, 1)");
     refused([](auto& j) { j["layout"]["zero_stage"] = 4; },
             "layout.zero_stage 4 is out of range: it should be in [0, 3]");
     const nlohmann::json scale = {

@@ -111,7 +111,7 @@ TEST_CASE("minispeed schedule prints the table, the bubble and memory beside the
   CHECK(r.output.find("stage 0: 11, matches min(w + 1, m·v) = min(11, 16) = 11") !=
         std::string::npos);
   CHECK(r.output.find("stage 0 activations vs 1F1B's (min(p, m) micro-batches of the same "
-                      "layers): 11/8 = 11/8 = 1.3750 (1 + (p − 1)/(p·v) = 11/8") !=
+                      "layers): 11/8 = 1.3750 (1 + (p − 1)/(p·v) = 11/8") !=
         std::string::npos);
   CHECK(r.output.find("with blocking (rendezvous) sends: time") != std::string::npos);
 

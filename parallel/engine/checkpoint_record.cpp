@@ -96,7 +96,8 @@ std::string record_to_json(const RankRecord& r) {
         {"n_layer", r.model.n_layer},
         {"n_head", r.model.n_head},
         {"n_embd", r.model.n_embd},
-        {"dropout", r.model.dropout}}},
+        {"dropout", r.model.dropout},
+        {"attn_dropout", r.model.attn_dropout}}},
       {"optimizer",
        {{"name", r.optimizer}, {"steps", r.optimizer_steps}, {"state", r.state_names}}},
       {"rng", {{"dropout_generators", r.rng}}},
@@ -160,6 +161,9 @@ RankRecord record_from_json(const std::string& text, const std::string& file) {
     r.model.n_embd = dim("n_embd");
     r.model.dropout = real_in(m, "dropout", "model.dropout", 0, 1);
     MS_CHECK(r.model.dropout < 1, "model.dropout 1 is out of range: it should be in [0, 1)");
+    r.model.attn_dropout = real_in(m, "attn_dropout", "model.attn_dropout", 0, 1);
+    MS_CHECK(r.model.attn_dropout < 1,
+             "model.attn_dropout 1 is out of range: it should be in [0, 1)");
     const json& o = j.at("optimizer");
     r.optimizer = o.at("name").get<std::string>();
     // Optimizer::state_steps counts the updates taken: at most one per step
