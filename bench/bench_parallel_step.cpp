@@ -295,10 +295,12 @@ int main(int argc, char** argv) {
           dp.median_ms / z3.median_ms,
           double(z3.per_step.sent) / double(std::max<int64_t>(dp.per_step.sent, 1)));
       std::printf(
-          "- Sequence parallelism sends the same bytes (%s vs %s: each all-reduce becomes an "
-          "all-gather + a reduce-scatter, plus the replicated gradients' sum) in more calls "
-          "(%lld); what it saves is activation memory (minispeed train prints it), not "
-          "time.\n",
+          "- Sequence parallelism sends %.2fx tp's bytes (%s vs %s) in more calls (%lld): each "
+          "all-reduce becomes an all-gather + a reduce-scatter of the same volume, each column "
+          "layer all-gathers its T/t-token input again in backward (it kept only its shard, as "
+          "Megatron does), and the replicated gradients are summed once; what it saves is "
+          "activation memory (minispeed train prints it), not time.\n",
+          static_cast<double>(sp.per_step.sent) / static_cast<double>(tp.per_step.sent),
           format_bytes(sp.per_step.sent).c_str(), format_bytes(tp.per_step.sent).c_str(),
           (long long)sp.per_step.calls);
       std::printf(
