@@ -398,8 +398,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
   std::shared_ptr<GPT> whole = engine.gather_model();  // every shard and stage, on every rank
   // What --save-weights writes: fp32, the masters in a 16-bit run (collective).
-  const std::map<std::string, Tensor> weights =
-      flags.str("save-weights").empty() ? std::map<std::string, Tensor>{} : engine.fp32_weights();
+  const std::map<std::string, Tensor> weights = flags.str("save-weights").empty()
+                                                    ? std::map<std::string, Tensor>{}
+                                                    : engine.fp32_weights(*whole);
   if (lead) {
     if (tp > 1)
       std::printf(

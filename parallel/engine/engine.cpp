@@ -335,10 +335,9 @@ std::shared_ptr<GPT> Engine::gather_model() {
   return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
 }
 
-std::map<std::string, Tensor> Engine::fp32_weights() {
-  std::shared_ptr<GPT> whole = gather_model();
+std::map<std::string, Tensor> Engine::fp32_weights(const GPT& whole) {
   std::map<std::string, Tensor> out;
-  const auto named = whole->named_parameters();
+  const auto named = whole.named_parameters();
   ZeroOptimizer& z = *s_->zero;
   if (!z.precision().enabled()) {  // the optimizer trains the parameters themselves
     for (const auto& [name, param] : named) out[name] = param;

@@ -129,8 +129,10 @@ class Engine {
   // Collective over the world: the weights to save, by Hugging Face name, in
   // fp32 — in a 16-bit run the optimizer's fp32 masters (gathered from the dp
   // ranks' slices), not the model's rounded copies, as DeepSpeed's
-  // zero_to_fp32.py and `minispeed consolidate` give them.
-  std::map<std::string, Tensor> fp32_weights();
+  // zero_to_fp32.py and `minispeed consolidate` give them. `whole` is what
+  // gather_model() returned (gathering it again would repeat ZeRO-3's and
+  // the pipeline's whole-model collectives).
+  std::map<std::string, Tensor> fp32_weights(const GPT& whole);
 
   // For resuming from a checkpoint: `steps` updates already taken (the
   // micro-step count follows, at a boundary). The scheduler is restored on
