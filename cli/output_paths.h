@@ -8,10 +8,7 @@ namespace ms {
 
 // Throws an ms::Error starting "<flag>: " when a file cannot be written at
 // `path`: check_save_path's checks (nn/atomic_save.h: not a directory, not a
-// device, a directory that exists or can be created and is writable), then a
-// probe — a temporary file created and removed beside the target, in the
-// nearest directory that exists — since permission bits do not tell root
-// that /proc or a read-only mount refuses new files.
+// device, a directory that exists or can be created and takes a new file).
 void check_output_path(const std::string& flag, const std::string& path);
 
 // Throws when `path` (an output) is the same file as `input_path` (through

@@ -87,6 +87,19 @@ std::string save_problem(const std::string& target, bool may_create_dirs) {
                      "' is not writable (", std::strerror(errno), ")");
     return str_cat("directory '", dir.string(), "' is not writable (", std::strerror(errno), ")");
   }
+  // Permission bits do not settle it: root passes access() on /proc and on
+  // directories whose file system refuses new files. So create a file there,
+  // as the save will, and remove it. (AtomicFile, the other caller, creates
+  // its temporary file right after this anyway.)
+  if (may_create_dirs) {
+    const fs::path probe = existing / str_cat(".minispeed-probe.", ::getpid());
+    const int fd =
+        ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return str_cat("cannot create a file in '", existing.string(), "': ", std::strerror(errno));
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
   return "";
 }
 

@@ -18,8 +18,10 @@ const char* file_type_name(mode_t mode);
 // be saved at `path`: it is a directory; it exists and is not a regular file
 // (a device, FIFO or socket); a parent is a file; the directory is not
 // writable, or missing and cannot be created (its nearest existing ancestor
-// is not a writable directory). A missing directory that can be created is
-// fine: the caller creates it before saving. A symbolic link is followed: the
+// is not a writable directory, or a file cannot be created in it: a probe file
+// is created and removed, since root passes permission checks on /proc). A
+// missing directory that can be created is fine: the caller creates it before
+// saving. A symbolic link is followed: the
 // save writes the file it points to and the link stays.
 void check_save_path(const std::string& path);
 
