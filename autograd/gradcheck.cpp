@@ -36,7 +36,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     Tensor analytic = x.grad();
     std::vector<double> a =
         analytic.defined() ? analytic.to_vector() : std::vector<double>(x.numel(), 0.0);
-    double* p = x.data<double>();
+    double* p = x.host_data<double>();
     for (int64_t k = 0; k < x.numel(); ++k) {
       double saved = p[k];
       p[k] = saved + eps;

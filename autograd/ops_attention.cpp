@@ -36,7 +36,7 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
   if (qkv.device() == Device::CPU) {
     dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
       using D = decltype(tag);
-      cpu::attention_forward<D>(out.data<D>(), att.data<D>(), x.data<D>(), B, T, C, n_head, keep,
+      cpu::attention_forward<D>(out.host_data<D>(), att.host_data<D>(), x.host_data<D>(), B, T, C, n_head, keep,
                                 D(keep_scale));
     });
   } else {
@@ -51,8 +51,8 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
              Tensor scratch = Tensor::empty(att.shape(), x.dtype());
              dispatch_compute(x.dtype(), "causal_attention backward", [&](auto tag) {
                using D = decltype(tag);
-               cpu::attention_backward<D>(dqkv.data<D>(), scratch.data<D>(), gc.data<D>(),
-                                          x.data<D>(), att.data<D>(), B, T, C, n_head,
+               cpu::attention_backward<D>(dqkv.host_data<D>(), scratch.host_data<D>(), gc.host_data<D>(),
+                                          x.host_data<D>(), att.host_data<D>(), B, T, C, n_head,
                                           mask ? mask->data() : nullptr, D(keep_scale));
              });
              return std::vector<Tensor>{dqkv};
@@ -117,8 +117,8 @@ Tensor masked_scale(const Tensor& x, const std::shared_ptr<const DropoutMask>& m
   const double scale = 1.0 / (1.0 - m->p);
   dispatch_compute(x.dtype(), "dropout", [&](auto tag) {
     using D = decltype(tag);
-    const D* src = xc.data<D>();
-    D* dst = out.data<D>();
+    const D* src = xc.host_data<D>();
+    D* dst = out.host_data<D>();
     const D s = D(scale);
     for (int64_t i = 0; i < x.numel(); ++i) dst[i] = keep[i] ? src[i] * s : D(0);
   });

@@ -38,9 +38,9 @@ void gemm_2d(const Tensor& A, int64_t a_off, const Tensor& B, int64_t b_off, Ten
   MatArg a = as_gemm_operand(A, M, K, sa[0], sa[1], a_off);
   MatArg b = as_gemm_operand(B, K, N, sb[0], sb[1], b_off);
   MS_ASSERT(a.ld > 0 && b.ld > 0, "gemm operands must be row- or column-major");
-  const T* pa = a.keep.template data<T>() + a.offset;
-  const T* pb = b.keep.template data<T>() + b.offset;
-  T* pc = C.template data<T>() + c_off;
+  const T* pa = a.keep.template host_data<T>() + a.offset;
+  const T* pb = b.keep.template host_data<T>() + b.offset;
+  T* pc = C.template host_data<T>() + c_off;
   if constexpr (std::is_same_v<T, float>) {
     if (bias) {
       cpu::gemm_f32_bias(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, bias, pc, N);
@@ -205,7 +205,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Tensor bc = bias.defined() ? contiguous(detach(bias)) : Tensor();
     Shape sx{x2.strides()[0], x2.strides()[1]}, sw{w.strides()[0], w.strides()[1]};
     gemm_2d<T>(x2, 0, w, 0, out, 0, N, out_f, in, sx, sw, T(0),
-               bc.defined() ? bc.data<T>() : nullptr);
+               bc.defined() ? bc.host_data<T>() : nullptr);
   });
   if (needs_grad({&x, &weight, &bias})) {
     bool gx = x.requires_grad(), gw = weight.requires_grad();

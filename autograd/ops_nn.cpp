@@ -39,7 +39,7 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
   if (x.device() == Device::CPU) {
     dispatch_compute(x.dtype(), op, [&](auto tag) {
       using T = decltype(tag);
-      fwd(y.data<T>(), x.data<T>(), N, C);
+      fwd(y.host_data<T>(), x.host_data<T>(), N, C);
     });
   } else {
     cuda_kernels_planned(op);
@@ -53,7 +53,7 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
       Tensor gx = Tensor::empty(gy.shape(), gy.dtype());
       dispatch_compute(gy.dtype(), op, [&](auto tag) {
         using T = decltype(tag);
-        bwd(gx.data<T>(), gy.data<T>(), y.data<T>(), N, C);
+        bwd(gx.host_data<T>(), gy.host_data<T>(), y.host_data<T>(), N, C);
       });
       return std::vector<Tensor>{restore_dim(gx, dim)};
     });
@@ -104,8 +104,8 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
   if (x.device() == Device::CPU) {
     dispatch_compute(x.dtype(), "layernorm", [&](auto tag) {
       using T = decltype(tag);
-      cpu::layernorm_forward<T>(out.data<T>(), mean.data<T>(), rstd.data<T>(), xc.data<T>(),
-                                wc.data<T>(), bc.data<T>(), N, C, eps);
+      cpu::layernorm_forward<T>(out.host_data<T>(), mean.host_data<T>(), rstd.host_data<T>(), xc.host_data<T>(),
+                                wc.host_data<T>(), bc.host_data<T>(), N, C, eps);
     });
   } else {
     cuda_kernels_planned("layernorm");
@@ -117,8 +117,8 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
       Tensor dw = zeros({C}, xc.dtype()), db = zeros({C}, xc.dtype());
       dispatch_compute(xc.dtype(), "layernorm backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::layernorm_backward<T>(dx.data<T>(), dw.data<T>(), db.data<T>(), gc.data<T>(),
-                                   xc.data<T>(), wc.data<T>(), mean.data<T>(), rstd.data<T>(), N,
+        cpu::layernorm_backward<T>(dx.host_data<T>(), dw.host_data<T>(), db.host_data<T>(), gc.host_data<T>(),
+                                   xc.host_data<T>(), wc.host_data<T>(), mean.host_data<T>(), rstd.host_data<T>(), N,
                                    C);
       });
       return std::vector<Tensor>{dx, dw, db};
@@ -136,7 +136,7 @@ Tensor gelu(const Tensor& x) {
   if (x.device() == Device::CPU) {
     dispatch_compute(x.dtype(), "gelu", [&](auto tag) {
       using T = decltype(tag);
-      cpu::gelu_forward<T>(out.data<T>(), xc.data<T>(), xc.numel());
+      cpu::gelu_forward<T>(out.host_data<T>(), xc.host_data<T>(), xc.numel());
     });
   } else {
     cuda_kernels_planned("gelu");
@@ -147,7 +147,7 @@ Tensor gelu(const Tensor& x) {
       Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
       dispatch_compute(xc.dtype(), "gelu backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::gelu_backward<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel());
+        cpu::gelu_backward<T>(dx.host_data<T>(), gc.host_data<T>(), xc.host_data<T>(), xc.numel());
       });
       return std::vector<Tensor>{dx};
     });
@@ -161,7 +161,7 @@ static Tensor checked_indices(const char* op, const Tensor& idx, int64_t limit, 
   MS_CHECK(idx.dtype() == DType::I32, op, ": ", what, " must be i32, got ", dtype_name(idx.dtype()),
            " ", shape_str(idx.shape()));
   Tensor c = contiguous(idx);
-  const int32_t* p = c.data<int32_t>();
+  const int32_t* p = c.host_data<int32_t>();
   for (int64_t i = 0; i < c.numel(); ++i)
     MS_CHECK(p[i] >= 0 && p[i] < limit, op, ": ", what, " value ", p[i], " at position ", i,
              " is out of range [0, ", limit, ")");
@@ -183,7 +183,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   if (weight.device() == Device::CPU) {
     dispatch_compute(weight.dtype(), "embedding", [&](auto tag) {
       using T = decltype(tag);
-      cpu::embedding_forward<T>(out.data<T>(), wc.data<T>(), idx.data<int32_t>(), N, C);
+      cpu::embedding_forward<T>(out.host_data<T>(), wc.host_data<T>(), idx.host_data<int32_t>(), N, C);
     });
   } else {
     cuda_kernels_planned("embedding");
@@ -194,7 +194,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
       Tensor dw = zeros({V, C}, gc.dtype());
       dispatch_compute(gc.dtype(), "embedding backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::embedding_backward<T>(dw.data<T>(), gc.data<T>(), idx.data<int32_t>(), N, C);
+        cpu::embedding_backward<T>(dw.host_data<T>(), gc.host_data<T>(), idx.host_data<int32_t>(), N, C);
       });
       return std::vector<Tensor>{dw, Tensor()};
     });
@@ -219,7 +219,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   if (logits.device() == Device::CPU) {
     loss = dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
       using T = decltype(tag);
-      return cpu::cross_entropy_forward<T>(lse.data<T>(), lc.data<T>(), tc.data<int32_t>(), N, V);
+      return cpu::cross_entropy_forward<T>(lse.host_data<T>(), lc.host_data<T>(), tc.host_data<int32_t>(), N, V);
     });
   } else {
     cuda_kernels_planned("cross_entropy");
@@ -231,7 +231,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
       double dloss = g.item();
       dispatch_compute(lc.dtype(), "cross_entropy backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::cross_entropy_backward<T>(d.data<T>(), lc.data<T>(), lse.data<T>(), tc.data<int32_t>(),
+        cpu::cross_entropy_backward<T>(d.host_data<T>(), lc.host_data<T>(), lse.host_data<T>(), tc.host_data<int32_t>(),
                                        dloss, N, V);
       });
       return std::vector<Tensor>{d, Tensor()};

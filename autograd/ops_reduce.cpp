@@ -71,7 +71,7 @@ Tensor sum(const Tensor& t, const Shape& dims, bool keepdim) {
   if (t.device() == Device::CPU) {
     dispatch_compute(t.dtype(), "sum", [&](auto tag) {
       using T = decltype(tag);
-      cpu::reduce_sum<T>(plan.input.data<T>(), out.data<T>(), plan.outer, plan.R, plan.inner);
+      cpu::reduce_sum<T>(plan.input.host_data<T>(), out.host_data<T>(), plan.outer, plan.R, plan.inner);
     });
   } else {
     cuda_kernels_planned("sum");
@@ -112,7 +112,7 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
   if (t.device() == Device::CPU) {
     dispatch_compute(t.dtype(), "max", [&](auto tag) {
       using T = decltype(tag);
-      cpu::reduce_max<T>(plan.input.data<T>(), out.data<T>(), argmax.data<int32_t>(), plan.outer,
+      cpu::reduce_max<T>(plan.input.host_data<T>(), out.host_data<T>(), argmax.host_data<int32_t>(), plan.outer,
                          plan.R, plan.inner);
     });
   } else {
@@ -127,9 +127,9 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
              return dispatch_compute(gc.dtype(), "max backward", [&](auto tag) {
                using T = decltype(tag);
                Tensor grad = zeros(in_shape, gc.dtype());
-               const T* pg = gc.data<T>();
-               const int32_t* pa = argmax.data<int32_t>();
-               T* pd = grad.data<T>();
+               const T* pg = gc.host_data<T>();
+               const int32_t* pa = argmax.host_data<int32_t>();
+               T* pd = grad.host_data<T>();
                for (int64_t o = 0; o < plan_outer; ++o)
                  for (int64_t i = 0; i < inner; ++i)
                    pd[(o * R + pa[o * inner + i]) * inner + i] = pg[o * inner + i];

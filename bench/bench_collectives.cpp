@@ -59,10 +59,10 @@ bool check(Communicator& world, int64_t n) {
   Tensor a = full({n}, world.rank() + 1), b = clone(a), c = clone(a);
   ring_all_reduce(world, a);
   world.all_reduce(b);
-  MPI_Allreduce(MPI_IN_PLACE, c.raw_data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, c.host_raw_data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   int ok = 1;
   for (const Tensor& t : {a, b, c})
-    for (int64_t i = 0; i < n; ++i) ok &= t.data<float>()[i] == want;
+    for (int64_t i = 0; i < n; ++i) ok &= t.host_data<float>()[i] == want;
   MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   return ok != 0;
 }
@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
       std::vector<std::function<void()>> algos = {
           [&] { ring_all_reduce(world, t); },
           [&] {
-            MPI_Allreduce(MPI_IN_PLACE, t.raw_data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            MPI_Allreduce(MPI_IN_PLACE, t.host_raw_data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
           },
           [&] { world.all_reduce(t); }};
       std::vector<int> reps;

@@ -103,7 +103,7 @@ inline bool agree(Communicator& world, const std::string& why, const std::string
   Tensor first = from_vector(std::vector<int32_t>{why.empty() ? 0 : d - r}, {1});
   world.all_reduce(votes, ReduceOp::Sum);
   world.all_reduce(first, ReduceOp::Max);
-  const int failed = votes.data<int32_t>()[0], reporter = d - first.data<int32_t>()[0];
+  const int failed = votes.host_data<int32_t>()[0], reporter = d - first.host_data<int32_t>()[0];
   if (failed > 0 && r == reporter) {
     const std::string diagnosis = str_cat("[rank ", r, "] ", why, sep, "(", failed, " of ", d,
                                           " ranks failed)\n");

@@ -44,7 +44,7 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
     // A model held in bf16/f16 (mixed precision) returns 16-bit logits:
     // sample from their f32 values.
     Tensor logits = to(model.forward(from_vector(window, {1, T})), DType::F32);  // (1, T, V)
-    const float* last = logits.data<float>() + (T - 1) * V;
+    const float* last = logits.host_data<float>() + (T - 1) * V;
     std::vector<int32_t> order(V);
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return last[a] > last[b]; });

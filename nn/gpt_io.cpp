@@ -121,7 +121,7 @@ void check_tensors(const std::string& path, const Spec& spec,
 int64_t count_non_finite(const Tensor& t) {
   int64_t bad = 0;
   if (t.dtype() == DType::F32 && t.is_contiguous()) {
-    const float* p = t.data<float>();
+    const float* p = t.host_data<float>();
     for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
   } else {
     for (double v : t.to_vector()) bad += !std::isfinite(v);

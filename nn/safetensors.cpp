@@ -226,7 +226,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   // Only now, with every size checked against the file's, allocate and read.
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    read_exact(in, t.raw_data(), e.end - e.begin, path, "tensor " + quote(e.name));
+    read_exact(in, t.host_raw_data(), e.end - e.begin, path, "tensor " + quote(e.name));
     out.tensors.emplace(e.name, std::move(t));
   }
   return out;
@@ -239,7 +239,7 @@ namespace {
 std::vector<char> gather_bytes(const Tensor& t) {
   const size_t es = dtype_size(t.dtype());
   std::vector<char> out(t.nbytes());
-  const char* base = static_cast<const char*>(t.raw_data());
+  const char* base = static_cast<const char*>(t.host_raw_data());
   const int64_t nd = t.dim(), n = t.numel();
   Shape idx(nd, 0);
   int64_t off = 0;  // element offset of idx, updated like an odometer
@@ -311,7 +311,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   f.write(text.data(), text.size());
   for (const auto& [name, t] : tensors) {
     if (t.is_contiguous()) {
-      f.write(t.raw_data(), t.nbytes());
+      f.write(t.host_raw_data(), t.nbytes());
     } else {
       std::vector<char> bytes = gather_bytes(t);
       f.write(bytes.data(), bytes.size());

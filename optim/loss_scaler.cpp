@@ -193,16 +193,16 @@ bool has_overflow(const std::vector<Tensor>& grads) {
     bool bad = false;
     switch (c.dtype()) {
       case DType::F32:
-        bad = any_exponent_all_ones<uint32_t>(c.raw_data(), c.numel(), 0x7F800000u);
+        bad = any_exponent_all_ones<uint32_t>(c.host_raw_data(), c.numel(), 0x7F800000u);
         break;
       case DType::F64:
-        bad = any_exponent_all_ones<uint64_t>(c.raw_data(), c.numel(), 0x7FF0000000000000ull);
+        bad = any_exponent_all_ones<uint64_t>(c.host_raw_data(), c.numel(), 0x7FF0000000000000ull);
         break;
       case DType::BF16:
-        bad = any_exponent_all_ones<uint16_t>(c.raw_data(), c.numel(), uint16_t{0x7F80});
+        bad = any_exponent_all_ones<uint16_t>(c.host_raw_data(), c.numel(), uint16_t{0x7F80});
         break;
       case DType::F16:
-        bad = any_exponent_all_ones<uint16_t>(c.raw_data(), c.numel(), uint16_t{0x7C00});
+        bad = any_exponent_all_ones<uint16_t>(c.host_raw_data(), c.numel(), uint16_t{0x7C00});
         break;
       case DType::I32:
         throw Error(

@@ -41,8 +41,8 @@ void SGD::step() {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    float* buf = momentum_ != 0 ? momentum_buf_[i].data<float>() : nullptr;
-    cpu::sgd_update(params_[i].data<float>(), buf, gc.data<float>(), params_[i].numel(),
+    float* buf = momentum_ != 0 ? momentum_buf_[i].host_data<float>() : nullptr;
+    cpu::sgd_update(params_[i].host_data<float>(), buf, gc.host_data<float>(), params_[i].numel(),
                     static_cast<float>(lr_), static_cast<float>(momentum_),
                     static_cast<float>(weight_decay_), !momentum_started_);
   }
@@ -106,8 +106,8 @@ void AdamW::step() {
     grads.push_back(contiguous(g));
     const int64_t n = params_[i].numel();
     for (int64_t b = 0; b < n; b += kChunk)
-      chunks.push_back({params_[i].data<float>() + b, m_[i].data<float>() + b,
-                        v_[i].data<float>() + b, grads.back().data<float>() + b,
+      chunks.push_back({params_[i].host_data<float>() + b, m_[i].host_data<float>() + b,
+                        v_[i].host_data<float>() + b, grads.back().host_data<float>() + b,
                         std::min(kChunk, n - b)});
   }
   const int64_t nchunks = static_cast<int64_t>(chunks.size());
@@ -131,7 +131,7 @@ double grad_sq_norm(const std::vector<Tensor>& params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor gc = contiguous(g);
-    total += cpu::sum_squares(gc.data<float>(), gc.numel());
+    total += cpu::sum_squares(gc.host_data<float>(), gc.numel());
   }
   return total;
 }

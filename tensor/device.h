@@ -5,10 +5,20 @@
 
 namespace ms {
 
-enum class Device { CPU, CUDA };
+// Sim is the simulated device (`--device sim`): its bytes are host memory,
+// but to every check it is not the CPU. Ops dispatch through the device path
+// (and there call the cpu:: twins), host_data() refuses its tensors, and data
+// reaches it only through to(). A run on Sim therefore exercises every line of
+// the GPU path except the kernels themselves, on a machine without a GPU.
+enum class Device { CPU, CUDA, Sim };
 
 inline const char* device_name(Device d) {
-  return d == Device::CPU ? "cpu" : "cuda";
+  switch (d) {
+    case Device::CPU: return "cpu";
+    case Device::CUDA: return "cuda";
+    case Device::Sim: return "sim";
+  }
+  return "?";
 }
 
 // True when this build has the CUDA backend (make CUDA=1).

@@ -14,7 +14,7 @@ Tensor full(const Shape& shape, double value, DType dtype) {
 }
 Tensor zeros(const Shape& shape, DType dtype) {
   Tensor t = Tensor::empty(shape, dtype);
-  std::memset(t.raw_data(), 0, t.nbytes());
+  std::memset(t.host_raw_data(), 0, t.nbytes());
   return t;
 }
 Tensor ones(const Shape& shape, DType dtype) {
@@ -58,7 +58,7 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType 
            "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape), " (",
            shape_numel(shape), " elements)");
   Tensor src = Tensor::empty(shape, DType::F64);
-  if (!values.empty()) std::memcpy(src.raw_data(), values.data(), values.size() * sizeof(double));
+  if (!values.empty()) std::memcpy(src.host_raw_data(), values.data(), values.size() * sizeof(double));
   if (dtype == DType::F64) return src;
   Tensor out = Tensor::empty(shape, dtype);
   cpu::copy(src, out);
@@ -71,7 +71,7 @@ static Tensor from_native(const std::vector<T>& values, const Shape& shape, DTyp
   MS_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
            "from_vector: ", values.size(), " values cannot fill shape ", shape_str(shape));
   Tensor out = Tensor::empty(shape, dtype);
-  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(T));
+  if (!values.empty()) std::memcpy(out.host_raw_data(), values.data(), values.size() * sizeof(T));
   return out;
 }
 

@@ -18,9 +18,13 @@
 namespace ms {
 
 static std::atomic<size_t> g_cpu_bytes{0};
+static std::atomic<size_t> g_sim_bytes{0};
 
 size_t cpu_bytes_allocated() {
   return g_cpu_bytes.load();
+}
+size_t sim_bytes_allocated() {
+  return g_sim_bytes.load();
 }
 
 #ifndef MS_CUDA
@@ -138,9 +142,11 @@ void Storage::restore_data() {
   }
 #endif
   // 64-byte alignment: one cache line and one AVX-512 vector.
+  // Device::Sim takes host memory from the same cache but counts it as the
+  // device's, as the CUDA allocator's counters would.
   data_ = cpu_allocator().allocate(CachingAllocator::round_size(nbytes_));
   MS_CHECK(data_ != nullptr, "Storage: out of memory allocating ", nbytes_, " bytes");
-  g_cpu_bytes += nbytes_;
+  (device_ == Device::Sim ? g_sim_bytes : g_cpu_bytes) += nbytes_;
 }
 
 void Storage::release_data() {
@@ -154,7 +160,7 @@ void Storage::release_data() {
   }
 #endif
   cpu_allocator().deallocate(data_, CachingAllocator::round_size(nbytes_));
-  g_cpu_bytes -= nbytes_;
+  (device_ == Device::Sim ? g_sim_bytes : g_cpu_bytes) -= nbytes_;
   data_ = nullptr;
   nbytes_ = 0;
 }

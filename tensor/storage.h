@@ -42,6 +42,8 @@ class Storage {
 
 // Bytes currently allocated by Storage objects on the CPU (for memory tables).
 size_t cpu_bytes_allocated();
+// Bytes currently allocated on the simulated device (Device::Sim; host memory).
+size_t sim_bytes_allocated();
 
 // The CUDA caching allocator's counters for one GPU, for memory tables; all
 // zero in a CPU build or without a GPU.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 
@@ -99,8 +100,16 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
-void* Tensor::raw_data() const {
+void* Tensor::device_raw_data() const {
   return static_cast<char*>(storage()->data()) + offset() * dtype_size(dtype());
+}
+
+void* Tensor::host_raw_data() const {
+  MS_CHECK(device() == Device::CPU, "host access to a ", device_name(device()), " tensor ",
+           dtype_name(dtype()), " ", shape_str(shape()),
+           ": host code may read only CPU tensors; copy it with to(Device::CPU) first, or run "
+           "the device kernel (docs/architecture.md, \"Devices\")");
+  return device_raw_data();
 }
 
 template <typename T>
@@ -112,41 +121,87 @@ static constexpr DType dtype_of() {
 }
 
 template <typename T>
-T* Tensor::data() const {
+static void check_element_type(DType dtype, const char* accessor) {
   if constexpr (std::is_same_v<T, uint16_t>) {
-    MS_CHECK(dtype() == DType::BF16 || dtype() == DType::F16, "data<uint16_t>: tensor is ",
-             dtype_name(dtype()), ", expected bf16 or f16");
+    MS_CHECK(dtype == DType::BF16 || dtype == DType::F16, accessor, "<uint16_t>: tensor is ",
+             dtype_name(dtype), ", expected bf16 or f16");
   } else {
-    MS_CHECK(dtype() == dtype_of<T>(), "data<", dtype_name(dtype_of<T>()), ">: tensor is ",
-             dtype_name(dtype()));
+    MS_CHECK(dtype == dtype_of<T>(), accessor, "<", dtype_name(dtype_of<T>()), ">: tensor is ",
+             dtype_name(dtype));
   }
-  return static_cast<T*>(raw_data());
 }
-template float* Tensor::data<float>() const;
-template double* Tensor::data<double>() const;
-template uint16_t* Tensor::data<uint16_t>() const;
-template int32_t* Tensor::data<int32_t>() const;
+
+template <typename T>
+T* Tensor::host_data() const {
+  check_element_type<T>(dtype(), "host_data");
+  return static_cast<T*>(host_raw_data());
+}
+template <typename T>
+T* Tensor::device_data() const {
+  check_element_type<T>(dtype(), "device_data");
+  return static_cast<T*>(device_raw_data());
+}
+template float* Tensor::host_data<float>() const;
+template double* Tensor::host_data<double>() const;
+template uint16_t* Tensor::host_data<uint16_t>() const;
+template int32_t* Tensor::host_data<int32_t>() const;
+template float* Tensor::device_data<float>() const;
+template double* Tensor::device_data<double>() const;
+template uint16_t* Tensor::device_data<uint16_t>() const;
+template int32_t* Tensor::device_data<int32_t>() const;
+
+namespace {
+
+// Bytes between host memory and a device's memory. Sim's memory is host
+// memory, so its "transfer" is a memcpy; CUDA's is a cudaMemcpy on the
+// device's stream that has finished when this returns.
+void copy_to_device(void* dst, const void* src, size_t n, const Storage& dst_storage) {
+  if (dst_storage.device() == Device::Sim) {
+    if (n) std::memcpy(dst, src, n);
+    return;
+  }
+#ifdef MS_CUDA
+  cuda::copy_to_device(dst, src, n, dst_storage.device_index());
+#else
+  MS_CHECK(false, "to(cuda): this build has no CUDA backend (build with make CUDA=1; see README, "
+           "\"GPU\")");
+#endif
+}
+void copy_to_host(void* dst, const void* src, size_t n, const Storage& src_storage) {
+  if (src_storage.device() == Device::Sim) {
+    if (n) std::memcpy(dst, src, n);
+    return;
+  }
+#ifdef MS_CUDA
+  cuda::copy_to_host(dst, src, n, src_storage.device_index());
+#else
+  MS_CHECK(false, "to(cpu) of a cuda tensor in a build without CUDA");
+#endif
+}
+
+}  // namespace
 
 Tensor Tensor::to(Device target) const {
   if (device() == target) return *this;
-#ifdef MS_CUDA
-  if (target == Device::CUDA) {
-    // Pack on the host (cpu::copy walks any strides), then one memcpy.
+  MS_CHECK(device() == Device::CPU || target == Device::CPU, "to(", device_name(target), "): a ",
+           device_name(device()),
+           " tensor moves to another device through the CPU: call to(Device::CPU) first");
+  if (target != Device::CPU) {
+    // Pack on the host (cpu::copy walks any strides), then one transfer.
     Tensor src = *this;
     if (!is_contiguous()) {
       src = Tensor::empty(shape(), dtype());
       cpu::copy(*this, src);
     }
-    Tensor out = Tensor::empty(shape(), dtype(), Device::CUDA);
-    cuda::copy_to_device(out.raw_data(), src.raw_data(), nbytes(),
-                         out.storage()->device_index());
+    Tensor out = Tensor::empty(shape(), dtype(), target);
+    copy_to_device(out.device_raw_data(), src.host_raw_data(), nbytes(), *out.storage());
     return out;
   }
   // Device -> host. A strided view may skip bytes: copy the span it covers
   // into a host buffer, view it there with the same strides, then pack.
   if (is_contiguous()) {
     Tensor out = Tensor::empty(shape(), dtype());
-    cuda::copy_to_host(out.raw_data(), raw_data(), nbytes(), storage()->device_index());
+    copy_to_host(out.host_raw_data(), device_raw_data(), nbytes(), *storage());
     return out;
   }
   int64_t lo = 0, hi = 0;
@@ -156,19 +211,13 @@ Tensor Tensor::to(Device target) const {
     (span < 0 ? lo : hi) += span;
   }
   Tensor span = Tensor::empty({hi - lo + 1}, dtype());
-  cuda::copy_to_host(span.raw_data(),
-                     static_cast<char*>(raw_data()) + lo * static_cast<int64_t>(dtype_size(dtype())),
-                     static_cast<size_t>(hi - lo + 1) * dtype_size(dtype()),
-                     storage()->device_index());
+  copy_to_host(span.host_raw_data(),
+               static_cast<char*>(device_raw_data()) + lo * static_cast<int64_t>(dtype_size(dtype())),
+               static_cast<size_t>(hi - lo + 1) * dtype_size(dtype()), *storage());
   Tensor view = Tensor::make_view(span, shape(), strides(), -lo);
   Tensor out = Tensor::empty(shape(), dtype());
   cpu::copy(view, out);
   return out;
-#else
-  MS_CHECK(false, "to(", device_name(target), "): this build has no CUDA backend (build with ",
-           "make CUDA=1; see README, \"GPU\")");
-  return *this;
-#endif
 }
 
 std::vector<double> Tensor::to_vector() const {
@@ -176,7 +225,7 @@ std::vector<double> Tensor::to_vector() const {
   // The strided walk and the dtype decoding are cpu::copy's; copy into f64.
   Tensor f64 = Tensor::empty(shape(), DType::F64);
   cpu::copy(*this, f64);
-  const double* p = f64.data<double>();
+  const double* p = f64.host_data<double>();
   return std::vector<double>(p, p + numel());
 }
 

@@ -70,13 +70,24 @@ class Tensor {
   bool is_contiguous() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
 
-  // Pointer to element [0, 0, ...]; T must match the dtype (float, double, uint16_t).
+  // Pointer to element [0, 0, ...] for HOST code (loops on the CPU, memcpy,
+  // MPI buffers); T must match the dtype (float, double, uint16_t, int32_t).
+  // An ms::Error for a tensor that does not live on the CPU: a host loop over
+  // device memory is the bug this check exists for (on a GPU it would read
+  // garbage or segfault; on Device::Sim it is caught in CI).
   template <typename T>
-  T* data() const;
-  void* raw_data() const;
+  T* host_data() const;
+  void* host_raw_data() const;
+  // The same pointer for any device, for the device's own kernels only: an op
+  // passes it to the cpu:: or cuda:: twin its device switch chose
+  // (docs/architecture.md, "Dispatch is explicit").
+  template <typename T>
+  T* device_data() const;
+  void* device_raw_data() const;
 
   // This tensor on `device`: itself when already there, else a contiguous
-  // copy (cudaMemcpy on the device's stream, finished when this returns).
+  // copy (for CUDA: cudaMemcpy on the device's stream, finished when this
+  // returns; for Sim: a memcpy through the same call sites a GPU needs).
   // Like detach(), the copy is a new leaf: no gradient flows back through it
   // (move parameters and data with it before building the graph).
   Tensor to(Device device) const;

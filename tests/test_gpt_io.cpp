@@ -150,8 +150,8 @@ TEST_CASE("non-finite weights are named on stderr", "[gpt][weights]") {
   GPT model(small(), 1);
   std::map<std::string, Tensor> w = weights_of(model);
   Tensor bias = zeros({96});
-  bias.data<float>()[3] = NAN;
-  bias.data<float>()[7] = INFINITY;
+  bias.host_data<float>()[3] = NAN;
+  bias.host_data<float>()[7] = INFINITY;
   w["h.1.attn.c_attn.bias"] = bias;
   std::string path = save(tmp, w, {{"n_head", "2"}});
   std::shared_ptr<GPT> loaded;

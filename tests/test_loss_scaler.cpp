@@ -262,11 +262,11 @@ TEST_CASE("has_overflow: skips undefined grads, finds one inf in a large or stri
           "[loss_scaler][overflow]") {
   Tensor big = zeros({300000});
   CHECK_FALSE(has_overflow({Tensor(), big}));
-  big.data<float>()[299999] = std::numeric_limits<float>::infinity();
+  big.host_data<float>()[299999] = std::numeric_limits<float>::infinity();
   CHECK(has_overflow({Tensor(), big}));
 
   Tensor m = zeros({3, 4});
-  m.data<float>()[7] = std::numeric_limits<float>::quiet_NaN();
+  m.host_data<float>()[7] = std::numeric_limits<float>::quiet_NaN();
   CHECK(has_overflow({transpose(m, 0, 1)}));
   CHECK_THROWS_WITH(has_overflow({from_vector(std::vector<int32_t>{1}, {1})}),
                     Catch::Contains("has_overflow") && Catch::Contains("i32"));

@@ -54,14 +54,14 @@ std::string one(const std::string& entry) {
 
 Tensor from_bits(const std::vector<uint16_t>& bits, DType dtype) {
   Tensor t = Tensor::empty({static_cast<int64_t>(bits.size())}, dtype);
-  std::memcpy(t.raw_data(), bits.data(), t.nbytes());
+  std::memcpy(t.host_raw_data(), bits.data(), t.nbytes());
   return t;
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   Tensor ca = contiguous(a), cb = contiguous(b);
   return a.dtype() == b.dtype() && a.shape() == b.shape() &&
-         std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
+         std::memcmp(ca.host_raw_data(), cb.host_raw_data(), ca.nbytes()) == 0;
 }
 
 }  // namespace
@@ -176,7 +176,7 @@ TEST_CASE("safetensors writes exactly the bytes the spec describes", "[safetenso
   write_bytes(path, le64(hand.size()) + hand + std::string("\x05\x00\x00\x00", 4));
   SafetensorsFile f = load_safetensors(path);
   CHECK(f.tensors.at("b").shape() == Shape{1, 1});
-  CHECK(f.tensors.at("b").data<int32_t>()[0] == 5);
+  CHECK(f.tensors.at("b").host_data<int32_t>()[0] == 5);
 }
 
 TEST_CASE("safetensors saves atomically and reports unwritable paths", "[safetensors]") {

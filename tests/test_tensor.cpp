@@ -23,11 +23,11 @@ TEST_CASE("chunk shards a 1000x10 tensor into four 250x10 views without a copy",
     CHECK(shares_storage(shards[i], t));
     CHECK(shards[i].offset() == i * 2500);
     CHECK(shards[i].is_contiguous());
-    CHECK(shards[i].data<float>()[0] == static_cast<float>(i * 2500));
+    CHECK(shards[i].host_data<float>()[0] == static_cast<float>(i * 2500));
   }
   // Writing through a view is visible in the base tensor.
-  shards[3].data<float>()[0] = -1.0f;
-  CHECK(t.data<float>()[7500] == -1.0f);
+  shards[3].host_data<float>()[0] = -1.0f;
+  CHECK(t.host_data<float>()[7500] == -1.0f);
   // Sharding columns gives non-contiguous views.
   std::vector<Tensor> cols = chunk(t, 2, 1);
   CHECK(cols[1].shape() == Shape{1000, 5});
@@ -111,7 +111,7 @@ TEST_CASE("view errors name the op, shapes and valid range", "[tensor][errors]")
   CHECK_THROWS_WITH(select(t, 0, 5), Catch::Contains("select") && Catch::Contains("index 5"));
   CHECK_THROWS_WITH(chunk(t, 0, 0), Catch::Contains("chunk"));
   CHECK_THROWS_WITH(ones({2}).item(), Catch::Contains("item") && Catch::Contains("[2]"));
-  CHECK_THROWS_WITH(t.data<double>(), Catch::Contains("f32"));
+  CHECK_THROWS_WITH(t.host_data<double>(), Catch::Contains("f32"));
   CHECK_THROWS_WITH(from_vector(std::vector<double>{1, 2, 3}, {2, 2}),
                     Catch::Contains("3 values") && Catch::Contains("[2, 2]"));
 }

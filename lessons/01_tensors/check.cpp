@@ -86,8 +86,8 @@ void run() {
   check_views(t, 4, 0, rows, "shard(t, 4, 0)", true);
   pass("row shards are 4 views of [250, 10] at offsets 0, 2500, 5000, 7500: nothing copied");
 
-  float* t_data = t.data<float>();
-  rows[2].data<float>()[0] = -1;  // shard 2's [0][0] is t[500][0]
+  float* t_data = t.host_data<float>();
+  rows[2].host_data<float>()[0] = -1;  // shard 2's [0][0] is t[500][0]
   if (t_data[500 * 10] != -1) fail("writing rows[2][0][0] did not change t[500][0]: a copy?");
   t_data[500 * 10] = 5000;
   pass("writing rows[2][0][0] changes t[500][0]: shards alias t's memory");
@@ -99,7 +99,7 @@ void run() {
   check_views(t, 4, 1, cols, "shard(t, 4, 1)", true);
   Tensor c = cols[1];
   std::cout << "  cols[1][2][1] sits at offset 3 + 2*10 + 1*1 = 24, and holds "
-            << c.data<float>()[2 * c.stride(0) + 1 * c.stride(1)] << " (t is arange)\n";
+            << c.host_data<float>()[2 * c.stride(0) + 1 * c.stride(1)] << " (t is arange)\n";
   pass("column shards 3,3,3,1 are strided views with t's strides [10, 1]: not contiguous");
 
   // Uneven and offset cases.

@@ -153,13 +153,13 @@ Tensor causal_softmax(const Tensor& S) {
   const int64_t T = S.size(-1), M = S.numel() / (T * T);
   Tensor Sc = contiguous(detach(S)), P = Tensor::empty(S.shape(), DType::F64);
   for (int64_t m = 0; m < M; ++m)
-    causal_softmax_forward(Sc.data<double>() + m * T * T, P.data<double>() + m * T * T, T);
+    causal_softmax_forward(Sc.host_data<double>() + m * T * T, P.host_data<double>() + m * T * T, T);
   if (needs_grad({&S})) {
     record(P, "causal_softmax", {S}, [P = detach(P), T, M](const Tensor& g) {
       Tensor gc = contiguous(g), dS = full(P.shape(), NAN, DType::F64);
       for (int64_t m = 0; m < M; ++m)
-        causal_softmax_backward(P.data<double>() + m * T * T, gc.data<double>() + m * T * T,
-                                dS.data<double>() + m * T * T, T);
+        causal_softmax_backward(P.host_data<double>() + m * T * T, gc.host_data<double>() + m * T * T,
+                                dS.host_data<double>() + m * T * T, T);
       return std::vector<Tensor>{dS};
     });
   }

@@ -253,7 +253,7 @@ bool check_shape(Communicator& world, const Shape& shape) {
   world.all_reduce(any_probe, ReduceOp::Max);
   std::string story;
   bool twice = false;
-  if (any_probe.data<int32_t>()[0] && probe_fits(n, d)) {
+  if (any_probe.host_data<int32_t>()[0] && probe_fits(n, d)) {
     Tensor probe = probe_input(n, r, d);
     my_ring_all_reduce(world, probe);
     if (probe_me) story = explain_probe(probe, n, d, &twice);
@@ -302,7 +302,7 @@ double seconds(Communicator& world, const std::function<void()>& f) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     Tensor dt = from_vector(std::vector<double>{s}, {1}, DType::F64);
     world.all_reduce(dt, ReduceOp::Max);
-    best = std::min(best, dt.data<double>()[0]);
+    best = std::min(best, dt.host_data<double>()[0]);
   }
   return best;
 }
@@ -363,7 +363,7 @@ void show_hierarchical(Communicator& world) {
   std::printf(
       "\nhierarchical all-reduce, %d ranks as %d nodes x %d (lesson 14, question 10), 4 MB f32, bytes "
       "per rank from the ledger (ring model for MPI's collectives); results %s:\n",
-      N, m, g, differ.data<int32_t>()[0] == 0 ? "identical" : "DIFFER");
+      N, m, g, differ.host_data<int32_t>()[0] == 0 ? "identical" : "DIFFER");
   std::printf(
       "  flat ring over all %d ranks: sent %lld B = 2(N-1)/N x 4 MB; on a ring 0-1-2-3 one rank "
       "of each node sends across the node boundary: %lld B per node over one link, in 2(N-1) = %d "

@@ -212,7 +212,7 @@ bool run(Communicator& world) {
                       ref_loss.item(), "\n");
     Tensor failed = from_vector(std::vector<int32_t>{why.empty() ? 0 : 1}, {1});
     world.all_reduce(failed, ReduceOp::Max);
-    any_failed = failed.data<int32_t>()[0] != 0;
+    any_failed = failed.host_data<int32_t>()[0] != 0;
   }
   if (r == 0) std::printf("%s", losses.c_str());
   if (!agree(world, why, "3 ZeRO-1 steps on 4 ranks = 3 SGD-momentum steps of one process"))

@@ -38,7 +38,7 @@ using namespace ms;
 // The values of to(to(x, DType::F16), DType::F32), in one pass, in f32.
 inline Tensor rounded16(const Tensor& x) {
   Tensor y = clone(contiguous(detach(x)));
-  float* p = y.data<float>();
+  float* p = y.host_data<float>();
   for (int64_t i = 0, n = y.numel(); i < n; ++i) p[i] = f16_to_f32(f32_to_f16(p[i]));
   return y;
 }
@@ -90,8 +90,8 @@ inline Data make_batch(int step) {
   Data b;
   b.y = from_vector(labels, {kN});
   b.x = randn({kN, kIn}, gen);
-  float* x = b.x.data<float>();
-  const float* c = centers.data<float>();
+  float* x = b.x.host_data<float>();
+  const float* c = centers.host_data<float>();
   for (int64_t i = 0; i < kN; ++i)
     for (int64_t j = 0; j < kIn; ++j) x[i * kIn + j] += c[labels[i] * kIn + j];
   if (step == kBadBatchStep) x[5] = 1e6f;  // beyond fp16's 65504: inf in the forward

@@ -154,8 +154,8 @@ static void check_same_dtype(const Tensor& in, const Tensor& out, const char* op
 }
 
 static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
-  auto* a0 = static_cast<const char*>(a.raw_data());
-  auto* b0 = static_cast<const char*>(b.raw_data());
+  auto* a0 = static_cast<const char*>(a.host_raw_data());
+  auto* b0 = static_cast<const char*>(b.host_raw_data());
   bool disjoint =
       a0 + a.nbytes() <= b0 || b0 + b.nbytes() <= a0 || a.numel() == 0 || b.numel() == 0;
   MS_CHECK(disjoint, op, ": in and out overlap in memory; use separate tensors");
@@ -183,12 +183,12 @@ static void copy_alone(const Tensor& in, Tensor& out) {
   if (in.nbytes() == 0) return;
 #ifdef MS_CUDA
   if (in.device() == Device::CUDA) {
-    cuda::copy_device_to_device(out.raw_data(), in.raw_data(), in.nbytes(),
+    cuda::copy_device_to_device(out.host_raw_data(), in.host_raw_data(), in.nbytes(),
                                 in.storage()->device_index());
     return;
   }
 #endif
-  std::memcpy(out.raw_data(), in.raw_data(), in.nbytes());
+  std::memcpy(out.host_raw_data(), in.host_raw_data(), in.nbytes());
 }
 
 Work Communicator::start_all_reduce(Tensor& t, ReduceOp op, bool blocking) {

@@ -235,7 +235,7 @@ std::vector<Traffic> gather_traffic(Communicator& comm, const Traffic& mine) {
   Tensor all = Tensor::empty({comm.size() * n}, DType::F64);
   comm.all_gather(in, all);
   std::vector<Traffic> out(static_cast<size_t>(comm.size()));
-  const double* p = all.data<double>();
+  const double* p = all.host_data<double>();
   for (Traffic& t : out)
     for (int i = 0; i < kNumCommOps; ++i, p += kFields)
       t[CommOp(i)] = {int64_t(p[0]), int64_t(p[1]), int64_t(p[2]), int64_t(p[3])};

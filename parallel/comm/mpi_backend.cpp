@@ -232,10 +232,10 @@ class MpiBackend final : public Backend {
     const int64_t n = t.numel();
     Tensor buf = reduce_buffer(t);
     auto w = make("all_reduce", [t, buf, op, n, size = size_](const MPI_Status&) {
-      if (op == ReduceOp::Avg) divide(buf.raw_data(), n, buf.dtype(), size);
-      if (!buf.same(t)) convert(buf.raw_data(), buf.dtype(), t.raw_data(), t.dtype(), n);
+      if (op == ReduceOp::Avg) divide(buf.host_raw_data(), n, buf.dtype(), size);
+      if (!buf.same(t)) convert(buf.host_raw_data(), buf.dtype(), t.host_raw_data(), t.dtype(), n);
     });
-    void* p = buf.raw_data();
+    void* p = buf.host_raw_data();
     MPI_Datatype type = mpi_type(buf.dtype());
     if (blocking)
       return done(w, [&](MPI_Status*) {
@@ -249,10 +249,10 @@ class MpiBackend final : public Backend {
     const int64_t n = out.numel();
     Tensor inb = reduce_buffer(in), outb = reduce_buffer(out, /*copy=*/false);
     auto w = make("reduce_scatter", [inb, outb, out, op, n, size = size_](const MPI_Status&) {
-      if (op == ReduceOp::Avg) divide(outb.raw_data(), n, outb.dtype(), size);
-      if (!outb.same(out)) convert(outb.raw_data(), outb.dtype(), out.raw_data(), out.dtype(), n);
+      if (op == ReduceOp::Avg) divide(outb.host_raw_data(), n, outb.dtype(), size);
+      if (!outb.same(out)) convert(outb.host_raw_data(), outb.dtype(), out.host_raw_data(), out.dtype(), n);
     });
-    void *src = inb.raw_data(), *dst = outb.raw_data();
+    void *src = inb.host_raw_data(), *dst = outb.host_raw_data();
     MPI_Datatype type = mpi_type(outb.dtype());
     if (blocking)
       return done(w, [&](MPI_Status*) {
@@ -264,7 +264,7 @@ class MpiBackend final : public Backend {
 
   Work all_gather(const Tensor& in, Tensor& out, bool blocking) override {
     auto w = make("all_gather", [in, out](const MPI_Status&) {});
-    void *src = in.raw_data(), *dst = out.raw_data();
+    void *src = in.host_raw_data(), *dst = out.host_raw_data();
     const int n = int(in.numel());
     MPI_Datatype type = mpi_type(in.dtype());
     if (blocking)
@@ -274,7 +274,7 @@ class MpiBackend final : public Backend {
 
   Work broadcast(Tensor& t, int root, bool blocking) override {
     auto w = make("broadcast", [t](const MPI_Status&) {});
-    void* p = t.raw_data();
+    void* p = t.host_raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
     if (blocking) return done(w, [&](MPI_Status*) { return MPI_Bcast(p, n, type, root, comm_); });
@@ -284,7 +284,7 @@ class MpiBackend final : public Backend {
   Work send(const Tensor& t, int dst, int tag, bool blocking) override {
     auto w = make(
         "send", [t](const MPI_Status&) {}, dst, tag);
-    void* p = t.raw_data();
+    void* p = t.host_raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
     if (blocking)
@@ -304,7 +304,7 @@ class MpiBackend final : public Backend {
                    "; sender and receiver must agree on numel and dtype");
         },
         src, tag);
-    void* p = t.raw_data();
+    void* p = t.host_raw_data();
     const int n = int(t.numel());
     MPI_Datatype type = mpi_type(t.dtype());
     if (blocking)
@@ -356,7 +356,7 @@ class MpiBackend final : public Backend {
     DType rd = reduce_dtype(t.dtype());
     if (rd == t.dtype()) return t;
     Tensor buf = Tensor::empty({t.numel()}, rd);
-    if (copy) convert(t.raw_data(), t.dtype(), buf.raw_data(), rd, t.numel());
+    if (copy) convert(t.host_raw_data(), t.dtype(), buf.host_raw_data(), rd, t.numel());
     return buf;
   }
 

@@ -265,10 +265,10 @@ class NcclBackend final : public Backend {
     Tensor buf = Tensor::empty({int64_t(sizeof(id) / sizeof(int32_t))}, DType::I32);
     if (cpu_->rank() == 0) {
       nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
-      std::memcpy(buf.raw_data(), &id, sizeof(id));
+      std::memcpy(buf.device_raw_data(), &id, sizeof(id));
     }
     cpu_->broadcast(buf, 0, true).wait();
-    std::memcpy(&id, buf.raw_data(), sizeof(id));
+    std::memcpy(&id, buf.device_raw_data(), sizeof(id));
     nccl_check(ncclCommInitRank(&state_->comm, cpu_->size(), id, cpu_->rank()),
                str_cat("ncclCommInitRank (rank ", cpu_->rank(), " of ", cpu_->size(), ")"));
   }
@@ -295,7 +295,7 @@ class NcclBackend final : public Backend {
 
   Work all_reduce(Tensor& t, ReduceOp op, bool blocking) override {
     if (on_cpu(t)) return cpu_->all_reduce(t, op, blocking);
-    void* p = t.raw_data();
+    void* p = t.device_raw_data();
     return launch("all_reduce", {t}, [&](ncclComm_t c, cudaStream_t s) {
       return ncclAllReduce(p, p, size_t(t.numel()), nccl_type(t.dtype()), nccl_op(op), c, s);
     });
@@ -303,8 +303,8 @@ class NcclBackend final : public Backend {
 
   Work reduce_scatter(const Tensor& in, Tensor& out, ReduceOp op, bool blocking) override {
     if (on_cpu(in)) return cpu_->reduce_scatter(in, out, op, blocking);
-    const void* src = in.raw_data();
-    void* dst = out.raw_data();
+    const void* src = in.device_raw_data();
+    void* dst = out.device_raw_data();
     return launch("reduce_scatter", {in, out}, [&](ncclComm_t c, cudaStream_t s) {
       return ncclReduceScatter(src, dst, size_t(out.numel()), nccl_type(out.dtype()), nccl_op(op),
                                c, s);
@@ -313,8 +313,8 @@ class NcclBackend final : public Backend {
 
   Work all_gather(const Tensor& in, Tensor& out, bool blocking) override {
     if (on_cpu(in)) return cpu_->all_gather(in, out, blocking);
-    const void* src = in.raw_data();
-    void* dst = out.raw_data();
+    const void* src = in.device_raw_data();
+    void* dst = out.device_raw_data();
     return launch("all_gather", {in, out}, [&](ncclComm_t c, cudaStream_t s) {
       return ncclAllGather(src, dst, size_t(in.numel()), nccl_type(in.dtype()), c, s);
     });
@@ -322,7 +322,7 @@ class NcclBackend final : public Backend {
 
   Work broadcast(Tensor& t, int root, bool blocking) override {
     if (on_cpu(t)) return cpu_->broadcast(t, root, blocking);
-    void* p = t.raw_data();
+    void* p = t.device_raw_data();
     return launch("broadcast", {t}, [&](ncclComm_t c, cudaStream_t s) {
       return ncclBroadcast(p, p, size_t(t.numel()), nccl_type(t.dtype()), root, c, s);
     });
@@ -332,7 +332,7 @@ class NcclBackend final : public Backend {
   // blocking send/recv wait at once, which launches it.
   Work send(const Tensor& t, int dst, int tag, bool blocking) override {
     if (on_cpu(t)) return cpu_->send(t, dst, tag, blocking);
-    void* p = t.raw_data();
+    void* p = t.device_raw_data();
     const size_t n = size_t(t.numel());
     const ncclDataType_t type = nccl_type(t.dtype());
     return queue(str_cat("send to rank ", dst), t, [=](ncclComm_t c, cudaStream_t s) {
@@ -344,7 +344,7 @@ class NcclBackend final : public Backend {
   // (NCCL's rule, stricter than the MPI backend, which reports it).
   Work recv(Tensor& t, int src, int tag, bool blocking) override {
     if (on_cpu(t)) return cpu_->recv(t, src, tag, blocking);
-    void* p = t.raw_data();
+    void* p = t.device_raw_data();
     const size_t n = size_t(t.numel());
     const ncclDataType_t type = nccl_type(t.dtype());
     return queue(str_cat("recv from rank ", src), t, [=](ncclComm_t c, cudaStream_t s) {

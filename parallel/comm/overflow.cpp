@@ -10,7 +10,7 @@ bool agree_on_overflow(bool local, std::initializer_list<Communicator*> groups) 
   Tensor flag = from_vector(std::vector<int32_t>{local ? 1 : 0}, {1});
   for (Communicator* group : groups)
     if (group != nullptr) group->all_reduce(flag, ReduceOp::Max);
-  return flag.data<int32_t>()[0] != 0;
+  return flag.host_data<int32_t>()[0] != 0;
 }
 
 }  // namespace ms

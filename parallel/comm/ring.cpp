@@ -91,12 +91,12 @@ void ring_step(Communicator& comm, const Tensor& buf, int64_t send_start, int64_
     sends.push_back(comm.isend_internal(slice(buf, send_start + k * seg, seg_len(send_len, k)),
                                         next, kRingTag, as));
   const size_t esize = dtype_size(buf.dtype());
-  char* base = static_cast<char*>(buf.raw_data());
+  char* base = static_cast<char*>(buf.host_raw_data());
   for (int64_t k = 0; k < nrecv; ++k) {
     recvs[k].wait();
     if (!reduce) continue;
     const Tensor& slot = slots[k % window];
-    reduce_into(base + (recv_start + k * seg) * esize, slot.raw_data(), seg_len(recv_len, k),
+    reduce_into(base + (recv_start + k * seg) * esize, slot.host_raw_data(), seg_len(recv_len, k),
                 buf.dtype(), op);
     if (k + window < nrecv) post_recv(k + window);
   }
@@ -132,7 +132,7 @@ void all_gather_inplace(Communicator& comm, const Tensor& buf, const Blocks& b,
 Tensor reduce_copy(const Tensor& t) {
   DType rd = reduce_dtype(t.dtype());
   Tensor buf = Tensor::empty({t.numel()}, rd);
-  convert(t.raw_data(), t.dtype(), buf.raw_data(), rd, t.numel());
+  convert(t.host_raw_data(), t.dtype(), buf.host_raw_data(), rd, t.numel());
   return buf;
 }
 
@@ -167,12 +167,12 @@ void ring_all_reduce(Communicator& comm, Tensor& t, ReduceOp op, const RingOptio
   Tensor flat = Tensor::make_view(t, {t.numel()}, {1}, t.offset());
   Tensor buf = native ? flat : reduce_copy(t);
   reduce_scatter_inplace(comm, buf, b, op, opt, CommOp::RingAllReduce);
-  char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
+  char* own = static_cast<char*>(buf.host_raw_data()) + b.start(r) * dtype_size(buf.dtype());
   if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
   if (!native) {
     // Round our finished block back to bf16/f16 now and gather in 16 bits:
     // the same result as gathering f32 and rounding after, half the bytes.
-    char* dst = static_cast<char*>(t.raw_data()) + b.start(r) * dtype_size(t.dtype());
+    char* dst = static_cast<char*>(t.host_raw_data()) + b.start(r) * dtype_size(t.dtype());
     convert(own, buf.dtype(), dst, t.dtype(), b.len(r));
   }
   all_gather_inplace(comm, flat, b, opt, CommOp::RingAllReduce);
@@ -187,9 +187,9 @@ void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out, Redu
   const Blocks b{in.numel(), d};
   Tensor buf = reduce_copy(in);  // `in` is const: reduce in a copy
   reduce_scatter_inplace(comm, buf, b, op, opt, CommOp::RingReduceScatter);
-  char* own = static_cast<char*>(buf.raw_data()) + b.start(r) * dtype_size(buf.dtype());
+  char* own = static_cast<char*>(buf.host_raw_data()) + b.start(r) * dtype_size(buf.dtype());
   if (op == ReduceOp::Avg) divide(own, b.len(r), buf.dtype(), d);
-  convert(own, buf.dtype(), out.raw_data(), out.dtype(), out.numel());
+  convert(own, buf.dtype(), out.host_raw_data(), out.dtype(), out.numel());
 }
 
 void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out, const RingOptions& opt) {
@@ -199,8 +199,8 @@ void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out, const Ri
   comm.record_call(CommOp::RingAllGather, int64_t(out.nbytes()));
   const Blocks b{out.numel(), d};
   // memmove: `in` may already be block r of `out` (an in-place all-gather).
-  std::memmove(static_cast<char*>(out.raw_data()) + b.start(r) * dtype_size(out.dtype()),
-               in.raw_data(), in.nbytes());
+  std::memmove(static_cast<char*>(out.host_raw_data()) + b.start(r) * dtype_size(out.dtype()),
+               in.host_raw_data(), in.nbytes());
   Tensor flat = Tensor::make_view(out, {out.numel()}, {1}, out.offset());
   all_gather_inplace(comm, flat, b, opt, CommOp::RingAllGather);
 }

@@ -119,7 +119,7 @@ RankRecord describe_rank(CheckpointTarget& t, const CheckpointMeta& meta,
     MS_CHECK(src.dtype() == DType::F32 && src.is_contiguous(), "checkpoint: optimizer tensors ",
              "must be contiguous f32 (master weights), got ", dtype_name(src.dtype()));
     Tensor out = Tensor::empty({n});
-    std::copy(src.data<float>() + begin, src.data<float>() + begin + n, out.data<float>());
+    std::copy(src.host_data<float>() + begin, src.host_data<float>() + begin + n, out.host_data<float>());
     return out;
   };
   for (const ZeroOptimizer::Fragment& f : t.optimizer.fragments()) {
@@ -166,8 +166,8 @@ void copy_run(const Tensor& dst, int64_t dst_begin, const Tensor& src, int64_t s
               int64_t n) {
   MS_ASSERT(dst.dtype() == DType::F32 && dst.is_contiguous() && src.is_contiguous(),
             "checkpoint: optimizer tensors must be contiguous f32");
-  std::copy(src.data<float>() + src_begin, src.data<float>() + src_begin + n,
-            dst.data<float>() + dst_begin);
+  std::copy(src.host_data<float>() + src_begin, src.host_data<float>() + src_begin + n,
+            dst.host_data<float>() + dst_begin);
 }
 
 void apply_full_state(const FullState& st, CheckpointTarget& t) {

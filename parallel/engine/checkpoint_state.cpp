@@ -290,8 +290,8 @@ FullState read_full_state(const std::string& tag_dir) {
                  "checkpoint: '", stem, ".safetensors': '", key, "' holds ",
                  shape_str(t->second.shape()), " ", dtype_name(t->second.dtype()),
                  ", not the f32 [", p.end - p.begin, "] its .json claims");
-        const float* src = t->second.data<float>();
-        std::copy(src, src + (p.end - p.begin), l.kind[k].data<float>() + p.begin);
+        const float* src = t->second.host_data<float>();
+        std::copy(src, src + (p.end - p.begin), l.kind[k].host_data<float>() + p.begin);
         ++used;
       }
     }
@@ -325,7 +325,7 @@ std::shared_ptr<GPT> full_state_model(const FullState& state) {
   for (const auto& [name, t] : model->named_parameters()) {
     const Tensor& src = state.tensors.at(name).at("param");
     MS_ASSERT(src.shape() == t.shape(), "checkpoint: '", name, "' shape");
-    std::copy(src.data<float>(), src.data<float>() + src.numel(), t.data<float>());
+    std::copy(src.host_data<float>(), src.host_data<float>() + src.numel(), t.host_data<float>());
   }
   return model;
 }

@@ -126,7 +126,7 @@ std::string TrainPipeline::measured_report(const std::string& svg) {
   Tensor all = Tensor::empty({width * p}, DType::F64);
   mesh_.pp().all_gather(in, all);
   if (mesh_.pp_rank() != 0) return "";
-  const double* d = all.data<double>();
+  const double* d = all.host_data<double>();
   std::vector<pp::TimelineBox> boxes;
   double makespan = 0;
   std::vector<double> busy(p, 0);

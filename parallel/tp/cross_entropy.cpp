@@ -22,7 +22,7 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
   MS_CHECK(N > 0, op, ": no rows to average over");
   const VocabRange mine = vocab_range(V, tp.rank(), tp.size());
   Tensor tc = contiguous(targets);
-  const int32_t* tgt = tc.data<int32_t>();
+  const int32_t* tgt = tc.host_data<int32_t>();
   for (int64_t n = 0; n < N; ++n)
     MS_CHECK(tgt[n] >= 0 && tgt[n] < V, op, ": target ", tgt[n], " at position ", n,
              " is out of range [0, ", V, ")");
@@ -34,11 +34,11 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
   Tensor softmax = Tensor::empty({N, Vl}, dt);  // (N, V/t): saved for backward
   double loss = dispatch_compute(dt, op, [&](auto tag) {
     using T = decltype(tag);
-    const T* x = lc.data<T>();
-    T* m = row_max.data<T>();
-    T* z = target_logit.data<T>();
-    T* s = sum_exp.data<T>();
-    T* e = softmax.data<T>();
+    const T* x = lc.host_data<T>();
+    T* m = row_max.host_data<T>();
+    T* z = target_logit.host_data<T>();
+    T* s = sum_exp.host_data<T>();
+    T* e = softmax.host_data<T>();
     for (int64_t n = 0; n < N; ++n) {
       m[n] = x[n * Vl];
       for (int64_t v = 1; v < Vl; ++v) m[n] = std::max(m[n], x[n * Vl + v]);
@@ -73,8 +73,8 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
       const double scale = g.item() / double(N);
       dispatch_compute(d.dtype(), "vocab_parallel_cross_entropy backward", [&](auto tag) {
         using T = decltype(tag);
-        T* p = d.data<T>();
-        const int32_t* tgt = tc.data<int32_t>();
+        T* p = d.host_data<T>();
+        const int32_t* tgt = tc.host_data<int32_t>();
         for (int64_t n = 0; n < N; ++n) {
           if (tgt[n] >= mine.start && tgt[n] < mine.end) p[n * Vl + (tgt[n] - mine.start)] -= T(1);
           for (int64_t v = 0; v < Vl; ++v) p[n * Vl + v] = T(p[n * Vl + v] * scale);

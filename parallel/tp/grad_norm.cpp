@@ -14,12 +14,12 @@ double tp_grad_norm_squared(const std::vector<std::pair<std::string, Tensor>>& n
     const bool duplicate = tp_split_of(name) == TpSplit::Replicated && tp.rank() != 0;
     if (duplicate) continue;
     Tensor g = contiguous(to(detach(p.grad()), DType::F64));
-    const double* d = g.data<double>();
+    const double* d = g.host_data<double>();
     for (int64_t i = 0; i < g.numel(); ++i) local += d[i] * d[i];
   }
   Tensor total = from_vector(std::vector<double>{local}, {1}, DType::F64);
   tp.all_reduce(total, ReduceOp::Sum);
-  return total.data<double>()[0];
+  return total.host_data<double>()[0];
 }
 
 }  // namespace ms

@@ -27,7 +27,7 @@ Tensor vocab_parallel_embedding(const Tensor& weight_shard, const Tensor& ids, C
   const int64_t V = weight_shard.shape()[0] * tp.size();
   const VocabRange mine = vocab_range(V, tp.rank(), tp.size());
   Tensor idc = contiguous(ids);
-  const int32_t* p = idc.data<int32_t>();
+  const int32_t* p = idc.host_data<int32_t>();
   std::vector<int32_t> local(idc.numel());  // id - start, 0 where another rank owns it
   std::vector<double> keep(idc.numel());    // 1 where this rank owns the id
   for (int64_t i = 0; i < idc.numel(); ++i) {

@@ -331,7 +331,7 @@ double ZeroOptimizer::local_sq_norm() {
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
     const Tensor g = contiguous(mine[i].grad());
-    const float* d = g.data<float>();
+    const float* d = g.host_data<float>();
     int64_t from = 0;
     for (const auto& [b, e] : norm_skip_[i]) {
       sq += cpu::sum_squares(d + from, b - from);

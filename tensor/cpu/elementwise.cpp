@@ -36,9 +36,9 @@ void for_each_row(const Shape& shape, const Shape& sa, const Shape& sb, Body bod
 
 template <typename T, typename F>
 void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
-  const T* pa = a.data<T>();
-  const T* pb = b.data<T>();
-  T* po = out.data<T>();
+  const T* pa = a.device_data<T>();
+  const T* pb = b.device_data<T>();
+  T* po = out.device_data<T>();
   int64_t n = out.numel();
   if (a.is_contiguous() && b.is_contiguous()) {
 #pragma omp parallel for simd if (n > kParallelGrain) schedule(static)
@@ -68,8 +68,8 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 
 template <typename T, typename F>
 void unary_loop(const Tensor& a, Tensor& out, F f) {
-  const T* pa = a.data<T>();
-  T* po = out.data<T>();
+  const T* pa = a.device_data<T>();
+  T* po = out.device_data<T>();
   int64_t n = out.numel();
   if (a.is_contiguous()) {
 #pragma omp parallel for simd if (n > kParallelGrain) schedule(static)
@@ -133,8 +133,8 @@ bool convert_contiguous(const Tensor& src, Tensor& dst) {
   const int64_t n = src.numel();
   const DType s = src.dtype(), d = dst.dtype();
   if (s == DType::F32 && (d == DType::BF16 || d == DType::F16)) {
-    const float* ps = src.data<float>();
-    uint16_t* pd = dst.data<uint16_t>();
+    const float* ps = src.device_data<float>();
+    uint16_t* pd = dst.device_data<uint16_t>();
     if (d == DType::BF16) {
 #pragma omp parallel for if (n > kParallelGrain) schedule(static)
       for (int64_t i = 0; i < n; ++i) pd[i] = f32_to_bf16(ps[i]);
@@ -145,8 +145,8 @@ bool convert_contiguous(const Tensor& src, Tensor& dst) {
     return true;
   }
   if ((s == DType::BF16 || s == DType::F16) && d == DType::F32) {
-    const uint16_t* ps = src.data<uint16_t>();
-    float* pd = dst.data<float>();
+    const uint16_t* ps = src.device_data<uint16_t>();
+    float* pd = dst.device_data<float>();
     if (s == DType::BF16) {
 #pragma omp parallel for if (n > kParallelGrain) schedule(static)
       for (int64_t i = 0; i < n; ++i) pd[i] = bf16_to_f32(ps[i]);
@@ -180,7 +180,7 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar) {
 void copy(const Tensor& src, Tensor& dst) {
   MS_ASSERT(src.shape() == dst.shape(), "copy shapes");
   if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
-    std::memcpy(dst.raw_data(), src.raw_data(), src.nbytes());
+    std::memcpy(dst.device_raw_data(), src.device_raw_data(), src.nbytes());
     return;
   }
   if (src.is_contiguous() && dst.is_contiguous() && convert_contiguous(src, dst)) return;
@@ -192,8 +192,8 @@ void copy(const Tensor& src, Tensor& dst) {
     return;
   }
   // General path: any strides, any dtype pair, through double.
-  const void* ps = src.raw_data();
-  void* pd = dst.raw_data();
+  const void* ps = src.device_raw_data();
+  void* pd = dst.device_raw_data();
   for_each_row(src.shape(), src.strides(), dst.strides(),
                [&](int64_t, int64_t os, int64_t od, int64_t len, int64_t is, int64_t id) {
                  for (int64_t i = 0; i < len; ++i)
@@ -204,7 +204,7 @@ void copy(const Tensor& src, Tensor& dst) {
 
 void fill(Tensor& t, double value) {
   MS_ASSERT(t.is_contiguous(), "fill needs a contiguous tensor");
-  void* p = t.raw_data();
+  void* p = t.device_raw_data();
   int64_t n = t.numel();
   if (t.dtype() == DType::F32) {
     std::fill_n(static_cast<float*>(p), n, static_cast<float>(value));
@@ -229,8 +229,8 @@ void axpy(Tensor& dst, const Tensor& src, double alpha) {
   dispatch_compute(dst.dtype(), "axpy", [&](auto t) {
     using T = decltype(t);
     T a = static_cast<T>(alpha);
-    T* pd = dst.data<T>();
-    const T* ps = src.data<T>();
+    T* pd = dst.device_data<T>();
+    const T* ps = src.device_data<T>();
     int64_t n = dst.numel();
     if (src.is_contiguous()) {
 #pragma omp parallel for simd if (n > kParallelGrain) schedule(static)

@@ -295,14 +295,14 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, cudaStre
            shape_str(out.shape()));
   const Strided g = make_strided(out.shape(), a.strides(), b.strides());
   if (out.dtype() == DType::F32) {
-    binary_strided(op, static_cast<const float*>(a.raw_data()),
-                   static_cast<const float*>(b.raw_data()), static_cast<float*>(out.raw_data()), g,
+    binary_strided(op, static_cast<const float*>(a.device_raw_data()),
+                   static_cast<const float*>(b.device_raw_data()), static_cast<float*>(out.device_raw_data()), g,
                    stream);
   } else {
     MS_CHECK(out.dtype() == DType::F64, "cuda binary: dtype ", dtype_name(out.dtype()),
              " (expected f32 or f64)");
-    binary_strided(op, static_cast<const double*>(a.raw_data()),
-                   static_cast<const double*>(b.raw_data()), static_cast<double*>(out.raw_data()),
+    binary_strided(op, static_cast<const double*>(a.device_raw_data()),
+                   static_cast<const double*>(b.device_raw_data()), static_cast<double*>(out.device_raw_data()),
                    g, stream);
   }
 }
@@ -312,13 +312,13 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar, cudaStream_t
            "cuda unary: shapes ", shape_str(a.shape()), " -> ", shape_str(out.shape()));
   const Strided g = make_strided(out.shape(), a.strides(), a.strides());
   if (out.dtype() == DType::F32) {
-    unary_strided(op, static_cast<const float*>(a.raw_data()), static_cast<float*>(out.raw_data()),
+    unary_strided(op, static_cast<const float*>(a.device_raw_data()), static_cast<float*>(out.device_raw_data()),
                   g, float(scalar), stream);
   } else {
     MS_CHECK(out.dtype() == DType::F64, "cuda unary: dtype ", dtype_name(out.dtype()),
              " (expected f32 or f64)");
-    unary_strided(op, static_cast<const double*>(a.raw_data()),
-                  static_cast<double*>(out.raw_data()), g, scalar, stream);
+    unary_strided(op, static_cast<const double*>(a.device_raw_data()),
+                  static_cast<double*>(out.device_raw_data()), g, scalar, stream);
   }
 }
 
@@ -328,26 +328,26 @@ void copy(const Tensor& src, Tensor& dst, cudaStream_t stream) {
   MS_CHECK(dst.is_contiguous(), "cuda copy: the destination must be contiguous");
   const int64_t n = src.numel();
   if (src.is_contiguous()) {
-    convert(src.raw_data(), src.dtype(), dst.raw_data(), dst.dtype(), n, stream);
+    convert(src.device_raw_data(), src.dtype(), dst.device_raw_data(), dst.dtype(), n, stream);
     return;
   }
   const Strided g = make_strided(src.shape(), src.strides(), src.strides());
   if (src.dtype() == dst.dtype()) {
-    copy_strided(src.raw_data(), dst.raw_data(), dtype_size(src.dtype()), g, stream);
+    copy_strided(src.device_raw_data(), dst.device_raw_data(), dtype_size(src.dtype()), g, stream);
     return;
   }
   // Strided and converting: gather into a contiguous scratch of src's dtype
   // (stream-ordered, so no sync), then convert.
   void* tmp = nullptr;
   MS_CUDA_CALL(cudaMallocAsync(&tmp, size_t(n) * dtype_size(src.dtype()), stream));
-  copy_strided(src.raw_data(), tmp, dtype_size(src.dtype()), g, stream);
-  convert(tmp, src.dtype(), dst.raw_data(), dst.dtype(), n, stream);
+  copy_strided(src.device_raw_data(), tmp, dtype_size(src.dtype()), g, stream);
+  convert(tmp, src.dtype(), dst.device_raw_data(), dst.dtype(), n, stream);
   MS_CUDA_CALL(cudaFreeAsync(tmp, stream));
 }
 
 void fill(Tensor& t, double value, cudaStream_t stream) {
   MS_CHECK(t.is_contiguous(), "cuda fill needs a contiguous tensor");
-  fill_n(t.raw_data(), t.dtype(), t.numel(), value, stream);
+  fill_n(t.device_raw_data(), t.dtype(), t.numel(), value, stream);
 }
 
 void axpy(Tensor& dst, const Tensor& src, double alpha, cudaStream_t stream) {
@@ -356,12 +356,12 @@ void axpy(Tensor& dst, const Tensor& src, double alpha, cudaStream_t stream) {
            " += ", shape_str(src.shape()));
   MS_CHECK(is_float_compute(dst.dtype()) || dst.dtype() == DType::BF16 || dst.dtype() == DType::F16,
            "cuda axpy: dtype ", dtype_name(dst.dtype()));
-  axpy_n(dst.raw_data(), dst.dtype(), src.raw_data(), src.dtype(), dst.numel(), alpha, stream);
+  axpy_n(dst.device_raw_data(), dst.dtype(), src.device_raw_data(), src.dtype(), dst.numel(), alpha, stream);
 }
 
 void scale_rounded(Tensor& t, double s, cudaStream_t stream) {
   MS_CHECK(t.is_contiguous(), "cuda scale_rounded needs a contiguous tensor");
-  scale_n(t.raw_data(), t.dtype(), t.numel(), s, stream);
+  scale_n(t.device_raw_data(), t.dtype(), t.numel(), s, stream);
 }
 
 template void binary_strided<float>(BinaryOp, const float*, const float*, float*, const Strided&,

@@ -69,7 +69,7 @@ void check_cuda(cudaError_t rc) {
 template <typename T>
 Tensor upload(const std::vector<T>& v, DType dtype) {
   Tensor t = Tensor::empty({int64_t(v.size())}, dtype, Device::CUDA);
-  check_cuda(cudaMemcpy(t.raw_data(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  check_cuda(cudaMemcpy(t.device_raw_data(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
   // From pageable memory cudaMemcpy may return before the DMA lands; a
   // non-blocking stream would not wait for it.
   check_cuda(cudaDeviceSynchronize());
@@ -79,7 +79,7 @@ Tensor upload(const std::vector<T>& v, DType dtype) {
 template <typename T>
 std::vector<T> download(const Tensor& t) {
   std::vector<T> v(static_cast<size_t>(t.numel()));
-  check_cuda(cudaMemcpy(v.data(), t.raw_data(), t.nbytes(), cudaMemcpyDeviceToHost));
+  check_cuda(cudaMemcpy(v.data(), t.device_raw_data(), t.nbytes(), cudaMemcpyDeviceToHost));
   return v;
 }
 

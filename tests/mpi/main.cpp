@@ -88,7 +88,7 @@ int run_tests(ms::Communicator& world, const std::vector<char*>& args) {
 
   ms::Tensor counts = ms::from_vector(std::vector<int32_t>{failed != 0 ? 1 : 0}, {1});
   world.all_reduce(counts, ms::ReduceOp::Sum);
-  const int failed_ranks = counts.data<int32_t>()[0];
+  const int failed_ranks = counts.host_data<int32_t>()[0];
   if (rank != 0 && failed != 0) {
     std::istringstream lines(captured.str());
     std::ostringstream out;

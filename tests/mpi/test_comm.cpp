@@ -125,7 +125,7 @@ TEST_CASE("split groups ranks by color and orders them by key", "[mpi][comm]") {
   sub.all_reduce(t);
   CHECK(sub.size() == expected_size);
   CHECK(sub.rank() == expected_rank);
-  CHECK(t.data<int32_t>()[0] == expected_sum);
+  CHECK(t.host_data<int32_t>()[0] == expected_sum);
   CHECK(sub.timeout() == world.timeout());  // inherited
   // Splitting a split: everyone alone.
   Communicator alone = sub.split(sub.rank(), 0);

@@ -17,7 +17,7 @@ std::vector<int> members(Communicator& group, int world_rank) {
   Tensor me = from_vector(std::vector<int32_t>{world_rank}, {1});
   Tensor all = Tensor::empty({group.size()}, DType::I32);
   group.all_gather(me, all);
-  return std::vector<int>(all.data<int32_t>(), all.data<int32_t>() + group.size());
+  return std::vector<int>(all.host_data<int32_t>(), all.host_data<int32_t>() + group.size());
 }
 
 }  // namespace

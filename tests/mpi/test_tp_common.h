@@ -45,7 +45,7 @@ inline double max_diff(const Tensor& a, const Tensor& b) {
   if (!a.defined() || !b.defined() || a.shape() != b.shape()) return INFINITY;
   Tensor d = contiguous(to(detach(a), DType::F64) - to(detach(b), DType::F64));
   double m = 0;
-  for (int64_t i = 0; i < d.numel(); ++i) m = std::fmax(m, std::fabs(d.data<double>()[i]));
+  for (int64_t i = 0; i < d.numel(); ++i) m = std::fmax(m, std::fabs(d.host_data<double>()[i]));
   return m;
 }
 
