@@ -123,9 +123,10 @@ std::string diagnose_merge(const Partial& a, const Partial& b, const Partial& go
           what, ": lse = max(lse_a, lse_b), the MAX, where the log-sum-exp of the union belongs: ",
           "lse = m + log(e^(lse_a − m) + e^(lse_b − m)) with m = max(lse_a, lse_b). The max is ",
           "only the shift that keeps exp from overflowing (what FlashAttention keeps as its running ",
-          "m); the lse must carry the whole mass of the block. With the max, the NEXT merge ",
-          "weighs everything merged so far as if it were one key: the ring's later blocks get too ",
-          "much weight (lse off by up to ", max_diff(got.lse, want.lse), " here).");
+          "m); the lse must carry the whole mass of the blocks. With the max, the NEXT merge ",
+          "weighs everything merged so far as if its mass were its single largest term — too ",
+          "little, so the ring's later blocks get too much weight (lse off by up to ",
+          max_diff(got.lse, want.lse), " here).");
     return str_cat(what, ": lse is off by up to ", max_diff(got.lse, want.lse),
                    ": the union's log-sum-exp is log(e^lse_a + e^lse_b), computed as m + log(e^(lse_a "
                    "− m) + e^(lse_b − m)), m = max(lse_a, lse_b)");
@@ -173,8 +174,8 @@ std::string diagnose_masked(const Partial& got, const Partial& want, const std::
           "row ", i, " is fully masked in BOTH partials (lse_a = lse_b = −inf) and your merge made ",
           "NaN of it: m = max(−inf, −inf) = −inf, and e^(lse_a − m) = e^(−inf − (−inf)) = e^NaN. ",
           "A row with no visible key in either block must stay the empty partial (out 0, lse ",
-          "−inf): test for it before the shift (FlashAttention and ring-flash-attention guard the ",
-          "same case). It happens in real runs: padded queries, document masks, sliding windows, ",
+          "−inf): test for it before the shift (FlashAttention's softmax does: a row whose max is −inf ",
+          "is shifted by 0, \"we don't want (-inf - (-inf)) since that would give NaN\"). It happens in real runs: padded queries, document masks, sliding windows, ",
           "and an accumulator that starts empty and meets a fully masked block.");
     if (nan)
       return str_cat("row ", i, " is masked in ", kind[i] == 1 ? "a" : "b", " only (its lse = −inf, ",
