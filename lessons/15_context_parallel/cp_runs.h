@@ -11,8 +11,8 @@
 //   - DeepSpeed-Ulysses (Jacobs et al. 2023; DeepSpeed's DistributedAttention
 //     in deepspeed/sequence/layer.py): all-to-all of q, k and v from
 //     [T/P positions, all heads] to [all T, H/P heads], local causal
-//     attention, all-to-all of the output back — each all-to-all written as
-//     the P − 1 pairwise exchanges NCCL's all-to-all is made of;
+//     attention, all-to-all of the output back — each all-to-all the
+//     library's pairwise exchange (ring.h), so its bytes are measured;
 //   - Megatron-SP (Korthikanti et al. 2022): the collectives one layer's
 //     forward issues (all-gather before each column-parallel block,
 //     reduce-scatter after each row-parallel one), shapes only.
@@ -32,6 +32,7 @@
 #include "lessons/lesson_check.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/ledger.h"
+#include "parallel/comm/ring.h"
 #include "tensor/factory.h"
 
 namespace lesson15 {
@@ -126,26 +127,25 @@ inline std::string run_ring(ms::Communicator& cp, const Activations& x, bool zig
   return "";
 }
 
-// One all-to-all as P − 1 pairwise exchanges: `send(dst)` packs what this rank
-// sends to dst; `place(src, buf)` stores what src sent. Every message has `n`
-// floats.
+// One all-to-all with the library's pairwise exchange (parallel/comm/ring.h:
+// P − 1 steps, at step s rank r sends to r+s and receives from r−s, the own
+// block copied locally — what NCCL's all-to-all is made of, grouped
+// send/recv), so the ledger's row is measured, not modelled. `pack(dst)`:
+// the `n` floats this rank sends to dst; `place(src, block)` stores src's.
 template <class Pack, class Place>
-void all_to_all_pairwise(ms::Communicator& cp, const ms::Shape& shape, Pack pack, Place place,
-                         int tag) {
-  const int P = cp.size(), r = cp.rank();
-  std::vector<ms::Tensor> out, in;
-  std::vector<ms::Work> pending;
-  for (int s = 1; s < P; ++s) {
-    out.push_back(as_f32(pack((r + s) % P), shape));
-    in.push_back(ms::zeros(shape));
+void all_to_all_blocks(ms::Communicator& cp, int64_t n, Pack pack, Place place) {
+  const int P = cp.size();
+  std::vector<double> in;
+  in.reserve(size_t(P * n));
+  for (int dst = 0; dst < P; ++dst) {
+    const std::vector<double> m = pack(dst);
+    in.insert(in.end(), m.begin(), m.end());
   }
-  for (int s = 1; s < P; ++s) {
-    pending.push_back(cp.isend(out[s - 1], (r + s) % P, tag));
-    pending.push_back(cp.irecv(in[s - 1], (r - s + P) % P, tag));
-  }
-  for (ms::Work& w : pending) w.wait();
-  place(r, pack(r));  // the block a rank keeps: 1/P of its buffer never moves
-  for (int s = 1; s < P; ++s) place((r - s + P) % P, in[s - 1].to_vector());
+  ms::Tensor src_blocks = as_f32(in, {P, n}), out = ms::zeros({P, n});  // block j: to / from rank j
+  ms::pairwise_all_to_all(cp, src_blocks, out);
+  const std::vector<double> got = out.to_vector();
+  for (int src = 0; src < P; ++src)
+    place(src, std::vector<double>(got.begin() + src * n, got.begin() + (src + 1) * n));
 }
 
 // DeepSpeed-Ulysses's forward communication around one attention.
@@ -154,11 +154,11 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
   const int64_t tl = T / P, cl = C / P, hl = H / P;  // local positions, columns, heads
   // [T/P positions, all heads] -> [all T, H/P heads]: to rank dst go my
   // positions' columns of dst's heads.
-  auto scatter_heads = [&](const std::vector<double>& full, int tag) {
+  auto scatter_heads = [&](const std::vector<double>& full) {
     std::vector<double> mine = positions(full, B, T, C, r * tl, tl);  // (B, T/P, C)
     std::vector<double> res(size_t(B * T * cl));                       // (B, T, C/P)
-    all_to_all_pairwise(
-        cp, {B, tl, cl},
+    all_to_all_blocks(
+        cp, B * tl * cl,
         [&](int dst) {
           std::vector<double> m;
           for (int64_t b = 0; b < B; ++b)
@@ -171,11 +171,10 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
             for (int64_t i = 0; i < tl; ++i)
               for (int64_t e = 0; e < cl; ++e)
                 res[(b * T + src * tl + i) * cl + e] = m[(b * tl + i) * cl + e];
-        },
-        tag);
+        });
     return res;
   };
-  const auto q = scatter_heads(x.q, 100), k = scatter_heads(x.k, 101), v = scatter_heads(x.v, 102);
+  const auto q = scatter_heads(x.q), k = scatter_heads(x.k), v = scatter_heads(x.v);
   // Ordinary causal attention over the whole sequence, on this rank's heads.
   const Partial att = attend(q, T, k, v, T, B, hl, D, [](int64_t i, int64_t j) { return j <= i; });
   std::vector<double> o(size_t(B * T * cl));  // (B, T, C/P)
@@ -186,8 +185,8 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
           o[(b * T + i) * cl + h * D + d] = att.out[((b * hl + h) * T + i) * D + d];
   // [all T, H/P heads] -> [T/P positions, all heads]: the output goes home.
   std::vector<double> y(size_t(B * tl * C));  // (B, T/P, C)
-  all_to_all_pairwise(
-      cp, {B, tl, cl},
+  all_to_all_blocks(
+      cp, B * tl * cl,
       [&](int dst) {
         std::vector<double> m;
         for (int64_t b = 0; b < B; ++b)
@@ -199,8 +198,7 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
         for (int64_t b = 0; b < B; ++b)
           for (int64_t i = 0; i < tl; ++i)
             for (int64_t e = 0; e < cl; ++e) y[(b * tl + i) * C + src * cl + e] = m[(b * tl + i) * cl + e];
-      },
-      103);
+      });
   // Compare with the reference (f32 on the wire: tolerance for its rounding).
   const Partial want = reference_rows(x, r * tl, tl);
   double err = 0;
