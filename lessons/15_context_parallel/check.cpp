@@ -103,9 +103,9 @@ std::string shape_problem(const Partial& got, const Partial& want) {
   if (got.rows == want.rows && got.dim == want.dim &&
       got.out.size() == size_t(want.rows * want.dim) && got.lse.size() == size_t(want.rows))
     return "";
-  return str_cat("merge_partials returned rows ", got.rows, ", dim ", got.dim, ", ",
-                 got.out.size(), " outputs and ", got.lse.size(), " lse values; expected rows ",
-                 want.rows, ", dim ", want.dim, ", out [rows·dim] = ", want.rows * want.dim,
+  return str_cat("merge_partials returned rows ", got.rows, ", dim ", got.dim, ", ", got.out.size(),
+                 " outputs and ", got.lse.size(), " lse values; expected rows ", want.rows,
+                 ", dim ", want.dim, ", out [rows·dim] = ", want.rows * want.dim,
                  " and lse [rows] = ", want.rows, " (empty_partial(a.rows, a.dim) makes one)");
 }
 
@@ -114,7 +114,8 @@ std::string diagnose_merge(const Partial& a, const Partial& b, const Partial& go
                            const Partial& want, const char* what) {
   if (std::string s = shape_problem(got, want); !s.empty()) return s;
   if (has_nan(got))
-    return str_cat(what, ": the result holds NaN although no input is masked (every lse is finite)");
+    return str_cat(what,
+                   ": the result holds NaN although no input is masked (every lse is finite)");
   std::vector<double> hi(a.lse.size());
   for (size_t i = 0; i < hi.size(); ++i) hi[i] = std::fmax(a.lse[i], b.lse[i]);
   if (max_diff(got.lse, want.lse) > kTol) {
@@ -122,42 +123,53 @@ std::string diagnose_merge(const Partial& a, const Partial& b, const Partial& go
       return str_cat(
           what, ": lse = max(lse_a, lse_b), the MAX, where the log-sum-exp of the union belongs: ",
           "lse = m + log(e^(lse_a − m) + e^(lse_b − m)) with m = max(lse_a, lse_b). The max is ",
-          "only the shift that keeps exp from overflowing (what FlashAttention keeps as its running ",
+          "only the shift that keeps exp from overflowing (what FlashAttention keeps as its "
+          "running ",
           "m); the lse must carry the whole mass of the blocks. With the max, the NEXT merge ",
           "weighs everything merged so far as if its mass were its single largest term — too ",
           "little, so the ring's later blocks get too much weight (lse off by up to ",
           max_diff(got.lse, want.lse), " here).");
-    return str_cat(what, ": lse is off by up to ", max_diff(got.lse, want.lse),
-                   ": the union's log-sum-exp is log(e^lse_a + e^lse_b), computed as m + log(e^(lse_a "
-                   "− m) + e^(lse_b − m)), m = max(lse_a, lse_b)");
+    return str_cat(
+        what, ": lse is off by up to ", max_diff(got.lse, want.lse),
+        ": the union's log-sum-exp is log(e^lse_a + e^lse_b), computed as m + log(e^(lse_a "
+        "− m) + e^(lse_b − m)), m = max(lse_a, lse_b)");
   }
   const double err = max_diff(got.out, want.out);
   if (err <= kTol) return "";
-  auto w = [&](const Partial& p) { return [&](int64_t i) { return std::exp(p.lse[i] - want.lse[i]); }; };
+  auto w = [&](const Partial& p) {
+    return [&](int64_t i) { return std::exp(p.lse[i] - want.lse[i]); };
+  };
   auto one = [](int64_t) { return 1.0; };
   auto half = [](int64_t) { return 0.5; };
-  auto by_max = [&](const Partial& p) { return [&](int64_t i) { return std::exp(p.lse[i] - hi[i]); }; };
+  auto by_max = [&](const Partial& p) {
+    return [&](int64_t i) { return std::exp(p.lse[i] - hi[i]); };
+  };
   if (max_diff(got.out, combine(a, b, one, w(b))) <= kTol ||
       max_diff(got.out, combine(a, b, w(a), one)) <= kTol)
     return str_cat(
-        what, ": lse is right, but one output was NOT RESCALED: out = out_a + e^(lse_b − lse)·out_b ",
+        what,
+        ": lse is right, but one output was NOT RESCALED: out = out_a + e^(lse_b − lse)·out_b ",
         "(or the mirror image). Each partial is a softmax normalised over ITS OWN block; in the ",
-        "union its share is e^(lse_own − lse_union) < 1, so BOTH outputs — the old (accumulated) one ",
-        "too — are multiplied by their share: out = e^(lse_a − lse)·out_a + e^(lse_b − lse)·out_b. ",
+        "union its share is e^(lse_own − lse_union) < 1, so BOTH outputs — the old (accumulated) "
+        "one ",
+        "too — are multiplied by their share: out = e^(lse_a − lse)·out_a + e^(lse_b − "
+        "lse)·out_b. ",
         "(FlashAttention's loop rescales the old accumulator by e^(m_old − m_new) for the same ",
         "reason.) Off by up to ", err, ".");
   if (max_diff(got.out, combine(a, b, half, half)) <= kTol)
-    return str_cat(what, ": out = (out_a + out_b) / 2, the plain average: that is right only when both ",
+    return str_cat(what,
+                   ": out = (out_a + out_b) / 2, the plain average: that is right only when both ",
                    "blocks hold the same softmax mass (lse_a = lse_b). Weigh each output by its ",
                    "block's share of the union, e^(lse_own − lse). Off by up to ", err, ".");
   if (max_diff(got.out, combine(a, b, one, one)) <= kTol)
-    return str_cat(what, ": out = out_a + out_b: each is already normalised, so the sum weighs 2 in ",
-                   "total. Weigh each by e^(lse_own − lse), shares that add up to 1. Off by up to ",
-                   err, ".");
+    return str_cat(
+        what, ": out = out_a + out_b: each is already normalised, so the sum weighs 2 in ",
+        "total. Weigh each by e^(lse_own − lse), shares that add up to 1. Off by up to ", err, ".");
   if (max_diff(got.out, combine(a, b, by_max(a), by_max(b))) <= kTol)
-    return str_cat(what, ": out = e^(lse_a − m)·out_a + e^(lse_b − m)·out_b with m the max: the shares ",
-                   "are taken against the max, not against the union's lse, so they add up to more ",
-                   "than 1. Divide by e^(lse − m), i.e. use e^(lse_own − lse). Off by up to ", err, ".");
+    return str_cat(
+        what, ": out = e^(lse_a − m)·out_a + e^(lse_b − m)·out_b with m the max: the shares ",
+        "are taken against the max, not against the union's lse, so they add up to more ",
+        "than 1. Divide by e^(lse − m), i.e. use e^(lse_own − lse). Off by up to ", err, ".");
   return str_cat(what, ": lse is right but out is off by up to ", err,
                  ": out = e^(lse_a − lse)·out_a + e^(lse_b − lse)·out_b, row by row");
 }
@@ -171,25 +183,30 @@ std::string diagnose_masked(const Partial& got, const Partial& want, const std::
     for (int64_t d = 0; d < want.dim; ++d) nan = nan || std::isnan(got.out[i * want.dim + d]);
     if (nan && kind[i] == 3)
       return str_cat(
-          "row ", i, " is fully masked in BOTH partials (lse_a = lse_b = −inf) and your merge made ",
+          "row ", i,
+          " is fully masked in BOTH partials (lse_a = lse_b = −inf) and your merge made ",
           "NaN of it: m = max(−inf, −inf) = −inf, and e^(lse_a − m) = e^(−inf − (−inf)) = e^NaN. ",
           "A row with no visible key in either block must stay the empty partial (out 0, lse ",
-          "−inf): test for it before the shift (FlashAttention's softmax does: a row whose max is −inf ",
-          "is shifted by 0, \"we don't want (-inf - (-inf)) since that would give NaN\"). It happens in real runs: padded queries, document masks, sliding windows, ",
+          "−inf): test for it before the shift (FlashAttention's softmax does: a row whose max is "
+          "−inf ",
+          "is shifted by 0, \"we don't want (-inf - (-inf)) since that would give NaN\"). It "
+          "happens in real runs: padded queries, document masks, sliding windows, ",
           "and an accumulator that starts empty and meets a fully masked block.");
     if (nan)
-      return str_cat("row ", i, " is masked in ", kind[i] == 1 ? "a" : "b", " only (its lse = −inf, ",
-                     "out 0) and your merge made NaN of it: the other block alone must come through ",
-                     "unchanged (e^(−inf − lse) = 0 is fine; −inf − (−inf) and 0·inf are not)");
+      return str_cat(
+          "row ", i, " is masked in ", kind[i] == 1 ? "a" : "b", " only (its lse = −inf, ",
+          "out 0) and your merge made NaN of it: the other block alone must come through ",
+          "unchanged (e^(−inf − lse) = 0 is fine; −inf − (−inf) and 0·inf are not)");
   }
   double err = partial_diff(got, want);
   if (err <= kTol) return "";
   for (int64_t i = 0; i < want.rows; ++i) {
     std::vector<double> go(got.out.begin() + i * want.dim, got.out.begin() + (i + 1) * want.dim),
         wo(want.out.begin() + i * want.dim, want.out.begin() + (i + 1) * want.dim);
-    if (max_diff(go, wo) <= kTol && (got.lse[i] == want.lse[i] || std::fabs(got.lse[i] - want.lse[i]) <= kTol))
+    if (max_diff(go, wo) <= kTol &&
+        (got.lse[i] == want.lse[i] || std::fabs(got.lse[i] - want.lse[i]) <= kTol))
       continue;
-    const char* what = kind[i] == 3 ? "masked in both (want out 0, lse −inf)"
+    const char* what = kind[i] == 3   ? "masked in both (want out 0, lse −inf)"
                        : kind[i] == 1 ? "masked in a only (want b's row unchanged)"
                        : kind[i] == 2 ? "masked in b only (want a's row unchanged)"
                                       : "masked in neither";
@@ -221,12 +238,14 @@ bool check_merge(Communicator& world) {
   if (why.empty()) {
     const double err = partial_diff(got, ab);
     if (err > kTol)
-      why = str_cat("merge(merge(merge(empty, keys 0-4), keys 5-8), keys 9-11) is off by ", err,
-                    " from attention over all 12 keys, although one merge of two blocks was right: ",
-                    "does your merge assume its inputs were never merged before, or mishandle the ",
-                    "empty accumulator (out 0, lse −inf)?");
+      why =
+          str_cat("merge(merge(merge(empty, keys 0-4), keys 5-8), keys 9-11) is off by ", err,
+                  " from attention over all 12 keys, although one merge of two blocks was right: ",
+                  "does your merge assume its inputs were never merged before, or mishandle the ",
+                  "empty accumulator (out 0, lse −inf)?");
   }
-  if (!agree(world, why, "an accumulator: empty, then three blocks merged in, == attention over all"))
+  if (!agree(world, why,
+             "an accumulator: empty, then three blocks merged in, == attention over all"))
     return false;
 
   // Rows 0-3 masked in a only, 4-7 in b only, 8-11 in both; the rest in neither.
@@ -265,26 +284,33 @@ std::string diagnose_causal() {
   });
   if (!why.empty()) return why;
   if (got[3][3] == BlockMask::Full)
-    return "causal_block(3, 3) = Full: a query block attends its OWN block unmasked, so query i sees "
+    return "causal_block(3, 3) = Full: a query block attends its OWN block unmasked, so query i "
+           "sees "
            "keys i+1 .. of its block — the future leaks inside the diagonal block (the loss looks "
            "great and the model learns to copy). The diagonal block is the causal triangle: "
            "Diagonal.";
   if (got[3][3] == BlockMask::Skip)
-    return "causal_block(3, 3) = Skip: the diagonal block is skipped, so every query loses its own key "
-           "and the nearest ones, and the first chunk's queries see no key at all (lse = −inf: NaN or "
-           "zeros out of the softmax). A `k < q` that should be `k <= q`: the diagonal is computed, "
+    return "causal_block(3, 3) = Skip: the diagonal block is skipped, so every query loses its own "
+           "key "
+           "and the nearest ones, and the first chunk's queries see no key at all (lse = −inf: NaN "
+           "or "
+           "zeros out of the softmax). A `k < q` that should be `k <= q`: the diagonal is "
+           "computed, "
            "with the triangle mask (Diagonal).";
   for (int q = 0; q < n; ++q)
     for (int k = 0; k < n; ++k) {
-      const BlockMask want = k < q ? BlockMask::Full : k == q ? BlockMask::Diagonal : BlockMask::Skip;
+      const BlockMask want = k < q    ? BlockMask::Full
+                             : k == q ? BlockMask::Diagonal
+                                      : BlockMask::Skip;
       if (got[q][k] == want) continue;
       if (k > q)
         return str_cat("causal_block(", q, ", ", k, ") = ", mask_name(got[q][k]), ": key chunk ", k,
-                       " lies entirely AFTER query chunk ", q, " — its keys are all in the future; ",
+                       " lies entirely AFTER query chunk ", q,
+                       " — its keys are all in the future; ",
                        "Skip it (that is half of ring attention's saving under the causal mask)");
       return str_cat("causal_block(", q, ", ", k, ") = ", mask_name(got[q][k]), ": key chunk ", k,
-                     " lies entirely BEFORE query chunk ", q, " — every query sees every key: Full, ",
-                     "no mask");
+                     " lies entirely BEFORE query chunk ", q,
+                     " — every query sees every key: Full, ", "no mask");
     }
   return "";
 }

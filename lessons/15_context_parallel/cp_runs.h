@@ -107,9 +107,9 @@ inline std::string run_ring(ms::Communicator& cp, const Activations& x, bool zig
                                   vb = positions(vh, B, held, C, int64_t(ki) * c, c);
         const bool tri = mask == BlockMask::Diagonal;
         scores += tri ? c * (c + 1) / 2 : c * c;
-        acc[qi] = merge_partials(
-            acc[qi], attend(q, c, kb, vb, c, B, H, D,
-                            [tri](int64_t i, int64_t j) { return !tri || j <= i; }));
+        acc[qi] =
+            merge_partials(acc[qi], attend(q, c, kb, vb, c, B, H, D,
+                                           [tri](int64_t i, int64_t j) { return !tri || j <= i; }));
       }
     }
     for (ms::Work& w : pending) w.wait();
@@ -156,7 +156,7 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
   // positions' columns of dst's heads.
   auto scatter_heads = [&](const std::vector<double>& full) {
     std::vector<double> mine = positions(full, B, T, C, r * tl, tl);  // (B, T/P, C)
-    std::vector<double> res(size_t(B * T * cl));                       // (B, T, C/P)
+    std::vector<double> res(size_t(B * T * cl));                      // (B, T, C/P)
     all_to_all_blocks(
         cp, B * tl * cl,
         [&](int dst) {
@@ -197,7 +197,8 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
       [&](int src, const std::vector<double>& m) {
         for (int64_t b = 0; b < B; ++b)
           for (int64_t i = 0; i < tl; ++i)
-            for (int64_t e = 0; e < cl; ++e) y[(b * tl + i) * C + src * cl + e] = m[(b * tl + i) * cl + e];
+            for (int64_t e = 0; e < cl; ++e)
+              y[(b * tl + i) * C + src * cl + e] = m[(b * tl + i) * cl + e];
       });
   // Compare with the reference (f32 on the wire: tolerance for its rounding).
   const Partial want = reference_rows(x, r * tl, tl);
@@ -209,7 +210,8 @@ inline std::string run_ulysses(ms::Communicator& cp, const Activations& x) {
           err = std::fmax(err, std::fabs(y[(b * tl + i) * C + h * D + d] -
                                          want.out[((b * H + h) * tl + i) * D + d]));
   if (err > 1e-6)
-    return ms::str_cat("Ulysses output on rank ", r, " is off by ", err, " (the checker's own bug)");
+    return ms::str_cat("Ulysses output on rank ", r, " is off by ", err,
+                       " (the checker's own bug)");
   return "";
 }
 
@@ -234,7 +236,8 @@ inline bool run_context_parallel(ms::Communicator& world) {
   for (int P : {2, 4}) {
     ms::Communicator cp = world.split(world.rank() / P, world.rank() % P);
     say(world, str_cat("\ncp = ", P, ": ",
-                       P == 2 ? "two cp groups, world ranks {0,1} and {2,3}" : "one cp group, world ranks {0,1,2,3}",
+                       P == 2 ? "two cp groups, world ranks {0,1} and {2,3}"
+                              : "one cp group, world ranks {0,1,2,3}",
                        ", each rank holding T/P = ", T / P, " positions\n"));
     for (bool zigzag : {false, true}) {
       int64_t scores = 0;
@@ -247,8 +250,9 @@ inline bool run_context_parallel(ms::Communicator& world) {
                          " chunks of ", T / (zigzag ? 2 * P : P),
                          "), K and V passed P − 1 times, measured by the ledger (per rank):\n"));
       ms::lesson::print_traffic_per_rank(world, moved);
-      say(world, str_cat("    formula: K and V, (P−1) blocks of B·(T/P)·C each: 2·(P−1)/P·B·T·C = 2·", P - 1,
-                         "/", P, "·", btc, " floats = ", want, " B per rank\n"));
+      say(world,
+          str_cat("    formula: K and V, (P−1) blocks of B·(T/P)·C each: 2·(P−1)/P·B·T·C = 2·",
+                  P - 1, "/", P, "·", btc, " floats = ", want, " B per rank\n"));
       // The causal work per rank: what the learner's causal_block let through.
       ms::Tensor all = ms::zeros({world.size()}, ms::DType::I32);
       all.host_data<int32_t>()[world.rank()] = int32_t(scores);
@@ -265,9 +269,10 @@ inline bool run_context_parallel(ms::Communicator& world) {
       std::snprintf(ratio, sizeof ratio, "%.2f", double(hi) * P / double(total));
       say(world, str_cat(line, " (of T(T+1)/2 = ", T * (T + 1) / 2, "; the slowest rank does ",
                          ratio, "x the mean)\n"));
-      if (!ms::lesson::agree(world, why,
-                 str_cat("cp = ", P, ": ", zigzag ? "zig-zag ring" : "ring",
-                         " attention with your merge and causal rule == full causal attention")))
+      if (!ms::lesson::agree(
+              world, why,
+              str_cat("cp = ", P, ": ", zigzag ? "zig-zag ring" : "ring",
+                      " attention with your merge and causal rule == full causal attention")))
         return false;
     }
     const ms::Traffic t1 = cp.traffic();
@@ -275,13 +280,17 @@ inline bool run_context_parallel(ms::Communicator& world) {
     const ms::Traffic uly = cp.traffic() - t1;
     const int64_t want_u = 4 * (P - 1) * (btc / P / P) * 4;
     if (why.empty()) why = bytes_problem(uly, want_u, "Ulysses");
-    say(world, "  DeepSpeed-Ulysses: all-to-all of q, k, v, then of the output, measured (per rank):\n");
+    say(world,
+        "  DeepSpeed-Ulysses: all-to-all of q, k, v, then of the output, measured (per rank):\n");
     ms::lesson::print_traffic_per_rank(world, uly);
-    say(world, str_cat("    formula: 4 all-to-alls, each rank keeping 1/P of its B·(T/P)·C buffer: 4·(P−1)/P²·B·T·C = 4·",
+    say(world, str_cat("    formula: 4 all-to-alls, each rank keeping 1/P of its B·(T/P)·C buffer: "
+                       "4·(P−1)/P²·B·T·C = 4·",
                        P - 1, "/", P * P, "·", btc, " floats = ", want_u,
                        " B per rank (the paper's 4Nh/P = ", 4 * btc / P * 4,
                        " B counts the kept 1/P too)\n"));
-    if (!ms::lesson::agree(world, why, str_cat("cp = ", P, ": Ulysses == full causal attention, bytes == formula")))
+    if (!ms::lesson::agree(
+            world, why,
+            str_cat("cp = ", P, ": Ulysses == full causal attention, bytes == formula")))
       return false;
 
     const ms::Traffic t2 = cp.traffic();
@@ -292,13 +301,15 @@ inline bool run_context_parallel(ms::Communicator& world) {
     }
     const ms::Traffic sp = cp.traffic() - t2;
     const int64_t want_sp = 4 * (P - 1) * (btc / P) * 4;
-    say(world, "  Megatron-SP, one layer's forward: 2 all-gathers + 2 reduce-scatters of (B, T, C) (per rank):\n");
+    say(world,
+        "  Megatron-SP, one layer's forward: 2 all-gathers + 2 reduce-scatters of (B, T, C) (per "
+        "rank):\n");
     ms::lesson::print_traffic_per_rank(world, sp);
     say(world, str_cat("    formula: 4·(P−1)/P·B·T·C = ", want_sp, " B per rank: ",
                        double(want_sp) / double(want_u), "x Ulysses's, and the ring's K/V pass is ",
                        double(2 * (P - 1) * (btc / P) * 4) / double(want_u), "x Ulysses's\n"));
     if (!ms::lesson::agree(world, bytes_problem(sp, want_sp, "Megatron-SP"),
-               str_cat("cp = ", P, ": Megatron-SP's collectives == formula")))
+                           str_cat("cp = ", P, ": Megatron-SP's collectives == formula")))
       return false;
   }
   return true;

@@ -16,7 +16,8 @@ Partial merge_partials(const Partial& a, const Partial& b) {
   //         (README question 6), then each output's share of it. What must a
   //         row masked in both (lse −inf in a and in b) come out as?
   (void)a, (void)b;
-  throw std::runtime_error("TODO: write merge_partials in lessons/15_context_parallel/exercise.cpp");
+  throw std::runtime_error(
+      "TODO: write merge_partials in lessons/15_context_parallel/exercise.cpp");
 }
 
 BlockMask causal_block(int q_chunk, int k_chunk) {

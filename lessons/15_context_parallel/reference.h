@@ -59,7 +59,8 @@ inline Partial attend(const std::vector<double>& q, int64_t nq, const std::vecto
         for (int64_t j = 0; j < nk; ++j) {
           const double w = std::exp(s[j] - lse);
           if (w == 0) continue;
-          for (int64_t d = 0; d < dim; ++d) p.out[row * dim + d] += w * v[(b * nk + j) * C + h * dim + d];
+          for (int64_t d = 0; d < dim; ++d)
+            p.out[row * dim + d] += w * v[(b * nk + j) * C + h * dim + d];
         }
       }
   return p;
@@ -83,8 +84,10 @@ inline double partial_diff(const Partial& a, const Partial& b) {
     return std::numeric_limits<double>::infinity();
   double m = 0;
   auto cmp = [&m](double x, double y) {
-    if (std::isnan(x) || std::isnan(y)) m = std::numeric_limits<double>::infinity();
-    else if (x != y) m = std::max(m, std::fabs(x - y));  // x == y covers −inf == −inf
+    if (std::isnan(x) || std::isnan(y))
+      m = std::numeric_limits<double>::infinity();
+    else if (x != y)
+      m = std::max(m, std::fabs(x - y));  // x == y covers −inf == −inf
   };
   for (size_t i = 0; i < a.out.size(); ++i) cmp(a.out[i], b.out[i]);
   for (size_t i = 0; i < a.lse.size(); ++i) cmp(a.lse[i], b.lse[i]);

@@ -26,7 +26,8 @@ Partial merge_partials(const Partial& a, const Partial& b) {
 }
 
 BlockMask causal_block(int q_chunk, int k_chunk) {
-  if (k_chunk > q_chunk) return BlockMask::Full;  // BUG: the future  // every key is in every query's past
+  if (k_chunk > q_chunk)
+    return BlockMask::Full;  // BUG: the future  // every key is in every query's past
   if (k_chunk == q_chunk) return BlockMask::Diagonal;  // same positions: the triangle j <= i
   return BlockMask::Skip;                              // the future: nothing to compute
 }

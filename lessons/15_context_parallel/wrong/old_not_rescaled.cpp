@@ -19,13 +19,14 @@ Partial merge_partials(const Partial& a, const Partial& b) {
     const double wb = std::exp(lb - lse);
     m.lse[i] = lse;
     for (int64_t d = 0; d < a.dim; ++d)
-      m.out[i * a.dim + d] = a.out[i * a.dim + d] + wb * b.out[i * a.dim + d];  // BUG: a not rescaled
+      m.out[i * a.dim + d] =
+          a.out[i * a.dim + d] + wb * b.out[i * a.dim + d];  // BUG: a not rescaled
   }
   return m;
 }
 
 BlockMask causal_block(int q_chunk, int k_chunk) {
-  if (k_chunk < q_chunk) return BlockMask::Full;  // every key is in every query's past
+  if (k_chunk < q_chunk) return BlockMask::Full;       // every key is in every query's past
   if (k_chunk == q_chunk) return BlockMask::Diagonal;  // same positions: the triangle j <= i
   return BlockMask::Skip;                              // the future: nothing to compute
 }
