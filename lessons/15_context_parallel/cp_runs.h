@@ -33,6 +33,7 @@
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/ledger.h"
 #include "parallel/comm/ring.h"
+#include "parallel/cp/traffic.h"
 #include "tensor/factory.h"
 
 namespace lesson15 {
@@ -245,6 +246,11 @@ inline bool run_context_parallel(ms::Communicator& world) {
       std::string why = run_ring(cp, x, zigzag, scores);
       const ms::Traffic moved = cp.traffic() - t0;
       const int64_t want = 2 * (P - 1) * (btc / P) * 4;
+      // The library's count (parallel/cp/traffic.h) must agree with this one.
+      const ms::CpLayerTraffic lib =
+          ms::cp_traffic_formula(zigzag ? ms::CpAlgo::Zigzag : ms::CpAlgo::Ring, B, T, C, P);
+      MS_CHECK(lib.forward == want, "lesson 15: cp_traffic_formula says ", lib.forward,
+               " B, the lesson ", want);
       if (why.empty()) why = bytes_problem(moved, want, zigzag ? "zig-zag ring" : "ring");
       say(world, str_cat("  ", zigzag ? "zig-zag ring" : "ring", " attention (", zigzag ? 2 * P : P,
                          " chunks of ", T / (zigzag ? 2 * P : P),
@@ -279,6 +285,8 @@ inline bool run_context_parallel(ms::Communicator& world) {
     std::string why = run_ulysses(cp, x);
     const ms::Traffic uly = cp.traffic() - t1;
     const int64_t want_u = 4 * (P - 1) * (btc / P / P) * 4;
+    MS_CHECK(ms::cp_traffic_formula(ms::CpAlgo::Ulysses, B, T, C, P).forward == want_u,
+             "lesson 15: cp_traffic_formula disagrees with the Ulysses count ", want_u);
     if (why.empty()) why = bytes_problem(uly, want_u, "Ulysses");
     say(world,
         "  DeepSpeed-Ulysses: all-to-all of q, k, v, then of the output, measured (per rank):\n");
