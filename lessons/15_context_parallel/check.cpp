@@ -192,11 +192,16 @@ std::string diagnose_masked(const Partial& got, const Partial& want, const std::
           "is shifted by 0, \"we don't want (-inf - (-inf)) since that would give NaN\"). It "
           "happens in real runs: padded queries, document masks, sliding windows, ",
           "and an accumulator that starts empty and meets a fully masked block.");
-    if (nan)
+    if (nan) {
+      const char* m = kind[i] == 1 ? "a" : "b";  // the masked side
+      const char* o = kind[i] == 1 ? "b" : "a";
       return str_cat(
-          "row ", i, " is masked in ", kind[i] == 1 ? "a" : "b", " only (its lse = −inf, ",
-          "out 0) and your merge made NaN of it: the other block alone must come through ",
-          "unchanged (e^(−inf − lse) = 0 is fine; −inf − (−inf) and 0·inf are not)");
+          "row ", i, " is masked in ", m, " only (its lse = −inf, out 0) and your merge made NaN ",
+          "of it: the other block alone must come through unchanged. e^(−inf − lse) = 0 is ",
+          "fine; −inf − (−inf), −inf + inf and 0·inf are not: shift by the max of the two lse ",
+          "(finite whenever either is), never by one side's own (with lse_", m, " = −inf, lse_", o,
+          " − lse_", m, " = +inf and lse_", m, " + log(…) = −inf + inf)");
+    }
   }
   double err = partial_diff(got, want);
   if (err <= kTol) return "";
@@ -231,19 +236,26 @@ bool check_merge(Communicator& world) {
 
   // The ring merges P times into one accumulator that starts empty.
   const Partial p0 = mc.block(0, 5), p1 = mc.block(5, 4), p2 = mc.block(9, 3);
+  Partial first;
   why = guarded([&] {
-    got = merge_partials(empty_partial(a.rows, a.dim), p0);
-    got = merge_partials(merge_partials(got, p1), p2);
+    first = merge_partials(empty_partial(a.rows, a.dim), p0);
+    got = merge_partials(merge_partials(first, p1), p2);
   });
-  if (why.empty()) {
-    const double err = partial_diff(got, ab);
-    if (err > kTol)
-      why =
-          str_cat("merge(merge(merge(empty, keys 0-4), keys 5-8), keys 9-11) is off by ", err,
+  if (why.empty() && has_nan(first))
+    why = str_cat(
+        "merge(empty, p) made NaN: the empty accumulator (out 0, lse −inf in every row) must be ",
+        "the merge's identity, merge(empty, p) == p. Shift by the max of the two lse (finite ",
+        "whenever either is), never by one side's own: with lse_a = −inf, lse_b − lse_a = +inf ",
+        "and lse_a + log(…) = −inf + inf = NaN. Every ring starts from an empty accumulator.");
+  else if (why.empty() && partial_diff(first, p0) > kTol)
+    why = str_cat("merge(empty, p) is off by ", partial_diff(first, p0),
+                  " from p: the empty partial (out 0, lse −inf: no keys) must be the merge's ",
+                  "identity — its share of the union is e^(−inf − lse) = 0");
+  else if (why.empty() && partial_diff(got, ab) > kTol)
+    why = str_cat("merge(merge(merge(empty, keys 0-4), keys 5-8), keys 9-11) is off by ",
+                  partial_diff(got, ab),
                   " from attention over all 12 keys, although one merge of two blocks was right: ",
-                  "does your merge assume its inputs were never merged before, or mishandle the ",
-                  "empty accumulator (out 0, lse −inf)?");
-  }
+                  "does your merge assume its inputs were never merged before?");
   if (!agree(world, why,
              "an accumulator: empty, then three blocks merged in, == attention over all"))
     return false;
