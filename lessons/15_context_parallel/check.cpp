@@ -5,11 +5,13 @@
 //    give the attention over their union, in either order, and rows masked in
 //    one or both blocks (lse = −inf) must come out right, without NaN. The
 //    diagnoses name the classic slips: the old output not rescaled, the max
-//    returned where the log-sum-exp belongs, the outputs averaged or added,
-//    NaN from −inf − (−inf).
+//    returned where the log-sum-exp belongs, the outputs averaged, added or
+//    weighed against the max, NaN from −inf − (−inf) or from a shift by one
+//    side's lse (−inf + inf).
 // 2. The causal rule on every (query chunk, key chunk) pair of 8 chunks: the
 //    diagonal unmasked (the future leaks inside the block), the diagonal
-//    skipped (a query loses its own and nearest keys), the wrong side.
+//    skipped (a query loses its own and nearest keys), the past skipped, the
+//    future computed.
 // 3. Measured (cp_runs.h): the learner's two functions run inside ring
 //    attention and zig-zag ring attention on cp groups of 2 and 4 ranks, K and
 //    V passed around the ring with send/recv; each rank's output is compared
