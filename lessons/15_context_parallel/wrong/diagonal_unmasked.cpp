@@ -1,0 +1,34 @@
+// expect: attends its OWN block unmasked
+// expect: the future leaks
+// Lesson 15, deliberately wrong: the diagonal block computed without the causal triangle.
+#include <algorithm>
+#include <cmath>
+
+#include "lessons/15_context_parallel/lesson.h"
+
+Partial merge_partials(const Partial& a, const Partial& b) {
+  Partial m = empty_partial(a.rows, a.dim);
+  for (int64_t i = 0; i < a.rows; ++i) {
+    const double la = a.lse[i], lb = b.lse[i];
+    // Masked in both: the empty sum stays empty. Without this, the max below
+    // is −inf and exp(−inf − (−inf)) = exp(NaN).
+    if (std::isinf(la) && la < 0 && std::isinf(lb) && lb < 0) continue;
+    // log(e^la + e^lb), computed around the larger one so neither overflows.
+    const double hi = std::max(la, lb);
+    const double lse = hi + std::log(std::exp(la - hi) + std::exp(lb - hi));
+    // Each partial is normalised over its own block; its share of the union
+    // is e^(l − lse): BOTH outputs are rescaled, the old one too.
+    const double wa = std::exp(la - lse), wb = std::exp(lb - lse);
+    m.lse[i] = lse;
+    for (int64_t d = 0; d < a.dim; ++d)
+      m.out[i * a.dim + d] = wa * a.out[i * a.dim + d] + wb * b.out[i * a.dim + d];
+  }
+  return m;
+}
+
+BlockMask causal_block(int q_chunk, int k_chunk) {
+  if (k_chunk < q_chunk) return BlockMask::Full;  // every key is in every query's past
+  if (k_chunk == q_chunk)
+    return BlockMask::Full;  // BUG: the triangle is missing  // same positions: the triangle j <= i
+  return BlockMask::Skip;    // the future: nothing to compute
+}
