@@ -28,16 +28,21 @@
 //     at every step of NCCL's ring instead of once at the end, so results may
 //     differ from the MPI backend's in the last bits.
 //
-// Streams: NCCL enqueues its kernels on a CUDA stream and returns at once.
-// The backend launches on its stream (set_nccl_stream; by default stream 0,
-// the legacy default stream, which is ordered against every blocking stream
-// of the device, so the kernels that produced a tensor have finished before
-// NCCL reads it, whatever blocking stream they ran on — until the device's
-// own stream is handed over with set_nccl_stream, which then also lets a
-// bucket's all-reduce overlap other streams' work). A Work
-// records an event after the op; wait() polls it against the timeout, so
-// once wait() returns the result is in device memory for any stream or host
-// copy — the same promise the MPI backend makes.
+// Streams (the rule: docs/architecture.md, "Streams"): NCCL enqueues its
+// kernels on a CUDA stream and returns at once. The backend launches on the
+// process's NCCL stream (one for all its communicators, so ops run in issue
+// order; set_nccl_stream may choose another, never the legacy stream 0),
+// while minispeed's kernels run on the device's main stream
+// (tensor/cuda/runtime.h). Before each launch the NCCL stream waits on an
+// event recorded on the main stream (the kernels that wrote the buffer come
+// first); after it, the op's event is recorded on the NCCL stream, and the
+// Work's wait() makes the main stream wait on it (llm.c's
+// multi_gpu_async_reduce_gradient, PyTorch's ProcessGroupNCCL). Between
+// launch and wait() the main stream runs on: that is the overlap. wait() also
+// polls the event on the host against the timeout, so once it returns the
+// result is in device memory — the same promise the MPI backend makes — and
+// only then does the Work drop the tensors it holds, so the caching allocator
+// cannot hand a block NCCL still uses to a kernel.
 //
 // Point to point: NCCL has no tags and matches sends and receives between
 // two ranks in the order they are issued; a send and a receive issued one
@@ -89,7 +94,12 @@ namespace ms {
 // The stream the NCCL backend of `comm` launches on (see above). Errors if
 // comm's backend is not NCCL.
 cudaStream_t nccl_stream(const Communicator& comm);
+// Launch comm's later ops on `stream` (not nullptr: the legacy stream is
+// refused). The events order it against the main stream as they do the
+// default one; the main stream itself is allowed (no overlap, no events).
 void set_nccl_stream(Communicator& comm, cudaStream_t stream);
+// The process's own NCCL stream, the default of every NCCL communicator.
+cudaStream_t nccl_default_stream_of(const Communicator& comm);
 
 }  // namespace ms
 #endif

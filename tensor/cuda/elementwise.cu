@@ -322,6 +322,10 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar, cudaStream_t
   }
 }
 
+void unary(UnaryOp op, const Tensor& a, Tensor& out, cudaStream_t stream) {
+  unary(op, a, out, 0.0, stream);
+}
+
 void copy(const Tensor& src, Tensor& dst, cudaStream_t stream) {
   MS_CHECK(src.shape() == dst.shape(), "cuda copy: shapes ", shape_str(src.shape()), " -> ",
            shape_str(dst.shape()));

@@ -154,14 +154,21 @@ TEST_CASE("copies of strided views keep the logical order", "[cuda][copy]") {
   CHECK(dn.to(Device::CPU).to_vector() == std::vector<double>{5, 6, 17, 18});
 }
 
-TEST_CASE("each device has one stream, the same every time", "[cuda][stream]") {
+TEST_CASE("each device has one main stream, the same every time, ordered against stream 0",
+          "[cuda][stream]") {
   MS_SKIP_WITHOUT_CUDA();
   for (int d = 0; d < cuda::device_count(); ++d) {
     cudaStream_t s = cuda::stream(d);
-    CHECK(s != nullptr);
+    CHECK(s != nullptr);  // never the legacy stream itself
     CHECK(cuda::stream(d) == s);
+    // Blocking (llm.c's cudaStreamCreate): a stray legacy-stream call is
+    // ordered against it instead of racing it (docs/architecture.md, "Streams").
+    unsigned flags = 1;
+    REQUIRE(cudaStreamGetFlags(s, &flags) == cudaSuccess);
+    CHECK(flags == cudaStreamDefault);
     CHECK_NOTHROW(cuda::synchronize(d));
   }
+  CHECK(cuda::current_stream() == cuda::stream(cuda::current_device()));
   CHECK_THROWS_WITH(cuda::stream(cuda::device_count()), Contains("no such device"));
   CHECK_THROWS_WITH(cuda::set_device(-1), Contains("does not exist"));
 }
