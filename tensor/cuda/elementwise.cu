@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "tensor/cuda/allocator.h"
 #include "tensor/cuda/elementwise.h"
 #include "tensor/cuda/kernel_util.cuh"
 
@@ -340,13 +341,12 @@ void copy(const Tensor& src, Tensor& dst, cudaStream_t stream) {
     copy_strided(src.device_raw_data(), dst.device_raw_data(), dtype_size(src.dtype()), g, stream);
     return;
   }
-  // Strided and converting: gather into a contiguous scratch of src's dtype
-  // (stream-ordered, so no sync), then convert.
-  void* tmp = nullptr;
-  MS_CUDA_CALL(cudaMallocAsync(&tmp, size_t(n) * dtype_size(src.dtype()), stream));
-  copy_strided(src.device_raw_data(), tmp, dtype_size(src.dtype()), g, stream);
-  convert(tmp, src.dtype(), dst.device_raw_data(), dst.dtype(), n, stream);
-  MS_CUDA_CALL(cudaFreeAsync(tmp, stream));
+  // Strided and converting: gather into a contiguous scratch of src's dtype,
+  // then convert. The scratch goes back to the caching allocator before the
+  // two kernels have run: safe on the main stream (tensor/cuda/allocator.h).
+  Scratch tmp(size_t(n) * dtype_size(src.dtype()), stream);
+  copy_strided(src.device_raw_data(), tmp.get(), dtype_size(src.dtype()), g, stream);
+  convert(tmp.get(), src.dtype(), dst.device_raw_data(), dst.dtype(), n, stream);
 }
 
 void fill(Tensor& t, double value, cudaStream_t stream) {

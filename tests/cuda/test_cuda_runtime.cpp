@@ -4,7 +4,10 @@
 #include <cuda_runtime_api.h>
 
 #include "autograd/ops.h"
+#include "tensor/cpu/elementwise.h"
 #include "tensor/cuda/allocator.h"
+#include "tensor/cuda/elementwise.h"
+#include "tensor/cuda/reductions.h"
 #include "tensor/cuda/runtime.h"
 #include "tests/catch_compat.h"
 #include "tests/cuda/cuda_skip.h"
@@ -119,6 +122,36 @@ TEST_CASE("out of GPU memory is an ms::Error and the allocator stays usable", "[
   CHECK(cuda::stats(dev).allocated == before);
   Tensor t = ones({8}).to(Device::CUDA);  // the next call works: the error was cleared
   CHECK(t.to_vector() == std::vector<double>(8, 1.0));
+}
+
+TEST_CASE("kernel scratch comes from the caching allocator, on the main stream only",
+          "[cuda][allocator]") {
+  MS_SKIP_WITHOUT_CUDA();
+  const int dev = cuda::current_device();
+  // A strided, converting copy stages through one scratch block.
+  Tensor h = reshape(arange(24 * 7), {24, 7});
+  Tensor d = h.to(Device::CUDA);
+  Tensor dt = Tensor::make_view(d, {7, 24}, {1, 7}, 0);  // d transposed
+  Tensor out = Tensor::empty({7, 24}, DType::BF16, Device::CUDA);
+  const cuda::AllocatorStats before = cuda::stats(dev);
+  cuda::copy(dt, out, cuda::current_stream());
+  const cuda::AllocatorStats after = cuda::stats(dev);
+  CHECK(after.cuda_mallocs + after.cache_hits == before.cuda_mallocs + before.cache_hits + 1);
+  CHECK(after.allocated == before.allocated);  // back on the free list
+  Tensor want = Tensor::empty({7, 24}, DType::BF16);
+  cpu::copy(transpose(h, 0, 1), want);
+  CHECK(out.to(Device::CPU).to_vector() == want.to_vector());
+  // sum_squares' accumulator: from the cache once warm, no cudaMalloc.
+  Tensor ones_d = ones({1000}).to(Device::CUDA);
+  CHECK(cuda::sum_squares(ones_d.device_data<float>(), 1000, cuda::current_stream()) == 1000.0);
+  const int64_t mallocs = cuda::stats(dev).cuda_mallocs;
+  CHECK(cuda::sum_squares(ones_d.device_data<float>(), 1000, cuda::current_stream()) == 1000.0);
+  CHECK(cuda::stats(dev).cuda_mallocs == mallocs);
+  // Scratch on another stream would be reused out of order: refused.
+  cudaStream_t other = nullptr;
+  REQUIRE(cudaStreamCreate(&other) == cudaSuccess);
+  CHECK_THROWS_WITH(cuda::Scratch(8, other), Contains("not device") && Contains("main stream"));
+  REQUIRE(cudaStreamDestroy(other) == cudaSuccess);
 }
 
 TEST_CASE("host <-> device copies round-trip every dtype", "[cuda][copy]") {
