@@ -162,20 +162,36 @@ __global__ void axpy_kernel(T* dst, const T* src, int64_t n, T alpha) {
     dst[i] += alpha * src[i];
 }
 
-// Mixed precision's gradient accumulation: f32 sum, one rounding into dst.
+// a·b rounded on its own: nvcc would otherwise contract d + a·b into one FMA,
+// whose single rounding can differ from the CPU twin's two in the last bit
+// (and then, at a tie, in the bf16/f16 result).
+__device__ inline float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ inline double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+
+// Mixed dtypes: the sum in Acc, one rounding into dst. Acc is f32 when the
+// wider side is bf16/f16/f32 (mixed precision's gradient accumulation, as the
+// CPU twin), f64 when either side is f64 (an f32 sum would throw away 29 bits
+// of the f64 side).
+template <typename Acc>
 __global__ void axpy_mixed_kernel(void* dst, DType dt, const void* src, DType st, int64_t n,
-                                  float alpha) {
+                                  Acc alpha) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float d = float(load(dst, dt, i)), s = float(load(src, st, i));
-    store(dst, dt, i, d + alpha * s);
+    const Acc d = Acc(load(dst, dt, i)), s = Acc(load(src, st, i));
+    store(dst, dt, i, double(d + mul_rn(alpha, s)));
   }
 }
 
-__global__ void scale_kernel(void* p, DType t, int64_t n, float s) {
+// p *= s in Acc (f32 for bf16/f16/f32 storage, as the CPU twin; f64 for f64).
+template <typename Acc>
+__global__ void scale_kernel(void* p, DType t, int64_t n, Acc s) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    store(p, t, i, float(load(p, t, i)) * s);
+    store(p, t, i, double(mul_rn(Acc(load(p, t, i)), s)));
 }
 
 bool is_float_compute(DType t) {
@@ -275,15 +291,24 @@ void axpy_n(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_
   } else {
     MS_CHECK(dst_dtype != DType::I32 && src_dtype != DType::I32, "axpy: dtypes ",
              dtype_name(dst_dtype), " += ", dtype_name(src_dtype), " (expected floating point)");
-    axpy_mixed_kernel<<<blocks, kThreads, 0, stream>>>(dst, dst_dtype, src, src_dtype, n,
-                                                       float(alpha));
+    if (dst_dtype == DType::F64 || src_dtype == DType::F64)
+      axpy_mixed_kernel<double>
+          <<<blocks, kThreads, 0, stream>>>(dst, dst_dtype, src, src_dtype, n, alpha);
+    else
+      axpy_mixed_kernel<float>
+          <<<blocks, kThreads, 0, stream>>>(dst, dst_dtype, src, src_dtype, n, float(alpha));
   }
   MS_CUDA_KERNEL_CHECK("axpy");
 }
 
 void scale_n(void* p, DType dtype, int64_t n, double s, cudaStream_t stream) {
+  MS_CHECK(dtype != DType::I32, "scale_rounded: dtype i32 (expected f32, f64, bf16 or f16)");
   if (n == 0) return;
-  scale_kernel<<<detail::blocks_for(n, kThreads), kThreads, 0, stream>>>(p, dtype, n, float(s));
+  const unsigned blocks = detail::blocks_for(n, kThreads);
+  if (dtype == DType::F64)
+    scale_kernel<double><<<blocks, kThreads, 0, stream>>>(p, dtype, n, s);
+  else
+    scale_kernel<float><<<blocks, kThreads, 0, stream>>>(p, dtype, n, float(s));
   MS_CUDA_KERNEL_CHECK("scale_rounded");
 }
 

@@ -371,6 +371,32 @@ TEST_CASE("cuda convert/fill/axpy/scale round into bf16 and f16 as the CPU does"
   }
 }
 
+// f64 storage keeps f64 arithmetic: scale_rounded and a mixed axpy with an
+// f64 side once went through f32, a relative error of ~6e-8 where f64 owes
+// 1e-16. The tolerance allows one f64 rounding per operation (plus an FMA's).
+TEST_CASE("cuda scale_rounded and mixed axpy compute in f64 when a side is f64",
+          "[cuda][elementwise]") {
+  MS_REQUIRE_CUDA_OR_SKIP();
+  const int64_t n = 1001;
+  auto x = random_vec<double>(n, 29, -100, 100);
+  auto yf = random_vec<float>(n, 30, -100, 100);
+  const double s = 1.0 / 3.0, alpha = 0.1;  // neither exact in f32
+  std::vector<double> scaled(n), acc(n);
+  for (int64_t i = 0; i < n; ++i) scaled[i] = x[i] * s;
+  for (int64_t i = 0; i < n; ++i) acc[i] = scaled[i] + alpha * double(yf[i]);
+  DeviceBuf<double> dX(x);
+  DeviceBuf<float> dY(yf);
+  ms::cuda::scale_n(dX.get(), ms::DType::F64, n, s, main_stream());
+  require_close(dX.download(), scaled, 1e-15, 0, "scale_rounded f64");
+  ms::cuda::axpy_n(dX.get(), ms::DType::F64, dY.get(), ms::DType::F32, n, alpha, main_stream());
+  require_close(dX.download(), acc, 1e-14, 1e-13, "axpy f64 += f32");
+  // The other way: an f32 destination with an f64 source rounds once, from f64.
+  std::vector<float> want(n);
+  for (int64_t i = 0; i < n; ++i) want[i] = float(double(yf[i]) + alpha * acc[i]);
+  ms::cuda::axpy_n(dY.get(), ms::DType::F32, dX.get(), ms::DType::F64, n, alpha, main_stream());
+  require_close(dY.download(), want, 1e-7, 0, "axpy f32 += f64");
+}
+
 // Host-side checks: these throw before any CUDA call, so they run (and must
 // pass) on a machine without a GPU too.
 TEST_CASE("cuda elementwise geometry: contiguity, broadcast and the dim limit (host only)",
