@@ -39,7 +39,10 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 
 // C (M, N) = alpha * op(A) · op(B) + bias, bias (N) added to every row (a
 // Linear's forward). cuBLASLt adds the bias in the GEMM's epilogue
-// (CUBLASLT_EPILOGUE_BIAS, as llm.c's matmul_forward_cublaslt); the tiled
+// (CUBLASLT_EPILOGUE_BIAS, as llm.c's matmul_forward_cublaslt), except where
+// M, N or K is 1 (or K is 0): cuBLASLt answers CUBLAS_STATUS_INVALID_VALUE
+// for those, and PyTorch's addmm takes its bias epilogue only away from
+// them, so there a plain GEMM runs and a kernel adds the bias. The tiled
 // kernel adds it as it stores each C tile.
 void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,

@@ -31,8 +31,10 @@ namespace {
 struct Case {
   int64_t M, N, K;
 };
-const std::vector<Case> kShapes = {{1, 1, 1},      {1, 7, 3},      {5, 1, 9},       {7, 13, 5},
-                                   {128, 128, 16}, {129, 257, 33}, {300, 50, 1000}, {64, 768, 768}};
+// M, N or K = 1 included: gemm_f32_bias cannot use cuBLASLt's epilogue there.
+const std::vector<Case> kShapes = {{1, 1, 1},     {1, 7, 3},      {5, 1, 9},
+                                   {6, 5, 1},     {7, 13, 5},     {128, 128, 16},
+                                   {129, 257, 33}, {300, 50, 1000}, {64, 768, 768}};
 
 // Σ_k |op(A)_ik|·|op(B)_kj| for every (i, j): the scale a rounding error can reach.
 std::vector<double> abs_product(bool ta, bool tb, const Case& c, const std::vector<float>& A,
@@ -229,6 +231,18 @@ TEMPLATE_TEST_CASE("cuda attention forward/backward match the CPU twin on odd T 
                                  Tl, C, NH, main_stream());
     require_close(dDQKV.download(), dqkv, rtol, atol, "attention backward dqkv");
   }
+}
+
+TEST_CASE("cuda gemm_f32_bias leaves cuBLASLt's epilogue where M, N or K is 1 (host only)",
+          "[cuda][host]") {
+  // cuBLASLt's bias epilogue answers CUBLAS_STATUS_INVALID_VALUE for these.
+  using ms::cuda::detail::lt_bias_epilogue_ok;
+  CHECK(lt_bias_epilogue_ok(8192, 2304, 768));  // GPT-2's qkv
+  CHECK(lt_bias_epilogue_ok(2, 2, 2));
+  CHECK_FALSE(lt_bias_epilogue_ok(1, 768, 768));  // one token
+  CHECK_FALSE(lt_bias_epilogue_ok(64, 1, 768));   // a Linear to one output
+  CHECK_FALSE(lt_bias_epilogue_ok(64, 768, 1));   // one input feature
+  CHECK_FALSE(lt_bias_epilogue_ok(64, 768, 0));
 }
 
 TEST_CASE("cuda gemm names its backends and refuses what cuBLAS's int API would wrap (host only)",
