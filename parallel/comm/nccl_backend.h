@@ -10,10 +10,11 @@
 //     ncclUniqueId and broadcasts it (MPI_Bcast over the group's MPI
 //     communicator); every rank then calls ncclCommInitRank.
 //   * One GPU per rank: the rank's index among the ranks on its node
-//     (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED) picks cudaSetDevice. NCCL
-//     refuses two ranks of one communicator on one GPU ("invalid usage"), so
-//     more ranks on a node than visible GPUs is our error first, saying how to
-//     run instead (one rank per GPU, or MS_BACKEND=mpi).
+//     (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED), modulo the GPUs it sees,
+//     picks cudaSetDevice (local_gpu_index below). NCCL refuses two ranks of
+//     one communicator on one GPU ("invalid usage"), so the ranks of a node
+//     compare their GPUs' UUIDs first and a shared GPU is our error, saying
+//     how to run instead (one GPU per rank, or MS_BACKEND=mpi).
 //   * Two transports in one group, like torch.distributed's "cpu:gloo,
 //     cuda:nccl": CUDA tensors go to NCCL, CPU tensors to the group's MPI
 //     backend (config agreement checks, loss all-reduces, the ledger's
@@ -74,10 +75,26 @@
 // 128-byte unique-id broadcast is not in the ledger.
 #pragma once
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "parallel/comm/communicator.h"
 
 namespace ms {
+
+// The GPU a rank uses, as an index among the `visible` devices it sees:
+// local_rank % visible. With every GPU of the node visible that is the local
+// rank itself (rank r on GPU r); under the common launch that gives each rank
+// its own GPU by CUDA_VISIBLE_DEVICES=<local rank> (torchrun-style wrappers,
+// Slurm's --gpus-per-task=1) every rank sees exactly one device, index 0. The
+// count alone cannot tell that launch from several ranks on one GPU, so
+// whether two ranks share a GPU is decided by shared_gpu_problem, on UUIDs.
+// Requires visible > 0.
+int local_gpu_index(int local_rank, int visible);
+// "" when no two ranks of a node use one GPU; otherwise names the first GPU
+// (UUID) and the local ranks on it. uuids: one per local rank, "" for a rank
+// without a GPU (its own error is reported elsewhere).
+std::string shared_gpu_problem(const std::vector<std::string>& uuids);
 
 // `cpu` is the group's MPI backend: it bootstraps NCCL and moves CPU tensors.
 // Collective over cpu's group. In a CPU build: an ms::Error telling to build
