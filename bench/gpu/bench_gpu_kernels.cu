@@ -160,7 +160,8 @@ int main(int argc, char** argv) {
     uint16_t* A16 = dev_random<uint16_t>(rows_a * cols_a, 3);  // bit patterns: timing only
     uint16_t* B16 = dev_random<uint16_t>(rows_b * cols_b, 4);
     uint16_t* C16 = dev_zeros<uint16_t>(s.M * s.N);
-    CK(cudaMemsetAsync(A16, 0x3c, rows_a * cols_a * 2, g_stream));  // 0x3c3c: a finite bf16 (~0.0115)
+    CK(cudaMemsetAsync(A16, 0x3c, rows_a * cols_a * 2,
+                       g_stream));  // 0x3c3c: a finite bf16 (~0.0115)
     CK(cudaMemsetAsync(B16, 0x3c, rows_b * cols_b * 2, g_stream));
     const double ms16 = time_ms(
         [&] {
@@ -187,7 +188,8 @@ int main(int argc, char** argv) {
         time_ms([&] { ms::cuda::attention_forward(out, att, qkv, B, T, C, NH, g_stream); }, iters);
     report("attention_forward", "ours_fp32", ms_f, fwd_flops, 0, kPeakFp32);
     const double ms_b = time_ms(
-        [&] { ms::cuda::attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH, g_stream); }, iters);
+        [&] { ms::cuda::attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH, g_stream); },
+        iters);
     report("attention_backward", "ours_fp32", ms_b, 2 * fwd_flops, 0, kPeakFp32);
     for (float* p : {qkv, out, att, datt, dqkv, dout}) CK(cudaFree(p));
   }
@@ -203,11 +205,12 @@ int main(int argc, char** argv) {
     float* dx = dev_zeros<float>(BT * C);
     float* dw = dev_zeros<float>(C);
     float* db = dev_zeros<float>(C);
-    const double ms_f =
-        time_ms([&] { ms::cuda::layernorm_forward(y, mean, rstd, x, w, b, BT, C, 1e-5, g_stream); }, iters);
+    const double ms_f = time_ms(
+        [&] { ms::cuda::layernorm_forward(y, mean, rstd, x, w, b, BT, C, 1e-5, g_stream); }, iters);
     report("layernorm_forward", "ours_fp32", ms_f, 0, 2.0 * BT * C * 4, 0);
     const double ms_b = time_ms(
-        [&] { ms::cuda::layernorm_backward(dx, dw, db, y, x, w, mean, rstd, BT, C, g_stream); }, iters);
+        [&] { ms::cuda::layernorm_backward(dx, dw, db, y, x, w, mean, rstd, BT, C, g_stream); },
+        iters);
     report("layernorm_backward", "ours_fp32", ms_b, 0, 3.0 * BT * C * 4, 0);
     for (float* p : {x, y, w, b, mean, rstd, dx, dw, db}) CK(cudaFree(p));
 
@@ -241,8 +244,8 @@ int main(int argc, char** argv) {
     report("classifier", "ours_unfused_fwd_bwd", ms_u, 0, 4 * bytes, 0);
     // In place: after the first call the buffer holds gradients, not logits;
     // the work per call is the same, only the values differ.
-    const double ms_f =
-        time_ms([&] { ms::cuda::fused_classifier(logits, losses, tgt, 1.0, BT, V, g_stream); }, iters);
+    const double ms_f = time_ms(
+        [&] { ms::cuda::fused_classifier(logits, losses, tgt, 1.0, BT, V, g_stream); }, iters);
     report("classifier", "ours_fused", ms_f, 0, 2 * bytes, 0);
     for (float* p : {logits, dlogits, lse, losses}) CK(cudaFree(p));
     CK(cudaFree(tgt));

@@ -23,8 +23,7 @@ std::string shared_gpu_problem(const std::vector<std::string>& uuids) {
         ranks += ", " + std::to_string(j);
         ++sharing;
       }
-    if (sharing > 1)
-      return str_cat("local ranks ", ranks, " would share one GPU (", uuids[i], ")");
+    if (sharing > 1) return str_cat("local ranks ", ranks, " would share one GPU (", uuids[i], ")");
   }
   return "";
 }
@@ -395,9 +394,7 @@ class NcclBackend final : public Backend {
     state_->timeout = seconds;
   }
   double timeout() const override { return state_->timeout; }
-  bool moves(Device device) const override {
-    return device == Device::CUDA || cpu_->moves(device);
-  }
+  bool moves(Device device) const override { return device == Device::CUDA || cpu_->moves(device); }
   DType wire_reduce_dtype(const Tensor& t) const override {
     return t.device() == Device::CUDA ? t.dtype() : cpu_->wire_reduce_dtype(t);
   }
@@ -453,9 +450,8 @@ class NcclBackend final : public Backend {
     void* p = t.device_raw_data();
     const size_t n = size_t(t.numel());
     const ncclDataType_t type = nccl_type(t.dtype());
-    return queue(str_cat("send to rank ", dst), t, [=](ncclComm_t c, cudaStream_t s) {
-      return ncclSend(p, n, type, dst, c, s);
-    });
+    return queue(str_cat("send to rank ", dst), t,
+                 [=](ncclComm_t c, cudaStream_t s) { return ncclSend(p, n, type, dst, c, s); });
   }
 
   // NCCL cannot check the sender's count: a mismatch is the caller's error
@@ -465,9 +461,8 @@ class NcclBackend final : public Backend {
     void* p = t.device_raw_data();
     const size_t n = size_t(t.numel());
     const ncclDataType_t type = nccl_type(t.dtype());
-    return queue(str_cat("recv from rank ", src), t, [=](ncclComm_t c, cudaStream_t s) {
-      return ncclRecv(p, n, type, src, c, s);
-    });
+    return queue(str_cat("recv from rank ", src), t,
+                 [=](ncclComm_t c, cudaStream_t s) { return ncclRecv(p, n, type, src, c, s); });
   }
 
   // A host-side barrier (MPI_Barrier): it does not wait for NCCL kernels in

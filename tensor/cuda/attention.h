@@ -26,7 +26,6 @@ void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, in
 // dqkv (B, T, 3C) is overwritten; datt_scratch is (B, NH, T, T) working memory.
 template <typename T>
 void attention_backward(T* dqkv, T* datt_scratch, const T* dout, const T* qkv, const T* att,
-                        int64_t B, int64_t Tlen, int64_t C, int64_t NH,
-                        cudaStream_t stream);
+                        int64_t B, int64_t Tlen, int64_t C, int64_t NH, cudaStream_t stream);
 
 }  // namespace ms::cuda

@@ -322,14 +322,14 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, cudaStre
   const Strided g = make_strided(out.shape(), a.strides(), b.strides());
   if (out.dtype() == DType::F32) {
     binary_strided(op, static_cast<const float*>(a.device_raw_data()),
-                   static_cast<const float*>(b.device_raw_data()), static_cast<float*>(out.device_raw_data()), g,
-                   stream);
+                   static_cast<const float*>(b.device_raw_data()),
+                   static_cast<float*>(out.device_raw_data()), g, stream);
   } else {
     MS_CHECK(out.dtype() == DType::F64, "cuda binary: dtype ", dtype_name(out.dtype()),
              " (expected f32 or f64)");
     binary_strided(op, static_cast<const double*>(a.device_raw_data()),
-                   static_cast<const double*>(b.device_raw_data()), static_cast<double*>(out.device_raw_data()),
-                   g, stream);
+                   static_cast<const double*>(b.device_raw_data()),
+                   static_cast<double*>(out.device_raw_data()), g, stream);
   }
 }
 
@@ -338,8 +338,8 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar, cudaStream_t
            "cuda unary: shapes ", shape_str(a.shape()), " -> ", shape_str(out.shape()));
   const Strided g = make_strided(out.shape(), a.strides(), a.strides());
   if (out.dtype() == DType::F32) {
-    unary_strided(op, static_cast<const float*>(a.device_raw_data()), static_cast<float*>(out.device_raw_data()),
-                  g, float(scalar), stream);
+    unary_strided(op, static_cast<const float*>(a.device_raw_data()),
+                  static_cast<float*>(out.device_raw_data()), g, float(scalar), stream);
   } else {
     MS_CHECK(out.dtype() == DType::F64, "cuda unary: dtype ", dtype_name(out.dtype()),
              " (expected f32 or f64)");
@@ -385,7 +385,8 @@ void axpy(Tensor& dst, const Tensor& src, double alpha, cudaStream_t stream) {
            " += ", shape_str(src.shape()));
   MS_CHECK(is_float_compute(dst.dtype()) || dst.dtype() == DType::BF16 || dst.dtype() == DType::F16,
            "cuda axpy: dtype ", dtype_name(dst.dtype()));
-  axpy_n(dst.device_raw_data(), dst.dtype(), src.device_raw_data(), src.dtype(), dst.numel(), alpha, stream);
+  axpy_n(dst.device_raw_data(), dst.dtype(), src.device_raw_data(), src.dtype(), dst.numel(), alpha,
+         stream);
 }
 
 void scale_rounded(Tensor& t, double s, cudaStream_t stream) {

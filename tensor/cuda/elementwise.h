@@ -21,8 +21,7 @@ using cpu::UnaryOp;
 
 // ---- Tensor twins (same preconditions as the CPU's: inputs already
 // broadcast to out's shape, expanded dims have stride 0; out contiguous) ----
-void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out,
-            cudaStream_t stream);
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, cudaStream_t stream);
 void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar, cudaStream_t stream);
 // The CPU twin's scalar defaults to 0; a default cannot precede the stream.
 void unary(UnaryOp op, const Tensor& a, Tensor& out, cudaStream_t stream);
@@ -50,8 +49,7 @@ template <typename T>
 void binary_strided(BinaryOp op, const T* a, const T* b, T* out, const Strided& g,
                     cudaStream_t stream);
 template <typename T>
-void unary_strided(UnaryOp op, const T* a, T* out, const Strided& g, T scalar,
-                   cudaStream_t stream);
+void unary_strided(UnaryOp op, const T* a, T* out, const Strided& g, T scalar, cudaStream_t stream);
 // out (contiguous) = a read through g.stride_a, any element type of 2, 4 or 8 bytes.
 void copy_strided(const void* a, void* out, size_t elem_size, const Strided& g,
                   cudaStream_t stream);

@@ -200,7 +200,7 @@ void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, config, stream);
   constexpr int kThreads = 256;
   add_bias_kernel<<<detail::blocks_for(M * N, kThreads), kThreads, 0, stream>>>(C, ldc, bias, M, N,
-                                                                              K == 0);
+                                                                                K == 0);
   MS_CUDA_KERNEL_CHECK("gemm_f32_bias (bias)");
 }
 

@@ -15,7 +15,6 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 // dinp (N, C) is overwritten; dweight (C), dbias (C) are ACCUMULATED into (callers zero them).
 template <typename T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                        const T* mean, const T* rstd, int64_t N, int64_t C,
-                        cudaStream_t stream);
+                        const T* mean, const T* rstd, int64_t N, int64_t C, cudaStream_t stream);
 
 }  // namespace ms::cuda

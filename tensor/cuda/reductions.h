@@ -10,8 +10,7 @@ namespace ms::cuda {
 
 // out (outer, inner) = Σ_r in (outer, R, inner)
 template <typename T>
-void reduce_sum(const T* in, T* out, int64_t outer, int64_t R, int64_t inner,
-                cudaStream_t stream);
+void reduce_sum(const T* in, T* out, int64_t outer, int64_t R, int64_t inner, cudaStream_t stream);
 
 // Max and the index (0..R-1) of its first occurrence; NaN propagates (the
 // first NaN wins, as on the CPU).

@@ -12,9 +12,10 @@
   if (::ms::cuda_device_count() == 0) SKIP("skipped: no CUDA device")
 #else
 // Catch2 v2 has no SKIP: print the line and leave the test (no assertions run).
-#define MS_SKIP_WITHOUT_CUDA()                                                            \
-  if (::ms::cuda_device_count() == 0) {                                                   \
-    std::printf("skipped: no CUDA device: %s\n", Catch::getResultCapture().getCurrentTestName().c_str()); \
-    return;                                                                               \
+#define MS_SKIP_WITHOUT_CUDA()                                           \
+  if (::ms::cuda_device_count() == 0) {                                  \
+    std::printf("skipped: no CUDA device: %s\n",                         \
+                Catch::getResultCapture().getCurrentTestName().c_str()); \
+    return;                                                              \
   }
 #endif

@@ -158,7 +158,8 @@ TEMPLATE_TEST_CASE("cuda cross-entropy and the fused classifier match the CPU tw
         ms::cuda::cross_entropy_forward(dLse.get(), dLogits.get(), dTgt.get(), N, V, main_stream());
     CHECK(std::fabs(gloss - loss) <= tol<T>(1e-5) * (1 + std::fabs(loss)));
     require_close(dLse.download(), lse, tol<T>(1e-5), tol<T>(1e-6), "cross_entropy lse");
-    ms::cuda::cross_entropy_backward(dD.get(), dLogits.get(), dLse.get(), dTgt.get(), dloss, N, V, main_stream());
+    ms::cuda::cross_entropy_backward(dD.get(), dLogits.get(), dLse.get(), dTgt.get(), dloss, N, V,
+                                     main_stream());
     require_close(dD.download(), dlogits, tol<T>(1e-4), tol<T>(1e-8), "cross_entropy dlogits");
 
     // Fused: per-row losses (their mean is the loss) and dlogits over the logits.
@@ -328,7 +329,8 @@ TEST_CASE("cuda elementwise binary/unary over strided and broadcast inputs",
           }
           want[(i * 4 + j) * 5 + k] = r;
         }
-    ms::cuda::unary_strided(op, dA.get(), dOut.get(), ms::cuda::make_strided(shape, sa, sa), s, main_stream());
+    ms::cuda::unary_strided(op, dA.get(), dOut.get(), ms::cuda::make_strided(shape, sa, sa), s,
+                            main_stream());
     // CUDA's documented worst cases: expf, tanhf 2 ulp, powf 4 ulp (≤ 5e-7 relative).
     require_close(dOut.download(), want, 6e-7, 1e-7, "unary (CUDA math vs libm)");
   }
@@ -416,10 +418,12 @@ TEST_CASE("cuda kernels refuse bad shapes with an ms::Error before launching (ho
   float* none = nullptr;  // never dereferenced: the checks come first
   CHECK_THROWS_WITH(ms::cuda::attention_forward(none, none, none, 1, 4, 10, 3, kNeverLaunched),
                     Catch::Contains("C = 10 is not a multiple of NH = 3"));
-  CHECK_THROWS_WITH(ms::cuda::attention_backward(none, none, none, none, none, 1, 4, 2048, 1, kNeverLaunched),
-                    Catch::Contains("head size 2048 exceeds 1024"));
+  CHECK_THROWS_WITH(
+      ms::cuda::attention_backward(none, none, none, none, none, 1, 4, 2048, 1, kNeverLaunched),
+      Catch::Contains("head size 2048 exceeds 1024"));
   int32_t* arg = nullptr;
-  CHECK_THROWS_WITH(ms::cuda::reduce_max(none, none, arg, 2, 0, 3, kNeverLaunched), Catch::Contains("R = 0"));
+  CHECK_THROWS_WITH(ms::cuda::reduce_max(none, none, arg, 2, 0, 3, kNeverLaunched),
+                    Catch::Contains("R = 0"));
   CHECK_THROWS_WITH(ms::cuda::reduce_sum(none, none, 70000, 5, 2, kNeverLaunched),
                     Catch::Contains("outer = 70000"));
 }

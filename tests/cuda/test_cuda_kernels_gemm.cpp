@@ -32,8 +32,8 @@ struct Case {
   int64_t M, N, K;
 };
 // M, N or K = 1 included: gemm_f32_bias cannot use cuBLASLt's epilogue there.
-const std::vector<Case> kShapes = {{1, 1, 1},     {1, 7, 3},      {5, 1, 9},
-                                   {6, 5, 1},     {7, 13, 5},     {128, 128, 16},
+const std::vector<Case> kShapes = {{1, 1, 1},      {1, 7, 3},       {5, 1, 9},
+                                   {6, 5, 1},      {7, 13, 5},      {128, 128, 16},
                                    {129, 257, 33}, {300, 50, 1000}, {64, 768, 768}};
 
 // Σ_k |op(A)_ik|·|op(B)_kj| for every (i, j): the scale a rounding error can reach.
@@ -251,9 +251,10 @@ TEST_CASE("cuda gemm names its backends and refuses what cuBLAS's int API would 
   CHECK(std::string(ms::cuda::gemm_math_name(GemmMath::BF16)) == "bf16");
   float* none = nullptr;  // never dereferenced: the checks come first
   const int64_t big = int64_t(1) << 31;
-  CHECK_THROWS_WITH(ms::cuda::gemm_f32(false, false, 2, 2, big, 1.0f, none, big, none, 2, 0.0f,
-                                       none, 2, GemmConfig{GemmBackend::Cublas, GemmMath::FP32}, kNeverLaunched),
-                    Catch::Contains("exceeds 2^31 - 1"));
+  CHECK_THROWS_WITH(
+      ms::cuda::gemm_f32(false, false, 2, 2, big, 1.0f, none, big, none, 2, 0.0f, none, 2,
+                         GemmConfig{GemmBackend::Cublas, GemmMath::FP32}, kNeverLaunched),
+      Catch::Contains("exceeds 2^31 - 1"));
   CHECK_THROWS_WITH(
       ms::cuda::gemm_f32(false, false, 65536 * 128 + 1, 2, 2, 1.0f, none, 2, none, 2, 0.0f, none, 2,
                          GemmConfig{GemmBackend::Tiled, GemmMath::FP32}, kNeverLaunched),

@@ -183,7 +183,8 @@ TEST_CASE("copies of strided views keep the logical order", "[cuda][copy]") {
   Tensor d = h.to(Device::CUDA);
   Tensor dt = Tensor::make_view(d, {4, 3, 2}, {1, 4, 12}, 0);
   CHECK(dt.to(Device::CPU).to_vector() == contiguous(ht).to_vector());
-  Tensor dn = Tensor::make_view(d, {2, 2}, {12, 1}, 5);  // columns 5, 6 of both rows of h seen as (2, 12)
+  Tensor dn =
+      Tensor::make_view(d, {2, 2}, {12, 1}, 5);  // columns 5, 6 of both rows of h seen as (2, 12)
   CHECK(dn.to(Device::CPU).to_vector() == std::vector<double>{5, 6, 17, 18});
 }
 

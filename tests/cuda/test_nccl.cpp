@@ -53,13 +53,13 @@ std::string why_skip() {
 }
 
 #ifdef SKIP  // Catch2 >= 3.3 reports skipped cases as such
-#define SKIP_WITHOUT_DEVICE()                       \
+#define SKIP_WITHOUT_DEVICE() \
   if (const std::string why = why_skip(); !why.empty()) SKIP(why)
 #else
-#define SKIP_WITHOUT_DEVICE()                               \
+#define SKIP_WITHOUT_DEVICE()                             \
   if (const std::string why = why_skip(); !why.empty()) { \
-    WARN("SKIPPED: " << why);                               \
-    return;                                                 \
+    WARN("SKIPPED: " << why);                             \
+    return;                                               \
   }
 #endif
 
@@ -157,8 +157,7 @@ TEST_CASE("nccl: one-rank collectives move every byte, f32 / bf16 / f16 / f64 / 
   CHECK(download<float>(gathered) == v);
 }
 
-TEST_CASE("nccl: isend/irecv to oneself complete as one group, in either order",
-          "[cuda][nccl]") {
+TEST_CASE("nccl: isend/irecv to oneself complete as one group, in either order", "[cuda][nccl]") {
   SKIP_WITHOUT_DEVICE();
   Communicator world = nccl_world();
   const std::vector<float> v = iota_f(4099, 1);
@@ -222,7 +221,7 @@ TEST_CASE("nccl: the ledger counts CUDA reductions in their own dtype (bf16: 2 b
   SKIP_WITHOUT_DEVICE();
   Communicator world = nccl_world();
   Tensor b = upload(std::vector<uint16_t>(64, f32_to_bf16(1.f)), DType::BF16);
-  CHECK(world.backend().wire_reduce_dtype(b) == DType::BF16);  // MPI: f32
+  CHECK(world.backend().wire_reduce_dtype(b) == DType::BF16);                       // MPI: f32
   CHECK(world.backend().wire_reduce_dtype(zeros({4}, DType::BF16)) == DType::F32);  // CPU: MPI's
   const Traffic before = world.traffic();
   world.all_reduce(b);
@@ -277,7 +276,8 @@ TEST_CASE("nccl: a collective waits for the main-stream kernel that wrote its in
     world.backend().all_gather(in, out, true).wait();
     // The second event: the main stream waits for the gather, so this copy sees it.
     const std::vector<float> got = download<float>(out);
-    const int64_t wrong = std::count_if(got.begin(), got.end(), [&](float x) { return x != value; });
+    const int64_t wrong =
+        std::count_if(got.begin(), got.end(), [&](float x) { return x != value; });
     INFO("elements of the gather that missed the fill: " << wrong << " of " << n);
     CHECK(wrong == 0);
   }
