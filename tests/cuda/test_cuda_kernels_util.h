@@ -16,6 +16,7 @@
 
 #include "tensor/cuda/runtime.h"
 #include "tests/catch_compat.h"
+#include "tests/cuda/cuda_skip.h"
 
 namespace ms::cudatest {
 
@@ -33,24 +34,10 @@ inline bool has_cuda_device() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-// Catch2 v3 reports the test as skipped; v2 has no SKIP, so a WARN shows in
-// the output and the test passes vacuously. Either way a CPU-only run says
-// exactly what it did not check.
-#ifdef MS_CATCH2_V3
-#define MS_REQUIRE_CUDA_OR_SKIP()                                       \
-  do {                                                                  \
-    if (!::ms::cudatest::has_cuda_device())                             \
-      SKIP("no CUDA device (cudaGetDeviceCount failed or found none)"); \
-  } while (0)
-#else
-#define MS_REQUIRE_CUDA_OR_SKIP()                                                \
-  do {                                                                           \
-    if (!::ms::cudatest::has_cuda_device()) {                                    \
-      WARN("SKIPPED: no CUDA device (cudaGetDeviceCount failed or found none)"); \
-      return;                                                                    \
-    }                                                                            \
-  } while (0)
-#endif
+// A visible skip without a GPU, a failure under MS_REQUIRE_GPU=1 (cuda_skip.h).
+#define MS_REQUIRE_CUDA_OR_SKIP()                       \
+  MS_SKIP_UNLESS_GPU(::ms::cudatest::has_cuda_device(), \
+                     "no CUDA device (cudaGetDeviceCount failed or found none)")
 
 #define MS_CUDA_OK(expr) REQUIRE((expr) == cudaSuccess)
 

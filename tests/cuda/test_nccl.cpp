@@ -20,6 +20,7 @@
 #include "tensor/cuda/elementwise.h"
 #include "tensor/cuda/runtime.h"
 #include "tests/catch_compat.h"
+#include "tests/cuda/cuda_skip.h"
 #include "tests/mpi/error_capture.h"
 
 using namespace ms;
@@ -43,25 +44,17 @@ bool has_device(std::string* why = nullptr) {
   return false;
 }
 
-// Why the device cases cannot run here, or "" when they can.
-std::string why_skip() {
-  std::string why;
-  if (!has_device(&why)) return "no CUDA device (" + why + ")";
-  if (mpi_runtime().size() > 1)
-    return "the NCCL cases run on one rank (NCCL refuses two ranks on one GPU; run without mpirun)";
-  return "";
-}
-
-#ifdef SKIP  // Catch2 >= 3.3 reports skipped cases as such
-#define SKIP_WITHOUT_DEVICE() \
-  if (const std::string why = why_skip(); !why.empty()) SKIP(why)
-#else
-#define SKIP_WITHOUT_DEVICE()                             \
-  if (const std::string why = why_skip(); !why.empty()) { \
-    WARN("SKIPPED: " << why);                             \
-    return;                                               \
-  }
-#endif
+// No device: skipped, or failed under MS_REQUIRE_GPU=1 (tests/cuda/cuda_skip.h).
+// Several ranks: skipped (NCCL refuses two ranks on one GPU; run without mpirun).
+#define SKIP_WITHOUT_DEVICE()                                                      \
+  do {                                                                             \
+    std::string why_;                                                              \
+    MS_SKIP_UNLESS_GPU(has_device(&why_), "no CUDA device (" + why_ + ")");        \
+    if (mpi_runtime().size() > 1)                                                  \
+      MS_GPU_SKIP_(                                                                \
+          std::string("the NCCL cases run on one rank (NCCL refuses two ranks on " \
+                      "one GPU; run without mpirun)"));                            \
+  } while (0)
 
 void check_cuda(cudaError_t rc) {
   INFO(cudaGetErrorString(rc));
