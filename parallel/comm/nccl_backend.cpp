@@ -4,32 +4,6 @@
 // include nccl.h, which a CPU machine may not have.
 #include "parallel/comm/nccl_backend.h"
 
-#include "tensor/error.h"
-
-namespace ms {
-
-int local_gpu_index(int local_rank, int visible) {
-  MS_ASSERT(visible > 0 && local_rank >= 0, "local_gpu_index(", local_rank, ", ", visible, ")");
-  return local_rank % visible;
-}
-
-std::string shared_gpu_problem(const std::vector<std::string>& uuids) {
-  for (size_t i = 0; i < uuids.size(); ++i) {
-    if (uuids[i].empty()) continue;
-    std::string ranks = std::to_string(i);
-    int sharing = 1;
-    for (size_t j = i + 1; j < uuids.size(); ++j)
-      if (uuids[j] == uuids[i]) {
-        ranks += ", " + std::to_string(j);
-        ++sharing;
-      }
-    if (sharing > 1) return str_cat("local ranks ", ranks, " would share one GPU (", uuids[i], ")");
-  }
-  return "";
-}
-
-}  // namespace ms
-
 #ifndef MS_CUDA
 
 namespace ms {
@@ -96,86 +70,6 @@ ncclDataType_t nccl_type(DType dtype) {
 // the MPI backend's C++ integer division).
 ncclRedOp_t nccl_op(ReduceOp op) {
   return op == ReduceOp::Max ? ncclMax : op == ReduceOp::Avg ? ncclAvg : ncclSum;
-}
-
-// ---------------------------------------------------------------- one GPU per rank
-// The process's device: local_gpu_index of its rank among the ranks of its
-// node (nccl_backend.h says why the modulo). Chosen once,
-// by the first NCCL backend, which is made on every rank of the world
-// (Communicator::world(BackendKind::NCCL)): the checks below are collectives
-// over MPI_COMM_WORLD and the node's communicator.
-int g_device = -1;
-
-std::string uuid_text(const cudaUUID_t& u) {
-  static const char* hex = "0123456789abcdef";
-  std::string s = "GPU-";
-  for (int i = 0; i < 16; ++i) {
-    const unsigned char b = static_cast<unsigned char>(u.bytes[i]);
-    s += hex[b >> 4];
-    s += hex[b & 15];
-    if (i == 3 || i == 5 || i == 7 || i == 9) s += '-';  // nvidia-smi's grouping
-  }
-  return s;
-}
-
-void select_device() {
-  if (g_device >= 0) return;
-  MPI_Comm local;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
-  int local_rank = 0, local_size = 1;
-  MPI_Comm_rank(local, &local_rank);
-  MPI_Comm_size(local, &local_size);
-  int count = 0;
-  const cudaError_t rc = cudaGetDeviceCount(&count);
-  std::string problem;
-  int device = -1;
-  char uuid[64] = {};  // "" without a GPU
-  if (rc != cudaSuccess || count == 0) {
-    cudaGetLastError();
-    problem = str_cat("no CUDA device is visible to this process (",
-                      rc != cudaSuccess ? cudaGetErrorString(rc) : "cudaGetDeviceCount found 0",
-                      "); the nccl backend moves GPU buffers: run where each rank has a GPU, or "
-                      "use MS_BACKEND=mpi");
-  } else {
-    device = local_gpu_index(local_rank, count);
-    cudaDeviceProp prop{};
-    const cudaError_t prc = cudaGetDeviceProperties(&prop, device);
-    if (prc != cudaSuccess)
-      problem = str_cat("cudaGetDeviceProperties(", device, "): ", cudaGetErrorString(prc));
-    else
-      std::strncpy(uuid, uuid_text(prop.uuid).c_str(), sizeof(uuid) - 1);
-  }
-  // Every rank of the node learns every rank's GPU: one GPU with two ranks
-  // is refused by NCCL ("invalid usage"), so say which ranks and how to run.
-  std::vector<char> all(sizeof(uuid) * size_t(local_size));
-  MPI_Allgather(uuid, sizeof(uuid), MPI_CHAR, all.data(), sizeof(uuid), MPI_CHAR, local);
-  MPI_Comm_free(&local);
-  std::vector<std::string> uuids;
-  for (int r = 0; r < local_size; ++r) uuids.emplace_back(all.data() + size_t(r) * sizeof(uuid));
-  if (problem.empty()) {
-    const std::string shared = shared_gpu_problem(uuids);
-    if (!shared.empty())
-      problem = str_cat(
-          local_size, " ranks run on one node where each sees ", count, " GPU(s): ", shared,
-          ". The nccl backend needs a GPU per rank, because NCCL refuses two ranks of one "
-          "communicator on one GPU (\"invalid usage\"). Start at most one rank per GPU (all GPUs "
-          "visible, or CUDA_VISIBLE_DEVICES=<local rank> for each rank), or use MS_BACKEND=mpi, "
-          "which moves CPU tensors");
-  }
-  // Every rank must agree, or the ranks without a problem would wait in
-  // ncclCommInitRank forever: the first rank with one tells everybody.
-  int world_rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  int mine = problem.empty() ? INT_MAX : world_rank, first = INT_MAX;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (first != INT_MAX) {
-    char text[1024] = {};
-    if (world_rank == first) std::strncpy(text, problem.c_str(), sizeof(text) - 1);
-    MPI_Bcast(text, sizeof(text), MPI_CHAR, first, MPI_COMM_WORLD);
-    throw AgreedError(str_cat("nccl backend (world rank ", first, "'s node): ", text));
-  }
-  cuda_check(cudaSetDevice(device), str_cat("nccl backend: cudaSetDevice(", device, ")"));
-  g_device = device;
 }
 
 // ---------------------------------------------------------------- in-flight work
@@ -368,9 +262,8 @@ class NcclBackend final : public Backend {
   NcclBackend(std::shared_ptr<Backend> cpu, cudaStream_t stream)
       : cpu_(std::move(cpu)), state_(std::make_shared<NcclState>()) {
     MS_CHECK(cpu_ != nullptr, "make_nccl_backend: null cpu backend");
-    select_device();
-    state_->device = g_device;
-    state_->main = cuda::stream(g_device);
+    state_->device = select_nccl_device();
+    state_->main = cuda::stream(state_->device);
     state_->stream = stream != nullptr ? stream : nccl_default_stream();
     state_->timeout = cpu_->timeout();
     ncclUniqueId id;

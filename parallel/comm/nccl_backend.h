@@ -118,5 +118,11 @@ void set_nccl_stream(Communicator& comm, cudaStream_t stream);
 // The process's own NCCL stream, the default of every NCCL communicator.
 cudaStream_t nccl_default_stream_of(const Communicator& comm);
 
+// The rank's GPU for NCCL (nccl_backend_device.cpp): local_gpu_index of its
+// rank on the node, made current with cudaSetDevice, after every rank of the
+// world agreed that each has a GPU of its own (an AgreedError naming the way
+// out otherwise). Chosen once per process; collective on the first call.
+int select_nccl_device();
+
 }  // namespace ms
 #endif
