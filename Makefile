@@ -73,11 +73,36 @@ ifeq ($(CUDA),1)
   BUILD := build-cuda$(if $(filter 1,$(SAN)),-san)
   CUDA_INC := -I$(CUDA_HOME)/include
   CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib)
-  CXXFLAGS += -DMS_CUDA=1 $(CUDA_INC)
+  # NCCL: NCCL_HOME when given (its include/ and lib/ or lib64/); else beside
+  # the toolkit or in /usr (apt's libnccl-dev); else PyTorch's wheel (pip's
+  # nvidia-nccl-cu*: site-packages/nvidia/nccl/{include,lib}). python3 is asked
+  # only when neither of the first two has nccl.h, and only if it exists, so a
+  # machine without python3 or torch pays nothing. The wheel ships
+  # libnccl.so.2 without the unversioned name, hence -l:libnccl.so.2 there.
+  ifeq ($(NCCL_HOME),)
+    ifeq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),)
+      NCCL_HOME := $(shell command -v python3 >/dev/null 2>&1 && python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null)
+    endif
+  endif
+  ifneq ($(NCCL_HOME),)
+    ifeq ($(wildcard $(NCCL_HOME)/include/nccl.h),)
+      $(error CUDA=1: no nccl.h in NCCL_HOME=$(NCCL_HOME)/include; point NCCL_HOME at an NCCL install (include/, lib/))
+    endif
+    NCCL_LIBDIR := $(firstword $(wildcard $(NCCL_HOME)/lib64 $(NCCL_HOME)/lib))
+    NCCL_INC := -I$(NCCL_HOME)/include
+    NCCL_LINK := -L$(NCCL_LIBDIR) -Wl,-rpath,$(NCCL_LIBDIR)
+    NCCL_LIB := $(if $(wildcard $(NCCL_LIBDIR)/libnccl.so),-lnccl,-l:libnccl.so.2)
+  else
+    ifeq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),)
+      $(error CUDA=1: NCCL not found (no nccl.h under $(CUDA_HOME)/include or /usr/include, no NCCL_HOME, no PyTorch nvidia/nccl wheel); install libnccl-dev or set NCCL_HOME=/path/to/nccl)
+    endif
+    NCCL_LIB := -lnccl
+  endif
+  CXXFLAGS += -DMS_CUDA=1 $(NCCL_INC) $(CUDA_INC)
   NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
   NVCCFLAGS := -std=c++20 -O3 $(NVCC_ARCH) -DMS_CUDA=1 -I. $(CUDA_INC) $(MPI_CFLAGS) -DOMPI_SKIP_MPICXX \
     --expt-relaxed-constexpr -Xcompiler -fopenmp,-Wall -MMD -MP
-  LIBS += $(CUDA_LIBDIRS:%=-L%) $(CUDA_LIBDIRS:%=-Wl,-rpath,%) -lcudart -lcublas -lcublasLt -lnccl
+  LIBS += $(NCCL_LINK) $(CUDA_LIBDIRS:%=-L%) $(CUDA_LIBDIRS:%=-Wl,-rpath,%) -lcudart -lcublas -lcublasLt $(NCCL_LIB)
 endif
 
 # ---- sources ----

@@ -5,8 +5,9 @@
 //
 // One line of JSON per measurement on stdout, so bench/gpu/torch_peer.py can
 // run this binary, time the same ops in PyTorch and print the ratios side by
-// side. Achieved TFLOP/s and GB/s are printed against the H200 SXM datasheet
-// dense peaks (FP32 67, TF32 494, BF16 989 TFLOP/s; 4.8 TB/s HBM3e).
+// side. Achieved TFLOP/s and GB/s are printed against the H100/H200 SXM
+// datasheet dense peaks (FP32 67, TF32 494, BF16 989 TFLOP/s; HBM 3.35 TB/s on
+// an H100, 4.8 TB/s on an H200, picked by the device's name).
 //
 //   bench_gpu_kernels [--quick]     (--quick: fewer iterations, smaller B)
 #include <cuda_runtime.h>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "tensor/cuda/kernels.h"
+#include "tensor/cuda/runtime.h"
 
 namespace {
 
@@ -31,7 +33,12 @@ namespace {
     }                                                                                            \
   } while (0)
 
-constexpr double kPeakFp32 = 67e12, kPeakTf32 = 494e12, kPeakBf16 = 989e12, kPeakBw = 4.8e12;
+// The device's main stream: every launch, copy and timing event goes there
+// (the stream rule, docs/architecture.md "Streams"). Set in main().
+cudaStream_t g_stream = nullptr;
+
+constexpr double kPeakFp32 = 67e12, kPeakTf32 = 494e12, kPeakBf16 = 989e12;
+double kPeakBw = 4.8e12;  // main() sets 3.35e12 for an H100
 
 template <typename T>
 T* dev_random(size_t n, uint32_t seed, float scale = 1.0f) {
@@ -43,7 +50,8 @@ T* dev_random(size_t n, uint32_t seed, float scale = 1.0f) {
   }
   T* d = nullptr;
   CK(cudaMalloc(&d, n * sizeof(T)));
-  CK(cudaMemcpy(d, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  CK(cudaMemcpyAsync(d, h.data(), n * sizeof(T), cudaMemcpyHostToDevice, g_stream));
+  CK(cudaStreamSynchronize(g_stream));
   return d;
 }
 
@@ -51,7 +59,7 @@ template <typename T>
 T* dev_zeros(size_t n) {
   T* d = nullptr;
   CK(cudaMalloc(&d, n * sizeof(T)));
-  CK(cudaMemset(d, 0, n * sizeof(T)));
+  CK(cudaMemsetAsync(d, 0, n * sizeof(T), g_stream));
   return d;
 }
 
@@ -60,13 +68,13 @@ T* dev_zeros(size_t n) {
 // hides behind the previous kernel as it does in a training step).
 double time_ms(const std::function<void()>& f, int iters) {
   for (int i = 0; i < 2; ++i) f();
-  CK(cudaDeviceSynchronize());
+  CK(cudaStreamSynchronize(g_stream));
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a));
   CK(cudaEventCreate(&b));
-  CK(cudaEventRecord(a));
+  CK(cudaEventRecord(a, g_stream));
   for (int i = 0; i < iters; ++i) f();
-  CK(cudaEventRecord(b));
+  CK(cudaEventRecord(b, g_stream));
   CK(cudaEventSynchronize(b));
   float ms = 0;
   CK(cudaEventElapsedTime(&ms, a, b));
@@ -102,10 +110,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_gpu_kernels: no CUDA device; nothing to time\n");
     return 2;
   }
+  g_stream = ms::cuda::current_stream();
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
   std::fprintf(stderr, "device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor,
                prop.multiProcessorCount);
+  if (std::strstr(prop.name, "H100") != nullptr) kPeakBw = 3.35e12;
   const int64_t B = quick ? 2 : 8, T = 1024, C = 768, NH = 12, V = 50257, BT = B * T;
   const int iters = quick ? 3 : 20;
   std::printf("{\"config\": {\"B\": %ld, \"T\": %ld, \"C\": %ld, \"NH\": %ld, \"V\": %ld}}\n",
@@ -135,7 +145,7 @@ int main(int argc, char** argv) {
       const double ms = time_ms(
           [&] {
             ms::cuda::gemm_f32(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A, cols_a, Bm, cols_b, 0.0f, Cm,
-                               s.N, cfg);
+                               s.N, cfg, g_stream);
           },
           iters);
       const double peak = cfg.backend == GemmBackend::Tiled || cfg.math == GemmMath::FP32
@@ -153,12 +163,13 @@ int main(int argc, char** argv) {
     uint16_t* A16 = dev_random<uint16_t>(rows_a * cols_a, 3);  // bit patterns: timing only
     uint16_t* B16 = dev_random<uint16_t>(rows_b * cols_b, 4);
     uint16_t* C16 = dev_zeros<uint16_t>(s.M * s.N);
-    CK(cudaMemset(A16, 0x3c, rows_a * cols_a * 2));  // 0x3c3c: a finite bf16 (~0.0115)
-    CK(cudaMemset(B16, 0x3c, rows_b * cols_b * 2));
+    CK(cudaMemsetAsync(A16, 0x3c, rows_a * cols_a * 2,
+                       g_stream));  // 0x3c3c: a finite bf16 (~0.0115)
+    CK(cudaMemsetAsync(B16, 0x3c, rows_b * cols_b * 2, g_stream));
     const double ms16 = time_ms(
         [&] {
           ms::cuda::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A16, cols_a, B16, cols_b, 0.0f, C16,
-                              s.N);
+                              s.N, g_stream);
         },
         iters);
     report(std::string("gemm_") + s.name, "cublas_bf16_storage", ms16, flops, 0, kPeakBf16);
@@ -177,10 +188,11 @@ int main(int argc, char** argv) {
     // Causal FLOPs: q·kᵀ and att·v over the lower triangle, 2·2·B·NH·T²/2·hs.
     const double fwd_flops = 2.0 * B * NH * double(T) * T * (C / NH);
     const double ms_f =
-        time_ms([&] { ms::cuda::attention_forward(out, att, qkv, B, T, C, NH); }, iters);
+        time_ms([&] { ms::cuda::attention_forward(out, att, qkv, B, T, C, NH, g_stream); }, iters);
     report("attention_forward", "ours_fp32", ms_f, fwd_flops, 0, kPeakFp32);
     const double ms_b = time_ms(
-        [&] { ms::cuda::attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH); }, iters);
+        [&] { ms::cuda::attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH, g_stream); },
+        iters);
     report("attention_backward", "ours_fp32", ms_b, 2 * fwd_flops, 0, kPeakFp32);
     for (float* p : {qkv, out, att, datt, dqkv, dout}) CK(cudaFree(p));
   }
@@ -196,18 +208,19 @@ int main(int argc, char** argv) {
     float* dx = dev_zeros<float>(BT * C);
     float* dw = dev_zeros<float>(C);
     float* db = dev_zeros<float>(C);
-    const double ms_f =
-        time_ms([&] { ms::cuda::layernorm_forward(y, mean, rstd, x, w, b, BT, C, 1e-5); }, iters);
+    const double ms_f = time_ms(
+        [&] { ms::cuda::layernorm_forward(y, mean, rstd, x, w, b, BT, C, 1e-5, g_stream); }, iters);
     report("layernorm_forward", "ours_fp32", ms_f, 0, 2.0 * BT * C * 4, 0);
     const double ms_b = time_ms(
-        [&] { ms::cuda::layernorm_backward(dx, dw, db, y, x, w, mean, rstd, BT, C); }, iters);
+        [&] { ms::cuda::layernorm_backward(dx, dw, db, y, x, w, mean, rstd, BT, C, g_stream); },
+        iters);
     report("layernorm_backward", "ours_fp32", ms_b, 0, 3.0 * BT * C * 4, 0);
     for (float* p : {x, y, w, b, mean, rstd, dx, dw, db}) CK(cudaFree(p));
 
     const int64_t n = BT * 4 * C;
     float* g = dev_random<float>(n, 10);
     float* go = dev_zeros<float>(n);
-    const double ms_g = time_ms([&] { ms::cuda::gelu_forward(go, g, n); }, iters);
+    const double ms_g = time_ms([&] { ms::cuda::gelu_forward(go, g, n, g_stream); }, iters);
     report("gelu_forward", "ours_fp32", ms_g, 0, 2.0 * n * 4, 0);
     for (float* p : {g, go}) CK(cudaFree(p));
   }
@@ -222,19 +235,20 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < BT; ++i) ht[i] = int32_t((i * 7919) % V);
     int32_t* tgt = nullptr;
     CK(cudaMalloc(&tgt, BT * sizeof(int32_t)));
-    CK(cudaMemcpy(tgt, ht.data(), BT * sizeof(int32_t), cudaMemcpyHostToDevice));
+    CK(cudaMemcpyAsync(tgt, ht.data(), BT * sizeof(int32_t), cudaMemcpyHostToDevice, g_stream));
+    CK(cudaStreamSynchronize(g_stream));
     const double bytes = double(BT) * V * 4;
     const double ms_u = time_ms(
         [&] {
-          ms::cuda::cross_entropy_forward(lse, logits, tgt, BT, V);
-          ms::cuda::cross_entropy_backward(dlogits, logits, lse, tgt, 1.0, BT, V);
+          ms::cuda::cross_entropy_forward(lse, logits, tgt, BT, V, g_stream);
+          ms::cuda::cross_entropy_backward(dlogits, logits, lse, tgt, 1.0, BT, V, g_stream);
         },
         iters);
     report("classifier", "ours_unfused_fwd_bwd", ms_u, 0, 4 * bytes, 0);
     // In place: after the first call the buffer holds gradients, not logits;
     // the work per call is the same, only the values differ.
-    const double ms_f =
-        time_ms([&] { ms::cuda::fused_classifier(logits, losses, tgt, 1.0, BT, V); }, iters);
+    const double ms_f = time_ms(
+        [&] { ms::cuda::fused_classifier(logits, losses, tgt, 1.0, BT, V, g_stream); }, iters);
     report("classifier", "ours_fused", ms_f, 0, 2 * bytes, 0);
     for (float* p : {logits, dlogits, lse, losses}) CK(cudaFree(p));
     CK(cudaFree(tgt));
@@ -250,7 +264,7 @@ int main(int argc, char** argv) {
     const double ms = time_ms(
         [&] {
           ms::cuda::adamw_update(p, m, v, g, n, 1e-3f, 1 - 1e-4f, 0.9f, 0.999f, 0.1f, 0.001f, 1.0f,
-                                 1e-8f);
+                                 1e-8f, g_stream);
         },
         iters);
     report("adamw", "ours_fp32", ms, 0, 28.0 * n, 0);

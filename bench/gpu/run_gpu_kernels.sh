@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# The kernel half of a GPU check, one command: build (build_kernels.sh), run
-# every [cuda] kernel test against its CPU twin, then the GPT-2-shaped bench
-# beside PyTorch (torch_peer.py). Exits non-zero if the build or a test fails;
-# the bench runs only after the tests pass. Without a GPU the tests skip
-# visibly, then the bench says there is nothing to time and exits 2.
+# The kernel half of a GPU check, one command: build with make CUDA=1, run
+# every [cuda] test (MS_REQUIRE_GPU=1: no silent skips), then the GPT-2-shaped
+# kernel bench beside PyTorch (torch_peer.py) and the whole-step bench
+# (step_bench.sh). scripts/gpu-check.sh runs the same under timeouts. (The
+# kernels take their scratch from the caching allocator and their stream from
+# the runtime, so they build only with the library: make CUDA=1.)
 #
 #   bench/gpu/run_gpu_kernels.sh [--quick]     (--quick: B = 2, fewer iterations)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=build/cuda-kernels
-bench/gpu/build_kernels.sh
+B=build-cuda
+make CUDA=1 -j"$(nproc)" $B/unit_tests $B/minispeed $B/bench/bench_gpu_kernels
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$OUT/cuda_kernel_tests" "[cuda]"
+MS_REQUIRE_GPU=1 "$B/unit_tests" "[cuda]"
 if python3 -c "import torch" 2>/dev/null; then
-  python3 bench/gpu/torch_peer.py --ours "$OUT/bench_gpu_kernels" --json "$OUT/bench_gpu.json" "$@"
+  python3 bench/gpu/torch_peer.py --ours "$B/bench/bench_gpu_kernels" --json "$B/bench_gpu.json" "$@"
 else
   echo "run_gpu_kernels: no PyTorch here; our timings alone:"
-  "$OUT/bench_gpu_kernels" "$@"
+  "$B/bench/bench_gpu_kernels" "$@"
 fi
+bench/gpu/step_bench.sh "$B" "$@"

@@ -31,6 +31,7 @@ std::shared_ptr<Backend> make_nccl_backend(std::shared_ptr<Backend>) {
 #include <vector>
 
 #include "parallel/comm/runtime.h"
+#include "tensor/cuda/runtime.h"
 
 namespace ms {
 
@@ -71,53 +72,6 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return op == ReduceOp::Max ? ncclMax : op == ReduceOp::Avg ? ncclAvg : ncclSum;
 }
 
-// ---------------------------------------------------------------- one GPU per rank
-// The process's device: its index among the ranks of its node. Chosen once,
-// by the first NCCL backend, which is made on every rank of the world
-// (Communicator::world(BackendKind::NCCL)): the checks below are collectives
-// over MPI_COMM_WORLD.
-int g_device = -1;
-
-void select_device() {
-  if (g_device >= 0) return;
-  MPI_Comm local;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
-  int local_rank = 0, local_size = 1;
-  MPI_Comm_rank(local, &local_rank);
-  MPI_Comm_size(local, &local_size);
-  MPI_Comm_free(&local);
-  int count = 0;
-  const cudaError_t rc = cudaGetDeviceCount(&count);
-  std::string problem;
-  if (rc != cudaSuccess || count == 0) {
-    problem = str_cat("no CUDA device is visible to this process (",
-                      rc != cudaSuccess ? cudaGetErrorString(rc) : "cudaGetDeviceCount found 0",
-                      "); the nccl backend moves GPU buffers: run where each rank has a GPU, or "
-                      "use MS_BACKEND=mpi");
-  } else if (local_size > count) {
-    problem = str_cat(local_size, " ranks run on one node that has ", count,
-                      " visible GPU(s); the nccl backend needs a GPU per rank, because NCCL "
-                      "refuses two ranks of one communicator on one GPU (\"invalid usage\"). Start "
-                      "at most ",
-                      count, " rank(s) per node (e.g. mpirun -np ", count,
-                      " on one machine), or use MS_BACKEND=mpi, which moves CPU tensors");
-  }
-  // Every rank must agree, or the ranks without a problem would wait in
-  // ncclCommInitRank forever: the first rank with one tells everybody.
-  int world_rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  int mine = problem.empty() ? INT_MAX : world_rank, first = INT_MAX;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (first != INT_MAX) {
-    char text[1024] = {};
-    if (world_rank == first) std::strncpy(text, problem.c_str(), sizeof(text) - 1);
-    MPI_Bcast(text, sizeof(text), MPI_CHAR, first, MPI_COMM_WORLD);
-    throw AgreedError(str_cat("nccl backend (world rank ", first, "'s node): ", text));
-  }
-  cuda_check(cudaSetDevice(local_rank), str_cat("nccl backend: cudaSetDevice(", local_rank, ")"));
-  g_device = local_rank;
-}
-
 // ---------------------------------------------------------------- in-flight work
 struct Event {
   cudaEvent_t event = nullptr;
@@ -132,11 +86,38 @@ struct Slot {
   std::shared_ptr<Event> event;
 };
 
-// One ncclComm and what its Works share: the stream, the timeout, the queue
+// The process's NCCL stream (one device per process): every communicator of
+// the process launches on it unless set_nccl_stream chose another, so NCCL
+// ops run in the order they were issued, the same order on every rank (two
+// communicators on two streams could each wait for a peer that is blocked in
+// the other). Non-blocking: its only ordering is the explicit events below.
+// Never destroyed (a collective may still run at exit).
+cudaStream_t nccl_default_stream() {
+  static cudaStream_t s = [] {
+    cudaStream_t st = nullptr;
+    cuda_check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking),
+               "nccl backend: cudaStreamCreateWithFlags");
+    return st;
+  }();
+  return s;
+}
+
+// One ncclComm and what its Works share: the streams, the timeout, the queue
 // of point-to-point ops waiting to be launched as one group (nccl_backend.h).
+//
+// The stream rule (docs/architecture.md, "Streams"): minispeed's kernels run
+// on the device's main stream (cuda::stream(device)), NCCL on `stream`.
+// Before a launch, an event recorded on the main stream makes the NCCL
+// stream wait, so NCCL reads a buffer only after the kernels that wrote it
+// (and writes one only after the kernels that last read its old contents);
+// after it, the op's own event `done` is what a Work's wait() makes the main
+// stream wait for, so no later kernel touches the buffer before NCCL is done.
 struct NcclState {
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;  // the legacy default stream (nccl_backend.h)
+  int device = -1;                // the rank's GPU (select_device)
+  cudaStream_t main = nullptr;    // cuda::stream(device): the compute stream
+  cudaStream_t stream = nullptr;  // where NCCL launches: nccl_default_stream() or set_nccl_stream's
+  cudaEvent_t main_ready = nullptr;  // re-recorded before every launch
   double timeout = 0;
   struct Queued {
     std::string name;
@@ -147,6 +128,18 @@ struct NcclState {
 
   ~NcclState() {
     if (comm != nullptr) ncclCommDestroy(comm);
+    if (main_ready != nullptr) cudaEventDestroy(main_ready);
+  }
+
+  // Everything queued on the main stream so far happens before what is
+  // launched on the NCCL stream next (cudaStreamWaitEvent captures the
+  // event's state now: a later re-record does not move the wait).
+  void order_after_main(const std::string& op) {
+    if (stream == main) return;  // set_nccl_stream(main): one stream orders itself
+    if (main_ready == nullptr)
+      cuda_check(cudaEventCreateWithFlags(&main_ready, cudaEventDisableTiming), op);
+    cuda_check(cudaEventRecord(main_ready, main), op);
+    cuda_check(cudaStreamWaitEvent(stream, main_ready, 0), op);
   }
 
   std::shared_ptr<Event> record(const std::string& op) {
@@ -162,6 +155,7 @@ struct NcclState {
     queue.clear();
     const std::string group = str_cat("send/recv group of ", ops.size(), " (", ops[0].name,
                                       ops.size() > 1 ? ", ..." : "", ")");
+    order_after_main(group);
     nccl_check(ncclGroupStart(), group, comm);
     for (Queued& op : ops) {
       ncclResult_t rc = op.launch(comm, stream);
@@ -177,7 +171,12 @@ struct NcclState {
 };
 
 // A launched (or queued) NCCL op. Holds the tensors so their device memory
-// outlives the kernels that read and write it.
+// outlives the kernels that read and write it: the caching allocator reuses a
+// freed block for the next request without an event, which is safe only for
+// work on the main stream (tensor/cuda/allocator.h). A block NCCL still uses
+// must not reach the free list, so the Work keeps its tensors until finish(),
+// which runs once the host has seen the op's event pass and has made the main
+// stream wait on it.
 class NcclWork final : public Work::Impl {
  public:
   NcclWork(std::string name, std::shared_ptr<NcclState> state, std::shared_ptr<Slot> slot,
@@ -238,8 +237,13 @@ class NcclWork final : public Work::Impl {
                         ncclGetLastError(state_->comm)));
     return false;
   }
+  // The op has completed (its event passed). The main stream still waits on
+  // the event: the host poll is the watchdog and the MPI backend's promise
+  // ("when wait() returns the result is in memory"), the stream wait is the
+  // stream rule's ordering, which does not depend on the poll.
   void finish() {
     done_ = true;
+    cuda_check(cudaStreamWaitEvent(state_->main, slot_->event->event, 0), name_);
     keep_.clear();
   }
   std::string name_;
@@ -254,21 +258,23 @@ class NcclBackend final : public Backend {
  public:
   // Collective over cpu's group: rank 0's unique id reaches everyone by
   // MPI_Bcast (the cpu backend's blocking broadcast), then ncclCommInitRank.
+  // stream == nullptr: the process's NCCL stream (nccl_default_stream).
   NcclBackend(std::shared_ptr<Backend> cpu, cudaStream_t stream)
       : cpu_(std::move(cpu)), state_(std::make_shared<NcclState>()) {
     MS_CHECK(cpu_ != nullptr, "make_nccl_backend: null cpu backend");
-    select_device();
-    state_->stream = stream;
+    state_->device = select_nccl_device();
+    state_->main = cuda::stream(state_->device);
+    state_->stream = stream != nullptr ? stream : nccl_default_stream();
     state_->timeout = cpu_->timeout();
     ncclUniqueId id;
     static_assert(sizeof(id) % sizeof(int32_t) == 0);
     Tensor buf = Tensor::empty({int64_t(sizeof(id) / sizeof(int32_t))}, DType::I32);
     if (cpu_->rank() == 0) {
       nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
-      std::memcpy(buf.device_raw_data(), &id, sizeof(id));
+      std::memcpy(buf.host_raw_data(), &id, sizeof(id));
     }
     cpu_->broadcast(buf, 0, true).wait();
-    std::memcpy(&id, buf.device_raw_data(), sizeof(id));
+    std::memcpy(&id, buf.host_raw_data(), sizeof(id));
     nccl_check(ncclCommInitRank(&state_->comm, cpu_->size(), id, cpu_->rank()),
                str_cat("ncclCommInitRank (rank ", cpu_->rank(), " of ", cpu_->size(), ")"));
   }
@@ -281,14 +287,16 @@ class NcclBackend final : public Backend {
     state_->timeout = seconds;
   }
   double timeout() const override { return state_->timeout; }
-  bool moves(Device device) const override {
-    return device == Device::CUDA || cpu_->moves(device);
-  }
+  bool moves(Device device) const override { return device == Device::CUDA || cpu_->moves(device); }
   DType wire_reduce_dtype(const Tensor& t) const override {
     return t.device() == Device::CUDA ? t.dtype() : cpu_->wire_reduce_dtype(t);
   }
   cudaStream_t stream() const { return state_->stream; }
   void set_stream(cudaStream_t s) {
+    MS_CHECK(s != nullptr,
+             "set_nccl_stream: the legacy default stream (nullptr) is refused: nothing runs on it "
+             "(docs/architecture.md, \"Streams\"); pass a stream you created, or "
+             "nccl_default_stream_of() to go back to the backend's own");
     state_->flush();
     state_->stream = s;
   }
@@ -335,9 +343,8 @@ class NcclBackend final : public Backend {
     void* p = t.device_raw_data();
     const size_t n = size_t(t.numel());
     const ncclDataType_t type = nccl_type(t.dtype());
-    return queue(str_cat("send to rank ", dst), t, [=](ncclComm_t c, cudaStream_t s) {
-      return ncclSend(p, n, type, dst, c, s);
-    });
+    return queue(str_cat("send to rank ", dst), t,
+                 [=](ncclComm_t c, cudaStream_t s) { return ncclSend(p, n, type, dst, c, s); });
   }
 
   // NCCL cannot check the sender's count: a mismatch is the caller's error
@@ -347,9 +354,8 @@ class NcclBackend final : public Backend {
     void* p = t.device_raw_data();
     const size_t n = size_t(t.numel());
     const ncclDataType_t type = nccl_type(t.dtype());
-    return queue(str_cat("recv from rank ", src), t, [=](ncclComm_t c, cudaStream_t s) {
-      return ncclRecv(p, n, type, src, c, s);
-    });
+    return queue(str_cat("recv from rank ", src), t,
+                 [=](ncclComm_t c, cudaStream_t s) { return ncclRecv(p, n, type, src, c, s); });
   }
 
   // All-to-all as NCCL's docs write it: one group of a send and a receive per
@@ -408,6 +414,7 @@ class NcclBackend final : public Backend {
   Work launch(const char* op, std::vector<Tensor> keep, Call&& call) {
     MS_CHECK(state_->comm != nullptr, op, ": the NCCL communicator was aborted");
     state_->flush();  // issue order: the queued send/recv came first
+    state_->order_after_main(op);
     nccl_check(call(state_->comm, state_->stream), op, state_->comm);
     auto slot = std::make_shared<Slot>();
     slot->event = state_->record(op);
@@ -444,6 +451,11 @@ cudaStream_t nccl_stream(const Communicator& comm) {
 
 void set_nccl_stream(Communicator& comm, cudaStream_t stream) {
   nccl_of(comm).set_stream(stream);
+}
+
+cudaStream_t nccl_default_stream_of(const Communicator& comm) {
+  nccl_of(comm);  // the same error for a communicator that is not NCCL
+  return nccl_default_stream();
 }
 
 }  // namespace ms

@@ -10,10 +10,11 @@
 //     ncclUniqueId and broadcasts it (MPI_Bcast over the group's MPI
 //     communicator); every rank then calls ncclCommInitRank.
 //   * One GPU per rank: the rank's index among the ranks on its node
-//     (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED) picks cudaSetDevice. NCCL
-//     refuses two ranks of one communicator on one GPU ("invalid usage"), so
-//     more ranks on a node than visible GPUs is our error first, saying how to
-//     run instead (one rank per GPU, or MS_BACKEND=mpi).
+//     (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED), modulo the GPUs it sees,
+//     picks cudaSetDevice (local_gpu_index below). NCCL refuses two ranks of
+//     one communicator on one GPU ("invalid usage"), so the ranks of a node
+//     compare their GPUs' UUIDs first and a shared GPU is our error, saying
+//     how to run instead (one GPU per rank, or MS_BACKEND=mpi).
 //   * Two transports in one group, like torch.distributed's "cpu:gloo,
 //     cuda:nccl": CUDA tensors go to NCCL, CPU tensors to the group's MPI
 //     backend (config agreement checks, loss all-reduces, the ledger's
@@ -28,16 +29,21 @@
 //     at every step of NCCL's ring instead of once at the end, so results may
 //     differ from the MPI backend's in the last bits.
 //
-// Streams: NCCL enqueues its kernels on a CUDA stream and returns at once.
-// The backend launches on its stream (set_nccl_stream; by default stream 0,
-// the legacy default stream, which is ordered against every blocking stream
-// of the device, so the kernels that produced a tensor have finished before
-// NCCL reads it, whatever blocking stream they ran on — until the device's
-// own stream is handed over with set_nccl_stream, which then also lets a
-// bucket's all-reduce overlap other streams' work). A Work
-// records an event after the op; wait() polls it against the timeout, so
-// once wait() returns the result is in device memory for any stream or host
-// copy — the same promise the MPI backend makes.
+// Streams (the rule: docs/architecture.md, "Streams"): NCCL enqueues its
+// kernels on a CUDA stream and returns at once. The backend launches on the
+// process's NCCL stream (one for all its communicators, so ops run in issue
+// order; set_nccl_stream may choose another, never the legacy stream 0),
+// while minispeed's kernels run on the device's main stream
+// (tensor/cuda/runtime.h). Before each launch the NCCL stream waits on an
+// event recorded on the main stream (the kernels that wrote the buffer come
+// first); after it, the op's event is recorded on the NCCL stream, and the
+// Work's wait() makes the main stream wait on it (llm.c's
+// multi_gpu_async_reduce_gradient, PyTorch's ProcessGroupNCCL). Between
+// launch and wait() the main stream runs on: that is the overlap. wait() also
+// polls the event on the host against the timeout, so once it returns the
+// result is in device memory — the same promise the MPI backend makes — and
+// only then does the Work drop the tensors it holds, so the caching allocator
+// cannot hand a block NCCL still uses to a kernel.
 //
 // Point to point: NCCL has no tags and matches sends and receives between
 // two ranks in the order they are issued; a send and a receive issued one
@@ -69,10 +75,26 @@
 // 128-byte unique-id broadcast is not in the ledger.
 #pragma once
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "parallel/comm/communicator.h"
 
 namespace ms {
+
+// The GPU a rank uses, as an index among the `visible` devices it sees:
+// local_rank % visible. With every GPU of the node visible that is the local
+// rank itself (rank r on GPU r); under the common launch that gives each rank
+// its own GPU by CUDA_VISIBLE_DEVICES=<local rank> (torchrun-style wrappers,
+// Slurm's --gpus-per-task=1) every rank sees exactly one device, index 0. The
+// count alone cannot tell that launch from several ranks on one GPU, so
+// whether two ranks share a GPU is decided by shared_gpu_problem, on UUIDs.
+// Requires visible > 0.
+int local_gpu_index(int local_rank, int visible);
+// "" when no two ranks of a node use one GPU; otherwise names the first GPU
+// (UUID) and the local ranks on it. uuids: one per local rank, "" for a rank
+// without a GPU (its own error is reported elsewhere).
+std::string shared_gpu_problem(const std::vector<std::string>& uuids);
 
 // `cpu` is the group's MPI backend: it bootstraps NCCL and moves CPU tensors.
 // Collective over cpu's group. In a CPU build: an ms::Error telling to build
@@ -89,7 +111,18 @@ namespace ms {
 // The stream the NCCL backend of `comm` launches on (see above). Errors if
 // comm's backend is not NCCL.
 cudaStream_t nccl_stream(const Communicator& comm);
+// Launch comm's later ops on `stream` (not nullptr: the legacy stream is
+// refused). The events order it against the main stream as they do the
+// default one; the main stream itself is allowed (no overlap, no events).
 void set_nccl_stream(Communicator& comm, cudaStream_t stream);
+// The process's own NCCL stream, the default of every NCCL communicator.
+cudaStream_t nccl_default_stream_of(const Communicator& comm);
+
+// The rank's GPU for NCCL (nccl_backend_device.cpp): local_gpu_index of its
+// rank on the node, made current with cudaSetDevice, after every rank of the
+// world agreed that each has a GPU of its own (an AgreedError naming the way
+// out otherwise). Chosen once per process; collective on the first call.
+int select_nccl_device();
 
 }  // namespace ms
 #endif

@@ -119,4 +119,16 @@ void reset_peak(int device) {
   c.stats.peak_allocated = c.stats.allocated;
 }
 
+Scratch::Scratch(size_t nbytes, cudaStream_t s) : nbytes_(nbytes), device_(current_device()) {
+  MS_CHECK(s == stream(device_), "CUDA scratch: the launch is on a stream that is not device ",
+           device_,
+           "'s main stream; the caching allocator reuses freed blocks in main-stream order only "
+           "(pass cuda::current_stream(); docs/architecture.md, \"Streams\")");
+  p_ = allocate(nbytes, device_);
+}
+
+Scratch::~Scratch() {
+  deallocate(p_, nbytes_, device_);
+}
+
 }  // namespace ms::cuda

@@ -4,12 +4,21 @@
 // CUDACachingAllocator, freed blocks go to per-size free lists (per device)
 // and are handed out again without cudaFree. Sizes are rounded into buckets
 // (512 B steps up to 1 MB, then 1/8 of the next power of two) so near sizes
-// share blocks. Reuse is safe without events because every kernel of a device
-// runs on its one stream (tensor/cuda/runtime.h): a block freed by the host
-// is only reused by work queued after the work that last touched it.
+// share blocks.
+//
+// Reuse needs no event because of one premise: every kernel, copy and memset
+// of a device runs on its main stream (the stream rule, docs/architecture.md
+// "Streams"). The host frees a block while kernels queued on that stream may
+// still be using it; the next owner's work is queued on the same stream after
+// them, so it cannot start before they finish. Work on any other stream breaks
+// the premise, so it must either keep its tensors alive until the main stream
+// has waited on its completion event (the NCCL backend's Works do:
+// parallel/comm/nccl_backend.cpp) or not use this allocator.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+
+#include "tensor/cuda/stream.h"
 
 namespace ms::cuda {
 
@@ -31,5 +40,26 @@ void deallocate(void* p, size_t nbytes, int device);
 void empty_cache(int device);
 AllocatorStats stats(int device);
 void reset_peak(int device);
+
+// Scratch memory for one launcher call (a reduction's accumulator, a strided
+// copy's staging buffer), from the caching allocator rather than a second
+// pool (cudaMallocAsync with its own release policy), so the allocator's
+// counters see it and no memory is held outside them. Returned to the free
+// list when it goes out of scope, possibly before the kernels queued on
+// `stream` have used it: safe by the premise above, so `stream` must be the
+// current device's main stream (checked: an ms::Error otherwise).
+class Scratch {
+ public:
+  Scratch(size_t nbytes, cudaStream_t stream);
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t nbytes_ = 0;
+  int device_ = -1;
+};
 
 }  // namespace ms::cuda

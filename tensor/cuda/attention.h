@@ -1,6 +1,6 @@
 // Causal multi-head self-attention on the GPU over GPT-2's packed QKV: the
 // twin of tensor/cpu/attention.h (same layouts, same saved att), device
-// pointers, the stream as a last defaulted argument. T is float or double.
+// pointers, the stream as the last argument (stream.h). T is float or double.
 //
 //   qkv (B, T, 3C): per token [q (C) | k (C) | v (C)], head h owns channels
 //                   [h·hs, (h+1)·hs) of each, hs = C / NH
@@ -21,12 +21,11 @@ namespace ms::cuda {
 
 template <typename T>
 void attention_forward(T* out, T* att, const T* qkv, int64_t B, int64_t Tlen, int64_t C, int64_t NH,
-                       cudaStream_t stream = nullptr);
+                       cudaStream_t stream);
 
 // dqkv (B, T, 3C) is overwritten; datt_scratch is (B, NH, T, T) working memory.
 template <typename T>
 void attention_backward(T* dqkv, T* datt_scratch, const T* dout, const T* qkv, const T* att,
-                        int64_t B, int64_t Tlen, int64_t C, int64_t NH,
-                        cudaStream_t stream = nullptr);
+                        int64_t B, int64_t Tlen, int64_t C, int64_t NH, cudaStream_t stream);
 
 }  // namespace ms::cuda

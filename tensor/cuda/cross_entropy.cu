@@ -1,5 +1,6 @@
 #include <cuda/std/limits>
 
+#include "tensor/cuda/allocator.h"
 #include "tensor/cuda/cross_entropy.h"
 #include "tensor/cuda/kernel_util.cuh"
 
@@ -65,17 +66,16 @@ double cross_entropy_forward(T* lse, const T* logits, const int32_t* targets, in
                              cudaStream_t stream) {
   if (N == 0) return 0.0;
   check_rows(N, "cross_entropy_forward");
-  // One double of scratch from the stream-ordered pool (cudaMallocAsync reuses
-  // freed blocks, so this is not a real allocation every step).
-  double* total = nullptr;
-  MS_CUDA_CALL(cudaMallocAsync(&total, sizeof(double), stream));
+  // One double of scratch from the caching allocator (a cache hit after the
+  // first step).
+  Scratch scratch(sizeof(double), stream);
+  double* total = static_cast<double*>(scratch.get());
   MS_CUDA_CALL(cudaMemsetAsync(total, 0, sizeof(double), stream));
   cross_entropy_forward_kernel<<<unsigned(N), kThreads, 0, stream>>>(lse, total, logits, targets,
                                                                      V);
   MS_CUDA_KERNEL_CHECK("cross_entropy_forward");
   double host = 0;
   MS_CUDA_CALL(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, stream));
-  MS_CUDA_CALL(cudaFreeAsync(total, stream));
   MS_CUDA_CALL(cudaStreamSynchronize(stream));
   return host / double(N);
 }

@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "tensor/cuda/allocator.h"
 #include "tensor/cuda/elementwise.h"
 #include "tensor/cuda/kernel_util.cuh"
 
@@ -161,20 +162,36 @@ __global__ void axpy_kernel(T* dst, const T* src, int64_t n, T alpha) {
     dst[i] += alpha * src[i];
 }
 
-// Mixed precision's gradient accumulation: f32 sum, one rounding into dst.
+// a·b rounded on its own: nvcc would otherwise contract d + a·b into one FMA,
+// whose single rounding can differ from the CPU twin's two in the last bit
+// (and then, at a tie, in the bf16/f16 result).
+__device__ inline float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ inline double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+
+// Mixed dtypes: the sum in Acc, one rounding into dst. Acc is f32 when the
+// wider side is bf16/f16/f32 (mixed precision's gradient accumulation, as the
+// CPU twin), f64 when either side is f64 (an f32 sum would throw away 29 bits
+// of the f64 side).
+template <typename Acc>
 __global__ void axpy_mixed_kernel(void* dst, DType dt, const void* src, DType st, int64_t n,
-                                  float alpha) {
+                                  Acc alpha) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float d = float(load(dst, dt, i)), s = float(load(src, st, i));
-    store(dst, dt, i, d + alpha * s);
+    const Acc d = Acc(load(dst, dt, i)), s = Acc(load(src, st, i));
+    store(dst, dt, i, double(d + mul_rn(alpha, s)));
   }
 }
 
-__global__ void scale_kernel(void* p, DType t, int64_t n, float s) {
+// p *= s in Acc (f32 for bf16/f16/f32 storage, as the CPU twin; f64 for f64).
+template <typename Acc>
+__global__ void scale_kernel(void* p, DType t, int64_t n, Acc s) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    store(p, t, i, float(load(p, t, i)) * s);
+    store(p, t, i, double(mul_rn(Acc(load(p, t, i)), s)));
 }
 
 bool is_float_compute(DType t) {
@@ -274,15 +291,24 @@ void axpy_n(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_
   } else {
     MS_CHECK(dst_dtype != DType::I32 && src_dtype != DType::I32, "axpy: dtypes ",
              dtype_name(dst_dtype), " += ", dtype_name(src_dtype), " (expected floating point)");
-    axpy_mixed_kernel<<<blocks, kThreads, 0, stream>>>(dst, dst_dtype, src, src_dtype, n,
-                                                       float(alpha));
+    if (dst_dtype == DType::F64 || src_dtype == DType::F64)
+      axpy_mixed_kernel<double>
+          <<<blocks, kThreads, 0, stream>>>(dst, dst_dtype, src, src_dtype, n, alpha);
+    else
+      axpy_mixed_kernel<float>
+          <<<blocks, kThreads, 0, stream>>>(dst, dst_dtype, src, src_dtype, n, float(alpha));
   }
   MS_CUDA_KERNEL_CHECK("axpy");
 }
 
 void scale_n(void* p, DType dtype, int64_t n, double s, cudaStream_t stream) {
+  MS_CHECK(dtype != DType::I32, "scale_rounded: dtype i32 (expected f32, f64, bf16 or f16)");
   if (n == 0) return;
-  scale_kernel<<<detail::blocks_for(n, kThreads), kThreads, 0, stream>>>(p, dtype, n, float(s));
+  const unsigned blocks = detail::blocks_for(n, kThreads);
+  if (dtype == DType::F64)
+    scale_kernel<double><<<blocks, kThreads, 0, stream>>>(p, dtype, n, s);
+  else
+    scale_kernel<float><<<blocks, kThreads, 0, stream>>>(p, dtype, n, float(s));
   MS_CUDA_KERNEL_CHECK("scale_rounded");
 }
 
@@ -296,14 +322,14 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, cudaStre
   const Strided g = make_strided(out.shape(), a.strides(), b.strides());
   if (out.dtype() == DType::F32) {
     binary_strided(op, static_cast<const float*>(a.device_raw_data()),
-                   static_cast<const float*>(b.device_raw_data()), static_cast<float*>(out.device_raw_data()), g,
-                   stream);
+                   static_cast<const float*>(b.device_raw_data()),
+                   static_cast<float*>(out.device_raw_data()), g, stream);
   } else {
     MS_CHECK(out.dtype() == DType::F64, "cuda binary: dtype ", dtype_name(out.dtype()),
              " (expected f32 or f64)");
     binary_strided(op, static_cast<const double*>(a.device_raw_data()),
-                   static_cast<const double*>(b.device_raw_data()), static_cast<double*>(out.device_raw_data()),
-                   g, stream);
+                   static_cast<const double*>(b.device_raw_data()),
+                   static_cast<double*>(out.device_raw_data()), g, stream);
   }
 }
 
@@ -312,14 +338,18 @@ void unary(UnaryOp op, const Tensor& a, Tensor& out, double scalar, cudaStream_t
            "cuda unary: shapes ", shape_str(a.shape()), " -> ", shape_str(out.shape()));
   const Strided g = make_strided(out.shape(), a.strides(), a.strides());
   if (out.dtype() == DType::F32) {
-    unary_strided(op, static_cast<const float*>(a.device_raw_data()), static_cast<float*>(out.device_raw_data()),
-                  g, float(scalar), stream);
+    unary_strided(op, static_cast<const float*>(a.device_raw_data()),
+                  static_cast<float*>(out.device_raw_data()), g, float(scalar), stream);
   } else {
     MS_CHECK(out.dtype() == DType::F64, "cuda unary: dtype ", dtype_name(out.dtype()),
              " (expected f32 or f64)");
     unary_strided(op, static_cast<const double*>(a.device_raw_data()),
                   static_cast<double*>(out.device_raw_data()), g, scalar, stream);
   }
+}
+
+void unary(UnaryOp op, const Tensor& a, Tensor& out, cudaStream_t stream) {
+  unary(op, a, out, 0.0, stream);
 }
 
 void copy(const Tensor& src, Tensor& dst, cudaStream_t stream) {
@@ -336,13 +366,12 @@ void copy(const Tensor& src, Tensor& dst, cudaStream_t stream) {
     copy_strided(src.device_raw_data(), dst.device_raw_data(), dtype_size(src.dtype()), g, stream);
     return;
   }
-  // Strided and converting: gather into a contiguous scratch of src's dtype
-  // (stream-ordered, so no sync), then convert.
-  void* tmp = nullptr;
-  MS_CUDA_CALL(cudaMallocAsync(&tmp, size_t(n) * dtype_size(src.dtype()), stream));
-  copy_strided(src.device_raw_data(), tmp, dtype_size(src.dtype()), g, stream);
-  convert(tmp, src.dtype(), dst.device_raw_data(), dst.dtype(), n, stream);
-  MS_CUDA_CALL(cudaFreeAsync(tmp, stream));
+  // Strided and converting: gather into a contiguous scratch of src's dtype,
+  // then convert. The scratch goes back to the caching allocator before the
+  // two kernels have run: safe on the main stream (tensor/cuda/allocator.h).
+  Scratch tmp(size_t(n) * dtype_size(src.dtype()), stream);
+  copy_strided(src.device_raw_data(), tmp.get(), dtype_size(src.dtype()), g, stream);
+  convert(tmp.get(), src.dtype(), dst.device_raw_data(), dst.dtype(), n, stream);
 }
 
 void fill(Tensor& t, double value, cudaStream_t stream) {
@@ -356,7 +385,8 @@ void axpy(Tensor& dst, const Tensor& src, double alpha, cudaStream_t stream) {
            " += ", shape_str(src.shape()));
   MS_CHECK(is_float_compute(dst.dtype()) || dst.dtype() == DType::BF16 || dst.dtype() == DType::F16,
            "cuda axpy: dtype ", dtype_name(dst.dtype()));
-  axpy_n(dst.device_raw_data(), dst.dtype(), src.device_raw_data(), src.dtype(), dst.numel(), alpha, stream);
+  axpy_n(dst.device_raw_data(), dst.dtype(), src.device_raw_data(), src.dtype(), dst.numel(), alpha,
+         stream);
 }
 
 void scale_rounded(Tensor& t, double s, cudaStream_t stream) {

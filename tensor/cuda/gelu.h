@@ -1,7 +1,7 @@
 // GELU (tanh approximation) on the GPU: the twin of tensor/cpu/gelu.h, same
-// signatures with device pointers, plus the stream as a last defaulted argument
-// (0 = the legacy default stream). T is float or double. Launches are
-// asynchronous: results are ready once the stream is synchronized.
+// signatures with device pointers, plus the stream as the last argument
+// (stream.h). T is float or double. Launches are asynchronous: results are
+// ready once the stream is synchronized.
 #pragma once
 #include <cstdint>
 
@@ -11,9 +11,9 @@ namespace ms::cuda {
 
 // out (n) = gelu(inp)
 template <typename T>
-void gelu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream = nullptr);
+void gelu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
 // dinp (n) = gelu'(inp) * dout
 template <typename T>
-void gelu_backward(T* dinp, const T* dout, const T* inp, int64_t n, cudaStream_t stream = nullptr);
+void gelu_backward(T* dinp, const T* dout, const T* inp, int64_t n, cudaStream_t stream);
 
 }  // namespace ms::cuda

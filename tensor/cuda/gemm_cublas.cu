@@ -137,7 +137,24 @@ void lt_bias_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   cublasLtMatmulDescDestroy(desc);
 }
 
+// C (M, N) (+)= bias (N) on every row: the epilogue cuBLASLt cannot run for
+// degenerate sizes. overwrite: C = bias (K = 0, no GEMM ran).
+__global__ void add_bias_kernel(float* C, int64_t ldc, const float* bias, int64_t M, int64_t N,
+                                bool overwrite) {
+  const int64_t n = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / N, c = i % N;
+    float& out = C[r * ldc + c];
+    out = overwrite ? bias[c] : out + bias[c];
+  }
+}
+
 }  // namespace
+
+bool detail::lt_bias_epilogue_ok(int64_t M, int64_t N, int64_t K) {
+  return M > 1 && N > 1 && K > 1;
+}
 
 const char* gemm_backend_name(GemmBackend b) {
   return b == GemmBackend::Tiled ? "tiled" : "cublas";
@@ -174,7 +191,17 @@ void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     return;
   }
   check_dims(M, N, K, lda, ldb, ldc);
-  lt_bias_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc, config.math, stream);
+  if (detail::lt_bias_epilogue_ok(M, N, K)) {
+    lt_bias_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc, config.math,
+                 stream);
+    return;
+  }
+  if (K > 0)
+    gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, config, stream);
+  constexpr int kThreads = 256;
+  add_bias_kernel<<<detail::blocks_for(M * N, kThreads), kThreads, 0, stream>>>(C, ldc, bias, M, N,
+                                                                                K == 0);
+  MS_CUDA_KERNEL_CHECK("gemm_f32_bias (bias)");
 }
 
 void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,

@@ -3,9 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <cuda/std/limits>
-
 #include <cstdint>
+#include <cuda/std/limits>
 
 #include "tensor/error.h"
 

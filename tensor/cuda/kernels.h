@@ -1,6 +1,7 @@
 // Every CUDA kernel family, for the dispatch in autograd/ops_*.cpp: each
 // header has its tensor/cpu/ twin's signatures (device pointers, the stream
-// last and defaulted), so an op's device switch is one line per kernel.
+// last and never defaulted: pass cuda::current_stream(), stream.h), so an op's
+// device switch is one line per kernel.
 // Built only with CUDA=1.
 #pragma once
 

@@ -1,3 +1,4 @@
+#include "tensor/cuda/allocator.h"
 #include "tensor/cuda/kernel_util.cuh"
 #include "tensor/cuda/reductions.h"
 
@@ -111,15 +112,14 @@ void reduce_max(const T* in, T* out, int32_t* argmax, int64_t outer, int64_t R, 
 
 double sum_squares(const float* x, int64_t n, cudaStream_t stream) {
   if (n == 0) return 0.0;
-  double* total = nullptr;
-  MS_CUDA_CALL(cudaMallocAsync(&total, sizeof(double), stream));
+  Scratch scratch(sizeof(double), stream);  // the caching allocator's
+  double* total = static_cast<double*>(scratch.get());
   MS_CUDA_CALL(cudaMemsetAsync(total, 0, sizeof(double), stream));
   // 1024 blocks: each thread sums many elements privately; only 1024 atomics.
   sum_squares_kernel<<<detail::blocks_for(n, 256, 1024), 256, 0, stream>>>(x, n, total);
   MS_CUDA_KERNEL_CHECK("sum_squares");
   double host = 0;
   MS_CUDA_CALL(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, stream));
-  MS_CUDA_CALL(cudaFreeAsync(total, stream));
   MS_CUDA_CALL(cudaStreamSynchronize(stream));
   return host;
 }

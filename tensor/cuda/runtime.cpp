@@ -69,13 +69,20 @@ cudaStream_t stream(int device) {
     int prev = 0;
     MS_CUDA_CHECK(cudaGetDevice(&prev));
     MS_CUDA_CHECK(cudaSetDevice(device));
-    // Non-blocking: no implicit ordering with the legacy default stream,
-    // which libraries might use behind our back.
-    cudaError_t err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    // A blocking stream, as llm.c's cudaStreamCreate(&main_stream): none of
+    // our code uses the legacy default stream, and should a library or a test
+    // enqueue something there behind our back, CUDA orders it against this
+    // stream instead of letting the two race (a cudaStreamNonBlocking stream
+    // would not wait for a legacy-stream cudaMemcpy that is still landing).
+    cudaError_t err = cudaStreamCreateWithFlags(&s, cudaStreamDefault);
     MS_CUDA_CHECK(cudaSetDevice(prev));
     MS_CUDA_CHECK(err);
   }
   return s;
+}
+
+cudaStream_t current_stream() {
+  return stream(current_device());
 }
 
 void synchronize(int device) {

@@ -2,14 +2,18 @@
 // current one, one stream per device, and error checking. Included only in a
 // CUDA build (MS_CUDA); a CPU build never sees a CUDA header.
 //
-// One stream per device, as llm.c's single main stream: every kernel, copy
-// and (with NCCL) collective of that device is ordered on it, so a block the
+// One main stream per device, as llm.c's main_stream: every kernel, copy,
+// memset and scratch block of that device is ordered on it, so a block the
 // caching allocator hands out again is never still in use by earlier work
-// (PyTorch needs record_stream() only because it has many streams).
+// (PyTorch needs record_stream() only because it has many streams). NCCL runs
+// on a stream of its own, ordered against this one by events
+// (parallel/comm/nccl_backend.cpp). The rule: docs/architecture.md, "Streams".
 #pragma once
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+
+#include "tensor/cuda/stream.h"  // current_stream()
 
 namespace ms::cuda {
 
@@ -24,12 +28,9 @@ int device_count();
 int current_device();
 // Makes `device` current, checking it against device_count().
 void set_device(int device);
-// The device's one stream (created on first use, never destroyed: kernels may
-// still run at exit).
+// The device's main stream (created on first use, never destroyed: kernels
+// may still run at exit). current_stream() (stream.h) is stream(current_device()).
 cudaStream_t stream(int device);
-inline cudaStream_t current_stream() {
-  return stream(current_device());
-}
 // Waits for all work queued on the device's stream.
 void synchronize(int device);
 

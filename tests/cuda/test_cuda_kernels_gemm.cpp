@@ -31,8 +31,10 @@ namespace {
 struct Case {
   int64_t M, N, K;
 };
-const std::vector<Case> kShapes = {{1, 1, 1},      {1, 7, 3},      {5, 1, 9},       {7, 13, 5},
-                                   {128, 128, 16}, {129, 257, 33}, {300, 50, 1000}, {64, 768, 768}};
+// M, N or K = 1 included: gemm_f32_bias cannot use cuBLASLt's epilogue there.
+const std::vector<Case> kShapes = {{1, 1, 1},      {1, 7, 3},       {5, 1, 9},
+                                   {6, 5, 1},      {7, 13, 5},      {128, 128, 16},
+                                   {129, 257, 33}, {300, 50, 1000}, {64, 768, 768}};
 
 // Σ_k |op(A)_ik|·|op(B)_kj| for every (i, j): the scale a rounding error can reach.
 std::vector<double> abs_product(bool ta, bool tb, const Case& c, const std::vector<float>& A,
@@ -95,7 +97,7 @@ TEST_CASE("cuda gemm_f32: tiled and cuBLAS (fp32/tf32/bf16) match the CPU twin",
         for (const GemmConfig& cfg : configs) {
           DeviceBuf<float> dC(C0);
           ms::cuda::gemm_f32(ta, tb, c.M, c.N, c.K, alpha, dA.get(), lda, dB.get(), ldb, beta,
-                             dC.get(), ldc, cfg);
+                             dC.get(), ldc, cfg, main_stream());
           auto got = dC.download();
           std::ostringstream what;
           what << "gemm_f32 " << ms::cuda::gemm_backend_name(cfg.backend) << "/"
@@ -123,7 +125,7 @@ TEST_CASE("cuda gemm with beta = 0 ignores NaN in C (BLAS semantics)", "[cuda][g
   for (GemmBackend be : {GemmBackend::Tiled, GemmBackend::Cublas}) {
     DeviceBuf<float> dA(A), dB(B), dC(std::vector<float>(c.M * c.N, NAN));
     ms::cuda::gemm_f32(false, false, c.M, c.N, c.K, 1.0f, dA.get(), c.K, dB.get(), c.N, 0.0f,
-                       dC.get(), c.N, GemmConfig{be, GemmMath::FP32});
+                       dC.get(), c.N, GemmConfig{be, GemmMath::FP32}, main_stream());
     require_close(dC.download(), want, 1e-5, 1e-5, ms::cuda::gemm_backend_name(be));
   }
 }
@@ -147,7 +149,7 @@ TEST_CASE("cuda gemm_f32_bias (cuBLASLt epilogue and tiled) matches the CPU twin
                              GemmConfig{GemmBackend::Cublas, GemmMath::BF16}}) {
         DeviceBuf<float> dC(c.M * c.N);
         ms::cuda::gemm_f32_bias(false, tb, c.M, c.N, c.K, 1.0f, dA.get(), c.K, dB.get(), ldb,
-                                dBias.get(), dC.get(), c.N, cfg);
+                                dBias.get(), dC.get(), c.N, cfg, main_stream());
         std::ostringstream what;
         what << "gemm_f32_bias " << ms::cuda::gemm_backend_name(cfg.backend) << "/"
              << ms::cuda::gemm_math_name(cfg.math) << " M,N,K = " << c.M << "," << c.N << "," << c.K
@@ -173,7 +175,7 @@ TEST_CASE("cuda gemm_f64 (tiled and cuBLAS) matches the CPU twin to 1e-12", "[cu
         for (GemmBackend be : {GemmBackend::Tiled, GemmBackend::Cublas}) {
           DeviceBuf<double> dC(C0);
           ms::cuda::gemm_f64(ta, tb, c.M, c.N, c.K, 2.0, dA.get(), lda, dB.get(), ldb, 0.5,
-                             dC.get(), c.N, be);
+                             dC.get(), c.N, be, main_stream());
           require_close(dC.download(), want, 1e-12, 1e-12, ms::cuda::gemm_backend_name(be));
         }
       }
@@ -195,7 +197,7 @@ TEST_CASE("cuda gemm_bf16 (bf16 storage, f32 accumulation) matches an f32 GEMM o
     auto bound = abs_product(false, false, c, A, c.K, B, c.N);
     DeviceBuf<uint16_t> dA(A16), dB(B16), dC(c.M * c.N);
     ms::cuda::gemm_bf16(false, false, c.M, c.N, c.K, 1.0f, dA.get(), c.K, dB.get(), c.N, 0.0f,
-                        dC.get(), c.N);
+                        dC.get(), c.N, main_stream());
     auto got16 = dC.download();
     std::vector<float> got(got16.size());
     for (size_t i = 0; i < got.size(); ++i) got[i] = ms::bf16_to_f32(got16[i]);
@@ -219,16 +221,28 @@ TEMPLATE_TEST_CASE("cuda attention forward/backward match the CPU twin on odd T 
     ms::cpu::attention_backward(dqkv.data(), datt.data(), dout.data(), qkv.data(), att.data(), B,
                                 Tl, C, NH);
     DeviceBuf<T> dQKV(qkv), dOut(n_out), dAtt(std::vector<T>(n_att, T(NAN)));  // NaN: all written?
-    ms::cuda::attention_forward(dOut.get(), dAtt.get(), dQKV.get(), B, Tl, C, NH);
+    ms::cuda::attention_forward(dOut.get(), dAtt.get(), dQKV.get(), B, Tl, C, NH, main_stream());
     require_close(dOut.download(), out, rtol, atol, "attention forward out");
     require_close(dAtt.download(), att, rtol, atol, "attention forward att (zeros above diagonal)");
     // Backward from the CPU's att so only the backward is under test.
     DeviceBuf<T> dDout(dout), cAtt(att), dDQKV(std::vector<T>(n_qkv, T(NAN))),
         dDatt(std::vector<T>(n_att, T(NAN)));
     ms::cuda::attention_backward(dDQKV.get(), dDatt.get(), dDout.get(), dQKV.get(), cAtt.get(), B,
-                                 Tl, C, NH);
+                                 Tl, C, NH, main_stream());
     require_close(dDQKV.download(), dqkv, rtol, atol, "attention backward dqkv");
   }
+}
+
+TEST_CASE("cuda gemm_f32_bias leaves cuBLASLt's epilogue where M, N or K is 1 (host only)",
+          "[cuda][host]") {
+  // cuBLASLt's bias epilogue answers CUBLAS_STATUS_INVALID_VALUE for these.
+  using ms::cuda::detail::lt_bias_epilogue_ok;
+  CHECK(lt_bias_epilogue_ok(8192, 2304, 768));  // GPT-2's qkv
+  CHECK(lt_bias_epilogue_ok(2, 2, 2));
+  CHECK_FALSE(lt_bias_epilogue_ok(1, 768, 768));  // one token
+  CHECK_FALSE(lt_bias_epilogue_ok(64, 1, 768));   // a Linear to one output
+  CHECK_FALSE(lt_bias_epilogue_ok(64, 768, 1));   // one input feature
+  CHECK_FALSE(lt_bias_epilogue_ok(64, 768, 0));
 }
 
 TEST_CASE("cuda gemm names its backends and refuses what cuBLAS's int API would wrap (host only)",
@@ -237,11 +251,12 @@ TEST_CASE("cuda gemm names its backends and refuses what cuBLAS's int API would 
   CHECK(std::string(ms::cuda::gemm_math_name(GemmMath::BF16)) == "bf16");
   float* none = nullptr;  // never dereferenced: the checks come first
   const int64_t big = int64_t(1) << 31;
-  CHECK_THROWS_WITH(ms::cuda::gemm_f32(false, false, 2, 2, big, 1.0f, none, big, none, 2, 0.0f,
-                                       none, 2, GemmConfig{GemmBackend::Cublas, GemmMath::FP32}),
-                    Catch::Contains("exceeds 2^31 - 1"));
+  CHECK_THROWS_WITH(
+      ms::cuda::gemm_f32(false, false, 2, 2, big, 1.0f, none, big, none, 2, 0.0f, none, 2,
+                         GemmConfig{GemmBackend::Cublas, GemmMath::FP32}, kNeverLaunched),
+      Catch::Contains("exceeds 2^31 - 1"));
   CHECK_THROWS_WITH(
       ms::cuda::gemm_f32(false, false, 65536 * 128 + 1, 2, 2, 1.0f, none, 2, none, 2, 0.0f, none, 2,
-                         GemmConfig{GemmBackend::Tiled, GemmMath::FP32}),
+                         GemmConfig{GemmBackend::Tiled, GemmMath::FP32}, kNeverLaunched),
       Catch::Contains("at most 65535"));
 }

@@ -1,6 +1,8 @@
 // Shared by tests/cuda/test_cuda_kernels*.cpp: device buffers straight from
 // cudaMalloc (no Tensor, so these tests do not depend on the allocator), a
 // visible skip when there is no GPU, and comparisons against the cpu:: twin.
+// Every launch and copy goes on the device's main stream, as the stream rule
+// says (docs/architecture.md, "Streams"): nothing here uses the legacy stream.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -12,9 +14,19 @@
 #include <string>
 #include <vector>
 
+#include "tensor/cuda/runtime.h"
 #include "tests/catch_compat.h"
+#include "tests/cuda/cuda_skip.h"
 
 namespace ms::cudatest {
+
+// The stream every launcher of these tests gets (tensor/cuda/stream.h).
+inline cudaStream_t main_stream() {
+  return ms::cuda::current_stream();
+}
+// For the host-only checks: the launcher refuses its arguments before it could
+// launch anything, so no stream (and no device) is needed.
+inline constexpr cudaStream_t kNeverLaunched = nullptr;
 
 // False on any error too (no driver, no device, driver older than the runtime).
 inline bool has_cuda_device() {
@@ -22,24 +34,10 @@ inline bool has_cuda_device() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-// Catch2 v3 reports the test as skipped; v2 has no SKIP, so a WARN shows in
-// the output and the test passes vacuously. Either way a CPU-only run says
-// exactly what it did not check.
-#ifdef MS_CATCH2_V3
-#define MS_REQUIRE_CUDA_OR_SKIP()                                       \
-  do {                                                                  \
-    if (!::ms::cudatest::has_cuda_device())                             \
-      SKIP("no CUDA device (cudaGetDeviceCount failed or found none)"); \
-  } while (0)
-#else
-#define MS_REQUIRE_CUDA_OR_SKIP()                                                \
-  do {                                                                           \
-    if (!::ms::cudatest::has_cuda_device()) {                                    \
-      WARN("SKIPPED: no CUDA device (cudaGetDeviceCount failed or found none)"); \
-      return;                                                                    \
-    }                                                                            \
-  } while (0)
-#endif
+// A visible skip without a GPU, a failure under MS_REQUIRE_GPU=1 (cuda_skip.h).
+#define MS_REQUIRE_CUDA_OR_SKIP()                       \
+  MS_SKIP_UNLESS_GPU(::ms::cudatest::has_cuda_device(), \
+                     "no CUDA device (cudaGetDeviceCount failed or found none)")
 
 #define MS_CUDA_OK(expr) REQUIRE((expr) == cudaSuccess)
 
@@ -50,21 +48,22 @@ class DeviceBuf {
     REQUIRE(cudaMalloc(&p_, std::max<size_t>(n, 1) * sizeof(T)) == cudaSuccess);
   }
   explicit DeviceBuf(const std::vector<T>& host) : DeviceBuf(host.size()) { upload(host); }
+  // cudaFree waits for the device, so no kernel still reads the buffer.
   ~DeviceBuf() { cudaFree(p_); }
   DeviceBuf(const DeviceBuf&) = delete;
   DeviceBuf& operator=(const DeviceBuf&) = delete;
 
   T* get() const { return p_; }
   size_t size() const { return n_; }
+  // On the main stream, finished when this returns.
   void upload(const std::vector<T>& host) {
     REQUIRE(host.size() == n_);
-    REQUIRE(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+    ms::cuda::copy_to_device(p_, host.data(), n_ * sizeof(T), ms::cuda::current_device());
   }
-  // Waits for all work (the kernels run on the default stream) and copies back.
+  // On the main stream, after the kernels queued there; waits for the bytes.
   std::vector<T> download() const {
     std::vector<T> host(n_);
-    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-    REQUIRE(cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+    ms::cuda::copy_to_host(host.data(), p_, n_ * sizeof(T), ms::cuda::current_device());
     return host;
   }
 

@@ -4,7 +4,10 @@
 #include <cuda_runtime_api.h>
 
 #include "autograd/ops.h"
+#include "tensor/cpu/elementwise.h"
 #include "tensor/cuda/allocator.h"
+#include "tensor/cuda/elementwise.h"
+#include "tensor/cuda/reductions.h"
 #include "tensor/cuda/runtime.h"
 #include "tests/catch_compat.h"
 #include "tests/cuda/cuda_skip.h"
@@ -121,6 +124,36 @@ TEST_CASE("out of GPU memory is an ms::Error and the allocator stays usable", "[
   CHECK(t.to_vector() == std::vector<double>(8, 1.0));
 }
 
+TEST_CASE("kernel scratch comes from the caching allocator, on the main stream only",
+          "[cuda][allocator]") {
+  MS_SKIP_WITHOUT_CUDA();
+  const int dev = cuda::current_device();
+  // A strided, converting copy stages through one scratch block.
+  Tensor h = reshape(arange(24 * 7), {24, 7});
+  Tensor d = h.to(Device::CUDA);
+  Tensor dt = Tensor::make_view(d, {7, 24}, {1, 7}, 0);  // d transposed
+  Tensor out = Tensor::empty({7, 24}, DType::BF16, Device::CUDA);
+  const cuda::AllocatorStats before = cuda::stats(dev);
+  cuda::copy(dt, out, cuda::current_stream());
+  const cuda::AllocatorStats after = cuda::stats(dev);
+  CHECK(after.cuda_mallocs + after.cache_hits == before.cuda_mallocs + before.cache_hits + 1);
+  CHECK(after.allocated == before.allocated);  // back on the free list
+  Tensor want = Tensor::empty({7, 24}, DType::BF16);
+  cpu::copy(transpose(h, 0, 1), want);
+  CHECK(out.to(Device::CPU).to_vector() == want.to_vector());
+  // sum_squares' accumulator: from the cache once warm, no cudaMalloc.
+  Tensor ones_d = ones({1000}).to(Device::CUDA);
+  CHECK(cuda::sum_squares(ones_d.device_data<float>(), 1000, cuda::current_stream()) == 1000.0);
+  const int64_t mallocs = cuda::stats(dev).cuda_mallocs;
+  CHECK(cuda::sum_squares(ones_d.device_data<float>(), 1000, cuda::current_stream()) == 1000.0);
+  CHECK(cuda::stats(dev).cuda_mallocs == mallocs);
+  // Scratch on another stream would be reused out of order: refused.
+  cudaStream_t other = nullptr;
+  REQUIRE(cudaStreamCreate(&other) == cudaSuccess);
+  CHECK_THROWS_WITH(cuda::Scratch(8, other), Contains("not device") && Contains("main stream"));
+  REQUIRE(cudaStreamDestroy(other) == cudaSuccess);
+}
+
 TEST_CASE("host <-> device copies round-trip every dtype", "[cuda][copy]") {
   MS_SKIP_WITHOUT_CUDA();
   Generator gen(7);
@@ -150,18 +183,26 @@ TEST_CASE("copies of strided views keep the logical order", "[cuda][copy]") {
   Tensor d = h.to(Device::CUDA);
   Tensor dt = Tensor::make_view(d, {4, 3, 2}, {1, 4, 12}, 0);
   CHECK(dt.to(Device::CPU).to_vector() == contiguous(ht).to_vector());
-  Tensor dn = Tensor::make_view(d, {2, 2}, {12, 1}, 5);  // columns 5, 6 of both rows of h seen as (2, 12)
+  Tensor dn =
+      Tensor::make_view(d, {2, 2}, {12, 1}, 5);  // columns 5, 6 of both rows of h seen as (2, 12)
   CHECK(dn.to(Device::CPU).to_vector() == std::vector<double>{5, 6, 17, 18});
 }
 
-TEST_CASE("each device has one stream, the same every time", "[cuda][stream]") {
+TEST_CASE("each device has one main stream, the same every time, ordered against stream 0",
+          "[cuda][stream]") {
   MS_SKIP_WITHOUT_CUDA();
   for (int d = 0; d < cuda::device_count(); ++d) {
     cudaStream_t s = cuda::stream(d);
-    CHECK(s != nullptr);
+    CHECK(s != nullptr);  // never the legacy stream itself
     CHECK(cuda::stream(d) == s);
+    // Blocking (llm.c's cudaStreamCreate): a stray legacy-stream call is
+    // ordered against it instead of racing it (docs/architecture.md, "Streams").
+    unsigned flags = 1;
+    REQUIRE(cudaStreamGetFlags(s, &flags) == cudaSuccess);
+    CHECK(flags == cudaStreamDefault);
     CHECK_NOTHROW(cuda::synchronize(d));
   }
+  CHECK(cuda::current_stream() == cuda::stream(cuda::current_device()));
   CHECK_THROWS_WITH(cuda::stream(cuda::device_count()), Contains("no such device"));
   CHECK_THROWS_WITH(cuda::set_device(-1), Contains("does not exist"));
 }

@@ -7,6 +7,7 @@
 // mpirun with several ranks) every case says it skipped.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -16,7 +17,10 @@
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/nccl_backend.h"
 #include "parallel/comm/runtime.h"
+#include "tensor/cuda/elementwise.h"
+#include "tensor/cuda/runtime.h"
 #include "tests/catch_compat.h"
+#include "tests/cuda/cuda_skip.h"
 #include "tests/mpi/error_capture.h"
 
 using namespace ms;
@@ -40,25 +44,17 @@ bool has_device(std::string* why = nullptr) {
   return false;
 }
 
-// Why the device cases cannot run here, or "" when they can.
-std::string why_skip() {
-  std::string why;
-  if (!has_device(&why)) return "no CUDA device (" + why + ")";
-  if (mpi_runtime().size() > 1)
-    return "the NCCL cases run on one rank (NCCL refuses two ranks on one GPU; run without mpirun)";
-  return "";
-}
-
-#ifdef SKIP  // Catch2 >= 3.3 reports skipped cases as such
-#define SKIP_WITHOUT_DEVICE()                       \
-  if (const std::string why = why_skip(); !why.empty()) SKIP(why)
-#else
-#define SKIP_WITHOUT_DEVICE()                               \
-  if (const std::string why = why_skip(); !why.empty()) { \
-    WARN("SKIPPED: " << why);                               \
-    return;                                                 \
-  }
-#endif
+// No device: skipped, or failed under MS_REQUIRE_GPU=1 (tests/cuda/cuda_skip.h).
+// Several ranks: skipped (NCCL refuses two ranks on one GPU; run without mpirun).
+#define SKIP_WITHOUT_DEVICE()                                                      \
+  do {                                                                             \
+    std::string why_;                                                              \
+    MS_SKIP_UNLESS_GPU(has_device(&why_), "no CUDA device (" + why_ + ")");        \
+    if (mpi_runtime().size() > 1)                                                  \
+      MS_GPU_SKIP_(                                                                \
+          std::string("the NCCL cases run on one rank (NCCL refuses two ranks on " \
+                      "one GPU; run without mpirun)"));                            \
+  } while (0)
 
 void check_cuda(cudaError_t rc) {
   INFO(cudaGetErrorString(rc));
@@ -69,17 +65,17 @@ void check_cuda(cudaError_t rc) {
 template <typename T>
 Tensor upload(const std::vector<T>& v, DType dtype) {
   Tensor t = Tensor::empty({int64_t(v.size())}, dtype, Device::CUDA);
-  check_cuda(cudaMemcpy(t.device_raw_data(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  // From pageable memory cudaMemcpy may return before the DMA lands; a
-  // non-blocking stream would not wait for it.
-  check_cuda(cudaDeviceSynchronize());
+  // On the main stream, as every copy (the stream rule): the collective's
+  // event ordering is what these cases check, so nothing here syncs the device.
+  cuda::copy_to_device(t.device_raw_data(), v.data(), v.size() * sizeof(T),
+                       t.storage()->device_index());
   return t;
 }
 
 template <typename T>
 std::vector<T> download(const Tensor& t) {
   std::vector<T> v(static_cast<size_t>(t.numel()));
-  check_cuda(cudaMemcpy(v.data(), t.device_raw_data(), t.nbytes(), cudaMemcpyDeviceToHost));
+  cuda::copy_to_host(v.data(), t.device_raw_data(), t.nbytes(), t.storage()->device_index());
   return v;
 }
 
@@ -154,8 +150,7 @@ TEST_CASE("nccl: one-rank collectives move every byte, f32 / bf16 / f16 / f64 / 
   CHECK(download<float>(gathered) == v);
 }
 
-TEST_CASE("nccl: isend/irecv to oneself complete as one group, in either order",
-          "[cuda][nccl]") {
+TEST_CASE("nccl: isend/irecv to oneself complete as one group, in either order", "[cuda][nccl]") {
   SKIP_WITHOUT_DEVICE();
   Communicator world = nccl_world();
   const std::vector<float> v = iota_f(4099, 1);
@@ -219,7 +214,7 @@ TEST_CASE("nccl: the ledger counts CUDA reductions in their own dtype (bf16: 2 b
   SKIP_WITHOUT_DEVICE();
   Communicator world = nccl_world();
   Tensor b = upload(std::vector<uint16_t>(64, f32_to_bf16(1.f)), DType::BF16);
-  CHECK(world.backend().wire_reduce_dtype(b) == DType::BF16);  // MPI: f32
+  CHECK(world.backend().wire_reduce_dtype(b) == DType::BF16);                       // MPI: f32
   CHECK(world.backend().wire_reduce_dtype(zeros({4}, DType::BF16)) == DType::F32);  // CPU: MPI's
   const Traffic before = world.traffic();
   world.all_reduce(b);
@@ -229,10 +224,15 @@ TEST_CASE("nccl: the ledger counts CUDA reductions in their own dtype (bf16: 2 b
   CHECK(d[CommOp::AllReduce].sent == 0);  // one rank: a ring of one moves nothing
 }
 
-TEST_CASE("nccl: the backend launches on the stream it is given", "[cuda][nccl]") {
+TEST_CASE("nccl: the backend launches on its own stream, never the legacy one", "[cuda][nccl]") {
   SKIP_WITHOUT_DEVICE();
   Communicator world = nccl_world();
-  CHECK(nccl_stream(world) == nullptr);  // the default stream
+  // The stream rule: NCCL's own stream, neither stream 0 nor the main stream.
+  const cudaStream_t own = nccl_stream(world);
+  CHECK(own != nullptr);
+  CHECK(own != cuda::current_stream());
+  CHECK(own == nccl_default_stream_of(world));
+  CHECK(nccl_stream(world.split(0, 0)) == own);  // one stream: ops run in issue order
   cudaStream_t s = nullptr;
   check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   set_nccl_stream(world, s);
@@ -241,8 +241,37 @@ TEST_CASE("nccl: the backend launches on the stream it is given", "[cuda][nccl]"
   Tensor t = upload(v, DType::F32);
   world.all_reduce(t);
   CHECK(download<float>(t) == v);
-  set_nccl_stream(world, nullptr);
+  CHECK_THROWS_WITH(set_nccl_stream(world, nullptr), Catch::Contains("legacy default stream"));
+  set_nccl_stream(world, own);
   check_cuda(cudaStreamDestroy(s));
   Communicator mpi = Communicator::world(BackendKind::MPI);
   CHECK_THROWS_WITH(nccl_stream(mpi), Catch::Contains("not nccl"));
+}
+
+// The stream rule's first event: NCCL (on its own stream) reads a buffer only
+// after the main-stream kernel that wrote it. Through the backend itself:
+// Communicator answers a one-rank collective without calling it. A 256 MiB
+// fill takes ~0.1 ms on an H100, far longer than NCCL needs to start copying,
+// so without the event the gathered copy would hold the old zeros.
+TEST_CASE("nccl: a collective waits for the main-stream kernel that wrote its input",
+          "[cuda][nccl]") {
+  SKIP_WITHOUT_DEVICE();
+  Communicator world = nccl_world();
+  const int64_t n = int64_t(64) << 20;
+  const int dev = cuda::current_device();
+  Tensor in = Tensor::empty({n}, DType::F32, Device::CUDA);
+  Tensor out = Tensor::empty({n}, DType::F32, Device::CUDA);
+  cuda::memset_zero(in.device_raw_data(), in.nbytes(), dev);
+  cuda::memset_zero(out.device_raw_data(), out.nbytes(), dev);
+  cuda::synchronize(dev);
+  for (float value : {7.f, -2.5f}) {
+    cuda::fill_n(in.device_raw_data(), DType::F32, n, value, cuda::current_stream());  // queued
+    world.backend().all_gather(in, out, true).wait();
+    // The second event: the main stream waits for the gather, so this copy sees it.
+    const std::vector<float> got = download<float>(out);
+    const int64_t wrong =
+        std::count_if(got.begin(), got.end(), [&](float x) { return x != value; });
+    INFO("elements of the gather that missed the fill: " << wrong << " of " << n);
+    CHECK(wrong == 0);
+  }
 }
