@@ -22,6 +22,7 @@
 #include "cli/train_config.h"
 #include "cli/train_ds_config.h"
 #include "cli/train_model.h"
+#include "cli/train_moe.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
@@ -171,7 +172,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   // prints its own per-stage activation line).
   std::string tp_memory;
   init.before_partition = [&](GPT& held) {
-    if (pp > 1) return;
+    // MoE: the report's split/replicated formula is the dense GPT's; the
+    // experts' per-rank table comes with expert parallelism (--ep, planned).
+    if (pp > 1 || c.model.moe.enabled()) return;
     const GPTConfig& shape = held.config();
     tp_memory = tp_memory_report(world, shape, held_param_split(held),
                                  measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
@@ -212,6 +215,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                 static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
     if (world.size() > 1) std::printf("%s", mesh.describe_groups().c_str());
     if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
+    if (c.model.moe.enabled()) std::printf("%s", moe_run_line(c.model, B * T, D).c_str());
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
@@ -316,6 +320,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                                 " (lr ", lr, "); try a lower --lr"));
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
+    const std::string moe_fields = moe_step_fields(engine.gpt());  // every rank: resets the step's counts
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
       val = evaluate(engine, data, eval_batches, B, T);  // stage 3 gathers blocks on demand
@@ -338,7 +343,7 @@ int train_command(int argc, char** argv, Communicator& world) {
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
         std::printf(" | %s", zero.skip_message().c_str());
-      std::printf("\n");
+      std::printf("%s\n", moe_fields.c_str());
       std::fflush(stdout);
     }
     if (c.save_every > 0 && (step + 1) % c.save_every == 0) {  // checkpoints
@@ -424,6 +429,7 @@ int train_command(int argc, char** argv, Communicator& world) {
           static_cast<long long>(pp), static_cast<long long>(engine.gpt().num_parameters()));
     std::printf("%s", traffic_table.c_str());
     std::printf("%s", pipeline_report.c_str());
+    std::printf("%s", moe_load_table(engine.gpt(), D).c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);

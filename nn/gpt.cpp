@@ -130,7 +130,10 @@ Tensor GPT::add_aux_losses(Tensor loss) {
 }
 
 Tensor GPT::forward(const Tensor& idx) {
-  return head(run_blocks(embed(idx)));
+  Tensor logits = head(run_blocks(embed(idx)));
+  for (Module* m : modules())  // no loss here to add the MoE layers' l_aux to
+    if (auto* moe = dynamic_cast<MoE*>(m)) moe->take_aux_loss();
+  return logits;
 }
 
 Tensor GPT::loss(const Tensor& idx, const Tensor& targets) {

@@ -27,7 +27,18 @@ std::string MoEConfig::describe() const {
                  ", drop_tokens=", drop_tokens ? "on" : "off", ", aux_loss_coef=", aux_loss_coef, ")");
 }
 
-MoE::MoE(const GPTConfig& cfg, Generator& gen) : moe_(cfg.moe), routed_(cfg.moe.experts, 0) {
+void MoELoad::add(const MoELoad& o) {
+  if (routed.size() < o.routed.size()) routed.resize(o.routed.size(), 0);
+  for (size_t e = 0; e < o.routed.size(); ++e) routed[e] += o.routed[e];
+  dropped += o.dropped;
+  choices += o.choices;
+  aux_sum += o.aux_sum;
+  forwards += o.forwards;
+}
+
+MoE::MoE(const GPTConfig& cfg, Generator& gen) : moe_(cfg.moe) {
+  step_.routed.assign(static_cast<size_t>(cfg.moe.experts), 0);
+  total_.routed = step_.routed;
   const int64_t E = cfg.moe.experts;
   MS_CHECK(E >= 1, "MoE: needs at least one expert, got ", E);
   // GPT-2's N(0, 0.02) like every other linear here (DeepSpeed's wg keeps
@@ -67,7 +78,9 @@ Tensor MoE::forward(const Tensor& x) {
   // definition (top2gating writes mean(me·ce)·E², the same number).
   Tensor me = mean(gates, {0});  // (E)
   Tensor aux = mul(sum(mul(me, last_.fraction)), static_cast<double>(E));
-  aux_ = aux_.defined() ? add(aux_, aux) : aux;
+  // Only training forwards leave an l_aux for head_loss: an eval or sampling
+  // forward must not add to the next training step's loss.
+  if (training()) aux_ = aux_.defined() ? add(aux_, aux) : aux;
 
   Tensor weights = moe_gate_weights(gates, last_);  // (S, k), the gates' dtype
   Tensor buffer = moe_dispatch(tokens, last_);      // (E, capacity, C)
@@ -83,10 +96,12 @@ Tensor MoE::forward(const Tensor& x) {
   Tensor y = moe_combine(expert_out, to(weights, expert_out.dtype()), last_);  // (S, C)
 
   if (training()) {
-    const int32_t* kept = last_.kept.host_data<int32_t>();
-    for (int64_t e = 0; e < E; ++e) routed_[static_cast<size_t>(e)] += kept[e];
-    dropped_ += last_.dropped();
-    choices_ += last_.tokens * last_.k;
+    const int32_t* kept = last_.kept.host_data<int32_t>();  // (E), not per token
+    for (int64_t e = 0; e < E; ++e) step_.routed[static_cast<size_t>(e)] += kept[e];
+    step_.dropped += last_.dropped();
+    step_.choices += last_.tokens * last_.k;
+    step_.aux_sum += aux.item();
+    ++step_.forwards;
   }
   return reshape(y, x.shape());
 }
@@ -97,9 +112,12 @@ Tensor MoE::take_aux_loss() {
   return out;
 }
 
-void MoE::reset_load() {
-  std::fill(routed_.begin(), routed_.end(), 0);
-  dropped_ = choices_ = 0;
+MoELoad MoE::take_step_load() {
+  MoELoad out = step_;
+  total_.add(step_);
+  step_ = MoELoad{};
+  step_.routed.assign(out.routed.size(), 0);
+  return out;
 }
 
 }  // namespace ms

@@ -13,6 +13,16 @@
 
 namespace ms {
 
+// What an MoE layer's router did over some forwards in training mode.
+struct MoELoad {
+  std::vector<int64_t> routed;  // (E) choices placed per expert
+  int64_t dropped = 0;          // choices that found no capacity slot
+  int64_t choices = 0;          // tokens · k
+  double aux_sum = 0;           // Σ l_aux over the forwards
+  int64_t forwards = 0;
+  void add(const MoELoad& o);
+};
+
 class MoE : public Module {
  public:
   // Experts start as copies of one GPT-2 MLP init, as DeepSpeed's Experts
@@ -29,19 +39,16 @@ class MoE : public Module {
   Tensor take_aux_loss();
   // The routing of the last forward (for tests and the load table).
   const MoeRouting& last_routing() const { return last_; }
-  // Choices placed per expert and choices dropped, summed over every forward
-  // in training mode since the last reset (the end-of-run load table).
-  const std::vector<int64_t>& routed() const { return routed_; }
-  int64_t dropped() const { return dropped_; }
-  int64_t choices() const { return choices_; }  // tokens · k seen
-  void reset_load();
+  // The load of the training forwards since the last take (the step line),
+  // then reset; total_load() sums every take (the end-of-run table).
+  MoELoad take_step_load();
+  const MoELoad& total_load() const { return total_; }
 
  private:
   MoEConfig moe_;
   MoeRouting last_;
   Tensor aux_;
-  std::vector<int64_t> routed_;
-  int64_t dropped_ = 0, choices_ = 0;
+  MoELoad step_, total_;
 };
 
 }  // namespace ms
