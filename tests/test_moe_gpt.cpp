@@ -11,6 +11,7 @@
 #include "autograd/grad_mode.h"
 #include "catch_compat.h"
 #include "nn/moe.h"
+#include "parallel/engine/config.h"
 #include "tests/cli_run.h"
 #include "tests/temp_dir.h"
 
@@ -182,4 +183,35 @@ TEST_CASE("train --moe-experts: step line, load table, resume and consolidate", 
   auto other = run_minispeed(run + "--resume global_step2 --moe-experts 2");
   CHECK(other.code != 0);
   CHECK(other.output.find("--moe-experts") != std::string::npos);
+}
+
+TEST_CASE("ds_config moe section: parsed, checked, and the same as the flags", "[moe][ds_config]") {
+  DsConfig c = parse_ds_config(
+      R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 4, "expert_interval": 1,
+          "k": 2, "capacity_factor": 1.5, "min_capacity": 0, "drop_tokens": false,
+          "aux_loss_coef": 0.1}})",
+      1);
+  CHECK(c.moe.num_experts == 4);
+  CHECK(c.moe.expert_interval == 1);
+  CHECK(c.moe.k == 2);
+  CHECK(c.moe.capacity_factor == 1.5);
+  CHECK(c.moe.min_capacity == 0);
+  CHECK(!c.moe.drop_tokens);
+  CHECK(c.moe.aux_loss_coef == 0.1);
+  CHECK_THROWS_WITH(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 1, "k": 2}})", 1),
+                    Catch::Contains("moe.k") && Catch::Contains("exceeds moe.num_experts 1"));
+  CHECK_THROWS_WITH(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"capacity_factor": 0}})", 1),
+                    Catch::Contains("moe.capacity_factor"));
+  CHECK_THROWS_WITH(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"use_rts": true}})", 1),
+                    Catch::Contains("moe.use_rts") && Catch::Contains("does not implement"));
+
+  test::TempDir tmp("moecfg");
+  const std::string cfg = tmp.file("ds.json");
+  std::ofstream(cfg) << R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 2, "k": 2}})";
+  const std::string t = "train --config " + cfg + " --steps 1 --n-layer 2 --n-embd 32 --seq-len 8 --eval-every 0 --sample-tokens 0 ";
+  auto ok = run_minispeed(t);
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  CHECK(ok.output.find("mixture of experts: 2 experts, top-2 in h.1") != std::string::npos);
+  check_one_line_error(t + "--moe-top-k 1", "--moe-top-k 1 contradicts moe.k 2");
 }
