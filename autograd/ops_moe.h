@@ -3,6 +3,11 @@
 // dispatch/combine moves of its MOELayer, between S tokens (S, C) and the
 // expert buffer (E, capacity, C) — the very buffer expert parallelism's
 // all-to-all moves (docs/architecture.md "Mixture of experts").
+// Deliberate differences from DeepSpeed, for determinism and one-process
+// equivalence: drops go in position order (top1gating's use_rts draws random
+// priorities instead), the second expert is the second-largest gate (no
+// top2_2nd_expert_sampling Gumbel noise), one capacity factor for train and
+// eval.
 #pragma once
 #include "autograd/ops.h"
 
