@@ -22,7 +22,8 @@ struct MoeGateOptions {
 
 // DeepSpeed's _capacity: ceil(tokens / experts · capacity_factor·k), at least
 // min_capacity. Computed in f32 as DeepSpeed's torch.tensor(capacity_factor)
-// is, so a factor that f32 rounds up (1.1f = 1.10000002) gives its ceiling.
+// is: 25 tokens on 2 experts at 1.2 are 12.5 · 1.2f = 15.000001, 16 slots (15
+// in f64).
 int64_t moe_capacity(int64_t tokens, int64_t experts, const MoeGateOptions& o);
 
 // The gate's integer decisions for one group of tokens (no gradient).

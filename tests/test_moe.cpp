@@ -43,9 +43,9 @@ TEST_CASE("capacity rounds as DeepSpeed's _capacity", "[moe]") {
   CHECK(moe_capacity(10, 3, {.k = 1, .capacity_factor = 1.0, .min_capacity = 0}) == 4);  // ceil(3.33)
   CHECK(moe_capacity(10, 3, {.k = 2, .capacity_factor = 1.0, .min_capacity = 0}) == 7);  // ceil(6.67)
   CHECK(moe_capacity(8, 4, {.k = 1, .capacity_factor = 1.25, .min_capacity = 0}) == 3);  // ceil(2.5)
-  // In f32 as torch computes it, 10 · 1.1f rounds to exactly 11: capacity
-  // 11. In f64, 10 · 1.1 = 11.000000000000002 and the ceiling would be 12.
-  CHECK(moe_capacity(40, 4, {.k = 1, .capacity_factor = 1.1, .min_capacity = 0}) == 11);
+  // In f32 as torch computes it, 12.5 · 1.2f = 15.000001: 16 slots. In f64
+  // 12.5 · 1.2 is exactly 15.0 and the ceiling would be 15.
+  CHECK(moe_capacity(25, 2, {.k = 1, .capacity_factor = 1.2, .min_capacity = 0}) == 16);
   CHECK(moe_capacity(6, 3, {.k = 1, .capacity_factor = 1.0, .min_capacity = 4}) == 4);  // the floor
 }
 
