@@ -241,12 +241,16 @@ int train_command(int argc, char** argv, Communicator& world) {
   // whole model's, counted before tp cut it or ZeRO-3 released its blocks; a
   // tp rank does 1/tp of its replica's FLOPs.
   const double step_flops =
-      model_flops_per_step(cfg, serial_params, B * T * accum, T) / static_cast<double>(tp * pp);
+      model_flops_per_step(cfg, serial_params - moe_idle_parameters(cfg), B * T * accum, T) /
+      static_cast<double>(tp * pp);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) {
     std::printf(
-        "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)\n",
-        step_flops * 1e-9);
+        "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)%s\n",
+        step_flops * 1e-9,
+        cfg.moe.enabled() ? "; Ψ = the parameters a token uses, its k experts of E (the padded "
+                            "capacity slots the experts also run are not counted)"
+                          : "");
     // Not clamped: above 100% says this start-up measurement ran slower than
     // the GEMMs of the step did (the machine was busier then, e.g. the other
     // ranks still loading), so the ratio is only as good as this number.

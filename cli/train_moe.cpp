@@ -114,6 +114,12 @@ std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
                  "; loss = cross-entropy + ", exact_str(e.aux_loss_coef), " · Σ l_aux\n");
 }
 
+int64_t moe_idle_parameters(const GPTConfig& m) {
+  if (!m.moe.enabled()) return 0;
+  const int64_t C = m.n_embd;
+  return (m.n_layer / m.moe.every) * (m.moe.experts - m.moe.top_k) * (8 * C * C + 5 * C);
+}
+
 namespace {
 
 std::vector<MoE*> moe_layers(GPT& model) {

@@ -18,6 +18,10 @@ void add_moe_flags(Flags& f);
 void read_moe_flags(const Flags& flags, TrainConfig& c);
 // Parameters an MoE adds to the dense GPT's count (0 when off).
 int64_t moe_extra_parameters(const GPTConfig& m);
+// Expert parameters a token does not use: the E − k experts it is not routed
+// to, in every MoE block (0 when off). Model FLOPs count the k it uses, as
+// the MoE papers' "active parameters" do.
+int64_t moe_idle_parameters(const GPTConfig& m);
 
 // The start-of-run line: MoE blocks, capacity for `tokens` per micro-batch.
 std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp);
