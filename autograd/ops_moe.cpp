@@ -27,7 +27,8 @@ T renorm_eps() {
 
 int64_t moe_capacity(int64_t tokens, int64_t experts, const MoeGateOptions& o) {
   MS_CHECK(experts > 0, "moe_capacity: experts must be positive, got ", experts);
-  const float per_expert = static_cast<float>(static_cast<double>(tokens) / static_cast<double>(experts));
+  const float per_expert =
+      static_cast<float>(static_cast<double>(tokens) / static_cast<double>(experts));
   const float factor = static_cast<float>(o.capacity_factor * static_cast<double>(o.k));
   const auto capacity = static_cast<int64_t>(std::ceil(per_expert * factor));
   return std::max(capacity, o.min_capacity);
@@ -90,8 +91,9 @@ Tensor moe_gate_weights(const Tensor& gates, const MoeRouting& r) {
   if (g.device() != Device::CPU) cuda_kernels_planned("moe_gate_weights");
   dispatch_compute(g.dtype(), "moe_gate_weights", [&](auto tag) {
     using T = decltype(tag);
-    cpu::moe_gate_weights_forward<T>(w.host_data<T>(), g.host_data<T>(), r.expert.host_data<int32_t>(),
-                                     r.slot.host_data<int32_t>(), S, E, k, renormalize, renorm_eps<T>());
+    cpu::moe_gate_weights_forward<T>(w.host_data<T>(), g.host_data<T>(),
+                                     r.expert.host_data<int32_t>(), r.slot.host_data<int32_t>(), S,
+                                     E, k, renormalize, renorm_eps<T>());
   });
   if (needs_grad({&gates})) {
     record(w, "moe_gate_weights", {gates},
@@ -123,8 +125,9 @@ Tensor moe_dispatch(const Tensor& x, const MoeRouting& r) {
   if (xc.device() != Device::CPU) cuda_kernels_planned("moe_dispatch");
   dispatch_compute(xc.dtype(), "moe_dispatch", [&](auto tag) {
     using T = decltype(tag);
-    cpu::moe_dispatch_forward<T>(buffer.host_data<T>(), xc.host_data<T>(), r.expert.host_data<int32_t>(),
-                                 r.slot.host_data<int32_t>(), S, k, cap, E, C);
+    cpu::moe_dispatch_forward<T>(buffer.host_data<T>(), xc.host_data<T>(),
+                                 r.expert.host_data<int32_t>(), r.slot.host_data<int32_t>(), S, k,
+                                 cap, E, C);
   });
   if (needs_grad({&x})) {
     record(buffer, "moe_dispatch", {x}, [r, S, k, cap, C](const Tensor& grad) {
@@ -132,8 +135,9 @@ Tensor moe_dispatch(const Tensor& x, const MoeRouting& r) {
       Tensor dx = Tensor::empty({S, C}, gb.dtype());
       dispatch_compute(gb.dtype(), "moe_dispatch backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::moe_dispatch_backward<T>(dx.host_data<T>(), gb.host_data<T>(), r.expert.host_data<int32_t>(),
-                                      r.slot.host_data<int32_t>(), S, k, cap, C);
+        cpu::moe_dispatch_backward<T>(dx.host_data<T>(), gb.host_data<T>(),
+                                      r.expert.host_data<int32_t>(), r.slot.host_data<int32_t>(), S,
+                                      k, cap, C);
       });
       return std::vector<Tensor>{dx};
     });
@@ -147,7 +151,8 @@ Tensor moe_combine(const Tensor& y, const Tensor& weights, const MoeRouting& r) 
   check_routing("moe_combine", r);
   const int64_t S = r.tokens, E = r.experts, k = r.k, cap = r.capacity;
   MS_CHECK(y.dim() == 3 && y.shape()[0] == E && y.shape()[1] == cap,
-           "moe_combine: expert outputs must be (", E, ", ", cap, ", C), got ", shape_str(y.shape()));
+           "moe_combine: expert outputs must be (", E, ", ", cap, ", C), got ",
+           shape_str(y.shape()));
   MS_CHECK(weights.dim() == 2 && weights.shape()[0] == S && weights.shape()[1] == k,
            "moe_combine: weights must be (", S, ", ", k, "), got ", shape_str(weights.shape()));
   MS_CHECK(y.dtype() == weights.dtype(), "moe_combine: expert outputs (", dtype_name(y.dtype()),
@@ -159,7 +164,8 @@ Tensor moe_combine(const Tensor& y, const Tensor& weights, const MoeRouting& r) 
   dispatch_compute(yc.dtype(), "moe_combine", [&](auto tag) {
     using T = decltype(tag);
     cpu::moe_combine_forward<T>(out.host_data<T>(), yc.host_data<T>(), wc.host_data<T>(),
-                                r.expert.host_data<int32_t>(), r.slot.host_data<int32_t>(), S, k, cap, C);
+                                r.expert.host_data<int32_t>(), r.slot.host_data<int32_t>(), S, k,
+                                cap, C);
   });
   if (needs_grad({&y, &weights})) {
     record(out, "moe_combine", {y, weights}, [yc, wc, r, S, E, k, cap, C](const Tensor& grad) {
@@ -169,8 +175,9 @@ Tensor moe_combine(const Tensor& y, const Tensor& weights, const MoeRouting& r) 
       dispatch_compute(go.dtype(), "moe_combine backward", [&](auto tag) {
         using T = decltype(tag);
         cpu::moe_combine_backward<T>(dy.host_data<T>(), dw.host_data<T>(), go.host_data<T>(),
-                                     yc.host_data<T>(), wc.host_data<T>(), r.expert.host_data<int32_t>(),
-                                     r.slot.host_data<int32_t>(), S, k, cap, E, C);
+                                     yc.host_data<T>(), wc.host_data<T>(),
+                                     r.expert.host_data<int32_t>(), r.slot.host_data<int32_t>(), S,
+                                     k, cap, E, C);
       });
       return std::vector<Tensor>{dy, dw};
     });

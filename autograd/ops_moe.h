@@ -29,11 +29,11 @@ int64_t moe_capacity(int64_t tokens, int64_t experts, const MoeGateOptions& o);
 // The gate's integer decisions for one group of tokens (no gradient).
 struct MoeRouting {
   int64_t tokens = 0, experts = 0, k = 1, capacity = 0;
-  Tensor expert;    // i32 (S, k): choice 0 = argmax gate, choice 1 = the next
-  Tensor slot;      // i32 (S, k): the capacity slot, -1 where dropped
-  Tensor counts;    // i32 (E): choices per expert before dropping (exp_counts)
-  Tensor kept;      // i32 (E): choices placed per expert
-  Tensor fraction;  // (E), the gates' dtype: share of tokens whose choice 0 is e
+  Tensor expert;            // i32 (S, k): choice 0 = argmax gate, choice 1 = the next
+  Tensor slot;              // i32 (S, k): the capacity slot, -1 where dropped
+  Tensor counts;            // i32 (E): choices per expert before dropping (exp_counts)
+  Tensor kept;              // i32 (E): choices placed per expert
+  Tensor fraction;          // (E), the gates' dtype: share of tokens whose choice 0 is e
   int64_t dropped() const;  // choices that found no slot (reads E counts)
 };
 

@@ -14,8 +14,9 @@ void add_moe_flags(Flags& f) {
   f.add("moe-experts", "0",
         "experts E per MoE block (0 = dense); each a GPT-2 MLP, chosen per token by a linear "
         "router (DeepSpeed's TopKGate)");
-  f.add("moe-every", "2", "every K-th block is an MoE (h.K-1, h.2K-1, ...: Megatron-DeepSpeed's "
-                          "expert_interval)");
+  f.add("moe-every", "2",
+        "every K-th block is an MoE (h.K-1, h.2K-1, ...: Megatron-DeepSpeed's "
+        "expert_interval)");
   f.add("moe-top-k", "1", "experts per token: 1 (Switch) | 2 (GShard, weights renormalized)");
   f.add("capacity-factor", "1.0",
         "slots per expert = ceil(k · tokens / E · F), at least --moe-min-capacity; tokens "
@@ -39,8 +40,8 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
            "dense without it)");
   if (!m.enabled()) return;
   m.every = flags.integer("moe-every");
-  MS_CHECK(m.every >= 1 && m.every <= c.model.n_layer, "--moe-every must be in [1, --n-layer] = [1, ",
-           c.model.n_layer, "], got ", m.every);
+  MS_CHECK(m.every >= 1 && m.every <= c.model.n_layer,
+           "--moe-every must be in [1, --n-layer] = [1, ", c.model.n_layer, "], got ", m.every);
   m.top_k = flags.integer("moe-top-k");
   MS_CHECK(m.top_k == 1 || m.top_k == 2, "--moe-top-k must be 1 (Switch) or 2 (GShard), got ",
            m.top_k);
@@ -58,18 +59,21 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
   m.drop_tokens = drop == "on" || drop == "1" || drop == "true";
   m.aux_loss_coef = flags.real("moe-aux-loss-coef");
   MS_CHECK(std::isfinite(m.aux_loss_coef) && m.aux_loss_coef >= 0,
-           "--moe-aux-loss-coef must be a finite number >= 0, got ", flags.str("moe-aux-loss-coef"));
+           "--moe-aux-loss-coef must be a finite number >= 0, got ",
+           flags.str("moe-aux-loss-coef"));
   // Each capacity slot's buffer row and the experts' activations count like
   // the dense MLP's; the products must fit int64.
-  checked_product({{"--moe-experts", m.experts}, {"--n-embd", c.model.n_embd}, {"--n-embd", c.model.n_embd},
+  checked_product({{"--moe-experts", m.experts},
+                   {"--n-embd", c.model.n_embd},
+                   {"--n-embd", c.model.n_embd},
                    {"8 (an expert's two 4C matrices)", 8}},
                   "parameters of one MoE layer's experts");
 
   const char* planned = " (planned: expert parallelism --ep, with the experts' all-to-all)";
-  MS_CHECK(c.tp == 1, "--moe-experts with --tp ", c.tp, ": MoE runs without tensor parallelism for now",
-           planned);
-  MS_CHECK(c.pp == 1, "--moe-experts with --pp ", c.pp, ": MoE runs without pipeline parallelism for now",
-           planned);
+  MS_CHECK(c.tp == 1, "--moe-experts with --tp ", c.tp,
+           ": MoE runs without tensor parallelism for now", planned);
+  MS_CHECK(c.pp == 1, "--moe-experts with --pp ", c.pp,
+           ": MoE runs without pipeline parallelism for now", planned);
   MS_CHECK(c.zero_stage <= 2, "--moe-experts with --zero-stage ", c.zero_stage,
            ": MoE runs with ZeRO stages 0-2 for now (the experts replicated on every dp rank)",
            planned);
@@ -88,10 +92,11 @@ int64_t moe_extra_parameters(const GPTConfig& m) {
   const std::string what = "parameters of the MoE layers";
   // Per MoE block: E MLPs (8C² + 5C each) and the router C·E, instead of one MLP.
   const int64_t mlp = checked_product({{"--n-embd", C}, {"--n-embd", C}, {"8", 8}}, what) + 5 * C;
-  const int64_t per_block = checked_product({{"--moe-experts - 1", E - 1}, {"one MLP", mlp}}, what) +
-                            checked_product({{"--n-embd", C}, {"--moe-experts", E}}, what);
-  return checked_product({{"MoE blocks", m.n_layer / m.moe.every}, {"extra per MoE block", per_block}},
-                         what);
+  const int64_t per_block =
+      checked_product({{"--moe-experts - 1", E - 1}, {"one MLP", mlp}}, what) +
+      checked_product({{"--n-embd", C}, {"--moe-experts", E}}, what);
+  return checked_product(
+      {{"MoE blocks", m.n_layer / m.moe.every}, {"extra per MoE block", per_block}}, what);
 }
 
 std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
@@ -99,19 +104,21 @@ std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
   std::string blocks;
   for (int64_t i = 0; i < m.n_layer; ++i)
     if (e.is_moe_block(i)) blocks += str_cat(blocks.empty() ? "" : ", ", "h.", i);
-  const MoeGateOptions o{.k = e.top_k, .capacity_factor = e.capacity_factor,
-                         .min_capacity = e.min_capacity, .drop_tokens = e.drop_tokens};
-  return str_cat("  mixture of experts: ", e.experts, " experts, top-", e.top_k, " in ", blocks,
-                 "; capacity ",
-                 e.drop_tokens ? str_cat(moe_capacity(tokens, e.experts, o), " slots per expert for the ",
-                                         tokens, " tokens of a micro-batch")
-                               : std::string("= the largest load (--moe-drop-tokens off)"),
-                 dp > 1 ? str_cat(" on each of the ", dp,
-                                  " dp ranks (each routes its own tokens, as DeepSpeed without "
-                                  "--ep; the experts are replicated); l_aux and dropped below "
-                                  "are rank 0's")
-                        : "",
-                 "; loss = cross-entropy + ", exact_str(e.aux_loss_coef), " · Σ l_aux\n");
+  const MoeGateOptions o{.k = e.top_k,
+                         .capacity_factor = e.capacity_factor,
+                         .min_capacity = e.min_capacity,
+                         .drop_tokens = e.drop_tokens};
+  return str_cat(
+      "  mixture of experts: ", e.experts, " experts, top-", e.top_k, " in ", blocks, "; capacity ",
+      e.drop_tokens ? str_cat(moe_capacity(tokens, e.experts, o), " slots per expert for the ",
+                              tokens, " tokens of a micro-batch")
+                    : std::string("= the largest load (--moe-drop-tokens off)"),
+      dp > 1 ? str_cat(" on each of the ", dp,
+                       " dp ranks (each routes its own tokens, as DeepSpeed without "
+                       "--ep; the experts are replicated); l_aux and dropped below "
+                       "are rank 0's")
+             : "",
+      "; loss = cross-entropy + ", exact_str(e.aux_loss_coef), " · Σ l_aux\n");
 }
 
 int64_t moe_idle_parameters(const GPTConfig& m) {
@@ -139,7 +146,8 @@ std::string moe_step_fields(GPT& model) {
   // l_aux summed over the MoE layers (what the coefficient multiplies), the
   // mean over the step's micro-batches; 1.0 per layer is perfect balance.
   const double aux = step.aux_sum / static_cast<double>(step.forwards / layers);
-  const double dropped = 100.0 * static_cast<double>(step.dropped) / static_cast<double>(step.choices);
+  const double dropped =
+      100.0 * static_cast<double>(step.dropped) / static_cast<double>(step.choices);
   char buf[96];
   std::snprintf(buf, sizeof buf, " | l_aux %.4f | dropped %.1f%%", aux, dropped);
   return buf;
@@ -148,8 +156,9 @@ std::string moe_step_fields(GPT& model) {
 std::string moe_load_table(GPT& model, int64_t dp) {
   std::vector<MoE*> layers = moe_layers(model);
   if (layers.empty()) return "";
-  std::string out = str_cat("expert load over the run (choices routed per expert",
-                            dp > 1 ? ", rank 0's own tokens: each rank routes its own" : "", "):\n");
+  std::string out =
+      str_cat("expert load over the run (choices routed per expert",
+              dp > 1 ? ", rank 0's own tokens: each rank routes its own" : "", "):\n");
   int64_t index = 0;
   for (MoE* m : layers) {
     const MoELoad& load = m->total_load();
@@ -157,11 +166,12 @@ std::string moe_load_table(GPT& model, int64_t dp) {
     const int64_t block = (index + 1) * model.config().moe.every - 1;
     ++index;
     std::string row = str_cat("  h.", block, ".mlp:");
-    for (size_t e = 0; e < load.routed.size(); ++e)
-      row += str_cat(" e", e, " ", load.routed[e]);
+    for (size_t e = 0; e < load.routed.size(); ++e) row += str_cat(" e", e, " ", load.routed[e]);
     char pct[32];
-    std::snprintf(pct, sizeof pct, "%.1f%%",
-                  load.choices ? 100.0 * static_cast<double>(load.dropped) / static_cast<double>(load.choices) : 0.0);
+    std::snprintf(
+        pct, sizeof pct, "%.1f%%",
+        load.choices ? 100.0 * static_cast<double>(load.dropped) / static_cast<double>(load.choices)
+                     : 0.0);
     out += str_cat(row, " | dropped ", load.dropped, " of ", load.choices, " (", pct, ")\n");
   }
   return out;

@@ -24,7 +24,8 @@ std::string MoEConfig::describe() const {
   if (!enabled()) return "dense";
   return str_cat("MoE(experts=", experts, ", every=", every, ", top_k=", top_k,
                  ", capacity_factor=", capacity_factor, ", min_capacity=", min_capacity,
-                 ", drop_tokens=", drop_tokens ? "on" : "off", ", aux_loss_coef=", aux_loss_coef, ")");
+                 ", drop_tokens=", drop_tokens ? "on" : "off", ", aux_loss_coef=", aux_loss_coef,
+                 ")");
 }
 
 void MoELoad::add(const MoELoad& o) {
@@ -68,7 +69,7 @@ Tensor MoE::forward(const Tensor& x) {
   // so gradcheck sees the exact gate.
   const DType gate_dtype = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
   Tensor logits = linear(to(tokens, gate_dtype), to(router->weight, gate_dtype));  // (S, E)
-  Tensor gates = softmax(logits, -1);                                             // (S, E)
+  Tensor gates = softmax(logits, -1);                                              // (S, E)
   last_ = moe_route(gates, {.k = moe_.top_k,
                             .capacity_factor = moe_.capacity_factor,
                             .min_capacity = moe_.min_capacity,
@@ -92,7 +93,7 @@ Tensor MoE::forward(const Tensor& x) {
   outputs.reserve(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e)
     outputs.push_back(unsqueeze(experts[static_cast<size_t>(e)]->forward(select(buffer, 0, e)), 0));
-  Tensor expert_out = cat(outputs, 0);  // (E, capacity, C)
+  Tensor expert_out = cat(outputs, 0);                                         // (E, capacity, C)
   Tensor y = moe_combine(expert_out, to(weights, expert_out.dtype()), last_);  // (S, C)
 
   if (training()) {

@@ -31,7 +31,7 @@ class MoE : public Module {
   MoE(const GPTConfig& cfg, Generator& gen);
   Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
 
-  std::shared_ptr<Linear> router;              // (C, E), no bias: "router.weight"
+  std::shared_ptr<Linear> router;             // (C, E), no bias: "router.weight"
   std::vector<std::shared_ptr<MLP>> experts;  // "experts.0" ... "experts.(E-1)"
 
   // l_aux of the forwards since the last take (summed; a scalar of the gates'

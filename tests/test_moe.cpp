@@ -40,9 +40,12 @@ Tensor gates_of(const std::vector<double>& scores, int64_t S, int64_t E) {
 
 TEST_CASE("capacity rounds as DeepSpeed's _capacity", "[moe]") {
   CHECK(moe_capacity(6, 3, {.k = 1, .capacity_factor = 1.0, .min_capacity = 0}) == 2);
-  CHECK(moe_capacity(10, 3, {.k = 1, .capacity_factor = 1.0, .min_capacity = 0}) == 4);  // ceil(3.33)
-  CHECK(moe_capacity(10, 3, {.k = 2, .capacity_factor = 1.0, .min_capacity = 0}) == 7);  // ceil(6.67)
-  CHECK(moe_capacity(8, 4, {.k = 1, .capacity_factor = 1.25, .min_capacity = 0}) == 3);  // ceil(2.5)
+  CHECK(moe_capacity(10, 3, {.k = 1, .capacity_factor = 1.0, .min_capacity = 0}) ==
+        4);  // ceil(3.33)
+  CHECK(moe_capacity(10, 3, {.k = 2, .capacity_factor = 1.0, .min_capacity = 0}) ==
+        7);  // ceil(6.67)
+  CHECK(moe_capacity(8, 4, {.k = 1, .capacity_factor = 1.25, .min_capacity = 0}) ==
+        3);  // ceil(2.5)
   // In f32 as torch computes it, 12.5 · 1.2f = 15.000001: 16 slots. In f64
   // 12.5 · 1.2 is exactly 15.0 and the ceiling would be 15.
   CHECK(moe_capacity(25, 2, {.k = 1, .capacity_factor = 1.2, .min_capacity = 0}) == 16);
@@ -52,8 +55,7 @@ TEST_CASE("capacity rounds as DeepSpeed's _capacity", "[moe]") {
 TEST_CASE("top-1 with drops: the hand-computed assignment and weights", "[moe]") {
   // Choice 0 per token: 0, 0, 0, 1, 2, 0. Capacity ceil(6/3 · 1) = 2, so
   // expert 0 keeps tokens 0 and 1 (position order) and drops 2 and 5.
-  const std::vector<double> scores = {3, 1, 0,  2, 0, 1,  1, 0, 0,
-                                      0, 2, 1,  0, 1, 3,  4, 0, 0};
+  const std::vector<double> scores = {3, 1, 0, 2, 0, 1, 1, 0, 0, 0, 2, 1, 0, 1, 3, 4, 0, 0};
   Tensor g = gates_of(scores, 6, 3);
   MoeRouting r = moe_route(g, {.k = 1, .capacity_factor = 1.0, .min_capacity = 0});
   CHECK(r.capacity == 2);
@@ -110,7 +112,8 @@ TEST_CASE("top-2 with drops: second choices queue after all first choices", "[mo
   CHECK(w[6] == 1.0);
   CHECK(w[7] == 0.0);
   // No dropping: capacity = the largest load (4 choices on each expert).
-  MoeRouting n = moe_route(g, {.k = 2, .capacity_factor = 0.5, .min_capacity = 0, .drop_tokens = false});
+  MoeRouting n =
+      moe_route(g, {.k = 2, .capacity_factor = 0.5, .min_capacity = 0, .drop_tokens = false});
   CHECK(n.capacity == 4);
   CHECK(n.dropped() == 0);
 }
@@ -120,20 +123,22 @@ TEST_CASE("dispatch and combine move rows between tokens and expert slots", "[mo
   MoeRouting r = moe_route(g, {.k = 1, .capacity_factor = 1.0, .min_capacity = 0});
   Tensor x = reshape(arange(12, DType::F64), {6, 2});  // token s = (2s, 2s+1)
   auto buf = moe_dispatch(x, r).to_vector();           // (3, 2, 2)
-  CHECK(buf == std::vector<double>{0, 1, 2, 3,  6, 7, 0, 0,  8, 9, 0, 0});
+  CHECK(buf == std::vector<double>{0, 1, 2, 3, 6, 7, 0, 0, 8, 9, 0, 0});
   Tensor y = reshape(arange(12, DType::F64), {3, 2, 2});
   Tensor w = from_vector({0.5, 2, 3, 4, 5, 6}, {6, 1}, DType::F64);
   auto out = moe_combine(y, w, r).to_vector();  // (6, 2)
   CHECK(out == std::vector<double>{0, 0.5, 4, 6, 0, 0, 16, 20, 40, 45, 0, 0});
 }
 
-TEST_CASE("gradcheck: router, experts and input through gate, combine and l_aux", "[moe][gradcheck]") {
+TEST_CASE("gradcheck: router, experts and input through gate, combine and l_aux",
+          "[moe][gradcheck]") {
   struct Case {
     int64_t k;
     double cf;
     bool drop;
   };
-  for (Case c : {Case{1, 1.0, false}, Case{1, 0.5, true}, Case{2, 1.0, false}, Case{2, 0.5, true}}) {
+  for (Case c :
+       {Case{1, 1.0, false}, Case{1, 0.5, true}, Case{2, 1.0, false}, Case{2, 0.5, true}}) {
     INFO("top-" << c.k << " capacity factor " << c.cf << " drop " << c.drop);
     Generator gen(7);
     GPTConfig cfg = moe_config(3, c.k, c.cf, c.drop);

@@ -55,7 +55,8 @@ TEST_CASE("MoE blocks: every K-th block, experts and router under mlp", "[moe][g
         model.parameter("h.1.mlp.experts.2.c_fc.weight").to_vector());
 }
 
-TEST_CASE("the training loss is cross-entropy + coef · l_aux; eval's is cross-entropy", "[moe][gpt]") {
+TEST_CASE("the training loss is cross-entropy + coef · l_aux; eval's is cross-entropy",
+          "[moe][gpt]") {
   GPTConfig cfg = moe_gpt(4, 1, 2);
   cfg.moe.aux_loss_coef = 0.5;
   GPT model(cfg, 2);
@@ -82,7 +83,8 @@ TEST_CASE("the training loss is cross-entropy + coef · l_aux; eval's is cross-e
   CHECK(!allclose(with_aux, model.parameter("h.0.mlp.router.weight").grad(), 1e-6, 1e-9));
 }
 
-TEST_CASE("a GPT whose MoE has one expert, top-1, no dropping, no aux is the dense GPT", "[moe][gpt]") {
+TEST_CASE("a GPT whose MoE has one expert, top-1, no dropping, no aux is the dense GPT",
+          "[moe][gpt]") {
   GPTConfig cfg = moe_gpt(1, 1, 1);
   cfg.moe.drop_tokens = false;
   cfg.moe.aux_loss_coef = 0;
@@ -105,10 +107,12 @@ TEST_CASE("a GPT whose MoE has one expert, top-1, no dropping, no aux is the den
   b.backward();
   CHECK(moe.parameter("h.1.mlp.experts.0.c_fc.weight").grad().to_vector() ==
         dense.parameter("h.1.mlp.c_fc.weight").grad().to_vector());
-  CHECK(moe.parameter("wte.weight").grad().to_vector() == dense.parameter("wte.weight").grad().to_vector());
+  CHECK(moe.parameter("wte.weight").grad().to_vector() ==
+        dense.parameter("wte.weight").grad().to_vector());
 }
 
-TEST_CASE("safetensors round trip of an MoE GPT: experts, router and gate settings", "[moe][gpt][weights]") {
+TEST_CASE("safetensors round trip of an MoE GPT: experts, router and gate settings",
+          "[moe][gpt][weights]") {
   test::TempDir tmp("moe");
   GPTConfig cfg = moe_gpt(3, 2, 2);
   cfg.moe.capacity_factor = 1.25, cfg.moe.min_capacity = 2, cfg.moe.drop_tokens = false;
@@ -143,15 +147,19 @@ TEST_CASE("safetensors round trip of an MoE GPT: experts, router and gate settin
 }
 
 TEST_CASE("train --moe-*: bad values are one-line errors naming the flag", "[moe][cli]") {
-  const std::string t = "train --steps 1 --n-layer 2 --n-embd 32 --seq-len 8 --batch-size 2 --eval-every 0 ";
-  check_one_line_error(t + "--moe-experts 1 --moe-top-k 2", "--moe-top-k 2 exceeds --moe-experts 1");
+  const std::string t =
+      "train --steps 1 --n-layer 2 --n-embd 32 --seq-len 8 --batch-size 2 --eval-every 0 ";
+  check_one_line_error(t + "--moe-experts 1 --moe-top-k 2",
+                       "--moe-top-k 2 exceeds --moe-experts 1");
   check_one_line_error(t + "--moe-experts 2 --moe-top-k 3", "--moe-top-k must be 1");
   check_one_line_error(t + "--moe-experts 2 --capacity-factor 0", "--capacity-factor must be");
   check_one_line_error(t + "--moe-experts 2 --capacity-factor nan", "--capacity-factor must be");
   check_one_line_error(t + "--moe-experts -1", "--moe-experts must be >= 0");
-  check_one_line_error(t + "--moe-experts 2 --moe-every 3", "--moe-every must be in [1, --n-layer]");
+  check_one_line_error(t + "--moe-experts 2 --moe-every 3",
+                       "--moe-every must be in [1, --n-layer]");
   check_one_line_error(t + "--moe-experts 2 --moe-min-capacity -1", "--moe-min-capacity");
-  check_one_line_error(t + "--moe-experts 2 --moe-drop-tokens maybe", "--moe-drop-tokens must be on or off");
+  check_one_line_error(t + "--moe-experts 2 --moe-drop-tokens maybe",
+                       "--moe-drop-tokens must be on or off");
   check_one_line_error(t + "--moe-experts 2 --moe-aux-loss-coef -1", "--moe-aux-loss-coef");
   check_one_line_error(t + "--moe-top-k 2", "need --moe-experts");
   check_one_line_error(t + "--moe-experts 2 --zero-stage 3", "--ep");
@@ -171,7 +179,8 @@ TEST_CASE("train --moe-experts: step line, load table, resume and consolidate", 
   CHECK(full.output.find("| dropped ") != std::string::npos);
   CHECK(full.output.find("expert load over the run") != std::string::npos);
   CHECK(full.output.find("h.1.mlp: e0 ") != std::string::npos);
-  auto resumed = run_minispeed(run + "--resume global_step2 --save-weights " + tmp.file("r.safetensors"));
+  auto resumed =
+      run_minispeed(run + "--resume global_step2 --save-weights " + tmp.file("r.safetensors"));
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);
   CHECK(slurp(tmp.file("w.safetensors")) == slurp(tmp.file("r.safetensors")));
@@ -198,17 +207,24 @@ TEST_CASE("ds_config moe section: parsed, checked, and the same as the flags", "
   CHECK(c.moe.min_capacity == 0);
   CHECK(!c.moe.drop_tokens);
   CHECK(c.moe.aux_loss_coef == 0.1);
-  CHECK_THROWS_WITH(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 1, "k": 2}})", 1),
-                    Catch::Contains("moe.k") && Catch::Contains("exceeds moe.num_experts 1"));
-  CHECK_THROWS_WITH(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"capacity_factor": 0}})", 1),
-                    Catch::Contains("moe.capacity_factor"));
-  CHECK_THROWS_WITH(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"use_rts": true}})", 1),
-                    Catch::Contains("moe.use_rts") && Catch::Contains("does not implement"));
+  CHECK_THROWS_WITH(
+      parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 1, "k": 2}})",
+                      1),
+      Catch::Contains("moe.k") && Catch::Contains("exceeds moe.num_experts 1"));
+  CHECK_THROWS_WITH(
+      parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"capacity_factor": 0}})", 1),
+      Catch::Contains("moe.capacity_factor"));
+  CHECK_THROWS_WITH(
+      parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"use_rts": true}})", 1),
+      Catch::Contains("moe.use_rts") && Catch::Contains("does not implement"));
 
   test::TempDir tmp("moecfg");
   const std::string cfg = tmp.file("ds.json");
-  std::ofstream(cfg) << R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 2, "k": 2}})";
-  const std::string t = "train --config " + cfg + " --steps 1 --n-layer 2 --n-embd 32 --seq-len 8 --eval-every 0 --sample-tokens 0 ";
+  std::ofstream(cfg)
+      << R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 2, "k": 2}})";
+  const std::string t =
+      "train --config " + cfg +
+      " --steps 1 --n-layer 2 --n-embd 32 --seq-len 8 --eval-every 0 --sample-tokens 0 ";
   auto ok = run_minispeed(t);
   INFO(ok.output);
   CHECK(ok.code == 0);

@@ -38,7 +38,8 @@ std::vector<double> softmax_rows(const std::vector<double>& scores, int64_t S, i
 }
 
 // Skewed random gates: expert e's scores shifted by bias[e], so some experts overflow.
-Case random_case(const std::string& name, int64_t S, int64_t E, int64_t k, double cf, uint64_t seed) {
+Case random_case(const std::string& name, int64_t S, int64_t E, int64_t k, double cf,
+                 uint64_t seed) {
   Generator gen(seed);
   std::vector<double> scores = randn({S, E}, gen, 0, 1.5, DType::F64).to_vector();
   for (int64_t s = 0; s < S; ++s)
@@ -75,36 +76,46 @@ std::string describe(const GateAssignment& a, int64_t E, int64_t k) {
 
 // ---- capacity ----
 void check_capacity() {
-  struct C { int64_t S, E, k; double cf; int64_t min; };
+  struct C {
+    int64_t S, E, k;
+    double cf;
+    int64_t min;
+  };
   // 10/3 needs the ceiling; k = 2 doubles the slots; 6 tokens on 3 experts is below
   // min_capacity 4; last, 25/2 · 1.2 is 15.000001 in f32 (torch: ceiling 16) but 15.0 in f64.
   for (C c : {C{10, 3, 1, 1.0, 0}, C{10, 3, 2, 1.0, 0}, C{8, 4, 1, 1.25, 0}, C{6, 3, 1, 1.0, 4},
               C{25, 2, 1, 1.2, 0}}) {
     Case cs = random_case("capacity", c.S, c.E, c.k, c.cf, 3);
     cs.min_capacity = c.min;
-    const int64_t want = moe_capacity(c.S, c.E, {.k = c.k, .capacity_factor = c.cf, .min_capacity = c.min});
+    const int64_t want =
+        moe_capacity(c.S, c.E, {.k = c.k, .capacity_factor = c.cf, .min_capacity = c.min});
     const int64_t got = my_top_k_gate(cs.gates, c.S, c.E, c.k, c.cf, c.min).capacity;
     if (got == want) continue;
-    const std::string where = str_cat("S = ", c.S, ", E = ", c.E, ", k = ", c.k, ", capacity_factor = ",
-                                      c.cf, ", min_capacity = ", c.min, ": your capacity ", got,
-                                      ", DeepSpeed's ", want, ". ");
+    const std::string where =
+        str_cat("S = ", c.S, ", E = ", c.E, ", k = ", c.k, ", capacity_factor = ", c.cf,
+                ", min_capacity = ", c.min, ": your capacity ", got, ", DeepSpeed's ", want, ". ");
     const float f32 = float(double(c.S) / double(c.E)) * float(c.cf * double(c.k));
     const double f64 = double(c.S) / double(c.E) * c.cf * double(c.k);
     if (got == std::max<int64_t>(int64_t(std::ceil(f64)), c.min))
-      fail(where + "capacity computed in f64: DeepSpeed's _capacity multiplies float32 tensors "
-                   "(torch.tensor(capacity_factor)), where 25/2 · 1.2f = 15.000001 and the "
-                   "ceiling is 16; in f64 12.5 · 1.2 is exactly 15.0");
+      fail(where +
+           "capacity computed in f64: DeepSpeed's _capacity multiplies float32 tensors "
+           "(torch.tensor(capacity_factor)), where 25/2 · 1.2f = 15.000001 and the "
+           "ceiling is 16; in f64 12.5 · 1.2 is exactly 15.0");
     if (got == std::max<int64_t>(int64_t(std::floor(f32)), c.min))
-      fail(where + "capacity off by one: you rounded k·S/E·F down; _capacity takes the ceiling "
-                   "(torch.ceil), so 10 tokens on 3 experts get 4 slots, not 3");
+      fail(where +
+           "capacity off by one: you rounded k·S/E·F down; _capacity takes the ceiling "
+           "(torch.ceil), so 10 tokens on 3 experts get 4 slots, not 3");
     if (got == want + 1)
-      fail(where + "capacity off by one: one slot more than ceil(k·S/E·F) (a +1 after the "
-                   "ceiling, or the ceiling of a value already whole)");
+      fail(where +
+           "capacity off by one: one slot more than ceil(k·S/E·F) (a +1 after the "
+           "ceiling, or the ceiling of a value already whole)");
     if (got == int64_t(std::ceil(f32)))
       fail(where + "min_capacity forgotten: the capacity is at least min_capacity");
-    if (got == std::max<int64_t>(int64_t(std::ceil(float(double(c.S) / double(c.E)) * float(c.cf))), c.min))
-      fail(where + "the factor k forgotten: top-2 places 2·S choices, so the capacity is "
-                   "ceil(k·S/E·F)");
+    if (got == std::max<int64_t>(int64_t(std::ceil(float(double(c.S) / double(c.E)) * float(c.cf))),
+                                 c.min))
+      fail(where +
+           "the factor k forgotten: top-2 places 2·S choices, so the capacity is "
+           "ceil(k·S/E·F)");
     fail(where + "capacity = max(ceil(float(S/E) · float(F·k)), min_capacity)");
   }
   pass("capacity: DeepSpeed's _capacity on 5 cases (f32 rounding, ceiling, min_capacity, k)");
@@ -186,16 +197,19 @@ void check_case(const Case& c) {
                            "ties to the lower index)"));
   if (got.slot != want.slot) {
     if (kept(got.slot) == kept(slots_by(Policy::kLatest, c, want)))
-      fail(where + "dropped the wrong tokens: you kept each expert's LATEST tokens; DeepSpeed "
-                   "keeps the first `capacity` in position order and drops the rest");
+      fail(where +
+           "dropped the wrong tokens: you kept each expert's LATEST tokens; DeepSpeed "
+           "keeps the first `capacity` in position order and drops the rest");
     if (kept(got.slot) == kept(slots_by(Policy::kHighestGate, c, want)))
-      fail(where + "dropped the wrong tokens: you kept the choices with the highest gates "
-                   "(DeepSpeed topkgating's drop_policy \"probs\"); top1gating/top2gating, and "
-                   "this lesson, drop in position order");
+      fail(where +
+           "dropped the wrong tokens: you kept the choices with the highest gates "
+           "(DeepSpeed topkgating's drop_policy \"probs\"); top1gating/top2gating, and "
+           "this lesson, drop in position order");
     if (got.slot == slots_by(Policy::kInterleaved, c, want))
-      fail(where + "dropped the wrong tokens: second choices must queue after ALL of the "
-                   "expert's first choices (DeepSpeed's `locations2 += sum(mask1)`), not "
-                   "interleaved token by token; a first choice always wins a slot over a second");
+      fail(where +
+           "dropped the wrong tokens: second choices must queue after ALL of the "
+           "expert's first choices (DeepSpeed's `locations2 += sum(mask1)`), not "
+           "interleaved token by token; a first choice always wins a slot over a second");
     for (size_t i = 0; i < n; ++i)
       if (got.slot[i] != want.slot[i])
         fail(where + str_cat("token ", i / size_t(c.k), " choice ", i % size_t(c.k), " (expert ",
@@ -207,15 +221,18 @@ void check_case(const Case& c) {
   }
   if (!same(got.weight, want.weight)) {
     if (same(got.weight, weights_by(c, want, true, true, false)) && c.k == 1)
-      fail(where + "wrong renormalization: top-1 combines with the raw gate probability "
-                   "(top1gating: gates * mask1), not renormalized to 1");
+      fail(where +
+           "wrong renormalization: top-1 combines with the raw gate probability "
+           "(top1gating: gates * mask1), not renormalized to 1");
     if (same(got.weight, weights_by(c, want, false, true, true)) && c.k == 2)
-      fail(where + "wrong renormalization: you renormalized over both choices before dropping; "
-                   "DeepSpeed renormalizes over the KEPT choices (a token whose second choice "
-                   "was dropped puts weight 1 on its first)");
+      fail(where +
+           "wrong renormalization: you renormalized over both choices before dropping; "
+           "DeepSpeed renormalizes over the KEPT choices (a token whose second choice "
+           "was dropped puts weight 1 on its first)");
     if (same(got.weight, weights_by(c, want, false, false, false)) && c.k == 2)
-      fail(where + "wrong renormalization: top-2 weights are g_i / (g_1 + g_2) over the kept "
-                   "choices; yours are the raw gates");
+      fail(where +
+           "wrong renormalization: top-2 weights are g_i / (g_1 + g_2) over the kept "
+           "choices; yours are the raw gates");
     for (size_t i = 0; i < n; ++i)
       if (std::fabs(got.weight[i] - want.weight[i]) > 1e-12 * (1 + std::fabs(want.weight[i])))
         fail(where + str_cat("token ", i / size_t(c.k), " choice ", i % size_t(c.k), ": weight ",

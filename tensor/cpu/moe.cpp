@@ -164,21 +164,22 @@ void moe_combine_backward(T* dy, T* dweights, const T* dout, const T* y, const T
     }
 }
 
-#define MS_MOE_INSTANTIATE(T)                                                                    \
-  template void moe_choose<T>(const T*, int64_t, int64_t, int64_t, int32_t*, int32_t*, int32_t*, \
-                              T*);                                                               \
-  template void moe_gate_weights_forward<T>(T*, const T*, const int32_t*, const int32_t*,        \
-                                            int64_t, int64_t, int64_t, bool, T);                 \
-  template void moe_gate_weights_backward<T>(T*, const T*, const T*, const T*, const int32_t*,   \
-                                             const int32_t*, int64_t, int64_t, int64_t, bool, T); \
-  template void moe_dispatch_forward<T>(T*, const T*, const int32_t*, const int32_t*, int64_t,   \
-                                        int64_t, int64_t, int64_t, int64_t);                     \
-  template void moe_dispatch_backward<T>(T*, const T*, const int32_t*, const int32_t*, int64_t,  \
-                                         int64_t, int64_t, int64_t);                             \
-  template void moe_combine_forward<T>(T*, const T*, const T*, const int32_t*, const int32_t*,   \
-                                       int64_t, int64_t, int64_t, int64_t);                      \
-  template void moe_combine_backward<T>(T*, T*, const T*, const T*, const T*, const int32_t*,    \
-                                        const int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t);
+#define MS_MOE_INSTANTIATE(T)                                                                      \
+  template void moe_choose<T>(const T*, int64_t, int64_t, int64_t, int32_t*, int32_t*, int32_t*,   \
+                              T*);                                                                 \
+  template void moe_gate_weights_forward<T>(T*, const T*, const int32_t*, const int32_t*, int64_t, \
+                                            int64_t, int64_t, bool, T);                            \
+  template void moe_gate_weights_backward<T>(T*, const T*, const T*, const T*, const int32_t*,     \
+                                             const int32_t*, int64_t, int64_t, int64_t, bool, T);  \
+  template void moe_dispatch_forward<T>(T*, const T*, const int32_t*, const int32_t*, int64_t,     \
+                                        int64_t, int64_t, int64_t, int64_t);                       \
+  template void moe_dispatch_backward<T>(T*, const T*, const int32_t*, const int32_t*, int64_t,    \
+                                         int64_t, int64_t, int64_t);                               \
+  template void moe_combine_forward<T>(T*, const T*, const T*, const int32_t*, const int32_t*,     \
+                                       int64_t, int64_t, int64_t, int64_t);                        \
+  template void moe_combine_backward<T>(T*, T*, const T*, const T*, const T*, const int32_t*,      \
+                                        const int32_t*, int64_t, int64_t, int64_t, int64_t,        \
+                                        int64_t);
 MS_MOE_INSTANTIATE(float)
 MS_MOE_INSTANTIATE(double)
 #undef MS_MOE_INSTANTIATE
