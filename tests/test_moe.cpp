@@ -223,3 +223,43 @@ TEST_CASE("E = 1, top-1, no dropping is the dense MLP", "[moe]") {
   // One expert: every gate is 1, l_aux = 1 · 1 · 1.
   CHECK(moe.take_aux_loss().item() == 1.0);
 }
+
+TEST_CASE("l_aux is E · Σ mean(gate) · fraction of FIRST choices, for top-2 too", "[moe]") {
+  for (int64_t k : {1, 2}) {
+    INFO("top-" << k);
+    Generator gen(21);
+    GPTConfig cfg = moe_config(3, k, 0.5, true);  // with drops: l_aux ignores them
+    MoE moe(cfg, gen);
+    {
+      NoGradGuard no_grad;
+      copy_(moe.router->weight, randn({4, 3}, gen, 0, 1));
+    }
+    Generator data(22);
+    Tensor x = randn({10, 4}, data);
+    moe.forward(x);
+    const double aux = moe.take_aux_loss().item();
+    REQUIRE(moe.last_routing().dropped() > 0);
+    std::vector<double> g = softmax(linear(x, moe.router->weight), -1).to_vector();  // (10, 3)
+    std::vector<double> mean_gate(3, 0), first(3, 0), any(3, 0);
+    for (int s = 0; s < 10; ++s) {
+      int best = 0, second = -1;
+      for (int e = 0; e < 3; ++e) {
+        mean_gate[size_t(e)] += g[size_t(s * 3 + e)] / 10;
+        if (g[size_t(s * 3 + e)] > g[size_t(s * 3 + best)]) best = e;
+      }
+      for (int e = 0; e < 3; ++e)
+        if (e != best && (second < 0 || g[size_t(s * 3 + e)] > g[size_t(s * 3 + second)]))
+          second = e;
+      first[size_t(best)] += 1.0 / 10;
+      any[size_t(best)] += 1.0 / 10;
+      if (k == 2) any[size_t(second)] += 1.0 / 10;
+    }
+    double want = 0, with_both = 0;
+    for (int e = 0; e < 3; ++e) {
+      want += 3 * mean_gate[size_t(e)] * first[size_t(e)];
+      with_both += 3 * mean_gate[size_t(e)] * any[size_t(e)];
+    }
+    CHECK(std::fabs(aux - want) < 1e-5);
+    if (k == 2) CHECK(std::fabs(aux - with_both) > 1e-3);  // the second choices do not count
+  }
+}
