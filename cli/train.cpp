@@ -22,6 +22,7 @@
 #include "cli/train_config.h"
 #include "cli/train_ds_config.h"
 #include "cli/train_model.h"
+#include "cli/train_moe.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
@@ -171,7 +172,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   // prints its own per-stage activation line).
   std::string tp_memory;
   init.before_partition = [&](GPT& held) {
-    if (pp > 1) return;
+    // MoE: the report's split/replicated formula is the dense GPT's; the
+    // experts' per-rank table comes with expert parallelism (--ep, planned).
+    if (pp > 1 || c.model.moe.enabled()) return;
     const GPTConfig& shape = held.config();
     tp_memory = tp_memory_report(world, shape, held_param_split(held),
                                  measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
@@ -212,6 +215,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                 static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
     if (world.size() > 1) std::printf("%s", mesh.describe_groups().c_str());
     if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
+    if (c.model.moe.enabled()) std::printf("%s", moe_run_line(c.model, B * T, D).c_str());
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
@@ -237,12 +241,16 @@ int train_command(int argc, char** argv, Communicator& world) {
   // whole model's, counted before tp cut it or ZeRO-3 released its blocks; a
   // tp rank does 1/tp of its replica's FLOPs.
   const double step_flops =
-      model_flops_per_step(cfg, serial_params, B * T * accum, T) / static_cast<double>(tp * pp);
+      model_flops_per_step(cfg, serial_params - moe_idle_parameters(cfg), B * T * accum, T) /
+      static_cast<double>(tp * pp);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) {
     std::printf(
-        "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)\n",
-        step_flops * 1e-9);
+        "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)%s\n",
+        step_flops * 1e-9,
+        cfg.moe.enabled() ? "; Ψ = the parameters a token uses, its k experts of E (the padded "
+                            "capacity slots the experts also run are not counted)"
+                          : "");
     // Not clamped: above 100% says this start-up measurement ran slower than
     // the GEMMs of the step did (the machine was busier then, e.g. the other
     // ranks still loading), so the ratio is only as good as this number.
@@ -316,6 +324,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                                 " (lr ", lr, "); try a lower --lr"));
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
+    const std::string moe_fields = moe_step_fields(engine.gpt());  // every rank: resets the step's counts
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
       val = evaluate(engine, data, eval_batches, B, T);  // stage 3 gathers blocks on demand
@@ -338,7 +347,7 @@ int train_command(int argc, char** argv, Communicator& world) {
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
       if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
         std::printf(" | %s", zero.skip_message().c_str());
-      std::printf("\n");
+      std::printf("%s\n", moe_fields.c_str());
       std::fflush(stdout);
     }
     if (c.save_every > 0 && (step + 1) % c.save_every == 0) {  // checkpoints
@@ -424,6 +433,7 @@ int train_command(int argc, char** argv, Communicator& world) {
           static_cast<long long>(pp), static_cast<long long>(engine.gpt().num_parameters()));
     std::printf("%s", traffic_table.c_str());
     std::printf("%s", pipeline_report.c_str());
+    std::printf("%s", moe_load_table(engine.gpt(), D).c_str());
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);

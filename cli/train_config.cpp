@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/checked.h"
+#include "cli/train_moe.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
 #include "parallel/pp/schedule.h"
@@ -99,6 +100,7 @@ Flags train_flags() {
   f.add("min-loss-scale", "1", "with --fp16: the scale never goes below this (error there)");
   f.add("communication-data-type", "",
         "with --bf16/--fp16: fp32 reduces gradients in fp32 (default: the 16-bit dtype)");
+  add_moe_flags(f);  // cli/train_moe.h
   return f;
 }
 
@@ -246,6 +248,8 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
            " over --tp ", c.tp, ", which does not divide it (", c.T, " % ", c.tp, " = ", c.T % c.tp,
            ")");
 
+  read_moe_flags(flags, c);  // cli/train_moe.h
+
   // Every size the run will compute with, in int64 (the data windows, the
   // largest activations, the parameter count).
   // D: the data-parallel replicas, the ranks that read different batches.
@@ -281,6 +285,7 @@ int64_t gpt_parameter_count(const GPTConfig& m) {
   int64_t emb =
       checked_product({{"vocab + positions + 2", m.vocab_size + m.block_size + 2}, C}, what);
   overflow = overflow || __builtin_add_overflow(blocks, emb, &total);
+  overflow = overflow || __builtin_add_overflow(total, moe_extra_parameters(m), &total);
   MS_CHECK(!overflow, "--n-layer ", m.n_layer, " × --n-embd ", m.n_embd,
            ": the parameter count overflows a 64-bit integer; use a smaller model");
   return total;

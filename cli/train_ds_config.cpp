@@ -68,6 +68,19 @@ std::vector<Key> keys(const DsConfig& c) {
          return std::string(d.activation_checkpointing.enabled ? "1" : "0");
        }},
   };
+  // Mixture of experts (nn/moe.h; configs/README.md's "moe" section).
+  k.push_back({"moe.num_experts", "moe-experts", [](const DsConfig& d) { return num(d.moe.num_experts); }});
+  k.push_back({"moe.expert_interval", "moe-every",
+               [](const DsConfig& d) { return num(d.moe.expert_interval); }});
+  k.push_back({"moe.k", "moe-top-k", [](const DsConfig& d) { return num(d.moe.k); }});
+  k.push_back({"moe.capacity_factor", "capacity-factor",
+               [](const DsConfig& d) { return num(d.moe.capacity_factor); }});
+  k.push_back({"moe.min_capacity", "moe-min-capacity",
+               [](const DsConfig& d) { return num(d.moe.min_capacity); }});
+  k.push_back({"moe.drop_tokens", "moe-drop-tokens",
+               [](const DsConfig& d) { return std::string(d.moe.drop_tokens ? "on" : "off"); }});
+  k.push_back({"moe.aux_loss_coef", "moe-aux-loss-coef",
+               [](const DsConfig& d) { return num(d.moe.aux_loss_coef); }});
   if (c.steps_per_print)
     k.push_back({"steps_per_print", "log-every",
                  [](const DsConfig& d) { return num(*d.steps_per_print); }});
@@ -227,6 +240,9 @@ DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file
   d.tensor_parallel = {c.tp, c.sequence_parallel};
   d.pipeline = {c.pp, c.pipe_schedule, c.virtual_stages};
   d.activation_checkpointing.enabled = c.checkpoint_activations;
+  const MoEConfig& m = c.model.moe;
+  d.moe = {m.experts, m.every, m.top_k, m.capacity_factor, m.min_capacity, m.drop_tokens,
+           m.aux_loss_coef};
   // Mixed precision: the flags (checked by mixed_precision_from_flags) and the
   // file's keys agree by now; the engine turns these back into c.precision.
   d.bf16_enabled = c.precision.dtype == DType::BF16;

@@ -1,5 +1,7 @@
 #include "nn/gpt.h"
 
+#include "nn/moe.h"
+
 #include <cmath>
 #include <utility>
 
@@ -15,11 +17,14 @@ void GPTConfig::validate() const {
   MS_CHECK(dropout >= 0 && dropout < 1, "config: dropout ", dropout, " must be in [0, 1)");
   MS_CHECK(attn_dropout >= 0 && attn_dropout < 1, "config: attn_dropout ", attn_dropout,
            " must be in [0, 1)");
+  moe.validate();
+  MS_CHECK(!moe.enabled() || moe.every <= n_layer, "config: moe.every ", moe.every,
+           " exceeds n_layer ", n_layer, ": no block would hold experts");
 }
 
 std::string GPTConfig::describe() const {
   return str_cat("GPT(n_layer=", n_layer, ", n_head=", n_head, ", n_embd=", n_embd,
-                 ", block_size=", block_size, ", vocab_size=", vocab_size, ")");
+                 ", block_size=", block_size, ", vocab_size=", vocab_size, moe.enabled() ? ", " + moe.describe() : "", ")");
 }
 
 CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
@@ -57,16 +62,20 @@ Tensor MLP::forward(const Tensor& x) {
   return dropout->forward(c_proj->forward(gelu(c_fc->forward(x))));  // (B,T,C)->(B,T,4C)->(B,T,C)
 }
 
-Block::Block(const GPTConfig& cfg, Generator& gen) {
+Block::Block(const GPTConfig& cfg, Generator& gen, bool with_moe) {
   ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(cfg.n_embd));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(cfg, gen));
   ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(cfg.n_embd));
-  mlp = register_module("mlp", std::make_shared<MLP>(cfg, gen));
+  if (with_moe)
+    moe = register_module("mlp", std::make_shared<MoE>(cfg, gen));
+  else
+    mlp = register_module("mlp", std::make_shared<MLP>(cfg, gen));
 }
 
 Tensor Block::forward(const Tensor& x) {
   Tensor h1 = add(x, attn->forward(ln_1->forward(x)));
-  return add(h1, mlp->forward(ln_2->forward(h1)));
+  Tensor h2 = ln_2->forward(h1);
+  return add(h1, moe ? moe->forward(h2) : mlp->forward(h2));
 }
 
 GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
@@ -75,7 +84,7 @@ GPT::GPT(const GPTConfig& cfg, uint64_t seed) : cfg_(cfg) {
   wte = register_module("wte", std::make_shared<Embedding>(cfg.vocab_size, cfg.n_embd, gen));
   wpe = register_module("wpe", std::make_shared<Embedding>(cfg.block_size, cfg.n_embd, gen));
   for (int64_t i = 0; i < cfg.n_layer; ++i)
-    blocks_.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen)));
+    blocks_.push_back(register_module("h." + std::to_string(i), std::make_shared<Block>(cfg, gen, cfg.moe.is_moe_block(i))));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(cfg.n_embd));
   // Registered like every child, so train(false) reaches it (eval = no dropout).
   drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout, gen.next_u64()));
@@ -105,11 +114,26 @@ Tensor GPT::head(const Tensor& x) {
 Tensor GPT::head_loss(const Tensor& x, const Tensor& targets) {
   Tensor logits = head(x);
   int64_t V = cfg_.vocab_size;
-  return cross_entropy(reshape(logits, {-1, V}), reshape(targets, {-1}));
+  return add_aux_losses(cross_entropy(reshape(logits, {-1, V}), reshape(targets, {-1})));
+}
+
+Tensor GPT::add_aux_losses(Tensor loss) {
+  if (!cfg_.moe.enabled()) return loss;
+  for (Module* m : modules()) {
+    auto* moe = dynamic_cast<MoE*>(m);
+    if (moe == nullptr) continue;
+    Tensor aux = moe->take_aux_loss();  // taken in eval too, so none is left over
+    if (aux.defined() && training() && cfg_.moe.aux_loss_coef != 0)
+      loss = add(loss, mul(to(aux, loss.dtype()), cfg_.moe.aux_loss_coef));
+  }
+  return loss;
 }
 
 Tensor GPT::forward(const Tensor& idx) {
-  return head(run_blocks(embed(idx)));
+  Tensor logits = head(run_blocks(embed(idx)));
+  for (Module* m : modules())  // no loss here to add the MoE layers' l_aux to
+    if (auto* moe = dynamic_cast<MoE*>(m)) moe->take_aux_loss();
+  return logits;
 }
 
 Tensor GPT::loss(const Tensor& idx, const Tensor& targets) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/moe_config.h"
 
 namespace ms {
 
@@ -23,6 +24,7 @@ struct GPTConfig {
   // before ·v. 0 by default, so a run changes only when asked (HF's
   // GPT2Config defaults all three to 0.1).
   double attn_dropout = 0.0;
+  MoEConfig moe;  // experts in every moe.every-th block's MLP (nn/moe.h); off by default
   // Throws ms::Error naming the field and the rule when the config is unusable.
   void validate() const;
   std::string describe() const;
@@ -61,13 +63,18 @@ class Layer : public Module {
   virtual Tensor forward(const Tensor& x) = 0;
 };
 
+class MoE;
+
 class Block : public Layer {
  public:
-  Block(const GPTConfig& cfg, Generator& gen);
+  // with_moe: the MLP is a mixture of experts (nn/moe.h), registered under
+  // the same name "mlp", and `mlp` stays null.
+  Block(const GPTConfig& cfg, Generator& gen, bool with_moe = false);
   Tensor forward(const Tensor& x) override;  // x + attn(ln_1(x)), then + mlp(ln_2(.))
   std::shared_ptr<LayerNorm> ln_1, ln_2;
   std::shared_ptr<CausalSelfAttention> attn;
-  std::shared_ptr<MLP> mlp;
+  std::shared_ptr<MLP> mlp;  // null in an MoE block
+  std::shared_ptr<MoE> moe;  // null in a dense block
 };
 
 class GPT : public Module {
@@ -83,7 +90,10 @@ class GPT : public Module {
   Tensor embed(const Tensor& idx);  // i32 (B, T) -> (B, T, C): wte[idx] + wpe[0..T), dropout
   const std::vector<std::shared_ptr<Layer>>& blocks() const { return blocks_; }
   Tensor head(const Tensor& x);  // (B, T, C) -> logits (B, T, V): ln_f, then the tied wte
-  // (B, T, C) and targets (B, T) -> the mean cross-entropy of head(x).
+  // (B, T, C) and targets (B, T) -> the mean cross-entropy of head(x); in
+  // training mode with MoE blocks, plus moe.aux_loss_coef · Σ l_aux of the
+  // MoE forwards since the last head_loss (as DeepSpeed's users add the l_aux
+  // MoE.forward returns). Eval reports the cross-entropy alone.
   Tensor head_loss(const Tensor& x, const Tensor& targets);
 
   Tensor forward(const Tensor& idx);  // i32 (B, T) -> logits (B, T, V)
@@ -128,6 +138,7 @@ class GPT : public Module {
 
  private:
   Tensor run_blocks(Tensor x);
+  Tensor add_aux_losses(Tensor loss);
 
   GPTConfig cfg_;
   std::vector<std::shared_ptr<Layer>> blocks_;  // registered as "h.0", "h.1", ...

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "autograd/grad_mode.h"
@@ -91,9 +92,21 @@ Spec expected_parameters(const GPTConfig& cfg) {
                                                  {"mlp.c_fc.bias", {4 * C}},
                                                  {"mlp.c_proj.weight", {4 * C, C}},
                                                  {"mlp.c_proj.bias", {C}}};
-  for (int64_t i = 0; i < cfg.n_layer; ++i)
-    for (const auto& [name, shape] : block)
-      spec.emplace_back("h." + std::to_string(i) + "." + name, shape);
+  for (int64_t i = 0; i < cfg.n_layer; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    const bool moe = cfg.moe.is_moe_block(i);
+    for (const auto& [name, shape] : block) {
+      if (moe && std::string(name).rfind("mlp.", 0) == 0) continue;
+      spec.emplace_back(h + name, shape);
+    }
+    if (!moe) continue;
+    // nn/moe.h: the router (C, E), then E GPT-2 MLPs.
+    spec.emplace_back(h + "mlp.router.weight", Shape{C, cfg.moe.experts});
+    for (int64_t e = 0; e < cfg.moe.experts; ++e)
+      for (const auto& [name, shape] : block)
+        if (std::string(name).rfind("mlp.", 0) == 0)
+          spec.emplace_back(h + "mlp.experts." + std::to_string(e) + "." + (name + 4), shape);
+  }
   spec.emplace_back("ln_f.weight", Shape{C});
   spec.emplace_back("ln_f.bias", Shape{C});
   return spec;
@@ -215,6 +228,32 @@ std::shared_ptr<GPT> GPT::from_safetensors(const std::string& path, const LoadOp
   }
   if (opts.dropout) cfg.dropout = *opts.dropout;
   if (opts.attn_dropout) cfg.attn_dropout = *opts.attn_dropout;
+  // MoE blocks (nn/moe.h), from the tensors: the first block with a router
+  // gives moe.every, its experts.<e> give E; the gate's settings come from
+  // the metadata save_safetensors writes (defaults otherwise).
+  for (int64_t i = 0; i < cfg.n_layer && !cfg.moe.enabled(); ++i) {
+    const std::string h = "h." + std::to_string(i) + ".mlp.";
+    if (!tensors.count(h + "router.weight")) continue;
+    cfg.moe.every = i + 1;
+    while (tensors.count(h + "experts." + std::to_string(cfg.moe.experts) + ".c_fc.weight"))
+      ++cfg.moe.experts;
+    MS_CHECK(cfg.moe.experts > 0, "GPT weights '", path, "': '", h, "router.weight' without ",
+             h, "experts.0.c_fc.weight");
+    if (auto k = metadata_int(file.metadata, "moe_top_k", path)) cfg.moe.top_k = *k;
+    if (auto m = metadata_int(file.metadata, "moe_min_capacity", path)) cfg.moe.min_capacity = *m;
+    auto real = [&](const char* key, double& out) {
+      auto it = file.metadata.find(key);
+      if (it == file.metadata.end()) return;
+      char* end = nullptr;
+      out = std::strtod(it->second.c_str(), &end);
+      MS_CHECK(!it->second.empty() && *end == 0, "GPT weights '", path, "': metadata ", key,
+               " = '", shown(it->second), "' is not a number");
+    };
+    real("moe_capacity_factor", cfg.moe.capacity_factor);
+    real("moe_aux_loss_coef", cfg.moe.aux_loss_coef);
+    if (auto it = file.metadata.find("moe_drop_tokens"); it != file.metadata.end())
+      cfg.moe.drop_tokens = it->second != "0";
+  }
   cfg.validate();
 
   const Spec spec = expected_parameters(cfg);
@@ -264,6 +303,13 @@ void GPT::save_safetensors(const std::string& path,
                                           {"n_embd", std::to_string(cfg_.n_embd)},
                                           {"block_size", std::to_string(cfg_.block_size)},
                                           {"vocab_size", std::to_string(cfg_.vocab_size)}};
+  if (cfg_.moe.enabled()) {  // what the tensors cannot say (from_safetensors reads them back)
+    meta["moe_top_k"] = std::to_string(cfg_.moe.top_k);
+    meta["moe_capacity_factor"] = exact_str(cfg_.moe.capacity_factor);
+    meta["moe_min_capacity"] = std::to_string(cfg_.moe.min_capacity);
+    meta["moe_drop_tokens"] = cfg_.moe.drop_tokens ? "1" : "0";
+    meta["moe_aux_loss_coef"] = exact_str(cfg_.moe.aux_loss_coef);
+  }
   ms::save_safetensors(path, tensors, meta);
 }
 

@@ -10,6 +10,7 @@
 # micro-batches through the schedule) on dp = 2 replicas against one process
 # with batch 2·B and --grad-accum m, and the 3D run tp 2 × pp 2 × dp 2.
 # Last, --checkpoint-activations against the same run without it: identical.
+# Then MoE over dp with ZeRO 1 and 2 against one process (no drops, no l_aux).
 #   scripts/test-train-equivalence.sh BUILD_DIR
 set -uo pipefail
 bin=$1/minispeed
@@ -223,5 +224,24 @@ ckpt_case "dp 2, ZeRO 2" 2 --batch-size 4 --zero-stage 2
 ckpt_case "dp 2, ZeRO 3" 2 --batch-size 4 --zero-stage 3
 ckpt_case "tp 2" 2 --batch-size 8 --tp 2
 ckpt_case "pp 2 (1f1b, 3 micro-batches)" 2 --batch-size 8 --pp 2 --grad-accum 3
+# Mixture of experts (nn/moe.h) over dp with ZeRO 1 and 2: each rank routes
+# its own tokens with its own capacity (as DeepSpeed), so a dp run equals one
+# process with the global batch when nothing drops (--moe-drop-tokens off) and
+# l_aux (a per-rank statistic) has coefficient 0; the experts are replicated
+# parameters. Top-2 in every block; grad-accum splits the micro-batches too.
+moe="$common --eval-every 0 --moe-experts 4 --moe-every 1 --moe-top-k 2 --moe-drop-tokens off --moe-aux-loss-coef 0"
+moe_ref=$(OMP_NUM_THREADS=1 "$bin" train $moe --batch-size 8 | grep -oE 'loss [0-9.]+|norm [0-9.]+' | awk '{print $2}')
+for run in "--batch-size 4 --zero-stage 1" "--batch-size 2 --grad-accum 2 --zero-stage 2"; do
+  got=$(OMP_NUM_THREADS=1 ${MPIRUN:-mpirun --oversubscribe} -np 2 "$bin" train $moe $run |
+        grep -oE 'loss [0-9.]+|norm [0-9.]+' | awk '{print $2}')
+  if within 1.5e-4 "$moe_ref" "$got"; then
+    echo "ok: MoE (4 experts, top-2, no drops) on 2 ranks, $run, follows one process"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: MoE on 2 ranks, $run diverges from one process (losses and norms):"
+    paste <(echo "$moe_ref") <(echo "$got") | sed 's/^/  /'
+    fail=$((fail + 1))
+  fi
+done
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

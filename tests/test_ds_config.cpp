@@ -371,6 +371,7 @@ TEST_CASE("every example in configs/ parses", "[config]") {
          three.pipeline.virtual_stages == 2));
   CHECK(load_ds_config("configs/bf16.json", 1).bf16_enabled);
   CHECK(load_ds_config("configs/fp16.json", 1).fp16.enabled);
+  CHECK(load_ds_config("configs/moe.json", 1).moe.num_experts == 4);
 }
 
 TEST_CASE("for a job of N ranks the data-parallel size is N / (tp × pp)", "[config]") {

@@ -143,11 +143,12 @@ void check_compatible(const FullState& st, CheckpointTarget& t) {
   const GPTConfig& a = st.saved.model;
   const GPTConfig& b = t.model.config();
   MS_CHECK(a.vocab_size == b.vocab_size && a.block_size == b.block_size && a.n_layer == b.n_layer &&
-               a.n_head == b.n_head && a.n_embd == b.n_embd,
+               a.n_head == b.n_head && a.n_embd == b.n_embd && a.moe.experts == b.moe.experts &&
+               (!a.moe.enabled() || a.moe.every == b.moe.every),
            "checkpoint '", st.tag_dir, "' holds a model ", a.describe(), ", but this run builds ",
            b.describe(),
            ": resume with the checkpoint's shape (--n-layer, --n-head, --n-embd, "
-           "--seq-len)");
+           "--seq-len, --moe-experts, --moe-every)");
   Optimizer& opt = t.optimizer.optimizer();
   std::vector<std::string> live;
   for (const auto& [k, ts] : opt.state_tensors()) live.push_back(k);

@@ -105,6 +105,13 @@ std::string record_to_json(const RankRecord& r) {
       {"config", r.config},
       {"pieces", pieces},
   };
+  if (r.model.moe.enabled()) {  // nn/moe.h: which blocks hold experts, and their gate
+    const MoEConfig& m = r.model.moe;
+    j["model"]["moe"] = {{"experts", m.experts},         {"every", m.every},
+                         {"top_k", m.top_k},             {"capacity_factor", m.capacity_factor},
+                         {"min_capacity", m.min_capacity}, {"drop_tokens", m.drop_tokens},
+                         {"aux_loss_coef", m.aux_loss_coef}};
+  }
   if (r.loss_scale)
     j["loss_scale"] = {{"scale", r.loss_scale->scale},
                        {"cur_iter", r.loss_scale->cur_iter},
@@ -164,6 +171,20 @@ RankRecord record_from_json(const std::string& text, const std::string& file) {
     r.model.attn_dropout = real_in(m, "attn_dropout", "model.attn_dropout", 0, 1);
     MS_CHECK(r.model.attn_dropout < 1,
              "model.attn_dropout 1 is out of range: it should be in [0, 1)");
+    if (m.contains("moe")) {  // absent: a dense model
+      const json& e = m.at("moe");
+      MoEConfig& moe = r.model.moe;
+      moe.experts = int_in(e, "experts", "model.moe.experts", 1, kMaxDim);
+      moe.every = int_in(e, "every", "model.moe.every", 1, r.model.n_layer, " (n_layer)");
+      moe.top_k = int_in(e, "top_k", "model.moe.top_k", 1, 2);
+      moe.capacity_factor = real_in(e, "capacity_factor", "model.moe.capacity_factor", 0,
+                                    std::numeric_limits<double>::max());
+      moe.min_capacity = int_in(e, "min_capacity", "model.moe.min_capacity", 0, kMaxDim);
+      moe.drop_tokens = e.at("drop_tokens").get<bool>();
+      moe.aux_loss_coef = real_in(e, "aux_loss_coef", "model.moe.aux_loss_coef", 0,
+                                  std::numeric_limits<double>::max());
+      moe.validate();
+    }
     const json& o = j.at("optimizer");
     r.optimizer = o.at("name").get<std::string>();
     // Optimizer::state_steps counts the updates taken: at most one per step

@@ -112,7 +112,11 @@ void add_header(const std::string& path, TensorCensus& census) {
 // 12C² + 13C (ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj), ln_f 2C.
 long double gpt_parameter_count(const GPTConfig& m) {
   const long double C = m.n_embd;
-  return m.vocab_size * C + m.block_size * C + m.n_layer * (12 * C * C + 13 * C) + 2 * C;
+  long double total = m.vocab_size * C + m.block_size * C + m.n_layer * (12 * C * C + 13 * C) + 2 * C;
+  if (m.moe.enabled())  // nn/moe.h: E MLPs and a C×E router in place of one MLP
+    total += (m.n_layer / m.moe.every) *
+             ((m.moe.experts - 1) * (8 * C * C + 5 * C) + C * static_cast<long double>(m.moe.experts));
+  return total;
 }
 
 // The model and optimizer state rank 0's record claims, against the tensors

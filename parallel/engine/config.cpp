@@ -218,6 +218,21 @@ void read_pipeline(Section s, DsPipelineConfig& p) {
   s.finish();
 }
 
+void read_moe(Section s, DsMoEConfig& m) {
+  m.num_experts = s.integer("num_experts", 0, kMax).value_or(0);
+  m.expert_interval = s.integer("expert_interval", 1, kMax).value_or(2);
+  m.k = s.integer("k", 1, 2).value_or(1);
+  if (m.num_experts > 0 && m.k > m.num_experts)
+    s.fail("k", str_cat(m.k, " exceeds moe.num_experts ", m.num_experts));
+  m.capacity_factor = s.real("capacity_factor", 0, kInf).value_or(1.0);
+  if (m.capacity_factor == 0) s.fail("capacity_factor", "must be > 0, got 0");
+  m.min_capacity = s.integer("min_capacity", 0, kMax).value_or(4);
+  m.drop_tokens = s.boolean("drop_tokens").value_or(true);
+  m.aux_loss_coef = s.real("aux_loss_coef", 0, kInf).value_or(0.01);
+  s.finish({"ep_size", "use_rts", "noisy_gate_policy", "eval_capacity_factor", "use_residual",
+            "use_tutel", "enable_expert_tensor_parallelism", "top2_2nd_expert_sampling"});
+}
+
 // `size` is the data-parallel size, or with `size_is_ranks` the whole job's
 // ranks, divided here by tensor_parallel.size × pipeline.stages.
 DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
@@ -255,6 +270,7 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
   c.gradient_clipping = top.real("gradient_clipping", 0, kInf).value_or(1.0);
   c.steps_per_print = top.integer("steps_per_print", 1, kMax);
 
+  read_moe(top.object("moe"), c.moe);
   read_fp16(top.object("fp16"), c.fp16);
   // "bfloat16" is DeepSpeed's legacy name for the section.
   const bool legacy = top.has("bfloat16");

@@ -65,6 +65,21 @@ struct DsTensorParallelConfig {
   bool sequence_parallel = false;
 };
 
+// minispeed's own: mixture of experts (nn/moe.h). DeepSpeed configures MoE
+// in model code (deepspeed.moe.layer.MoE(num_experts, k, capacity_factor,
+// min_capacity, drop_tokens)); this section names the same arguments, plus
+// Megatron-DeepSpeed's expert_interval and the loss coefficient
+// (configs/README.md).
+struct DsMoEConfig {
+  int64_t num_experts = 0;  // 0 = dense
+  int64_t expert_interval = 2;
+  int64_t k = 1;
+  double capacity_factor = 1.0;
+  int64_t min_capacity = 4;
+  bool drop_tokens = true;
+  double aux_loss_coef = 0.01;
+};
+
 // minispeed's own: the pipeline (parallel/pp/schedule.h's schedule names).
 struct DsPipelineConfig {
   int64_t stages = 1;
@@ -94,6 +109,7 @@ struct DsConfig {
   DsActivationCheckpointingConfig activation_checkpointing;
   DsTensorParallelConfig tensor_parallel;
   DsPipelineConfig pipeline;
+  DsMoEConfig moe;
 
   // Provenance for describe(): the paths of the keys the file gave, and the
   // values the parser derived (path → how, e.g. "= 64 // 8 // 2").

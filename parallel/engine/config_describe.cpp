@@ -118,6 +118,15 @@ std::string describe(const DsConfig& c) {
   p.value("pipeline.stages", c.pipeline.stages);
   p.line("pipeline.schedule", c.pipeline.schedule);
   p.value("pipeline.virtual_stages", c.pipeline.virtual_stages);
+  if (c.moe.num_experts > 0) {
+    p.value("moe.num_experts", c.moe.num_experts);
+    p.value("moe.expert_interval", c.moe.expert_interval);
+    p.value("moe.k", c.moe.k);
+    p.value("moe.capacity_factor", c.moe.capacity_factor);
+    p.value("moe.min_capacity", c.moe.min_capacity);
+    p.flag("moe.drop_tokens", c.moe.drop_tokens);
+    p.value("moe.aux_loss_coef", c.moe.aux_loss_coef);
+  }
   return p.out.str();
 }
 

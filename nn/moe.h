@@ -1,0 +1,54 @@
+// A mixture-of-experts MLP (DeepSpeed's deepspeed.moe.layer.MoE around
+// sharded_moe.py's TopKGate and MOELayer): a linear router C -> E without
+// bias (DeepSpeed's wg) and E experts, each a GPT-2 MLP. Tokens go to their
+// top-k experts through an (E, capacity, C) buffer and come back weighted by
+// their gates (autograd/ops_moe.h); the load-balancing loss l_aux is kept for
+// GPT::head_loss to add (docs/architecture.md "Mixture of experts").
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "autograd/ops_moe.h"
+#include "nn/gpt.h"
+
+namespace ms {
+
+// What an MoE layer's router did over some forwards in training mode.
+struct MoELoad {
+  std::vector<int64_t> routed;  // (E) choices placed per expert
+  int64_t dropped = 0;          // choices that found no capacity slot
+  int64_t choices = 0;          // tokens · k
+  double aux_sum = 0;           // Σ l_aux over the forwards
+  int64_t forwards = 0;
+  void add(const MoELoad& o);
+};
+
+class MoE : public Module {
+ public:
+  // Experts start as copies of one GPT-2 MLP init, as DeepSpeed's Experts
+  // deep-copies the expert module it is given: the router's choices, not the
+  // init, make them differ.
+  MoE(const GPTConfig& cfg, Generator& gen);
+  Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
+
+  std::shared_ptr<Linear> router;             // (C, E), no bias: "router.weight"
+  std::vector<std::shared_ptr<MLP>> experts;  // "experts.0" ... "experts.(E-1)"
+
+  // l_aux of the forwards since the last take (summed; a scalar of the gates'
+  // dtype with its graph), then forgotten. Undefined when none ran.
+  Tensor take_aux_loss();
+  // The routing of the last forward (for tests and the load table).
+  const MoeRouting& last_routing() const { return last_; }
+  // The load of the training forwards since the last take (the step line),
+  // then reset; total_load() sums every take (the end-of-run table).
+  MoELoad take_step_load();
+  const MoELoad& total_load() const { return total_; }
+
+ private:
+  MoEConfig moe_;
+  MoeRouting last_;
+  Tensor aux_;
+  MoELoad step_, total_;
+};
+
+}  // namespace ms
