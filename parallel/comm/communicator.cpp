@@ -111,6 +111,19 @@ void convert(const void* src, DType from, void* dst, DType to, int64_t n) {
   }
 }
 
+void check_counts(const Tensor& t, const std::vector<int64_t>& counts, int size, const char* op,
+                  const char* which) {
+  MS_CHECK(int64_t(counts.size()) == size, op, ": ", which, " has ", counts.size(),
+           " entries but the communicator has ", size, " ranks (one count per rank)");
+  int64_t sum = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    MS_CHECK(counts[i] >= 0, op, ": ", which, "[", i, "] = ", counts[i], " is negative");
+    sum += counts[i];
+  }
+  MS_CHECK(sum == t.numel(), op, ": ", which, " sum to ", sum, " elements but the tensor ",
+           shape_str(t.shape()), " has ", t.numel());
+}
+
 }  // namespace comm_detail
 
 using namespace comm_detail;
@@ -122,6 +135,16 @@ bool Backend::moves(Device device) const {
 
 DType Backend::wire_reduce_dtype(const Tensor& t) const {
   return reduce_dtype(t.dtype());
+}
+
+Work Backend::all_to_all(const Tensor&, Tensor&, bool) {
+  throw Error(str_cat("all_to_all: the ", name(), " backend has no all-to-all (MS_BACKEND=mpi has)"));
+}
+
+Work Backend::all_to_all_v(const Tensor&, const std::vector<int64_t>&, Tensor&,
+                           const std::vector<int64_t>&, bool) {
+  throw Error(
+      str_cat("all_to_all_v: the ", name(), " backend has no all-to-all (MS_BACKEND=mpi has)"));
 }
 
 const char* backend_kind_name(BackendKind kind) {
@@ -251,6 +274,47 @@ Work Communicator::start_barrier() {
   if (size() == 1) return Work();
   ledger_->add(CommOp::Barrier, 1, 0, 0, 0);
   return backend_->barrier(true);
+}
+
+// The ledger counts what leaves and enters the rank: every block but its own
+// (all_to_all_bytes), whichever algorithm MPI picks (ledger.h).
+Work Communicator::start_all_to_all(const Tensor& in, Tensor& out, bool blocking) {
+  check_tensor(in, "all_to_all", *backend_);
+  check_tensor(out, "all_to_all", *backend_);
+  check_same_dtype(in, out, "all_to_all");
+  check_same_device(in, out, "all_to_all");
+  MS_CHECK(in.numel() == out.numel() && in.numel() % size() == 0, "all_to_all: in ",
+           shape_str(in.shape()), " and out ", shape_str(out.shape()),
+           " must have the same numel, a multiple of the ", size(),
+           " ranks (size() equal blocks, block j for rank j); use all_to_all_v for uneven blocks");
+  check_no_overlap(in, out, "all_to_all");
+  if (size() == 1) {
+    copy_alone(in, out);
+    return Work();
+  }
+  const std::vector<int64_t> counts(size_t(size()), in.numel() / size());
+  RingBytes b = all_to_all_bytes(counts, counts, int64_t(dtype_size(in.dtype())), rank());
+  ledger_->add(CommOp::AllToAll, 1, b.sent, b.received, int64_t(in.nbytes()));
+  return backend_->all_to_all(in, out, blocking);
+}
+
+Work Communicator::start_all_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts,
+                                      Tensor& out, const std::vector<int64_t>& out_counts,
+                                      bool blocking) {
+  check_tensor(in, "all_to_all_v", *backend_);
+  check_tensor(out, "all_to_all_v", *backend_);
+  check_same_dtype(in, out, "all_to_all_v");
+  check_same_device(in, out, "all_to_all_v");
+  check_counts(in, in_counts, size(), "all_to_all_v", "in_counts");
+  check_counts(out, out_counts, size(), "all_to_all_v", "out_counts");
+  check_no_overlap(in, out, "all_to_all_v");
+  if (size() == 1) {
+    copy_alone(in, out);
+    return Work();
+  }
+  RingBytes b = all_to_all_bytes(in_counts, out_counts, int64_t(dtype_size(in.dtype())), rank());
+  ledger_->add(CommOp::AllToAll, 1, b.sent, b.received, int64_t(in.nbytes()));
+  return backend_->all_to_all_v(in, in_counts, out, out_counts, blocking);
 }
 
 static void check_peer(int peer, int size, int tag, int max_tag, const char* op) {

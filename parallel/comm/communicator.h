@@ -38,6 +38,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "parallel/comm/ledger.h"
 #include "tensor/tensor.h"
@@ -90,6 +91,12 @@ class Backend {
   virtual Work send(const Tensor& t, int dst, int tag, bool blocking) = 0;
   virtual Work recv(Tensor& t, int src, int tag, bool blocking) = 0;
   virtual Work barrier(bool blocking) = 0;
+  // All-to-all (Communicator::all_to_all_v's contract; counts and displacements
+  // in elements, already checked). Not pure, so a backend written before it
+  // still builds: the default is an ms::Error naming the backend.
+  virtual Work all_to_all(const Tensor& in, Tensor& out, bool blocking);
+  virtual Work all_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts,
+                            Tensor& out, const std::vector<int64_t>& out_counts, bool blocking);
   virtual std::shared_ptr<Backend> split(int color, int key) = 0;
   // Whether this backend moves tensors on `device` (the MPI backend: CPU only).
   virtual bool moves(Device device) const;
@@ -166,6 +173,27 @@ class Communicator {
   Work iall_gather(const Tensor& in, Tensor& out) { return start_all_gather(in, out, false); }
   Work ibroadcast(Tensor& t, int root) { return start_broadcast(t, root, false); }
 
+  // ---- all-to-all (MPI_Alltoall / MPI_Alltoallv): the exchange of Ulysses
+  // and of MoE's token dispatch ----
+  // Equal blocks: `in` and `out` hold size() blocks of in.numel()/size()
+  // elements (dim 0 split in size() blocks); block j of `in` goes to rank j,
+  // block i of `out` comes from rank i. The own block is copied locally.
+  void all_to_all(const Tensor& in, Tensor& out) { start_all_to_all(in, out, true).wait(); }
+  Work iall_to_all(const Tensor& in, Tensor& out) { return start_all_to_all(in, out, false); }
+  // Uneven blocks: `in` is in_counts[0] elements for rank 0, then
+  // in_counts[1] for rank 1, ...; `out` is out_counts[i] elements from rank i,
+  // in rank order. Counts are elements (not bytes), zero allowed; rank i's
+  // in_counts[j] must equal rank j's out_counts[i] (the MPI backend reports a
+  // mismatch as an MPI error when it can; the caller must agree on them).
+  void all_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts, Tensor& out,
+                    const std::vector<int64_t>& out_counts) {
+    start_all_to_all_v(in, in_counts, out, out_counts, true).wait();
+  }
+  Work iall_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts, Tensor& out,
+                     const std::vector<int64_t>& out_counts) {
+    return start_all_to_all_v(in, in_counts, out, out_counts, false);
+  }
+
   // ---- point to point: `recv` must match the sender's numel and dtype ----
   void send(const Tensor& t, int dst, int tag = 0) {
     start_send(t, dst, tag, kMaxUserTag, true).wait();
@@ -201,6 +229,9 @@ class Communicator {
   Work start_recv(Tensor& t, int src, int tag, int max_tag, bool blocking,
                   CommOp as = CommOp::Recv);
   Work start_barrier();
+  Work start_all_to_all(const Tensor& in, Tensor& out, bool blocking);
+  Work start_all_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts, Tensor& out,
+                          const std::vector<int64_t>& out_counts, bool blocking);
 
   std::shared_ptr<Backend> backend_;
   std::shared_ptr<CommLedger> ledger_;
@@ -221,6 +252,11 @@ void reduce_into(void* dst, const void* src, int64_t n, DType dtype, ReduceOp op
 void divide(void* data, int64_t n, DType dtype, int divisor);
 // Converts n elements between a storage dtype and its reduce dtype.
 void convert(const void* src, DType from, void* dst, DType to, int64_t n);
+// The checks all_to_all_v makes (also used by pairwise_all_to_all_v, ring.h):
+// `counts` has size() non-negative entries summing to t.numel(); the error
+// names `op`, `which` ("in_counts"/"out_counts") and the shapes.
+void check_counts(const Tensor& t, const std::vector<int64_t>& counts, int size, const char* op,
+                  const char* which);
 }  // namespace comm_detail
 
 }  // namespace ms

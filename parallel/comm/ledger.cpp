@@ -14,7 +14,8 @@ namespace ms {
 const char* comm_op_name(CommOp op) {
   static const char* names[kNumCommOps] = {
       "all_reduce", "reduce_scatter", "all_gather",      "broadcast",           "barrier",
-      "send",       "recv",           "ring_all_reduce", "ring_reduce_scatter", "ring_all_gather"};
+      "send",       "recv",           "ring_all_reduce", "ring_reduce_scatter", "ring_all_gather",
+      "all_to_all", "pairwise_all_to_all"};
   return names[static_cast<int>(op)];
 }
 
@@ -24,6 +25,7 @@ bool comm_op_measured(CommOp op) {
     case CommOp::ReduceScatter:
     case CommOp::AllGather:
     case CommOp::Broadcast:
+    case CommOp::AllToAll:
       return false;
     default:
       return true;  // barrier moves no payload; the rest are counted messages
@@ -114,6 +116,16 @@ RingBytes ring_all_gather_bytes(int64_t n_out, int64_t elem, int size) {
 RingBytes chain_broadcast_bytes(int64_t n, int64_t elem, int rank, int root, int size) {
   const int pos = (rank - root + size) % size;  // place in the chain root, root+1, ...
   return {pos < size - 1 ? n * elem : 0, pos > 0 ? n * elem : 0};
+}
+
+RingBytes all_to_all_bytes(const std::vector<int64_t>& in_counts,
+                           const std::vector<int64_t>& out_counts, int64_t elem, int rank) {
+  RingBytes b;
+  for (size_t j = 0; j < in_counts.size(); ++j)
+    if (int(j) != rank) b.sent += in_counts[j] * elem;
+  for (size_t i = 0; i < out_counts.size(); ++i)
+    if (int(i) != rank) b.received += out_counts[i] * elem;
+  return b;
 }
 
 // ---------------------------------------------------------------- StepTraffic

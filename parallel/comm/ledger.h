@@ -30,7 +30,12 @@
 //         broadcast       a pipelined chain from the root (NCCL's ring
 //                         broadcast): every rank but the root receives n,
 //                         every rank but the last in the chain sends n;
-//         barrier         0 bytes.
+//         barrier         0 bytes;
+//         all_to_all      every block but the rank's own: (D-1)/D · n each
+//                         way for equal blocks (all_to_all_bytes); the
+//                         pairwise exchange of ring.h moves exactly that,
+//                         and so does any direct algorithm (Open MPI's
+//                         Bruck variant for tiny messages moves more).
 //       When D does not divide n the ring's blocks differ by one element, so
 //       ranks differ by a few elements; the sum over ranks is always exact:
 //       2(D-1)·n for all_reduce. Reductions count the dtype the transport
@@ -67,8 +72,10 @@ enum class CommOp : int {
   RingAllReduce,  // ring.h, made of sends and receives (measured)
   RingReduceScatter,
   RingAllGather,
+  AllToAll,          // all_to_all and all_to_all_v (MPI_Alltoall(v); modelled)
+  PairwiseAllToAll,  // ring.h's pairwise exchange, made of sends and receives (measured)
 };
-constexpr int kNumCommOps = 10;
+constexpr int kNumCommOps = 12;
 const char* comm_op_name(CommOp op);  // "all_reduce", ..., "ring_all_reduce"
 // True when the row's sent/received bytes are counted messages, false when
 // they are the ring model of an MPI collective.
@@ -128,6 +135,12 @@ RingBytes ring_reduce_scatter_bytes(int64_t n_in, int64_t elem, int size);
 // `n_out` = size × the input's numel.
 RingBytes ring_all_gather_bytes(int64_t n_out, int64_t elem, int size);
 RingBytes chain_broadcast_bytes(int64_t n, int64_t elem, int rank, int root, int size);
+// All-to-all: every block but the own one travels, whatever the algorithm
+// (pairwise exchange, ring.h, moves exactly that): sent = Σ_{j≠rank}
+// in_counts[j]·elem, received = Σ_{i≠rank} out_counts[i]·elem. With equal
+// blocks of an n-element buffer: (P-1)/P · n each way.
+RingBytes all_to_all_bytes(const std::vector<int64_t>& in_counts,
+                           const std::vector<int64_t>& out_counts, int64_t elem, int rank);
 
 // ---- per-step accounting, for `minispeed train` and the tests ----
 

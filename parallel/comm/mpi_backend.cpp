@@ -17,6 +17,7 @@
 // wait()) now and then — the same rule NCCL-free PyTorch/Gloo users meet.
 #include <mpi.h>
 
+#include <array>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -316,6 +317,42 @@ class MpiBackend final : public Backend {
     auto w = make("barrier", [](const MPI_Status&) {});
     if (blocking) return done(w, [&](MPI_Status*) { return MPI_Barrier(comm_); });
     return started(w, MPI_Ibarrier(comm_, w->request()));
+  }
+
+  Work all_to_all(const Tensor& in, Tensor& out, bool blocking) override {
+    auto w = make("all_to_all", [in, out](const MPI_Status&) {});
+    const void* src = in.host_raw_data();
+    void* dst = out.host_raw_data();
+    const int n = int(in.numel() / size_);
+    MPI_Datatype type = mpi_type(in.dtype());
+    if (blocking)
+      return done(w, [&](MPI_Status*) { return MPI_Alltoall(src, n, type, dst, n, type, comm_); });
+    return started(w, MPI_Ialltoall(src, n, type, dst, n, type, comm_, w->request()));
+  }
+
+  // MPI takes int counts and displacements, which the request must keep
+  // alive until it completes: they live in the Work's finish closure.
+  Work all_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts, Tensor& out,
+                    const std::vector<int64_t>& out_counts, bool blocking) override {
+    auto args = std::make_shared<std::array<std::vector<int>, 4>>();
+    auto& [sc, sd, rc, rd] = *args;
+    for (size_t i = 0; i < in_counts.size(); ++i) {
+      sd.push_back(i == 0 ? 0 : sd.back() + sc.back());
+      sc.push_back(int(in_counts[i]));
+      rd.push_back(i == 0 ? 0 : rd.back() + rc.back());
+      rc.push_back(int(out_counts[i]));
+    }
+    auto w = make("all_to_all_v", [in, out, args](const MPI_Status&) {});
+    const void* src = in.host_raw_data();
+    void* dst = out.host_raw_data();
+    MPI_Datatype type = mpi_type(in.dtype());
+    if (blocking)
+      return done(w, [&](MPI_Status*) {
+        return MPI_Alltoallv(src, sc.data(), sd.data(), type, dst, rc.data(), rd.data(), type,
+                             comm_);
+      });
+    return started(w, MPI_Ialltoallv(src, sc.data(), sd.data(), type, dst, rc.data(), rd.data(),
+                                     type, comm_, w->request()));
   }
 
   std::shared_ptr<Backend> split(int color, int key) override {

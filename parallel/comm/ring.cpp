@@ -206,3 +206,63 @@ void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out, const Ri
 }
 
 }  // namespace ms
+
+// ---------------------------------------------------------------- all-to-all
+namespace ms {
+
+namespace {
+
+constexpr int kAllToAllTag = Communicator::kMaxUserTag + 2;  // reserved, apart from the ring's
+
+std::vector<int64_t> prefix_sums(const std::vector<int64_t>& counts) {
+  std::vector<int64_t> start(counts.size() + 1, 0);
+  for (size_t i = 0; i < counts.size(); ++i) start[i + 1] = start[i] + counts[i];
+  return start;
+}
+
+}  // namespace
+
+void pairwise_all_to_all_v(Communicator& comm, const Tensor& in,
+                           const std::vector<int64_t>& in_counts, Tensor& out,
+                           const std::vector<int64_t>& out_counts) {
+  const int p = comm.size(), r = comm.rank();
+  check_tensor(in, "pairwise_all_to_all_v");
+  check_tensor(out, "pairwise_all_to_all_v");
+  MS_CHECK(in.dtype() == out.dtype(), "pairwise_all_to_all_v: in is ", dtype_name(in.dtype()),
+           " but out is ", dtype_name(out.dtype()), "; the dtypes must match");
+  check_counts(in, in_counts, p, "pairwise_all_to_all_v", "in_counts");
+  check_counts(out, out_counts, p, "pairwise_all_to_all_v", "out_counts");
+  MS_CHECK(in_counts[r] == out_counts[r], "pairwise_all_to_all_v: rank ", r, " keeps ",
+           in_counts[r], " elements of its own but expects ", out_counts[r], " from itself");
+  comm.record_call(CommOp::PairwiseAllToAll, int64_t(in.nbytes()));
+  const std::vector<int64_t> in_at = prefix_sums(in_counts), out_at = prefix_sums(out_counts);
+  const size_t esize = dtype_size(in.dtype());
+  if (in_counts[r] > 0)
+    std::memcpy(static_cast<char*>(out.host_raw_data()) + out_at[r] * esize,
+                static_cast<const char*>(in.host_raw_data()) + in_at[r] * esize,
+                size_t(in_counts[r]) * esize);
+  Tensor in_flat = Tensor::make_view(in, {in.numel()}, {1}, in.offset());
+  Tensor out_flat = Tensor::make_view(out, {out.numel()}, {1}, out.offset());
+  for (int s = 1; s < p; ++s) {
+    const int to = mod(r + s, p), from = mod(r - s, p);
+    // Empty blocks still send their (empty) message: a count mismatch then
+    // surfaces as recv's size error instead of a hang.
+    Tensor dst = slice(out_flat, out_at[from], out_counts[from]);
+    Work rw = comm.irecv_internal(dst, from, kAllToAllTag, CommOp::PairwiseAllToAll);
+    Work sw = comm.isend_internal(slice(in_flat, in_at[to], in_counts[to]), to, kAllToAllTag,
+                                  CommOp::PairwiseAllToAll);
+    rw.wait();
+    sw.wait();
+  }
+}
+
+void pairwise_all_to_all(Communicator& comm, const Tensor& in, Tensor& out) {
+  const int p = comm.size();
+  MS_CHECK(in.numel() == out.numel() && in.numel() % p == 0, "pairwise_all_to_all: in ",
+           shape_str(in.shape()), " and out ", shape_str(out.shape()),
+           " must have the same numel, a multiple of the ", p, " ranks");
+  const std::vector<int64_t> counts(size_t(p), in.numel() / p);
+  pairwise_all_to_all_v(comm, in, counts, out, counts);
+}
+
+}  // namespace ms

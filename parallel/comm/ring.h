@@ -18,6 +18,8 @@
 // 2,2,2,1; n < D gives empty blocks). bf16/f16 are reduced in f32 (converted
 // once, rounded back once), f32/f64/i32 natively.
 #pragma once
+#include <vector>
+
 #include "parallel/comm/communicator.h"
 
 namespace ms {
@@ -39,5 +41,18 @@ void ring_reduce_scatter(Communicator& comm, const Tensor& in, Tensor& out,
 // `out` holds comm.size() blocks of in.numel() elements; block r is rank r's in.
 void ring_all_gather(Communicator& comm, const Tensor& in, Tensor& out,
                      const RingOptions& options = {});
+
+// Pairwise-exchange all-to-all (Thakur, Rabenseifner & Gropp, "Optimization
+// of collective communication operations in MPICH", IJHPCA 2005: the
+// algorithm MPICH and Open MPI use for long messages): P-1 steps; at step s
+// rank r sends its block for rank (r+s)%P and receives rank (r-s)%P's block
+// for it, so every step is a perfect matching and no rank waits on a busy
+// peer. The own block is copied locally. Same contracts as
+// Communicator::all_to_all / all_to_all_v; counted (measured) under the
+// ledger row pairwise_all_to_all: exactly all_to_all_bytes.
+void pairwise_all_to_all(Communicator& comm, const Tensor& in, Tensor& out);
+void pairwise_all_to_all_v(Communicator& comm, const Tensor& in,
+                           const std::vector<int64_t>& in_counts, Tensor& out,
+                           const std::vector<int64_t>& out_counts);
 
 }  // namespace ms
