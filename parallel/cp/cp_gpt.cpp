@@ -3,6 +3,7 @@
 #include "parallel/cp/cp_gpt.h"
 
 #include "autograd/ops.h"
+#include "parallel/cp/cp_attention.h"
 #include "parallel/cp/cp_gather_attention.h"
 #include "parallel/tp/cross_entropy.h"
 #include "parallel/tp/tp_gpt.h"
@@ -89,21 +90,9 @@ CpGPT::CpGPT(std::shared_ptr<GPT> serial, std::shared_ptr<TpGPT> tp, Communicato
 }
 
 std::vector<int64_t> CpGPT::positions(int64_t T) const {
-  const int64_t C = cp_.size(), r = cp_.rank();
-  std::vector<int64_t> pos;
-  if (algo_ == "zigzag") {
-    MS_CHECK(T % (2 * C) == 0, "context parallelism (zigzag): sequence length ", T,
-             " is not divisible by 2 × cp = ", 2 * C);
-    const int64_t m = T / (2 * C);
-    for (int64_t chunk : {r, 2 * C - 1 - r})
-      for (int64_t i = 0; i < m; ++i) pos.push_back(chunk * m + i);
-  } else {
-    MS_CHECK(T % C == 0, "context parallelism (", algo_, "): sequence length ", T,
-             " is not divisible by cp ", C);
-    const int64_t n = T / C;
-    for (int64_t i = 0; i < n; ++i) pos.push_back(r * n + i);
-  }
-  return pos;
+  // The all-gather reference holds contiguous blocks, as Ulysses and ring do.
+  const CpAlgo layout = algo_ == "allgather" ? CpAlgo::Ulysses : parse_cp_algo(algo_);
+  return cp_positions(layout, T, cp_.size(), cp_.rank());
 }
 
 Tensor CpGPT::keep_positions(const Tensor& t, int64_t T) const {
@@ -128,8 +117,7 @@ Tensor CpGPT::drop(const Tensor& x, double p, Generator& gen) const {
 
 Tensor CpGPT::attention(const Tensor& qkv, int64_t heads, double attn_p, Generator& gen) {
   if (algo_ == "allgather") return cp_gather_attention(qkv, heads, cp_, attn_p, gen);
-  MS_CHECK(false, "context parallelism: --cp-algo ", algo_, " is not built yet (use allgather)");
-  return qkv;
+  return cp_causal_attention(qkv, heads, parse_cp_algo(algo_), cp_, attn_p, gen);
 }
 
 // GPT::embed at this rank's global positions (vocab-parallel under tp).
