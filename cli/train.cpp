@@ -27,6 +27,7 @@
 #include "optim/optimizer.h"
 #include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
 #include "parallel/engine/engine.h"
+#include "parallel/cp/cp_step_traffic.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
@@ -269,12 +270,21 @@ int train_command(int argc, char** argv, Communicator& world) {
   // ZeRO talks on the dp group, tp on the tp group: one meter and one formula
   // each. What came before (the parameter broadcast) is setup.
   // Under cp ZeRO talks on dp × cp (the same group as dp when cp = 1).
-  StepTraffic traffic(mesh.dp_cp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp());
+  StepTraffic traffic(mesh.dp_cp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp()),
+      cp_traffic(mesh.cp());
+  const StepFormula cp_formula = cp_step_formula({.algo = c.cp_algo,
+                                                  .B = B,
+                                                  .T = T,
+                                                  .Cl = cfg.n_embd / tp,
+                                                  .n_layer = cfg.n_layer,
+                                                  .micro_steps = accum,
+                                                  .cp = static_cast<int>(cp),
+                                                  .recompute_blocks = c.checkpoint_activations});
   const StepFormula pp_formula = pipeline ? pipeline->traffic_formula() : StepFormula{};
   const StepFormula tp_formula =
       pipeline ? pipeline->tp_traffic_formula(static_cast<int>(tp))
                : tp_step_formula({.B = B,
-                                  .T = T,
+                                  .T = T / cp,  // a cp rank's tp group works on its positions
                                   .C = cfg.n_embd,
                                   .n_layer = cfg.n_layer,
                                   .micro_steps = accum,
@@ -292,6 +302,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.begin_step();
     tp_traffic.begin_step();
     pp_traffic.begin_step();
+    cp_traffic.begin_step();
     const double lr = engine.get_lr();            // the rate this step's update uses
     const double step_scale = zero.loss_scale();  // what this step's backward multiplies by
     doing.update(str_cat("training step ", step + 1, " of ", steps));
@@ -319,6 +330,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.end_step();
     tp_traffic.end_step();
     pp_traffic.end_step();
+    cp_traffic.end_step();
     // The loss of the global batch: the mean over every replica's tokens (not
     // metered as the step's traffic: the formulas count the training's).
     const double train_loss = engine.reduce_loss(local_loss);
@@ -397,7 +409,8 @@ int train_command(int argc, char** argv, Communicator& world) {
   const std::string traffic_table =
       (D * cp > 1 ? traffic_report(mesh.dp_cp(), traffic, formula) : "") +
       (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
-      (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "");
+      (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "") +
+      (cp > 1 ? traffic_report(mesh.cp(), cp_traffic, cp_formula) : "");
   // The timeline is a picture; the weights are the run. A timeline that fails
   // to write (a disk filled since the check above) is reported after the
   // weights are saved, not instead of them.
