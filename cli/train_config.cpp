@@ -22,7 +22,8 @@ Flags train_flags() {
           "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
           "Under `mpirun -np N`, the N ranks form N / --tp data-parallel replicas of --tp\n"
           "tensor-parallel ranks each; --batch-size is per replica (the tp ranks of a replica\n"
-          "read the same batch); every rank must be given the same flags (checked at start).\n"
+          "read the same batch; --cp ranks each keep --seq-len / --cp positions of it); every rank\n"
+          "must be given the same flags (checked at start).\n"
           "Environment: MS_COMM_TIMEOUT=S aborts the job, naming the collective, when one waits\n"
           "more than S seconds for the other ranks (default 600; 0 = wait forever).");
   f.add("config", "",

@@ -396,7 +396,7 @@ void Engine::set_global_steps(int64_t steps) {
 
 CheckpointTarget Engine::State::checkpoint_target() {
   const DsConfig& c = config;
-  return CheckpointTarget{
+  CheckpointTarget target{
       mesh.world(), gpt(), *zero,
       // The cp ranks hold replicated parameters and ZeRO partitions over
       // dp × cp, so to the checkpoint they are data-parallel ranks: dp × cp
@@ -409,6 +409,8 @@ CheckpointTarget Engine::State::checkpoint_target() {
                        c.tensor_parallel.sequence_parallel, mesh.dp_cp().rank(), mesh.tp_rank(),
                        mesh.pp_rank()},
       pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
+  target.layout.cp = static_cast<int>(c.context_parallel.size);
+  return target;
 }
 
 std::string Engine::save_checkpoint(const std::string& dir, const std::string& tag,
