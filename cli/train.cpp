@@ -27,6 +27,7 @@
 #include "optim/optimizer.h"
 #include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
 #include "parallel/engine/engine.h"
+#include "parallel/cp/cp_report.h"
 #include "parallel/cp/cp_step_traffic.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
@@ -405,6 +406,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   MemoryReport mine = zero.memory();
   mine.rank = world.rank();
   std::vector<MemoryReport> reports = gather_memory_reports(world, mine);
+  // Collective over cp: one attention call measured (parallel/cp/cp_report.h).
+  const std::string cp_memory =
+      cp > 1 ? cp_memory_report(mesh.cp(), c.cp_algo, B, T, cfg.n_head / tp, cfg.n_embd / tp) : "";
   // World rank 0 is rank 0 of its dp group and of its tp group: it gets both tables.
   const std::string traffic_table =
       (D * cp > 1 ? traffic_report(mesh.dp_cp(), traffic, formula) : "") +
@@ -434,7 +438,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
           static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
+    std::printf("%s%s%s", format_memory_table(reports).c_str(), tp_memory.c_str(),
+                cp_memory.c_str());
     if (c.precision.enabled())
       std::printf(
           "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "
