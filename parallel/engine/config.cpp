@@ -105,7 +105,11 @@ void read_batch(Section& top, DsConfig& c, int dp) {
     return s + str_cat("world_size is the data-parallel size ", ws, " = ",
                        c.ranks > 0 ? str_cat(c.ranks, " ranks") : std::string("ranks"),
                        " / (tensor_parallel.size ", c.tensor_parallel.size, " × pipeline.stages ",
-                       c.pipeline.stages, ")]");
+                       c.pipeline.stages,
+                       c.context_parallel.size > 1
+                           ? str_cat(" × sequence_parallel_size ", c.context_parallel.size)
+                           : std::string(),
+                       ")]");
   };
   MS_CHECK(c.train_micro_batch_size_per_gpu > 0, src,
            ": Micro batch size per gpu: ", c.train_micro_batch_size_per_gpu,
@@ -209,7 +213,7 @@ void read_tensor_parallel(Section s, DsTensorParallelConfig& t) {
 
 // The algorithm's names are Megatron's cp_comm_type flavours (a2a, p2p with
 // and without the zig-zag layout, all_gather) under the papers' names.
-void read_context_parallel(Section top, DsContextParallelConfig& c) {
+void read_context_parallel(Section& top, DsContextParallelConfig& c) {
   c.size = top.integer("sequence_parallel_size", 1, kMax).value_or(1);
   Section s = top.object("context_parallel");
   c.algo = s.choice("algo", {"ulysses", "ring", "zigzag", "allgather"}).value_or("ulysses");
