@@ -26,10 +26,12 @@ run() {  # run RANKS ARGS...: minispeed (or another binary, "-b BIN") at RANKS r
 
 # ---- every example config trains ----
 # The ranks each file runs at: its tensor_parallel.size × pipeline.stages × dp.
-declare -A ranks=([dp_zero2.json]=2 [tp_sp.json]=2 [pp_1f1b.json]=2 [3d.json]=4 [bf16.json]=2 [fp16.json]=2)
+declare -A ranks=([dp_zero2.json]=2 [tp_sp.json]=2 [pp_1f1b.json]=2 [3d.json]=4 [bf16.json]=2 [fp16.json]=2
+                  [cp_zigzag.json]=2)
 # What a config must visibly turn on, beyond training (the line rank 0 prints).
 declare -A shows=([bf16.json]="mixed precision: bf16" [fp16.json]="mixed precision: f16"
-                  [tp_sp.json]="tensor parallel: tp 2 + sequence parallel")
+                  [tp_sp.json]="tensor parallel: tp 2 + sequence parallel"
+                  [cp_zigzag.json]="context parallel: cp 2, zigzag attention")
 for f in configs/*.json; do
   name=$(basename "$f")
   n=${ranks[$name]:-}
