@@ -255,6 +255,10 @@ cp_case "cp" "" -- "2 2 1 0 ulysses" "2 2 1 0 ring" "2 2 1 0 zigzag" "4 4 1 0 ul
 cp_case "cp, --dropout 0.1 --attn-dropout 0.1" "--dropout 0.1 --attn-dropout 0.1" -- \
   "2 2 1 0 ulysses" "2 2 1 0 zigzag"
 cp_case "cp, --grad-accum 2 --grad-clip 0.5" "--grad-accum 2 --grad-clip 0.5" -- "4 2 1 3 ring"
+# Sampling mid-training is rank 0 alone: under cp (and ZeRO-3) it must run on a
+# serial copy, not on blocks whose attention is a collective over cp.
+job_ok "sampling mid-training with cp 2 × dp 2 and ZeRO-3" ${MPIRUN:-mpirun --oversubscribe} -np 4 \
+  "$bin" train $tpcommon --batch-size 4 --cp 2 --zero-stage 3 --sample-every 2
 
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -2,6 +2,7 @@
 // recipe, attention through the cp algorithm (cp_gpt.h).
 #include "parallel/cp/cp_gpt.h"
 
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "parallel/cp/cp_attention.h"
 #include "parallel/cp/cp_gather_attention.h"
@@ -130,6 +131,16 @@ Tensor CpGPT::embed(const Tensor& idx_local, int64_t T) {
   Tensor x = add(tok, gpt_->wpe->forward(pos));  // (B, T/C, C)
   Dropout& d = *gpt_->drop;
   return d.training() ? drop(x, d.p(), d.generator()) : x;
+}
+
+std::shared_ptr<GPT> CpGPT::copy_serial() const {
+  NoGradGuard no_grad;
+  auto serial = std::make_shared<GPT>(gpt_->config(), 0);
+  for (const auto& [name, p] : gpt_->named_parameters()) {
+    Tensor dst = serial->parameter(name);
+    copy_(dst, p);
+  }
+  return serial;
 }
 
 Tensor CpGPT::loss(const Tensor& idx, const Tensor& targets) {

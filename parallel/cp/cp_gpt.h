@@ -71,6 +71,11 @@ class CpGPT : public Module {
   // (B, T, ...) -> (B, T/C, ...): this rank's positions (a copy).
   Tensor keep_positions(const Tensor& t, int64_t T) const;
 
+  // Without tp: a new serial GPT holding copies of the parameters (the wrapped
+  // model's blocks run the cp attention, a collective, so one rank cannot
+  // sample with it). Not a collective. Under ZeRO-3 gather the dp shards first.
+  std::shared_ptr<GPT> copy_serial() const;
+
   // Collective over cp (and tp): i32 (B, T) windows, the same on every cp rank
   // of the replica -> this rank's mean cross-entropy over its B·T/C tokens.
   Tensor loss(const Tensor& idx, const Tensor& targets);

@@ -359,7 +359,9 @@ int64_t Engine::num_parameters() const {
 std::shared_ptr<GPT> Engine::gather_model() {
   s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
   if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
-  return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
+  if (s_->tp) return s_->tp->gather_serial();  // tp: the shards (a fresh serial GPT)
+  // cp: the serial model's blocks run the cp attention (a collective): a copy.
+  return s_->cp ? s_->cp->copy_serial() : s_->serial;
 }
 
 std::map<std::string, Tensor> Engine::fp32_weights(const GPT& whole) {
