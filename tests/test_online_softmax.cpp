@@ -214,3 +214,32 @@ TEST_CASE("cp layout: positions, names, per-rank FLOPs and traffic formulas", "[
   CHECK(rg.backward == 2 * 7 * n / 4);
   CHECK(cp_traffic_formula(CpAlgo::Zigzag, 2, 16, 12, 1, 4).forward == 0);
 }
+
+TEST_CASE("online softmax: sequences longer than one 48-row tile, forward and backward",
+          "[cp][online_softmax]") {
+  // T = 100: three query tiles, two key blocks cutting through a tile, so the
+  // tiles' key extents and the per-pair causal mask are both exercised.
+  const int64_t t = 100, nh = 2, hs = 5, w = nh * hs;
+  Tensor x = to(seeded({1, t, 3 * w}, 21), DType::F64);
+  Tensor qkv = clone(x);
+  qkv.set_requires_grad(true);
+  Tensor g = to(seeded({1, t, w}, 22), DType::F64);
+  Tensor y = causal_attention(qkv, nh);
+  sum(y * g).backward();
+  auto q = narrow(x, 2, 0, w), k = narrow(x, 2, w, w), v = narrow(x, 2, 2 * w, w);
+  const std::vector<int64_t> q_pos = iota_from(0, t);
+  const std::vector<std::pair<int64_t, int64_t>> blocks = {{60, 40}, {0, 60}};
+  PartialAttention acc = empty_partial(1, t, nh, hs, DType::F64);
+  for (auto [start, len] : blocks)
+    attention_accumulate(acc, q, narrow(k, 1, start, len), narrow(v, 1, start, len), q_pos,
+                         iota_from(start, len), nh);
+  CHECK(max_diff(acc.out, y) < 1e-13);
+  Tensor delta = attention_delta(g, acc.out, nh);
+  Tensor dqkv = zeros({1, t, 3 * w}, DType::F64);
+  for (auto [start, len] : blocks)
+    attention_partial_backward(q, narrow(k, 1, start, len), narrow(v, 1, start, len), g, acc.lse,
+                               delta, q_pos, iota_from(start, len), nh, nullptr,
+                               narrow(dqkv, 2, 0, w), narrow(narrow(dqkv, 2, w, w), 1, start, len),
+                               narrow(narrow(dqkv, 2, 2 * w, w), 1, start, len));
+  CHECK(max_diff(dqkv, qkv.grad()) < 1e-12);
+}

@@ -312,6 +312,9 @@ std::string traffic_report(Communicator& comm, const StepTraffic& meter, const S
   s += "  * modelled: the bytes a ring moves for MPI's collective (parallel/comm/ledger.h); the\n"
        "    ranks differ where D does not divide a message, and a broadcast's last rank sends "
        "none\n";
+  if (std::any_of(checks.begin(), checks.end(),
+                  [](const OpCheck& c) { return c.op == CommOp::AllToAll; }))
+    s += "    (all_to_all*: every block but the rank's own, whatever algorithm MPI picks)\n";
   s += "outside the training steps (whole run, not in the formula): bytes each rank sent\n";
   auto row = [&](const char* what, const std::vector<Traffic>& t) {
     std::string line = str_cat("  ", what);

@@ -352,6 +352,37 @@ class NcclBackend final : public Backend {
     });
   }
 
+  // All-to-all as NCCL's docs write it: one group of a send and a receive per
+  // peer (NCCL has no all-to-all primitive); the own block goes through the
+  // same send/recv pair to itself, which NCCL turns into a local copy.
+  Work all_to_all(const Tensor& in, Tensor& out, bool blocking) override {
+    if (on_cpu(in)) return cpu_->all_to_all(in, out, blocking);
+    const std::vector<int64_t> counts(size_t(size()), in.numel() / size());
+    return all_to_all_v(in, counts, out, counts, blocking);
+  }
+
+  Work all_to_all_v(const Tensor& in, const std::vector<int64_t>& in_counts, Tensor& out,
+                    const std::vector<int64_t>& out_counts, bool blocking) override {
+    if (on_cpu(in)) return cpu_->all_to_all_v(in, in_counts, out, out_counts, blocking);
+    const char* src = static_cast<const char*>(in.device_raw_data());
+    char* dst = static_cast<char*>(out.device_raw_data());
+    const size_t esize = dtype_size(in.dtype());
+    const ncclDataType_t type = nccl_type(in.dtype());
+    return launch("all_to_all", {in, out}, [&](ncclComm_t c, cudaStream_t s) {
+      nccl_check(ncclGroupStart(), "all_to_all", c);
+      size_t sent = 0, received = 0;
+      for (int peer = 0; peer < size(); ++peer) {
+        const size_t ns = size_t(in_counts[peer]), nr = size_t(out_counts[peer]);
+        if (ns > 0) nccl_check(ncclSend(src + sent * esize, ns, type, peer, c, s), "all_to_all", c);
+        if (nr > 0)
+          nccl_check(ncclRecv(dst + received * esize, nr, type, peer, c, s), "all_to_all", c);
+        sent += ns;
+        received += nr;
+      }
+      return ncclGroupEnd();
+    });
+  }
+
   // A host-side barrier (MPI_Barrier): it does not wait for NCCL kernels in
   // flight; wait() on their Works does.
   Work barrier(bool blocking) override {

@@ -44,10 +44,12 @@ std::vector<int64_t> cp_positions(CpAlgo algo, int64_t T, int cp_size, int cp_ra
 Tensor cp_causal_attention(const Tensor& qkv_local, int64_t n_head_local, CpAlgo algo,
                            Communicator& cp, double attn_p, Generator& gen);
 
-// The attention FLOPs cp rank `rank` computes in forward: 4·hs per (query, key) pair it scores
-// (q·k and p·v, 2 FLOPs per multiply-add), counting exactly the pairs the kernels compute — the
-// causal ones: Σ over its query positions q of (q + 1) keys, for `n_head` heads (Ulysses: n_head/C
-// heads over all T queries). Ring's last rank does 2C−1 times its first rank's work; zigzag's are equal.
+// The causal attention FLOPs cp rank `rank` owes in forward: 4·hs per (query, key) pair that
+// causality leaves it (q·k and p·v, 2 FLOPs per multiply-add) — Σ over its query positions q of
+// (q + 1) keys, for `n_head` heads (Ulysses: n_head/C heads over all T queries). Ring's last rank
+// owes 2C−1 times its first rank's work; zigzag's ranks owe the same. The kernels skip whole key
+// ranges per 48-row query tile (online_softmax.cpp), so a diagonal chunk computes up to one tile's
+// triangle more than this count.
 int64_t cp_attention_flops(CpAlgo algo, int64_t B, int64_t T, int64_t n_head, int64_t head_size,
                            int C, int rank);
 

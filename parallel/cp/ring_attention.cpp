@@ -59,7 +59,9 @@ struct Saved {
 };
 
 // One ring pass: step s holds the K|V block of rank r - s, starts passing it
-// on (except at the last step) and calls body(block, its chunks) meanwhile.
+// on (except at the last step) and calls body(progress, block, its chunks)
+// meanwhile. Open MPI moves a large message only inside MPI calls, so the
+// body calls progress() (a test() of both transfers) between chunk pairs.
 template <typename Body>
 void ring_pass(Communicator& cp, const Tensor& own, CpAlgo algo, int64_t T, int tag, Body&& body) {
   const int C = cp.size(), r = cp.rank();
@@ -72,7 +74,11 @@ void ring_pass(Communicator& cp, const Tensor& own, CpAlgo algo, int64_t T, int 
       rw = cp.irecv(next, mod(r - 1, C), tag);
       sw = cp.isend(cur, mod(r + 1, C), tag);
     }
-    body(s, cur, chunks_of(algo, T, C, mod(r - s, C)));
+    auto progress = [&rw, &sw] {
+      rw.test();
+      sw.test();
+    };
+    body(progress, cur, chunks_of(algo, T, C, mod(r - s, C)));
     rw.wait();
     sw.wait();
     cur = next;
@@ -89,15 +95,17 @@ Tensor ring_forward(const Tensor& qkv, int64_t NH, CpAlgo algo, Communicator& cp
   const std::vector<Chunk> mine = chunks_of(algo, T, C, r);
   std::vector<PartialAttention> acc;  // per query chunk
   for (const Chunk& c : mine) acc.push_back(empty_partial(B, c.rows, NH, Cl / NH, x.dtype()));
-  ring_pass(cp, kv, algo, T, kKvTag, [&](int, const Tensor& block, const std::vector<Chunk>& ks) {
-    for (size_t i = 0; i < mine.size(); ++i)
-      for (const Chunk& kc : ks) {
-        if (!visible(mine[i], kc)) continue;
-        Tensor kb = rows_of(block, kc);
-        attention_accumulate(acc[i], rows_of(q, mine[i]), narrow(kb, 2, 0, Cl),
-                             narrow(kb, 2, Cl, Cl), mine[i].pos, kc.pos, NH, mask.get());
-      }
-  });
+  ring_pass(cp, kv, algo, T, kKvTag,
+            [&](auto&& progress, const Tensor& block, const std::vector<Chunk>& ks) {
+              for (size_t i = 0; i < mine.size(); ++i)
+                for (const Chunk& kc : ks) {
+                  if (!visible(mine[i], kc)) continue;
+                  Tensor kb = rows_of(block, kc);
+                  attention_accumulate(acc[i], rows_of(q, mine[i]), narrow(kb, 2, 0, Cl),
+                                       narrow(kb, 2, Cl, Cl), mine[i].pos, kc.pos, NH, mask.get());
+                  progress();
+                }
+            });
   std::vector<Tensor> outs, lses;
   for (PartialAttention& a : acc) outs.push_back(a.out), lses.push_back(a.lse);
   Tensor out = mine.size() == 1 ? outs[0] : cat(outs, 1);  // (B, T/C, Cl)
@@ -118,7 +126,7 @@ Tensor ring_forward(const Tensor& qkv, int64_t NH, CpAlgo algo, Communicator& cp
              Tensor dkv = zeros(kv.shape(), kv.dtype());  // (B, T/C, 2Cl), travels
              const std::vector<Chunk> mine = chunks_of(s.algo, s.T, C, r);
              ring_pass(cp, kv, s.algo, s.T, kKvBackTag,
-                       [&](int, const Tensor& block, const std::vector<Chunk>& ks) {
+                       [&](auto&& progress, const Tensor& block, const std::vector<Chunk>& ks) {
                          for (const Chunk& qc : mine)
                            for (const Chunk& kc : ks) {
                              if (!visible(qc, kc)) continue;
@@ -129,6 +137,7 @@ Tensor ring_forward(const Tensor& qkv, int64_t NH, CpAlgo algo, Communicator& cp
                                  contiguous(narrow(delta, 2, qc.row0, qc.rows)), qc.pos, kc.pos,
                                  s.n_head, s.mask.get(), rows_of(dq, qc), narrow(db, 2, 0, Cl),
                                  narrow(db, 2, Cl, Cl));
+                             progress();
                            }
                          // The accumulator follows its block one hop; after the
                          // last step it arrives home (ring_attention.h).
