@@ -388,8 +388,9 @@ void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& mo
   // them over the dp ranks.
   const int64_t psi = c.tp > 1 ? tp_parameter_count(model, c.tp) : full_psi;
   const size_t k = c.optimizer == "adamw" ? 8 : (c.momentum != 0 ? 4 : 0);
+  // ZeRO partitions over dp × cp (the cp ranks of a replica hold replicated parameters).
   MemoryEstimate e =
-      estimate_memory(psi, static_cast<int>(c.dp), static_cast<int>(c.zero_stage), k);
+      estimate_memory(psi, static_cast<int>(c.dp * c.cp), static_cast<int>(c.zero_stage), k);
   // Stage 3 keeps the parameters outside the blocks (wte, wpe, ln_f) whole on
   // every rank (parallel/zero/memory.h); under tp wte is this rank's V/tp rows.
   double gathered = c.zero_stage == 3

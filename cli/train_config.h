@@ -50,7 +50,7 @@ int64_t gpt_parameter_count(const GPTConfig& cfg);
 
 // Collective. Refuses (with an AgreedError on every rank) when the ranks on
 // some machine would need more memory than it has available: per rank, the
-// ZeRO paper's model states for this stage and optimizer over the dp ranks
+// ZeRO paper's model states for this stage and optimizer over the dp (× cp) ranks
 // (parallel/zero/memory.h, within 0.3% of measured; under --tp for this
 // rank's shards, and at least the whole serial model every rank builds
 // first); times the ranks on that machine; against MemAvailable (and the

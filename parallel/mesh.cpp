@@ -111,13 +111,16 @@ std::string Mesh::describe_groups() const {
       return same({a.dp, a.tp, a.pp}, {b.dp, b.tp, b.pp});
     });
   if (dp_ > 1)
-    groups("dp", cp_ > 1 ? "replicas reading different data" : "gradients averaged, ZeRO partitions",
+    groups("dp",
+           cp_ > 1 ? "replicas reading different data" : "gradients averaged, ZeRO partitions",
            [&](const MeshCoord& a, const MeshCoord& b) {
              return same({a.cp, a.tp, a.pp}, {b.cp, b.tp, b.pp});
            });
-  if (cp_ > 1 && dp_ * cp_ > 1)
+  if (cp_ > 1)
     groups("dp×cp", "gradients averaged, ZeRO partitions",
-           [&](const MeshCoord& a, const MeshCoord& b) { return same({a.tp, a.pp}, {b.tp, b.pp}); });
+           [&](const MeshCoord& a, const MeshCoord& b) {
+             return same({a.tp, a.pp}, {b.tp, b.pp});
+           });
   if (pp_ > 1)
     groups("pp", "a replica's stages, in order", [&](const MeshCoord& a, const MeshCoord& b) {
       return same({a.dp, a.cp, a.tp}, {b.dp, b.cp, b.tp});

@@ -53,7 +53,8 @@ Tensor CpBlock::forward(const Tensor& x) {
   Tensor y = attention_(qkv, n_head_, ad.training() ? ad.p() : 0.0, ad.generator());  // (B, T/C, C)
   Tensor h1 = add(x, drop(*attn.resid_dropout, attn.c_proj->forward(y)));
   MLP& mlp = *b.mlp;
-  return add(h1, drop(*mlp.dropout, mlp.c_proj->forward(gelu(mlp.c_fc->forward(b.ln_2->forward(h1))))));
+  return add(h1,
+             drop(*mlp.dropout, mlp.c_proj->forward(gelu(mlp.c_fc->forward(b.ln_2->forward(h1))))));
 }
 
 CpGPT::CpGPT(std::shared_ptr<GPT> serial, std::shared_ptr<TpGPT> tp, Communicator cp,
@@ -64,9 +65,9 @@ CpGPT::CpGPT(std::shared_ptr<GPT> serial, std::shared_ptr<TpGPT> tp, Communicato
            "' (valid: ulysses, ring, zigzag, allgather)");
   const GPTConfig& cfg = gpt_->config();
   const int64_t t = tp_ ? tp_->tp().size() : 1, C = cp_.size();
-  MS_CHECK(algo_ != "ulysses" || cfg.n_head % (t * C) == 0, "context parallelism (ulysses): n_head ",
-           cfg.n_head, " is not divisible by tp ", t, " × cp ", C,
-           " (after the all-to-all each rank runs n_head / (tp·cp) whole heads)");
+  MS_CHECK(algo_ != "ulysses" || cfg.n_head % (t * C) == 0,
+           "context parallelism (ulysses): n_head ", cfg.n_head, " is not divisible by tp ", t,
+           " × cp ", C, " (after the all-to-all each rank runs n_head / (tp·cp) whole heads)");
   if (tp_)
     register_module("", tp_);
   else
@@ -105,7 +106,7 @@ Tensor CpGPT::keep_positions(const Tensor& t, int64_t T) const {
 
 Tensor CpGPT::drop(const Tensor& x, double p, Generator& gen) const {
   if (p == 0) return dropout(x, p, gen);  // validates p, draws nothing
-  Shape full_shape = x.shape();         // (B, T/C, ...) -> (B, T, ...)
+  Shape full_shape = x.shape();           // (B, T/C, ...) -> (B, T, ...)
   full_shape[1] = T_;
   // The serial mask, drawn as ms::dropout draws it; this rank applies its entries.
   DropoutMask full = draw_dropout_mask(full_shape, p, gen);

@@ -44,9 +44,9 @@ std::string cp_memory_report(Communicator& cp, const std::string& algo, int64_t 
                      "saved log-sum-exp)");
   }
   return str_cat("cp attention memory per rank and layer (", algo, ", cp ", C, ", B ", B, ", T ", T,
-                 ", ", H, " head(s) per tp rank): ", scores, "; measured: one attention call keeps ",
-                 format_bytes(double(kept * B)), " bytes for backward (", format_bytes(double(kept)),
-                 " at B = 1, × B)\n");
+                 ", ", H, " head(s) per tp rank): ", scores,
+                 "; measured: one attention call keeps ", format_bytes(double(kept * B)),
+                 " bytes for backward (", format_bytes(double(kept)), " at B = 1, × B)\n");
 }
 
 }  // namespace ms

@@ -27,8 +27,7 @@ StepFormula cp_step_formula(const CpStepShape& s) {
                      " B per rank each; × L ", L, " × ", G, " micro-step(s) × ", C, " ranks");
     return f;
   }
-  const CpLayerTraffic layer =
-      cp_traffic_formula(parse_cp_algo(s.algo), s.B, s.T, s.Cl, s.cp);
+  const CpLayerTraffic layer = cp_traffic_formula(parse_cp_algo(s.algo), s.B, s.T, s.Cl, s.cp);
   f.total[layer.op].sent = G * L * (forwards * layer.forward + layer.backward) * C;
   f.rule = str_cat("per micro-step and layer: ", layer.rule, recompute, "; × L ", L, " × ", G,
                    " micro-step(s) × ", C, " ranks");

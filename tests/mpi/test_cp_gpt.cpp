@@ -65,7 +65,8 @@ TEST_CASE("cp GPT: loss and every gradient equal the serial GPT's, dropout on, e
   }
 }
 
-TEST_CASE("cp GPT: a rank keeps its positions (zig-zag: chunks r and 2C-1-r)", "[mpi][cp][cp_gpt]") {
+TEST_CASE("cp GPT: a rank keeps its positions (zig-zag: chunks r and 2C-1-r)",
+          "[mpi][cp][cp_gpt]") {
   Communicator world = Communicator::world();
   if (world.size() % 2 != 0) return;
   Communicator cp = tp_group(world, 2);

@@ -47,7 +47,9 @@ TEST_CASE("mesh coordinates and groups for every dp×cp×tp×pp factorization", 
         CHECK(mesh.dp_cp().rank() == mesh.cp_rank() + mesh.dp_rank() * cp);
         CHECK(mesh.tp().rank() == mesh.tp_rank());
         CHECK(mesh.pp().rank() == mesh.pp_rank());
-        auto at = [&](int d, int c, int t, int p) { return t + c * tp + d * tp * cp + p * tp * cp * dp; };
+        auto at = [&](int d, int c, int t, int p) {
+          return t + c * tp + d * tp * cp + p * tp * cp * dp;
+        };
         const MeshCoord m = mesh.coord();
         std::vector<int> want_dp, want_cp, want_dpcp, want_tp, want_pp;
         for (int i = 0; i < dp; ++i) want_dp.push_back(at(i, m.cp, m.tp, m.pp));
@@ -70,7 +72,8 @@ TEST_CASE("mesh coordinates and groups for every dp×cp×tp×pp factorization", 
         std::string text = mesh.describe();
         if (cp == 1) {
           CHECK(text.find(str_cat("dp ", dp, " × tp ", tp, " × pp ", pp)) != std::string::npos);
-          CHECK(text.find(str_cat("rank ", r, ": dp ", mesh.dp_rank(), " tp")) != std::string::npos);
+          CHECK(text.find(str_cat("rank ", r, ": dp ", mesh.dp_rank(), " tp")) !=
+                std::string::npos);
         } else {
           CHECK(text.find(str_cat("dp ", dp, " × cp ", cp, " × tp ", tp, " × pp ", pp)) !=
                 std::string::npos);
