@@ -190,7 +190,8 @@ TEST_CASE("in-place ops on Sim equal the CPU's", "[device]") {
     return out;
   };
   std::vector<Tensor> c = run(Device::CPU), s = run(Device::Sim);
-  for (size_t i = 0; i < c.size(); ++i) require_bitwise(c[i], s[i], "in-place step " + std::to_string(i));
+  for (size_t i = 0; i < c.size(); ++i)
+    require_bitwise(c[i], s[i], "in-place step " + std::to_string(i));
 }
 
 TEST_CASE("factories take a device and *_like keeps it", "[device]") {
@@ -218,7 +219,7 @@ TEST_CASE("an f64 gradcheck through the device path", "[device]") {
   for (Tensor* t : {&x, &w, &b, &ln_w, &ln_b}) t->set_requires_grad(true);
   auto f = [&](const std::vector<Tensor>& in) {
     Tensor h = gelu(layernorm(linear(in[0], in[1], in[2]), in[3], in[4]));  // (2, 3, 6)
-    Tensor a = causal_attention(h, 2);                                       // (2, 3, 2)
+    Tensor a = causal_attention(h, 2);                                      // (2, 3, 2)
     Tensor logits = reshape(cat({h, a}, -1), {6, 8});
     return add(cross_entropy(logits, in[5]), mean(max(h, -1)));
   };
@@ -250,7 +251,8 @@ TEST_CASE("a GPT forward and backward on Sim equals the CPU bit for bit", "[devi
   lc.backward();
   ls.backward();
   auto pc = cpu.named_parameters(), ps = sim.named_parameters();
-  for (size_t i = 0; i < pc.size(); ++i) require_bitwise(pc[i].second.grad(), ps[i].second.grad(), pc[i].first);
+  for (size_t i = 0; i < pc.size(); ++i)
+    require_bitwise(pc[i].second.grad(), ps[i].second.grad(), pc[i].first);
 }
 
 TEST_CASE("Module::to moves parameters keeping their identity", "[device]") {
@@ -312,9 +314,8 @@ Tensor host_loop_twice(const Tensor& g) {
 // A planted bug in a backward closure: a host loop over the gradient.
 Tensor planted_host_loop_in_backward(const Tensor& x) {
   Tensor out = mul(detach(x), 2.0);
-  record(out, "planted_op", {x}, [](const Tensor& g) {
-    return std::vector<Tensor>{host_loop_twice(g)};
-  });
+  record(out, "planted_op", {x},
+         [](const Tensor& g) { return std::vector<Tensor>{host_loop_twice(g)}; });
   return out;
 }
 
