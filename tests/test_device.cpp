@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 
+#include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
@@ -151,6 +152,16 @@ std::vector<OpCase> op_cases() {
          Generator gen(7);  // the same state on both devices: the same mask
          return dropout(x[0], 0.3, gen);
        }},
+      // activation checkpointing replays the dropout mask from the host generator
+      {"checkpoint with dropout", {rnd({3, 8}, 57)},
+       [](const V& x) {
+         auto gen = std::make_shared<Generator>(11);  // lives as long as the node's fn
+         return checkpoint([gen](const Tensor& t) { return gelu(dropout(t, 0.25, *gen)); }, x[0],
+                           {gen.get()});
+       }},
+      // one leaf reached by three paths: the engine accumulates on the device
+      {"gradient accumulation", {rnd({2, 4}, 58)},
+       [](const V& x) { return x[0] * x[0] + sum(x[0], {1}, true) * x[0]; }},
   };
   return cases;
 }
