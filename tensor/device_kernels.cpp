@@ -112,12 +112,12 @@ void adamw_update(Device d, float* param, float* m, float* v, const float* grad,
   if (d != Device::CUDA)
     return cpu::adamw_update(param, m, v, grad, n, step_size, decay, b1, b2, one_minus_b1,
                              one_minus_b2, bc2_sqrt, eps);
-  MS_DK_CUDA("adamw", cuda::adamw_update(param, m, v, grad, n, step_size, decay, b1, b2,
-                                         one_minus_b1, one_minus_b2, bc2_sqrt, eps,
-                                         cuda::current_stream()));
+  MS_DK_CUDA("adamw",
+             cuda::adamw_update(param, m, v, grad, n, step_size, decay, b1, b2, one_minus_b1,
+                                one_minus_b2, bc2_sqrt, eps, cuda::current_stream()));
 }
-void sgd_update(Device d, float* param, float* momentum_buf, const float* grad, int64_t n,
-                float lr, float momentum, float weight_decay, bool first) {
+void sgd_update(Device d, float* param, float* momentum_buf, const float* grad, int64_t n, float lr,
+                float momentum, float weight_decay, bool first) {
   if (d != Device::CUDA)
     return cpu::sgd_update(param, momentum_buf, grad, n, lr, momentum, weight_decay, first);
   MS_DK_CUDA("sgd", cuda::sgd_update(param, momentum_buf, grad, n, lr, momentum, weight_decay,

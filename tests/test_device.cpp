@@ -11,6 +11,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "nn/generate.h"
 #include "nn/gpt.h"
 #include "tensor/device_kernels.h"
 
@@ -262,6 +263,10 @@ TEST_CASE("a GPT forward and backward on Sim equals the CPU bit for bit", "[devi
   lc.backward();
   ls.backward();
   auto pc = cpu.named_parameters(), ps = sim.named_parameters();
+  SampleOptions opts;
+  opts.tokens = 8;
+  const std::string prompt = "\x05\x21";  // byte tokens below the vocabulary of 64
+  CHECK(generate(sim, prompt, opts) == generate(cpu, prompt, opts));  // tokens go to the device
   for (size_t i = 0; i < pc.size(); ++i)
     require_bitwise(pc[i].second.grad(), ps[i].second.grad(), pc[i].first);
 }
