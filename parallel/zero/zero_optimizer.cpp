@@ -9,7 +9,7 @@
 #include "parallel/zero/stage1.h"
 #include "parallel/zero/stage2.h"
 #include "parallel/zero/stage3.h"
-#include "tensor/cpu/reductions.h"
+#include "optim/kernels.h"
 #include "tensor/factory.h"
 
 namespace ms {
@@ -330,14 +330,18 @@ double ZeroOptimizer::local_sq_norm() {
   double sq = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
-    const Tensor g = contiguous(mine[i].grad());
-    const float* d = g.host_data<float>();
+    const Tensor g = optim_kernels::contiguous_or_self(mine[i].grad());
+    // A stretch [lo, hi) of the flat gradient, as a view: the kernel runs on
+    // the gradient's device (optim/kernels.h).
+    auto stretch = [&](int64_t lo, int64_t hi) {
+      return optim_kernels::sum_squares(Tensor::make_view(g, {hi - lo}, {1}, g.offset() + lo));
+    };
     int64_t from = 0;
     for (const auto& [b, e] : norm_skip_[i]) {
-      sq += cpu::sum_squares(d + from, b - from);
+      sq += stretch(from, b);
       from = e;
     }
-    sq += cpu::sum_squares(d + from, g.numel() - from);
+    sq += stretch(from, g.numel());
   }
   return sq;
 }
