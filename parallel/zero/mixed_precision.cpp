@@ -83,7 +83,7 @@ std::string MixedPrecision::describe() const {
 MasterWeights::MasterWeights(std::vector<Tensor> model_side) : model_side_(std::move(model_side)) {
   NoGradGuard no_grad;
   for (const Tensor& t : model_side_) {
-    Tensor m = Tensor::empty(t.shape(), DType::F32);
+    Tensor m = Tensor::empty(t.shape(), DType::F32, t.device());
     copy_(m, t);
     m.set_requires_grad(true);
     masters_.push_back(m);
@@ -98,7 +98,7 @@ void MasterWeights::load_grads() {
       masters_[i].zero_grad();
       continue;
     }
-    Tensor mg = Tensor::empty(g.shape(), DType::F32);
+    Tensor mg = Tensor::empty(g.shape(), DType::F32, g.device());
     copy_(mg, g);
     masters_[i].set_grad(mg);
   }
