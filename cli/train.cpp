@@ -20,6 +20,7 @@
 #include "cli/output_paths.h"
 #include "cli/report.h"
 #include "cli/train_config.h"
+#include "cli/train_device.h"
 #include "cli/train_ds_config.h"
 #include "cli/train_model.h"
 #include "nn/data.h"
@@ -60,14 +61,21 @@ std::string format_duration(double s) {
 // replicas with batch B evaluate exactly the tokens one process with batch
 // D·B does; the tp ranks of a replica read the same window. A pipeline
 // forwards through its stages (no rank runs the whole model).
-double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t B, int64_t T) {
+// A batch on the run's device: the loader reads bytes on the host, to()
+// copies them over (on cuda, one H2D copy per tensor on the device's stream).
+Batch on_device(Batch b, Device device) {
+  return {b.x.to(device), b.y.to(device)};
+}
+
+double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t B, int64_t T,
+                Device device) {
   if (engine.pipeline()) return engine.pipeline()->evaluate(data, batches);
   Mesh& mesh = engine.mesh();
   NoGradGuard no_grad;
   engine.eval();
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    Batch b = data.val_batch(i * mesh.dp_size() + mesh.dp_rank(), B, T);
+    Batch b = on_device(data.val_batch(i * mesh.dp_size() + mesh.dp_rank(), B, T), device);
     sum += engine.forward(b.x, b.y).item();
   }
   engine.train();
@@ -98,6 +106,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   // The flags agree, so every rank reaches the same verdict on them.
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
+  bind_rank_device(c.device);  // cuda: this rank's GPU, before anything is allocated there
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
   const int64_t D = c.dp, tp = c.tp, pp = c.pp;
   const int64_t zero_stage = c.zero_stage;
@@ -182,6 +191,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   };
   Engine engine = [&] {
     std::shared_ptr<GPT> model = build_train_model(world, flags, c);
+    move_model_to(*model, c.device);  // before the engine cuts, flattens or wraps it
     return on_every_rank(world, [&] { return initialize(model, ds, world, init).engine; });
   }();
   const int64_t serial_params = engine.num_parameters();
@@ -286,7 +296,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     // Micro-step k of step s on dp rank r reads window (s·G + k)·D + r (the
     // data contract); the tp and pp ranks of a replica read the same windows.
     int64_t window = step * accum;
-    auto next = [&] { return data.train_batch(window++, mesh.dp_rank(), D, B, T); };
+    auto next = [&] {
+      return on_device(data.train_batch(window++, mesh.dp_rank(), D, B, T), c.device);
+    };
     double local_loss = 0;  // this rank's mean over its micro-batches
     if (pipeline) {
       local_loss = engine.train_batch_unreduced(next);  // the whole step through the schedule
@@ -318,7 +330,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     bool last = step + 1 == steps;
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      val = evaluate(engine, data, eval_batches, B, T);  // stage 3 gathers blocks on demand
+      val = evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -336,6 +348,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                   static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
                   100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
+      std::printf("%s", device_step_field(c.device).c_str());  // "" on the CPU
       if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
         std::printf(" | %s", zero.skip_message().c_str());
       std::printf("\n");
@@ -352,6 +365,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     // the shards into one serial model).
     if (sample_now) {
       std::shared_ptr<GPT> whole = engine.gather_model();
+      if (lead) whole = host_copy(whole);  // sampling reads the logits on the host
       if (lead)
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                     printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
@@ -398,9 +412,14 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
   std::shared_ptr<GPT> whole = engine.gather_model();  // every shard and stage, on every rank
   // What --save-weights writes: fp32, the masters in a 16-bit run (collective).
-  const std::map<std::string, Tensor> weights = flags.str("save-weights").empty()
-                                                    ? std::map<std::string, Tensor>{}
-                                                    : engine.fp32_weights(*whole);
+  std::map<std::string, Tensor> weights = flags.str("save-weights").empty()
+                                              ? std::map<std::string, Tensor>{}
+                                              : engine.fp32_weights(*whole);
+  // Saving and sampling are host work: the weights and the model come to the
+  // CPU (to(Device::CPU); the identity on a CPU run).
+  for (auto& [name, t] : weights) t = t.to(Device::CPU);
+  const std::string device_memory = device_memory_line(c.device, world.rank());
+  if (lead) whole = host_copy(whole);
   if (lead) {
     if (tp > 1)
       std::printf(
@@ -408,7 +427,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
           static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
+    std::printf("%s%s%s", format_memory_table(reports).c_str(), device_memory.c_str(),
+                tp_memory.c_str());
     if (c.precision.enabled())
       std::printf(
           "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "
