@@ -285,6 +285,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
   const int64_t skipped_before = zero.skipped_steps();  // a resumed run's earlier skips
+  const MasterWeights::Transfers offload_before = zero.offload_transfers();
   for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
@@ -418,7 +419,17 @@ int train_command(int argc, char** argv, Communicator& world) {
   // Saving and sampling are host work: the weights and the model come to the
   // CPU (to(Device::CPU); the identity on a CPU run).
   for (auto& [name, t] : weights) t = t.to(Device::CPU);
-  const std::string device_memory = device_memory_line(c.device, world.rank());
+  std::string device_memory = device_memory_line(c.device, world.rank());
+  if (zero.offloaded() && steps > first_step) {
+    const MasterWeights::Transfers t = zero.offload_transfers();
+    const int64_t n = steps - first_step;
+    device_memory += str_cat(
+        "ZeRO-Offload (rank ", world.rank(), "): fp32 masters and optimizer state on the cpu; ",
+        "per step ", (t.d2h - offload_before.d2h) / n, " bytes device->host (fp32 gradients) and ",
+        (t.h2d - offload_before.h2d) / n, " bytes host->device (updated ",
+        dtype_name(zero.precision().dtype), " parameters)",
+        c.device == Device::CPU ? " (0: the model is on the cpu too)" : "", "\n");
+  }
   if (lead) whole = host_copy(whole);
   if (lead) {
     if (tp > 1)

@@ -89,9 +89,15 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
       stage_ = std::make_unique<ZeroStage3>(model, dp_, grad_dtype);
       break;
   }
-  if (mp.enabled()) {
-    // The optimizer sees only the fp32 masters of what this rank trains.
-    masters_ = std::make_unique<MasterWeights>(stage_->trainable());
+  if (mp.enabled() || opts_.offload_optimizer) {
+    // The optimizer sees only the fp32 masters of what this rank trains; under
+    // ZeRO-Offload they are on the CPU (also for an fp32 model: DeepSpeed's
+    // single_partition_of_fp32_groups then live in host memory).
+    const std::vector<Tensor> trained = stage_->trainable();
+    const Device master_device = opts_.offload_optimizer || trained.empty()
+                                     ? Device::CPU
+                                     : trained[0].device();
+    masters_ = std::make_unique<MasterWeights>(trained, master_device);
     optimizer_ = make_optimizer(masters_->masters());
     if (mp.dtype == DType::F16) scaler_ = make_loss_scaler(mp.fp16);
   } else {
@@ -142,7 +148,8 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   if (masters_) {
     masters_->load_grads();  // the reduced 16-bit (or f32) gradients, as f32
     scale = loss_scale();    // the scale this step's backward used, before update()
-    const bool overflow = agreed_overflow();
+    // The inf/NaN skip is mixed precision's (fp32 offload steps as fp32 does).
+    const bool overflow = opts_.precision.enabled() && agreed_overflow();
     skipped_ = scaler_ ? scaler_->update(overflow) : overflow;
     if (skipped_) {
       ++skipped_steps_;
