@@ -11,6 +11,7 @@
 #include "optim/kernels.h"
 #include "optim/loss_scaler.h"
 #include "optim/optimizer.h"
+#include "parallel/zero/mixed_precision.h"
 #include "tensor/factory.h"
 #include "tests/catch_compat.h"
 
@@ -97,4 +98,36 @@ TEST_CASE("optimizer state is zeroed on the parameters' device", "[optim][device
   for (double x : z.to_vector()) CHECK(x == 0);
   // The host may not read it directly: the check this path is built around.
   CHECK_THROWS_WITH(z.host_data<float>(), Catch::Contains("host access to a sim tensor"));
+}
+
+TEST_CASE("ZeRO-Offload's masters: gradients come down, parameters go up, bytes counted",
+          "[optim][device][offload]") {
+  // The model side on the simulated device (f32, as an fp32 offload run),
+  // the masters and an AdamW over them on the CPU.
+  std::vector<Tensor> cpu = make_params(Device::CPU), sim = make_params(Device::Sim);
+  MasterWeights host(sim, Device::CPU);
+  for (const Tensor& m : host.masters()) CHECK(m.device() == Device::CPU);
+  AdamW on_host(host.masters(), 1e-2);
+  AdamW on_cpu(cpu, 1e-2);
+  int64_t n = 0;
+  for (const Tensor& p : sim) n += p.numel();
+  for (int step = 1; step <= 2; ++step) {
+    host.load_grads();
+    CHECK(host.transfer_bytes().d2h == step * 4 * n);  // fp32 gradients, D2H
+    on_host.step();
+    on_cpu.step();
+    host.store_params();
+    CHECK(host.transfer_bytes().h2d == step * 4 * n);  // fp32 parameters, H2D
+    host.drop_grads();
+  }
+  // The device's parameters took the CPU optimizer's values, bit for bit.
+  for (size_t i = 0; i < sim.size(); ++i) {
+    CHECK(sim[i].device() == Device::Sim);
+    CHECK(bitwise_equal(sim[i], cpu[i]));
+  }
+  // Without offload nothing moves.
+  std::vector<Tensor> again = make_params(Device::CPU);
+  MasterWeights same_device(again, Device::CPU);
+  same_device.load_grads();
+  CHECK(same_device.transfer_bytes().d2h == 0);
 }
