@@ -180,7 +180,8 @@ int train_command(int argc, char** argv, Communicator& world) {
   // prints its own per-stage activation line).
   std::string tp_memory;
   init.before_partition = [&](GPT& held) {
-    if (pp > 1) return;
+    // It measures host allocations of a CPU forward: not on a device.
+    if (pp > 1 || c.device != Device::CPU) return;
     const GPTConfig& shape = held.config();
     tp_memory = tp_memory_report(world, shape, held_param_split(held),
                                  measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,

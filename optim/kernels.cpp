@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "autograd/ops.h"
+#include "tensor/device_kernels.h"  // KernelScope
 #include "tensor/cpu/adamw.h"
 #include "tensor/cpu/reductions.h"
 #ifdef MS_CUDA
@@ -53,6 +54,7 @@ void adamw_update(const std::vector<AdamWSlot>& slots, const AdamWScalars& s) {
                "; all four must match in size and device");
     }
   }
+  KernelScope scope("adamw", device);  // device pointers taken below, before the parallel region
   if (device == Device::CUDA) {
 #ifdef MS_CUDA
     for (const AdamWSlot& k : slots)
@@ -99,6 +101,7 @@ void sgd_update(const Tensor& p, const Tensor& buf, const Tensor& g, float lr, f
   MS_CHECK(g.device() == p.device() && (!buf.defined() || buf.device() == p.device()),
            "sgd: param on ", device_name(p.device()), " with a grad on ", device_name(g.device()),
            "; the grad and momentum buffer must be on the param's device");
+  KernelScope scope("sgd", p.device());
   float* b = buf.defined() ? buf.device_data<float>() : nullptr;
   if (p.device() == Device::CUDA) {
 #ifdef MS_CUDA
@@ -115,6 +118,7 @@ void sgd_update(const Tensor& p, const Tensor& buf, const Tensor& g, float lr, f
 
 double sum_squares(const Tensor& g) {
   check_f32(g, "sum_squares", "the gradient");
+  KernelScope scope("sum_squares", g.device());
   if (g.device() == Device::CUDA) {
 #ifdef MS_CUDA
     return cuda::sum_squares(g.device_data<float>(), g.numel(), cuda::current_stream());
@@ -136,6 +140,7 @@ bool has_nonfinite(const Tensor& t) {
     const Tensor f = t.dtype() == DType::F32 ? t : contiguous(to(t, DType::F32));
     return !std::isfinite(sum_squares(f));
   }
+  KernelScope scope("has_overflow", t.device());
   const void* d = t.device_raw_data();
   switch (t.dtype()) {
     case DType::F32:
@@ -152,18 +157,7 @@ bool has_nonfinite(const Tensor& t) {
 }
 
 Tensor zeros_on(const Shape& shape, DType dtype, Device device) {
-  Tensor t = Tensor::empty(shape, dtype, device);
-  if (t.nbytes() == 0) return t;
-  if (device == Device::CUDA) {
-#ifdef MS_CUDA
-    cuda::memset_zero(t.device_raw_data(), t.nbytes(), t.storage()->device_index());
-    return t;
-#else
-    no_cuda("zeros");
-#endif
-  }
-  std::memset(t.device_raw_data(), 0, t.nbytes());  // the "kernel" of CPU and Sim memory
-  return t;
+  return zeros(shape, dtype, device);  // the device-aware factory (tensor/factory.h)
 }
 
 Tensor contiguous_or_self(const Tensor& t) {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "parallel/comm/staging.h"
+#include "tensor/device_kernels.h"  // KernelScope
 
 namespace ms {
 
@@ -151,6 +152,7 @@ static void check_same_dtype(const Tensor& in, const Tensor& out, const char* op
 
 static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
   // Addresses compared, never read: device memory is fine here.
+  KernelScope scope(op, a.device());
   auto* a0 = static_cast<const char*>(a.device_raw_data());
   auto* b0 = static_cast<const char*>(b.device_raw_data());
   bool disjoint =

@@ -1,6 +1,8 @@
 // Staging device tensors through host memory for the MPI backend (staging.h).
 #include "parallel/comm/staging.h"
 
+#include "tensor/device_kernels.h"  // KernelScope
+
 #include <cstring>
 #include <exception>
 
@@ -18,6 +20,7 @@ void copy_host_into_device(const Tensor& device_dst, const Tensor& host_src) {
   MS_ASSERT(device_dst.nbytes() == host_src.nbytes() && device_dst.is_contiguous(),
             "copy_host_into_device: ", device_dst.nbytes(), " vs ", host_src.nbytes(), " bytes");
   if (device_dst.nbytes() == 0) return;
+  KernelScope scope("collective (staged copy back)", device_dst.device());
   if (device_dst.device() == Device::CUDA) {
 #ifdef MS_CUDA
     cuda::copy_to_device(device_dst.device_raw_data(), host_src.host_raw_data(),
@@ -33,6 +36,7 @@ void copy_host_into_device(const Tensor& device_dst, const Tensor& host_src) {
 
 void copy_on_device(const Tensor& dst, const Tensor& src) {
   if (src.nbytes() == 0) return;
+  KernelScope scope("collective (one-rank copy)", src.device());
   if (src.device() == Device::CUDA) {
 #ifdef MS_CUDA
     cuda::copy_device_to_device(dst.device_raw_data(), src.device_raw_data(), src.nbytes(),
