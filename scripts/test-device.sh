@@ -6,7 +6,8 @@
 # not touch. Each run must equal its CPU twin bit for bit: every printed loss,
 # validation loss and gradient norm, and the saved weights' bytes. Cases: 1
 # rank, dp 2 with ZeRO 0-3, tp 2, pp 2, bf16, ZeRO-Offload (and offload
-# against no offload on the CPU, and on the device with bf16). Then the bad
+# against no offload on the CPU, and on the device with bf16), and a
+# checkpoint saved and resumed on the device. Then the bad
 # inputs: --device cuda in a build without CUDA (or without a GPU) is an
 # error on every rank, and an unknown device names the valid ones.
 #   scripts/test-device.sh BUILD_DIR
@@ -71,6 +72,21 @@ if grep -qE 'per step [1-9][0-9]* bytes device->host .* [1-9][0-9]* bytes host->
   ok "--offload-optimizer on the device prints its D2H/H2D bytes per step"
 else
   bad "--offload-optimizer on the device prints its D2H/H2D bytes per step"
+fi
+
+# Checkpoints go through the host: a dp 2 ZeRO-2 run on the device saves at
+# step 2 the same shard files as the CPU run, and resuming there on the device
+# ends where the straight runs end (the run ids in COMPLETE and the JSON differ).
+run ck-cpu 2 --zero-stage 2 --save-every 2 --checkpoint-dir "$tmp/ck-cpu"
+run ck-sim 2 --zero-stage 2 --save-every 2 --checkpoint-dir "$tmp/ck-sim" --device sim
+run ck-resume 2 --zero-stage 2 --checkpoint-dir "$tmp/ck-sim" --resume global_step2 --device sim
+if [ -s "$tmp/ck-cpu/global_step2/rank_00001.safetensors" ] &&
+  cmp -s "$tmp/ck-cpu/global_step2/rank_00001.safetensors" "$tmp/ck-sim/global_step2/rank_00001.safetensors" &&
+  cmp -s "$tmp/z2-cpu.safetensors" "$tmp/ck-resume.safetensors"; then
+  ok "--device sim checkpoints equal the CPU's, and resuming on the device ends bit for bit where the CPU run does"
+else
+  bad "--device sim checkpoint/resume (dp 2, ZeRO-2)"
+  grep -h "error" "$tmp/ck-sim.log" "$tmp/ck-resume.log" | head -3 | sed 's/^/  /'
 fi
 
 # Bad inputs. A CUDA build on a GPU machine runs --device cuda instead.
