@@ -132,9 +132,9 @@ struct DropoutMask {
   int64_t numel() const { return shape_numel(shape); }
   Device device() const { return bytes->device(); }
   // The bytes for host code: an ms::Error unless the mask is on the CPU.
-  uint8_t* host_data() const;
+  uint8_t* host_data(std::source_location caller = std::source_location::current()) const;
   // The bytes for a device kernel: on Sim, only inside a KernelScope.
-  const uint8_t* device_data() const;
+  const uint8_t* device_data(std::source_location caller = std::source_location::current()) const;
   const uint8_t* data() const { return host_data(); }  // host code's name for host_data()
 };
 // One uniform per element from `gen`, in row-major order; dropped when < p. On the CPU.

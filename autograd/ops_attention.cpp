@@ -32,13 +32,13 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
   MS_CHECK(!mask || mask->device() == d, "causal_attention: the dropout mask is on ",
            mask ? device_name(mask->device()) : "", " but qkv on ", device_name(d),
            "; move it with dropout_mask_to()");
-  const uint8_t* keep = mask ? mask->device_data() : nullptr;
   const double keep_scale = mask ? 1.0 / (1.0 - mask->p) : 1.0;
   Tensor x = contiguous(detach(qkv));
   Tensor out = Tensor::empty({B, T, C}, qkv.dtype(), d);
   Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype(), d);  // (B, NH, T, T)
   {
     KernelScope scope("causal_attention", d);
+    const uint8_t* keep = mask ? mask->device_data() : nullptr;
     dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
       using D = decltype(tag);
       dk::attention_forward<D>(d, out.device_data<D>(), att.device_data<D>(), x.device_data<D>(),
@@ -74,7 +74,8 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
 }
 
 Tensor causal_attention(const Tensor& qkv, int64_t n_head, const DropoutMask& attn_mask) {
-  return attention_with_mask(qkv, n_head, std::make_shared<const DropoutMask>(attn_mask));
+  return attention_with_mask(
+      qkv, n_head, std::make_shared<const DropoutMask>(dropout_mask_to(attn_mask, qkv.device())));
 }
 
 Tensor causal_attention(const Tensor& qkv, int64_t n_head, double attn_p, Generator& gen) {
@@ -89,11 +90,11 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head, double attn_p, Genera
                                  draw_dropout_mask({B, n_head, T, T}, attn_p, gen), qkv.device())));
 }
 
-uint8_t* DropoutMask::host_data() const {
-  return static_cast<uint8_t*>(host_bytes(*bytes));
+uint8_t* DropoutMask::host_data(std::source_location caller) const {
+  return static_cast<uint8_t*>(host_bytes(*bytes, caller));
 }
-const uint8_t* DropoutMask::device_data() const {
-  return static_cast<const uint8_t*>(device_bytes(*bytes));
+const uint8_t* DropoutMask::device_data(std::source_location caller) const {
+  return static_cast<const uint8_t*>(device_bytes(*bytes, caller));
 }
 
 DropoutMask draw_dropout_mask(const Shape& shape, double p, Generator& gen) {

@@ -15,10 +15,10 @@ Device op_device(const char* op, std::initializer_list<const Tensor*> tensors) {
       first = t;
       continue;
     }
-    MS_CHECK(t->device() == first->device(), op, ": tensors on different devices: ",
-             device_name(first->device()), " ", shape_str(first->shape()), " and ",
-             device_name(t->device()), " ", shape_str(t->shape()),
-             "; move one with to(Device) first");
+    MS_CHECK(t->device() == first->device(), op,
+             ": tensors on different devices: ", device_name(first->device()), " ",
+             shape_str(first->shape()), " and ", device_name(t->device()), " ",
+             shape_str(t->shape()), "; move one with to(Device) first");
   }
   return first ? first->device() : Device::CPU;
 }

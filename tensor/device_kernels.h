@@ -26,9 +26,9 @@
 #include "tensor/tensor.h"
 #ifdef MS_CUDA
 #include "tensor/cuda/dropout.h"
-#include "tensor/cuda/scatter.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/runtime.h"
+#include "tensor/cuda/scatter.h"
 #endif
 
 namespace ms {
@@ -126,15 +126,15 @@ void gemm_f64(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
               const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
               int64_t ldc);
 
-#define MS_DK_ROWWISE(name)                                                           \
-  template <typename T>                                                               \
-  void name##_forward(Device d, T* y, const T* x, int64_t N, int64_t C) {             \
-    if (d != Device::CUDA) return cpu::name##_forward(y, x, N, C);                    \
-    MS_DK_CUDA(#name, cuda::name##_forward<T>(y, x, N, C, cuda::current_stream()));   \
-  }                                                                                   \
-  template <typename T>                                                               \
-  void name##_backward(Device d, T* dx, const T* dy, const T* y, int64_t N, int64_t C) { \
-    if (d != Device::CUDA) return cpu::name##_backward(dx, dy, y, N, C);              \
+#define MS_DK_ROWWISE(name)                                                               \
+  template <typename T>                                                                   \
+  void name##_forward(Device d, T* y, const T* x, int64_t N, int64_t C) {                 \
+    if (d != Device::CUDA) return cpu::name##_forward(y, x, N, C);                        \
+    MS_DK_CUDA(#name, cuda::name##_forward<T>(y, x, N, C, cuda::current_stream()));       \
+  }                                                                                       \
+  template <typename T>                                                                   \
+  void name##_backward(Device d, T* dx, const T* dy, const T* y, int64_t N, int64_t C) {  \
+    if (d != Device::CUDA) return cpu::name##_backward(dx, dy, y, N, C);                  \
     MS_DK_CUDA(#name, cuda::name##_backward<T>(dx, dy, y, N, C, cuda::current_stream())); \
   }
 MS_DK_ROWWISE(softmax)
@@ -154,9 +154,8 @@ void layernorm_backward(Device d, T* dx, T* dw, T* db, const T* dout, const T* x
                         const T* mean, const T* rstd, int64_t N, int64_t C) {
   if (d != Device::CUDA)
     return cpu::layernorm_backward<T>(dx, dw, db, dout, x, w, mean, rstd, N, C);
-  MS_DK_CUDA("layernorm backward",
-             cuda::layernorm_backward<T>(dx, dw, db, dout, x, w, mean, rstd, N, C,
-                                         cuda::current_stream()));
+  MS_DK_CUDA("layernorm backward", cuda::layernorm_backward<T>(dx, dw, db, dout, x, w, mean, rstd,
+                                                               N, C, cuda::current_stream()));
 }
 
 template <typename T>

@@ -31,8 +31,8 @@ void argmax_scatter(T* grad_in, const T* grad_out, const int32_t* argmax, int64_
   MS_CUDA_KERNEL_CHECK("argmax_scatter");
 }
 
-template void argmax_scatter<float>(float*, const float*, const int32_t*, int64_t, int64_t,
-                                    int64_t, cudaStream_t);
+template void argmax_scatter<float>(float*, const float*, const int32_t*, int64_t, int64_t, int64_t,
+                                    cudaStream_t);
 template void argmax_scatter<double>(double*, const double*, const int32_t*, int64_t, int64_t,
                                      int64_t, cudaStream_t);
 
