@@ -46,8 +46,7 @@ void bind_rank_device(Device device) {
 }
 
 void move_model_to(GPT& model, Device device) {
-  for (const auto& [name, p] : model.named_parameters())
-    if (p.device() != device) model.replace_parameter(name, p.to(device));
+  model.to(device);  // Module::to: every parameter, keeping its identity
 }
 
 std::shared_ptr<GPT> host_copy(const std::shared_ptr<GPT>& model) {
