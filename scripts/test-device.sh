@@ -5,7 +5,8 @@
 # weights through the same calls a GPU takes, on host memory that host code may
 # not touch. Each run must equal its CPU twin bit for bit: every printed loss,
 # validation loss and gradient norm, and the saved weights' bytes. Cases: 1
-# rank, dp 2 with ZeRO 0-3, tp 2, pp 2, bf16, ZeRO-Offload (and offload
+# rank, dp 2 with ZeRO 0-3, tp 2, pp 2, bf16, fp16 (a start scale that
+# overflows: skipped steps), ZeRO-Offload (and offload
 # against no offload on the CPU, and on the device with bf16), and a
 # checkpoint saved and resumed on the device. Then the bad
 # inputs: --device cuda in a build without CUDA (or without a GPU) is an
@@ -60,9 +61,16 @@ tp 2 --tp 2
 pp 2 --pp 2 --grad-accum 2
 bf16 2 --bf16 --zero-stage 1
 bf16one 1 --bf16
+fp16 2 --fp16 --initial-scale-power 18 --hysteresis 1 --zero-stage 1
 offload 2 --zero-stage 2 --offload-optimizer
 offbf16 1 --bf16 --offload-optimizer
 CASES
+# The fp16 case must have skipped a step (the device's overflow test fired).
+if grep -q "OVERFLOW" "$tmp/fp16-sim.log"; then
+  ok "--device sim --fp16 skipped an overflowing step, as the CPU run did"
+else
+  bad "--device sim --fp16: no OVERFLOW step (the case no longer tests the skip)"
+fi
 # ZeRO-Offload changes where the optimizer runs, not what it computes.
 same z2-cpu offload-cpu "--offload-optimizer equals no offload on the CPU (dp 2, ZeRO-2)"
 same bf16one-sim offbf16-sim "--offload-optimizer equals no offload on the device (bf16, 1 rank)"
