@@ -100,7 +100,8 @@ std::string device_memory_line(Device device, int rank) {
                   "device memory (cuda:%d, rank %d): %.3f MB allocated, %.3f MB peak, %.3f MB "
                   "reserved (the caching allocator's counters)\n",
                   gpu, rank, static_cast<double>(s.allocated) / 1e6,
-                  static_cast<double>(s.peak_allocated) / 1e6, static_cast<double>(s.reserved) / 1e6);
+                  static_cast<double>(s.peak_allocated) / 1e6,
+                  static_cast<double>(s.reserved) / 1e6);
     return buf;
   }
   return "";

@@ -6,9 +6,9 @@
 #include <cstring>
 
 #include "autograd/ops.h"
-#include "tensor/device_kernels.h"  // KernelScope
 #include "tensor/cpu/adamw.h"
 #include "tensor/cpu/reductions.h"
+#include "tensor/device_kernels.h"  // KernelScope
 #ifdef MS_CUDA
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/reductions.h"

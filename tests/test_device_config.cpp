@@ -21,13 +21,14 @@ TEST_CASE("ds_config device and offload_optimizer", "[ds_config][device]") {
   CHECK(parse(R"("device": "sim")").device == "sim");
   CHECK(parse(R"("device": "cuda")").device == "cuda");
   CHECK_THROWS_WITH(parse(R"("device": "tpu")"), Catch::Contains("device"));
-  const DsConfig off =
-      parse(R"("zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu", "pin_memory": true}})");
+  const DsConfig off = parse(
+      R"("zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu", "pin_memory": true}})");
   CHECK(off.zero_optimization.offload_optimizer);
   CHECK_FALSE(parse(R"("zero_optimization": {"offload_optimizer": {"device": "none"}})")
                   .zero_optimization.offload_optimizer);
   CHECK_THROWS_WITH(parse(R"("zero_optimization": {"offload_optimizer": {"device": "nvme"}})"),
                     Catch::Contains("ZeRO-Infinity") && Catch::Contains("not implemented"));
-  CHECK_THROWS_WITH(parse(R"("zero_optimization": {"offload_optimizer": {"device": "cpu", "pin_memry": true}})"),
-                    Catch::Contains("pin_memry"));
+  CHECK_THROWS_WITH(
+      parse(R"("zero_optimization": {"offload_optimizer": {"device": "cpu", "pin_memry": true}})"),
+      Catch::Contains("pin_memry"));
 }

@@ -35,7 +35,8 @@ std::vector<Tensor> make_params(Device device) {
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   Tensor x = a.to(Device::CPU), y = b.to(Device::CPU);
-  return x.nbytes() == y.nbytes() && std::memcmp(x.host_raw_data(), y.host_raw_data(), x.nbytes()) == 0;
+  return x.nbytes() == y.nbytes() &&
+         std::memcmp(x.host_raw_data(), y.host_raw_data(), x.nbytes()) == 0;
 }
 
 template <typename MakeOpt>
@@ -64,10 +65,10 @@ TEST_CASE("AdamW on the simulated device equals the CPU step bit for bit", "[opt
 }
 
 TEST_CASE("SGD with momentum on the simulated device equals the CPU step", "[optim][device]") {
-  check_steps_equal([](std::vector<Tensor> ps) {
-    return std::make_unique<SGD>(std::move(ps), 0.1, 0.9, 0.01);
-  });
-  check_steps_equal([](std::vector<Tensor> ps) { return std::make_unique<SGD>(std::move(ps), 0.1); });
+  check_steps_equal(
+      [](std::vector<Tensor> ps) { return std::make_unique<SGD>(std::move(ps), 0.1, 0.9, 0.01); });
+  check_steps_equal(
+      [](std::vector<Tensor> ps) { return std::make_unique<SGD>(std::move(ps), 0.1); });
 }
 
 TEST_CASE("the clipping norm and the overflow test run on the simulated device",

@@ -1,10 +1,10 @@
 // Staging device tensors through host memory for the MPI backend (staging.h).
 #include "parallel/comm/staging.h"
 
-#include "tensor/device_kernels.h"  // KernelScope
-
 #include <cstring>
 #include <exception>
+
+#include "tensor/device_kernels.h"  // KernelScope
 
 #ifdef MS_CUDA
 #include "tensor/cuda/runtime.h"
@@ -83,8 +83,8 @@ class StagedWork final : public Work::Impl {
 }  // namespace
 
 Work copy_back_when_done(Work inner, Tensor host, Tensor device_dst) {
-  return Work(std::make_shared<StagedWork>(std::move(inner), std::move(host),
-                                           std::move(device_dst)));
+  return Work(
+      std::make_shared<StagedWork>(std::move(inner), std::move(host), std::move(device_dst)));
 }
 
 Work keep_until_done(Work inner, Tensor host) {

@@ -37,7 +37,8 @@ void check_like_cpu(Communicator& world, Op op) {
 
 }  // namespace
 
-TEST_CASE("collectives on Sim tensors equal the CPU's, staged through the host", "[mpi][comm][device]") {
+TEST_CASE("collectives on Sim tensors equal the CPU's, staged through the host",
+          "[mpi][comm][device]") {
   Communicator world = Communicator::world();
   const int r = world.rank(), d = world.size();
   for (DType dt : {DType::F32, DType::F64, DType::BF16, DType::I32}) {
