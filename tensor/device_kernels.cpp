@@ -106,5 +106,31 @@ void gemm_f64(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
                                       ldc, cuda::GemmBackend::Cublas, cuda::current_stream()));
 }
 
+void adamw_update(Device d, float* param, float* m, float* v, const float* grad, int64_t n,
+                  float step_size, float decay, float b1, float b2, float one_minus_b1,
+                  float one_minus_b2, float bc2_sqrt, float eps) {
+  if (d != Device::CUDA)
+    return cpu::adamw_update(param, m, v, grad, n, step_size, decay, b1, b2, one_minus_b1,
+                             one_minus_b2, bc2_sqrt, eps);
+  MS_DK_CUDA("adamw",
+             cuda::adamw_update(param, m, v, grad, n, step_size, decay, b1, b2, one_minus_b1,
+                                one_minus_b2, bc2_sqrt, eps, cuda::current_stream()));
+}
+void sgd_update(Device d, float* param, float* momentum_buf, const float* grad, int64_t n, float lr,
+                float momentum, float weight_decay, bool first) {
+  if (d != Device::CUDA)
+    return cpu::sgd_update(param, momentum_buf, grad, n, lr, momentum, weight_decay, first);
+  MS_DK_CUDA("sgd", cuda::sgd_update(param, momentum_buf, grad, n, lr, momentum, weight_decay,
+                                     first, cuda::current_stream()));
+}
+double sum_squares(Device d, const float* x, int64_t n) {
+  if (d != Device::CUDA) return cpu::sum_squares(x, n);
+#ifdef MS_CUDA
+  return cuda::sum_squares(x, n, cuda::current_stream());
+#else
+  no_cuda_build("sum_squares");
+#endif
+}
+
 }  // namespace dk
 }  // namespace ms

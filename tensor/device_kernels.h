@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "tensor/cpu/adamw.h"
 #include "tensor/cpu/attention.h"
 #include "tensor/cpu/cross_entropy.h"
 #include "tensor/cpu/dropout.h"
@@ -236,6 +237,15 @@ void dropout_apply(Device d, T* out, const T* x, const uint8_t* keep, T scale, i
   if (d != Device::CUDA) return cpu::dropout_apply<T>(out, x, keep, scale, n);
   MS_DK_CUDA("dropout", cuda::dropout_apply<T>(out, x, keep, scale, n, cuda::current_stream()));
 }
+
+// ---- optimizer kernels (optim/, parallel/zero/): f32 flat buffers ----
+void adamw_update(Device d, float* param, float* m, float* v, const float* grad, int64_t n,
+                  float step_size, float decay, float b1, float b2, float one_minus_b1,
+                  float one_minus_b2, float bc2_sqrt, float eps);
+void sgd_update(Device d, float* param, float* momentum_buf, const float* grad, int64_t n, float lr,
+                float momentum, float weight_decay, bool first);
+// Σ x[i]² in double, returned to the host (the CUDA twin waits for its stream).
+double sum_squares(Device d, const float* x, int64_t n);
 
 }  // namespace dk
 }  // namespace ms

@@ -5,11 +5,13 @@
 #include <cstring>
 #include <functional>
 
+#include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "nn/generate.h"
 #include "nn/gpt.h"
 #include "tensor/device_kernels.h"
 
@@ -151,6 +153,16 @@ std::vector<OpCase> op_cases() {
          Generator gen(7);  // the same state on both devices: the same mask
          return dropout(x[0], 0.3, gen);
        }},
+      // activation checkpointing replays the dropout mask from the host generator
+      {"checkpoint with dropout", {rnd({3, 8}, 57)},
+       [](const V& x) {
+         auto gen = std::make_shared<Generator>(11);  // lives as long as the node's fn
+         return checkpoint([gen](const Tensor& t) { return gelu(dropout(t, 0.25, *gen)); }, x[0],
+                           {gen.get()});
+       }},
+      // one leaf reached by three paths: the engine accumulates on the device
+      {"gradient accumulation", {rnd({2, 4}, 58)},
+       [](const V& x) { return x[0] * x[0] + sum(x[0], {1}, true) * x[0]; }},
   };
   return cases;
 }
@@ -251,6 +263,10 @@ TEST_CASE("a GPT forward and backward on Sim equals the CPU bit for bit", "[devi
   lc.backward();
   ls.backward();
   auto pc = cpu.named_parameters(), ps = sim.named_parameters();
+  SampleOptions opts;
+  opts.tokens = 8;
+  const std::string prompt = "\x05\x21";  // byte tokens below the vocabulary of 64
+  CHECK(generate(sim, prompt, opts) == generate(cpu, prompt, opts));  // tokens go to the device
   for (size_t i = 0; i < pc.size(); ++i)
     require_bitwise(pc[i].second.grad(), ps[i].second.grad(), pc[i].first);
 }
