@@ -6,22 +6,11 @@
 #include <cstring>
 
 #include "autograd/ops.h"
-#include "tensor/cpu/adamw.h"
-#include "tensor/cpu/reductions.h"
-#include "tensor/device_kernels.h"  // KernelScope
-#ifdef MS_CUDA
-#include "tensor/cuda/adamw.h"
-#include "tensor/cuda/reductions.h"
-#include "tensor/cuda/runtime.h"
-#endif
+#include "tensor/device_kernels.h"  // KernelScope and the dk:: switch
 
 namespace ms::optim_kernels {
 
 namespace {
-
-[[noreturn]] void no_cuda(const char* op) {
-  throw Error(str_cat(op, ": a cuda tensor in a build without CUDA (build with make CUDA=1)"));
-}
 
 void check_f32(const Tensor& t, const char* op, const char* what) {
   MS_CHECK(t.dtype() == DType::F32 && t.is_contiguous(), op, ": ", what,
@@ -55,17 +44,12 @@ void adamw_update(const std::vector<AdamWSlot>& slots, const AdamWScalars& s) {
     }
   }
   KernelScope scope("adamw", device);  // device pointers taken below, before the parallel region
-  if (device == Device::CUDA) {
-#ifdef MS_CUDA
+  if (device == Device::CUDA) {        // one launch per tensor (tensor/device_kernels.h's switch)
     for (const AdamWSlot& k : slots)
-      cuda::adamw_update(k.p.device_data<float>(), k.m.device_data<float>(),
-                         k.v.device_data<float>(), k.g.device_data<float>(), k.p.numel(),
-                         s.step_size, s.decay, s.b1, s.b2, s.one_minus_b1, s.one_minus_b2,
-                         s.bc2_sqrt, s.eps, cuda::current_stream());
+      dk::adamw_update(device, k.p.device_data<float>(), k.m.device_data<float>(),
+                       k.v.device_data<float>(), k.g.device_data<float>(), k.p.numel(), s.step_size,
+                       s.decay, s.b1, s.b2, s.one_minus_b1, s.one_minus_b2, s.bc2_sqrt, s.eps);
     return;
-#else
-    no_cuda("adamw");
-#endif
   }
   // CPU and Sim: one pass over all tensors, cut into equal chunks shared out
   // in ONE parallel region (PyTorch's multi-tensor "foreach"/fused AdamW,
@@ -89,8 +73,8 @@ void adamw_update(const std::vector<AdamWSlot>& slots, const AdamWScalars& s) {
 #pragma omp parallel for schedule(static) if (nchunks > 4)
   for (int64_t c = 0; c < nchunks; ++c) {
     const Chunk& k = chunks[c];
-    cpu::adamw_update(k.p, k.m, k.v, k.g, k.n, s.step_size, s.decay, s.b1, s.b2, s.one_minus_b1,
-                      s.one_minus_b2, s.bc2_sqrt, s.eps);
+    dk::adamw_update(device, k.p, k.m, k.v, k.g, k.n, s.step_size, s.decay, s.b1, s.b2,
+                     s.one_minus_b1, s.one_minus_b2, s.bc2_sqrt, s.eps);
   }
 }
 
@@ -103,30 +87,14 @@ void sgd_update(const Tensor& p, const Tensor& buf, const Tensor& g, float lr, f
            "; the grad and momentum buffer must be on the param's device");
   KernelScope scope("sgd", p.device());
   float* b = buf.defined() ? buf.device_data<float>() : nullptr;
-  if (p.device() == Device::CUDA) {
-#ifdef MS_CUDA
-    cuda::sgd_update(p.device_data<float>(), b, g.device_data<float>(), p.numel(), lr, momentum,
-                     weight_decay, first, cuda::current_stream());
-    return;
-#else
-    no_cuda("sgd");
-#endif
-  }
-  cpu::sgd_update(p.device_data<float>(), b, g.device_data<float>(), p.numel(), lr, momentum,
-                  weight_decay, first);
+  dk::sgd_update(p.device(), p.device_data<float>(), b, g.device_data<float>(), p.numel(), lr,
+                 momentum, weight_decay, first);
 }
 
 double sum_squares(const Tensor& g) {
   check_f32(g, "sum_squares", "the gradient");
   KernelScope scope("sum_squares", g.device());
-  if (g.device() == Device::CUDA) {
-#ifdef MS_CUDA
-    return cuda::sum_squares(g.device_data<float>(), g.numel(), cuda::current_stream());
-#else
-    no_cuda("sum_squares");
-#endif
-  }
-  return cpu::sum_squares(g.device_data<float>(), g.numel());
+  return dk::sum_squares(g.device(), g.device_data<float>(), g.numel());
 }
 
 bool has_nonfinite(const Tensor& t) {

@@ -3,7 +3,8 @@
 // fp16 loss scaler, zeroed state) on whatever device the tensors live on.
 // CPU and Sim call the cpu:: kernel on the tensor's own memory (Sim is host
 // memory that host code may not touch, so only a kernel reads it); CUDA calls
-// the cuda:: twin on the device's one stream (docs/architecture.md, "Devices").
+// the cuda:: twin on the device's one stream (docs/architecture.md, "Devices"),
+// the updates and sums through tensor/device_kernels.h's dk:: switch.
 // optim/, parallel/zero/, parallel/dp/ and parallel/tp/grad_norm reach tensor
 // bytes only through here (or through ops): no host loop over a device tensor.
 #pragma once
