@@ -180,6 +180,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   ZeroOptions zo;
   zo.stage = static_cast<int>(config.zero_optimization.stage);
   zo.precision = mixed_precision(config);
+  zo.offload_optimizer = config.zero_optimization.offload_optimizer;
   // reduce_bucket_size counts elements (DeepSpeed's unit); our buckets are
   // fp32 bytes. Unset, ZeroOptimizer keeps its own 25 MiB (DDP's default).
   if (config.given.count("zero_optimization.reduce_bucket_size")) {
