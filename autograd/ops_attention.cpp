@@ -4,7 +4,7 @@
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/attention.h"
+#include "tensor/cpu/flash_attention.h"
 
 namespace ms {
 
@@ -32,28 +32,30 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
   const double keep_scale = mask ? 1.0 / (1.0 - mask->p) : 1.0;
   Tensor x = contiguous(detach(qkv));
   Tensor out = Tensor::empty({B, T, C}, qkv.dtype());
-  Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype());  // (B, NH, T, T)
+  Tensor lse = Tensor::empty({B, n_head, T}, qkv.dtype());  // (B, NH, T): all backward keeps
   if (qkv.device() == Device::CPU) {
     dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
       using D = decltype(tag);
-      cpu::attention_forward<D>(out.host_data<D>(), att.host_data<D>(), x.host_data<D>(), B, T, C, n_head, keep,
-                                D(keep_scale));
+      cpu::flash_attention_forward<D>(out.host_data<D>(), lse.host_data<D>(), x.host_data<D>(), B,
+                                      T, C, n_head, keep, D(keep_scale));
     });
   } else {
     cuda_kernels_planned("causal_attention");
   }
   if (needs_grad({&qkv})) {
-    // Saved: q|k|v, P and the 1-byte mask; the dropped P is rebuilt in backward.
+    // Saved: q|k|v, the output (a detached handle: a node holding its own
+    // output is a reference cycle), the log-sum-exp and the 1-byte mask;
+    // backward recomputes P block by block (flash_attention.h).
     record(out, "causal_attention", {qkv},
-           [x, att, mask, keep_scale, B, T, C, n_head](const Tensor& g) {
+           [x, o = detach(out), lse, mask, keep_scale, B, T, C, n_head](const Tensor& g) {
              Tensor gc = contiguous(g);
              Tensor dqkv = Tensor::empty({B, T, 3 * C}, x.dtype());
-             Tensor scratch = Tensor::empty(att.shape(), x.dtype());
              dispatch_compute(x.dtype(), "causal_attention backward", [&](auto tag) {
                using D = decltype(tag);
-               cpu::attention_backward<D>(dqkv.host_data<D>(), scratch.host_data<D>(), gc.host_data<D>(),
-                                          x.host_data<D>(), att.host_data<D>(), B, T, C, n_head,
-                                          mask ? mask->data() : nullptr, D(keep_scale));
+               cpu::flash_attention_backward<D>(dqkv.host_data<D>(), gc.host_data<D>(),
+                                                x.host_data<D>(), o.host_data<D>(),
+                                                lse.host_data<D>(), B, T, C, n_head,
+                                                mask ? mask->data() : nullptr, D(keep_scale));
              });
              return std::vector<Tensor>{dqkv};
            });
