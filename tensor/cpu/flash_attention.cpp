@@ -15,11 +15,14 @@
 namespace ms::cpu {
 namespace {
 
-// Query rows per tile (as attention.cpp: four AVX-512 micro-kernel heights,
-// eight AVX2 ones) and keys per block. A 48 x 256 f32 score block is 48 KiB,
-// in L2 with its dP twin; at T ≤ 256 a tile's keys are one block and the
-// online rescaling never runs.
-constexpr int64_t kRows = 48;
+// Query rows per tile (two AVX-512 micro-kernel heights, four AVX2 ones) and
+// keys per block. With K and V packed once per head a smaller tile costs no
+// repacking, only wastes less of the causal triangle on its diagonal (at
+// T = 128, 17% over the exact triangle against 33% with attention.cpp's 48
+// rows): 24 measured ~6% faster than 48 at T = 64 and 128 (bench_attention,
+// interleaved runs, CPU time on a loaded machine). At T ≤ 256 a tile's keys
+// are one block and the online rescaling never runs.
+constexpr int64_t kRows = 24;
 constexpr int64_t kKeys = 256;
 
 bool worth_threads(int64_t B, int64_t NH, int64_t Tlen, int64_t hs) {
@@ -181,8 +184,17 @@ void backward_block_any(T* s, T* dp, int64_t ld, int64_t rows, int64_t i0, int64
 // nothing is allocated): K and V packed once per (b, h) task, and a query
 // tile's q and dO in backward.
 template <typename T>
+struct Buffer {  // grow-only, uninitialised
+  std::vector<T> v;
+  T* get(int64_t n) {
+    if (int64_t(v.size()) < n) v.resize(size_t(n));
+    return v.data();
+  }
+};
+template <typename T>
 struct HeadPanels {
   Panel<T> a, b, c, d, e;
+  Buffer<T> s, dp, m, l, corr, delta;  // score blocks and per-row statistics
 };
 template <typename T>
 HeadPanels<T>& thread_panels() {
@@ -212,22 +224,23 @@ void flash_attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t Tl
       Panel<T>& vp = pn.b;  // op(B) = v (T, hs)
       kt.pack(true, k, C3, hs, Tlen);
       vp.pack(false, v, C3, Tlen, hs);
-      std::vector<T> s(size_t(kRows * kKeys)), m(kRows), l(kRows), corr(kRows);  // s (rows, kKeys)
+      T* s = pn.s.get(kRows * kKeys);  // (rows, kKeys)
+      T *m = pn.m.get(kRows), *l = pn.l.get(kRows), *corr = pn.corr.get(kRows);  // (rows)
       for (int64_t i0 = 0; i0 < Tlen; i0 += kRows) {
         const int64_t i1 = std::min(Tlen, i0 + kRows), rows = i1 - i0;
-        std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-        std::fill(l.begin(), l.end(), T(0));
+        std::fill(m, m + kRows, -std::numeric_limits<T>::infinity());
+        std::fill(l, l + kRows, T(0));
         for (int64_t j0 = 0; j0 < i1; j0 += kKeys) {  // keys past the tile's last row: skipped
           const int64_t kb = std::min(i1, j0 + kKeys) - j0;
-          kt.mul(false, rows, kb, hs, scale, q + i0 * C3, C3, 0, j0, T(0), s.data(),
+          kt.mul(false, rows, kb, hs, scale, q + i0 * C3, C3, 0, j0, T(0), s,
                  kKeys);  // S = q·kᵀ/√hs (rows, kb)
-          online_block_any<T>(s.data(), kKeys, rows, i0, j0, kb, m.data(), l.data(), corr.data(),
+          online_block_any<T>(s, kKeys, rows, i0, j0, kb, m, l, corr,
                               kp, Tlen, keep_scale);
           if (j0 > 0)  // rescale the partial output to the new running max
             for (int64_t r = 0; r < rows; ++r)
               if (corr[r] != T(1))
                 for (int64_t d = 0; d < hs; ++d) o[(i0 + r) * C + d] *= corr[r];
-          vp.mul(false, rows, hs, kb, T(1), s.data(), kKeys, j0, 0, j0 > 0 ? T(1) : T(0),
+          vp.mul(false, rows, hs, kb, T(1), s, kKeys, j0, 0, j0 > 0 ? T(1) : T(0),
                  o + i0 * C, C);  // O += W·v (rows, hs)
         }
         for (int64_t r = 0; r < rows; ++r) {  // every row saw key 0: l > 0
@@ -265,15 +278,18 @@ void flash_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out
       const T* o = out + b * Tlen * C + h * hs;
       const T* L = lse + (b * NH + h) * Tlen;
       const uint8_t* kp = keep ? keep + (b * NH + h) * Tlen * Tlen : nullptr;
-      std::vector<T> delta(static_cast<size_t>(Tlen));  // (T)
+      HeadPanels<T>& pn = thread_panels<T>();
+      T* delta = pn.delta.get(Tlen);  // (T)
       for (int64_t i = 0; i < Tlen; ++i) {
         T acc = 0;
+#pragma omp simd reduction(+ : acc)
         for (int64_t d = 0; d < hs; ++d) acc += dO[i * C + d] * o[i * C + d];
         delta[i] = acc;
       }
-      for (int64_t j = 0; j < Tlen; ++j)
-        for (int64_t d = 0; d < hs; ++d) dk[j * C3 + d] = dv[j * C3 + d] = T(0);
-      HeadPanels<T>& pn = thread_panels<T>();
+      for (int64_t j = 0; j < Tlen; ++j) {
+        std::fill(dk + j * C3, dk + j * C3 + hs, T(0));
+        std::fill(dv + j * C3, dv + j * C3 + hs, T(0));
+      }
       Panel<T>& kt = pn.a;  // op(B) = kᵀ (hs, T): scores
       Panel<T>& vt = pn.b;  // op(B) = vᵀ (hs, T): dP
       Panel<T>& kn = pn.c;  // op(B) = k (T, hs): dQ
@@ -282,24 +298,25 @@ void flash_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out
       kn.pack(false, k, C3, Tlen, hs);
       Panel<T>& qb = pn.d;   // op(B) = this tile's q (rows, hs): dK
       Panel<T>& dob = pn.e;  // op(B) = this tile's dO (rows, hs): dV
-      std::vector<T> s(size_t(kRows * kKeys)), dp(size_t(kRows * kKeys));  // (rows, kKeys)
+      T* s = pn.s.get(kRows * kKeys);    // (rows, kKeys)
+      T* dp = pn.dp.get(kRows * kKeys);  // (rows, kKeys)
       for (int64_t i0 = 0; i0 < Tlen; i0 += kRows) {
         const int64_t i1 = std::min(Tlen, i0 + kRows), rows = i1 - i0;
         qb.pack(false, q + i0 * C3, C3, rows, hs);
         dob.pack(false, dO + i0 * C, C, rows, hs);
         for (int64_t j0 = 0; j0 < i1; j0 += kKeys) {
           const int64_t kb = std::min(i1, j0 + kKeys) - j0;
-          kt.mul(false, rows, kb, hs, scale, q + i0 * C3, C3, 0, j0, T(0), s.data(),
+          kt.mul(false, rows, kb, hs, scale, q + i0 * C3, C3, 0, j0, T(0), s,
                  kKeys);  // S = q·kᵀ/√hs
-          vt.mul(false, rows, kb, hs, T(1), dO + i0 * C, C, 0, j0, T(0), dp.data(),
+          vt.mul(false, rows, kb, hs, T(1), dO + i0 * C, C, 0, j0, T(0), dp,
                  kKeys);  // dO·vᵀ
-          backward_block_any<T>(s.data(), dp.data(), kKeys, rows, i0, j0, kb, L + i0,
-                                delta.data() + i0, scale, kp, Tlen, keep_scale);
-          dob.mul(true, kb, hs, rows, T(1), s.data(), kKeys, 0, 0, T(1), dv + j0 * C3,
+          backward_block_any<T>(s, dp, kKeys, rows, i0, j0, kb, L + i0,
+                                delta + i0, scale, kp, Tlen, keep_scale);
+          dob.mul(true, kb, hs, rows, T(1), s, kKeys, 0, 0, T(1), dv + j0 * C3,
                   C3);  // dV += (P∘m)ᵀ·dO
-          qb.mul(true, kb, hs, rows, T(1), dp.data(), kKeys, 0, 0, T(1), dk + j0 * C3,
+          qb.mul(true, kb, hs, rows, T(1), dp, kKeys, 0, 0, T(1), dk + j0 * C3,
                  C3);  // dK += dSᵀ·q
-          kn.mul(false, rows, hs, kb, T(1), dp.data(), kKeys, j0, 0, j0 > 0 ? T(1) : T(0),
+          kn.mul(false, rows, hs, kb, T(1), dp, kKeys, j0, 0, j0 > 0 ? T(1) : T(0),
                  dq + i0 * C3, C3);  // dQ += dS·k
         }
       }
