@@ -307,9 +307,9 @@ void check_counts() {
 // Question 9: what one block keeps alive for backward, measured with the allocator's counter.
 // Backward needs 16·B·T·C + NH·B·T values per layer, the layer input x included (Korthikanti
 // et al. 2022 without dropout, with our blocked attention's per-row log-sum-exp, NH·B·T, in
-// place of the probabilities P, NH·B·T²: tensor/cpu/flash_attention.h). The bytes a forward leaves allocated are that, minus x (it was
-// allocated before), plus the block's output y (B·T·C: the next layer's input, which that layer
-// counts) and the two LayerNorms' per-row mean and 1/std (2 × 2·B·T). Exact, not approximate:
+// place of the probabilities P, NH·B·T²: tensor/cpu/flash_attention.h). The bytes a forward
+// leaves allocated are that, minus x (it was allocated before), plus the block's output y
+// (B·T·C: the next layer's input, which that layer counts) and the two LayerNorms' per-row mean and 1/std (2 × 2·B·T). Exact, not approximate:
 // a change to what the graph saves shows up here.
 void check_activation_memory() {
   const int64_t B = 2, C = 64, NH = 4;
