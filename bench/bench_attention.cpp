@@ -47,8 +47,7 @@ double now() {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
   }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 double median(std::vector<double> v) {
@@ -80,7 +79,8 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--rounds N] [--threads N] [--isa avx512|avx2|scalar] "
+      std::fprintf(stderr,
+                   "usage: %s [--rounds N] [--threads N] [--isa avx512|avx2|scalar] "
                    "[--shape tiny|gpt2|long] [--only blocked|unfused]\n",
                    argv[0]);
       return 2;
@@ -109,7 +109,8 @@ int main(int argc, char** argv) {
     std::vector<float> qkv(static_cast<size_t>(n_qkv)), dout(static_cast<size_t>(n_out));
     for (float& x : qkv) x = dist(rng);
     for (float& x : dout) x = dist(rng);
-    std::vector<float> out(static_cast<size_t>(n_out)), att(static_cast<size_t>(n_att)), scratch(static_cast<size_t>(n_att));
+    std::vector<float> out(static_cast<size_t>(n_out)), att(static_cast<size_t>(n_att)),
+        scratch(static_cast<size_t>(n_att));
     std::vector<float> lse(static_cast<size_t>(n_lse)), dqkv(static_cast<size_t>(n_qkv));
     auto old_step = [&] {
       ms::cpu::attention_forward<float>(out.data(), att.data(), qkv.data(), s.B, s.T, s.C, s.NH);

@@ -95,8 +95,8 @@ struct ModelShape {
   }
   std::string torch_args() const {
     return "--batch " + std::to_string(B) + " --seq " + std::to_string(T) + " --n-layer " +
-           std::to_string(L) + " --n-head " + std::to_string(H) + " --n-embd " +
-           std::to_string(C) + " --vocab " + std::to_string(V);
+           std::to_string(L) + " --n-head " + std::to_string(H) + " --n-embd " + std::to_string(C) +
+           " --vocab " + std::to_string(V);
   }
 };
 
@@ -225,8 +225,10 @@ int main(int argc, char** argv) {
       only_model = argv[++i];
     } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
       if (!ms::cpu::gemm_f32_force_isa(argv[++i])) {
-        std::fprintf(stderr, "bench_train_step: --isa %s: this CPU cannot run it (avx512, avx2, scalar, auto)\n",
-                     argv[i]);
+        std::fprintf(
+            stderr,
+            "bench_train_step: --isa %s: this CPU cannot run it (avx512, avx2, scalar, auto)\n",
+            argv[i]);
         return 2;
       }
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc &&
@@ -267,9 +269,10 @@ int main(int argc, char** argv) {
   const ms::TokenData data = ms::TokenData::load(data_path);
 
   std::printf("OMP_WAIT_POLICY: %s\n", policy.c_str());
-  std::printf("gemm_f32 micro-kernel: %s; %d interleaved round(s) of ours then PyTorch "
-              "(order alternating), %d warm-up + timed steps each\n",
-              ms::cpu::gemm_f32_isa(), rounds, warmup);
+  std::printf(
+      "gemm_f32 micro-kernel: %s; %d interleaved round(s) of ours then PyTorch "
+      "(order alternating), %d warm-up + timed steps each\n",
+      ms::cpu::gemm_f32_isa(), rounds, warmup);
   std::optional<std::string> py;
   if (torch_on) {
     py = find_torch_python();
@@ -302,14 +305,15 @@ int main(int argc, char** argv) {
     // Parameter counts and model FLOPs (see the header comment).
     const ms::GPTConfig cfg = m.config();
     const int64_t n_total = ms::GPT(cfg, 1).num_parameters();
-    const int64_t n_flop = n_total - m.T * m.C;           // counts the tied head
-    const int64_t n_kaplan = n_flop - m.V * m.C;          // non-embedding
+    const int64_t n_flop = n_total - m.T * m.C;   // counts the tied head
+    const int64_t n_kaplan = n_flop - m.V * m.C;  // non-embedding
     const double tokens = double(m.B * m.T);
     const double attn_flops = double(m.L) * 3.0 * (2.0 + 2.0) * m.B * double(m.T) * m.T * m.C;
     const double step_flops = 6.0 * double(n_flop) * tokens + attn_flops;
-    std::printf("\n== %s: GPT %s, B=%lld, %lld tokens/step, f32, AdamW(lr 1e-3, betas 0.9/0.95, "
-                "wd 0.1); %d timed steps per round\n",
-                m.key, cfg.describe().c_str(), (long long)m.B, (long long)tokens, n_steps);
+    std::printf(
+        "\n== %s: GPT %s, B=%lld, %lld tokens/step, f32, AdamW(lr 1e-3, betas 0.9/0.95, "
+        "wd 0.1); %d timed steps per round\n",
+        m.key, cfg.describe().c_str(), (long long)m.B, (long long)tokens, n_steps);
     std::printf("parameters: %lld total; N = total - wpe = %lld (Kaplan non-embedding: %lld)\n",
                 (long long)n_total, (long long)n_flop, (long long)n_kaplan);
     std::printf("model FLOPs/step = 6*N*B*T + L*3*(2+2)*B*T^2*C = %.3g + %.3g = %.3f GFLOP\n",
@@ -327,17 +331,19 @@ int main(int argc, char** argv) {
           if (ours_now) {
             row.ours.push_back(time_steps(m, data, warmup, n_steps));
             const StepResult& o = row.ours.back();
-            std::printf("[%s, %d thread%s, round %d] ours: %.1f ms/step (best %.1f; CPU %.1f), "
-                        "loss %.4f -> %.4f; load %s\n",
-                        m.key, threads, threads > 1 ? "s" : "", r + 1, o.med_ms, o.best_ms,
-                        o.cpu_ms, o.first_loss, o.last_loss, loadavg().c_str());
+            std::printf(
+                "[%s, %d thread%s, round %d] ours: %.1f ms/step (best %.1f; CPU %.1f), "
+                "loss %.4f -> %.4f; load %s\n",
+                m.key, threads, threads > 1 ? "s" : "", r + 1, o.med_ms, o.best_ms, o.cpu_ms,
+                o.first_loss, o.last_loss, loadavg().c_str());
           } else if (py) {
             auto t = run_torch(*py, script, data_path, threads, warmup, n_steps, m.torch_args());
             if (!t) continue;
             row.torch.push_back(*t);
-            std::printf("[%s, %d thread%s, round %d] PyTorch: %.1f ms/step (best %.1f; CPU %.1f)\n%s",
-                        m.key, threads, threads > 1 ? "s" : "", r + 1, t->med_ms, t->best_ms,
-                        t->cpu_ms, r == 0 ? t->info.c_str() : "");
+            std::printf(
+                "[%s, %d thread%s, round %d] PyTorch: %.1f ms/step (best %.1f; CPU %.1f)\n%s",
+                m.key, threads, threads > 1 ? "s" : "", r + 1, t->med_ms, t->best_ms, t->cpu_ms,
+                r == 0 ? t->info.c_str() : "");
           }
           std::fflush(stdout);
         }
@@ -354,9 +360,10 @@ int main(int argc, char** argv) {
     for (const auto& e : v) x.push_back(field(e));
     return median(x);
   };
-  std::printf("\ntraining step, %s micro-kernel (ratio = PyTorch / ours per round; > 1 means "
-              "ours is faster; median and min..max over rounds)\n",
-              ms::cpu::gemm_f32_isa());
+  std::printf(
+      "\ntraining step, %s micro-kernel (ratio = PyTorch / ours per round; > 1 means "
+      "ours is faster; median and min..max over rounds)\n",
+      ms::cpu::gemm_f32_isa());
   std::printf("%5s %7s %11s %11s %6s %11s %9s %11s %11s\n", "model", "threads", "ours ms",
               "torch ms", "ratio", "min..max", "CPU ratio", "ours tok/s", "load");
   for (const Row& r : rows) {
@@ -376,12 +383,12 @@ int main(int argc, char** argv) {
       if (!cr.empty()) std::snprintf(cpu_ratio, sizeof cpu_ratio, "%.2f", median(cr));
     }
     const std::string load = r.load_before + ".." + r.load_after;
-    std::printf("%5s %7d %11.1f %11s %6s %11s %9s %11.0f %11s\n", r.model->key, r.threads,
-                ours_ms, torch, ratio, spread, cpu_ratio, r.tokens / (ours_ms * 1e-3),
-                load.c_str());
+    std::printf("%5s %7d %11.1f %11s %6s %11s %9s %11.0f %11s\n", r.model->key, r.threads, ours_ms,
+                torch, ratio, spread, cpu_ratio, r.tokens / (ours_ms * 1e-3), load.c_str());
   }
 
-  std::printf("\nours: where a step goes (medians over rounds, ms; communication 0: one process)\n");
+  std::printf(
+      "\nours: where a step goes (medians over rounds, ms; communication 0: one process)\n");
   std::printf("%5s %7s %9s %9s %9s %14s %9s\n", "model", "threads", "forward", "backward",
               "optimizer", "communication", "step");
   for (const Row& r : rows) {
@@ -399,8 +406,9 @@ int main(int argc, char** argv) {
                   med_of(r.torch, [](const TorchResult& x) { return x.med_ms; }) / st);
   }
 
-  std::printf("\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run; "
-              "gemm on the model's c_attn shape B·T x 3C x C and on 1024^3)\n");
+  std::printf(
+      "\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run; "
+      "gemm on the model's c_attn shape B·T x 3C x C and on 1024^3)\n");
   std::printf("%5s %7s %14s %14s %7s %14s %7s\n", "model", "threads", "model GFLOP/s",
               "gemm c_attn", "frac", "gemm 1024^3", "frac");
   for (const Row& r : rows) {

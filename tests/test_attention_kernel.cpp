@@ -80,16 +80,16 @@ void check_against_reference(int64_t B, int64_t Tlen, int64_t NH, int64_t hs, do
   std::vector<T> dqkv_ref(qkv.size()), scratch(att.size()), dqkv(qkv.size(), T(7));
   ms::cpu::attention_backward<T>(dqkv_ref.data(), scratch.data(), dout.data(), qkv.data(),
                                  att.data(), B, Tlen, C, NH, kp, keep_scale);
-  ms::cpu::flash_attention_backward<T>(dqkv.data(), dout.data(), qkv.data(), out.data(),
-                                       lse.data(), B, Tlen, C, NH, kp, keep_scale);
+  ms::cpu::flash_attention_backward<T>(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
+                                       B, Tlen, C, NH, kp, keep_scale);
   CHECK(max_rel_err(dqkv, dqkv_ref) < tol);
 }
 
 struct Shape {
   int64_t B, T, NH, hs;
 };
-const Shape kShapes[] = {{1, 1, 1, 4}, {2, 5, 3, 8}, {1, 47, 2, 16}, {2, 49, 3, 12},
-                         {1, 97, 2, 64}, {1, 300, 2, 8}};
+const Shape kShapes[] = {{1, 1, 1, 4},   {2, 5, 3, 8},   {1, 47, 2, 16},
+                         {2, 49, 3, 12}, {1, 97, 2, 64}, {1, 300, 2, 8}};
 
 }  // namespace
 
@@ -110,8 +110,8 @@ TEST_CASE("flash attention: f32 on every micro-kernel equals the unfused kernel"
     std::mt19937 rng(12);
     for (const Shape& s : kShapes)
       for (double p : {0.0, 0.3}) {
-        INFO(isa << ": B " << s.B << " T " << s.T << " NH " << s.NH << " hs " << s.hs
-                 << " dropout " << p);
+        INFO(isa << ": B " << s.B << " T " << s.T << " NH " << s.NH << " hs " << s.hs << " dropout "
+                 << p);
         check_against_reference<float>(s.B, s.T, s.NH, s.hs, p, 2e-5, rng);
       }
   }

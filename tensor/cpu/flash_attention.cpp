@@ -119,11 +119,10 @@ template <typename T>
 // dV) and dp becomes dS = P ∘ (m∘dP − delta)·scale (for dQ and dK), with
 // m = keep·keep_scale (1 without dropout); zero where masked.
 template <typename T>
-[[gnu::always_inline]] inline void backward_block(T* s, T* dp, int64_t ld, int64_t rows,
-                                                  int64_t i0, int64_t j0, int64_t kb,
-                                                  const T* lse, const T* delta, T scale,
-                                                  const uint8_t* keep, int64_t Tlen,
-                                                  T keep_scale) {
+[[gnu::always_inline]] inline void backward_block(T* s, T* dp, int64_t ld, int64_t rows, int64_t i0,
+                                                  int64_t j0, int64_t kb, const T* lse,
+                                                  const T* delta, T scale, const uint8_t* keep,
+                                                  int64_t Tlen, T keep_scale) {
   for (int64_t r = 0; r < rows; ++r) {
     T* pr = s + r * ld;
     T* dr = dp + r * ld;
@@ -216,15 +215,15 @@ void flash_attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t Tl
       const T* q = qkv + b * Tlen * C3 + h * hs;  // (T, hs), row stride 3C
       const T* k = q + C;
       const T* v = q + 2 * C;
-      T* o = out + b * Tlen * C + h * hs;    // (T, hs), row stride C
-      T* L = lse + (b * NH + h) * Tlen;      // (T)
+      T* o = out + b * Tlen * C + h * hs;  // (T, hs), row stride C
+      T* L = lse + (b * NH + h) * Tlen;    // (T)
       const uint8_t* kp = keep ? keep + (b * NH + h) * Tlen * Tlen : nullptr;  // (T, T)
       HeadPanels<T>& pn = thread_panels<T>();
       Panel<T>& kt = pn.a;  // op(B) = kᵀ (hs, T)
       Panel<T>& vp = pn.b;  // op(B) = v (T, hs)
       kt.pack(true, k, C3, hs, Tlen);
       vp.pack(false, v, C3, Tlen, hs);
-      T* s = pn.s.get(kRows * kKeys);  // (rows, kKeys)
+      T* s = pn.s.get(kRows * kKeys);                                            // (rows, kKeys)
       T *m = pn.m.get(kRows), *l = pn.l.get(kRows), *corr = pn.corr.get(kRows);  // (rows)
       for (int64_t i0 = 0; i0 < Tlen; i0 += kRows) {
         const int64_t i1 = std::min(Tlen, i0 + kRows), rows = i1 - i0;
@@ -234,14 +233,13 @@ void flash_attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t Tl
           const int64_t kb = std::min(i1, j0 + kKeys) - j0;
           kt.mul(false, rows, kb, hs, scale, q + i0 * C3, C3, 0, j0, T(0), s,
                  kKeys);  // S = q·kᵀ/√hs (rows, kb)
-          online_block_any<T>(s, kKeys, rows, i0, j0, kb, m, l, corr,
-                              kp, Tlen, keep_scale);
+          online_block_any<T>(s, kKeys, rows, i0, j0, kb, m, l, corr, kp, Tlen, keep_scale);
           if (j0 > 0)  // rescale the partial output to the new running max
             for (int64_t r = 0; r < rows; ++r)
               if (corr[r] != T(1))
                 for (int64_t d = 0; d < hs; ++d) o[(i0 + r) * C + d] *= corr[r];
-          vp.mul(false, rows, hs, kb, T(1), s, kKeys, j0, 0, j0 > 0 ? T(1) : T(0),
-                 o + i0 * C, C);  // O += W·v (rows, hs)
+          vp.mul(false, rows, hs, kb, T(1), s, kKeys, j0, 0, j0 > 0 ? T(1) : T(0), o + i0 * C,
+                 C);  // O += W·v (rows, hs)
         }
         for (int64_t r = 0; r < rows; ++r) {  // every row saw key 0: l > 0
           const T inv = T(1) / l[r];
@@ -296,8 +294,8 @@ void flash_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out
       kt.pack(true, k, C3, hs, Tlen);
       vt.pack(true, v, C3, hs, Tlen);
       kn.pack(false, k, C3, Tlen, hs);
-      Panel<T>& qb = pn.d;   // op(B) = this tile's q (rows, hs): dK
-      Panel<T>& dob = pn.e;  // op(B) = this tile's dO (rows, hs): dV
+      Panel<T>& qb = pn.d;               // op(B) = this tile's q (rows, hs): dK
+      Panel<T>& dob = pn.e;              // op(B) = this tile's dO (rows, hs): dV
       T* s = pn.s.get(kRows * kKeys);    // (rows, kKeys)
       T* dp = pn.dp.get(kRows * kKeys);  // (rows, kKeys)
       for (int64_t i0 = 0; i0 < Tlen; i0 += kRows) {
@@ -310,14 +308,14 @@ void flash_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out
                  kKeys);  // S = q·kᵀ/√hs
           vt.mul(false, rows, kb, hs, T(1), dO + i0 * C, C, 0, j0, T(0), dp,
                  kKeys);  // dO·vᵀ
-          backward_block_any<T>(s, dp, kKeys, rows, i0, j0, kb, L + i0,
-                                delta + i0, scale, kp, Tlen, keep_scale);
+          backward_block_any<T>(s, dp, kKeys, rows, i0, j0, kb, L + i0, delta + i0, scale, kp, Tlen,
+                                keep_scale);
           dob.mul(true, kb, hs, rows, T(1), s, kKeys, 0, 0, T(1), dv + j0 * C3,
                   C3);  // dV += (P∘m)ᵀ·dO
           qb.mul(true, kb, hs, rows, T(1), dp, kKeys, 0, 0, T(1), dk + j0 * C3,
                  C3);  // dK += dSᵀ·q
-          kn.mul(false, rows, hs, kb, T(1), dp, kKeys, j0, 0, j0 > 0 ? T(1) : T(0),
-                 dq + i0 * C3, C3);  // dQ += dS·k
+          kn.mul(false, rows, hs, kb, T(1), dp, kKeys, j0, 0, j0 > 0 ? T(1) : T(0), dq + i0 * C3,
+                 C3);  // dQ += dS·k
         }
       }
     }
@@ -331,8 +329,8 @@ template void flash_attention_forward<double>(double*, double*, const double*, i
 template void flash_attention_backward<float>(float*, const float*, const float*, const float*,
                                               const float*, int64_t, int64_t, int64_t, int64_t,
                                               const uint8_t*, float);
-template void flash_attention_backward<double>(double*, const double*, const double*,
-                                               const double*, const double*, int64_t, int64_t,
-                                               int64_t, int64_t, const uint8_t*, double);
+template void flash_attention_backward<double>(double*, const double*, const double*, const double*,
+                                               const double*, int64_t, int64_t, int64_t, int64_t,
+                                               const uint8_t*, double);
 
 }  // namespace ms::cpu

@@ -212,17 +212,17 @@ struct Isa {
 
 // pack_b's arguments in pack_a's order (trans, X, ld, i0, m, p0, k, dst).
 template <int NR>
-void pack_b_as(bool tb, const float* B, int64_t ldb, int64_t j0, int64_t nc, int64_t p0,
-               int64_t kc, float* Bp) {
+void pack_b_as(bool tb, const float* B, int64_t ldb, int64_t j0, int64_t nc, int64_t p0, int64_t kc,
+               float* Bp) {
   pack_b<NR>(tb, B, ldb, p0, kc, j0, nc, Bp);
 }
 
-const Isa kScalar{"scalar", kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16,
+const Isa kScalar{"scalar",  kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16,
                   pack_a<4>, pack_b_as<16>};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
+const Isa kAvx2{"avx2",    kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
                 pack_a<6>, pack_b_as<16>};
-const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
+const Isa kAvx512{"avx512",   kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
                   pack_a<12>, pack_b_as<32>};
 #endif
 
