@@ -23,6 +23,42 @@
 
 namespace ms::cpu {
 
+// One (batch, head) of the blocked kernel over general query and key rows —
+// the piece the serial op below and ring attention's partials
+// (parallel/cp/online_softmax.cpp) share. Rows are hs contiguous values,
+// ld apart. Query i sees the keys [0, extent[i]) (a prefix: key positions
+// increase); extent null means i + 1, the serial causal mask. With dropout,
+// `keep` is this head's (T, T) mask (keep_ld = T), looked up at (q_pos[i],
+// k_pos[j]) (null: i, j).
+template <typename T>
+struct AttentionHead {
+  const T* q;
+  int64_t ldq;
+  const T* k;
+  int64_t ldk;
+  const T* v;
+  int64_t ldv;
+  int64_t Tq, Tk, hs;
+  const int64_t* extent = nullptr;  // (Tq)
+  const uint8_t* keep = nullptr;
+  int64_t keep_ld = 0;
+  const int64_t* q_pos = nullptr;  // (Tq)
+  const int64_t* k_pos = nullptr;  // (Tk)
+  T keep_scale = T(1);
+};
+
+// out (Tq, hs), ldo apart: the head's attention over its keys; lse (Tq). A
+// row that sees no key gets out 0 and lse -inf (online_softmax.h's identity).
+template <typename T>
+void attention_head_forward(const AttentionHead<T>& head, T* out, int64_t ldo, T* lse);
+
+// Adds the head's share to dq (like q), dk and dv (like k, v), given the
+// final lse and delta_i = Σ_d dO_id·O_id of the queries over ALL keys.
+template <typename T>
+void attention_head_backward(const AttentionHead<T>& head, const T* dout, int64_t lddo,
+                             const T* lse, const T* delta, T* dq, int64_t lddq, T* dk, int64_t lddk,
+                             T* dv, int64_t lddv);
+
 template <typename T>
 void flash_attention_forward(T* out, T* lse, const T* qkv, int64_t B, int64_t Tlen, int64_t C,
                              int64_t NH, const uint8_t* keep = nullptr, T keep_scale = T(1));
