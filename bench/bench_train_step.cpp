@@ -407,15 +407,21 @@ int main(int argc, char** argv) {
   }
 
   std::printf(
-      "\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run; "
-      "gemm on the model's c_attn shape B·T x 3C x C and on 1024^3)\n");
-  std::printf("%5s %7s %14s %14s %7s %14s %7s\n", "model", "threads", "model GFLOP/s",
-              "gemm c_attn", "frac", "gemm 1024^3", "frac");
+      "\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run; gemm, best of "
+      "many calls,\non the model's c_attn shape B·T x 3C x C and on 1024^3; 'by CPU' = model "
+      "FLOPs per CPU-second of\nthe step divided by threads: the speed it computed at while it "
+      "had the cores, on a loaded machine)\n");
+  std::printf("%5s %7s %14s %14s %7s %14s %7s %14s %9s\n", "model", "threads", "model GFLOP/s",
+              "gemm c_attn", "frac", "gemm 1024^3", "frac", "by CPU GFLOP/s", "frac CPU");
   for (const Row& r : rows) {
     const double g =
         r.step_flops / (med_of(r.ours, [](const StepResult& x) { return x.med_ms; }) * 1e-3) * 1e-9;
-    std::printf("%5s %7d %14.1f %14.1f %6.0f%% %14.1f %6.0f%%\n", r.model->key, r.threads, g,
-                r.g_model, 100.0 * g / r.g_model, r.g_cube, 100.0 * g / r.g_cube);
+    const double g_cpu = r.step_flops * r.threads /
+                         (med_of(r.ours, [](const StepResult& x) { return x.cpu_ms; }) * 1e-3) *
+                         1e-9;
+    std::printf("%5s %7d %14.1f %14.1f %6.0f%% %14.1f %6.0f%% %14.1f %8.0f%%\n", r.model->key,
+                r.threads, g, r.g_model, 100.0 * g / r.g_model, r.g_cube, 100.0 * g / r.g_cube,
+                g_cpu, 100.0 * g_cpu / r.g_model);
   }
   std::printf("load average (1 min) at end: %s\n", loadavg().c_str());
   return 0;
