@@ -278,6 +278,9 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
              "combines them, minispeed does not yet): drop one");
     MS_CHECK(c.precision.dtype == DType::F32, "--cp ", c.cp,
              " with --bf16/--fp16 is not supported yet (the cp attention runs in f32)");
+    MS_CHECK(c.device == Device::CPU, "--cp ", c.cp, " with --device ", device_name(c.device),
+             " is not supported yet (parallel/cp's attention kernels have no device switch: "
+             "use --device cpu)");
     MS_CHECK(c.cp_algo != "ulysses" || flags.given("init-from") || c.model.n_head > 1,
              "--cp ", c.cp, " --cp-algo ulysses with --n-head 1: one head cannot be split over "
              "the cp ranks (after the all-to-all each rank runs n_head / (tp·cp) whole heads); "

@@ -74,6 +74,9 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
            ": MoE runs without tensor parallelism for now", planned);
   MS_CHECK(c.pp == 1, "--moe-experts with --pp ", c.pp,
            ": MoE runs without pipeline parallelism for now", planned);
+  MS_CHECK(c.device == Device::CPU, "--moe-experts with --device ", device_name(c.device),
+           ": MoE runs on the CPU only for now (its routing kernels have no device switch: use "
+           "--device cpu)");
   MS_CHECK(c.cp == 1, "--moe-experts with --cp ", c.cp,
            ": MoE runs without context parallelism for now", planned);
   MS_CHECK(c.zero_stage <= 2, "--moe-experts with --zero-stage ", c.zero_stage,

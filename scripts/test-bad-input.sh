@@ -428,6 +428,10 @@ one "--cp-algo foo" "--cp-algo: unknown algorithm 'foo' (valid: ulysses, ring, z
   train "${tiny[@]}" --cp-algo foo
 job "--moe-experts with --cp" "--moe-experts with --cp 2: MoE runs without context parallelism" 2 \
   train "${tiny[@]}" --cp 2 --moe-experts 2 --moe-every 1
+job "--cp with --device sim" "--cp 2 with --device sim is not supported yet" 2 \
+  train "${tiny[@]}" --cp 2 --device sim
+one "--moe-experts with --device sim" "--moe-experts with --device sim: MoE runs on the CPU only" \
+  train "${tiny[@]}" --moe-experts 2 --moe-every 1 --device sim
 job "--cp 2 on 3 ranks" "--cp 2 × --tp 1 × --pp 1 does not divide the 3 ranks" 3 \
   train "${tiny[@]}" --cp 2
 job "--cp: heads not divisible by tp × cp (ulysses)" \
