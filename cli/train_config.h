@@ -23,6 +23,7 @@ struct TrainConfig {
   int64_t zero_stage = 0, log_every = 1, seed = 0;
   int64_t tp = 1, dp = 1;              // --tp, and the data-parallel replicas ranks / (tp · pp)
   int64_t pp = 1, virtual_stages = 1;  // --pp, --virtual-stages
+  int64_t ep = 1;                      // --ep: experts split over ep dp ranks (parallel/ep/)
   std::string pipe_schedule;           // --pipe-schedule: gpipe | 1f1b | interleaved
   std::string timeline;                // --timeline: the measured pipeline as SVG
   bool sequence_parallel = false;

@@ -78,6 +78,9 @@ struct DsMoEConfig {
   int64_t min_capacity = 4;
   bool drop_tokens = true;
   double aux_loss_coef = 0.01;
+  // Expert parallelism: the experts split over ep_size dp ranks
+  // (parallel/ep/; DeepSpeed passes ep_size to the MoE layer's constructor).
+  int64_t ep_size = 1;
 };
 
 // minispeed's own: the pipeline (parallel/pp/schedule.h's schedule names).

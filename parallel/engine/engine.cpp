@@ -7,6 +7,8 @@
 #include "optim/optimizer.h"
 #include "parallel/engine/lr_schedules.h"
 #include "parallel/engine/pipeline.h"
+#include "parallel/ep/ep_moe.h"
+#include "parallel/ep/ep_optimizer.h"
 #include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/mixed_precision.h"
 #include "tensor/error.h"
@@ -20,7 +22,9 @@ struct Engine::State {
   std::shared_ptr<GPT> serial;  // without tp
   std::shared_ptr<TpGPT> tp;    // with tp (serial is then unset)
   std::unique_ptr<TrainPipeline> pipeline;
-  std::unique_ptr<ZeroOptimizer> zero;
+  std::unique_ptr<ZeroOptimizer> zero;         // the dense parameters under ep (all otherwise)
+  std::unique_ptr<EpGroups> ep;                // expert parallelism (moe.ep_size > 1)
+  std::unique_ptr<ZeroOptimizer> expert_zero;  // this rank's experts, over the expert-dp group
   std::unique_ptr<LRScheduler> scheduler;
   int64_t num_params = 0, micro_steps = 0, global_steps = 0;
   double last_norm = 0;
@@ -39,6 +43,13 @@ struct Engine::State {
   // A step skipped on overflow (mixed precision) leaves the schedule where it
   // was but counts as a global step, as DeepSpeed's skipped_steps does.
   void update() {
+    if (expert_zero) {
+      last_norm = ep_optimizer_step(*zero, *expert_zero, *ep, scheduler->get_lr(),
+                                    config.gradient_clipping);
+      scheduler->step();
+      ++global_steps;
+      return;
+    }
     last_norm = zero->step(scheduler->get_lr(), config.gradient_clipping);
     if (!zero->skipped()) scheduler->step();
     ++global_steps;
@@ -86,6 +97,25 @@ MixedPrecision mixed_precision(const DsConfig& c) {
   return mp;
 }
 
+void check_expert_parallel(const DsConfig& c, const GPTConfig& model) {
+  const int64_t ep = c.moe.ep_size, E = model.moe.experts;
+  MS_CHECK(E > 0, c.source, ": moe.ep_size ", ep, " needs a mixture of experts (moe.num_experts "
+           ">= 1; the model is dense)");
+  MS_CHECK(E % ep == 0, c.source, ": moe.ep_size ", ep, " does not divide moe.num_experts ", E,
+           " (each ep rank holds E/ep whole experts; valid: divisors of ", E, ")");
+  MS_CHECK(c.dp_world_size % ep == 0, c.source, ": moe.ep_size ", ep,
+           " does not divide the data-parallel size ", c.dp_world_size,
+           " (the ep groups are carved from the dp ranks, as DeepSpeed's)");
+  MS_CHECK(c.tensor_parallel.size == 1 && c.pipeline.stages == 1, c.source, ": moe.ep_size ", ep,
+           " with tensor_parallel.size ", c.tensor_parallel.size, " and pipeline.stages ",
+           c.pipeline.stages, ": expert parallelism runs over data parallelism only for now");
+  MS_CHECK(c.zero_optimization.stage <= 2, c.source, ": moe.ep_size ", ep,
+           " with zero_optimization.stage ", c.zero_optimization.stage,
+           ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE supports ZeRO 1-2 only (use 0-2)");
+  MS_CHECK(!c.bf16_enabled && !c.fp16.enabled, c.source, ": moe.ep_size ", ep,
+           " with fp16/bf16: expert parallelism runs in fp32 for now");
+}
+
 void check_engine_supports(const DsConfig& c) {
   const char* half = c.bf16_enabled ? "bf16" : "fp16";
   const bool mixed = c.bf16_enabled || c.fp16.enabled;
@@ -123,6 +153,8 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
            " × pipeline.stages ", pp, " × the data-parallel size ", dp, " = ", tp * pp * dp,
            " ranks, but the job has ", world.size(),
            " (resolve the config for the job's ranks: load_ds_config_for_ranks)");
+  const int64_t ep = config.moe.ep_size;
+  if (ep > 1) check_expert_parallel(config, model->config());  // before any collective
   auto s = std::make_shared<Engine::State>(config, world);
   s->num_params = model->num_parameters();
   const GPTConfig shape = model->config();
@@ -185,7 +217,21 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
              "(DeepSpeed's initialize(optimizer=...)): one of them must say how to update");
     factory = opts.optimizer;
   }
-  s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp(), zo, factory);
+  if (ep > 1) {
+    // DeepSpeed's expert / non-expert parameter groups (parallel/ep/ep_optimizer.h).
+    s->ep = std::make_unique<EpGroups>(s->mesh.dp(), static_cast<int>(ep));
+    install_expert_parallel(s->gpt(), *s->ep);
+    const ExpertParams ex = expert_params(s->gpt(), static_cast<int>(ep), s->ep->ep.rank());
+    ZeroOptions dense = zo, experts = zo;
+    dense.subset = ex.expert;
+    dense.subset.flip();  // every parameter that is not an expert's
+    experts.subset = ex.local;
+    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp(), dense, factory);
+    s->expert_zero =
+        std::make_unique<ZeroOptimizer>(s->gpt(), s->ep->expert_dp, experts, factory);
+  } else {
+    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp(), zo, factory);
+  }
 
   // The first update runs at schedule_lr(−1) = 0 for DeepSpeed's schedules:
   // their constructors set the optimizer's lr from get_lr() before any step.
@@ -216,6 +262,7 @@ Tensor Engine::forward(const Tensor& x, const Tensor& y) {
 void Engine::backward(const Tensor& loss) {
   MS_CHECK(!s_->pipeline, "engine.backward under a pipeline: use engine.train_batch");
   s_->zero->set_gradient_sync(s_->boundary());
+  if (s_->expert_zero) s_->expert_zero->set_gradient_sync(s_->boundary());
   const int64_t g = s_->gas();
   // fp16: times the loss scale (DeepSpeed's backward scales by 1/gas, then
   // the loss scaler multiplies).
@@ -319,6 +366,12 @@ TrainPipeline* Engine::pipeline() {
 ZeroOptimizer& Engine::zero_optimizer() {
   return *s_->zero;
 }
+ZeroOptimizer* Engine::expert_optimizer() {
+  return s_->expert_zero.get();
+}
+EpGroups* Engine::ep() {
+  return s_->ep.get();
+}
 Optimizer& Engine::optimizer() {
   return s_->zero->optimizer();
 }
@@ -331,6 +384,7 @@ int64_t Engine::num_parameters() const {
 
 std::shared_ptr<GPT> Engine::gather_model() {
   s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
+  if (s_->ep) gather_experts(s_->gpt(), *s_->ep);        // ep: the other ranks' experts
   if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
   return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
 }
@@ -382,6 +436,8 @@ CheckpointTarget Engine::State::checkpoint_target() {
 
 std::string Engine::save_checkpoint(const std::string& dir, const std::string& tag,
                                     const std::map<std::string, std::string>& client_state) {
+  MS_CHECK(!s_->ep, "engine.save_checkpoint with moe.ep_size ", s_->config.moe.ep_size,
+           ": checkpoints of expert-parallel runs are not built yet (--save-weights works)");
   MS_CHECK(s_->micro_steps % s_->gas() == 0,
            "engine.save_checkpoint: call it at an accumulation boundary (after the step() that "
            "updated); ", s_->micro_steps % s_->gas(), " of ", s_->gas(),
@@ -396,6 +452,8 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
 }
 
 CheckpointMeta Engine::load_checkpoint(const std::string& dir, const std::string& tag) {
+  MS_CHECK(!s_->ep, "engine.load_checkpoint with moe.ep_size ", s_->config.moe.ep_size,
+           ": checkpoints of expert-parallel runs are not built yet");
   CheckpointTarget target = s_->checkpoint_target();
   CheckpointMeta meta = ms::load_checkpoint(dir, tag, target);
   set_global_steps(meta.step);
