@@ -1,6 +1,7 @@
 #include "parallel/engine/engine.h"
 
 #include <limits>
+#include <utility>
 
 #include "autograd/ops.h"
 #include "nn/checkpointed_block.h"
@@ -25,6 +26,7 @@ struct Engine::State {
   std::unique_ptr<ZeroOptimizer> zero;         // the dense parameters under ep (all otherwise)
   std::unique_ptr<EpGroups> ep;                // expert parallelism (moe.ep_size > 1)
   std::unique_ptr<ZeroOptimizer> expert_zero;  // this rank's experts, over the expert-dp group
+  bool ep_serial = false;  // gather_model made the MoE layers whole and local
   std::unique_ptr<LRScheduler> scheduler;
   int64_t num_params = 0, micro_steps = 0, global_steps = 0;
   double last_norm = 0;
@@ -256,6 +258,7 @@ Tensor Engine::forward(const Tensor& x, const Tensor& y) {
   MS_CHECK(!s_->pipeline, s_->config.source, ": pipeline.stages ", s_->config.pipeline.stages,
            ": use engine.train_batch (a pipeline runs whole steps through its schedule; "
            "DeepSpeed's PipelineEngine refuses forward/backward/step too)");
+  if (s_->ep && std::exchange(s_->ep_serial, false)) install_expert_parallel(s_->gpt(), *s_->ep);
   return s_->tp ? s_->tp->loss(x, y) : s_->serial->loss(x, y);
 }
 
@@ -384,7 +387,11 @@ int64_t Engine::num_parameters() const {
 
 std::shared_ptr<GPT> Engine::gather_model() {
   s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
-  if (s_->ep) gather_experts(s_->gpt(), *s_->ep);        // ep: the other ranks' experts
+  if (s_->ep) {  // ep: the other ranks' experts, then one process's forward (sampling)
+    gather_experts(s_->gpt(), *s_->ep);
+    uninstall_expert_parallel(s_->gpt());
+    s_->ep_serial = true;
+  }
   if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
   return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
 }

@@ -42,6 +42,11 @@ void install_expert_parallel(GPT& model, EpGroups& groups) {
   }
 }
 
+void uninstall_expert_parallel(GPT& model) {
+  for (Module* m : model.modules())
+    if (auto* moe = dynamic_cast<MoE*>(m)) moe->set_expert_parallel({});
+}
+
 int64_t expert_of(const std::string& name) {
   const std::string key = ".mlp.experts.";
   const size_t at = name.find(key);

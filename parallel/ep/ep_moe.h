@@ -21,6 +21,11 @@ Tensor ep_all_to_all(const Tensor& x, Communicator& ep);
 // Throws ms::Error naming E and P when P does not divide E. Collective-free.
 void install_expert_parallel(GPT& model, EpGroups& groups);
 
+// Back to one process: every MoE layer runs all E experts itself (after
+// gather_experts, for rank 0 alone to sample). install_expert_parallel again
+// before the next collective forward.
+void uninstall_expert_parallel(GPT& model);
+
 // Per model.parameters() index: an expert's parameter ("h.N.mlp.experts.e.")
 // and whether this rank holds it (e in its E/P block).
 struct ExpertParams {
