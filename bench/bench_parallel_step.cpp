@@ -9,7 +9,10 @@
 // (Korthikanti et al. 2022). Beside each time: the communication per step and
 // per rank from the ledger (parallel/comm/ledger.h: calls, bytes sent), and
 // the loss of the first step, which must agree (the same model, the same
-// batch). Then what the numbers say.
+// batch). Then what the numbers say. A second table runs context parallelism
+// at T = 512 (parallel/cp/cp_gpt.h: each rank T/2 positions of both
+// sequences; ulysses, ring, zigzag) against dp 2 on the same global batch of
+// 2×512 tokens.
 //
 //   mpirun -np 2 build/bench/bench_parallel_step [--steps N] [--quick]
 //
@@ -41,6 +44,7 @@
 #include "nn/gpt.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
+#include "parallel/cp/cp_gpt.h"
 #include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/memory.h"  // format_bytes: 1,234,567
 #include "parallel/zero/zero_optimizer.h"
@@ -50,6 +54,7 @@ using namespace ms;
 namespace {
 
 constexpr int64_t kL = 4, kH = 4, kC = 256, kT = 128, kV = 256, kB = 8;
+constexpr int64_t kLongT = 512, kLongB = 2;  // the cp table: the same 1,024 tokens, longer rows
 
 struct Setup {
   const char* name;
@@ -58,6 +63,9 @@ struct Setup {
   int dp, tp;
   bool sp;
   int zero_stage = 0;
+  int cp = 1;                     // context-parallel ranks (the two ranks when 2)
+  const char* algo = "ulysses";   // --cp-algo
+  int64_t T = kT, B = kB;         // sequence length and global batch
 };
 
 struct Result {
@@ -83,10 +91,10 @@ void release() {
   MPI_Wait(&r, MPI_STATUS_IGNORE);
 }
 
-// Rows [first, first + n) of the (kB, kT) token batch.
-Tensor rows(const std::vector<int32_t>& all, int64_t first, int64_t n) {
-  return from_vector(std::vector<int32_t>(all.begin() + first * kT, all.begin() + (first + n) * kT),
-                     {n, kT});
+// Rows [first, first + n) of a (B, T) token batch.
+Tensor rows(const std::vector<int32_t>& all, int64_t first, int64_t n, int64_t T) {
+  return from_vector(std::vector<int32_t>(all.begin() + first * T, all.begin() + (first + n) * T),
+                     {n, T});
 }
 
 double max_over_ranks(double v) {
@@ -105,13 +113,16 @@ class Runner {
       // split() starts a new one (collective over the world: every rank builds
       // every runner).
       : s_(s),
-        dp_(s.dp > 1 ? world.split(0, world.rank()) : world.split(world.rank(), 0)),
-        tp_(world.split(0, world.rank())) {
+        // Under cp the two ranks are the dp×cp group ZeRO averages over.
+        dp_(s.dp * s.cp > 1 ? world.split(0, world.rank()) : world.split(world.rank(), 0)),
+        tp_(world.split(0, world.rank())),
+        cp_(world.split(0, world.rank())) {
     if (s.alone && world.rank() != 0) return;
     GPTConfig cfg;
-    cfg.vocab_size = kV, cfg.block_size = kT, cfg.n_layer = kL, cfg.n_head = kH, cfg.n_embd = kC;
+    cfg.vocab_size = kV, cfg.block_size = s.T, cfg.n_layer = kL, cfg.n_head = kH, cfg.n_embd = kC;
     serial_ = std::make_shared<GPT>(cfg, 1);  // the same initial model everywhere
     if (s.tp > 1) cut_ = std::make_shared<TpGPT>(serial_, tp_, s.sp);
+    if (s.cp > 1) context_ = std::make_shared<CpGPT>(serial_, nullptr, cp_, s.algo);
     ZeroOptions opts;
     opts.stage = s.zero_stage;
     if (cut_) opts.tp = ZeroTensorParallel{tp_, cut_->replicated_mask(), s.sp};
@@ -119,9 +130,10 @@ class Runner {
         cut_ ? cut_->gpt() : *serial_, dp_, opts, [](std::vector<Tensor> ps) {
           return std::make_unique<AdamW>(std::move(ps), 1e-3, 0.9, 0.95, 1e-8, 0.1);
         });
-    // dp rank r reads rows [r·B/D, (r+1)·B/D); tp ranks read all of them.
-    const int64_t b = kB / s.dp, first = s.dp > 1 ? world.rank() * b : 0;
-    x_ = rows(xs, first, b), y_ = rows(ys, first, b);
+    // dp rank r reads rows [r·B/D, (r+1)·B/D); tp and cp ranks read all of
+    // them (a cp rank keeps its positions).
+    const int64_t b = s.B / s.dp, first = s.dp > 1 ? world.rank() * b : 0;
+    x_ = rows(xs, first, b, s.T), y_ = rows(ys, first, b, s.T);
   }
 
   // Milliseconds of the slowest rank; the first call records the loss.
@@ -131,16 +143,19 @@ class Runner {
     if (timed && !counting_) before_ = traffic(), counting_ = true;
     if (!s_.alone) MPI_Barrier(MPI_COMM_WORLD);  // raw MPI: outside the ledger
     const double t0 = MPI_Wtime();
-    Tensor loss = cut_ ? cut_->loss(x_, y_) : serial_->loss(x_, y_);
+    Tensor loss = context_ ? context_->loss(x_, y_)
+                  : cut_   ? cut_->loss(x_, y_)
+                           : serial_->loss(x_, y_);
     const double l = loss.item();
     loss.backward();
     engine_->step(1e-3, 1.0);
     const double dt = (MPI_Wtime() - t0) * 1e3;
     if (timed) ms_.push_back(s_.alone ? dt : max_over_ranks(dt));
     if (std::isnan(res_.first_loss)) {
-      double sum = l;  // dp ranks hold their half's mean: average them
-      if (s_.dp > 1) MPI_Allreduce(&l, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-      res_.first_loss = sum / s_.dp;
+      double sum = l;  // dp (and cp) ranks hold their half's mean: average them
+      const int halves = s_.dp * s_.cp;
+      if (halves > 1) MPI_Allreduce(&l, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      res_.first_loss = sum / halves;
     }
     if (s_.alone) release();
   }
@@ -163,13 +178,16 @@ class Runner {
   }
 
  private:
-  // This rank's traffic on its dp group and, under tp, its tp group.
-  Traffic traffic() const { return cut_ ? dp_.traffic() + tp_.traffic() : dp_.traffic(); }
+  // This rank's traffic on its dp group and, under tp or cp, that group.
+  Traffic traffic() const {
+    return dp_.traffic() + (cut_ ? tp_.traffic() : Traffic()) + (context_ ? cp_.traffic() : Traffic());
+  }
 
   Setup s_;
-  Communicator dp_, tp_;
+  Communicator dp_, tp_, cp_;
   std::shared_ptr<GPT> serial_;
   std::shared_ptr<TpGPT> cut_;
+  std::shared_ptr<CpGPT> context_;
   std::unique_ptr<ZeroOptimizer> engine_;
   Tensor x_, y_;
   std::vector<double> ms_;
@@ -196,6 +214,8 @@ int main(int argc, char** argv) {
     Generator gen(1234);
     const std::vector<int32_t> x = bench::random_tokens(gen, kB * kT, kV);
     const std::vector<int32_t> y = bench::random_tokens(gen, kB * kT, kV);
+    const std::vector<int32_t> long_x = bench::random_tokens(gen, kLongB * kLongT, kV);
+    const std::vector<int32_t> long_y = bench::random_tokens(gen, kLongB * kLongT, kV);
 
     const Setup setups[] = {
         {"one process, 1 thread", 1, true, 1, 1, false},
@@ -204,7 +224,13 @@ int main(int argc, char** argv) {
         {"dp 2 (ZeRO 3)", 1, false, 2, 1, false, 3},
         {"tp 2", 1, false, 1, 2, false},
         {"tp 2 + sequence parallel", 1, false, 1, 2, true},
+        // The cp table: T = 512, the same 2×512 tokens each way.
+        {"T 512: dp 2 (ZeRO 0)", 1, false, 2, 1, false, 0, 1, "ulysses", kLongT, kLongB},
+        {"T 512: cp 2 ulysses", 1, false, 1, 1, false, 0, 2, "ulysses", kLongT, kLongB},
+        {"T 512: cp 2 ring", 1, false, 1, 1, false, 0, 2, "ring", kLongT, kLongB},
+        {"T 512: cp 2 zigzag", 1, false, 1, 1, false, 0, 2, "zigzag", kLongT, kLongB},
     };
+    constexpr size_t kFirstLong = 6;  // setups[kFirstLong..] run at T = 512
     GPTConfig cfg;
     cfg.vocab_size = kV, cfg.block_size = kT, cfg.n_layer = kL, cfg.n_head = kH, cfg.n_embd = kC;
     const int64_t n_params = GPT(cfg, 1).num_parameters();
@@ -228,7 +254,9 @@ int main(int argc, char** argv) {
     // Every setup takes one step per round, in turn, so the load of a shared
     // machine falls on all of them alike.
     std::vector<std::unique_ptr<Runner>> runners;
-    for (const Setup& s : setups) runners.push_back(std::make_unique<Runner>(s, world, x, y));
+    for (const Setup& s : setups)
+      runners.push_back(s.T == kLongT ? std::make_unique<Runner>(s, world, long_x, long_y)
+                                      : std::make_unique<Runner>(s, world, x, y));
     for (int round = 0; round < warmup + steps; ++round)
       for (auto& r : runners) r->step(round >= warmup);
     std::vector<Result> results;
@@ -237,9 +265,14 @@ int main(int argc, char** argv) {
       const Result& r = results.back();
       const Setup& s = setups[i];
       if (!root) continue;
+      if (i == kFirstLong)
+        std::printf("\ncontext parallelism: GPT at T %lld, global batch %lld×%lld tokens; vs dp 2\n",
+                    (long long)kLongT, (long long)kLongB, (long long)kLongT);
       char time[32], ratio[16];
       std::snprintf(time, sizeof time, "%.1f (%.1f)", r.median_ms, r.best_ms);
-      std::snprintf(ratio, sizeof ratio, "%.2fx", r.median_ms / results[0].median_ms);
+      // The cp rows are compared with dp 2 at the same T (the first long row).
+      const double base = results[i >= kFirstLong ? kFirstLong : 0].median_ms;
+      std::snprintf(ratio, sizeof ratio, "%.2fx", r.median_ms / base);
       std::string sent = format_bytes(r.per_step.sent);
       if (r.sent_min != r.sent_max) sent += " (max " + format_bytes(r.sent_max) + ")";
       std::printf("%-26s %8s %20s %9s %10lld %18s %11.6f\n", s.name,
@@ -314,6 +347,19 @@ int main(int argc, char** argv) {
           "traffic comes once per step, not per layer.\n",
           format_bytes(kB * kT * kC * 4).c_str(), allreduce_ms, (long long)(4 * kL + 2),
           double(4 * kL + 2) * allreduce_ms, tp.median_ms);
+      const Result &ldp = results[kFirstLong], &uly = results[kFirstLong + 1],
+                   &ring = results[kFirstLong + 2], &zz = results[kFirstLong + 3];
+      auto tok_s = [](const Result& r) { return double(kLongB * kLongT) / (r.median_ms / 1e3); };
+      std::printf(
+          "- Context parallelism at T %lld (the \"vs\" column is against dp 2 here): tokens/s "
+          "dp 2 %.0f, cp 2 ulysses %.0f, ring %.0f, zigzag %.0f. Bytes per step: dp 2 %s (the "
+          "gradients once), ulysses %s, ring %s, zigzag %s — cp adds its attention exchange "
+          "(every layer, forward and backward) to the same gradient all-reduce, so on one "
+          "machine it only pays off when a sequence's activations (here B·n_head·T² scores) no "
+          "longer fit one rank.\n",
+          (long long)kLongT, tok_s(ldp), tok_s(uly), tok_s(ring), tok_s(zz),
+          format_bytes(ldp.per_step.sent).c_str(), format_bytes(uly.per_step.sent).c_str(),
+          format_bytes(ring.per_step.sent).c_str(), format_bytes(zz.per_step.sent).c_str());
     }
     return 0;
   });

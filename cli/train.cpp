@@ -28,6 +28,8 @@
 #include "optim/optimizer.h"
 #include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
 #include "parallel/engine/engine.h"
+#include "parallel/cp/cp_report.h"
+#include "parallel/cp/cp_step_traffic.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
@@ -59,7 +61,8 @@ std::string format_duration(double s) {
 // Mean validation loss over `batches` global batches. Data-parallel rank r of
 // D reads validation window i·D + r for batch i (the data contract), so D
 // replicas with batch B evaluate exactly the tokens one process with batch
-// D·B does; the tp ranks of a replica read the same window. A pipeline
+// D·B does; the tp and cp ranks of a replica read the same window (each cp
+// rank keeps its positions, parallel/cp/cp_gpt.h). A pipeline
 // forwards through its stages (no rank runs the whole model).
 double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t B, int64_t T) {
   if (engine.pipeline()) return engine.pipeline()->evaluate(data, batches);
@@ -73,7 +76,9 @@ double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t 
   }
   engine.train();
   Tensor total = full({1}, sum / static_cast<double>(batches), DType::F64);
-  mesh.dp().all_reduce(total, ReduceOp::Avg);
+  // Under cp each rank's loss is its positions' mean (equal counts): the
+  // mean over dp × cp is the global mean (the same group as dp when cp = 1).
+  mesh.dp_cp().all_reduce(total, ReduceOp::Avg);
   return total.item();
 }
 
@@ -100,7 +105,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
-  const int64_t D = c.dp, tp = c.tp, pp = c.pp;
+  const int64_t D = c.dp, tp = c.tp, pp = c.pp, cp = c.cp;
   const int64_t zero_stage = c.zero_stage;
   const std::string opt_name = c.optimizer;
   const DsConfig ds = engine_config(c, file);
@@ -174,7 +179,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   init.before_partition = [&](GPT& held) {
     // MoE: the report's split/replicated formula is the dense GPT's; the
     // experts' per-rank table comes with expert parallelism (--ep, planned).
-    if (pp > 1 || c.model.moe.enabled()) return;
+    // Under --cp the blocks run the cp attention (collective, on T/cp
+    // positions): the cp memory line below measures them instead.
+    if (pp > 1 || cp > 1 || c.model.moe.enabled()) return;
     const GPTConfig& shape = held.config();
     tp_memory = tp_memory_report(world, shape, held_param_split(held),
                                  measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
@@ -220,6 +227,12 @@ int train_command(int argc, char** argv, Communicator& world) {
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
                   static_cast<long long>(zero.num_parameters()));
+    if (cp > 1)
+      std::printf(
+          "  context parallel: cp %lld, %s attention, %lld of the %lld positions of every sequence "
+          "per cp rank; gradients averaged over dp × cp = %lld ranks\n",
+          static_cast<long long>(cp), c.cp_algo.c_str(), static_cast<long long>(T / cp),
+          static_cast<long long>(T), static_cast<long long>(D * cp));
     if (pp > 1)
       std::printf(
           "  pipeline parallel: pp %lld, %s schedule%s, %lld micro-batches per step "
@@ -242,7 +255,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   // tp rank does 1/tp of its replica's FLOPs.
   const double step_flops =
       model_flops_per_step(cfg, serial_params - moe_idle_parameters(cfg), B * T * accum, T) /
-      static_cast<double>(tp * pp);
+      static_cast<double>(tp * pp * cp);
   const double gemm_gflops = gemm_peak_gflops(0.1);
   if (lead) {
     std::printf(
@@ -265,12 +278,22 @@ int train_command(int argc, char** argv, Communicator& world) {
   const StepFormula formula = zero.traffic_formula(accum);
   // ZeRO talks on the dp group, tp on the tp group: one meter and one formula
   // each. What came before (the parameter broadcast) is setup.
-  StepTraffic traffic(mesh.dp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp());
+  // Under cp ZeRO talks on dp × cp (the same group as dp when cp = 1).
+  StepTraffic traffic(mesh.dp_cp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp()),
+      cp_traffic(mesh.cp());
+  const StepFormula cp_formula = cp_step_formula({.algo = c.cp_algo,
+                                                  .B = B,
+                                                  .T = T,
+                                                  .Cl = cfg.n_embd / tp,
+                                                  .n_layer = cfg.n_layer,
+                                                  .micro_steps = accum,
+                                                  .cp = static_cast<int>(cp),
+                                                  .recompute_blocks = c.checkpoint_activations});
   const StepFormula pp_formula = pipeline ? pipeline->traffic_formula() : StepFormula{};
   const StepFormula tp_formula =
       pipeline ? pipeline->tp_traffic_formula(static_cast<int>(tp))
                : tp_step_formula({.B = B,
-                                  .T = T,
+                                  .T = T / cp,  // a cp rank's tp group works on its positions
                                   .C = cfg.n_embd,
                                   .n_layer = cfg.n_layer,
                                   .micro_steps = accum,
@@ -288,11 +311,13 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.begin_step();
     tp_traffic.begin_step();
     pp_traffic.begin_step();
+    cp_traffic.begin_step();
     const double lr = engine.get_lr();            // the rate this step's update uses
     const double step_scale = zero.loss_scale();  // what this step's backward multiplies by
     doing.update(str_cat("training step ", step + 1, " of ", steps));
     // Micro-step k of step s on dp rank r reads window (s·G + k)·D + r (the
-    // data contract); the tp and pp ranks of a replica read the same windows.
+    // data contract); the tp, cp and pp ranks of a replica read the same
+    // windows (a cp rank keeps its positions of them).
     int64_t window = step * accum;
     auto next = [&] { return data.train_batch(window++, mesh.dp_rank(), D, B, T); };
     double local_loss = 0;  // this rank's mean over its micro-batches
@@ -314,6 +339,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     traffic.end_step();
     tp_traffic.end_step();
     pp_traffic.end_step();
+    cp_traffic.end_step();
     // The loss of the global batch: the mean over every replica's tokens (not
     // metered as the step's traffic: the formulas count the training's).
     const double train_loss = engine.reduce_loss(local_loss);
@@ -389,11 +415,15 @@ int train_command(int argc, char** argv, Communicator& world) {
   MemoryReport mine = zero.memory();
   mine.rank = world.rank();
   std::vector<MemoryReport> reports = gather_memory_reports(world, mine);
+  // Collective over cp: one attention call measured (parallel/cp/cp_report.h).
+  const std::string cp_memory =
+      cp > 1 ? cp_memory_report(mesh.cp(), c.cp_algo, B, T, cfg.n_head / tp, cfg.n_embd / tp) : "";
   // World rank 0 is rank 0 of its dp group and of its tp group: it gets both tables.
   const std::string traffic_table =
-      (D > 1 ? traffic_report(mesh.dp(), traffic, formula) : "") +
+      (D * cp > 1 ? traffic_report(mesh.dp_cp(), traffic, formula) : "") +
       (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
-      (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "");
+      (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "") +
+      (cp > 1 ? traffic_report(mesh.cp(), cp_traffic, cp_formula) : "");
   // The timeline is a picture; the weights are the run. A timeline that fails
   // to write (a disk filled since the check above) is reported after the
   // weights are saved, not instead of them.
@@ -417,7 +447,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
           static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s%s", format_memory_table(reports).c_str(), tp_memory.c_str());
+    std::printf("%s%s%s", format_memory_table(reports).c_str(), tp_memory.c_str(),
+                cp_memory.c_str());
     if (c.precision.enabled())
       std::printf(
           "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "

@@ -23,7 +23,8 @@ Flags train_flags() {
           "Train a GPT-2-style model on raw bytes (vocabulary 256).\n"
           "Under `mpirun -np N`, the N ranks form N / --tp data-parallel replicas of --tp\n"
           "tensor-parallel ranks each; --batch-size is per replica (the tp ranks of a replica\n"
-          "read the same batch); every rank must be given the same flags (checked at start).\n"
+          "read the same batch; --cp ranks each keep --seq-len / --cp positions of it); every rank\n"
+          "must be given the same flags (checked at start).\n"
           "Environment: MS_COMM_TIMEOUT=S aborts the job, naming the collective, when one waits\n"
           "more than S seconds for the other ranks (default 600; 0 = wait forever).");
   f.add("config", "",
@@ -82,6 +83,15 @@ Flags train_flags() {
   f.add("pp", "1",
         "pipeline stages per model replica (the blocks split uniformly, ranks laid out tp, then "
         "dp, then pp); --tp × --pp must divide the ranks; micro-batches per step = --grad-accum");
+  f.add("cp", "1",
+        "context-parallel ranks per model replica (each holds --seq-len / --cp positions of every "
+        "sequence; ranks laid out tp, then cp, then dp, then pp, Megatron's order); --cp × --tp × "
+        "--pp must divide the ranks; gradients are averaged and ZeRO partitions over dp × cp");
+  f.add("cp-algo", "ulysses",
+        "with --cp > 1, how attention sees the whole sequence: ulysses (all-to-all to whole "
+        "sequences of n_head / (--tp·--cp) heads) | ring (K/V blocks around the cp ring) | zigzag "
+        "(ring, rank r holding chunks r and 2·cp−1−r of 2·cp) | allgather (every rank gathers all "
+        "q/k/v: the simple reference)");
   f.add("pipe-schedule", "1f1b",
         "with --pp > 1: gpipe | 1f1b | interleaved (interleaved: --grad-accum a multiple of --pp)");
   f.add("virtual-stages", "1", "with --pipe-schedule interleaved: model chunks per pipeline rank");
@@ -153,7 +163,17 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
            ranks,
            " ranks: the ranks form (ranks / (--tp × --pp)) data-parallel replicas of --tp × --pp "
            "ranks each");
-  c.dp = ranks / c.tp / c.pp;
+  c.cp = check.integer("cp", 1, kMax, "positive");
+  MS_CHECK((ranks / c.tp / c.pp) % c.cp == 0, "--cp ", c.cp, " × --tp ", c.tp, " × --pp ", c.pp,
+           " does not divide the ", ranks,
+           " ranks: the ranks form (ranks / (--cp × --tp × --pp)) data-parallel replicas of "
+           "--cp × --tp × --pp ranks each");
+  c.dp = ranks / c.tp / c.pp / c.cp;
+  c.cp_algo = flags.str("cp-algo");
+  MS_CHECK(c.cp_algo == "ulysses" || c.cp_algo == "ring" || c.cp_algo == "zigzag" ||
+               c.cp_algo == "allgather",
+           "--cp-algo: unknown algorithm '", c.cp_algo,
+           "' (valid: ulysses, ring, zigzag, allgather)");
   c.pipe_schedule = flags.str("pipe-schedule");
   c.timeline = flags.str("timeline");
   const pp::ScheduleKind kind = pp::parse_schedule_kind(c.pipe_schedule);  // names the choices
@@ -244,6 +264,32 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   MS_CHECK(flags.given("init-from") || c.model.n_head % c.tp == 0, "--n-head ", c.model.n_head,
            " is not divisible by --tp ", c.tp,
            " (each tensor-parallel rank computes n_head / tp whole heads)");
+  if (c.cp > 1) {
+    // Refused, not built: the activations between stages would be (B, T / cp, C).
+    MS_CHECK(c.pp == 1, "--cp ", c.cp, " with --pp ", c.pp,
+             " is not supported (context parallelism with pipeline stages is not built: use "
+             "--pp 1)");
+    MS_CHECK(!c.sequence_parallel, "--cp ", c.cp,
+             " with --sequence-parallel is not supported yet (both shard the sequence; Megatron "
+             "combines them, minispeed does not yet): drop one");
+    MS_CHECK(c.precision.dtype == DType::F32, "--cp ", c.cp,
+             " with --bf16/--fp16 is not supported yet (the cp attention runs in f32)");
+    MS_CHECK(c.cp_algo != "ulysses" || flags.given("init-from") || c.model.n_head > 1,
+             "--cp ", c.cp, " --cp-algo ulysses with --n-head 1: one head cannot be split over "
+             "the cp ranks (after the all-to-all each rank runs n_head / (tp·cp) whole heads); "
+             "use --cp-algo ring or zigzag, which split the sequence instead");
+    const int64_t pieces = c.cp_algo == "zigzag" ? 2 * c.cp : c.cp;
+    MS_CHECK(c.T % pieces == 0, "--cp-algo ", c.cp_algo, " splits --seq-len ", c.T, " into ",
+             pieces, c.cp_algo == "zigzag" ? " chunks (2 × --cp: rank r holds chunks r and 2·cp−1−r)"
+                                           : " chunks (--cp)",
+             ", which does not divide it (", c.T, " % ", pieces, " = ", c.T % pieces,
+             "); no padding is added");
+    MS_CHECK(c.cp_algo != "ulysses" || flags.given("init-from") ||
+                 c.model.n_head % (c.tp * c.cp) == 0,
+             "--cp-algo ulysses: --n-head ", c.model.n_head, " is not divisible by --tp ", c.tp,
+             " × --cp ", c.cp, " = ", c.tp * c.cp,
+             " (after the all-to-all each rank runs whole sequences of n_head / (tp·cp) heads)");
+  }
   MS_CHECK(!c.sequence_parallel || c.T % c.tp == 0, "--sequence-parallel splits --seq-len ", c.T,
            " over --tp ", c.tp, ", which does not divide it (", c.T, " % ", c.tp, " = ", c.T % c.tp,
            ")");
@@ -347,8 +393,9 @@ void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& mo
   // them over the dp ranks.
   const int64_t psi = c.tp > 1 ? tp_parameter_count(model, c.tp) : full_psi;
   const size_t k = c.optimizer == "adamw" ? 8 : (c.momentum != 0 ? 4 : 0);
+  // ZeRO partitions over dp × cp (the cp ranks of a replica hold replicated parameters).
   MemoryEstimate e =
-      estimate_memory(psi, static_cast<int>(c.dp), static_cast<int>(c.zero_stage), k);
+      estimate_memory(psi, static_cast<int>(c.dp * c.cp), static_cast<int>(c.zero_stage), k);
   // Stage 3 keeps the parameters outside the blocks (wte, wpe, ln_f) whole on
   // every rank (parallel/zero/memory.h); under tp wte is this rank's V/tp rows.
   double gathered = c.zero_stage == 3

@@ -21,16 +21,18 @@ struct TrainConfig {
   int64_t B = 0, T = 0, accum = 0, steps = 0, warmup = 0;
   int64_t eval_every = 0, eval_batches = 0, sample_every = 0, sample_tokens = 0;
   int64_t zero_stage = 0, log_every = 1, seed = 0;
-  int64_t tp = 1, dp = 1;              // --tp, and the data-parallel replicas ranks / (tp · pp)
+  int64_t tp = 1, dp = 1;              // --tp, and the data-parallel replicas ranks / (tp · pp · cp)
   int64_t pp = 1, virtual_stages = 1;  // --pp, --virtual-stages
   int64_t ep = 1;                      // --ep: experts split over ep dp ranks (parallel/ep/)
+  int64_t cp = 1;                      // --cp: context-parallel ranks per replica
+  std::string cp_algo = "ulysses";     // --cp-algo: ulysses | ring | zigzag | allgather
   std::string pipe_schedule;           // --pipe-schedule: gpipe | 1f1b | interleaved
   std::string timeline;                // --timeline: the measured pipeline as SVG
   bool sequence_parallel = false;
   bool checkpoint_activations = false;  // --checkpoint-activations: wrap every block
   double lr = 0, min_lr = 0, momentum = 0, beta1 = 0, beta2 = 0, weight_decay = 0;
   double grad_clip = 0, dropout = 0, attn_dropout = 0;
-  int64_t tokens_per_step = 0;  // B·T·accum·dp
+  int64_t tokens_per_step = 0;  // B·T·accum·dp (the cp ranks of a replica share its sequences)
   MixedPrecision precision;     // --bf16 / --fp16 and the loss-scale flags
 
   // Checkpoints (parallel/engine/checkpoint.h).
@@ -49,7 +51,7 @@ int64_t gpt_parameter_count(const GPTConfig& cfg);
 
 // Collective. Refuses (with an AgreedError on every rank) when the ranks on
 // some machine would need more memory than it has available: per rank, the
-// ZeRO paper's model states for this stage and optimizer over the dp ranks
+// ZeRO paper's model states for this stage and optimizer over the dp (× cp) ranks
 // (parallel/zero/memory.h, within 0.3% of measured; under --tp for this
 // rank's shards, and at least the whole serial model every rank builds
 // first); times the ranks on that machine; against MemAvailable (and the

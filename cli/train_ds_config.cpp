@@ -46,6 +46,10 @@ std::vector<Key> keys(const DsConfig& c) {
          return std::string(d.tensor_parallel.sequence_parallel ? "1" : "0");
        }},
       {"pipeline.stages", "pp", [](const DsConfig& d) { return num(d.pipeline.stages); }},
+      {"sequence_parallel_size", "cp",
+       [](const DsConfig& d) { return num(d.context_parallel.size); }},
+      {"context_parallel.algo", "cp-algo",
+       [](const DsConfig& d) { return d.context_parallel.algo; }},
       {"pipeline.schedule", "pipe-schedule", [](const DsConfig& d) { return d.pipeline.schedule; }},
       {"pipeline.virtual_stages", "virtual-stages",
        [](const DsConfig& d) { return num(d.pipeline.virtual_stages); }},
@@ -134,6 +138,8 @@ const Injected kInjected[] = {
     {"pipeline", "stages", "pp"},
     {"pipeline", "schedule", "pipe-schedule", false, true},
     {"pipeline", "virtual_stages", "virtual-stages"},
+    {"", "sequence_parallel_size", "cp"},
+    {"context_parallel", "algo", "cp-algo", false, true},
 };
 
 }  // namespace
@@ -235,11 +241,12 @@ DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file
   d.gradient_accumulation_steps = c.accum;
   d.dp_world_size = c.dp;
   d.train_batch_size = c.B * c.accum * c.dp;
-  d.ranks = c.dp * c.tp * c.pp;
+  d.ranks = c.dp * c.tp * c.pp * c.cp;
   d.gradient_clipping = c.grad_clip;
   d.zero_optimization.stage = c.zero_stage;
   d.tensor_parallel = {c.tp, c.sequence_parallel};
   d.pipeline = {c.pp, c.pipe_schedule, c.virtual_stages};
+  d.context_parallel = {c.cp, c.cp_algo};
   d.activation_checkpointing.enabled = c.checkpoint_activations;
   const MoEConfig& m = c.model.moe;
   d.moe = {m.experts, m.every, m.top_k, m.capacity_factor, m.min_capacity, m.drop_tokens,

@@ -81,13 +81,17 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
            ": MoE runs without tensor parallelism for now", planned);
   MS_CHECK(c.pp == 1, "--moe-experts with --pp ", c.pp,
            ": MoE runs without pipeline parallelism for now", planned);
+  // The cp model (parallel/cp/cp_gpt.h) does not run MoE blocks yet (it
+  // crashed before this check).
+  MS_CHECK(c.cp == 1, "--moe-experts with --cp ", c.cp,
+           ": MoE runs without context parallelism for now", planned);
   MS_CHECK(c.zero_stage <= 2, "--moe-experts with --zero-stage ", c.zero_stage,
            ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE runs with ZeRO stages 0-2 (use 0-2)");
   MS_CHECK(m.experts % c.ep == 0, "--ep ", c.ep, " does not divide --moe-experts ", m.experts,
            " (each ep rank holds E/ep whole experts)");
-  MS_CHECK(c.dp % c.ep == 0, "--ep ", c.ep, " does not divide the data-parallel size ", c.dp,
-           " (ranks ", c.dp * c.tp * c.pp, " / (--tp ", c.tp, " × --pp ", c.pp,
-           "); the ep groups are carved from the dp ranks, as DeepSpeed's)");
+  MS_CHECK((c.dp * c.cp) % c.ep == 0, "--ep ", c.ep, " does not divide the data-parallel size ",
+           c.dp * c.cp, " (ranks ", c.dp * c.tp * c.pp * c.cp, " / (--tp ", c.tp, " × --pp ", c.pp,
+           "), dp × cp; the ep groups are carved from the dp ranks, as DeepSpeed's)");
   MS_CHECK(c.ep == 1 || c.precision.dtype == DType::F32, "--ep ", c.ep,
            " with --bf16/--fp16: expert parallelism runs in fp32 for now");
   MS_CHECK(!c.checkpoint_activations,

@@ -422,6 +422,28 @@ job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipe
   train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --pp 2 \
   --init-from "$tmp/one_head.safetensors"
 
+# ---- context parallelism (--cp, --cp-algo, sequence_parallel_size) ----
+one "--cp 0" "--cp must be positive, got 0" train "${tiny[@]}" --cp 0
+one "--cp-algo foo" "--cp-algo: unknown algorithm 'foo' (valid: ulysses, ring, zigzag, allgather)" \
+  train "${tiny[@]}" --cp-algo foo
+job "--cp 2 on 3 ranks" "--cp 2 × --tp 1 × --pp 1 does not divide the 3 ranks" 3 \
+  train "${tiny[@]}" --cp 2
+job "--cp: heads not divisible by tp × cp (ulysses)" \
+  "--cp-algo ulysses: --n-head 2 is not divisible by --tp 2 × --cp 2 = 4" 4 \
+  train "${tiny[@]}" --cp 2 --tp 2
+job "--cp with n_head 1 (ulysses)" "--cp 2 --cp-algo ulysses with --n-head 1: one head cannot" 2 \
+  train "${tiny[@]}" --cp 2 --n-head 1
+job "--cp: --seq-len not divisible" "--cp-algo ring splits --seq-len 7 into 2 chunks" 2 \
+  train "${tiny[@]}" --cp 2 --cp-algo ring --seq-len 7
+job "--cp zigzag: --seq-len not divisible by 2·cp" "--cp-algo zigzag splits --seq-len 6 into 4 chunks" \
+  2 train "${tiny[@]}" --cp 2 --cp-algo zigzag --seq-len 6
+job "--cp with --pp" "--cp 2 with --pp 2 is not supported" 4 \
+  train "${tiny[@]}" --n-layer 2 --cp 2 --pp 2
+printf '{"train_micro_batch_size_per_gpu": 2, "sequence_parallel_size": 2}' > "$tmp/cp2.json"
+one "ds_config sequence_parallel_size not dividing the ranks" \
+  "ranks are not divisible by tensor_parallel.size 1 × pipeline.stages 1 × sequence_parallel_size 2" \
+  train "${tiny[@]}" --config "$tmp/cp2.json"
+
 # A pipeline rank that stops mid-training (SIGSTOP: alive but silent, as a hung
 # GPU or a stalled node) must end the job through the communicator timeout,
 # naming the operation its neighbour waited in; one killed

@@ -4,11 +4,12 @@
 #     layout give the same losses (loss.csv), byte-identical final weights
 #     (--save-weights) and byte-identical step-20 checkpoints (weights AND
 #     optimizer moments), for DDP (with dropout: the RNG streams resume),
-#     ZeRO 1, 2, 3, tp 2, pp 2, 3D (dp 2 × tp 2 × pp 2), bf16 ZeRO-3 and fp16
+#     ZeRO 1, 2, 3, tp 2, pp 2, 3D (dp 2 × tp 2 × pp 2), cp 2 (zigzag), bf16 ZeRO-3 and fp16
 #     ZeRO-2 with overflows (the loss scale and skipped steps resume) — llm.c's test;
 #  2. resume at another layout: a pp 2 and a 3D checkpoint continue at dp 2
 #     ZeRO-3 and in one process, following the straight run within the
-#     equivalence tolerance (scripts/test-train-equivalence.sh);
+#     equivalence tolerance (scripts/test-train-equivalence.sh); a cp 2
+#     checkpoint continues at cp 4 and at dp 2;
 #  3. `minispeed consolidate` of the 3D checkpoint equals its --save-weights
 #     file byte for byte, sample / train --init-from read it, and PyTorch
 #     (tests/ref/consolidated_loss.py) reproduces our loss on it;
@@ -54,6 +55,7 @@ for layout in "ddp|2|--zero-stage 0 --dropout 0.1 --batch-size 4" \
               "tp2|2|--tp 2 --batch-size 8" \
               "pp2|2|--pp 2 --grad-accum 2 --batch-size 4" \
               "3d|8|--tp 2 --pp 2 --zero-stage 1 --grad-accum 2 --batch-size 2" \
+              "cp2|2|--cp 2 --cp-algo zigzag --zero-stage 1 --batch-size 8" \
               "bf16|2|--bf16 --zero-stage 3 --batch-size 4" \
               "fp16|2|--fp16 --initial-scale-power 24 --loss-scale-window 3 --zero-stage 2 --batch-size 4"; do
   IFS='|' read -r name ranks flags <<<"$layout"
@@ -98,6 +100,27 @@ for target in "dp2-zero3|2|--zero-stage 3 --grad-accum 2 --batch-size 2" \
       tail -3 "$d/log"
     fi
   done
+done
+
+# The cp 2 checkpoint (batch 8, one replica) continues at another cp size and
+# without cp: cp 4 ring, and dp 2 (batch 4 each): the cp ranks hold
+# replicated parameters and ZeRO partitions over dp × cp, so to the
+# checkpoint they are data-parallel ranks.
+for target in "cp4-ring|4|--cp 4 --cp-algo ring --zero-stage 1 --batch-size 8" \
+              "dp2|2|--zero-stage 1 --batch-size 4"; do
+  IFS='|' read -r name ranks flags <<<"$target"
+  d=$tmp/x-cp2-$name
+  mkdir -p "$d"
+  cp -r "$tmp/cp2/a/global_step10" "$d/"
+  if run "$ranks" $flags --steps 20 --checkpoint-dir "$d" --resume global_step10 \
+    --save-weights "$d/w.safetensors" >"$d/log" 2>&1 &&
+    within 1.5e-4 "$(csv_losses "$tmp/cp2/a.loss.csv" 10 | awk '{print $2}')" \
+      "$(csv_losses "$d/w.loss.csv" 10 | awk '{print $2}')"; then
+    ok "a cp2 checkpoint resumes at $name ($ranks rank(s)) and follows the straight run"
+  else
+    bad "a cp2 checkpoint resumed at $name ($ranks rank(s))"
+    tail -3 "$d/log"
+  fi
 done
 
 # ---- 3. consolidate ----

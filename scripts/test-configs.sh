@@ -26,10 +26,12 @@ run() {  # run RANKS ARGS...: minispeed (or another binary, "-b BIN") at RANKS r
 
 # ---- every example config trains ----
 # The ranks each file runs at: its tensor_parallel.size × pipeline.stages × dp.
-declare -A ranks=([dp_zero2.json]=2 [tp_sp.json]=2 [pp_1f1b.json]=2 [3d.json]=4 [bf16.json]=2 [fp16.json]=2 [moe.json]=2)
+declare -A ranks=([dp_zero2.json]=2 [tp_sp.json]=2 [pp_1f1b.json]=2 [3d.json]=4 [bf16.json]=2 [fp16.json]=2
+                  [cp_zigzag.json]=2 [moe.json]=2)
 # What a config must visibly turn on, beyond training (the line rank 0 prints).
 declare -A shows=([bf16.json]="mixed precision: bf16" [fp16.json]="mixed precision: f16"
                   [tp_sp.json]="tensor parallel: tp 2 + sequence parallel"
+                  [cp_zigzag.json]="context parallel: cp 2, zigzag attention"
                   [moe.json]="mixture of experts: 4 experts, top-2")
 for f in configs/*.json; do
   name=$(basename "$f")
@@ -122,7 +124,7 @@ exact "minispeed's schedule flags beside the file's scheduler" 1 \
   train --config configs/dp_zero2.json "${small[@]}" --warmup 5
 echo '{"train_batch_size": 8, "gradient_clipp1ng": 1.0}' > "$tmp/typo.json"
 exact "an unknown key gets a did-you-mean" 1 \
-  "error: $tmp/typo.json: unknown key \"gradient_clipp1ng\" at gradient_clipp1ng; did you mean \"gradient_clipping\"? (valid keys: activation_checkpointing, bf16, bfloat16, communication_data_type, fp16, gradient_accumulation_steps, gradient_clipping, moe, optimizer, pipeline, scheduler, steps_per_print, tensor_parallel, train_batch_size, train_micro_batch_size_per_gpu, zero_optimization)" \
+  "error: $tmp/typo.json: unknown key \"gradient_clipp1ng\" at gradient_clipp1ng; did you mean \"gradient_clipping\"? (valid keys: activation_checkpointing, bf16, bfloat16, communication_data_type, context_parallel, fp16, gradient_accumulation_steps, gradient_clipping, moe, optimizer, pipeline, scheduler, sequence_parallel_size, steps_per_print, tensor_parallel, train_batch_size, train_micro_batch_size_per_gpu, zero_optimization)" \
   train --config "$tmp/typo.json" "${small[@]}"
 echo '{"train_batch_size": 32, "train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": 1}' \
   > "$tmp/batch.json"

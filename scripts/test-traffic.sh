@@ -7,7 +7,10 @@
 # both must match, with and without --sequence-parallel. With --pp the pp
 # group's table (parallel/pp/traffic.h: 2(p·v − 1)·m·n activations and
 # gradients, the tied wte's gradient, the norm's f64) must match per rank:
-# pp 2 × dp 2, pp 4, interleaved, and tp 2 × pp 2.
+# pp 2 × dp 2, pp 4, interleaved, and tp 2 × pp 2. With --cp the cp group's
+# table (parallel/cp/cp_step_traffic.h: per layer the algorithm's forward and
+# backward exchange) must match beside the dp × cp group's and the tp group's:
+# ulysses cp 2 × dp 2, ring and zigzag at cp 4, zigzag recomputed, cp 2 × tp 2.
 #   scripts/test-traffic.sh BUILD_DIR
 set -uo pipefail
 bin=${1:?usage: scripts/test-traffic.sh BUILD_DIR}/minispeed
@@ -68,6 +71,25 @@ for run in "4 --pp 2 --zero-stage 1" "4 --pp 4 --n-layer 4 --pipe-schedule gpipe
   else
     echo "FAILED: $label:"
     sed 's/^/  /' <<< "${table:-$out}" | tail -n 30
+    fail=$((fail + 1))
+  fi
+done
+for run in "--cp 2 --zero-stage 1" "--cp 4 --cp-algo ring" "--cp 4 --cp-algo zigzag" \
+  "--cp 2 --cp-algo zigzag --checkpoint-activations --zero-stage 3" \
+  "--cp 2 --tp 2 --cp-algo allgather"; do
+  # --seq-len 16: cp 4 (and zigzag's 2·cp chunks) split it.
+  out=$(OMP_NUM_THREADS=1 timeout 120 $mpirun -np 4 "$bin" train $common --seq-len 16 $run 2>&1)
+  tables=$(sed -n '/^communication per training step/,/^traffic: /p' <<< "$out")
+  label="4 ranks, $run"
+  if grep -q '^communication per training step (context parallelism' <<< "$tables" &&
+     [ "$(grep -c '^traffic: measured == formula for every op (3 steps)$' <<< "$tables")" -eq \
+       "$(grep -c '^communication per training step' <<< "$tables")" ] &&
+     ! grep -qE ' NO$' <<< "$tables"; then
+    echo "ok: $label: the cp group's measured == formula (and every other group's)"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $label:"
+    sed 's/^/  /' <<< "${tables:-$out}" | tail -n 30
     fail=$((fail + 1))
   fi
 done

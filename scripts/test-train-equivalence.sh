@@ -9,6 +9,8 @@
 # Then pipeline parallelism the same way: `--pp P --grad-accum m` (m
 # micro-batches through the schedule) on dp = 2 replicas against one process
 # with batch 2·B and --grad-accum m, and the 3D run tp 2 × pp 2 × dp 2.
+# Then context parallelism: `--cp C --cp-algo A` (each rank T/C positions)
+# against one process, alone and with dp, ZeRO, tp, dropout and accumulation.
 # Last, --checkpoint-activations against the same run without it: identical.
 # Then MoE over dp with ZeRO 1 and 2 against one process (no drops, no l_aux).
 #   scripts/test-train-equivalence.sh BUILD_DIR
@@ -243,6 +245,41 @@ for run in "--batch-size 4 --zero-stage 1" "--batch-size 2 --grad-accum 2 --zero
     fail=$((fail + 1))
   fi
 done
+ckpt_case "cp 2 (zigzag)" 2 --batch-size 8 --cp 2 --cp-algo zigzag
+ckpt_case "cp 2 × tp 2 (ulysses)" 4 --batch-size 8 --cp 2 --tp 2
+# ---- context parallelism: losses, norms and saved weights ----
+# cp_case NAME EXTRA_FLAGS -- "RANKS CP TP STAGE ALGO"...: each against one
+# process with batch 8 (dp = RANKS / (CP·TP) replicas of batch 8 / dp; the cp
+# ranks of a replica read the same windows and keep their positions).
+cp_case() {
+  local name=$1 extra=$2 ref out
+  shift 3
+  ref=$(OMP_NUM_THREADS=1 "$bin" train $tpcommon $extra --batch-size 8 \
+        --save-weights "$tmp/ref.safetensors" 2>&1)
+  for run in "$@"; do
+    set -- $run
+    local ranks=$1 c=$2 t=$3 stage=$4 algo=$5 dp=$(($1 / ($2 * $3)))
+    out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
+          "$bin" train $tpcommon $extra --batch-size $((8 / dp)) --cp "$c" --cp-algo "$algo" \
+          --tp "$t" --zero-stage "$stage" --save-weights "$tmp/cp.safetensors" 2>&1)
+    follows "$name: cp $c ($algo) × tp $t × dp $dp, ZeRO $stage" \
+      "$ref" "$out" "$tmp/ref.safetensors" "$tmp/cp.safetensors"
+    rm -f "$tmp/cp.safetensors"
+  done
+}
+cp_case "cp" "" -- "2 2 1 0 ulysses" "2 2 1 0 ring" "2 2 1 0 zigzag" "4 4 1 0 ulysses" \
+  "4 4 1 0 ring" "4 4 1 0 zigzag" "2 2 1 0 allgather" "4 2 1 1 ulysses" "4 2 1 3 zigzag" \
+  "4 2 2 0 ulysses"
+# Dropout: the residual and embedding masks are the serial mask's entries at a
+# rank's positions; every algorithm draws the serial attention masks.
+cp_case "cp, --dropout 0.1 --attn-dropout 0.1" "--dropout 0.1 --attn-dropout 0.1" -- \
+  "2 2 1 0 ulysses" "2 2 1 0 zigzag"
+cp_case "cp, --grad-accum 2 --grad-clip 0.5" "--grad-accum 2 --grad-clip 0.5" -- "4 2 1 3 ring"
+# Sampling mid-training is rank 0 alone: under cp (and ZeRO-3) it must run on a
+# serial copy, not on blocks whose attention is a collective over cp.
+job_ok "sampling mid-training with cp 2 × dp 2 and ZeRO-3" ${MPIRUN:-mpirun --oversubscribe} -np 4 \
+  "$bin" train $tpcommon --batch-size 4 --cp 2 --zero-stage 3 --sample-every 2
+
 # Expert parallelism (parallel/ep/): --ep P splits the 4 experts over P
 # consecutive dp ranks (dispatch and combine all-to-alls), experts averaged
 # over the expert-dp group, dense parameters over dp. Capacity and l_aux are

@@ -403,3 +403,29 @@ TEST_CASE("an integer written as a float past int64 is out of range, not wrapped
   CHECK_THROWS_WITH(parse(R"({"train_batch_size": 8, "steps_per_print": 9223372036854775808})"),
                     Contains("steps_per_print must be in [1, 9223372036854775807]"));
 }
+
+TEST_CASE("context parallelism: sequence_parallel_size and context_parallel.algo", "[config]") {
+  // DeepSpeed's top-level key for the Ulysses degree; the algorithm is ours.
+  DsConfig d = parse(R"({"train_micro_batch_size_per_gpu": 2})");
+  CHECK(d.context_parallel.size == 1);
+  CHECK(d.context_parallel.algo == "ulysses");
+  DsConfig c = parse_ds_config_for_ranks(
+      R"({"train_micro_batch_size_per_gpu": 2, "sequence_parallel_size": 2,
+          "context_parallel": {"algo": "zigzag"}, "tensor_parallel": {"size": 2}})",
+      8);
+  CHECK(c.context_parallel.size == 2);
+  CHECK(c.context_parallel.algo == "zigzag");
+  CHECK(c.dp_world_size == 2);  // 8 ranks / (tp 2 × pp 1 × cp 2)
+  CHECK(c.train_batch_size == 4);  // the cp ranks of a replica share its batch
+  CHECK(describe(c).find("sequence_parallel_size") != std::string::npos);
+  CHECK_THROWS_WITH(parse_ds_config_for_ranks(
+                        R"({"train_micro_batch_size_per_gpu": 2, "sequence_parallel_size": 3})", 4),
+                    Contains("the 4 ranks are not divisible by tensor_parallel.size 1 × "
+                             "pipeline.stages 1 × sequence_parallel_size 3 = 3"));
+  CHECK_THROWS_WITH(parse(R"({"train_micro_batch_size_per_gpu": 2,
+                              "context_parallel": {"algo": "p2p"}})"),
+                    Contains("context_parallel.algo"));
+  CHECK_THROWS_WITH(parse(R"({"train_micro_batch_size_per_gpu": 2, "sequence_parallel_size": 0})"),
+                    Contains("sequence_parallel_size must be in [1, "));
+}
+

@@ -218,7 +218,8 @@ void restore_rng(const FullState& st, CheckpointTarget& t) {
 }  // namespace
 
 std::string CheckpointLayout::describe() const {
-  return str_cat("dp ", dp, " × tp ", tp, " × pp ", pp,
+  return str_cat("dp ", dp, cp > 1 ? str_cat(" (dp ", dp / cp, " × cp ", cp, ")") : "", " × tp ", tp,
+                 " × pp ", pp,
                  virtual_stages > 1 ? str_cat(" (", virtual_stages, " virtual stages)") : "",
                  ", ZeRO stage ", zero_stage, sequence_parallel ? ", sequence parallel" : "");
 }

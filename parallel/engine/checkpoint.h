@@ -52,6 +52,12 @@ struct CheckpointLayout {
   int dp = 1, tp = 1, pp = 1, zero_stage = 0, virtual_stages = 1;
   bool sequence_parallel = false;
   int dp_rank = 0, tp_rank = 0, pp_rank = 0;
+  // Context parallelism: its ranks hold replicated parameters and ZeRO
+  // partitions over dp × cp, so to the checkpoint they are data-parallel
+  // ranks: `dp` counts dp × cp and dp_rank is the dp×cp rank. `cp` records
+  // how many of them were one replica's sequence shards (for the record; a
+  // checkpoint loads at any cp, as at any dp).
+  int cp = 1;
   std::string describe() const;  // "dp 2 × tp 1 × pp 1, ZeRO stage 1"
 };
 

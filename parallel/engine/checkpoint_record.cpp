@@ -89,7 +89,8 @@ std::string record_to_json(const RankRecord& r) {
         {"sequence_parallel", l.sequence_parallel},
         {"dp_rank", l.dp_rank},
         {"tp_rank", l.tp_rank},
-        {"pp_rank", l.pp_rank}}},
+        {"pp_rank", l.pp_rank},
+        {"cp", l.cp}}},
       {"model",
        {{"vocab_size", r.model.vocab_size},
         {"block_size", r.model.block_size},
@@ -157,6 +158,11 @@ RankRecord record_from_json(const std::string& text, const std::string& file) {
       return static_cast<int>(int_in(l, k, str_cat("layout.", k), 0, n - 1));
     };
     L.dp_rank = index("dp_rank", L.dp);
+    // Written since context parallelism; older records had none (cp 1).
+    L.cp = l.contains("cp") ? static_cast<int>(int_in(l, "cp", "layout.cp", 1, L.dp, " (layout.dp)"))
+                            : 1;
+    MS_CHECK(L.dp % L.cp == 0, "layout.cp ", L.cp, " does not divide layout.dp ", L.dp,
+             " (dp counts the dp × cp ranks)");
     L.tp_rank = index("tp_rank", L.tp);
     L.pp_rank = index("pp_rank", L.pp);
     const json& m = j.at("model");

@@ -105,7 +105,11 @@ void read_batch(Section& top, DsConfig& c, int dp) {
     return s + str_cat("world_size is the data-parallel size ", ws, " = ",
                        c.ranks > 0 ? str_cat(c.ranks, " ranks") : std::string("ranks"),
                        " / (tensor_parallel.size ", c.tensor_parallel.size, " × pipeline.stages ",
-                       c.pipeline.stages, ")]");
+                       c.pipeline.stages,
+                       c.context_parallel.size > 1
+                           ? str_cat(" × sequence_parallel_size ", c.context_parallel.size)
+                           : std::string(),
+                       ")]");
   };
   MS_CHECK(c.train_micro_batch_size_per_gpu > 0, src,
            ": Micro batch size per gpu: ", c.train_micro_batch_size_per_gpu,
@@ -207,6 +211,15 @@ void read_tensor_parallel(Section s, DsTensorParallelConfig& t) {
   s.finish();
 }
 
+// The algorithm's names are Megatron's cp_comm_type flavours (a2a, p2p with
+// and without the zig-zag layout, all_gather) under the papers' names.
+void read_context_parallel(Section& top, DsContextParallelConfig& c) {
+  c.size = top.integer("sequence_parallel_size", 1, kMax).value_or(1);
+  Section s = top.object("context_parallel");
+  c.algo = s.choice("algo", {"ulysses", "ring", "zigzag", "allgather"}).value_or("ulysses");
+  s.finish();
+}
+
 void read_pipeline(Section s, DsPipelineConfig& p) {
   p.stages = s.integer("stages", 1, kMax).value_or(1);
   p.schedule = s.choice("schedule", {"gpipe", "1f1b", "interleaved"}).value_or("1f1b");
@@ -251,15 +264,22 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
   // Read first: they fix the data-parallel size, and the batch error names them.
   read_tensor_parallel(top.object("tensor_parallel"), c.tensor_parallel);
   read_pipeline(top.object("pipeline"), c.pipeline);
+  read_context_parallel(top, c.context_parallel);
   int dp = size;
   if (size_is_ranks) {
-    const int64_t tp = c.tensor_parallel.size, pp = c.pipeline.stages;
+    const int64_t tp = c.tensor_parallel.size, pp = c.pipeline.stages,
+                  cp = c.context_parallel.size;
     int64_t model_ranks = 0;
-    bool overflow = __builtin_mul_overflow(tp, pp, &model_ranks);
+    bool overflow = __builtin_mul_overflow(tp, pp, &model_ranks) ||
+                    __builtin_mul_overflow(model_ranks, cp, &model_ranks);
     MS_CHECK(!overflow && size % model_ranks == 0, source, ": the ", size,
              " ranks are not divisible by tensor_parallel.size ", tp, " × pipeline.stages ", pp,
+             cp > 1 ? str_cat(" × sequence_parallel_size ", cp) : std::string(),
              overflow ? std::string() : str_cat(" = ", model_ranks),
-             " (the ranks form ranks / (tp × pp) data-parallel replicas of tp × pp ranks each)");
+             cp > 1 ? " (the ranks form ranks / (tp × pp × cp) data-parallel replicas of tp × pp × "
+                      "cp ranks each)"
+                    : " (the ranks form ranks / (tp × pp) data-parallel replicas of tp × pp ranks "
+                      "each)");
     dp = static_cast<int>(size / model_ranks);
     c.ranks = size;
   }
@@ -325,8 +345,7 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
               "data_efficiency",
               "compression_training",
               "aio",
-              "nebula",
-              "sequence_parallel_size"});
+              "nebula"});
   return c;
 }
 

@@ -83,6 +83,15 @@ struct DsMoEConfig {
   int64_t ep_size = 1;
 };
 
+// Context parallelism (parallel/cp/cp_gpt.h): `size` is DeepSpeed's top-level
+// sequence_parallel_size (the Ulysses degree in DeepSpeed's ds_config); the
+// algorithm is minispeed's own section "context_parallel": {"algo": ...}
+// (Megatron's cp_comm_type: a2a = ulysses, p2p = ring / zigzag, all_gather).
+struct DsContextParallelConfig {
+  int64_t size = 1;
+  std::string algo = "ulysses";  // "ulysses" | "ring" | "zigzag" | "allgather"
+};
+
 // minispeed's own: the pipeline (parallel/pp/schedule.h's schedule names).
 struct DsPipelineConfig {
   int64_t stages = 1;
@@ -113,6 +122,7 @@ struct DsConfig {
   DsTensorParallelConfig tensor_parallel;
   DsPipelineConfig pipeline;
   DsMoEConfig moe;
+  DsContextParallelConfig context_parallel;
 
   // Provenance for describe(): the paths of the keys the file gave, and the
   // values the parser derived (path → how, e.g. "= 64 // 8 // 2").
@@ -122,14 +132,15 @@ struct DsConfig {
 };
 
 // Parses and validates a ds_config for `dp_world_size` data-parallel ranks
-// (the world divided by tensor_parallel.size × pipeline.stages: the caller
+// (the world divided by tensor_parallel.size × pipeline.stages ×
+// sequence_parallel_size: the caller
 // knows the world). Throws ms::Error on any problem. Pure: the same text gives
 // the same result on every rank.
 DsConfig parse_ds_config(const std::string& json_text, int dp_world_size);
 // The same, reading the file at `path` (named in every message).
 DsConfig load_ds_config(const std::string& path, int dp_world_size);
 // For a job of `ranks` ranks: the data-parallel size is derived from the
-// file's own tensor_parallel.size and pipeline.stages (an error when they do
+// file's own tensor_parallel.size, pipeline.stages and sequence_parallel_size (an error when they do
 // not divide the ranks), which is what a launcher knows.
 // `source` names the text in messages (a file's path).
 DsConfig parse_ds_config_for_ranks(const std::string& json_text, int ranks,

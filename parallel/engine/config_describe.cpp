@@ -43,7 +43,11 @@ std::string describe(const DsConfig& c) {
         << (c.dp_world_size == 1 ? "" : "s");
   if (c.ranks > 0)
     p.out << " (" << c.ranks << " ranks / (tensor_parallel.size " << c.tensor_parallel.size
-          << " × pipeline.stages " << c.pipeline.stages << "))";
+          << " × pipeline.stages " << c.pipeline.stages
+          << (c.context_parallel.size > 1
+                  ? str_cat(" × sequence_parallel_size ", c.context_parallel.size)
+                  : std::string())
+          << "))";
   p.out << ":\n";
   p.value("train_batch_size", c.train_batch_size);
   p.value("train_micro_batch_size_per_gpu", c.train_micro_batch_size_per_gpu);
@@ -127,6 +131,8 @@ std::string describe(const DsConfig& c) {
     p.flag("moe.drop_tokens", c.moe.drop_tokens);
     p.value("moe.aux_loss_coef", c.moe.aux_loss_coef);
   }
+  p.value("sequence_parallel_size", c.context_parallel.size);
+  p.line("context_parallel.algo", c.context_parallel.algo);
   return p.out.str();
 }
 

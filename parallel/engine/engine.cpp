@@ -7,6 +7,7 @@
 #include "nn/checkpointed_block.h"
 #include "optim/optimizer.h"
 #include "parallel/engine/lr_schedules.h"
+#include "parallel/cp/cp_gpt.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/ep/ep_moe.h"
 #include "parallel/ep/ep_optimizer.h"
@@ -22,6 +23,7 @@ struct Engine::State {
   Mesh mesh;
   std::shared_ptr<GPT> serial;  // without tp
   std::shared_ptr<TpGPT> tp;    // with tp (serial is then unset)
+  std::shared_ptr<CpGPT> cp;    // with cp: wraps the serial model or the TpGPT
   std::unique_ptr<TrainPipeline> pipeline;
   std::unique_ptr<ZeroOptimizer> zero;         // the dense parameters under ep (all otherwise)
   std::unique_ptr<EpGroups> ep;                // expert parallelism (moe.ep_size > 1)
@@ -34,7 +36,7 @@ struct Engine::State {
   State(const DsConfig& c, Communicator world)
       : config(c),
         mesh(world, static_cast<int>(c.dp_world_size), static_cast<int>(c.tensor_parallel.size),
-             static_cast<int>(c.pipeline.stages)) {}
+             static_cast<int>(c.pipeline.stages), static_cast<int>(c.context_parallel.size)) {}
   GPT& gpt() { return tp ? tp->gpt() : *serial; }
   int64_t gas() const { return config.gradient_accumulation_steps; }
   bool boundary() const { return (micro_steps + 1) % gas() == 0; }
@@ -105,12 +107,15 @@ void check_expert_parallel(const DsConfig& c, const GPTConfig& model) {
            ">= 1; the model is dense)");
   MS_CHECK(E % ep == 0, c.source, ": moe.ep_size ", ep, " does not divide moe.num_experts ", E,
            " (each ep rank holds E/ep whole experts; valid: divisors of ", E, ")");
-  MS_CHECK(c.dp_world_size % ep == 0, c.source, ": moe.ep_size ", ep,
-           " does not divide the data-parallel size ", c.dp_world_size,
+  const int64_t dp_cp = c.dp_world_size * c.context_parallel.size;
+  MS_CHECK(dp_cp % ep == 0, c.source, ": moe.ep_size ", ep,
+           " does not divide the data-parallel size ", dp_cp,
+           c.context_parallel.size > 1 ? " (dp × sequence_parallel_size)" : "",
            " (the ep groups are carved from the dp ranks, as DeepSpeed's)");
-  MS_CHECK(c.tensor_parallel.size == 1 && c.pipeline.stages == 1, c.source, ": moe.ep_size ", ep,
-           " with tensor_parallel.size ", c.tensor_parallel.size, " and pipeline.stages ",
-           c.pipeline.stages, ": expert parallelism runs over data parallelism only for now");
+  MS_CHECK(c.tensor_parallel.size == 1 && c.pipeline.stages == 1 && c.context_parallel.size == 1,
+           c.source, ": moe.ep_size ", ep, " with tensor_parallel.size ", c.tensor_parallel.size,
+           ", pipeline.stages ", c.pipeline.stages, " and sequence_parallel_size ",
+           c.context_parallel.size, ": expert parallelism runs over data parallelism only for now");
   MS_CHECK(c.zero_optimization.stage <= 2, c.source, ": moe.ep_size ", ep,
            " with zero_optimization.stage ", c.zero_optimization.stage,
            ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE supports ZeRO 1-2 only (use 0-2)");
@@ -139,6 +144,17 @@ void check_engine_supports(const DsConfig& c) {
   MS_CHECK(!(c.tensor_parallel.sequence_parallel && c.pipeline.stages > 1), c.source,
            ": tensor_parallel.sequence_parallel true with pipeline.stages ", c.pipeline.stages,
            " is not supported yet (planned)");
+  if (c.context_parallel.size > 1) {
+    MS_CHECK(c.pipeline.stages == 1, c.source, ": sequence_parallel_size ", c.context_parallel.size,
+             " with pipeline.stages ", c.pipeline.stages,
+             " is not supported (context parallelism with pipeline stages is not built)");
+    MS_CHECK(!c.tensor_parallel.sequence_parallel, c.source, ": sequence_parallel_size ",
+             c.context_parallel.size,
+             " with tensor_parallel.sequence_parallel true is not supported yet (both shard the "
+             "sequence)");
+    MS_CHECK(!mixed, c.source, ": ", half, ".enabled true with sequence_parallel_size ",
+             c.context_parallel.size, " is not supported yet (the cp attention runs in f32)");
+  }
   MS_CHECK(!c.activation_checkpointing.partition_activations, c.source,
            ": activation_checkpointing.partition_activations true: splitting the checkpointed "
            "inputs over the tensor-parallel ranks is not built yet (use false; the blocks are "
@@ -150,9 +166,11 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   MS_CHECK(model != nullptr, "ms::initialize: no model given");
   check_engine_supports(config);
   const int64_t tp = config.tensor_parallel.size, pp = config.pipeline.stages;
-  const int64_t dp = config.dp_world_size;
-  MS_CHECK(tp * pp * dp == world.size(), config.source, ": tensor_parallel.size ", tp,
-           " × pipeline.stages ", pp, " × the data-parallel size ", dp, " = ", tp * pp * dp,
+  const int64_t dp = config.dp_world_size, cp = config.context_parallel.size;
+  MS_CHECK(tp * pp * dp * cp == world.size(), config.source, ": tensor_parallel.size ", tp,
+           " × pipeline.stages ", pp,
+           cp > 1 ? str_cat(" × sequence_parallel_size ", cp) : std::string(),
+           " × the data-parallel size ", dp, " = ", tp * pp * dp * cp,
            " ranks, but the job has ", world.size(),
            " (resolve the config for the job's ranks: load_ds_config_for_ranks)");
   const int64_t ep = config.moe.ep_size;
@@ -172,6 +190,9 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   } else {
     s->serial = std::move(model);
   }
+  if (cp > 1)  // before checkpointing and ZeRO-3 wrap the blocks it replaces or switches
+    s->cp = std::make_shared<CpGPT>(s->tp ? s->tp->gpt_handle() : s->serial,
+                                    s->tp, s->mesh.cp(), config.context_parallel.algo);
   // Before the memory probe (it measures the wrapped block), the pipeline and
   // ZeRO-3 (whose gathering layer then wraps the checkpointed block).
   if (config.activation_checkpointing.enabled)
@@ -219,20 +240,24 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
              "(DeepSpeed's initialize(optimizer=...)): one of them must say how to update");
     factory = opts.optimizer;
   }
+  // Over dp × cp: the cp ranks of a replica hold the same parameters and
+  // their gradients are partial (their positions'), averaged like dp's
+  // (Megatron's data-parallel group with_context_parallel=True). Equal to
+  // mesh.dp() when cp = 1.
   if (ep > 1) {
     // DeepSpeed's expert / non-expert parameter groups (parallel/ep/ep_optimizer.h).
-    s->ep = std::make_unique<EpGroups>(s->mesh.dp(), static_cast<int>(ep));
+    s->ep = std::make_unique<EpGroups>(s->mesh.dp_cp(), static_cast<int>(ep));
     install_expert_parallel(s->gpt(), *s->ep);
     const ExpertParams ex = expert_params(s->gpt(), static_cast<int>(ep), s->ep->ep.rank());
     ZeroOptions dense = zo, experts = zo;
     dense.subset = ex.expert;
     dense.subset.flip();  // every parameter that is not an expert's
     experts.subset = ex.local;
-    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp(), dense, factory);
+    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), dense, factory);
     s->expert_zero =
         std::make_unique<ZeroOptimizer>(s->gpt(), s->ep->expert_dp, experts, factory);
   } else {
-    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp(), zo, factory);
+    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), zo, factory);
   }
 
   // The first update runs at schedule_lr(−1) = 0 for DeepSpeed's schedules:
@@ -259,6 +284,7 @@ Tensor Engine::forward(const Tensor& x, const Tensor& y) {
            ": use engine.train_batch (a pipeline runs whole steps through its schedule; "
            "DeepSpeed's PipelineEngine refuses forward/backward/step too)");
   if (s_->ep && std::exchange(s_->ep_serial, false)) install_expert_parallel(s_->gpt(), *s_->ep);
+  if (s_->cp) return s_->cp->loss(x, y);  // this rank's positions' mean
   return s_->tp ? s_->tp->loss(x, y) : s_->serial->loss(x, y);
 }
 
@@ -313,9 +339,12 @@ double Engine::train_batch_unreduced(const std::function<Batch()>& next) {
 double Engine::reduce_loss(double loss) {
   State& s = *s_;
   if (s.pipeline) loss = s.pipeline->broadcast_loss(loss);  // it exists on the last stage
-  if (s.mesh.dp_size() > 1) {  // the tp ranks of a replica already hold the same loss
+  // The tp ranks of a replica already hold the same loss; the cp ranks hold
+  // their positions' means over equal token counts, so the mean over dp × cp
+  // is the global batch's mean.
+  if (s.mesh.dp_cp().size() > 1) {
     Tensor t = full({1}, loss, DType::F64);
-    s.mesh.dp().all_reduce(t, ReduceOp::Avg);
+    s.mesh.dp_cp().all_reduce(t, ReduceOp::Avg);
     loss = t.item();
   }
   return loss;
@@ -358,6 +387,7 @@ GPT& Engine::gpt() {
   return s_->gpt();
 }
 Module& Engine::module() {
+  if (s_->cp) return *s_->cp;
   return s_->tp ? static_cast<Module&>(*s_->tp) : static_cast<Module&>(*s_->serial);
 }
 TpGPT* Engine::tp() {
@@ -393,7 +423,9 @@ std::shared_ptr<GPT> Engine::gather_model() {
     s_->ep_serial = true;
   }
   if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
-  return s_->tp ? s_->tp->gather_serial() : s_->serial;  // tp: the shards
+  if (s_->tp) return s_->tp->gather_serial();  // tp: the shards (a fresh serial GPT)
+  // cp: the serial model's blocks run the cp attention (a collective): a copy.
+  return s_->cp ? s_->cp->copy_serial() : s_->serial;
 }
 
 std::map<std::string, Tensor> Engine::fp32_weights(const GPT& whole) {
@@ -417,7 +449,7 @@ std::map<std::string, Tensor> Engine::fp32_weights(const GPT& whole) {
   // Stages 1-3: each dp rank holds disjoint slices (zeros elsewhere), so
   // their sum is the whole; stage 0: every rank holds every master.
   if (z.stage() > 0)
-    for (Tensor& t : full) s_->mesh.dp().all_reduce(t);
+    for (Tensor& t : full) s_->mesh.dp_cp().all_reduce(t);
   for (size_t i = 0; i < named.size(); ++i) out[named[i].first] = full[i];
   return out;
 }
@@ -430,15 +462,21 @@ void Engine::set_global_steps(int64_t steps) {
 
 CheckpointTarget Engine::State::checkpoint_target() {
   const DsConfig& c = config;
-  return CheckpointTarget{
+  CheckpointTarget target{
       mesh.world(), gpt(), *zero,
-      CheckpointLayout{static_cast<int>(c.dp_world_size), static_cast<int>(c.tensor_parallel.size),
+      // The cp ranks hold replicated parameters and ZeRO partitions over
+      // dp × cp, so to the checkpoint they are data-parallel ranks: dp × cp
+      // ranks at rank cp + dp·CP (tp + that·TP is the world rank, as with dp).
+      CheckpointLayout{static_cast<int>(c.dp_world_size * c.context_parallel.size),
+                       static_cast<int>(c.tensor_parallel.size),
                        static_cast<int>(c.pipeline.stages),
                        static_cast<int>(c.zero_optimization.stage),
                        static_cast<int>(c.pipeline.virtual_stages),
-                       c.tensor_parallel.sequence_parallel, mesh.dp_rank(), mesh.tp_rank(),
+                       c.tensor_parallel.sequence_parallel, mesh.dp_cp().rank(), mesh.tp_rank(),
                        mesh.pp_rank()},
       pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
+  target.layout.cp = static_cast<int>(c.context_parallel.size);
+  return target;
 }
 
 std::string Engine::save_checkpoint(const std::string& dir, const std::string& tag,

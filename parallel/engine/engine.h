@@ -4,8 +4,10 @@
 // parallel layout, the optimizer and its schedule; the engine cuts a serial
 // GPT for it:
 //   tensor_parallel.size > 1  TpGPT, this rank's Megatron shards (parallel/tp/tp_gpt.h)
+//   sequence_parallel_size > 1  CpGPT, this rank's positions of every sequence
+//                             (parallel/cp/cp_gpt.h), around the serial model or the TpGPT
 //   pipeline.stages > 1       this rank's stage trains (parallel/engine/pipeline.h)
-//   zero_optimization.stage   ZeroOptimizer over the data-parallel ranks (parallel/zero/)
+//   zero_optimization.stage   ZeroOptimizer over the data-parallel ranks × the cp ranks (parallel/zero/)
 //
 //   auto [engine, optimizer, scheduler] = ms::initialize(model, config, world);
 //   for each micro-batch (x, y):
@@ -81,7 +83,7 @@ struct InitOptions {
 class Engine {
  public:
   // The loss of one micro-batch (i32 (B, T) inputs and targets), through the
-  // tp cut when there is one. Not under a pipeline: use train_batch there
+  // tp cut when there is one; under cp this rank's positions' mean. Not under a pipeline: use train_batch there
   // (DeepSpeed's PipelineEngine refuses forward/backward/step the same way).
   Tensor forward(const Tensor& x, const Tensor& y);
   // loss / gradient_accumulation_steps, backward, with the data-parallel
@@ -116,7 +118,7 @@ class Engine {
   Mesh& mesh();
   const DsConfig& config() const;
   GPT& gpt();                 // the model this rank trains (tp shard shapes under tp)
-  Module& module();           // what forward runs: the TpGPT or the GPT
+  Module& module();           // what forward runs: the CpGPT, the TpGPT or the GPT
   TpGPT* tp();                // null without tensor parallelism
   TrainPipeline* pipeline();  // null without pipeline parallelism
   ZeroOptimizer& zero_optimizer();  // the dense parameters' under expert parallelism

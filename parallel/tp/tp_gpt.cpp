@@ -27,6 +27,7 @@ TpBlock::TpBlock(std::shared_ptr<Block> block, Communicator tp, bool sequence_pa
 // under SP a rank holds T/t positions and keeps its slice of that mask.
 Tensor TpBlock::drop(Dropout& d, const Tensor& x) {
   if (!d.training()) return x;
+  if (shard_ops_.dropout) return shard_ops_.dropout(x, d.p(), d.generator());
   return sp_ ? sequence_parallel_dropout(x, d.p(), d.generator(), tp_) : d.forward(x);
 }
 
@@ -42,8 +43,10 @@ Tensor TpBlock::forward(const Tensor& x) {
   Tensor qkv = column_parallel_linear(b.ln_1->forward(x), attn.c_attn->weight, attn.c_attn->bias,
                                       tp_, col);  // (B, T, 3C/t): my heads' q|k|v
   Dropout& ad = *attn.attn_dropout;               // this rank's stream (constructor)
-  Tensor y = causal_attention(qkv, local_heads_, ad.training() ? ad.p() : 0.0,
-                              ad.generator());  // (B, T, C/t)
+  const double attn_p = ad.training() ? ad.p() : 0.0;
+  Tensor y = shard_ops_.attention
+                 ? shard_ops_.attention(qkv, local_heads_, attn_p, ad.generator())
+                 : causal_attention(qkv, local_heads_, attn_p, ad.generator());  // (B, T, C/t)
   Tensor h1 = add(x, drop(*attn.resid_dropout, row_parallel_linear(y, attn.c_proj->weight,
                                                                    attn.c_proj->bias, tp_, row)));
   Tensor f = column_parallel_linear(b.ln_2->forward(h1), mlp.c_fc->weight, mlp.c_fc->bias, tp_,

@@ -43,6 +43,7 @@
 // (zero_optimizer.h, ZeroTensorParallel), after its dp reduction, as
 // Megatron's finalize_model_grads does (the two sums commute).
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -51,6 +52,17 @@
 
 namespace ms {
 
+// How a block's attention and output dropouts run when another parallelism
+// shards the sequence too (context parallelism, parallel/cp/cp_gpt.h): the
+// attention of this rank's heads over its positions, and the dropout of an
+// activation holding its positions. Unset members: the tp recipe.
+struct SequenceShardOps {
+  // qkv (B, n, 3C/t) of `heads` heads -> (B, n, C/t).
+  std::function<Tensor(const Tensor& qkv, int64_t heads, double attn_p, Generator& gen)> attention;
+  // x (B, n, C): the serial mask's entries at this rank's positions.
+  std::function<Tensor(const Tensor& x, double p, Generator& gen)> dropout;
+};
+
 // Block i of a tp model: holds the serial Block (sharded) as an unnamed child,
 // so its parameters keep the names "h.i....".
 class TpBlock : public Layer {
@@ -58,9 +70,11 @@ class TpBlock : public Layer {
   TpBlock(std::shared_ptr<Block> block, Communicator tp, bool sequence_parallel, int64_t n_head);
   // (B, T, C) -> (B, T, C); under SP (B, T/t, C) -> (B, T/t, C).
   Tensor forward(const Tensor& x) override;
+  void set_sequence_shard_ops(SequenceShardOps ops) { shard_ops_ = std::move(ops); }
 
  private:
   Tensor drop(Dropout& d, const Tensor& x);
+  SequenceShardOps shard_ops_;
   std::shared_ptr<Block> block_;
   Communicator tp_;
   bool sp_;
@@ -79,6 +93,7 @@ class TpGPT : public Module {
   // trains. Its forward()/loss() are the serial ones and fail on shards: use
   // loss() here.
   GPT& gpt() { return *gpt_; }
+  const std::shared_ptr<GPT>& gpt_handle() const { return gpt_; }  // for a wrapper (cp_gpt.h)
   const GPTConfig& config() const { return gpt_->config(); }
   Communicator& tp() { return tp_; }
   bool sequence_parallel() const { return sp_; }
