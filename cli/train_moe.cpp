@@ -116,7 +116,7 @@ int64_t moe_extra_parameters(const GPTConfig& m) {
       {{"MoE blocks", m.n_layer / m.moe.every}, {"extra per MoE block", per_block}}, what);
 }
 
-std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
+std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp, int64_t ep) {
   const MoEConfig& e = m.moe;
   std::string blocks;
   for (int64_t i = 0; i < m.n_layer; ++i)
@@ -130,11 +130,16 @@ std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
       e.drop_tokens ? str_cat(moe_capacity(tokens, e.experts, o), " slots per expert for the ",
                               tokens, " tokens of a micro-batch")
                     : std::string("= the largest load (--moe-drop-tokens off)"),
-      dp > 1 ? str_cat(" on each of the ", dp,
-                       " dp ranks (each routes its own tokens, as DeepSpeed without "
-                       "--ep; the experts are replicated); l_aux and dropped below "
-                       "are rank 0's")
-             : "",
+      dp > 1 && ep == 1 ? str_cat(" on each of the ", dp,
+                                  " dp ranks (each routes its own tokens, as DeepSpeed without "
+                                  "--ep; the experts are replicated); l_aux and dropped below "
+                                  "are rank 0's")
+      : ep > 1
+          ? str_cat(" on each of the ", dp, " dp ranks (each routes its own tokens, as DeepSpeed)",
+                    "; expert parallelism: ", e.experts / ep, " experts per rank over ep ", ep,
+                    e.drop_tokens ? "" : " (the ep group agrees on the largest capacity)",
+                    "; l_aux and dropped below are rank 0's")
+          : "",
       "; loss = cross-entropy + ", exact_str(e.aux_loss_coef), " · Σ l_aux\n");
 }
 

@@ -34,6 +34,7 @@ void MoELoad::add(const MoELoad& o) {
   dropped += o.dropped;
   choices += o.choices;
   aux_sum += o.aux_sum;
+  capacity_slots += o.capacity_slots;
   forwards += o.forwards;
 }
 
@@ -97,6 +98,7 @@ Tensor MoE::forward(const Tensor& x) {
     step_.dropped += last_.dropped();
     step_.choices += last_.tokens * last_.k;
     step_.aux_sum += aux.item();
+    step_.capacity_slots += last_.capacity;
     ++step_.forwards;
   }
   return reshape(y, x.shape());

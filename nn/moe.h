@@ -20,6 +20,7 @@ struct MoELoad {
   int64_t dropped = 0;          // choices that found no capacity slot
   int64_t choices = 0;          // tokens · k
   double aux_sum = 0;           // Σ l_aux over the forwards
+  int64_t capacity_slots = 0;   // Σ capacity over the forwards (ep's all-to-all bytes)
   int64_t forwards = 0;
   void add(const MoELoad& o);
 };
