@@ -162,7 +162,7 @@ TEST_CASE("train --moe-*: bad values are one-line errors naming the flag", "[moe
                        "--moe-drop-tokens must be on or off");
   check_one_line_error(t + "--moe-experts 2 --moe-aux-loss-coef -1", "--moe-aux-loss-coef");
   check_one_line_error(t + "--moe-top-k 2", "need --moe-experts");
-  check_one_line_error(t + "--moe-experts 2 --zero-stage 3", "--ep");
+  check_one_line_error(t + "--moe-experts 2 --zero-stage 3", "ZeRO-3 with MoE is refused");
   check_one_line_error(t + "--moe-experts 2 --checkpoint-activations", "--checkpoint-activations");
 }
 
