@@ -476,13 +476,15 @@ CheckpointTarget Engine::State::checkpoint_target() {
                        mesh.pp_rank()},
       pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
   target.layout.cp = static_cast<int>(c.context_parallel.size);
+  if (expert_zero) {  // ep: the experts' pieces from their own optimizer
+    target.expert_optimizer = expert_zero.get();
+    target.expert_dp_rank = ep->expert_dp.rank();
+  }
   return target;
 }
 
 std::string Engine::save_checkpoint(const std::string& dir, const std::string& tag,
                                     const std::map<std::string, std::string>& client_state) {
-  MS_CHECK(!s_->ep, "engine.save_checkpoint with moe.ep_size ", s_->config.moe.ep_size,
-           ": checkpoints of expert-parallel runs are not built yet (--save-weights works)");
   MS_CHECK(s_->micro_steps % s_->gas() == 0,
            "engine.save_checkpoint: call it at an accumulation boundary (after the step() that "
            "updated); ", s_->micro_steps % s_->gas(), " of ", s_->gas(),
@@ -497,8 +499,6 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
 }
 
 CheckpointMeta Engine::load_checkpoint(const std::string& dir, const std::string& tag) {
-  MS_CHECK(!s_->ep, "engine.load_checkpoint with moe.ep_size ", s_->config.moe.ep_size,
-           ": checkpoints of expert-parallel runs are not built yet");
   CheckpointTarget target = s_->checkpoint_target();
   CheckpointMeta meta = ms::load_checkpoint(dir, tag, target);
   set_global_steps(meta.step);
