@@ -77,7 +77,7 @@ Tensor checkpoint(std::function<Tensor(const Tensor&)> fn, const Tensor& input,
         if (y2.requires_grad()) y2.backward(grad_y);
         if (!input_needs_grad) return std::vector<Tensor>{Tensor()};
         Tensor gx = x.grad();
-        return std::vector<Tensor>{gx.defined() ? gx : zeros(saved.shape(), saved.dtype())};
+        return std::vector<Tensor>{gx.defined() ? gx : zeros(saved.shape(), saved.dtype(), saved.device())};
       });
   return y;
 }

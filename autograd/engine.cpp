@@ -9,6 +9,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
@@ -88,7 +89,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   if (!seed.defined()) {
     MS_CHECK(numel() == 1, "backward: output of shape ", shape_str(shape()),
              " is not a scalar; pass its gradient explicitly");
-    seed = ones(shape(), dtype());
+    seed = ones(shape(), dtype(), device());
   }
   MS_CHECK(seed.shape() == shape(), "backward: gradient shape ", shape_str(seed.shape()),
            " does not match output shape ", shape_str(shape()));
@@ -128,7 +129,11 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     MS_CHECK(node->backward != nullptr, "backward: the graph through '", node->op,
              "' was already freed by an earlier backward(); pass retain_graph=true to the "
              "first backward() to run it twice");
-    std::vector<Tensor> input_grads = node->backward(g);
+    std::vector<Tensor> input_grads;
+    {
+      OpLabel label(node->op.c_str());  // names the op in a device access error
+      input_grads = node->backward(g);
+    }
     // A custom op's backward (record()) is user code: its mistakes are errors, not aborts.
     MS_CHECK(input_grads.size() == node->next.size(), "backward of '", node->op, "' returned ",
              input_grads.size(), " gradients for its ", node->next.size(), " inputs");

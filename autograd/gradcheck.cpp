@@ -20,7 +20,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     probe = f(inputs);
   }
   Generator gen(1234);
-  Tensor weights = uniform(probe.shape(), gen, 0.5, 1.5, DType::F64);
+  Tensor weights = uniform(probe.shape(), gen, 0.5, 1.5, DType::F64).to(probe.device());
   auto objective = [&](const std::vector<Tensor>& xs) { return sum(mul(f(xs), weights)); };
 
   for (const Tensor& t : inputs)
@@ -36,14 +36,24 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     Tensor analytic = x.grad();
     std::vector<double> a =
         analytic.defined() ? analytic.to_vector() : std::vector<double>(x.numel(), 0.0);
-    double* p = x.host_data<double>();
+    // Perturb a host copy and move it back with copy_ (the input itself when
+    // on the CPU), so device inputs are checked through the device path.
+    Tensor host = x.to(Device::CPU);
+    double* p = host.host_data<double>();
+    Tensor target = x;
+    auto sync = [&] {
+      if (x.device() != Device::CPU) copy_(target, host);
+    };
     for (int64_t k = 0; k < x.numel(); ++k) {
       double saved = p[k];
       p[k] = saved + eps;
+      sync();
       double up = objective(inputs).item();
       p[k] = saved - eps;
+      sync();
       double down = objective(inputs).item();
       p[k] = saved;
+      sync();
       double numeric = (up - down) / (2 * eps);
       double err = std::fabs(numeric - a[k]);
       result.max_abs_error = std::max(result.max_abs_error, err);

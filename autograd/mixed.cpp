@@ -75,7 +75,7 @@ Tensor recompute_in_f32(const char* op, const std::vector<Tensor>& inputs, DType
       }
       Tensor gx = xs[i].grad();
       grads.push_back(gx.defined() ? to(gx, saved[i].dtype())
-                                   : zeros(saved[i].shape(), saved[i].dtype()));
+                                   : zeros(saved[i].shape(), saved[i].dtype(), saved[i].device()));
     }
     return grads;
   });

@@ -1,8 +1,10 @@
 // The differentiable ops. Each op checks its arguments (errors name the op and
-// the shapes), makes one explicit device switch — CPU tensors run the cpu::
-// kernel of tensor/cpu/<family>.h; the cuda:: twins are planned — and —
-// when grad mode is on and an input requires grad — records a Node whose
-// backward is written right beside the forward (see ops_*.cpp).
+// the shapes), finds its device once (all inputs on one device; outputs and
+// everything its backward allocates go there), calls its kernels through the
+// explicit device switch of tensor/device_kernels.h (CPU and Sim: the cpu::
+// kernel; CUDA: the cuda:: twin) and — when grad mode is on and an input
+// requires grad — records a Node whose backward is written right beside the
+// forward (see ops_*.cpp).
 #pragma once
 #include <memory>
 #include <vector>
@@ -119,18 +121,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
 // A dropout keep-mask: one byte per element (1 = kept), as PyTorch's fused
 // dropout keeps a bool mask (not a float one): backward needs only the mask
 // and 1/(1-p). The bytes live in a Storage, so the allocator's counter sees
-// them (parallel/tp/activation_memory.h counts them at 1 byte).
+// them (parallel/tp/activation_memory.h counts them at 1 byte). Masks are
+// drawn on the host from the run's Generator (so a device run drops the same
+// elements as a CPU run, and checkpointing replays them) and copied to the
+// activation's device once, where the kernels read them.
 struct DropoutMask {
   std::shared_ptr<Storage> bytes;
   Shape shape;
   double p = 0;
   int64_t numel() const { return shape_numel(shape); }
-  const uint8_t* data() const { return static_cast<const uint8_t*>(bytes->data()); }
+  Device device() const { return bytes->device(); }
+  // The bytes for host code: an ms::Error unless the mask is on the CPU.
+  uint8_t* host_data(std::source_location caller = std::source_location::current()) const;
+  // The bytes for a device kernel: on Sim, only inside a KernelScope.
+  const uint8_t* device_data(std::source_location caller = std::source_location::current()) const;
+  const uint8_t* data() const { return host_data(); }  // host code's name for host_data()
 };
-// One uniform per element from `gen`, in row-major order; dropped when < p.
+// One uniform per element from `gen`, in row-major order; dropped when < p. On the CPU.
 DropoutMask draw_dropout_mask(const Shape& shape, double p, Generator& gen);
-// Positions [start, start + n) of dim 1 of a mask of shape (B, T, ...).
+// Positions [start, start + n) of dim 1 of a CPU mask of shape (B, T, ...).
 DropoutMask slice_dropout_mask(const DropoutMask& m, int64_t start, int64_t n);
+// The mask on `device` (itself when already there; else one transfer, as Tensor::to).
+DropoutMask dropout_mask_to(const DropoutMask& m, Device device);
 // x ∘ keep / (1-p); backward multiplies the gradient the same way (keeps only the mask).
 Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask);
 
@@ -154,10 +166,9 @@ void copy_(Tensor& dst, const Tensor& src);                     // shapes equal;
 void add_(Tensor& dst, const Tensor& src, double alpha = 1.0);  // dst += alpha * src
 void mul_(Tensor& t, double s);
 
-// The else-branch of every op's device switch: only CPU kernels exist today,
-// so a CUDA tensor is an error naming the op (tensor/cuda/ is planned).
+// The error of a code path with no device kernel yet (an ms::Error naming it).
 [[noreturn]] inline void cuda_kernels_planned(const char* op) {
-  throw Error(str_cat(op, ": CUDA tensors need a CUDA build (planned)"));
+  throw Error(str_cat(op, ": tensors off the CPU are not supported here yet"));
 }
 
 // Elementwise |a - b| <= atol + rtol * |b| (and equal shapes).

@@ -4,7 +4,7 @@
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/attention.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
@@ -28,32 +28,38 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
   MS_CHECK(!mask || mask->shape == mask_shape, "causal_attention: dropout mask ",
            mask ? shape_str(mask->shape) : "", " must be (B, n_head, T, T) = ",
            shape_str(mask_shape));
-  const uint8_t* keep = mask ? mask->data() : nullptr;
+  const Device d = qkv.device();
+  MS_CHECK(!mask || mask->device() == d, "causal_attention: the dropout mask is on ",
+           mask ? device_name(mask->device()) : "", " but qkv on ", device_name(d),
+           "; move it with dropout_mask_to()");
   const double keep_scale = mask ? 1.0 / (1.0 - mask->p) : 1.0;
   Tensor x = contiguous(detach(qkv));
-  Tensor out = Tensor::empty({B, T, C}, qkv.dtype());
-  Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype());  // (B, NH, T, T)
-  if (qkv.device() == Device::CPU) {
+  Tensor out = Tensor::empty({B, T, C}, qkv.dtype(), d);
+  Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype(), d);  // (B, NH, T, T)
+  {
+    KernelScope scope("causal_attention", d);
+    const uint8_t* keep = mask ? mask->device_data() : nullptr;
     dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
       using D = decltype(tag);
-      cpu::attention_forward<D>(out.host_data<D>(), att.host_data<D>(), x.host_data<D>(), B, T, C, n_head, keep,
-                                D(keep_scale));
+      dk::attention_forward<D>(d, out.device_data<D>(), att.device_data<D>(), x.device_data<D>(),
+                               B, T, C, n_head, keep, D(keep_scale));
     });
-  } else {
-    cuda_kernels_planned("causal_attention");
   }
   if (needs_grad({&qkv})) {
     // Saved: q|k|v, P and the 1-byte mask; the dropped P is rebuilt in backward.
     record(out, "causal_attention", {qkv},
            [x, att, mask, keep_scale, B, T, C, n_head](const Tensor& g) {
              Tensor gc = contiguous(g);
-             Tensor dqkv = Tensor::empty({B, T, 3 * C}, x.dtype());
-             Tensor scratch = Tensor::empty(att.shape(), x.dtype());
+             const Device d = op_device("causal_attention backward", {&gc, &x});
+             Tensor dqkv = Tensor::empty({B, T, 3 * C}, x.dtype(), d);
+             Tensor scratch = Tensor::empty(att.shape(), x.dtype(), d);
+             KernelScope scope("causal_attention backward", d);
              dispatch_compute(x.dtype(), "causal_attention backward", [&](auto tag) {
                using D = decltype(tag);
-               cpu::attention_backward<D>(dqkv.host_data<D>(), scratch.host_data<D>(), gc.host_data<D>(),
-                                          x.host_data<D>(), att.host_data<D>(), B, T, C, n_head,
-                                          mask ? mask->data() : nullptr, D(keep_scale));
+               dk::attention_backward<D>(d, dqkv.device_data<D>(), scratch.device_data<D>(),
+                                         gc.device_data<D>(), x.device_data<D>(),
+                                         att.device_data<D>(), B, T, C, n_head,
+                                         mask ? mask->device_data() : nullptr, D(keep_scale));
              });
              return std::vector<Tensor>{dqkv};
            });
@@ -68,7 +74,8 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head) {
 }
 
 Tensor causal_attention(const Tensor& qkv, int64_t n_head, const DropoutMask& attn_mask) {
-  return attention_with_mask(qkv, n_head, std::make_shared<const DropoutMask>(attn_mask));
+  return attention_with_mask(
+      qkv, n_head, std::make_shared<const DropoutMask>(dropout_mask_to(attn_mask, qkv.device())));
 }
 
 Tensor causal_attention(const Tensor& qkv, int64_t n_head, double attn_p, Generator& gen) {
@@ -78,15 +85,22 @@ Tensor causal_attention(const Tensor& qkv, int64_t n_head, double attn_p, Genera
   MS_CHECK(qkv.dim() == 3, "causal_attention: qkv must be (B, T, 3C), got ",
            shape_str(qkv.shape()));
   const int64_t B = qkv.shape()[0], T = qkv.shape()[1];
-  return attention_with_mask(
-      qkv, n_head,
-      std::make_shared<const DropoutMask>(draw_dropout_mask({B, n_head, T, T}, attn_p, gen)));
+  return attention_with_mask(qkv, n_head,
+                             std::make_shared<const DropoutMask>(dropout_mask_to(
+                                 draw_dropout_mask({B, n_head, T, T}, attn_p, gen), qkv.device())));
+}
+
+uint8_t* DropoutMask::host_data(std::source_location caller) const {
+  return static_cast<uint8_t*>(host_bytes(*bytes, caller));
+}
+const uint8_t* DropoutMask::device_data(std::source_location caller) const {
+  return static_cast<const uint8_t*>(device_bytes(*bytes, caller));
 }
 
 DropoutMask draw_dropout_mask(const Shape& shape, double p, Generator& gen) {
   MS_CHECK(p >= 0 && p < 1, "dropout: probability ", p, " must be in [0, 1)");
   DropoutMask m{std::make_shared<Storage>(size_t(shape_numel(shape)), Device::CPU), shape, p};
-  auto* keep = static_cast<uint8_t*>(m.bytes->data());
+  auto* keep = m.host_data();
   for (int64_t i = 0; i < m.numel(); ++i) keep[i] = gen.uniform() < p ? 0 : 1;
   return m;
 }
@@ -98,29 +112,36 @@ DropoutMask slice_dropout_mask(const DropoutMask& m, int64_t start, int64_t n) {
   Shape shape = m.shape;
   shape[1] = n;
   const int64_t outer = m.shape[0], inner = m.numel() / (outer * m.shape[1]);
+  // A host slice: pipeline and sequence parallelism cut the host-drawn mask
+  // before moving each part to its device.
   DropoutMask s{std::make_shared<Storage>(size_t(shape_numel(shape)), Device::CPU), shape, m.p};
-  auto* dst = static_cast<uint8_t*>(s.bytes->data());
+  uint8_t* dst = s.host_data();
+  const uint8_t* src = m.host_data();
   for (int64_t o = 0; o < outer; ++o)
-    std::memcpy(dst + o * n * inner, m.data() + (o * m.shape[1] + start) * inner,
-                size_t(n * inner));
+    std::memcpy(dst + o * n * inner, src + (o * m.shape[1] + start) * inner, size_t(n * inner));
   return s;
+}
+
+DropoutMask dropout_mask_to(const DropoutMask& m, Device device) {
+  if (m.device() == device) return m;
+  return DropoutMask{storage_to(*m.bytes, device), m.shape, m.p};
 }
 
 namespace {
 
 // out = x ∘ keep · scale, for the forward and (on the gradient) the backward.
 Tensor masked_scale(const Tensor& x, const std::shared_ptr<const DropoutMask>& m) {
+  const Device d = x.device();
+  MS_CHECK(m->device() == d, "dropout: the mask is on ", device_name(m->device()), " but x on ",
+           device_name(d), "; move it with dropout_mask_to()");
   Tensor xc = contiguous(x);
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  if (x.device() != Device::CPU) cuda_kernels_planned("dropout");
-  const uint8_t* keep = m->data();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), d);
   const double scale = 1.0 / (1.0 - m->p);
+  KernelScope scope("dropout", d);
   dispatch_compute(x.dtype(), "dropout", [&](auto tag) {
     using D = decltype(tag);
-    const D* src = xc.host_data<D>();
-    D* dst = out.host_data<D>();
-    const D s = D(scale);
-    for (int64_t i = 0; i < x.numel(); ++i) dst[i] = keep[i] ? src[i] * s : D(0);
+    dk::dropout_apply<D>(d, out.device_data<D>(), xc.device_data<D>(), m->device_data(), D(scale),
+                         x.numel());
   });
   return out;
 }
@@ -136,7 +157,8 @@ Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask) {
     return mixed::down(apply_dropout_mask(mixed::up(x), mask), *d);
   MS_CHECK(is_compute_dtype(x.dtype()), "dropout: input must be f32/f64, got ",
            dtype_name(x.dtype()));
-  auto m = std::make_shared<const DropoutMask>(mask);
+  // A host-drawn mask moves to x's device once, here; backward reuses it there.
+  auto m = std::make_shared<const DropoutMask>(dropout_mask_to(mask, x.device()));
   Tensor out = masked_scale(detach(x), m);
   if (needs_grad({&x}))
     record(out, "dropout", {x},

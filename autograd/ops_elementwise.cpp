@@ -6,7 +6,7 @@
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/elementwise.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
@@ -33,24 +33,20 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
 Tensor binary_forward(cpu::BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
   check_same_dtype(name, a, b);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Tensor out = Tensor::empty(shape, a.dtype());
-  if (a.device() == Device::CPU && b.device() == Device::CPU) {
-    cpu::binary(op, broadcast_view(a, shape), broadcast_view(b, shape), out);
-  } else {
-    cuda_kernels_planned(name);
-  }
+  const Device d = op_device(name, {&a, &b});
+  Tensor out = Tensor::empty(shape, a.dtype(), d);
+  KernelScope scope(name, d);
+  dk::binary(d, op, broadcast_view(a, shape), broadcast_view(b, shape), out);
   return out;
 }
 
 Tensor unary_forward(cpu::UnaryOp op, const char* name, const Tensor& a, double scalar = 0) {
   MS_CHECK(is_compute_dtype(a.dtype()), name, ": dtype ", dtype_name(a.dtype()),
            " is not a compute dtype (f32, f64); convert with to()");
-  Tensor out = Tensor::empty(a.shape(), a.dtype());
-  if (a.device() == Device::CPU) {
-    cpu::unary(op, a, out, scalar);
-  } else {
-    cuda_kernels_planned(name);
-  }
+  const Device d = a.device();
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), d);
+  KernelScope scope(name, d);
+  dk::unary(d, op, a, out, scalar);
   return out;
 }
 
@@ -228,22 +224,19 @@ static void check_inplace(const char* op, const Tensor& t) {
 
 void fill_(Tensor& t, double value) {
   check_inplace("fill_", t);
-  if (t.device() == Device::CPU) {
-    cpu::fill(t, value);
-  } else {
-    cuda_kernels_planned("fill_");
-  }
+  KernelScope scope("fill_", t.device());
+  dk::fill(t.device(), t, value);
 }
 
 void copy_(Tensor& dst, const Tensor& src) {
   check_inplace("copy_", dst);
   MS_CHECK(dst.shape() == src.shape(), "copy_: shapes differ: destination ", shape_str(dst.shape()),
            ", source ", shape_str(src.shape()));
-  if (dst.device() == Device::CPU && src.device() == Device::CPU) {
-    cpu::copy(src, dst);
-  } else {
-    cuda_kernels_planned("copy_");  // device-to-device and host<->device copies are planned
-  }
+  // Across devices the bytes move with to() (a host<->device transfer), then
+  // the destination's device converts dtype and lays them out.
+  const Tensor s = src.device() == dst.device() ? src : src.to(Device::CPU).to(dst.device());
+  KernelScope scope("copy_", dst.device());
+  dk::copy(dst.device(), s, dst);
 }
 
 void add_(Tensor& dst, const Tensor& src, double alpha) {
@@ -257,24 +250,22 @@ void add_(Tensor& dst, const Tensor& src, double alpha) {
            "add_: destination ", shape_str(dst.shape()), " ", dtype_name(dst.dtype()),
            " vs source ", shape_str(src.shape()), " ", dtype_name(src.dtype()),
            "; shapes must match, and dtypes too unless one is bf16/f16");
-  if (dst.device() == Device::CPU && src.device() == Device::CPU) {
-    cpu::axpy(dst, src, alpha);
-  } else {
-    cuda_kernels_planned("add_");
-  }
+  const Device d = op_device("add_", {&dst, &src});
+  // The CUDA axpy reads src contiguously; Sim asks the same of the device path.
+  const Tensor s = d == Device::CPU ? src : contiguous(src);
+  KernelScope scope("add_", d);
+  dk::axpy(d, dst, s, alpha);
 }
 
 void mul_(Tensor& t, double s) {
   check_inplace("mul_", t);
-  if (t.device() == Device::CPU) {
-    if (mixed::is_half(t.dtype())) {
-      cpu::scale_rounded(t, s);  // in f32, rounded back to 16-bit
-      return;
-    }
-    cpu::unary(cpu::UnaryOp::MulScalar, t, t, s);
-  } else {
-    cuda_kernels_planned("mul_");
+  const Device d = t.device();
+  KernelScope scope("mul_", d);
+  if (mixed::is_half(t.dtype())) {
+    dk::scale_rounded(d, t, s);  // in f32, rounded back to 16-bit
+    return;
   }
+  dk::unary(d, cpu::UnaryOp::MulScalar, t, t, s);
 }
 
 bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {

@@ -7,52 +7,45 @@
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/gemm.h"
-#include "tensor/cpu/reductions.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
 namespace {
 
 // A 2-D operand as GEMM sees it: row-major (trans=false) or column-major
-// (trans=true, a transposed view) with leading dimension ld.
-struct MatArg {
-  Tensor keep;     // keeps a contiguous copy alive when one was needed
-  int64_t offset;  // element offset into keep's data
+// (trans=true, a transposed view) with leading dimension ld; ld 0 when the
+// strides are neither (the caller makes it contiguous first).
+struct GemmLayout {
   int64_t ld;
   bool trans;
 };
 
-MatArg as_gemm_operand(const Tensor& t, int64_t rows, int64_t cols, int64_t s0, int64_t s1,
-                       int64_t offset) {
-  if (s1 == 1 || cols == 1) return {t, offset, rows == 1 ? std::max<int64_t>(cols, 1) : s0, false};
-  if (s0 == 1 || rows == 1) return {t, offset, cols == 1 ? std::max<int64_t>(rows, 1) : s1, true};
-  return {Tensor(), -1, 0, false};  // caller makes it contiguous
+GemmLayout gemm_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1) {
+  if (s1 == 1 || cols == 1) return {rows == 1 ? std::max<int64_t>(cols, 1) : s0, false};
+  if (s0 == 1 || rows == 1) return {cols == 1 ? std::max<int64_t>(rows, 1) : s1, true};
+  return {0, false};
 }
 
-// C (M, N) [+]= A (M, K) · B (K, N) where A, B, C are 2-D tensors (views allowed; C contiguous).
+// C (M, N) [+]= A (M, K) · B (K, N) on device d; pa, pb, pc point at element
+// [0, 0] of each (device pointers, taken before any OpenMP region), sa and sb
+// are A's and B's strides, C is contiguous. f32 may add a bias row in the
+// GEMM's epilogue; f64 callers put the bias into C first and pass beta = 1.
 template <typename T>
-void gemm_2d(const Tensor& A, int64_t a_off, const Tensor& B, int64_t b_off, Tensor& C,
-             int64_t c_off, int64_t M, int64_t N, int64_t K, const Shape& sa, const Shape& sb,
-             T beta, const T* bias = nullptr) {
-  MatArg a = as_gemm_operand(A, M, K, sa[0], sa[1], a_off);
-  MatArg b = as_gemm_operand(B, K, N, sb[0], sb[1], b_off);
+void gemm_2d(Device d, const T* pa, const T* pb, T* pc, int64_t M, int64_t N, int64_t K,
+             const Shape& sa, const Shape& sb, T beta, const T* bias = nullptr) {
+  GemmLayout a = gemm_layout(M, K, sa[0], sa[1]);
+  GemmLayout b = gemm_layout(K, N, sb[0], sb[1]);
   MS_ASSERT(a.ld > 0 && b.ld > 0, "gemm operands must be row- or column-major");
-  const T* pa = a.keep.template host_data<T>() + a.offset;
-  const T* pb = b.keep.template host_data<T>() + b.offset;
-  T* pc = C.template host_data<T>() + c_off;
   if constexpr (std::is_same_v<T, float>) {
     if (bias) {
-      cpu::gemm_f32_bias(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, bias, pc, N);
+      dk::gemm_f32_bias(d, a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, bias, pc, N);
     } else {
-      cpu::gemm_f32(a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, beta, pc, N);
+      dk::gemm_f32(d, a.trans, b.trans, M, N, K, 1.0f, pa, a.ld, pb, b.ld, beta, pc, N);
     }
   } else {
-    if (bias) {  // f64 (gradient checks): start C at the bias and accumulate onto it
-      for (int64_t r = 0; r < M; ++r) std::copy(bias, bias + N, pc + r * N);
-      beta = T(1);
-    }
-    cpu::gemm_f64(a.trans, b.trans, M, N, K, 1.0, pa, a.ld, pb, b.ld, beta, pc, N);
+    MS_ASSERT(bias == nullptr, "f64 gemm takes its bias through C");
+    dk::gemm_f64(d, a.trans, b.trans, M, N, K, 1.0, pa, a.ld, pb, b.ld, beta, pc, N);
   }
 }
 
@@ -73,7 +66,8 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   int64_t batch = shape_numel(out_shape);
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  const Device dev = op_device("matmul", {&a, &b});
+  Tensor out = Tensor::empty(out_shape, a.dtype(), dev);
   Shape sa{a.strides()[d - 2], a.strides()[d - 1]}, sb{b.strides()[d - 2], b.strides()[d - 1]};
   auto batch_offset = [&](const Tensor& t, int64_t index) {
     int64_t off = 0;
@@ -83,18 +77,20 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
     }
     return off;
   };
-  if (a.device() == Device::CPU && b.device() == Device::CPU) {
-    dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
-      using T = decltype(tag);
-      // Many small GEMMs (attention's per-head products): one thread each.
-#pragma omp parallel for if (batch > 1 && M * N * K < (1 << 22)) schedule(static)
-      for (int64_t i = 0; i < batch; ++i)
-        gemm_2d<T>(a, batch_offset(a, i), b, batch_offset(b, i), out, i * M * N, M, N, K, sa, sb,
-                   T(0));
-    });
-  } else {
-    cuda_kernels_planned("matmul");
-  }
+  KernelScope scope("matmul", dev);
+  dispatch_compute(a.dtype(), "matmul", [&](auto tag) {
+    using T = decltype(tag);
+    const T* pa = a.device_data<T>();
+    const T* pb = b.device_data<T>();
+    T* pc = out.device_data<T>();
+    // Many small GEMMs (attention's per-head products): one thread each on the
+    // host; on the GPU one launch after another on the device's stream.
+#pragma omp parallel for if (dev != Device::CUDA && batch > 1 && M * N * K < (1 << 22)) \
+    schedule(static)
+    for (int64_t i = 0; i < batch; ++i)
+      gemm_2d<T>(dev, pa + batch_offset(a, i), pb + batch_offset(b, i), pc + i * M * N, M, N, K,
+                 sa, sb, T(0));
+  });
   return out;
 }
 
@@ -190,22 +186,32 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              shape_str(bias.shape()), " ", dtype_name(bias.dtype()), " must be [", out_f, "] ",
              dtype_name(x.dtype()), " for weight ", shape_str(weight.shape()));
   }
-  // The device switch comes first: everything below is the CPU path.
-  if (x.device() != Device::CPU || weight.device() != Device::CPU ||
-      (bias.defined() && bias.device() != Device::CPU))
-    cuda_kernels_planned("linear");
+  const Device dev = op_device("linear", {&x, &weight, &bias});
   Tensor x2 = gemm_ready(reshape(detach(x), {-1, in}));  // (N, in)
   Tensor w = gemm_ready(detach(weight));                 // (in, out)
   int64_t N = x2.shape()[0];
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(out_f);
-  Tensor out = Tensor::empty(out_shape, x.dtype());
+  Tensor out = Tensor::empty(out_shape, x.dtype(), dev);
+  Tensor bc = bias.defined() ? contiguous(detach(bias)) : Tensor();
+  KernelScope scope("linear", dev);
   dispatch_compute(x.dtype(), "linear", [&](auto tag) {
     using T = decltype(tag);
-    Tensor bc = bias.defined() ? contiguous(detach(bias)) : Tensor();
     Shape sx{x2.strides()[0], x2.strides()[1]}, sw{w.strides()[0], w.strides()[1]};
-    gemm_2d<T>(x2, 0, w, 0, out, 0, N, out_f, in, sx, sw, T(0),
-               bc.defined() ? bc.host_data<T>() : nullptr);
+    const T* pb = nullptr;
+    T beta = T(0);
+    if (bc.defined()) {
+      if constexpr (std::is_same_v<T, float>) {
+        pb = bc.device_data<T>();  // added in the GEMM's epilogue
+      } else {
+        // f64 (gradient checks): every row of C starts at the bias, then accumulates.
+        Tensor c2 = Tensor::make_view(out, {N, out_f}, {out_f, 1}, 0);
+        dk::copy(dev, Tensor::make_view(bc, {N, out_f}, {0, 1}, bc.offset()), c2);
+        beta = T(1);
+      }
+    }
+    gemm_2d<T>(dev, x2.device_data<T>(), w.device_data<T>(), out.device_data<T>(), N, out_f, in,
+               sx, sw, beta, pb);
   });
   if (needs_grad({&x, &weight, &bias})) {
     bool gx = x.requires_grad(), gw = weight.requires_grad();

@@ -1,14 +1,10 @@
-// The model's fused ops: each forward makes its one device switch, calls one
-// kernel of its family (tensor/cpu/<family>.h) and records a backward that
-// calls the partner kernel, on the device the forward ran on.
+// The model's fused ops: each forward finds its device once, calls one kernel
+// of its family through the device switch (tensor/device_kernels.h) and
+// records a backward that calls the partner kernel on the same device.
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/cross_entropy.h"
-#include "tensor/cpu/embedding.h"
-#include "tensor/cpu/gelu.h"
-#include "tensor/cpu/layernorm.h"
-#include "tensor/cpu/softmax.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
@@ -35,14 +31,14 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
   dim = wrap_dim(dim, t.dim(), op);
   Tensor x = rows_last(t, dim);
   int64_t C = x.shape().back(), N = C == 0 ? 0 : x.numel() / C;
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  if (x.device() == Device::CPU) {
+  const Device d = x.device();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), d);
+  {
+    KernelScope scope(op, d);
     dispatch_compute(x.dtype(), op, [&](auto tag) {
       using T = decltype(tag);
-      fwd(y.host_data<T>(), x.host_data<T>(), N, C);
+      fwd(d, y.device_data<T>(), x.device_data<T>(), N, C);
     });
-  } else {
-    cuda_kernels_planned(op);
   }
   Tensor out = restore_dim(y, dim);
   if (needs_grad({&t})) {
@@ -50,10 +46,12 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
     // holds its own output is a reference cycle that never frees.
     record(out, op, {t}, [y = detach(y), dim, N, C, op, bwd](const Tensor& g) {
       Tensor gy = rows_last(g, dim);
-      Tensor gx = Tensor::empty(gy.shape(), gy.dtype());
+      const Device d = op_device(op, {&gy, &y});
+      Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), d);
+      KernelScope scope(op, d);
       dispatch_compute(gy.dtype(), op, [&](auto tag) {
         using T = decltype(tag);
-        bwd(gx.host_data<T>(), gy.host_data<T>(), y.host_data<T>(), N, C);
+        bwd(d, gx.device_data<T>(), gy.device_data<T>(), y.device_data<T>(), N, C);
       });
       return std::vector<Tensor>{restore_dim(gx, dim)};
     });
@@ -67,9 +65,11 @@ Tensor softmax(const Tensor& t, int64_t dim) {
   if (auto d = mixed::result_dtype({&t}, "softmax")) return mixed::down(softmax(mixed::up(t), dim), *d);
   return rowwise_softmax(
       "softmax", t, dim,
-      [](auto* y, const auto* x, int64_t N, int64_t C) { cpu::softmax_forward(y, x, N, C); },
-      [](auto* dx, const auto* dy, const auto* y, int64_t N, int64_t C) {
-        cpu::softmax_backward(dx, dy, y, N, C);
+      [](Device d, auto* y, const auto* x, int64_t N, int64_t C) {
+        dk::softmax_forward(d, y, x, N, C);
+      },
+      [](Device d, auto* dx, const auto* dy, const auto* y, int64_t N, int64_t C) {
+        dk::softmax_backward(d, dx, dy, y, N, C);
       });
 }
 
@@ -78,9 +78,11 @@ Tensor log_softmax(const Tensor& t, int64_t dim) {
     return mixed::down(log_softmax(mixed::up(t), dim), *d);
   return rowwise_softmax(
       "log_softmax", t, dim,
-      [](auto* y, const auto* x, int64_t N, int64_t C) { cpu::log_softmax_forward(y, x, N, C); },
-      [](auto* dx, const auto* dy, const auto* y, int64_t N, int64_t C) {
-        cpu::log_softmax_backward(dx, dy, y, N, C);
+      [](Device d, auto* y, const auto* x, int64_t N, int64_t C) {
+        dk::log_softmax_forward(d, y, x, N, C);
+      },
+      [](Device d, auto* dx, const auto* dy, const auto* y, int64_t N, int64_t C) {
+        dk::log_softmax_backward(d, dx, dy, y, N, C);
       });
 }
 
@@ -97,29 +99,33 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
                bias.dtype() == x.dtype(),
            "layernorm: weight ", shape_str(weight.shape()), " and bias ", shape_str(bias.shape()),
            " must both be [", C, "] ", dtype_name(x.dtype()), " for input ", shape_str(x.shape()));
+  const Device d = op_device("layernorm", {&x, &weight, &bias});
   Tensor xc = contiguous(detach(x));
   Tensor wc = contiguous(detach(weight)), bc = contiguous(detach(bias));
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  Tensor mean = Tensor::empty({N}, x.dtype()), rstd = Tensor::empty({N}, x.dtype());  // (N)
-  if (x.device() == Device::CPU) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), d);
+  Tensor mean = Tensor::empty({N}, x.dtype(), d), rstd = Tensor::empty({N}, x.dtype(), d);  // (N)
+  {
+    KernelScope scope("layernorm", d);
     dispatch_compute(x.dtype(), "layernorm", [&](auto tag) {
       using T = decltype(tag);
-      cpu::layernorm_forward<T>(out.host_data<T>(), mean.host_data<T>(), rstd.host_data<T>(), xc.host_data<T>(),
-                                wc.host_data<T>(), bc.host_data<T>(), N, C, eps);
+      dk::layernorm_forward<T>(d, out.device_data<T>(), mean.device_data<T>(),
+                               rstd.device_data<T>(), xc.device_data<T>(), wc.device_data<T>(),
+                               bc.device_data<T>(), N, C, eps);
     });
-  } else {
-    cuda_kernels_planned("layernorm");
   }
   if (needs_grad({&x, &weight, &bias})) {
     record(out, "layernorm", {x, weight, bias}, [xc, wc, mean, rstd, N, C](const Tensor& g) {
       Tensor gc = contiguous(g);
-      Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
-      Tensor dw = zeros({C}, xc.dtype()), db = zeros({C}, xc.dtype());
+      const Device d = op_device("layernorm backward", {&gc, &xc});
+      Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), d);
+      Tensor dw = zeros({C}, xc.dtype(), d), db = zeros({C}, xc.dtype(), d);  // accumulated into
+      KernelScope scope("layernorm backward", d);
       dispatch_compute(xc.dtype(), "layernorm backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::layernorm_backward<T>(dx.host_data<T>(), dw.host_data<T>(), db.host_data<T>(), gc.host_data<T>(),
-                                   xc.host_data<T>(), wc.host_data<T>(), mean.host_data<T>(), rstd.host_data<T>(), N,
-                                   C);
+        dk::layernorm_backward<T>(d, dx.device_data<T>(), dw.device_data<T>(),
+                                  db.device_data<T>(), gc.device_data<T>(), xc.device_data<T>(),
+                                  wc.device_data<T>(), mean.device_data<T>(),
+                                  rstd.device_data<T>(), N, C);
       });
       return std::vector<Tensor>{dx, dw, db};
     });
@@ -131,23 +137,26 @@ Tensor gelu(const Tensor& x) {
   if (auto d = mixed::result_dtype({&x}, "gelu"))
     return mixed::recompute_in_f32("gelu", {x}, *d, [](const auto& t) { return gelu(t[0]); });
   check_compute("gelu", x, "input");
+  const Device d = x.device();
   Tensor xc = contiguous(detach(x));
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  if (x.device() == Device::CPU) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), d);
+  {
+    KernelScope scope("gelu", d);
     dispatch_compute(x.dtype(), "gelu", [&](auto tag) {
       using T = decltype(tag);
-      cpu::gelu_forward<T>(out.host_data<T>(), xc.host_data<T>(), xc.numel());
+      dk::gelu_forward<T>(d, out.device_data<T>(), xc.device_data<T>(), xc.numel());
     });
-  } else {
-    cuda_kernels_planned("gelu");
   }
   if (needs_grad({&x})) {
     record(out, "gelu", {x}, [xc](const Tensor& g) {
       Tensor gc = contiguous(g);
-      Tensor dx = Tensor::empty(xc.shape(), xc.dtype());
+      const Device d = op_device("gelu backward", {&gc, &xc});
+      Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), d);
+      KernelScope scope("gelu backward", d);
       dispatch_compute(xc.dtype(), "gelu backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::gelu_backward<T>(dx.host_data<T>(), gc.host_data<T>(), xc.host_data<T>(), xc.numel());
+        dk::gelu_backward<T>(d, dx.device_data<T>(), gc.device_data<T>(), xc.device_data<T>(),
+                             xc.numel());
       });
       return std::vector<Tensor>{dx};
     });
@@ -156,12 +165,15 @@ Tensor gelu(const Tensor& x) {
 }
 
 // Checks every index is in [0, limit): an out-of-range token id must be an
-// error, not a read past the table.
+// error, not a read past the table. Device indices are checked on a host copy
+// (B·T ints a step), where PyTorch's kernels raise a device-side assert, which
+// a CUDA context does not survive.
 static Tensor checked_indices(const char* op, const Tensor& idx, int64_t limit, const char* what) {
   MS_CHECK(idx.dtype() == DType::I32, op, ": ", what, " must be i32, got ", dtype_name(idx.dtype()),
            " ", shape_str(idx.shape()));
   Tensor c = contiguous(idx);
-  const int32_t* p = c.host_data<int32_t>();
+  const Tensor host = c.to(Device::CPU);
+  const int32_t* p = host.host_data<int32_t>();
   for (int64_t i = 0; i < c.numel(); ++i)
     MS_CHECK(p[i] >= 0 && p[i] < limit, op, ": ", what, " value ", p[i], " at position ", i,
              " is out of range [0, ", limit, ")");
@@ -174,27 +186,31 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   check_compute("embedding", weight, "weight");
   MS_CHECK(weight.dim() == 2, "embedding: weight must be (V, C), got ", shape_str(weight.shape()));
   int64_t V = weight.shape()[0], C = weight.shape()[1];
+  const Device d = op_device("embedding", {&weight, &indices});
   Tensor idx = checked_indices("embedding", indices, V, "index");
   Tensor wc = contiguous(detach(weight));
   Shape out_shape = indices.shape();
   out_shape.push_back(C);
-  Tensor out = Tensor::empty(out_shape, weight.dtype());  // (indices..., C)
+  Tensor out = Tensor::empty(out_shape, weight.dtype(), d);  // (indices..., C)
   int64_t N = idx.numel();
-  if (weight.device() == Device::CPU) {
+  {
+    KernelScope scope("embedding", d);
     dispatch_compute(weight.dtype(), "embedding", [&](auto tag) {
       using T = decltype(tag);
-      cpu::embedding_forward<T>(out.host_data<T>(), wc.host_data<T>(), idx.host_data<int32_t>(), N, C);
+      dk::embedding_forward<T>(d, out.device_data<T>(), wc.device_data<T>(),
+                               idx.device_data<int32_t>(), N, C);
     });
-  } else {
-    cuda_kernels_planned("embedding");
   }
   if (needs_grad({&weight})) {
     record(out, "embedding", {weight, Tensor()}, [idx, V, C, N](const Tensor& g) {
       Tensor gc = contiguous(g);
-      Tensor dw = zeros({V, C}, gc.dtype());
+      const Device d = op_device("embedding backward", {&gc, &idx});
+      Tensor dw = zeros({V, C}, gc.dtype(), d);  // scatter-added into
+      KernelScope scope("embedding backward", d);
       dispatch_compute(gc.dtype(), "embedding backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::embedding_backward<T>(dw.host_data<T>(), gc.host_data<T>(), idx.host_data<int32_t>(), N, C);
+        dk::embedding_backward<T>(d, dw.device_data<T>(), gc.device_data<T>(),
+                                  idx.device_data<int32_t>(), N, C);
       });
       return std::vector<Tensor>{dw, Tensor()};
     });
@@ -212,27 +228,30 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
            " and ", shape_str(targets.shape()));
   int64_t N = logits.shape()[0], V = logits.shape()[1];
   MS_CHECK(N > 0, "cross_entropy: no rows to average over");
+  const Device dev = op_device("cross_entropy", {&logits, &targets});
   Tensor tc = checked_indices("cross_entropy", targets, V, "target");
   Tensor lc = contiguous(detach(logits));
-  Tensor lse = Tensor::empty({N}, logits.dtype());  // (N)
+  Tensor lse = Tensor::empty({N}, logits.dtype(), dev);  // (N)
   double loss = 0;
-  if (logits.device() == Device::CPU) {
+  {
+    KernelScope scope("cross_entropy", dev);
     loss = dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
       using T = decltype(tag);
-      return cpu::cross_entropy_forward<T>(lse.host_data<T>(), lc.host_data<T>(), tc.host_data<int32_t>(), N, V);
+      return dk::cross_entropy_forward<T>(dev, lse.device_data<T>(), lc.device_data<T>(),
+                                          tc.device_data<int32_t>(), N, V);
     });
-  } else {
-    cuda_kernels_planned("cross_entropy");
   }
-  Tensor out = full({}, loss, logits.dtype());
+  Tensor out = full({}, loss, logits.dtype(), dev);
   if (needs_grad({&logits})) {
     record(out, "cross_entropy", {logits, Tensor()}, [lc, lse, tc, N, V](const Tensor& g) {
-      Tensor d = Tensor::empty({N, V}, lc.dtype());
-      double dloss = g.item();
+      const Device dev = op_device("cross_entropy backward", {&g, &lc});
+      Tensor d = Tensor::empty({N, V}, lc.dtype(), dev);
+      double dloss = g.item();  // the kernel takes the scalar by value (one D2H copy)
+      KernelScope scope("cross_entropy backward", dev);
       dispatch_compute(lc.dtype(), "cross_entropy backward", [&](auto tag) {
         using T = decltype(tag);
-        cpu::cross_entropy_backward<T>(d.host_data<T>(), lc.host_data<T>(), lse.host_data<T>(), tc.host_data<int32_t>(),
-                                       dloss, N, V);
+        dk::cross_entropy_backward<T>(dev, d.device_data<T>(), lc.device_data<T>(),
+                                      lse.device_data<T>(), tc.device_data<int32_t>(), dloss, N, V);
       });
       return std::vector<Tensor>{d, Tensor()};
     });

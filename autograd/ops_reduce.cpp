@@ -6,7 +6,7 @@
 #include "autograd/mixed.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/reductions.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
@@ -67,14 +67,15 @@ Shape all_dims(const Tensor& t) {
 Tensor sum(const Tensor& t, const Shape& dims, bool keepdim) {
   if (auto d = mixed::result_dtype({&t}, "sum")) return mixed::down(sum(mixed::up(t), dims, keepdim), *d);
   ReducePlan plan = plan_reduction("sum", t, dims);
-  Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype());
-  if (t.device() == Device::CPU) {
+  const Device d = t.device();
+  Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype(), d);
+  {
+    KernelScope scope("sum", d);
     dispatch_compute(t.dtype(), "sum", [&](auto tag) {
       using T = decltype(tag);
-      cpu::reduce_sum<T>(plan.input.host_data<T>(), out.host_data<T>(), plan.outer, plan.R, plan.inner);
+      dk::reduce_sum<T>(d, plan.input.device_data<T>(), out.device_data<T>(), plan.outer, plan.R,
+                        plan.inner);
     });
-  } else {
-    cuda_kernels_planned("sum");
   }
   if (needs_grad({&t})) {
     record(out, "sum", {t}, [in_shape = t.shape(), kept = plan.kept_shape](const Tensor& g) {
@@ -107,16 +108,16 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
   MS_CHECK(t.dim() == 0 || t.shape()[dim] > 0, "max: dim ", dim, " of shape ", shape_str(t.shape()),
            " is empty");
   ReducePlan plan = plan_reduction("max", t, t.dim() == 0 ? Shape{} : Shape{dim});
-  Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype());
-  Tensor argmax = Tensor::empty(plan.kept_shape, DType::I32);
-  if (t.device() == Device::CPU) {
+  const Device d = t.device();
+  Tensor out = Tensor::empty(keepdim ? plan.kept_shape : plan.dropped_shape, t.dtype(), d);
+  Tensor argmax = Tensor::empty(plan.kept_shape, DType::I32, d);
+  {
+    KernelScope scope("max", d);
     dispatch_compute(t.dtype(), "max", [&](auto tag) {
       using T = decltype(tag);
-      cpu::reduce_max<T>(plan.input.host_data<T>(), out.host_data<T>(), argmax.host_data<int32_t>(), plan.outer,
-                         plan.R, plan.inner);
+      dk::reduce_max<T>(d, plan.input.device_data<T>(), out.device_data<T>(),
+                        argmax.device_data<int32_t>(), plan.outer, plan.R, plan.inner);
     });
-  } else {
-    cuda_kernels_planned("max");
   }
   if (needs_grad({&t})) {
     record(out, "max", {t},
@@ -124,17 +125,15 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim) {
             argmax](const Tensor& g) {
              // The gradient goes to the (first) position that held the max.
              Tensor gc = contiguous(g);
-             return dispatch_compute(gc.dtype(), "max backward", [&](auto tag) {
+             const Device d = op_device("max backward", {&gc, &argmax});
+             Tensor grad = Tensor::empty(in_shape, gc.dtype(), d);
+             KernelScope scope("max backward", d);
+             dispatch_compute(gc.dtype(), "max backward", [&](auto tag) {
                using T = decltype(tag);
-               Tensor grad = zeros(in_shape, gc.dtype());
-               const T* pg = gc.host_data<T>();
-               const int32_t* pa = argmax.host_data<int32_t>();
-               T* pd = grad.host_data<T>();
-               for (int64_t o = 0; o < plan_outer; ++o)
-                 for (int64_t i = 0; i < inner; ++i)
-                   pd[(o * R + pa[o * inner + i]) * inner + i] = pg[o * inner + i];
-               return std::vector<Tensor>{grad};
+               dk::argmax_scatter<T>(d, grad.device_data<T>(), gc.device_data<T>(),
+                                     argmax.device_data<int32_t>(), plan_outer, R, inner);
              });
+             return std::vector<Tensor>{grad};
            });
   }
   return out;

@@ -7,7 +7,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/elementwise.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
@@ -72,9 +72,11 @@ std::optional<Shape> view_strides(const Tensor& t, const Shape& shape) {
 // Gradient of narrow(): zeros shaped like the input, with `grad` copied into the window.
 Tensor scatter_into_zeros(const Shape& input_shape, DType dtype, const Tensor& grad, int64_t dim,
                           int64_t start) {
-  Tensor g = zeros(input_shape, dtype);
+  const Device d = grad.device();
+  Tensor g = zeros(input_shape, dtype, d);
   Tensor window = Tensor::make_view(g, grad.shape(), g.strides(), start * g.strides()[dim]);
-  cpu::copy(grad, window);
+  KernelScope scope("narrow backward", d);
+  dk::copy(d, grad, window);
   return g;
 }
 
@@ -235,11 +237,11 @@ Tensor detach(const Tensor& t) {
 }
 
 Tensor clone(const Tensor& t) {
-  Tensor out = Tensor::empty(t.shape(), t.dtype());
-  if (t.device() == Device::CPU) {
-    cpu::copy(t, out);
-  } else {
-    cuda_kernels_planned("clone");
+  const Device d = t.device();
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), d);
+  {
+    KernelScope scope("clone", d);
+    dk::copy(d, t, out);
   }
   if (needs_grad({&t})) {
     record(out, "clone", {t}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
@@ -253,11 +255,11 @@ Tensor contiguous(const Tensor& t) {
 
 Tensor to(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
-  Tensor out = Tensor::empty(t.shape(), dtype);
-  if (t.device() == Device::CPU) {
-    cpu::copy(t, out);
-  } else {
-    cuda_kernels_planned("to");
+  const Device d = t.device();
+  Tensor out = Tensor::empty(t.shape(), dtype, d);
+  {
+    KernelScope scope("to", d);
+    dk::copy(d, t, out);
   }
   // Differentiable between any two float dtypes: the gradient is cast back to
   // the input's dtype, which is how a 16-bit tensor gets a 16-bit gradient
@@ -285,14 +287,15 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
              " (", dtype_name(first.dtype()), ") outside dim ", dim);
     shape[dim] += t.shape()[dim];
   }
-  for (const Tensor& t : tensors)
-    if (t.device() != Device::CPU) cuda_kernels_planned("cat");  // the device switch
-  Tensor out = Tensor::empty(shape, first.dtype());
+  const Device d = first.device();
+  for (const Tensor& t : tensors) op_device("cat", {&first, &t});
+  Tensor out = Tensor::empty(shape, first.dtype(), d);
+  KernelScope scope("cat", d);
   std::vector<int64_t> starts;
   int64_t start = 0;
   for (const Tensor& t : tensors) {
     Tensor part = Tensor::make_view(out, t.shape(), out.strides(), start * out.strides()[dim]);
-    cpu::copy(t, part);
+    dk::copy(d, t, part);
     starts.push_back(start);
     start += t.shape()[dim];
   }

@@ -81,8 +81,6 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
            ": MoE runs without tensor parallelism for now", planned);
   MS_CHECK(c.pp == 1, "--moe-experts with --pp ", c.pp,
            ": MoE runs without pipeline parallelism for now", planned);
-  // The cp model (parallel/cp/cp_gpt.h) does not run MoE blocks yet (it
-  // crashed before this check).
   MS_CHECK(c.cp == 1, "--moe-experts with --cp ", c.cp,
            ": MoE runs without context parallelism for now", planned);
   MS_CHECK(c.zero_stage <= 2, "--moe-experts with --zero-stage ", c.zero_stage,

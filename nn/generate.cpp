@@ -36,6 +36,7 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
   std::vector<int32_t> ctx;
   for (unsigned char c : prompt.empty() ? std::string("\n") : prompt) ctx.push_back(c);
   Generator gen(opts.seed);
+  const Device device = model.parameters().front().device();
   std::string out;
   for (int64_t i = 0; i < opts.tokens; ++i) {
     int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ctx.size()) - block);
@@ -43,7 +44,9 @@ std::string generate(GPT& model, const std::string& prompt, const SampleOptions&
     int64_t T = static_cast<int64_t>(window.size());
     // A model held in bf16/f16 (mixed precision) returns 16-bit logits:
     // sample from their f32 values.
-    Tensor logits = to(model.forward(from_vector(window, {1, T})), DType::F32);  // (1, T, V)
+    // The tokens go to the model's device; the logits come back for sampling.
+    Tensor tokens = from_vector(window, {1, T}).to(device);
+    Tensor logits = to(model.forward(tokens), DType::F32).to(Device::CPU);  // (1, T, V)
     const float* last = logits.host_data<float>() + (T - 1) * V;
     std::vector<int32_t> order(V);
     std::iota(order.begin(), order.end(), 0);

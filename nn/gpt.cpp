@@ -97,7 +97,7 @@ Tensor GPT::embed(const Tensor& idx) {
   int64_t T = idx.shape()[1];
   MS_CHECK(T <= cfg_.block_size, "GPT.forward: sequence length ", T,
            " exceeds the model's block_size ", cfg_.block_size);
-  Tensor pos = arange(T, DType::I32);
+  Tensor pos = arange(T, DType::I32).to(idx.device());  // (T), beside the tokens
   return drop->forward(add(wte->forward(idx), wpe->forward(pos)));  // (B, T, C) + (T, C)
 }
 

@@ -70,13 +70,25 @@ void Module::cast_parameters(DType dtype) {
   for (auto& [name, p] : named_parameters()) {
     if (p.dtype() == dtype) continue;
     NoGradGuard no_grad;
-    Tensor value = to(contiguous(p), dtype);
+    Tensor value = ms::to(contiguous(p), dtype);
     TensorImpl* t = p.impl();
     t->storage = value.storage();
     t->shape = value.shape();
     t->strides = value.strides();
     t->offset = value.offset();
     t->dtype = dtype;
+    p.zero_grad();
+  }
+}
+
+void Module::to(Device device) {
+  for (auto& [name, p] : named_parameters()) {
+    if (p.device() == device) continue;
+    Tensor value = detach(p).to(device);
+    TensorImpl* t = p.impl();
+    t->storage = value.storage();
+    t->strides = value.strides();
+    t->offset = value.offset();
     p.zero_grad();
   }
 }

@@ -39,6 +39,12 @@ class Module {
   // dropped. Mixed precision holds the model this way, 2 bytes per parameter,
   // while ZeroOptimizer keeps the fp32 masters (parallel/zero/mixed_precision.h).
   void cast_parameters(DType dtype);
+  // Every parameter moves to `device` (Tensor::to: one transfer each),
+  // keeping its identity like cast_parameters; gradients are dropped. As
+  // torch's module.to(device), before the optimizer is built. Modules hold no
+  // buffers besides parameters (Dropout's generator stays on the host: masks
+  // are drawn there and copied, autograd/ops.h DropoutMask).
+  void to(Device device);
 
   void train(bool on = true);
   void eval() { train(false); }

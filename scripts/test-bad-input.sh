@@ -441,6 +441,8 @@ job "--ep with ZeRO-3" "ZeRO-3 with MoE is refused" 2 \
 one "--cp 0" "--cp must be positive, got 0" train "${tiny[@]}" --cp 0
 one "--cp-algo foo" "--cp-algo: unknown algorithm 'foo' (valid: ulysses, ring, zigzag, allgather)" \
   train "${tiny[@]}" --cp-algo foo
+job "--moe-experts with --cp" "--moe-experts with --cp 2: MoE runs without context parallelism" 2 \
+  train "${tiny[@]}" --cp 2 --moe-experts 2 --moe-every 1
 job "--cp 2 on 3 ranks" "--cp 2 × --tp 1 × --pp 1 does not divide the 3 ranks" 3 \
   train "${tiny[@]}" --cp 2
 job "--cp: heads not divisible by tp × cp (ulysses)" \

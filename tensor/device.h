@@ -1,6 +1,7 @@
-// Where a tensor's bytes live. Ops check the device and call the cpu:: or
-// cuda:: kernel of the same signature (dispatch is explicit; see
-// docs/architecture.md). The cuda:: side exists in a CUDA build (make CUDA=1).
+// Where a tensor's bytes live. Ops find their device once and call each
+// kernel through the explicit switch of tensor/device_kernels.h (the cpu::
+// kernel, or the cuda:: twin of the same signature in a CUDA build, make
+// CUDA=1; docs/architecture.md, "Dispatch on a device").
 #pragma once
 
 namespace ms {

@@ -4,27 +4,34 @@
 #include <cstring>
 
 #include "tensor/cpu/elementwise.h"
+#include "tensor/device_kernels.h"
 
 namespace ms {
 
-Tensor full(const Shape& shape, double value, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
-  cpu::fill(t, value);
+Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  KernelScope scope("full", device);
+  dk::fill(device, t, value);
   return t;
 }
-Tensor zeros(const Shape& shape, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
-  std::memset(t.host_raw_data(), 0, t.nbytes());
+Tensor zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  if (device == Device::CPU) {
+    std::memset(t.host_raw_data(), 0, t.nbytes());
+  } else {
+    KernelScope scope("zeros", device);
+    dk::fill(device, t, 0.0);
+  }
   return t;
 }
-Tensor ones(const Shape& shape, DType dtype) {
-  return full(shape, 1.0, dtype);
+Tensor ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
 }
 Tensor zeros_like(const Tensor& t) {
-  return zeros(t.shape(), t.dtype());
+  return zeros(t.shape(), t.dtype(), t.device());
 }
 Tensor ones_like(const Tensor& t) {
-  return ones(t.shape(), t.dtype());
+  return ones(t.shape(), t.dtype(), t.device());
 }
 
 Tensor arange(int64_t n, DType dtype) {

@@ -8,15 +8,19 @@
 
 namespace ms {
 
-Tensor zeros(const Shape& shape, DType dtype = DType::F32);
-Tensor ones(const Shape& shape, DType dtype = DType::F32);
-Tensor full(const Shape& shape, double value, DType dtype = DType::F32);
+// On `device` (filled there by its fill kernel, tensor/device_kernels.h).
+Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+Tensor full(const Shape& shape, double value, DType dtype = DType::F32,
+            Device device = Device::CPU);
 Tensor arange(int64_t n, DType dtype = DType::F32);  // 0, 1, ..., n-1
 Tensor arange(double start, double end, double step, DType dtype = DType::F32);
 Tensor randn(const Shape& shape, Generator& gen, double mean = 0, double std = 1,
              DType dtype = DType::F32);
 Tensor uniform(const Shape& shape, Generator& gen, double low = 0, double high = 1,
                DType dtype = DType::F32);
+// The random factories and from_vector make CPU tensors (values come from the
+// host); move them with to(Device).
 // A tensor holding `values` (row-major) with `shape`; sizes must agree.
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::F32);
 // Literal lists, e.g. from_vector({1.0, 2.0}, {2}); without this overload the
@@ -27,6 +31,7 @@ inline Tensor from_vector(std::initializer_list<double> values, const Shape& sha
 }
 Tensor from_vector(const std::vector<float>& values, const Shape& shape);
 Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape);
+// Same shape, dtype and device as t.
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 

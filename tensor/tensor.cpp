@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tensor/cpu/elementwise.h"
+#include "tensor/device_kernels.h"
 #ifdef MS_CUDA
 #include "tensor/cuda/runtime.h"
 #endif
@@ -100,16 +101,61 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
-void* Tensor::device_raw_data() const {
+namespace {
+
+// ", in FUNCTION (FILE:LINE)[, during OP]" for the access errors.
+std::string access_site(const std::source_location& caller) {
+  std::string s = str_cat(", in ", caller.function_name(), " (", caller.file_name(), ":",
+                          caller.line(), ")");
+  if (const char* op = OpLabel::current()) s += str_cat(", during ", op);
+  return s;
+}
+
+}  // namespace
+
+namespace {
+
+void check_device_access(Device device, const std::string& what,
+                         const std::source_location& caller) {
+  MS_CHECK(device != Device::Sim || KernelScope::active() != nullptr,
+           "device access to a sim ", what, " outside an op's device switch", access_site(caller),
+           ": an op handed a device tensor to a kernel (or a host loop) without its device "
+           "switch; on a GPU this reads device memory from the host (see "
+           "tensor/device_kernels.h; docs/architecture.md, \"Dispatch on a device\")");
+}
+void check_host_access(Device device, const std::string& what,
+                       const std::source_location& caller) {
+  MS_CHECK(device == Device::CPU, "host access to a ", device_name(device), " ", what,
+           access_site(caller),
+           ": host code may read only CPU tensors; copy it with to(Device::CPU) first, or run "
+           "the device kernel (docs/architecture.md, \"Devices\")");
+}
+
+}  // namespace
+
+void* Tensor::device_raw_data(std::source_location caller) const {
+  if (device() == Device::Sim)
+    check_device_access(device(), str_cat("tensor ", dtype_name(dtype()), " ", shape_str(shape())),
+                        caller);
   return static_cast<char*>(storage()->data()) + offset() * dtype_size(dtype());
 }
 
-void* Tensor::host_raw_data() const {
-  MS_CHECK(device() == Device::CPU, "host access to a ", device_name(device()), " tensor ",
-           dtype_name(dtype()), " ", shape_str(shape()),
-           ": host code may read only CPU tensors; copy it with to(Device::CPU) first, or run "
-           "the device kernel (docs/architecture.md, \"Devices\")");
-  return device_raw_data();
+void* Tensor::host_raw_data(std::source_location caller) const {
+  if (device() != Device::CPU)
+    check_host_access(device(), str_cat("tensor ", dtype_name(dtype()), " ", shape_str(shape())),
+                      caller);
+  return static_cast<char*>(storage()->data()) + offset() * dtype_size(dtype());
+}
+
+void* host_bytes(const Storage& s, std::source_location caller) {
+  if (s.device() != Device::CPU)
+    check_host_access(s.device(), str_cat("buffer of ", s.nbytes(), " bytes"), caller);
+  return s.data();
+}
+void* device_bytes(const Storage& s, std::source_location caller) {
+  if (s.device() == Device::Sim)
+    check_device_access(s.device(), str_cat("buffer of ", s.nbytes(), " bytes"), caller);
+  return s.data();
 }
 
 template <typename T>
@@ -132,23 +178,23 @@ static void check_element_type(DType dtype, const char* accessor) {
 }
 
 template <typename T>
-T* Tensor::host_data() const {
+T* Tensor::host_data(std::source_location caller) const {
   check_element_type<T>(dtype(), "host_data");
-  return static_cast<T*>(host_raw_data());
+  return static_cast<T*>(host_raw_data(caller));
 }
 template <typename T>
-T* Tensor::device_data() const {
+T* Tensor::device_data(std::source_location caller) const {
   check_element_type<T>(dtype(), "device_data");
-  return static_cast<T*>(device_raw_data());
+  return static_cast<T*>(device_raw_data(caller));
 }
-template float* Tensor::host_data<float>() const;
-template double* Tensor::host_data<double>() const;
-template uint16_t* Tensor::host_data<uint16_t>() const;
-template int32_t* Tensor::host_data<int32_t>() const;
-template float* Tensor::device_data<float>() const;
-template double* Tensor::device_data<double>() const;
-template uint16_t* Tensor::device_data<uint16_t>() const;
-template int32_t* Tensor::device_data<int32_t>() const;
+#define MS_INSTANTIATE(T)                                            \
+  template T* Tensor::host_data<T>(std::source_location) const; \
+  template T* Tensor::device_data<T>(std::source_location) const;
+MS_INSTANTIATE(float)
+MS_INSTANTIATE(double)
+MS_INSTANTIATE(uint16_t)
+MS_INSTANTIATE(int32_t)
+#undef MS_INSTANTIATE
 
 namespace {
 
@@ -181,8 +227,26 @@ void copy_to_host(void* dst, const void* src, size_t n, const Storage& src_stora
 
 }  // namespace
 
+std::shared_ptr<Storage> storage_to(const Storage& s, Device target) {
+  auto out = std::make_shared<Storage>(s.nbytes(), target);
+  if (s.device() == target) {
+    MS_CHECK(target == Device::CPU, "storage_to: a device-to-device copy of a ",
+             device_name(target), " buffer is not supported; go through the CPU");
+    if (s.nbytes()) std::memcpy(out->data(), s.data(), s.nbytes());
+  } else if (s.device() == Device::CPU) {
+    copy_to_device(out->data(), s.data(), s.nbytes(), *out);
+  } else {
+    MS_CHECK(target == Device::CPU, "storage_to(", device_name(target), "): a ",
+             device_name(s.device()), " buffer moves to another device through the CPU");
+    copy_to_host(out->data(), s.data(), s.nbytes(), s);
+  }
+  return out;
+}
+
 Tensor Tensor::to(Device target) const {
   if (device() == target) return *this;
+  // The transfer is this device's own copy: it may take device pointers.
+  KernelScope scope("to", device() == Device::CPU ? target : device());
   MS_CHECK(device() == Device::CPU || target == Device::CPU, "to(", device_name(target), "): a ",
            device_name(device()),
            " tensor moves to another device through the CPU: call to(Device::CPU) first");

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -76,14 +77,16 @@ class Tensor {
   // device memory is the bug this check exists for (on a GPU it would read
   // garbage or segfault; on Device::Sim it is caught in CI).
   template <typename T>
-  T* host_data() const;
-  void* host_raw_data() const;
+  T* host_data(std::source_location caller = std::source_location::current()) const;
+  void* host_raw_data(std::source_location caller = std::source_location::current()) const;
   // The same pointer for any device, for the device's own kernels only: an op
-  // passes it to the cpu:: or cuda:: twin its device switch chose
-  // (docs/architecture.md, "Dispatch is explicit").
+  // passes it to the kernel its device switch chose (tensor/device_kernels.h;
+  // docs/architecture.md, "Dispatch on a device"). For a Sim tensor it is an
+  // ms::Error outside the KernelScope that switch opens, naming the caller:
+  // the forgotten switch a GPU would punish with a host read of device memory.
   template <typename T>
-  T* device_data() const;
-  void* device_raw_data() const;
+  T* device_data(std::source_location caller = std::source_location::current()) const;
+  void* device_raw_data(std::source_location caller = std::source_location::current()) const;
 
   // This tensor on `device`: itself when already there, else a contiguous
   // copy (for CUDA: cudaMemcpy on the device's stream, finished when this
@@ -123,6 +126,15 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// A raw Storage's bytes (a dropout mask's) under the rules of Tensor's
+// host_raw_data() and device_raw_data().
+void* host_bytes(const Storage& s, std::source_location caller = std::source_location::current());
+void* device_bytes(const Storage& s,
+                   std::source_location caller = std::source_location::current());
+// A copy of all of `s` on `device`, through Tensor::to's transfers (one of
+// the two must be the CPU).
+std::shared_ptr<Storage> storage_to(const Storage& s, Device device);
 
 // Normalizes a possibly negative dim for a tensor of rank `ndim`; `op` names the caller.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
