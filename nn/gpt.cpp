@@ -124,7 +124,7 @@ Tensor GPT::add_aux_losses(Tensor loss) {
     if (moe == nullptr) continue;
     Tensor aux = moe->take_aux_loss();  // taken in eval too, so none is left over
     if (aux.defined() && training() && cfg_.moe.aux_loss_coef != 0)
-      loss = add(loss, mul(to(aux, loss.dtype()), cfg_.moe.aux_loss_coef));
+      loss = add(loss, mul(ms::to(aux, loss.dtype()), cfg_.moe.aux_loss_coef));
   }
   return loss;
 }

@@ -69,7 +69,7 @@ Tensor MoE::forward(const Tensor& x) {
   // model's dtype ("everything is in fp32 in this function"); f64 stays f64
   // so gradcheck sees the exact gate.
   const DType gate_dtype = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
-  Tensor logits = linear(to(tokens, gate_dtype), to(router->weight, gate_dtype));  // (S, E)
+  Tensor logits = linear(ms::to(tokens, gate_dtype), ms::to(router->weight, gate_dtype));  // (S, E)
   Tensor gates = softmax(logits, -1);                                              // (S, E)
   last_ = moe_route(gates, {.k = moe_.top_k,
                             .capacity_factor = moe_.capacity_factor,
@@ -90,7 +90,7 @@ Tensor MoE::forward(const Tensor& x) {
   Tensor weights = moe_gate_weights(gates, last_);  // (S, k), the gates' dtype
   Tensor buffer = moe_dispatch(tokens, last_);      // (E, capacity, C)
   Tensor expert_out = run_experts(buffer);          // (E, capacity, C)
-  Tensor y = moe_combine(expert_out, to(weights, expert_out.dtype()), last_);  // (S, C)
+  Tensor y = moe_combine(expert_out, ms::to(weights, expert_out.dtype()), last_);  // (S, C)
 
   if (training()) {
     const int32_t* kept = last_.kept.host_data<int32_t>();  // (E), not per token
