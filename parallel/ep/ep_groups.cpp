@@ -7,8 +7,10 @@ namespace ms {
 EpLayout::EpLayout(int dp_size, int ep_size) : dp(dp_size), ep(ep_size) {
   MS_CHECK(ep_size >= 1, "--ep must be >= 1, got ", ep_size);
   MS_CHECK(dp_size % ep_size == 0, "--ep ", ep_size, " does not divide the data-parallel size ",
-           dp_size, " (the ep groups are carved from the dp ranks, as DeepSpeed's: valid ep "
-           "sizes divide ", dp_size, ")");
+           dp_size,
+           " (the ep groups are carved from the dp ranks, as DeepSpeed's: valid ep "
+           "sizes divide ",
+           dp_size, ")");
 }
 
 std::vector<std::vector<int>> EpLayout::ep_groups() const {
@@ -40,7 +42,8 @@ std::string groups_line(const std::vector<std::vector<int>>& groups,
 std::string EpLayout::describe(const std::vector<int>& world_of_dp) const {
   return "  ep groups" + groups_line(ep_groups(), world_of_dp) +
          " (experts split, dispatch/combine all-to-all)\n  expert-dp groups" +
-         groups_line(expert_dp_groups(), world_of_dp) + " (same experts: expert gradients averaged)\n";
+         groups_line(expert_dp_groups(), world_of_dp) +
+         " (same experts: expert gradients averaged)\n";
 }
 
 EpGroups::EpGroups(Communicator& dp, int ep_size)

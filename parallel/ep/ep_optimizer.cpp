@@ -6,8 +6,8 @@
 
 namespace ms {
 
-double ep_optimizer_step(ZeroOptimizer& dense, ZeroOptimizer& experts, EpGroups& groups,
-                         double lr, double max_norm) {
+double ep_optimizer_step(ZeroOptimizer& dense, ZeroOptimizer& experts, EpGroups& groups, double lr,
+                         double max_norm) {
   const double dense_sq = dense.reduce_and_sq_norm(1.0);  // the same on every dp rank
   // Averaged over D/P by the expert-dp reduction; 1/P more makes it 1/D.
   double expert_sq = experts.reduce_and_sq_norm(1.0 / static_cast<double>(groups.ep.size()));

@@ -16,7 +16,7 @@
 namespace ms {
 
 // The global gradient norm before clipping; collective over dp.
-double ep_optimizer_step(ZeroOptimizer& dense, ZeroOptimizer& experts, EpGroups& groups,
-                         double lr, double max_norm);
+double ep_optimizer_step(ZeroOptimizer& dense, ZeroOptimizer& experts, EpGroups& groups, double lr,
+                         double max_norm);
 
 }  // namespace ms

@@ -34,8 +34,7 @@ std::string ep_memory_line(const GPT& model, int ep_size, int ep_rank) {
                  ep_size, "; their optimizer over the expert-dp group, the table below)\n");
 }
 
-std::string ep_traffic_report(EpGroups& groups, const StepTraffic& meter, GPT& model,
-                              bool* match) {
+std::string ep_traffic_report(EpGroups& groups, const StepTraffic& meter, GPT& model, bool* match) {
   const int P = groups.ep.size();
   const int64_t C = model.config().n_embd, E = model.config().moe.experts;
   int64_t formula = 0, forwards = 0, slots = 0;

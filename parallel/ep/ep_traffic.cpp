@@ -15,8 +15,8 @@ int64_t ep_layer_bytes(int64_t experts, int64_t capacity, int64_t C, int64_t ele
 }
 
 std::string ep_layer_formula(int64_t experts, int64_t capacity, int64_t C, int64_t elem, int P) {
-  return str_cat("4 × E·capacity·C·", elem, "·(P−1)/P = 4 × ", experts, "·", capacity, "·", C,
-                 "·", elem, "·", P - 1, "/", P);
+  return str_cat("4 × E·capacity·C·", elem, "·(P−1)/P = 4 × ", experts, "·", capacity, "·", C, "·",
+                 elem, "·", P - 1, "/", P);
 }
 
 }  // namespace ms

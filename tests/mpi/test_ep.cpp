@@ -179,8 +179,7 @@ TEST_CASE("ep: an expert that receives no token ends the step identically on eve
   // My experts on every rank of my expert-dp group: the same values (rank 0's
   // broadcast against mine).
   std::vector<std::vector<double>> mine, theirs;
-  const std::vector<bool> local =
-      expert_params(ep.gpt(), 2, ep.ep()->ep.rank()).local;
+  const std::vector<bool> local = expert_params(ep.gpt(), 2, ep.ep()->ep.rank()).local;
   const std::vector<Tensor> ps = ep.gpt().parameters();
   for (size_t i = 0; i < ps.size(); ++i) {
     if (!local[i]) continue;
@@ -215,8 +214,10 @@ TEST_CASE("ep: bad layouts are refused before any collective, naming the key", "
   CHECK_THROWS_WITH(initialize(model(3), parse_ds_config(ds_json(3, 2), D), world),
                     Contains("moe.ep_size 2 does not divide moe.num_experts 3"));
   CHECK_THROWS_WITH(initialize(model(8), parse_ds_config(ds_json(8, 2 * D), D), world),
-                    Contains(str_cat("moe.ep_size ", 2 * D, " does not divide the data-parallel "
-                                     "size ", D)));
+                    Contains(str_cat("moe.ep_size ", 2 * D,
+                                     " does not divide the data-parallel "
+                                     "size ",
+                                     D)));
   CHECK_THROWS_WITH(initialize(model(4), parse_ds_config(ds_json(4, 2, 3), D), world),
                     Contains("ZeRO-3 with MoE is refused"));
   CHECK_THROWS_WITH(initialize(std::make_shared<GPT>(moe_model(0, 1), 1),
