@@ -4,9 +4,12 @@
 // (the D/P ranks holding the same experts), and then divided by P as well:
 // the holder of expert e already summed, through the all-to-all, the loss
 // gradients of the P ranks of its ep group, so Σ over expert-dp / D is the
-// one-process average over all D ranks' tokens (DeepSpeed's engine reduces
-// expert gradients over the expert-dp group but divides by the dp world
-// size, so the gradients do not depend on ep_size). ZeRO 1-2 partition each
+// one-process average over all D ranks' tokens: the expert gradients are
+// summed over expert-dp and divided by the dp world size, so they do not
+// depend on ep (DeepSpeed PR #5259, "MoE parameter grads should be summed
+// using ep_dp_group and scaled using dp group", and PR #6546 for ZeRO:
+// "divide edp_world_size -> divide dp_world_size"; Megatron's DDP
+// expert_gradient_scaling_factor = expt_dp / dp). ZeRO 1-2 partition each
 // group over its own communicator; the clipping norm is one global norm over
 // both (the experts' Σ g² summed over the ep group: each expert counted once).
 #pragma once
