@@ -218,7 +218,8 @@ mpi-test: $(MPI_TEST_BIN) $(CLI_BIN)
 	$(if $(MPI_TEST_BIN),$(MPI_ASAN) $(MPIRUN) -np 2 $(MPI_TEST_BIN) && $(MPI_ASAN) $(MPIRUN) -np 4 $(MPI_TEST_BIN) && $(MPI_ASAN) scripts/test-mpi-errors.sh $(BUILD) && \
 	  $(MPI_ASAN) scripts/test-train-equivalence.sh $(BUILD) && $(MPI_ASAN) scripts/test-traffic.sh $(BUILD) && \
 	  $(MPI_ASAN) scripts/test-bad-input.sh $(BUILD) && $(MPI_ASAN) scripts/test-checkpoints.sh $(BUILD) && \
-	  $(MPI_ASAN) scripts/test-mixed-precision.sh $(BUILD))
+	  $(MPI_ASAN) scripts/test-mixed-precision.sh $(BUILD) && \
+	  $(MPI_ASAN) scripts/test-device.sh $(BUILD))
 
 test: all
 	@scripts/check-deps.sh

@@ -20,6 +20,7 @@
 #include "cli/output_paths.h"
 #include "cli/report.h"
 #include "cli/train_config.h"
+#include "cli/train_device.h"
 #include "cli/train_ds_config.h"
 #include "cli/train_model.h"
 #include "cli/train_moe.h"
@@ -66,14 +67,21 @@ std::string format_duration(double s) {
 // D·B does; the tp and cp ranks of a replica read the same window (each cp
 // rank keeps its positions, parallel/cp/cp_gpt.h). A pipeline
 // forwards through its stages (no rank runs the whole model).
-double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t B, int64_t T) {
+// A batch on the run's device: the loader reads bytes on the host, to()
+// copies them over (on cuda, one H2D copy per tensor on the device's stream).
+Batch on_device(Batch b, Device device) {
+  return {b.x.to(device), b.y.to(device)};
+}
+
+double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t B, int64_t T,
+                Device device) {
   if (engine.pipeline()) return engine.pipeline()->evaluate(data, batches);
   Mesh& mesh = engine.mesh();
   NoGradGuard no_grad;
   engine.eval();
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    Batch b = data.val_batch(i * mesh.dp_size() + mesh.dp_rank(), B, T);
+    Batch b = on_device(data.val_batch(i * mesh.dp_size() + mesh.dp_rank(), B, T), device);
     sum += engine.forward(b.x, b.y).item();
   }
   engine.train();
@@ -106,6 +114,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   // The flags agree, so every rank reaches the same verdict on them.
   const TrainConfig c = agreed([&] { return read_train_config(flags, world.size()); });
   const bool lead = world.rank() == 0;
+  bind_rank_device(c.device);  // cuda: this rank's GPU, before anything is allocated there
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
   const int64_t D = c.dp, tp = c.tp, pp = c.pp, cp = c.cp;
   const int64_t zero_stage = c.zero_stage;
@@ -182,8 +191,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     // MoE: the report's split/replicated formula is the dense GPT's; the
     // experts' per-rank table comes with expert parallelism (--ep, planned).
     // Under --cp the blocks run the cp attention (collective, on T/cp
-    // positions): the cp memory line below measures them instead.
-    if (pp > 1 || cp > 1 || c.model.moe.enabled()) return;
+    // positions): the cp memory line below measures them instead. It
+    // measures host allocations of a CPU forward: not on a device.
+    if (pp > 1 || cp > 1 || c.model.moe.enabled() || c.device != Device::CPU) return;
     const GPTConfig& shape = held.config();
     tp_memory = tp_memory_report(world, shape, held_param_split(held),
                                  measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
@@ -194,6 +204,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   };
   Engine engine = [&] {
     std::shared_ptr<GPT> model = build_train_model(world, flags, c);
+    move_model_to(*model, c.device);  // before the engine cuts, flattens or wraps it
     return on_every_rank(world, [&] { return initialize(model, ds, world, init).engine; });
   }();
   const int64_t serial_params = engine.num_parameters();
@@ -314,6 +325,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   ActivityNote doing("training");
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
   const int64_t skipped_before = zero.skipped_steps();  // a resumed run's earlier skips
+  const MasterWeights::Transfers offload_before = zero.offload_transfers();
   for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
@@ -329,7 +341,9 @@ int train_command(int argc, char** argv, Communicator& world) {
     // data contract); the tp, cp and pp ranks of a replica read the same
     // windows (a cp rank keeps its positions of them).
     int64_t window = step * accum;
-    auto next = [&] { return data.train_batch(window++, mesh.dp_rank(), D, B, T); };
+    auto next = [&] {
+      return on_device(data.train_batch(window++, mesh.dp_rank(), D, B, T), c.device);
+    };
     double local_loss = 0;  // this rank's mean over its micro-batches
     if (pipeline) {
       local_loss = engine.train_batch_unreduced(next);  // the whole step through the schedule
@@ -365,7 +379,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     const std::string moe_fields = moe_step_fields(engine.gpt());  // every rank: resets the step's counts
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      val = evaluate(engine, data, eval_batches, B, T);  // stage 3 gathers blocks on demand
+      val = evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -383,6 +397,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                   static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
                   100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
       if (!std::isnan(val)) std::printf(" | val %.4f", val);
+      std::printf("%s", device_step_field(c.device).c_str());  // "" on the CPU
       if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
         std::printf(" | %s", zero.skip_message().c_str());
       std::printf("%s\n", moe_fields.c_str());
@@ -399,6 +414,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     // the shards into one serial model).
     if (sample_now) {
       std::shared_ptr<GPT> whole = engine.gather_model();
+      if (lead) whole = host_copy(whole);  // sampling reads the logits on the host
       if (lead)
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                     printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
@@ -468,9 +484,24 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
   std::shared_ptr<GPT> whole = engine.gather_model();  // every shard and stage, on every rank
   // What --save-weights writes: fp32, the masters in a 16-bit run (collective).
-  const std::map<std::string, Tensor> weights = flags.str("save-weights").empty()
-                                                    ? std::map<std::string, Tensor>{}
-                                                    : engine.fp32_weights(*whole);
+  std::map<std::string, Tensor> weights = flags.str("save-weights").empty()
+                                              ? std::map<std::string, Tensor>{}
+                                              : engine.fp32_weights(*whole);
+  // Saving and sampling are host work: the weights and the model come to the
+  // CPU (to(Device::CPU); the identity on a CPU run).
+  for (auto& [name, t] : weights) t = t.to(Device::CPU);
+  std::string device_memory = device_memory_line(c.device, world.rank());
+  if (zero.offloaded() && steps > first_step) {
+    const MasterWeights::Transfers t = zero.offload_transfers();
+    const int64_t n = steps - first_step;
+    device_memory += str_cat(
+        "ZeRO-Offload (rank ", world.rank(), "): fp32 masters and optimizer state on the cpu; ",
+        "per step ", (t.d2h - offload_before.d2h) / n, " bytes device->host (fp32 gradients) and ",
+        (t.h2d - offload_before.h2d) / n, " bytes host->device (updated ",
+        dtype_name(zero.precision().dtype), " parameters)",
+        c.device == Device::CPU ? " (0: the model is on the cpu too)" : "", "\n");
+  }
+  if (lead) whole = host_copy(whole);
   if (lead) {
     if (tp > 1)
       std::printf(
@@ -478,8 +509,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
           static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s%s%s%s", format_memory_table(reports).c_str(), tp_memory.c_str(),
-                cp_memory.c_str(), ep_memory.c_str());
+    std::printf("%s%s%s%s%s", format_memory_table(reports).c_str(), device_memory.c_str(),
+                tp_memory.c_str(), cp_memory.c_str(), ep_memory.c_str());
     if (c.precision.enabled())
       std::printf(
           "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "

@@ -9,6 +9,7 @@
 
 #include "cli/checked.h"
 #include "cli/train_moe.h"
+#include "cli/train_device.h"
 #include "optim/optimizer.h"
 #include "parallel/comm/runtime.h"
 #include "parallel/pp/schedule.h"
@@ -98,6 +99,7 @@ Flags train_flags() {
   f.add("timeline", "",
         "with --pp > 1: draw the measured pipeline of the last step as SVG (stages as rows)");
   f.add("log-every", "1", "print a step line every N steps");
+  add_device_flags(f);  // --device, --offload-optimizer (cli/train_device.h)
   // ---- mixed precision (parallel/zero/mixed_precision.h; ds_config's fp16/bf16 keys) ----
   f.add_switch("bf16", "bf16 parameters, gradients and activations, fp32 master weights and "
                        "optimizer state (no loss scaling)");
@@ -200,6 +202,8 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
              " needs --pp > 1 (it interleaves model chunks over the pipeline ranks)");
   }
   c.checkpoint_activations = flags.on("checkpoint-activations");
+  c.device = read_device_flag(flags);
+  c.offload_optimizer = flags.on("offload-optimizer");
   c.precision = mixed_precision_from_flags(  // mixed precision: the library checks the values
       flags.on("bf16"), flags.on("fp16"), flags.real("loss-scale"),
       flags.integer("initial-scale-power"), flags.integer("loss-scale-window"),

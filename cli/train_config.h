@@ -34,6 +34,8 @@ struct TrainConfig {
   double grad_clip = 0, dropout = 0, attn_dropout = 0;
   int64_t tokens_per_step = 0;  // B·T·accum·dp (the cp ranks of a replica share its sequences)
   MixedPrecision precision;     // --bf16 / --fp16 and the loss-scale flags
+  Device device = Device::CPU;  // --device (ds_config "device"): cli/train_device.h
+  bool offload_optimizer = false;  // --offload-optimizer: ZeRO-Offload
 
   // Checkpoints (parallel/engine/checkpoint.h).
   int64_t save_every = 0;              // --save-every

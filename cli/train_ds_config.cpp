@@ -67,6 +67,10 @@ std::vector<Key> keys(const DsConfig& c) {
        [](const DsConfig& d) { return num(d.fp16.min_loss_scale); }},
       {"communication_data_type", "communication-data-type",
        [](const DsConfig& d) { return d.communication_data_type; }},
+      {"device", "device", [](const DsConfig& d) { return d.device; }, false},
+      {"zero_optimization.offload_optimizer.device", "offload-optimizer",
+       [](const DsConfig& d) { return std::string(d.zero_optimization.offload_optimizer ? "1" : "0"); },
+       false},
       {"activation_checkpointing", "checkpoint-activations",
        [](const DsConfig& d) {
          return std::string(d.activation_checkpointing.enabled ? "1" : "0");
@@ -251,6 +255,8 @@ DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file
   const MoEConfig& m = c.model.moe;
   d.moe = {m.experts, m.every, m.top_k, m.capacity_factor, m.min_capacity, m.drop_tokens,
            m.aux_loss_coef, c.ep};
+  d.device = device_name(c.device);
+  d.zero_optimization.offload_optimizer = c.offload_optimizer;
   // Mixed precision: the flags (checked by mixed_precision_from_flags) and the
   // file's keys agree by now; the engine turns these back into c.precision.
   d.bf16_enabled = c.precision.dtype == DType::BF16;

@@ -7,6 +7,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "optim/kernels.h"
 
 namespace ms {
 
@@ -169,47 +170,11 @@ std::unique_ptr<LossScaler> make_loss_scaler(const LossScalerConfig& config) {
 
 // -------------------------------------------------------------- overflow ----
 
-namespace {
-
-// An IEEE float is inf or NaN exactly when its exponent bits are all ones;
-// testing the bits (not isinf/isnan on converted values) covers the 16-bit
-// storage types without decoding them and lets the loop vectorize.
-template <typename Bits>
-bool any_exponent_all_ones(const void* data, int64_t n, Bits mask) {
-  const Bits* p = static_cast<const Bits*>(data);
-  int found = 0;
-#pragma omp parallel for simd reduction(| : found) if (n > (1 << 16)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) found |= (p[i] & mask) == mask;
-  return found != 0;
-}
-
-}  // namespace
-
 bool has_overflow(const std::vector<Tensor>& grads) {
   for (const Tensor& g : grads) {
     if (!g.defined()) continue;
-    if (g.device() != Device::CPU) cuda_kernels_planned("has_overflow");
-    const Tensor c = contiguous(g);
-    bool bad = false;
-    switch (c.dtype()) {
-      case DType::F32:
-        bad = any_exponent_all_ones<uint32_t>(c.host_raw_data(), c.numel(), 0x7F800000u);
-        break;
-      case DType::F64:
-        bad = any_exponent_all_ones<uint64_t>(c.host_raw_data(), c.numel(), 0x7FF0000000000000ull);
-        break;
-      case DType::BF16:
-        bad = any_exponent_all_ones<uint16_t>(c.host_raw_data(), c.numel(), uint16_t{0x7F80});
-        break;
-      case DType::F16:
-        bad = any_exponent_all_ones<uint16_t>(c.host_raw_data(), c.numel(), uint16_t{0x7C00});
-        break;
-      case DType::I32:
-        throw Error(
-            str_cat("has_overflow: gradients must be floating point (f32, f64, bf16, f16), ",
-                    "got i32 of shape ", shape_str(c.shape())));
-    }
-    if (bad) return true;
+    // The inf/NaN test runs where the gradient lives (optim/kernels.h).
+    if (optim_kernels::has_nonfinite(optim_kernels::contiguous_or_self(g))) return true;
   }
   return false;
 }

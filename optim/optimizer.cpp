@@ -6,8 +6,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
-#include "tensor/cpu/adamw.h"
-#include "tensor/cpu/reductions.h"
+#include "optim/kernels.h"
 
 namespace ms {
 
@@ -32,7 +31,8 @@ SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_d
   // Allocated up front (PyTorch does it lazily) so state_bytes() and the ZeRO
   // memory table see the state from the start.
   for (const Tensor& p : params_)
-    momentum_buf_.push_back(momentum_ != 0 ? zeros(p.shape()) : Tensor());
+    momentum_buf_.push_back(momentum_ != 0 ? optim_kernels::zeros_on(p.shape(), DType::F32, p.device())
+                                           : Tensor());
 }
 
 void SGD::step() {
@@ -40,11 +40,9 @@ void SGD::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
-    Tensor gc = contiguous(g);
-    float* buf = momentum_ != 0 ? momentum_buf_[i].host_data<float>() : nullptr;
-    cpu::sgd_update(params_[i].host_data<float>(), buf, gc.host_data<float>(), params_[i].numel(),
-                    static_cast<float>(lr_), static_cast<float>(momentum_),
-                    static_cast<float>(weight_decay_), !momentum_started_);
+    optim_kernels::sgd_update(params_[i], momentum_buf_[i], optim_kernels::contiguous_or_self(g),
+                              static_cast<float>(lr_), static_cast<float>(momentum_),
+                              static_cast<float>(weight_decay_), !momentum_started_);
   }
   momentum_started_ = true;
 }
@@ -64,10 +62,11 @@ AdamW::AdamW(std::vector<Tensor> params, double lr, double beta1, double beta2, 
       weight_decay_(weight_decay) {
   MS_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas (", beta1, ", ", beta2,
            ") must be in [0, 1)");
-  // State allocated up front (zeros), as ZeRO's memory formula assumes.
+  // State allocated up front (zeros), as ZeRO's memory formula assumes, on
+  // the parameter's device (under ZeRO-Offload that is the CPU).
   for (const Tensor& p : params_) {
-    m_.push_back(zeros(p.shape()));
-    v_.push_back(zeros(p.shape()));
+    m_.push_back(optim_kernels::zeros_on(p.shape(), DType::F32, p.device()));
+    v_.push_back(optim_kernels::zeros_on(p.shape(), DType::F32, p.device()));
   }
 }
 
@@ -88,35 +87,14 @@ void AdamW::step() {
   const float one_minus_b1 = static_cast<float>(1 - beta1_);
   const float one_minus_b2 = static_cast<float>(1 - beta2_);
   const float eps = static_cast<float>(eps_);
-  // One pass over all tensors, cut into equal chunks shared out in ONE parallel
-  // region (PyTorch's multi-tensor "foreach"/fused AdamW, llm.c's single
-  // adamw kernel): per-tensor regions woke the threads ~50 times a step and
-  // ran every tensor under 64K elements (biases, LayerNorms) on one thread.
-  struct Chunk {
-    float *p, *m, *v;
-    const float* g;
-    int64_t n;
-  };
-  constexpr int64_t kChunk = 1 << 14;
-  std::vector<Tensor> grads;  // keeps contiguous copies alive through the pass
-  std::vector<Chunk> chunks;
+  std::vector<optim_kernels::AdamWSlot> slots;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
-    grads.push_back(contiguous(g));
-    const int64_t n = params_[i].numel();
-    for (int64_t b = 0; b < n; b += kChunk)
-      chunks.push_back({params_[i].host_data<float>() + b, m_[i].host_data<float>() + b,
-                        v_[i].host_data<float>() + b, grads.back().host_data<float>() + b,
-                        std::min(kChunk, n - b)});
+    slots.push_back({params_[i], m_[i], v_[i], optim_kernels::contiguous_or_self(g)});
   }
-  const int64_t nchunks = static_cast<int64_t>(chunks.size());
-#pragma omp parallel for schedule(static) if (nchunks > 4)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const Chunk& k = chunks[c];
-    cpu::adamw_update(k.p, k.m, k.v, k.g, k.n, step_size, decay, b1, b2, one_minus_b1, one_minus_b2,
-                      bc2_sqrt, eps);
-  }
+  optim_kernels::adamw_update(
+      slots, {step_size, decay, b1, b2, one_minus_b1, one_minus_b2, bc2_sqrt, eps});
 }
 
 size_t AdamW::state_bytes() const {
@@ -130,8 +108,7 @@ double grad_sq_norm(const std::vector<Tensor>& params) {
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    Tensor gc = contiguous(g);
-    total += cpu::sum_squares(gc.host_data<float>(), gc.numel());
+    total += optim_kernels::sum_squares(optim_kernels::contiguous_or_self(g));
   }
   return total;
 }

@@ -124,7 +124,7 @@ exact "minispeed's schedule flags beside the file's scheduler" 1 \
   train --config configs/dp_zero2.json "${small[@]}" --warmup 5
 echo '{"train_batch_size": 8, "gradient_clipp1ng": 1.0}' > "$tmp/typo.json"
 exact "an unknown key gets a did-you-mean" 1 \
-  "error: $tmp/typo.json: unknown key \"gradient_clipp1ng\" at gradient_clipp1ng; did you mean \"gradient_clipping\"? (valid keys: activation_checkpointing, bf16, bfloat16, communication_data_type, context_parallel, fp16, gradient_accumulation_steps, gradient_clipping, moe, optimizer, pipeline, scheduler, sequence_parallel_size, steps_per_print, tensor_parallel, train_batch_size, train_micro_batch_size_per_gpu, zero_optimization)" \
+  "error: $tmp/typo.json: unknown key \"gradient_clipp1ng\" at gradient_clipp1ng; did you mean \"gradient_clipping\"? (valid keys: activation_checkpointing, bf16, bfloat16, communication_data_type, context_parallel, device, fp16, gradient_accumulation_steps, gradient_clipping, moe, optimizer, pipeline, scheduler, sequence_parallel_size, steps_per_print, tensor_parallel, train_batch_size, train_micro_batch_size_per_gpu, zero_optimization)" \
   train --config "$tmp/typo.json" "${small[@]}"
 echo '{"train_batch_size": 32, "train_micro_batch_size_per_gpu": 8, "gradient_accumulation_steps": 1}' \
   > "$tmp/batch.json"

@@ -134,7 +134,7 @@ TEST_CASE("unknown keys anywhere are errors with a did-you-mean", "[config]") {
                     Contains("unknown key \"stgae\" at zero_optimization.stgae; did you mean "
                              "\"stage\"?") &&
                         Contains("valid keys in zero_optimization: allgather_bucket_size, "
-                                 "overlap_comm, reduce_bucket_size, stage"));
+                                 "offload_optimizer, overlap_comm, reduce_bucket_size, stage"));
   CHECK_THROWS_WITH(parse(R"({"train_batch_size": 8, "optimizer": {"type": "AdamW",
                               "params": {"wieght_decay": 0.1}}})"),
                     Contains("at optimizer.params.wieght_decay; did you mean \"weight_decay\"?"));
@@ -151,9 +151,9 @@ TEST_CASE("unknown keys anywhere are errors with a did-you-mean", "[config]") {
   CHECK(msg.find("did you mean") == std::string::npos);
   // A real DeepSpeed key minispeed does not run says so.
   CHECK_THROWS_WITH(
-      parse(R"({"train_batch_size": 8, "zero_optimization": {"offload_optimizer":
+      parse(R"({"train_batch_size": 8, "zero_optimization": {"offload_param":
                               {"device": "cpu"}}})"),
-      Contains("zero_optimization.offload_optimizer is a DeepSpeed key that minispeed "
+      Contains("zero_optimization.offload_param is a DeepSpeed key that minispeed "
                "does not implement"));
   CHECK_THROWS_WITH(parse(R"({"train_batch_size": 8, "wall_clock_breakdown": false})"),
                     Contains("wall_clock_breakdown is a DeepSpeed key"));

@@ -5,9 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#ifdef MS_CUDA
-#include "tensor/cuda/runtime.h"
-#endif
+#include "parallel/comm/staging.h"
+#include "tensor/device_kernels.h"  // KernelScope
 
 namespace ms {
 
@@ -19,13 +18,13 @@ const char* reduce_op_name(ReduceOp op) {
 // ---------------------------------------------------------------- helpers
 namespace comm_detail {
 
-static void check_layout(const Tensor& t, const char* op) {
+static void check_layout(const Tensor& t, const char* op, bool through_mpi = true) {
   MS_CHECK(t.defined(), op, ": the tensor is undefined");
   MS_CHECK(t.is_contiguous(), op, ": tensor of shape ", shape_str(t.shape()), " (strides ",
            shape_str(t.strides()),
            ") is not contiguous; collectives move raw bytes, so pass "
            "contiguous(t) (and copy_ the result back if you need it in the original)");
-  if (t.device() == Device::CPU)
+  if (through_mpi)
     MS_CHECK(t.numel() <= INT_MAX, op, ": tensor of shape ", shape_str(t.shape()), " has ",
              t.numel(), " elements; MPI counts stop at ", INT_MAX, " (split it into chunks)");
 }
@@ -39,13 +38,11 @@ void check_tensor(const Tensor& t, const char* op) {
 
 void check_tensor(const Tensor& t, const char* op, const Backend& backend) {
   MS_CHECK(t.defined(), op, ": the tensor is undefined");
-  MS_CHECK(backend.moves(t.device()), op, ": tensor of shape ", shape_str(t.shape()), " is on ",
-           device_name(t.device()), "; the ", backend.name(), " backend does not move ",
-           device_name(t.device()), " tensors",
-           t.device() == Device::CUDA
-               ? " (MS_BACKEND=nccl, in a make CUDA=1 build, does; or copy it to the CPU)"
-               : "");
-  check_layout(t, op);
+  // Every device is accepted: one the backend does not move natively (Sim;
+  // CUDA under MS_BACKEND=mpi) is staged through a host copy (staging.h), so
+  // it goes through MPI and meets MPI's count limit.
+  const bool native_device = t.device() != Device::CPU && backend.moves(t.device());
+  check_layout(t, op, !native_device);
 }
 
 DType reduce_dtype(DType dtype) {
@@ -177,8 +174,10 @@ static void check_same_dtype(const Tensor& in, const Tensor& out, const char* op
 }
 
 static void check_no_overlap(const Tensor& a, const Tensor& b, const char* op) {
-  auto* a0 = static_cast<const char*>(a.host_raw_data());
-  auto* b0 = static_cast<const char*>(b.host_raw_data());
+  // Addresses compared, never read: device memory is fine here.
+  KernelScope scope(op, a.device());
+  auto* a0 = static_cast<const char*>(a.device_raw_data());
+  auto* b0 = static_cast<const char*>(b.device_raw_data());
   bool disjoint =
       a0 + a.nbytes() <= b0 || b0 + b.nbytes() <= a0 || a.numel() == 0 || b.numel() == 0;
   MS_CHECK(disjoint, op, ": in and out overlap in memory; use separate tensors");
@@ -203,15 +202,7 @@ static void check_same_device(const Tensor& in, const Tensor& out, const char* o
 // ledger"): a tp-only run's 1-rank dp group then costs no call at all. Arguments are still checked,
 // so a wrong call fails the same way on one rank as on many.
 static void copy_alone(const Tensor& in, Tensor& out) {
-  if (in.nbytes() == 0) return;
-#ifdef MS_CUDA
-  if (in.device() == Device::CUDA) {
-    cuda::copy_device_to_device(out.host_raw_data(), in.host_raw_data(), in.nbytes(),
-                                in.storage()->device_index());
-    return;
-  }
-#endif
-  std::memcpy(out.host_raw_data(), in.host_raw_data(), in.nbytes());
+  copy_on_device(out, in);  // on the tensors' own device (staging.h)
 }
 
 Work Communicator::start_all_reduce(Tensor& t, ReduceOp op, bool blocking) {
@@ -219,6 +210,10 @@ Work Communicator::start_all_reduce(Tensor& t, ReduceOp op, bool blocking) {
   if (size() == 1) return Work();
   RingBytes b = ring_all_reduce_bytes(t.numel(), reduce_elem(*backend_, t), rank(), size());
   ledger_->add(CommOp::AllReduce, 1, b.sent, b.received, int64_t(t.nbytes()));
+  if (needs_staging(t, *backend_)) {
+    Tensor host = t.to(Device::CPU);
+    return copy_back_when_done(backend_->all_reduce(host, op, blocking), host, t);
+  }
   return backend_->all_reduce(t, op, blocking);
 }
 
@@ -238,6 +233,11 @@ Work Communicator::start_reduce_scatter(const Tensor& in, Tensor& out, ReduceOp 
   }
   RingBytes b = ring_reduce_scatter_bytes(in.numel(), reduce_elem(*backend_, in), size());
   ledger_->add(CommOp::ReduceScatter, 1, b.sent, b.received, int64_t(in.nbytes()));
+  if (needs_staging(in, *backend_)) {
+    Tensor host_out = Tensor::empty(out.shape(), out.dtype());
+    return copy_back_when_done(
+        backend_->reduce_scatter(in.to(Device::CPU), host_out, op, blocking), host_out, out);
+  }
   return backend_->reduce_scatter(in, out, op, blocking);
 }
 
@@ -256,6 +256,11 @@ Work Communicator::start_all_gather(const Tensor& in, Tensor& out, bool blocking
   }
   RingBytes b = ring_all_gather_bytes(out.numel(), int64_t(dtype_size(out.dtype())), size());
   ledger_->add(CommOp::AllGather, 1, b.sent, b.received, int64_t(out.nbytes()));
+  if (needs_staging(in, *backend_)) {
+    Tensor host_out = Tensor::empty(out.shape(), out.dtype());
+    return copy_back_when_done(backend_->all_gather(in.to(Device::CPU), host_out, blocking),
+                               host_out, out);
+  }
   return backend_->all_gather(in, out, blocking);
 }
 
@@ -267,6 +272,10 @@ Work Communicator::start_broadcast(Tensor& t, int root, bool blocking) {
   RingBytes b =
       chain_broadcast_bytes(t.numel(), int64_t(dtype_size(t.dtype())), rank(), root, size());
   ledger_->add(CommOp::Broadcast, 1, b.sent, b.received, int64_t(t.nbytes()));
+  if (needs_staging(t, *backend_)) {
+    Tensor host = t.to(Device::CPU);
+    return copy_back_when_done(backend_->broadcast(host, root, blocking), host, t);
+  }
   return backend_->broadcast(t, root, blocking);
 }
 
@@ -335,6 +344,10 @@ Work Communicator::start_send(const Tensor& t, int dst, int tag, int max_tag, bo
     ledger_->add(as, 1, n, 0, n);
   else
     ledger_->add(as, 0, n, 0, 0);
+  if (needs_staging(t, *backend_)) {
+    Tensor host = t.to(Device::CPU);
+    return keep_until_done(backend_->send(host, dst, tag, blocking), host);
+  }
   return backend_->send(t, dst, tag, blocking);
 }
 
@@ -346,6 +359,10 @@ Work Communicator::start_recv(Tensor& t, int src, int tag, int max_tag, bool blo
     ledger_->add(as, 1, 0, n, n);
   else
     ledger_->add(as, 0, 0, n, 0);
+  if (needs_staging(t, *backend_)) {
+    Tensor host = Tensor::empty(t.shape(), t.dtype());
+    return copy_back_when_done(backend_->recv(host, src, tag, blocking), host, t);
+  }
   return backend_->recv(t, src, tag, blocking);
 }
 

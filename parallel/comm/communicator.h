@@ -12,8 +12,10 @@
 // derives one per group.
 //
 // Rules, checked with errors that name the op:
-//   * tensors are contiguous (collectives move raw bytes) and on a device the
-//     backend moves (MPI: the CPU; NCCL: CUDA, and the CPU through MPI);
+//   * tensors are contiguous (collectives move raw bytes), on any device: the
+//     backend moves its own devices (MPI: the CPU; NCCL: CUDA, and the CPU
+//     through MPI) and any other goes through a host copy (staging.h: Sim,
+//     CUDA under MS_BACKEND=mpi), counted in the ledger like a CPU tensor;
 //   * any dtype: f32, f64, i32 are reduced natively; bf16 and f16 are storage
 //     types, so reductions convert them to f32, reduce, and round back once
 //     (round-to-nearest-even), like mixed-precision training expects;
@@ -241,8 +243,8 @@ class Communicator {
 namespace comm_detail {
 // CPU, contiguous, numel within an MPI count; the error names `op` and the shape.
 void check_tensor(const Tensor& t, const char* op);
-// Defined and contiguous, on a device `backend` moves (CPU tensors also
-// within an MPI count).
+// Defined and contiguous, on any device (one `backend` does not move is
+// staged through the host, staging.h); what goes through MPI within its count.
 void check_tensor(const Tensor& t, const char* op, const Backend& backend);
 // The dtype a reduction runs in: f32 for bf16/f16, else the dtype itself.
 DType reduce_dtype(DType dtype);

@@ -2,6 +2,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "optim/kernels.h"
 
 namespace ms {
 
@@ -57,7 +58,10 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
     int64_t numel = 0;
     for (int i : buckets_.bucket(k)) numel += params_[i].numel();
     // Mixed precision: the dtype gradients are reduced in (parallel/zero/mixed_precision.h).
-    buffers_.push_back(zeros({numel}, grad_dtype.value_or(params_[buckets_.bucket(k)[0]].dtype())));
+    // On the parameters' device: the buckets are what the all-reduce moves.
+    const Tensor& first = params_[buckets_.bucket(k)[0]];
+    buffers_.push_back(
+        optim_kernels::zeros_on({numel}, grad_dtype.value_or(first.dtype()), first.device()));
     int64_t offset = 0;
     for (int i : buckets_.bucket(k)) {
       const Shape& shape = params_[i].shape();

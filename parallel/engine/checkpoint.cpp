@@ -10,6 +10,7 @@
 #include "nn/atomic_save.h"
 #include "nn/checkpointed_block.h"  // dropout_generators
 #include "nn/safetensors.h"
+#include "parallel/comm/staging.h"  // copy_host_into_device
 #include "parallel/comm/runtime.h"
 #include "parallel/engine/checkpoint_folder.h"
 #include "parallel/engine/checkpoint_state.h"
@@ -119,6 +120,8 @@ RankRecord describe_rank(CheckpointTarget& t, const CheckpointMeta& meta,
   auto piece_of = [](const Tensor& src, int64_t begin, int64_t n) {
     MS_CHECK(src.dtype() == DType::F32 && src.is_contiguous(), "checkpoint: optimizer tensors ",
              "must be contiguous f32 (master weights), got ", dtype_name(src.dtype()));
+    if (src.device() != Device::CPU)  // a device's state comes to the host to be written
+      return Tensor::make_view(src, {n}, {1}, src.offset() + begin).to(Device::CPU);
     Tensor out = Tensor::empty({n});
     std::copy(src.host_data<float>() + begin, src.host_data<float>() + begin + n, out.host_data<float>());
     return out;
@@ -173,6 +176,11 @@ void copy_run(const Tensor& dst, int64_t dst_begin, const Tensor& src, int64_t s
               int64_t n) {
   MS_ASSERT(dst.dtype() == DType::F32 && dst.is_contiguous() && src.is_contiguous(),
             "checkpoint: optimizer tensors must be contiguous f32");
+  if (dst.device() != Device::CPU) {  // read on the host, then one copy up to the device
+    comm_detail::copy_host_into_device(Tensor::make_view(dst, {n}, {1}, dst.offset() + dst_begin),
+                                       Tensor::make_view(src, {n}, {1}, src.offset() + src_begin));
+    return;
+  }
   std::copy(src.host_data<float>() + src_begin, src.host_data<float>() + src_begin + n,
             dst.host_data<float>() + dst_begin);
 }
@@ -192,7 +200,7 @@ void apply_full_state(const FullState& st, CheckpointTarget& t) {
     // The model's copy (16-bit under mixed precision: copy_ rounds), when it
     // is materialized (ZeRO-3 gathered it first).
     Tensor& p = named[i].second;
-    if (p.numel() == local["param"].numel()) copy_(p, local["param"]);
+    if (p.numel() == local["param"].numel()) copy_(p, local["param"].to(p.device()));
     for (ZeroOptimizer* z : {&t.optimizer, t.expert_optimizer}) {
       if (z == nullptr) continue;
       Optimizer& opt = z->optimizer();

@@ -171,6 +171,16 @@ void read_zero(Section s, DsConfig& c) {
     z.overlap_comm = z.stage == 3;
     c.derived["zero_optimization.overlap_comm"] = "stage == 3 (DeepSpeed's default None)";
   }
+  {
+    Section off = s.object("offload_optimizer");
+    const std::string dev = off.choice("device", {"none", "cpu", "nvme"}).value_or("none");
+    if (dev == "nvme")
+      off.fail("device", "\"nvme\" (ZeRO-Infinity) is not implemented; use \"cpu\" or \"none\"");
+    z.offload_optimizer = dev == "cpu";
+    off.boolean("pin_memory");  // accepted; the host copies here use pageable memory
+    off.finish({"nvme_path", "buffer_count", "pipeline_read", "pipeline_write", "fast_init",
+                "ratio"});
+  }
   s.finish({"contiguous_gradients",
             "reduce_scatter",
             "allgather_partitions",
@@ -185,7 +195,6 @@ void read_zero(Section s, DsConfig& c) {
             "stage3_gather_16bit_weights_on_model_save",
             "round_robin_gradients",
             "ignore_unused_parameters",
-            "offload_optimizer",
             "offload_param",
             "cpu_offload",
             "zero_hpz_partition_size",
@@ -304,6 +313,7 @@ DsConfig parse_from(const std::string& text, int size, bool size_is_ranks,
   c.communication_data_type =
       top.choice("communication_data_type", {"fp32", "fp16", "bf16"}).value_or("");
   read_zero(top.object("zero_optimization"), c);
+  c.device = top.choice("device", {"cpu", "cuda", "sim"}).value_or("");
   c.activation_checkpointing.enabled = top.has("activation_checkpointing");
   read_activation_checkpointing(top.object("activation_checkpointing"), c.activation_checkpointing);
 

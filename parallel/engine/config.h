@@ -47,6 +47,9 @@ struct DsZeroConfig {
   int64_t reduce_bucket_size = 500000000;     // elements (5e8)
   int64_t allgather_bucket_size = 500000000;  // elements (5e8)
   bool overlap_comm = false;  // DeepSpeed's None resolves to stage == 3 (its docs say false)
+  // offload_optimizer.device "cpu": ZeRO-Offload (fp32 masters and optimizer
+  // state on the CPU); "none" or absent: off. "nvme" (ZeRO-Infinity) is refused.
+  bool offload_optimizer = false;
 };
 
 struct DsActivationCheckpointingConfig {
@@ -123,6 +126,9 @@ struct DsConfig {
   DsPipelineConfig pipeline;
   DsMoEConfig moe;
   DsContextParallelConfig context_parallel;
+  // minispeed's own top-level "device": "cpu" | "cuda" | "sim" ("" = absent:
+  // --device decides). DeepSpeed has no such key (its accelerator decides).
+  std::string device;
 
   // Provenance for describe(): the paths of the keys the file gave, and the
   // values the parser derived (path → how, e.g. "= 64 // 8 // 2").

@@ -121,6 +121,11 @@ void check_expert_parallel(const DsConfig& c, const GPTConfig& model) {
            ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE supports ZeRO 1-2 only (use 0-2)");
   MS_CHECK(!c.bf16_enabled && !c.fp16.enabled, c.source, ": moe.ep_size ", ep,
            " with fp16/bf16: expert parallelism runs in fp32 for now");
+  MS_CHECK(!c.zero_optimization.offload_optimizer, c.source, ": moe.ep_size ", ep,
+           " with zero_optimization.offload_optimizer: not supported yet (the experts' optimizer "
+           "steps on the parameters' device)");
+  MS_CHECK(c.device.empty() || c.device == "cpu", c.source, ": moe.ep_size ", ep, " with device \"",
+           c.device, "\": expert parallelism runs on the CPU for now");
 }
 
 void check_engine_supports(const DsConfig& c) {
@@ -217,6 +222,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   ZeroOptions zo;
   zo.stage = static_cast<int>(config.zero_optimization.stage);
   zo.precision = mixed_precision(config);
+  zo.offload_optimizer = config.zero_optimization.offload_optimizer;
   // reduce_bucket_size counts elements (DeepSpeed's unit); our buckets are
   // fp32 bytes. Unset, ZeroOptimizer keeps its own 25 MiB (DDP's default).
   if (config.given.count("zero_optimization.reduce_bucket_size")) {

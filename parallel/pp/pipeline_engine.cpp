@@ -82,7 +82,7 @@ PipelineEngine::PipelineEngine(StageModel model, Communicator pp, Schedule sched
     NoGradGuard no_grad;
     if (rank_ == 0) pp_.send(tied_, p_ - 1, 0);
     if (rank_ == p_ - 1) {
-      Tensor w = Tensor::empty(tied_.shape());
+      Tensor w = Tensor::empty(tied_.shape(), DType::F32, device());
       pp_.recv(w, 0, 0);
       copy_(tied_, w);
     }
@@ -151,15 +151,15 @@ double PipelineEngine::forward_loss(const Batch& b) {
   for (int chunk = 0; chunk < v_; ++chunk) {
     Tensor x;
     if (is_first_virtual(schedule_, rank_, chunk)) {
-      x = model_.embed(b.x);
+      x = model_.embed(b.x.to(device()));  // a loader's batch is on the host
     } else {
-      x = Tensor::empty(activation_);
+      x = Tensor::empty(activation_, DType::F32, device());
       pp_.recv(x, prev_virtual(p_, rank_, chunk).rank, Communicator::kMaxUserTag - 1);
     }
     const LayerRange layers = stage_layers(n_layer_, p_ * v_, chunk * p_ + rank_);
     for (int64_t l = layers.begin; l < layers.end; ++l) x = model_.block(l, x);
     if (is_last_virtual(schedule_, rank_, chunk))
-      loss = model_.head_loss(x, b.y).item();
+      loss = model_.head_loss(x, b.y.to(device())).item();
     else
       pp_.send(contiguous(x), next_virtual(p_, rank_, chunk).rank, Communicator::kMaxUserTag - 1);
   }
@@ -235,7 +235,7 @@ void PipelineEngine::exec_send_activation(const Instr& in) {
 
 void PipelineEngine::exec_recv_activation(const Instr& in) {
   const Peer from = prev_virtual(p_, rank_, in.chunk);
-  Tensor x = Tensor::empty(activation_);
+  Tensor x = Tensor::empty(activation_, DType::F32, device());
   pp_.recv(x, from.rank, tag(in, false));
   x.set_requires_grad(true);
   inputs_[{in.micro_batch, in.chunk}] = x;
@@ -253,7 +253,7 @@ void PipelineEngine::exec_send_grad(const Instr& in) {
 
 void PipelineEngine::exec_recv_grad(const Instr& in) {
   const Peer from = next_virtual(p_, rank_, in.chunk);
-  Tensor g = Tensor::empty(activation_);
+  Tensor g = Tensor::empty(activation_, DType::F32, device());
   pp_.recv(g, from.rank, tag(in, true));
   grads_in_[{in.micro_batch, in.chunk}] = g;
 }
@@ -265,12 +265,12 @@ void PipelineEngine::exec_reduce_tied_grads(const Instr&) {
   NoGradGuard no_grad;
   Tensor g = tied_.grad();
   if (!g.defined()) {
-    g = zeros(tied_.shape());
+    g = zeros(tied_.shape(), DType::F32, device());
     tied_.set_grad(g);
   }
   const int peer = rank_ == 0 ? p_ - 1 : 0;
   Tensor mine = clone(detach(g));
-  Tensor theirs = Tensor::empty(tied_.shape());
+  Tensor theirs = Tensor::empty(tied_.shape(), DType::F32, device());
   ms::Work w = pp_.isend(mine, peer, Communicator::kMaxUserTag);
   pp_.recv(theirs, peer, Communicator::kMaxUserTag);
   w.wait();

@@ -125,6 +125,9 @@ class PipelineEngine {
   void exec_reduce_grads(const Instr& in);
   void exec_optimizer_step(const Instr& in);
   static Handler handler(Op op);
+  // Where the model lives (its tied embedding's device): received
+  // activations and gradients are allocated there (`train --device`).
+  Device device() const { return tied_.defined() ? tied_.device() : Device::CPU; }
   int tag(const Instr& in, bool grad) const;
 
   using Key = std::pair<int, int>;  // (micro-batch, chunk)

@@ -5,7 +5,9 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "parallel/tp/mappings.h"
 #include "parallel/tp/vocab_parallel.h"
+#include "tensor/factory.h"
 
 namespace ms {
 
@@ -21,68 +23,37 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
   const int64_t N = logits_shard.shape()[0], Vl = logits_shard.shape()[1], V = Vl * tp.size();
   MS_CHECK(N > 0, op, ": no rows to average over");
   const VocabRange mine = vocab_range(V, tp.rank(), tp.size());
-  Tensor tc = contiguous(targets);
+  const Device device = logits_shard.device();
+  // The targets are data (N ids): checked and turned into gather indices on
+  // the host from a copy (one D2H of N ids on a device; Megatron builds its
+  // target mask on the GPU with comparison ops, which we do not have yet).
+  const Tensor tc = contiguous(targets.to(Device::CPU));
   const int32_t* tgt = tc.host_data<int32_t>();
-  for (int64_t n = 0; n < N; ++n)
+  std::vector<int32_t> flat_index(N);  // n·V/t + (target − start), 0 where another rank owns it
+  std::vector<double> owned(N);        // 1 where this rank owns the target
+  for (int64_t n = 0; n < N; ++n) {
     MS_CHECK(tgt[n] >= 0 && tgt[n] < V, op, ": target ", tgt[n], " at position ", n,
              " is out of range [0, ", V, ")");
-
-  const DType dt = logits_shard.dtype();
-  Tensor lc = contiguous(detach(logits_shard));
-  Tensor row_max = Tensor::empty({N}, dt), target_logit = Tensor::empty({N}, dt),
-         sum_exp = Tensor::empty({N}, dt);      // (N) each: the three all-reduced vectors
-  Tensor softmax = Tensor::empty({N, Vl}, dt);  // (N, V/t): saved for backward
-  double loss = dispatch_compute(dt, op, [&](auto tag) {
-    using T = decltype(tag);
-    const T* x = lc.host_data<T>();
-    T* m = row_max.host_data<T>();
-    T* z = target_logit.host_data<T>();
-    T* s = sum_exp.host_data<T>();
-    T* e = softmax.host_data<T>();
-    for (int64_t n = 0; n < N; ++n) {
-      m[n] = x[n * Vl];
-      for (int64_t v = 1; v < Vl; ++v) m[n] = std::max(m[n], x[n * Vl + v]);
-    }
-    tp.all_reduce(row_max, ReduceOp::Max);  // 1
-    for (int64_t n = 0; n < N; ++n) {
-      const bool owned = tgt[n] >= mine.start && tgt[n] < mine.end;
-      z[n] = owned ? T(x[n * Vl + (tgt[n] - mine.start)] - m[n]) : T(0);
-    }
-    tp.all_reduce(target_logit, ReduceOp::Sum);  // 2
-    for (int64_t n = 0; n < N; ++n) {
-      double acc = 0;
-      for (int64_t v = 0; v < Vl; ++v) {
-        e[n * Vl + v] = T(std::exp(double(x[n * Vl + v] - m[n])));
-        acc += double(e[n * Vl + v]);
-      }
-      s[n] = T(acc);
-    }
-    tp.all_reduce(sum_exp, ReduceOp::Sum);  // 3
-    double total = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      total += std::log(double(s[n])) - double(z[n]);
-      for (int64_t v = 0; v < Vl; ++v) e[n * Vl + v] = T(double(e[n * Vl + v]) / double(s[n]));
-    }
-    return total / double(N);
-  });
-
-  Tensor out = full({}, loss, dt);
-  if (needs_grad({&logits_shard})) {
-    record(out, op, {logits_shard, Tensor()}, [softmax, tc, mine, N, Vl](const Tensor& g) {
-      Tensor d = clone(softmax);  // (N, V/t)
-      const double scale = g.item() / double(N);
-      dispatch_compute(d.dtype(), "vocab_parallel_cross_entropy backward", [&](auto tag) {
-        using T = decltype(tag);
-        T* p = d.host_data<T>();
-        const int32_t* tgt = tc.host_data<int32_t>();
-        for (int64_t n = 0; n < N; ++n) {
-          if (tgt[n] >= mine.start && tgt[n] < mine.end) p[n * Vl + (tgt[n] - mine.start)] -= T(1);
-          for (int64_t v = 0; v < Vl; ++v) p[n * Vl + v] = T(p[n * Vl + v] * scale);
-        }
-      });
-      return std::vector<Tensor>{d, Tensor()};
-    });
+    const bool mine_n = tgt[n] >= mine.start && tgt[n] < mine.end;
+    flat_index[n] = mine_n ? int32_t(n * Vl + (tgt[n] - mine.start)) : 0;
+    owned[n] = mine_n ? 1 : 0;
   }
+  const DType dt = logits_shard.dtype();
+  const Tensor index = from_vector(flat_index, {N}).to(device);
+  const Tensor keep = from_vector(owned, {N}, dt).to(device);
+
+  // Every step an op on the logits' device, so autograd gives Megatron's
+  // backward, (softmax − one-hot)/N with no communication: the two sums go
+  // through reduce_from_tp_region (identity backward), and the max is a
+  // constant shift (detached; the softmax does not depend on it).
+  Tensor m = contiguous(max(detach(logits_shard), 1));  // (N)
+  tp.all_reduce(m, ReduceOp::Max);                       // 1
+  Tensor shifted = sub(logits_shard, unsqueeze(m, 1));   // (N, V/t)
+  // The target's shifted logit, gathered as rows of the flat (N·V/t, 1) view.
+  Tensor z_mine = mul(reshape(embedding(reshape(shifted, {N * Vl, 1}), index), {N}), keep);
+  Tensor z = reduce_from_tp_region(z_mine, tp);                      // 2: (N)
+  Tensor s = reduce_from_tp_region(sum(exp(shifted), {1}), tp);      // 3: (N) Σ exp
+  Tensor out = mean(sub(log(s), z));                                 // scalar
   return out;
 }
 

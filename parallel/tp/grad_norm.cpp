@@ -2,6 +2,7 @@
 #include "parallel/tp/grad_norm.h"
 
 #include "autograd/ops.h"
+#include "optim/kernels.h"
 #include "parallel/tp/shard.h"
 
 namespace ms {
@@ -13,13 +14,15 @@ double tp_grad_norm_squared(const std::vector<std::pair<std::string, Tensor>>& n
     if (!p.grad().defined()) continue;
     const bool duplicate = tp_split_of(name) == TpSplit::Replicated && tp.rank() != 0;
     if (duplicate) continue;
-    Tensor g = contiguous(to(detach(p.grad()), DType::F64));
-    const double* d = g.host_data<double>();
-    for (int64_t i = 0; i < g.numel(); ++i) local += d[i] * d[i];
+    // Σ g² in double by the sum_squares kernel on the gradient's device
+    // (optim/kernels.h); a 16-bit gradient widens to f32 first (exact).
+    Tensor g = detach(p.grad());
+    if (g.dtype() != DType::F32) g = to(g, DType::F32);
+    local += optim_kernels::sum_squares(optim_kernels::contiguous_or_self(g));
   }
   Tensor total = from_vector(std::vector<double>{local}, {1}, DType::F64);
   tp.all_reduce(total, ReduceOp::Sum);
-  return total.host_data<double>()[0];
+  return total.item();
 }
 
 }  // namespace ms

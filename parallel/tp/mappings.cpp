@@ -50,7 +50,7 @@ Tensor tp_all_gather(const Tensor& x, int64_t dim, Communicator& tp, const char*
   Tensor local = contiguous(detach(x));
   Shape blocks_shape{t};  // (t, x.shape...): block r is rank r's x
   blocks_shape.insert(blocks_shape.end(), x.shape().begin(), x.shape().end());
-  Tensor blocks = Tensor::empty(blocks_shape, x.dtype());
+  Tensor blocks = Tensor::empty(blocks_shape, x.dtype(), x.device());
   tp.all_gather(local, blocks);
   // Move the rank axis next to `dim` and merge: (..., t, x.shape[dim], ...).
   Shape perm;
@@ -79,7 +79,7 @@ Tensor tp_reduce_scatter(const Tensor& x, int64_t dim, Communicator& tp, const c
   Tensor blocks = contiguous(permute(reshape(detach(x), split_shape), perm));  // (t, ...)
   Shape out_shape = x.shape();
   out_shape[dim] /= t;
-  Tensor out = Tensor::empty(out_shape, x.dtype());
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   tp.reduce_scatter(blocks, out, ReduceOp::Sum);
   return out;
 }

@@ -89,7 +89,7 @@ Tensor TpGPT::embed(const Tensor& idx) {
   MS_CHECK(!sp_ || T % t == 0, "TpGPT.forward: sequence parallelism splits the sequence length ", T,
            " over tp ", t, ", which does not divide it");
   const int64_t n = sp_ ? T / t : T, first = sp_ ? tp_.rank() * n : 0;
-  Tensor pos = arange(double(first), double(first + n), 1, DType::I32);
+  Tensor pos = arange(double(first), double(first + n), 1, DType::I32).to(idx.device());
   Tensor x = add(vocab_parallel_embedding(gpt_->wte->weight, idx, tp_, sp_),
                  gpt_->wpe->forward(pos));  // (B, n, C)
   Dropout& d = *gpt_->drop;

@@ -26,7 +26,9 @@ Tensor vocab_parallel_embedding(const Tensor& weight_shard, const Tensor& ids, C
   MS_CHECK(ids.dtype() == DType::I32, op, ": ids must be i32, got ", dtype_name(ids.dtype()));
   const int64_t V = weight_shard.shape()[0] * tp.size();
   const VocabRange mine = vocab_range(V, tp.rank(), tp.size());
-  Tensor idc = contiguous(ids);
+  // The ids are data: the mask is built on the host from a copy (one D2H of
+  // B·T ids on a device; Megatron computes it on the GPU with comparisons).
+  Tensor idc = contiguous(ids.to(Device::CPU));
   const int32_t* p = idc.host_data<int32_t>();
   std::vector<int32_t> local(idc.numel());  // id - start, 0 where another rank owns it
   std::vector<double> keep(idc.numel());    // 1 where this rank owns the id
@@ -41,8 +43,9 @@ Tensor vocab_parallel_embedding(const Tensor& weight_shard, const Tensor& ids, C
   keep_shape.push_back(1);
   // The multiply zeroes the other ranks' rows AND their gradient, so local
   // row 0 collects nothing from ids this rank does not own.
-  Tensor rows = embedding(weight_shard, from_vector(local, ids.shape())) *
-                from_vector(keep, keep_shape, weight_shard.dtype());  // (B, T, C)
+  const Device device = weight_shard.device();
+  Tensor rows = embedding(weight_shard, from_vector(local, ids.shape()).to(device)) *
+                from_vector(keep, keep_shape, weight_shard.dtype()).to(device);  // (B, T, C)
   return sequence_parallel ? reduce_scatter_to_sequence_parallel_region(rows, tp)
                            : reduce_from_tp_region(rows, tp);
 }

@@ -2,6 +2,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "optim/kernels.h"
 
 namespace ms {
 
@@ -10,11 +11,13 @@ FlatParams::FlatParams(std::vector<Tensor> params, const std::vector<std::vector
     : params_(std::move(params)), D_(dp_size) {
   MS_CHECK(D_ >= 1, "FlatParams: dp size ", D_, " must be at least 1");
   group_of_.assign(params_.size(), -1);
-  if (!params_.empty()) dtype_ = params_[0].dtype();
+  if (!params_.empty()) dtype_ = params_[0].dtype(), device_ = params_[0].device();
   for (const Tensor& p : params_) {
     MS_CHECK(p.dtype() == dtype_ && is_float_dtype(p.dtype()) && p.is_contiguous(),
              "ZeRO: parameters must be contiguous float tensors of one dtype (", dtype_name(dtype_),
              "), got ", dtype_name(p.dtype()), " ", shape_str(p.shape()));
+    MS_CHECK(p.device() == device_, "ZeRO: parameters must be on one device (", device_name(device_),
+             "), got ", shape_str(p.shape()), " on ", device_name(p.device()));
     shapes_.push_back(p.shape());
     numel_.push_back(p.numel());
   }
@@ -59,7 +62,7 @@ Tensor FlatParams::slice_of(int g, const Tensor& buffer, int rank) const {
 
 Tensor FlatParams::pack_values(int g) const {
   NoGradGuard no_grad;
-  Tensor buffer = zeros({groups_[g].padded}, dtype_);
+  Tensor buffer = optim_kernels::zeros_on({groups_[g].padded}, dtype_, device_);
   for (int i : groups_[g].params) {
     Tensor dst = view_of(i, buffer);
     copy_(dst, params_[i]);
@@ -69,7 +72,7 @@ Tensor FlatParams::pack_values(int g) const {
 
 Tensor FlatParams::pack_grads(int g, DType grad_dtype) const {
   NoGradGuard no_grad;
-  Tensor buffer = zeros({groups_[g].padded}, grad_dtype);
+  Tensor buffer = optim_kernels::zeros_on({groups_[g].padded}, grad_dtype, device_);
   for (int i : groups_[g].params) {
     Tensor grad = params_[i].grad();
     if (!grad.defined()) continue;
@@ -98,8 +101,11 @@ void FlatParams::bind(int g, const Tensor& buffer) {
 }
 
 void FlatParams::release(int g) {
-  // One shared zero-byte storage for every released parameter.
-  static const std::shared_ptr<Storage> kEmpty = Tensor::empty({0}).storage();
+  // One shared zero-byte storage per device for every released parameter
+  // (a released parameter stays on its device).
+  static std::shared_ptr<Storage> empty_on[3];
+  std::shared_ptr<Storage>& kEmpty = empty_on[static_cast<int>(device_)];
+  if (!kEmpty) kEmpty = Tensor::empty({0}, DType::F32, device_).storage();
   for (int i : groups_[g].params) {
     TensorImpl* t = params_[i].impl();
     t->storage = kEmpty;

@@ -55,6 +55,8 @@ class FlatParams {
   // The parameters' dtype (one for all: f32, or bf16/f16 under mixed
   // precision); the full parameter buffers and slices have it too.
   DType dtype() const { return dtype_; }
+  // Where the parameters live; the flat buffers are allocated there.
+  Device device() const { return device_; }
   const std::vector<Tensor>& params() const { return params_; }
   int num_groups() const { return static_cast<int>(groups_.size()); }
   const FlatGroup& group(int g) const { return groups_[g]; }
@@ -91,6 +93,7 @@ class FlatParams {
   std::vector<int64_t> numel_;
   int D_;
   DType dtype_ = DType::F32;
+  Device device_ = Device::CPU;
   int64_t slices_numel_ = 0;
 };
 

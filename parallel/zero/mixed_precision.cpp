@@ -3,6 +3,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/mixed.h"
 #include "autograd/ops.h"
+#include "parallel/comm/staging.h"
 
 namespace ms {
 
@@ -80,11 +81,12 @@ std::string MixedPrecision::describe() const {
   return s;
 }
 
-MasterWeights::MasterWeights(std::vector<Tensor> model_side) : model_side_(std::move(model_side)) {
+MasterWeights::MasterWeights(std::vector<Tensor> model_side, Device master_device)
+    : model_side_(std::move(model_side)), master_device_(master_device) {
   NoGradGuard no_grad;
   for (const Tensor& t : model_side_) {
-    Tensor m = Tensor::empty(t.shape(), DType::F32);
-    copy_(m, t);
+    Tensor m = Tensor::empty(t.shape(), DType::F32, master_device_);
+    copy_(m, t.to(master_device_));  // setup: not counted as a step's traffic
     m.set_requires_grad(true);
     masters_.push_back(m);
   }
@@ -98,7 +100,15 @@ void MasterWeights::load_grads() {
       masters_[i].zero_grad();
       continue;
     }
-    Tensor mg = Tensor::empty(g.shape(), DType::F32);
+    if (g.device() != master_device_) {
+      // Offload: widen to fp32 where the gradient is, then one D2H copy.
+      const Tensor wide = g.dtype() == DType::F32 ? g : to(g, DType::F32);
+      Tensor mg = wide.to(master_device_);  // a fresh contiguous copy
+      transfers_.d2h += static_cast<int64_t>(mg.nbytes());
+      masters_[i].set_grad(mg);
+      continue;
+    }
+    Tensor mg = Tensor::empty(g.shape(), DType::F32, g.device());
     copy_(mg, g);
     masters_[i].set_grad(mg);
   }
@@ -112,6 +122,17 @@ void MasterWeights::store_params() {
   NoGradGuard no_grad;
   for (size_t i = 0; i < masters_.size(); ++i) {
     Tensor dst = model_side_[i];
+    if (dst.device() != master_device_) {
+      // Offload: round on the host into the model's dtype, then one H2D copy.
+      Tensor host = masters_[i];
+      if (dst.dtype() != DType::F32) {
+        host = Tensor::empty(dst.shape(), dst.dtype(), master_device_);
+        copy_(host, masters_[i]);
+      }
+      comm_detail::copy_host_into_device(dst, host);
+      transfers_.h2d += static_cast<int64_t>(host.nbytes());
+      continue;
+    }
     copy_(dst, masters_[i]);
   }
 }

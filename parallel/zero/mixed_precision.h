@@ -70,11 +70,27 @@ MixedPrecision mixed_precision_from_flags(bool bf16, bool fp16, double loss_scal
 
 // fp32 master copies of the 16-bit tensors a ZeRO stage trains; the masters
 // are what the optimizer is built over.
+//
+// ZeRO-Offload (Ren et al. 2021, DeepSpeed's offload_optimizer "cpu"): the
+// masters live on the CPU while the model side is on the device, and each
+// step moves what DeepSpeed's stage_1_and_2.py moves: the reduced gradient
+// slice comes down as fp32 (widened on the device, then D2H: DeepSpeed's
+// non_blocking copy_ into its fp32 CPU buffer converts on the GPU), and after
+// the CPU step the updated slice goes up in the model's dtype (rounded on the
+// host, then H2D: bit16_partitions[...].copy_(fp32_partition), a blocking
+// copy_, which converts on the CPU). transfer_bytes() counts both.
 class MasterWeights {
  public:
-  // model_side: the stage's trainable() tensors (16-bit). Masters start as
-  // their exact f32 values.
-  explicit MasterWeights(std::vector<Tensor> model_side);
+  // model_side: the stage's trainable() tensors (16-bit, or f32 under an fp32
+  // offload). Masters start as their exact f32 values, on `master_device`.
+  MasterWeights(std::vector<Tensor> model_side, Device master_device);
+  // Bytes moved device -> host (gradients) and host -> device (parameters)
+  // since construction; both 0 when the masters share the model's device.
+  struct Transfers {
+    int64_t d2h = 0, h2d = 0;
+  };
+  Transfers transfer_bytes() const { return transfers_; }
+  Device master_device() const { return master_device_; }
 
   const std::vector<Tensor>& masters() const { return masters_; }
   // Each master's .grad = the f32 value of its model-side .grad (reduced by
@@ -88,6 +104,8 @@ class MasterWeights {
 
  private:
   std::vector<Tensor> model_side_, masters_;
+  Device master_device_;
+  Transfers transfers_;
 };
 
 }  // namespace ms

@@ -2,6 +2,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "optim/kernels.h"
 
 namespace ms {
 
@@ -15,7 +16,8 @@ ZeroStage1::ZeroStage1(std::vector<Tensor> params, Communicator dp,
                        std::optional<DType> grad_dtype)
     : ZeroShardedStage(params, std::move(dp), whole_model(params.size()), grad_dtype) {
   for (int g = 0; g < layout_.num_groups(); ++g)
-    full_grads_.push_back(zeros({layout_.group(g).padded}, grad_dtype_));
+    full_grads_.push_back(
+        optim_kernels::zeros_on({layout_.group(g).padded}, grad_dtype_, layout_.device()));
   for (size_t i = 0; i < layout_.params().size(); ++i) {
     int g = layout_.group_of(static_cast<int>(i));
     grad_slot_.push_back(layout_.view_of(static_cast<int>(i), full_grads_[g]));
@@ -37,7 +39,8 @@ void ZeroStage1::reduce_gradients() {
   for (int g = 0; g < layout_.num_groups(); ++g) {
     // Rank r receives the dp-average of slice r of the gradient — exactly the
     // part of the gradient its optimizer needs, nothing more.
-    Tensor averaged = Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_);
+    Tensor averaged =
+        Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_, layout_.device());
     dp_.reduce_scatter(full_grads_[g], averaged, ReduceOp::Avg);
     note_memory();
     // Keep it in our own slice of the gradient buffer (the other slices now

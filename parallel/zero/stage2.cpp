@@ -2,6 +2,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "optim/kernels.h"
 #include "parallel/dp/data_parallel.h"  // bucket_by_size
 
 namespace ms {
@@ -23,7 +24,8 @@ ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
           [this](int g) { return launch(g); }, [this](int g) { complete(g); }) {
   // The only gradient memory that lasts: my slices, 4Ψ/D. Each slice's
   // optimizer tensor reads its part of it as .grad.
-  grad_slices_flat_ = zeros({layout_.slices_numel()}, grad_dtype_);
+  grad_slices_flat_ =
+      optim_kernels::zeros_on({layout_.slices_numel()}, grad_dtype_, layout_.device());
   for (int g = 0; g < layout_.num_groups(); ++g) {
     const FlatGroup& grp = layout_.group(g);
     param_slices_[g].set_grad(narrow(grad_slices_flat_, 0, grp.slice_offset, grp.slice_numel));
@@ -40,7 +42,8 @@ void ZeroStage2::on_grad_ready(int i) {
 
 Work ZeroStage2::launch(int g) {
   sending_[g] = layout_.pack_grads(g, grad_dtype_);
-  receiving_[g] = Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_);
+  receiving_[g] =
+      Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_, layout_.device());
   // The full gradients are released right away: this line is stage 2.
   for (int i : layout_.group(g).params) layout_.params()[i].zero_grad();
   Work work = dp_.ireduce_scatter(sending_[g], receiving_[g], ReduceOp::Avg);

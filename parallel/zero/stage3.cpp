@@ -60,7 +60,8 @@ ZeroStage3::ZeroStage3(GPT& model, Communicator dp, std::optional<DType> grad_dt
   grads_arrived_.assign(layout_.num_groups(), 0);
   // Move my slices out of the full buffers into a buffer of their own, then
   // drop the blocks' full buffers: from now on a rank holds 1/D of them.
-  param_slices_flat_ = Tensor::empty({layout_.slices_numel()}, layout_.dtype());
+  param_slices_flat_ =
+      Tensor::empty({layout_.slices_numel()}, layout_.dtype(), layout_.device());
   for (int g = 0; g < layout_.num_groups(); ++g) {
     const FlatGroup& grp = layout_.group(g);
     Tensor mine = narrow(param_slices_flat_, 0, grp.slice_offset, grp.slice_numel);
@@ -96,7 +97,8 @@ void ZeroStage3::prefetch(int g, const Tensor& buffer) {
     full_params_[g] = buffer;
   } else {
     // In the parameters' dtype: under mixed precision the gather moves 16-bit.
-    full_params_[g] = Tensor::empty({layout_.group(g).padded}, layout_.dtype());
+    full_params_[g] =
+        Tensor::empty({layout_.group(g).padded}, layout_.dtype(), layout_.device());
   }
   gathering_[g] = dp_.iall_gather(param_slices_[g], full_params_[g]);
 }

@@ -9,7 +9,7 @@
 #include "parallel/zero/stage1.h"
 #include "parallel/zero/stage2.h"
 #include "parallel/zero/stage3.h"
-#include "tensor/cpu/reductions.h"
+#include "optim/kernels.h"
 #include "tensor/factory.h"
 
 namespace ms {
@@ -89,9 +89,15 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
       stage_ = std::make_unique<ZeroStage3>(model, dp_, grad_dtype);
       break;
   }
-  if (mp.enabled()) {
-    // The optimizer sees only the fp32 masters of what this rank trains.
-    masters_ = std::make_unique<MasterWeights>(stage_->trainable());
+  if (mp.enabled() || opts_.offload_optimizer) {
+    // The optimizer sees only the fp32 masters of what this rank trains; under
+    // ZeRO-Offload they are on the CPU (also for an fp32 model: DeepSpeed's
+    // single_partition_of_fp32_groups then live in host memory).
+    const std::vector<Tensor> trained = stage_->trainable();
+    const Device master_device = opts_.offload_optimizer || trained.empty()
+                                     ? Device::CPU
+                                     : trained[0].device();
+    masters_ = std::make_unique<MasterWeights>(trained, master_device);
     optimizer_ = make_optimizer(masters_->masters());
     if (mp.dtype == DType::F16) scaler_ = make_loss_scaler(mp.fp16);
   } else {
@@ -142,7 +148,8 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   if (masters_) {
     masters_->load_grads();  // the reduced 16-bit (or f32) gradients, as f32
     scale = loss_scale();    // the scale this step's backward used, before update()
-    const bool overflow = agreed_overflow();
+    // The inf/NaN skip is mixed precision's (fp32 offload steps as fp32 does).
+    const bool overflow = opts_.precision.enabled() && agreed_overflow();
     skipped_ = scaler_ ? scaler_->update(overflow) : overflow;
     if (skipped_) {
       ++skipped_steps_;
@@ -374,14 +381,18 @@ double ZeroOptimizer::local_sq_norm() {
   double sq = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
-    const Tensor g = contiguous(mine[i].grad());
-    const float* d = g.host_data<float>();
+    const Tensor g = optim_kernels::contiguous_or_self(mine[i].grad());
+    // A stretch [lo, hi) of the flat gradient, as a view: the kernel runs on
+    // the gradient's device (optim/kernels.h).
+    auto stretch = [&](int64_t lo, int64_t hi) {
+      return optim_kernels::sum_squares(Tensor::make_view(g, {hi - lo}, {1}, g.offset() + lo));
+    };
     int64_t from = 0;
     for (const auto& [b, e] : norm_skip_[i]) {
-      sq += cpu::sum_squares(d + from, b - from);
+      sq += stretch(from, b);
       from = e;
     }
-    sq += cpu::sum_squares(d + from, g.numel() - from);
+    sq += stretch(from, g.numel());
   }
   return sq;
 }

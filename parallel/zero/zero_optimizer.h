@@ -78,6 +78,11 @@ struct ZeroOptions {
   std::optional<ZeroTensorParallel> tp;  // unset: no tensor parallelism
   std::optional<ZeroPipeline> pp;        // unset: no pipeline parallelism
   MixedPrecision precision;              // default: fp32 throughout (mixed_precision.h)
+  // ZeRO-Offload (DeepSpeed's offload_optimizer.device "cpu"; Ren et al.
+  // 2021): the fp32 masters, their gradients and the optimizer state live on
+  // the CPU and the optimizer steps there; the reduced gradients come down
+  // and the updated parameters go up each step (MasterWeights, mixed_precision.h).
+  bool offload_optimizer = false;
   // Expert parallelism (parallel/ep/ep_optimizer.h): train only the marked
   // parameters (per model.parameters() index) over this communicator — the
   // dense ones over dp, this rank's experts over the expert-data-parallel
@@ -145,6 +150,13 @@ class ZeroOptimizer {
   // The fp16 scaler (null otherwise): its state() / load_state() for checkpoints.
   LossScaler* loss_scaler() { return scaler_.get(); }
   const MixedPrecision& precision() const { return opts_.precision; }
+  // ZeRO-Offload: on, and the bytes its masters moved between the device and
+  // the CPU so far (MasterWeights::transfer_bytes; zeros when off or when the
+  // model is on the CPU too).
+  bool offloaded() const { return opts_.offload_optimizer; }
+  MasterWeights::Transfers offload_transfers() const {
+    return masters_ ? masters_->transfer_bytes() : MasterWeights::Transfers{};
+  }
   // After the optimizer's tensors (the fp32 masters) were overwritten, e.g. by
   // a checkpoint load: round them into the model's 16-bit parameters and
   // bring every rank's full parameters up to date. Collective; no-op in fp32,
