@@ -35,31 +35,33 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
   const double keep_scale = mask ? 1.0 / (1.0 - mask->p) : 1.0;
   Tensor x = contiguous(detach(qkv));
   Tensor out = Tensor::empty({B, T, C}, qkv.dtype(), d);
-  Tensor att = Tensor::empty({B, n_head, T, T}, qkv.dtype(), d);  // (B, NH, T, T)
+  Tensor lse = Tensor::empty({B, n_head, T}, qkv.dtype(), d);  // (B, NH, T): all backward keeps
   {
     KernelScope scope("causal_attention", d);
     const uint8_t* keep = mask ? mask->device_data() : nullptr;
     dispatch_compute(qkv.dtype(), "causal_attention", [&](auto tag) {
       using D = decltype(tag);
-      dk::attention_forward<D>(d, out.device_data<D>(), att.device_data<D>(), x.device_data<D>(),
-                               B, T, C, n_head, keep, D(keep_scale));
+      dk::flash_attention_forward<D>(d, out.device_data<D>(), lse.device_data<D>(),
+                                     x.device_data<D>(), B, T, C, n_head, keep, D(keep_scale));
     });
   }
   if (needs_grad({&qkv})) {
-    // Saved: q|k|v, P and the 1-byte mask; the dropped P is rebuilt in backward.
+    // Saved: q|k|v, the output (a detached handle: a node holding its own
+    // output is a reference cycle), the log-sum-exp and the 1-byte mask;
+    // backward recomputes P block by block (flash_attention.h).
     record(out, "causal_attention", {qkv},
-           [x, att, mask, keep_scale, B, T, C, n_head](const Tensor& g) {
+           [x, o = detach(out), lse, mask, keep_scale, B, T, C, n_head](const Tensor& g) {
              Tensor gc = contiguous(g);
              const Device d = op_device("causal_attention backward", {&gc, &x});
              Tensor dqkv = Tensor::empty({B, T, 3 * C}, x.dtype(), d);
-             Tensor scratch = Tensor::empty(att.shape(), x.dtype(), d);
              KernelScope scope("causal_attention backward", d);
              dispatch_compute(x.dtype(), "causal_attention backward", [&](auto tag) {
                using D = decltype(tag);
-               dk::attention_backward<D>(d, dqkv.device_data<D>(), scratch.device_data<D>(),
-                                         gc.device_data<D>(), x.device_data<D>(),
-                                         att.device_data<D>(), B, T, C, n_head,
-                                         mask ? mask->device_data() : nullptr, D(keep_scale));
+               dk::flash_attention_backward<D>(d, dqkv.device_data<D>(), gc.device_data<D>(),
+                                               x.device_data<D>(), o.device_data<D>(),
+                                               lse.device_data<D>(), B, T, C, n_head,
+                                               mask ? mask->device_data() : nullptr,
+                                               D(keep_scale));
              });
              return std::vector<Tensor>{dqkv};
            });

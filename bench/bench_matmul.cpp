@@ -3,6 +3,8 @@
 //   bench_matmul            sizes 256..2048 (NN) plus NT and TN at 1024, 1 and 2 threads
 //   bench_matmul --quick    1024 only (CI smoke)
 //   bench_matmul --isa avx2 force our micro-kernel (default: the best this CPU runs)
+//   bench_matmul --step     the tiny GPT step's own shapes (B·T = 2048, C = 256): each
+//                           Linear's forward (NN), its dX = dY·Wᵀ (NT) and dW = Xᵀ·dY (TN)
 //   bench_matmul --openblas-auto   let OpenBLAS pick its kernel from the CPU model
 //                           (default: the kernel of our ISA, bench/openblas_core.h)
 //
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "bench/openblas_core.h"
@@ -45,24 +48,27 @@ double best_seconds(const std::function<void()>& f) {
 }
 
 struct Case {
-  int n;
+  const char* label;
+  int M, N, K;
   bool ta, tb;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, openblas_auto = false;
+  bool quick = false, openblas_auto = false, step = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--step") == 0) {
+      step = true;
     } else if (std::strcmp(argv[i], "--openblas-auto") == 0) {
       openblas_auto = true;
     } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
                ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
       ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--isa avx512|avx2|scalar] [--openblas-auto]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--step] [--isa avx512|avx2|scalar] [--openblas-auto]\n",
                    argv[0]);
       return 2;
     }
@@ -77,12 +83,27 @@ int main(int argc, char** argv) {
     execv("/proc/self/exe", argv);  // on failure, carry on with auto-detection
   }
   std::vector<Case> cases;
-  if (quick) {
-    cases = {{1024, false, false}, {1024, false, true}, {1024, true, false}};
+  if (step) {
+    // (in, out) of the tiny GPT's Linears (Conv1D layout, y = x·W): c_attn,
+    // attn.c_proj, c_fc, mlp.c_proj; the tied head is (256, 256) too.
+    const int BT = 2048;
+    const std::pair<const char*, std::pair<int, int>> linears[] = {
+        {"c_attn", {256, 768}}, {"c_proj", {256, 256}}, {"c_fc", {256, 1024}},
+        {"mlp.c_proj", {1024, 256}}};
+    for (const auto& [name, io] : linears) {
+      const auto [in, out] = io;
+      cases.push_back({name, BT, out, in, false, false});  // y = x·W
+      cases.push_back({name, BT, in, out, false, true});   // dX = dY·Wᵀ
+      cases.push_back({name, in, out, BT, true, false});   // dW = Xᵀ·dY
+    }
+  } else if (quick) {
+    cases = {{"", 1024, 1024, 1024, false, false},
+             {"", 1024, 1024, 1024, false, true},
+             {"", 1024, 1024, 1024, true, false}};
   } else {
-    for (int n : {256, 512, 1024, 2048}) cases.push_back({n, false, false});
-    cases.push_back({1024, false, true});
-    cases.push_back({1024, true, false});
+    for (int n : {256, 512, 1024, 2048}) cases.push_back({"", n, n, n, false, false});
+    cases.push_back({"", 1024, 1024, 1024, false, true});
+    cases.push_back({"", 1024, 1024, 1024, true, false});
   }
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   std::printf("ours: gemm_f32 micro-kernel = %s\n", ms::cpu::gemm_f32_isa());
@@ -93,28 +114,30 @@ int main(int argc, char** argv) {
               std::getenv("MS_BENCH_SET_CORETYPE") ? ", set by this benchmark to match our ISA; "
                                                      "--openblas-auto to let OpenBLAS choose"
                                                    : "");
-  std::printf("C = A*B, all M = N = K = size, row-major; NT = A*B^T, TN = A^T*B\n\n");
-  std::printf("%6s %4s %7s %14s %18s %7s\n", "size", "form", "threads", "ours GFLOP/s",
-              "OpenBLAS GFLOP/s", "ratio");
+  std::printf("C (M x N) = op(A) (M x K) * op(B) (K x N), row-major; NT = A*B^T, TN = A^T*B\n\n");
+  std::printf("%10s %16s %4s %7s %14s %18s %7s\n", "layer", "M x N x K", "form", "threads",
+              "ours GFLOP/s", "OpenBLAS GFLOP/s", "ratio");
 
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (const Case& c : cases) {
-    const int n = c.n;
-    std::vector<float> A(size_t(n) * n), B(size_t(n) * n), C1(size_t(n) * n), C2(size_t(n) * n);
+    const int M = c.M, N = c.N, K = c.K;
+    const int lda = c.ta ? M : K, ldb = c.tb ? K : N;
+    std::vector<float> A(size_t(M) * K), B(size_t(K) * N), C1(size_t(M) * N), C2(size_t(M) * N);
     for (float& x : A) x = dist(rng);
     for (float& x : B) x = dist(rng);
-    const double flops = 2.0 * n * n * n;
+    const double flops = 2.0 * M * N * K;
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
       openblas_set_num_threads(threads);
       const double t_ours = best_seconds([&] {
-        ms::cpu::gemm_f32(c.ta, c.tb, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f, C1.data(), n);
+        ms::cpu::gemm_f32(c.ta, c.tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f,
+                          C1.data(), N);
       });
       const double t_blas = best_seconds([&] {
         cblas_sgemm(CblasRowMajor, c.ta ? CblasTrans : CblasNoTrans,
-                    c.tb ? CblasTrans : CblasNoTrans, n, n, n, 1.0f, A.data(), n, B.data(), n, 0.0f,
-                    C2.data(), n);
+                    c.tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A.data(), lda, B.data(), ldb,
+                    0.0f, C2.data(), N);
       });
       // Sanity: both libraries computed the same product.
       double max_err = 0.0, max_ref = 0.0;
@@ -123,9 +146,11 @@ int main(int argc, char** argv) {
         max_ref = std::max(max_ref, double(std::fabs(C2[i])));
       }
       const char* form = c.ta ? "TN" : c.tb ? "NT" : "NN";
-      std::printf("%6d %4s %7d %14.1f %18.1f %7.2f%s\n", n, form, threads, flops / t_ours * 1e-9,
-                  flops / t_blas * 1e-9, t_blas / t_ours,
-                  max_err <= 1e-4 * max_ref * std::sqrt(double(n)) ? "" : "  MISMATCH");
+      char dims[32];
+      std::snprintf(dims, sizeof dims, "%dx%dx%d", M, N, K);
+      std::printf("%10s %16s %4s %7d %14.1f %18.1f %7.2f%s\n", c.label, dims, form, threads,
+                  flops / t_ours * 1e-9, flops / t_blas * 1e-9, t_blas / t_ours,
+                  max_err <= 1e-4 * max_ref * std::sqrt(double(K)) ? "" : "  MISMATCH");
       std::fflush(stdout);
     }
   }

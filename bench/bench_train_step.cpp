@@ -1,12 +1,29 @@
 // One training step of our GPT beside PyTorch eager (bench/torch_gpt.py), same
-// model, same batches, same optimizer, same run, at 1 and 2 threads.
+// model, same batches, same optimizer, in one run, at 1 and 2 threads.
 //
-//   bench_train_step                 warm-up 3, then 10 timed steps per thread count
-//   bench_train_step --steps N       N timed steps (warm-up stays 3)
-//   bench_train_step --quick         warm-up 1, 3 timed steps (CI smoke)
+//   bench_train_step                 the tiny GPT and the GPT-2-width row, 1 then 2 threads
+//   bench_train_step --model tiny|gpt2   one model only
+//   bench_train_step --rounds N      N interleaved rounds per (model, threads) (default 3)
+//   bench_train_step --steps N       N timed steps per round (default: tiny 10, gpt2 4)
+//   bench_train_step --quick         tiny only, 1 round, warm-up 1, 3 timed steps (CI smoke)
+//   bench_train_step --isa avx2      force our GEMM micro-kernel (and the peer's OpenBLAS
+//                                    core type to match: bench/openblas_core.h), so an
+//                                    AVX-512 machine measures the AVX2 path too
 //   bench_train_step --no-torch      ours only
 //   bench_train_step --threads N     only N threads (default: 1, then 2)
 //   bench_train_step --wait-policy default   keep libgomp's default spin-then-sleep waiting
+//
+// Models (f32, byte vocabulary V = 256):
+//   tiny  GPT-2, L=4,  H=4,  C=256, T=128, batch B=16
+//   gpt2  GPT-2 124M's body at llm.c's CPU benchmark shape: L=12, H=12, C=768, T=64, B=4
+//
+// Rounds. On a shared machine one burst of other load decides a single
+// measurement, so each round runs ours and then PyTorch (the order alternates
+// between rounds), and the ratio is taken per round: the table shows the
+// median ratio and its min..max over rounds, beside the median ratio of
+// process CPU time (at 1 thread: the time each actually computed, not the
+// time it sat descheduled) and the load average before and after. A 1.2x is
+// told from 1.0x when the spread does not cover both.
 //
 // OpenMP wait policy. Unless OMP_WAIT_POLICY is already set, the benchmark
 // re-executes itself with OMP_WAIT_POLICY=PASSIVE (libgomp reads it once, at
@@ -17,11 +34,9 @@
 // while 1 thread is unaffected. The policy in effect is printed; pass
 // --wait-policy default (or set OMP_WAIT_POLICY yourself) to measure another.
 //
-// Model: GPT-2, L=4, H=4, C=256, T=128, V=256 (bytes), batch B=16, f32.
 // Step:  optimizer.zero_grad(); loss = model.loss(x, y); loss.backward(); optimizer.step()
 //        with AdamW(lr 1e-3, betas 0.9/0.95, eps 1e-8, weight decay 0.1 on every parameter).
-// The step time reported is the median over the timed steps (best shown beside it);
-// a shared machine makes the mean swing with other processes.
+// A round's step time is the median over its timed steps.
 //
 // Model FLOPs per step (nanoGPT's estimate_mfu / PaLM appendix B convention):
 //   6 · N · tokens  +  L · 3 · (2·B·T²·C [q·kᵀ] + 2·B·T²·C [att·v])
@@ -29,13 +44,12 @@
 // wte is kept in N because it is also the (tied) LM head, whose matmul is real
 // work; the embedding lookups themselves are free. Attention counts the full T×T,
 // as PaLM's model-FLOPs convention does; our kernel skips the key blocks above
-// the diagonal (67% of T×T computed at T = 128), so this counts ~1.1 of the
-// ~42.7 GFLOP that it does not execute (~2.5%). Kaplan et al.'s non-embedding N
-// (wte excluded too) is printed for reference.
+// the diagonal, and its backward recomputes the scores (tensor/cpu/flash_attention.h).
+// Kaplan et al.'s non-embedding N (wte excluded too) is printed for reference.
 //
 // The FLOP/s fraction divides that by our own gemm_f32's GFLOP/s, measured in this
 // run at the same thread count (best of several calls, before and after our steps)
-// on the model's c_attn shape 2048×768×256 (M = B·T, N = 3C, K = C) and on 1024³.
+// on the model's c_attn shape (M = B·T, N = 3C, K = C) and on 1024³.
 #include <omp.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,7 +84,24 @@ double median(std::vector<double> v) {
   return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-constexpr int64_t kB = 16, kT = 128, kL = 4, kH = 4, kC = 256, kV = 256;
+struct ModelShape {
+  const char* key;
+  int64_t B, T, L, H, C, V;
+  int default_steps;
+  ms::GPTConfig config() const {
+    ms::GPTConfig cfg;
+    cfg.vocab_size = V, cfg.block_size = T, cfg.n_layer = L, cfg.n_head = H, cfg.n_embd = C;
+    return cfg;
+  }
+  std::string torch_args() const {
+    return "--batch " + std::to_string(B) + " --seq " + std::to_string(T) + " --n-layer " +
+           std::to_string(L) + " --n-head " + std::to_string(H) + " --n-embd " + std::to_string(C) +
+           " --vocab " + std::to_string(V);
+  }
+};
+
+const ModelShape kModels[] = {{"tiny", 16, 128, 4, 4, 256, 256, 10},
+                              {"gpt2", 4, 64, 12, 12, 768, 256, 4}};
 
 struct StepResult {
   double med_ms = 0, best_ms = 0, cpu_ms = 0, first_loss = 0, last_loss = 0;
@@ -100,19 +131,13 @@ std::string loadavg() {
 }
 
 // Fresh model and optimizer per thread count, so both counts run the same steps.
-StepResult time_steps(const ms::TokenData& data, int warmup, int steps) {
-  ms::GPTConfig cfg;
-  cfg.vocab_size = kV;
-  cfg.block_size = kT;
-  cfg.n_layer = kL;
-  cfg.n_head = kH;
-  cfg.n_embd = kC;
-  ms::GPT model(cfg, 1337);
+StepResult time_steps(const ModelShape& m, const ms::TokenData& data, int warmup, int steps) {
+  ms::GPT model(m.config(), 1337);
   ms::AdamW opt(model.parameters(), 1e-3, 0.9, 0.95, 1e-8, 0.1);
   std::vector<double> ms_per_step, cpu_ms_per_step, fwd, bwd, upd;
   StepResult r;
   for (int s = 0; s < warmup + steps; ++s) {
-    ms::Batch b = data.train_batch(s, 0, 1, kB, kT);
+    ms::Batch b = data.train_batch(s, 0, 1, m.B, m.T);
     const auto t0 = Clock::now();
     const double c0 = cpu_seconds();
     opt.zero_grad();
@@ -181,16 +206,31 @@ std::string find_repo_file(const std::string& rel, const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int steps = 10, warmup = 3;
+  int steps = 0, warmup = 2, rounds = 3;  // steps 0: the model's default
   double gemm_budget = 0.3;
   bool torch_on = true;
   bool passive = true;
+  const char* only_model = nullptr;
   std::vector<int> thread_counts{1, 2};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
-      steps = 3, warmup = 1, gemm_budget = 0.1;
+      steps = 3, warmup = 1, rounds = 1, gemm_budget = 0.1, only_model = "tiny";
     } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
       steps = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc &&
+               std::atoi(argv[i + 1]) > 0) {
+      rounds = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--model") == 0 && i + 1 < argc &&
+               (std::strcmp(argv[i + 1], "tiny") == 0 || std::strcmp(argv[i + 1], "gpt2") == 0)) {
+      only_model = argv[++i];
+    } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+      if (!ms::cpu::gemm_f32_force_isa(argv[++i])) {
+        std::fprintf(
+            stderr,
+            "bench_train_step: --isa %s: this CPU cannot run it (avx512, avx2, scalar, auto)\n",
+            argv[i]);
+        return 2;
+      }
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc &&
                std::atoi(argv[i + 1]) > 0) {
       thread_counts = {std::atoi(argv[++i])};
@@ -202,7 +242,8 @@ int main(int argc, char** argv) {
       torch_on = false;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--steps N] [--quick] [--no-torch] [--threads N] "
+                   "usage: %s [--model tiny|gpt2] [--rounds N] [--steps N] [--quick] "
+                   "[--isa avx512|avx2|scalar] [--no-torch] [--threads N] "
                    "[--wait-policy passive|default]\n",
                    argv[0]);
       return 2;
@@ -227,27 +268,11 @@ int main(int argc, char** argv) {
   const std::string script = find_repo_file("bench/torch_gpt.py", argv[0]);
   const ms::TokenData data = ms::TokenData::load(data_path);
 
-  // Parameter counts and model FLOPs (see the header comment).
-  ms::GPTConfig cfg;
-  cfg.vocab_size = kV, cfg.block_size = kT, cfg.n_layer = kL, cfg.n_head = kH, cfg.n_embd = kC;
-  const int64_t n_total = ms::GPT(cfg, 1).num_parameters();
-  const int64_t n_wpe = kT * kC, n_wte = kV * kC;
-  const int64_t n_flop = n_total - n_wpe;            // counts the tied head
-  const int64_t n_kaplan = n_total - n_wpe - n_wte;  // non-embedding
-  const double tokens = double(kB * kT);
-  const double attn_flops = double(kL) * 3.0 * (2.0 + 2.0) * kB * double(kT) * kT * kC;
-  const double step_flops = 6.0 * double(n_flop) * tokens + attn_flops;
-
-  std::printf("GPT %s, B=%lld, %lld tokens/step, f32, AdamW(lr 1e-3, betas 0.9/0.95, wd 0.1)\n",
-              cfg.describe().c_str(), (long long)kB, (long long)tokens);
-  std::printf("parameters: %lld total; N = total - wpe = %lld (Kaplan non-embedding: %lld)\n",
-              (long long)n_total, (long long)n_flop, (long long)n_kaplan);
-  std::printf("model FLOPs/step = 6*N*B*T + L*3*(2+2)*B*T^2*C = %.3g + %.3g = %.3f GFLOP\n",
-              6.0 * double(n_flop) * tokens, attn_flops, step_flops * 1e-9);
   std::printf("OMP_WAIT_POLICY: %s\n", policy.c_str());
-  std::printf("gemm_f32 micro-kernel: %s; %d warm-up + %d timed steps; ms/step = median (best)\n",
-              ms::cpu::gemm_f32_isa(), warmup, steps);
-
+  std::printf(
+      "gemm_f32 micro-kernel: %s; %d interleaved round(s) of ours then PyTorch "
+      "(order alternating), %d warm-up + timed steps each\n",
+      ms::cpu::gemm_f32_isa(), rounds, warmup);
   std::optional<std::string> py;
   if (torch_on) {
     py = find_torch_python();
@@ -260,83 +285,144 @@ int main(int argc, char** argv) {
     std::printf(
         "PyTorch child: OPENBLAS_CORETYPE=%s, OPENBLAS/OMP/MKL_NUM_THREADS = threads\n",
         openblas_coretype().empty() ? "(OpenBLAS's own detection)" : openblas_coretype().c_str());
-  std::printf("load average (1 min) at start: %s on %d CPUs\n\n", loadavg().c_str(),
+  std::printf("load average (1 min) at start: %s on %d CPUs\n", loadavg().c_str(),
               omp_get_num_procs());
   std::fflush(stdout);
 
   struct Row {
+    const ModelShape* model;
     int threads;
-    StepResult ours;
-    std::optional<TorchResult> torch;
-    double g_model, g_cube;
+    double step_flops, tokens;
+    std::vector<StepResult> ours;
+    std::vector<TorchResult> torch;
+    double g_model = 0, g_cube = 0;
+    std::string load_before, load_after;
   };
   std::vector<Row> rows;
-  for (int threads : thread_counts) {
-    omp_set_num_threads(threads);
-    Row row{threads, {}, std::nullopt, 0, 0};
-    // GEMM speed before and after our steps, keeping the better: one burst of
-    // other load during a short measurement would otherwise inflate the fraction.
-    row.g_model = gemm_gflops(kB * kT, 3 * kC, kC, gemm_budget);
-    row.g_cube = gemm_gflops(1024, 1024, 1024, gemm_budget);
-    row.ours = time_steps(data, warmup, steps);
-    row.g_model = std::max(row.g_model, gemm_gflops(kB * kT, 3 * kC, kC, gemm_budget));
-    row.g_cube = std::max(row.g_cube, gemm_gflops(1024, 1024, 1024, gemm_budget));
+  for (const ModelShape& m : kModels) {
+    if (only_model && std::strcmp(only_model, m.key) != 0) continue;
+    const int n_steps = steps > 0 ? steps : m.default_steps;
+    // Parameter counts and model FLOPs (see the header comment).
+    const ms::GPTConfig cfg = m.config();
+    const int64_t n_total = ms::GPT(cfg, 1).num_parameters();
+    const int64_t n_flop = n_total - m.T * m.C;   // counts the tied head
+    const int64_t n_kaplan = n_flop - m.V * m.C;  // non-embedding
+    const double tokens = double(m.B * m.T);
+    const double attn_flops = double(m.L) * 3.0 * (2.0 + 2.0) * m.B * double(m.T) * m.T * m.C;
+    const double step_flops = 6.0 * double(n_flop) * tokens + attn_flops;
     std::printf(
-        "[%d thread%s] ours: %.1f ms/step (best %.1f; CPU %.1f ms/step), loss %.4f -> %.4f"
-        "; load %s\n",
-        threads, threads > 1 ? "s" : "", row.ours.med_ms, row.ours.best_ms, row.ours.cpu_ms,
-        row.ours.first_loss, row.ours.last_loss, loadavg().c_str());
-    std::fflush(stdout);
-    if (py) {
-      row.torch = run_torch(*py, script, data_path, threads, warmup, steps);
-      if (row.torch) {
-        std::printf("[%d thread%s] PyTorch: %.1f ms/step (best %.1f)\n%s", threads,
-                    threads > 1 ? "s" : "", row.torch->med_ms, row.torch->best_ms,
-                    row.torch->info.c_str());
+        "\n== %s: GPT %s, B=%lld, %lld tokens/step, f32, AdamW(lr 1e-3, betas 0.9/0.95, "
+        "wd 0.1); %d timed steps per round\n",
+        m.key, cfg.describe().c_str(), (long long)m.B, (long long)tokens, n_steps);
+    std::printf("parameters: %lld total; N = total - wpe = %lld (Kaplan non-embedding: %lld)\n",
+                (long long)n_total, (long long)n_flop, (long long)n_kaplan);
+    std::printf("model FLOPs/step = 6*N*B*T + L*3*(2+2)*B*T^2*C = %.3g + %.3g = %.3f GFLOP\n",
+                6.0 * double(n_flop) * tokens, attn_flops, step_flops * 1e-9);
+    for (int threads : thread_counts) {
+      omp_set_num_threads(threads);
+      Row row{&m, threads, step_flops, tokens, {}, {}, 0, 0, loadavg(), ""};
+      // GEMM speed before and after our steps, keeping the better: one burst of
+      // other load during a short measurement would otherwise inflate the fraction.
+      row.g_model = gemm_gflops(m.B * m.T, 3 * m.C, m.C, gemm_budget);
+      row.g_cube = gemm_gflops(1024, 1024, 1024, gemm_budget);
+      for (int r = 0; r < rounds; ++r) {
+        for (int which = 0; which < 2; ++which) {
+          const bool ours_now = (which == 0) == (r % 2 == 0);
+          if (ours_now) {
+            row.ours.push_back(time_steps(m, data, warmup, n_steps));
+            const StepResult& o = row.ours.back();
+            std::printf(
+                "[%s, %d thread%s, round %d] ours: %.1f ms/step (best %.1f; CPU %.1f), "
+                "loss %.4f -> %.4f; load %s\n",
+                m.key, threads, threads > 1 ? "s" : "", r + 1, o.med_ms, o.best_ms, o.cpu_ms,
+                o.first_loss, o.last_loss, loadavg().c_str());
+          } else if (py) {
+            auto t = run_torch(*py, script, data_path, threads, warmup, n_steps, m.torch_args());
+            if (!t) continue;
+            row.torch.push_back(*t);
+            std::printf(
+                "[%s, %d thread%s, round %d] PyTorch: %.1f ms/step (best %.1f; CPU %.1f)\n%s",
+                m.key, threads, threads > 1 ? "s" : "", r + 1, t->med_ms, t->best_ms, t->cpu_ms,
+                r == 0 ? t->info.c_str() : "");
+          }
+          std::fflush(stdout);
+        }
       }
-      std::fflush(stdout);
+      row.g_model = std::max(row.g_model, gemm_gflops(m.B * m.T, 3 * m.C, m.C, gemm_budget));
+      row.g_cube = std::max(row.g_cube, gemm_gflops(1024, 1024, 1024, gemm_budget));
+      row.load_after = loadavg();
+      rows.push_back(row);
     }
-    rows.push_back(row);
   }
 
+  auto med_of = [](const auto& v, auto field) {
+    std::vector<double> x;
+    for (const auto& e : v) x.push_back(field(e));
+    return median(x);
+  };
+  std::printf(
+      "\ntraining step, %s micro-kernel (ratio = PyTorch / ours per round; > 1 means "
+      "ours is faster; median and min..max over rounds)\n",
+      ms::cpu::gemm_f32_isa());
+  std::printf("%5s %7s %11s %11s %6s %11s %9s %11s %11s\n", "model", "threads", "ours ms",
+              "torch ms", "ratio", "min..max", "CPU ratio", "ours tok/s", "load");
+  for (const Row& r : rows) {
+    const double ours_ms = med_of(r.ours, [](const StepResult& x) { return x.med_ms; });
+    char torch[16] = "-", ratio[16] = "-", spread[24] = "-", cpu_ratio[16] = "-";
+    if (!r.torch.empty()) {
+      std::vector<double> rr, cr;
+      for (size_t i = 0; i < std::min(r.ours.size(), r.torch.size()); ++i) {
+        rr.push_back(r.torch[i].med_ms / r.ours[i].med_ms);
+        if (r.torch[i].cpu_ms > 0) cr.push_back(r.torch[i].cpu_ms / r.ours[i].cpu_ms);
+      }
+      std::snprintf(torch, sizeof torch, "%.1f",
+                    med_of(r.torch, [](const TorchResult& x) { return x.med_ms; }));
+      std::snprintf(ratio, sizeof ratio, "%.2f", median(rr));
+      std::snprintf(spread, sizeof spread, "%.2f..%.2f", *std::min_element(rr.begin(), rr.end()),
+                    *std::max_element(rr.begin(), rr.end()));
+      if (!cr.empty()) std::snprintf(cpu_ratio, sizeof cpu_ratio, "%.2f", median(cr));
+    }
+    const std::string load = r.load_before + ".." + r.load_after;
+    std::printf("%5s %7d %11.1f %11s %6s %11s %9s %11.0f %11s\n", r.model->key, r.threads, ours_ms,
+                torch, ratio, spread, cpu_ratio, r.tokens / (ours_ms * 1e-3), load.c_str());
+  }
+
+  std::printf(
+      "\nours: where a step goes (medians over rounds, ms; communication 0: one process)\n");
+  std::printf("%5s %7s %9s %9s %9s %14s %9s\n", "model", "threads", "forward", "backward",
+              "optimizer", "communication", "step");
+  for (const Row& r : rows) {
+    const double f = med_of(r.ours, [](const StepResult& x) { return x.fwd_ms; });
+    const double b = med_of(r.ours, [](const StepResult& x) { return x.bwd_ms; });
+    const double o = med_of(r.ours, [](const StepResult& x) { return x.opt_ms; });
+    const double st = med_of(r.ours, [](const StepResult& x) { return x.med_ms; });
+    std::printf("%5s %7d %9.1f %9.1f %9.1f %14.1f %9.1f\n", r.model->key, r.threads, f, b, o, 0.0,
+                st);
+    if (!r.torch.empty() && r.torch[0].fwd_ms >= 0)
+      std::printf("%5s %7s %9.2f %9.2f %9.2f %14s %9.2f   <- ratio PyTorch / ours\n", "", "",
+                  med_of(r.torch, [](const TorchResult& x) { return x.fwd_ms; }) / f,
+                  med_of(r.torch, [](const TorchResult& x) { return x.bwd_ms; }) / b,
+                  med_of(r.torch, [](const TorchResult& x) { return x.opt_ms; }) / o, "-",
+                  med_of(r.torch, [](const TorchResult& x) { return x.med_ms; }) / st);
+  }
+
+  std::printf(
+      "\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run; gemm, best of "
+      "many calls,\non the model's c_attn shape B·T x 3C x C and on 1024^3; 'by CPU' = model "
+      "FLOPs per CPU-second of\nthe step divided by threads: the speed it computed at while it "
+      "had the cores, on a loaded machine)\n");
+  std::printf("%5s %7s %14s %14s %7s %14s %7s %14s %9s\n", "model", "threads", "model GFLOP/s",
+              "gemm c_attn", "frac", "gemm 1024^3", "frac", "by CPU GFLOP/s", "frac CPU");
+  for (const Row& r : rows) {
+    const double g =
+        r.step_flops / (med_of(r.ours, [](const StepResult& x) { return x.med_ms; }) * 1e-3) * 1e-9;
+    const double g_cpu = r.step_flops * r.threads /
+                         (med_of(r.ours, [](const StepResult& x) { return x.cpu_ms; }) * 1e-3) *
+                         1e-9;
+    std::printf("%5s %7d %14.1f %14.1f %6.0f%% %14.1f %6.0f%% %14.1f %8.0f%%\n", r.model->key,
+                r.threads, g, r.g_model, 100.0 * g / r.g_model, r.g_cube, 100.0 * g / r.g_cube,
+                g_cpu, 100.0 * g_cpu / r.g_model);
+  }
   std::printf("load average (1 min) at end: %s\n", loadavg().c_str());
-  std::printf("\ntraining step (ratio = PyTorch ms / ours ms; > 1 means ours is faster)\n");
-  std::printf("%7s %16s %16s %7s %12s %12s\n", "threads", "ours ms (best)", "torch ms (best)",
-              "ratio", "ours tok/s", "torch tok/s");
-  for (const Row& r : rows) {
-    char ours[32], torch[32], ratio[16], ttok[16];
-    std::snprintf(ours, sizeof ours, "%.1f (%.1f)", r.ours.med_ms, r.ours.best_ms);
-    std::snprintf(torch, sizeof torch, "-");
-    std::snprintf(ratio, sizeof ratio, "-");
-    std::snprintf(ttok, sizeof ttok, "-");
-    if (r.torch) {
-      std::snprintf(torch, sizeof torch, "%.1f (%.1f)", r.torch->med_ms, r.torch->best_ms);
-      std::snprintf(ratio, sizeof ratio, "%.2f", r.torch->med_ms / r.ours.med_ms);
-      std::snprintf(ttok, sizeof ttok, "%.0f", tokens / (r.torch->med_ms * 1e-3));
-    }
-    std::printf("%7d %16s %16s %7s %12.0f %12s\n", r.threads, ours, torch, ratio,
-                tokens / (r.ours.med_ms * 1e-3), ttok);
-  }
-
-  std::printf("\nours: where a step goes (medians, ms; communication 0: one process)\n");
-  std::printf("%7s %9s %9s %9s %14s %9s\n", "threads", "forward", "backward", "optimizer",
-              "communication", "step");
-  for (const Row& r : rows) {
-    std::printf("%7d %9.1f %9.1f %9.1f %14.1f %9.1f\n", r.threads, r.ours.fwd_ms, r.ours.bwd_ms,
-                r.ours.opt_ms, 0.0, r.ours.med_ms);
-    if (r.torch && r.torch->fwd_ms >= 0)
-      std::printf("%7s %9.2f %9.2f %9.2f %14s %9.2f   <- ratio PyTorch / ours\n", "",
-                  r.torch->fwd_ms / r.ours.fwd_ms, r.torch->bwd_ms / r.ours.bwd_ms,
-                  r.torch->opt_ms / r.ours.opt_ms, "-", r.torch->med_ms / r.ours.med_ms);
-  }
-
-  std::printf("\nours: model FLOP/s vs our gemm_f32 at the same thread count (same run)\n");
-  std::printf("%7s %14s %18s %7s %14s %7s\n", "threads", "model GFLOP/s", "gemm 2048x768x256",
-              "frac", "gemm 1024^3", "frac");
-  for (const Row& r : rows) {
-    const double g = step_flops / (r.ours.med_ms * 1e-3) * 1e-9;
-    std::printf("%7d %14.1f %18.1f %6.0f%% %14.1f %6.0f%%\n", r.threads, g, r.g_model,
-                100.0 * g / r.g_model, r.g_cube, 100.0 * g / r.g_cube);
-  }
   return 0;
 }

@@ -11,7 +11,9 @@ weight decay, and one training step = zero_grad, loss, backward, optimizer step.
 
 Prints, among human-readable lines, one machine-readable line:
     TORCH_MS_PER_STEP <median ms over the timed steps>
-(and TORCH_MS_BEST <fastest step>), which bench_train_step parses.
+(and TORCH_MS_BEST <fastest step>, TORCH_CPU_MS <median process CPU time>),
+which bench_train_step parses. --batch/--seq/--n-layer/--n-head/--n-embd set
+the shape (bench_train_step's tiny and GPT-2-width rows).
 
 Attention: `--attn manual` (default) is the explicit-mask softmax path, which
 is what torch 1.13 offers; `--attn auto` uses F.scaled_dot_product_attention
@@ -175,6 +177,7 @@ def main():
           f"CPU {statistics.median(cpu_times):.1f} ms/step (process CPU time, all threads)")
     print(f"TORCH_MS_PER_STEP {med:.3f}")
     print(f"TORCH_MS_BEST {min(times):.3f}")
+    print(f"TORCH_CPU_MS {statistics.median(cpu_times):.3f}")
     # Medians of forward (with zero_grad and the loss), backward, optimizer step.
     print("TORCH_PHASES " + " ".join(f"{statistics.median(p[i] for p in phases):.3f}"
                                      for i in range(3)))

@@ -39,20 +39,22 @@ std::optional<std::string> find_torch_python() {
 struct TorchResult {
   double med_ms = 0, best_ms = 0;
   double fwd_ms = -1, bwd_ms = -1, opt_ms = -1;  // phase medians (-1: not reported)
+  double cpu_ms = -1;                            // median process CPU time per step
   std::string info;                              // its human-readable lines
 };
 
 // The OpenBLAS core type the PyTorch child gets: bench/openblas_core.h.
 
 std::optional<TorchResult> run_torch(const std::string& py, const std::string& script,
-                                     const std::string& data, int threads, int warmup, int steps) {
+                                     const std::string& data, int threads, int warmup, int steps,
+                                     const std::string& model_args = "") {
   const std::string core = openblas_coretype();
   const std::string cmd =
       "OMP_NUM_THREADS=" + std::to_string(threads) + " MKL_NUM_THREADS=" + std::to_string(threads) +
       " OPENBLAS_NUM_THREADS=" + std::to_string(threads) +
       (core.empty() ? "" : " OPENBLAS_CORETYPE=" + core) + " " + py + " " + script + " --threads " +
       std::to_string(threads) + " --steps " + std::to_string(steps) + " --warmup " +
-      std::to_string(warmup) + " --data '" + data + "' 2>&1";
+      std::to_string(warmup) + " --data '" + data + "' " + model_args + " 2>&1";
   int rc = 0;
   const std::string out = run_capture(cmd, &rc);
   TorchResult r;
@@ -68,6 +70,8 @@ std::optional<TorchResult> run_torch(const std::string& py, const std::string& s
       got = true;
     } else if (line.rfind("TORCH_PHASES ", 0) == 0) {
       std::sscanf(line.c_str() + 13, "%lf %lf %lf", &r.fwd_ms, &r.bwd_ms, &r.opt_ms);
+    } else if (line.rfind("TORCH_CPU_MS ", 0) == 0) {
+      r.cpu_ms = std::atof(line.c_str() + 13);
     } else if (line.rfind("TORCH_MS_BEST ", 0) == 0) {
       r.best_ms = std::atof(line.c_str() + 14);
     } else if (!line.empty()) {

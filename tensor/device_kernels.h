@@ -11,12 +11,14 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "tensor/cpu/adamw.h"
 #include "tensor/cpu/attention.h"
 #include "tensor/cpu/cross_entropy.h"
 #include "tensor/cpu/dropout.h"
 #include "tensor/cpu/elementwise.h"
+#include "tensor/cpu/flash_attention.h"
 #include "tensor/cpu/embedding.h"
 #include "tensor/cpu/gelu.h"
 #include "tensor/cpu/gemm.h"
@@ -86,6 +88,12 @@ class OpLabel {
 #else
 #define MS_DK_CUDA(op, call) no_cuda_build(op)
 #endif
+
+// The DType of a compute element type (f32 or f64), for scratch tensors.
+template <typename T>
+constexpr DType compute_dtype_of() {
+  return std::is_same_v<T, double> ? DType::F64 : DType::F32;
+}
 
 namespace dk {
 
@@ -229,6 +237,49 @@ void attention_backward(Device d, T* dqkv, T* scratch, const T* dout, const T* q
   MS_DK_CUDA("causal_attention backward",
              cuda::attention_backward<T>(dqkv, scratch, dout, qkv, att, B, Tlen, C, NH,
                                          cuda::current_stream()));
+}
+
+// The blocked attention the op runs (tensor/cpu/flash_attention.h): it saves
+// out and the log-sum-exp lse (B, NH, T), never P (B, NH, T, T). CPU and Sim
+// run the blocked cpu:: kernel. tensor/cuda has no blocked twin yet: CUDA runs
+// the unfused cuda:: kernels with P in a scratch tensor that lives only inside
+// the call, and its backward recomputes P by running the forward again, so the
+// op saves the same tensors on every device (the lse is not written on CUDA:
+// nothing reads it there). Attention dropout off the CPU stays an error.
+template <typename T>
+void flash_attention_forward(Device d, T* out, T* lse, const T* qkv, int64_t B, int64_t Tlen,
+                             int64_t C, int64_t NH, const uint8_t* keep, T keep_scale) {
+  if (d == Device::CPU)
+    return cpu::flash_attention_forward<T>(out, lse, qkv, B, Tlen, C, NH, keep, keep_scale);
+  if (keep) no_cuda_kernel("causal_attention", d, "attention dropout (attn_pdrop > 0)");
+  if (d == Device::Sim) return cpu::flash_attention_forward<T>(out, lse, qkv, B, Tlen, C, NH);
+  (void)lse;
+  MS_DK_CUDA("causal_attention", {
+    Tensor att = Tensor::empty({B, NH, Tlen, Tlen}, compute_dtype_of<T>(), Device::CUDA);
+    cuda::attention_forward<T>(out, att.device_data<T>(), qkv, B, Tlen, C, NH,
+                               cuda::current_stream());
+  });
+}
+template <typename T>
+void flash_attention_backward(Device d, T* dqkv, const T* dout, const T* qkv, const T* out,
+                              const T* lse, int64_t B, int64_t Tlen, int64_t C, int64_t NH,
+                              const uint8_t* keep, T keep_scale) {
+  if (d == Device::CPU)
+    return cpu::flash_attention_backward<T>(dqkv, dout, qkv, out, lse, B, Tlen, C, NH, keep,
+                                            keep_scale);
+  if (keep) no_cuda_kernel("causal_attention backward", d, "attention dropout (attn_pdrop > 0)");
+  if (d == Device::Sim)
+    return cpu::flash_attention_backward<T>(dqkv, dout, qkv, out, lse, B, Tlen, C, NH);
+  MS_DK_CUDA("causal_attention backward", {
+    const DType dt = compute_dtype_of<T>();
+    Tensor att = Tensor::empty({B, NH, Tlen, Tlen}, dt, Device::CUDA);      // P, recomputed
+    Tensor scratch = Tensor::empty({B, NH, Tlen, Tlen}, dt, Device::CUDA);  // dP
+    Tensor out_again = Tensor::empty({B, Tlen, C}, dt, Device::CUDA);
+    cuda::attention_forward<T>(out_again.device_data<T>(), att.device_data<T>(), qkv, B, Tlen, C,
+                               NH, cuda::current_stream());
+    cuda::attention_backward<T>(dqkv, scratch.device_data<T>(), dout, qkv, att.device_data<T>(),
+                                B, Tlen, C, NH, cuda::current_stream());
+  });
 }
 
 // out = x ∘ keep · scale over n contiguous elements (dropout forward and backward).

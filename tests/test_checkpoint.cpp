@@ -176,7 +176,7 @@ TEST_CASE("checkpoint: a block keeps only its output after forward, measured to 
   }
 }
 
-TEST_CASE("checkpoint: the whole GPT saves L × (15·BTC + NH·BT² + LayerNorm stats), measured",
+TEST_CASE("checkpoint: the whole GPT saves L × (15·BTC + NH·BT + LayerNorm stats), measured",
           "[checkpoint]") {
   const int64_t L = 3;
   GPT plain(tiny(0, L), 11), ckpt(tiny(0, L), 11);

@@ -305,10 +305,11 @@ void check_counts() {
 }
 
 // Question 9: what one block keeps alive for backward, measured with the allocator's counter.
-// Backward needs 16·B·T·C + NH·B·T² values per layer, the layer input x included (Korthikanti
-// et al. 2022 without dropout). The bytes a forward leaves allocated are that, minus x (it was
-// allocated before), plus the block's output y (B·T·C: the next layer's input, which that layer
-// counts) and the two LayerNorms' per-row mean and 1/std (2 × 2·B·T). Exact, not approximate:
+// Backward needs 16·B·T·C + NH·B·T values per layer, the layer input x included (Korthikanti
+// et al. 2022 without dropout, with our blocked attention's per-row log-sum-exp, NH·B·T, in
+// place of the probabilities P, NH·B·T²: tensor/cpu/flash_attention.h). The bytes a forward
+// leaves allocated are that, minus x (it was allocated before), plus the block's output y
+// (B·T·C: the next layer's input, which that layer counts) and the two LayerNorms' per-row mean and 1/std (2 × 2·B·T). Exact, not approximate:
 // a change to what the graph saves shows up here.
 void check_activation_memory() {
   const int64_t B = 2, C = 64, NH = 4;
@@ -329,22 +330,22 @@ void check_activation_memory() {
     }
     Tensor y = block.forward(x);
     const double kept = double(cpu_bytes_allocated() - before);
-    const double need = 4.0 * (16 * B * T * C + NH * B * T * T);  // bytes, x included
+    const double need = 4.0 * (16 * B * T * C + NH * B * T);  // bytes, x included
     const double input = 4.0 * B * T * C, output = input, ln_stats = 4.0 * 2 * 2 * B * T;
     std::cout << "    T=" << std::setw(3) << T << ": the forward kept " << kib(kept)
               << "; + the input x " << kib(input) << " = " << kib(kept + input) << "\n"
-              << "           = formula 16·B·T·C + NH·B·T² " << kib(need) << " + the output y "
+              << "           = formula 16·B·T·C + NH·B·T " << kib(need) << " + the output y "
               << kib(output) << " + LayerNorm mean and 1/std " << kib(ln_stats) << "\n"
               << "           under no_grad the forward kept " << kib(double(kept_nograd))
               << " (the output y only)\n";
     if (kept + input != need + output + ln_stats)
       fail(str_cat("library: a block's forward kept ", kept + input - need - output - ln_stats,
-                   " bytes more than 16·B·T·C + NH·B·T² values + its output + the LayerNorm "
+                   " bytes more than 16·B·T·C + NH·B·T values + its output + the LayerNorm "
                    "statistics (README question 9)"));
     if (double(kept_nograd) != output) fail("library: a no_grad forward kept more than its output");
   }
   pass(
-      "a block keeps exactly 16·B·T·C + NH·B·T² values for backward (+ its output and the "
+      "a block keeps exactly 16·B·T·C + NH·B·T values for backward (+ its output and the "
       "LayerNorm statistics); no_grad keeps only the output");
 }
 

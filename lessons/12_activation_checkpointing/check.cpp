@@ -177,7 +177,7 @@ void check_one_block() {
   std::printf(
       "  your forward left %lld B allocated; the plain block's %lld B (its graph: %s "
       "+ the named extras, parallel/tp/activation_memory.h); the output alone is %lld B\n",
-      (long long)yours.kept, (long long)plain.kept, "16·sbh + a·s²b", (long long)kActBytes);
+      (long long)yours.kept, (long long)plain.kept, "16·sbh + a·sb", (long long)kActBytes);
   std::printf("  the block ran %d time(s) in your forward and %d time(s) in backward\n",
               yours.forward_runs, yours.backward_runs);
 

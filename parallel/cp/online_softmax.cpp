@@ -1,5 +1,5 @@
-// Blockwise attention with lse (see online_softmax.h): CPU kernels behind a
-// device switch, one (batch, head) per OpenMP task.
+// Blockwise attention with lse (see online_softmax.h): the serial model's head kernel
+// (tensor/cpu/flash_attention.h) behind a device switch, one (batch, head) per OpenMP task.
 #include "parallel/cp/online_softmax.h"
 
 #include <algorithm>
@@ -7,8 +7,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "tensor/cpu/gemm.h"
-#include "tensor/cpu/vec_math.h"
+#include "tensor/cpu/flash_attention.h"
 
 namespace ms {
 
@@ -57,6 +56,8 @@ Dims check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const std::vec
   MS_CHECK(int64_t(q_pos.size()) == q.shape()[1] && int64_t(k_pos.size()) == k.shape()[1], op, ": ",
            q_pos.size(), " query and ", k_pos.size(), " key positions for q ", shape_str(q.shape()),
            " and k ", shape_str(k.shape()));
+  MS_CHECK(std::is_sorted(k_pos.begin(), k_pos.end()), op,
+           ": key positions must increase (a key chunk or zig-zag's two chunks in order)");
   if (mask) {
     MS_CHECK(mask->shape.size() == 4 && mask->shape[0] == q.shape()[0] &&
                  mask->shape[1] == n_head && mask->shape[2] == mask->shape[3],
@@ -86,39 +87,14 @@ void merge_row(D* out, D& lse, const D* part, D part_lse, int64_t hs) {
   lse = merged;
 }
 
-// Query rows per GEMM tile, as tensor/cpu/attention.cpp: a tile scores the
-// keys up to the last one any of its rows sees, so causality skips whole key
-// ranges and wastes at most a triangle of one tile on the diagonal.
-constexpr int64_t kRows = 48;
-
-template <typename D>
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, D alpha, const D* A, int64_t lda,
-          const D* B, int64_t ldb, D beta, D* C, int64_t ldc) {
-  if constexpr (std::is_same_v<D, float>)
-    cpu::gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  else
-    cpu::gemm_f64(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-template <typename D>
-D exp_of(D x) {
-  if constexpr (std::is_same_v<D, float>)
-    return cpu::fast_expf(x);  // the serial kernel's exp (tensor/cpu/vec_math.h)
-  else
-    return std::exp(x);
-}
-
-// For each query row, how many leading keys a GEMM must cover: one past the
-// last key at or before the query's position (0: it sees none).
+// For each query row, how many leading keys it sees: one past the last key
+// at or before the query's position (0: it sees none). The keys' positions
+// increase (check_qkv), so what a query sees is this prefix.
 std::vector<int64_t> key_extent(const std::vector<int64_t>& q_pos,
                                 const std::vector<int64_t>& k_pos) {
   std::vector<int64_t> n(q_pos.size(), 0);
   for (size_t i = 0; i < q_pos.size(); ++i)
-    for (size_t j = k_pos.size(); j > 0; --j)
-      if (k_pos[j - 1] <= q_pos[i]) {
-        n[i] = int64_t(j);
-        break;
-      }
+    n[i] = std::upper_bound(k_pos.begin(), k_pos.end(), q_pos[i]) - k_pos.begin();
   return n;
 }
 
@@ -126,6 +102,28 @@ bool worth_threads(const Dims& n) {
   return n.B * n.NH > 1 && n.B * n.NH * n.Tq * n.Tk * n.hs > (1 << 16);
 }
 
+// (b, h)'s rows of q, k, v as the serial kernel's head (tensor/cpu/flash_attention.h).
+template <typename D>
+cpu::AttentionHead<D> head_of(const Rows<D>& q, const Rows<D>& k, const Rows<D>& v, int64_t b,
+                              int64_t h, const Dims& n, const std::vector<int64_t>& extent,
+                              const std::vector<int64_t>& q_pos, const std::vector<int64_t>& k_pos,
+                              const DropoutMask* mask) {
+  cpu::AttentionHead<D> hd{q.row(b, 0) + h * n.hs, q.st, k.row(b, 0) + h * n.hs, k.st,
+                           v.row(b, 0) + h * n.hs, v.st, n.Tq, n.Tk, n.hs};
+  hd.extent = extent.data();
+  if (mask) {
+    const int64_t T = mask->shape[2];
+    hd.keep = mask->data() + (b * n.NH + h) * T * T;  // (T, T), at global positions
+    hd.keep_ld = T;
+    hd.q_pos = q_pos.data();
+    hd.k_pos = k_pos.data();
+    hd.keep_scale = D(1.0 / (1.0 - mask->p));
+  }
+  return hd;
+}
+
+// The partial over these keys by the serial kernel's head function, merged
+// into the running (out, lse).
 template <typename D>
 void accumulate_kernel(const Tensor& out_t, const Tensor& lse_t, const Tensor& q_t,
                        const Tensor& k_t, const Tensor& v_t, const std::vector<int64_t>& q_pos,
@@ -134,53 +132,16 @@ void accumulate_kernel(const Tensor& out_t, const Tensor& lse_t, const Tensor& q
   const Rows<D> out = rows<D>(out_t, op), q = rows<D>(q_t, op), k = rows<D>(k_t, op),
                 v = rows<D>(v_t, op);
   D* lse = plane<D>(lse_t, op);
-  const D scale = D(1) / std::sqrt(D(n.hs));
-  const uint8_t* keep = mask ? mask->data() : nullptr;
-  const int64_t T = mask ? mask->shape[2] : 0;
-  const D keep_scale = mask ? D(1.0 / (1.0 - mask->p)) : D(1);
   const std::vector<int64_t> extent = key_extent(q_pos, k_pos);
-  constexpr D kNegInf = -std::numeric_limits<D>::infinity();
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(n))
   for (int64_t b = 0; b < n.B; ++b)
     for (int64_t h = 0; h < n.NH; ++h) {
-      std::vector<D> w(size_t(kRows * n.Tk)), o(size_t(kRows * n.hs)), m(kRows), l(kRows);
-      for (int64_t i0 = 0; i0 < n.Tq; i0 += kRows) {
-        const int64_t i1 = std::min(n.Tq, i0 + kRows), rows_n = i1 - i0;
-        const int64_t nv = *std::max_element(extent.begin() + i0, extent.begin() + i1);
-        if (nv == 0) continue;  // a chunk pair above the diagonal: nothing to compute
-        gemm<D>(false, true, rows_n, nv, n.hs, scale, q.row(b, i0) + h * n.hs, q.st,
-                k.row(b, 0) + h * n.hs, k.st, D(0), w.data(), nv);  // q·kᵀ/√hs (rows, nv)
-        for (int64_t i = i0; i < i1; ++i) {
-          D* s = w.data() + (i - i0) * nv;
-          const int64_t qp = q_pos[i];
-          D mx = kNegInf;
-          for (int64_t j = 0; j < nv; ++j)
-            if (k_pos[j] <= qp) mx = std::max(mx, s[j]);
-          D sum = 0;
-          const uint8_t* keep_row = keep ? keep + ((b * n.NH + h) * T + qp) * T : nullptr;
-          for (int64_t j = 0; j < nv; ++j) {
-            if (k_pos[j] > qp) {  // causal: weight 0 (and never exp'd)
-              s[j] = D(0);
-              continue;
-            }
-            const D e = exp_of<D>(s[j] - mx);
-            sum += e;  // the normaliser is the undropped softmax's
-            s[j] = keep_row ? (keep_row[k_pos[j]] ? e * keep_scale : D(0)) : e;
-          }
-          m[i - i0] = mx;
-          l[i - i0] = sum;
-        }
-        gemm<D>(false, false, rows_n, n.hs, nv, D(1), w.data(), nv, v.row(b, 0) + h * n.hs, v.st,
-                D(0), o.data(), n.hs);  // weights·v (rows, hs)
-        for (int64_t i = i0; i < i1; ++i) {
-          const D sum = l[i - i0];
-          if (sum == D(0)) continue;  // no visible key: the merge's identity
-          D* oi = o.data() + (i - i0) * n.hs;
-          for (int64_t d = 0; d < n.hs; ++d) oi[d] /= sum;
-          merge_row(out.row(b, i) + h * n.hs, lse[(b * n.NH + h) * n.Tq + i], oi,
-                    m[i - i0] + std::log(sum), n.hs);
-        }
-      }
+      std::vector<D> o(size_t(n.Tq * n.hs)), l(size_t(n.Tq));  // the partial (Tq, hs), (Tq)
+      cpu::attention_head_forward(head_of(q, k, v, b, h, n, extent, q_pos, k_pos, mask),
+                                  o.data(), n.hs, l.data());
+      for (int64_t i = 0; i < n.Tq; ++i)
+        merge_row(out.row(b, i) + h * n.hs, lse[(b * n.NH + h) * n.Tq + i],
+                  o.data() + i * n.hs, l[size_t(i)], n.hs);
     }
 }
 
@@ -195,52 +156,16 @@ void backward_kernel(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t, co
                 dv = rows<D>(dv_t, op);
   const D* lse = plane<D>(lse_t, op);
   const D* delta = plane<D>(delta_t, op);
-  const D scale = D(1) / std::sqrt(D(n.hs));
-  const uint8_t* keep = mask ? mask->data() : nullptr;
-  const int64_t T = mask ? mask->shape[2] : 0;
-  const D keep_scale = mask ? D(1.0 / (1.0 - mask->p)) : D(1);
   const std::vector<int64_t> extent = key_extent(q_pos, k_pos);
   // Heads write disjoint channels of dq, dk, dv: one task per (b, h).
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(n))
   for (int64_t b = 0; b < n.B; ++b)
-    for (int64_t h = 0; h < n.NH; ++h) {
-      std::vector<D> p(size_t(kRows * n.Tk)), dp(size_t(kRows * n.Tk));
-      for (int64_t i0 = 0; i0 < n.Tq; i0 += kRows) {
-        const int64_t i1 = std::min(n.Tq, i0 + kRows), rows_n = i1 - i0;
-        const int64_t nv = *std::max_element(extent.begin() + i0, extent.begin() + i1);
-        if (nv == 0) continue;
-        const D* qt = q.row(b, i0) + h * n.hs;
-        const D* dot = dout.row(b, i0) + h * n.hs;
-        gemm<D>(false, true, rows_n, nv, n.hs, scale, qt, q.st, k.row(b, 0) + h * n.hs, k.st, D(0),
-                p.data(), nv);  // S = q·kᵀ/√hs
-        gemm<D>(false, true, rows_n, nv, n.hs, D(1), dot, dout.st, v.row(b, 0) + h * n.hs, v.st,
-                D(0), dp.data(), nv);  // dO·vᵀ
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t qp = q_pos[i];
-          const D L = lse[(b * n.NH + h) * n.Tq + i], dlt = delta[(b * n.NH + h) * n.Tq + i];
-          const bool none = L == -std::numeric_limits<D>::infinity();
-          const uint8_t* keep_row = keep ? keep + ((b * n.NH + h) * T + qp) * T : nullptr;
-          D* pi = p.data() + (i - i0) * nv;
-          D* dpi = dp.data() + (i - i0) * nv;
-          for (int64_t j = 0; j < nv; ++j) {
-            if (none || k_pos[j] > qp) {
-              pi[j] = dpi[j] = D(0);
-              continue;
-            }
-            const D pr = exp_of<D>(pi[j] - L);  // P from the final lse
-            const D mk = keep_row ? (keep_row[k_pos[j]] ? keep_scale : D(0)) : D(1);
-            pi[j] = pr * mk;                            // the dropped P, for dV
-            dpi[j] = pr * (mk * dpi[j] - dlt) * scale;  // dS, scaled for dQ and dK
-          }
-        }
-        gemm<D>(true, false, nv, n.hs, rows_n, D(1), p.data(), nv, dot, dout.st, D(1),
-                dv.row(b, 0) + h * n.hs, dv.st);  // dV += (P∘m)ᵀ·dO
-        gemm<D>(false, false, rows_n, n.hs, nv, D(1), dp.data(), nv, k.row(b, 0) + h * n.hs, k.st,
-                D(1), dq.row(b, i0) + h * n.hs, dq.st);  // dQ += dS·k
-        gemm<D>(true, false, nv, n.hs, rows_n, D(1), dp.data(), nv, qt, q.st, D(1),
-                dk.row(b, 0) + h * n.hs, dk.st);  // dK += dSᵀ·q
-      }
-    }
+    for (int64_t h = 0; h < n.NH; ++h)
+      cpu::attention_head_backward(head_of(q, k, v, b, h, n, extent, q_pos, k_pos, mask),
+                                   dout.row(b, 0) + h * n.hs, dout.st,
+                                   lse + (b * n.NH + h) * n.Tq, delta + (b * n.NH + h) * n.Tq,
+                                   dq.row(b, 0) + h * n.hs, dq.st, dk.row(b, 0) + h * n.hs, dk.st,
+                                   dv.row(b, 0) + h * n.hs, dv.st);
 }
 
 }  // namespace

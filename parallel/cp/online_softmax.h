@@ -15,10 +15,12 @@
 //
 // Causality is by global position: key j is visible to query i when
 // k_pos[j] <= q_pos[i], which covers the diagonal block of the ring and both
-// chunks of zig-zag alike. The scores are GEMMs over tiles of 48 query rows
-// that stop at the last key any row of the tile sees (as the serial kernel,
-// tensor/cpu/attention.cpp): a key range after a whole tile is never computed,
-// masked pairs inside a tile's range are computed and given weight 0.
+// chunks of zig-zag alike; key positions must increase, so what a query sees
+// is a prefix of the keys. The partial is computed by the serial model's
+// blocked kernel, one (batch, head) at a time (tensor/cpu/flash_attention.h,
+// attention_head_forward/backward: online softmax over key blocks, K and V
+// packed once per head): a key range after a whole tile of query rows is
+// never computed, masked pairs inside a tile's range get weight 0.
 // Attention dropout (GPT-2's attn_pdrop) uses the serial model's whole mask
 // (B, n_head, T, T), looked up at (q_pos, k_pos): out_K = Σ exp(s_j - lse_K)·
 // keep_j/(1-p)·v_j, normalised without the mask, as the serial kernel does.

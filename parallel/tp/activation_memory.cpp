@@ -55,7 +55,7 @@ BlockActivations block_activations(const ActivationShape& s) {
            : "LayerNorm outputs, gathered to (B, T, C) (inputs of c_attn, c_fc)",
        2 * sbh / ln_out_div},
       {"q|k|v (c_attn's output)", 3 * sbh / t},
-      {"attention probabilities P", s.heads * s.seq * s.seq * s.batch / t},
+      {"attention log-sum-exp (B, heads, T)", s.heads * s.seq * s.batch / t},
       {"attention output (attn.c_proj's input)", sbh / t},
       {"c_fc output (GELU's input)", 4 * sbh / t},
       {"GELU output (mlp.c_proj's input)", 4 * sbh / t},
@@ -70,10 +70,10 @@ BlockActivations block_activations(const ActivationShape& s) {
   if (s.attn_dropout > 0)
     r.saved.push_back({"attention dropout mask (1 byte each)",
                        s.heads * s.seq * s.seq * s.batch / t, 1});
-  const char* which = t == 1                   ? "no tensor parallelism: 16·sbh + a·s²b"
-                      : !s.sequence_parallel   ? "tp: (4 + 12/t)·sbh + a·s²b/t"
-                      : s.regather_in_backward ? "tp + sp (re-gather): 16·sbh/t + a·s²b/t"
-                                               : "tp + sp: (2 + 14/t)·sbh + a·s²b/t";
+  const char* which = t == 1                   ? "no tensor parallelism: 16·sbh + a·sb"
+                      : !s.sequence_parallel   ? "tp: (4 + 12/t)·sbh + a·sb/t"
+                      : s.regather_in_backward ? "tp + sp (re-gather): 16·sbh/t + a·sb/t"
+                                               : "tp + sp: (2 + 14/t)·sbh + a·sb/t";
   std::string masks;
   if (s.dropout > 0) masks += s.sequence_parallel ? " + 2·sbh/t" : " + 2·sbh";
   if (s.attn_dropout > 0) masks += " + a·s²b/t";
@@ -111,10 +111,10 @@ int64_t korthikanti_bytes(const ActivationShape& s) {
 int64_t adapted_korthikanti_bytes(const ActivationShape& s) {
   check_shape(s);
   const int64_t t = s.tp, sbh = s.seq * s.batch * s.hidden;
-  const int64_t as2b = s.heads * s.seq * s.seq * s.batch;
-  if (t == 1) return 66 * sbh + 5 * as2b;
-  if (!s.sequence_parallel) return 18 * sbh + 48 * sbh / t + 5 * as2b / t;
-  return (66 * sbh + 5 * as2b) / t;
+  const int64_t as2b = s.heads * s.seq * s.seq * s.batch, asb = s.heads * s.seq * s.batch;
+  if (t == 1) return 66 * sbh + 4 * asb + as2b;
+  if (!s.sequence_parallel) return 18 * sbh + 48 * sbh / t + (4 * asb + as2b) / t;
+  return (66 * sbh + 4 * asb + as2b) / t;
 }
 
 int64_t saved_bytes_16bit_with_dropout(ActivationShape s) {

@@ -12,13 +12,15 @@
 //                        TpGPT's does; with ColumnParallelOptions::regather_in_backward
 //                        off it keeps the gathered (B, T, C) input: full)
 //   q|k|v                c_attn's output, attention input  3·sbh/t
-//   attention P          softmax probabilities             a·s²b/t
+//   attention lse        softmax's log-sum-exp per row     a·sb/t
+//                        (tensor/cpu/flash_attention.h keeps it instead of
+//                        the a·s²b/t probabilities P the paper counts)
 //   attention output     input of attn.c_proj              sbh/t
 //   c_fc output          GELU's input                      4·sbh/t
 //   GELU output          input of mlp.c_proj               4·sbh/t
-// Summed: none 16·sbh + a·s²b; tp (4 + 12/t)·sbh + a·s²b/t; tp+sp with
-// re-gather 16·sbh/t + a·s²b/t (the paper's "everything divided by t");
-// tp+sp without it (2 + 14/t)·sbh + a·s²b/t.
+// Summed: none 16·sbh + a·sb; tp (4 + 12/t)·sbh + a·sb/t; tp+sp with
+// re-gather 16·sbh/t + a·sb/t (the paper's "everything divided by t");
+// tp+sp without it (2 + 14/t)·sbh + a·sb/t.
 // Two more things are alive after a block's forward, named separately because
 // the paper does not count them: the LayerNorms' per-row mean and 1/std
 // (2 × 2·sb, /t under SP) and the block's output (sbh, /t under SP), which is
@@ -26,15 +28,18 @@
 // saved too, one byte per element (ops.h DropoutMask; backward needs only the
 // mask): p > 0 adds the two masks after the c_proj (sbh bytes each, /t under
 // SP, where a rank keeps its T/t slice) and attn_dropout > 0 the attention
-// mask (a·s²b/t bytes); the dropped copy of P is rebuilt in backward from P
-// and the mask, not stored.
+// mask (a·s²b/t bytes); P and its dropped copy are recomputed block by block
+// in backward from q, k, the lse and the mask, not stored.
 //
 // In bytes, f32 activations and 1-byte masks, with both dropouts on and the
 // column layers re-gathering under SP (adapted_korthikanti_bytes):
-//   none     66·sbh + 5·a·s²b        (the paper's 16-bit: 34·sbh + 5·a·s²b)
-//   tp       (18 + 48/t)·sbh + 5·a·s²b/t                    (10 + 24/t)·sbh + …
-//   tp + sp  (66·sbh + 5·a·s²b)/t                           (34·sbh + 5·a·s²b)/t
-// 5·a·s²b is 4 (f32 P) + 1 (mask); the paper's is 2 + 1 + 2 (the dropped P).
+//   none     66·sbh + 4·a·sb + a·s²b  (the paper's 16-bit: 34·sbh + 5·a·s²b)
+//   tp       (18 + 48/t)·sbh + (4·a·sb + a·s²b)/t             (10 + 24/t)·sbh + …
+//   tp + sp  (66·sbh + 4·a·sb + a·s²b)/t                      (34·sbh + 5·a·s²b)/t
+// 4·a·sb is the f32 lse and a·s²b the mask; the paper's 5·a·s²b is 2 (16-bit
+// P) + 1 (mask) + 2 (the dropped P). Without attention dropout nothing of
+// ours grows with s² — what the paper's section 5 gets by recomputing
+// attention ("selective recomputation"), a blocked kernel gets by design.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -92,7 +97,7 @@ BlockActivations checkpointed_block_activations(const ActivationShape& s);
 int64_t korthikanti_bytes(const ActivationShape& s);
 
 // The paper's count adapted to this code base (see the table at the top):
-// f32 activations, 1-byte masks, P rebuilt; dropout and attn_dropout on
+// f32 activations, 1-byte masks, the lse instead of P; dropout and attn_dropout on
 // (their probabilities in `s` are ignored), the column layers re-gathering
 // under SP. Equal to block_activations(s with both dropouts on).saved_bytes()
 // whenever s.regather_in_backward (or t = 1, or no SP); the tests check it,
@@ -102,8 +107,9 @@ int64_t adapted_korthikanti_bytes(const ActivationShape& s);
 // Our count in the paper's terms: saved_values × 2 bytes (16-bit) plus the
 // dropout bytes the paper includes — two 1-byte masks after the projections
 // (sbh each, /t under SP) and, in attention, a 1-byte mask and the dropped
-// 16-bit copy of P (3·a·s²b/t). Equal to korthikanti_bytes whenever the
-// column layers re-gather (or t = 1); the tests check it.
+// 16-bit copy of P (3·a·s²b/t). Equal to korthikanti_bytes less its 16-bit P
+// (2·a·s²b/t) plus our 16-bit lse (2·a·sb/t) whenever the column layers
+// re-gather (or t = 1); the tests check it.
 int64_t saved_bytes_16bit_with_dropout(ActivationShape s);
 
 }  // namespace ms

@@ -8,8 +8,10 @@
 //
 // Per (b, h) the products are GEMMs on strided views of qkv (leading dim 3C),
 // so nothing is transposed or copied into head-major layout. The GEMMs run in
-// blocks of query rows and skip the key blocks the causal mask zeroes. A CUDA twin with
-// the same signatures is planned (tensor/cuda/attention.cu).
+// blocks of query rows and skip the key blocks the causal mask zeroes. The
+// op runs the blocked kernel that keeps no P (flash_attention.h); this one is
+// its reference in tests/test_attention_kernel.cpp and bench/bench_attention.cpp,
+// and the CPU twin of tensor/cuda/attention.h.
 #pragma once
 #include <cstdint>
 

@@ -44,6 +44,7 @@
 #include <string>
 
 #include "tensor/cpu/gemm_kernels.h"
+#include "tensor/cpu/gemm_packed.h"
 
 #ifdef MS_GEMM_X86
 #include <xmmintrin.h>  // SSE (baseline x86-64) for the packing transposes
@@ -200,17 +201,29 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
 }
 
 using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn);
+using PackFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 struct Isa {
   const char* name;
   KernelFn kernel;
   RegionFn region;
   int mr, nr;
+  PackFn pack_a, pack_b;  // for the packed-B entry points (gemm_packed.h)
 };
 
-const Isa kScalar{"scalar", kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16};
+// pack_b's arguments in pack_a's order (trans, X, ld, i0, m, p0, k, dst).
+template <int NR>
+void pack_b_as(bool tb, const float* B, int64_t ldb, int64_t j0, int64_t nc, int64_t p0, int64_t kc,
+               float* Bp) {
+  pack_b<NR>(tb, B, ldb, p0, kc, j0, nc, Bp);
+}
+
+const Isa kScalar{"scalar",  kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16,
+                  pack_a<4>, pack_b_as<16>};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2", kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16};
-const Isa kAvx512{"avx512", kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32};
+const Isa kAvx2{"avx2",    kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
+                pack_a<6>, pack_b_as<16>};
+const Isa kAvx512{"avx512",   kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
+                  pack_a<12>, pack_b_as<32>};
 #endif
 
 const Isa* detect_isa() {
@@ -323,6 +336,42 @@ void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
                    float* C, int64_t ldc) {
   gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, bias, C, ldc);
+}
+
+PackedGemmF32 packed_gemm_f32() {
+  const Isa* isa = current_isa();
+  PackedGemmF32 g;
+  g.mr = isa->mr;
+  g.nr = isa->nr;
+  g.impl = const_cast<Isa*>(isa);
+  return g;
+}
+
+void PackedGemmF32::pack_b(bool trans_b, const float* B, int64_t ldb, int64_t k, int64_t n,
+                           float* Bp) const {
+  static_cast<const Isa*>(impl)->pack_b(trans_b, B, ldb, 0, n, 0, k, Bp);
+}
+
+void PackedGemmF32::multiply(bool trans_a, int64_t m, int64_t n, int64_t kc, float alpha,
+                             const float* A, int64_t lda, const float* Bp, int64_t k_total,
+                             int64_t k0, int64_t n0, float beta, float* C, int64_t ldc) const {
+  if (m <= 0 || n <= 0) return;
+  const Isa& isa = *static_cast<const Isa*>(impl);
+  if (kc <= 0) {  // nothing to multiply: C = beta · C
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  thread_local Scratch sa;
+  float* Ap = sa.get(size_t((m + isa.mr - 1) / isa.mr * isa.mr * kc));
+  isa.pack_a(trans_a, A, lda, 0, m, 0, kc, Ap);
+  // Sliver s of Bp holds columns [s·nr, s·nr + nr) over all k_total rows.
+  const float* b0 = Bp + (n0 / isa.nr) * isa.nr * k_total + k0 * isa.nr;
+  for (int64_t ir = 0; ir < m; ir += isa.mr)
+    for (int64_t jr = 0; jr < n; jr += isa.nr)
+      isa.kernel(kc, Ap + ir * kc, b0 + jr * k_total, C + ir * ldc + jr, ldc,
+                 int(std::min<int64_t>(isa.mr, m - ir)), int(std::min<int64_t>(isa.nr, n - jr)),
+                 alpha, beta, nullptr);
 }
 
 // f64 is for gradient checks on small shapes: a plain loop nest, accumulating

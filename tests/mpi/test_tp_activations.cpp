@@ -6,7 +6,8 @@
 // the byte: a change to what the graph saves shows up here. Under SP the
 // TpBlock's column layers keep only the (B, T/t, C) shard and re-gather it in
 // backward, so tp + sp with both dropouts is the paper's (34·sbh + 5·a·s²b)/t
-// adapted to f32 and 1-byte masks: (66·sbh + 5·a·s²b)/t. The last case
+// adapted to f32, 1-byte masks and the lse in place of P: (66·sbh + 4·a·sb +
+// a·s²b)/t. The last case
 // assembles the same recipe from the tp layers.
 #include <map>
 
