@@ -31,6 +31,8 @@
 #include "parallel/engine/engine.h"
 #include "parallel/cp/cp_report.h"
 #include "parallel/cp/cp_step_traffic.h"
+#include "parallel/ep/ep_moe.h"
+#include "parallel/ep/ep_report.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
@@ -227,13 +229,16 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   const GPTConfig& cfg = engine.gpt().config();
+  EpGroups* ep = engine.ep();  // expert parallelism (parallel/ep/), null without --ep
+  const std::string ep_groups = ep ? ep_groups_report(mesh.dp_cp(), world, ep->layout) : "";
   if (lead) {
     std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
                 cfg.describe().c_str(), static_cast<long long>(serial_params),
                 static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
-    if (world.size() > 1) std::printf("%s", mesh.describe_groups().c_str());
+    if (world.size() > 1) std::printf("%s%s", mesh.describe_groups().c_str(), ep_groups.c_str());
     if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
-    if (c.model.moe.enabled()) std::printf("%s", moe_run_line(c.model, B * T, D).c_str());
+    if (c.model.moe.enabled())
+      std::printf("%s", moe_run_line(c.model, B * T, D, ep ? ep->ep.size() : 1).c_str());
     if (tp > 1)
       std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
                   static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
@@ -292,6 +297,9 @@ int train_command(int argc, char** argv, Communicator& world) {
   // Under cp ZeRO talks on dp × cp (the same group as dp when cp = 1).
   StepTraffic traffic(mesh.dp_cp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp()),
       cp_traffic(mesh.cp());
+  // Expert parallelism: the all-to-alls on the ep group, the experts' ZeRO on
+  // the expert-dp group (the mesh's groups when off: unused).
+  StepTraffic ep_traffic(ep ? ep->ep : mesh.dp()), expert_traffic(ep ? ep->expert_dp : mesh.dp());
   const StepFormula cp_formula = cp_step_formula({.algo = c.cp_algo,
                                                   .B = B,
                                                   .T = T,
@@ -324,6 +332,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     tp_traffic.begin_step();
     pp_traffic.begin_step();
     cp_traffic.begin_step();
+    ep_traffic.begin_step();
+    expert_traffic.begin_step();
     const double lr = engine.get_lr();            // the rate this step's update uses
     const double step_scale = zero.loss_scale();  // what this step's backward multiplies by
     doing.update(str_cat("training step ", step + 1, " of ", steps));
@@ -354,6 +364,8 @@ int train_command(int argc, char** argv, Communicator& world) {
     tp_traffic.end_step();
     pp_traffic.end_step();
     cp_traffic.end_step();
+    ep_traffic.end_step();
+    expert_traffic.end_step();
     // The loss of the global batch: the mean over every replica's tokens (not
     // metered as the step's traffic: the formulas count the training's).
     const double train_loss = engine.reduce_loss(local_loss);
@@ -439,7 +451,26 @@ int train_command(int argc, char** argv, Communicator& world) {
       (D * cp > 1 ? traffic_report(mesh.dp_cp(), traffic, formula) : "") +
       (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
       (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "") +
-      (cp > 1 ? traffic_report(mesh.cp(), cp_traffic, cp_formula) : "");
+      (cp > 1 ? traffic_report(mesh.cp(), cp_traffic, cp_formula) : "") +
+      (ep ? ep_traffic_report(*ep, ep_traffic, engine.gpt()) : "") +
+      (ep && ep->expert_dp.size() > 1
+           ? traffic_report(ep->expert_dp, expert_traffic, [&] {
+               StepFormula f = engine.expert_optimizer()->traffic_formula(accum);
+               f.title = str_cat("the experts' ", f.title, " over the expert-dp group");
+               return f;
+             }())
+           : "");
+  // The experts' optimizer (parallel/ep/ep_optimizer.h): its own tables.
+  std::string ep_memory;
+  if (ep) {
+    MemoryReport e = engine.expert_optimizer()->memory();
+    e.rank = world.rank();
+    const std::vector<MemoryReport> per_rank = gather_memory_reports(world, e);
+    ep_memory = ep_memory_line(engine.gpt(), ep->ep.size(), ep->ep.rank()) +
+                format_memory_table(per_rank, str_cat("the experts' optimizer over the expert-dp "
+                                                      "group (D = ", ep->expert_dp.size(),
+                                                      "), this rank's experts only"));
+  }
   // The timeline is a picture; the weights are the run. A timeline that fails
   // to write (a disk filled since the check above) is reported after the
   // weights are saved, not instead of them.
@@ -478,8 +509,8 @@ int train_command(int argc, char** argv, Communicator& world) {
           "parameters; ZeRO partitions them over the %lld dp ranks)\n",
           static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
           static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s%s%s%s", format_memory_table(reports).c_str(), device_memory.c_str(),
-                tp_memory.c_str(), cp_memory.c_str());
+    std::printf("%s%s%s%s%s", format_memory_table(reports).c_str(), device_memory.c_str(),
+                tp_memory.c_str(), cp_memory.c_str(), ep_memory.c_str());
     if (c.precision.enabled())
       std::printf(
           "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "

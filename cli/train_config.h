@@ -23,6 +23,7 @@ struct TrainConfig {
   int64_t zero_stage = 0, log_every = 1, seed = 0;
   int64_t tp = 1, dp = 1;              // --tp, and the data-parallel replicas ranks / (tp · pp · cp)
   int64_t pp = 1, virtual_stages = 1;  // --pp, --virtual-stages
+  int64_t ep = 1;                      // --ep: experts split over ep dp ranks (parallel/ep/)
   int64_t cp = 1;                      // --cp: context-parallel ranks per replica
   std::string cp_algo = "ulysses";     // --cp-algo: ulysses | ring | zigzag | allgather
   std::string pipe_schedule;           // --pipe-schedule: gpipe | 1f1b | interleaved

@@ -89,6 +89,7 @@ std::vector<Key> keys(const DsConfig& c) {
                [](const DsConfig& d) { return std::string(d.moe.drop_tokens ? "on" : "off"); }});
   k.push_back({"moe.aux_loss_coef", "moe-aux-loss-coef",
                [](const DsConfig& d) { return num(d.moe.aux_loss_coef); }});
+  k.push_back({"moe.ep_size", "ep", [](const DsConfig& d) { return num(d.moe.ep_size); }});
   if (c.steps_per_print)
     k.push_back({"steps_per_print", "log-every",
                  [](const DsConfig& d) { return num(*d.steps_per_print); }});
@@ -253,7 +254,7 @@ DsConfig engine_config(const TrainConfig& c, const std::optional<DsConfig>& file
   d.activation_checkpointing.enabled = c.checkpoint_activations;
   const MoEConfig& m = c.model.moe;
   d.moe = {m.experts, m.every, m.top_k, m.capacity_factor, m.min_capacity, m.drop_tokens,
-           m.aux_loss_coef};
+           m.aux_loss_coef, c.ep};
   d.device = device_name(c.device);
   d.zero_optimization.offload_optimizer = c.offload_optimizer;
   // Mixed precision: the flags (checked by mixed_precision_from_flags) and the

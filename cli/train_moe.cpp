@@ -26,6 +26,9 @@ void add_moe_flags(Flags& f) {
         "on: tokens past an expert's capacity are dropped, in position order | off: the "
         "capacity is the largest load, nothing drops");
   f.add("moe-aux-loss-coef", "0.01", "the load-balancing loss l_aux enters the loss times this");
+  f.add("ep", "1",
+        "expert parallelism: the experts split over P consecutive dp ranks (E % P == 0, P "
+        "divides dp); two all-to-alls per MoE layer each way (DeepSpeed's ep_size)");
 }
 
 void read_moe_flags(const Flags& flags, TrainConfig& c) {
@@ -35,6 +38,10 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
   const bool any_given = flags.given("moe-every") || flags.given("moe-top-k") ||
                          flags.given("capacity-factor") || flags.given("moe-min-capacity") ||
                          flags.given("moe-drop-tokens") || flags.given("moe-aux-loss-coef");
+  c.ep = flags.integer("ep");
+  MS_CHECK(c.ep >= 1, "--ep must be >= 1, got ", c.ep);
+  MS_CHECK(c.ep == 1 || m.enabled(), "--ep ", c.ep,
+           " needs --moe-experts E >= 1 (expert parallelism splits the experts)");
   MS_CHECK(m.enabled() || !any_given,
            "the --moe-* and --capacity-factor flags need --moe-experts E >= 1 (the model is "
            "dense without it)");
@@ -69,7 +76,7 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
                    {"8 (an expert's two 4C matrices)", 8}},
                   "parameters of one MoE layer's experts");
 
-  const char* planned = " (planned: expert parallelism --ep, with the experts' all-to-all)";
+  const char* planned = " (planned)";
   MS_CHECK(c.tp == 1, "--moe-experts with --tp ", c.tp,
            ": MoE runs without tensor parallelism for now", planned);
   MS_CHECK(c.pp == 1, "--moe-experts with --pp ", c.pp,
@@ -80,8 +87,14 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
   MS_CHECK(c.cp == 1, "--moe-experts with --cp ", c.cp,
            ": MoE runs without context parallelism for now", planned);
   MS_CHECK(c.zero_stage <= 2, "--moe-experts with --zero-stage ", c.zero_stage,
-           ": MoE runs with ZeRO stages 0-2 for now (the experts replicated on every dp rank)",
-           planned);
+           ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE runs with ZeRO stages 0-2 (use 0-2)");
+  MS_CHECK(m.experts % c.ep == 0, "--ep ", c.ep, " does not divide --moe-experts ", m.experts,
+           " (each ep rank holds E/ep whole experts)");
+  MS_CHECK((c.dp * c.cp) % c.ep == 0, "--ep ", c.ep, " does not divide the data-parallel size ",
+           c.dp * c.cp, " (ranks ", c.dp * c.tp * c.pp * c.cp, " / (--tp ", c.tp, " × --pp ", c.pp,
+           "), dp × cp; the ep groups are carved from the dp ranks, as DeepSpeed's)");
+  MS_CHECK(c.ep == 1 || c.precision.dtype == DType::F32, "--ep ", c.ep,
+           " with --bf16/--fp16: expert parallelism runs in fp32 for now");
   MS_CHECK(!c.checkpoint_activations,
            "--moe-experts with --checkpoint-activations: a recomputed block's l_aux would reach "
            "the loss without its graph, so the router would lose the auxiliary loss's gradient "
@@ -104,7 +117,7 @@ int64_t moe_extra_parameters(const GPTConfig& m) {
       {{"MoE blocks", m.n_layer / m.moe.every}, {"extra per MoE block", per_block}}, what);
 }
 
-std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
+std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp, int64_t ep) {
   const MoEConfig& e = m.moe;
   std::string blocks;
   for (int64_t i = 0; i < m.n_layer; ++i)
@@ -118,11 +131,16 @@ std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp) {
       e.drop_tokens ? str_cat(moe_capacity(tokens, e.experts, o), " slots per expert for the ",
                               tokens, " tokens of a micro-batch")
                     : std::string("= the largest load (--moe-drop-tokens off)"),
-      dp > 1 ? str_cat(" on each of the ", dp,
-                       " dp ranks (each routes its own tokens, as DeepSpeed without "
-                       "--ep; the experts are replicated); l_aux and dropped below "
-                       "are rank 0's")
-             : "",
+      dp > 1 && ep == 1 ? str_cat(" on each of the ", dp,
+                                  " dp ranks (each routes its own tokens, as DeepSpeed without "
+                                  "--ep; the experts are replicated); l_aux and dropped below "
+                                  "are rank 0's")
+      : ep > 1
+          ? str_cat(" on each of the ", dp, " dp ranks (each routes its own tokens, as DeepSpeed)",
+                    "; expert parallelism: ", e.experts / ep, " experts per rank over ep ", ep,
+                    e.drop_tokens ? "" : " (the ep group agrees on the largest capacity)",
+                    "; l_aux and dropped below are rank 0's")
+          : "",
       "; loss = cross-entropy + ", exact_str(e.aux_loss_coef), " · Σ l_aux\n");
 }
 

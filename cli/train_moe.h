@@ -24,7 +24,8 @@ int64_t moe_extra_parameters(const GPTConfig& m);
 int64_t moe_idle_parameters(const GPTConfig& m);
 
 // The start-of-run line: MoE blocks, capacity for `tokens` per micro-batch.
-std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp);
+// `ep` > 1: the experts split over ep ranks (parallel/ep/).
+std::string moe_run_line(const GPTConfig& m, int64_t tokens, int64_t dp, int64_t ep = 1);
 // " | l_aux X | dropped Y%" for the training forwards since the last call
 // (every rank calls it every step: it resets the step's counters); "" when
 // the model has no MoE layer.

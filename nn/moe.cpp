@@ -34,6 +34,7 @@ void MoELoad::add(const MoELoad& o) {
   dropped += o.dropped;
   choices += o.choices;
   aux_sum += o.aux_sum;
+  capacity_slots += o.capacity_slots;
   forwards += o.forwards;
 }
 
@@ -83,17 +84,12 @@ Tensor MoE::forward(const Tensor& x) {
   // forward must not add to the next training step's loss.
   if (training()) aux_ = aux_.defined() ? add(aux_, aux) : aux;
 
+  // Without dropping each rank's capacity is its own largest load; the ep
+  // group's buffers must agree (the slots stay valid in a larger buffer).
+  if (ep_.size > 1 && !moe_.drop_tokens) last_.capacity = ep_.agree_capacity(last_.capacity);
   Tensor weights = moe_gate_weights(gates, last_);  // (S, k), the gates' dtype
   Tensor buffer = moe_dispatch(tokens, last_);      // (E, capacity, C)
-  // Every expert runs on its whole buffer, empty slots included (as the
-  // einsum dispatch of DeepSpeed's MOELayer does): an expert that got no
-  // token still gets a gradient, an exact zero, so every rank's optimizer
-  // state advances alike.
-  std::vector<Tensor> outputs;  // E × (1, capacity, C)
-  outputs.reserve(static_cast<size_t>(E));
-  for (int64_t e = 0; e < E; ++e)
-    outputs.push_back(unsqueeze(experts[static_cast<size_t>(e)]->forward(select(buffer, 0, e)), 0));
-  Tensor expert_out = cat(outputs, 0);                                         // (E, capacity, C)
+  Tensor expert_out = run_experts(buffer);          // (E, capacity, C)
   Tensor y = moe_combine(expert_out, ms::to(weights, expert_out.dtype()), last_);  // (S, C)
 
   if (training()) {
@@ -102,9 +98,51 @@ Tensor MoE::forward(const Tensor& x) {
     step_.dropped += last_.dropped();
     step_.choices += last_.tokens * last_.k;
     step_.aux_sum += aux.item();
+    step_.capacity_slots += last_.capacity;
     ++step_.forwards;
   }
   return reshape(y, x.shape());
+}
+
+void MoE::set_expert_parallel(MoEExpertParallel ep) {
+  const int64_t E = static_cast<int64_t>(experts.size());
+  MS_CHECK(ep.size >= 1 && E % ep.size == 0, "MoE: ", E, " experts do not split over ep ",
+           ep.size, " (E % ep must be 0)");
+  MS_CHECK(ep.rank >= 0 && ep.rank < ep.size, "MoE: ep rank ", ep.rank, " outside [0, ", ep.size,
+           ")");
+  MS_CHECK(ep.size == 1 || (ep.exchange && ep.agree_capacity),
+           "MoE: expert parallelism needs its exchange and capacity agreement");
+  ep_ = std::move(ep);
+}
+
+Tensor MoE::run_experts(const Tensor& buffer) {
+  const int64_t E = static_cast<int64_t>(experts.size());
+  // Every expert runs on its whole buffer, empty slots included (as the
+  // einsum dispatch of DeepSpeed's MOELayer does): an expert that got no
+  // token still gets a gradient, an exact zero, so every rank's optimizer
+  // state advances alike.
+  std::vector<Tensor> outputs;
+  if (ep_.size == 1) {
+    outputs.reserve(static_cast<size_t>(E));  // E × (1, capacity, C)
+    for (int64_t e = 0; e < E; ++e)
+      outputs.push_back(
+          unsqueeze(experts[static_cast<size_t>(e)]->forward(select(buffer, 0, e)), 0));
+    return cat(outputs, 0);
+  }
+  // DeepSpeed's MOELayer: the dispatch all-to-all hands ep rank j the rows of
+  // its E/P experts from every rank; each local expert runs on its P·capacity
+  // rows (an MLP is row-wise, so the rows' order changes nothing); the
+  // combine all-to-all sends each rank's rows back.
+  const int64_t P = ep_.size, L = local_experts(), cap = buffer.shape()[1], C = buffer.shape()[2];
+  Tensor recv = reshape(ep_.exchange(buffer), {P, L, cap, C});  // block p: rank p's rows for us
+  outputs.reserve(static_cast<size_t>(L));                       // L × (P, 1, capacity, C)
+  for (int64_t l = 0; l < L; ++l) {
+    Tensor rows = reshape(contiguous(select(recv, 1, l)), {P * cap, C});  // (P·capacity, C)
+    Tensor out = experts[static_cast<size_t>(first_local_expert() + l)]->forward(rows);
+    outputs.push_back(reshape(out, {P, 1, cap, C}));
+  }
+  Tensor back = reshape(cat(outputs, 1), {E, cap, C});  // block p: our experts' rows for rank p
+  return ep_.exchange(back);                            // (E, capacity, C), all E experts
 }
 
 Tensor MoE::take_aux_loss() {

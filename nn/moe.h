@@ -5,6 +5,7 @@
 // their gates (autograd/ops_moe.h); the load-balancing loss l_aux is kept for
 // GPT::head_loss to add (docs/architecture.md "Mixture of experts").
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,8 +20,21 @@ struct MoELoad {
   int64_t dropped = 0;          // choices that found no capacity slot
   int64_t choices = 0;          // tokens · k
   double aux_sum = 0;           // Σ l_aux over the forwards
+  int64_t capacity_slots = 0;   // Σ capacity over the forwards (ep's all-to-all bytes)
   int64_t forwards = 0;
   void add(const MoELoad& o);
+};
+
+// Expert parallelism plugs in here (parallel/ep/ep_moe.h builds it): this
+// rank runs experts [rank·E/size, (rank+1)·E/size) on the rows every rank of
+// its ep group sends it. `exchange` is a differentiable all-to-all over dim 0
+// of an (E, capacity, C) buffer (block j to ep rank j); `agree_capacity` is
+// the MAX over the group (no dropping: every rank's buffer must be as large
+// as the largest load anywhere, as DeepSpeed's all_reduce of new_capacity).
+struct MoEExpertParallel {
+  int size = 1, rank = 0;
+  std::function<Tensor(const Tensor&)> exchange;
+  std::function<int64_t(int64_t)> agree_capacity;
 };
 
 class MoE : public Module {
@@ -44,8 +58,20 @@ class MoE : public Module {
   MoELoad take_step_load();
   const MoELoad& total_load() const { return total_; }
 
+  // Collective-free; every rank of the ep group must install the same size.
+  void set_expert_parallel(MoEExpertParallel ep);
+  const MoEExpertParallel& expert_parallel() const { return ep_; }
+  // Experts [first_local_expert(), + local_experts()) run here.
+  int64_t local_experts() const { return static_cast<int64_t>(experts.size()) / ep_.size; }
+  int64_t first_local_expert() const { return ep_.rank * local_experts(); }
+
  private:
+  // (E, capacity, C) -> (E, capacity, C): the experts on their rows, here or
+  // across the ep group.
+  Tensor run_experts(const Tensor& buffer);
+
   MoEConfig moe_;
+  MoEExpertParallel ep_;
   MoeRouting last_;
   Tensor aux_;
   MoELoad step_, total_;

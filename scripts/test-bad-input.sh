@@ -422,6 +422,21 @@ job "--pp with --init-from of fewer blocks" "has 1 blocks, fewer than the 2 pipe
   train --n-layer 1 --seq-len 8 --batch-size 2 --steps 2 --eval-every 0 --sample-tokens 0 --pp 2 \
   --init-from "$tmp/one_head.safetensors"
 
+# ---- expert parallelism (--ep, ds_config moe.ep_size) ----
+moe=("${tiny[@]}" --moe-every 1)
+one "--ep 0" "--ep must be >= 1, got 0" train "${moe[@]}" --moe-experts 4 --ep 0
+one "--ep without experts" "--ep 2 needs --moe-experts E >= 1" train "${tiny[@]}" --ep 2
+job "--ep not dividing the experts" "--ep 2 does not divide --moe-experts 3" 2 \
+  train "${moe[@]}" --moe-experts 3 --ep 2
+job "--ep not dividing dp" "--ep 4 does not divide the data-parallel size 2" 2 \
+  train "${moe[@]}" --moe-experts 4 --ep 4
+job "--ep with --tp (refused)" "--moe-experts with --tp 2: MoE runs without tensor parallelism" 4 \
+  train "${moe[@]}" --moe-experts 4 --ep 2 --tp 2
+job "--ep × --tp not dividing the ranks" "--tp 2 does not divide the 3" 3 \
+  train "${moe[@]}" --moe-experts 4 --ep 2 --tp 2
+job "--ep with ZeRO-3" "ZeRO-3 with MoE is refused" 2 \
+  train "${moe[@]}" --moe-experts 4 --ep 2 --zero-stage 3
+
 # ---- context parallelism (--cp, --cp-algo, sequence_parallel_size) ----
 one "--cp 0" "--cp must be positive, got 0" train "${tiny[@]}" --cp 0
 one "--cp-algo foo" "--cp-algo: unknown algorithm 'foo' (valid: ulysses, ring, zigzag, allgather)" \

@@ -4,12 +4,14 @@
 #     layout give the same losses (loss.csv), byte-identical final weights
 #     (--save-weights) and byte-identical step-20 checkpoints (weights AND
 #     optimizer moments), for DDP (with dropout: the RNG streams resume),
-#     ZeRO 1, 2, 3, tp 2, pp 2, 3D (dp 2 × tp 2 × pp 2), cp 2 (zigzag), bf16 ZeRO-3 and fp16
+#     ZeRO 1, 2, 3, tp 2, pp 2, 3D (dp 2 × tp 2 × pp 2), cp 2 (zigzag), MoE ep 2 × expert-dp 2,
+#     bf16 ZeRO-3 and fp16
 #     ZeRO-2 with overflows (the loss scale and skipped steps resume) — llm.c's test;
 #  2. resume at another layout: a pp 2 and a 3D checkpoint continue at dp 2
 #     ZeRO-3 and in one process, following the straight run within the
 #     equivalence tolerance (scripts/test-train-equivalence.sh); a cp 2
-#     checkpoint continues at cp 4 and at dp 2;
+#     checkpoint continues at cp 4 and at dp 2; an ep 2 × expert-dp 2 MoE
+#     checkpoint continues at ep 4 and at ep 1, and consolidates;
 #  3. `minispeed consolidate` of the 3D checkpoint equals its --save-weights
 #     file byte for byte, sample / train --init-from read it, and PyTorch
 #     (tests/ref/consolidated_loss.py) reproduces our loss on it;
@@ -57,7 +59,8 @@ for layout in "ddp|2|--zero-stage 0 --dropout 0.1 --batch-size 4" \
               "3d|8|--tp 2 --pp 2 --zero-stage 1 --grad-accum 2 --batch-size 2" \
               "cp2|2|--cp 2 --cp-algo zigzag --zero-stage 1 --batch-size 8" \
               "bf16|2|--bf16 --zero-stage 3 --batch-size 4" \
-              "fp16|2|--fp16 --initial-scale-power 24 --loss-scale-window 3 --zero-stage 2 --batch-size 4"; do
+              "fp16|2|--fp16 --initial-scale-power 24 --loss-scale-window 3 --zero-stage 2 --batch-size 4" \
+              "ep2|4|--moe-experts 4 --moe-every 1 --ep 2 --zero-stage 1 --batch-size 2"; do
   IFS='|' read -r name ranks flags <<<"$layout"
   d=$tmp/$name
   mkdir -p "$d/b"
@@ -122,6 +125,34 @@ for target in "cp4-ring|4|--cp 4 --cp-algo ring --zero-stage 1 --batch-size 8" \
     tail -3 "$d/log"
   fi
 done
+
+# The ep 2 × expert-dp 2 checkpoint (experts saved under their serial names
+# by their holders, parallel/ep/) continues at ep 4 ZeRO-2 and at ep 1 (the
+# experts replicated over dp 4): the same per-rank token groups, so the same
+# routing, drops and l_aux; and consolidates to its --save-weights file.
+for target in "ep4-zero2|4|--moe-experts 4 --moe-every 1 --ep 4 --zero-stage 2 --batch-size 2" \
+              "ep1|4|--moe-experts 4 --moe-every 1 --zero-stage 1 --batch-size 2"; do
+  IFS='|' read -r name ranks flags <<<"$target"
+  d=$tmp/x-ep2-$name
+  mkdir -p "$d"
+  cp -r "$tmp/ep2/a/global_step10" "$d/"
+  if run "$ranks" $flags --steps 20 --checkpoint-dir "$d" --resume global_step10 \
+    --save-weights "$d/w.safetensors" >"$d/log" 2>&1 &&
+    within 1.5e-4 "$(csv_losses "$tmp/ep2/a.loss.csv" 10 | awk '{print $2}')" \
+      "$(csv_losses "$d/w.loss.csv" 10 | awk '{print $2}')"; then
+    ok "an ep2 checkpoint resumes at $name ($ranks rank(s)) and follows the straight run"
+  else
+    bad "an ep2 checkpoint resumed at $name ($ranks rank(s))"
+    tail -3 "$d/log"
+  fi
+done
+if "$bin" consolidate "$tmp/ep2/a" "$tmp/ep2.safetensors" >"$tmp/c.log" 2>&1 &&
+  cmp -s "$tmp/ep2.safetensors" "$tmp/ep2/a.safetensors"; then
+  ok "consolidate of the ep2 checkpoint = its --save-weights file, byte for byte"
+else
+  bad "consolidate of the ep2 checkpoint differs from its --save-weights file"
+  tail -3 "$tmp/c.log"
+fi
 
 # ---- 3. consolidate ----
 if "$bin" consolidate "$tmp/3d/a" "$tmp/3d.safetensors" >"$tmp/c.log" 2>&1 &&

@@ -11,6 +11,7 @@
 # table (parallel/cp/cp_step_traffic.h: per layer the algorithm's forward and
 # backward exchange) must match beside the dp × cp group's and the tp group's:
 # ulysses cp 2 × dp 2, ring and zigzag at cp 4, zigzag recomputed, cp 2 × tp 2.
+# With --ep the ep group's all-to-all row (MoE, ep 2 × expert-dp 2).
 #   scripts/test-traffic.sh BUILD_DIR
 set -uo pipefail
 bin=${1:?usage: scripts/test-traffic.sh BUILD_DIR}/minispeed
@@ -90,6 +91,31 @@ for run in "--cp 2 --zero-stage 1" "--cp 4 --cp-algo ring" "--cp 4 --cp-algo zig
   else
     echo "FAILED: $label:"
     sed 's/^/  /' <<< "${tables:-$out}" | tail -n 30
+    fail=$((fail + 1))
+  fi
+done
+# Expert parallelism (parallel/ep/ep_report.h): the ep group's all-to-all
+# bytes against 4·E·capacity·C·4·(P−1)/P per MoE layer and micro-step with
+# the gates' capacities (dropping: the same every forward; no dropping: the
+# ep group's largest load, different each forward), beside the dense ZeRO
+# table over dp and the experts' over expert-dp (ep 2 × expert-dp 2); 48 calls =
+# 3 steps × 2 micro-steps × 2 layers × 4.
+for run in "--ep 2 --zero-stage 1" "--ep 2 --zero-stage 2 --moe-drop-tokens off --moe-top-k 2"; do
+  out=$(OMP_NUM_THREADS=1 timeout 120 $mpirun -np 4 "$bin" train $common --moe-experts 4 \
+        --moe-every 1 $run 2>&1)
+  ep_row=$(sed -n '/^expert parallelism (ep 2): all-to-all bytes/,/^  per MoE layer/p' <<< "$out")
+  tables=$(sed -n '/^communication per training step/,/^traffic: /p' <<< "$out")
+  label="4 ranks, MoE $run"
+  if grep -qE '^  all_to_all +48 +[0-9]+ +[0-9]+ +[0-9]+ +yes$' <<< "$ep_row" &&
+     grep -q "the experts' ZeRO stage" <<< "$tables" &&
+     [ "$(grep -c '^traffic: measured == formula for every op (3 steps)$' <<< "$tables")" -eq 2 ] &&
+     ! grep -qE ' NO$' <<< "$tables"; then
+    echo "ok: $label: the ep all-to-all measured == formula (and the dp and expert-dp tables)"
+    pass=$((pass + 1))
+  else
+    echo "FAILED: $label:"
+    sed 's/^/  /' <<< "${ep_row:-$out}" | tail -n 30
+    sed 's/^/  /' <<< "$tables" | tail -n 30
     fail=$((fail + 1))
   fi
 done

@@ -280,5 +280,43 @@ cp_case "cp, --grad-accum 2 --grad-clip 0.5" "--grad-accum 2 --grad-clip 0.5" --
 job_ok "sampling mid-training with cp 2 × dp 2 and ZeRO-3" ${MPIRUN:-mpirun --oversubscribe} -np 4 \
   "$bin" train $tpcommon --batch-size 4 --cp 2 --zero-stage 3 --sample-every 2
 
+# Expert parallelism (parallel/ep/): --ep P splits the 4 experts over P
+# consecutive dp ranks (dispatch and combine all-to-alls), experts averaged
+# over the expert-dp group, dense parameters over dp. Capacity and l_aux are
+# per rank (each rank gates its own tokens, as DeepSpeed), so the reference
+# is honest in two ways: (1) without drops and with coefficient 0, one
+# process with the global batch; (2) with drops and l_aux (top-1, capacity
+# factor 1), --ep 1 on the same ranks, which gates the same per-rank token
+# groups with replicated experts. Losses, norms and the saved weights (the
+# experts gathered back to their serial names). (Eval reads B sequences per
+# rank, so every run keeps the reference's B × ranks.)
+# ep_case LABEL REF_NP REF_FLAGS -- "NP FLAGS"...
+ep_case() {
+  local label=$1 ref_np=$2 ref_flags=$3 ref out
+  shift 4
+  ref=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ref_np" \
+        "$bin" train $epcommon $ref_flags --save-weights "$tmp/ep_ref.safetensors" 2>&1)
+  for run in "$@"; do
+    set -- $run
+    local ranks=$1
+    shift
+    out=$(OMP_NUM_THREADS=1 MS_COMM_TIMEOUT=60 ${MPIRUN:-mpirun --oversubscribe} -np "$ranks" \
+          "$bin" train $epcommon "$@" --save-weights "$tmp/ep.safetensors" 2>&1)
+    follows "$label: $ranks ranks, $*" "$ref" "$out" "$tmp/ep_ref.safetensors" "$tmp/ep.safetensors"
+    rm -f "$tmp/ep.safetensors"
+  done
+}
+epcommon="$common --eval-every 3 --moe-experts 4 --moe-every 1 --grad-clip 0.5"
+ep_case "ep, top-2, no drops, l_aux coef 0" 1 \
+  "--batch-size 8 --moe-top-k 2 --moe-drop-tokens off --moe-aux-loss-coef 0" -- \
+  "2 --batch-size 4 --moe-top-k 2 --moe-drop-tokens off --moe-aux-loss-coef 0 --ep 2" \
+  "4 --batch-size 2 --moe-top-k 2 --moe-drop-tokens off --moe-aux-loss-coef 0 --ep 4 --zero-stage 1" \
+  "4 --batch-size 2 --moe-top-k 2 --moe-drop-tokens off --moe-aux-loss-coef 0 --ep 2 --zero-stage 2"
+ep_case "ep, top-1, drops and l_aux, against --ep 1 on 2 ranks" 2 "--batch-size 4 --moe-top-k 1" -- \
+  "2 --batch-size 4 --moe-top-k 1 --ep 2 --zero-stage 1"
+ep_case "ep × dp, top-2, drops and l_aux, grad-accum, against --ep 1 on 4 ranks" 4 \
+  "--batch-size 2 --grad-accum 2 --moe-top-k 2" -- \
+  "4 --batch-size 2 --grad-accum 2 --moe-top-k 2 --ep 2 --zero-stage 2" \
+  "4 --batch-size 2 --grad-accum 2 --moe-top-k 2 --ep 4"
 echo "train equivalence: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -162,7 +162,7 @@ TEST_CASE("train --moe-*: bad values are one-line errors naming the flag", "[moe
                        "--moe-drop-tokens must be on or off");
   check_one_line_error(t + "--moe-experts 2 --moe-aux-loss-coef -1", "--moe-aux-loss-coef");
   check_one_line_error(t + "--moe-top-k 2", "need --moe-experts");
-  check_one_line_error(t + "--moe-experts 2 --zero-stage 3", "--ep");
+  check_one_line_error(t + "--moe-experts 2 --zero-stage 3", "ZeRO-3 with MoE is refused");
   check_one_line_error(t + "--moe-experts 2 --checkpoint-activations", "--checkpoint-activations");
 }
 
@@ -207,6 +207,14 @@ TEST_CASE("ds_config moe section: parsed, checked, and the same as the flags", "
   CHECK(c.moe.min_capacity == 0);
   CHECK(!c.moe.drop_tokens);
   CHECK(c.moe.aux_loss_coef == 0.1);
+  CHECK(c.moe.ep_size == 1);  // expert parallelism off unless asked
+  CHECK(parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 4,
+                           "ep_size": 2}})",
+                        2)
+            .moe.ep_size == 2);
+  CHECK_THROWS_WITH(
+      parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"ep_size": 0}})", 1),
+      Catch::Contains("moe.ep_size"));
   CHECK_THROWS_WITH(
       parse_ds_config(R"({"train_micro_batch_size_per_gpu": 2, "moe": {"num_experts": 1, "k": 2}})",
                       1),
@@ -230,4 +238,6 @@ TEST_CASE("ds_config moe section: parsed, checked, and the same as the flags", "
   CHECK(ok.code == 0);
   CHECK(ok.output.find("mixture of experts: 2 experts, top-2 in h.1") != std::string::npos);
   check_one_line_error(t + "--moe-top-k 1", "--moe-top-k 1 contradicts moe.k 2");
+  // --ep (moe.ep_size) must divide the data-parallel size: 1 in one process.
+  check_one_line_error(t + "--ep 2", "--ep 2 does not divide the data-parallel size 1");
 }

@@ -91,8 +91,9 @@ void check_tag(const std::string& tag) {
 
 // Whether this rank's copy of parameter `param` is the one saved (see
 // checkpoint.h: each element once).
-bool saves(const CheckpointTarget& t, int param, const std::string& name) {
-  if (t.optimizer.stage() == 0 && t.layout.dp_rank != 0) return false;
+bool saves(const CheckpointTarget& t, int param, const std::string& name, bool expert = false) {
+  // Stage 0 replicates: one copy per group (expert-dp rank 0 for experts).
+  if (t.optimizer.stage() == 0 && (expert ? t.expert_dp_rank : t.layout.dp_rank) != 0) return false;
   if (t.layout.tp > 1 && t.layout.tp_rank != 0 && tp_split_of(name) == TpSplit::Replicated)
     return false;
   return t.tied_copy.empty() || !t.tied_copy[param];
@@ -125,13 +126,18 @@ RankRecord describe_rank(CheckpointTarget& t, const CheckpointMeta& meta,
     std::copy(src.host_data<float>() + begin, src.host_data<float>() + begin + n, out.host_data<float>());
     return out;
   };
-  for (const ZeroOptimizer::Fragment& f : t.optimizer.fragments()) {
-    const std::string& name = named[f.param].first;
-    if (!saves(t, f.param, name)) continue;
-    rec.pieces.push_back({name, f.shape, f.param_begin, f.param_begin + f.numel});
-    tensors["param/" + name] = piece_of(opt.params()[f.tensor], f.tensor_begin, f.numel);
-    for (const auto& [k, ts] : states)
-      tensors[k + "/" + name] = piece_of(ts[f.tensor], f.tensor_begin, f.numel);
+  for (ZeroOptimizer* z : {&t.optimizer, t.expert_optimizer}) {
+    if (z == nullptr) continue;
+    Optimizer& o = z->optimizer();
+    const auto st = o.state_tensors();
+    for (const ZeroOptimizer::Fragment& f : z->fragments()) {
+      const std::string& name = named[f.param].first;
+      if (!saves(t, f.param, name, z == t.expert_optimizer)) continue;
+      rec.pieces.push_back({name, f.shape, f.param_begin, f.param_begin + f.numel});
+      tensors["param/" + name] = piece_of(o.params()[f.tensor], f.tensor_begin, f.numel);
+      for (const auto& [k, ts] : st)
+        tensors[k + "/" + name] = piece_of(ts[f.tensor], f.tensor_begin, f.numel);
+    }
   }
   return rec;
 }
@@ -182,9 +188,6 @@ void copy_run(const Tensor& dst, int64_t dst_begin, const Tensor& src, int64_t s
 void apply_full_state(const FullState& st, CheckpointTarget& t) {
   NoGradGuard no_grad;
   const CheckpointLayout& L = t.layout;
-  Optimizer& opt = t.optimizer.optimizer();
-  const auto states = opt.state_tensors();
-  std::vector<ZeroOptimizer::Fragment> frags = t.optimizer.fragments();
   auto named = t.model.named_parameters();
   for (size_t i = 0; i < named.size(); ++i) {
     const std::string& name = named[i].first;
@@ -198,14 +201,20 @@ void apply_full_state(const FullState& st, CheckpointTarget& t) {
     // is materialized (ZeRO-3 gathered it first).
     Tensor& p = named[i].second;
     if (p.numel() == local["param"].numel()) copy_(p, local["param"].to(p.device()));
-    for (const ZeroOptimizer::Fragment& f : frags) {
-      if (f.param != static_cast<int>(i)) continue;
-      copy_run(opt.params()[f.tensor], f.tensor_begin, local["param"], f.param_begin, f.numel);
-      for (const auto& [k, ts] : states)
-        copy_run(ts[f.tensor], f.tensor_begin, local.at(k), f.param_begin, f.numel);
+    for (ZeroOptimizer* z : {&t.optimizer, t.expert_optimizer}) {
+      if (z == nullptr) continue;
+      Optimizer& opt = z->optimizer();
+      const auto states = opt.state_tensors();
+      for (const ZeroOptimizer::Fragment& f : z->fragments()) {
+        if (f.param != static_cast<int>(i)) continue;
+        copy_run(opt.params()[f.tensor], f.tensor_begin, local["param"], f.param_begin, f.numel);
+        for (const auto& [k, ts] : states)
+          copy_run(ts[f.tensor], f.tensor_begin, local.at(k), f.param_begin, f.numel);
+      }
     }
   }
-  opt.set_state_steps(st.saved.optimizer_steps);
+  t.optimizer.optimizer().set_state_steps(st.saved.optimizer_steps);
+  if (t.expert_optimizer) t.expert_optimizer->optimizer().set_state_steps(st.saved.optimizer_steps);
 }
 
 void restore_rng(const FullState& st, CheckpointTarget& t) {

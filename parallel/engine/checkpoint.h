@@ -71,6 +71,12 @@ struct CheckpointTarget {
   ZeroOptimizer& optimizer;
   CheckpointLayout layout;
   std::vector<bool> tied_copy;  // empty: none
+  // Expert parallelism (parallel/ep/): this rank's experts' optimizer, over
+  // the expert-dp group where this rank is `expert_dp_rank`. Its pieces are
+  // saved under the experts' serial names (h.N.mlp.experts.E.*) like any
+  // other, so a checkpoint tiles every tensor once and loads at any ep.
+  ZeroOptimizer* expert_optimizer = nullptr;
+  int expert_dp_rank = 0;
 };
 
 // What resumes with the weights.

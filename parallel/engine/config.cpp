@@ -251,7 +251,8 @@ void read_moe(Section s, DsMoEConfig& m) {
   m.min_capacity = s.integer("min_capacity", 0, kMax).value_or(4);
   m.drop_tokens = s.boolean("drop_tokens").value_or(true);
   m.aux_loss_coef = s.real("aux_loss_coef", 0, kInf).value_or(0.01);
-  s.finish({"ep_size", "use_rts", "noisy_gate_policy", "eval_capacity_factor", "use_residual",
+  m.ep_size = s.integer("ep_size", 1, kMax).value_or(1);
+  s.finish({"use_rts", "noisy_gate_policy", "eval_capacity_factor", "use_residual",
             "use_tutel", "enable_expert_tensor_parallelism", "top2_2nd_expert_sampling"});
 }
 

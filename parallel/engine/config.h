@@ -81,6 +81,9 @@ struct DsMoEConfig {
   int64_t min_capacity = 4;
   bool drop_tokens = true;
   double aux_loss_coef = 0.01;
+  // Expert parallelism: the experts split over ep_size dp ranks
+  // (parallel/ep/; DeepSpeed passes ep_size to the MoE layer's constructor).
+  int64_t ep_size = 1;
 };
 
 // Context parallelism (parallel/cp/cp_gpt.h): `size` is DeepSpeed's top-level

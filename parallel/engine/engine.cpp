@@ -1,6 +1,7 @@
 #include "parallel/engine/engine.h"
 
 #include <limits>
+#include <utility>
 
 #include "autograd/ops.h"
 #include "nn/checkpointed_block.h"
@@ -8,6 +9,8 @@
 #include "parallel/engine/lr_schedules.h"
 #include "parallel/cp/cp_gpt.h"
 #include "parallel/engine/pipeline.h"
+#include "parallel/ep/ep_moe.h"
+#include "parallel/ep/ep_optimizer.h"
 #include "parallel/tp/tp_gpt.h"
 #include "parallel/zero/mixed_precision.h"
 #include "tensor/error.h"
@@ -22,7 +25,10 @@ struct Engine::State {
   std::shared_ptr<TpGPT> tp;    // with tp (serial is then unset)
   std::shared_ptr<CpGPT> cp;    // with cp: wraps the serial model or the TpGPT
   std::unique_ptr<TrainPipeline> pipeline;
-  std::unique_ptr<ZeroOptimizer> zero;
+  std::unique_ptr<ZeroOptimizer> zero;         // the dense parameters under ep (all otherwise)
+  std::unique_ptr<EpGroups> ep;                // expert parallelism (moe.ep_size > 1)
+  std::unique_ptr<ZeroOptimizer> expert_zero;  // this rank's experts, over the expert-dp group
+  bool ep_serial = false;  // gather_model made the MoE layers whole and local
   std::unique_ptr<LRScheduler> scheduler;
   int64_t num_params = 0, micro_steps = 0, global_steps = 0;
   double last_norm = 0;
@@ -41,6 +47,13 @@ struct Engine::State {
   // A step skipped on overflow (mixed precision) leaves the schedule where it
   // was but counts as a global step, as DeepSpeed's skipped_steps does.
   void update() {
+    if (expert_zero) {
+      last_norm = ep_optimizer_step(*zero, *expert_zero, *ep, scheduler->get_lr(),
+                                    config.gradient_clipping);
+      scheduler->step();
+      ++global_steps;
+      return;
+    }
     last_norm = zero->step(scheduler->get_lr(), config.gradient_clipping);
     if (!zero->skipped()) scheduler->step();
     ++global_steps;
@@ -86,6 +99,33 @@ MixedPrecision mixed_precision(const DsConfig& c) {
   mp.fp16.hysteresis = static_cast<int>(c.fp16.hysteresis);
   mp.fp16.min_loss_scale = c.fp16.min_loss_scale;
   return mp;
+}
+
+void check_expert_parallel(const DsConfig& c, const GPTConfig& model) {
+  const int64_t ep = c.moe.ep_size, E = model.moe.experts;
+  MS_CHECK(E > 0, c.source, ": moe.ep_size ", ep, " needs a mixture of experts (moe.num_experts "
+           ">= 1; the model is dense)");
+  MS_CHECK(E % ep == 0, c.source, ": moe.ep_size ", ep, " does not divide moe.num_experts ", E,
+           " (each ep rank holds E/ep whole experts; valid: divisors of ", E, ")");
+  const int64_t dp_cp = c.dp_world_size * c.context_parallel.size;
+  MS_CHECK(dp_cp % ep == 0, c.source, ": moe.ep_size ", ep,
+           " does not divide the data-parallel size ", dp_cp,
+           c.context_parallel.size > 1 ? " (dp × sequence_parallel_size)" : "",
+           " (the ep groups are carved from the dp ranks, as DeepSpeed's)");
+  MS_CHECK(c.tensor_parallel.size == 1 && c.pipeline.stages == 1 && c.context_parallel.size == 1,
+           c.source, ": moe.ep_size ", ep, " with tensor_parallel.size ", c.tensor_parallel.size,
+           ", pipeline.stages ", c.pipeline.stages, " and sequence_parallel_size ",
+           c.context_parallel.size, ": expert parallelism runs over data parallelism only for now");
+  MS_CHECK(c.zero_optimization.stage <= 2, c.source, ": moe.ep_size ", ep,
+           " with zero_optimization.stage ", c.zero_optimization.stage,
+           ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE supports ZeRO 1-2 only (use 0-2)");
+  MS_CHECK(!c.bf16_enabled && !c.fp16.enabled, c.source, ": moe.ep_size ", ep,
+           " with fp16/bf16: expert parallelism runs in fp32 for now");
+  MS_CHECK(!c.zero_optimization.offload_optimizer, c.source, ": moe.ep_size ", ep,
+           " with zero_optimization.offload_optimizer: not supported yet (the experts' optimizer "
+           "steps on the parameters' device)");
+  MS_CHECK(c.device.empty() || c.device == "cpu", c.source, ": moe.ep_size ", ep, " with device \"",
+           c.device, "\": expert parallelism runs on the CPU for now");
 }
 
 void check_engine_supports(const DsConfig& c) {
@@ -138,6 +178,8 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
            " × the data-parallel size ", dp, " = ", tp * pp * dp * cp,
            " ranks, but the job has ", world.size(),
            " (resolve the config for the job's ranks: load_ds_config_for_ranks)");
+  const int64_t ep = config.moe.ep_size;
+  if (ep > 1) check_expert_parallel(config, model->config());  // before any collective
   auto s = std::make_shared<Engine::State>(config, world);
   s->num_params = model->num_parameters();
   const GPTConfig shape = model->config();
@@ -208,7 +250,21 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   // their gradients are partial (their positions'), averaged like dp's
   // (Megatron's data-parallel group with_context_parallel=True). Equal to
   // mesh.dp() when cp = 1.
-  s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), zo, factory);
+  if (ep > 1) {
+    // DeepSpeed's expert / non-expert parameter groups (parallel/ep/ep_optimizer.h).
+    s->ep = std::make_unique<EpGroups>(s->mesh.dp_cp(), static_cast<int>(ep));
+    install_expert_parallel(s->gpt(), *s->ep);
+    const ExpertParams ex = expert_params(s->gpt(), static_cast<int>(ep), s->ep->ep.rank());
+    ZeroOptions dense = zo, experts = zo;
+    dense.subset = ex.expert;
+    dense.subset.flip();  // every parameter that is not an expert's
+    experts.subset = ex.local;
+    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), dense, factory);
+    s->expert_zero =
+        std::make_unique<ZeroOptimizer>(s->gpt(), s->ep->expert_dp, experts, factory);
+  } else {
+    s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), zo, factory);
+  }
 
   // The first update runs at schedule_lr(−1) = 0 for DeepSpeed's schedules:
   // their constructors set the optimizer's lr from get_lr() before any step.
@@ -233,6 +289,7 @@ Tensor Engine::forward(const Tensor& x, const Tensor& y) {
   MS_CHECK(!s_->pipeline, s_->config.source, ": pipeline.stages ", s_->config.pipeline.stages,
            ": use engine.train_batch (a pipeline runs whole steps through its schedule; "
            "DeepSpeed's PipelineEngine refuses forward/backward/step too)");
+  if (s_->ep && std::exchange(s_->ep_serial, false)) install_expert_parallel(s_->gpt(), *s_->ep);
   if (s_->cp) return s_->cp->loss(x, y);  // this rank's positions' mean
   return s_->tp ? s_->tp->loss(x, y) : s_->serial->loss(x, y);
 }
@@ -240,6 +297,7 @@ Tensor Engine::forward(const Tensor& x, const Tensor& y) {
 void Engine::backward(const Tensor& loss) {
   MS_CHECK(!s_->pipeline, "engine.backward under a pipeline: use engine.train_batch");
   s_->zero->set_gradient_sync(s_->boundary());
+  if (s_->expert_zero) s_->expert_zero->set_gradient_sync(s_->boundary());
   const int64_t g = s_->gas();
   // fp16: times the loss scale (DeepSpeed's backward scales by 1/gas, then
   // the loss scaler multiplies).
@@ -347,6 +405,12 @@ TrainPipeline* Engine::pipeline() {
 ZeroOptimizer& Engine::zero_optimizer() {
   return *s_->zero;
 }
+ZeroOptimizer* Engine::expert_optimizer() {
+  return s_->expert_zero.get();
+}
+EpGroups* Engine::ep() {
+  return s_->ep.get();
+}
 Optimizer& Engine::optimizer() {
   return s_->zero->optimizer();
 }
@@ -359,6 +423,11 @@ int64_t Engine::num_parameters() const {
 
 std::shared_ptr<GPT> Engine::gather_model() {
   s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
+  if (s_->ep) {  // ep: the other ranks' experts, then one process's forward (sampling)
+    gather_experts(s_->gpt(), *s_->ep);
+    uninstall_expert_parallel(s_->gpt());
+    s_->ep_serial = true;
+  }
   if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
   if (s_->tp) return s_->tp->gather_serial();  // tp: the shards (a fresh serial GPT)
   // cp: the serial model's blocks run the cp attention (a collective): a copy.
@@ -413,6 +482,10 @@ CheckpointTarget Engine::State::checkpoint_target() {
                        mesh.pp_rank()},
       pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
   target.layout.cp = static_cast<int>(c.context_parallel.size);
+  if (expert_zero) {  // ep: the experts' pieces from their own optimizer
+    target.expert_optimizer = expert_zero.get();
+    target.expert_dp_rank = ep->expert_dp.rank();
+  }
   return target;
 }
 

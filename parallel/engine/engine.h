@@ -39,6 +39,7 @@
 namespace ms {
 
 class TpGPT;
+struct EpGroups;
 class TrainPipeline;
 
 // The learning-rate schedule (DeepSpeed's lr_scheduler), stepped once per
@@ -120,7 +121,9 @@ class Engine {
   Module& module();           // what forward runs: the CpGPT, the TpGPT or the GPT
   TpGPT* tp();                // null without tensor parallelism
   TrainPipeline* pipeline();  // null without pipeline parallelism
-  ZeroOptimizer& zero_optimizer();
+  ZeroOptimizer& zero_optimizer();  // the dense parameters' under expert parallelism
+  ZeroOptimizer* expert_optimizer();  // this rank's experts' (null without ep)
+  EpGroups* ep();                     // null without expert parallelism
   Optimizer& optimizer();
   LRScheduler& lr_scheduler();
   int64_t num_parameters() const;  // of the whole serial model, before any cut
@@ -177,6 +180,9 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
 // The ds_config sections the engine does not run yet (fp16, bf16,
 // activation_checkpointing) as an ms::Error naming the key; nothing otherwise.
 void check_engine_supports(const DsConfig& config);
+// moe.ep_size against the model and the layout (E % ep, ep | dp, no tp/pp,
+// ZeRO 0-2, fp32): an ms::Error naming the key, the same on every rank.
+void check_expert_parallel(const DsConfig& config, const GPTConfig& model);
 
 // The "fp16" / "bf16" sections and communication_data_type as ZeroOptimizer's
 // mixed precision (parallel/zero/mixed_precision.h); F32 when neither is enabled.

@@ -83,7 +83,7 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
       stage_ = std::make_unique<ZeroStage1>(stage_params(model), dp_, grad_dtype);
       break;
     case 2:
-      stage_ = std::make_unique<ZeroStage2>(model.parameters(), dp_, opts_.bucket_bytes, grad_dtype);
+      stage_ = std::make_unique<ZeroStage2>(stage_params(model), dp_, opts_.bucket_bytes, grad_dtype);
       break;
     case 3:
       stage_ = std::make_unique<ZeroStage3>(model, dp_, grad_dtype);
@@ -196,13 +196,41 @@ double ZeroOptimizer::step(double lr, double max_norm) {
   return norm;
 }
 
+double ZeroOptimizer::reduce_and_sq_norm(double grad_scale) {
+  MS_CHECK(!masters_ && !opts_.tp && !opts_.pp,
+           "zero: the shared-norm step runs in fp32 without tp or pp");
+  if (!std::exchange(reduced_, false)) stage_->reduce_gradients();
+  skipped_ = false;
+  if (grad_scale != 1.0) scale_grads(optimizer_->params(), grad_scale);
+  double sq = local_sq_norm();
+  if (stage_->sharded_gradients()) {
+    Tensor t = from_vector(std::vector<double>{sq}, {1}, DType::F64);
+    dp_.all_reduce(t, ReduceOp::Sum);
+    sq = t.item();
+  }
+  return sq;
+}
+
+void ZeroOptimizer::finish_step(double lr, double max_norm, double norm) {
+  MS_CHECK(max_norm >= 0, "zero: max_norm ", max_norm, " must be >= 0 (0 turns clipping off)");
+  const double factor = clip_factor(norm, max_norm);
+  if (factor != 1.0) scale_grads(optimizer_->params(), factor);
+  optimizer_->set_lr(lr);
+  optimizer_->step();
+  const size_t opt_bytes = optimizer_->state_bytes();
+  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
+  stage_->after_step();
+  peak_ = std::max(peak_, stage_->peak_bytes() + opt_bytes);
+}
+
 std::vector<ZeroOptimizer::Fragment> ZeroOptimizer::fragments() const {
   // The stages index the parameters they were given: the owned ones under a
-  // pipeline (stages 0 and 1 only), all of them otherwise.
+  // pipeline (stages 0 and 1 only) or an expert-parallel subset, all of them
+  // otherwise.
   std::vector<int> model_index;
   const int n = static_cast<int>(model_.parameters().size());
   for (int i = 0; i < n; ++i)
-    if (!opts_.pp || opts_.pp->owned[i]) model_index.push_back(i);
+    if (trains(i)) model_index.push_back(i);
   std::vector<Fragment> out;
   const auto* sharded = dynamic_cast<const ZeroShardedStage*>(stage_.get());
   if (!sharded) {
@@ -235,6 +263,18 @@ void ZeroOptimizer::reduce_gradients() {
 // Ψ of what this rank trains, after the pipeline's checks (before any stage
 // is built, so a refused configuration costs nothing).
 int64_t ZeroOptimizer::checked_num_params(const GPT& model) const {
+  if (!opts_.subset.empty()) {
+    MS_CHECK(opts_.subset.size() == model.parameters().size(), "zero: the subset mask has ",
+             opts_.subset.size(), " entries for ", model.parameters().size(), " parameters");
+    MS_CHECK(opts_.stage <= 2 && !opts_.pp && !opts_.tp && !opts_.precision.enabled(),
+             "zero: a parameter subset (expert parallelism) runs at stages 0-2 in fp32 without "
+             "tp or pp, got stage ", opts_.stage);
+    int64_t n = 0;
+    const std::vector<Tensor> all = model.parameters();
+    for (size_t i = 0; i < all.size(); ++i)
+      if (opts_.subset[i]) n += all[i].numel();
+    return n;
+  }
   if (!opts_.pp) return model.num_parameters();
   MS_CHECK(opts_.stage < 2, "--zero-stage ", opts_.stage,
            " with --pp > 1: ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism "
@@ -252,15 +292,19 @@ int64_t ZeroOptimizer::checked_num_params(const GPT& model) const {
 
 // A pipeline stage trains its own parameters only (ZeroPipeline).
 std::vector<Tensor> ZeroOptimizer::stage_params(const GPT& model) const {
-  return opts_.pp ? owned(model.parameters()) : model.parameters();
+  return owned(model.parameters());
+}
+
+bool ZeroOptimizer::trains(size_t i) const {
+  return (!opts_.pp || opts_.pp->owned[i]) && (opts_.subset.empty() || opts_.subset[i]);
 }
 
 template <typename T>
 std::vector<T> ZeroOptimizer::owned(const std::vector<T>& per_param) const {
-  if (!opts_.pp) return per_param;
+  if (!opts_.pp && opts_.subset.empty()) return per_param;
   std::vector<T> out;
   for (size_t i = 0; i < per_param.size(); ++i)
-    if (opts_.pp->owned[i]) out.push_back(per_param[i]);
+    if (trains(i)) out.push_back(per_param[i]);
   return out;
 }
 

@@ -83,6 +83,12 @@ struct ZeroOptions {
   // the CPU and the optimizer steps there; the reduced gradients come down
   // and the updated parameters go up each step (MasterWeights, mixed_precision.h).
   bool offload_optimizer = false;
+  // Expert parallelism (parallel/ep/ep_optimizer.h): train only the marked
+  // parameters (per model.parameters() index) over this communicator — the
+  // dense ones over dp, this rank's experts over the expert-data-parallel
+  // group, DeepSpeed's expert / non-expert parameter groups. Empty: all.
+  // Stages 0-2, fp32, without tp or pp.
+  std::vector<bool> subset;
 };
 
 class ZeroOptimizer {
@@ -118,6 +124,13 @@ class ZeroOptimizer {
   // lr_scheduler only when not optimizer.overflow). Under fp16, at
   // min_loss_scale, DeepSpeed's "Current loss scale already at minimum" error.
   double step(double lr, double max_norm);
+  // step() in two halves for an optimizer that shares its clipping norm with
+  // another (expert parallelism, parallel/ep/ep_optimizer.h; fp32 only):
+  // finish the reduction, multiply the gradients by `grad_scale`, and return
+  // this group's Σ g² (summed over the group when the gradients are sharded);
+  // then clip to the caller's global `norm` and update.
+  double reduce_and_sq_norm(double grad_scale);
+  void finish_step(double lr, double max_norm, double norm);
 
   // ---- mixed precision (mixed_precision.h) ----
   // Multiply the loss by this before backward (fp16's current loss scale; 1
@@ -195,6 +208,7 @@ class ZeroOptimizer {
   double model_parallel_sq_norm();
   int64_t checked_num_params(const GPT& model) const;
   std::vector<Tensor> stage_params(const GPT& model) const;
+  bool trains(size_t i) const;  // parameter i is this optimizer's (pp owned, ep subset)
   template <typename T>
   std::vector<T> owned(const std::vector<T>& per_param) const;
   void lay_out_norm(const GPT& model);
