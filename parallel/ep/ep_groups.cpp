@@ -31,8 +31,10 @@ std::string groups_line(const std::vector<std::vector<int>>& groups,
   std::string s;
   for (const auto& g : groups) {
     s += " [";
-    for (size_t i = 0; i < g.size(); ++i)
-      s += (i ? " " : "") + std::to_string(world_of_dp.at(static_cast<size_t>(g[i])));
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (i) s += ' ';
+      s += std::to_string(world_of_dp.at(static_cast<size_t>(g[i])));
+    }
     s += "]";
   }
   return s;
