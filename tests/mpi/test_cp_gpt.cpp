@@ -83,15 +83,15 @@ TEST_CASE("cp GPT: a rank keeps its positions (zig-zag: chunks r and 2C-1-r)",
             idx.host_data<int32_t>()[b * T + zig.positions(T)[size_t(i)]]);
 }
 
-TEST_CASE("cp memory line: Ulysses keeps the T² scores for backward, the ring does not",
+TEST_CASE("cp memory line: what one attention call keeps equals its formula, and no T² scores",
           "[mpi][cp][cp_gpt]") {
   Communicator world = Communicator::world();
   if (world.size() % 2 != 0) return;
   Communicator cp = tp_group(world, 2);
-  // B 1, T 64, 4 heads of width 8: Ulysses' scores 1·2·64²·4 = 32,768 bytes.
+  // B 1, T 64, 4 heads of width 8 (Cl 32): Ulysses' scores would be 1·2·64²·4 = 32,768 bytes.
   auto kept = [&](const char* algo) {
     const std::string line = cp_memory_report(cp, algo, 1, 64, 4, 32);
-    const std::string key = "one attention call keeps ";
+    const std::string key = "; measured ";
     const size_t at = line.find(key);
     REQUIRE(at != std::string::npos);
     std::string digits;
@@ -99,8 +99,11 @@ TEST_CASE("cp memory line: Ulysses keeps the T² scores for backward, the ring d
       if (line[i] != ',') digits += line[i];
     return std::stoll(digits);
   };
-  const long long ulysses = kept("ulysses"), ring = kept("ring");
-  INFO("ulysses keeps " << ulysses << " bytes, ring " << ring);
-  CHECK(ulysses >= 32768);
-  CHECK(ring < 32768 / 4);  // q|k|v, the output and the lse of 32 rows: no T² term
+  for (const char* algo : {"ulysses", "ring", "zigzag", "allgather"}) {
+    const long long measured = kept(algo);
+    INFO(algo << " keeps " << measured << " bytes");
+    CHECK(measured == 4 * cp_attention_kept(algo, 64, 2, 4, 32).elements);
+  }
+  CHECK(kept("ulysses") < 32768);  // the blocked kernel: no (H/C)·T² term
+  CHECK(kept("ring") < kept("ulysses"));
 }
