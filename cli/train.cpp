@@ -22,8 +22,8 @@
 #include "cli/report.h"
 #include "cli/train_config.h"
 #include "cli/train_device.h"
-#include "cli/train_end_report.h"
 #include "cli/train_ds_config.h"
+#include "cli/train_end_report.h"
 #include "cli/train_model.h"
 #include "cli/train_moe.h"
 #include "cli/train_step_line.h"
@@ -31,13 +31,13 @@
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
-#include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
-#include "parallel/engine/engine.h"
 #include "parallel/cp/cp_report.h"
 #include "parallel/cp/cp_step_traffic.h"
+#include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
+#include "parallel/engine/engine.h"
+#include "parallel/engine/pipeline.h"
 #include "parallel/ep/ep_moe.h"
 #include "parallel/ep/ep_report.h"
-#include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
 #include "parallel/tp/tp_gpt.h"
@@ -183,12 +183,12 @@ int train_command(int argc, char** argv, Communicator& world) {
     // measures host allocations of a CPU forward: not on a device.
     if (pp > 1 || cp > 1 || c.model.moe.enabled() || c.device != Device::CPU) return;
     const GPTConfig& shape = held.config();
-    tp_memory = tp_memory_report(world, shape, held_param_split(held),
-                                 measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
-                                                           c.sequence_parallel ? T / tp : T),
-                                 {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
-                                  c.sequence_parallel, c.sequence_parallel, shape.dropout,
-                                  shape.attn_dropout});
+    tp_memory = tp_memory_report(
+        world, shape, held_param_split(held),
+        measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
+                                  c.sequence_parallel ? T / tp : T),
+        {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
+         c.sequence_parallel, shape.dropout, shape.attn_dropout});
   };
   Engine engine = [&] {
     std::shared_ptr<GPT> model = build_train_model(world, flags, c);
@@ -303,10 +303,12 @@ int train_command(int argc, char** argv, Communicator& world) {
                                 " (lr ", lr, "); try a lower --lr"));
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
-    const std::string moe_fields = moe_step_fields(engine.gpt());  // every rank: resets the step's counts
+    const std::string moe_fields =
+        moe_step_fields(engine.gpt());  // every rank: resets the step's counts
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      val = evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
+      val =
+          evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});

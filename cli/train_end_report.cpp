@@ -48,10 +48,11 @@ EndOfRunReport gather_end_of_run_report(Communicator& world, Engine& engine, con
     MemoryReport e = engine.expert_optimizer()->memory();
     e.rank = world.rank();
     const std::vector<MemoryReport> per_rank = gather_memory_reports(world, e);
-    r.ep_memory = ep_memory_line(engine.gpt(), ep->ep.size(), ep->ep.rank()) +
-                  format_memory_table(per_rank, str_cat("the experts' optimizer over the expert-dp "
-                                                        "group (D = ", ep->expert_dp.size(),
-                                                        "), this rank's experts only"));
+    r.ep_memory =
+        ep_memory_line(engine.gpt(), ep->ep.size(), ep->ep.rank()) +
+        format_memory_table(per_rank, str_cat("the experts' optimizer over the expert-dp "
+                                              "group (D = ",
+                                              ep->expert_dp.size(), "), this rank's experts only"));
   }
   return r;
 }
@@ -62,12 +63,12 @@ std::string device_memory_lines(const TrainConfig& c, const ZeroOptimizer& zero,
   if (zero.offloaded() && steps_run > 0) {
     const MasterWeights::Transfers t = zero.offload_transfers();
     const int64_t n = steps_run;
-    device_memory += str_cat(
-        "ZeRO-Offload (rank ", rank, "): fp32 masters and optimizer state on the cpu; ",
-        "per step ", (t.d2h - before.d2h) / n, " bytes device->host (fp32 gradients) and ",
-        (t.h2d - before.h2d) / n, " bytes host->device (updated ",
-        dtype_name(zero.precision().dtype), " parameters)",
-        c.device == Device::CPU ? " (0: the model is on the cpu too)" : "", "\n");
+    device_memory +=
+        str_cat("ZeRO-Offload (rank ", rank, "): fp32 masters and optimizer state on the cpu; ",
+                "per step ", (t.d2h - before.d2h) / n, " bytes device->host (fp32 gradients) and ",
+                (t.h2d - before.h2d) / n, " bytes host->device (updated ",
+                dtype_name(zero.precision().dtype), " parameters)",
+                c.device == Device::CPU ? " (0: the model is on the cpu too)" : "", "\n");
   }
   return device_memory;
 }

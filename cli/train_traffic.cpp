@@ -24,16 +24,16 @@ StepFormula cp_formula(const TrainConfig& c, const GPTConfig& cfg) {
 StepFormula tp_formula(Engine& engine, const TrainConfig& c, const GPTConfig& cfg) {
   TrainPipeline* pipeline = engine.pipeline();
   return pipeline ? pipeline->tp_traffic_formula(static_cast<int>(c.tp))
-                  : tp_step_formula({.B = c.B,
-                                     .T = c.T / c.cp,  // a cp rank's tp group works on its positions
-                                     .C = cfg.n_embd,
-                                     .n_layer = cfg.n_layer,
-                                     .micro_steps = c.accum,
-                                     .tp = static_cast<int>(c.tp),
-                                     .sequence_parallel = c.sequence_parallel,
-                                     .recompute_blocks = c.checkpoint_activations,
-                                     .replicated_grad_numel =
-                                         engine.zero_optimizer().replicated_grad_numel()});
+                  : tp_step_formula(
+                        {.B = c.B,
+                         .T = c.T / c.cp,  // a cp rank's tp group works on its positions
+                         .C = cfg.n_embd,
+                         .n_layer = cfg.n_layer,
+                         .micro_steps = c.accum,
+                         .tp = static_cast<int>(c.tp),
+                         .sequence_parallel = c.sequence_parallel,
+                         .recompute_blocks = c.checkpoint_activations,
+                         .replicated_grad_numel = engine.zero_optimizer().replicated_grad_numel()});
 }
 
 }  // namespace
@@ -79,11 +79,13 @@ std::string TrainTraffic::report(Engine& engine) const {
          (cp > 1 ? traffic_report(mesh.cp(), cp_traffic_, cp_formula_) : "") +
          (ep ? ep_traffic_report(*ep, ep_traffic_, engine.gpt()) : "") +
          (ep && ep->expert_dp.size() > 1
-              ? traffic_report(ep->expert_dp, expert_traffic_, [&] {
-                  StepFormula f = engine.expert_optimizer()->traffic_formula(accum);
-                  f.title = str_cat("the experts' ", f.title, " over the expert-dp group");
-                  return f;
-                }())
+              ? traffic_report(ep->expert_dp, expert_traffic_,
+                               [&] {
+                                 StepFormula f = engine.expert_optimizer()->traffic_formula(accum);
+                                 f.title =
+                                     str_cat("the experts' ", f.title, " over the expert-dp group");
+                                 return f;
+                               }())
               : "");
 }
 

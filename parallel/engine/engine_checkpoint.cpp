@@ -21,13 +21,11 @@ CheckpointTarget Engine::State::checkpoint_target() {
       // The cp ranks hold replicated parameters and ZeRO partitions over
       // dp × cp, so to the checkpoint they are data-parallel ranks: dp × cp
       // ranks at rank cp + dp·CP (tp + that·TP is the world rank, as with dp).
-      CheckpointLayout{static_cast<int>(c.dp_world_size * c.context_parallel.size),
-                       static_cast<int>(c.tensor_parallel.size),
-                       static_cast<int>(c.pipeline.stages),
-                       static_cast<int>(c.zero_optimization.stage),
-                       static_cast<int>(c.pipeline.virtual_stages),
-                       c.tensor_parallel.sequence_parallel, mesh.dp_cp().rank(), mesh.tp_rank(),
-                       mesh.pp_rank()},
+      CheckpointLayout{
+          static_cast<int>(c.dp_world_size * c.context_parallel.size),
+          static_cast<int>(c.tensor_parallel.size), static_cast<int>(c.pipeline.stages),
+          static_cast<int>(c.zero_optimization.stage), static_cast<int>(c.pipeline.virtual_stages),
+          c.tensor_parallel.sequence_parallel, mesh.dp_cp().rank(), mesh.tp_rank(), mesh.pp_rank()},
       pipeline ? pipeline->zero_options().tied_copy : std::vector<bool>{}};
   target.layout.cp = static_cast<int>(c.context_parallel.size);
   if (expert_zero) {  // ep: the experts' pieces from their own optimizer
@@ -41,8 +39,8 @@ std::string Engine::save_checkpoint(const std::string& dir, const std::string& t
                                     const std::map<std::string, std::string>& client_state) {
   MS_CHECK(s_->micro_steps % s_->gas() == 0,
            "engine.save_checkpoint: call it at an accumulation boundary (after the step() that "
-           "updated); ", s_->micro_steps % s_->gas(), " of ", s_->gas(),
-           " micro-batches of this step have run");
+           "updated); ",
+           s_->micro_steps % s_->gas(), " of ", s_->gas(), " micro-batches of this step have run");
   CheckpointTarget target = s_->checkpoint_target();
   CheckpointMeta meta;
   meta.step = s_->global_steps;

@@ -10,7 +10,8 @@ namespace ms {
 
 void check_expert_parallel(const DsConfig& c, const GPTConfig& model) {
   const int64_t ep = c.moe.ep_size, E = model.moe.experts;
-  MS_CHECK(E > 0, c.source, ": moe.ep_size ", ep, " needs a mixture of experts (moe.num_experts "
+  MS_CHECK(E > 0, c.source, ": moe.ep_size ", ep,
+           " needs a mixture of experts (moe.num_experts "
            ">= 1; the model is dense)");
   MS_CHECK(E % ep == 0, c.source, ": moe.ep_size ", ep, " does not divide moe.num_experts ", E,
            " (each ep rank holds E/ep whole experts; valid: divisors of ", E, ")");
@@ -49,9 +50,8 @@ void check_engine_supports(const DsConfig& c) {
   const std::string& comm = c.communication_data_type;
   MS_CHECK(comm.empty() || mixed, c.source, ": communication_data_type \"", comm,
            "\" needs bf16.enabled or fp16.enabled (in fp32 the gradients are f32)");
-  MS_CHECK(comm.empty() || comm == "fp32" || comm == half, c.source,
-           ": communication_data_type \"", comm, "\" with ", half, ".enabled: valid are \"fp32\" or \"",
-           half, "\"");
+  MS_CHECK(comm.empty() || comm == "fp32" || comm == half, c.source, ": communication_data_type \"",
+           comm, "\" with ", half, ".enabled: valid are \"fp32\" or \"", half, "\"");
   // The activations between stages would be (B, T / tp, C): not built yet.
   MS_CHECK(!(c.tensor_parallel.sequence_parallel && c.pipeline.stages > 1), c.source,
            ": tensor_parallel.sequence_parallel true with pipeline.stages ", c.pipeline.stages,

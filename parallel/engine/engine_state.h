@@ -26,7 +26,7 @@ struct Engine::State {
   std::unique_ptr<ZeroOptimizer> zero;         // the dense parameters under ep (all otherwise)
   std::unique_ptr<EpGroups> ep;                // expert parallelism (moe.ep_size > 1)
   std::unique_ptr<ZeroOptimizer> expert_zero;  // this rank's experts, over the expert-dp group
-  bool ep_serial = false;  // gather_model made the MoE layers whole and local
+  bool ep_serial = false;                      // gather_model made the MoE layers whole and local
   std::unique_ptr<LRScheduler> scheduler;
   int64_t num_params = 0, micro_steps = 0, global_steps = 0;
   double last_norm = 0;

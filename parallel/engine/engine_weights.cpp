@@ -11,14 +11,14 @@
 namespace ms {
 
 std::shared_ptr<GPT> Engine::gather_model() {
-  s_->zero->gather_full_parameters();                    // ZeRO-3: the dp shards
+  s_->zero->gather_full_parameters();  // ZeRO-3: the dp shards
   if (s_->ep) {  // ep: the other ranks' experts, then one process's forward (sampling)
     gather_experts(s_->gpt(), *s_->ep);
     uninstall_expert_parallel(s_->gpt());
     s_->ep_serial = true;
   }
-  if (s_->pipeline) s_->pipeline->gather_stages();       // pp: every stage's part
-  if (s_->tp) return s_->tp->gather_serial();  // tp: the shards (a fresh serial GPT)
+  if (s_->pipeline) s_->pipeline->gather_stages();  // pp: every stage's part
+  if (s_->tp) return s_->tp->gather_serial();       // tp: the shards (a fresh serial GPT)
   // cp: the serial model's blocks run the cp attention (a collective): a copy.
   return s_->cp ? s_->cp->copy_serial() : s_->serial;
 }

@@ -65,9 +65,8 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
   MS_CHECK(tp * pp * dp * cp == world.size(), config.source, ": tensor_parallel.size ", tp,
            " × pipeline.stages ", pp,
            cp > 1 ? str_cat(" × sequence_parallel_size ", cp) : std::string(),
-           " × the data-parallel size ", dp, " = ", tp * pp * dp * cp,
-           " ranks, but the job has ", world.size(),
-           " (resolve the config for the job's ranks: load_ds_config_for_ranks)");
+           " × the data-parallel size ", dp, " = ", tp * pp * dp * cp, " ranks, but the job has ",
+           world.size(), " (resolve the config for the job's ranks: load_ds_config_for_ranks)");
   const int64_t ep = config.moe.ep_size;
   if (ep > 1) check_expert_parallel(config, model->config());  // before any collective
   auto s = std::make_shared<Engine::State>(config, world);
@@ -86,8 +85,8 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
     s->serial = std::move(model);
   }
   if (cp > 1)  // before checkpointing and ZeRO-3 wrap the blocks it replaces or switches
-    s->cp = std::make_shared<CpGPT>(s->tp ? s->tp->gpt_handle() : s->serial,
-                                    s->tp, s->mesh.cp(), config.context_parallel.algo);
+    s->cp = std::make_shared<CpGPT>(s->tp ? s->tp->gpt_handle() : s->serial, s->tp, s->mesh.cp(),
+                                    config.context_parallel.algo);
   // Before the memory probe (it measures the wrapped block), the pipeline and
   // ZeRO-3 (whose gathering layer then wraps the checkpointed block).
   if (config.activation_checkpointing.enabled)
@@ -101,9 +100,10 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
              " × pipeline.virtual_stages ", config.pipeline.virtual_stages,
              "): every stage needs at least one block");
     const int64_t T = opts.seq_len > 0 ? opts.seq_len : shape.block_size;
-    PipelineSettings ps{config.train_micro_batch_size_per_gpu, T,
-                        config.gradient_accumulation_steps, config.pipeline.schedule,
-                        config.pipeline.virtual_stages, config.activation_checkpointing.enabled};
+    PipelineSettings ps{
+        config.train_micro_batch_size_per_gpu, T,
+        config.gradient_accumulation_steps,    config.pipeline.schedule,
+        config.pipeline.virtual_stages,        config.activation_checkpointing.enabled};
     s->pipeline =
         std::make_unique<TrainPipeline>(ps, s->gpt(), stage_model(*s), s->mesh,
                                         std::vector<int64_t>{ps.B, T, s->gpt().config().n_embd});
@@ -150,8 +150,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
     dense.subset.flip();  // every parameter that is not an expert's
     experts.subset = ex.local;
     s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), dense, factory);
-    s->expert_zero =
-        std::make_unique<ZeroOptimizer>(s->gpt(), s->ep->expert_dp, experts, factory);
+    s->expert_zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->ep->expert_dp, experts, factory);
   } else {
     s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), zo, factory);
   }
