@@ -26,22 +26,18 @@
 #include "cli/train_end_report.h"
 #include "cli/train_model.h"
 #include "cli/train_moe.h"
+#include "cli/train_setup.h"
 #include "cli/train_step_line.h"
 #include "cli/train_traffic.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
-#include "parallel/cp/cp_report.h"
-#include "parallel/cp/cp_step_traffic.h"
 #include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
 #include "parallel/engine/engine.h"
 #include "parallel/engine/pipeline.h"
-#include "parallel/ep/ep_moe.h"
-#include "parallel/ep/ep_report.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
 #include "parallel/tp/tp_gpt.h"
-#include "parallel/tp/traffic.h"
 #include "parallel/zero/stage.h"
 #include "parallel/zero/zero_optimizer.h"
 
@@ -105,7 +101,6 @@ int train_command(int argc, char** argv, Communicator& world) {
   bind_rank_device(c.device);  // cuda: this rank's GPU, before anything is allocated there
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
   const int64_t D = c.dp, tp = c.tp, pp = c.pp, cp = c.cp;
-  const int64_t zero_stage = c.zero_stage;
   const std::string opt_name = c.optimizer;
   const DsConfig ds = engine_config(c, file);
   agreed([&] { check_engine_supports(ds); });
@@ -118,45 +113,11 @@ int train_command(int argc, char** argv, Communicator& world) {
   schedule.min_lr = c.min_lr;
   schedule.warmup = c.warmup;
   schedule.total_steps = steps;
-  // The data first: mapping it is cheap, and TokenData::load refuses what is
-  // not a regular file (/dev/zero never ends, a FIFO may never be written).
   const int64_t eval_every = c.eval_every, eval_batches = c.eval_batches;
-  TokenData data = [&] {
-    ActivityNote loading("loading --data '" + c.data + "'");
-    return on_every_rank(world, [&] {
-      TokenData d = TokenData::load(c.data);
-      MS_CHECK(static_cast<int64_t>(d.train_size()) >= B * T + 1, "--data: '", c.data, "' has ",
-               d.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
-               " × --seq-len ", T, " + 1)");
-      if (eval_every > 0)
-        MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1,
-                 "--data: the validation split has ", d.val_size(),
-                 " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
-      return d;
-    });
-  }();
-
+  TokenData data = load_train_data(world, c);
   // Checked before training, not after it: a path that cannot take the
   // weights, the loss curve beside them or the timeline must not cost the run.
-  // Rank 0 writes them all; every rank ends with its verdict.
-  on_every_rank(world, [&] {
-    if (!lead) return 0;
-    if (const std::string save_to = flags.str("save-weights"); !save_to.empty()) {
-      const std::filesystem::path p(save_to);
-      const std::string stem = (p.parent_path() / p.stem()).string();
-      for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"}) {
-        check_output_path("--save-weights", f);
-        check_not_an_input("--save-weights", f, "--data", c.data);
-        check_not_an_input("--save-weights", f, "--config", flags.str("config"));
-      }
-    }
-    if (!c.timeline.empty()) {
-      check_output_path("--timeline", c.timeline);
-      check_not_an_input("--timeline", c.timeline, "--data", c.data);
-      check_not_an_input("--timeline", c.timeline, "--config", flags.str("config"));
-    }
-    return 0;
-  });
+  check_train_outputs(world, flags, c);
 
   // The engine cuts the serial model for tp and pp and owns the optimizer
   // (ZeroOptimizer: which tensors it updates is what distinguishes the stages).
@@ -217,41 +178,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   const GPTConfig& cfg = engine.gpt().config();
-  EpGroups* ep = engine.ep();  // expert parallelism (parallel/ep/), null without --ep
-  const std::string ep_groups = ep ? ep_groups_report(mesh.dp_cp(), world, ep->layout) : "";
-  if (lead) {
-    std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
-                cfg.describe().c_str(), static_cast<long long>(serial_params),
-                static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
-    if (world.size() > 1) std::printf("%s%s", mesh.describe_groups().c_str(), ep_groups.c_str());
-    if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
-    if (c.model.moe.enabled())
-      std::printf("%s", moe_run_line(c.model, B * T, D, ep ? ep->ep.size() : 1).c_str());
-    if (tp > 1)
-      std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
-                  static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
-                  static_cast<long long>(zero.num_parameters()));
-    if (cp > 1)
-      std::printf(
-          "  context parallel: cp %lld, %s attention, %lld of the %lld positions of every sequence "
-          "per cp rank; gradients averaged over dp × cp = %lld ranks\n",
-          static_cast<long long>(cp), c.cp_algo.c_str(), static_cast<long long>(T / cp),
-          static_cast<long long>(T), static_cast<long long>(D * cp));
-    if (pp > 1)
-      std::printf(
-          "  pipeline parallel: pp %lld, %s schedule%s, %lld micro-batches per step "
-          "(--grad-accum)\n",
-          static_cast<long long>(pp), c.pipe_schedule.c_str(),
-          c.virtual_stages > 1 ? str_cat(", ", c.virtual_stages, " chunks per rank").c_str() : "",
-          static_cast<long long>(accum));
-    std::printf(
-        "  batch %lld×%lld tokens per replica × %lld micro-steps × %lld replicas = %lld "
-        "tokens/step; %s, lr %g (%s)\n",
-        static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
-        static_cast<long long>(D), static_cast<long long>(B * T * accum * D), opt_name.c_str(),
-        c.lr, engine.lr_scheduler().name().c_str());
-    std::fflush(stdout);
-  }
+  print_run_header(world, engine, c, serial_params);
 
   const StepRate rate = measure_step_rate(c, cfg, serial_params, lead);
 
