@@ -3,10 +3,11 @@
 // (parallel/engine/engine.h): the flags (or --config's ds_config, merged into
 // them by cli/train_ds_config.cpp) give the config, cli/train_model.cpp the
 // serial model, ms::initialize the rest; the loop is DeepSpeed's
-// forward / backward / step, or train_batch under a pipeline. Rank 0 logs;
+// forward / backward / step, or train_batch under a pipeline. Rank 0 logs
+// (the step line: cli/train_step_line.h; the traffic meters:
+// cli/train_traffic.h; the tables after the last step: cli/train_end_report.h);
 // every rank computes.
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -22,44 +23,27 @@
 #include "cli/train_config.h"
 #include "cli/train_device.h"
 #include "cli/train_ds_config.h"
+#include "cli/train_end_report.h"
 #include "cli/train_model.h"
 #include "cli/train_moe.h"
+#include "cli/train_setup.h"
+#include "cli/train_step_line.h"
+#include "cli/train_traffic.h"
 #include "nn/data.h"
 #include "nn/generate.h"
 #include "optim/optimizer.h"
 #include "parallel/engine/checkpoint_folder.h"  // check_checkpoint_dir
 #include "parallel/engine/engine.h"
-#include "parallel/cp/cp_report.h"
-#include "parallel/cp/cp_step_traffic.h"
-#include "parallel/ep/ep_moe.h"
-#include "parallel/ep/ep_report.h"
 #include "parallel/engine/pipeline.h"
 #include "parallel/mesh.h"
 #include "parallel/tp/memory_report.h"
 #include "parallel/tp/tp_gpt.h"
-#include "parallel/tp/traffic.h"
 #include "parallel/zero/stage.h"
 #include "parallel/zero/zero_optimizer.h"
 
 namespace ms {
 
 namespace {
-
-struct Clock {
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-};
-
-std::string format_duration(double s) {
-  char buf[32];
-  if (s < 60)
-    std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else
-    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  return buf;
-}
 
 // Mean validation loss over `batches` global batches. Data-parallel rank r of
 // D reads validation window i·D + r for batch i (the data contract), so D
@@ -117,7 +101,6 @@ int train_command(int argc, char** argv, Communicator& world) {
   bind_rank_device(c.device);  // cuda: this rank's GPU, before anything is allocated there
   const int64_t B = c.B, T = c.T, steps = c.steps, accum = c.accum;
   const int64_t D = c.dp, tp = c.tp, pp = c.pp, cp = c.cp;
-  const int64_t zero_stage = c.zero_stage;
   const std::string opt_name = c.optimizer;
   const DsConfig ds = engine_config(c, file);
   agreed([&] { check_engine_supports(ds); });
@@ -130,45 +113,11 @@ int train_command(int argc, char** argv, Communicator& world) {
   schedule.min_lr = c.min_lr;
   schedule.warmup = c.warmup;
   schedule.total_steps = steps;
-  // The data first: mapping it is cheap, and TokenData::load refuses what is
-  // not a regular file (/dev/zero never ends, a FIFO may never be written).
   const int64_t eval_every = c.eval_every, eval_batches = c.eval_batches;
-  TokenData data = [&] {
-    ActivityNote loading("loading --data '" + c.data + "'");
-    return on_every_rank(world, [&] {
-      TokenData d = TokenData::load(c.data);
-      MS_CHECK(static_cast<int64_t>(d.train_size()) >= B * T + 1, "--data: '", c.data, "' has ",
-               d.train_size(), " training bytes, fewer than one batch (--batch-size ", B,
-               " × --seq-len ", T, " + 1)");
-      if (eval_every > 0)
-        MS_CHECK(static_cast<int64_t>(d.val_size()) >= B * T + 1,
-                 "--data: the validation split has ", d.val_size(),
-                 " bytes, fewer than one batch; use --eval-every 0 or a smaller batch");
-      return d;
-    });
-  }();
-
+  TokenData data = load_train_data(world, c);
   // Checked before training, not after it: a path that cannot take the
   // weights, the loss curve beside them or the timeline must not cost the run.
-  // Rank 0 writes them all; every rank ends with its verdict.
-  on_every_rank(world, [&] {
-    if (!lead) return 0;
-    if (const std::string save_to = flags.str("save-weights"); !save_to.empty()) {
-      const std::filesystem::path p(save_to);
-      const std::string stem = (p.parent_path() / p.stem()).string();
-      for (const std::string& f : {save_to, stem + ".loss.csv", stem + ".loss.svg"}) {
-        check_output_path("--save-weights", f);
-        check_not_an_input("--save-weights", f, "--data", c.data);
-        check_not_an_input("--save-weights", f, "--config", flags.str("config"));
-      }
-    }
-    if (!c.timeline.empty()) {
-      check_output_path("--timeline", c.timeline);
-      check_not_an_input("--timeline", c.timeline, "--data", c.data);
-      check_not_an_input("--timeline", c.timeline, "--config", flags.str("config"));
-    }
-    return 0;
-  });
+  check_train_outputs(world, flags, c);
 
   // The engine cuts the serial model for tp and pp and owns the optimizer
   // (ZeroOptimizer: which tensors it updates is what distinguishes the stages).
@@ -195,12 +144,12 @@ int train_command(int argc, char** argv, Communicator& world) {
     // measures host allocations of a CPU forward: not on a device.
     if (pp > 1 || cp > 1 || c.model.moe.enabled() || c.device != Device::CPU) return;
     const GPTConfig& shape = held.config();
-    tp_memory = tp_memory_report(world, shape, held_param_split(held),
-                                 measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
-                                                           c.sequence_parallel ? T / tp : T),
-                                 {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp),
-                                  c.sequence_parallel, c.sequence_parallel, shape.dropout,
-                                  shape.attn_dropout});
+    tp_memory = tp_memory_report(
+        world, shape, held_param_split(held),
+        measure_layer_activations(*held.blocks()[0], shape.n_embd, 1,
+                                  c.sequence_parallel ? T / tp : T),
+        {B, T, shape.n_embd, shape.n_head, static_cast<int>(tp), c.sequence_parallel,
+         c.sequence_parallel, shape.dropout, shape.attn_dropout});
   };
   Engine engine = [&] {
     std::shared_ptr<GPT> model = build_train_model(world, flags, c);
@@ -229,97 +178,12 @@ int train_command(int argc, char** argv, Communicator& world) {
   }
 
   const GPTConfig& cfg = engine.gpt().config();
-  EpGroups* ep = engine.ep();  // expert parallelism (parallel/ep/), null without --ep
-  const std::string ep_groups = ep ? ep_groups_report(mesh.dp_cp(), world, ep->layout) : "";
-  if (lead) {
-    std::printf("minispeed train: %s, %lld parameters, %lld rank(s), ZeRO stage %lld\n",
-                cfg.describe().c_str(), static_cast<long long>(serial_params),
-                static_cast<long long>(world.size()), static_cast<long long>(zero_stage));
-    if (world.size() > 1) std::printf("%s%s", mesh.describe_groups().c_str(), ep_groups.c_str());
-    if (c.precision.enabled()) std::printf("  %s\n", c.precision.describe().c_str());
-    if (c.model.moe.enabled())
-      std::printf("%s", moe_run_line(c.model, B * T, D, ep ? ep->ep.size() : 1).c_str());
-    if (tp > 1)
-      std::printf("  tensor parallel: tp %lld%s, %lld parameters per tp rank\n",
-                  static_cast<long long>(tp), c.sequence_parallel ? " + sequence parallel" : "",
-                  static_cast<long long>(zero.num_parameters()));
-    if (cp > 1)
-      std::printf(
-          "  context parallel: cp %lld, %s attention, %lld of the %lld positions of every sequence "
-          "per cp rank; gradients averaged over dp × cp = %lld ranks\n",
-          static_cast<long long>(cp), c.cp_algo.c_str(), static_cast<long long>(T / cp),
-          static_cast<long long>(T), static_cast<long long>(D * cp));
-    if (pp > 1)
-      std::printf(
-          "  pipeline parallel: pp %lld, %s schedule%s, %lld micro-batches per step "
-          "(--grad-accum)\n",
-          static_cast<long long>(pp), c.pipe_schedule.c_str(),
-          c.virtual_stages > 1 ? str_cat(", ", c.virtual_stages, " chunks per rank").c_str() : "",
-          static_cast<long long>(accum));
-    std::printf(
-        "  batch %lld×%lld tokens per replica × %lld micro-steps × %lld replicas = %lld "
-        "tokens/step; %s, lr %g (%s)\n",
-        static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(accum),
-        static_cast<long long>(D), static_cast<long long>(B * T * accum * D), opt_name.c_str(),
-        c.lr, engine.lr_scheduler().name().c_str());
-    std::fflush(stdout);
-  }
+  print_run_header(world, engine, c, serial_params);
 
-  // Model FLOP/s per rank on the step line, as a fraction of our GEMM's speed
-  // measured here (~0.1 s), at this rank's thread count (cli/flops.h). Ψ is the
-  // whole model's, counted before tp cut it or ZeRO-3 released its blocks; a
-  // tp rank does 1/tp of its replica's FLOPs.
-  const double step_flops =
-      model_flops_per_step(cfg, serial_params - moe_idle_parameters(cfg), B * T * accum, T) /
-      static_cast<double>(tp * pp * cp);
-  const double gemm_gflops = gemm_peak_gflops(0.1);
-  if (lead) {
-    std::printf(
-        "  model FLOPs per step per rank: %.4f GFLOP (6·Ψ·tokens + attention, cli/flops.h)%s\n",
-        step_flops * 1e-9,
-        cfg.moe.enabled() ? "; Ψ = the parameters a token uses, its k experts of E (the padded "
-                            "capacity slots the experts also run are not counted)"
-                          : "");
-    // Not clamped: above 100% says this start-up measurement ran slower than
-    // the GEMMs of the step did (the machine was busier then, e.g. the other
-    // ranks still loading), so the ratio is only as good as this number.
-    std::printf(
-        "  gemm_f32 peak (512x768x256): %.1f GFLOP/s per rank, the best of repeated calls over "
-        "0.1 s at start; the step line's \"%% of gemm\" is model GFLOP/s over it, above 100%% "
-        "when the machine was busier during this measurement than during the step\n",
-        gemm_gflops);
-  }
+  const StepRate rate = measure_step_rate(c, cfg, serial_params, lead);
 
   std::vector<LossPoint> curve;
-  const StepFormula formula = zero.traffic_formula(accum);
-  // ZeRO talks on the dp group, tp on the tp group: one meter and one formula
-  // each. What came before (the parameter broadcast) is setup.
-  // Under cp ZeRO talks on dp × cp (the same group as dp when cp = 1).
-  StepTraffic traffic(mesh.dp_cp()), tp_traffic(mesh.tp()), pp_traffic(mesh.pp()),
-      cp_traffic(mesh.cp());
-  // Expert parallelism: the all-to-alls on the ep group, the experts' ZeRO on
-  // the expert-dp group (the mesh's groups when off: unused).
-  StepTraffic ep_traffic(ep ? ep->ep : mesh.dp()), expert_traffic(ep ? ep->expert_dp : mesh.dp());
-  const StepFormula cp_formula = cp_step_formula({.algo = c.cp_algo,
-                                                  .B = B,
-                                                  .T = T,
-                                                  .Cl = cfg.n_embd / tp,
-                                                  .n_layer = cfg.n_layer,
-                                                  .micro_steps = accum,
-                                                  .cp = static_cast<int>(cp),
-                                                  .recompute_blocks = c.checkpoint_activations});
-  const StepFormula pp_formula = pipeline ? pipeline->traffic_formula() : StepFormula{};
-  const StepFormula tp_formula =
-      pipeline ? pipeline->tp_traffic_formula(static_cast<int>(tp))
-               : tp_step_formula({.B = B,
-                                  .T = T / cp,  // a cp rank's tp group works on its positions
-                                  .C = cfg.n_embd,
-                                  .n_layer = cfg.n_layer,
-                                  .micro_steps = accum,
-                                  .tp = static_cast<int>(tp),
-                                  .sequence_parallel = c.sequence_parallel,
-                                  .recompute_blocks = c.checkpoint_activations,
-                                  .replicated_grad_numel = zero.replicated_grad_numel()});
+  TrainTraffic traffic(engine, c);  // the step's bytes per group, beside their formulas
   Clock total_clock;
   double last_val = NAN;
   ActivityNote doing("training");
@@ -329,11 +193,6 @@ int train_command(int argc, char** argv, Communicator& world) {
   for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
-    tp_traffic.begin_step();
-    pp_traffic.begin_step();
-    cp_traffic.begin_step();
-    ep_traffic.begin_step();
-    expert_traffic.begin_step();
     const double lr = engine.get_lr();            // the rate this step's update uses
     const double step_scale = zero.loss_scale();  // what this step's backward multiplies by
     doing.update(str_cat("training step ", step + 1, " of ", steps));
@@ -361,11 +220,6 @@ int train_command(int argc, char** argv, Communicator& world) {
     }
     const double norm = engine.last_grad_norm();
     traffic.end_step();
-    tp_traffic.end_step();
-    pp_traffic.end_step();
-    cp_traffic.end_step();
-    ep_traffic.end_step();
-    expert_traffic.end_step();
     // The loss of the global batch: the mean over every replica's tokens (not
     // metered as the step's traffic: the formulas count the training's).
     const double train_loss = engine.reduce_loss(local_loss);
@@ -376,10 +230,12 @@ int train_command(int argc, char** argv, Communicator& world) {
                                 " (lr ", lr, "); try a lower --lr"));
     double ms = step_clock.seconds() * 1000;
     bool last = step + 1 == steps;
-    const std::string moe_fields = moe_step_fields(engine.gpt());  // every rank: resets the step's counts
+    const std::string moe_fields =
+        moe_step_fields(engine.gpt());  // every rank: resets the step's counts
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
-      val = evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
+      val =
+          evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
       last_val = val;
     }
     curve.push_back({step + 1, train_loss, val, lr});
@@ -387,21 +243,16 @@ int train_command(int argc, char** argv, Communicator& world) {
       double elapsed = total_clock.seconds();
       double eta = elapsed / static_cast<double>(step + 1 - first_step) *
                    static_cast<double>(steps - step - 1);
-      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f",
-                  static_cast<long long>(step + 1), static_cast<long long>(steps), train_loss, lr,
-                  norm);
-      // fp16: the loss scale this step's backward used (update() may change it after).
-      if (c.precision.dtype == DType::F16)
-        std::printf(" | scale %s", exact_str(step_scale).c_str());
-      std::printf(" | %6.1f ms | %7.0f tok/s | %5.1f GFLOP/s (%.0f%% of gemm) | eta %s", ms,
-                  static_cast<double>(B * T * accum * D) / (ms / 1000), step_flops / ms * 1e-6,
-                  100.0 * step_flops / ms * 1e-6 / gemm_gflops, format_duration(eta).c_str());
-      if (!std::isnan(val)) std::printf(" | val %.4f", val);
-      std::printf("%s", device_step_field(c.device).c_str());  // "" on the CPU
-      if (zero.skipped())  // mixed precision: DeepSpeed's "OVERFLOW! ... Skipping step"
-        std::printf(" | %s", zero.skip_message().c_str());
-      std::printf("%s\n", moe_fields.c_str());
-      std::fflush(stdout);
+      print_step_line(c, rate, zero,
+                      {.step = step + 1,
+                       .train_loss = train_loss,
+                       .lr = lr,
+                       .norm = norm,
+                       .loss_scale = step_scale,
+                       .ms = ms,
+                       .eta_seconds = eta,
+                       .val = val,
+                       .moe_fields = moe_fields});
     }
     if (c.save_every > 0 && (step + 1) % c.save_every == 0) {  // checkpoints
       const std::string where = engine.save_checkpoint(c.checkpoint_dir, "", run_flags);
@@ -421,63 +272,17 @@ int train_command(int argc, char** argv, Communicator& world) {
     }
   }
 
-  // Every step skipped on overflow: the weights never moved, so exiting 0 would
-  // pass an untrained model off as trained. skipped() is agreed over every
-  // mesh axis (parallel/comm/overflow.h), so every rank raises this together.
-  const int64_t skipped_here = zero.skipped_steps() - skipped_before;
-  if (steps > first_step && skipped_here == steps - first_step)
-    throw AgreedError(str_cat(
-        "every one of the ", skipped_here,
-        " training steps was skipped: the gradients held "
-        "inf/NaN at every step",
-        c.precision.dtype == DType::F16
-            ? str_cat(" (last loss scale ", exact_str(zero.loss_scale()),
-                      "), so the weights were never updated. Try a smaller static --loss-scale "
-                      "(fp16.loss_scale), or dynamic loss scaling (--loss-scale 0) from a lower "
-                      "--initial-scale-power, or --bf16; if it overflows even at a small scale, "
-                      "check the data and lower --lr")
-            : ", so the weights were never updated (bf16 has no loss scale to lower): check the "
-              "data and lower --lr"));
-
-  // Per-rank memory: measured beside the ZeRO paper's prediction.
-  MemoryReport mine = zero.memory();
-  mine.rank = world.rank();
-  std::vector<MemoryReport> reports = gather_memory_reports(world, mine);
-  // Collective over cp: one attention call measured (parallel/cp/cp_report.h).
-  const std::string cp_memory =
-      cp > 1 ? cp_memory_report(mesh.cp(), c.cp_algo, B, T, cfg.n_head / tp, cfg.n_embd / tp) : "";
-  // World rank 0 is rank 0 of its dp group and of its tp group: it gets both tables.
-  const std::string traffic_table =
-      (D * cp > 1 ? traffic_report(mesh.dp_cp(), traffic, formula) : "") +
-      (tp > 1 ? traffic_report(mesh.tp(), tp_traffic, tp_formula) : "") +
-      (pp > 1 ? traffic_report(mesh.pp(), pp_traffic, pp_formula) : "") +
-      (cp > 1 ? traffic_report(mesh.cp(), cp_traffic, cp_formula) : "") +
-      (ep ? ep_traffic_report(*ep, ep_traffic, engine.gpt()) : "") +
-      (ep && ep->expert_dp.size() > 1
-           ? traffic_report(ep->expert_dp, expert_traffic, [&] {
-               StepFormula f = engine.expert_optimizer()->traffic_formula(accum);
-               f.title = str_cat("the experts' ", f.title, " over the expert-dp group");
-               return f;
-             }())
-           : "");
-  // The experts' optimizer (parallel/ep/ep_optimizer.h): its own tables.
-  std::string ep_memory;
-  if (ep) {
-    MemoryReport e = engine.expert_optimizer()->memory();
-    e.rank = world.rank();
-    const std::vector<MemoryReport> per_rank = gather_memory_reports(world, e);
-    ep_memory = ep_memory_line(engine.gpt(), ep->ep.size(), ep->ep.rank()) +
-                format_memory_table(per_rank, str_cat("the experts' optimizer over the expert-dp "
-                                                      "group (D = ", ep->expert_dp.size(),
-                                                      "), this rank's experts only"));
-  }
+  // A run in which every step was skipped on overflow is an error.
+  check_some_step_updated(c, zero, steps - first_step, zero.skipped_steps() - skipped_before);
+  // Collective: the memory and traffic tables (rank 0 prints them below).
+  EndOfRunReport report = gather_end_of_run_report(world, engine, c, traffic);
   // The timeline is a picture; the weights are the run. A timeline that fails
   // to write (a disk filled since the check above) is reported after the
   // weights are saved, not instead of them.
-  std::string pipeline_report, timeline_error;
+  std::string timeline_error;
   if (pipeline) {
     try {
-      pipeline_report = pipeline->measured_report(c.timeline);  // its last act writes the file
+      report.pipeline = pipeline->measured_report(c.timeline);  // its last act writes the file
     } catch (const Error& e) {
       timeline_error = e.what();
     }
@@ -490,43 +295,12 @@ int train_command(int argc, char** argv, Communicator& world) {
   // Saving and sampling are host work: the weights and the model come to the
   // CPU (to(Device::CPU); the identity on a CPU run).
   for (auto& [name, t] : weights) t = t.to(Device::CPU);
-  std::string device_memory = device_memory_line(c.device, world.rank());
-  if (zero.offloaded() && steps > first_step) {
-    const MasterWeights::Transfers t = zero.offload_transfers();
-    const int64_t n = steps - first_step;
-    device_memory += str_cat(
-        "ZeRO-Offload (rank ", world.rank(), "): fp32 masters and optimizer state on the cpu; ",
-        "per step ", (t.d2h - offload_before.d2h) / n, " bytes device->host (fp32 gradients) and ",
-        (t.h2d - offload_before.h2d) / n, " bytes host->device (updated ",
-        dtype_name(zero.precision().dtype), " parameters)",
-        c.device == Device::CPU ? " (0: the model is on the cpu too)" : "", "\n");
-  }
+  report.device_memory =
+      device_memory_lines(c, zero, world.rank(), offload_before, steps - first_step);
+  report.tp_memory = tp_memory;
   if (lead) whole = host_copy(whole);
   if (lead) {
-    if (tp > 1)
-      std::printf(
-          "(under --tp %lld, Ψ below is one tp rank's shards: %lld of the model's %lld "
-          "parameters; ZeRO partitions them over the %lld dp ranks)\n",
-          static_cast<long long>(tp), static_cast<long long>(zero.num_parameters()),
-          static_cast<long long>(serial_params), static_cast<long long>(D));
-    std::printf("%s%s%s%s%s", format_memory_table(reports).c_str(), device_memory.c_str(),
-                tp_memory.c_str(), cp_memory.c_str(), ep_memory.c_str());
-    if (c.precision.enabled())
-      std::printf(
-          "(the parameters-per-tp-rank and activation lines were measured on the f32 model, "
-          "before ZeroOptimizer cast it to %s; the table above is the 16-bit run's own)\n",
-          dtype_name(c.precision.dtype));
-    if (tp > 1 && D > 1)
-      std::printf("(traffic of world rank 0's dp group and tp group; the other groups' match)\n");
-    if (pp > 1)
-      std::printf(
-          "(under --pp %lld, each rank's memory above is its stage's parameters; every rank also "
-          "keeps the whole model object, %lld parameters, to gather the stages for sampling and "
-          "saving: not released yet)\n",
-          static_cast<long long>(pp), static_cast<long long>(engine.gpt().num_parameters()));
-    std::printf("%s", traffic_table.c_str());
-    std::printf("%s", pipeline_report.c_str());
-    std::printf("%s", moe_load_table(engine.gpt(), D).c_str());
+    print_end_of_run_report(c, engine, report, serial_params);
     std::printf("trained %lld steps in %s", static_cast<long long>(steps),
                 format_duration(total_clock.seconds()).c_str());
     if (!std::isnan(last_val)) std::printf("; final validation loss %.4f nats/byte", last_val);

@@ -1,0 +1,49 @@
+// `minispeed train`'s step line (`step 3/300 | loss … | lr … | norm … | …`)
+// and the model-FLOP/s rate it reports, measured once at start (cli/flops.h).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "cli/train_config.h"
+#include "parallel/zero/zero_optimizer.h"
+
+namespace ms {
+
+struct Clock {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
+// "42s" or "3m07s".
+std::string format_duration(double s);
+
+// The step line's FLOP/s fields: the model FLOPs one rank does per step and
+// our GEMM's peak on this machine, measured here (~0.1 s).
+struct StepRate {
+  double step_flops = 0;
+  double gemm_gflops = 0;
+};
+
+// Measures the rate on every rank (serial_params: the whole model's, counted
+// before tp cut it or ZeRO-3 released its blocks); rank 0 (`lead`) prints
+// the two lines that explain it under the run's header.
+StepRate measure_step_rate(const TrainConfig& c, const GPTConfig& cfg, int64_t serial_params,
+                           bool lead);
+
+// What one step line shows (rank 0 prints it).
+struct StepLineValues {
+  int64_t step = 0;  // 1-based
+  double train_loss = 0, lr = 0, norm = 0;
+  double loss_scale = 0;  // the scale this step's backward used (fp16 only)
+  double ms = 0, eta_seconds = 0;
+  double val = 0;  // NaN when not evaluated at this step
+  std::string moe_fields;
+};
+
+void print_step_line(const TrainConfig& c, const StepRate& rate, const ZeroOptimizer& zero,
+                     const StepLineValues& v);
+
+}  // namespace ms
