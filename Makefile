@@ -219,7 +219,7 @@ mpi-test: $(MPI_TEST_BIN) $(CLI_BIN)
 	  $(MPI_ASAN) scripts/test-train-equivalence.sh $(BUILD) && $(MPI_ASAN) scripts/test-traffic.sh $(BUILD) && \
 	  $(MPI_ASAN) scripts/test-bad-input.sh $(BUILD) && $(MPI_ASAN) scripts/test-checkpoints.sh $(BUILD) && \
 	  $(MPI_ASAN) scripts/test-mixed-precision.sh $(BUILD) && \
-	  $(MPI_ASAN) scripts/test-device.sh $(BUILD))
+	  $(MPI_ASAN) scripts/test-device.sh $(BUILD) && $(MPI_ASAN) scripts/test-layout-matrix.sh $(BUILD))
 
 test: all
 	@scripts/check-deps.sh

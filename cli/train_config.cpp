@@ -239,6 +239,12 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks) {
   c.grad_clip = check.real("grad-clip", non_negative, "a finite number >= 0 (0 = off)");
   c.dropout = check.real("dropout", unit, "in [0, 1)");
   c.attn_dropout = check.real("attn-dropout", unit, "in [0, 1)");
+  // Refused here, before any collective, not at the first attention (where
+  // one pipeline stage alone would fail): docs/architecture.md "Devices".
+  MS_CHECK(c.attn_dropout == 0 || c.device == Device::CPU, "--attn-dropout ",
+           flags.str("attn-dropout"), " with --device ", device_name(c.device),
+           " is not supported yet (the CUDA attention kernels take no dropout mask, and sim "
+           "refuses what a GPU could not run): use --device cpu or --attn-dropout 0");
   c.seed = flags.integer("seed");
   c.eval_every = check.integer("eval-every", 0, kMax, ">= 0 (0 = never)");
   c.eval_batches =

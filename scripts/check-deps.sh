@@ -179,11 +179,13 @@ commands_of() {
 
 # gpu-check.sh runs on the GPU machine, not in `make test`: its first stage
 # reports that machine's tools (nvidia-smi, nvcc, python3).
-files=($(ls scripts/*.sh | grep -v '^scripts/gpu-check.sh$') .ci/run Makefile)
+files=($(ls scripts/*.sh | grep -v '^scripts/gpu-check.sh$') scripts/lib/*.sh .ci/run Makefile)
 checked=0
 declare -A functions guarded
 for file in "${files[@]}"; do
-  functions[$file]=" $(sed -nE 's/^[[:space:]]*([A-Za-z_][A-Za-z0-9_-]*)\(\).*/\1/p' "$file" | tr '\n' ' ') "
+  # A file's functions include those of the scripts/lib files it sources.
+  lib=$(sed -nE 's|^source "\$\(dirname "\$0"\)/(lib/[a-z_-]+\.sh)".*|scripts/\1|p' "$file")
+  functions[$file]=" $(sed -nE 's/^[[:space:]]*([A-Za-z_][A-Za-z0-9_-]*)\(\).*/\1/p' "$file" $lib | tr '\n' ' ') "
   guarded[$file]=" $(grep -oE 'command -v "?[A-Za-z0-9_.+-]+' "$file" | awk '{print $3}' | tr -d '"' |
     tr '\n' ' ') "
 done

@@ -447,6 +447,8 @@ job "--cp with --device sim" "--cp 2 with --device sim is not supported yet" 2 \
   train "${tiny[@]}" --cp 2 --device sim
 one "--moe-experts with --device sim" "--moe-experts with --device sim: MoE runs on the CPU only" \
   train "${tiny[@]}" --moe-experts 2 --moe-every 1 --device sim
+job "--attn-dropout with --device sim" "--attn-dropout 0.1 with --device sim is not supported yet" 2 \
+  train "${tiny[@]}" --attn-dropout 0.1 --device sim
 job "--cp 2 on 3 ranks" "--cp 2 × --tp 1 × --pp 1 does not divide the 3 ranks" 3 \
   train "${tiny[@]}" --cp 2
 job "--cp: heads not divisible by tp × cp (ulysses)" \

@@ -18,14 +18,7 @@ set -uo pipefail
 bin=$1/minispeed
 common="--n-layer 2 --n-head 2 --n-embd 32 --seq-len 32 --steps 6 --lr 3e-3 --eval-every 3
         --eval-batches 2 --log-every 1 --sample-tokens 0"
-losses() { grep -oE 'loss [0-9.]+|val [0-9.]+' | awk '{print $2}'; }
-norms() { grep -oE 'norm [0-9.]+' | awk '{print $2}'; }
-# within TOL A B: two non-empty columns of numbers, as many in each, every
-# pair within TOL (one unit in the last printed digit, for rounding).
-within() {
-  paste <(echo "$2") <(echo "$3") |
-    awk -v tol="$1" '{ d = $1 - $2; if (d < 0) d = -d; if (d > tol || NF != 2) bad = 1 } END { exit bad || NR == 0 }'
-}
+source "$(dirname "$0")/lib/compare.sh"  # losses, norms, within, same_weights
 # job_ok LABEL COMMAND...: the command must finish with exit 0 (within 30 s of
 # any communicator wait), e.g. rank 0 sampling alone mid-training.
 job_ok() {
@@ -88,18 +81,6 @@ job_ok "sampling mid-training with ZeRO-3 on 2 ranks" ${MPIRUN:-mpirun --oversub
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 tpcommon="$common --n-head 4"
-# same_weights A B: two safetensors files with the same header (names, shapes,
-# order) whose every f32 differs by at most 1.5e-4. The header is 8 bytes of
-# length then JSON; the data follows it.
-same_weights() {
-  local ha hb
-  ha=$(head -c 8 "$1" 2>/dev/null | od -A n -t u8 | tr -d ' ')
-  hb=$(head -c 8 "$2" 2>/dev/null | od -A n -t u8 | tr -d ' ')
-  [ -n "$ha" ] && [ "$ha" = "$hb" ] || return 1
-  cmp -s <(head -c $((8 + ha)) "$1") <(head -c $((8 + hb)) "$2") || return 1
-  paste <(od -A n -v -t f4 -w4 -j $((8 + ha)) "$1") <(od -A n -v -t f4 -w4 -j $((8 + hb)) "$2") |
-    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1.5e-4 || NF != 2) bad = 1 } END { exit bad || NR == 0 }'
-}
 # follows LABEL REF_OUTPUT OUTPUT REF_WEIGHTS WEIGHTS: a parallel run against
 # one process — its losses, then its gradient norms, then its saved weights.
 follows() {
