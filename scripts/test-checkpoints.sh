@@ -105,6 +105,25 @@ for target in "dp2-zero3|2|--zero-stage 3 --grad-accum 2 --batch-size 2" \
   done
 done
 
+# With dropout, a block's dropout stream advanced only on the ranks of its
+# stage: resumed at another layout, each stream must come from a saved rank
+# that ran its block (restore_rng). Taking rank 0's for every block restarted
+# the second stage's masks from the seed (found by test-layout-matrix.sh).
+d=$tmp/pp2-dropout
+mkdir -p "$d/b"
+if run 2 --pp 2 --grad-accum 2 --batch-size 2 --dropout 0.1 --steps 4 --save-every 2 \
+     --checkpoint-dir "$d/a" --save-weights "$d/a.safetensors" >"$d/a.log" 2>&1 &&
+   cp -r "$d/a/global_step2" "$d/b/" &&
+   run 1 --grad-accum 2 --batch-size 2 --dropout 0.1 --steps 4 --checkpoint-dir "$d/b" \
+     --resume global_step2 --save-weights "$d/b.safetensors" >"$d/b.log" 2>&1 &&
+   within 1.5e-4 "$(csv_losses "$d/a.loss.csv" 2 | awk '{print $2}')" \
+     "$(csv_losses "$d/b.loss.csv" 2 | awk '{print $2}')"; then
+  ok "a pp 2 checkpoint with dropout resumes alone with each block's own dropout stream"
+else
+  bad "a pp 2 checkpoint with dropout resumed alone diverges (dropout streams)"
+  paste <(csv_losses "$d/a.loss.csv" 2) <(csv_losses "$d/b.loss.csv" 2) | sed 's/^/  /'
+fi
+
 # The cp 2 checkpoint (batch 8, one replica) continues at another cp size and
 # without cp: cp 4 ring, and dp 2 (batch 4 each): the cp ranks hold
 # replicated parameters and ZeRO partitions over dp × cp, so to the

@@ -203,18 +203,12 @@ for k in ${only:-$(seq 1 "$n")}; do
   resume=0 B_ranks="" Bf=""
   if chance 30; then
     G=$((B * dp))
-    # Known bug (not drawn unless MATRIX_ALL=1; the draw is the same either
-    # way): a checkpoint saved under --pp with dropout, resumed at another
-    # layout, restores saved rank 0's dropout streams for every block
-    # (restore_rng, parallel/engine/checkpoint.cpp), but rank 0 never ran the
-    # later stages' blocks, so their masks restart from the seed.
-    a_pp=$pp
-    if draw_layout resume && { [ "${MATRIX_ALL:-0}" = 1 ] || [ -z "$drop" ] || [ "$a_pp" = 1 ]; }; then
+    if draw_layout resume; then
       resume=1 B_ranks=$ranks Bf=$(flags_of)
       desc="$desc; resumed at step $RESUME_AT on $ranks ranks: tp $tp × pp $pp × cp $cp × dp $dp (ep $ep), ZeRO $zero"
     fi
   fi
-  repro="${MATRIX_ALL:+MATRIX_ALL=$MATRIX_ALL }MATRIX_SEED=$seed MATRIX_ONLY=$k scripts/test-layout-matrix.sh $build"
+  repro="MATRIX_SEED=$seed MATRIX_ONLY=$k scripts/test-layout-matrix.sh $build"
   d=$tmp/$k
   mkdir -p "$d"
   problem=""

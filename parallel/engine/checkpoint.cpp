@@ -218,18 +218,41 @@ void apply_full_state(const FullState& st, CheckpointTarget& t) {
 }
 
 void restore_rng(const FullState& st, CheckpointTarget& t) {
-  // The same layout: each rank its own streams. Another layout: saved rank
-  // 0's (without sequence parallelism every rank of a run draws alike).
-  const bool same = st.saved.world_size == t.world.size() && same_sizes(st.saved.layout, t.layout);
-  const std::vector<uint64_t>& saved = st.rng[same ? t.world.rank() : 0];
   std::vector<Generator*> gens = dropout_generators(t.model);
-  if (saved.size() != gens.size()) {
+  auto check_count = [&](const std::vector<uint64_t>& saved) {
+    if (saved.size() == gens.size()) return true;
     MS_CHECK(t.model.config().dropout == 0, "checkpoint '", st.tag_dir, "' holds ", saved.size(),
              " dropout streams per rank, this run's model has ", gens.size(),
              ": with dropout on, resume at the saved layout");
+    return false;
+  };
+  // The same layout: each rank its own streams.
+  const bool same = st.saved.world_size == t.world.size() && same_sizes(st.saved.layout, t.layout);
+  if (same) {
+    const std::vector<uint64_t>& saved = st.rng[t.world.rank()];
+    if (!check_count(saved)) return;
+    for (size_t i = 0; i < gens.size(); ++i) *gens[i] = Generator(saved[i]);
     return;
   }
-  for (size_t i = 0; i < gens.size(); ++i) *gens[i] = Generator(saved[i]);
+  // Another layout. Every rank of the saved run built the same streams from
+  // the same seed (without sequence parallelism its ranks draw alike), but a
+  // stream advances only where its module ran: under pp, a block's dropout
+  // drew only on the ranks of its stage, and rank 0 (stage 0) still holds the
+  // later blocks' streams at their start. So each stream comes from a saved
+  // rank that drew from it: the first whose state differs from the fresh one
+  // this run just built from the same seed (the fresh one if none did).
+  for (const auto& saved : st.rng)
+    if (!check_count(saved)) return;
+  for (size_t i = 0; i < gens.size(); ++i) {
+    const uint64_t fresh = gens[i]->seed_state();
+    uint64_t pick = fresh;
+    for (const auto& saved : st.rng)
+      if (saved[i] != fresh) {
+        pick = saved[i];
+        break;
+      }
+    *gens[i] = Generator(pick);
+  }
 }
 
 }  // namespace
