@@ -1,26 +1,12 @@
 // Ulysses: [T/C positions, all heads] -> [T positions, heads/C] -> attention
 // -> back. The layout changes are views and contiguous copies of the op layer;
-// the exchange is Communicator::all_to_all.
+// the exchange is differentiable_all_to_all (parallel/comm/all_to_all_op.h).
 #include "parallel/cp/ulysses.h"
 
-#include "autograd/node.h"
 #include "autograd/ops.h"
+#include "parallel/comm/all_to_all_op.h"
 
 namespace ms {
-
-Tensor cp_all_to_all(const Tensor& x, Communicator& cp) {
-  Tensor in = contiguous(detach(x));
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  cp.all_to_all(in, out);
-  if (needs_grad({&x}))
-    record(out, "cp_all_to_all", {x}, [cp](const Tensor& g) mutable {
-      Tensor gc = contiguous(g);
-      Tensor dx = Tensor::empty(gc.shape(), gc.dtype());
-      cp.all_to_all(gc, dx);
-      return std::vector<Tensor>{dx};
-    });
-  return out;
-}
 
 Tensor ulysses_attention(const Tensor& qkv_local, int64_t n_head_local, Communicator& cp,
                          double attn_p, Generator& gen) {
@@ -40,7 +26,7 @@ Tensor ulysses_attention(const Tensor& qkv_local, int64_t n_head_local, Communic
   // Heads are contiguous channel groups of q, k and v: block j of the send
   // buffer is heads [j·nh, (j+1)·nh) of q|k|v for our positions.
   Tensor send = contiguous(permute(view(qkv_local, {B, Tl, 3, C, Ch}), {3, 0, 1, 2, 4}));
-  Tensor recv = cp_all_to_all(send, cp);  // (C, B, T/C, 3, Cl/C): block i = positions of rank i
+  Tensor recv = differentiable_all_to_all(send, cp);  // (C, B, T/C, 3, Cl/C): block i = positions of rank i
   Tensor qkv_heads = reshape(permute(recv, {1, 0, 2, 3, 4}), {B, T, 3 * Ch});  // (B, T, 3·Cl/C)
   Tensor att;
   if (attn_p > 0) {
@@ -51,7 +37,7 @@ Tensor ulysses_attention(const Tensor& qkv_local, int64_t n_head_local, Communic
     att = causal_attention(qkv_heads, nh);  // (B, T, Cl/C)
   }
   Tensor back = contiguous(permute(view(att, {B, C, Tl, Ch}), {1, 0, 2, 3}));  // (C, B, T/C, Cl/C)
-  Tensor mine = cp_all_to_all(back, cp);  // block j: heads of rank j for our positions
+  Tensor mine = differentiable_all_to_all(back, cp);  // block j: heads of rank j for our positions
   return reshape(permute(mine, {1, 2, 0, 3}), {B, Tl, Cl});  // (B, T/C, Cl)
 }
 

@@ -12,12 +12,6 @@
 
 namespace ms {
 
-// Differentiable all-to-all over dim 0 of x (C, ...): block j goes to rank j,
-// block i of the result came from rank i. Backward: the same exchange of the
-// gradient (the all-to-all is its own adjoint with the roles of the blocks
-// swapped back).
-Tensor cp_all_to_all(const Tensor& x, Communicator& cp);
-
 // qkv_local (B, T/C, 3·Cl) -> (B, T/C, Cl); see cp_causal_attention.
 Tensor ulysses_attention(const Tensor& qkv_local, int64_t n_head_local, Communicator& cp,
                          double attn_p, Generator& gen);

@@ -1,28 +1,12 @@
 #include "parallel/ep/ep_moe.h"
 
 #include "autograd/grad_mode.h"
-#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "nn/moe.h"
+#include "parallel/comm/all_to_all_op.h"
 #include "tensor/factory.h"
 
 namespace ms {
-
-Tensor ep_all_to_all(const Tensor& x, Communicator& ep) {
-  MS_CHECK(x.dim() >= 1 && x.shape()[0] % ep.size() == 0, "ep_all_to_all: dim 0 of ",
-           shape_str(x.shape()), " does not split over ep ", ep.size());
-  Tensor in = contiguous(detach(x));
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  ep.all_to_all(in, out);
-  if (needs_grad({&x}))
-    record(out, "ep_all_to_all", {x}, [ep](const Tensor& g) mutable {
-      Tensor gc = contiguous(g);
-      Tensor dx = Tensor::empty(gc.shape(), gc.dtype());
-      ep.all_to_all(gc, dx);
-      return std::vector<Tensor>{dx};
-    });
-  return out;
-}
 
 void install_expert_parallel(GPT& model, EpGroups& groups) {
   Communicator ep = groups.ep;
@@ -32,7 +16,7 @@ void install_expert_parallel(GPT& model, EpGroups& groups) {
     MoEExpertParallel plan;
     plan.size = ep.size();
     plan.rank = ep.rank();
-    plan.exchange = [ep](const Tensor& x) mutable { return ep_all_to_all(x, ep); };
+    plan.exchange = [ep](const Tensor& x) mutable { return differentiable_all_to_all(x, ep); };
     plan.agree_capacity = [ep](int64_t capacity) mutable {
       Tensor t = full({1}, static_cast<double>(capacity), DType::F64);
       ep.all_reduce(t, ReduceOp::Max);

@@ -12,11 +12,6 @@
 
 namespace ms {
 
-// Differentiable all-to-all over dim 0 (dim 0 split in ep.size() blocks;
-// block j goes to rank j). With equal blocks the exchange is its own
-// inverse, so backward is the same all-to-all of the gradient (_AllToAll).
-Tensor ep_all_to_all(const Tensor& x, Communicator& ep);
-
 // Every MoE layer of `model` runs its local experts over `groups.ep`.
 // Throws ms::Error naming E and P when P does not divide E. Collective-free.
 void install_expert_parallel(GPT& model, EpGroups& groups);

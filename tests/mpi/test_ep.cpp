@@ -13,6 +13,7 @@
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "nn/moe.h"
+#include "parallel/comm/all_to_all_op.h"
 #include "parallel/engine/engine.h"
 #include "parallel/ep/ep_groups.h"
 #include "parallel/ep/ep_moe.h"
@@ -93,7 +94,7 @@ TEST_CASE("ep: the all-to-all op sends block j to rank j, and its gradient back"
     for (int c = 0; c < 3; ++c) v.push_back(10.0 * r + j + 0.1 * c);
   Tensor x = from_vector(v, {P, 3}, DType::F64);
   x.set_requires_grad(true);
-  Tensor y = ep_all_to_all(x, world);
+  Tensor y = differentiable_all_to_all(x, world);
   // loss = Σ y · w with w[i] = 100·i + r: dL/dx on rank r, row j = the w row
   // rank j used for our block: 100·r + j.
   std::vector<double> w;
