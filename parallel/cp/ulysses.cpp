@@ -26,7 +26,8 @@ Tensor ulysses_attention(const Tensor& qkv_local, int64_t n_head_local, Communic
   // Heads are contiguous channel groups of q, k and v: block j of the send
   // buffer is heads [j·nh, (j+1)·nh) of q|k|v for our positions.
   Tensor send = contiguous(permute(view(qkv_local, {B, Tl, 3, C, Ch}), {3, 0, 1, 2, 4}));
-  Tensor recv = differentiable_all_to_all(send, cp);  // (C, B, T/C, 3, Cl/C): block i = positions of rank i
+  Tensor recv =
+      differentiable_all_to_all(send, cp);  // (C, B, T/C, 3, Cl/C): block i = positions of rank i
   Tensor qkv_heads = reshape(permute(recv, {1, 0, 2, 3, 4}), {B, T, 3 * Ch});  // (B, T, 3·Cl/C)
   Tensor att;
   if (attn_p > 0) {

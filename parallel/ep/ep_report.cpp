@@ -3,21 +3,10 @@
 #include "nn/moe.h"
 #include "parallel/ep/ep_moe.h"
 #include "parallel/ep/ep_traffic.h"
+#include "parallel/zero/memory.h"  // format_bytes
 #include "tensor/factory.h"
 
 namespace ms {
-
-namespace {
-std::string with_commas(int64_t n) {
-  const std::string digits = std::to_string(n);
-  std::string s;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') s.push_back(',');
-    s.push_back(digits[i]);
-  }
-  return s;
-}
-}  // namespace
 
 std::string ep_groups_report(Communicator& dp, Communicator& world, const EpLayout& layout) {
   Tensor mine = full({1}, static_cast<double>(world.rank()), DType::F64);
@@ -31,11 +20,12 @@ std::string ep_groups_report(Communicator& dp, Communicator& world, const EpLayo
 std::string ep_memory_line(const GPT& model, int ep_size, int ep_rank) {
   const ExpertParams ex = expert_params(model, ep_size, ep_rank);
   const int64_t E = model.config().moe.experts;
-  return str_cat("expert parallelism: dense parameters ", with_commas(ex.dense_numel),
+  return str_cat("expert parallelism: dense parameters ", format_bytes(double(ex.dense_numel)),
                  " on every rank (the table above; averaged over dp); expert parameters ",
-                 with_commas(ex.local_numel), " per rank = ", E / ep_size, " of ", E,
-                 " experts per MoE layer (", with_commas(ex.expert_numel), " in all over ep ",
-                 ep_size, "; their optimizer over the expert-dp group, the table below)\n");
+                 format_bytes(double(ex.local_numel)), " per rank = ", E / ep_size, " of ", E,
+                 " experts per MoE layer (", format_bytes(double(ex.expert_numel)),
+                 " in all over ep ", ep_size,
+                 "; their optimizer over the expert-dp group, the table below)\n");
 }
 
 std::string ep_traffic_report(EpGroups& groups, const StepTraffic& meter, GPT& model, bool* match) {
