@@ -86,6 +86,8 @@ void read_moe_flags(const Flags& flags, TrainConfig& c) {
            "--device cpu)");
   MS_CHECK(c.cp == 1, "--moe-experts with --cp ", c.cp,
            ": MoE runs without context parallelism for now", planned);
+  // DeepSpeed engine.py _configure_zero_optimizer: assert not self.has_moe_layers,
+  // "MoE not supported with Stage 3".
   MS_CHECK(c.zero_stage <= 2, "--moe-experts with --zero-stage ", c.zero_stage,
            ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE runs with ZeRO stages 0-2 (use 0-2)");
   MS_CHECK(m.experts % c.ep == 0, "--ep ", c.ep, " does not divide --moe-experts ", m.experts,

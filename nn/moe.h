@@ -40,7 +40,8 @@ struct MoEExpertParallel {
 class MoE : public Module {
  public:
   // Experts start as copies of one GPT-2 MLP init, as DeepSpeed's Experts
-  // deep-copies the expert module it is given: the router's choices, not the
+  // (deepspeed/moe/experts.py, Experts.__init__: copy.deepcopy(expert) per
+  // local expert) deep-copies the expert module it is given: the router's choices, not the
   // init, make them differ.
   MoE(const GPTConfig& cfg, Generator& gen);
   Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)

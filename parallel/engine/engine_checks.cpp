@@ -24,6 +24,8 @@ void check_expert_parallel(const DsConfig& c, const GPTConfig& model) {
            c.source, ": moe.ep_size ", ep, " with tensor_parallel.size ", c.tensor_parallel.size,
            ", pipeline.stages ", c.pipeline.stages, " and sequence_parallel_size ",
            c.context_parallel.size, ": expert parallelism runs over data parallelism only for now");
+  // DeepSpeed engine.py _configure_zero_optimizer: assert not self.has_moe_layers,
+  // "MoE not supported with Stage 3".
   MS_CHECK(c.zero_optimization.stage <= 2, c.source, ": moe.ep_size ", ep,
            " with zero_optimization.stage ", c.zero_optimization.stage,
            ": ZeRO-3 with MoE is refused, as DeepSpeed's MoE supports ZeRO 1-2 only (use 0-2)");
