@@ -26,8 +26,8 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
            " is not divisible by n_head ", n_head);
   const Shape mask_shape{B, n_head, T, T};
   MS_CHECK(!mask || mask->shape == mask_shape, "causal_attention: dropout mask ",
-           mask ? shape_str(mask->shape) : "", " must be (B, n_head, T, T) = ",
-           shape_str(mask_shape));
+           mask ? shape_str(mask->shape) : "",
+           " must be (B, n_head, T, T) = ", shape_str(mask_shape));
   const Device d = qkv.device();
   MS_CHECK(!mask || mask->device() == d, "causal_attention: the dropout mask is on ",
            mask ? device_name(mask->device()) : "", " but qkv on ", device_name(d),
@@ -60,8 +60,7 @@ Tensor attention_with_mask(const Tensor& qkv, int64_t n_head,
                dk::flash_attention_backward<D>(d, dqkv.device_data<D>(), gc.device_data<D>(),
                                                x.device_data<D>(), o.device_data<D>(),
                                                lse.device_data<D>(), B, T, C, n_head,
-                                               mask ? mask->device_data() : nullptr,
-                                               D(keep_scale));
+                                               mask ? mask->device_data() : nullptr, D(keep_scale));
              });
              return std::vector<Tensor>{dqkv};
            });
@@ -150,7 +149,7 @@ Tensor masked_scale(const Tensor& x, const std::shared_ptr<const DropoutMask>& m
 
 }  // namespace
 
-Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask) {
+static Tensor apply_dropout_mask_unplaced(const Tensor& x, const DropoutMask& mask) {
   MS_CHECK(x.shape() == mask.shape, "dropout: input ", shape_str(x.shape()), " but mask ",
            shape_str(mask.shape));
   // The kept elements' 1/(1-p) is applied in f32: rounded to 16-bit first it
@@ -166,6 +165,14 @@ Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask) {
     record(out, "dropout", {x},
            [m](const Tensor& g) { return std::vector<Tensor>{masked_scale(g, m)}; });
   return out;
+}
+
+// Dropout scales each element by 0 or 1/(1-p): linear, so a partial input
+// stays partial (each rank must then draw the same mask, as Megatron's
+// tp-shared stream does for activations it reduces later).
+Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask) {
+  const Placements placed = keep_linear("dropout", x);
+  return with_placements(apply_dropout_mask_unplaced(x, mask), placed);
 }
 
 Tensor dropout(const Tensor& x, double p, Generator& gen) {

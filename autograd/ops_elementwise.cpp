@@ -77,32 +77,35 @@ Tensor sum_to(const Tensor& t, const Shape& shape) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  const Placements placed = combine_sum("add", a, b);
   if (auto d = mixed::result_dtype({&a, &b}, "add"))
-    return mixed::down(add(mixed::up(a), mixed::up(b)), *d);
+    return with_placements(mixed::down(add(mixed::up(a), mixed::up(b)), *d), placed);
   Tensor out = binary_forward(cpu::BinaryOp::Add, "add", a, b);
   if (needs_grad({&a, &b})) {
     record(out, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
       return std::vector<Tensor>{sum_to(g, sa), sum_to(g, sb)};
     });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  const Placements placed = combine_sum("sub", a, b);
   if (auto d = mixed::result_dtype({&a, &b}, "sub"))
-    return mixed::down(sub(mixed::up(a), mixed::up(b)), *d);
+    return with_placements(mixed::down(sub(mixed::up(a), mixed::up(b)), *d), placed);
   Tensor out = binary_forward(cpu::BinaryOp::Sub, "sub", a, b);
   if (needs_grad({&a, &b})) {
     record(out, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
       return std::vector<Tensor>{sum_to(g, sa), sum_to(neg(g), sb)};
     });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  const Placements placed = combine_product("mul", a, b, false);
   if (auto d = mixed::result_dtype({&a, &b}, "mul"))
-    return mixed::down(mul(mixed::up(a), mixed::up(b)), *d);
+    return with_placements(mixed::down(mul(mixed::up(a), mixed::up(b)), *d), placed);
   Tensor out = binary_forward(cpu::BinaryOp::Mul, "mul", a, b);
   if (needs_grad({&a, &b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -111,12 +114,13 @@ Tensor mul(const Tensor& a, const Tensor& b) {
                                  gb ? sum_to(mul(g, a), b.shape()) : Tensor()};
     });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  const Placements placed = combine_product("div", a, b, true);
   if (auto d = mixed::result_dtype({&a, &b}, "div"))
-    return mixed::down(div(mixed::up(a), mixed::up(b)), *d);
+    return with_placements(mixed::down(div(mixed::up(a), mixed::up(b)), *d), placed);
   Tensor out = binary_forward(cpu::BinaryOp::Div, "div", a, b);
   if (needs_grad({&a, &b})) {
     bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -128,55 +132,67 @@ Tensor div(const Tensor& a, const Tensor& b) {
                  gb ? sum_to(neg(div(mul(g, out), b)), b.shape()) : Tensor()};
            });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor add(const Tensor& a, double s) {
-  if (auto d = mixed::result_dtype({&a}, "add")) return mixed::down(add(mixed::up(a), s), *d);
+  const Placements placed = keep_nonlinear("add (a scalar)", a);
+  if (auto d = mixed::result_dtype({&a}, "add"))
+    return with_placements(mixed::down(add(mixed::up(a), s), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::AddScalar, "add", a, s);
   if (needs_grad({&a}))
     record(out, "add_scalar", {a}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor mul(const Tensor& a, double s) {
-  if (auto d = mixed::result_dtype({&a}, "mul")) return mixed::down(mul(mixed::up(a), s), *d);
+  const Placements placed = keep_linear("mul (by a scalar)", a);
+  if (auto d = mixed::result_dtype({&a}, "mul"))
+    return with_placements(mixed::down(mul(mixed::up(a), s), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::MulScalar, "mul", a, s);
   if (needs_grad({&a}))
     record(out, "mul_scalar", {a}, [s](const Tensor& g) { return std::vector<Tensor>{mul(g, s)}; });
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor neg(const Tensor& a) {
-  if (auto d = mixed::result_dtype({&a}, "neg")) return mixed::down(neg(mixed::up(a)), *d);
+  const Placements placed = keep_linear("neg", a);
+  if (auto d = mixed::result_dtype({&a}, "neg"))
+    return with_placements(mixed::down(neg(mixed::up(a)), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::Neg, "neg", a);
   if (needs_grad({&a}))
     record(out, "neg", {a}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor exp(const Tensor& a) {
-  if (auto d = mixed::result_dtype({&a}, "exp")) return mixed::down(exp(mixed::up(a)), *d);
+  const Placements placed = keep_nonlinear("exp", a);
+  if (auto d = mixed::result_dtype({&a}, "exp"))
+    return with_placements(mixed::down(exp(mixed::up(a)), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::Exp, "exp", a);
   if (needs_grad({&a})) {
     record(out, "exp", {a},
            [out = detach(out)](const Tensor& g) { return std::vector<Tensor>{mul(g, out)}; });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor log(const Tensor& a) {
-  if (auto d = mixed::result_dtype({&a}, "log")) return mixed::down(log(mixed::up(a)), *d);
+  const Placements placed = keep_nonlinear("log", a);
+  if (auto d = mixed::result_dtype({&a}, "log"))
+    return with_placements(mixed::down(log(mixed::up(a)), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::Log, "log", a);
   if (needs_grad({&a})) {
     record(out, "log", {a},
            [a = detach(a)](const Tensor& g) { return std::vector<Tensor>{div(g, a)}; });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor tanh(const Tensor& a) {
-  if (auto d = mixed::result_dtype({&a}, "tanh")) return mixed::down(tanh(mixed::up(a)), *d);
+  const Placements placed = keep_nonlinear("tanh", a);
+  if (auto d = mixed::result_dtype({&a}, "tanh"))
+    return with_placements(mixed::down(tanh(mixed::up(a)), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::Tanh, "tanh", a);
   if (needs_grad({&a})) {
     record(out, "tanh", {a}, [out = detach(out)](const Tensor& g) {
@@ -184,29 +200,33 @@ Tensor tanh(const Tensor& a) {
       return std::vector<Tensor>{mul(g, add(neg(mul(out, out)), 1.0))};
     });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor sqrt(const Tensor& a) {
-  if (auto d = mixed::result_dtype({&a}, "sqrt")) return mixed::down(sqrt(mixed::up(a)), *d);
+  const Placements placed = keep_nonlinear("sqrt", a);
+  if (auto d = mixed::result_dtype({&a}, "sqrt"))
+    return with_placements(mixed::down(sqrt(mixed::up(a)), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::Sqrt, "sqrt", a);
   if (needs_grad({&a})) {
     record(out, "sqrt", {a}, [out = detach(out)](const Tensor& g) {
       return std::vector<Tensor>{div(mul(g, 0.5), out)};
     });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 Tensor pow(const Tensor& a, double exponent) {
-  if (auto d = mixed::result_dtype({&a}, "pow")) return mixed::down(pow(mixed::up(a), exponent), *d);
+  const Placements placed = keep_nonlinear("pow", a);
+  if (auto d = mixed::result_dtype({&a}, "pow"))
+    return with_placements(mixed::down(pow(mixed::up(a), exponent), *d), placed);
   Tensor out = unary_forward(cpu::UnaryOp::PowScalar, "pow", a, exponent);
   if (needs_grad({&a})) {
     record(out, "pow", {a}, [a = detach(a), exponent](const Tensor& g) {
       return std::vector<Tensor>{mul(g, mul(pow(a, exponent - 1), exponent))};
     });
   }
-  return out;
+  return with_placements(out, placed);
 }
 
 // ---- in place ----

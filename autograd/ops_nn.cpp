@@ -61,8 +61,9 @@ Tensor rowwise_softmax(const char* op, const Tensor& t, int64_t dim, Fwd fwd, Bw
 
 }  // namespace
 
-Tensor softmax(const Tensor& t, int64_t dim) {
-  if (auto d = mixed::result_dtype({&t}, "softmax")) return mixed::down(softmax(mixed::up(t), dim), *d);
+static Tensor softmax_unplaced(const Tensor& t, int64_t dim) {
+  if (auto d = mixed::result_dtype({&t}, "softmax"))
+    return mixed::down(softmax(mixed::up(t), dim), *d);
   return rowwise_softmax(
       "softmax", t, dim,
       [](Device d, auto* y, const auto* x, int64_t N, int64_t C) {
@@ -73,7 +74,12 @@ Tensor softmax(const Tensor& t, int64_t dim) {
       });
 }
 
-Tensor log_softmax(const Tensor& t, int64_t dim) {
+Tensor softmax(const Tensor& t, int64_t dim) {
+  const Placements placed = keep_rowwise("softmax", t, dim);
+  return with_placements(softmax_unplaced(t, dim), placed);
+}
+
+static Tensor log_softmax_unplaced(const Tensor& t, int64_t dim) {
   if (auto d = mixed::result_dtype({&t}, "log_softmax"))
     return mixed::down(log_softmax(mixed::up(t), dim), *d);
   return rowwise_softmax(
@@ -86,7 +92,13 @@ Tensor log_softmax(const Tensor& t, int64_t dim) {
       });
 }
 
-Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor log_softmax(const Tensor& t, int64_t dim) {
+  const Placements placed = keep_rowwise("log_softmax", t, dim);
+  return with_placements(log_softmax_unplaced(t, dim), placed);
+}
+
+static Tensor layernorm_unplaced(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                 double eps) {
   // Mean and rstd are computed and kept in f32 (mixed.h).
   if (auto d = mixed::result_dtype({&x, &weight, &bias}, "layernorm"))
     return mixed::recompute_in_f32("layernorm", {x, weight, bias}, *d, [eps](const auto& t) {
@@ -122,10 +134,9 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
       KernelScope scope("layernorm backward", d);
       dispatch_compute(xc.dtype(), "layernorm backward", [&](auto tag) {
         using T = decltype(tag);
-        dk::layernorm_backward<T>(d, dx.device_data<T>(), dw.device_data<T>(),
-                                  db.device_data<T>(), gc.device_data<T>(), xc.device_data<T>(),
-                                  wc.device_data<T>(), mean.device_data<T>(),
-                                  rstd.device_data<T>(), N, C);
+        dk::layernorm_backward<T>(d, dx.device_data<T>(), dw.device_data<T>(), db.device_data<T>(),
+                                  gc.device_data<T>(), xc.device_data<T>(), wc.device_data<T>(),
+                                  mean.device_data<T>(), rstd.device_data<T>(), N, C);
       });
       return std::vector<Tensor>{dx, dw, db};
     });
@@ -133,7 +144,13 @@ Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, doub
   return out;
 }
 
-Tensor gelu(const Tensor& x) {
+// The weight and bias act per channel, so the output lives as x does.
+Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  const Placements placed = keep_rowwise("layernorm", x, -1);
+  return with_placements(layernorm_unplaced(x, weight, bias, eps), placed);
+}
+
+static Tensor gelu_unplaced(const Tensor& x) {
   if (auto d = mixed::result_dtype({&x}, "gelu"))
     return mixed::recompute_in_f32("gelu", {x}, *d, [](const auto& t) { return gelu(t[0]); });
   check_compute("gelu", x, "input");
@@ -162,6 +179,11 @@ Tensor gelu(const Tensor& x) {
     });
   }
   return out;
+}
+
+Tensor gelu(const Tensor& x) {
+  const Placements placed = keep_nonlinear("gelu", x);
+  return with_placements(gelu_unplaced(x), placed);
 }
 
 // Checks every index is in [0, limit): an out-of-range token id must be an
@@ -218,10 +240,11 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   return out;
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
+static Tensor cross_entropy_unplaced(const Tensor& logits, const Tensor& targets) {
   // 16-bit logits: softmax over the vocabulary and the loss stay f32 (mixed.h);
   // the logits' gradient is rounded to 16-bit by the cast's backward.
-  if (mixed::result_dtype({&logits}, "cross_entropy")) return cross_entropy(mixed::up(logits), targets);
+  if (mixed::result_dtype({&logits}, "cross_entropy"))
+    return cross_entropy(mixed::up(logits), targets);
   check_compute("cross_entropy", logits, "logits");
   MS_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.shape()[0] == logits.shape()[0],
            "cross_entropy: logits must be (N, V) and targets (N), got ", shape_str(logits.shape()),
@@ -257,6 +280,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
     });
   }
   return out;
+}
+
+// A loss over the classes of a sharded or partial logit row would be wrong on
+// every rank; vocab-parallel cross-entropy (parallel/tp/cross_entropy.h) is
+// the sharded form.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
+  keep_rowwise("cross_entropy", logits, -1);
+  return cross_entropy_unplaced(logits, targets);
 }
 
 }  // namespace ms

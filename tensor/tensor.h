@@ -15,6 +15,7 @@
 
 #include "tensor/dtype.h"
 #include "tensor/error.h"
+#include "tensor/placement.h"
 #include "tensor/storage.h"
 
 namespace ms {
@@ -40,6 +41,9 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<Node> grad_fn;     // null for leaves
   std::vector<GradHook> grad_hooks;  // leaves only: run once .grad is final for this backward
+
+  // Replicated / sharded / partial per mesh axis (tensor/placement.h).
+  Placements placements;
 };
 
 class Tensor {
