@@ -41,12 +41,18 @@ inline Weights make_weights() {
   };
   Weights w;
   w.by_name = {
-      {"ln_1.weight", rnd({C}, 1, 0.1)},        {"ln_1.bias", rnd({C}, 0, 0.1)},
-      {"attn.c_attn.weight", rnd({C, 3 * C}, 0, 0.3)}, {"attn.c_attn.bias", rnd({3 * C}, 0, 0.1)},
-      {"attn.c_proj.weight", rnd({C, C}, 0, 0.3)},     {"attn.c_proj.bias", rnd({C}, 0, 0.1)},
-      {"ln_2.weight", rnd({C}, 1, 0.1)},        {"ln_2.bias", rnd({C}, 0, 0.1)},
-      {"mlp.c_fc.weight", rnd({C, 4 * C}, 0, 0.3)},    {"mlp.c_fc.bias", rnd({4 * C}, 0, 0.1)},
-      {"mlp.c_proj.weight", rnd({4 * C, C}, 0, 0.2)},  {"mlp.c_proj.bias", rnd({C}, 0, 0.1)},
+      {"ln_1.weight", rnd({C}, 1, 0.1)},
+      {"ln_1.bias", rnd({C}, 0, 0.1)},
+      {"attn.c_attn.weight", rnd({C, 3 * C}, 0, 0.3)},
+      {"attn.c_attn.bias", rnd({3 * C}, 0, 0.1)},
+      {"attn.c_proj.weight", rnd({C, C}, 0, 0.3)},
+      {"attn.c_proj.bias", rnd({C}, 0, 0.1)},
+      {"ln_2.weight", rnd({C}, 1, 0.1)},
+      {"ln_2.bias", rnd({C}, 0, 0.1)},
+      {"mlp.c_fc.weight", rnd({C, 4 * C}, 0, 0.3)},
+      {"mlp.c_fc.bias", rnd({4 * C}, 0, 0.1)},
+      {"mlp.c_proj.weight", rnd({4 * C, C}, 0, 0.2)},
+      {"mlp.c_proj.bias", rnd({C}, 0, 0.1)},
   };
   w.x = rnd({B, T, C}, 0, 1);
   w.dout = rnd({B, T, C}, 0, 1);
@@ -70,14 +76,15 @@ inline Tensors run_one_process(const Weights& w) {
   s[BlockTensor::Ln1Out] = ms::layernorm(w.x, p["ln_1.weight"], p["ln_1.bias"]);  // (B, T, C)
   s[BlockTensor::CAttnInput] = s[BlockTensor::Ln1Out];
   s[BlockTensor::CAttnOut] = ms::linear(s[BlockTensor::Ln1Out], p["attn.c_attn.weight"],
-                                        p["attn.c_attn.bias"]);                      // (B, T, 3C)
-  s[BlockTensor::AttnOut] = ms::causal_attention(s[BlockTensor::CAttnOut], H);       // (B, T, C)
+                                        p["attn.c_attn.bias"]);                 // (B, T, 3C)
+  s[BlockTensor::AttnOut] = ms::causal_attention(s[BlockTensor::CAttnOut], H);  // (B, T, C)
   s[BlockTensor::AttnProjPartial] = ms::matmul(s[BlockTensor::AttnOut], p["attn.c_proj.weight"]);
   s[BlockTensor::AttnProjReduced] = s[BlockTensor::AttnProjPartial] + p["attn.c_proj.bias"];
   s[BlockTensor::Residual1] = w.x + s[BlockTensor::AttnProjReduced];
-  s[BlockTensor::Ln2Out] = ms::layernorm(s[BlockTensor::Residual1], p["ln_2.weight"], p["ln_2.bias"]);
+  s[BlockTensor::Ln2Out] =
+      ms::layernorm(s[BlockTensor::Residual1], p["ln_2.weight"], p["ln_2.bias"]);
   s[BlockTensor::FcOut] = ms::linear(s[BlockTensor::Ln2Out], p["mlp.c_fc.weight"],
-                                     p["mlp.c_fc.bias"]);                            // (B, T, 4C)
+                                     p["mlp.c_fc.bias"]);  // (B, T, 4C)
   s[BlockTensor::GeluOut] = ms::gelu(s[BlockTensor::FcOut]);
   s[BlockTensor::MlpProjPartial] = ms::matmul(s[BlockTensor::GeluOut], p["mlp.c_proj.weight"]);
   s[BlockTensor::MlpProjReduced] = s[BlockTensor::MlpProjPartial] + p["mlp.c_proj.bias"];
@@ -113,25 +120,26 @@ inline Tensors run_tp_sp(const Weights& w, ms::Communicator& tp) {
   s[BlockTensor::Input] = x;
   s[BlockTensor::Ln1Out] = ms::layernorm(x, p["ln_1.weight"], p["ln_1.bias"]);  // (B, T/t, C)
   s[BlockTensor::CAttnInput] =
-      ms::gather_from_sequence_parallel_region(s[BlockTensor::Ln1Out], tp);      // (B, T, C)
+      ms::gather_from_sequence_parallel_region(s[BlockTensor::Ln1Out], tp);  // (B, T, C)
   s[BlockTensor::CAttnOut] = ms::linear(s[BlockTensor::CAttnInput], p["attn.c_attn.weight"],
-                                        p["attn.c_attn.bias"]);                   // (B, T, 3C/t)
+                                        p["attn.c_attn.bias"]);                     // (B, T, 3C/t)
   s[BlockTensor::AttnOut] = ms::causal_attention(s[BlockTensor::CAttnOut], H / t);  // (B, T, C/t)
   s[BlockTensor::AttnProjPartial] =
-      ms::matmul(s[BlockTensor::AttnOut], p["attn.c_proj.weight"]);              // (B, T, C)
+      ms::matmul(s[BlockTensor::AttnOut], p["attn.c_proj.weight"]);  // (B, T, C)
   s[BlockTensor::AttnProjReduced] =
       ms::reduce_scatter_to_sequence_parallel_region(s[BlockTensor::AttnProjPartial], tp) +
-      p["attn.c_proj.bias"];                                                      // (B, T/t, C)
+      p["attn.c_proj.bias"];  // (B, T/t, C)
   s[BlockTensor::Residual1] = x + s[BlockTensor::AttnProjReduced];
-  s[BlockTensor::Ln2Out] = ms::layernorm(s[BlockTensor::Residual1], p["ln_2.weight"], p["ln_2.bias"]);
+  s[BlockTensor::Ln2Out] =
+      ms::layernorm(s[BlockTensor::Residual1], p["ln_2.weight"], p["ln_2.bias"]);
   s[BlockTensor::FcOut] =
       ms::linear(ms::gather_from_sequence_parallel_region(s[BlockTensor::Ln2Out], tp),
-                 p["mlp.c_fc.weight"], p["mlp.c_fc.bias"]);                       // (B, T, 4C/t)
+                 p["mlp.c_fc.weight"], p["mlp.c_fc.bias"]);  // (B, T, 4C/t)
   s[BlockTensor::GeluOut] = ms::gelu(s[BlockTensor::FcOut]);
   s[BlockTensor::MlpProjPartial] = ms::matmul(s[BlockTensor::GeluOut], p["mlp.c_proj.weight"]);
   s[BlockTensor::MlpProjReduced] =
       ms::reduce_scatter_to_sequence_parallel_region(s[BlockTensor::MlpProjPartial], tp) +
-      p["mlp.c_proj.bias"];                                                       // (B, T/t, C)
+      p["mlp.c_proj.bias"];  // (B, T/t, C)
   s[BlockTensor::Output] = s[BlockTensor::Residual1] + s[BlockTensor::MlpProjReduced];
   ms::sum(s[BlockTensor::Output] * dout).backward();
   s[BlockTensor::CAttnWeight] = ms::detach(p["attn.c_attn.weight"]);
@@ -150,23 +158,24 @@ inline Tensors run_tp_sp(const Weights& w, ms::Communicator& tp) {
   const ms::ColumnParallelOptions col{.sequence_parallel = true};
   const ms::RowParallelOptions row{.sequence_parallel = true};
   auto d = [&p](const char* name) { return ms::detach(p[name]); };
-  Tensor h1 = x + ms::row_parallel_linear(
-                      ms::causal_attention(
-                          ms::column_parallel_linear(
-                              ms::layernorm(x, d("ln_1.weight"), d("ln_1.bias")),
-                              d("attn.c_attn.weight"), d("attn.c_attn.bias"), tp, col),
-                          H / t),
-                      d("attn.c_proj.weight"), d("attn.c_proj.bias"), tp, row);
-  Tensor out = h1 + ms::row_parallel_linear(
-                        ms::gelu(ms::column_parallel_linear(
-                            ms::layernorm(h1, d("ln_2.weight"), d("ln_2.bias")),
-                            d("mlp.c_fc.weight"), d("mlp.c_fc.bias"), tp, col)),
-                        d("mlp.c_proj.weight"), d("mlp.c_proj.bias"), tp, row);
+  Tensor h1 =
+      x + ms::row_parallel_linear(
+              ms::causal_attention(ms::column_parallel_linear(
+                                       ms::layernorm(x, d("ln_1.weight"), d("ln_1.bias")),
+                                       d("attn.c_attn.weight"), d("attn.c_attn.bias"), tp, col),
+                                   H / t),
+              d("attn.c_proj.weight"), d("attn.c_proj.bias"), tp, row);
+  Tensor out = h1 + ms::row_parallel_linear(ms::gelu(ms::column_parallel_linear(
+                                                ms::layernorm(h1, d("ln_2.weight"), d("ln_2.bias")),
+                                                d("mlp.c_fc.weight"), d("mlp.c_fc.bias"), tp, col)),
+                                            d("mlp.c_proj.weight"), d("mlp.c_proj.bias"), tp, row);
   const std::vector<double> a = ms::detach(s[BlockTensor::Output]).to_vector(), b = out.to_vector();
   double diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
-  MS_CHECK(diff < 1e-12, "lesson 17 checker: its tp + SP block differs from parallel/tp's "
-                         "column/row layers by ", diff, " (a bug in block_runs.h)");
+  MS_CHECK(diff < 1e-12,
+           "lesson 17 checker: its tp + SP block differs from parallel/tp's "
+           "column/row layers by ",
+           diff, " (a bug in block_runs.h)");
   return s;
 }
 

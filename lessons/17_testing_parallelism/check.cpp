@@ -15,6 +15,7 @@
 // measured and the likely misconception behind the answer.
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,54 @@ std::string guarded_placement(BlockTensor which, Placement& out) {
   return "";
 }
 
+// The placement rules of tensor/placement.h applied to the learner's answer:
+// the block's elementwise ops, on stand-in tensors of one process's shapes
+// that carry the learner's placements over tp. The rules derive what each
+// op's output must be, or refuse with the error the framework raises when a
+// reduction is missing (docs/architecture.md, "Placements"). Printed for the
+// learner; the verdict is the measurement above.
+void print_rules_on(const std::map<BlockTensor, Placement>& said, const Tensors& one) {
+  auto stand_in = [&](BlockTensor b) {
+    Tensor t = zeros(one.at(b).shape(), DType::F64);
+    if (!said.at(b).is(Placement::Kind::Unknown))
+      set_placement(t, MeshAxis::TP, said.at(b), tensor_name(b));
+    return t;
+  };
+  struct Rule {
+    const char* op;
+    BlockTensor a, b, out;
+    bool binary;
+  };
+  const Rule rules[] = {
+      {"layernorm", BlockTensor::Input, BlockTensor::Input, BlockTensor::Ln1Out, false},
+      {"add", BlockTensor::Input, BlockTensor::AttnProjReduced, BlockTensor::Residual1, true},
+      {"gelu", BlockTensor::FcOut, BlockTensor::FcOut, BlockTensor::GeluOut, false},
+      {"add", BlockTensor::Residual1, BlockTensor::MlpProjReduced, BlockTensor::Output, true},
+  };
+  std::printf("the placement rules (tensor/placement.h) on your answer:\n");
+  for (const Rule& r : rules) {
+    const std::string call = r.binary
+                                 ? str_cat(r.op, "(", tensor_name(r.a), ", ", tensor_name(r.b), ")")
+                                 : str_cat(r.op, "(", tensor_name(r.a), ")");
+    const int64_t nd = one.at(r.out).dim();
+    try {
+      const Tensor a = stand_in(r.a), b = stand_in(r.b);
+      const Placements p = !r.binary ? (std::string(r.op) == "gelu" ? keep_nonlinear(r.op, a)
+                                                                    : keep_rowwise(r.op, a, -1))
+                                     : combine_sum(r.op, a, b);
+      const Placement got = p.on[int(MeshAxis::TP)];
+      std::printf("  %s -> %s%s\n", call.c_str(), placement_str(got, nd).c_str(),
+                  got == said.at(r.out) || got.is(Placement::Kind::Unknown)
+                      ? ""
+                      : str_cat(", but you said ", tensor_name(r.out), " is ",
+                                placement_str(said.at(r.out), nd))
+                            .c_str());
+    } catch (const Error& e) {
+      std::printf("  %s -> ms::Error: %s\n", call.c_str(), e.what());
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,12 +173,14 @@ int main(int argc, char** argv) {
       one[b] = qkv_by_heads(detach(one[b]), world.size());
     const bool r0 = world.rank() == 0;
     if (r0)
-      std::printf("one GPT-2 block (B %lld, T %lld, C %lld, %lld heads), f64, on one process and "
-                  "at tp 2 + sequence parallelism;\neach tensor's placement over tp measured from "
-                  "both ranks' values:\n",
-                  (long long)B, (long long)T, (long long)C, (long long)H);
+      std::printf(
+          "one GPT-2 block (B %lld, T %lld, C %lld, %lld heads), f64, on one process and "
+          "at tp 2 + sequence parallelism;\neach tensor's placement over tp measured from "
+          "both ranks' values:\n",
+          (long long)B, (long long)T, (long long)C, (long long)H);
     std::string why;
     int wrong = 0;
+    std::map<BlockTensor, Placement> said_all;
     for (int i = 0; i < kBlockTensors; ++i) {
       const auto which = BlockTensor(i);
       const Measured m = measure(mine.at(which), one.at(which), world);
@@ -142,6 +193,7 @@ int main(int argc, char** argv) {
         why = threw;
         break;
       }
+      said_all[which] = said;
       const bool ok = said == m.placement;
       if (r0)
         std::printf("  %-44s %-10s measured %-16s you said %s%s\n", tensor_name(which),
@@ -153,7 +205,10 @@ int main(int argc, char** argv) {
                       "; you said ", placement_str(said, nd), ".\n  ",
                       hint(which, said, m.placement));
     }
-    if (wrong > 1) why += str_cat("\n  (", wrong, " tensors placed wrongly; this is the first in block order)");
+    // Unless tp_placement threw (and the loop stopped early).
+    if (r0 && int(said_all.size()) == kBlockTensors) print_rules_on(said_all, one);
+    if (wrong > 1)
+      why += str_cat("\n  (", wrong, " tensors placed wrongly; this is the first in block order)");
     std::fflush(stdout);
     const bool ok = agree(world, why,
                           "tp_placement: the placement over tp of every tensor of one block at "

@@ -13,29 +13,52 @@ using Kind = ms::Placement::Kind;
 
 inline const char* tensor_name(BlockTensor b) {
   switch (b) {
-    case BlockTensor::Input: return "x (the block's input)";
-    case BlockTensor::Ln1Out: return "ln_1 output";
-    case BlockTensor::CAttnInput: return "c_attn input (ln_1 output all-gathered)";
-    case BlockTensor::CAttnOut: return "c_attn output (q|k|v)";
-    case BlockTensor::AttnOut: return "attention output";
-    case BlockTensor::AttnProjPartial: return "attn.c_proj GEMM output (before reduction)";
-    case BlockTensor::AttnProjReduced: return "attn.c_proj after reduce-scatter + bias";
-    case BlockTensor::Residual1: return "residual x + attention";
-    case BlockTensor::Ln2Out: return "ln_2 output";
-    case BlockTensor::FcOut: return "mlp.c_fc output";
-    case BlockTensor::GeluOut: return "gelu output";
-    case BlockTensor::MlpProjPartial: return "mlp.c_proj GEMM output (before reduction)";
-    case BlockTensor::MlpProjReduced: return "mlp.c_proj after reduce-scatter + bias";
-    case BlockTensor::Output: return "block output";
-    case BlockTensor::CAttnWeight: return "attn.c_attn.weight";
-    case BlockTensor::CAttnBias: return "attn.c_attn.bias";
-    case BlockTensor::AttnProjWeight: return "attn.c_proj.weight";
-    case BlockTensor::AttnProjBias: return "attn.c_proj.bias";
-    case BlockTensor::Ln1Weight: return "ln_1.weight";
-    case BlockTensor::CAttnWeightGrad: return "gradient of attn.c_attn.weight";
-    case BlockTensor::AttnProjWeightGrad: return "gradient of attn.c_proj.weight";
-    case BlockTensor::AttnProjBiasGrad: return "gradient of attn.c_proj.bias";
-    case BlockTensor::Ln1WeightGrad: return "gradient of ln_1.weight";
+    case BlockTensor::Input:
+      return "x (the block's input)";
+    case BlockTensor::Ln1Out:
+      return "ln_1 output";
+    case BlockTensor::CAttnInput:
+      return "c_attn input (ln_1 output all-gathered)";
+    case BlockTensor::CAttnOut:
+      return "c_attn output (q|k|v)";
+    case BlockTensor::AttnOut:
+      return "attention output";
+    case BlockTensor::AttnProjPartial:
+      return "attn.c_proj GEMM output (before reduction)";
+    case BlockTensor::AttnProjReduced:
+      return "attn.c_proj after reduce-scatter + bias";
+    case BlockTensor::Residual1:
+      return "residual x + attention";
+    case BlockTensor::Ln2Out:
+      return "ln_2 output";
+    case BlockTensor::FcOut:
+      return "mlp.c_fc output";
+    case BlockTensor::GeluOut:
+      return "gelu output";
+    case BlockTensor::MlpProjPartial:
+      return "mlp.c_proj GEMM output (before reduction)";
+    case BlockTensor::MlpProjReduced:
+      return "mlp.c_proj after reduce-scatter + bias";
+    case BlockTensor::Output:
+      return "block output";
+    case BlockTensor::CAttnWeight:
+      return "attn.c_attn.weight";
+    case BlockTensor::CAttnBias:
+      return "attn.c_attn.bias";
+    case BlockTensor::AttnProjWeight:
+      return "attn.c_proj.weight";
+    case BlockTensor::AttnProjBias:
+      return "attn.c_proj.bias";
+    case BlockTensor::Ln1Weight:
+      return "ln_1.weight";
+    case BlockTensor::CAttnWeightGrad:
+      return "gradient of attn.c_attn.weight";
+    case BlockTensor::AttnProjWeightGrad:
+      return "gradient of attn.c_proj.weight";
+    case BlockTensor::AttnProjBiasGrad:
+      return "gradient of attn.c_proj.bias";
+    case BlockTensor::Ln1WeightGrad:
+      return "gradient of ln_1.weight";
   }
   return "?";
 }

@@ -8,8 +8,8 @@
 using ms::Placement;
 
 ms::Placement tp_placement(BlockTensor which) {
-  const Placement positions = Placement::sharded(1, 3);   // (B, T/t, C): my T/t positions
-  const Placement features = Placement::sharded(-1, 3);   // (B, T, n/t): my heads / columns
+  const Placement positions = Placement::sharded(1, 3);  // (B, T/t, C): my T/t positions
+  const Placement features = Placement::sharded(-1, 3);  // (B, T, n/t): my heads / columns
   switch (which) {
     // The SP region: per-token ops on this rank's positions.
     case BlockTensor::Input:
