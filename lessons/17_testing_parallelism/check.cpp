@@ -202,8 +202,7 @@ int main(int argc, char** argv) {
                     ok ? "" : "   <- wrong");
       if (!ok && wrong++ == 0)
         why = str_cat(tensor_name(which), ": ", m.evidence, ": ", placement_str(m.placement, nd),
-                      "; you said ", placement_str(said, nd), ".\n  ",
-                      hint(which, said, m.placement));
+                      "; you said ", placement_str(said, nd), ".\n  ", hint(which, said));
     }
     // Unless tp_placement threw (and the loop stopped early).
     if (r0 && int(said_all.size()) == kBlockTensors) print_rules_on(said_all, one);

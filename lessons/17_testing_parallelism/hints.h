@@ -63,8 +63,9 @@ inline const char* tensor_name(BlockTensor b) {
   return "?";
 }
 
-// Why `which` is `measured`, aimed at the learner's answer `said`.
-inline std::string hint(BlockTensor which, ms::Placement said, ms::Placement measured) {
+// Why `which` has the placement the checker measured, aimed at the
+// learner's answer `said`.
+inline std::string hint(BlockTensor which, ms::Placement said) {
   if (said.is(Kind::Unknown))
     return "every tensor here crosses the tp group and has a placement: replicated(), "
            "sharded(dim, ndim) or partial()";
@@ -143,7 +144,6 @@ inline std::string hint(BlockTensor which, ms::Placement said, ms::Placement mea
       return "the parameter is replicated, but under SP its gradient is a sum over the tokens "
              "of THIS rank only: partial(sum), until allreduce_sequence_parallel_grads sums it";
   }
-  (void)measured;
   return "";
 }
 
