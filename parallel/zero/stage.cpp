@@ -56,7 +56,8 @@ void ZeroShardedStage::mark_partition_reduced(int g, const std::vector<Tensor>& 
   const Tensor& mine = param_slices_[g].grad();
   if (!placement_checks_enabled() || !mine.defined()) return;
   forget_placements(mine);
-  place_over(mine, axis_, dp_, Placement::sharded(0, 1), partition_label(g));
+  set_label(mine, partition_label(g));  // also over one rank: other axes may owe
+  place_over(mine, axis_, dp_, Placement::sharded(0, 1));
   for (const Tensor& grad : entering) carry_other_debts(mine, grad, axis_);
 }
 
