@@ -553,9 +553,9 @@ gtiny=("${tiny[@]}" --n-layer 2)
 planted "planted average-gradient-twice (DDP)" average-gradient-twice \
   "DDP bucket all-reduce: 'ln_f.bias grad' [16] [dp: replicated] is replicated over dp" 2 \
   train "${gtiny[@]}"
-planted "planted average-gradient-twice (ZeRO-1)" average-gradient-twice \
-  "is sharded over dp; this step's gradients were already reduced into this partition" 2 \
-  train "${gtiny[@]}" --zero-stage 1
+planted "planted average-gradient-twice (dp 2 × tp 2)" average-gradient-twice \
+  "grad' [16] [dp: replicated] is replicated over dp; it was already reduced" 4 \
+  train "${gtiny[@]}" --tp 2
 planted "planted skip-tied-embedding-sum (pp 2)" skip-tied-embedding-sum \
   "gradient norm: 'wte.weight grad' [256, 16] [the embedding group (first and last pipeline stage): partial(sum)]" \
   2 train "${gtiny[@]}" --pp 2

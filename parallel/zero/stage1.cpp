@@ -37,13 +37,6 @@ void ZeroStage1::on_grad_ready(int i) {
 }
 
 void ZeroStage1::reduce_gradients() {
-  // The planted bug: the reduction runs twice (the slice check below refuses
-  // the second pass on every rank, before its collective).
-  const int passes = planted_bug() == PlantedBug::AverageGradientTwice && axis_ == MeshAxis::DP ? 2 : 1;
-  for (int pass = 0; pass < passes; ++pass) reduce_scatter_once();
-}
-
-void ZeroStage1::reduce_scatter_once() {
   const int rank = dp_.rank();
   for (int g = 0; g < layout_.num_groups(); ++g) {
     std::vector<Tensor> entering;

@@ -30,7 +30,6 @@ class ZeroStage1 : public ZeroShardedStage {
   size_t layout_bytes(size_t optimizer_bytes_per_param) const override;
 
  private:
-  void reduce_scatter_once();
   void on_grad_ready(int param) override;
 
   std::vector<Tensor>

@@ -5,6 +5,7 @@
 // gradient; a whole-model save refuses a shard. Then each planted bug
 // (tensor/placement.h) must raise its named ms::Error — not a loss that is
 // slightly off — and the same run without it must train.
+#include <cmath>
 #include <filesystem>
 
 #include "autograd/grad_mode.h"
@@ -15,6 +16,8 @@
 #include "parallel/comm/placement.h"
 #include "parallel/dp/data_parallel.h"
 #include "parallel/engine/engine.h"
+#include "parallel/zero/stage.h"
+#include "parallel/zero/zero_optimizer.h"
 #include "tensor/factory.h"
 #include "tests/catch_compat.h"
 #include "tests/mpi/error_capture.h"
@@ -138,6 +141,32 @@ TEST_CASE("placement grads: every ZeRO stage trains with placements on, gas 2",
         "(no error)");
 }
 
+TEST_CASE(
+    "placement grads: ZeRO-1 leaves the per-parameter gradients partial and its partition "
+    "sharded(0); a second reduce-scatter is refused",
+    "[mpi][placement]") {
+  Communicator world = Communicator::world();
+  if (world.size() < 2) return;
+  GPT model(tiny(), 5);
+  ZeroOptimizer zero(model, world, {.stage = 1},
+                     [](std::vector<Tensor> ps) { return std::make_unique<SGD>(ps, 0.1); });
+  TokenData data = TokenData::load("data/tinyshakespeare.txt");
+  Batch b = data.train_batch(0, world.rank(), world.size(), B, T);
+  model.loss(b.x, b.y).backward();
+  const Tensor wte = model.wte->weight;
+  CHECK(kind_of(wte.grad(), MeshAxis::DP) == Kind::Partial);
+  CHECK(describe_placement(wte.grad()).find("'wte.weight grad'") == 0);
+  zero.reduce_gradients();
+  const Tensor partition = zero.optimizer().params()[0].grad();
+  CHECK(placement_of(partition, MeshAxis::DP) == Placement::sharded(0, 1));
+  CHECK(kind_of(wte.grad(), MeshAxis::DP) == Kind::Partial);  // only my slice was averaged
+  const std::string twice = error_of([&] { zero.stage_impl().reduce_gradients(); });
+  CHECK(has(twice, "ZeRO-1 reduce-scatter: 'ZeRO gradient partition 0 ("));
+  CHECK(has(twice, "is sharded over dp; this step's gradients were already reduced"));
+  CHECK(std::isfinite(zero.step(0.1, 1.0)));  // the reduced partition steps
+  CHECK(kind_of(partition, MeshAxis::DP) == Kind::Partial);  // zeroed: owes again
+}
+
 TEST_CASE("placement grads: planted average-gradient-twice is refused by the second reduction",
           "[mpi][placement]") {
   Communicator world = Communicator::world();
@@ -149,9 +178,9 @@ TEST_CASE("placement grads: planted average-gradient-twice is refused by the sec
     CHECK(has(ddp, "grad' "));
     CHECK(has(ddp, "[dp: replicated] is replicated over dp; it was already reduced over this "
                    "group"));
-    const std::string zero1 = train_one_step(world, json(R"(, "zero_optimization": {"stage": 1})"));
-    CHECK(has(zero1, "ZeRO-1 reduce-scatter: 'ZeRO gradient partition 0 ("));
-    CHECK(has(zero1, "is sharded over dp; this step's gradients were already reduced"));
+    if (world.size() % 4 == 0)  // dp 2 × tp 2: the same check under tensor parallelism
+      CHECK(has(train_one_step(world, json(R"(, "tensor_parallel": {"size": 2})")),
+                "[dp: replicated] is replicated over dp; it was already reduced"));
   }
   CHECK(train_one_step(world, json("")) == "(no error)");
 }
