@@ -29,8 +29,8 @@ Tensor param_with_grad(MeshAxis axis, Placement grad_placement) {
 
 TEST_CASE("placement grads: the optimizer refuses a partial gradient on every axis, by name",
           "[placement]") {
-  for (MeshAxis axis : {MeshAxis::TP, MeshAxis::CP, MeshAxis::DP, MeshAxis::EP,
-                        MeshAxis::ExpertDP, MeshAxis::Embedding}) {
+  for (MeshAxis axis : {MeshAxis::TP, MeshAxis::CP, MeshAxis::DP, MeshAxis::EP, MeshAxis::ExpertDP,
+                        MeshAxis::Embedding}) {
     INFO(axis_name(axis));
     Tensor p = param_with_grad(axis, Placement::partial());
     const std::string want = str_cat(

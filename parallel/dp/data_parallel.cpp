@@ -36,8 +36,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
       buckets_(
           checked_buckets(params_, bucket_bytes), static_cast<int>(params_.size()),
           // No bound: the buffers are the gradients' storage anyway, nothing to save.
-          /*max_in_flight=*/0,
-          [this](int k) { return launch(k); }, [this](int k) { complete(k); }),
+          /*max_in_flight=*/0, [this](int k) { return launch(k); }, [this](int k) { complete(k); }),
       self_(std::make_shared<DataParallel*>(this)) {
   // 1. Same starting point everywhere: rank 0's parameters.
   for (Tensor& p : params_) {
@@ -98,8 +97,8 @@ void DataParallel::on_grad_ready(int i) {
 }
 
 Work DataParallel::launch(int k) {
-  const char* op = axis_ == MeshAxis::ExpertDP ? "expert-dp bucket all-reduce"
-                                               : "DDP bucket all-reduce";
+  const char* op =
+      axis_ == MeshAxis::ExpertDP ? "expert-dp bucket all-reduce" : "DDP bucket all-reduce";
   for (int i : buckets_.bucket(k)) refuse_reduced_twice(grad_slot_[i], axis_, dp_, op);
   // The planted bug: the experts' reduction over expert-dp is never issued
   // (their gradients are kept out of the dense dp reduction, rightly, and

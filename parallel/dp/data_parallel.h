@@ -92,7 +92,7 @@ class DataParallel {
   Communicator dp_;
   bool sync_ = true;
   MeshAxis axis_ = MeshAxis::DP;
-  std::vector<bool> skipped_;  // per bucket: its collective was skipped (a planted bug)
+  std::vector<bool> skipped_;    // per bucket: its collective was skipped (a planted bug)
   std::vector<Tensor> buffers_;  // per bucket: flat f32, its gradients back to back
   std::vector<Tensor>
       grad_slot_;        // per parameter: its place in its bucket's buffer, shaped like it

@@ -283,7 +283,8 @@ void PipelineEngine::exec_reduce_tied_grads(const Instr&) {
     g = zeros(tied_.shape(), DType::F32, device());
     tied_.set_grad(g);
   }
-  refuse_placement(g, MeshAxis::Embedding, Placement::Kind::Replicated, "tied embedding gradient sum",
+  refuse_placement(g, MeshAxis::Embedding, Placement::Kind::Replicated,
+                   "tied embedding gradient sum",
                    "it was already summed over the first and last stage (a reduction done twice?)");
   const int peer = rank_ == 0 ? p_ - 1 : 0;
   Tensor mine = clone(detach(g));

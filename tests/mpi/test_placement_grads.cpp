@@ -163,7 +163,7 @@ TEST_CASE(
   const std::string twice = error_of([&] { zero.stage_impl().reduce_gradients(); });
   CHECK(has(twice, "ZeRO-1 reduce-scatter: 'ZeRO gradient partition 0 ("));
   CHECK(has(twice, "is sharded over dp; this step's gradients were already reduced"));
-  CHECK(std::isfinite(zero.step(0.1, 1.0)));  // the reduced partition steps
+  CHECK(std::isfinite(zero.step(0.1, 1.0)));                 // the reduced partition steps
   CHECK(kind_of(partition, MeshAxis::DP) == Kind::Partial);  // zeroed: owes again
 }
 
@@ -176,8 +176,9 @@ TEST_CASE("placement grads: planted average-gradient-twice is refused by the sec
     const std::string ddp = train_one_step(world, json(""));
     CHECK(has(ddp, "DDP bucket all-reduce: '"));
     CHECK(has(ddp, "grad' "));
-    CHECK(has(ddp, "[dp: replicated] is replicated over dp; it was already reduced over this "
-                   "group"));
+    CHECK(has(ddp,
+              "[dp: replicated] is replicated over dp; it was already reduced over this "
+              "group"));
     if (world.size() % 4 == 0)  // dp 2 × tp 2: the same check under tensor parallelism
       CHECK(has(train_one_step(world, json(R"(, "tensor_parallel": {"size": 2})")),
                 "[dp: replicated] is replicated over dp; it was already reduced"));
@@ -205,7 +206,8 @@ TEST_CASE("placement grads: planted skip-expert-gradient-reduce leaves expert gr
           "[mpi][placement]") {
   Communicator world = Communicator::world();
   if (world.size() != 4) return;  // ep 2 × expert-dp 2: the expert-dp group must have 2 ranks
-  const std::string moe = json(R"(, "moe": {"num_experts": 2, "expert_interval": 1, "ep_size": 2})");
+  const std::string moe =
+      json(R"(, "moe": {"num_experts": 2, "expert_interval": 1, "ep_size": 2})");
   {
     Planted bug(PlantedBug::SkipExpertGradientReduce);
     const std::string e = train_one_step(world, moe, 2);
