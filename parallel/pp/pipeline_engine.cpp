@@ -220,9 +220,9 @@ void PipelineEngine::exec_backward(const Instr& in) {
   outputs_.erase(out);  // frees the graph: the stashed activations go here
   --in_flight_;
   // Right after backward: the first and last stage each hold their own part
-  // of the tied wte's gradient, which owes the sum over the two
-  // (ReduceTiedGrads). Marked after every backward, so an accumulated one
-  // still owes it. (Over the pair: "the embedding group".)
+  // of the tied wte's gradient, which owes the sum over the two (the
+  // embedding group; ReduceTiedGrads pays it). Marked after every backward,
+  // so an accumulated gradient still owes it.
   if (holds_tied() && tied_.grad().defined()) {
     const Tensor g = tied_.grad();
     const std::string& name = tied_.impl()->placements.label;  // "wte.weight" (ZeroOptimizer)
@@ -274,8 +274,9 @@ void PipelineEngine::exec_recv_grad(const Instr& in) {
 // both (float addition commutes), so the copies stay bit-identical.
 void PipelineEngine::exec_reduce_tied_grads(const Instr&) {
   if (!holds_tied()) return;
-  // The planted bug: the sum is forgotten (torchtitan/Megatron tied-embedding
-  // bugs): each copy steps on its own stage's part.
+  // The planted bug: the sum is forgotten (Megatron's
+  // _allreduce_word_embedding_grads left out): each copy would step on its
+  // own stage's part, and the two copies of wte drift apart.
   if (planted_bug() == PlantedBug::SkipTiedEmbeddingSum) return;
   NoGradGuard no_grad;
   Tensor g = tied_.grad();
