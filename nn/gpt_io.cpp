@@ -294,6 +294,14 @@ void GPT::save_safetensors(const std::string& path,
     MS_CHECK(it->second.shape() == param.shape(), "GPT::save_safetensors '", path, "': ", name,
              " has shape ", shape_str(it->second.shape()), ", the model's is ",
              shape_str(param.shape()));
+    // A whole-model file must hold whole tensors: one rank's shard (a tp
+    // shard, a ZeRO partition not yet gathered) would load as the full
+    // weight, zeros or another block where the other ranks' parts belong.
+    for (int a = 0; a < kMeshAxes; ++a)
+      refuse_placement(it->second, static_cast<MeshAxis>(a), Placement::Kind::Sharded,
+                       "saving a shard as if it were whole",
+                       "the file would hold one rank's block where the whole tensor belongs (a "
+                       "missing gather before the save?)");
     tensors[name] = it->second;
   }
   MS_CHECK(values.size() == tensors.size(), "GPT::save_safetensors '", path, "': ",

@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "optim/grad_check.h"
 #include "optim/kernels.h"
 
 namespace ms {
@@ -37,6 +38,8 @@ SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_d
 
 void SGD::step() {
   NoGradGuard no_grad;
+  // Checked before any update, so a refused step changes nothing.
+  for (const Tensor& p : params_) refuse_unreduced_grad(p.grad(), "optimizer step");
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
@@ -91,6 +94,7 @@ void AdamW::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
+    refuse_unreduced_grad(g, "optimizer step");
     slots.push_back({params_[i], m_[i], v_[i], optim_kernels::contiguous_or_self(g)});
   }
   optim_kernels::adamw_update(
@@ -108,6 +112,7 @@ double grad_sq_norm(const std::vector<Tensor>& params) {
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    refuse_unreduced_grad(g, "gradient norm");
     total += optim_kernels::sum_squares(optim_kernels::contiguous_or_self(g));
   }
   return total;

@@ -522,5 +522,52 @@ stop_rank "a pipeline rank stopped mid-training: rank 0 times out, naming the op
   '^\[rank 0\] error: (recv from rank 1|send to rank 1|all_reduce|broadcast) .*timed out after 3 s'
 stop_rank "a pipeline rank killed mid-training ends the job" KILL '.'
 
+# ---- planted gradient bugs (tensor/placement.h; docs/architecture.md "Placements") ----
+# MS_PLANT_BUG makes the code commit one classic silent bug; the run must end
+# within the limit, non-zero on every rank, every error line naming the
+# placement error (several ranks may reach it at once: each names it).
+planted() {  # planted NAME BUG EXPECTED_TEXT NP ARGS...
+  local name=$1 bug=$2 want=$3 np=$4 rc problem="" codes
+  shift 4
+  local wrap='"$0" "$@"; rc=$?; echo "rank exit $rc" >&2; exit $rc'
+  MS_PLANT_BUG=$bug OMP_NUM_THREADS=1 timeout 60 $mpirun -np "$np" bash -c "$wrap" "$bin" "$@" \
+    > "$tmp/out" 2> "$tmp/err"
+  rc=$?
+  codes=$(grep -o 'rank exit [0-9]*' "$tmp/err" | awk '{print $3}' | tr '\n' ' ')
+  local errors
+  errors=$(grep -E '^(\[rank [0-9]+\] )?error: ' "$tmp/err")
+  if [ "$rc" -eq 124 ]; then
+    problem="still running after 60 s (hang)"
+  elif [ "$rc" -eq 0 ]; then
+    problem="mpirun exited 0"
+  elif echo " $codes" | grep -q ' 0 '; then
+    problem="a rank exited 0 (rank exit codes: $codes)"
+  elif [ -z "$errors" ]; then
+    problem="no error line"
+  elif echo "$errors" | grep -vqF -- "$want"; then
+    problem="an error line lacks '$want'"
+  fi
+  verdict "$name" "$problem"
+}
+gtiny=("${tiny[@]}" --n-layer 2)
+planted "planted average-gradient-twice (DDP)" average-gradient-twice \
+  "DDP bucket all-reduce: 'ln_f.bias grad' [16] [dp: replicated] is replicated over dp" 2 \
+  train "${gtiny[@]}"
+planted "planted average-gradient-twice (dp 2 × tp 2)" average-gradient-twice \
+  "grad' [16] [dp: replicated] is replicated over dp; it was already reduced" 4 \
+  train "${gtiny[@]}" --tp 2
+planted "planted skip-tied-embedding-sum (pp 2)" skip-tied-embedding-sum \
+  "gradient norm: 'wte.weight grad' [256, 16] [the embedding group (first and last pipeline stage): partial(sum)]" \
+  2 train "${gtiny[@]}" --pp 2
+planted "planted skip-tied-embedding-sum (pp 2, dp 2, ZeRO-1)" skip-tied-embedding-sum \
+  "is partial(sum) over the embedding group (first and last pipeline stage)" 4 \
+  train "${gtiny[@]}" --pp 2 --zero-stage 1
+planted "planted skip-expert-gradient-reduce (ep 2, expert-dp 2)" skip-expert-gradient-reduce \
+  "[expert-dp: partial(sum)] is partial(sum) over expert-dp" 4 \
+  train "${gtiny[@]}" --moe-experts 2 --ep 2
+planted "planted save-shard-as-whole (bf16, ZeRO-1)" save-shard-as-whole \
+  "saving a shard as if it were whole: 'wte.weight' [256, 16] [dp: sharded(dim 0)] is sharded over dp" \
+  2 train "${gtiny[@]}" --bf16 --zero-stage 1 --save-weights "$tmp/shard.safetensors"
+
 echo "bad input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -3,6 +3,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "optim/kernels.h"
+#include "parallel/dp/grad_placement.h"
 
 namespace ms {
 
@@ -35,11 +36,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
       buckets_(
           checked_buckets(params_, bucket_bytes), static_cast<int>(params_.size()),
           // No bound: the buffers are the gradients' storage anyway, nothing to save.
-          /*max_in_flight=*/0,
-          // Average, not sum: each rank's loss is a mean over ITS batch, so the mean
-          // of the D gradients is the gradient of the mean loss over all D·B samples.
-          [this](int k) { return dp_.iall_reduce(buffers_[k], ReduceOp::Avg); },
-          [](int) {}),  // in place: nothing to do once it is done
+          /*max_in_flight=*/0, [this](int k) { return launch(k); }, [this](int k) { complete(k); }),
       self_(std::make_shared<DataParallel*>(this)) {
   // 1. Same starting point everywhere: rank 0's parameters.
   for (Tensor& p : params_) {
@@ -54,6 +51,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator dp, size_t b
   // 2. Buckets in reverse order, each one flat buffer; a parameter's gradient
   //    slot is a view of its bucket, shaped like the parameter.
   grad_slot_.resize(params_.size());
+  skipped_.assign(buckets_.num_buckets(), false);
   for (int k = 0; k < buckets_.num_buckets(); ++k) {
     int64_t numel = 0;
     for (int i : buckets_.bucket(k)) numel += params_[i].numel();
@@ -91,14 +89,46 @@ void DataParallel::on_grad_ready(int i) {
     copy_(grad_slot_[i], p.grad());
     p.set_grad(grad_slot_[i]);
   }
+  // The gradient now owes the average over dp (every micro-step: an
+  // accumulated gradient owes it as much as the first one did).
+  place_over(grad_slot_[i], axis_, dp_, Placement::partial(), grad_label(p, i));
   if (!sync_) return;  // accumulating: communicate on the last micro-step only
   buckets_.grad_ready(i);
+}
+
+Work DataParallel::launch(int k) {
+  const char* op =
+      axis_ == MeshAxis::ExpertDP ? "expert-dp bucket all-reduce" : "DDP bucket all-reduce";
+  for (int i : buckets_.bucket(k)) refuse_reduced_twice(grad_slot_[i], axis_, dp_, op);
+  // The planted bug: the experts' reduction over expert-dp is never issued
+  // (their gradients are kept out of the dense dp reduction, rightly, and
+  // then nothing reduces them). Every rank skips it alike: no hang.
+  skipped_[k] =
+      axis_ == MeshAxis::ExpertDP && planted_bug() == PlantedBug::SkipExpertGradientReduce;
+  if (skipped_[k]) return Work();
+  // Average, not sum: each rank's loss is a mean over ITS batch, so the mean
+  // of the D gradients is the gradient of the mean loss over all D·B samples.
+  return dp_.iall_reduce(buffers_[k], ReduceOp::Avg);
+}
+
+// In place: the slots now hold the average, the same on every rank.
+void DataParallel::complete(int k) {
+  if (skipped_[k]) return;
+  for (int i : buckets_.bucket(k)) place_over(grad_slot_[i], axis_, dp_, Placement::replicated());
 }
 
 void DataParallel::finish_gradient_sync() {
   // Normally every bucket launched during backward. If a parameter got no
   // gradient, its bucket is launched now (in order, so ranks still match).
   buckets_.flush(GradBuckets::IfIdle::LaunchAll);
+  // The planted bug: the dp reduction runs a second time (a manual average
+  // after DDP's own, the classic "divide by world size twice"). The first
+  // bucket's check refuses it on every rank before any collective.
+  if (axis_ == MeshAxis::DP && planted_bug() == PlantedBug::AverageGradientTwice)
+    for (int k = 0; k < buckets_.num_buckets(); ++k) {
+      launch(k).wait();
+      complete(k);
+    }
   // Every parameter's .grad is its averaged slot (also one that got no gradient).
   for (size_t i = 0; i < params_.size(); ++i) params_[i].set_grad(grad_slot_[i]);
 }
@@ -106,6 +136,7 @@ void DataParallel::finish_gradient_sync() {
 void DataParallel::zero_grad() {
   NoGradGuard no_grad;
   for (Tensor& b : buffers_) fill_(b, 0);
+  for (const Tensor& slot : grad_slot_) forget_placements(slot);  // zeros owe nothing
 }
 
 std::vector<std::vector<int>> DataParallel::buckets() const {

@@ -37,6 +37,7 @@
 
 #include "parallel/comm/communicator.h"
 #include "parallel/dp/grad_buckets.h"
+#include "tensor/placement.h"
 #include "tensor/tensor.h"
 
 namespace ms {
@@ -59,6 +60,9 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
+  // Which mesh axis `dp` is, for the gradients' placements (grad_placement.h):
+  // DP by default; ExpertDP when this instance averages experts' gradients.
+  void set_axis(MeshAxis axis) { axis_ = axis; }
   // false: the next backward only accumulates gradients (no communication).
   void set_gradient_sync(bool sync) { sync_ = sync; }
   // After the last backward: launches any bucket not launched yet (a parameter
@@ -79,10 +83,16 @@ class DataParallel {
 
  private:
   void on_grad_ready(int i);
+  // A bucket's collective and what it says about the gradients in it: each
+  // must still be partial over the axis before, and is replicated after.
+  Work launch(int k);
+  void complete(int k);
 
   std::vector<Tensor> params_;
   Communicator dp_;
   bool sync_ = true;
+  MeshAxis axis_ = MeshAxis::DP;
+  std::vector<bool> skipped_;    // per bucket: its collective was skipped (a planted bug)
   std::vector<Tensor> buffers_;  // per bucket: flat f32, its gradients back to back
   std::vector<Tensor>
       grad_slot_;        // per parameter: its place in its bucket's buffer, shaped like it

@@ -4,6 +4,7 @@
 // run).
 
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/engine/engine_state.h"
 #include "tensor/error.h"
 #include "tensor/factory.h"
@@ -42,9 +43,22 @@ std::map<std::string, Tensor> Engine::fp32_weights(const GPT& whole) {
     copy_(dst, narrow(flatten(detach(masters.at(f.tensor))), 0, f.tensor_begin, f.numel));
   }
   // Stages 1-3: each dp rank holds disjoint slices (zeros elsewhere), so
-  // their sum is the whole; stage 0: every rank holds every master.
-  if (z.stage() > 0)
-    for (Tensor& t : full) s_->mesh.dp_cp().all_reduce(t);
+  // their sum is the whole; stage 0: every rank holds every master. Until
+  // that sum a tensor is this rank's ZeRO partition of the parameter
+  // (row-major, so along dim 0): sharded(0) over dp, which a whole-model save
+  // refuses (GPT::save_safetensors).
+  if (z.stage() > 0) {
+    Communicator& dp = s_->mesh.dp_cp();
+    for (size_t i = 0; i < full.size(); ++i)
+      place_over(full[i], MeshAxis::DP, dp, Placement::sharded(0, full[i].dim()), named[i].first);
+    // The planted bug: the slices are never brought together (zero_to_fp32
+    // without the merge): each rank's save holds its partition only.
+    if (planted_bug() != PlantedBug::SaveShardAsWhole)
+      for (Tensor& t : full) {
+        dp.all_reduce(t);
+        place_over(t, MeshAxis::DP, dp, Placement::replicated());
+      }
+  }
   for (size_t i = 0; i < named.size(); ++i) out[named[i].first] = full[i];
   return out;
 }

@@ -149,6 +149,7 @@ Initialized initialize(std::shared_ptr<GPT> model, const DsConfig& config, Commu
     dense.subset = ex.expert;
     dense.subset.flip();  // every parameter that is not an expert's
     experts.subset = ex.local;
+    experts.axis = MeshAxis::ExpertDP;
     s->zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->mesh.dp_cp(), dense, factory);
     s->expert_zero = std::make_unique<ZeroOptimizer>(s->gpt(), s->ep->expert_dp, experts, factory);
   } else {

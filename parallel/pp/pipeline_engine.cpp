@@ -7,6 +7,7 @@
 #include "autograd/ops.h"
 #include "tensor/error.h"
 #include "tensor/factory.h"
+#include "tensor/placement.h"
 #include "tensor/storage.h"
 
 namespace ms::pp {
@@ -218,6 +219,17 @@ void PipelineEngine::exec_backward(const Instr& in) {
   }
   outputs_.erase(out);  // frees the graph: the stashed activations go here
   --in_flight_;
+  // Right after backward: the first and last stage each hold their own part
+  // of the tied wte's gradient, which owes the sum over the two (the
+  // embedding group; ReduceTiedGrads pays it). Marked after every backward,
+  // so an accumulated gradient still owes it.
+  if (holds_tied() && tied_.grad().defined()) {
+    const Tensor g = tied_.grad();
+    const std::string& name = tied_.impl()->placements.label;  // "wte.weight" (ZeroOptimizer)
+    set_placement(g, MeshAxis::Embedding, Placement::partial(),
+                  g.impl()->placements.label.empty() ? (name.empty() ? "wte" : name) + " grad"
+                                                     : std::string());
+  }
   if (!is_first_virtual(schedule_, rank_, in.chunk)) {
     auto x = inputs_.find(key);
     MS_ASSERT(x != inputs_.end(), "pipeline: no input kept for ", describe(in, v_));
@@ -261,13 +273,20 @@ void PipelineEngine::exec_recv_grad(const Instr& in) {
 // Both ends send their gradient and add the other's: the same sum a + b on
 // both (float addition commutes), so the copies stay bit-identical.
 void PipelineEngine::exec_reduce_tied_grads(const Instr&) {
-  if (p_ == 1 || !tied_.defined() || (rank_ != 0 && rank_ != p_ - 1)) return;
+  if (!holds_tied()) return;
+  // The planted bug: the sum is forgotten (Megatron's
+  // _allreduce_word_embedding_grads left out): each copy would step on its
+  // own stage's part, and the two copies of wte drift apart.
+  if (planted_bug() == PlantedBug::SkipTiedEmbeddingSum) return;
   NoGradGuard no_grad;
   Tensor g = tied_.grad();
   if (!g.defined()) {
     g = zeros(tied_.shape(), DType::F32, device());
     tied_.set_grad(g);
   }
+  refuse_placement(g, MeshAxis::Embedding, Placement::Kind::Replicated,
+                   "tied embedding gradient sum",
+                   "it was already summed over the first and last stage (a reduction done twice?)");
   const int peer = rank_ == 0 ? p_ - 1 : 0;
   Tensor mine = clone(detach(g));
   Tensor theirs = Tensor::empty(tied_.shape(), DType::F32, device());
@@ -275,6 +294,7 @@ void PipelineEngine::exec_reduce_tied_grads(const Instr&) {
   pp_.recv(theirs, peer, Communicator::kMaxUserTag);
   w.wait();
   add_(g, theirs);
+  set_placement(g, MeshAxis::Embedding, Placement::replicated());
 }
 
 void PipelineEngine::exec_reduce_grads(const Instr&) {

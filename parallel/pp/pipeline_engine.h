@@ -128,6 +128,9 @@ class PipelineEngine {
   // Where the model lives (its tied embedding's device): received
   // activations and gradients are allocated there (`train --device`).
   Device device() const { return tied_.defined() ? tied_.device() : Device::CPU; }
+  // This rank holds a copy of the tied wte that ReduceTiedGrads sums: the
+  // first or the last stage, when there are two.
+  bool holds_tied() const { return p_ > 1 && tied_.defined() && (rank_ == 0 || rank_ == p_ - 1); }
   int tag(const Instr& in, bool grad) const;
 
   using Key = std::pair<int, int>;  // (micro-batch, chunk)

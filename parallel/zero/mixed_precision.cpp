@@ -105,11 +105,13 @@ void MasterWeights::load_grads() {
       const Tensor wide = g.dtype() == DType::F32 ? g : to(g, DType::F32);
       Tensor mg = wide.to(master_device_);  // a fresh contiguous copy
       transfers_.d2h += static_cast<int64_t>(mg.nbytes());
+      copy_placements(mg, g);  // still the reduced gradient (placements: docs/architecture.md)
       masters_[i].set_grad(mg);
       continue;
     }
     Tensor mg = Tensor::empty(g.shape(), DType::F32, g.device());
     copy_(mg, g);
+    copy_placements(mg, g);
     masters_[i].set_grad(mg);
   }
 }

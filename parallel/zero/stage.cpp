@@ -2,6 +2,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "parallel/dp/grad_placement.h"
 
 namespace ms {
 
@@ -35,6 +36,29 @@ ZeroShardedStage::ZeroShardedStage(std::vector<Tensor> params, Communicator dp,
 
 ZeroShardedStage::~ZeroShardedStage() {
   *self_ = nullptr;
+}
+
+void ZeroShardedStage::set_axis(MeshAxis axis) {
+  axis_ = axis;
+  for (int g = 0; g < layout_.num_groups(); ++g)
+    if (param_slices_[g].grad().defined()) mark_partition_reduced(g, {});
+}
+
+std::string ZeroShardedStage::partition_label(int g) const {
+  const FlatGroup& grp = layout_.group(g);
+  auto name = [&](int k) { return param_name(layout_.params()[grp.params[k]], grp.params[k]); };
+  return "ZeRO gradient partition " + std::to_string(g) + " (" + name(0) +
+         (grp.params.size() > 1 ? " .. " + name(static_cast<int>(grp.params.size()) - 1) : "") +
+         ")";
+}
+
+void ZeroShardedStage::mark_partition_reduced(int g, const std::vector<Tensor>& entering) {
+  const Tensor& mine = param_slices_[g].grad();
+  if (!placement_checks_enabled() || !mine.defined()) return;
+  forget_placements(mine);
+  set_label(mine, partition_label(g));  // also over one rank: other axes may owe
+  place_over(mine, axis_, dp_, Placement::sharded(0, 1));
+  for (const Tensor& grad : entering) carry_other_debts(mine, grad, axis_);
 }
 
 void ZeroShardedStage::all_gather_params() {

@@ -16,6 +16,7 @@
 #include "parallel/comm/communicator.h"
 #include "parallel/zero/flat_params.h"
 #include "parallel/zero/memory.h"
+#include "tensor/placement.h"
 
 namespace ms {
 
@@ -29,6 +30,9 @@ class ZeroStage {
   virtual std::vector<Tensor> trainable() = 0;
   // Called before each micro-step's backward; false = accumulate without communicating.
   virtual void set_gradient_sync(bool sync) = 0;
+  // Which mesh axis the stage's communicator is, for the gradients'
+  // placements (parallel/dp/grad_placement.h): DP, or ExpertDP for experts.
+  virtual void set_axis(MeshAxis axis) = 0;
   // After the last backward: finish all gradient communication, so that every
   // trainable tensor's .grad holds the gradient averaged over the dp ranks.
   virtual void reduce_gradients() = 0;
@@ -78,6 +82,7 @@ class ZeroShardedStage : public ZeroStage {
   ~ZeroShardedStage() override;
   std::vector<Tensor> trainable() override { return param_slices_; }
   bool sharded_gradients() const override { return true; }
+  void set_axis(MeshAxis axis) override;
   std::vector<Ranges> ranges_of(const std::vector<bool>& which) override;
   void count_memory(MemoryCounter& counter) const override;
   const FlatParams& layout() const { return layout_; }
@@ -95,7 +100,15 @@ class ZeroShardedStage : public ZeroStage {
   // every rank's slice. Groups whose full buffer is not held (stage 3's
   // released blocks) are skipped: they are gathered when next needed.
   void all_gather_params();
+  // What a reduce-scatter leaves in my gradient partition of group g: the
+  // average of my slice over dp, so sharded(0) over it (the full-size
+  // per-parameter gradients, where a stage keeps them, are not replicated:
+  // only my slice of them was averaged). Other groups' debts entering the
+  // bucket (`entering`) are carried over (grad_placement.h).
+  void mark_partition_reduced(int g, const std::vector<Tensor>& entering);
+  std::string partition_label(int g) const;
 
+  MeshAxis axis_ = MeshAxis::DP;
   FlatParams layout_;
   Communicator dp_;
   DType grad_dtype_;

@@ -3,6 +3,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "optim/kernels.h"
+#include "parallel/dp/grad_placement.h"
 
 namespace ms {
 
@@ -32,11 +33,22 @@ void ZeroStage1::on_grad_ready(int i) {
     copy_(grad_slot_[i], p.grad());
     p.set_grad(grad_slot_[i]);
   }
+  place_over(grad_slot_[i], axis_, dp_, Placement::partial(), grad_label(p, i));
 }
 
 void ZeroStage1::reduce_gradients() {
   const int rank = dp_.rank();
   for (int g = 0; g < layout_.num_groups(); ++g) {
+    std::vector<Tensor> entering;
+    for (int i : layout_.group(g).params) {
+      refuse_reduced_twice(grad_slot_[i], axis_, dp_, "ZeRO-1 reduce-scatter");
+      entering.push_back(grad_slot_[i]);
+    }
+    if (param_slices_[g].grad().defined() && dp_.size() > 1)
+      refuse_placement(param_slices_[g].grad(), axis_, Placement::Kind::Sharded,
+                       "ZeRO-1 reduce-scatter",
+                       "this step's gradients were already reduced into this partition (a "
+                       "reduction done twice?)");
     // Rank r receives the dp-average of slice r of the gradient — exactly the
     // part of the gradient its optimizer needs, nothing more.
     Tensor averaged =
@@ -48,12 +60,20 @@ void ZeroStage1::reduce_gradients() {
     Tensor mine = layout_.slice_of(g, full_grads_[g], rank);
     copy_(mine, averaged);
     param_slices_[g].set_grad(mine);
+    mark_partition_reduced(g, entering);
   }
 }
 
 void ZeroStage1::after_step() {
   NoGradGuard no_grad;
   for (Tensor& gf : full_grads_) fill_(gf, 0);
+  // The zeroed buffers start owing again: backward fills them with this
+  // rank's own gradients, my partition's view included.
+  for (const Tensor& slot : grad_slot_) forget_placements(slot);
+  for (const Tensor& slice : param_slices_) {
+    forget_placements(slice.grad());
+    if (slice.grad().defined()) place_over(slice.grad(), axis_, dp_, Placement::partial());
+  }
   all_gather_params();  // everyone's updated slices -> everyone's full parameters
   note_memory();
 }

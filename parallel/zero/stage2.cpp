@@ -4,6 +4,7 @@
 #include "autograd/ops.h"
 #include "optim/kernels.h"
 #include "parallel/dp/data_parallel.h"  // bucket_by_size
+#include "parallel/dp/grad_placement.h"
 
 namespace ms {
 
@@ -29,6 +30,8 @@ ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
   for (int g = 0; g < layout_.num_groups(); ++g) {
     const FlatGroup& grp = layout_.group(g);
     param_slices_[g].set_grad(narrow(grad_slices_flat_, 0, grp.slice_offset, grp.slice_numel));
+    // Only reduce-scatter outputs are ever added here: always my partition.
+    mark_partition_reduced(g, {});
   }
   sending_.resize(layout_.num_groups());
   receiving_.resize(layout_.num_groups());
@@ -37,10 +40,20 @@ ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
 // Gradients: no flat copy is kept. We only count arrivals per group; the
 // parameter keeps the .grad backward gave it until its group is launched.
 void ZeroStage2::on_grad_ready(int i) {
+  const Tensor& p = layout_.params()[i];
+  place_over(p.grad(), axis_, dp_, Placement::partial(), grad_label(p, i));
   buckets_.grad_ready(i);
 }
 
 Work ZeroStage2::launch(int g) {
+  std::vector<Tensor> entering;
+  for (int i : layout_.group(g).params) {
+    const Tensor grad = layout_.params()[i].grad();
+    if (!grad.defined()) continue;  // counts as zero
+    refuse_reduced_twice(grad, axis_, dp_, "ZeRO-2 bucket reduce-scatter");
+    entering.push_back(grad);
+  }
+  for (const Tensor& grad : entering) carry_other_debts(param_slices_[g].grad(), grad, axis_);
   sending_[g] = layout_.pack_grads(g, grad_dtype_);
   receiving_[g] =
       Tensor::empty({layout_.group(g).slice_numel}, grad_dtype_, layout_.device());
@@ -79,6 +92,7 @@ void ZeroStage2::reduce_gradients() {
 void ZeroStage2::after_step() {
   NoGradGuard no_grad;
   fill_(grad_slices_flat_, 0);
+  for (int g = 0; g < layout_.num_groups(); ++g) mark_partition_reduced(g, {});
   all_gather_params();  // unchanged from stage 1
   note_memory();
 }

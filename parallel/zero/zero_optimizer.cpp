@@ -9,6 +9,7 @@
 #include "parallel/zero/stage1.h"
 #include "parallel/zero/stage2.h"
 #include "parallel/zero/stage3.h"
+#include "optim/grad_check.h"
 #include "optim/kernels.h"
 #include "tensor/factory.h"
 
@@ -23,6 +24,7 @@ class DdpStage : public ZeroStage {
       : ddp_(std::move(params), std::move(dp), bucket_bytes, grad_dtype), grad_dtype_(grad_dtype) {}
   std::vector<Tensor> trainable() override { return ddp_.params(); }
   void set_gradient_sync(bool sync) override { ddp_.set_gradient_sync(sync); }
+  void set_axis(MeshAxis axis) override { ddp_.set_axis(axis); }
   void reduce_gradients() override {
     ddp_.finish_gradient_sync();
     note_memory();
@@ -75,6 +77,10 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
   const MixedPrecision& mp = opts_.precision;
   if (mp.enabled()) model.cast_parameters(mp.dtype);
   const DType grad_dtype = mp.enabled() ? mp.grad_dtype() : DType::F32;
+  // Named parameters, so a placement error names the gradient
+  // ("h.0.mlp.c_fc.weight grad"); a label another part set is kept.
+  for (const auto& [name, p] : model.named_parameters())
+    if (p.impl()->placements.label.empty()) set_label(p, name);
   switch (opts_.stage) {
     case 0:
       stage_ = std::make_unique<DdpStage>(stage_params(model), dp_, opts_.bucket_bytes, grad_dtype);
@@ -89,6 +95,7 @@ ZeroOptimizer::ZeroOptimizer(GPT& model, Communicator dp, ZeroOptions opts,
       stage_ = std::make_unique<ZeroStage3>(model, dp_, grad_dtype);
       break;
   }
+  stage_->set_axis(opts_.axis);
   if (mp.enabled() || opts_.offload_optimizer) {
     // The optimizer sees only the fp32 masters of what this rank trains; under
     // ZeRO-Offload they are on the CPU (also for an fp32 model: DeepSpeed's
@@ -381,6 +388,7 @@ double ZeroOptimizer::local_sq_norm() {
   double sq = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
+    refuse_unreduced_grad(mine[i].grad(), "gradient norm");  // skipped ranges included
     const Tensor g = optim_kernels::contiguous_or_self(mine[i].grad());
     // A stretch [lo, hi) of the flat gradient, as a view: the kernel runs on
     // the gradient's device (optim/kernels.h).

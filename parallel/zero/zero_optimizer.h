@@ -89,6 +89,10 @@ struct ZeroOptions {
   // group, DeepSpeed's expert / non-expert parameter groups. Empty: all.
   // Stages 0-2, fp32, without tp or pp.
   std::vector<bool> subset;
+  // Which mesh axis `dp` is, for the gradients' placements
+  // (parallel/dp/grad_placement.h): DP (dp×cp when cp > 1), or ExpertDP for
+  // the optimizer of an expert-parallel run's experts.
+  MeshAxis axis = MeshAxis::DP;
 };
 
 class ZeroOptimizer {
