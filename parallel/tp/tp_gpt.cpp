@@ -7,6 +7,7 @@
 #include "parallel/tp/cross_entropy.h"
 #include "parallel/tp/linear.h"
 #include "parallel/tp/random.h"
+#include "parallel/tp/sequence_parallel.h"
 #include "parallel/tp/shard.h"
 #include "parallel/tp/vocab_parallel.h"
 
@@ -84,6 +85,14 @@ TpGPT::TpGPT(std::shared_ptr<GPT> serial, Communicator tp, bool sequence_paralle
     const TpSplit split = tp_split_of(name);
     gpt_->replace_parameter(name, shard_param(full, split, tp_.rank(), t, cfg.n_head, name));
     place_tp_param(full, split, tp_, name);  // `full` is the parameter, now at shard shape
+  }
+  // Under SP the replicated parameters' gradients leave backward partial over
+  // tp until the sequence-parallel grad sum (sequence_parallel.h).
+  if (sp_) {
+    std::vector<std::pair<std::string, Tensor>> replicated;
+    for (const auto& [name, p] : gpt_->named_parameters())
+      if (tp_split_of(name) == TpSplit::Replicated) replicated.emplace_back(name, p);
+    place_sequence_parallel_grads_on_backward(replicated, tp_);
   }
   for (size_t i = 0; i < gpt_->blocks().size(); ++i) {
     auto block = std::dynamic_pointer_cast<Block>(gpt_->blocks()[i]);
