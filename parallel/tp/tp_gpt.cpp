@@ -57,6 +57,12 @@ Tensor TpBlock::forward(const Tensor& x) {
   // the residual stream stays replicated over tp (sharded along T under SP),
   // and its adds refuse a row-parallel output whose reduction was skipped.
   const bool placing = tp_.size() > 1 && placement_checks_enabled();
+  if (placing && placement_of(x, MeshAxis::TP).is(Placement::Kind::Unknown))
+    // An input no tp op produced (a pipeline stage's received activation, the
+    // CLI's activation-memory probe) is what this block's input is by
+    // contract: the residual stream. Known placements are left to the checks.
+    place_over(x, MeshAxis::TP, tp_, sp_ ? Placement::sharded(1, x.dim()) : Placement::replicated(),
+               name_ + " input (the residual stream)");
   if (placing)
     place_over(y, MeshAxis::TP, tp_, Placement::sharded(-1, y.dim()),
                name_ + " attention output (this rank's heads)");
