@@ -92,14 +92,7 @@ TpGPT::TpGPT(std::shared_ptr<GPT> serial, Communicator tp, bool sequence_paralle
     gpt_->replace_parameter(name, shard_param(full, split, tp_.rank(), t, cfg.n_head, name));
     place_tp_param(full, split, tp_, name);  // `full` is the parameter, now at shard shape
   }
-  // Under SP the replicated parameters' gradients leave backward partial over
-  // tp until the sequence-parallel grad sum (sequence_parallel.h).
-  if (sp_) {
-    std::vector<std::pair<std::string, Tensor>> replicated;
-    for (const auto& [name, p] : gpt_->named_parameters())
-      if (tp_split_of(name) == TpSplit::Replicated) replicated.emplace_back(name, p);
-    place_sequence_parallel_grads_on_backward(replicated, tp_);
-  }
+
   for (size_t i = 0; i < gpt_->blocks().size(); ++i) {
     auto block = std::dynamic_pointer_cast<Block>(gpt_->blocks()[i]);
     MS_CHECK(block != nullptr, "tensor parallelism: block ", i,
@@ -120,6 +113,18 @@ Tensor TpGPT::embed(const Tensor& idx) {
            " exceeds the model's block_size ", cfg.block_size);
   MS_CHECK(!sp_ || T % t == 0, "TpGPT.forward: sequence parallelism splits the sequence length ", T,
            " over tp ", t, ", which does not divide it");
+  // Under SP the replicated parameters' gradients leave backward partial over
+  // tp until the sequence-parallel grad sum (sequence_parallel.h). The hooks
+  // that mark them are registered at the first forward, after those of a
+  // data-parallel wrapper built since (DataParallel moves .grad into its
+  // bucket in its hook): they then mark the gradient that stays.
+  if (sp_ && !sp_grads_placed_) {
+    std::vector<std::pair<std::string, Tensor>> replicated;
+    for (const auto& [name, p] : gpt_->named_parameters())
+      if (tp_split_of(name) == TpSplit::Replicated) replicated.emplace_back(name, p);
+    place_sequence_parallel_grads_on_backward(replicated, tp_);
+    sp_grads_placed_ = true;
+  }
   const int64_t n = sp_ ? T / t : T, first = sp_ ? tp_.rank() * n : 0;
   Tensor pos = arange(double(first), double(first + n), 1, DType::I32).to(idx.device());
   Tensor x = add(vocab_parallel_embedding(gpt_->wte->weight, idx, tp_, sp_),

@@ -119,6 +119,7 @@ class TpGPT : public Module {
   std::shared_ptr<GPT> gpt_;
   Communicator tp_;
   bool sp_;
+  bool sp_grads_placed_ = false;  // the SP gradient hooks are registered (embed)
 };
 
 // Parameters one tp rank of a TpGPT with this config holds (its shards and the

@@ -8,6 +8,7 @@
 // same collectives; errors are captured as strings and checked afterwards.
 #include "autograd/node.h"
 #include "nn/gpt.h"
+#include "optim/optimizer.h"
 #include "parallel/comm/placement.h"
 #include "parallel/cp/cp_attention.h"
 #include "parallel/cp/cp_gpt.h"
@@ -16,6 +17,7 @@
 #include "parallel/tp/sequence_parallel.h"
 #include "parallel/tp/shard.h"
 #include "parallel/tp/tp_gpt.h"
+#include "parallel/zero/zero_optimizer.h"
 #include "tests/catch_compat.h"
 #include "tests/mpi/error_capture.h"
 #include "tests/mpi/test_tp_common.h"
@@ -323,5 +325,39 @@ TEST_CASE("cp placements: CpGPT's residual stream and the cp attention output ar
         error_of([&] { cp_causal_attention(qkv, 4, CpAlgo::Ulysses, cp, 0.0, gen); });
     CHECK(has(partial, "cp_causal_attention: 'qkv' [2, "));
     CHECK(has(partial, "[cp: partial(sum)] is partial(sum) over cp"));
+  }
+}
+
+TEST_CASE("tp placements: ZeroOptimizer's sequence-parallel tp sum takes the partial gradients "
+          "to replicated (ZeRO 0) and refuses one summed already",
+          "[mpi][tp][placement]") {
+  Communicator world = Communicator::world();
+  const Tensor idx = tokens(7), targets = tokens(8);
+  for (int t : tp_sizes(world)) {
+    Communicator tp = tp_group(world, t);
+    Communicator dp = world.split(world.rank() % t, world.rank() / t);
+    INFO("tp " << t << ", tp rank " << tp.rank() << ", dp " << dp.size());
+    TpGPT m(std::make_shared<GPT>(tiny(), 42), tp, true);
+    auto sgd = [](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+      return std::make_unique<SGD>(std::move(ps), 0.1);
+    };
+    ZeroOptimizer zero(m.gpt(), dp,
+                       {.stage = 0, .tp = ZeroTensorParallel{tp, m.replicated_mask(), true}}, sgd);
+    Tensor ln = m.gpt().parameter("h.1.ln_2.bias");
+    m.loss(idx, targets).backward();
+    const std::string before = tp_str(ln.grad());
+    zero.step(0.1, 1.0);
+    CHECK(before == "partial(sum)");
+    CHECK(tp_str(ln.grad()) == "replicated");
+    // A second backward marks them partial again; summed once by hand
+    // first, the optimizer's sum is refused (a reduction done twice).
+    m.loss(idx, targets).backward();
+    std::vector<Tensor> replicated;
+    for (const auto& [name, p] : m.gpt().named_parameters())
+      if (tp_split_of(name) == TpSplit::Replicated) replicated.push_back(p);
+    allreduce_sequence_parallel_grads(replicated, tp);
+    const std::string twice = error_of([&] { zero.step(0.1, 1.0); });
+    CHECK(has(twice, "zero: the sequence-parallel tp sum: 'gradient of "));
+    CHECK(has(twice, "is replicated over tp"));
   }
 }
