@@ -68,13 +68,14 @@ Tensor cp_causal_attention(const Tensor& qkv_local, int64_t n_head_local, CpAlgo
   // and buffers without placements.
   refuse_placement(qkv_local, MeshAxis::CP, Placement::Kind::Partial, "cp_causal_attention",
                    "attention needs this rank's positions of q, k and v, not partial sums");
-  Tensor out = algo == CpAlgo::Ulysses
-                   ? ulysses_attention(qkv_local, n_head_local, cp, attn_p, gen)
-                   : ring_attention(qkv_local, n_head_local, algo == CpAlgo::Zigzag, cp, attn_p, gen);
+  Tensor out = algo == CpAlgo::Ulysses ? ulysses_attention(qkv_local, n_head_local, cp, attn_p, gen)
+                                       : ring_attention(qkv_local, n_head_local,
+                                                        algo == CpAlgo::Zigzag, cp, attn_p, gen);
   if (cp.size() > 1 && placement_checks_enabled()) {
     copy_placements(out, qkv_local);  // tp: this rank's heads, like its qkv
-    place_over(out, MeshAxis::CP, cp, Placement::sharded(1, out.dim()),
-               std::string("cp attention output (") + cp_algo_name(algo) + ", this rank's positions)");
+    place_over(
+        out, MeshAxis::CP, cp, Placement::sharded(1, out.dim()),
+        std::string("cp attention output (") + cp_algo_name(algo) + ", this rank's positions)");
   }
   return out;
 }

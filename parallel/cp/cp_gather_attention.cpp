@@ -20,7 +20,7 @@ Tensor cp_gather_attention(const Tensor& qkv_local, int64_t heads, Communicator&
   // sequence is now on every rank.
   copy_placements(qkv, qkv_local);
   place_over(qkv, MeshAxis::CP, cp, Placement::replicated(), "qkv gathered over cp");
-  Tensor y = causal_attention(qkv, heads, attn_p, gen);              // (B, T, Cl)
+  Tensor y = causal_attention(qkv, heads, attn_p, gen);  // (B, T, Cl)
   // My rows; narrow's backward pads with zeros, so each rank's gradient is
   // its own rows' share and the reduce-scatter sums the shares.
   return contiguous(narrow(y, 1, cp.rank() * n, n));  // (B, T/C, Cl)

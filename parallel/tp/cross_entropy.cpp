@@ -61,8 +61,8 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
                "vocab-parallel logits (this rank's vocabulary range)");
   }
   Tensor m = contiguous(max(detach(logits_shard), 1));  // (N)
-  tp.all_reduce(m, ReduceOp::Max);                       // 1
-  Tensor m_col = unsqueeze(m, 1);                        // (N, 1)
+  tp.all_reduce(m, ReduceOp::Max);                      // 1
+  Tensor m_col = unsqueeze(m, 1);                       // (N, 1)
   if (placing)
     place_over(m_col, MeshAxis::TP, tp, Placement::replicated(), "the row max of the logits");
   Tensor shifted = sub(logits_shard, m_col);  // (N, V/t)

@@ -31,7 +31,8 @@ bool placing(const Communicator& tp) {
 std::string layer_label(const Tensor& weight, const char* what) {
   std::string name = weight.impl()->placements.label;
   const std::string suffix = ".weight";
-  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+  if (name.size() > suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
     name.resize(name.size() - suffix.size());
   return name.empty() ? std::string(what) : name + ": " + what;
 }

@@ -68,7 +68,8 @@ Tensor tp_split(const Tensor& x, int64_t dim, Communicator& tp, const char* op) 
   const int64_t n = x.shape()[dim] / tp.size();
   Tensor out = contiguous(narrow(detach(x), dim, tp.rank() * n, n));
   copy_placements(out, x);  // the other axes are the input's
-  place_over(out, MeshAxis::TP, tp, Placement::sharded(dim, out.dim()), std::string(op) + " output");
+  place_over(out, MeshAxis::TP, tp, Placement::sharded(dim, out.dim()),
+             std::string(op) + " output");
   return out;
 }
 
@@ -117,7 +118,8 @@ Tensor tp_reduce_scatter(const Tensor& x, int64_t dim, Communicator& tp, const c
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   tp.reduce_scatter(blocks, out, ReduceOp::Sum);
   copy_placements(out, x);  // the other axes are the input's
-  place_over(out, MeshAxis::TP, tp, Placement::sharded(dim, out.dim()), std::string(op) + " output");
+  place_over(out, MeshAxis::TP, tp, Placement::sharded(dim, out.dim()),
+             std::string(op) + " output");
   return out;
 }
 
@@ -148,8 +150,7 @@ Tensor copy_to_tp_region(const Tensor& x, Communicator& tp) {
 // output. Backward: the gradient of the replicated output is the same on
 // every rank and passes through as the replicated gradient of the partial input.
 Tensor reduce_from_tp_region(const Tensor& x, Communicator& tp) {
-  Tensor out =
-      all_reduce_sum(x, tp, "reduce_from_tp_region (g)", "reduce_from_tp_region output");
+  Tensor out = all_reduce_sum(x, tp, "reduce_from_tp_region (g)", "reduce_from_tp_region output");
   if (needs_grad({&x}))
     record(out, "reduce_from_tp_region", {x}, [tp](const Tensor& g) mutable {
       return std::vector<Tensor>{

@@ -34,8 +34,10 @@ void place_sequence_parallel_grads_on_backward(
     Tensor param = p;
     const std::string label =
         "gradient of " + name + " (this rank's T/t positions, before the tp sum)";
+    // ZeRO 2/3's hooks, which ran first, may have moved the gradient into
+    // their flat buffers and left none here: nothing to mark then.
     param.register_grad_hook([tp, label](Tensor& q) {
-      place_over(q.grad(), MeshAxis::TP, tp, Placement::partial(), label);
+      if (q.grad().defined()) place_over(q.grad(), MeshAxis::TP, tp, Placement::partial(), label);
     });
   }
 }

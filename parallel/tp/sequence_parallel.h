@@ -29,6 +29,8 @@ void allreduce_sequence_parallel_grads(const std::vector<Tensor>& params, Commun
 // registers a gradient hook on each parameter that marks the gradient
 // backward leaves partial(sum) over tp, labelled with its name — so an
 // optimizer step before the tp sum is refused. Over a 1-rank group: nothing.
+// (A gradient a ZeRO 2/3 hook already moved into its flat buffers is not
+// there to mark: ZeroOptimizer sums those slices itself.)
 void place_sequence_parallel_grads_on_backward(
     const std::vector<std::pair<std::string, Tensor>>& params, const Communicator& tp);
 // The check before the tp sum (a replicated gradient was summed already) and

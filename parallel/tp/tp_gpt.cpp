@@ -92,7 +92,6 @@ TpGPT::TpGPT(std::shared_ptr<GPT> serial, Communicator tp, bool sequence_paralle
     gpt_->replace_parameter(name, shard_param(full, split, tp_.rank(), t, cfg.n_head, name));
     place_tp_param(full, split, tp_, name);  // `full` is the parameter, now at shard shape
   }
-
   for (size_t i = 0; i < gpt_->blocks().size(); ++i) {
     auto block = std::dynamic_pointer_cast<Block>(gpt_->blocks()[i]);
     MS_CHECK(block != nullptr, "tensor parallelism: block ", i,
@@ -143,7 +142,6 @@ Tensor TpGPT::head_loss(const Tensor& x, const Tensor& targets) {
                                         sp_);  // (B, T, V/t): sharded(-1) over tp
   return vocab_parallel_cross_entropy(reshape(logits, {-1, local_vocab}), reshape(targets, {-1}),
                                       tp_);  // sets the (B·T, V/t) view's placement again
-
 }
 
 Tensor TpGPT::loss(const Tensor& idx, const Tensor& targets) {

@@ -103,9 +103,10 @@ struct PlantGuard {
 
 }  // namespace
 
-TEST_CASE("tp placements: f, g, scatter/gather and the SP mappings set what Megatron's do, "
-          "forward and backward",
-          "[mpi][tp][placement]") {
+TEST_CASE(
+    "tp placements: f, g, scatter/gather and the SP mappings set what Megatron's do, "
+    "forward and backward",
+    "[mpi][tp][placement]") {
   Communicator world = Communicator::world();
   for (int t : tp_sizes(world)) {
     Communicator tp = tp_group(world, t);
@@ -129,8 +130,8 @@ TEST_CASE("tp placements: f, g, scatter/gather and the SP mappings set what Mega
     auto ssc = placements_through(scatter_to_sequence_parallel_region, full, R, tp);
     CHECK(ssc.first == "sharded(dim 1)");
     CHECK(ssc.second == "replicated");
-    auto sga = placements_through(gather_from_sequence_parallel_region, Shape{B, T / t, C}, S_seq,
-                                  tp);
+    auto sga =
+        placements_through(gather_from_sequence_parallel_region, Shape{B, T / t, C}, S_seq, tp);
     CHECK(sga.first == "replicated");
     CHECK(sga.second == "sharded(dim 1)");  // the partial gradients reduce-scattered
     auto srs = placements_through(reduce_scatter_to_sequence_parallel_region, full, P, tp);
@@ -138,11 +139,11 @@ TEST_CASE("tp placements: f, g, scatter/gather and the SP mappings set what Mega
     CHECK(srs.second == "replicated");
 
     // Refusals happen before any collective, on every rank alike.
-    const std::string g_twice = error_of([&] {
-      reduce_from_tp_region(placed_leaf(full, 1, tp, R, "residual"), tp);
-    });
-    CHECK(has(g_twice, "reduce_from_tp_region (g): 'residual' [2, 8, 16] [tp: replicated] is "
-                       "replicated over tp"));
+    const std::string g_twice =
+        error_of([&] { reduce_from_tp_region(placed_leaf(full, 1, tp, R, "residual"), tp); });
+    CHECK(has(g_twice,
+              "reduce_from_tp_region (g): 'residual' [2, 8, 16] [tp: replicated] is "
+              "replicated over tp"));
     CHECK(has(g_twice, "reduction done twice"));
     const std::string raw_twice =
         error_of([&] { tp_all_reduce(placed_leaf(full, 1, tp, R, "residual"), tp); });
@@ -155,8 +156,9 @@ TEST_CASE("tp placements: f, g, scatter/gather and the SP mappings set what Mega
     CHECK(has(rs_twice, "is replicated over tp"));
     const std::string f_partial =
         error_of([&] { copy_to_tp_region(placed_leaf(full, 1, tp, P, "row output"), tp); });
-    CHECK(has(f_partial, "copy_to_tp_region (f): 'row output' [2, 8, 16] [tp: partial(sum)] is "
-                         "partial(sum) over tp"));
+    CHECK(has(f_partial,
+              "copy_to_tp_region (f): 'row output' [2, 8, 16] [tp: partial(sum)] is "
+              "partial(sum) over tp"));
     const std::string gather_partial = error_of([&] {
       gather_from_sequence_parallel_region(placed_leaf(full, 1, tp, P, "row output"), tp);
     });
@@ -203,7 +205,8 @@ TEST_CASE("tp placements: the parallel linears, and a bias added before the redu
 
     Tensor x = placed_leaf({B, T, C}, 3, tp, Placement::replicated(), "x");
     Tensor w_col = gpt.parameter("h.0.mlp.c_fc.weight"), b_col = gpt.parameter("h.0.mlp.c_fc.bias");
-    Tensor w_row = gpt.parameter("h.0.mlp.c_proj.weight"), b_row = gpt.parameter("h.0.mlp.c_proj.bias");
+    Tensor w_row = gpt.parameter("h.0.mlp.c_proj.weight"),
+           b_row = gpt.parameter("h.0.mlp.c_proj.bias");
     Tensor h = column_parallel_linear(x, w_col, b_col, tp);
     CHECK(tp_str(h) == "sharded(dim 2)");
     CHECK(h.impl()->placements.label == "h.0.mlp.c_fc: column_parallel_linear output");
@@ -220,14 +223,16 @@ TEST_CASE("tp placements: the parallel linears, and a bias added before the redu
       place_over(partial, MeshAxis::TP, tp, Placement::partial(), "row GEMM output");
       add(partial, b_row);
     });
-    CHECK(has(early_bias, "add: 'row GEMM output' [2, 8, 16] [tp: partial(sum)] and "
-                          "'h.0.mlp.c_proj.bias' [16] [tp: replicated] cannot be combined over tp"));
+    CHECK(has(early_bias,
+              "add: 'row GEMM output' [2, 8, 16] [tp: partial(sum)] and "
+              "'h.0.mlp.c_proj.bias' [16] [tp: replicated] cannot be combined over tp"));
   }
 }
 
-TEST_CASE("tp placements: TpGPT's residual stream is replicated over tp (sharded along T under "
-          "SP), and SP's replicated gradients are partial until their tp sum",
-          "[mpi][tp][placement]") {
+TEST_CASE(
+    "tp placements: TpGPT's residual stream is replicated over tp (sharded along T under "
+    "SP), and SP's replicated gradients are partial until their tp sum",
+    "[mpi][tp][placement]") {
   Communicator world = Communicator::world();
   const Tensor idx = tokens(1), targets = tokens(2);
   for (int t : tp_sizes(world)) {
@@ -265,9 +270,10 @@ TEST_CASE("tp placements: TpGPT's residual stream is replicated over tp (sharded
   }
 }
 
-TEST_CASE("tp placements: a planted skipped row-parallel all-reduce is a named error, not a "
-          "wrong loss",
-          "[mpi][tp][placement]") {
+TEST_CASE(
+    "tp placements: a planted skipped row-parallel all-reduce is a named error, not a "
+    "wrong loss",
+    "[mpi][tp][placement]") {
   Communicator world = Communicator::world();
   const Tensor idx = tokens(3), targets = tokens(4);
   for (int t : tp_sizes(world)) {
@@ -287,19 +293,22 @@ TEST_CASE("tp placements: a planted skipped row-parallel all-reduce is a named e
       // The residual add of block 0 meets the attention's unreduced output.
       CHECK(has(planted, "add: 'residual stream (embedding output)'"));
       CHECK(has(planted, sp ? "[tp: sharded(dim 1)]" : "[tp: replicated]"));
-      CHECK(has(planted, "'h.0.attn.c_proj: row_parallel_linear output (before its all-reduce)' "
-                         "[2, 8, 16] [tp: partial(sum)] cannot be combined over tp"));
-      CHECK(has(planted, sp ? "a missing reduce-scatter?" : "a missing reduction of the partial "
-                                                              "tensor?"));
+      CHECK(has(planted,
+                "'h.0.attn.c_proj: row_parallel_linear output (before its all-reduce)' "
+                "[2, 8, 16] [tp: partial(sum)] cannot be combined over tp"));
+      CHECK(has(planted, sp ? "a missing reduce-scatter?"
+                            : "a missing reduction of the partial "
+                              "tensor?"));
       // And the model still runs clean afterwards.
       CHECK(error_of([&] { m.loss(idx, targets); }) == "(no error)");
     }
   }
 }
 
-TEST_CASE("cp placements: CpGPT's residual stream and the cp attention output are sharded along "
-          "T over cp; a partial qkv is refused",
-          "[mpi][cp][placement]") {
+TEST_CASE(
+    "cp placements: CpGPT's residual stream and the cp attention output are sharded along "
+    "T over cp; a partial qkv is refused",
+    "[mpi][cp][placement]") {
   Communicator world = Communicator::world();
   const Tensor idx = tokens(5), targets = tokens(6);
   for (int c : tp_sizes(world)) {
@@ -328,9 +337,10 @@ TEST_CASE("cp placements: CpGPT's residual stream and the cp attention output ar
   }
 }
 
-TEST_CASE("tp placements: ZeroOptimizer's sequence-parallel tp sum takes the partial gradients "
-          "to replicated (ZeRO 0) and refuses one summed already",
-          "[mpi][tp][placement]") {
+TEST_CASE(
+    "tp placements: ZeroOptimizer's sequence-parallel tp sum takes the partial gradients "
+    "to replicated (ZeRO 0) and refuses one summed already",
+    "[mpi][tp][placement]") {
   Communicator world = Communicator::world();
   const Tensor idx = tokens(7), targets = tokens(8);
   for (int t : tp_sizes(world)) {
