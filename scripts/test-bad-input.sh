@@ -390,6 +390,11 @@ job "--n-head not divisible by --tp" "--n-head 1 is not divisible by --tp 2" 2 \
 job "--sequence-parallel with --seq-len % --tp != 0" \
   "--sequence-parallel splits --seq-len 7 over --tp 2, which does not divide it" 2 \
   train "${tiny[@]}" --tp 2 --sequence-parallel --seq-len 7
+# A planted bug (tensor/placement.h): the row-parallel all-reduce skipped. The
+# placements name it on every rank instead of training on a wrong loss.
+MS_PLANT_BUG=skip-row-parallel-all-reduce job "planted: a skipped row-parallel all-reduce" \
+  "'h.0.attn.c_proj: row_parallel_linear output (before its all-reduce)' [1, 8, 16] [tp: partial(sum)] cannot be combined over tp" \
+  2 train "${tiny[@]}" --tp 2
 # A weights file whose heads do not split over --tp.
 timeout $limit "$bin" train "${tiny[@]}" --n-head 1 --save-weights "$tmp/one_head.safetensors" \
   > /dev/null 2>&1

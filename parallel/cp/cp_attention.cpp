@@ -2,6 +2,7 @@
 // ulysses.cpp and ring_attention.cpp.
 #include "parallel/cp/cp_attention.h"
 
+#include "parallel/comm/placement.h"
 #include "parallel/cp/ring_attention.h"
 #include "parallel/cp/ulysses.h"
 #include "tensor/error.h"
@@ -60,8 +61,23 @@ Tensor cp_causal_attention(const Tensor& qkv_local, int64_t n_head_local, CpAlgo
                            Communicator& cp, double attn_p, Generator& gen) {
   MS_CHECK(attn_p >= 0 && attn_p < 1, "cp_causal_attention (", cp_algo_name(algo),
            "): attention dropout ", attn_p, " must be in [0, 1)");
-  if (algo == CpAlgo::Ulysses) return ulysses_attention(qkv_local, n_head_local, cp, attn_p, gen);
-  return ring_attention(qkv_local, n_head_local, algo == CpAlgo::Zigzag, cp, attn_p, gen);
+  // Placements over cp (docs/architecture.md, "Placements"): the queries in
+  // and the output out are this rank's positions, sharded along T; a
+  // partial qkv (a missing reduction upstream) is refused. The layouts in
+  // between (Ulysses' head-sharded blocks, ring's travelling K/V) are views
+  // and buffers without placements.
+  refuse_placement(qkv_local, MeshAxis::CP, Placement::Kind::Partial, "cp_causal_attention",
+                   "attention needs this rank's positions of q, k and v, not partial sums");
+  Tensor out = algo == CpAlgo::Ulysses ? ulysses_attention(qkv_local, n_head_local, cp, attn_p, gen)
+                                       : ring_attention(qkv_local, n_head_local,
+                                                        algo == CpAlgo::Zigzag, cp, attn_p, gen);
+  if (cp.size() > 1 && placement_checks_enabled()) {
+    copy_placements(out, qkv_local);  // tp: this rank's heads, like its qkv
+    place_over(
+        out, MeshAxis::CP, cp, Placement::sharded(1, out.dim()),
+        std::string("cp attention output (") + cp_algo_name(algo) + ", this rank's positions)");
+  }
+  return out;
 }
 
 }  // namespace ms

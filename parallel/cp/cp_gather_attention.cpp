@@ -2,6 +2,7 @@
 #include "parallel/cp/cp_gather_attention.h"
 
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/tp/mappings.h"
 
 namespace ms {
@@ -14,7 +15,12 @@ Tensor cp_gather_attention(const Tensor& qkv_local, int64_t heads, Communicator&
   // All-gather forward, reduce-scatter backward (Megatron's
   // gather_from_sequence_parallel_region, here over the cp group).
   Tensor qkv = gather_from_sequence_parallel_region(qkv_local, cp);  // (B, T, 3·Cl)
-  Tensor y = causal_attention(qkv, heads, attn_p, gen);              // (B, T, Cl)
+  // The mapping places its output over tp, the group it is written for; here
+  // the group is cp: the tp placement is the input's, and over cp the whole
+  // sequence is now on every rank.
+  copy_placements(qkv, qkv_local);
+  place_over(qkv, MeshAxis::CP, cp, Placement::replicated(), "qkv gathered over cp");
+  Tensor y = causal_attention(qkv, heads, attn_p, gen);  // (B, T, Cl)
   // My rows; narrow's backward pads with zeros, so each rank's gradient is
   // its own rows' share and the reduce-scatter sums the shares.
   return contiguous(narrow(y, 1, cp.rank() * n, n));  // (B, T/C, Cl)

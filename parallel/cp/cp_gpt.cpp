@@ -4,6 +4,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/cp/cp_attention.h"
 #include "parallel/cp/cp_gather_attention.h"
 #include "parallel/tp/cross_entropy.h"
@@ -114,11 +115,21 @@ Tensor CpGPT::drop(const Tensor& x, double p, Generator& gen) const {
   for (const Run& run : runs_of(positions(T_)))
     pieces.push_back(apply_dropout_mask(contiguous(narrow(x, 1, run.local_start, run.length)),
                                         slice_dropout_mask(full, run.global_start, run.length)));
-  return pieces.size() == 1 ? pieces[0] : cat(pieces, 1);
+  Tensor out = pieces.size() == 1 ? pieces[0] : cat(pieces, 1);
+  copy_placements(out, x);  // dropout is linear and keeps the positions: x's placements
+  return out;
 }
 
 Tensor CpGPT::attention(const Tensor& qkv, int64_t heads, double attn_p, Generator& gen) {
-  if (algo_ == "allgather") return cp_gather_attention(qkv, heads, cp_, attn_p, gen);
+  if (algo_ == "allgather") {
+    Tensor out = cp_gather_attention(qkv, heads, cp_, attn_p, gen);
+    if (cp_.size() > 1 && placement_checks_enabled()) {
+      copy_placements(out, qkv);  // tp: this rank's heads, like its qkv
+      place_over(out, MeshAxis::CP, cp_, Placement::sharded(1, out.dim()),
+                 "cp attention output (allgather, this rank's positions)");
+    }
+    return out;
+  }
   return cp_causal_attention(qkv, heads, parse_cp_algo(algo_), cp_, attn_p, gen);
 }
 
@@ -130,6 +141,9 @@ Tensor CpGPT::embed(const Tensor& idx_local, int64_t T) {
   Tensor tok = tp_ ? vocab_parallel_embedding(gpt_->wte->weight, idx_local, tp_->tp())
                    : gpt_->wte->forward(idx_local);
   Tensor x = add(tok, gpt_->wpe->forward(pos));  // (B, T/C, C)
+  // The residual stream holds this rank's positions: sharded(1) over cp.
+  place_over(x, MeshAxis::CP, cp_, Placement::sharded(1, x.dim()),
+             "residual stream (embedding output, this rank's positions)");
   Dropout& d = *gpt_->drop;
   return d.training() ? drop(x, d.p(), d.generator()) : x;
 }

@@ -5,6 +5,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/tp/mappings.h"
 #include "parallel/tp/vocab_parallel.h"
 #include "tensor/factory.h"
@@ -46,14 +47,36 @@ Tensor vocab_parallel_cross_entropy(const Tensor& logits_shard, const Tensor& ta
   // backward, (softmax − one-hot)/N with no communication: the two sums go
   // through reduce_from_tp_region (identity backward), and the max is a
   // constant shift (detached; the softmax does not depend on it).
+  //
+  // Placements over tp: the logits are sharded along the vocabulary (a
+  // partial input is refused: it is the output of a row-parallel layer that
+  // skipped its reduction); the max after its all-reduce is replicated and
+  // broadcasts along the shard; the two per-rank sums are partial until
+  // reduce_from_tp_region makes them replicated.
+  const bool placing = tp.size() > 1 && placement_checks_enabled();
+  if (placing) {
+    refuse_placement(logits_shard, MeshAxis::TP, Placement::Kind::Partial, op,
+                     "the logits must be this rank's vocabulary columns, not a partial sum");
+    place_over(logits_shard, MeshAxis::TP, tp, Placement::sharded(-1, 2),
+               "vocab-parallel logits (this rank's vocabulary range)");
+  }
   Tensor m = contiguous(max(detach(logits_shard), 1));  // (N)
-  tp.all_reduce(m, ReduceOp::Max);                       // 1
-  Tensor shifted = sub(logits_shard, unsqueeze(m, 1));   // (N, V/t)
+  tp.all_reduce(m, ReduceOp::Max);                      // 1
+  Tensor m_col = unsqueeze(m, 1);                       // (N, 1)
+  if (placing)
+    place_over(m_col, MeshAxis::TP, tp, Placement::replicated(), "the row max of the logits");
+  Tensor shifted = sub(logits_shard, m_col);  // (N, V/t)
   // The target's shifted logit, gathered as rows of the flat (N·V/t, 1) view.
   Tensor z_mine = mul(reshape(embedding(reshape(shifted, {N * Vl, 1}), index), {N}), keep);
-  Tensor z = reduce_from_tp_region(z_mine, tp);                      // 2: (N)
-  Tensor s = reduce_from_tp_region(sum(exp(shifted), {1}), tp);      // 3: (N) Σ exp
-  Tensor out = mean(sub(log(s), z));                                 // scalar
+  Tensor e_mine = sum(exp(shifted), {1});  // (N): Σ exp over my columns
+  if (placing) {
+    place_over(z_mine, MeshAxis::TP, tp, Placement::partial(),
+               "the target's logit (on the rank owning it)");
+    place_over(e_mine, MeshAxis::TP, tp, Placement::partial(), "Σ exp over my vocabulary range");
+  }
+  Tensor z = reduce_from_tp_region(z_mine, tp);  // 2: (N)
+  Tensor s = reduce_from_tp_region(e_mine, tp);  // 3: (N) Σ exp
+  Tensor out = mean(sub(log(s), z));             // scalar
   return out;
 }
 

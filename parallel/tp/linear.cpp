@@ -4,6 +4,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/tp/mappings.h"
 
 namespace ms {
@@ -19,6 +20,34 @@ void check_shapes(const char* op, const Tensor& x, const Tensor& w, const Tensor
            shape_str(b.shape()), " does not match weight shard ", shape_str(w.shape()));
 }
 
+// Whether this call sets placements: over a 1-rank group, or with
+// MS_PLACEMENT_CHECKS=0, the label strings are not even built.
+bool placing(const Communicator& tp) {
+  return tp.size() > 1 && placement_checks_enabled();
+}
+
+// "h.0.attn.c_proj: <what>" from the weight's label (its parameter name,
+// set where the shards are cut), so an error names the layer.
+std::string layer_label(const Tensor& weight, const char* what) {
+  std::string name = weight.impl()->placements.label;
+  const std::string suffix = ".weight";
+  if (name.size() > suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    name.resize(name.size() - suffix.size());
+  return name.empty() ? std::string(what) : name + ": " + what;
+}
+
+// A column-parallel output: this rank's block of the output features (its
+// other axes, e.g. cp's sequence shard, are the input's).
+Tensor place_column_output(const Tensor& y, const Tensor& x, const Tensor& weight,
+                           Communicator& tp) {
+  if (!placing(tp)) return y;
+  copy_placements(y, x);
+  place_over(y, MeshAxis::TP, tp, Placement::sharded(-1, y.dim()),
+             layer_label(weight, "column_parallel_linear output"));
+  return y;
+}
+
 // Sequence-parallel column linear that saves the input shard, not the
 // gathered input. Megatron: LinearWithGradAccumulationAndAsyncCommunication
 // with sequence_parallel (forward all-gathers; backward all-gathers the input
@@ -29,7 +58,8 @@ Tensor column_sp_regather(const Tensor& x, const Tensor& weight, const Tensor& b
   MS_CHECK(x.dim() == 3, op, ": expects (B, T/t, in), got ", shape_str(x.shape()));
   Tensor x_full = tp_all_gather(x, 1, tp, op);  // (B, T, in), not kept
   check_shapes(op, x_full, weight, bias);
-  Tensor y = linear(x_full, detach(weight), bias.defined() ? detach(bias) : Tensor());
+  Tensor y = place_column_output(
+      linear(x_full, detach(weight), bias.defined() ? detach(bias) : Tensor()), x, weight, tp);
   if (!needs_grad({&x, &weight, &bias})) return y;
   const bool has_bias = bias.defined();
   record(y, op, {x, weight, bias},
@@ -59,12 +89,15 @@ Tensor column_parallel_linear(const Tensor& x, const Tensor& weight, const Tenso
   Tensor in = opt.sequence_parallel ? gather_from_sequence_parallel_region(x, tp)  // (B, T, in)
                                     : copy_to_tp_region(x, tp);
   check_shapes(op, in, weight, bias);
-  Tensor y = linear(in, weight, bias);  // (B, T, out/t)
+  Tensor y = place_column_output(linear(in, weight, bias), x, weight, tp);  // (B, T, out/t)
   return opt.gather_output ? gather_from_tp_region(y, tp) : y;
 }
 
 // Megatron: RowParallelLinear.forward — GEMM without bias, reduce, then
-// `output = output_ + self.bias`.
+// `output = output_ + self.bias`. The GEMM output is partial(sum) over tp;
+// the reduction makes it replicated (sharded along T under SP), and only
+// then is the replicated bias added: added before, the sum rule refuses it
+// (it would be added t times).
 Tensor row_parallel_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Communicator& tp, const RowParallelOptions& opt) {
   const char* op = "row_parallel_linear";
@@ -72,10 +105,22 @@ Tensor row_parallel_linear(const Tensor& x, const Tensor& weight, const Tensor& 
            ": sequence_parallel needs input_is_parallel (as in Megatron)");
   Tensor in = opt.input_is_parallel ? x : scatter_to_tp_region(x, tp);  // (B, T, in/t)
   check_shapes(op, in, weight, bias);
+  refuse_placement(in, MeshAxis::TP, Placement::Kind::Partial, op,
+                   "its input must be this rank's block of the features, not a partial sum");
   Tensor partial = linear(in, weight);  // (B, T, out): this rank's share of the sum
+  if (placing(tp)) {
+    copy_placements(partial, in);
+    place_over(partial, MeshAxis::TP, tp, Placement::partial(),
+               layer_label(weight, "row_parallel_linear output (before its all-reduce)"));
+  }
+  // The planted bug (tests only): the reduction forgotten, the partial sums
+  // returned as if they were the output.
+  if (planted_bug() == PlantedBug::SkipRowParallelAllReduce) return partial;
   Tensor y = opt.sequence_parallel ? reduce_scatter_to_sequence_parallel_region(partial, tp)
                                    : reduce_from_tp_region(partial, tp);
-  return bias.defined() ? add(y, bias) : y;
+  Tensor out = bias.defined() ? add(y, bias) : y;
+  if (placing(tp)) set_label(out, layer_label(weight, "row_parallel_linear output"));
+  return out;
 }
 
 }  // namespace ms

@@ -15,6 +15,17 @@
 //
 // All reductions are sums over `tp`, the tensor-parallel group (Mesh::tp()).
 //
+// Placements over tp (tensor/placement.h; set only when tp > 1), forward and
+// on the gradient in backward; R replicated, P partial(sum), S(d) sharded:
+//   f                 in not P/S -> R       grad: any but R -> R (all-reduce)
+//   g                 in not R   -> R       grad: R (identity)
+//   scatter / gather  -> S(-1) / R          grad: R / S(-1)
+//   SP scatter        -> S(1)               grad: R
+//   SP gather         in not P   -> R       grad: not R -> S(1) (reduce-scatter)
+//   SP reduce-scatter in not R   -> S(1)    grad: R
+// A reduction of a replicated input (it was already reduced) and a split or
+// gather of a partial one are ms::Errors naming the tensor and the op.
+//
 // The sequence dimension. Megatron keeps activations as (s, b, h), so its
 // sequence dim is dim 0 and one all-gather lays the ranks' blocks end to end.
 // Ours are (B, T, C) (GPT-2's and llm.c's layout), and the sequence dim is

@@ -2,6 +2,7 @@
 #include "parallel/tp/shard.h"
 
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/tp/mappings.h"
 
 namespace ms {
@@ -92,6 +93,14 @@ Tensor gather_param(const Tensor& shard, TpSplit split, Communicator& tp) {
       tp_all_gather(shard, split_dim(shard, split), tp, "gather_param");  // shards side by side
   if (split != TpSplit::Qkv) return all;
   return regroup_qkv(chunk(all, tp.size(), all.dim() - 1));
+}
+
+void place_tp_param(const Tensor& param, TpSplit split, const Communicator& tp,
+                    const std::string& name) {
+  const Placement p = split == TpSplit::Replicated
+                          ? Placement::replicated()
+                          : Placement::sharded(split_dim(param, split), param.dim());
+  place_over(param, MeshAxis::TP, tp, p, name);
 }
 
 }  // namespace ms

@@ -56,4 +56,11 @@ Tensor unshard_param(const std::vector<Tensor>& shards, TpSplit split);
 // Collective over `tp`: every rank gets the serial tensor from the ranks' shards.
 Tensor gather_param(const Tensor& shard, TpSplit split, Communicator& tp);
 
+// Records on a parameter (cut by shard_param) how it lives over tp, labelled
+// with its name (tensor/placement.h): Rows sharded(0), Columns and Qkv
+// sharded along the last dim (a 1-D bias: dim 0), Replicated replicated. Over
+// a 1-rank tp group nothing is set.
+void place_tp_param(const Tensor& param, TpSplit split, const Communicator& tp,
+                    const std::string& name);
+
 }  // namespace ms

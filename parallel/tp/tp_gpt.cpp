@@ -3,9 +3,11 @@
 #include "parallel/tp/tp_gpt.h"
 
 #include "autograd/grad_mode.h"
+#include "parallel/comm/placement.h"
 #include "parallel/tp/cross_entropy.h"
 #include "parallel/tp/linear.h"
 #include "parallel/tp/random.h"
+#include "parallel/tp/sequence_parallel.h"
 #include "parallel/tp/shard.h"
 #include "parallel/tp/vocab_parallel.h"
 
@@ -20,6 +22,9 @@ TpBlock::TpBlock(std::shared_ptr<Block> block, Communicator tp, bool sequence_pa
   // Megatron's model-parallel stream for dropout inside the tp region (tp_gpt.h).
   Generator& attn = block_->attn->attn_dropout->generator();
   attn = Generator(attn.seed_state() + kModelParallelSeedOffset + uint64_t(tp_.rank()));
+  // "h.3" from the parameter names TpGPT labelled its shards with.
+  const std::string& w = block_->attn->c_proj->weight.impl()->placements.label;
+  name_ = w.substr(0, w.find(".attn."));
 }
 
 // Outside the tp regions: without SP every tp rank holds the whole activation
@@ -47,12 +52,29 @@ Tensor TpBlock::forward(const Tensor& x) {
   Tensor y = shard_ops_.attention
                  ? shard_ops_.attention(qkv, local_heads_, attn_p, ad.generator())
                  : causal_attention(qkv, local_heads_, attn_p, ad.generator());  // (B, T, C/t)
+  // Placements (docs/architecture.md, "Placements"): the attention output is
+  // this rank's heads, sharded along the features like the qkv it came from;
+  // the residual stream stays replicated over tp (sharded along T under SP),
+  // and its adds refuse a row-parallel output whose reduction was skipped.
+  const bool placing = tp_.size() > 1 && placement_checks_enabled();
+  if (placing && placement_of(x, MeshAxis::TP).is(Placement::Kind::Unknown))
+    // An input no tp op produced (a pipeline stage's received activation, the
+    // CLI's activation-memory probe) is what this block's input is by
+    // contract: the residual stream. Known placements are left to the checks.
+    place_over(x, MeshAxis::TP, tp_, sp_ ? Placement::sharded(1, x.dim()) : Placement::replicated(),
+               name_ + " input (the residual stream)");
+  if (placing)
+    place_over(y, MeshAxis::TP, tp_, Placement::sharded(-1, y.dim()),
+               name_ + " attention output (this rank's heads)");
   Tensor h1 = add(x, drop(*attn.resid_dropout, row_parallel_linear(y, attn.c_proj->weight,
                                                                    attn.c_proj->bias, tp_, row)));
+  if (placing) set_label(h1, name_ + " residual stream (after attention)");
   Tensor f = column_parallel_linear(b.ln_2->forward(h1), mlp.c_fc->weight, mlp.c_fc->bias, tp_,
                                     col);  // (B, T, 4C/t)
-  return add(h1, drop(*mlp.dropout, row_parallel_linear(gelu(f), mlp.c_proj->weight,
-                                                        mlp.c_proj->bias, tp_, row)));
+  Tensor out = add(h1, drop(*mlp.dropout, row_parallel_linear(gelu(f), mlp.c_proj->weight,
+                                                              mlp.c_proj->bias, tp_, row)));
+  if (placing) set_label(out, name_ + " residual stream (after the MLP)");
+  return out;
 }
 
 TpGPT::TpGPT(std::shared_ptr<GPT> serial, Communicator tp, bool sequence_parallel)
@@ -65,9 +87,11 @@ TpGPT::TpGPT(std::shared_ptr<GPT> serial, Communicator tp, bool sequence_paralle
            " is not divisible by tp ", t, " (each tp rank computes n_head / tp whole heads)");
   MS_CHECK(cfg.vocab_size % t == 0, "tensor parallelism: vocab_size ", cfg.vocab_size,
            " is not divisible by tp ", t, " (each tp rank owns vocab_size / tp rows of wte)");
-  for (const auto& [name, full] : gpt_->named_parameters())
-    gpt_->replace_parameter(name,
-                            shard_param(full, tp_split_of(name), tp_.rank(), t, cfg.n_head, name));
+  for (const auto& [name, full] : gpt_->named_parameters()) {
+    const TpSplit split = tp_split_of(name);
+    gpt_->replace_parameter(name, shard_param(full, split, tp_.rank(), t, cfg.n_head, name));
+    place_tp_param(full, split, tp_, name);  // `full` is the parameter, now at shard shape
+  }
   for (size_t i = 0; i < gpt_->blocks().size(); ++i) {
     auto block = std::dynamic_pointer_cast<Block>(gpt_->blocks()[i]);
     MS_CHECK(block != nullptr, "tensor parallelism: block ", i,
@@ -88,10 +112,23 @@ Tensor TpGPT::embed(const Tensor& idx) {
            " exceeds the model's block_size ", cfg.block_size);
   MS_CHECK(!sp_ || T % t == 0, "TpGPT.forward: sequence parallelism splits the sequence length ", T,
            " over tp ", t, ", which does not divide it");
+  // Under SP the replicated parameters' gradients leave backward partial over
+  // tp until the sequence-parallel grad sum (sequence_parallel.h). The hooks
+  // that mark them are registered at the first forward, after those of a
+  // data-parallel wrapper built since (DataParallel moves .grad into its
+  // bucket in its hook): they then mark the gradient that stays.
+  if (sp_ && !sp_grads_placed_) {
+    std::vector<std::pair<std::string, Tensor>> replicated;
+    for (const auto& [name, p] : gpt_->named_parameters())
+      if (tp_split_of(name) == TpSplit::Replicated) replicated.emplace_back(name, p);
+    place_sequence_parallel_grads_on_backward(replicated, tp_);
+    sp_grads_placed_ = true;
+  }
   const int64_t n = sp_ ? T / t : T, first = sp_ ? tp_.rank() * n : 0;
   Tensor pos = arange(double(first), double(first + n), 1, DType::I32).to(idx.device());
   Tensor x = add(vocab_parallel_embedding(gpt_->wte->weight, idx, tp_, sp_),
-                 gpt_->wpe->forward(pos));  // (B, n, C)
+                 gpt_->wpe->forward(pos));  // (B, n, C): replicated over tp, sharded(1) under SP
+  if (t > 1) set_label(x, "residual stream (embedding output)");
   Dropout& d = *gpt_->drop;
   if (!d.training()) return x;
   return sp_ ? sequence_parallel_dropout(x, d.p(), d.generator(), tp_) : d.forward(x);
@@ -102,9 +139,9 @@ Tensor TpGPT::embed(const Tensor& idx) {
 Tensor TpGPT::head_loss(const Tensor& x, const Tensor& targets) {
   const int64_t local_vocab = gpt_->config().vocab_size / tp_.size();
   Tensor logits = vocab_parallel_logits(gpt_->ln_f->forward(x), gpt_->wte->weight, tp_,
-                                        sp_);  // (B, T, V/t)
+                                        sp_);  // (B, T, V/t): sharded(-1) over tp
   return vocab_parallel_cross_entropy(reshape(logits, {-1, local_vocab}), reshape(targets, {-1}),
-                                      tp_);
+                                      tp_);  // sets the (B·T, V/t) view's placement again
 }
 
 Tensor TpGPT::loss(const Tensor& idx, const Tensor& targets) {

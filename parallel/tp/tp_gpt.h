@@ -45,6 +45,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/gpt.h"
@@ -79,6 +80,7 @@ class TpBlock : public Layer {
   Communicator tp_;
   bool sp_;
   int64_t local_heads_;  // n_head / t
+  std::string name_;     // "h.i", for the placement labels of its activations
 };
 
 class TpGPT : public Module {
@@ -117,6 +119,7 @@ class TpGPT : public Module {
   std::shared_ptr<GPT> gpt_;
   Communicator tp_;
   bool sp_;
+  bool sp_grads_placed_ = false;  // the SP gradient hooks are registered (embed)
 };
 
 // Parameters one tp rank of a TpGPT with this config holds (its shards and the

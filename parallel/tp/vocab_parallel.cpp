@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "parallel/comm/placement.h"
 #include "parallel/tp/linear.h"
 #include "parallel/tp/mappings.h"
 
@@ -46,6 +47,10 @@ Tensor vocab_parallel_embedding(const Tensor& weight_shard, const Tensor& ids, C
   const Device device = weight_shard.device();
   Tensor rows = embedding(weight_shard, from_vector(local, ids.shape()).to(device)) *
                 from_vector(keep, keep_shape, weight_shard.dtype()).to(device);  // (B, T, C)
+  // Each row is nonzero on the one rank owning its id: a partial sum over tp.
+  if (tp.size() > 1 && placement_checks_enabled())
+    place_over(rows, MeshAxis::TP, tp, Placement::partial(),
+               "vocab_parallel_embedding rows (this rank's vocabulary range, before the sum)");
   return sequence_parallel ? reduce_scatter_to_sequence_parallel_region(rows, tp)
                            : reduce_from_tp_region(rows, tp);
 }

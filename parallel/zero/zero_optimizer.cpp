@@ -6,6 +6,7 @@
 
 #include "parallel/comm/overflow.h"
 #include "parallel/dp/data_parallel.h"
+#include "parallel/tp/sequence_parallel.h"
 #include "parallel/zero/stage1.h"
 #include "parallel/zero/stage2.h"
 #include "parallel/zero/stage3.h"
@@ -364,12 +365,18 @@ int64_t ZeroOptimizer::replicated_grad_numel() const {
 void ZeroOptimizer::sum_replicated_grads() {
   const std::vector<Tensor>& mine = optimizer_->params();
   std::vector<Tensor> parts;  // views of the gradients
+  std::vector<Tensor> whole;  // gradients of whole replicated parameters (stage 0): placed over tp
   for (size_t i = 0; i < mine.size(); ++i) {
     if (!mine[i].grad().defined()) continue;
     Tensor flat = reshape(detach(mine[i].grad()), {-1});
-    for (const auto& [b, e] : replicated_ranges_[i]) parts.push_back(narrow(flat, 0, b, e - b));
+    const auto& ranges = replicated_ranges_[i];
+    if (ranges.size() == 1 && ranges[0] == std::pair<int64_t, int64_t>{0, flat.numel()})
+      whole.push_back(mine[i].grad());
+    for (const auto& [b, e] : ranges) parts.push_back(narrow(flat, 0, b, e - b));
   }
-  if (parts.empty()) return;               // the same on every tp rank: identical layouts
+  if (parts.empty()) return;  // the same on every tp rank: identical layouts
+  for (const Tensor& g : whole)
+    refuse_summed_sequence_parallel_grad(g, opts_.tp->tp, "zero: the sequence-parallel tp sum");
   Tensor buf = contiguous(cat(parts, 0));  // (Σ elements)
   opts_.tp->tp.all_reduce(buf, ReduceOp::Sum);
   int64_t off = 0;
@@ -377,6 +384,7 @@ void ZeroOptimizer::sum_replicated_grads() {
     copy_(part, narrow(buf, 0, off, part.numel()));
     off += part.numel();
   }
+  for (const Tensor& g : whole) place_summed_sequence_parallel_grad(g, opts_.tp->tp);
 }
 
 // This rank's own Σ g², leaving out the ranges in norm_skip_ (sorted and
