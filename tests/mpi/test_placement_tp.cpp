@@ -348,17 +348,30 @@ TEST_CASE(
     Communicator dp = world.split(world.rank() % t, world.rank() / t);
     INFO("tp " << t << ", tp rank " << tp.rank() << ", dp " << dp.size());
     TpGPT m(std::make_shared<GPT>(tiny(), 42), tp, true);
-    auto sgd = [](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
-      return std::make_unique<SGD>(std::move(ps), 0.1);
+    Tensor ln = m.gpt().parameter("h.1.ln_2.bias");
+    // What the optimizer is handed: the step zeroes the gradients (and their
+    // marks) after it, so the placement is read inside the update.
+    std::string at_update;
+    auto sgd = [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+      struct Recording : SGD {
+        Recording(std::vector<Tensor> ps, Tensor watched, std::string* seen)
+            : SGD(std::move(ps), 0.1), watched_(std::move(watched)), seen_(seen) {}
+        void step() override {
+          *seen_ = tp_str(watched_.grad());
+          SGD::step();
+        }
+        Tensor watched_;
+        std::string* seen_;
+      };
+      return std::make_unique<Recording>(std::move(ps), ln, &at_update);
     };
     ZeroOptimizer zero(m.gpt(), dp,
                        {.stage = 0, .tp = ZeroTensorParallel{tp, m.replicated_mask(), true}}, sgd);
-    Tensor ln = m.gpt().parameter("h.1.ln_2.bias");
     m.loss(idx, targets).backward();
     const std::string before = tp_str(ln.grad());
     zero.step(0.1, 1.0);
     CHECK(before == "partial(sum)");
-    CHECK(tp_str(ln.grad()) == "replicated");
+    CHECK(at_update == "replicated");
     // A second backward marks them partial again; summed once by hand
     // first, the optimizer's sum is refused (a reduction done twice).
     m.loss(idx, targets).backward();
