@@ -2,6 +2,8 @@
 // operands are passed to GEMM as flags, never copied, so backward's
 // dA = dC·Bᵀ and dB = Aᵀ·dC run at forward speed.
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include "autograd/grad_mode.h"
 #include "autograd/mixed.h"
@@ -135,6 +137,29 @@ Tensor linear_16bit(const Tensor& x, const Tensor& weight, const Tensor& bias, D
   return y;
 }
 
+// A Linear's weight and bias gradients from x2 (N, in) and g2 (N, out):
+//   dW (in, out) = x2ᵀ · g2,  db (out) = Σ_rows g2
+// f32 takes both from one GEMM, the column sums of g2 summed from its packed
+// slivers (gemm_f32_colsum_b); f64 (gradient checks) runs the unfused twin.
+std::pair<Tensor, Tensor> weight_and_bias_grad(const Tensor& x2, const Tensor& g2, bool gb) {
+  if (x2.dtype() != DType::F32 || !gb) {
+    Tensor dw = matmul(transpose(x2, 0, 1), g2);  // (in,N)·(N,out)
+    return {dw, gb ? sum(g2, {0}) : Tensor()};    // (out)
+  }
+  Tensor gc = contiguous(g2);  // (N, out), the GEMM's B
+  const int64_t N = gc.shape()[0], in = x2.shape()[1], out_f = gc.shape()[1];
+  const Device dev = op_device("linear backward", {&x2, &gc});
+  Tensor dw = Tensor::empty({in, out_f}, DType::F32, dev);  // (in, out)
+  Tensor db = Tensor::empty({out_f}, DType::F32, dev);      // (out)
+  const GemmLayout a = gemm_layout(in, N, x2.strides()[1], x2.strides()[0]);  // x2ᵀ (in, N)
+  MS_ASSERT(a.ld > 0, "linear backward: x must be row- or column-major");
+  KernelScope scope("linear backward", dev);
+  dk::gemm_f32_colsum_b(dev, a.trans, false, in, out_f, N, 1.0f, x2.device_data<float>(), a.ld,
+                        gc.device_data<float>(), out_f, 0.0f, dw.device_data<float>(), out_f,
+                        db.device_data<float>());
+  return {dw, db};
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -221,12 +246,86 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              Tensor g2 = reshape(g, {N, out_f});  // (N, out)
              Tensor dx, dw, db;
              if (gx) dx = reshape(matmul(g2, transpose(w, 0, 1)), x_shape);  // (N,out)·(out,in)
-             if (gw) dw = matmul(transpose(x2, 0, 1), g2);                   // (in,N)·(N,out)
-             if (gbias) db = sum(g2, {0});                                   // (out)
+             if (gw) {
+               std::tie(dw, db) = weight_and_bias_grad(x2, g2, gbias);
+             } else if (gbias) {
+               db = sum(g2, {0});  // (out)
+             }
              return std::vector<Tensor>{dx, dw, db};
            });
   }
   return out;
+}
+
+// gelu(linear(x, weight, bias)) as one node: GPT's c_fc and its GELU
+// (llm.c's matmul_forward then gelu_forward, in one pass over the output).
+//   forward:  h (N, out) = x·W + b with a = gelu(h) taken in the GEMM's
+//             epilogue, tile by tile (gemm_f32_bias_gelu); h is kept for backward
+//   backward: dh = gelu'(h) ⊙ da (one pass), then linear's backward on dh:
+//             dx = dh·Wᵀ, and dW, db from one GEMM (weight_and_bias_grad)
+// Its unfused twin gelu(linear(...)) runs for f64 and the 16-bit dtypes, and is
+// what tests/test_ops.cpp compares it against.
+static Tensor linear_gelu_unplaced(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (x.dtype() != DType::F32 || weight.dtype() != DType::F32 ||
+      (bias.defined() && bias.dtype() != DType::F32))
+    return gelu(linear(x, weight, bias));
+  check_matmul("linear_gelu", x, weight, weight.dim() == 2 ? weight.shape()[0] : -1);
+  MS_CHECK(weight.dim() == 2, "linear_gelu: weight must be (in, out), got ",
+           shape_str(weight.shape()));
+  const int64_t in = weight.shape()[0], out_f = weight.shape()[1];
+  MS_CHECK(!bias.defined() || bias.shape() == Shape{out_f}, "linear_gelu: bias ",
+           shape_str(bias.shape()), " must be [", out_f, "] for weight ", shape_str(weight.shape()));
+  const Device dev = op_device("linear_gelu", {&x, &weight, &bias});
+  Tensor x2 = gemm_ready(reshape(detach(x), {-1, in}));  // (N, in)
+  Tensor w = gemm_ready(detach(weight));                 // (in, out)
+  const int64_t N = x2.shape()[0];
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(out_f);
+  Tensor h = Tensor::empty(out_shape, DType::F32, dev);    // (..., out) pre-activation
+  Tensor act = Tensor::empty(out_shape, DType::F32, dev);  // (..., out) gelu(h)
+  Tensor bc = bias.defined() ? contiguous(detach(bias)) : Tensor();
+  {
+    const GemmLayout a = gemm_layout(N, in, x2.strides()[0], x2.strides()[1]);
+    const GemmLayout b = gemm_layout(in, out_f, w.strides()[0], w.strides()[1]);
+    MS_ASSERT(a.ld > 0 && b.ld > 0, "gemm operands must be row- or column-major");
+    KernelScope scope("linear_gelu", dev);
+    dk::gemm_f32_bias_gelu(dev, a.trans, b.trans, N, out_f, in, 1.0f, x2.device_data<float>(),
+                           a.ld, w.device_data<float>(), b.ld,
+                           bc.defined() ? bc.device_data<float>() : nullptr,
+                           h.device_data<float>(), out_f, act.device_data<float>());
+  }
+  if (needs_grad({&x, &weight, &bias})) {
+    const bool gx = x.requires_grad(), gw = weight.requires_grad();
+    const bool gbias = bias.defined() && bias.requires_grad();
+    record(act, "linear_gelu", {x, weight, bias},
+           [x2, w, h, x_shape = x.shape(), gx, gw, gbias, N, out_f](const Tensor& g) {
+             Tensor gc = contiguous(g);
+             const Device d = op_device("linear_gelu backward", {&gc, &h});
+             Tensor dh = Tensor::empty({N, out_f}, DType::F32, d);  // (N, out)
+             {
+               KernelScope scope("linear_gelu backward", d);
+               dk::gelu_backward<float>(d, dh.device_data<float>(), gc.device_data<float>(),
+                                        h.device_data<float>(), N * out_f);
+             }
+             Tensor dx, dw, db;
+             if (gx) dx = reshape(matmul(dh, transpose(w, 0, 1)), x_shape);  // (N,out)·(out,in)
+             if (gw) {
+               std::tie(dw, db) = weight_and_bias_grad(x2, dh, gbias);
+             } else if (gbias) {
+               db = sum(dh, {0});  // (out)
+             }
+             return std::vector<Tensor>{dx, dw, db};
+           });
+  }
+  return act;
+}
+
+// Nonlinear in its input and reducing over x's last dim (the contraction): a
+// partial x, or x sharded along its features, is an error, as for gelu after
+// a linear; other axes of x are kept, as gelu keeps them.
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const Placements placed = keep_rowwise("linear_gelu", x, -1);
+  return with_placements(linear_gelu_unplaced(x, weight, bias), placed);
 }
 
 }  // namespace ms

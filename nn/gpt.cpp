@@ -59,7 +59,8 @@ MLP::MLP(const GPTConfig& cfg, Generator& gen) {
 }
 
 Tensor MLP::forward(const Tensor& x) {
-  return dropout->forward(c_proj->forward(gelu(c_fc->forward(x))));  // (B,T,C)->(B,T,4C)->(B,T,C)
+  // c_fc and GELU fused (autograd/ops_matmul.cpp linear_gelu): (B,T,C)->(B,T,4C)->(B,T,C)
+  return dropout->forward(c_proj->forward(linear_gelu(x, c_fc->weight, c_fc->bias)));
 }
 
 Block::Block(const GPTConfig& cfg, Generator& gen, bool with_moe) {

@@ -1,8 +1,11 @@
 // Every op against a naive reference written with plain loops over to_vector().
 #include <cmath>
+#include <functional>
 
+#include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "tensor/cpu/adamw.h"
 
 using namespace ms;
 
@@ -303,4 +306,129 @@ TEST_CASE("causal attention over several row blocks matches unfused ops and thei
   sum(mul(got, r)).backward();
   sum(mul(want, r)).backward();
   check_close(a.grad().to_vector(), b.grad().to_vector(), 1e-11);
+}
+
+// ---- the fused Linear forms (autograd/ops_matmul.cpp) against their unfused twins ----
+
+namespace {
+
+// Runs f(x, w, b) forward and backward (a fixed random output weighting) and
+// returns the output and the three gradients, flattened.
+std::vector<std::vector<double>> linear_run(
+    const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& f, const Tensor& x0,
+    const Tensor& w0, const Tensor& b0, const Tensor& r) {
+  Tensor x = detach(x0).set_requires_grad(true), w = detach(w0).set_requires_grad(true);
+  Tensor b = detach(b0).set_requires_grad(true);
+  Tensor out = f(x, w, b);
+  sum(mul(out, r)).backward();
+  return {out.to_vector(), x.grad().to_vector(), w.grad().to_vector(),
+          b.grad().defined() ? b.grad().to_vector() : std::vector<double>{}};
+}
+
+}  // namespace
+
+TEST_CASE("linear_gelu equals gelu(linear) forward and backward in f32, odd shapes",
+          "[ops][fused]") {
+  Generator gen(23);
+  // (batch..., in) -> out: edge tiles everywhere, one row, one output, several K slabs.
+  struct Case {
+    Shape x;
+    int64_t out;
+  };
+  for (const Case& c : {Case{{3, 5, 7}, 9}, Case{{2, 33, 40}, 70}, Case{{1, 1, 13}, 17},
+                        Case{{4, 6}, 1}, Case{{130, 300}, 129}}) {
+    const int64_t in = c.x.back();
+    Tensor x = uniform(c.x, gen, -2, 2), w = uniform({in, c.out}, gen, -0.5, 0.5);
+    Tensor b = uniform({c.out}, gen, -1, 1);
+    Shape out_shape = c.x;
+    out_shape.back() = c.out;
+    Tensor r = uniform(out_shape, gen, -1, 1);
+    auto fused = linear_run(
+        [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return linear_gelu(a, w_, b_); },
+        x, w, b, r);
+    auto plain = linear_run(
+        [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return gelu(linear(a, w_, b_)); },
+        x, w, b, r);
+    INFO("x " << shape_str(c.x) << " out " << c.out);
+    // dx and dW are the same kernels on the same h: equal to the bit. The
+    // forward's GELU runs on tile rows instead of the whole tensor, so an
+    // element may fall in the span function's scalar tail instead of its
+    // vector body (1 ulp apart). db is the same double sum, except on
+    // reduce_sum's one-column path.
+    check_close(fused[0], plain[0], 1e-6);
+    for (int i = 1; i < 3; ++i) {
+      INFO("output " << i << " (1: dx, 2: dW)");
+      CHECK(fused[i] == plain[i]);
+    }
+    check_close(fused[3], plain[3], 1e-6);
+  }
+}
+
+TEST_CASE("linear's fused bias gradient equals matmul and sum, f32", "[ops][fused]") {
+  Generator gen(29);
+  Tensor x = uniform({5, 11, 37}, gen, -1, 1), w = uniform({37, 45}, gen, -1, 1);
+  Tensor b = uniform({45}, gen, -1, 1), r = uniform({5, 11, 45}, gen, -1, 1);
+  auto fused = linear_run(
+      [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return linear(a, w_, b_); }, x, w,
+      b, r);
+  // The unfused twin: the same product written as matmul + add.
+  auto plain = linear_run(
+      [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return add(matmul(a, w_), b_); },
+      x, w, b, r);
+  for (int i = 0; i < 4; ++i) check_close(fused[i], plain[i], 1e-5);
+  // Without a bias: forward and dW still equal the unfused pair.
+  auto no_bias = [](auto op) {
+    return [op](const Tensor& a, const Tensor& w_, const Tensor&) { return op(a, w_); };
+  };
+  auto fused_nb = linear_run(no_bias([](const Tensor& a, const Tensor& w_) {
+                               return linear_gelu(a, w_);
+                             }),
+                             x, w, b, r);
+  auto plain_nb = linear_run(no_bias([](const Tensor& a, const Tensor& w_) {
+                               return gelu(linear(a, w_));
+                             }),
+                             x, w, b, r);
+  check_close(fused_nb[0], plain_nb[0], 1e-6);
+  for (int i = 1; i < 3; ++i) CHECK(fused_nb[i] == plain_nb[i]);
+}
+
+TEST_CASE("gradcheck: linear_gelu in f64", "[ops][fused][gradcheck]") {
+  Generator gen(31);
+  auto p = [&](const Shape& s) {
+    return uniform(s, gen, -1, 1, DType::F64).set_requires_grad(true);
+  };
+  GradcheckResult res = gradcheck(
+      [](const std::vector<Tensor>& t) { return linear_gelu(t[0], t[1], t[2]); },
+      {p({2, 3, 4}), p({4, 5}), p({5})});
+  INFO(res.report);
+  CHECK(res.ok);
+}
+
+TEST_CASE("AdamW's vectorized kernel equals the update written out in double", "[ops][optim]") {
+  // 3 chunks of 2^14 and a ragged tail: the parallel split and every clone's tail loop.
+  const int64_t n = 3 * (1 << 14) + 37;
+  Generator gen(37);
+  std::vector<double> g = uniform({n}, gen, -1, 1).to_vector();
+  std::vector<double> p0 = uniform({n}, gen, -1, 1).to_vector();
+  std::vector<double> m0 = uniform({n}, gen, -0.1, 0.1).to_vector();
+  std::vector<double> v0 = uniform({n}, gen, 0, 0.01).to_vector();
+  std::vector<float> p(p0.begin(), p0.end()), m(m0.begin(), m0.end()), v(v0.begin(), v0.end());
+  std::vector<float> gf(g.begin(), g.end());
+  const double lr = 1e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1, t = 3;
+  const double bc2_sqrt = std::sqrt(1 - std::pow(b2, t)), step = lr / (1 - std::pow(b1, t));
+  cpu::adamw_update(p.data(), m.data(), v.data(), gf.data(), n, float(step), float(1 - lr * wd),
+                    float(b1), float(b2), float(1 - b1), float(1 - b2), float(bc2_sqrt),
+                    float(eps));
+  int64_t bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double gj = double(gf[j]);
+    const double mj = b1 * double(float(m0[j])) + (1 - b1) * gj;
+    const double vj = b2 * double(float(v0[j])) + (1 - b2) * gj * gj;
+    const double pj = double(float(p0[j])) * (1 - lr * wd) - step * mj / (std::sqrt(vj) / bc2_sqrt + eps);
+    const bool ok = std::fabs(m[j] - mj) <= 1e-6 * (1 + std::fabs(mj)) &&
+                    std::fabs(v[j] - vj) <= 1e-6 * (1 + std::fabs(vj)) &&
+                    std::fabs(p[j] - pj) <= 1e-6 * (1 + std::fabs(pj));
+    if (!ok && bad++ < 3) UNSCOPED_INFO("j " << j << ": p " << p[j] << " want " << pj);
+  }
+  CHECK(bad == 0);
 }
