@@ -266,23 +266,25 @@ const Shape kFusedShapes[] = {{7, 13, 5},    {25, 65, 257}, {300, 257, 513}, {1,
 TEST_CASE("gemm_f32_colsum_b equals gemm_f32 then reduce_sum, every path and thread split",
           "[gemm]") {
   // {300, 40, 600} splits rows over 2 threads (tm = 2): only the first row band sums.
+  const int saved = omp_get_max_threads();
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const Shape& s : kFusedShapes)
       for (bool ta : {false, true})
         for (bool tb : {false, true}) check_colsum(ta, tb, s, threads);
   }
-  omp_set_num_threads(1);
+  omp_set_num_threads(saved);
 }
 
 TEST_CASE("gemm_f32_bias_gelu equals gemm_f32_bias then gelu_forward, every path", "[gemm]") {
+  const int saved = omp_get_max_threads();
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const Shape& s : kFusedShapes)
       for (bool ta : {false, true})
         for (bool tb : {false, true}) check_bias_gelu(ta, tb, s, 2);
   }
-  omp_set_num_threads(1);
+  omp_set_num_threads(saved);
 }
 
 TEST_CASE("fused GEMM forms on every micro-kernel this CPU can run", "[gemm]") {

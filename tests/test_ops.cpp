@@ -1,4 +1,6 @@
 // Every op against a naive reference written with plain loops over to_vector().
+#include <omp.h>
+
 #include <cmath>
 #include <functional>
 
@@ -6,6 +8,7 @@
 #include "autograd/ops.h"
 #include "catch_compat.h"
 #include "tensor/cpu/adamw.h"
+#include "tensor/cpu/reductions.h"
 
 using namespace ms;
 
@@ -431,4 +434,22 @@ TEST_CASE("AdamW's vectorized kernel equals the update written out in double", "
     if (!ok && bad++ < 3) UNSCOPED_INFO("j " << j << ": p " << p[j] << " want " << pj);
   }
   CHECK(bad == 0);
+}
+
+TEST_CASE("sum_squares (clipping's norm) equals the double loop, the same at 1 and 2 threads",
+          "[ops][optim]") {
+  const int64_t n = 5 * (1 << 14) + 11;  // over the parallel threshold, a ragged last span
+  Generator gen(41);
+  std::vector<double> x = uniform({n}, gen, -3, 3).to_vector();
+  std::vector<float> xf(x.begin(), x.end());
+  double want = 0;
+  for (float v : xf) want += double(v) * double(v);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const double one = cpu::sum_squares(xf.data(), n);
+  omp_set_num_threads(2);
+  const double two = cpu::sum_squares(xf.data(), n);
+  omp_set_num_threads(saved);
+  CHECK(std::fabs(one - want) <= 1e-12 * want);
+  CHECK(one == two);  // fixed spans, added in span order
 }
