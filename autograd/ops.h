@@ -105,9 +105,6 @@ Tensor max(const Tensor& t, int64_t dim, bool keepdim = false);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x (..., in) · weight (in, out) + bias (out): GPT-2's Conv1D layout, fused.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
-// gelu(linear(x, weight, bias)) as one op: GELU taken in the GEMM's epilogue,
-// the bias gradient from the weight-gradient GEMM (GPT's c_fc).
-Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- fused kernels with hand-written backward (ops_nn.cpp) ----
 Tensor softmax(const Tensor& t, int64_t dim = -1);

@@ -107,16 +107,6 @@ void gemm_f32_colsum_b(Device d, bool trans_a, bool trans_b, int64_t M, int64_t 
   gemm_f32(d, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   reduce_sum<float>(d, B, colsum_b, 1, K, N);
 }
-void gemm_f32_bias_gelu(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                        float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                        const float* bias, float* C, int64_t ldc, float* act) {
-  if (d != Device::CUDA)
-    return cpu::gemm_f32_bias_gelu(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc,
-                                   act);
-  MS_ASSERT(ldc == N, "gemm_f32_bias_gelu on CUDA: C must be a contiguous (M, N)");
-  gemm_f32_bias(d, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc);
-  gelu_forward<float>(d, act, C, M * N);
-}
 void gemm_f64(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
               const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
               int64_t ldc) {

@@ -24,10 +24,8 @@ inline T tanh_of(T x) {
 }  // namespace
 
 // GELU's f32 loops are target_clones (see MS_VECTOR_CLONES in vec_math.h).
-// __restrict: no versioning for overlap, which the 32-float tile rows of
-// gemm_f32_bias_gelu's epilogue paid on every call.
 MS_VECTOR_CLONES
-void gelu_forward_f32_span(float* __restrict out, const float* __restrict in, int64_t n) {
+static void gelu_forward_span(float* __restrict out, const float* __restrict in, int64_t n) {
   const float a = static_cast<float>(kSqrt2OverPi), k = static_cast<float>(kGeluCoeff);
   for (int64_t i = 0; i < n; ++i) {
     float x = in[i];
@@ -60,7 +58,7 @@ void for_spans(int64_t n, Span span) {
 template <typename T>
 void gelu_forward(T* out, const T* in, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-    for_spans(n, [&](int64_t b, int64_t len) { gelu_forward_f32_span(out + b, in + b, len); });
+    for_spans(n, [&](int64_t b, int64_t len) { gelu_forward_span(out + b, in + b, len); });
   } else {
     const T a = static_cast<T>(kSqrt2OverPi), k = static_cast<T>(kGeluCoeff);
     for (int64_t i = 0; i < n; ++i) {

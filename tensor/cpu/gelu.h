@@ -14,8 +14,4 @@ void gelu_forward(T* out, const T* inp, int64_t n);
 template <typename T>
 void gelu_backward(T* dinp, const T* dout, const T* inp, int64_t n);
 
-// out (n) = gelu(in) on one span, one thread: the f32 loop of gelu_forward,
-// also the epilogue of gemm_f32_bias_gelu (gemm.h), so both round alike.
-void gelu_forward_f32_span(float* out, const float* in, int64_t n);
-
 }  // namespace ms::cpu

@@ -44,7 +44,6 @@
 #include <string>
 #include <vector>
 
-#include "tensor/cpu/gelu.h"
 #include "tensor/cpu/gemm_kernels.h"
 #include "tensor/cpu/gemm_packed.h"
 #include "tensor/cpu/vec_math.h"
@@ -153,11 +152,8 @@ struct Problem {
   float* C;
   int64_t ldc;
   const float* bias = nullptr;  // (N) added to every row of C, or none
-  // Fused extras (gemm.h): colsum_b (N) = Σ_k op(B)[k][:], summed from the
-  // packed Bp; act (M, N, leading dim ldc) = gelu(C), written as each C tile
-  // gets its last K slab, while the tile is still in L1.
+  // colsum_b (N) = Σ_k op(B)[k][:], summed from the packed Bp (gemm.h), or none.
   float* colsum_b = nullptr;
-  float* act = nullptr;
 };
 
 // acc[c] += Σ_k Bp[k·nr + c] for c < valid: the column sums of one packed
@@ -212,7 +208,6 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
           for (int64_t jr = 0; jr < nc; jr += NR)
             add_sliver_colsums(Bp + jr * kc, kc, NR, int(std::min<int64_t>(NR, nc - jr)),
                                colsum.data() + (jc - n0) + jr);
-        const bool last_slab = pc + kc == p.K;
         // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR)
@@ -222,9 +217,6 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
             const int nr = int(std::min<int64_t>(NR, nc - jr));
             kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta,
                    bias_tile ? p.bias + jc + jr : nullptr);
-            if (p.act && last_slab)  // the tile is final: its GELU while in L1
-              for (int r = 0; r < mr; ++r)
-                gelu_forward_f32_span(p.act + (c - p.C) + r * p.ldc, c + r * p.ldc, nr);
           }
       }
     }
@@ -320,31 +312,17 @@ void colsum_b_reference(bool trans_b, int64_t K, int64_t N, const float* B, int6
   }
 }
 
-// The fused extras of gemm.h (column sums of op(B), GELU of C) as one struct,
-// so the plain and bias entry points pass none.
-struct Extras {
-  float* colsum_b = nullptr;
-  float* act = nullptr;
-};
 
 void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                   const float* bias, float* C, int64_t ldc, Extras extras = {}) {
-  if (M <= 0 || N <= 0) {
-    if (extras.colsum_b) colsum_b_reference(trans_b, K, N, B, ldb, extras.colsum_b);
-    return;
+                   const float* bias, float* C, int64_t ldc, float* colsum_b = nullptr) {
+  if (colsum_b && (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f || M == 1 || N == 1)) {
+    // Shapes the tiled path does not take (nothing to multiply, a row or a
+    // column: gemv): the product, then the unfused column sums.
+    gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
+    return colsum_b_reference(trans_b, K, N, B, ldb, colsum_b);
   }
-  if (extras.colsum_b || extras.act) {
-    // Shapes the tiled path does not take (no K, a row or a column: gemv) run
-    // the unfused twins; the tiled path below does the fused work.
-    if (K <= 0 || alpha == 0.0f || M == 1 || N == 1) {
-      gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
-      if (extras.colsum_b) colsum_b_reference(trans_b, K, N, B, ldb, extras.colsum_b);
-      if (extras.act)
-        for (int64_t i = 0; i < M; ++i) gelu_forward_f32_span(extras.act + i * ldc, C + i * ldc, N);
-      return;
-    }
-  }
+  if (M <= 0 || N <= 0) return;
   if (bias && (K <= 0 || alpha == 0.0f || M == 1 || N == 1)) {
     // No tiles to fold the bias into: start C at the bias, accumulate onto it.
     for (int64_t i = 0; i < M; ++i) std::memcpy(C + i * ldc, bias, sizeof(float) * size_t(N));
@@ -362,8 +340,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     return gemv(M, K, alpha, contiguous_vector(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
                 trans_a ? lda : 1, beta, C, ldc);
   const Isa& isa = *current_isa();
-  const Problem p{trans_a, trans_b, K,   alpha, A,    lda,
-                  B,       ldb,     beta, C,   ldc, bias, extras.colsum_b, extras.act};
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, colsum_b};
 
   // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
   // GEMMs pay no fork/join; none at all when already inside a parallel region.
@@ -408,14 +385,7 @@ void gemm_f32_colsum_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                        float* C, int64_t ldc, float* colsum_b) {
   gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, nullptr, C, ldc,
-                {.colsum_b = colsum_b});
-}
-
-void gemm_f32_bias_gelu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                        const float* A, int64_t lda, const float* B, int64_t ldb,
-                        const float* bias, float* C, int64_t ldc, float* act) {
-  gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, bias, C, ldc,
-                {.act = act});
+                colsum_b);
 }
 
 PackedGemmF32 packed_gemm_f32() {
