@@ -145,6 +145,10 @@ $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
+# AdamW's sqrt vectorizes only without errno (std::sqrt of a negative sets it,
+# a scalar branch per element); v >= 0 there, so nothing is lost.
+$(BUILD)/obj/tensor/cpu/adamw.o: CXXFLAGS += -fno-math-errno
+
 ifeq ($(CUDA),1)
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)

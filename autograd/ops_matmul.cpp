@@ -2,6 +2,8 @@
 // operands are passed to GEMM as flags, never copied, so backward's
 // dA = dC·Bᵀ and dB = Aᵀ·dC run at forward speed.
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include "autograd/grad_mode.h"
 #include "autograd/mixed.h"
@@ -135,6 +137,29 @@ Tensor linear_16bit(const Tensor& x, const Tensor& weight, const Tensor& bias, D
   return y;
 }
 
+// A Linear's weight and bias gradients from x2 (N, in) and g2 (N, out):
+//   dW (in, out) = x2ᵀ · g2,  db (out) = Σ_rows g2
+// f32 takes both from one GEMM, the column sums of g2 summed from its packed
+// slivers (gemm_f32_colsum_b); f64 (gradient checks) runs the unfused twin.
+std::pair<Tensor, Tensor> weight_and_bias_grad(const Tensor& x2, const Tensor& g2, bool gb) {
+  if (x2.dtype() != DType::F32 || !gb) {
+    Tensor dw = matmul(transpose(x2, 0, 1), g2);  // (in,N)·(N,out)
+    return {dw, gb ? sum(g2, {0}) : Tensor()};    // (out)
+  }
+  Tensor gc = contiguous(g2);  // (N, out), the GEMM's B
+  const int64_t N = gc.shape()[0], in = x2.shape()[1], out_f = gc.shape()[1];
+  const Device dev = op_device("linear backward", {&x2, &gc});
+  Tensor dw = Tensor::empty({in, out_f}, DType::F32, dev);  // (in, out)
+  Tensor db = Tensor::empty({out_f}, DType::F32, dev);      // (out)
+  const GemmLayout a = gemm_layout(in, N, x2.strides()[1], x2.strides()[0]);  // x2ᵀ (in, N)
+  MS_ASSERT(a.ld > 0, "linear backward: x must be row- or column-major");
+  KernelScope scope("linear backward", dev);
+  dk::gemm_f32_colsum_b(dev, a.trans, false, in, out_f, N, 1.0f, x2.device_data<float>(), a.ld,
+                        gc.device_data<float>(), out_f, 0.0f, dw.device_data<float>(), out_f,
+                        db.device_data<float>());
+  return {dw, db};
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -221,8 +246,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              Tensor g2 = reshape(g, {N, out_f});  // (N, out)
              Tensor dx, dw, db;
              if (gx) dx = reshape(matmul(g2, transpose(w, 0, 1)), x_shape);  // (N,out)·(out,in)
-             if (gw) dw = matmul(transpose(x2, 0, 1), g2);                   // (in,N)·(N,out)
-             if (gbias) db = sum(g2, {0});                                   // (out)
+             if (gw) {
+               std::tie(dw, db) = weight_and_bias_grad(x2, g2, gbias);
+             } else if (gbias) {
+               db = sum(g2, {0});  // (out)
+             }
              return std::vector<Tensor>{dx, dw, db};
            });
   }

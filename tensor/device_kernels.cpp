@@ -97,6 +97,16 @@ void gemm_f32_bias(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, i
   MS_DK_CUDA("linear", cuda::gemm_f32_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias,
                                            C, ldc, cuda::GemmConfig{}, cuda::current_stream()));
 }
+void gemm_f32_colsum_b(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                       float beta, float* C, int64_t ldc, float* colsum_b) {
+  if (d != Device::CUDA)
+    return cpu::gemm_f32_colsum_b(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                  colsum_b);
+  MS_ASSERT(!trans_b && ldb == N, "gemm_f32_colsum_b on CUDA: B must be a contiguous (K, N)");
+  gemm_f32(d, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  reduce_sum<float>(d, B, colsum_b, 1, K, N);
+}
 void gemm_f64(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
               const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
               int64_t ldc) {

@@ -134,6 +134,11 @@ void gemm_f32_bias(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, i
 void gemm_f64(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
               const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
               int64_t ldc);
+// The GEMM with B's column sums (tensor/cpu/gemm.h). CUDA has no fused kernel
+// yet and runs the unfused pair (B must be a contiguous (K, N)).
+void gemm_f32_colsum_b(Device d, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                       float beta, float* C, int64_t ldc, float* colsum_b);
 
 #define MS_DK_ROWWISE(name)                                                               \
   template <typename T>                                                                   \

@@ -6,8 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+
 #include "catch_compat.h"
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/reductions.h"
 
 namespace {
 
@@ -175,4 +178,76 @@ TEST_CASE("gemm_f64 matches the naive loop", "[gemm]") {
     check_all_forms<double>(s, 1.0, 0.0, 1);
   check_all_forms<double>({9, 10, 11}, 0.0, 0.5, 2);
   check_all_forms<double>({60, 70, 80}, 1.0, 0.0, 2);
+}
+
+// ---- the fused column sums against their unfused twin (gemm.h) ----
+namespace {
+
+// gemm_f32_colsum_b: C equals gemm_f32's to the bit (the same tiles), and the
+// column sums equal reduce_sum over op(B)'s rows to the bit (both sum each
+// column in double, k in order), on the tiled and the gemv paths.
+void check_colsum(bool ta, bool tb, Shape s, int64_t pad) {
+  std::mt19937 rng(unsigned(s.M * 7 + s.N * 3 + s.K + (ta ? 5 : 0) + (tb ? 11 : 0)));
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const int64_t lda = (ta ? s.M : s.K) + pad, ldb = (tb ? s.K : s.N) + pad, ldc = s.N + pad;
+  std::vector<float> A(size_t(std::max<int64_t>(1, (ta ? s.K : s.M) * lda)));
+  std::vector<float> B(size_t(std::max<int64_t>(1, (tb ? s.N : s.K) * ldb)));
+  for (float& x : A) x = dist(rng);
+  for (float& x : B) x = dist(rng);
+  std::vector<float> C_fused(size_t(std::max<int64_t>(1, s.M * ldc)), 7.0f), C_plain = C_fused;
+  std::vector<float> colsum(size_t(s.N) + 1, -1.0f);
+  colsum[size_t(s.N)] = 12345.0f;  // sentinel past the end
+  ms::cpu::gemm_f32_colsum_b(ta, tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.5f,
+                             C_fused.data(), ldc, colsum.data());
+  ms::cpu::gemm_f32(ta, tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb, 0.5f,
+                    C_plain.data(), ldc);
+  std::vector<float> dense(size_t(std::max<int64_t>(1, s.K * s.N)));  // op(B) (K, N)
+  for (int64_t k = 0; k < s.K; ++k)
+    for (int64_t j = 0; j < s.N; ++j)
+      dense[k * s.N + j] = tb ? B[j * ldb + k] : B[k * ldb + j];
+  std::vector<float> want(size_t(s.N) + 1, 0.0f);
+  if (s.N > 0) ms::cpu::reduce_sum<float>(dense.data(), want.data(), 1, s.K, s.N);
+  INFO("ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N << " K=" << s.K);
+  CHECK(C_fused == C_plain);
+  // N == 1: reduce_sum's one-column path adds in simd lanes; the fused path's
+  // twin adds in order, so the two agree to rounding only.
+  const float tol = s.N == 1 ? 1e-5f * float(s.K + 1) : 0.0f;
+  int64_t bad = 0;
+  for (int64_t j = 0; j < s.N; ++j)
+    if (std::fabs(colsum[j] - want[j]) > tol && bad++ < 3)
+      UNSCOPED_INFO("colsum[" << j << "] = " << colsum[j] << ", want " << want[j]);
+  CHECK(bad == 0);
+  CHECK(colsum[size_t(s.N)] == 12345.0f);
+}
+
+const Shape kFusedShapes[] = {{7, 13, 5},    {25, 65, 257}, {300, 257, 513}, {1, 100, 37},
+                              {100, 1, 37},  {4, 6, 0},     {0, 5, 3},       {300, 40, 600},
+                              {40, 1600, 70}};
+
+}  // namespace
+
+TEST_CASE("gemm_f32_colsum_b equals gemm_f32 then reduce_sum, every path and thread split",
+          "[gemm]") {
+  // {300, 40, 600} splits rows over 2 threads (tm = 2): only the first row band sums.
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const Shape& s : kFusedShapes)
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) check_colsum(ta, tb, s, threads);
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("gemm_f32_colsum_b on every micro-kernel this CPU can run", "[gemm]") {
+  for (const char* isa : {"scalar", "avx2", "avx512"}) {
+    if (!ms::cpu::gemm_f32_force_isa(isa)) continue;
+    INFO("isa " << isa);
+    for (Shape s : {Shape{24, 64, 20}, Shape{37, 70, 300}, Shape{130, 129, 260}})
+      for (bool ta : {false, true}) {
+        check_colsum(ta, false, s, 1);
+        check_colsum(ta, true, s, 1);
+      }
+  }
+  REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
 }

@@ -1,8 +1,14 @@
 // Every op against a naive reference written with plain loops over to_vector().
-#include <cmath>
+#include <omp.h>
 
+#include <cmath>
+#include <functional>
+
+#include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "catch_compat.h"
+#include "tensor/cpu/adamw.h"
+#include "tensor/cpu/reductions.h"
 
 using namespace ms;
 
@@ -303,4 +309,111 @@ TEST_CASE("causal attention over several row blocks matches unfused ops and thei
   sum(mul(got, r)).backward();
   sum(mul(want, r)).backward();
   check_close(a.grad().to_vector(), b.grad().to_vector(), 1e-11);
+}
+
+// ---- linear's fused bias gradient (autograd/ops_matmul.cpp) against its unfused twin ----
+
+namespace {
+
+// Runs f(x, w, b) forward and backward (a fixed random output weighting) and
+// returns the output and the three gradients, flattened.
+std::vector<std::vector<double>> linear_run(
+    const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& f, const Tensor& x0,
+    const Tensor& w0, const Tensor& b0, const Tensor& r) {
+  Tensor x = detach(x0).set_requires_grad(true), w = detach(w0).set_requires_grad(true);
+  Tensor b = detach(b0).set_requires_grad(true);
+  Tensor out = f(x, w, b);
+  sum(mul(out, r)).backward();
+  return {out.to_vector(), x.grad().to_vector(), w.grad().to_vector(),
+          b.grad().defined() ? b.grad().to_vector() : std::vector<double>{}};
+}
+
+}  // namespace
+
+TEST_CASE("linear's fused bias gradient equals matmul and sum, f32", "[ops][fused]") {
+  Generator gen(29);
+  Tensor x = uniform({5, 11, 37}, gen, -1, 1), w = uniform({37, 45}, gen, -1, 1);
+  Tensor b = uniform({45}, gen, -1, 1), r = uniform({5, 11, 45}, gen, -1, 1);
+  auto fused = linear_run(
+      [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return linear(a, w_, b_); }, x, w,
+      b, r);
+  // The unfused twin: the same product written as matmul + add.
+  auto plain = linear_run(
+      [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return add(matmul(a, w_), b_); },
+      x, w, b, r);
+  for (int i = 0; i < 4; ++i) check_close(fused[i], plain[i], 1e-5);
+  // Odd shapes, one output column (the gemv path), and GEMMs split over 2 threads.
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2})
+    for (Shape xs : {Shape{3, 5, 7}, Shape{130, 300}, Shape{1, 13}}) {
+      omp_set_num_threads(threads);
+      for (int64_t out : {int64_t{1}, int64_t{9}, int64_t{129}}) {
+        const int64_t in = xs.back();
+        Tensor x3 = uniform(xs, gen, -1, 1), w3 = uniform({in, out}, gen, -1, 1);
+        Tensor b3 = uniform({out}, gen, -1, 1);
+        Shape ys = xs;
+        ys.back() = out;
+        Tensor r3 = uniform(ys, gen, -1, 1);
+        auto f3 = linear_run(
+            [](const Tensor& a, const Tensor& w_, const Tensor& b_) { return linear(a, w_, b_); },
+            x3, w3, b3, r3);
+        auto p3 = linear_run([](const Tensor& a, const Tensor& w_,
+                                const Tensor& b_) { return add(matmul(a, w_), b_); },
+                             x3, w3, b3, r3);
+        INFO("x " << shape_str(xs) << " out " << out << " threads " << threads);
+        for (int i = 0; i < 4; ++i) check_close(f3[i], p3[i], 1e-5);
+      }
+    }
+  omp_set_num_threads(saved);
+  // A bias gradient without a weight gradient (frozen weight): the plain sum.
+  Tensor xb = detach(x), bb = detach(b).set_requires_grad(true);
+  sum(mul(linear(xb, w, bb), r)).backward();
+  check_close(bb.grad().to_vector(), plain[3], 1e-5);
+}
+
+TEST_CASE("AdamW's vectorized kernel equals the update written out in double", "[ops][optim]") {
+  // 3 chunks of 2^14 and a ragged tail: the parallel split and every clone's tail loop.
+  const int64_t n = 3 * (1 << 14) + 37;
+  Generator gen(37);
+  std::vector<double> g = uniform({n}, gen, -1, 1).to_vector();
+  std::vector<double> p0 = uniform({n}, gen, -1, 1).to_vector();
+  std::vector<double> m0 = uniform({n}, gen, -0.1, 0.1).to_vector();
+  std::vector<double> v0 = uniform({n}, gen, 0, 0.01).to_vector();
+  std::vector<float> p(p0.begin(), p0.end()), m(m0.begin(), m0.end()), v(v0.begin(), v0.end());
+  std::vector<float> gf(g.begin(), g.end());
+  const double lr = 1e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1, t = 3;
+  const double bc2_sqrt = std::sqrt(1 - std::pow(b2, t)), step = lr / (1 - std::pow(b1, t));
+  cpu::adamw_update(p.data(), m.data(), v.data(), gf.data(), n, float(step), float(1 - lr * wd),
+                    float(b1), float(b2), float(1 - b1), float(1 - b2), float(bc2_sqrt),
+                    float(eps));
+  int64_t bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double gj = double(gf[j]);
+    const double mj = b1 * double(float(m0[j])) + (1 - b1) * gj;
+    const double vj = b2 * double(float(v0[j])) + (1 - b2) * gj * gj;
+    const double pj = double(float(p0[j])) * (1 - lr * wd) - step * mj / (std::sqrt(vj) / bc2_sqrt + eps);
+    const bool ok = std::fabs(m[j] - mj) <= 1e-6 * (1 + std::fabs(mj)) &&
+                    std::fabs(v[j] - vj) <= 1e-6 * (1 + std::fabs(vj)) &&
+                    std::fabs(p[j] - pj) <= 1e-6 * (1 + std::fabs(pj));
+    if (!ok && bad++ < 3) UNSCOPED_INFO("j " << j << ": p " << p[j] << " want " << pj);
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("sum_squares (clipping's norm) equals the double loop, the same at 1 and 2 threads",
+          "[ops][optim]") {
+  const int64_t n = 5 * (1 << 14) + 11;  // over the parallel threshold, a ragged last span
+  Generator gen(41);
+  std::vector<double> x = uniform({n}, gen, -3, 3).to_vector();
+  std::vector<float> xf(x.begin(), x.end());
+  double want = 0;
+  for (float v : xf) want += double(v) * double(v);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const double one = cpu::sum_squares(xf.data(), n);
+  omp_set_num_threads(2);
+  const double two = cpu::sum_squares(xf.data(), n);
+  omp_set_num_threads(saved);
+  CHECK(std::fabs(one - want) <= 1e-12 * want);
+  CHECK(one == two);  // fixed spans, added in span order
 }

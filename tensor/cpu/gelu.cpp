@@ -25,7 +25,7 @@ inline T tanh_of(T x) {
 
 // GELU's f32 loops are target_clones (see MS_VECTOR_CLONES in vec_math.h).
 MS_VECTOR_CLONES
-static void gelu_forward_span(float* out, const float* in, int64_t n) {
+static void gelu_forward_span(float* __restrict out, const float* __restrict in, int64_t n) {
   const float a = static_cast<float>(kSqrt2OverPi), k = static_cast<float>(kGeluCoeff);
   for (int64_t i = 0; i < n; ++i) {
     float x = in[i];
@@ -34,7 +34,8 @@ static void gelu_forward_span(float* out, const float* in, int64_t n) {
 }
 
 MS_VECTOR_CLONES
-static void gelu_backward_span(float* din, const float* dout, const float* in, int64_t n) {
+static void gelu_backward_span(float* __restrict din, const float* __restrict dout,
+                               const float* __restrict in, int64_t n) {
   const float a = static_cast<float>(kSqrt2OverPi), k = static_cast<float>(kGeluCoeff);
   for (int64_t i = 0; i < n; ++i) {
     float x = in[i];

@@ -42,9 +42,11 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "tensor/cpu/gemm_kernels.h"
 #include "tensor/cpu/gemm_packed.h"
+#include "tensor/cpu/vec_math.h"
 
 #ifdef MS_GEMM_X86
 #include <xmmintrin.h>  // SSE (baseline x86-64) for the packing transposes
@@ -150,7 +152,19 @@ struct Problem {
   float* C;
   int64_t ldc;
   const float* bias = nullptr;  // (N) added to every row of C, or none
+  // colsum_b (N) = Σ_k op(B)[k][:], summed from the packed Bp (gemm.h), or none.
+  float* colsum_b = nullptr;
 };
+
+// acc[c] += Σ_k Bp[k·nr + c] for c < valid: the column sums of one packed
+// sliver (kc x nr), in double and k in order, so a column's total is summed
+// exactly as reduce_sum's sum_rows sums dY's rows (the unfused twin).
+MS_VECTOR_CLONES
+void add_sliver_colsums(const float* Bp, int64_t kc, int nr, int valid, double* acc) {
+  for (int64_t k = 0; k < kc; ++k, Bp += nr)
+#pragma omp simd
+    for (int c = 0; c < valid; ++c) acc[c] += Bp[c];
+}
 
 // Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
 //   Ap sliver MR x KC (12 x 256 x 4 B = 12 KiB) stays in L1 across a row of tiles;
@@ -175,6 +189,11 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
   float* Bp = sb.get(size_t(NC) * KC);  // [NC/NR][KC][NR]
   const int64_t MS = even_step(m1 - m0, MC, MR), NS = even_step(n1 - n0, NC, NR);
   const int64_t KS = even_step(p.K, KC, 1);
+  // Column sums of op(B): the rectangles of the first row band (m0 == 0) pack
+  // every column of B once, on their first ic block; together they cover [0, N).
+  const bool sum_b = p.colsum_b != nullptr && m0 == 0;
+  thread_local std::vector<double> colsum;  // (n1 - n0)
+  if (sum_b) colsum.assign(size_t(n1 - n0), 0.0);
   for (int64_t ic = m0; ic < m1; ic += MS) {
     const int64_t mc = std::min(MS, m1 - ic);
     for (int64_t pc = 0; pc < p.K; pc += KS) {
@@ -185,6 +204,10 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
         pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+        if (sum_b && ic == m0)
+          for (int64_t jr = 0; jr < nc; jr += NR)
+            add_sliver_colsums(Bp + jr * kc, kc, NR, int(std::min<int64_t>(NR, nc - jr)),
+                               colsum.data() + (jc - n0) + jr);
         // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR)
@@ -198,6 +221,8 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       }
     }
   }
+  if (sum_b)
+    for (int64_t j = n0; j < n1; ++j) p.colsum_b[j] = static_cast<float>(colsum[size_t(j - n0)]);
 }
 
 using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn);
@@ -276,9 +301,27 @@ bool gemm_f32_force_isa(const char* name) {
 
 namespace {
 
+// colsum (N) = Σ_k op(B)[k][:] in double, k in order: the unfused twin of the
+// packed column sums, for the shapes that skip the tiled path.
+void colsum_b_reference(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb,
+                        float* colsum) {
+  for (int64_t j = 0; j < N; ++j) {
+    double acc = 0;
+    for (int64_t k = 0; k < K; ++k) acc += trans_b ? B[j * ldb + k] : B[k * ldb + j];
+    colsum[j] = static_cast<float>(acc);
+  }
+}
+
+
 void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                   const float* bias, float* C, int64_t ldc) {
+                   const float* bias, float* C, int64_t ldc, float* colsum_b = nullptr) {
+  if (colsum_b && (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f || M == 1 || N == 1)) {
+    // Shapes the tiled path does not take (nothing to multiply, a row or a
+    // column: gemv): the product, then the unfused column sums.
+    gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
+    return colsum_b_reference(trans_b, K, N, B, ldb, colsum_b);
+  }
   if (M <= 0 || N <= 0) return;
   if (bias && (K <= 0 || alpha == 0.0f || M == 1 || N == 1)) {
     // No tiles to fold the bias into: start C at the bias, accumulate onto it.
@@ -297,7 +340,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     return gemv(M, K, alpha, contiguous_vector(B, K, trans_b ? 1 : ldb), A, trans_a ? 1 : lda,
                 trans_a ? lda : 1, beta, C, ldc);
   const Isa& isa = *current_isa();
-  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, colsum_b};
 
   // One thread per ~2^18 multiply-adds (a few microseconds of work), so small
   // GEMMs pay no fork/join; none at all when already inside a parallel region.
@@ -336,6 +379,13 @@ void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
                    float* C, int64_t ldc) {
   gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, bias, C, ldc);
+}
+
+void gemm_f32_colsum_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                       float* C, int64_t ldc, float* colsum_b) {
+  gemm_f32_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, nullptr, C, ldc,
+                colsum_b);
 }
 
 PackedGemmF32 packed_gemm_f32() {

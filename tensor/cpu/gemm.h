@@ -24,6 +24,15 @@ void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    const float* A, int64_t lda, const float* B, int64_t ldb, const float* bias,
                    float* C, int64_t ldc);
 
+// C (M, N) = alpha · op(A) · op(B) + beta · C, and colsum_b (N) = Σ_k op(B)[k][:]
+// (in double, rounded once). The weight gradient dW = Xᵀ·dY of y = x·W + b
+// takes its bias gradient db = Σ_rows dY from the packed slivers of dY, while
+// they are in cache, instead of a second pass over all of dY. Equal to its
+// unfused twin, gemm_f32 then reduce_sum over rows (tests/test_gemm.cpp).
+void gemm_f32_colsum_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                       float* C, int64_t ldc, float* colsum_b);
+
 void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
               const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
               int64_t ldc);

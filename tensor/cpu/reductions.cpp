@@ -100,10 +100,31 @@ void reduce_max(const T* in, T* out, int32_t* argmax, int64_t outer, int64_t R, 
   }
 }
 
-double sum_squares(const float* x, int64_t n) {
+namespace {
+
+// Σ x² over one span, in double, built per ISA (vec_math.h): the baseline
+// build converts and adds 2 doubles at a time.
+MS_VECTOR_CLONES
+double sum_squares_span(const float* x, int64_t n) {
   double total = 0;
-#pragma omp parallel for simd reduction(+ : total) if (n > (1 << 16))
+#pragma omp simd reduction(+ : total)
   for (int64_t j = 0; j < n; ++j) total += static_cast<double>(x[j]) * x[j];
+  return total;
+}
+
+}  // namespace
+
+// Clipping's global norm (optim/optimizer.cpp): fixed spans summed in span
+// order, so the value does not depend on the thread count.
+double sum_squares(const float* x, int64_t n) {
+  constexpr int64_t kSpan = 1 << 14;
+  const int64_t spans = (n + kSpan - 1) / kSpan;
+  std::vector<double> partial(static_cast<size_t>(spans));  // (spans)
+#pragma omp parallel for if (n > (1 << 16)) schedule(static)
+  for (int64_t s = 0; s < spans; ++s)
+    partial[s] = sum_squares_span(x + s * kSpan, std::min(kSpan, n - s * kSpan));
+  double total = 0;
+  for (double p : partial) total += p;
   return total;
 }
 
