@@ -85,21 +85,22 @@ void PhaseTimes::charge(Phase p) {
   const double cpu = process_cpu_seconds();
   wall_[p] += since_.seconds();
   cpu_[p] += cpu - cpu_since_;
+  charged_[p] = true;
   since_ = Clock{};
   cpu_since_ = cpu;
 }
 
 std::string PhaseTimes::line(int rank) const {
   static const char* const kNames[kPhases] = {
-      "start-up",        "forward (with the batch)", "backward (with gradient reduction)",
-      "optimizer step",  "pipeline schedule",        "loss all-reduce and step line",
-      "evaluation",      "checkpoints and samples",  "end (tables, weights)"};
+      "start-up",       "forward (with the batch)", "backward (with gradient reduction)",
+      "optimizer step", "pipeline schedule",        "loss all-reduce and step line",
+      "evaluation",     "checkpoints and samples",  "end (tables, weights)"};
   std::string out = str_cat("time per phase on rank ", rank, " (wall s / CPU s):");
   const char* sep = " ";
   for (int p = 0; p < kPhases; ++p) {
-    if (wall_[p] < 5e-4) continue;
+    if (!charged_[p]) continue;
     char buf[96];
-    std::snprintf(buf, sizeof buf, "%s%s %.1f / %.1f", sep, kNames[p], wall_[p], cpu_[p]);
+    std::snprintf(buf, sizeof buf, "%s%s %.2f / %.2f", sep, kNames[p], wall_[p], cpu_[p]);
     out += buf;
     sep = "; ";
   }

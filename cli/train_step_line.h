@@ -60,12 +60,13 @@ class PhaseTimes {
   static constexpr int kPhases = End + 1;
   PhaseTimes();
   void charge(Phase p);
-  // One line, "time per phase on rank 0 (wall s / CPU s): …"; phases that
-  // took no time (a pipeline has no separate forward) are left out.
+  // One line, "time per phase on rank 0 (wall s / CPU s): …"; phases never
+  // charged (a pipeline has no separate forward) are left out.
   std::string line(int rank) const;
 
  private:
   double wall_[kPhases] = {}, cpu_[kPhases] = {};
+  bool charged_[kPhases] = {};
   Clock since_;
   double cpu_since_ = 0;
 };
