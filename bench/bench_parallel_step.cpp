@@ -17,13 +17,20 @@
 // experts replicated over dp 2) against the dense model at dp 2, the same
 // global batch.
 //
-//   mpirun -np 2 build/bench/bench_parallel_step [--steps N] [--quick]
+//   mpirun -np 2 build/bench/bench_parallel_step [--steps N] [--quick] [--only dp]
+//
+// --only dp: the one-process 1-thread row, dp 2 and dp 2 under ZeRO-3 only
+// (no tp, cp or MoE tables): the ZeRO-3/DDP ratio in a fraction of the time.
 //
 // Model: GPT-2, L=4, H=4, C=256, T=128, V=256; global batch B=8 (1,024
 // tokens), f32, AdamW(lr 1e-3, betas 0.9/0.95, wd 0.1), clipping at 1.0.
 // Multi-rank setups run 1 thread per rank, so every setup but the first uses
 // the machine's two cores. A step's time is the slowest rank's; the median
-// over the timed steps is reported (best beside it). OMP_WAIT_POLICY=PASSIVE
+// over the timed steps is reported (min..max beside it), and the median of
+// the slowest rank's process CPU time (every thread: the time it computed or
+// polled MPI, not the time it sat descheduled by other load); the 1-minute load
+// average is printed before and after, and ZeRO-3/DDP is also taken round by
+// round (median, min..max) so one burst of load cannot decide it. OMP_WAIT_POLICY=PASSIVE
 // unless set (bench_train_step.cpp says why); the resting rank waits in a
 // sleeping loop, not in MPI's polling barrier, so it leaves its core free.
 // All six are built first and take one step each per round, in turn, so the
@@ -39,6 +46,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,14 +77,15 @@ struct Setup {
   int dp, tp;
   bool sp;
   int zero_stage = 0;
-  int cp = 1;                     // context-parallel ranks (the two ranks when 2)
-  const char* algo = "ulysses";   // --cp-algo
-  int64_t T = kT, B = kB;         // sequence length and global batch
+  int cp = 1;                    // context-parallel ranks (the two ranks when 2)
+  const char* algo = "ulysses";  // --cp-algo
+  int64_t T = kT, B = kB;        // sequence length and global batch
 };
 
 struct Result {
-  double median_ms = 0, best_ms = 0, first_loss = NAN;
-  OpTraffic per_step;  // this rank's, summed over its dp and tp groups
+  double median_ms = 0, best_ms = 0, worst_ms = 0, cpu_ms = 0, first_loss = NAN;
+  std::vector<double> round_ms, round_cpu_ms;  // per timed round, in round order
+  OpTraffic per_step;                          // this rank's, summed over its dp and tp groups
   int64_t sent_min = 0, sent_max = 0;
 };
 
@@ -147,7 +157,7 @@ class Runner {
     omp_set_num_threads(s_.threads);
     if (timed && !counting_) before_ = traffic(), counting_ = true;
     if (!s_.alone) MPI_Barrier(MPI_COMM_WORLD);  // raw MPI: outside the ledger
-    const double t0 = MPI_Wtime();
+    const double t0 = MPI_Wtime(), c0 = bench::process_cpu_seconds();
     Tensor loss = context_ ? context_->loss(x_, y_)
                   : cut_   ? cut_->loss(x_, y_)
                            : serial_->loss(x_, y_);
@@ -155,7 +165,11 @@ class Runner {
     loss.backward();
     engine_->step(1e-3, 1.0);
     const double dt = (MPI_Wtime() - t0) * 1e3;
-    if (timed) ms_.push_back(s_.alone ? dt : max_over_ranks(dt));
+    const double cpu = (bench::process_cpu_seconds() - c0) * 1e3;
+    if (timed) {
+      ms_.push_back(s_.alone ? dt : max_over_ranks(dt));
+      cpu_ms_.push_back(s_.alone ? cpu : max_over_ranks(cpu));
+    }
     if (std::isnan(res_.first_loss)) {
       double sum = l;  // dp (and cp) ranks hold their half's mean: average them
       const int halves = s_.dp * s_.cp;
@@ -171,8 +185,11 @@ class Runner {
     const int64_t n = static_cast<int64_t>(ms_.size());
     const OpTraffic total = (traffic() - before_).total();
     res_.per_step = {total.calls / n, total.sent / n, total.received / n, total.payload / n};
+    res_.round_ms = ms_, res_.round_cpu_ms = cpu_ms_;
     std::sort(ms_.begin(), ms_.end());
-    res_.median_ms = ms_[ms_.size() / 2], res_.best_ms = ms_.front();
+    std::sort(cpu_ms_.begin(), cpu_ms_.end());
+    res_.median_ms = ms_[ms_.size() / 2], res_.best_ms = ms_.front(), res_.worst_ms = ms_.back();
+    res_.cpu_ms = cpu_ms_[cpu_ms_.size() / 2];
     long long mine = res_.per_step.sent, lo = mine, hi = mine;
     if (!s_.alone) {
       MPI_Allreduce(&mine, &lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
@@ -185,7 +202,8 @@ class Runner {
  private:
   // This rank's traffic on its dp group and, under tp or cp, that group.
   Traffic traffic() const {
-    return dp_.traffic() + (cut_ ? tp_.traffic() : Traffic()) + (context_ ? cp_.traffic() : Traffic());
+    return dp_.traffic() + (cut_ ? tp_.traffic() : Traffic()) +
+           (context_ ? cp_.traffic() : Traffic());
   }
 
   Setup s_;
@@ -195,12 +213,11 @@ class Runner {
   std::shared_ptr<CpGPT> context_;
   std::unique_ptr<ZeroOptimizer> engine_;
   Tensor x_, y_;
-  std::vector<double> ms_;
+  std::vector<double> ms_, cpu_ms_;  // the slowest rank's, per timed step
   Traffic before_;
   bool counting_ = false;
   Result res_;
 };
-
 
 // The MoE table (ep_rows): the dense model at dp 2, the MoE with its experts
 // replicated (ep 1), and at ep 2; each rank half the global batch. Bytes are
@@ -216,8 +233,8 @@ struct EpRow {
 
 void ep_rows(Communicator& world, int steps, int warmup, const std::vector<int32_t>& xs,
              const std::vector<int32_t>& ys) {
-  EpRow rows_[] = {{"dense, dp 2", 0, 1}, {"MoE 4 experts, ep 1 (dp 2)", 4, 1},
-                   {"MoE 4 experts, ep 2", 4, 2}};
+  EpRow rows_[] = {
+      {"dense, dp 2", 0, 1}, {"MoE 4 experts, ep 1 (dp 2)", 4, 1}, {"MoE 4 experts, ep 2", 4, 2}};
   const int64_t b = kB / 2;
   const Tensor x = rows(xs, world.rank() * b, b, kT), y = rows(ys, world.rank() * b, b, kT);
   omp_set_num_threads(1);
@@ -283,8 +300,8 @@ void ep_rows(Communicator& world, int steps, int warmup, const std::vector<int32
       "\nmixture of experts: 4 experts in every other block (top-1, capacity factor 1), the same "
       "global batch %lld×%lld; dp 2 throughout (ep 2: two experts per rank)\n",
       (long long)kB, (long long)kT);
-  std::printf("%-28s %10s %10s %10s %18s %18s %11s\n", "setup", "ms/step", "tokens/s",
-              "calls/step", "bytes sent/step", "of it all-to-all", "loss step 1");
+  std::printf("%-28s %10s %10s %10s %18s %18s %11s\n", "setup", "ms/step", "tokens/s", "calls/step",
+              "bytes sent/step", "of it all-to-all", "loss step 1");
   for (const EpRow& r : rows_)
     std::printf("%-28s %10.1f %10.0f %10lld %18s %18s %11.6f\n", r.name, r.median_ms,
                 double(kB * kT) / (r.median_ms / 1e3), (long long)r.calls,
@@ -301,7 +318,13 @@ void ep_rows(Communicator& world, int steps, int warmup, const std::vector<int32
 
 int main(int argc, char** argv) {
   int steps = 12, warmup = 2;
-  if (!bench::parse_step_flags(argc, argv, steps, warmup)) return 2;
+  const char* only = nullptr;
+  if (!bench::parse_step_flags(argc, argv, steps, warmup, &only)) return 2;
+  const bool only_dp = only != nullptr && std::strcmp(only, "dp") == 0;
+  if (only != nullptr && !only_dp) {
+    std::fprintf(stderr, "bench_parallel_step: --only %s: the one row group is 'dp'\n", only);
+    return 2;
+  }
   bench::use_passive_omp_wait(argv);
   return run_distributed(argc, argv, [&](Communicator& world) {
     const bool root = world.rank() == 0;
@@ -332,6 +355,8 @@ int main(int argc, char** argv) {
         {"T 512: cp 2 zigzag", 1, false, 1, 1, false, 0, 2, "zigzag", kLongT, kLongB},
     };
     constexpr size_t kFirstLong = 6;  // setups[kFirstLong..] run at T = 512
+    constexpr size_t kOne = 0, kDp = 2, kZero3 = 3;
+    auto wanted = [&](size_t i) { return !only_dp || i == kOne || i == kDp || i == kZero3; };
     GPTConfig cfg;
     cfg.vocab_size = kV, cfg.block_size = kT, cfg.n_layer = kL, cfg.n_head = kH, cfg.n_embd = kC;
     const int64_t n_params = GPT(cfg, 1).num_parameters();
@@ -343,43 +368,70 @@ int main(int argc, char** argv) {
           (long long)(kB * kT));
       std::printf(
           "2 ranks on %ld online CPU(s); rank 0 may run on %d; %d warm-up + %d timed "
-          "steps, ms = median (best) of the slowest rank\n",
-          sysconf(_SC_NPROCESSORS_ONLN), usable, warmup, steps);
+          "steps, ms = median (min..max) of the slowest rank, CPU ms = median of its process "
+          "CPU time; load average (1 min) at start: %s\n",
+          sysconf(_SC_NPROCESSORS_ONLN), usable, warmup, steps, bench::loadavg().c_str());
       if (usable < 2)
         std::printf(
             "NOTE: rank 0 is bound to one CPU and could not widen it: the 2-thread "
             "row cannot use two; rerun with mpirun --bind-to none\n");
-      std::printf("%-26s %8s %20s %9s %10s %18s %11s\n", "setup", "threads", "ms/step (best)",
-                  "vs 1 proc", "calls/step", "bytes sent/step", "loss step 1");
+      std::printf("%-26s %8s %26s %8s %9s %10s %18s %11s\n", "setup", "threads",
+                  "ms/step (min..max)", "CPU ms", "vs 1 proc", "calls/step", "bytes sent/step",
+                  "loss step 1");
     }
     // Every setup takes one step per round, in turn, so the load of a shared
     // machine falls on all of them alike.
-    std::vector<std::unique_ptr<Runner>> runners;
-    for (const Setup& s : setups)
-      runners.push_back(s.T == kLongT ? std::make_unique<Runner>(s, world, long_x, long_y)
-                                      : std::make_unique<Runner>(s, world, x, y));
+    std::vector<std::unique_ptr<Runner>> runners;  // null: left out by --only
+    for (size_t i = 0; i < std::size(setups); ++i) {
+      const Setup& s = setups[i];
+      runners.push_back(!wanted(i)      ? nullptr
+                        : s.T == kLongT ? std::make_unique<Runner>(s, world, long_x, long_y)
+                                        : std::make_unique<Runner>(s, world, x, y));
+    }
     for (int round = 0; round < warmup + steps; ++round)
-      for (auto& r : runners) r->step(round >= warmup);
+      for (auto& r : runners)
+        if (r) r->step(round >= warmup);
     std::vector<Result> results;
     for (size_t i = 0; i < runners.size(); ++i) {
-      results.push_back(runners[i]->result());
+      results.push_back(runners[i] ? runners[i]->result() : Result{});
+      if (!runners[i]) continue;
       const Result& r = results.back();
       const Setup& s = setups[i];
       if (!root) continue;
       if (i == kFirstLong)
-        std::printf("\ncontext parallelism: GPT at T %lld, global batch %lld×%lld tokens; vs dp 2\n",
-                    (long long)kLongT, (long long)kLongB, (long long)kLongT);
-      char time[32], ratio[16];
-      std::snprintf(time, sizeof time, "%.1f (%.1f)", r.median_ms, r.best_ms);
+        std::printf(
+            "\ncontext parallelism: GPT at T %lld, global batch %lld×%lld tokens; vs dp 2\n",
+            (long long)kLongT, (long long)kLongB, (long long)kLongT);
+      char time[48], ratio[16];
+      std::snprintf(time, sizeof time, "%.1f (%.1f..%.1f)", r.median_ms, r.best_ms, r.worst_ms);
       // The cp rows are compared with dp 2 at the same T (the first long row).
       const double base = results[i >= kFirstLong ? kFirstLong : 0].median_ms;
       std::snprintf(ratio, sizeof ratio, "%.2fx", r.median_ms / base);
       std::string sent = format_bytes(r.per_step.sent);
       if (r.sent_min != r.sent_max) sent += " (max " + format_bytes(r.sent_max) + ")";
-      std::printf("%-26s %8s %20s %9s %10lld %18s %11.6f\n", s.name,
-                  (std::to_string(s.threads) + (s.alone ? "" : "×2")).c_str(), time, ratio,
-                  (long long)r.per_step.calls, sent.c_str(), r.first_loss);
+      std::printf("%-26s %8s %26s %8.1f %9s %10lld %18s %11.6f\n", s.name,
+                  (std::to_string(s.threads) + (s.alone ? "" : "×2")).c_str(), time, r.cpu_ms,
+                  ratio, (long long)r.per_step.calls, sent.c_str(), r.first_loss);
     }
+    if (root) {
+      // DDP's ms / ZeRO-3's ms round by round: both ran in the same round, so
+      // a burst of other load falls on the pair, not on one of them.
+      const Result &dp = results[kDp], &z3 = results[kZero3];
+      std::vector<double> wall, cpu;
+      for (size_t k = 0; k < dp.round_ms.size(); ++k) {
+        wall.push_back(dp.round_ms[k] / z3.round_ms[k]);
+        cpu.push_back(dp.round_cpu_ms[k] / z3.round_cpu_ms[k]);
+      }
+      std::sort(wall.begin(), wall.end());
+      std::sort(cpu.begin(), cpu.end());
+      std::printf(
+          "ZeRO-3 / DDP speed (DDP's ms / ZeRO-3's ms, per round): median %.2f (min..max "
+          "%.2f..%.2f) over %zu rounds; by CPU time %.2f (%.2f..%.2f); load average (1 min) "
+          "now: %s\n",
+          wall[wall.size() / 2], wall.front(), wall.back(), wall.size(), cpu[cpu.size() / 2],
+          cpu.front(), cpu.back(), bench::loadavg().c_str());
+    }
+    if (only_dp) return 0;
     // TP's communication alone: one all-reduce of a (B, T, C) activation, the
     // best of 20 (zeros: repeated sums stay finite).
     Communicator probe = world.split(0, world.rank());

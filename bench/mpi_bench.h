@@ -2,32 +2,59 @@
 // share: their flags, the OpenMP wait policy, CPU placement and the batch.
 #pragma once
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "tensor/random.h"
 
 namespace ms::bench {
 
-// [--steps N] [--quick] (3 timed steps, 1 warm-up). False, with the usage
-// printed, on anything else.
-inline bool parse_step_flags(int argc, char** argv, int& steps, int& warmup) {
+// [--steps N] [--quick] (3 timed steps, 1 warm-up) [--only ROWS] (a benchmark
+// that has row groups, e.g. bench_parallel_step's "dp"; null when absent). False,
+// with the usage printed, on anything else.
+inline bool parse_step_flags(int argc, char** argv, int& steps, int& warmup,
+                             const char** only = nullptr) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       steps = 3, warmup = 1;
     } else if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
       steps = std::atoi(argv[++i]);
+    } else if (only != nullptr && std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      *only = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--steps N] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--steps N] [--quick]%s\n", argv[0],
+                   only != nullptr ? " [--only ROWS]" : "");
       return false;
     }
   }
   return true;
+}
+
+// The 1-minute load average ("0.42"), so a row can say how busy the shared
+// machine was while it ran; "?" where /proc/loadavg cannot be read.
+inline std::string loadavg() {
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return "?";
+  char buf[64] = {};
+  if (std::fgets(buf, sizeof buf, f) == nullptr) buf[0] = 0;
+  std::fclose(f);
+  const std::string s(buf);
+  return s.substr(0, s.find(' '));
+}
+
+// This process's CPU seconds (every thread), to set beside wall time: on a
+// loaded machine a step's wall time counts the time it sat descheduled.
+inline double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 // Idle OpenMP threads spinning between parallel regions steal the cores the

@@ -79,6 +79,7 @@ double evaluate(Engine& engine, const TokenData& data, int64_t batches, int64_t 
 }  // namespace
 
 int train_command(int argc, char** argv, Communicator& world) {
+  PhaseTimes phases;  // printed after the run: where its time went on rank 0
   Flags flags = train_flags();
   if (!flags.parse(argc, argv, 2)) return 0;
   // Before any other collective: ranks started with different flags would
@@ -190,6 +191,7 @@ int train_command(int argc, char** argv, Communicator& world) {
   const int64_t log_every = std::max<int64_t>(1, flags.integer("log-every"));
   const int64_t skipped_before = zero.skipped_steps();  // a resumed run's earlier skips
   const MasterWeights::Transfers offload_before = zero.offload_transfers();
+  phases.charge(PhaseTimes::Startup);
   for (int64_t step = first_step; step < steps; ++step) {
     Clock step_clock;
     traffic.begin_step();
@@ -206,6 +208,7 @@ int train_command(int argc, char** argv, Communicator& world) {
     double local_loss = 0;  // this rank's mean over its micro-batches
     if (pipeline) {
       local_loss = engine.train_batch_unreduced(next);  // the whole step through the schedule
+      phases.charge(PhaseTimes::Schedule);
     } else {
       // DeepSpeed's loop: step() after every micro-batch, the update at the last.
       double loss_sum = 0;
@@ -213,8 +216,11 @@ int train_command(int argc, char** argv, Communicator& world) {
         Batch b = next();
         Tensor loss = engine.forward(b.x, b.y);
         loss_sum += loss.item();
+        phases.charge(PhaseTimes::Forward);
         engine.backward(loss);
+        phases.charge(PhaseTimes::Backward);
         engine.step();
+        phases.charge(PhaseTimes::Step);
       }
       local_loss = loss_sum / static_cast<double>(accum);
     }
@@ -234,9 +240,11 @@ int train_command(int argc, char** argv, Communicator& world) {
         moe_step_fields(engine.gpt());  // every rank: resets the step's counts
     double val = NAN;
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || last)) {
+      phases.charge(PhaseTimes::LossAndLog);
       val =
           evaluate(engine, data, eval_batches, B, T, c.device);  // stage 3 gathers blocks on demand
       last_val = val;
+      phases.charge(PhaseTimes::Eval);
     }
     curve.push_back({step + 1, train_loss, val, lr});
     if (lead && ((step + 1) % log_every == 0 || last || !std::isnan(val))) {
@@ -254,6 +262,7 @@ int train_command(int argc, char** argv, Communicator& world) {
                        .val = val,
                        .moe_fields = moe_fields});
     }
+    phases.charge(PhaseTimes::LossAndLog);
     if (c.save_every > 0 && (step + 1) % c.save_every == 0) {  // checkpoints
       const std::string where = engine.save_checkpoint(c.checkpoint_dir, "", run_flags);
       if (lead) std::printf("saved checkpoint %s\n", where.c_str());
@@ -270,6 +279,7 @@ int train_command(int argc, char** argv, Communicator& world) {
         std::printf("--- sample at step %lld ---\n%s\n---\n", static_cast<long long>(step + 1),
                     printable_sample(generate(*whole, "\n", {120, 0.8, 40, 7})).c_str());
     }
+    phases.charge(PhaseTimes::SaveOrSample);
   }
 
   // A run in which every step was skipped on overflow is an error.
@@ -315,6 +325,8 @@ int train_command(int argc, char** argv, Communicator& world) {
       write_loss_svg(stem + ".loss.svg", curve, "minispeed train: " + cfg.describe());
       std::printf("wrote %s, %s.loss.csv, %s.loss.svg\n", save.c_str(), stem.c_str(), stem.c_str());
     }
+    phases.charge(PhaseTimes::End);
+    std::printf("%s\n", phases.line(world.rank()).c_str());
     std::printf(
         "--- sample (temperature 0.8, top-k 40) ---\n%s\n",
         printable_sample(generate(*whole, "\n", {flags.integer("sample-tokens"), 0.8, 40, 42}))

@@ -1,5 +1,7 @@
 #include "cli/train_step_line.h"
 
+#include <time.h>
+
 #include <cmath>
 #include <cstdio>
 
@@ -65,6 +67,44 @@ void print_step_line(const TrainConfig& c, const StepRate& rate, const ZeroOptim
     std::printf(" | %s", zero.skip_message().c_str());
   std::printf("%s\n", v.moe_fields.c_str());
   std::fflush(stdout);
+}
+
+namespace {
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+}  // namespace
+
+PhaseTimes::PhaseTimes() : cpu_since_(process_cpu_seconds()) {}
+
+void PhaseTimes::charge(Phase p) {
+  const double cpu = process_cpu_seconds();
+  wall_[p] += since_.seconds();
+  cpu_[p] += cpu - cpu_since_;
+  charged_[p] = true;
+  since_ = Clock{};
+  cpu_since_ = cpu;
+}
+
+std::string PhaseTimes::line(int rank) const {
+  static const char* const kNames[kPhases] = {
+      "start-up",       "forward (with the batch)", "backward (with gradient reduction)",
+      "optimizer step", "pipeline schedule",        "loss all-reduce and step line",
+      "evaluation",     "checkpoints and samples",  "end (tables, weights)"};
+  std::string out = str_cat("time per phase on rank ", rank, " (wall s / CPU s):");
+  const char* sep = " ";
+  for (int p = 0; p < kPhases; ++p) {
+    if (!charged_[p]) continue;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s%s %.2f / %.2f", sep, kNames[p], wall_[p], cpu_[p]);
+    out += buf;
+    sep = "; ";
+  }
+  return out;
 }
 
 }  // namespace ms

@@ -46,4 +46,29 @@ struct StepLineValues {
 void print_step_line(const TrainConfig& c, const StepRate& rate, const ZeroOptimizer& zero,
                      const StepLineValues& v);
 
+// Where a run's time went on this rank, phase by phase: wall seconds beside
+// this process's CPU seconds (every thread). Wall above CPU is time the rank
+// waited (descheduled by other load, or asleep in a blocking receive); MPI's
+// polling wait counts as CPU, so a rank waiting for a slower partner shows in
+// the phase that holds the collective (backward: the gradient buckets'
+// reduce-scatter; optimizer step: the clipping norm and ZeRO's all-gather).
+// charge(p) books the time since the previous charge (or construction) to p:
+// the phases tile the run, with no clock left running between them.
+class PhaseTimes {
+ public:
+  enum Phase { Startup, Forward, Backward, Step, Schedule, LossAndLog, Eval, SaveOrSample, End };
+  static constexpr int kPhases = End + 1;
+  PhaseTimes();
+  void charge(Phase p);
+  // One line, "time per phase on rank 0 (wall s / CPU s): …"; phases never
+  // charged (a pipeline has no separate forward) are left out.
+  std::string line(int rank) const;
+
+ private:
+  double wall_[kPhases] = {}, cpu_[kPhases] = {};
+  bool charged_[kPhases] = {};
+  Clock since_;
+  double cpu_since_ = 0;
+};
+
 }  // namespace ms

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <utility>
 
@@ -299,4 +300,25 @@ TEST_CASE("model FLOPs per step do not depend on the ZeRO stage", "[cli]") {
   const std::string zero = flops_line("0");
   CHECK(flops_line("3") == zero);
   CHECK(flops_line("1") == zero);
+}
+
+// The phase line (cli/train_step_line.h, PhaseTimes) names every phase the
+// loop went through, each with a wall and a CPU figure, and none it skipped.
+TEST_CASE("train prints where its time went, phase by phase", "[cli]") {
+  CliRun r = run_minispeed("train" + kTiny + " --steps 4 --eval-every 2");
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  const size_t at = r.output.find("time per phase on rank 0 (wall s / CPU s): start-up ");
+  REQUIRE(at != std::string::npos);
+  const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+  for (const char* phase : {"; forward (with the batch) ", "; backward (with gradient reduction) ",
+                            "; optimizer step ", "; evaluation ", "; end (tables, weights) "}) {
+    const size_t p = line.find(phase);
+    REQUIRE(p != std::string::npos);
+    double wall = -1, cpu = -1;
+    CHECK(std::sscanf(line.c_str() + p + std::strlen(phase), "%lf / %lf", &wall, &cpu) == 2);
+    CHECK(wall >= 0);
+    CHECK(cpu >= 0);
+  }
+  CHECK(line.find("pipeline schedule") == std::string::npos);  // no pipeline in this run
 }
