@@ -151,40 +151,47 @@ void refuse_placement(const Tensor& t, MeshAxis axis, Placement::Kind bad, const
               axis_name(axis) + "; " + why);
 }
 
+// What two non-partial placements on one axis make together, for a sum and a
+// product alike: unknown takes the other side, equal stays, a shard meets a
+// replicated tensor only where that one is broadcast along the shard's dim.
+static Placement combine_whole(const char* op, MeshAxis axis, const Tensor& a, const Tensor& b) {
+  const Placement pa = placements(a).on[static_cast<int>(axis)];
+  const Placement pb = placements(b).on[static_cast<int>(axis)];
+  if (pa.kind == Kind::Unknown || pb.kind == Kind::Unknown) return pa.is(Kind::Unknown) ? pb : pa;
+  if (pa == pb) return pa;
+  if (pa.is(Kind::Sharded) && pb.is(Kind::Sharded))
+    refuse_pair(op, axis, a, b, "they are sharded along different dims");
+  const Placement shard = pa.is(Kind::Sharded) ? pa : pb;
+  const Tensor& whole = pa.is(Kind::Sharded) ? b : a;
+  if (!broadcast_along(whole, shard.dim_from_end))
+    refuse_pair(op, axis, a, b,
+                "a replicated tensor that is not broadcast along the shard's dim would meet a "
+                "different block on every rank (a missing split or all-gather?)");
+  return shard;
+}
+
 Placements combine_sum(const char* op, const Tensor& a, const Tensor& b) {
   if (!placements(a).any() && !placements(b).any()) return {};
   Placements out = output_of(op);
   for (int i = 0; i < kMeshAxes; ++i) {
     const MeshAxis axis = static_cast<MeshAxis>(i);
     const Placement pa = placements(a).on[i], pb = placements(b).on[i];
-    if (pa.kind == Kind::Unknown || pb.kind == Kind::Unknown) {
-      out.on[i] = pa.kind == Kind::Unknown ? pb : pa;
-    } else if (pa == pb) {
-      out.on[i] = pa;
-    } else if (pa.is(Kind::Partial) || pb.is(Kind::Partial)) {
+    const bool known = !pa.is(Kind::Unknown) && !pb.is(Kind::Unknown);
+    if (known && pa != pb && (pa.is(Kind::Partial) || pb.is(Kind::Partial)))
       refuse_pair(op, axis, a, b,
                   pa.is(Kind::Replicated) || pb.is(Kind::Replicated)
                       ? "the all-reduce that will sum the partial side would add the replicated "
                         "side once per rank (a missing reduction of the partial tensor?)"
                       : "a partial sum and a shard are not the same kind of value (a missing "
                         "reduce-scatter?)");
-    } else if (pa.is(Kind::Sharded) && pb.is(Kind::Sharded)) {
-      refuse_pair(op, axis, a, b, "they are sharded along different dims");
-    } else {
-      const Placement shard = pa.is(Kind::Sharded) ? pa : pb;
-      const Tensor& whole = pa.is(Kind::Sharded) ? b : a;
-      if (!broadcast_along(whole, shard.dim_from_end))
-        refuse_pair(op, axis, a, b,
-                    "a replicated tensor that is not broadcast along the shard's dim would meet "
-                    "a different block on every rank (a missing split or all-gather?)");
-      out.on[i] = shard;
-    }
+    out.on[i] = combine_whole(op, axis, a, b);  // P+P = P: equal placements stay
   }
   return out;
 }
 
 Placements combine_product(const char* op, const Tensor& a, const Tensor& b, bool b_is_divisor) {
   if (!placements(a).any() && !placements(b).any()) return {};
+  Placements out = output_of(op);
   for (int i = 0; i < kMeshAxes; ++i) {
     const MeshAxis axis = static_cast<MeshAxis>(i);
     const Placement pa = placements(a).on[i], pb = placements(b).on[i];
@@ -197,27 +204,9 @@ Placements combine_product(const char* op, const Tensor& a, const Tensor& b, boo
     if ((pa.is(Kind::Partial) && pb.is(Kind::Sharded)) ||
         (pb.is(Kind::Partial) && pa.is(Kind::Sharded)))
       refuse_pair(op, axis, a, b, "a partial sum times a shard has no placement");
-  }
-  // Past those, a product follows the sum's rules with P·R = P (linear in
-  // the partial factor).
-  Placements out = output_of(op);
-  for (int i = 0; i < kMeshAxes; ++i) {
-    const Placement pa = placements(a).on[i], pb = placements(b).on[i];
-    if (pa.is(Kind::Partial) || pb.is(Kind::Partial)) {
-      out.on[i] = Placement::partial();
-    } else if (pa.kind == Kind::Unknown || pb.kind == Kind::Unknown || pa == pb) {
-      out.on[i] = pa.kind == Kind::Unknown ? pb : pa;
-    } else if (pa.is(Kind::Sharded) && pb.is(Kind::Sharded)) {
-      refuse_pair(op, static_cast<MeshAxis>(i), a, b, "they are sharded along different dims");
-    } else {
-      const Placement shard = pa.is(Kind::Sharded) ? pa : pb;
-      const Tensor& whole = pa.is(Kind::Sharded) ? b : a;
-      if (!broadcast_along(whole, shard.dim_from_end))
-        refuse_pair(op, static_cast<MeshAxis>(i), a, b,
-                    "a replicated tensor that is not broadcast along the shard's dim would meet "
-                    "a different block on every rank (a missing split or all-gather?)");
-      out.on[i] = shard;
-    }
+    // Linear in the partial factor: P·R = P·unknown = P.
+    out.on[i] = pa.is(Kind::Partial) || pb.is(Kind::Partial) ? Placement::partial()
+                                                             : combine_whole(op, axis, a, b);
   }
   return out;
 }
