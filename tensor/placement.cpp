@@ -211,10 +211,12 @@ Placements combine_product(const char* op, const Tensor& a, const Tensor& b, boo
   return out;
 }
 
+// A one-input op keeps the name of what it transforms, so an error after a
+// dropout or a scale still names the layer that produced the tensor.
 Placements keep_linear(const char* op, const Tensor& x) {
   if (!placements(x).any()) return {};
   Placements out = placements(x);
-  out.label = std::string("output of ") + op;
+  out.label = out.label.empty() ? std::string("output of ") + op : out.label + ", after " + op;
   return out;
 }
 

@@ -146,7 +146,10 @@ TEST_CASE("placement: row-wise ops refuse a shard along the dim they reduce", "[
 
 TEST_CASE("placement: dropout is linear, and the rules hold under bf16", "[placement]") {
   Generator gen(1);
-  REQUIRE(tp_of(dropout(partial_tp({2, 4, 8}), 0.5, gen)).is(Kind::Partial));
+  const Tensor dropped = dropout(partial_tp({2, 4, 8}), 0.5, gen);
+  REQUIRE(tp_of(dropped).is(Kind::Partial));
+  // The layer that made it is still named after the dropout.
+  REQUIRE(describe_placement(dropped).find("'row_parallel_linear output, after dropout'") == 0);
   Tensor r = to(ones({2, 4, 8}), DType::BF16);
   Tensor p = to(ones({2, 4, 8}), DType::BF16);
   set_placement(r, MeshAxis::TP, Placement::replicated(), "residual");
