@@ -104,7 +104,9 @@ Placements combine_sum(const char* op, const Tensor& a, const Tensor& b);
 // Product (mul; div with b the divisor): linear in each factor, so one factor
 // may be partial if the other is replicated; P·P and a partial divisor are errors.
 Placements combine_product(const char* op, const Tensor& a, const Tensor& b, bool b_is_divisor);
-// Linear in x (scale, neg, dropout, a view): every axis kept.
+// Linear in x (scale, neg, dropout): every axis kept. Views (reshape, permute,
+// narrow) do not call this: they start unknown, and the op that knows the
+// layout sets it again.
 Placements keep_linear(const char* op, const Tensor& x);
 // Nonlinear in x (gelu, exp, layernorm, softmax, cross-entropy): a partial
 // input is an error (the reduction must come first); other axes kept.
