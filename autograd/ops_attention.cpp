@@ -168,8 +168,9 @@ static Tensor apply_dropout_mask_unplaced(const Tensor& x, const DropoutMask& ma
 }
 
 // Dropout scales each element by 0 or 1/(1-p): linear, so a partial input
-// stays partial (each rank must then draw the same mask, as Megatron's
-// tp-shared stream does for activations it reduces later).
+// stays partial — provided every rank of the group draws the same mask, or
+// the masked shares no longer sum to the masked whole. Our tp and sp models
+// apply dropout only after the reduction, so none relies on this.
 Tensor apply_dropout_mask(const Tensor& x, const DropoutMask& mask) {
   const Placements placed = keep_linear("dropout", x);
   return with_placements(apply_dropout_mask_unplaced(x, mask), placed);
