@@ -91,7 +91,7 @@ void DataParallel::on_grad_ready(int i) {
   }
   // The gradient now owes the average over dp (every micro-step: an
   // accumulated gradient owes it as much as the first one did).
-  place_over(grad_slot_[i], axis_, dp_, Placement::partial(), grad_label(p, i));
+  mark_grad_owed(grad_slot_[i], p, i, axis_, dp_);
   if (!sync_) return;  // accumulating: communicate on the last micro-step only
   buckets_.grad_ready(i);
 }

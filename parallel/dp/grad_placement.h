@@ -29,6 +29,15 @@ inline std::string grad_label(const Tensor& param, size_t index) {
   return param_name(param, index) + " grad";
 }
 
+// Where a reducer over `group` takes a gradient in: it now owes that
+// reduction. Runs for every parameter on every backward, so the label is
+// built only when it will be set (a group of more than one rank, checks on).
+inline void mark_grad_owed(const Tensor& grad, const Tensor& param, size_t index, MeshAxis axis,
+                           const Communicator& group) {
+  if (group.size() <= 1 || !placement_checks_enabled()) return;
+  set_placement(grad, axis, Placement::partial(), grad_label(param, index));
+}
+
 // A debt a gradient owes over another group is not paid by this reduction:
 // the bucket's output still owes it (the tied wte's embedding-group sum,
 // entering ZeRO-1's flat partition). The tp axis is left to the tp code

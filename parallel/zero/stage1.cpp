@@ -33,7 +33,7 @@ void ZeroStage1::on_grad_ready(int i) {
     copy_(grad_slot_[i], p.grad());
     p.set_grad(grad_slot_[i]);
   }
-  place_over(grad_slot_[i], axis_, dp_, Placement::partial(), grad_label(p, i));
+  mark_grad_owed(grad_slot_[i], p, i, axis_, dp_);
 }
 
 void ZeroStage1::reduce_gradients() {

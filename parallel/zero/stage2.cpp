@@ -41,7 +41,7 @@ ZeroStage2::ZeroStage2(std::vector<Tensor> params, Communicator dp,
 // parameter keeps the .grad backward gave it until its group is launched.
 void ZeroStage2::on_grad_ready(int i) {
   const Tensor& p = layout_.params()[i];
-  place_over(p.grad(), axis_, dp_, Placement::partial(), grad_label(p, i));
+  mark_grad_owed(p.grad(), p, i, axis_, dp_);
   buckets_.grad_ready(i);
 }
 
