@@ -28,10 +28,7 @@ GPTConfig tiny() {
 }
 
 Tensor tokens(uint64_t seed) {
-  Generator gen(seed);
-  std::vector<int32_t> v(B * T);
-  for (auto& x : v) x = int32_t(gen.next_u64() % 256);
-  return from_vector(v, {B, T});
+  return seeded_tokens(B, T, seed);
 }
 
 }  // namespace

@@ -34,6 +34,14 @@ inline Tensor seeded(const Shape& shape, uint64_t seed, double std = 1.0) {
   return randn(shape, gen, 0, std);
 }
 
+// A (B, T) batch of byte-vocabulary token ids, the same on every rank.
+inline Tensor seeded_tokens(int64_t B, int64_t T, uint64_t seed) {
+  Generator gen(seed);
+  std::vector<int32_t> v(B * T);
+  for (auto& x : v) x = int32_t(gen.next_u64() % 256);
+  return from_vector(v, {B, T});
+}
+
 inline Tensor leaf(const Tensor& t) {
   Tensor c = clone(detach(t));
   c.set_requires_grad(true);

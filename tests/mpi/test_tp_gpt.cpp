@@ -28,20 +28,13 @@ GPTConfig tiny() {
   return c;
 }
 
-Tensor seeded_tokens(uint64_t seed) {
-  Generator gen(seed);
-  std::vector<int32_t> v(B * T);
-  for (auto& x : v) x = int32_t(gen.next_u64() % 256);
-  return from_vector(v, {B, T});
-}
-
 }  // namespace
 
 TEST_CASE("tp GPT: loss and every gradient equal the serial GPT's, with and without SP",
           "[mpi][tp][tp_gpt]") {
   Communicator world = Communicator::world();
   const GPTConfig cfg = tiny();
-  const Tensor idx = seeded_tokens(1), targets = seeded_tokens(2);
+  const Tensor idx = seeded_tokens(B, T, 1), targets = seeded_tokens(B, T, 2);
   GPT serial(cfg, 42);
   Tensor loss = serial.loss(idx, targets);
   loss.backward();
