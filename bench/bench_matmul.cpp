@@ -5,6 +5,9 @@
 //   bench_matmul --isa avx2 force our micro-kernel (default: the best this CPU runs)
 //   bench_matmul --step     the tiny GPT step's own shapes (B·T = 2048, C = 256): each
 //                           Linear's forward (NN), its dX = dY·Wᵀ (NT) and dW = Xᵀ·dY (TN)
+//   bench_matmul --run-step the same for one rank of `make run` (B·T = 16·64 = 1024, C = 128)
+//   bench_matmul --packed-a pack op(A) even where our kernel reads it in place
+//                           (the A/B for gemm.cpp's read_a_in_place)
 //   bench_matmul --openblas-auto   let OpenBLAS pick its kernel from the CPU model
 //                           (default: the kernel of our ISA, bench/openblas_core.h)
 //
@@ -57,18 +60,23 @@ struct Case {
 
 int main(int argc, char** argv) {
   bool quick = false, openblas_auto = false, step = false;
+  int step_bt = 2048, step_c = 256;  // --step: the tiny GPT; --run-step: a rank of make run
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
     } else if (std::strcmp(argv[i], "--step") == 0) {
       step = true;
+    } else if (std::strcmp(argv[i], "--run-step") == 0) {
+      step = true, step_bt = 1024, step_c = 128;
+    } else if (std::strcmp(argv[i], "--packed-a") == 0) {
+      ms::cpu::gemm_f32_force_packed_a(true);
     } else if (std::strcmp(argv[i], "--openblas-auto") == 0) {
       openblas_auto = true;
     } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
                ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
       ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--step] [--isa avx512|avx2|scalar] [--openblas-auto]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--step | --run-step] [--isa avx512|avx2|scalar] [--packed-a]\n                   [--openblas-auto]\n",
                    argv[0]);
       return 2;
     }
@@ -84,12 +92,12 @@ int main(int argc, char** argv) {
   }
   std::vector<Case> cases;
   if (step) {
-    // (in, out) of the tiny GPT's Linears (Conv1D layout, y = x·W): c_attn,
-    // attn.c_proj, c_fc, mlp.c_proj; the tied head is (256, 256) too.
-    const int BT = 2048;
+    // (in, out) of the GPT's Linears (Conv1D layout, y = x·W): c_attn,
+    // attn.c_proj, c_fc, mlp.c_proj; and the tied head (C, vocab 256).
+    const int BT = step_bt, C = step_c;
     const std::pair<const char*, std::pair<int, int>> linears[] = {
-        {"c_attn", {256, 768}}, {"c_proj", {256, 256}}, {"c_fc", {256, 1024}},
-        {"mlp.c_proj", {1024, 256}}};
+        {"c_attn", {C, 3 * C}}, {"c_proj", {C, C}}, {"c_fc", {C, 4 * C}},
+        {"mlp.c_proj", {4 * C, C}}, {"lm_head", {C, 256}}};
     for (const auto& [name, io] : linears) {
       const auto [in, out] = io;
       cases.push_back({name, BT, out, in, false, false});  // y = x·W

@@ -251,3 +251,62 @@ TEST_CASE("gemm_f32_colsum_b on every micro-kernel this CPU can run", "[gemm]") 
   }
   REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
 }
+
+namespace {
+
+// C from gemm_f32 (or gemm_f32_bias) with op(A) read in place where the
+// kernel can, and again with it always packed: the same FMAs in the same
+// order, so every float must be equal, not just close.
+void check_in_place_a_matches_packed(bool tb, Shape s, int64_t lda_pad, float beta, bool bias,
+                                     int threads) {
+  std::mt19937 rng(unsigned(s.M * 7 + s.N * 3 + s.K + lda_pad));
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const int64_t lda = s.K + lda_pad, ldb = tb ? s.K + 1 : s.N + 1, ldc = s.N + 2;
+  std::vector<float> A(size_t(s.M * lda)), B(size_t((tb ? s.N : s.K) * ldb)),
+      C0(size_t(s.M * ldc)), bvec(size_t(s.N));
+  for (float& x : A) x = dist(rng);
+  for (float& x : B) x = dist(rng);
+  for (float& x : C0) x = dist(rng);
+  for (float& x : bvec) x = dist(rng);
+  auto run = [&](bool packed) {
+    std::vector<float> C = C0;
+    ms::cpu::gemm_f32_force_packed_a(packed);
+    omp_set_num_threads(threads);
+    if (bias)
+      ms::cpu::gemm_f32_bias(false, tb, s.M, s.N, s.K, 1.0f, A.data(), lda, B.data(), ldb,
+                             bvec.data(), C.data(), ldc);
+    else
+      ms::cpu::gemm_f32(false, tb, s.M, s.N, s.K, 0.75f, A.data(), lda, B.data(), ldb, beta,
+                        C.data(), ldc);
+    ms::cpu::gemm_f32_force_packed_a(false);
+    return C;
+  };
+  const std::vector<float> in_place = run(false), packed = run(true);
+  int64_t differ = 0;
+  for (size_t i = 0; i < in_place.size(); ++i) differ += in_place[i] != packed[i];
+  INFO("tb=" << tb << " M=" << s.M << " N=" << s.N << " K=" << s.K << " lda=" << lda
+             << " beta=" << beta << " bias=" << bias << " threads=" << threads);
+  CHECK(differ == 0);
+}
+
+}  // namespace
+
+TEST_CASE("gemm_f32 reading op(A) in place equals packing it, bit for bit", "[gemm]") {
+  // Shapes: whole slivers only (24 = 2 x 12 = 4 x 6), an edge sliver (37),
+  // two K slabs (300 > KC), a C split over 2 threads; lda = 1024 is the
+  // L1-set case that packs anyway.
+  const int saved = omp_get_max_threads();
+  for (const char* isa : {"avx2", "avx512"}) {
+    if (!ms::cpu::gemm_f32_force_isa(isa)) continue;
+    INFO("isa " << isa);
+    for (bool tb : {false, true})
+      for (int threads : {1, 2}) {
+        check_in_place_a_matches_packed(tb, {24, 64, 20}, 0, 0.0f, false, threads);
+        check_in_place_a_matches_packed(tb, {37, 70, 300}, 3, 1.0f, false, threads);
+        check_in_place_a_matches_packed(tb, {300, 129, 260}, 5, 0.0f, true, threads);
+        check_in_place_a_matches_packed(tb, {25, 33, 1000}, 24, -0.5f, false, threads);
+      }
+  }
+  omp_set_num_threads(saved);
+  REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
+}

@@ -156,14 +156,37 @@ struct Problem {
   float* colsum_b = nullptr;
 };
 
+// sum[c] += Σ_k Bp[k·NR + c] over a whole sliver, in registers: with a run-time
+// width the sums went back to memory on every k (a store-to-load chain per
+// row), which made the column sums 2% of make run's step (perf).
+template <int NR>
+inline __attribute__((always_inline)) void sum_sliver(const float* Bp, int64_t kc, double* sum) {
+  double s[NR];
+#pragma omp simd
+  for (int c = 0; c < NR; ++c) s[c] = sum[c];
+  for (int64_t k = 0; k < kc; ++k, Bp += NR)
+#pragma omp simd
+    for (int c = 0; c < NR; ++c) s[c] += Bp[c];
+#pragma omp simd
+  for (int c = 0; c < NR; ++c) sum[c] = s[c];
+}
+
 // acc[c] += Σ_k Bp[k·nr + c] for c < valid: the column sums of one packed
 // sliver (kc x nr), in double and k in order, so a column's total is summed
-// exactly as reduce_sum's sum_rows sums dY's rows (the unfused twin).
+// exactly as reduce_sum's sum_rows sums dY's rows (the unfused twin). The
+// padding columns (valid <= c < nr) are packed as zeros and summed but dropped.
 MS_VECTOR_CLONES
 void add_sliver_colsums(const float* Bp, int64_t kc, int nr, int valid, double* acc) {
-  for (int64_t k = 0; k < kc; ++k, Bp += nr)
-#pragma omp simd
-    for (int c = 0; c < valid; ++c) acc[c] += Bp[c];
+  double sum[32] = {};
+  for (int c = 0; c < valid; ++c) sum[c] = acc[c];
+  if (nr == 32)
+    sum_sliver<32>(Bp, kc, sum);
+  else if (nr == 16)
+    sum_sliver<16>(Bp, kc, sum);
+  else
+    for (int64_t k = 0; k < kc; ++k, Bp += nr)
+      for (int c = 0; c < nr; ++c) sum[c] += Bp[c];
+  for (int c = 0; c < valid; ++c) acc[c] = sum[c];
 }
 
 // Block sizes, chosen for Zen 5 (48 KiB L1d, 1 MiB L2 per core):
@@ -180,9 +203,30 @@ int64_t even_step(int64_t n, int64_t max, int64_t unit) {
   return ((n + blocks - 1) / blocks + unit - 1) / unit * unit;
 }
 
+// Tests only (gemm_f32_force_packed_a): pack op(A) even where it could be read in place.
+bool g_force_packed_a = false;
+
+// Whether the micro-kernel reads op(A) in place, skipping pack_a: when op(A)
+// is A itself (not Aᵀ), its rows are contiguous along k, which is how the
+// kernel walks a sliver, so the MR rows serve as the sliver. Packing A is one
+// pass over M·K that the N/NR tiles of a row then reuse; at make run's C = 128
+// (N = 128..512) that pass was ~4% of rank 0's step (perf). Not when lda is a
+// multiple of 1024 floats: rows 4 KiB apart fall in one L1 set (64 sets of 8
+// ways on Zen 4 and most x86 cores), so 12 of them would evict each other,
+// which the contiguous packed sliver never does.
+bool read_a_in_place(const Problem& p, RowsKernelFn rows_kernel) {
+  return rows_kernel != nullptr && !p.ta && p.lda % 1024 != 0 && !g_force_packed_a;
+}
+
+// Ask for rows [0, rows) x [0, n) of a row-major X, one request per cache line.
+void prefetch_rows(const float* X, int64_t ld, int rows, int64_t n) {
+  for (int r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < n; k += 16) __builtin_prefetch(X + r * ld + k);
+}
+
 template <int MR, int NR, int KC, int NC, int MC>
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                 KernelFn kernel) {
+                 KernelFn kernel, RowsKernelFn rows_kernel) {
   static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole slivers");
   thread_local Scratch sa, sb;
   float* Ap = sa.get(size_t(MC) * KC);  // [MC/MR][KC][MR]
@@ -194,13 +238,16 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
   const bool sum_b = p.colsum_b != nullptr && m0 == 0;
   thread_local std::vector<double> colsum;  // (n1 - n0)
   if (sum_b) colsum.assign(size_t(n1 - n0), 0.0);
+  const bool a_in_place = read_a_in_place(p, rows_kernel);
   for (int64_t ic = m0; ic < m1; ic += MS) {
     const int64_t mc = std::min(MS, m1 - ic);
+    // In place, only a last sliver of fewer than MR rows is packed (zero-padded).
+    const int64_t whole = a_in_place ? mc / MR * MR : 0;
     for (int64_t pc = 0; pc < p.K; pc += KS) {
       const int64_t kc = std::min(KS, p.K - pc);
       // First K slab applies the caller's beta; later slabs accumulate.
       const float beta = pc == 0 ? p.beta : 1.0f;
-      pack_a<MR>(p.ta, p.A, p.lda, ic, mc, pc, kc, Ap);
+      if (whole < mc) pack_a<MR>(p.ta, p.A, p.lda, ic + whole, mc - whole, pc, kc, Ap + whole * kc);
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
         pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
@@ -210,14 +257,22 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
                                colsum.data() + (jc - n0) + jr);
         // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
-        for (int64_t ir = 0; ir < mc; ir += MR)
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          // Read in place, the next sliver's rows come from memory on its
+          // first tile; fetch them while this sliver's tiles compute.
+          if (ir + MR < whole) prefetch_rows(p.A + (ic + ir + MR) * p.lda + pc, p.lda, MR, kc);
           for (int64_t jr = 0; jr < nc; jr += NR) {
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
             const int mr = int(std::min<int64_t>(MR, mc - ir));
             const int nr = int(std::min<int64_t>(NR, nc - jr));
-            kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta,
-                   bias_tile ? p.bias + jc + jr : nullptr);
+            const float* bias = bias_tile ? p.bias + jc + jr : nullptr;
+            if (ir < whole)
+              rows_kernel(kc, p.A + (ic + ir) * p.lda + pc, p.lda, Bp + jr * kc, c, p.ldc, mr, nr,
+                          p.alpha, beta, bias);
+            else
+              kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta, bias);
           }
+        }
       }
     }
   }
@@ -225,11 +280,13 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
     for (int64_t j = n0; j < n1; ++j) p.colsum_b[j] = static_cast<float>(colsum[size_t(j - n0)]);
 }
 
-using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn);
+using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn,
+                          RowsKernelFn);
 using PackFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 struct Isa {
   const char* name;
   KernelFn kernel;
+  RowsKernelFn rows_kernel;  // reads op(A) in place (read_a_in_place), or none
   RegionFn region;
   int mr, nr;
   PackFn pack_a, pack_b;  // for the packed-B entry points (gemm_packed.h)
@@ -242,12 +299,12 @@ void pack_b_as(bool tb, const float* B, int64_t ldb, int64_t j0, int64_t nc, int
   pack_b<NR>(tb, B, ldb, p0, kc, j0, nc, Bp);
 }
 
-const Isa kScalar{"scalar",  kernel_scalar_4x16, gemm_region<4, 16, 256, 512, 512>, 4, 16,
+const Isa kScalar{"scalar",  kernel_scalar_4x16, nullptr, gemm_region<4, 16, 256, 512, 512>, 4, 16,
                   pack_a<4>, pack_b_as<16>};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2",    kernel_avx2_6x16, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
+const Isa kAvx2{"avx2",    kernel_avx2_6x16, kernel_avx2_6x16_rows, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
                 pack_a<6>, pack_b_as<16>};
-const Isa kAvx512{"avx512",   kernel_avx512_12x32, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
+const Isa kAvx512{"avx512",   kernel_avx512_12x32, kernel_avx512_12x32_rows, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
                   pack_a<12>, pack_b_as<32>};
 #endif
 
@@ -299,6 +356,10 @@ bool gemm_f32_force_isa(const char* name) {
   return want != nullptr;
 }
 
+void gemm_f32_force_packed_a(bool packed) {
+  g_force_packed_a = packed;
+}
+
 namespace {
 
 // colsum (N) = Σ_k op(B)[k][:] in double, k in order: the unfused twin of the
@@ -347,7 +408,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const double work = double(M) * double(N) * double(K);
   int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   nt = int(std::max(1.0, std::min<double>(nt, work / double(1 << 18))));
-  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel);
+  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel, isa.rows_kernel);
 
   int tm, tn;
   thread_grid(nt, (M + isa.mr - 1) / isa.mr, (N + isa.nr - 1) / isa.nr, tm, tn);
@@ -362,7 +423,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
       const int64_t m1 = std::min(M, ms * (ti + 1) / tm * isa.mr);
       const int64_t n0 = std::min(N, ns * tj / tn * isa.nr);
       const int64_t n1 = std::min(N, ns * (tj + 1) / tn * isa.nr);
-      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel);
+      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel, isa.rows_kernel);
     }
   }
 }

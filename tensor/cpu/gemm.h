@@ -45,4 +45,9 @@ const char* gemm_f32_isa();
 // Returns false (and changes nothing) if this CPU cannot run the requested one.
 bool gemm_f32_force_isa(const char* isa);
 
+// Tests and benchmarks only (same caveat): with true, gemm_f32 packs op(A)
+// even where its micro-kernel could read it in place, so a test can compare
+// the two paths (they must agree bit for bit). false restores the default.
+void gemm_f32_force_packed_a(bool packed);
+
 }  // namespace ms::cpu

@@ -40,21 +40,50 @@ void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, 
 }
 
 #ifdef MS_GEMM_X86
+namespace {
+
+// Where the micro-kernel reads op(A)[r][k] of its MR x kc sliver. Both readers
+// feed the same FMAs in the same order, so the two paths give the same bits.
+//   PackedA: the packed sliver Ap, k-major (MR values per k).
+//   RowsA:   in place, MR rows of a row-major A lda apart, each contiguous
+//            along k (gemm.cpp's reason to skip packing). Rows are addressed
+//            as base[r / 3] + (r % 3)·lda, so each broadcast is one
+//            base + index·scale load and the k loop bumps MR / 3 pointers.
+template <int MR>
+struct PackedA {
+  const float* p;
+  const float* at(int r) const { return p + r; }
+  void next() { p += MR; }
+};
+template <int MR>
+struct RowsA {
+  static_assert(MR % 3 == 0, "rows are addressed in threes");
+  const float* base[MR / 3];
+  int64_t lda;
+  RowsA(const float* A, int64_t ld) : lda(ld) {
+    for (int g = 0; g < MR / 3; ++g) base[g] = A + 3 * g * ld;
+  }
+  const float* at(int r) const { return base[r / 3] + (r % 3) * lda; }
+  void next() {
+    for (auto& b : base) ++b;
+  }
+};
+
 // AVX2: 16 ymm registers -> 6 x 16 tile = 12 accumulators + 2 B vectors + 1
 // broadcast (the classic Haswell shape).
-__attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* Ap,
-                                                          const float* Bp, float* C, int64_t ldc,
-                                                          int mr, int nr, float alpha, float beta,
-                                                          const float* bias) {
+template <class AReader>
+__attribute__((target("avx2,fma"), always_inline)) inline void avx2_6x16(
+    int64_t kc, AReader a_src, const float* Bp, float* C, int64_t ldc, int mr, int nr, float alpha,
+    float beta, const float* bias) {
   constexpr int MR = 6, NR = 16;
   __m256 acc[MR][2];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
+  for (int64_t k = 0; k < kc; ++k, a_src.next(), Bp += NR) {
     __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      __m256 a = _mm256_broadcast_ss(Ap + r);
+      __m256 a = _mm256_broadcast_ss(a_src.at(r));
       acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
     }
@@ -88,9 +117,10 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 // broadcasts. Per k: 2 vector loads + 12 broadcasts feed 24 FMAs, so the two
 // 512-bit FMA pipes, not the load ports, are the bottleneck. Edge tiles use
 // lane masks, so no spill is needed.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32(
-    int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
-    float alpha, float beta, const float* bias) {
+template <class AReader>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) inline void
+avx512_12x32(int64_t kc, AReader a_src, const float* Bp, float* C, int64_t ldc, int mr, int nr,
+             float alpha, float beta, const float* bias) {
   constexpr int MR = 12, NR = 32;
   __m512 acc[MR][2];
 #pragma GCC unroll 16
@@ -104,13 +134,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_av
   // Note: 24 accumulators + 2 B vectors + broadcasts use 27 of the 32 zmm
   // registers; if an edit makes GCC spill (vfmadd231ps reading from (%rsp) in
   // `g++ -S`), speed halves. Checked at -O2/-O3 with GCC 12.
-  for (int64_t k = 0; k < kc; ++k, Ap += MR, Bp += NR) {
+  for (int64_t k = 0; k < kc; ++k, a_src.next(), Bp += NR) {
     // Bp streams from L2; ask for the sliver row 8 steps ahead.
     _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
     __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      __m512 a = _mm512_set1_ps(Ap[r]);
+      __m512 a = _mm512_set1_ps(*a_src.at(r));
       acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
     }
@@ -135,6 +165,32 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_av
     _mm512_mask_storeu_ps(c, m0, x0);
     _mm512_mask_storeu_ps(c + 16, m1, x1);
   }
+}
+
+}  // namespace
+
+__attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* Ap,
+                                                          const float* Bp, float* C, int64_t ldc,
+                                                          int mr, int nr, float alpha, float beta,
+                                                          const float* bias) {
+  avx2_6x16(kc, PackedA<6>{Ap}, Bp, C, ldc, mr, nr, alpha, beta, bias);
+}
+__attribute__((target("avx2,fma"))) void kernel_avx2_6x16_rows(int64_t kc, const float* A,
+                                                               int64_t lda, const float* Bp,
+                                                               float* C, int64_t ldc, int mr,
+                                                               int nr, float alpha, float beta,
+                                                               const float* bias) {
+  avx2_6x16(kc, RowsA<6>(A, lda), Bp, C, ldc, mr, nr, alpha, beta, bias);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32(
+    int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
+    float alpha, float beta, const float* bias) {
+  avx512_12x32(kc, PackedA<12>{Ap}, Bp, C, ldc, mr, nr, alpha, beta, bias);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32_rows(
+    int64_t kc, const float* A, int64_t lda, const float* Bp, float* C, int64_t ldc, int mr,
+    int nr, float alpha, float beta, const float* bias) {
+  avx512_12x32(kc, RowsA<12>(A, lda), Bp, C, ldc, mr, nr, alpha, beta, bias);
 }
 #endif  // MS_GEMM_X86
 

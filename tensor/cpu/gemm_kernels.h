@@ -29,6 +29,10 @@ namespace ms::cpu::gemm_detail {
 using KernelFn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                           int mr, int nr, float alpha, float beta, const float* bias);
 
+using RowsKernelFn = void (*)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                              int64_t ldc, int mr, int nr, float alpha, float beta,
+                              const float* bias);
+
 void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
                         int nr, float alpha, float beta, const float* bias);
 #ifdef MS_GEMM_X86
@@ -37,6 +41,17 @@ void kernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, in
                       int nr, float alpha, float beta, const float* bias);
 void kernel_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                          int mr, int nr, float alpha, float beta, const float* bias);
+
+// The same kernels reading op(A) in place instead of from a packed sliver:
+// op(A)[r][k] = A[r·lda + k] for all MR rows r (the caller passes only whole
+// slivers: every row must exist), so an untransposed A needs no packing. Same
+// FMAs in the same order as the packed kernel: equal results, bit for bit.
+// (RowsKernelFn, declared above; the scalar kernel has no such twin.)
+void kernel_avx2_6x16_rows(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                           int64_t ldc, int mr, int nr, float alpha, float beta, const float* bias);
+void kernel_avx512_12x32_rows(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                              int64_t ldc, int mr, int nr, float alpha, float beta,
+                              const float* bias);
 #endif
 
 // Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
