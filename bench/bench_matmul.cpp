@@ -6,8 +6,8 @@
 //   bench_matmul --step     the tiny GPT step's own shapes (B·T = 2048, C = 256): each
 //                           Linear's forward (NN), its dX = dY·Wᵀ (NT) and dW = Xᵀ·dY (TN)
 //   bench_matmul --run-step the same for one rank of `make run` (B·T = 16·64 = 1024, C = 128)
-//   bench_matmul --packed-a pack op(A) even where our kernel reads it in place
-//                           (the A/B for gemm.cpp's read_a_in_place)
+//   bench_matmul --packed   pack both operands even where our kernel reads them in place
+//                           (the A/B for gemm.cpp's read_in_place)
 //   bench_matmul --openblas-auto   let OpenBLAS pick its kernel from the CPU model
 //                           (default: the kernel of our ISA, bench/openblas_core.h)
 //
@@ -68,15 +68,15 @@ int main(int argc, char** argv) {
       step = true;
     } else if (std::strcmp(argv[i], "--run-step") == 0) {
       step = true, step_bt = 1024, step_c = 128;
-    } else if (std::strcmp(argv[i], "--packed-a") == 0) {
-      ms::cpu::gemm_f32_force_packed_a(true);
+    } else if (std::strcmp(argv[i], "--packed") == 0) {
+      ms::cpu::gemm_f32_force_packing(true);
     } else if (std::strcmp(argv[i], "--openblas-auto") == 0) {
       openblas_auto = true;
     } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc &&
                ms::cpu::gemm_f32_force_isa(argv[i + 1])) {
       ++i;
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--step | --run-step] [--isa avx512|avx2|scalar] [--packed-a]\n                   [--openblas-auto]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--step | --run-step] [--isa avx512|avx2|scalar] [--packed]\n                   [--openblas-auto]\n",
                    argv[0]);
       return 2;
     }

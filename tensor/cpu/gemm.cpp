@@ -152,40 +152,42 @@ struct Problem {
   float* C;
   int64_t ldc;
   const float* bias = nullptr;  // (N) added to every row of C, or none
-  // colsum_b (N) = Σ_k op(B)[k][:], summed from the packed Bp (gemm.h), or none.
+  // colsum_b (N) = Σ_k op(B)[k][:], summed from op(B)'s slivers (gemm.h), or none.
   float* colsum_b = nullptr;
 };
 
-// sum[c] += Σ_k Bp[k·NR + c] over a whole sliver, in registers: with a run-time
+// sum[c] += Σ_k B[k·ld + c] over a whole sliver, in registers: with a run-time
 // width the sums went back to memory on every k (a store-to-load chain per
 // row), which made the column sums 2% of make run's step (perf).
 template <int NR>
-inline __attribute__((always_inline)) void sum_sliver(const float* Bp, int64_t kc, double* sum) {
+inline __attribute__((always_inline)) void sum_sliver(const float* B, int64_t ld, int64_t kc,
+                                                      double* sum) {
   double s[NR];
 #pragma omp simd
   for (int c = 0; c < NR; ++c) s[c] = sum[c];
-  for (int64_t k = 0; k < kc; ++k, Bp += NR)
+  for (int64_t k = 0; k < kc; ++k, B += ld)
 #pragma omp simd
-    for (int c = 0; c < NR; ++c) s[c] += Bp[c];
+    for (int c = 0; c < NR; ++c) s[c] += B[c];
 #pragma omp simd
   for (int c = 0; c < NR; ++c) sum[c] = s[c];
 }
 
-// acc[c] += Σ_k Bp[k·nr + c] for c < valid: the column sums of one packed
-// sliver (kc x nr), in double and k in order, so a column's total is summed
-// exactly as reduce_sum's sum_rows sums dY's rows (the unfused twin). The
-// padding columns (valid <= c < nr) are packed as zeros and summed but dropped.
+// acc[c] += Σ_k B[k·ld + c] for c < valid: the column sums of one sliver of
+// op(B) (kc x nr; packed, ld = nr, or in place, ld = ldb), in double and k in
+// order, so a column's total is summed exactly as reduce_sum's sum_rows sums
+// dY's rows (the unfused twin). A packed sliver's padding columns
+// (valid <= c < nr) are zeros, summed and dropped; one in place is whole.
 MS_VECTOR_CLONES
-void add_sliver_colsums(const float* Bp, int64_t kc, int nr, int valid, double* acc) {
+void add_sliver_colsums(const float* B, int64_t ld, int64_t kc, int nr, int valid, double* acc) {
   double sum[32] = {};
   for (int c = 0; c < valid; ++c) sum[c] = acc[c];
   if (nr == 32)
-    sum_sliver<32>(Bp, kc, sum);
+    sum_sliver<32>(B, ld, kc, sum);
   else if (nr == 16)
-    sum_sliver<16>(Bp, kc, sum);
+    sum_sliver<16>(B, ld, kc, sum);
   else
-    for (int64_t k = 0; k < kc; ++k, Bp += nr)
-      for (int c = 0; c < nr; ++c) sum[c] += Bp[c];
+    for (int64_t k = 0; k < kc; ++k, B += ld)
+      for (int c = 0; c < nr; ++c) sum[c] += B[c];
   for (int c = 0; c < valid; ++c) acc[c] = sum[c];
 }
 
@@ -203,19 +205,21 @@ int64_t even_step(int64_t n, int64_t max, int64_t unit) {
   return ((n + blocks - 1) / blocks + unit - 1) / unit * unit;
 }
 
-// Tests only (gemm_f32_force_packed_a): pack op(A) even where it could be read in place.
-bool g_force_packed_a = false;
+// Tests only (gemm_f32_force_packing): pack both operands even where they could be read in place.
+bool g_force_packing = false;
 
-// Whether the micro-kernel reads op(A) in place, skipping pack_a: when op(A)
-// is A itself (not Aᵀ), its rows are contiguous along k, which is how the
-// kernel walks a sliver, so the MR rows serve as the sliver. Packing A is one
-// pass over M·K that the N/NR tiles of a row then reuse; at make run's C = 128
-// (N = 128..512) that pass was ~4% of rank 0's step (perf). Not when lda is a
-// multiple of 1024 floats: rows 4 KiB apart fall in one L1 set (64 sets of 8
-// ways on Zen 4 and most x86 cores), so 12 of them would evict each other,
-// which the contiguous packed sliver never does.
-bool read_a_in_place(const Problem& p, RowsKernelFn rows_kernel) {
-  return rows_kernel != nullptr && !p.ta && p.lda % 1024 != 0 && !g_force_packed_a;
+// Whether the micro-kernel reads an operand in place, skipping its packing.
+// op(A) = A (not Aᵀ) has rows contiguous along k, the way the kernel walks its
+// MR x kc sliver; op(B) = B has rows contiguous along n, the way it walks its
+// kc x NR sliver: the operand's own rows serve as the sliver. Packing A is a
+// pass over M·K that the N/NR tiles of a row then reuse, packing B a pass over
+// K·N for M/MR slivers; at make run's C = 128 (N = 128..512, and M = C_in for
+// the weight gradient) packing was ~12% of a step (perf, rank 0). Not when
+// the leading dimension is a multiple of 1024 floats: rows 4 KiB apart fall
+// in one L1 set (64 sets of 8 ways on Zen 4 and most x86 cores), so the
+// sliver's rows would evict each other, which a contiguous packed one never does.
+bool read_in_place(bool trans, int64_t ld, StridedKernelFn strided) {
+  return strided != nullptr && !trans && ld % 1024 != 0 && !g_force_packing;
 }
 
 // Ask for rows [0, rows) x [0, n) of a row-major X, one request per cache line.
@@ -226,51 +230,62 @@ void prefetch_rows(const float* X, int64_t ld, int rows, int64_t n) {
 
 template <int MR, int NR, int KC, int NC, int MC>
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                 KernelFn kernel, RowsKernelFn rows_kernel) {
+                 KernelFn kernel, StridedKernelFn strided) {
   static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole slivers");
   thread_local Scratch sa, sb;
   float* Ap = sa.get(size_t(MC) * KC);  // [MC/MR][KC][MR]
   float* Bp = sb.get(size_t(NC) * KC);  // [NC/NR][KC][NR]
   const int64_t MS = even_step(m1 - m0, MC, MR), NS = even_step(n1 - n0, NC, NR);
   const int64_t KS = even_step(p.K, KC, 1);
-  // Column sums of op(B): the rectangles of the first row band (m0 == 0) pack
+  // Column sums of op(B): the rectangles of the first row band (m0 == 0) see
   // every column of B once, on their first ic block; together they cover [0, N).
   const bool sum_b = p.colsum_b != nullptr && m0 == 0;
   thread_local std::vector<double> colsum;  // (n1 - n0)
   if (sum_b) colsum.assign(size_t(n1 - n0), 0.0);
-  const bool a_in_place = read_a_in_place(p, rows_kernel);
+  const bool a_in_place = read_in_place(p.ta, p.lda, strided);
+  const bool b_in_place = read_in_place(p.tb, p.ldb, strided);
   for (int64_t ic = m0; ic < m1; ic += MS) {
     const int64_t mc = std::min(MS, m1 - ic);
     // In place, only a last sliver of fewer than MR rows is packed (zero-padded).
-    const int64_t whole = a_in_place ? mc / MR * MR : 0;
+    const int64_t whole_m = a_in_place ? mc / MR * MR : 0;
     for (int64_t pc = 0; pc < p.K; pc += KS) {
       const int64_t kc = std::min(KS, p.K - pc);
       // First K slab applies the caller's beta; later slabs accumulate.
       const float beta = pc == 0 ? p.beta : 1.0f;
-      if (whole < mc) pack_a<MR>(p.ta, p.A, p.lda, ic + whole, mc - whole, pc, kc, Ap + whole * kc);
+      if (whole_m < mc)
+        pack_a<MR>(p.ta, p.A, p.lda, ic + whole_m, mc - whole_m, pc, kc, Ap + whole_m * kc);
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
-        pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+        const int64_t whole_n = b_in_place ? nc / NR * NR : 0;
+        const float* B_here = p.B + pc * p.ldb + jc;  // op(B)[pc][jc], when in place
+        if (whole_n < nc)
+          pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc + whole_n, nc - whole_n, Bp + whole_n * kc);
+        // Sliver jr of op(B): its pointer and the distance between its k rows.
+        auto b_sliver = [&](int64_t jr) { return jr < whole_n ? B_here + jr : Bp + jr * kc; };
+        auto b_ld = [&](int64_t jr) { return jr < whole_n ? p.ldb : int64_t(NR); };
         if (sum_b && ic == m0)
           for (int64_t jr = 0; jr < nc; jr += NR)
-            add_sliver_colsums(Bp + jr * kc, kc, NR, int(std::min<int64_t>(NR, nc - jr)),
-                               colsum.data() + (jc - n0) + jr);
+            add_sliver_colsums(b_sliver(jr), b_ld(jr), kc, NR,
+                               int(std::min<int64_t>(NR, nc - jr)), colsum.data() + (jc - n0) + jr);
         // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR) {
           // Read in place, the next sliver's rows come from memory on its
           // first tile; fetch them while this sliver's tiles compute.
-          if (ir + MR < whole) prefetch_rows(p.A + (ic + ir + MR) * p.lda + pc, p.lda, MR, kc);
+          if (ir + MR < whole_m) prefetch_rows(p.A + (ic + ir + MR) * p.lda + pc, p.lda, MR, kc);
           for (int64_t jr = 0; jr < nc; jr += NR) {
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
             const int mr = int(std::min<int64_t>(MR, mc - ir));
             const int nr = int(std::min<int64_t>(NR, nc - jr));
             const float* bias = bias_tile ? p.bias + jc + jr : nullptr;
-            if (ir < whole)
-              rows_kernel(kc, p.A + (ic + ir) * p.lda + pc, p.lda, Bp + jr * kc, c, p.ldc, mr, nr,
-                          p.alpha, beta, bias);
-            else
+            if (strided) {
+              const bool a_rows = ir < whole_m;  // else the packed sliver
+              strided(kc, a_rows ? p.A + (ic + ir) * p.lda + pc : Ap + ir * kc,
+                      a_rows ? p.lda : 0, b_sliver(jr), b_ld(jr), c, p.ldc, mr, nr, p.alpha, beta,
+                      bias);
+            } else {
               kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta, bias);
+            }
           }
         }
       }
@@ -281,12 +296,12 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
 }
 
 using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn,
-                          RowsKernelFn);
+                          StridedKernelFn);
 using PackFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 struct Isa {
   const char* name;
   KernelFn kernel;
-  RowsKernelFn rows_kernel;  // reads op(A) in place (read_a_in_place), or none
+  StridedKernelFn strided;  // operands in place or packed (read_in_place), or none
   RegionFn region;
   int mr, nr;
   PackFn pack_a, pack_b;  // for the packed-B entry points (gemm_packed.h)
@@ -302,9 +317,9 @@ void pack_b_as(bool tb, const float* B, int64_t ldb, int64_t j0, int64_t nc, int
 const Isa kScalar{"scalar",  kernel_scalar_4x16, nullptr, gemm_region<4, 16, 256, 512, 512>, 4, 16,
                   pack_a<4>, pack_b_as<16>};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2",    kernel_avx2_6x16, kernel_avx2_6x16_rows, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
+const Isa kAvx2{"avx2",    kernel_avx2_6x16, kernel_avx2_6x16_strided, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
                 pack_a<6>, pack_b_as<16>};
-const Isa kAvx512{"avx512",   kernel_avx512_12x32, kernel_avx512_12x32_rows, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
+const Isa kAvx512{"avx512",   kernel_avx512_12x32, kernel_avx512_12x32_strided, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
                   pack_a<12>, pack_b_as<32>};
 #endif
 
@@ -356,8 +371,8 @@ bool gemm_f32_force_isa(const char* name) {
   return want != nullptr;
 }
 
-void gemm_f32_force_packed_a(bool packed) {
-  g_force_packed_a = packed;
+void gemm_f32_force_packing(bool packed) {
+  g_force_packing = packed;
 }
 
 namespace {
@@ -408,7 +423,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const double work = double(M) * double(N) * double(K);
   int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   nt = int(std::max(1.0, std::min<double>(nt, work / double(1 << 18))));
-  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel, isa.rows_kernel);
+  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel, isa.strided);
 
   int tm, tn;
   thread_grid(nt, (M + isa.mr - 1) / isa.mr, (N + isa.nr - 1) / isa.nr, tm, tn);
@@ -423,7 +438,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
       const int64_t m1 = std::min(M, ms * (ti + 1) / tm * isa.mr);
       const int64_t n0 = std::min(N, ns * tj / tn * isa.nr);
       const int64_t n1 = std::min(N, ns * (tj + 1) / tn * isa.nr);
-      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel, isa.rows_kernel);
+      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel, isa.strided);
     }
   }
 }
