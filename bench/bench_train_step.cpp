@@ -423,6 +423,28 @@ int main(int argc, char** argv) {
                 r.threads, g, r.g_model, 100.0 * g / r.g_model, r.g_cube, 100.0 * g / r.g_cube,
                 g_cpu, 100.0 * g_cpu / r.g_model);
   }
+  // What the speed goals (issue 22: 1.6x PyTorch eager on the tiny model,
+  // 1.2x at GPT-2 width) ask of this machine: the step time they mean, as
+  // model FLOP/s and as a share of our own GEMM's best on the model's c_attn
+  // shape. Over 100% means the whole step, LayerNorm, softmax and AdamW
+  // included, would have to run faster than our GEMM kernel alone.
+  bool any_torch = false;
+  for (const Row& r : rows) any_torch = any_torch || !r.torch.empty();
+  if (any_torch) {
+    std::printf(
+        "\nwhat the goal ratio asks (PyTorch's median ms / goal = the step it means; "
+        "same run)\n");
+    std::printf("%5s %7s %6s %11s %14s %13s\n", "model", "threads", "goal", "ms/step",
+                "model GFLOP/s", "of gemm c_attn");
+    for (const Row& r : rows) {
+      if (r.torch.empty()) continue;
+      const double goal = std::strcmp(r.model->key, "tiny") == 0 ? 1.6 : 1.2;
+      const double ms = med_of(r.torch, [](const TorchResult& x) { return x.med_ms; }) / goal;
+      const double g = r.step_flops / (ms * 1e-3) * 1e-9;
+      std::printf("%5s %7d %5.1fx %11.1f %14.1f %12.0f%%\n", r.model->key, r.threads, goal, ms, g,
+                  100.0 * g / r.g_model);
+    }
+  }
   std::printf("load average (1 min) at end: %s\n", loadavg().c_str());
   return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "catch_compat.h"
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/gemm_packed.h"
 #include "tensor/cpu/reductions.h"
 
 namespace {
@@ -319,5 +320,41 @@ TEST_CASE("gemm_f32 reading its operands in place equals packing them, bit for b
         }
   }
   omp_set_num_threads(saved);
+  REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
+}
+
+TEST_CASE("PackedGemmF32 (attention's pre-packed B) equals gemm_f32, op(A) in place or packed",
+          "[gemm]") {
+  // One K slab (kc <= KC), so gemm_f32 runs the same kernel over the same k
+  // order: equal bits. A slice of the packed panel (k0, n0) is the GEMM of
+  // the matching sub-matrices. m = 37 has an edge sliver; lda 40 > kc.
+  for (const char* isa : {"scalar", "avx2", "avx512"}) {
+    if (!ms::cpu::gemm_f32_force_isa(isa)) continue;
+    INFO("isa " << isa);
+    const ms::cpu::PackedGemmF32 g = ms::cpu::packed_gemm_f32();
+    const int64_t k_total = 70, n_total = 2 * g.nr + 5, m = 37, lda = 40, kc = 30, k0 = 20;
+    const int64_t n0 = g.nr, n = n_total - n0;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::vector<float> A(size_t(m * lda)), B(size_t(k_total * n_total));
+    for (float& x : A) x = dist(rng);
+    for (float& x : B) x = dist(rng);
+    std::vector<float> Bp(size_t(g.packed_b_size(k_total, n_total)) + 16);
+    float* bp = Bp.data() + (16 - (reinterpret_cast<uintptr_t>(Bp.data()) / 4) % 16) % 16;
+    g.pack_b(false, B.data(), n_total, k_total, n_total, bp);
+    std::vector<float> want(size_t(m * n));
+    ms::cpu::gemm_f32(false, false, m, n, kc, 1.0f, A.data(), lda, B.data() + k0 * n_total + n0,
+                      n_total, 0.0f, want.data(), n);
+    for (bool packed : {false, true}) {
+      ms::cpu::gemm_f32_force_packing(packed);
+      std::vector<float> got(size_t(m * n), std::nanf(""));
+      g.multiply(false, m, n, kc, 1.0f, A.data(), lda, bp, k_total, k0, n0, 0.0f, got.data(), n);
+      ms::cpu::gemm_f32_force_packing(false);
+      int64_t differ = 0;
+      for (size_t i = 0; i < got.size(); ++i) differ += got[i] != want[i];
+      INFO("packed " << packed);
+      CHECK(differ == 0);
+    }
+  }
   REQUIRE(ms::cpu::gemm_f32_force_isa("auto"));
 }

@@ -11,7 +11,11 @@
 //   2. *packing* those pieces into contiguous buffers in exactly the order the
 //      micro-kernel reads them. Packing is also where a transpose happens: op(A)
 //      and op(B) are gathered from whatever layout they have, so A·Bᵀ and Aᵀ·B
-//      cost the same as A·B and no transposed copy is ever materialized;
+//      cost the same as A·B and no transposed copy is ever materialized. An
+//      operand that is not transposed already has its rows running the way the
+//      kernel walks them, so it is read in place and only its ragged last
+//      sliver is packed (read_in_place; BLIS's "sup", small/unpacked, kernels
+//      make the same trade for skinny shapes, where packing is a visible share);
 //   3. a micro-kernel that keeps an MR x NR tile of C in vector registers and,
 //      for each k, loads NR values of Bp, broadcasts MR values of Ap and issues
 //      MR*NR/lanes FMAs -- far more arithmetic than loads.
@@ -23,9 +27,10 @@
 // each MR x KC sliver of Ap is reused from L1 across a whole row of tiles.
 //
 // Loop nest (per thread, over its own rectangle of C):
-//   ic (<= MC rows of C) > pc (<= KC slab of K, pack Ap) > jc (<= NC cols, pack Bp)
+//   ic (<= MC rows of C) > pc (<= KC slab of K, pack Ap*) > jc (<= NC cols, pack Bp*)
 //     > ir (MR rows, Ap sliver in L1) > jr (NR cols, Bp sliver streamed from L2)
 //       > micro-kernel over k in [0, kc)
+//   (* or, in place, only the last sliver of fewer than MR rows / NR columns)
 //
 // Threads split C into a tm x tn grid of rectangles; each runs the nest above
 // with its own (thread_local) packing buffers. Repacking B once per thread costs
@@ -214,7 +219,10 @@ bool g_force_packing = false;
 // kc x NR sliver: the operand's own rows serve as the sliver. Packing A is a
 // pass over M·K that the N/NR tiles of a row then reuse, packing B a pass over
 // K·N for M/MR slivers; at make run's C = 128 (N = 128..512, and M = C_in for
-// the weight gradient) packing was ~12% of a step (perf, rank 0). Not when
+// the weight gradient) packing was ~12% of a step (perf, rank 0). Reading in
+// place made one process with that model ~5% faster per step; with make run's
+// two ranks sharing the 2-core machine the gain stayed inside run-to-run
+// noise (README, Benchmarks). Not when
 // the leading dimension is a multiple of 1024 floats: rows 4 KiB apart fall
 // in one L1 set (64 sets of 8 ways on Zen 4 and most x86 cores), so the
 // sliver's rows would evict each other, which a contiguous packed one never does.
@@ -490,14 +498,23 @@ void PackedGemmF32::multiply(bool trans_a, int64_t m, int64_t n, int64_t kc, flo
   }
   thread_local Scratch sa;
   float* Ap = sa.get(size_t((m + isa.mr - 1) / isa.mr * isa.mr * kc));
-  isa.pack_a(trans_a, A, lda, 0, m, 0, kc, Ap);
+  // op(A) in place where gemm_f32 would read it so (read_in_place): only a
+  // last sliver of fewer than mr rows is packed.
+  const int64_t whole = read_in_place(trans_a, lda, isa.strided) ? m / isa.mr * isa.mr : 0;
+  if (whole < m) isa.pack_a(trans_a, A, lda, whole, m - whole, 0, kc, Ap + whole * kc);
   // Sliver s of Bp holds columns [s·nr, s·nr + nr) over all k_total rows.
   const float* b0 = Bp + (n0 / isa.nr) * isa.nr * k_total + k0 * isa.nr;
   for (int64_t ir = 0; ir < m; ir += isa.mr)
-    for (int64_t jr = 0; jr < n; jr += isa.nr)
-      isa.kernel(kc, Ap + ir * kc, b0 + jr * k_total, C + ir * ldc + jr, ldc,
-                 int(std::min<int64_t>(isa.mr, m - ir)), int(std::min<int64_t>(isa.nr, n - jr)),
-                 alpha, beta, nullptr);
+    for (int64_t jr = 0; jr < n; jr += isa.nr) {
+      const int mr = int(std::min<int64_t>(isa.mr, m - ir));
+      const int nr = int(std::min<int64_t>(isa.nr, n - jr));
+      if (ir < whole)
+        isa.strided(kc, A + ir * lda, lda, b0 + jr * k_total, isa.nr, C + ir * ldc + jr, ldc, mr,
+                    nr, alpha, beta, nullptr);
+      else
+        isa.kernel(kc, Ap + ir * kc, b0 + jr * k_total, C + ir * ldc + jr, ldc, mr, nr, alpha,
+                   beta, nullptr);
+    }
 }
 
 // f64 is for gradient checks on small shapes: a plain loop nest, accumulating
