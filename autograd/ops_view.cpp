@@ -8,6 +8,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/device_kernels.h"
+#include "tensor/placement.h"
 
 namespace ms {
 
@@ -243,6 +244,9 @@ Tensor clone(const Tensor& t) {
     KernelScope scope("clone", d);
     dk::copy(d, t, out);
   }
+  // A copy holds what its source held on this rank: the same placements (the
+  // autograd engine clones a leaf's first gradient, which may still owe a sum).
+  copy_placements(out, t);
   if (needs_grad({&t})) {
     record(out, "clone", {t}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   }

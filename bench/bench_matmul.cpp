@@ -6,8 +6,8 @@
 //   bench_matmul --step     the tiny GPT step's own shapes (B·T = 2048, C = 256): each
 //                           Linear's forward (NN), its dX = dY·Wᵀ (NT) and dW = Xᵀ·dY (TN)
 //   bench_matmul --run-step the same for one rank of `make run` (B·T = 16·64 = 1024, C = 128)
-//   bench_matmul --packed   pack both operands even where our kernel reads them in place
-//                           (the A/B for gemm.cpp's read_in_place)
+//   bench_matmul --packed   pack op(A) even where our kernel would read it in place
+//                           (the A/B for gemm.cpp's read_a_in_place)
 //   bench_matmul --openblas-auto   let OpenBLAS pick its kernel from the CPU model
 //                           (default: the kernel of our ISA, bench/openblas_core.h)
 //

@@ -8,6 +8,7 @@
 
 #include "tensor/cpu/elementwise.h"
 #include "tensor/device_kernels.h"
+#include "tensor/placement.h"
 #ifdef MS_CUDA
 #include "tensor/cuda/runtime.h"
 #endif
@@ -245,6 +246,15 @@ std::shared_ptr<Storage> storage_to(const Storage& s, Device target) {
 
 Tensor Tensor::to(Device target) const {
   if (device() == target) return *this;
+  Tensor out = copy_to(target);
+  // The same values on the same rank, elsewhere: the copy keeps how they are
+  // laid out across ranks (a shard moved to the host is still a shard, and a
+  // whole-model save must still refuse it).
+  copy_placements(out, *this);
+  return out;
+}
+
+Tensor Tensor::copy_to(Device target) const {
   // The transfer is this device's own copy: it may take device pointers.
   KernelScope scope("to", device() == Device::CPU ? target : device());
   MS_CHECK(device() == Device::CPU || target == Device::CPU, "to(", device_name(target), "): a ",

@@ -96,7 +96,8 @@ class Tensor {
   // copy (for CUDA: cudaMemcpy on the device's stream, finished when this
   // returns; for Sim: a memcpy through the same call sites a GPU needs).
   // Like detach(), the copy is a new leaf: no gradient flows back through it
-  // (move parameters and data with it before building the graph).
+  // (move parameters and data with it before building the graph). Unlike a
+  // view, it keeps the placements (tensor/placement.h): same values, same rank.
   Tensor to(Device device) const;
 
   // The single value of a one-element tensor, converted to double.
@@ -122,6 +123,7 @@ class Tensor {
   std::string to_string(int max_per_dim = 6) const;
 
  private:
+  Tensor copy_to(Device device) const;  // to()'s transfer, before the placements
   TensorImpl& self() const {
     MS_CHECK(impl_ != nullptr, "use of an undefined (default-constructed) Tensor");
     return *impl_;

@@ -183,3 +183,33 @@ TEST_CASE("placement: refuse_placement and the planted-bug switch", "[placement]
   REQUIRE(std::string(planted_bug_name(PlantedBug::SkipTiedEmbeddingSum)) ==
           "skip-tied-embedding-sum");
 }
+
+TEST_CASE("placement: copies keep placements (clone, to a device and back), views start unknown",
+          "[placement]") {
+  Tensor p = partial_tp({2, 3});
+  const std::string was = describe_placement(p);
+  CHECK(describe_placement(clone(p)) == was);
+  // A shard moved to a device and back is still a shard: a whole-model save
+  // of the host copy must still refuse it.
+  Tensor s = sharded_tp({4, 6}, 0, "wte.weight");
+  Tensor back = s.to(Device::Sim).to(Device::CPU);
+  CHECK(describe_placement(s.to(Device::Sim)) == describe_placement(s));
+  CHECK(describe_placement(back) == describe_placement(s));
+  CHECK_THROWS_WITH(refuse_placement(back, MeshAxis::TP, Kind::Sharded, "save", "why"),
+                    Catch::Contains("save: 'wte.weight' [4, 6] [tp: sharded(dim 0)]"));
+  // A view may be a block of its base: it starts unknown, and so does the
+  // copy that contiguous() makes of it.
+  CHECK(tp_of(narrow(s, 0, 0, 2)).is(Kind::Unknown));
+  CHECK(tp_of(contiguous(transpose(s, 0, 1))).is(Kind::Unknown));
+}
+
+TEST_CASE("placement: a leaf's first gradient keeps what backward made it", "[placement]") {
+  // x·w with w partial over tp: x's gradient (dL/dy)·w is partial too. The
+  // engine clones the first gradient a leaf receives; the clone must not
+  // forget that the gradient still owes its tp sum.
+  Tensor x = ones({2, 3}).set_requires_grad(true);
+  Tensor w = partial_tp({2, 3}, "row_parallel_linear output");
+  sum(mul(x, w)).backward();
+  REQUIRE(x.grad().defined());
+  CHECK(tp_of(x.grad()).is(Kind::Partial));
+}

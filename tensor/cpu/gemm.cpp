@@ -12,10 +12,10 @@
 //      micro-kernel reads them. Packing is also where a transpose happens: op(A)
 //      and op(B) are gathered from whatever layout they have, so A·Bᵀ and Aᵀ·B
 //      cost the same as A·B and no transposed copy is ever materialized. An
-//      operand that is not transposed already has its rows running the way the
-//      kernel walks them, so it is read in place and only its ragged last
-//      sliver is packed (read_in_place; BLIS's "sup", small/unpacked, kernels
-//      make the same trade for skinny shapes, where packing is a visible share);
+//      untransposed A already has its rows running along k, the way the kernel
+//      walks its sliver, so it is read in place and only a ragged last sliver
+//      is packed (read_a_in_place; BLIS's "sup", small/unpacked, kernels make
+//      the same trade for skinny shapes, where packing is a visible share);
 //   3. a micro-kernel that keeps an MR x NR tile of C in vector registers and,
 //      for each k, loads NR values of Bp, broadcasts MR values of Ap and issues
 //      MR*NR/lanes FMAs -- far more arithmetic than loads.
@@ -27,10 +27,10 @@
 // each MR x KC sliver of Ap is reused from L1 across a whole row of tiles.
 //
 // Loop nest (per thread, over its own rectangle of C):
-//   ic (<= MC rows of C) > pc (<= KC slab of K, pack Ap*) > jc (<= NC cols, pack Bp*)
+//   ic (<= MC rows of C) > pc (<= KC slab of K, pack Ap*) > jc (<= NC cols, pack Bp)
 //     > ir (MR rows, Ap sliver in L1) > jr (NR cols, Bp sliver streamed from L2)
 //       > micro-kernel over k in [0, kc)
-//   (* or, in place, only the last sliver of fewer than MR rows / NR columns)
+//   (* or, with A read in place, only its last sliver of fewer than MR rows)
 //
 // Threads split C into a tm x tn grid of rectangles; each runs the nest above
 // with its own (thread_local) packing buffers. Repacking B once per thread costs
@@ -157,42 +157,40 @@ struct Problem {
   float* C;
   int64_t ldc;
   const float* bias = nullptr;  // (N) added to every row of C, or none
-  // colsum_b (N) = Σ_k op(B)[k][:], summed from op(B)'s slivers (gemm.h), or none.
+  // colsum_b (N) = Σ_k op(B)[k][:], summed from the packed Bp (gemm.h), or none.
   float* colsum_b = nullptr;
 };
 
-// sum[c] += Σ_k B[k·ld + c] over a whole sliver, in registers: with a run-time
+// sum[c] += Σ_k Bp[k·NR + c] over a whole sliver, in registers: with a run-time
 // width the sums went back to memory on every k (a store-to-load chain per
 // row), which made the column sums 2% of make run's step (perf).
 template <int NR>
-inline __attribute__((always_inline)) void sum_sliver(const float* B, int64_t ld, int64_t kc,
-                                                      double* sum) {
+inline __attribute__((always_inline)) void sum_sliver(const float* Bp, int64_t kc, double* sum) {
   double s[NR];
 #pragma omp simd
   for (int c = 0; c < NR; ++c) s[c] = sum[c];
-  for (int64_t k = 0; k < kc; ++k, B += ld)
+  for (int64_t k = 0; k < kc; ++k, Bp += NR)
 #pragma omp simd
-    for (int c = 0; c < NR; ++c) s[c] += B[c];
+    for (int c = 0; c < NR; ++c) s[c] += Bp[c];
 #pragma omp simd
   for (int c = 0; c < NR; ++c) sum[c] = s[c];
 }
 
-// acc[c] += Σ_k B[k·ld + c] for c < valid: the column sums of one sliver of
-// op(B) (kc x nr; packed, ld = nr, or in place, ld = ldb), in double and k in
-// order, so a column's total is summed exactly as reduce_sum's sum_rows sums
-// dY's rows (the unfused twin). A packed sliver's padding columns
-// (valid <= c < nr) are zeros, summed and dropped; one in place is whole.
+// acc[c] += Σ_k Bp[k·nr + c] for c < valid: the column sums of one packed
+// sliver (kc x nr), in double and k in order, so a column's total is summed
+// exactly as reduce_sum's sum_rows sums dY's rows (the unfused twin). The
+// padding columns (valid <= c < nr) are packed as zeros, summed and dropped.
 MS_VECTOR_CLONES
-void add_sliver_colsums(const float* B, int64_t ld, int64_t kc, int nr, int valid, double* acc) {
+void add_sliver_colsums(const float* Bp, int64_t kc, int nr, int valid, double* acc) {
   double sum[32] = {};
   for (int c = 0; c < valid; ++c) sum[c] = acc[c];
   if (nr == 32)
-    sum_sliver<32>(B, ld, kc, sum);
+    sum_sliver<32>(Bp, kc, sum);
   else if (nr == 16)
-    sum_sliver<16>(B, ld, kc, sum);
+    sum_sliver<16>(Bp, kc, sum);
   else
-    for (int64_t k = 0; k < kc; ++k, B += ld)
-      for (int c = 0; c < nr; ++c) sum[c] += B[c];
+    for (int64_t k = 0; k < kc; ++k, Bp += nr)
+      for (int c = 0; c < nr; ++c) sum[c] += Bp[c];
   for (int c = 0; c < valid; ++c) acc[c] = sum[c];
 }
 
@@ -210,24 +208,34 @@ int64_t even_step(int64_t n, int64_t max, int64_t unit) {
   return ((n + blocks - 1) / blocks + unit - 1) / unit * unit;
 }
 
-// Tests only (gemm_f32_force_packing): pack both operands even where they could be read in place.
+// Tests only (gemm_f32_force_packing): pack op(A) even where it could be read in place.
 bool g_force_packing = false;
 
-// Whether the micro-kernel reads an operand in place, skipping its packing.
-// op(A) = A (not Aᵀ) has rows contiguous along k, the way the kernel walks its
-// MR x kc sliver; op(B) = B has rows contiguous along n, the way it walks its
-// kc x NR sliver: the operand's own rows serve as the sliver. Packing A is a
-// pass over M·K that the N/NR tiles of a row then reuse, packing B a pass over
-// K·N for M/MR slivers; at make run's C = 128 (N = 128..512, and M = C_in for
-// the weight gradient) packing was ~12% of a step (perf, rank 0). Reading in
-// place made one process with that model ~5% faster per step; with make run's
-// two ranks sharing the 2-core machine the gain stayed inside run-to-run
-// noise (README, Benchmarks). Not when
-// the leading dimension is a multiple of 1024 floats: rows 4 KiB apart fall
-// in one L1 set (64 sets of 8 ways on Zen 4 and most x86 cores), so the
-// sliver's rows would evict each other, which a contiguous packed one never does.
-bool read_in_place(bool trans, int64_t ld, StridedKernelFn strided) {
-  return strided != nullptr && !trans && ld % 1024 != 0 && !g_force_packing;
+// Whether the micro-kernel reads op(A) in place, skipping pack_a: when op(A)
+// is A itself (not Aᵀ), its rows are contiguous along k, the way the kernel
+// walks its MR x kc sliver, so MR rows of A serve as the sliver. Packing A is
+// a pass over M·K that the N/NR tiles of a row then reuse; at make run's
+// C = 128 (N = 128..512) it was ~4% of rank 0's step (perf), and at N = 256
+// the GEMM runs ~10% faster without it (bench_matmul --step, --packed).
+// Only when the MR rows spread over L1's sets: a row stride that is a large
+// power of two (4 KiB: all MR rows in one set) would make the rows evict
+// each other, which the contiguous packed sliver never does. The same test
+// on op(B) (rows ldb apart, kc of them) fails for every width a GPT has
+// (768 floats: 4 set groups), and reading B in place measured ~20% slower
+// on the tiny GPT's c_attn; so B is always packed.
+bool read_a_in_place(bool trans_a, int64_t lda, int mr, RowsKernelFn rows_kernel) {
+  if (rows_kernel == nullptr || trans_a || g_force_packing) return false;
+  // L1: 64-byte lines, 64 sets (32 KiB, 8 ways on Zen 4; 48 KiB, 12 ways on
+  // recent Intel cores). Count the rows whose first line shares a set; a
+  // row's later lines keep the same offsets. Up to 6 of 8 ways: lda = 512
+  // (6 rows a set) still ran ~5% faster in place at make run's shapes.
+  int rows_in_set[64] = {};
+  int most = 0;
+  for (int r = 0; r < mr; ++r) {
+    const int set = int((int64_t(r) * lda * int64_t(sizeof(float)) / 64) % 64);
+    most = std::max(most, ++rows_in_set[set]);
+  }
+  return most <= 6;
 }
 
 // Ask for rows [0, rows) x [0, n) of a row-major X, one request per cache line.
@@ -238,62 +246,51 @@ void prefetch_rows(const float* X, int64_t ld, int rows, int64_t n) {
 
 template <int MR, int NR, int KC, int NC, int MC>
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-                 KernelFn kernel, StridedKernelFn strided) {
+                 KernelFn kernel, RowsKernelFn rows_kernel) {
   static_assert(MC % MR == 0 && NC % NR == 0, "blocks must hold whole slivers");
   thread_local Scratch sa, sb;
   float* Ap = sa.get(size_t(MC) * KC);  // [MC/MR][KC][MR]
   float* Bp = sb.get(size_t(NC) * KC);  // [NC/NR][KC][NR]
   const int64_t MS = even_step(m1 - m0, MC, MR), NS = even_step(n1 - n0, NC, NR);
   const int64_t KS = even_step(p.K, KC, 1);
-  // Column sums of op(B): the rectangles of the first row band (m0 == 0) see
+  // Column sums of op(B): the rectangles of the first row band (m0 == 0) pack
   // every column of B once, on their first ic block; together they cover [0, N).
   const bool sum_b = p.colsum_b != nullptr && m0 == 0;
   thread_local std::vector<double> colsum;  // (n1 - n0)
   if (sum_b) colsum.assign(size_t(n1 - n0), 0.0);
-  const bool a_in_place = read_in_place(p.ta, p.lda, strided);
-  const bool b_in_place = read_in_place(p.tb, p.ldb, strided);
+  const bool a_in_place = read_a_in_place(p.ta, p.lda, MR, rows_kernel);
   for (int64_t ic = m0; ic < m1; ic += MS) {
     const int64_t mc = std::min(MS, m1 - ic);
     // In place, only a last sliver of fewer than MR rows is packed (zero-padded).
-    const int64_t whole_m = a_in_place ? mc / MR * MR : 0;
+    const int64_t whole = a_in_place ? mc / MR * MR : 0;
     for (int64_t pc = 0; pc < p.K; pc += KS) {
       const int64_t kc = std::min(KS, p.K - pc);
       // First K slab applies the caller's beta; later slabs accumulate.
       const float beta = pc == 0 ? p.beta : 1.0f;
-      if (whole_m < mc)
-        pack_a<MR>(p.ta, p.A, p.lda, ic + whole_m, mc - whole_m, pc, kc, Ap + whole_m * kc);
+      if (whole < mc) pack_a<MR>(p.ta, p.A, p.lda, ic + whole, mc - whole, pc, kc, Ap + whole * kc);
       for (int64_t jc = n0; jc < n1; jc += NS) {
         const int64_t nc = std::min(NS, n1 - jc);
-        const int64_t whole_n = b_in_place ? nc / NR * NR : 0;
-        const float* B_here = p.B + pc * p.ldb + jc;  // op(B)[pc][jc], when in place
-        if (whole_n < nc)
-          pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc + whole_n, nc - whole_n, Bp + whole_n * kc);
-        // Sliver jr of op(B): its pointer and the distance between its k rows.
-        auto b_sliver = [&](int64_t jr) { return jr < whole_n ? B_here + jr : Bp + jr * kc; };
-        auto b_ld = [&](int64_t jr) { return jr < whole_n ? p.ldb : int64_t(NR); };
+        pack_b<NR>(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
         if (sum_b && ic == m0)
           for (int64_t jr = 0; jr < nc; jr += NR)
-            add_sliver_colsums(b_sliver(jr), b_ld(jr), kc, NR,
-                               int(std::min<int64_t>(NR, nc - jr)), colsum.data() + (jc - n0) + jr);
+            add_sliver_colsums(Bp + jr * kc, kc, NR, int(std::min<int64_t>(NR, nc - jr)),
+                               colsum.data() + (jc - n0) + jr);
         // With a bias, the first K slab's store adds it (the kernel's epilogue).
         const bool bias_tile = p.bias != nullptr && pc == 0;
         for (int64_t ir = 0; ir < mc; ir += MR) {
           // Read in place, the next sliver's rows come from memory on its
           // first tile; fetch them while this sliver's tiles compute.
-          if (ir + MR < whole_m) prefetch_rows(p.A + (ic + ir + MR) * p.lda + pc, p.lda, MR, kc);
+          if (ir + MR < whole) prefetch_rows(p.A + (ic + ir + MR) * p.lda + pc, p.lda, MR, kc);
           for (int64_t jr = 0; jr < nc; jr += NR) {
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
             const int mr = int(std::min<int64_t>(MR, mc - ir));
             const int nr = int(std::min<int64_t>(NR, nc - jr));
             const float* bias = bias_tile ? p.bias + jc + jr : nullptr;
-            if (strided) {
-              const bool a_rows = ir < whole_m;  // else the packed sliver
-              strided(kc, a_rows ? p.A + (ic + ir) * p.lda + pc : Ap + ir * kc,
-                      a_rows ? p.lda : 0, b_sliver(jr), b_ld(jr), c, p.ldc, mr, nr, p.alpha, beta,
-                      bias);
-            } else {
+            if (ir < whole)
+              rows_kernel(kc, p.A + (ic + ir) * p.lda + pc, p.lda, Bp + jr * kc, c, p.ldc, mr, nr,
+                          p.alpha, beta, bias);
+            else
               kernel(kc, Ap + ir * kc, Bp + jr * kc, c, p.ldc, mr, nr, p.alpha, beta, bias);
-            }
           }
         }
       }
@@ -304,12 +301,12 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
 }
 
 using RegionFn = void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, KernelFn,
-                          StridedKernelFn);
+                          RowsKernelFn);
 using PackFn = void (*)(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 struct Isa {
   const char* name;
   KernelFn kernel;
-  StridedKernelFn strided;  // operands in place or packed (read_in_place), or none
+  RowsKernelFn rows_kernel;  // reads op(A) in place (read_a_in_place), or none
   RegionFn region;
   int mr, nr;
   PackFn pack_a, pack_b;  // for the packed-B entry points (gemm_packed.h)
@@ -325,9 +322,9 @@ void pack_b_as(bool tb, const float* B, int64_t ldb, int64_t j0, int64_t nc, int
 const Isa kScalar{"scalar",  kernel_scalar_4x16, nullptr, gemm_region<4, 16, 256, 512, 512>, 4, 16,
                   pack_a<4>, pack_b_as<16>};
 #ifdef MS_GEMM_X86
-const Isa kAvx2{"avx2",    kernel_avx2_6x16, kernel_avx2_6x16_strided, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
+const Isa kAvx2{"avx2",    kernel_avx2_6x16, kernel_avx2_6x16_rows, gemm_region<6, 16, 256, 512, 2064>, 6, 16,
                 pack_a<6>, pack_b_as<16>};
-const Isa kAvx512{"avx512",   kernel_avx512_12x32, kernel_avx512_12x32_strided, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
+const Isa kAvx512{"avx512",   kernel_avx512_12x32, kernel_avx512_12x32_rows, gemm_region<12, 32, 256, 768, 2064>, 12, 32,
                   pack_a<12>, pack_b_as<32>};
 #endif
 
@@ -431,7 +428,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const double work = double(M) * double(N) * double(K);
   int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   nt = int(std::max(1.0, std::min<double>(nt, work / double(1 << 18))));
-  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel, isa.strided);
+  if (nt == 1) return isa.region(p, 0, M, 0, N, isa.kernel, isa.rows_kernel);
 
   int tm, tn;
   thread_grid(nt, (M + isa.mr - 1) / isa.mr, (N + isa.nr - 1) / isa.nr, tm, tn);
@@ -446,7 +443,7 @@ void gemm_f32_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
       const int64_t m1 = std::min(M, ms * (ti + 1) / tm * isa.mr);
       const int64_t n0 = std::min(N, ns * tj / tn * isa.nr);
       const int64_t n1 = std::min(N, ns * (tj + 1) / tn * isa.nr);
-      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel, isa.strided);
+      if (m0 < m1 && n0 < n1) isa.region(p, m0, m1, n0, n1, isa.kernel, isa.rows_kernel);
     }
   }
 }
@@ -498,9 +495,10 @@ void PackedGemmF32::multiply(bool trans_a, int64_t m, int64_t n, int64_t kc, flo
   }
   thread_local Scratch sa;
   float* Ap = sa.get(size_t((m + isa.mr - 1) / isa.mr * isa.mr * kc));
-  // op(A) in place where gemm_f32 would read it so (read_in_place): only a
+  // op(A) in place where gemm_f32 would read it so (read_a_in_place): only a
   // last sliver of fewer than mr rows is packed.
-  const int64_t whole = read_in_place(trans_a, lda, isa.strided) ? m / isa.mr * isa.mr : 0;
+  const int64_t whole =
+      read_a_in_place(trans_a, lda, isa.mr, isa.rows_kernel) ? m / isa.mr * isa.mr : 0;
   if (whole < m) isa.pack_a(trans_a, A, lda, whole, m - whole, 0, kc, Ap + whole * kc);
   // Sliver s of Bp holds columns [s·nr, s·nr + nr) over all k_total rows.
   const float* b0 = Bp + (n0 / isa.nr) * isa.nr * k_total + k0 * isa.nr;
@@ -509,8 +507,8 @@ void PackedGemmF32::multiply(bool trans_a, int64_t m, int64_t n, int64_t kc, flo
       const int mr = int(std::min<int64_t>(isa.mr, m - ir));
       const int nr = int(std::min<int64_t>(isa.nr, n - jr));
       if (ir < whole)
-        isa.strided(kc, A + ir * lda, lda, b0 + jr * k_total, isa.nr, C + ir * ldc + jr, ldc, mr,
-                    nr, alpha, beta, nullptr);
+        isa.rows_kernel(kc, A + ir * lda, lda, b0 + jr * k_total, C + ir * ldc + jr, ldc, mr, nr,
+                        alpha, beta, nullptr);
       else
         isa.kernel(kc, Ap + ir * kc, b0 + jr * k_total, C + ir * ldc + jr, ldc, mr, nr, alpha,
                    beta, nullptr);

@@ -26,8 +26,8 @@ void gemm_f32_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 
 // C (M, N) = alpha · op(A) · op(B) + beta · C, and colsum_b (N) = Σ_k op(B)[k][:]
 // (in double, rounded once). The weight gradient dW = Xᵀ·dY of y = x·W + b
-// takes its bias gradient db = Σ_rows dY from the slivers of dY the kernel is
-// about to read (packed or in place), instead of a second pass over all of dY. Equal to its
+// takes its bias gradient db = Σ_rows dY from the packed slivers of dY, while
+// they are in cache, instead of a second pass over all of dY. Equal to its
 // unfused twin, gemm_f32 then reduce_sum over rows (tests/test_gemm.cpp).
 void gemm_f32_colsum_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
@@ -46,9 +46,8 @@ const char* gemm_f32_isa();
 bool gemm_f32_force_isa(const char* isa);
 
 // Tests and benchmarks only (same caveat): with true, gemm_f32 packs op(A)
-// and op(B) even where its micro-kernel could read them in place, so a test
-// can compare the two paths (they must agree bit for bit). false restores
-// the default.
+// even where its micro-kernel could read it in place, so a test can compare
+// the two paths (they must agree bit for bit). false restores the default.
 void gemm_f32_force_packing(bool packed);
 
 }  // namespace ms::cpu

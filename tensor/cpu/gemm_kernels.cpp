@@ -44,11 +44,9 @@ namespace {
 
 // Where the micro-kernel reads op(A)[r][k] of its MR x kc sliver. Both readers
 // feed the same FMAs in the same order, so the two paths give the same bits.
-// (op(B)'s sliver needs no reader: row k is NR contiguous floats either way,
-// packed rows NR apart or B's own rows ldb apart.)
 //   PackedA: the packed sliver Ap, k-major (MR values per k).
 //   RowsA:   in place, MR rows of a row-major A lda apart, each contiguous
-//            along k (gemm.cpp's read_in_place says when). Rows are addressed
+//            along k (gemm.cpp's read_a_in_place says when). Rows are addressed
 //            as base[r / 3] + (r % 3)·lda, so each broadcast is one
 //            base + index·scale load and the k loop bumps MR / 3 pointers.
 template <int MR>
@@ -75,14 +73,14 @@ struct RowsA {
 // broadcast (the classic Haswell shape).
 template <class AReader>
 __attribute__((target("avx2,fma"), always_inline)) inline void avx2_6x16(
-    int64_t kc, AReader a_src, const float* Bp, int64_t ldb, float* C, int64_t ldc, int mr, int nr,
-    float alpha, float beta, const float* bias) {
+    int64_t kc, AReader a_src, const float* Bp, float* C, int64_t ldc, int mr, int nr, float alpha,
+    float beta, const float* bias) {
   constexpr int MR = 6, NR = 16;
   __m256 acc[MR][2];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, a_src.next(), Bp += ldb) {
-    __m256 b0 = _mm256_loadu_ps(Bp), b1 = _mm256_loadu_ps(Bp + 8);
+  for (int64_t k = 0; k < kc; ++k, a_src.next(), Bp += NR) {
+    __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       __m256 a = _mm256_broadcast_ss(a_src.at(r));
@@ -121,9 +119,9 @@ __attribute__((target("avx2,fma"), always_inline)) inline void avx2_6x16(
 // lane masks, so no spill is needed.
 template <class AReader>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) inline void
-avx512_12x32(int64_t kc, AReader a_src, const float* Bp, int64_t ldb, float* C, int64_t ldc,
-             int mr, int nr, float alpha, float beta, const float* bias) {
-  constexpr int MR = 12;  // by NR = 32 columns: two zmm per row
+avx512_12x32(int64_t kc, AReader a_src, const float* Bp, float* C, int64_t ldc, int mr, int nr,
+             float alpha, float beta, const float* bias) {
+  constexpr int MR = 12, NR = 32;
   __m512 acc[MR][2];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
@@ -136,11 +134,10 @@ avx512_12x32(int64_t kc, AReader a_src, const float* Bp, int64_t ldb, float* C, 
   // Note: 24 accumulators + 2 B vectors + broadcasts use 27 of the 32 zmm
   // registers; if an edit makes GCC spill (vfmadd231ps reading from (%rsp) in
   // `g++ -S`), speed halves. Checked at -O2/-O3 with GCC 12.
-  const int64_t ahead = 8 * ldb;
-  for (int64_t k = 0; k < kc; ++k, a_src.next(), Bp += ldb) {
+  for (int64_t k = 0; k < kc; ++k, a_src.next(), Bp += NR) {
     // Bp streams from L2; ask for the sliver row 8 steps ahead.
-    _mm_prefetch(reinterpret_cast<const char*>(Bp + ahead), _MM_HINT_T0);
-    __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + 8 * NR), _MM_HINT_T0);
+    __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       __m512 a = _mm512_set1_ps(*a_src.at(r));
@@ -176,28 +173,24 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
                                                           const float* Bp, float* C, int64_t ldc,
                                                           int mr, int nr, float alpha, float beta,
                                                           const float* bias) {
-  avx2_6x16(kc, PackedA<6>{Ap}, Bp, 16, C, ldc, mr, nr, alpha, beta, bias);
+  avx2_6x16(kc, PackedA<6>{Ap}, Bp, C, ldc, mr, nr, alpha, beta, bias);
 }
-__attribute__((target("avx2,fma"))) void kernel_avx2_6x16_strided(
-    int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-    int mr, int nr, float alpha, float beta, const float* bias) {
-  if (lda)
-    avx2_6x16(kc, RowsA<6>(A, lda), B, ldb, C, ldc, mr, nr, alpha, beta, bias);
-  else
-    avx2_6x16(kc, PackedA<6>{A}, B, ldb, C, ldc, mr, nr, alpha, beta, bias);
+__attribute__((target("avx2,fma"))) void kernel_avx2_6x16_rows(int64_t kc, const float* A,
+                                                               int64_t lda, const float* Bp,
+                                                               float* C, int64_t ldc, int mr,
+                                                               int nr, float alpha, float beta,
+                                                               const float* bias) {
+  avx2_6x16(kc, RowsA<6>(A, lda), Bp, C, ldc, mr, nr, alpha, beta, bias);
 }
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32(
     int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
     float alpha, float beta, const float* bias) {
-  avx512_12x32(kc, PackedA<12>{Ap}, Bp, 32, C, ldc, mr, nr, alpha, beta, bias);
+  avx512_12x32(kc, PackedA<12>{Ap}, Bp, C, ldc, mr, nr, alpha, beta, bias);
 }
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32_strided(
-    int64_t kc, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-    int mr, int nr, float alpha, float beta, const float* bias) {
-  if (lda)
-    avx512_12x32(kc, RowsA<12>(A, lda), B, ldb, C, ldc, mr, nr, alpha, beta, bias);
-  else
-    avx512_12x32(kc, PackedA<12>{A}, B, ldb, C, ldc, mr, nr, alpha, beta, bias);
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void kernel_avx512_12x32_rows(
+    int64_t kc, const float* A, int64_t lda, const float* Bp, float* C, int64_t ldc, int mr,
+    int nr, float alpha, float beta, const float* bias) {
+  avx512_12x32(kc, RowsA<12>(A, lda), Bp, C, ldc, mr, nr, alpha, beta, bias);
 }
 #endif  // MS_GEMM_X86
 

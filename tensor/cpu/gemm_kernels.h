@@ -29,15 +29,13 @@ namespace ms::cpu::gemm_detail {
 using KernelFn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                           int mr, int nr, float alpha, float beta, const float* bias);
 
-// The AVX kernels with their operands in place or packed (gemm.cpp's
-// read_in_place): op(A)[r][k] is A[r·lda + k] for all MR rows r when lda > 0
-// (whole slivers only: every row must exist), else the packed sliver A[k·MR + r];
-// op(B) row k of the sliver is the NR floats at B + k·ldb (ldb = NR when packed,
-// B's own leading dimension in place; whole slivers only). Same FMAs in the same
-// order either way: equal results, bit for bit.
-using StridedKernelFn = void (*)(int64_t kc, const float* A, int64_t lda, const float* B,
-                                 int64_t ldb, float* C, int64_t ldc, int mr, int nr, float alpha,
-                                 float beta, const float* bias);
+// The same AVX kernels reading op(A) in place instead of from a packed sliver
+// (gemm.cpp's read_a_in_place says when): op(A)[r][k] = A[r·lda + k] for all
+// MR rows r (whole slivers only: every row must exist); Bp packed as above.
+// Same FMAs in the same order as the packed kernel: equal results, bit for bit.
+using RowsKernelFn = void (*)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                              int64_t ldc, int mr, int nr, float alpha, float beta,
+                              const float* bias);
 
 void kernel_scalar_4x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
                         int nr, float alpha, float beta, const float* bias);
@@ -48,12 +46,11 @@ void kernel_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, in
 void kernel_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                          int mr, int nr, float alpha, float beta, const float* bias);
 
-void kernel_avx2_6x16_strided(int64_t kc, const float* A, int64_t lda, const float* B,
-                              int64_t ldb, float* C, int64_t ldc, int mr, int nr, float alpha,
-                              float beta, const float* bias);
-void kernel_avx512_12x32_strided(int64_t kc, const float* A, int64_t lda, const float* B,
-                                 int64_t ldb, float* C, int64_t ldc, int mr, int nr, float alpha,
-                                 float beta, const float* bias);
+void kernel_avx2_6x16_rows(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                           int64_t ldc, int mr, int nr, float alpha, float beta, const float* bias);
+void kernel_avx512_12x32_rows(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                              int64_t ldc, int mr, int nr, float alpha, float beta,
+                              const float* bias);
 #endif
 
 // Grow-only, 64-byte aligned scratch owned by one thread (OpenMP threads are
