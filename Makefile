@@ -178,6 +178,12 @@ $(BUILD)/mpi_tests: $(MPI_TEST_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB)
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -lopenblas $(LIBS) -o $@
+# bench_parallel_step's tables live in bench/parallel_step/ (not bench_*.cpp:
+# no binaries of their own); its main links them.
+PARALLEL_STEP_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/parallel_step/*.cpp))
+$(BUILD)/bench/bench_parallel_step: $(BUILD)/obj/bench/bench_parallel_step.o $(PARALLEL_STEP_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ -lopenblas $(LIBS) -o $@
 
 $(BUILD)/minispeed: $(CLI_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LIBS) -o $@

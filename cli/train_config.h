@@ -1,7 +1,8 @@
 // `minispeed train`'s flags, read and checked before anything runs: every
 // number in range, every product of sizes without overflow, and the model's
-// memory against the machine's, so a bad run fails in a second with a message
-// instead of training NaN, crashing, or being OOM-killed minutes later.
+// memory against the machine's (cli/train_memory_check.h), so a bad run fails
+// in a second with a message instead of training NaN, crashing, or being
+// OOM-killed minutes later.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -50,15 +51,5 @@ TrainConfig read_train_config(const Flags& flags, int64_t ranks);
 // Parameters of a GPT with this config (tied input/output embedding), or an
 // ms::Error if the count overflows int64.
 int64_t gpt_parameter_count(const GPTConfig& cfg);
-
-// Collective. Refuses (with an AgreedError on every rank) when the ranks on
-// some machine would need more memory than it has available: per rank, the
-// ZeRO paper's model states for this stage and optimizer over the dp (× cp) ranks
-// (parallel/zero/memory.h, within 0.3% of measured; under --tp for this
-// rank's shards, and at least the whole serial model every rank builds
-// first); times the ranks on that machine; against MemAvailable (and the
-// cgroup limit, if any). Activations and the memory-mapped --data file are
-// not counted, so passing does not promise the run fits.
-void check_memory(Communicator& world, const TrainConfig& c, const GPTConfig& model);
 
 }  // namespace ms

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/agree.h"
+#include "cli/train_memory_check.h"
 #include "parallel/comm/runtime.h"
 
 namespace ms {
