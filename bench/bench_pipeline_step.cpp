@@ -23,7 +23,6 @@
 // does the same).
 #include <mpi.h>
 #include <omp.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,22 +63,6 @@ std::unique_ptr<ZeroOptimizer> make_optimizer(GPT& gpt, Communicator dp, ZeroOpt
       });
 }
 
-// The resting rank's wait: MPI's blocking barrier polls and would share the
-// core with the working rank (bench_parallel_step.cpp).
-void rest_until_released() {
-  MPI_Request r;
-  MPI_Ibarrier(MPI_COMM_WORLD, &r);
-  for (int done = 0; !done;) {
-    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
-    const timespec nap{0, 200'000};
-    if (!done) nanosleep(&nap, nullptr);
-  }
-}
-void release() {
-  MPI_Request r;
-  MPI_Ibarrier(MPI_COMM_WORLD, &r);
-  MPI_Wait(&r, MPI_STATUS_IGNORE);
-}
 
 double all_reduce(double v, MPI_Op op) {
   double out = 0;
@@ -109,14 +92,14 @@ class Serial {
     x_ = rows(xs, 0, kGlobalB), y_ = rows(ys, 0, kGlobalB);
   }
   void step(bool timed) {
-    if (!gpt_) return rest_until_released();
+    if (!gpt_) return bench::rest_until_released();
     const double t0 = MPI_Wtime();
     Tensor loss = gpt_->loss(x_, y_);
     loss.item();
     loss.backward();
     opt_->step(1e-3, 1.0);
     if (timed) ms_.push_back((MPI_Wtime() - t0) * 1e3);
-    release();
+    bench::release();
   }
   double median_ms() const { return median(ms_); }
 

@@ -1,6 +1,8 @@
 // What the multi-rank step benchmarks (bench_parallel_step, bench_pipeline_step)
-// share: their flags, the OpenMP wait policy, CPU placement and the batch.
+// share: their flags, the OpenMP wait policy, CPU placement, the batch, and how
+// a rank left out of a row waits.
 #pragma once
+#include <mpi.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,6 +85,25 @@ inline std::vector<int32_t> random_tokens(Generator& gen, int64_t n, int64_t voc
   std::vector<int32_t> v(static_cast<size_t>(n));
   for (int32_t& t : v) t = static_cast<int32_t>(gen.next_u64() % static_cast<uint64_t>(vocab));
   return v;
+}
+
+// A rank left out of a row (a one-process row runs on rank 0 alone) waits in
+// an MPI_Ibarrier it tests every 0.2 ms: MPI's blocking barrier polls and
+// would take the core the working rank's second thread needs. release() is
+// the working rank's side of the same barrier, when its row is done.
+inline void rest_until_released() {
+  MPI_Request r;
+  MPI_Ibarrier(MPI_COMM_WORLD, &r);
+  for (int done = 0; !done;) {
+    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+    const timespec nap{0, 200'000};
+    if (!done) nanosleep(&nap, nullptr);
+  }
+}
+inline void release() {
+  MPI_Request r;
+  MPI_Ibarrier(MPI_COMM_WORLD, &r);
+  MPI_Wait(&r, MPI_STATUS_IGNORE);
 }
 
 }  // namespace ms::bench

@@ -2,7 +2,6 @@
 
 #include <mpi.h>
 #include <omp.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,26 +10,6 @@
 #include "optim/optimizer.h"
 
 namespace ms::parallel_step {
-namespace {
-
-// The other rank's wait: MPI's blocking barrier polls and would take the core
-// the working rank's second thread needs.
-void rest_until_released() {
-  MPI_Request r;
-  MPI_Ibarrier(MPI_COMM_WORLD, &r);
-  for (int done = 0; !done;) {
-    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
-    const timespec nap{0, 200'000};
-    if (!done) nanosleep(&nap, nullptr);
-  }
-}
-void release() {
-  MPI_Request r;
-  MPI_Ibarrier(MPI_COMM_WORLD, &r);
-  MPI_Wait(&r, MPI_STATUS_IGNORE);
-}
-
-}  // namespace
 
 Runner::Runner(const Setup& s, Communicator& world, const std::vector<int32_t>& xs,
                const std::vector<int32_t>& ys)
@@ -62,7 +41,7 @@ Runner::Runner(const Setup& s, Communicator& world, const std::vector<int32_t>& 
 }
 
 void Runner::step(bool timed) {
-  if (s_.alone && !engine_) return rest_until_released();
+  if (s_.alone && !engine_) return bench::rest_until_released();
   omp_set_num_threads(s_.threads);
   if (timed && !counting_) before_ = traffic(), counting_ = true;
   if (!s_.alone) MPI_Barrier(MPI_COMM_WORLD);  // raw MPI: outside the ledger
@@ -85,7 +64,7 @@ void Runner::step(bool timed) {
     if (halves > 1) MPI_Allreduce(&l, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     res_.first_loss = sum / halves;
   }
-  if (s_.alone) release();
+  if (s_.alone) bench::release();
 }
 
 Result Runner::result() {
