@@ -215,8 +215,8 @@ bool g_force_packing = false;
 // is A itself (not Aᵀ), its rows are contiguous along k, the way the kernel
 // walks its MR x kc sliver, so MR rows of A serve as the sliver. Packing A is
 // a pass over M·K that the N/NR tiles of a row then reuse; at make run's
-// C = 128 (N = 128..512) it was ~4% of rank 0's step (perf), and at N = 256
-// the GEMM runs ~10% faster without it (bench_matmul --step, --packed).
+// C = 128 (N = 128..512) it was ~4% of rank 0's step (perf), and those GEMMs
+// run 1–5% faster without it (bench_matmul --run-step against --packed).
 // Only when the MR rows spread over L1's sets: a row stride that is a large
 // power of two (4 KiB: all MR rows in one set) would make the rows evict
 // each other, which the contiguous packed sliver never does. The same test
@@ -228,7 +228,7 @@ bool read_a_in_place(bool trans_a, int64_t lda, int mr, RowsKernelFn rows_kernel
   // L1: 64-byte lines, 64 sets (32 KiB, 8 ways on Zen 4; 48 KiB, 12 ways on
   // recent Intel cores). Count the rows whose first line shares a set; a
   // row's later lines keep the same offsets. Up to 6 of 8 ways: lda = 512
-  // (6 rows a set) still ran ~5% faster in place at make run's shapes.
+  // (6 rows a set) still ran ~4% faster in place at make run's shapes.
   int rows_in_set[64] = {};
   int most = 0;
   for (int r = 0; r < mr; ++r) {
