@@ -36,8 +36,9 @@
 // with its own (thread_local) packing buffers. Repacking B once per thread costs
 // O(K*N) against O(M*N*K/threads) flops, which is why it is not shared.
 //
-// This file: packing, blocking, threads, ISA dispatch and gemm_f64. The
-// micro-kernels are in gemm_kernels.cpp, the matrix-vector case in gemv.cpp.
+// This file: blocking, threads, ISA dispatch and when to skip packing. The
+// packing routines are in gemm_pack.h, the micro-kernels in gemm_kernels.cpp,
+// the matrix-vector case in gemv.cpp, the f64 reference GEMM in gemm_f64.cpp.
 #include "tensor/cpu/gemm.h"
 
 #include <omp.h>
@@ -50,100 +51,14 @@
 #include <vector>
 
 #include "tensor/cpu/gemm_kernels.h"
+#include "tensor/cpu/gemm_pack.h"
 #include "tensor/cpu/gemm_packed.h"
 #include "tensor/cpu/vec_math.h"
-
-#ifdef MS_GEMM_X86
-#include <xmmintrin.h>  // SSE (baseline x86-64) for the packing transposes
-#endif
 
 namespace ms::cpu {
 namespace {
 
 using namespace gemm_detail;
-
-// ---- packing ---------------------------------------------------------------
-// op(X)[i][j] of a row-major X with leading dimension ld is X[i*ld + j], or
-// X[j*ld + i] when transposed; packing is the only place that cares.
-
-// The gather half of packing: dst[k*W + c] = src[c][k] for c < n (rows of the
-// source, each contiguous along k), zero for n <= c < W. Done as 4 x 4 SSE
-// transposes over chunks of 16 k, so the 2 KiB being read and the 2 KiB being
-// written both stay in L1; about 4x faster than element-by-element copies.
-template <int W>
-void gather_transpose(const float* const* src, int n, int64_t kc, float* dst) {
-  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-    const int64_t k1 = std::min<int64_t>(kc, k0 + 16);
-    int c = 0;
-#ifdef MS_GEMM_X86
-    if (k1 - k0 == 16)
-      for (; c + 4 <= n; c += 4)
-        for (int64_t k = k0; k < k1; k += 4) {
-          __m128 r0 = _mm_loadu_ps(src[c] + k), r1 = _mm_loadu_ps(src[c + 1] + k);
-          __m128 r2 = _mm_loadu_ps(src[c + 2] + k), r3 = _mm_loadu_ps(src[c + 3] + k);
-          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-          _mm_storeu_ps(dst + (k + 0) * W + c, r0);
-          _mm_storeu_ps(dst + (k + 1) * W + c, r1);
-          _mm_storeu_ps(dst + (k + 2) * W + c, r2);
-          _mm_storeu_ps(dst + (k + 3) * W + c, r3);
-        }
-#endif
-    for (; c < n; ++c)
-      for (int64_t k = k0; k < k1; ++k) dst[k * W + c] = src[c][k];
-    // Padding columns row by row: one contiguous run per k, not one store per
-    // (k, c) with a W-float stride (that loop was ~20% of packing in
-    // attention's 48-key GEMMs, whose last NR sliver is half padding).
-    if (n < W)
-      for (int64_t k = k0; k < k1; ++k) std::fill(dst + k * W + n, dst + (k + 1) * W, 0.0f);
-  }
-}
-
-// Ap (ceil(mc/MR) slivers, each kc x MR) <- op(A)[i0:i0+mc, p0:p0+kc]
-// The untransposed side of packing: op(X) row k (k < kc) is src + k*ld,
-// n contiguous floats, dealt in W-wide pieces to the slivers (sliver s, the
-// columns [s*W, s*W + W), starts at dst + s*W*kc), zero-padded to whole W.
-// Each source row is read once, front to back. Walking sliver by sliver
-// instead read W floats from each of kc rows ld apart, then came back for
-// the next W: a fresh cache line per k that the prefetchers did not follow
-// (these loads were ~45% of gemm_region's samples in a training step).
-template <int W>
-void deal_rows(const float* src, int64_t ld, int64_t n, int64_t kc, float* dst) {
-  const int64_t full = n / W * W;
-  for (int64_t k = 0; k < kc; ++k, src += ld, dst += W) {
-    for (int64_t j = 0; j < full; j += W) std::memcpy(dst + j * kc, src + j, W * sizeof(float));
-    if (full < n)
-      for (int c = 0; c < W; ++c) dst[full * kc + c] = full + c < n ? src[full + c] : 0.0f;
-  }
-}
-
-template <int MR>
-void pack_a(bool ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            float* Ap) {
-  if (ta)  // op(A) column k is row k of A: contiguous along M
-    return deal_rows<MR>(A + p0 * lda + i0, lda, mc, kc, Ap);
-  for (int64_t i = 0; i < mc; i += MR, Ap += MR * kc) {
-    // gather: MR rows of A, each read sequentially along k
-    const int rows = int(std::min<int64_t>(MR, mc - i));
-    const float* src[MR];
-    for (int r = 0; r < MR; ++r) src[r] = A + (i0 + i + std::min(r, rows - 1)) * lda + p0;
-    gather_transpose<MR>(src, rows, kc, Ap);
-  }
-}
-
-// Bp (ceil(nc/NR) slivers, each kc x NR) <- op(B)[p0:p0+kc, j0:j0+nc]
-template <int NR>
-void pack_b(bool tb, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-            float* Bp) {
-  if (!tb)  // op(B) row k is row k of B: contiguous along N
-    return deal_rows<NR>(B + p0 * ldb + j0, ldb, nc, kc, Bp);
-  for (int64_t j = 0; j < nc; j += NR, Bp += NR * kc) {
-    // gather: NR rows of B, each read sequentially along k
-    const int cols = int(std::min<int64_t>(NR, nc - j));
-    const float* src[NR];
-    for (int c = 0; c < NR; ++c) src[c] = B + (j0 + j + std::min(c, cols - 1)) * ldb + p0;
-    gather_transpose<NR>(src, cols, kc, Bp);
-  }
-}
 
 struct Problem {
   bool ta, tb;
@@ -236,12 +151,6 @@ bool read_a_in_place(bool trans_a, int64_t lda, int mr, RowsKernelFn rows_kernel
     most = std::max(most, ++rows_in_set[set]);
   }
   return most <= 6;
-}
-
-// Ask for rows [0, rows) x [0, n) of a row-major X, one request per cache line.
-void prefetch_rows(const float* X, int64_t ld, int rows, int64_t n) {
-  for (int r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < n; k += 16) __builtin_prefetch(X + r * ld + k);
 }
 
 template <int MR, int NR, int KC, int NC, int MC>
@@ -513,35 +422,6 @@ void PackedGemmF32::multiply(bool trans_a, int64_t m, int64_t n, int64_t kc, flo
         isa.kernel(kc, Ap + ir * kc, b0 + jr * k_total, C + ir * ldc + jr, ldc, mr, nr, alpha,
                    beta, nullptr);
     }
-}
-
-// f64 is for gradient checks on small shapes: a plain loop nest, accumulating
-// each dot product in a register, with the inner loop over contiguous memory.
-void gemm_f64(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
-              const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
-              int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  // Element strides of op(A) (M x K) and op(B) (K x N).
-  const int64_t a_i = trans_a ? 1 : lda, a_k = trans_a ? lda : 1;
-  const int64_t b_k = trans_b ? 1 : ldb, b_j = trans_b ? ldb : 1;
-  for (int64_t i = 0; i < M; ++i) {
-    double* c = C + i * ldc;
-    for (int64_t j = 0; j < N; ++j) c[j] = beta == 0.0 ? 0.0 : beta * c[j];
-    if (K <= 0 || alpha == 0.0) continue;
-    if (trans_b) {  // op(B) column j is row j of B: dot products
-      for (int64_t j = 0; j < N; ++j) {
-        double s = 0.0;
-        for (int64_t k = 0; k < K; ++k) s += A[i * a_i + k * a_k] * B[k * b_k + j * b_j];
-        c[j] += alpha * s;
-      }
-    } else {  // axpy over rows of B
-      for (int64_t k = 0; k < K; ++k) {
-        const double a = alpha * A[i * a_i + k * a_k];
-        const double* b = B + k * b_k;
-        for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
-      }
-    }
-  }
 }
 
 }  // namespace ms::cpu
